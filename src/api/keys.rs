@@ -1,0 +1,117 @@
+//! Reseller API keys: `POST/GET /keys`, `DELETE /keys/{id}`.
+
+use super::{created, no_content};
+use crate::auth::Principal;
+use crate::error::ApiResult;
+use crate::model::{IpAllowList, Permission, Permissions, Timestamp};
+use crate::store::keys::{ApiKey, NewKey};
+use crate::AppState;
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/keys")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    )
+    .service(web::resource("/keys/{id}").route(web::delete().to(delete)));
+}
+
+/// A key as listed: never the secret, only its masked form.
+#[derive(Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub name: String,
+    pub masked: String,
+    pub permissions: Permissions,
+    pub allowed_ips: IpAllowList,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl From<ApiKey> for KeyView {
+    fn from(k: ApiKey) -> Self {
+        KeyView {
+            id: k.id,
+            name: k.name,
+            masked: k.masked,
+            permissions: k.permissions,
+            allowed_ips: k.allowed_ips,
+            created_at: k.created_at,
+            expires_at: k.expires_at,
+            last_used_at: k.last_used_at,
+        }
+    }
+}
+
+/// A key as created: the one response that carries the secret.
+#[derive(Serialize)]
+pub struct CreatedKey {
+    pub key: String,
+    #[serde(flatten)]
+    pub view: KeyView,
+}
+
+impl From<NewKey> for CreatedKey {
+    fn from(n: NewKey) -> Self {
+        CreatedKey {
+            key: n.secret.expose().to_string(),
+            view: n.key.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateKey {
+    name: String,
+    #[serde(default = "Permissions::all")]
+    permissions: Permissions,
+    #[serde(default)]
+    allowed_ips: IpAllowList,
+    #[serde(default)]
+    expires_at: Option<Timestamp>,
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: web::Json<CreateKey>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::KeysManage)?;
+    let b = body.into_inner();
+    let new = state.store.keys().create(
+        &reseller.id,
+        b.name,
+        b.permissions,
+        b.allowed_ips,
+        b.expires_at,
+        Timestamp::now(),
+    )?;
+    state.store.flush().await?;
+    Ok(created(CreatedKey::from(new)))
+}
+
+async fn list(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::KeysManage)?;
+    let keys: Vec<KeyView> = state
+        .store
+        .keys()
+        .list(&reseller.id)?
+        .into_iter()
+        .map(KeyView::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(keys))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::KeysManage)?;
+    state.store.keys().delete(&reseller.id, &id)?;
+    state.store.flush().await?;
+    Ok(no_content())
+}

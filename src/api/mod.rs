@@ -1,0 +1,148 @@
+//! The HTTP API under `/api/v1`: one module per resource, plus the shared pieces every
+//! handler uses (JSON body errors, pagination with `Link` headers, nullable patch fields).
+
+pub mod admin;
+pub mod keys;
+pub mod ops;
+pub mod reseller;
+pub mod users;
+
+use crate::error::{json_error, ApiError, ApiResult};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(admin::configure)
+        .configure(keys::configure)
+        .configure(reseller::configure)
+        .configure(users::configure);
+}
+
+/// Extractor configs that turn actix's own body, query and path errors into `ApiError`s.
+pub fn extractor_configs(cfg: &mut web::ServiceConfig, max_body: usize) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(max_body)
+            .content_type_required(false)
+            .error_handler(move |err, _| {
+                use actix_web::error::JsonPayloadError as E;
+                match err {
+                    E::Overflow { .. } | E::OverflowKnownLength { .. } => {
+                        ApiError::PayloadTooLarge(max_body)
+                    }
+                    E::Deserialize(e) => json_error(&e),
+                    E::ContentType => ApiError::invalid("expected Content-Type: application/json"),
+                    other => {
+                        ApiError::InvalidJson(format!("cannot read the request body: {other}"))
+                    }
+                }
+                .into()
+            }),
+    )
+    .app_data(web::PayloadConfig::default().limit(max_body))
+    .app_data(
+        web::QueryConfig::default().error_handler(|err, _| {
+            ApiError::invalid(format!("invalid query string: {err}")).into()
+        }),
+    )
+    .app_data(
+        web::PathConfig::default().error_handler(|_, _| ApiError::NotFound("resource").into()),
+    );
+}
+
+/// Reads a raw body up to `limit` bytes, answering 413 past it.
+pub async fn read_body(mut payload: web::Payload, limit: usize) -> ApiResult<web::BytesMut> {
+    use futures_util::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::invalid(format!("cannot read the request body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// For PATCH bodies: absent -> None, `null` -> Some(None), value -> Some(Some(v)).
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+pub struct PageQuery {
+    pub page: Option<usize>,
+    pub per_page: Option<usize>,
+}
+
+pub const MAX_PER_PAGE: usize = 100;
+
+/// Answers one page of `items` as JSON with a Netlify-style `Link` header (next/prev/last).
+pub fn paginate<T: Serialize>(
+    req: &HttpRequest,
+    items: Vec<T>,
+    q: PageQuery,
+) -> ApiResult<HttpResponse> {
+    let page = q.page.unwrap_or(1);
+    let per_page = q.per_page.unwrap_or(MAX_PER_PAGE);
+    if page == 0 || per_page == 0 || per_page > MAX_PER_PAGE {
+        return Err(ApiError::invalid(format!(
+            "page starts at 1 and per_page is 1 to {MAX_PER_PAGE}"
+        )));
+    }
+    let total = items.len();
+    let last = total.div_ceil(per_page).max(1);
+    let start = (page - 1).saturating_mul(per_page).min(total);
+    let end = (start + per_page).min(total);
+    let slice: Vec<T> = items.into_iter().skip(start).take(end - start).collect();
+
+    let info = req.connection_info();
+    let base = format!("{}://{}{}", info.scheme(), info.host(), req.path());
+    let other: Vec<(String, String)> =
+        web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+            .map(|q| q.into_inner())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k != "page" && k != "per_page")
+            .collect();
+    let link_to = |p: usize| {
+        let mut qs: Vec<String> = other
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect();
+        qs.push(format!("page={p}"));
+        qs.push(format!("per_page={per_page}"));
+        format!("<{base}?{}>", qs.join("&"))
+    };
+    let mut links = Vec::new();
+    if page < last {
+        links.push(format!("{}; rel=\"next\"", link_to(page + 1)));
+    }
+    if page > 1 {
+        links.push(format!("{}; rel=\"prev\"", link_to(page - 1)));
+    }
+    links.push(format!("{}; rel=\"last\"", link_to(last)));
+    Ok(HttpResponse::Ok()
+        .insert_header(("Link", links.join(", ")))
+        .insert_header(("X-Total-Count", total.to_string()))
+        .json(slice))
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// 201 with a JSON body.
+pub fn created<T: Serialize>(body: T) -> HttpResponse {
+    HttpResponse::Created().json(body)
+}
+
+/// 204 with an empty body and no JSON content type (Netlify clients parse JSON only when told).
+pub fn no_content() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}

@@ -1,0 +1,165 @@
+//! The reseller's own account: `GET/PATCH /reseller` and the custom pages
+//! `PUT/GET/DELETE /reseller/pages/{not_found,form_success,password}`.
+
+use super::{no_content, nullable, read_body};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::model::{DomainName, Email, IpAllowList, Permission, Timestamp};
+use crate::store::pages::PageKind;
+use crate::store::resellers::ResellerPatch;
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+pub const MAX_PAGE_BYTES: usize = 512 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/reseller")
+            .route(web::get().to(get))
+            .route(web::patch().to(update)),
+    )
+    .service(
+        web::resource("/reseller/pages/{kind}")
+            .route(web::put().to(put_page))
+            .route(web::get().to(get_page))
+            .route(web::delete().to(delete_page)),
+    );
+}
+
+async fn get(who: Principal) -> ApiResult<HttpResponse> {
+    let reseller = match &who {
+        Principal::Reseller { reseller, .. } => reseller,
+        _ => {
+            return Err(ApiError::Forbidden(
+                "this endpoint needs a reseller API key".into(),
+            ))
+        }
+    };
+    Ok(HttpResponse::Ok().json(reseller))
+}
+
+#[derive(Deserialize)]
+struct PatchReseller {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    preview_domain: Option<Option<DomainName>>,
+    #[serde(default, deserialize_with = "nullable")]
+    notification_email: Option<Option<Email>>,
+    allowed_ips: Option<IpAllowList>,
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: web::Json<PatchReseller>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let b = body.into_inner();
+    let patch = ResellerPatch {
+        name: b.name,
+        preview_domain: b.preview_domain,
+        notification_email: b.notification_email,
+        allowed_ips: b.allowed_ips,
+        ..Default::default()
+    };
+    let updated = state
+        .store
+        .resellers()
+        .update(&reseller.id, patch, Timestamp::now())?;
+    state.store.flush().await?;
+    Ok(HttpResponse::Ok().json(updated))
+}
+
+/// True if the page has a form with an input named `password` (parsed, not pattern-matched).
+pub fn has_password_form(html: &str) -> bool {
+    let doc = scraper::Html::parse_document(html);
+    scraper::Selector::parse(r#"form input[name="password"]"#)
+        .map(|sel| doc.select(&sel).next().is_some())
+        .unwrap_or(false)
+}
+
+async fn put_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    kind: web::Path<String>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let kind = PageKind::parse(&kind)?;
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("text/html")
+    {
+        return Err(ApiError::invalid(
+            "custom pages are sent with Content-Type: text/html",
+        ));
+    }
+    let body = read_body(payload, MAX_PAGE_BYTES).await?;
+    let html =
+        std::str::from_utf8(&body).map_err(|_| ApiError::invalid("the page must be UTF-8 HTML"))?;
+    if html.trim().is_empty() {
+        return Err(ApiError::invalid("the page is empty"));
+    }
+    if kind == PageKind::Password && !has_password_form(html) {
+        return Err(ApiError::InvalidPasswordPage);
+    }
+    state.store.pages().put(&reseller.id, kind, html)?;
+    state.store.flush().await?;
+    Ok(no_content())
+}
+
+async fn get_page(
+    state: web::Data<AppState>,
+    who: Principal,
+    kind: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let kind = PageKind::parse(&kind)?;
+    let html = state
+        .store
+        .pages()
+        .get(&reseller.id, kind)?
+        .ok_or(ApiError::NotFound("custom page"))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html))
+}
+
+async fn delete_page(
+    state: web::Data<AppState>,
+    who: Principal,
+    kind: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let kind = PageKind::parse(&kind)?;
+    if !state.store.pages().delete(&reseller.id, kind)? {
+        return Err(ApiError::NotFound("custom page"));
+    }
+    state.store.flush().await?;
+    Ok(no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_password_form;
+
+    #[test]
+    fn password_page_needs_a_password_input_in_a_form() {
+        assert!(has_password_form(
+            r#"<form method=post><input type=password name=password></form>"#
+        ));
+        assert!(!has_password_form(r#"<form><input name=pass></form>"#));
+        assert!(!has_password_form(r#"<input name=password>"#));
+        assert!(!has_password_form(
+            "<!-- <form><input name=password></form> -->"
+        ));
+    }
+}

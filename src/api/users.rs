@@ -1,0 +1,186 @@
+//! Client users and their access tokens: `POST /access_tokens`, `DELETE /access_tokens/{id}`,
+//! `GET /users`, `GET/DELETE /users/{id}`, `GET /user`.
+
+use super::{created, no_content, paginate, PageQuery};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::model::{Email, Permission, Timestamp};
+use crate::store::users::{validate_uid, User};
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/access_tokens").route(web::post().to(create_token)))
+        .service(web::resource("/access_tokens/{id}").route(web::delete().to(revoke_token)))
+        .service(web::resource("/users").route(web::get().to(list)))
+        .service(
+            web::resource("/users/{id}")
+                .route(web::get().to(get))
+                .route(web::delete().to(delete)),
+        )
+        .service(web::resource("/user").route(web::get().to(current)));
+}
+
+#[derive(Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub uid: Option<String>,
+    pub email: Email,
+    pub full_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub created_at: Timestamp,
+    pub token_count: usize,
+}
+
+impl UserView {
+    fn new(state: &AppState, u: User) -> ApiResult<UserView> {
+        let token_count = state.store.users().tokens_of(&u.id)?.len();
+        Ok(UserView {
+            id: u.id,
+            uid: u.uid,
+            email: u.email,
+            full_name: None,
+            avatar_url: None,
+            created_at: u.created_at,
+            token_count,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenUser {
+    email: Email,
+    uid: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct CreateToken {
+    user: TokenUser,
+}
+
+#[derive(Serialize)]
+struct CreatedToken {
+    id: String,
+    access_token: String,
+    user_id: String,
+    user_email: Email,
+    email: Email,
+    created_at: Timestamp,
+}
+
+async fn create_token(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: web::Json<CreateToken>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::UsersWrite)?;
+    let TokenUser { email, uid } = body.into_inner().user;
+    // Netlify's docs show uid as a string; CRMs often send their numeric ids.
+    let uid = match uid {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(validate_uid(&s)?),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        Some(_) => return Err(ApiError::invalid("user.uid must be a string or a number")),
+    };
+    let now = Timestamp::now();
+    let users = state.store.users();
+    let (user, _) = users.find_or_create(&reseller.id, &email, uid.as_deref(), now)?;
+    let (token, secret) = users.create_token(&user, now)?;
+    state.store.flush().await?;
+    Ok(created(CreatedToken {
+        id: token.id,
+        access_token: secret.expose().to_string(),
+        user_id: user.id,
+        user_email: user.email.clone(),
+        email: user.email,
+        created_at: token.created_at,
+    }))
+}
+
+async fn revoke_token(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::UsersWrite)?;
+    state.store.users().revoke_token(&reseller.id, &id)?;
+    state.store.flush().await?;
+    Ok(no_content())
+}
+
+#[derive(Deserialize)]
+struct UserFilter {
+    email: Option<String>,
+    uid: Option<String>,
+    #[serde(flatten)]
+    page: PageQuery,
+}
+
+async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<UserFilter>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::UsersRead)?;
+    let email = q
+        .email
+        .as_deref()
+        .map(|e| e.trim().to_lowercase())
+        .filter(|e| !e.is_empty());
+    let uid = q.uid.as_deref().filter(|u| !u.is_empty());
+    let mut views = Vec::new();
+    for u in state.store.users().list(&reseller.id)? {
+        let email_ok = email
+            .as_deref()
+            .is_none_or(|e| u.email.as_str().contains(e));
+        let uid_ok = uid.is_none_or(|id| u.uid.as_deref() == Some(id));
+        if email_ok && uid_ok {
+            views.push(UserView::new(&state, u)?);
+        }
+    }
+    paginate(&req, views, q.page)
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::UsersRead)?;
+    let user = state.store.users().get(&reseller.id, &id)?;
+    Ok(HttpResponse::Ok().json(UserView::new(&state, user)?))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::UsersWrite)?;
+    state.store.users().delete(&reseller.id, &id)?;
+    state.store.flush().await?;
+    Ok(no_content())
+}
+
+/// The caller as a Netlify user object; a reseller key is shown as a user-shaped reseller.
+async fn current(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+    let body = match &who {
+        Principal::User { user, .. } => {
+            let v = UserView::new(&state, user.clone())?;
+            serde_json::json!({
+                "id": v.id, "uid": v.uid, "email": v.email, "full_name": v.full_name, "avatar_url": v.avatar_url,
+                "created_at": v.created_at, "type": "user", "login_providers": [], "last_login": null,
+            })
+        }
+        Principal::Reseller { reseller, .. } => serde_json::json!({
+            "id": reseller.id, "uid": null, "email": reseller.email, "full_name": reseller.name, "avatar_url": null,
+            "created_at": reseller.created_at, "type": "reseller", "login_providers": [], "last_login": null,
+        }),
+        Principal::Operator => {
+            return Err(ApiError::Forbidden("the operator is not a user".into()))
+        }
+    };
+    Ok(HttpResponse::Ok().json(body))
+}

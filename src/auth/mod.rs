@@ -1,0 +1,219 @@
+//! Who is calling: credential parsing (`Bearer` / `Basic base64(KEY_ID:KEY)`), lookup, expiry,
+//! suspension and IP allowlists, producing a `Principal` that handlers ask for permissions.
+
+pub mod operator;
+pub mod secret;
+
+use crate::error::{ApiError, ApiResult};
+use crate::model::{Permission, Timestamp};
+use crate::store::keys::{ApiKey, KEY_PREFIX};
+use crate::store::resellers::Reseller;
+use crate::store::users::{User, TOKEN_PREFIX};
+use crate::AppState;
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use base64::Engine;
+use secret::{hashes_equal, Secret};
+use std::future::{ready, Ready};
+use std::net::IpAddr;
+
+/// The authenticated caller.
+pub enum Principal {
+    Operator,
+    Reseller { reseller: Reseller, key: ApiKey },
+    User { reseller: Reseller, user: User },
+}
+
+/// What a request may see: a whole reseller account, or one user's part of it.
+pub struct Tenant {
+    pub reseller: Reseller,
+    pub user: Option<User>,
+}
+
+impl Principal {
+    pub fn require_operator(&self) -> ApiResult<()> {
+        match self {
+            Principal::Operator => Ok(()),
+            _ => Err(ApiError::Forbidden(
+                "only the operator token may call this endpoint".into(),
+            )),
+        }
+    }
+
+    /// The reseller account, if the credential is a reseller key holding `perm`.
+    pub fn reseller(&self, perm: Permission) -> ApiResult<&Reseller> {
+        match self {
+            Principal::Reseller { reseller, key } if key.permissions.allows(perm) => Ok(reseller),
+            Principal::Reseller { .. } => Err(ApiError::MissingPermission(perm.name())),
+            _ => Err(ApiError::Forbidden(
+                "this endpoint needs a reseller API key".into(),
+            )),
+        }
+    }
+
+    /// The tenant of a reseller key holding `perm`, or of a user token (users own their data).
+    pub fn tenant(&self, perm: Permission) -> ApiResult<Tenant> {
+        match self {
+            Principal::User { reseller, user } => Ok(Tenant {
+                reseller: reseller.clone(),
+                user: Some(user.clone()),
+            }),
+            _ => self.reseller(perm).map(|r| Tenant {
+                reseller: r.clone(),
+                user: None,
+            }),
+        }
+    }
+}
+
+/// The client address: the socket peer, or the first untrusted hop of X-Forwarded-For when the
+/// peer is a trusted proxy.
+pub fn client_ip(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if !trusted.iter().any(|n| n.contains(&peer)) {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let hops: Vec<IpAddr> = forwarded
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    Some(
+        hops.into_iter()
+            .rev()
+            .find(|ip| !trusted.iter().any(|n| n.contains(ip)))
+            .unwrap_or(peer),
+    )
+}
+
+enum Credential {
+    Bearer(Secret),
+    Basic { key_id: String, key: Secret },
+}
+
+fn parse_credential(req: &HttpRequest) -> ApiResult<Credential> {
+    let missing = ApiError::Unauthorized("missing credentials: send Authorization: Bearer <token>");
+    let header = req.headers().get("authorization").ok_or(missing)?;
+    let header = header
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header"))?;
+    let (scheme, value) = header
+        .trim()
+        .split_once(' ')
+        .ok_or(ApiError::Unauthorized("malformed Authorization header"))?;
+    let value = value.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(Credential::Bearer(Secret::new(value.to_string())));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let bad = ApiError::Unauthorized("bad Basic credentials: expected base64(KEY_ID:KEY)");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .map_err(|_| bad)?;
+        let text = String::from_utf8(decoded).map_err(|_| {
+            ApiError::Unauthorized("bad Basic credentials: expected base64(KEY_ID:KEY)")
+        })?;
+        let (id, key) = text.split_once(':').ok_or(ApiError::Unauthorized(
+            "bad Basic credentials: expected base64(KEY_ID:KEY)",
+        ))?;
+        return Ok(Credential::Basic {
+            key_id: id.trim().to_string(),
+            key: Secret::new(key.trim().to_string()),
+        });
+    }
+    Err(ApiError::Unauthorized(
+        "unsupported Authorization scheme: use Bearer or Basic",
+    ))
+}
+
+const INVALID: ApiError = ApiError::Unauthorized("invalid, revoked or expired credentials");
+
+fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
+    let now = Timestamp::now();
+    let store = &state.store;
+    let key = match parse_credential(req)? {
+        Credential::Bearer(s) if s.expose().starts_with(operator::PREFIX) => {
+            return if s.is_well_formed(operator::PREFIX) && state.operator.verify(&s) {
+                Ok(Principal::Operator)
+            } else {
+                Err(INVALID)
+            };
+        }
+        Credential::Bearer(s) if s.expose().starts_with(KEY_PREFIX) => {
+            if !s.is_well_formed(KEY_PREFIX) {
+                return Err(INVALID);
+            }
+            store.keys().by_hash(&s.hash())?.ok_or(INVALID)?
+        }
+        Credential::Basic { key_id, key } => {
+            if !key.is_well_formed(KEY_PREFIX) {
+                return Err(INVALID);
+            }
+            let found = store.keys().get(&key_id)?.ok_or(INVALID)?;
+            if !hashes_equal(&found.hash, &key.hash()) {
+                return Err(INVALID);
+            }
+            found
+        }
+        Credential::Bearer(s) => {
+            if !s.is_well_formed(TOKEN_PREFIX) {
+                return Err(INVALID);
+            }
+            let token = store.users().token_by_hash(&s.hash())?.ok_or(INVALID)?;
+            let reseller = store
+                .resellers()
+                .get(&token.reseller_id)
+                .map_err(|_| INVALID)?;
+            let user = store
+                .users()
+                .get(&reseller.id, &token.user_id)
+                .map_err(|_| INVALID)?;
+            check_reseller(req, state, &reseller)?;
+            return Ok(Principal::User { reseller, user });
+        }
+    };
+    if key.is_expired(now) {
+        return Err(INVALID);
+    }
+    let reseller = store
+        .resellers()
+        .get(&key.reseller_id)
+        .map_err(|_| INVALID)?;
+    check_reseller(req, state, &reseller)?;
+    if let Some(ip) = client_ip(req, &state.trusted_proxies) {
+        if !key.allowed_ips.allows(ip) {
+            return Err(ApiError::IpNotAllowed(ip));
+        }
+    }
+    store.keys().touch(&key, now)?;
+    Ok(Principal::Reseller { reseller, key })
+}
+
+fn check_reseller(req: &HttpRequest, state: &AppState, reseller: &Reseller) -> ApiResult<()> {
+    if reseller.suspended {
+        return Err(ApiError::Suspended);
+    }
+    if let Some(ip) = client_ip(req, &state.trusted_proxies) {
+        if !reseller.allowed_ips.allows(ip) {
+            return Err(ApiError::IpNotAllowed(ip));
+        }
+    }
+    Ok(())
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Ready<ApiResult<Principal>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let result = match req.app_data::<web::Data<AppState>>() {
+            Some(state) => authenticate(req, state),
+            None => Err(ApiError::internal("application state missing")),
+        };
+        ready(result)
+    }
+}

@@ -1,0 +1,132 @@
+//! The one API error type. Each variant maps to an HTTP status, a stable machine code and a
+//! message, rendered as `{"code": status, "error": code, "message": message}`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("a reseller has at most 6 live API keys; delete one first")]
+    KeyLimitReached,
+    #[error("{0}")]
+    Conflict(&'static str, String),
+    #[error("the password page must contain a form with an input named \"password\"")]
+    InvalidPasswordPage,
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    PaymentRequired(String),
+    #[error("this credential lacks the {0} permission")]
+    MissingPermission(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("this reseller account is suspended")]
+    Suspended,
+    #[error("requests from {0} are not allowed for this credential")]
+    IpNotAllowed(std::net::IpAddr),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("the method is not allowed on this path")]
+    MethodNotAllowed,
+    #[error("the request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("too many requests; retry after {0} seconds")]
+    RateLimited(u64),
+    #[error("internal error; the details are in the server log")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        ApiError::InvalidRequest(msg.into())
+    }
+
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        ApiError::Internal(err.to_string())
+    }
+
+    /// The table: variant -> (status, machine code).
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use ApiError::*;
+        match self {
+            InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            KeyLimitReached => (StatusCode::BAD_REQUEST, "key_limit_reached"),
+            Conflict(code, _) => (StatusCode::BAD_REQUEST, code),
+            InvalidPasswordPage => (StatusCode::BAD_REQUEST, "invalid_password_page"),
+            Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            PaymentRequired(_) => (StatusCode::PAYMENT_REQUIRED, "payment_required"),
+            MissingPermission(_) | Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Suspended => (StatusCode::FORBIDDEN, "reseller_suspended"),
+            IpNotAllowed(_) => (StatusCode::FORBIDDEN, "ip_not_allowed"),
+            NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    pub code: u16,
+    pub error: &'a str,
+    pub message: String,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(detail) = self {
+            tracing::error!(error = %detail, "internal error");
+        }
+        let mut resp = HttpResponse::build(status);
+        if let ApiError::RateLimited(secs) = self {
+            let reset = chrono::Utc::now().timestamp() + *secs as i64;
+            resp.insert_header((header::RETRY_AFTER, secs.to_string()))
+                .insert_header(("X-RateLimit-Reset", reset.to_string()));
+        }
+        resp.json(ErrorBody {
+            code: status.as_u16(),
+            error: code,
+            message: self.to_string(),
+        })
+    }
+}
+
+impl From<sled::Error> for ApiError {
+    fn from(e: sled::Error) -> Self {
+        ApiError::Internal(format!("store: {e}"))
+    }
+}
+
+impl From<sled::transaction::TransactionError<ApiError>> for ApiError {
+    fn from(e: sled::transaction::TransactionError<ApiError>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Abort(api) => api,
+            sled::transaction::TransactionError::Storage(e) => e.into(),
+        }
+    }
+}
+
+/// Maps serde's complaint about a JSON body to our error: syntax errors are `invalid_json`,
+/// well-formed JSON with a bad field is `invalid_request`.
+pub fn json_error(err: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Data => ApiError::InvalidRequest(format!("invalid request body: {err}")),
+        _ => ApiError::InvalidJson(format!("malformed JSON body: {err}")),
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,151 @@
+//! resellerd as a library: `serve` builds the state and the app once; `main` and the tests use it.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod store;
+pub mod telemetry;
+pub mod tls;
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{web, App, HttpServer};
+use config::Settings;
+use std::sync::Arc;
+
+/// Everything a handler may need, shared by all workers.
+pub struct AppState {
+    pub store: store::Store,
+    pub operator: auth::operator::OperatorAuth,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub settings: Settings,
+    pub certs: Arc<tls::CertResolver>,
+}
+
+/// Routes shared by both listeners.
+pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    let max_body = state.settings.max_body();
+    cfg.app_data(state);
+    api::extractor_configs(cfg, max_body);
+    cfg.route("/healthz", web::get().to(api::ops::healthz))
+        .route("/readyz", web::get().to(api::ops::readyz))
+        .service(web::scope("/api/v1").configure(api::configure))
+        .default_service(web::to(api::ops::not_found));
+}
+
+/// Any error response without a body of its own (actix's 404/405, a failed extractor that did
+/// not go through our handlers) gets the JSON error shape.
+fn json_error_fallback<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    if res.headers().contains_key(header::CONTENT_TYPE) {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let err = match status.as_u16() {
+        404 => error::ApiError::NotFound("path"),
+        405 => error::ApiError::MethodNotAllowed,
+        413 => error::ApiError::PayloadTooLarge(0),
+        s if s < 500 => {
+            error::ApiError::invalid(status.canonical_reason().unwrap_or("bad request"))
+        }
+        _ => error::ApiError::internal(status),
+    };
+    let (req, _) = res.into_parts();
+    let body = actix_web::ResponseError::error_response(&err).map_into_boxed_body();
+    let mut resp = ServiceResponse::new(req, body).map_into_right_body();
+    *resp.response_mut().status_mut() = status;
+    Ok(ErrorHandlerResponse::Response(resp))
+}
+
+fn access_log<B>(
+    req_info: (String, String, Option<std::net::IpAddr>),
+    start: std::time::Instant,
+    res: &ServiceResponse<B>,
+) {
+    let (method, path, ip) = req_info;
+    tracing::info!(
+        target: "access",
+        %method,
+        %path,
+        status = res.status().as_u16(),
+        ms = start.elapsed().as_secs_f64() * 1000.0,
+        client = ip.map(|i| i.to_string()).unwrap_or_default(),
+    );
+}
+
+/// Opens the data dir, binds both listeners and serves until SIGINT/SIGTERM.
+/// `on_ready` receives the bound (http, https) addresses.
+pub async fn serve(
+    settings: Settings,
+    on_ready: impl FnOnce(std::net::SocketAddr, std::net::SocketAddr),
+) -> Result<(), String> {
+    let data_dir = settings.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
+    let store = store::Store::open(&data_dir).map_err(|e| e.to_string())?;
+    let (tls_config, certs) = tls::server_config(tls::default_key(
+        &data_dir,
+        settings.tls_cert.as_deref(),
+        settings.tls_key.as_deref(),
+    )?)?;
+    let http_addr = settings.http_addr()?;
+    let https_addr = settings.https_addr()?;
+    let workers = settings
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let state = web::Data::new(AppState {
+        store: store.clone(),
+        operator: auth::operator::OperatorAuth::new(&data_dir),
+        trusted_proxies: settings.trusted_proxies(),
+        settings,
+        certs,
+    });
+
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        let state = app_state.clone();
+        App::new()
+            .wrap(ErrorHandlers::new().default_handler(json_error_fallback))
+            .wrap_fn(|req: ServiceRequest, srv| {
+                use actix_web::dev::Service;
+                let start = std::time::Instant::now();
+                let trusted = req
+                    .app_data::<web::Data<AppState>>()
+                    .map(|s| s.trusted_proxies.clone())
+                    .unwrap_or_default();
+                let info = (
+                    req.method().to_string(),
+                    req.path().to_string(),
+                    auth::client_ip(req.request(), &trusted),
+                );
+                let fut = srv.call(req);
+                async move {
+                    let res: ServiceResponse<EitherBody<BoxBody>> = fut.await?;
+                    access_log(info, start, &res);
+                    Ok(res)
+                }
+            })
+            .configure(|cfg| configure_app(cfg, state))
+    })
+    .workers(workers)
+    .client_request_timeout(std::time::Duration::from_secs(10))
+    .bind(http_addr)
+    .map_err(|e| format!("cannot listen on {http_addr}: {e}"))?
+    .bind_rustls_0_23(https_addr, tls_config)
+    .map_err(|e| format!("cannot listen on {https_addr}: {e}"))?;
+
+    let addrs = server.addrs();
+    let (http, https) = (addrs[0], addrs[addrs.len() - 1]);
+    on_ready(http, https);
+    let result = server.run().await.map_err(|e| format!("server error: {e}"));
+    store.flush_blocking().map_err(|e| e.to_string())?;
+    result
+}

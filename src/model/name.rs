@@ -1,0 +1,99 @@
+//! DNS names: lowercased, trailing dot removed, internationalised names kept as given ASCII
+//! (punycode), each label 1..=63 of [a-z0-9-] not starting or ending with '-'.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DomainName(String);
+
+impl DomainName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let s = raw.trim().trim_end_matches('.').to_lowercase();
+        let bad = |why: &str| format!("invalid domain name {raw:?}: {why}");
+        if s.is_empty() || s.len() > 253 {
+            return Err(bad("must be 1 to 253 characters"));
+        }
+        let labels: Vec<&str> = s.split('.').collect();
+        if labels.len() < 2 {
+            return Err(bad("needs at least two labels, e.g. example.com"));
+        }
+        for label in &labels {
+            if !is_dns_label(label) {
+                return Err(bad(
+                    "each label is 1-63 letters, digits or '-', not starting or ending with '-'",
+                ));
+            }
+        }
+        if labels
+            .last()
+            .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Err(bad("an IP address is not a domain name"));
+        }
+        Ok(DomainName(s))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One DNS label: 1..=63 of [a-z0-9-], not starting or ending with '-'.
+pub fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+impl TryFrom<String> for DomainName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        DomainName::parse(&s)
+    }
+}
+
+impl From<DomainName> for String {
+    fn from(d: DomainName) -> String {
+        d.0
+    }
+}
+
+impl std::fmt::Display for DomainName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_normalises() {
+        assert_eq!(
+            DomainName::parse("Sites.Example.COM.").unwrap().as_str(),
+            "sites.example.com"
+        );
+        assert_eq!(
+            DomainName::parse("xn--bcher-kva.example").unwrap().as_str(),
+            "xn--bcher-kva.example"
+        );
+        for bad in [
+            "",
+            "localhost",
+            "-a.com",
+            "a-.com",
+            "a..com",
+            "a_b.com",
+            "1.2.3.4",
+            "a b.com",
+        ] {
+            assert!(DomainName::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! The one encode/decode pair for stored records: a schema version byte, then bincode.
+//! Keeping it in one file keeps a switch of format (e.g. to postcard) a one-file change.
+
+use crate::error::{ApiError, ApiResult};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The version written today. A record with an older version is migrated in `decode`.
+pub const VERSION: u8 = 1;
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![VERSION];
+    // Serialising plain structs into a Vec cannot fail; a failure would be a programming error
+    // in a record type (e.g. a map with non-string keys is still fine for bincode).
+    bincode::serialize_into(&mut out, value)
+        .unwrap_or_else(|e| panic!("record encoding failed: {e}"));
+    out
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    match bytes.split_first() {
+        Some((&VERSION, body)) => bincode::deserialize(body)
+            .map_err(|e| ApiError::internal(format!("corrupt record: {e}"))),
+        Some((v, _)) => Err(ApiError::internal(format!(
+            "record has unknown schema version {v}"
+        ))),
+        None => Err(ApiError::internal("empty record")),
+    }
+}

@@ -1,0 +1,47 @@
+//! Group commit: a mutating request awaits `Flusher::flush` before it answers. One thread runs
+//! `Db::flush` (an fsync) for every waiter that queued while the previous flush ran, so concurrent
+//! writers share one flush instead of paying one each.
+
+use crate::error::{ApiError, ApiResult};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+#[derive(Clone)]
+pub struct Flusher {
+    tx: mpsc::Sender<Waiter>,
+}
+
+impl Flusher {
+    pub fn start(db: sled::Db) -> Self {
+        let (tx, rx) = mpsc::channel::<Waiter>();
+        std::thread::Builder::new()
+            .name("store-flush".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut waiters = vec![first];
+                    waiters.extend(rx.try_iter());
+                    let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                    for w in waiters {
+                        let _ = w.send(result.clone());
+                    }
+                }
+            })
+            .unwrap_or_else(|e| panic!("cannot start the flush thread: {e}"));
+        Flusher { tx }
+    }
+
+    /// Resolves once everything written before the call is on disk.
+    pub async fn flush(&self) -> ApiResult<()> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(tx)
+            .map_err(|_| ApiError::internal("flush thread stopped"))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ApiError::internal(format!("flush failed: {e}"))),
+            Err(_) => Err(ApiError::internal("flush thread stopped")),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Reseller API keys: at most 6 live keys per reseller, secrets kept only as SHA-256.
+
+use super::{abort, decode, encode, get, Store};
+use crate::auth::secret::Secret;
+use crate::error::{ApiError, ApiResult};
+use crate::model::{new_id, IpAllowList, Permissions, Timestamp};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+pub const KEY_PREFIX: &str = "sk_org_";
+pub const MAX_LIVE_KEYS: usize = 6;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub reseller_id: String,
+    pub name: String,
+    pub hash: [u8; 32],
+    pub masked: String,
+    pub permissions: Permissions,
+    pub allowed_ips: IpAllowList,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// A key just created, with its secret (shown once).
+pub struct NewKey {
+    pub key: ApiKey,
+    pub secret: Secret,
+}
+
+impl ApiKey {
+    pub fn new(
+        reseller_id: &str,
+        name: String,
+        permissions: Permissions,
+        allowed_ips: IpAllowList,
+        expires_at: Option<Timestamp>,
+        secret: &Secret,
+        now: Timestamp,
+    ) -> ApiKey {
+        ApiKey {
+            id: new_id(),
+            reseller_id: reseller_id.to_string(),
+            name,
+            hash: secret.hash(),
+            masked: secret.masked(KEY_PREFIX),
+            permissions,
+            allowed_ips,
+            created_at: now,
+            expires_at,
+            last_used_at: None,
+        }
+    }
+
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
+}
+
+pub struct Keys<'a>(&'a Store);
+
+impl Store {
+    pub fn keys(&self) -> Keys<'_> {
+        Keys(self)
+    }
+}
+
+impl Keys<'_> {
+    /// Creates a key unless the reseller already has 6 live (unexpired) keys; the check and
+    /// the insert are one transaction, so concurrent creates cannot exceed the limit.
+    pub fn create(
+        &self,
+        reseller_id: &str,
+        name: String,
+        permissions: Permissions,
+        allowed_ips: IpAllowList,
+        expires_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> ApiResult<NewKey> {
+        let name = super::resellers::validate_name(&name)?;
+        if expires_at.is_some_and(|e| e <= now) {
+            return Err(ApiError::invalid("expires_at must be in the future"));
+        }
+        let secret = Secret::generate(KEY_PREFIX);
+        let key = ApiKey::new(
+            reseller_id,
+            name,
+            permissions,
+            allowed_ips,
+            expires_at,
+            &secret,
+            now,
+        );
+        let t = &self.0.t;
+        (&t.keys, &t.key_by_hash, &t.reseller_keys).transaction(|(k, kh, rk)| {
+            let mut ids: Vec<String> = match rk.get(reseller_id.as_bytes())? {
+                Some(raw) => decode(&raw).or_else(abort)?,
+                None => Vec::new(),
+            };
+            let mut live = Vec::with_capacity(ids.len());
+            for id in &ids {
+                if let Some(raw) = k.get(id.as_bytes())? {
+                    let existing: ApiKey = decode(&raw).or_else(abort)?;
+                    if !existing.is_expired(now) {
+                        live.push(id.clone());
+                    }
+                }
+            }
+            if live.len() >= MAX_LIVE_KEYS {
+                return abort(ApiError::KeyLimitReached);
+            }
+            ids.push(key.id.clone());
+            k.insert(key.id.as_bytes(), encode(&key))?;
+            kh.insert(&key.hash[..], key.id.as_bytes())?;
+            rk.insert(reseller_id.as_bytes(), encode(&ids))?;
+            Ok(())
+        })?;
+        Ok(NewKey { key, secret })
+    }
+
+    pub fn list(&self, reseller_id: &str) -> ApiResult<Vec<ApiKey>> {
+        let ids: Vec<String> = get(&self.0.t.reseller_keys, reseller_id)?.unwrap_or_default();
+        super::load_all(&self.0.t.keys, &ids)
+    }
+
+    pub fn get(&self, id: &str) -> ApiResult<Option<ApiKey>> {
+        get(&self.0.t.keys, id)
+    }
+
+    pub fn by_hash(&self, hash: &[u8; 32]) -> ApiResult<Option<ApiKey>> {
+        match self.0.t.key_by_hash.get(&hash[..])? {
+            Some(id) => self.get(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes a key of this reseller; another reseller's key id is "not found".
+    pub fn delete(&self, reseller_id: &str, id: &str) -> ApiResult<()> {
+        let t = &self.0.t;
+        (&t.keys, &t.key_by_hash, &t.reseller_keys).transaction(|(k, kh, rk)| {
+            let Some(raw) = k.get(id.as_bytes())? else {
+                return abort(ApiError::NotFound("key"));
+            };
+            let key: ApiKey = decode(&raw).or_else(abort)?;
+            if key.reseller_id != reseller_id {
+                return abort(ApiError::NotFound("key"));
+            }
+            k.remove(id.as_bytes())?;
+            kh.remove(&key.hash[..])?;
+            if let Some(raw) = rk.get(reseller_id.as_bytes())? {
+                let mut ids: Vec<String> = decode(&raw).or_else(abort)?;
+                ids.retain(|x| x != id);
+                rk.insert(reseller_id.as_bytes(), encode(&ids))?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Records a use of the key. Best effort: not flushed on its own, since losing a
+    /// `last_used_at` in a crash loses no acknowledged write.
+    pub fn touch(&self, key: &ApiKey, now: Timestamp) -> ApiResult<()> {
+        if key.last_used_at.is_some_and(|t| now.0 - t.0 < 30_000) {
+            return Ok(());
+        }
+        // update_and_fetch, not get + put: a key deleted meanwhile must stay deleted.
+        self.0.t.keys.update_and_fetch(key.id.as_bytes(), |old| {
+            let old = old?;
+            match decode::<ApiKey>(old) {
+                Ok(mut fresh) => {
+                    fresh.last_used_at = Some(now);
+                    Some(encode(&fresh))
+                }
+                Err(_) => Some(old.to_vec()),
+            }
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,147 @@
+//! The typed store: sled trees for entities and indexes behind `store.resellers()`,
+//! `store.keys()`, `store.users()`, ... Handlers never see sled types.
+
+mod codec;
+mod flush;
+pub mod keys;
+pub mod pages;
+pub mod resellers;
+pub mod users;
+
+pub use codec::{decode, encode};
+
+use crate::error::{ApiError, ApiResult};
+use serde::de::DeserializeOwned;
+use std::path::Path;
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    flusher: flush::Flusher,
+    pub(crate) t: Trees,
+}
+
+/// Every tree, opened once. Index trees map a lookup key to an entity id.
+#[derive(Clone)]
+pub(crate) struct Trees {
+    pub resellers: sled::Tree,
+    /// preview domain -> reseller id
+    pub reseller_by_preview: sled::Tree,
+    pub keys: sled::Tree,
+    /// SHA-256 of the secret -> key id
+    pub key_by_hash: sled::Tree,
+    /// reseller id -> encoded Vec of its key ids (the 6-key limit is checked against it)
+    pub reseller_keys: sled::Tree,
+    pub users: sled::Tree,
+    /// "reseller_id/email" -> user id
+    pub user_by_email: sled::Tree,
+    /// "reseller_id/user_id" -> ()
+    pub users_by_reseller: sled::Tree,
+    pub tokens: sled::Tree,
+    /// SHA-256 of the secret -> token id
+    pub token_by_hash: sled::Tree,
+    /// "user_id/token_id" -> ()
+    pub tokens_by_user: sled::Tree,
+    /// "reseller_id/kind" -> HTML
+    pub pages: sled::Tree,
+}
+
+/// Why the store could not be opened, in words for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the data directory {0} is in use by another resellerd process (only one may serve it at a time)")]
+    Locked(String),
+    #[error("cannot open the database in {0}: {1}")]
+    Other(String, sled::Error),
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store, OpenError> {
+        let path = dir.join("db");
+        let db = sled::Config::new()
+            .path(&path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| match &e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    OpenError::Locked(dir.display().to_string())
+                }
+                _ => OpenError::Other(path.display().to_string(), e),
+            })?;
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| OpenError::Other(path.display().to_string(), e))
+        };
+        let t = Trees {
+            resellers: tree("resellers")?,
+            reseller_by_preview: tree("reseller_by_preview")?,
+            keys: tree("keys")?,
+            key_by_hash: tree("key_by_hash")?,
+            reseller_keys: tree("reseller_keys")?,
+            users: tree("users")?,
+            user_by_email: tree("user_by_email")?,
+            users_by_reseller: tree("users_by_reseller")?,
+            tokens: tree("tokens")?,
+            token_by_hash: tree("token_by_hash")?,
+            tokens_by_user: tree("tokens_by_user")?,
+            pages: tree("pages")?,
+        };
+        let flusher = flush::Flusher::start(db.clone());
+        Ok(Store { db, flusher, t })
+    }
+
+    /// Waits until every write made so far is durable. Call before answering a mutating request.
+    pub async fn flush(&self) -> ApiResult<()> {
+        self.flusher.flush().await
+    }
+
+    /// Synchronous flush, for shutdown.
+    pub fn flush_blocking(&self) -> ApiResult<()> {
+        self.db.flush().map(|_| ()).map_err(ApiError::from)
+    }
+
+    /// True if the database answers reads; used by `/readyz`.
+    pub fn is_ready(&self) -> bool {
+        self.db.get(b"readyz").is_ok()
+    }
+}
+
+pub(crate) fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> ApiResult<Option<T>> {
+    tree.get(key.as_bytes())?.map(|v| decode(&v)).transpose()
+}
+
+/// The ids stored under `prefix/` in an index tree, in key (= creation) order.
+pub(crate) fn ids_under(tree: &sled::Tree, prefix: &str) -> ApiResult<Vec<String>> {
+    let prefix = format!("{prefix}/");
+    tree.scan_prefix(prefix.as_bytes())
+        .keys()
+        .map(|k| {
+            let k = k?;
+            Ok(String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+        })
+        .collect()
+}
+
+/// Every record of a tree whose ids are listed in `ids`, skipping ids whose record is gone.
+pub(crate) fn load_all<T: DeserializeOwned>(
+    tree: &sled::Tree,
+    ids: &[String],
+) -> ApiResult<Vec<T>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(v) = get(tree, id)? {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Shorthand for aborting a sled transaction with an API error.
+pub(crate) fn abort<T>(
+    e: ApiError,
+) -> sled::transaction::ConflictableTransactionResult<T, ApiError> {
+    Err(sled::transaction::ConflictableTransactionError::Abort(e))
+}

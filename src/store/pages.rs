@@ -1,0 +1,77 @@
+//! A reseller's custom HTML pages: the 404 page, the form-success page and the password page.
+
+use super::Store;
+use crate::error::{ApiError, ApiResult};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageKind {
+    NotFound,
+    FormSuccess,
+    Password,
+}
+
+impl PageKind {
+    pub const ALL: [PageKind; 3] = [
+        PageKind::NotFound,
+        PageKind::FormSuccess,
+        PageKind::Password,
+    ];
+
+    pub fn parse(s: &str) -> ApiResult<PageKind> {
+        match s {
+            "not_found" => Ok(PageKind::NotFound),
+            "form_success" => Ok(PageKind::FormSuccess),
+            "password" => Ok(PageKind::Password),
+            _ => Err(ApiError::NotFound("page kind")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PageKind::NotFound => "not_found",
+            PageKind::FormSuccess => "form_success",
+            PageKind::Password => "password",
+        }
+    }
+}
+
+pub struct Pages<'a>(&'a Store);
+
+impl Store {
+    pub fn pages(&self) -> Pages<'_> {
+        Pages(self)
+    }
+}
+
+fn key(reseller_id: &str, kind: PageKind) -> String {
+    format!("{reseller_id}/{}", kind.name())
+}
+
+impl Pages<'_> {
+    pub fn get(&self, reseller_id: &str, kind: PageKind) -> ApiResult<Option<String>> {
+        Ok(self
+            .0
+            .t
+            .pages
+            .get(key(reseller_id, kind).as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    pub fn put(&self, reseller_id: &str, kind: PageKind, html: &str) -> ApiResult<()> {
+        self.0
+            .t
+            .pages
+            .insert(key(reseller_id, kind).as_bytes(), html.as_bytes())?;
+        Ok(())
+    }
+
+    /// Removes a custom page (back to the built-in one). True if there was one.
+    pub fn delete(&self, reseller_id: &str, kind: PageKind) -> ApiResult<bool> {
+        Ok(self
+            .0
+            .t
+            .pages
+            .remove(key(reseller_id, kind).as_bytes())?
+            .is_some())
+    }
+}

@@ -1,0 +1,187 @@
+//! Reseller accounts: created by the operator with their first API key in one transaction.
+
+use super::keys::{ApiKey, NewKey};
+use super::{abort, encode, get, Store};
+use crate::auth::secret::Secret;
+use crate::error::{ApiError, ApiResult};
+use crate::model::{new_id, DomainName, Email, IpAllowList, Permissions, Timestamp};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Reseller {
+    pub id: String,
+    pub name: String,
+    pub email: Email,
+    pub preview_domain: Option<DomainName>,
+    pub notification_email: Option<Email>,
+    pub allowed_ips: IpAllowList,
+    pub suspended: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A partial update; `None` leaves a field alone, `Some(None)` clears an optional one.
+#[derive(Default)]
+pub struct ResellerPatch {
+    pub name: Option<String>,
+    pub email: Option<Email>,
+    pub preview_domain: Option<Option<DomainName>>,
+    pub notification_email: Option<Option<Email>>,
+    pub allowed_ips: Option<IpAllowList>,
+    pub suspended: Option<bool>,
+}
+
+pub struct Resellers<'a>(&'a Store);
+
+impl Store {
+    pub fn resellers(&self) -> Resellers<'_> {
+        Resellers(self)
+    }
+}
+
+pub fn validate_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name must be 1 to 200 characters without control characters",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+impl Resellers<'_> {
+    /// Creates a reseller and its first full-access API key.
+    pub fn create(
+        &self,
+        name: &str,
+        email: Email,
+        now: Timestamp,
+    ) -> ApiResult<(Reseller, NewKey)> {
+        let reseller = Reseller {
+            id: new_id(),
+            name: validate_name(name)?,
+            email,
+            preview_domain: None,
+            notification_email: None,
+            allowed_ips: IpAllowList::default(),
+            suspended: false,
+            created_at: now,
+            updated_at: now,
+        };
+        let secret = Secret::generate(super::keys::KEY_PREFIX);
+        let key = ApiKey::new(
+            &reseller.id,
+            "Initial key".into(),
+            Permissions::all(),
+            IpAllowList::default(),
+            None,
+            &secret,
+            now,
+        );
+        let t = &self.0.t;
+        (&t.resellers, &t.keys, &t.key_by_hash, &t.reseller_keys).transaction(
+            |(r, k, kh, rk)| {
+                r.insert(reseller.id.as_bytes(), encode(&reseller))?;
+                k.insert(key.id.as_bytes(), encode(&key))?;
+                kh.insert(&key.hash[..], key.id.as_bytes())?;
+                rk.insert(reseller.id.as_bytes(), encode(&vec![key.id.clone()]))?;
+                Ok(())
+            },
+        )?;
+        Ok((reseller, NewKey { key, secret }))
+    }
+
+    pub fn get(&self, id: &str) -> ApiResult<Reseller> {
+        get(&self.0.t.resellers, id)?.ok_or(ApiError::NotFound("reseller"))
+    }
+
+    pub fn list(&self) -> ApiResult<Vec<Reseller>> {
+        self.0
+            .t
+            .resellers
+            .iter()
+            .values()
+            .map(|v| super::decode(&v?))
+            .collect()
+    }
+
+    /// Applies a patch; a preview domain must be unused by every other reseller.
+    pub fn update(&self, id: &str, patch: ResellerPatch, now: Timestamp) -> ApiResult<Reseller> {
+        let t = &self.0.t;
+        let updated = (&t.resellers, &t.reseller_by_preview).transaction(|(r, by_preview)| {
+            let Some(raw) = r.get(id.as_bytes())? else {
+                return abort(ApiError::NotFound("reseller"));
+            };
+            let mut rec: Reseller = super::decode(&raw).or_else(abort)?;
+            if let Some(name) = &patch.name {
+                rec.name = validate_name(name).or_else(abort)?;
+            }
+            if let Some(email) = &patch.email {
+                rec.email = email.clone();
+            }
+            if let Some(preview) = &patch.preview_domain {
+                if let Some(new) = preview {
+                    if let Some(owner) = by_preview.get(new.as_str().as_bytes())? {
+                        if owner != id.as_bytes() {
+                            return abort(ApiError::Conflict(
+                                "preview_domain_taken",
+                                format!("{new} is already the preview domain of another reseller"),
+                            ));
+                        }
+                    }
+                    by_preview.insert(new.as_str().as_bytes(), id.as_bytes())?;
+                }
+                if let Some(old) = &rec.preview_domain {
+                    if preview.as_ref() != Some(old) {
+                        by_preview.remove(old.as_str().as_bytes())?;
+                    }
+                }
+                rec.preview_domain = preview.clone();
+            }
+            if let Some(n) = &patch.notification_email {
+                rec.notification_email = n.clone();
+            }
+            if let Some(ips) = &patch.allowed_ips {
+                rec.allowed_ips = ips.clone();
+            }
+            if let Some(s) = patch.suspended {
+                rec.suspended = s;
+            }
+            rec.updated_at = now;
+            r.insert(id.as_bytes(), encode(&rec))?;
+            Ok(rec)
+        })?;
+        Ok(updated)
+    }
+
+    /// The reseller whose preview domain is `domain`, if any.
+    pub fn by_preview_domain(&self, domain: &str) -> ApiResult<Option<Reseller>> {
+        match self.0.t.reseller_by_preview.get(domain.as_bytes())? {
+            Some(id) => get(&self.0.t.resellers, &String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes a reseller and everything it owns. The account record goes first, so every
+    /// credential of the reseller stops working before the rest is cleaned up.
+    pub fn delete(&self, id: &str) -> ApiResult<()> {
+        let rec = self.get(id)?;
+        let t = &self.0.t;
+        t.resellers.remove(id.as_bytes())?;
+        if let Some(p) = &rec.preview_domain {
+            t.reseller_by_preview.remove(p.as_str().as_bytes())?;
+        }
+        for key in self.0.keys().list(id)? {
+            self.0.keys().delete(id, &key.id)?;
+        }
+        for user in self.0.users().list(id)? {
+            self.0.users().delete(id, &user.id)?;
+        }
+        t.reseller_keys.remove(id.as_bytes())?;
+        for kind in super::pages::PageKind::ALL {
+            self.0.pages().delete(id, kind)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,188 @@
+//! Client users of a reseller and their access tokens. A user is unique per reseller by
+//! (lowercased) email; a token belongs to one user and is stored only as SHA-256.
+
+use super::{abort, decode, encode, get, ids_under, Store};
+use crate::auth::secret::Secret;
+use crate::error::{ApiError, ApiResult};
+use crate::model::{new_id, Email, Timestamp};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+pub const TOKEN_PREFIX: &str = "rt_";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub reseller_id: String,
+    pub email: Email,
+    pub uid: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccessToken {
+    pub id: String,
+    pub user_id: String,
+    pub reseller_id: String,
+    pub hash: [u8; 32],
+    pub created_at: Timestamp,
+}
+
+pub struct Users<'a>(&'a Store);
+
+impl Store {
+    pub fn users(&self) -> Users<'_> {
+        Users(self)
+    }
+}
+
+fn email_key(reseller_id: &str, email: &Email) -> String {
+    format!("{reseller_id}/{email}")
+}
+
+pub fn validate_uid(uid: &str) -> ApiResult<String> {
+    if uid.is_empty() || uid.len() > 200 || uid.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "uid must be 1 to 200 characters without control characters",
+        ));
+    }
+    Ok(uid.to_string())
+}
+
+impl Users<'_> {
+    /// The reseller's user with this email, created if none exists. Returns (user, created).
+    /// A uid given for an existing user without one is recorded.
+    pub fn find_or_create(
+        &self,
+        reseller_id: &str,
+        email: &Email,
+        uid: Option<&str>,
+        now: Timestamp,
+    ) -> ApiResult<(User, bool)> {
+        let t = &self.0.t;
+        let key = email_key(reseller_id, email);
+        let result = (&t.users, &t.user_by_email, &t.users_by_reseller).transaction(
+            |(u, by_email, by_reseller)| {
+                if let Some(id) = by_email.get(key.as_bytes())? {
+                    if let Some(raw) = u.get(&id)? {
+                        let mut user: User = decode(&raw).or_else(abort)?;
+                        if user.uid.is_none() && uid.is_some() {
+                            user.uid = uid.map(str::to_string);
+                            u.insert(user.id.as_bytes(), encode(&user))?;
+                        }
+                        return Ok((user, false));
+                    }
+                }
+                let user = User {
+                    id: new_id(),
+                    reseller_id: reseller_id.to_string(),
+                    email: email.clone(),
+                    uid: uid.map(str::to_string),
+                    created_at: now,
+                };
+                u.insert(user.id.as_bytes(), encode(&user))?;
+                by_email.insert(key.as_bytes(), user.id.as_bytes())?;
+                by_reseller.insert(format!("{reseller_id}/{}", user.id).as_bytes(), &[])?;
+                Ok((user, true))
+            },
+        )?;
+        Ok(result)
+    }
+
+    /// A user of this reseller; anyone else's user is "not found".
+    pub fn get(&self, reseller_id: &str, id: &str) -> ApiResult<User> {
+        match get::<User>(&self.0.t.users, id)? {
+            Some(u) if u.reseller_id == reseller_id => Ok(u),
+            _ => Err(ApiError::NotFound("user")),
+        }
+    }
+
+    pub fn list(&self, reseller_id: &str) -> ApiResult<Vec<User>> {
+        let ids = ids_under(&self.0.t.users_by_reseller, reseller_id)?;
+        super::load_all(&self.0.t.users, &ids)
+    }
+
+    pub fn count(&self, reseller_id: &str) -> usize {
+        self.0
+            .t
+            .users_by_reseller
+            .scan_prefix(format!("{reseller_id}/").as_bytes())
+            .count()
+    }
+
+    /// Deletes a user and revokes all its tokens.
+    pub fn delete(&self, reseller_id: &str, id: &str) -> ApiResult<()> {
+        let user = self.get(reseller_id, id)?;
+        for token_id in ids_under(&self.0.t.tokens_by_user, &user.id)? {
+            self.revoke_token(reseller_id, &token_id)?;
+        }
+        let t = &self.0.t;
+        (&t.users, &t.user_by_email, &t.users_by_reseller).transaction(
+            |(u, by_email, by_reseller)| {
+                u.remove(user.id.as_bytes())?;
+                by_email.remove(email_key(reseller_id, &user.email).as_bytes())?;
+                by_reseller.remove(format!("{reseller_id}/{}", user.id).as_bytes())?;
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
+    /// A new access token for the user; the secret is returned once.
+    pub fn create_token(&self, user: &User, now: Timestamp) -> ApiResult<(AccessToken, Secret)> {
+        let secret = Secret::generate(TOKEN_PREFIX);
+        let token = AccessToken {
+            id: new_id(),
+            user_id: user.id.clone(),
+            reseller_id: user.reseller_id.clone(),
+            hash: secret.hash(),
+            created_at: now,
+        };
+        let t = &self.0.t;
+        (&t.tokens, &t.token_by_hash, &t.tokens_by_user, &t.users).transaction(
+            |(tk, by_hash, by_user, u)| {
+                if u.get(user.id.as_bytes())?.is_none() {
+                    return abort(ApiError::NotFound("user"));
+                }
+                tk.insert(token.id.as_bytes(), encode(&token))?;
+                by_hash.insert(&token.hash[..], token.id.as_bytes())?;
+                by_user.insert(format!("{}/{}", user.id, token.id).as_bytes(), &[])?;
+                Ok(())
+            },
+        )?;
+        Ok((token, secret))
+    }
+
+    pub fn token_by_hash(&self, hash: &[u8; 32]) -> ApiResult<Option<AccessToken>> {
+        match self.0.t.token_by_hash.get(&hash[..])? {
+            Some(id) => get(&self.0.t.tokens, &String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn tokens_of(&self, user_id: &str) -> ApiResult<Vec<AccessToken>> {
+        let ids = ids_under(&self.0.t.tokens_by_user, user_id)?;
+        super::load_all(&self.0.t.tokens, &ids)
+    }
+
+    /// Revokes a token of this reseller's users; anyone else's token is "not found".
+    pub fn revoke_token(&self, reseller_id: &str, id: &str) -> ApiResult<()> {
+        let t = &self.0.t;
+        (&t.tokens, &t.token_by_hash, &t.tokens_by_user).transaction(
+            |(tk, by_hash, by_user)| {
+                let Some(raw) = tk.get(id.as_bytes())? else {
+                    return abort(ApiError::NotFound("access token"));
+                };
+                let token: AccessToken = decode(&raw).or_else(abort)?;
+                if token.reseller_id != reseller_id {
+                    return abort(ApiError::NotFound("access token"));
+                }
+                tk.remove(id.as_bytes())?;
+                by_hash.remove(&token.hash[..])?;
+                by_user.remove(format!("{}/{}", token.user_id, token.id).as_bytes())?;
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+}

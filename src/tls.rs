@@ -1,0 +1,125 @@
+//! HTTPS certificates: an SNI resolver that picks a certificate by server name, falling back to
+//! the default one (from `--tls-cert/--tls-key`, else self-signed and kept in the data dir).
+
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+/// The one place that chooses the crypto provider, for the server and any client alike.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+#[derive(Debug)]
+pub struct CertResolver {
+    default: Arc<CertifiedKey>,
+    by_name: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl CertResolver {
+    /// Serves `key` for `name` from now on (no restart needed).
+    pub fn insert(&self, name: &str, key: Arc<CertifiedKey>) {
+        self.by_name
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_ascii_lowercase(), key);
+    }
+
+    pub fn remove(&self, name: &str) {
+        self.by_name
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name.to_ascii_lowercase());
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let map = self.by_name.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(name) = hello.server_name() {
+            let name = name.to_ascii_lowercase();
+            if let Some(k) = map.get(&name) {
+                return Some(k.clone());
+            }
+            if let Some((_, parent)) = name.split_once('.') {
+                if let Some(k) = map.get(&format!("*.{parent}")) {
+                    return Some(k.clone());
+                }
+            }
+        }
+        Some(self.default.clone())
+    }
+}
+
+/// Parses a PEM chain and key into a signing key for rustls.
+pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("bad certificate PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("no certificate found in the PEM".into());
+    }
+    let key = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|e| format!("bad key PEM: {e}"))?
+        .ok_or("no private key found in the PEM")?;
+    let signer = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("unusable private key: {e}"))?;
+    Ok(CertifiedKey::new(certs, signer))
+}
+
+/// The default certificate: the configured files, else a self-signed one made on first start.
+pub fn default_key(
+    data_dir: &Path,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<CertifiedKey, String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    if let (Some(c), Some(k)) = (cert, key) {
+        return certified_key(&read(c)?, &read(k)?);
+    }
+    let dir = data_dir.join("tls");
+    let (cert_path, key_path) = (dir.join("self-signed.crt"), dir.join("self-signed.key"));
+    if !cert_path.exists() || !key_path.exists() {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let names = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ];
+        let made = rcgen::generate_simple_self_signed(names)
+            .map_err(|e| format!("cannot make a certificate: {e}"))?;
+        std::fs::write(&key_path, made.key_pair.serialize_pem())
+            .map_err(|e| format!("cannot write key: {e}"))?;
+        std::fs::write(&cert_path, made.cert.pem())
+            .map_err(|e| format!("cannot write certificate: {e}"))?;
+        set_private(&key_path);
+    }
+    certified_key(&read(&cert_path)?, &read(&key_path)?)
+}
+
+fn set_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+/// A rustls server config whose certificates come from `resolver`.
+pub fn server_config(
+    default: CertifiedKey,
+) -> Result<(rustls::ServerConfig, Arc<CertResolver>), String> {
+    let resolver = Arc::new(CertResolver {
+        default: Arc::new(default),
+        by_name: RwLock::new(HashMap::new()),
+    });
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver.clone());
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((config, resolver))
+}

@@ -1,0 +1,66 @@
+//! Foundation: operator endpoints, reseller keys, settings, pages, users and tokens, errors,
+//! persistence and crash durability.
+
+use crate::helpers::TestApp;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn operator_creates_a_reseller_whose_key_works() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    assert!(acme.key.starts_with("sk_org_"));
+    let me = app.get("/api/v1/reseller", &acme.key).await.expect(200);
+    assert_eq!(me.body["id"], acme.id.as_str());
+    assert_eq!(me.body["name"], "Acme");
+    let list = app
+        .get("/api/v1/admin/resellers", &app.operator)
+        .await
+        .expect(200);
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+    // A reseller key is not the operator.
+    app.get("/api/v1/admin/resellers", &acme.key)
+        .await
+        .expect_error(403, "forbidden");
+}
+
+#[tokio::test]
+async fn errors_are_json_with_the_contract_shape() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    app.call(Method::GET, "/api/v1/users", None, None)
+        .await
+        .expect_error(401, "unauthorized");
+    app.get("/api/v1/users", "sk_org_not-a-real-key")
+        .await
+        .expect_error(401, "unauthorized");
+    app.get("/api/v1/no/such/path", &acme.key)
+        .await
+        .expect_error(404, "not_found");
+    app.call(Method::PUT, "/api/v1/users", Some(&acme.key), None)
+        .await
+        .expect_error(405, "method_not_allowed");
+    let bad = app
+        .client
+        .post(app.url("/api/v1/keys"))
+        .bearer_auth(&acme.key)
+        .header("content-type", "application/json")
+        .body("{\"name\":")
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::reply(bad)
+        .await
+        .expect_error(400, "invalid_json");
+    app.post(
+        "/api/v1/access_tokens",
+        &acme.key,
+        json!({"user": {"email": "not-an-email"}}),
+    )
+    .await
+    .expect_error(400, "invalid_request");
+    let huge = "x".repeat(2 << 20);
+    app.post("/api/v1/keys", &acme.key, json!({"name": huge}))
+        .await
+        .expect_error(413, "payload_too_large");
+}

@@ -1,0 +1,268 @@
+//! Test harness: `TestApp::spawn()` starts the real binary on 127.0.0.1:0 with a fresh data dir
+//! and reads the bound ports from its first stdout line; builders create resellers and users.
+
+#![allow(dead_code)] // a shared toolbox: not every test module uses every helper
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub struct TestApp {
+    pub http: String,
+    pub https_port: u16,
+    pub data_dir: PathBuf,
+    pub operator: String,
+    pub client: reqwest::Client,
+    child: Child,
+    extra_args: Vec<String>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// A reply: status, headers and the body parsed as JSON (Null when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// Asserts the status, printing the body when it differs.
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+
+    /// Asserts an error reply of API.md's shape with this status and machine code.
+    pub fn expect_error(self, status: u16, code: &str) -> Self {
+        let r = self.expect(status);
+        assert_eq!(r.body["code"], status, "body: {}", r.text);
+        assert_eq!(r.body["error"], code, "body: {}", r.text);
+        assert!(
+            r.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "body: {}",
+            r.text
+        );
+        r
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_resellerd")
+}
+
+fn start(data_dir: &Path, extra: &[String]) -> (Child, String, u16) {
+    let mut child = Command::new(binary())
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start resellerd");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    assert!(
+        line.starts_with("resellerd listening"),
+        "unexpected first line: {line:?}"
+    );
+    let http = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .expect("http=")
+        .to_string();
+    let https = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("https="))
+        .expect("https=");
+    let https_port = https
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("https port");
+    (child, http, https_port)
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts with extra `serve` flags.
+    pub async fn spawn_with(extra: &[&str]) -> TestApp {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("data");
+        let mut app = Self::start_in(&dir, extra.iter().map(|s| s.to_string()).collect());
+        app._tmp = Some(tmp);
+        app
+    }
+
+    fn start_in(dir: &Path, extra_args: Vec<String>) -> TestApp {
+        let (child, http, https_port) = start(dir, &extra_args);
+        let operator = std::fs::read_to_string(dir.join("operator-token"))
+            .expect("operator token")
+            .trim()
+            .to_string();
+        TestApp {
+            http,
+            https_port,
+            data_dir: dir.to_path_buf(),
+            operator,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            child,
+            extra_args,
+            _tmp: None,
+        }
+    }
+
+    /// SIGKILLs the server (no chance to flush) and waits for it to die.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the server and starts a new one on the same data dir.
+    pub async fn restart(mut self) -> TestApp {
+        self.kill9();
+        let tmp = self._tmp.take();
+        let mut next = Self::start_in(&self.data_dir, self.extra_args.clone());
+        next._tmp = tmp;
+        next
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.http, path)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        reply(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Creates a reseller through the operator API and returns it with its first key.
+    pub async fn reseller(&self, name: &str) -> Reseller {
+        let email = format!("ops@{}.test", name.to_lowercase().replace(' ', "-"));
+        let r = self
+            .post(
+                "/api/v1/admin/resellers",
+                &self.operator,
+                json!({"name": name, "email": email}),
+            )
+            .await
+            .expect(201);
+        Reseller {
+            id: r.body["reseller"]["id"].as_str().expect("id").to_string(),
+            key: r.body["key"]["key"].as_str().expect("key").to_string(),
+            key_id: r.body["key"]["id"].as_str().expect("key id").to_string(),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn reply(resp: reqwest::Response) -> Reply {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+pub struct Reseller {
+    pub id: String,
+    pub key: String,
+    pub key_id: String,
+}
+
+pub struct AccessToken {
+    pub id: String,
+    pub token: String,
+    pub user_id: String,
+}
+
+impl Reseller {
+    /// `POST /access_tokens` for this email: creates the user if new.
+    pub async fn access_token(&self, app: &TestApp, email: &str) -> AccessToken {
+        let r = app
+            .post(
+                "/api/v1/access_tokens",
+                &self.key,
+                json!({"user": {"email": email}}),
+            )
+            .await
+            .expect(201);
+        AccessToken {
+            id: r.body["id"].as_str().expect("id").to_string(),
+            token: r.body["access_token"].as_str().expect("token").to_string(),
+            user_id: r.body["user_id"].as_str().expect("user id").to_string(),
+        }
+    }
+}

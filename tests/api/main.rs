@@ -1,0 +1,5 @@
+//! One integration test binary (one link step): a module per resource, each test starting
+//! its own real server.
+
+mod foundation;
+mod helpers;
