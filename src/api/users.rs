@@ -113,8 +113,6 @@ async fn revoke_token(
 struct UserFilter {
     email: Option<String>,
     uid: Option<String>,
-    #[serde(flatten)]
-    page: PageQuery,
 }
 
 async fn list(
@@ -122,6 +120,7 @@ async fn list(
     state: web::Data<AppState>,
     who: Principal,
     q: web::Query<UserFilter>,
+    page: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::UsersRead)?;
     let email = q
@@ -140,7 +139,7 @@ async fn list(
             views.push(UserView::new(&state, u)?);
         }
     }
-    paginate(&req, views, q.page)
+    paginate(&req, views, *page)
 }
 
 async fn get(

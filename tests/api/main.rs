@@ -1,5 +1,10 @@
 //! One integration test binary (one link step): a module per resource, each test starting
 //! its own real server.
 
-mod foundation;
 mod helpers;
+
+mod durability;
+mod foundation;
+mod keys;
+mod settings;
+mod users;
