@@ -1,6 +1,7 @@
 //! The typed store: sled trees for entities and indexes behind `store.resellers()`,
 //! `store.keys()`, `store.users()`, ... Handlers never see sled types.
 
+pub mod billing;
 mod codec;
 mod flush;
 pub mod keys;
@@ -44,6 +45,14 @@ pub(crate) struct Trees {
     pub tokens_by_user: sled::Tree,
     /// "reseller_id/kind" -> HTML
     pub pages: sled::Tree,
+    /// "reseller_id/id" -> payment method
+    pub payment_methods: sled::Tree,
+    /// "reseller_id/id" -> charge
+    pub charges: sled::Tree,
+    /// "reseller_id/idempotency key" -> charge id
+    pub charge_by_idempotency_key: sled::Tree,
+    /// reseller id -> prices
+    pub prices: sled::Tree,
 }
 
 /// Why the store could not be opened, in words for the operator.
@@ -88,6 +97,10 @@ impl Store {
             token_by_hash: tree("token_by_hash")?,
             tokens_by_user: tree("tokens_by_user")?,
             pages: tree("pages")?,
+            payment_methods: tree("payment_methods")?,
+            charges: tree("charges")?,
+            charge_by_idempotency_key: tree("charge_by_idempotency_key")?,
+            prices: tree("prices")?,
         };
         let flusher = flush::Flusher::start(db.clone());
         Ok(Store { db, flusher, t })

@@ -179,6 +179,7 @@ impl Resellers<'_> {
             self.0.users().delete(id, &user.id)?;
         }
         t.reseller_keys.remove(id.as_bytes())?;
+        self.0.billing().delete_all(id)?;
         for kind in super::pages::PageKind::ALL {
             self.0.pages().delete(id, kind)?;
         }

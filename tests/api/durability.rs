@@ -212,8 +212,15 @@ async fn a_write_acknowledged_just_before_a_kill_9_survives() {
         let token = acme.access_token(&app, &email).await;
         app.kill9();
         app = app.restart().await;
-        let found = app.get(&format!("/api/v1/users?email={email}"), &acme.key).await.expect(200);
-        assert_eq!(found.body.as_array().unwrap().len(), 1, "user of round {round} lost");
+        let found = app
+            .get(&format!("/api/v1/users?email={email}"), &acme.key)
+            .await
+            .expect(200);
+        assert_eq!(
+            found.body.as_array().unwrap().len(),
+            1,
+            "user of round {round} lost"
+        );
         app.get("/api/v1/user", &token.token).await.expect(200);
     }
 }

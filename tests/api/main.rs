@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod billing;
 mod durability;
 mod foundation;
 mod keys;

@@ -1,0 +1,130 @@
+//! Paid actions' bookkeeping: `POST/GET/DELETE /payment_methods`, `GET /charges`, and the
+//! operator's per-reseller prices at `GET/PUT /admin/resellers/{id}/prices`.
+
+use super::{created, no_content};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::model::{Permission, Timestamp};
+use crate::store::billing::{PaymentKind, Prices};
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/payment_methods")
+            .route(web::post().to(add))
+            .route(web::get().to(list)),
+    )
+    .service(web::resource("/payment_methods/{id}").route(web::delete().to(delete)))
+    .service(web::resource("/charges").route(web::get().to(charges)))
+    .service(
+        web::resource("/admin/resellers/{id}/prices")
+            .route(web::get().to(get_prices))
+            .route(web::put().to(put_prices)),
+    );
+}
+
+/// The client's `Idempotency-Key` header, if any: retries carrying it are charged once.
+pub fn idempotency_key(req: &HttpRequest) -> ApiResult<Option<String>> {
+    let Some(v) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(s) if !s.trim().is_empty() && s.len() <= 255 => Ok(Some(s.trim().to_string())),
+        _ => Err(ApiError::invalid(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+fn text_field(name: &str, value: &str) -> ApiResult<String> {
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > 200 || v.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "{name} must be 1 to 200 characters"
+        )));
+    }
+    Ok(v.to_string())
+}
+
+#[derive(Deserialize)]
+struct NewMethod {
+    label: String,
+    #[serde(rename = "type")]
+    kind: PaymentKind,
+    reference: String,
+}
+
+async fn add(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: web::Json<NewMethod>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::BillingWrite)?;
+    let label = text_field("label", &body.label)?;
+    let reference = text_field("reference", &body.reference)?;
+    let pm = state.store.billing().add_method(
+        &reseller.id,
+        label,
+        body.kind,
+        reference,
+        Timestamp::now(),
+    )?;
+    state.store.flush().await?;
+    Ok(created(pm))
+}
+
+async fn list(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::BillingWrite)?;
+    Ok(HttpResponse::Ok().json(state.store.billing().methods(&reseller.id)?))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::BillingWrite)?;
+    state.store.billing().delete_method(&reseller.id, &id)?;
+    state.store.flush().await?;
+    Ok(no_content())
+}
+
+async fn charges(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::BillingWrite)?;
+    Ok(HttpResponse::Ok().json(state.store.billing().charges(&reseller.id)?))
+}
+
+async fn get_prices(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    who.require_operator()?;
+    let reseller = state.store.resellers().get(&id)?;
+    Ok(HttpResponse::Ok().json(state.store.billing().prices(&reseller.id)?))
+}
+
+async fn put_prices(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+    body: web::Json<Prices>,
+) -> ApiResult<HttpResponse> {
+    who.require_operator()?;
+    let reseller = state.store.resellers().get(&id)?;
+    let currency = body.currency.trim().to_ascii_uppercase();
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(ApiError::invalid(
+            "currency is a three-letter ISO 4217 code, e.g. USD",
+        ));
+    }
+    let prices = Prices {
+        currency,
+        ..body.into_inner()
+    };
+    state.store.billing().set_prices(&reseller.id, &prices)?;
+    state.store.flush().await?;
+    Ok(HttpResponse::Ok().json(prices))
+}

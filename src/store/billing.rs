@@ -1,0 +1,251 @@
+//! Paid actions: a reseller's payment methods, its charges ledger and its prices. Records are
+//! keyed `reseller_id/id`, so a reseller's list is a prefix scan and a foreign id is simply absent.
+//! A charge may carry the client's `Idempotency-Key`: a retried request finds the charge it
+//! already made instead of charging twice.
+
+use super::{abort, decode, encode, get, Store};
+use crate::error::{ApiError, ApiResult};
+use crate::model::{new_id, Timestamp};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentKind {
+    Card,
+    Invoice,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PaymentMethod {
+    pub id: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub kind: PaymentKind,
+    pub reference: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaidAction {
+    SslCertificate,
+    DomainRegistration,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Charge {
+    pub id: String,
+    pub payment_method_id: String,
+    pub action: PaidAction,
+    /// What was bought: a site id or a domain name.
+    pub subject: String,
+    pub amount_cents: u64,
+    pub currency: String,
+    pub idempotency_key: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// What the operator charges a reseller per paid action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prices {
+    pub currency: String,
+    pub ssl_certificate_cents: u64,
+    pub domain_registration_cents: u64,
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        Prices {
+            currency: "USD".into(),
+            ssl_certificate_cents: 0,
+            domain_registration_cents: 0,
+        }
+    }
+}
+
+impl Prices {
+    pub fn of(&self, action: PaidAction) -> u64 {
+        match action {
+            PaidAction::SslCertificate => self.ssl_certificate_cents,
+            PaidAction::DomainRegistration => self.domain_registration_cents,
+        }
+    }
+}
+
+pub struct Billing<'a>(&'a Store);
+
+impl Store {
+    pub fn billing(&self) -> Billing<'_> {
+        Billing(self)
+    }
+}
+
+fn scoped(reseller_id: &str, id: &str) -> String {
+    format!("{reseller_id}/{id}")
+}
+
+fn list_under<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    reseller_id: &str,
+) -> ApiResult<Vec<T>> {
+    tree.scan_prefix(format!("{reseller_id}/").as_bytes())
+        .values()
+        .map(|v| decode(&v?))
+        .collect()
+}
+
+impl Billing<'_> {
+    pub fn add_method(
+        &self,
+        reseller_id: &str,
+        label: String,
+        kind: PaymentKind,
+        reference: String,
+        now: Timestamp,
+    ) -> ApiResult<PaymentMethod> {
+        let pm = PaymentMethod {
+            id: new_id(),
+            label,
+            kind,
+            reference,
+            created_at: now,
+        };
+        self.0
+            .t
+            .payment_methods
+            .insert(scoped(reseller_id, &pm.id).as_bytes(), encode(&pm))?;
+        Ok(pm)
+    }
+
+    pub fn methods(&self, reseller_id: &str) -> ApiResult<Vec<PaymentMethod>> {
+        list_under(&self.0.t.payment_methods, reseller_id)
+    }
+
+    pub fn delete_method(&self, reseller_id: &str, id: &str) -> ApiResult<()> {
+        match self
+            .0
+            .t
+            .payment_methods
+            .remove(scoped(reseller_id, id).as_bytes())?
+        {
+            Some(_) => Ok(()),
+            None => Err(ApiError::NotFound("payment method")),
+        }
+    }
+
+    /// Checks that the reseller may be charged with this method: 402 if it is missing,
+    /// deleted or another reseller's.
+    pub fn require_method(&self, reseller_id: &str, id: Option<&str>) -> ApiResult<PaymentMethod> {
+        let id = id.filter(|s| !s.is_empty()).ok_or_else(|| {
+            ApiError::PaymentRequired(
+                "this is a paid action: pass the payment_method_id of one of your payment methods"
+                    .into(),
+            )
+        })?;
+        get(&self.0.t.payment_methods, &scoped(reseller_id, id))?.ok_or_else(|| {
+            ApiError::PaymentRequired(format!("payment method {id} does not exist or was deleted"))
+        })
+    }
+
+    /// The charge already made under this idempotency key, if any.
+    pub fn charge_for_key(&self, reseller_id: &str, key: &str) -> ApiResult<Option<Charge>> {
+        match self
+            .0
+            .t
+            .charge_by_idempotency_key
+            .get(scoped(reseller_id, key).as_bytes())?
+        {
+            Some(id) => get(
+                &self.0.t.charges,
+                &scoped(reseller_id, &String::from_utf8_lossy(&id)),
+            ),
+            None => Ok(None),
+        }
+    }
+
+    /// Records one charge at the reseller's price. With an idempotency key already used, returns
+    /// the earlier charge (and false) instead of charging again.
+    pub fn charge(
+        &self,
+        reseller_id: &str,
+        method: &PaymentMethod,
+        action: PaidAction,
+        subject: &str,
+        idempotency_key: Option<&str>,
+        now: Timestamp,
+    ) -> ApiResult<(Charge, bool)> {
+        let prices = self.prices(reseller_id)?;
+        let charge = Charge {
+            id: new_id(),
+            payment_method_id: method.id.clone(),
+            action,
+            subject: subject.to_string(),
+            amount_cents: prices.of(action),
+            currency: prices.currency,
+            idempotency_key: idempotency_key.map(str::to_string),
+            created_at: now,
+        };
+        let t = &self.0.t;
+        let result = (&t.charges, &t.charge_by_idempotency_key, &t.payment_methods).transaction(
+            |(c, by_key, pm)| {
+                if let Some(key) = idempotency_key {
+                    if let Some(id) = by_key.get(scoped(reseller_id, key).as_bytes())? {
+                        let Some(raw) =
+                            c.get(scoped(reseller_id, &String::from_utf8_lossy(&id)).as_bytes())?
+                        else {
+                            return abort(ApiError::internal(
+                                "idempotency key points at a missing charge",
+                            ));
+                        };
+                        return Ok((decode(&raw).or_else(abort)?, false));
+                    }
+                    by_key.insert(scoped(reseller_id, key).as_bytes(), charge.id.as_bytes())?;
+                }
+                if pm
+                    .get(scoped(reseller_id, &method.id).as_bytes())?
+                    .is_none()
+                {
+                    return abort(ApiError::PaymentRequired(format!(
+                        "payment method {} was deleted",
+                        method.id
+                    )));
+                }
+                c.insert(scoped(reseller_id, &charge.id).as_bytes(), encode(&charge))?;
+                Ok((charge.clone(), true))
+            },
+        )?;
+        Ok(result)
+    }
+
+    pub fn charges(&self, reseller_id: &str) -> ApiResult<Vec<Charge>> {
+        list_under(&self.0.t.charges, reseller_id)
+    }
+
+    pub fn prices(&self, reseller_id: &str) -> ApiResult<Prices> {
+        Ok(get(&self.0.t.prices, reseller_id)?.unwrap_or_default())
+    }
+
+    pub fn set_prices(&self, reseller_id: &str, prices: &Prices) -> ApiResult<()> {
+        self.0
+            .t
+            .prices
+            .insert(reseller_id.as_bytes(), encode(prices))?;
+        Ok(())
+    }
+
+    /// Removes every billing record of a reseller (on reseller deletion).
+    pub fn delete_all(&self, reseller_id: &str) -> ApiResult<()> {
+        let t = &self.0.t;
+        for tree in [&t.payment_methods, &t.charges, &t.charge_by_idempotency_key] {
+            for key in tree
+                .scan_prefix(format!("{reseller_id}/").as_bytes())
+                .keys()
+            {
+                tree.remove(key?)?;
+            }
+        }
+        t.prices.remove(reseller_id.as_bytes())?;
+        Ok(())
+    }
+}
