@@ -3,11 +3,11 @@
 
 use clap::Args;
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-#[derive(Args, Deserialize, Clone, Debug, Default)]
+#[derive(Args, Serialize, Deserialize, Clone, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// TOML file with any of these settings (flags and env vars override it)
@@ -50,12 +50,26 @@ pub struct Settings {
     /// HTTP worker threads [default: number of CPUs]
     #[arg(long, env = "RESELLERD_WORKERS")]
     pub workers: Option<usize>,
-}
 
-macro_rules! merge_fields {
-    ($hi:expr, $lo:expr, $($f:ident),*) => {
-        Settings { $($f: $hi.$f.or($lo.$f),)* }
-    };
+    /// ACME directory URL for custom-domain certificates (e.g. Let's Encrypt's); unset disables ACME
+    #[arg(long, env = "RESELLERD_ACME_DIRECTORY")]
+    pub acme_directory: Option<String>,
+
+    /// Contact email for the ACME account
+    #[arg(long, env = "RESELLERD_ACME_EMAIL")]
+    pub acme_email: Option<String>,
+
+    /// PEM root certificate to trust for the ACME directory (for a test CA)
+    #[arg(long, env = "RESELLERD_ACME_CA_BUNDLE")]
+    pub acme_ca_bundle: Option<PathBuf>,
+
+    /// Renew certificates this many days before they expire [default: 30]
+    #[arg(long, env = "RESELLERD_ACME_RENEW_BEFORE_DAYS")]
+    pub acme_renew_before_days: Option<u64>,
+
+    /// Seconds between checks for certificates due for renewal [default: 3600]
+    #[arg(long, env = "RESELLERD_ACME_CHECK_INTERVAL")]
+    pub acme_check_interval: Option<u64>,
 }
 
 impl Settings {
@@ -65,20 +79,7 @@ impl Settings {
             return Ok(self);
         };
         let file = Settings::from_file(&path)?;
-        Ok(merge_fields!(
-            self,
-            file,
-            config,
-            data_dir,
-            http_addr,
-            https_addr,
-            tls_cert,
-            tls_key,
-            trusted_proxies,
-            max_body,
-            log_format,
-            workers
-        ))
+        Ok(overlay(self, file))
     }
 
     pub fn from_file(path: &Path) -> Result<Settings, String> {
@@ -111,12 +112,75 @@ impl Settings {
         self.trusted_proxies.clone().unwrap_or_default()
     }
 
+    pub fn acme(&self) -> crate::acme::AcmeConfig {
+        crate::acme::AcmeConfig {
+            directory: self.acme_directory.clone(),
+            email: self.acme_email.clone(),
+            ca_bundle: self.acme_ca_bundle.clone(),
+            renew_before: std::time::Duration::from_secs(
+                self.acme_renew_before_days.unwrap_or(30) * 86_400,
+            ),
+        }
+    }
+
+    pub fn acme_check_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.acme_check_interval.unwrap_or(3600).max(1))
+    }
+
     pub fn max_body(&self) -> usize {
         self.max_body.unwrap_or(1 << 20)
     }
 }
 
+/// Every field set in `hi` wins; the rest come from `lo`. Going through JSON keeps this free of a
+/// field list that would have to grow with every setting.
+fn overlay(hi: Settings, lo: Settings) -> Settings {
+    let (Ok(serde_json::Value::Object(mut hi_map)), Ok(serde_json::Value::Object(lo_map))) =
+        (serde_json::to_value(&hi), serde_json::to_value(&lo))
+    else {
+        return hi;
+    };
+    for (k, v) in lo_map {
+        if hi_map.get(&k).is_none_or(serde_json::Value::is_null) {
+            hi_map.insert(k, v);
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(hi_map)).unwrap_or(hi)
+}
+
 fn parse_addr(s: &str, what: &str) -> Result<SocketAddr, String> {
     s.parse()
         .map_err(|_| format!("--{what}: {s:?} is not an address like 127.0.0.1:8080 or [::1]:8080"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_env_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resellerd.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/srv/file\"\nhttp_addr = \"0.0.0.0:80\"\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            config: Some(path.clone()),
+            data_dir: Some("/srv/flag".into()),
+            ..Default::default()
+        };
+        let s = flags.resolve().unwrap();
+        assert_eq!(s.data_dir(), PathBuf::from("/srv/flag"));
+        assert_eq!(s.http_addr().unwrap().port(), 80);
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        let err = Settings {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.contains("no_such_setting"), "{err}");
+    }
 }

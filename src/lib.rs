@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod acme;
 pub mod api;
 pub mod auth;
 pub mod config;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub settings: Settings,
     pub certs: Arc<tls::CertResolver>,
+    pub acme: Arc<acme::Acme>,
 }
 
 /// Routes shared by both listeners.
@@ -36,6 +38,10 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     api::extractor_configs(cfg, max_body);
     cfg.route("/healthz", web::get().to(api::ops::healthz))
         .route("/readyz", web::get().to(api::ops::readyz))
+        .route(
+            "/.well-known/acme-challenge/{token}",
+            web::get().to(api::ops::acme_challenge),
+        )
         .service(web::scope("/api/v1").configure(api::configure))
         .default_service(web::to(api::ops::not_found));
 }
@@ -101,7 +107,18 @@ pub async fn serve(
     let workers = settings
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let acme = Arc::new(acme::Acme::new(
+        settings.acme(),
+        store.clone(),
+        certs.clone(),
+    ));
+    let loaded = acme.load_issued().map_err(|e| e.to_string())?;
+    tracing::info!(certificates = loaded, "loaded stored certificates");
+    if acme.is_configured() {
+        actix_web::rt::spawn(acme.clone().renew_forever(settings.acme_check_interval()));
+    }
     let state = web::Data::new(AppState {
+        acme,
         store: store.clone(),
         operator: auth::operator::OperatorAuth::new(&data_dir),
         trusted_proxies: settings.trusted_proxies(),

@@ -19,3 +19,15 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("path"))
 }
+
+/// HTTP-01: the key authorization for a token of an order in flight.
+pub async fn acme_challenge(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let answer = state
+        .acme
+        .challenge_response(&token)
+        .ok_or(ApiError::NotFound("challenge"))?;
+    Ok(HttpResponse::Ok().content_type("text/plain").body(answer))
+}

@@ -2,6 +2,7 @@
 //! `store.keys()`, `store.users()`, ... Handlers never see sled types.
 
 pub mod billing;
+pub mod certs;
 mod codec;
 mod flush;
 pub mod keys;
@@ -53,6 +54,10 @@ pub(crate) struct Trees {
     pub charge_by_idempotency_key: sled::Tree,
     /// reseller id -> prices
     pub prices: sled::Tree,
+    /// domain -> ACME certificate record
+    pub certificates: sled::Tree,
+    /// ACME directory URL -> account credentials
+    pub acme_accounts: sled::Tree,
 }
 
 /// Why the store could not be opened, in words for the operator.
@@ -101,6 +106,8 @@ impl Store {
             charges: tree("charges")?,
             charge_by_idempotency_key: tree("charge_by_idempotency_key")?,
             prices: tree("prices")?,
+            certificates: tree("certificates")?,
+            acme_accounts: tree("acme_accounts")?,
         };
         let flusher = flush::Flusher::start(db.clone());
         Ok(Store { db, flusher, t })

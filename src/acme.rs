@@ -1,0 +1,313 @@
+//! ACME certificates per custom domain: orders from the configured directory (instant-acme),
+//! answers HTTP-01 challenges on the HTTP listener, stores certificate and key, serves them via
+//! SNI at once, and renews them in the background ahead of expiry.
+
+use crate::error::{ApiError, ApiResult};
+use crate::model::Timestamp;
+use crate::store::certs::{CertRecord, CertState};
+use crate::store::Store;
+use crate::tls::{certified_key, CertResolver};
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
+};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// ACME settings, resolved from `Settings`.
+#[derive(Clone, Debug, Default)]
+pub struct AcmeConfig {
+    pub directory: Option<String>,
+    pub email: Option<String>,
+    pub ca_bundle: Option<PathBuf>,
+    pub renew_before: Duration,
+}
+
+pub struct Acme {
+    config: AcmeConfig,
+    store: Store,
+    certs: Arc<CertResolver>,
+    /// HTTP-01 token -> key authorization, while an order is in flight.
+    challenges: Mutex<HashMap<String, String>>,
+    account: tokio::sync::Mutex<Option<Account>>,
+}
+
+fn acme_error(what: &str, e: impl std::fmt::Debug) -> String {
+    format!("{what}: {e:?}")
+}
+
+impl Acme {
+    pub fn new(config: AcmeConfig, store: Store, certs: Arc<CertResolver>) -> Acme {
+        Acme {
+            config,
+            store,
+            certs,
+            challenges: Mutex::new(HashMap::new()),
+            account: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn is_configured(&self) -> bool {
+        self.config.directory.is_some()
+    }
+
+    /// The key authorization for an HTTP-01 token we are waiting on.
+    pub fn challenge_response(&self, token: &str) -> Option<String> {
+        self.challenges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .cloned()
+    }
+
+    /// Puts every issued certificate into the SNI resolver (at start).
+    pub fn load_issued(&self) -> ApiResult<usize> {
+        let mut n = 0;
+        for rec in self.store.certs().all()? {
+            if rec.state == CertState::Issued || !rec.cert_pem.is_empty() {
+                match certified_key(rec.cert_pem.as_bytes(), rec.key_pem.as_bytes()) {
+                    Ok(key) => {
+                        self.certs.insert(&rec.domain, Arc::new(key));
+                        n += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(domain = %rec.domain, error = %e, "stored certificate unusable")
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Stops serving a domain's certificate and forgets it (domain deleted).
+    pub fn forget(&self, domain: &str) -> ApiResult<()> {
+        self.certs.remove(domain);
+        self.store.certs().delete(domain)
+    }
+
+    async fn account(&self) -> Result<Account, String> {
+        let mut slot = self.account.lock().await;
+        if let Some(a) = slot.as_ref() {
+            return Ok(a.clone());
+        }
+        let directory = self
+            .config
+            .directory
+            .clone()
+            .ok_or("no ACME directory is configured (--acme-directory)")?;
+        let builder = || match &self.config.ca_bundle {
+            Some(pem) => {
+                Account::builder_with_root(pem).map_err(|e| acme_error("ACME CA bundle", e))
+            }
+            None => Account::builder().map_err(|e| acme_error("ACME client", e)),
+        };
+        let stored = self
+            .store
+            .certs()
+            .account(&directory)
+            .map_err(|e| e.to_string())?;
+        let account = match stored
+            .and_then(|json| serde_json::from_str::<AccountCredentials>(&json).ok())
+        {
+            Some(creds) => builder()?
+                .from_credentials(creds)
+                .await
+                .map_err(|e| acme_error("ACME account", e))?,
+            None => {
+                let contact = self.config.email.as_ref().map(|e| format!("mailto:{e}"));
+                let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+                let new = NewAccount {
+                    contact: &contacts,
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                };
+                let (account, creds) = builder()?
+                    .create(&new, directory.clone(), None)
+                    .await
+                    .map_err(|e| acme_error("ACME account registration", e))?;
+                let json = serde_json::to_string(&creds).map_err(|e| e.to_string())?;
+                self.store
+                    .certs()
+                    .put_account(&directory, &json)
+                    .map_err(|e| e.to_string())?;
+                self.store.flush().await.map_err(|e| e.to_string())?;
+                account
+            }
+        };
+        *slot = Some(account.clone());
+        Ok(account)
+    }
+
+    /// Orders a certificate for `domain` and, on success, stores and serves it. The record
+    /// (issued or failed with the ACME error) is stored either way and returned.
+    pub async fn issue(
+        &self,
+        domain: &str,
+        site_id: &str,
+        reseller_id: &str,
+    ) -> ApiResult<CertRecord> {
+        let now = Timestamp::now();
+        let previous = self.store.certs().get(domain)?;
+        let mut rec = previous.clone().unwrap_or(CertRecord {
+            domain: domain.to_string(),
+            site_id: site_id.to_string(),
+            reseller_id: reseller_id.to_string(),
+            state: CertState::Pending,
+            error: None,
+            cert_pem: String::new(),
+            key_pem: String::new(),
+            issuer: None,
+            not_after: None,
+            renewals: 0,
+            created_at: now,
+            updated_at: now,
+        });
+        if previous
+            .as_ref()
+            .is_none_or(|p| p.state != CertState::Issued)
+        {
+            rec.state = CertState::Pending;
+        }
+        rec.site_id = site_id.to_string();
+        rec.reseller_id = reseller_id.to_string();
+        self.store.certs().put(&rec)?;
+        let result = self.order(domain).await;
+        rec.updated_at = Timestamp::now();
+        match result {
+            Ok((cert_pem, key_pem)) => {
+                let key = certified_key(cert_pem.as_bytes(), key_pem.as_bytes())
+                    .map_err(ApiError::internal)?;
+                let (issuer, not_after) = describe(&cert_pem);
+                if previous
+                    .as_ref()
+                    .is_some_and(|p| p.state == CertState::Issued)
+                {
+                    rec.renewals += 1;
+                }
+                rec.state = CertState::Issued;
+                rec.error = None;
+                rec.cert_pem = cert_pem;
+                rec.key_pem = key_pem;
+                rec.issuer = issuer;
+                rec.not_after = not_after;
+                self.store.certs().put(&rec)?;
+                self.certs.insert(domain, Arc::new(key));
+                tracing::info!(%domain, "certificate issued");
+            }
+            Err(e) => {
+                tracing::warn!(%domain, error = %e, "certificate order failed");
+                // A failed renewal keeps serving the certificate that is still valid.
+                if rec.cert_pem.is_empty() {
+                    rec.state = CertState::Failed;
+                }
+                rec.error = Some(e);
+                self.store.certs().put(&rec)?;
+            }
+        }
+        self.store.flush().await?;
+        Ok(rec)
+    }
+
+    async fn order(&self, domain: &str) -> Result<(String, String), String> {
+        let account = self.account().await?;
+        let ids = [Identifier::Dns(domain.to_string())];
+        let mut order = account
+            .new_order(&NewOrder::new(&ids))
+            .await
+            .map_err(|e| acme_error("new order", e))?;
+        let mut tokens = Vec::new();
+        let outcome = async {
+            let mut authorizations = order.authorizations();
+            while let Some(result) = authorizations.next().await {
+                let mut authz = result.map_err(|e| acme_error("authorization", e))?;
+                match authz.status {
+                    AuthorizationStatus::Pending => {}
+                    AuthorizationStatus::Valid => continue,
+                    other => return Err(format!("authorization is {other:?}")),
+                }
+                let mut challenge = authz
+                    .challenge(ChallengeType::Http01)
+                    .ok_or("the CA offered no HTTP-01 challenge")?;
+                let token = challenge.token.clone();
+                let key_auth = challenge.key_authorization().as_str().to_string();
+                self.challenges
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(token.clone(), key_auth);
+                tokens.push(token);
+                challenge
+                    .set_ready()
+                    .await
+                    .map_err(|e| acme_error("challenge", e))?;
+            }
+            let retry = RetryPolicy::default().timeout(Duration::from_secs(90));
+            let status = order
+                .poll_ready(&retry)
+                .await
+                .map_err(|e| acme_error("order", e))?;
+            if status != OrderStatus::Ready {
+                return Err(format!(
+                    "the CA did not validate {domain}: order is {status:?}"
+                ));
+            }
+            let key_pem = order
+                .finalize()
+                .await
+                .map_err(|e| acme_error("finalize", e))?;
+            let cert_pem = order
+                .poll_certificate(&retry)
+                .await
+                .map_err(|e| acme_error("certificate", e))?;
+            Ok((cert_pem, key_pem))
+        }
+        .await;
+        let mut map = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        for t in tokens {
+            map.remove(&t);
+        }
+        outcome
+    }
+
+    /// Re-orders every issued certificate that expires within the renewal window.
+    pub async fn renew_due(&self, now: Timestamp) -> ApiResult<usize> {
+        let window = self.config.renew_before.as_millis() as i64;
+        let mut renewed = 0;
+        for rec in self.store.certs().all()? {
+            let due = rec.not_after.is_some_and(|t| t.0 - now.0 <= window);
+            if rec.state == CertState::Issued && due {
+                let after = self
+                    .issue(&rec.domain, &rec.site_id, &rec.reseller_id)
+                    .await?;
+                if after.error.is_none() {
+                    renewed += 1;
+                }
+            }
+        }
+        Ok(renewed)
+    }
+
+    /// Checks for due renewals every `interval`, forever.
+    pub async fn renew_forever(self: Arc<Self>, interval: Duration) {
+        loop {
+            tokio::time::sleep(interval).await;
+            if let Err(e) = self.renew_due(Timestamp::now()).await {
+                tracing::warn!(error = %e, "certificate renewal check failed");
+            }
+        }
+    }
+}
+
+/// The issuer and expiry of the first certificate in a PEM chain.
+fn describe(chain_pem: &str) -> (Option<String>, Option<Timestamp>) {
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(chain_pem.as_bytes()) else {
+        return (None, None);
+    };
+    let Ok(cert) = pem.parse_x509() else {
+        return (None, None);
+    };
+    let issuer = cert.issuer().to_string();
+    let not_after = Timestamp(cert.validity().not_after.timestamp() * 1000);
+    (Some(issuer), Some(not_after))
+}
