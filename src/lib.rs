@@ -146,6 +146,7 @@ pub async fn serve(
                 let fut = srv.call(req);
                 async move {
                     let res: ServiceResponse<EitherBody<BoxBody>> = fut.await?;
+                    api::audit::record(&res, info.2);
                     access_log(info, start, &res);
                     Ok(res)
                 }

@@ -2,6 +2,7 @@
 //! handler uses (JSON body errors, pagination with `Link` headers, nullable patch fields).
 
 pub mod admin;
+pub mod audit;
 pub mod billing;
 pub mod keys;
 pub mod ops;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(admin::configure)
+        .configure(audit::configure)
         .configure(billing::configure)
         .configure(keys::configure)
         .configure(reseller::configure)

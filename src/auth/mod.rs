@@ -11,7 +11,7 @@ use crate::store::resellers::Reseller;
 use crate::store::users::{User, TOKEN_PREFIX};
 use crate::AppState;
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use base64::Engine;
 use secret::{hashes_equal, Secret};
 use std::future::{ready, Ready};
@@ -205,6 +205,36 @@ fn check_reseller(req: &HttpRequest, state: &AppState, reseller: &Reseller) -> A
     Ok(())
 }
 
+/// Who made a request, as the audit log records it (never a secret).
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub kind: &'static str,
+    pub id: String,
+    pub reseller_id: Option<String>,
+}
+
+impl Principal {
+    pub fn actor(&self) -> Actor {
+        match self {
+            Principal::Operator => Actor {
+                kind: "operator",
+                id: "operator".into(),
+                reseller_id: None,
+            },
+            Principal::Reseller { reseller, key } => Actor {
+                kind: "api_key",
+                id: key.id.clone(),
+                reseller_id: Some(reseller.id.clone()),
+            },
+            Principal::User { reseller, user } => Actor {
+                kind: "user",
+                id: user.id.clone(),
+                reseller_id: Some(reseller.id.clone()),
+            },
+        }
+    }
+}
+
 impl FromRequest for Principal {
     type Error = ApiError;
     type Future = Ready<ApiResult<Principal>>;
@@ -214,6 +244,9 @@ impl FromRequest for Principal {
             Some(state) => authenticate(req, state),
             None => Err(ApiError::internal("application state missing")),
         };
+        if let Ok(who) = &result {
+            req.extensions_mut().insert(who.actor());
+        }
         ready(result)
     }
 }

@@ -1,6 +1,7 @@
 //! The typed store: sled trees for entities and indexes behind `store.resellers()`,
 //! `store.keys()`, `store.users()`, ... Handlers never see sled types.
 
+pub mod audit;
 pub mod billing;
 pub mod certs;
 mod codec;
@@ -58,6 +59,10 @@ pub(crate) struct Trees {
     pub certificates: sled::Tree,
     /// ACME directory URL -> account credentials
     pub acme_accounts: sled::Tree,
+    /// entry id -> audit entry (everyone's, for the operator)
+    pub audit: sled::Tree,
+    /// "reseller_id/entry id" -> audit entry
+    pub audit_by_reseller: sled::Tree,
 }
 
 /// Why the store could not be opened, in words for the operator.
@@ -108,6 +113,8 @@ impl Store {
             prices: tree("prices")?,
             certificates: tree("certificates")?,
             acme_accounts: tree("acme_accounts")?,
+            audit: tree("audit")?,
+            audit_by_reseller: tree("audit_by_reseller")?,
         };
         let flusher = flush::Flusher::start(db.clone());
         Ok(Store { db, flusher, t })

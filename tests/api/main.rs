@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod audit;
 mod billing;
 mod durability;
 mod foundation;

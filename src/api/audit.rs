@@ -1,0 +1,74 @@
+//! Reading the audit log: `GET /audit` (a reseller's own) and `GET /admin/audit` (everyone's),
+//! newest first; and the middleware hook that records mutating calls.
+
+use super::{paginate, PageQuery};
+use crate::auth::{Actor, Principal};
+use crate::error::ApiResult;
+use crate::model::{Permission, Timestamp};
+use crate::store::audit::AuditEntry;
+use crate::AppState;
+use actix_web::dev::ServiceResponse;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+
+/// The most entries one listing reads before paginating.
+const MAX_LISTED: usize = 10_000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/audit").route(web::get().to(reseller_log)))
+        .service(web::resource("/admin/audit").route(web::get().to(operator_log)));
+}
+
+async fn reseller_log(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::KeysManage)?;
+    paginate(
+        &req,
+        state.store.audit().recent(Some(&reseller.id), MAX_LISTED)?,
+        *q,
+    )
+}
+
+async fn operator_log(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    who.require_operator()?;
+    paginate(&req, state.store.audit().recent(None, MAX_LISTED)?, *q)
+}
+
+/// Records an authenticated mutating call once its response is known.
+pub fn record<B>(res: &ServiceResponse<B>, ip: Option<std::net::IpAddr>) {
+    let req = res.request();
+    if matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS") {
+        return;
+    }
+    let Some(actor) = req.extensions().get::<Actor>().cloned() else {
+        return;
+    };
+    let Some(state) = req.app_data::<web::Data<AppState>>() else {
+        return;
+    };
+    let entry = AuditEntry {
+        id: String::new(),
+        at: Timestamp::now(),
+        actor_kind: actor.kind.to_string(),
+        actor_id: actor.id,
+        reseller_id: actor.reseller_id,
+        method: req.method().to_string(),
+        route: req
+            .match_pattern()
+            .unwrap_or_else(|| req.path().to_string()),
+        path: req.path().to_string(),
+        status: res.status().as_u16(),
+        ip: ip.map(|i| i.to_string()),
+    };
+    if let Err(e) = state.store.audit().record(entry) {
+        tracing::warn!(error = %e, "cannot write the audit log");
+    }
+}
