@@ -70,6 +70,18 @@ pub struct Settings {
     /// Seconds between checks for certificates due for renewal [default: 3600]
     #[arg(long, env = "RESELLERD_ACME_CHECK_INTERVAL")]
     pub acme_check_interval: Option<u64>,
+
+    /// Webhook that registers domains (POST /domains/register); unset disables registration
+    #[arg(
+        long,
+        env = "RESELLERD_REGISTRAR_WEBHOOK_URL",
+        requires = "registrar_webhook_secret"
+    )]
+    pub registrar_webhook_url: Option<String>,
+
+    /// Secret for the HMAC-SHA256 signature of registrar webhook requests
+    #[arg(long, env = "RESELLERD_REGISTRAR_WEBHOOK_SECRET")]
+    pub registrar_webhook_secret: Option<String>,
 }
 
 impl Settings {
@@ -120,6 +132,21 @@ impl Settings {
             renew_before: std::time::Duration::from_secs(
                 self.acme_renew_before_days.unwrap_or(30) * 86_400,
             ),
+        }
+    }
+
+    /// The configured domain registrar, if any.
+    pub fn registrar(
+        &self,
+    ) -> Result<Option<std::sync::Arc<dyn crate::registrar::Registrar>>, String> {
+        match (&self.registrar_webhook_url, &self.registrar_webhook_secret) {
+            (Some(url), Some(secret)) => Ok(Some(std::sync::Arc::new(
+                crate::registrar::WebhookRegistrar::new(url.clone(), secret.clone())?,
+            ))),
+            (None, _) => Ok(None),
+            (Some(_), None) => {
+                Err("--registrar-webhook-url needs --registrar-webhook-secret".into())
+            }
         }
     }
 

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod registrar;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub settings: Settings,
     pub certs: Arc<tls::CertResolver>,
     pub acme: Arc<acme::Acme>,
+    pub registrar: Option<Arc<dyn registrar::Registrar>>,
 }
 
 /// Routes shared by both listeners.
@@ -118,6 +120,7 @@ pub async fn serve(
         actix_web::rt::spawn(acme.clone().renew_forever(settings.acme_check_interval()));
     }
     let state = web::Data::new(AppState {
+        registrar: settings.registrar()?,
         acme,
         store: store.clone(),
         operator: auth::operator::OperatorAuth::new(&data_dir),
