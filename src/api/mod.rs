@@ -86,25 +86,48 @@ pub struct PageQuery {
 
 pub const MAX_PER_PAGE: usize = 100;
 
+impl PageQuery {
+    /// (page, per_page), validated: page starts at 1, per_page is 1 to 100 (default 100).
+    pub fn bounds(self) -> ApiResult<(usize, usize)> {
+        let page = self.page.unwrap_or(1);
+        let per_page = self.per_page.unwrap_or(MAX_PER_PAGE);
+        if page == 0 || per_page == 0 || per_page > MAX_PER_PAGE {
+            return Err(ApiError::invalid(format!(
+                "page starts at 1 and per_page is 1 to {MAX_PER_PAGE}"
+            )));
+        }
+        Ok((page, per_page))
+    }
+
+    /// How many items come before this page.
+    pub fn offset(self) -> ApiResult<usize> {
+        let (page, per_page) = self.bounds()?;
+        Ok((page - 1).saturating_mul(per_page))
+    }
+}
+
 /// Answers one page of `items` as JSON with a Netlify-style `Link` header (next/prev/last).
 pub fn paginate<T: Serialize>(
     req: &HttpRequest,
     items: Vec<T>,
     q: PageQuery,
 ) -> ApiResult<HttpResponse> {
-    let page = q.page.unwrap_or(1);
-    let per_page = q.per_page.unwrap_or(MAX_PER_PAGE);
-    if page == 0 || per_page == 0 || per_page > MAX_PER_PAGE {
-        return Err(ApiError::invalid(format!(
-            "page starts at 1 and per_page is 1 to {MAX_PER_PAGE}"
-        )));
-    }
+    let (_, per_page) = q.bounds()?;
     let total = items.len();
-    let last = total.div_ceil(per_page).max(1);
-    let start = (page - 1).saturating_mul(per_page).min(total);
-    let end = (start + per_page).min(total);
-    let slice: Vec<T> = items.into_iter().skip(start).take(end - start).collect();
+    let start = q.offset()?.min(total);
+    let slice: Vec<T> = items.into_iter().skip(start).take(per_page).collect();
+    page_response(req, slice, total, q)
+}
 
+/// Answers an already cut page of a list of `total` items, with the `Link` header.
+pub fn page_response<T: Serialize>(
+    req: &HttpRequest,
+    slice: Vec<T>,
+    total: usize,
+    q: PageQuery,
+) -> ApiResult<HttpResponse> {
+    let (page, per_page) = q.bounds()?;
+    let last = total.div_ceil(per_page).max(1);
     let info = req.connection_info();
     let base = format!("{}://{}{}", info.scheme(), info.host(), req.path());
     let other: Vec<(String, String)> =

@@ -1,7 +1,7 @@
 //! Client users and their access tokens: `POST /access_tokens`, `DELETE /access_tokens/{id}`,
 //! `GET /users`, `GET/DELETE /users/{id}`, `GET /user`.
 
-use super::{created, no_content, paginate, PageQuery};
+use super::{created, no_content, page_response, PageQuery};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Email, Permission, Timestamp};
@@ -35,7 +35,7 @@ pub struct UserView {
 
 impl UserView {
     fn new(state: &AppState, u: User) -> ApiResult<UserView> {
-        let token_count = state.store.users().tokens_of(&u.id)?.len();
+        let token_count = state.store.users().token_count(&u.id);
         Ok(UserView {
             id: u.id,
             uid: u.uid,
@@ -129,17 +129,36 @@ async fn list(
         .map(|e| e.trim().to_lowercase())
         .filter(|e| !e.is_empty());
     let uid = q.uid.as_deref().filter(|u| !u.is_empty());
-    let mut views = Vec::new();
-    for u in state.store.users().list(&reseller.id)? {
-        let email_ok = email
-            .as_deref()
-            .is_none_or(|e| u.email.as_str().contains(e));
-        let uid_ok = uid.is_none_or(|id| u.uid.as_deref() == Some(id));
-        if email_ok && uid_ok {
-            views.push(UserView::new(&state, u)?);
-        }
-    }
-    paginate(&req, views, *page)
+    let users = state.store.users();
+    let (found, total) = if email.is_none() && uid.is_none() {
+        let (_, per_page) = page.bounds()?;
+        let found = users.page(&reseller.id, page.offset()?, per_page)?;
+        (found, users.count(&reseller.id))
+    } else {
+        let matching: Vec<User> = users
+            .list(&reseller.id)?
+            .into_iter()
+            .filter(|u| {
+                email
+                    .as_deref()
+                    .is_none_or(|e| u.email.as_str().contains(e))
+            })
+            .filter(|u| uid.is_none_or(|id| u.uid.as_deref() == Some(id)))
+            .collect();
+        let (_, per_page) = page.bounds()?;
+        let total = matching.len();
+        let found = matching
+            .into_iter()
+            .skip(page.offset()?)
+            .take(per_page)
+            .collect();
+        (found, total)
+    };
+    let views = found
+        .into_iter()
+        .map(|u| UserView::new(&state, u))
+        .collect::<ApiResult<Vec<_>>>()?;
+    page_response(&req, views, total, *page)
 }
 
 async fn get(

@@ -110,6 +110,37 @@ impl Users<'_> {
             .count()
     }
 
+    /// One page of the reseller's users in creation order, without loading the others.
+    pub fn page(&self, reseller_id: &str, offset: usize, limit: usize) -> ApiResult<Vec<User>> {
+        let prefix = format!("{reseller_id}/");
+        let mut out = Vec::with_capacity(limit);
+        for key in self
+            .0
+            .t
+            .users_by_reseller
+            .scan_prefix(prefix.as_bytes())
+            .keys()
+            .skip(offset)
+            .take(limit)
+        {
+            let key = key?;
+            let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+            if let Some(u) = get(&self.0.t.users, &id)? {
+                out.push(u);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many live tokens a user has (keys only, nothing decoded).
+    pub fn token_count(&self, user_id: &str) -> usize {
+        self.0
+            .t
+            .tokens_by_user
+            .scan_prefix(format!("{user_id}/").as_bytes())
+            .count()
+    }
+
     /// Deletes a user and revokes all its tokens.
     pub fn delete(&self, reseller_id: &str, id: &str) -> ApiResult<()> {
         let user = self.get(reseller_id, id)?;
