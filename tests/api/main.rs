@@ -8,5 +8,6 @@ mod billing;
 mod durability;
 mod foundation;
 mod keys;
+mod pebble;
 mod settings;
 mod users;
