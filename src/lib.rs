@@ -6,6 +6,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod model;
 pub mod store;

@@ -2,9 +2,11 @@
 //! handler uses (JSON body errors, pagination with `Link` headers, nullable patch fields).
 
 pub mod admin;
+pub mod deploys;
 pub mod keys;
 pub mod ops;
 pub mod reseller;
+pub mod sites;
 pub mod users;
 
 use crate::error::{json_error, ApiError, ApiResult};
@@ -15,7 +17,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(admin::configure)
         .configure(keys::configure)
         .configure(reseller::configure)
-        .configure(users::configure);
+        .configure(users::configure)
+        .configure(sites::configure)
+        .configure(deploys::configure)
+        // Last: `/{account_slug}/sites` must not shadow any fixed path.
+        .configure(sites::configure_account_sites);
 }
 
 /// Extractor configs that turn actix's own body, query and path errors into `ApiError`s.

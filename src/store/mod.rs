@@ -1,11 +1,15 @@
 //! The typed store: sled trees for entities and indexes behind `store.resellers()`,
 //! `store.keys()`, `store.users()`, ... Handlers never see sled types.
 
+pub mod blobs;
 mod codec;
+pub mod deploys;
 mod flush;
+pub mod forms;
 pub mod keys;
 pub mod pages;
 pub mod resellers;
+pub mod sites;
 pub mod users;
 
 pub use codec::{decode, encode};
@@ -19,6 +23,7 @@ pub struct Store {
     db: sled::Db,
     flusher: flush::Flusher,
     pub(crate) t: Trees,
+    pub blobs: blobs::Blobs,
 }
 
 /// Every tree, opened once. Index trees map a lookup key to an entity id.
@@ -44,6 +49,22 @@ pub(crate) struct Trees {
     pub tokens_by_user: sled::Tree,
     /// "reseller_id/kind" -> HTML
     pub pages: sled::Tree,
+    pub sites: sled::Tree,
+    /// site name -> site id (names are unique on the whole instance)
+    pub site_by_name: sled::Tree,
+    /// "reseller_id/user_id/site_id" -> ()
+    pub sites_by_owner: sled::Tree,
+    pub deploys: sled::Tree,
+    /// "site_id/deploy_id" -> ()
+    pub deploys_by_site: sled::Tree,
+    pub forms: sled::Tree,
+    /// "site_id/form name" -> form id
+    pub form_by_name: sled::Tree,
+    /// "site_id/form_id" -> ()
+    pub forms_by_site: sled::Tree,
+    pub submissions: sled::Tree,
+    /// "form_id/submission_id" -> ()
+    pub submissions_by_form: sled::Tree,
 }
 
 /// Why the store could not be opened, in words for the operator.
@@ -53,6 +74,8 @@ pub enum OpenError {
     Locked(String),
     #[error("cannot open the database in {0}: {1}")]
     Other(String, sled::Error),
+    #[error("cannot open the blob store in {0}: {1}")]
+    Blobs(String, std::io::Error),
 }
 
 impl Store {
@@ -88,9 +111,26 @@ impl Store {
             token_by_hash: tree("token_by_hash")?,
             tokens_by_user: tree("tokens_by_user")?,
             pages: tree("pages")?,
+            sites: tree("sites")?,
+            site_by_name: tree("site_by_name")?,
+            sites_by_owner: tree("sites_by_owner")?,
+            deploys: tree("deploys")?,
+            deploys_by_site: tree("deploys_by_site")?,
+            forms: tree("forms")?,
+            form_by_name: tree("form_by_name")?,
+            forms_by_site: tree("forms_by_site")?,
+            submissions: tree("submissions")?,
+            submissions_by_form: tree("submissions_by_form")?,
         };
+        let blobs =
+            blobs::Blobs::open(dir).map_err(|e| OpenError::Blobs(dir.display().to_string(), e))?;
         let flusher = flush::Flusher::start(db.clone());
-        Ok(Store { db, flusher, t })
+        Ok(Store {
+            db,
+            flusher,
+            t,
+            blobs,
+        })
     }
 
     /// Waits until every write made so far is durable. Call before answering a mutating request.
