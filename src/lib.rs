@@ -28,6 +28,7 @@ pub struct AppState {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub settings: Settings,
     pub certs: Arc<tls::CertResolver>,
+    pub edge: edge::Edge,
 }
 
 /// Routes shared by both listeners.
@@ -38,7 +39,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.route("/healthz", web::get().to(api::ops::healthz))
         .route("/readyz", web::get().to(api::ops::readyz))
         .service(web::scope("/api/v1").configure(api::configure))
-        .default_service(web::to(api::ops::not_found));
+        .default_service(web::to(edge::handle));
 }
 
 /// Any error response without a body of its own (actix's 404/405, a failed extractor that did
@@ -102,12 +103,14 @@ pub async fn serve(
     let workers = settings
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let edge = edge::Edge::new(&data_dir, settings.default_preview_domain())?;
     let state = web::Data::new(AppState {
         store: store.clone(),
         operator: auth::operator::OperatorAuth::new(&data_dir),
         trusted_proxies: settings.trusted_proxies(),
         settings,
         certs,
+        edge,
     });
 
     let app_state = state.clone();

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod deploys;
+pub mod forms;
 pub mod keys;
 pub mod ops;
 pub mod reseller;
@@ -20,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(users::configure)
         .configure(sites::configure)
         .configure(deploys::configure)
+        .configure(forms::configure)
         // Last: `/{account_slug}/sites` must not shadow any fixed path.
         .configure(sites::configure_account_sites);
 }
