@@ -51,6 +51,22 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_WORKERS")]
     pub workers: Option<usize>,
 
+    /// Preview domain for resellers that set none: site NAME is served at NAME.<this> [default: localhost]
+    #[arg(long, env = "RESELLERD_DEFAULT_PREVIEW_DOMAIN")]
+    pub default_preview_domain: Option<String>,
+
+    /// Largest uploaded file or zip deploy body, in bytes [default: 104857600]
+    #[arg(long, env = "RESELLERD_MAX_UPLOAD")]
+    pub max_upload: Option<usize>,
+
+    /// Most files in one deploy [default: 25000]
+    #[arg(long, env = "RESELLERD_MAX_DEPLOY_FILES")]
+    pub max_deploy_files: Option<usize>,
+
+    /// Largest total uncompressed size of a zip deploy, in bytes [default: 536870912]
+    #[arg(long, env = "RESELLERD_MAX_DEPLOY_BYTES")]
+    pub max_deploy_bytes: Option<u64>,
+
     /// ACME directory URL for custom-domain certificates (e.g. Let's Encrypt's); unset disables ACME
     #[arg(long, env = "RESELLERD_ACME_DIRECTORY")]
     pub acme_directory: Option<String>,
@@ -156,6 +172,27 @@ impl Settings {
 
     pub fn max_body(&self) -> usize {
         self.max_body.unwrap_or(1 << 20)
+    }
+
+    pub fn default_preview_domain(&self) -> String {
+        self.default_preview_domain
+            .as_deref()
+            .unwrap_or("localhost")
+            .trim()
+            .trim_end_matches('.')
+            .to_lowercase()
+    }
+
+    pub fn max_upload(&self) -> usize {
+        self.max_upload.unwrap_or(100 << 20)
+    }
+
+    pub fn max_deploy_files(&self) -> usize {
+        self.max_deploy_files.unwrap_or(25_000)
+    }
+
+    pub fn max_deploy_bytes(&self) -> u64 {
+        self.max_deploy_bytes.unwrap_or(512 << 20)
     }
 }
 

@@ -35,6 +35,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("a deploy has at most {0} files")]
+    TooManyFiles(usize),
+    #[error("{0}")]
+    ChecksumMismatch(String),
     #[error("too many requests; retry after {0} seconds")]
     RateLimited(u64),
     #[error("internal error; the details are in the server log")]
@@ -67,6 +71,8 @@ impl ApiError {
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            TooManyFiles(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_files"),
+            ChecksumMismatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch"),
             RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

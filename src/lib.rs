@@ -7,6 +7,7 @@ pub mod acme;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod model;
 pub mod registrar;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub certs: Arc<tls::CertResolver>,
     pub acme: Arc<acme::Acme>,
     pub registrar: Option<Arc<dyn registrar::Registrar>>,
+    pub edge: edge::Edge,
 }
 
 /// Routes shared by both listeners.
@@ -45,7 +47,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             web::get().to(api::ops::acme_challenge),
         )
         .service(web::scope("/api/v1").configure(api::configure))
-        .default_service(web::to(api::ops::not_found));
+        .default_service(web::to(edge::handle));
 }
 
 /// Any error response without a body of its own (actix's 404/405, a failed extractor that did
@@ -119,6 +121,7 @@ pub async fn serve(
     if acme.is_configured() {
         actix_web::rt::spawn(acme.clone().renew_forever(settings.acme_check_interval()));
     }
+    let edge = edge::Edge::new(&data_dir, settings.default_preview_domain())?;
     let state = web::Data::new(AppState {
         registrar: settings.registrar()?,
         acme,
@@ -127,6 +130,7 @@ pub async fn serve(
         trusted_proxies: settings.trusted_proxies(),
         settings,
         certs,
+        edge,
     });
 
     let app_state = state.clone();

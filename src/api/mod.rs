@@ -4,9 +4,12 @@
 pub mod admin;
 pub mod audit;
 pub mod billing;
+pub mod deploys;
+pub mod forms;
 pub mod keys;
 pub mod ops;
 pub mod reseller;
+pub mod sites;
 pub mod users;
 
 use crate::error::{json_error, ApiError, ApiResult};
@@ -19,7 +22,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(billing::configure)
         .configure(keys::configure)
         .configure(reseller::configure)
-        .configure(users::configure);
+        .configure(users::configure)
+        .configure(sites::configure)
+        .configure(deploys::configure)
+        .configure(forms::configure)
+        // Last: `/{account_slug}/sites` must not shadow any fixed path.
+        .configure(sites::configure_account_sites);
 }
 
 /// Extractor configs that turn actix's own body, query and path errors into `ApiError`s.

@@ -43,7 +43,7 @@ pub fn ensure(data_dir: &Path) -> std::io::Result<Option<Secret>> {
     rotate(data_dir).map(Some)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()

@@ -11,6 +11,6 @@ mod time;
 pub use email::Email;
 pub use id::new_id;
 pub use ipnet_list::IpAllowList;
-pub use name::{is_dns_label, DomainName};
+pub use name::{is_dns_label, DomainName, SiteName};
 pub use permission::{Permission, Permissions};
 pub use time::Timestamp;

@@ -69,6 +69,58 @@ impl std::fmt::Display for DomainName {
     }
 }
 
+/// A site name: one DNS label (it becomes `NAME.<preview domain>`), lowercased.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SiteName(String);
+
+impl SiteName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let s = raw.trim().to_lowercase();
+        if is_dns_label(&s) {
+            Ok(SiteName(s))
+        } else {
+            Err(format!(
+                "invalid site name {raw:?}: 1-63 letters, digits or '-', not starting or ending with '-'"
+            ))
+        }
+    }
+
+    /// A random name like `site-3kq9x2mz7a`, for sites created without one.
+    pub fn generate() -> Self {
+        use rand::Rng;
+        const CHARS: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+        let mut rng = rand::thread_rng();
+        let tail: String = (0..10)
+            .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+            .collect();
+        SiteName(format!("site-{tail}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SiteName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        SiteName::parse(&s)
+    }
+}
+
+impl From<SiteName> for String {
+    fn from(n: SiteName) -> String {
+        n.0
+    }
+}
+
+impl std::fmt::Display for SiteName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

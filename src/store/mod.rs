@@ -3,12 +3,16 @@
 
 pub mod audit;
 pub mod billing;
+pub mod blobs;
 pub mod certs;
 mod codec;
+pub mod deploys;
 mod flush;
+pub mod forms;
 pub mod keys;
 pub mod pages;
 pub mod resellers;
+pub mod sites;
 pub mod users;
 
 pub use codec::{decode, encode};
@@ -22,6 +26,7 @@ pub struct Store {
     db: sled::Db,
     flusher: flush::Flusher,
     pub(crate) t: Trees,
+    pub blobs: blobs::Blobs,
 }
 
 /// Every tree, opened once. Index trees map a lookup key to an entity id.
@@ -63,6 +68,22 @@ pub(crate) struct Trees {
     pub audit: sled::Tree,
     /// "reseller_id/entry id" -> audit entry
     pub audit_by_reseller: sled::Tree,
+    pub sites: sled::Tree,
+    /// site name -> site id (names are unique on the whole instance)
+    pub site_by_name: sled::Tree,
+    /// "reseller_id/user_id/site_id" -> ()
+    pub sites_by_owner: sled::Tree,
+    pub deploys: sled::Tree,
+    /// "site_id/deploy_id" -> ()
+    pub deploys_by_site: sled::Tree,
+    pub forms: sled::Tree,
+    /// "site_id/form name" -> form id
+    pub form_by_name: sled::Tree,
+    /// "site_id/form_id" -> ()
+    pub forms_by_site: sled::Tree,
+    pub submissions: sled::Tree,
+    /// "form_id/submission_id" -> ()
+    pub submissions_by_form: sled::Tree,
 }
 
 /// Why the store could not be opened, in words for the operator.
@@ -72,6 +93,8 @@ pub enum OpenError {
     Locked(String),
     #[error("cannot open the database in {0}: {1}")]
     Other(String, sled::Error),
+    #[error("cannot open the blob store in {0}: {1}")]
+    Blobs(String, std::io::Error),
 }
 
 impl Store {
@@ -115,9 +138,26 @@ impl Store {
             acme_accounts: tree("acme_accounts")?,
             audit: tree("audit")?,
             audit_by_reseller: tree("audit_by_reseller")?,
+            sites: tree("sites")?,
+            site_by_name: tree("site_by_name")?,
+            sites_by_owner: tree("sites_by_owner")?,
+            deploys: tree("deploys")?,
+            deploys_by_site: tree("deploys_by_site")?,
+            forms: tree("forms")?,
+            form_by_name: tree("form_by_name")?,
+            forms_by_site: tree("forms_by_site")?,
+            submissions: tree("submissions")?,
+            submissions_by_form: tree("submissions_by_form")?,
         };
+        let blobs =
+            blobs::Blobs::open(dir).map_err(|e| OpenError::Blobs(dir.display().to_string(), e))?;
         let flusher = flush::Flusher::start(db.clone());
-        Ok(Store { db, flusher, t })
+        Ok(Store {
+            db,
+            flusher,
+            t,
+            blobs,
+        })
     }
 
     /// Waits until every write made so far is durable. Call before answering a mutating request.

@@ -141,9 +141,10 @@ impl Users<'_> {
             .count()
     }
 
-    /// Deletes a user and revokes all its tokens.
+    /// Deletes a user, its sites, and revokes all its tokens.
     pub fn delete(&self, reseller_id: &str, id: &str) -> ApiResult<()> {
         let user = self.get(reseller_id, id)?;
+        self.0.sites().delete_all_of_user(reseller_id, &user.id)?;
         for token_id in ids_under(&self.0.t.tokens_by_user, &user.id)? {
             self.revoke_token(reseller_id, &token_id)?;
         }

@@ -2,12 +2,14 @@
 //! its own real server.
 
 mod helpers;
+mod pebble;
 
 mod audit;
 mod billing;
 mod durability;
+mod edge;
 mod foundation;
 mod keys;
-mod pebble;
 mod settings;
+mod sites;
 mod users;

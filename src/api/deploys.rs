@@ -1,0 +1,355 @@
+//! Deploys, Netlify's digest flow: `POST /sites/{id}/deploys` (JSON file map, or a zip body),
+//! `PUT /sites/{id}/deploys/{deploy_id}`, `PUT /deploys/{id}/files/{path}`, listing, restore, cancel.
+
+use super::sites::{deploy_view, find_site, owns};
+use super::{paginate, read_body, PageQuery};
+use crate::auth::{Principal, Tenant};
+use crate::error::{json_error, ApiError, ApiResult};
+use crate::model::{Permission, Timestamp};
+use crate::store::deploys::{normalize_path, validate_files, Deploy, NewDeploy};
+use crate::store::sites::Site;
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::io::Read;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/sites/{site_id}/deploys")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        web::resource("/sites/{site_id}/deploys/{deploy_id}")
+            .route(web::get().to(get_in_site))
+            .route(web::put().to(update)),
+    )
+    .service(
+        web::resource("/sites/{site_id}/deploys/{deploy_id}/restore")
+            .route(web::post().to(restore)),
+    )
+    .service(web::resource("/deploys/{deploy_id}").route(web::get().to(get)))
+    .service(web::resource("/deploys/{deploy_id}/cancel").route(web::post().to(cancel)))
+    .service(web::resource("/deploys/{deploy_id}/lock").route(web::post().to(get)))
+    .service(web::resource("/deploys/{deploy_id}/unlock").route(web::post().to(get)))
+    .service(web::resource("/deploys/{deploy_id}/files/{path:.*}").route(web::put().to(upload)));
+}
+
+#[derive(Deserialize, Default)]
+struct DeployBody {
+    files: Option<BTreeMap<String, String>>,
+    draft: Option<bool>,
+    branch: Option<String>,
+    title: Option<String>,
+    functions: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct DeployQuery {
+    title: Option<String>,
+    draft: Option<bool>,
+    branch: Option<String>,
+}
+
+/// A deploy of the tenant with its site; anyone else's is "not found".
+fn find_deploy(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<(Site, Deploy)> {
+    let deploy = state
+        .store
+        .deploys()
+        .get(id)?
+        .filter(|d| owns(tenant, &d.reseller_id, &d.user_id))
+        .ok_or(ApiError::NotFound("deploy"))?;
+    let site = state
+        .store
+        .sites()
+        .get(&deploy.site_id)?
+        .ok_or(ApiError::NotFound("deploy"))?;
+    Ok((site, deploy))
+}
+
+fn reply(state: &AppState, tenant: &Tenant, site: &Site, d: &Deploy) -> ApiResult<HttpResponse> {
+    // Re-read the site so `published` reflects what this deploy just did.
+    let site = state
+        .store
+        .sites()
+        .get(&site.id)?
+        .unwrap_or_else(|| site.clone());
+    Ok(HttpResponse::Ok().json(deploy_view(state, &tenant.reseller, &site, d)))
+}
+
+fn parse_body(bytes: &[u8]) -> ApiResult<DeployBody> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(DeployBody::default());
+    }
+    let body: DeployBody = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
+    if body.functions.as_ref().is_some_and(|f| !f.is_empty()) {
+        return Err(ApiError::invalid(
+            "functions are not supported by this server",
+        ));
+    }
+    Ok(body)
+}
+
+fn is_zip(req: &HttpRequest) -> bool {
+    req.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.trim()
+                .to_ascii_lowercase()
+                .starts_with("application/zip")
+        })
+}
+
+async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    site_id: web::Path<String>,
+    q: web::Query<DeployQuery>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesWrite)?;
+    let site = find_site(&state, &tenant, &site_id)?;
+    let q = q.into_inner();
+    let now = Timestamp::now();
+    let s = &state.settings;
+    let deploy = if is_zip(&req) {
+        let body = read_body(payload, s.max_upload()).await?;
+        let limits = ZipLimits {
+            max_files: s.max_deploy_files(),
+            max_bytes: s.max_deploy_bytes(),
+        };
+        let opts = NewDeploy {
+            // A raw zip has no JSON body: production unless ?draft=true, as on Netlify.
+            draft: q.draft.unwrap_or(false),
+            title: q.title,
+            branch: q.branch,
+        };
+        let store = state.store.clone();
+        let site2 = site.clone();
+        web::block(move || -> ApiResult<Deploy> {
+            let contents = unpack_zip(&body, &limits)?;
+            let mut files = BTreeMap::new();
+            for (path, data) in &contents {
+                let sha = crate::store::blobs::sha1_hex(data);
+                store.blobs.put(&sha, data)?;
+                files.insert(path.clone(), sha);
+            }
+            store.deploys().create(&site2, opts, Some(files), now)
+        })
+        .await
+        .map_err(ApiError::internal)??
+    } else {
+        let bytes = read_body(payload, s.max_body()).await?;
+        let body = parse_body(&bytes)?;
+        let files = body
+            .files
+            .map(|f| validate_files(f, s.max_deploy_files()))
+            .transpose()?;
+        let opts = NewDeploy {
+            draft: body.draft.or(q.draft).unwrap_or(false),
+            title: body.title.or(q.title),
+            branch: body.branch.or(q.branch),
+        };
+        state.store.deploys().create(&site, opts, files, now)?
+    };
+    state.store.flush().await?;
+    reply(&state, &tenant, &site, &deploy)
+}
+
+/// The CLI's second step: the file map for a deploy made by `POST` (draft stays as POSTed).
+async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesWrite)?;
+    let (site_id, deploy_id) = path.into_inner();
+    let site = find_site(&state, &tenant, &site_id)?;
+    let (_, deploy) = find_deploy(&state, &tenant, &deploy_id)?;
+    if deploy.site_id != site.id {
+        return Err(ApiError::NotFound("deploy"));
+    }
+    let bytes = read_body(payload, state.settings.max_body()).await?;
+    let body = parse_body(&bytes)?;
+    let deploy = match body.files {
+        Some(f) => {
+            let files = validate_files(f, state.settings.max_deploy_files())?;
+            state
+                .store
+                .deploys()
+                .set_files(&deploy.id, files, Timestamp::now())?
+        }
+        None => deploy,
+    };
+    state.store.flush().await?;
+    reply(&state, &tenant, &site, &deploy)
+}
+
+async fn upload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    deploy_id: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesWrite)?;
+    let (deploy_id, _) = deploy_id.into_inner();
+    let (_, deploy) = find_deploy(&state, &tenant, &deploy_id)?;
+    // The raw URI: clients percent-encode the path (spaces as %20), so decode it exactly once.
+    let raw = req.uri().path();
+    let marker = format!("/deploys/{deploy_id}/files/");
+    let tail = raw
+        .find(&marker)
+        .map(|i| &raw[i + marker.len()..])
+        .ok_or(ApiError::NotFound("file"))?;
+    let decoded = percent_encoding::percent_decode_str(tail)
+        .decode_utf8()
+        .map_err(|_| ApiError::invalid("the file path is not UTF-8"))?;
+    let path = normalize_path(&decoded)?;
+    let body = read_body(payload, state.settings.max_upload()).await?;
+    let size = body.len();
+    let store = state.store.clone();
+    let (id, p) = (deploy.id.clone(), path.clone());
+    let updated = web::block(move || store.deploys().upload(&id, &p, &body, Timestamp::now()))
+        .await
+        .map_err(ApiError::internal)??;
+    state.store.flush().await?;
+    let sha = updated.files.get(&path).cloned().unwrap_or_default();
+    let mime = mime_guess::from_path(&path).first_or_octet_stream();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "id": sha, "path": format!("/{path}"), "sha": sha, "mime_type": mime.essence_str(), "size": size,
+    })))
+}
+
+async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    site_id: web::Path<String>,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesRead)?;
+    let site = find_site(&state, &tenant, &site_id)?;
+    let views = state
+        .store
+        .deploys()
+        .list(&site.id)?
+        .iter()
+        .map(|d| deploy_view(&state, &tenant.reseller, &site, d))
+        .collect();
+    paginate(&req, views, q.into_inner())
+}
+
+async fn get_in_site(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesRead)?;
+    let (site_id, deploy_id) = path.into_inner();
+    let site = find_site(&state, &tenant, &site_id)?;
+    let (_, deploy) = find_deploy(&state, &tenant, &deploy_id)?;
+    if deploy.site_id != site.id {
+        return Err(ApiError::NotFound("deploy"));
+    }
+    reply(&state, &tenant, &site, &deploy)
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesRead)?;
+    let (site, deploy) = find_deploy(&state, &tenant, &id)?;
+    reply(&state, &tenant, &site, &deploy)
+}
+
+async fn restore(
+    state: web::Data<AppState>,
+    who: Principal,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesWrite)?;
+    let (site_id, deploy_id) = path.into_inner();
+    let site = find_site(&state, &tenant, &site_id)?;
+    let (_, deploy) = find_deploy(&state, &tenant, &deploy_id)?;
+    if deploy.site_id != site.id {
+        return Err(ApiError::NotFound("deploy"));
+    }
+    let deploy = state
+        .store
+        .deploys()
+        .restore(&deploy.id, Timestamp::now())?;
+    state.store.flush().await?;
+    let site = state.store.sites().get(&site.id)?.unwrap_or(site);
+    Ok(HttpResponse::Created().json(deploy_view(&state, &tenant.reseller, &site, &deploy)))
+}
+
+async fn cancel(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesWrite)?;
+    let (site, deploy) = find_deploy(&state, &tenant, &id)?;
+    let deploy = state.store.deploys().cancel(&deploy.id, Timestamp::now())?;
+    state.store.flush().await?;
+    Ok(HttpResponse::Created().json(deploy_view(&state, &tenant.reseller, &site, &deploy)))
+}
+
+pub struct ZipLimits {
+    pub max_files: usize,
+    pub max_bytes: u64,
+}
+
+/// Entries past this size must not expand more than `MAX_RATIO` times (zip bombs).
+const MAX_RATIO: u64 = 200;
+const RATIO_FLOOR: u64 = 1 << 20;
+
+/// The files of a zip deploy, checked against the limits before anything is expanded, and
+/// again while expanding (declared sizes can lie).
+pub fn unpack_zip(body: &[u8], limits: &ZipLimits) -> ApiResult<Vec<(String, Vec<u8>)>> {
+    let bad = |e: zip::result::ZipError| ApiError::invalid(format!("invalid zip archive: {e}"));
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(body)).map_err(bad)?;
+    if archive.len() > limits.max_files {
+        return Err(ApiError::TooManyFiles(limits.max_files));
+    }
+    let mut total: u64 = 0;
+    let mut entries = Vec::new();
+    for i in 0..archive.len() {
+        let f = archive.by_index_raw(i).map_err(bad)?;
+        if f.is_dir() {
+            continue;
+        }
+        let name = String::from_utf8_lossy(f.name_raw()).into_owned();
+        let path = normalize_path(&name)?;
+        total = total.saturating_add(f.size());
+        if total > limits.max_bytes {
+            return Err(ApiError::PayloadTooLarge(limits.max_bytes as usize));
+        }
+        if f.size() > RATIO_FLOOR && f.size() / f.compressed_size().max(1) > MAX_RATIO {
+            return Err(ApiError::PayloadTooLarge(limits.max_bytes as usize));
+        }
+        entries.push((i, path, f.size()));
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, path, size) in entries {
+        let f = archive.by_index(i).map_err(bad)?;
+        let mut data = Vec::with_capacity(size as usize);
+        f.take(size + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| ApiError::invalid(format!("invalid zip entry {path:?}: {e}")))?;
+        if data.len() as u64 != size {
+            return Err(ApiError::invalid(format!(
+                "zip entry {path:?} does not match its declared size"
+            )));
+        }
+        out.push((path, data));
+    }
+    Ok(out)
+}

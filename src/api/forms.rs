@@ -1,0 +1,181 @@
+//! Forms and submissions: `GET /sites/{id}/forms`, `GET /forms`, `GET /sites/{id}/submissions`,
+//! `GET /forms/{id}/submissions`, `GET /submissions`, `GET/DELETE /submissions/{id}`.
+
+use super::sites::{find_site, owns};
+use super::{no_content, paginate, PageQuery};
+use crate::auth::{Principal, Tenant};
+use crate::error::{ApiError, ApiResult};
+use crate::model::Permission;
+use crate::store::forms::{Form, Submission};
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/sites/{site_id}/forms").route(web::get().to(site_forms)))
+        .service(
+            web::resource("/sites/{site_id}/submissions").route(web::get().to(site_submissions)),
+        )
+        .service(web::resource("/forms").route(web::get().to(all_forms)))
+        .service(
+            web::resource("/forms/{form_id}/submissions").route(web::get().to(form_submissions)),
+        )
+        .service(web::resource("/submissions").route(web::get().to(all_submissions)))
+        .service(
+            web::resource("/submissions/{id}")
+                .route(web::get().to(get_submission))
+                .route(web::delete().to(delete_submission)),
+        );
+}
+
+fn form_view(f: &Form) -> Value {
+    json!({
+        "id": f.id, "site_id": f.site_id, "name": f.name, "paths": f.paths,
+        "submission_count": f.submission_count,
+        "fields": f.fields.iter().map(|n| json!({"name": n, "type": "text"})).collect::<Vec<_>>(),
+        "action": f.action, "honeypot": f.honeypot, "created_at": f.created_at,
+    })
+}
+
+/// The Netlify submission object: `data` holds every field, and the well-known ones are lifted.
+fn submission_view(s: &Submission) -> Value {
+    let mut data = Map::new();
+    for (k, v) in &s.data {
+        data.insert(k.clone(), Value::String(v.clone()));
+    }
+    let field = |k: &str| data.get(k).cloned().unwrap_or(Value::Null);
+    let summary: Vec<String> = s.data.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    json!({
+        "id": s.id, "number": s.number, "form_id": s.form_id, "form_name": s.form_name,
+        "site_id": s.site_id, "email": field("email"), "name": field("name"),
+        "first_name": field("first_name"), "last_name": field("last_name"),
+        "company": field("company"), "summary": summary.join(", "), "body": field("body"),
+        "data": data, "site_url": s.site_url, "created_at": s.created_at,
+    })
+}
+
+/// The tenant's forms: every site of the reseller, or of the user.
+fn tenant_forms(state: &AppState, tenant: &Tenant) -> ApiResult<Vec<Form>> {
+    let user = tenant.user.as_ref().map(|u| u.id.as_str());
+    let mut forms = Vec::new();
+    for site in state.store.sites().list(&tenant.reseller.id, user)? {
+        forms.extend(state.store.forms().list(&site.id)?);
+    }
+    Ok(forms)
+}
+
+fn find_form(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<Form> {
+    state
+        .store
+        .forms()
+        .get(id)?
+        .filter(|f| owns(tenant, &f.reseller_id, &f.user_id))
+        .ok_or(ApiError::NotFound("form"))
+}
+
+fn find_submission(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<Submission> {
+    state
+        .store
+        .forms()
+        .submission(id)?
+        .filter(|s| owns(tenant, &s.reseller_id, &s.user_id))
+        .ok_or(ApiError::NotFound("submission"))
+}
+
+async fn site_forms(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    site_id: web::Path<String>,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SubmissionsRead)?;
+    let site = find_site(&state, &tenant, &site_id)?;
+    let forms = state.store.forms().list(&site.id)?;
+    paginate(&req, forms.iter().map(form_view).collect(), q.into_inner())
+}
+
+async fn all_forms(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SubmissionsRead)?;
+    let forms = tenant_forms(&state, &tenant)?;
+    paginate(&req, forms.iter().map(form_view).collect(), q.into_inner())
+}
+
+async fn site_submissions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    site_id: web::Path<String>,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SubmissionsRead)?;
+    let site = find_site(&state, &tenant, &site_id)?;
+    let forms = state.store.forms().list(&site.id)?;
+    let subs = state.store.forms().submissions_of_forms(&forms)?;
+    paginate(
+        &req,
+        subs.iter().map(submission_view).collect(),
+        q.into_inner(),
+    )
+}
+
+async fn form_submissions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    form_id: web::Path<String>,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SubmissionsRead)?;
+    let form = find_form(&state, &tenant, &form_id)?;
+    let subs = state.store.forms().submissions_of_form(&form.id)?;
+    paginate(
+        &req,
+        subs.iter().map(submission_view).collect(),
+        q.into_inner(),
+    )
+}
+
+async fn all_submissions(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SubmissionsRead)?;
+    let forms = tenant_forms(&state, &tenant)?;
+    let subs = state.store.forms().submissions_of_forms(&forms)?;
+    paginate(
+        &req,
+        subs.iter().map(submission_view).collect(),
+        q.into_inner(),
+    )
+}
+
+/// Netlify's listFormSubmission answers an array with the one submission.
+async fn get_submission(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SubmissionsRead)?;
+    let sub = find_submission(&state, &tenant, &id)?;
+    Ok(HttpResponse::Ok().json(vec![submission_view(&sub)]))
+}
+
+async fn delete_submission(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesWrite)?;
+    let sub = find_submission(&state, &tenant, &id)?;
+    state.store.forms().delete_submission(&sub)?;
+    state.store.flush().await?;
+    Ok(no_content())
+}

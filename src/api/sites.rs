@@ -1,0 +1,450 @@
+//! Sites and Netlify accounts: `POST/GET /sites`, `GET/PATCH/DELETE /sites/{id_or_name}`,
+//! `POST/GET /{account_slug}/sites`, `GET /accounts`, `GET /accounts/{slug}/env`.
+
+use super::{created, no_content, nullable, paginate, PageQuery};
+use crate::auth::{Principal, Tenant};
+use crate::error::{ApiError, ApiResult};
+use crate::model::{DomainName, Permission, SiteName, Timestamp};
+use crate::store::deploys::Deploy;
+use crate::store::resellers::Reseller;
+use crate::store::sites::{Site, SitePatch};
+use crate::store::users::User;
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/sites")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        web::resource("/sites/{site_id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::put().to(update))
+            .route(web::delete().to(delete)),
+    )
+    .service(web::resource("/accounts").route(web::get().to(accounts)))
+    .service(web::resource("/accounts/{slug}").route(web::get().to(account)))
+    .service(web::resource("/accounts/{slug}/env").route(web::get().to(env)));
+}
+
+/// Registered last: `/{account_slug}/sites` would otherwise shadow nothing, but keep it behind
+/// every fixed path anyway.
+pub fn configure_account_sites(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/{account_slug}/sites")
+            .route(web::get().to(list_for_account))
+            .route(web::post().to(create_in_account)),
+    );
+}
+
+/// True if the tenant may see a record owned by (reseller, user).
+pub fn owns(tenant: &Tenant, reseller_id: &str, user_id: &str) -> bool {
+    tenant.reseller.id == reseller_id && tenant.user.as_ref().is_none_or(|u| u.id == user_id)
+}
+
+/// A site of the tenant by id or name; anything else is "not found".
+pub fn find_site(state: &AppState, tenant: &Tenant, id_or_name: &str) -> ApiResult<Site> {
+    let sites = state.store.sites();
+    let site = match sites.get(id_or_name)? {
+        Some(s) => Some(s),
+        None => match sites.by_name(&id_or_name.to_ascii_lowercase())? {
+            Some(s) => Some(s),
+            None => crate::edge::resolve_host(
+                &state.store,
+                &state.settings.default_preview_domain(),
+                id_or_name,
+            )?
+            .map(|(s, _)| s),
+        },
+    };
+    match site {
+        Some(s) if owns(tenant, &s.reseller_id, &s.user_id) => Ok(s),
+        _ => Err(ApiError::NotFound("site")),
+    }
+}
+
+pub struct SiteUrls {
+    pub url: String,
+    pub ssl_url: String,
+    pub admin_url: String,
+}
+
+pub fn site_urls(state: &AppState, reseller: &Reseller, site: &Site) -> SiteUrls {
+    let host = crate::edge::site_host(
+        reseller,
+        &state.settings.default_preview_domain(),
+        site.name.as_str(),
+    );
+    SiteUrls {
+        url: format!("http://{host}"),
+        ssl_url: format!("https://{host}"),
+        admin_url: format!("https://{host}/.resellerd/site/{}", site.id),
+    }
+}
+
+/// The Netlify deploy object.
+pub fn deploy_view(state: &AppState, reseller: &Reseller, site: &Site, d: &Deploy) -> Value {
+    let urls = site_urls(state, reseller, site);
+    json!({
+        "id": d.id, "site_id": d.site_id, "user_id": d.user_id, "build_id": null,
+        "state": d.state.name(), "name": site.name, "url": urls.url, "ssl_url": urls.ssl_url,
+        "admin_url": urls.admin_url, "deploy_url": urls.url, "deploy_ssl_url": urls.ssl_url,
+        "screenshot_url": null, "review_id": null, "draft": d.draft, "required": d.required,
+        "required_functions": [], "error_message": d.error_message, "branch": d.branch,
+        "commit_ref": null, "commit_url": null, "skipped": null, "title": d.title,
+        "context": if d.draft { "deploy-preview" } else { "production" },
+        "locked": false, "review_url": null, "framework": null, "function_schedules": [],
+        "file_count": d.files.len(), "pending": d.pending.len(),
+        "published": site.published_deploy.as_deref() == Some(d.id.as_str()),
+        "created_at": d.created_at, "updated_at": d.updated_at, "published_at": d.published_at,
+    })
+}
+
+/// The Netlify site object, with the fields netlify-cli reads.
+pub fn site_view(state: &AppState, reseller: &Reseller, site: &Site) -> ApiResult<Value> {
+    let urls = site_urls(state, reseller, site);
+    let published = match &site.published_deploy {
+        Some(id) => state
+            .store
+            .deploys()
+            .get(id)?
+            .map(|d| deploy_view(state, reseller, site, &d)),
+        None => None,
+    };
+    let account_name = state
+        .store
+        .users()
+        .get(&reseller.id, &site.user_id)
+        .map(|u| u.email.as_str().to_string())
+        .unwrap_or_default();
+    Ok(json!({
+        "id": site.id, "site_id": site.id, "name": site.name, "state": "current", "plan": "default",
+        "url": urls.url, "ssl_url": urls.ssl_url, "admin_url": urls.admin_url,
+        "deploy_url": urls.ssl_url, "custom_domain": site.custom_domain, "domain_aliases": [],
+        "password_protected": site.password.is_some(), "user_id": site.user_id,
+        "account_id": site.user_id, "account_slug": site.user_id, "account_name": account_name,
+        "published_deploy": published, "ssl": false, "force_ssl": false, "managed_dns": false,
+        "feature_flags": {}, "build_settings": {}, "capabilities": {},
+        "processing_settings": {"html": {"pretty_urls": true}},
+        "created_at": site.created_at, "updated_at": site.updated_at,
+    }))
+}
+
+#[derive(Deserialize)]
+struct CreateSite {
+    name: Option<String>,
+    #[serde(default)]
+    custom_domain: Option<DomainName>,
+    #[serde(default)]
+    password: Option<String>,
+    user_id: Option<String>,
+}
+
+fn parse_name(raw: Option<&str>) -> ApiResult<Option<SiteName>> {
+    raw.filter(|n| !n.trim().is_empty())
+        .map(SiteName::parse)
+        .transpose()
+        .map_err(ApiError::InvalidRequest)
+}
+
+fn check_password(p: &str) -> ApiResult<()> {
+    if p.is_empty() || p.len() > 200 {
+        return Err(ApiError::invalid("password must be 1 to 200 bytes"));
+    }
+    Ok(())
+}
+
+/// The user a new site belongs to: the caller, or for a reseller key the named user.
+fn owner_for(state: &AppState, who: &Principal, user_id: Option<&str>) -> ApiResult<User> {
+    match who {
+        Principal::User { user, .. } => match user_id {
+            Some(id) if id != user.id => Err(ApiError::NotFound("user")),
+            _ => Ok(user.clone()),
+        },
+        _ => {
+            let reseller = who.reseller(Permission::SitesWrite)?;
+            let id = user_id.ok_or_else(|| {
+                ApiError::invalid("a reseller key must pass the user_id the site belongs to")
+            })?;
+            state.store.users().get(&reseller.id, id)
+        }
+    }
+}
+
+async fn create_for(
+    state: &AppState,
+    who: &Principal,
+    owner: User,
+    body: CreateSite,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesWrite)?;
+    let name = parse_name(body.name.as_deref())?;
+    if let Some(p) = &body.password {
+        check_password(p)?;
+    }
+    let site = state.store.sites().create(
+        &tenant.reseller.id,
+        &owner.id,
+        name,
+        body.custom_domain,
+        body.password.as_deref(),
+        Timestamp::now(),
+    )?;
+    state.store.flush().await?;
+    Ok(created(site_view(state, &tenant.reseller, &site)?))
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: web::Json<CreateSite>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let owner = owner_for(&state, &who, body.user_id.as_deref())?;
+    create_for(&state, &who, owner, body).await
+}
+
+/// The user an account slug names: a user's own id, or for a reseller key one of its users
+/// (or the reseller itself, with `user_id` in the body).
+fn account_owner(
+    state: &AppState,
+    who: &Principal,
+    slug: &str,
+    user_id: Option<&str>,
+) -> ApiResult<User> {
+    match who {
+        Principal::Reseller { reseller, .. } if slug == reseller.id => {
+            owner_for(state, who, user_id)
+        }
+        Principal::Reseller { .. } => {
+            let reseller = who.reseller(Permission::SitesWrite)?;
+            state
+                .store
+                .users()
+                .get(&reseller.id, slug)
+                .map_err(|_| ApiError::NotFound("account"))
+        }
+        _ if who_user_id(who) == Some(slug) => owner_for(state, who, user_id),
+        _ => Err(ApiError::NotFound("account")),
+    }
+}
+
+fn who_user_id(who: &Principal) -> Option<&str> {
+    match who {
+        Principal::User { user, .. } => Some(&user.id),
+        _ => None,
+    }
+}
+
+async fn create_in_account(
+    state: web::Data<AppState>,
+    who: Principal,
+    slug: web::Path<String>,
+    body: Option<web::Json<CreateSite>>,
+) -> ApiResult<HttpResponse> {
+    let body = body.map(|b| b.into_inner()).unwrap_or(CreateSite {
+        name: None,
+        custom_domain: None,
+        password: None,
+        user_id: None,
+    });
+    let owner = account_owner(&state, &who, &slug, body.user_id.as_deref())?;
+    create_for(&state, &who, owner, body).await
+}
+
+#[derive(Deserialize)]
+struct SiteFilter {
+    name: Option<String>,
+    #[allow(dead_code)] // Netlify's all/owner/guest: every site here has one owner
+    filter: Option<String>,
+    user_id: Option<String>,
+    page: Option<usize>,
+    per_page: Option<usize>,
+}
+
+fn list_views(
+    state: &AppState,
+    tenant: &Tenant,
+    user_id: Option<&str>,
+    name: Option<&str>,
+) -> ApiResult<Vec<Value>> {
+    let user = tenant.user.as_ref().map(|u| u.id.as_str()).or(user_id);
+    let name = name.map(str::to_ascii_lowercase).filter(|n| !n.is_empty());
+    state
+        .store
+        .sites()
+        .list(&tenant.reseller.id, user)?
+        .into_iter()
+        .filter(|s| name.as_deref().is_none_or(|n| s.name.as_str().contains(n)))
+        .map(|s| site_view(state, &tenant.reseller, &s))
+        .collect()
+}
+
+async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<SiteFilter>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesRead)?;
+    let views = list_views(&state, &tenant, q.user_id.as_deref(), q.name.as_deref())?;
+    paginate(
+        &req,
+        views,
+        PageQuery {
+            page: q.page,
+            per_page: q.per_page,
+        },
+    )
+}
+
+async fn list_for_account(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    slug: web::Path<String>,
+    q: web::Query<SiteFilter>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesRead)?;
+    let user = if slug.as_str() == tenant.reseller.id {
+        None
+    } else {
+        Some(account_owner(&state, &who, &slug, None)?.id)
+    };
+    let views = list_views(&state, &tenant, user.as_deref(), q.name.as_deref())?;
+    paginate(
+        &req,
+        views,
+        PageQuery {
+            page: q.page,
+            per_page: q.per_page,
+        },
+    )
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesRead)?;
+    let site = find_site(&state, &tenant, &id)?;
+    Ok(HttpResponse::Ok().json(site_view(&state, &tenant.reseller, &site)?))
+}
+
+#[derive(Deserialize)]
+struct PatchSite {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    custom_domain: Option<Option<DomainName>>,
+    #[serde(default, deserialize_with = "nullable")]
+    password: Option<Option<String>>,
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+    body: web::Json<PatchSite>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesWrite)?;
+    let site = find_site(&state, &tenant, &id)?;
+    let b = body.into_inner();
+    // Netlify clients clear a password with an empty string.
+    let password = b.password.map(|p| p.filter(|s| !s.is_empty()));
+    if let Some(Some(p)) = &password {
+        check_password(p)?;
+    }
+    let patch = SitePatch {
+        name: parse_name(b.name.as_deref())?,
+        custom_domain: b.custom_domain,
+        password,
+    };
+    let site = state
+        .store
+        .sites()
+        .update(&site.id, patch, Timestamp::now())?;
+    state.store.flush().await?;
+    Ok(HttpResponse::Ok().json(site_view(&state, &tenant.reseller, &site)?))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesWrite)?;
+    let site = find_site(&state, &tenant, &id)?;
+    let store = state.store.clone();
+    web::block(move || store.sites().delete(&site.id))
+        .await
+        .map_err(ApiError::internal)??;
+    state.store.flush().await?;
+    Ok(no_content())
+}
+
+fn account_json(id: &str, name: &str, kind: &str, created_at: Timestamp) -> Value {
+    json!({
+        "id": id, "name": name, "slug": id, "type": kind, "type_name": kind,
+        "capabilities": {"sites": {"included": "unlimited", "used": 0}},
+        "owner_ids": [id], "roles_allowed": ["Owner"], "created_at": created_at,
+        "updated_at": created_at, "default": true,
+    })
+}
+
+/// Netlify accounts: a user token sees its own account; a reseller key sees its own and one per user.
+fn account_list(state: &AppState, who: &Principal) -> ApiResult<Vec<Value>> {
+    match who {
+        Principal::User { user, .. } => Ok(vec![account_json(
+            &user.id,
+            user.email.as_str(),
+            "PERSONAL",
+            user.created_at,
+        )]),
+        _ => {
+            let reseller = who.reseller(Permission::SitesRead)?;
+            let mut out = vec![account_json(
+                &reseller.id,
+                &reseller.name,
+                "RESELLER",
+                reseller.created_at,
+            )];
+            for u in state.store.users().list(&reseller.id)? {
+                out.push(account_json(
+                    &u.id,
+                    u.email.as_str(),
+                    "PERSONAL",
+                    u.created_at,
+                ));
+            }
+            Ok(out)
+        }
+    }
+}
+
+async fn accounts(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(account_list(&state, &who)?))
+}
+
+async fn account(
+    state: web::Data<AppState>,
+    who: Principal,
+    slug: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    account_list(&state, &who)?
+        .into_iter()
+        .find(|a| a["slug"] == slug.as_str())
+        .map(|a| HttpResponse::Ok().json(a))
+        .ok_or(ApiError::NotFound("account"))
+}
+
+/// Environment variables are not stored here; netlify-cli asks and accepts an empty list.
+async fn env(who: Principal) -> ApiResult<HttpResponse> {
+    who.tenant(Permission::SitesRead)?;
+    Ok(HttpResponse::Ok().json(Vec::<Value>::new()))
+}

@@ -1,0 +1,180 @@
+//! Redirect and header rules of a deploy: `[[redirects]]`/`[[headers]]` from `netlify.toml`
+//! (where netlify-cli puts them) and the `_redirects`/`_headers` files (zip and API deploys).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redirect {
+    pub from: String,
+    pub to: String,
+    pub status: u16,
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeaderRule {
+    pub pattern: String,
+    pub values: Vec<(String, String)>,
+}
+
+#[derive(Deserialize)]
+struct TomlRedirect {
+    from: String,
+    to: String,
+    status: Option<u16>,
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Deserialize)]
+struct TomlHeaders {
+    #[serde(rename = "for")]
+    pattern: String,
+    #[serde(default)]
+    values: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct NetlifyToml {
+    #[serde(default)]
+    redirects: Vec<TomlRedirect>,
+    #[serde(default)]
+    headers: Vec<TomlHeaders>,
+}
+
+/// The rules of a `netlify.toml`; a file that does not parse contributes none.
+pub fn parse_netlify_toml(text: &str) -> (Vec<Redirect>, Vec<HeaderRule>) {
+    let Ok(cfg) = toml::from_str::<NetlifyToml>(text) else {
+        return (Vec::new(), Vec::new());
+    };
+    let redirects = cfg
+        .redirects
+        .into_iter()
+        .map(|r| Redirect {
+            from: r.from,
+            to: r.to,
+            status: r.status.unwrap_or(301),
+            force: r.force,
+        })
+        .collect();
+    let headers = cfg
+        .headers
+        .into_iter()
+        .map(|h| HeaderRule {
+            pattern: h.pattern,
+            values: h
+                .values
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        toml::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (k, v)
+                })
+                .collect(),
+        })
+        .collect();
+    (redirects, headers)
+}
+
+/// `_redirects`: `FROM TO [STATUS[!]]` per line, `#` comments.
+pub fn parse_redirects_file(text: &str) -> Vec<Redirect> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.split('#').next().unwrap_or("").trim();
+            let mut parts = line.split_whitespace();
+            let from = parts.next()?;
+            let to = parts.next()?;
+            let (status, force) = match parts.next() {
+                Some(s) => {
+                    let force = s.ends_with('!');
+                    (s.trim_end_matches('!').parse().ok()?, force)
+                }
+                None => (301, false),
+            };
+            Some(Redirect {
+                from: from.to_string(),
+                to: to.to_string(),
+                status,
+                force,
+            })
+        })
+        .collect()
+}
+
+/// `_headers`: a path pattern on its own line, then indented `Name: value` lines.
+pub fn parse_headers_file(text: &str) -> Vec<HeaderRule> {
+    let mut rules: Vec<HeaderRule> = Vec::new();
+    for line in text.lines() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        if !line.starts_with(char::is_whitespace) {
+            rules.push(HeaderRule {
+                pattern: line.trim().to_string(),
+                values: Vec::new(),
+            });
+        } else if let (Some(rule), Some((k, v))) = (rules.last_mut(), line.split_once(':')) {
+            rule.values
+                .push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    rules
+}
+
+/// Matches a path against a pattern with `:name` segments and a trailing `*` splat; returns
+/// the captured placeholders (`splat` for the star).
+pub fn match_pattern(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
+    let pat: Vec<&str> = pattern.trim_end_matches('/').split('/').collect();
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let mut caps = Vec::new();
+    for (i, p) in pat.iter().enumerate() {
+        if *p == "*" {
+            caps.push(("splat".to_string(), segs.get(i..).unwrap_or(&[]).join("/")));
+            return Some(caps);
+        }
+        let s = segs.get(i)?;
+        if let Some(name) = p.strip_prefix(':') {
+            caps.push((name.to_string(), s.to_string()));
+        } else if p != s {
+            return None;
+        }
+    }
+    (pat.len() == segs.len()).then_some(caps)
+}
+
+/// The target of a matched rule with its placeholders filled in.
+pub fn expand(to: &str, caps: &[(String, String)]) -> String {
+    let mut out = to.to_string();
+    for (name, value) in caps {
+        out = out.replace(&format!(":{name}"), value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_and_files() {
+        assert_eq!(match_pattern("/old", "/old"), Some(vec![]));
+        assert_eq!(match_pattern("/old", "/old/"), Some(vec![]));
+        assert_eq!(match_pattern("/old", "/older"), None);
+        let caps = match_pattern("/blog/:year/*", "/blog/2024/a/b").unwrap();
+        assert_eq!(expand("/news/:year/:splat", &caps), "/news/2024/a/b");
+        assert!(match_pattern("/*", "/anything/at/all").is_some());
+        let r = parse_redirects_file("# c\n/a /b\n/c /d 302!\n/spa/* /index.html 200\n");
+        assert_eq!(r.len(), 3);
+        assert_eq!((r[1].status, r[1].force), (302, true));
+        let h = parse_headers_file("/*\n  X-Frame-Options: DENY\n  X-A: b\n");
+        assert_eq!(h[0].values.len(), 2);
+        let (r, h) = parse_netlify_toml(
+            "[[redirects]]\nfrom='/x'\nto='/y'\nforce=false\n[[headers]]\nfor='/*'\n[headers.values]\nX-T='1'\n",
+        );
+        assert_eq!(r[0].status, 301);
+        assert_eq!(h[0].values, [("X-T".to_string(), "1".to_string())]);
+    }
+}

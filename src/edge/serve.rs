@@ -1,0 +1,257 @@
+//! Serving a deploy's files: path lookup with directory index and pretty URLs, redirect and
+//! header rules, Content-Type, ETag/If-None-Match, Range and Cache-Control.
+
+use super::rules::{self, HeaderRule, Redirect};
+use crate::store::deploys::Deploy;
+use crate::store::Store;
+use actix_web::http::{header, StatusCode};
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse};
+use std::collections::HashMap;
+
+/// Deploy files the edge never serves: they configure it.
+const HIDDEN: [&str; 3] = ["netlify.toml", "_redirects", "_headers"];
+
+pub const CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
+
+/// What the edge needs of a ready deploy, built once per deploy (deploys never change).
+pub struct DeployIndex {
+    pub files: HashMap<String, String>,
+    pub redirects: Vec<Redirect>,
+    pub headers: Vec<HeaderRule>,
+}
+
+impl DeployIndex {
+    pub fn build(store: &Store, deploy: Deploy) -> DeployIndex {
+        let read = |name: &str| {
+            deploy
+                .files
+                .get(name)
+                .and_then(|sha| store.blobs.read(sha).ok())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        // Netlify's order: `_redirects` rules first, then netlify.toml's.
+        let mut redirects = read("_redirects")
+            .map(|t| rules::parse_redirects_file(&t))
+            .unwrap_or_default();
+        let mut headers = read("_headers")
+            .map(|t| rules::parse_headers_file(&t))
+            .unwrap_or_default();
+        if let Some(t) = read("netlify.toml") {
+            let (r, h) = rules::parse_netlify_toml(&t);
+            redirects.extend(r);
+            headers.extend(h);
+        }
+        let files = deploy
+            .files
+            .into_iter()
+            .filter(|(p, _)| !HIDDEN.contains(&p.as_str()))
+            .collect();
+        DeployIndex {
+            files,
+            redirects,
+            headers,
+        }
+    }
+
+    /// The file a URL path names: exact, `dir/` -> `dir/index.html`, `/a` -> `a.html` or `a/index.html`.
+    pub fn lookup(&self, path: &str) -> Option<(String, &str)> {
+        let p = path.trim_start_matches('/');
+        let candidates: Vec<String> = if p.is_empty() || p.ends_with('/') {
+            vec![format!("{p}index.html")]
+        } else {
+            vec![
+                p.to_string(),
+                format!("{p}.html"),
+                format!("{p}/index.html"),
+            ]
+        };
+        candidates
+            .into_iter()
+            .find_map(|c| self.files.get(&c).map(|sha| (c.clone(), sha.as_str())))
+    }
+}
+
+/// Where a request ends up.
+pub enum Route<'a> {
+    File {
+        path: String,
+        sha: &'a str,
+        status: StatusCode,
+    },
+    Redirect {
+        location: String,
+        status: StatusCode,
+    },
+    NotFound,
+}
+
+/// Applies the redirect rules (a rule that is not forced yields to an existing file).
+pub fn route<'a>(ix: &'a DeployIndex, path: &str) -> Route<'a> {
+    let found = ix.lookup(path);
+    for rule in &ix.redirects {
+        let Some(caps) = rules::match_pattern(&rule.from, path) else {
+            continue;
+        };
+        if found.is_some() && !rule.force {
+            continue;
+        }
+        let to = rules::expand(&rule.to, &caps);
+        let status = StatusCode::from_u16(rule.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+        let external = to.starts_with("http://") || to.starts_with("https://");
+        if (status == StatusCode::OK || status == StatusCode::NOT_FOUND) && !external {
+            let target = to.split('?').next().unwrap_or("");
+            if let Some((path, sha)) = ix.lookup(target) {
+                return Route::File { path, sha, status };
+            }
+            continue;
+        }
+        let status = if status.is_redirection() {
+            status
+        } else {
+            StatusCode::FOUND
+        };
+        return Route::Redirect {
+            location: to,
+            status,
+        };
+    }
+    match found {
+        Some((path, sha)) => Route::File {
+            path,
+            sha,
+            status: StatusCode::OK,
+        },
+        None => Route::NotFound,
+    }
+}
+
+pub fn content_type(path: &str) -> String {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let textual = mime.type_() == "text"
+        || matches!(
+            mime.essence_str(),
+            "application/javascript" | "application/json" | "image/svg+xml" | "application/xml"
+        );
+    if textual {
+        format!("{}; charset=utf-8", mime.essence_str())
+    } else {
+        mime.essence_str().to_string()
+    }
+}
+
+/// A single `bytes=` range resolved against `len`: Ok(None) means serve everything,
+/// Err(()) means unsatisfiable.
+fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", "") => return Ok(None),
+        ("", n) => {
+            let n: u64 = n.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (len.saturating_sub(n), len.saturating_sub(1))
+        }
+        (s, e) => {
+            let s: u64 = s.parse().map_err(|_| ())?;
+            let e: u64 = if e.is_empty() {
+                len.saturating_sub(1)
+            } else {
+                e.parse::<u64>().map_err(|_| ())?.min(len.saturating_sub(1))
+            };
+            (s, e)
+        }
+    };
+    if len == 0 || start >= len || start > end {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+/// Answers with a file's bytes, honouring If-None-Match and Range.
+pub fn file_response(
+    req: &HttpRequest,
+    ix: &DeployIndex,
+    url_path: &str,
+    file_path: &str,
+    sha: &str,
+    status: StatusCode,
+    data: Bytes,
+) -> HttpResponse {
+    let etag = format!("\"{sha}\"");
+    let mut b = HttpResponse::build(status);
+    b.insert_header((header::ETAG, etag.as_str()))
+        .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::CONTENT_TYPE, content_type(file_path)));
+    for rule in &ix.headers {
+        if rules::match_pattern(&rule.pattern, url_path).is_some() {
+            for (k, v) in &rule.values {
+                if let (Ok(k), Ok(v)) = (
+                    header::HeaderName::try_from(k.as_str()),
+                    header::HeaderValue::try_from(v.as_str()),
+                ) {
+                    b.insert_header((k, v));
+                }
+            }
+        }
+    }
+    if status != StatusCode::OK {
+        return b.body(data);
+    }
+    let inm = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    if let Some(inm) = inm {
+        if inm
+            .split(',')
+            .any(|t| t.trim() == "*" || t.trim().trim_start_matches("W/") == etag)
+        {
+            b.status(StatusCode::NOT_MODIFIED);
+            return b.finish();
+        }
+    }
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
+    let len = data.len() as u64;
+    match range.map(|r| parse_range(r, len)) {
+        Some(Ok(Some((start, end)))) => {
+            b.status(StatusCode::PARTIAL_CONTENT)
+                .insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}")));
+            b.body(data.slice(start as usize..=end as usize))
+        }
+        Some(Err(())) => {
+            b.status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{len}")));
+            b.finish()
+        }
+        _ => b.body(data),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Ok(Some((0, 9))));
+        assert_eq!(parse_range("bytes=90-", 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range("bytes=-10", 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range("bytes=95-200", 100), Ok(Some((95, 99))));
+        assert_eq!(parse_range("bytes=100-", 100), Err(()));
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Ok(None));
+    }
+}

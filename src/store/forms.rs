@@ -1,0 +1,290 @@
+//! Forms detected in a site's HTML at deploy time (`<form netlify>` / `data-netlify="true"`)
+//! and the submissions the edge stores for them.
+
+use super::{decode, encode, get, ids_under, Store};
+use crate::error::{ApiError, ApiResult};
+use crate::model::{new_id, Timestamp};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Form {
+    pub id: String,
+    pub site_id: String,
+    pub reseller_id: String,
+    pub user_id: String,
+    pub name: String,
+    pub paths: Vec<String>,
+    pub fields: Vec<String>,
+    pub action: Option<String>,
+    pub honeypot: Option<String>,
+    pub submission_count: u64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Submission {
+    pub id: String,
+    pub number: u64,
+    pub form_id: String,
+    pub form_name: String,
+    pub site_id: String,
+    pub reseller_id: String,
+    pub user_id: String,
+    pub data: Vec<(String, String)>,
+    pub site_url: String,
+    pub created_at: Timestamp,
+}
+
+/// A form as found in one HTML file.
+#[derive(Debug, PartialEq)]
+pub struct FoundForm {
+    pub name: String,
+    pub fields: Vec<String>,
+    pub action: Option<String>,
+    pub honeypot: Option<String>,
+}
+
+/// The Netlify forms in an HTML document, named by `name` (or `form-N` by position).
+pub fn detect_forms(html: &str) -> Vec<FoundForm> {
+    let doc = scraper::Html::parse_document(html);
+    let (Ok(forms), Ok(inputs)) = (
+        scraper::Selector::parse("form"),
+        scraper::Selector::parse("input[name], textarea[name], select[name], button[name]"),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, form) in doc.select(&forms).enumerate() {
+        let el = form.value();
+        let netlify = el.attr("netlify").is_some()
+            || el
+                .attr("data-netlify")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if !netlify {
+            continue;
+        }
+        let mut fields: Vec<String> = Vec::new();
+        for input in form.select(&inputs) {
+            if let Some(n) = input.value().attr("name") {
+                if n != "form-name" && !fields.iter().any(|f| f == n) {
+                    fields.push(n.to_string());
+                }
+            }
+        }
+        let honeypot = el
+            .attr("netlify-honeypot")
+            .or_else(|| el.attr("data-netlify-honeypot"))
+            .map(str::to_string);
+        out.push(FoundForm {
+            name: el
+                .attr("name")
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("form-{}", i + 1)),
+            fields,
+            action: el
+                .attr("action")
+                .filter(|a| !a.is_empty())
+                .map(str::to_string),
+            honeypot,
+        });
+    }
+    out
+}
+
+pub struct Forms<'a>(&'a Store);
+
+impl Store {
+    pub fn forms(&self) -> Forms<'_> {
+        Forms(self)
+    }
+}
+
+fn site_key(site_id: &str, id: &str) -> String {
+    format!("{site_id}/{id}")
+}
+
+impl Forms<'_> {
+    /// Records the forms of a deploy's HTML files; a form keeps its id (and submissions) by name.
+    pub fn scan_deploy(&self, deploy: &super::deploys::Deploy, now: Timestamp) -> ApiResult<()> {
+        for (path, sha) in &deploy.files {
+            if !(path.ends_with(".html") || path.ends_with(".htm")) {
+                continue;
+            }
+            let Ok(bytes) = self.0.blobs.read(sha) else {
+                continue;
+            };
+            let html = String::from_utf8_lossy(&bytes);
+            if !html.contains("netlify") {
+                continue;
+            }
+            for found in detect_forms(&html) {
+                self.upsert(deploy, &format!("/{path}"), found, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn upsert(
+        &self,
+        deploy: &super::deploys::Deploy,
+        path: &str,
+        found: FoundForm,
+        now: Timestamp,
+    ) -> ApiResult<()> {
+        let t = &self.0.t;
+        let name_key = site_key(&deploy.site_id, &found.name);
+        let existing = match t.form_by_name.get(name_key.as_bytes())? {
+            Some(id) => get::<Form>(&t.forms, &String::from_utf8_lossy(&id))?,
+            None => None,
+        };
+        let mut form = existing.unwrap_or_else(|| Form {
+            id: new_id(),
+            site_id: deploy.site_id.clone(),
+            reseller_id: deploy.reseller_id.clone(),
+            user_id: deploy.user_id.clone(),
+            name: found.name.clone(),
+            paths: Vec::new(),
+            fields: Vec::new(),
+            action: None,
+            honeypot: None,
+            submission_count: 0,
+            created_at: now,
+        });
+        if !form.paths.iter().any(|p| p == path) {
+            form.paths.push(path.to_string());
+        }
+        form.fields = found.fields;
+        form.action = found.action;
+        form.honeypot = found.honeypot;
+        (&t.forms, &t.form_by_name, &t.forms_by_site).transaction(|(f, by_name, by_site)| {
+            f.insert(form.id.as_bytes(), encode(&form))?;
+            by_name.insert(name_key.as_bytes(), form.id.as_bytes())?;
+            by_site.insert(site_key(&form.site_id, &form.id).as_bytes(), &[])?;
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> ApiResult<Option<Form>> {
+        get(&self.0.t.forms, id)
+    }
+
+    pub fn by_name(&self, site_id: &str, name: &str) -> ApiResult<Option<Form>> {
+        match self
+            .0
+            .t
+            .form_by_name
+            .get(site_key(site_id, name).as_bytes())?
+        {
+            Some(id) => self.get(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn list(&self, site_id: &str) -> ApiResult<Vec<Form>> {
+        let ids = ids_under(&self.0.t.forms_by_site, site_id)?;
+        super::load_all(&self.0.t.forms, &ids)
+    }
+
+    /// Stores a submission and counts it on its form.
+    pub fn submit(
+        &self,
+        form: &Form,
+        data: Vec<(String, String)>,
+        site_url: String,
+        now: Timestamp,
+    ) -> ApiResult<Submission> {
+        let t = &self.0.t;
+        let id = new_id();
+        let sub =
+            (&t.forms, &t.submissions, &t.submissions_by_form).transaction(|(f, s, by_form)| {
+                let Some(raw) = f.get(form.id.as_bytes())? else {
+                    return super::abort(ApiError::NotFound("form"));
+                };
+                let mut rec: Form = decode(&raw).or_else(super::abort)?;
+                rec.submission_count += 1;
+                let sub = Submission {
+                    id: id.clone(),
+                    number: rec.submission_count,
+                    form_id: rec.id.clone(),
+                    form_name: rec.name.clone(),
+                    site_id: rec.site_id.clone(),
+                    reseller_id: rec.reseller_id.clone(),
+                    user_id: rec.user_id.clone(),
+                    data: data.clone(),
+                    site_url: site_url.clone(),
+                    created_at: now,
+                };
+                f.insert(rec.id.as_bytes(), encode(&rec))?;
+                s.insert(id.as_bytes(), encode(&sub))?;
+                by_form.insert(site_key(&rec.id, &id).as_bytes(), &[])?;
+                Ok(sub)
+            })?;
+        Ok(sub)
+    }
+
+    pub fn submission(&self, id: &str) -> ApiResult<Option<Submission>> {
+        get(&self.0.t.submissions, id)
+    }
+
+    /// A form's submissions, newest first.
+    pub fn submissions_of_form(&self, form_id: &str) -> ApiResult<Vec<Submission>> {
+        let mut ids = ids_under(&self.0.t.submissions_by_form, form_id)?;
+        ids.reverse();
+        super::load_all(&self.0.t.submissions, &ids)
+    }
+
+    /// Every submission to any of `forms`, newest first.
+    pub fn submissions_of_forms(&self, forms: &[Form]) -> ApiResult<Vec<Submission>> {
+        let mut all = Vec::new();
+        for f in forms {
+            all.extend(self.submissions_of_form(&f.id)?);
+        }
+        all.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(all)
+    }
+
+    pub fn delete_submission(&self, sub: &Submission) -> ApiResult<()> {
+        let t = &self.0.t;
+        t.submissions.remove(sub.id.as_bytes())?;
+        t.submissions_by_form
+            .remove(site_key(&sub.form_id, &sub.id).as_bytes())?;
+        Ok(())
+    }
+
+    pub fn delete_all_of_site(&self, site_id: &str) -> ApiResult<()> {
+        for form in self.list(site_id)? {
+            for sub in self.submissions_of_form(&form.id)? {
+                self.delete_submission(&sub)?;
+            }
+            let t = &self.0.t;
+            t.forms.remove(form.id.as_bytes())?;
+            t.form_by_name
+                .remove(site_key(site_id, &form.name).as_bytes())?;
+            t.forms_by_site
+                .remove(site_key(site_id, &form.id).as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_netlify_forms_only() {
+        let html = r#"<form name="contact" netlify netlify-honeypot="bot" action="/thanks">
+            <input name="email"><textarea name="msg"></textarea><input name="bot"></form>
+            <form name="search"><input name="q"></form>
+            <form data-netlify="true"><input name="x"></form>"#;
+        let found = detect_forms(html);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].name, "contact");
+        assert_eq!(found[0].fields, ["email", "msg", "bot"]);
+        assert_eq!(found[0].action.as_deref(), Some("/thanks"));
+        assert_eq!(found[0].honeypot.as_deref(), Some("bot"));
+        assert_eq!(found[1].name, "form-3");
+    }
+}

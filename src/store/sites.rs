@@ -1,0 +1,223 @@
+//! Sites: owned by one user of a reseller, named by a DNS label unique on the whole instance
+//! (`site_by_name`), optionally password-protected (salted SHA-256), pointing at a published deploy.
+
+use super::{abort, decode, encode, get, ids_under, Store};
+use crate::auth::secret::hashes_equal;
+use crate::error::{ApiError, ApiResult};
+use crate::model::{new_id, DomainName, SiteName, Timestamp};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sled::Transactional;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PasswordHash {
+    pub salt: [u8; 16],
+    pub hash: [u8; 32],
+}
+
+impl PasswordHash {
+    pub fn new(password: &str) -> PasswordHash {
+        let mut salt = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut salt);
+        PasswordHash {
+            salt,
+            hash: Self::digest(&salt, password),
+        }
+    }
+
+    fn digest(salt: &[u8; 16], password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(salt);
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    pub fn verify(&self, password: &str) -> bool {
+        hashes_equal(&self.hash, &Self::digest(&self.salt, password))
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Site {
+    pub id: String,
+    pub reseller_id: String,
+    pub user_id: String,
+    pub name: SiteName,
+    pub custom_domain: Option<DomainName>,
+    pub password: Option<PasswordHash>,
+    pub published_deploy: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A partial update; `None` leaves a field alone, `Some(None)` clears an optional one.
+#[derive(Default)]
+pub struct SitePatch {
+    pub name: Option<SiteName>,
+    pub custom_domain: Option<Option<DomainName>>,
+    pub password: Option<Option<String>>,
+}
+
+pub struct Sites<'a>(&'a Store);
+
+impl Store {
+    pub fn sites(&self) -> Sites<'_> {
+        Sites(self)
+    }
+}
+
+fn taken(name: &SiteName) -> ApiError {
+    ApiError::Conflict("site_name_taken", format!("the site name {name} is taken"))
+}
+
+impl Sites<'_> {
+    /// Creates a site for a user; a missing name is generated.
+    pub fn create(
+        &self,
+        reseller_id: &str,
+        user_id: &str,
+        name: Option<SiteName>,
+        custom_domain: Option<DomainName>,
+        password: Option<&str>,
+        now: Timestamp,
+    ) -> ApiResult<Site> {
+        let explicit = name.is_some();
+        for _ in 0..8 {
+            let site = Site {
+                id: new_id(),
+                reseller_id: reseller_id.to_string(),
+                user_id: user_id.to_string(),
+                name: name.clone().unwrap_or_else(SiteName::generate),
+                custom_domain: custom_domain.clone(),
+                password: password.map(PasswordHash::new),
+                published_deploy: None,
+                created_at: now,
+                updated_at: now,
+            };
+            let t = &self.0.t;
+            let result = (&t.sites, &t.site_by_name, &t.sites_by_owner, &t.users).transaction(
+                |(s, by_name, by_owner, users)| {
+                    if users.get(user_id.as_bytes())?.is_none() {
+                        return abort(ApiError::NotFound("user"));
+                    }
+                    if by_name.get(site.name.as_str().as_bytes())?.is_some() {
+                        return abort(taken(&site.name));
+                    }
+                    s.insert(site.id.as_bytes(), encode(&site))?;
+                    by_name.insert(site.name.as_str().as_bytes(), site.id.as_bytes())?;
+                    by_owner.insert(owner_key(&site).as_bytes(), &[])?;
+                    Ok(())
+                },
+            );
+            match result {
+                Ok(()) => return Ok(site),
+                Err(sled::transaction::TransactionError::Abort(ApiError::Conflict(..)))
+                    if !explicit =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::internal("could not generate a free site name"))
+    }
+
+    pub fn get(&self, id: &str) -> ApiResult<Option<Site>> {
+        get(&self.0.t.sites, id)
+    }
+
+    pub fn by_name(&self, name: &str) -> ApiResult<Option<Site>> {
+        match self.0.t.site_by_name.get(name.as_bytes())? {
+            Some(id) => self.get(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// A reseller's sites, or one user's when `user_id` is given, oldest first.
+    pub fn list(&self, reseller_id: &str, user_id: Option<&str>) -> ApiResult<Vec<Site>> {
+        let prefix = match user_id {
+            Some(u) => format!("{reseller_id}/{u}"),
+            None => reseller_id.to_string(),
+        };
+        let ids: Vec<String> = ids_under(&self.0.t.sites_by_owner, &prefix)?
+            .into_iter()
+            .map(|k| k.rsplit('/').next().unwrap_or_default().to_string())
+            .collect();
+        let mut sites: Vec<Site> = super::load_all(&self.0.t.sites, &ids)?;
+        sites.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(sites)
+    }
+
+    pub fn update(&self, id: &str, patch: SitePatch, now: Timestamp) -> ApiResult<Site> {
+        let password = patch
+            .password
+            .as_ref()
+            .map(|p| p.as_deref().map(PasswordHash::new));
+        let t = &self.0.t;
+        let site = (&t.sites, &t.site_by_name).transaction(|(s, by_name)| {
+            let Some(raw) = s.get(id.as_bytes())? else {
+                return abort(ApiError::NotFound("site"));
+            };
+            let mut site: Site = decode(&raw).or_else(abort)?;
+            if let Some(name) = &patch.name {
+                if name != &site.name {
+                    if by_name.get(name.as_str().as_bytes())?.is_some() {
+                        return abort(taken(name));
+                    }
+                    by_name.remove(site.name.as_str().as_bytes())?;
+                    by_name.insert(name.as_str().as_bytes(), id.as_bytes())?;
+                    site.name = name.clone();
+                }
+            }
+            if let Some(d) = &patch.custom_domain {
+                site.custom_domain = d.clone();
+            }
+            if let Some(p) = &password {
+                site.password = p.clone();
+            }
+            site.updated_at = now;
+            s.insert(id.as_bytes(), encode(&site))?;
+            Ok(site)
+        })?;
+        Ok(site)
+    }
+
+    /// Deletes a site with its deploys, forms and submissions, then sweeps unreferenced blobs.
+    pub fn delete(&self, id: &str) -> ApiResult<()> {
+        let Some(site) = self.get(id)? else {
+            return Err(ApiError::NotFound("site"));
+        };
+        let t = &self.0.t;
+        (&t.sites, &t.site_by_name, &t.sites_by_owner).transaction(|(s, by_name, by_owner)| {
+            s.remove(site.id.as_bytes())?;
+            by_name.remove(site.name.as_str().as_bytes())?;
+            by_owner.remove(owner_key(&site).as_bytes())?;
+            Ok(())
+        })?;
+        self.0.deploys().delete_all_of_site(&site.id)?;
+        self.0.forms().delete_all_of_site(&site.id)?;
+        self.0.collect_garbage()?;
+        Ok(())
+    }
+
+    /// Deletes every site of a user (the user is being deleted).
+    pub fn delete_all_of_user(&self, reseller_id: &str, user_id: &str) -> ApiResult<()> {
+        for site in self.list(reseller_id, Some(user_id))? {
+            self.delete(&site.id)?;
+        }
+        Ok(())
+    }
+}
+
+fn owner_key(site: &Site) -> String {
+    format!("{}/{}/{}", site.reseller_id, site.user_id, site.id)
+}
+
+impl Store {
+    /// Mark and sweep: every blob no deploy refers to is removed.
+    pub fn collect_garbage(&self) -> ApiResult<usize> {
+        let live = self.deploys().referenced_blobs()?;
+        self.blobs.sweep(&live)
+    }
+}

@@ -1,0 +1,475 @@
+//! The edge: sites served by Host over HTTP and HTTPS, pretty URLs, caching headers, ranges,
+//! redirect/header rules, the not-found chain, the password gate, and forms with submissions.
+
+use crate::helpers::{reply, Reply, TestApp};
+use crate::sites::{zip_deploy, zip_of};
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde_json::json;
+
+/// A request to the edge with this Host header.
+async fn visit(
+    app: &TestApp,
+    method: Method,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut req = app
+        .client
+        .request(method, app.url(path))
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    reply(req.send().await.expect("edge request")).await
+}
+
+async fn get(app: &TestApp, host: &str, path: &str) -> Reply {
+    visit(app, Method::GET, host, path, &[]).await
+}
+
+async fn post_form(
+    app: &TestApp,
+    host: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+    cookie: Option<&str>,
+) -> Reply {
+    let mut req = app
+        .client
+        .post(app.url(path))
+        .header("host", host)
+        .form(fields);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    reply(req.send().await.expect("form post")).await
+}
+
+fn ctype(h: &HeaderMap) -> &str {
+    h.get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// A reseller, a user token and a site deployed from a zip.
+async fn site_with(
+    app: &TestApp,
+    name: &str,
+    files: &[(&str, &[u8])],
+) -> (crate::helpers::Reseller, String) {
+    let acme = app.reseller("Acme").await;
+    let ann = acme.access_token(app, "ann@acme.test").await;
+    app.post("/api/v1/sites", &ann.token, json!({"name": name}))
+        .await
+        .expect(201);
+    zip_deploy(app, &ann.token, name, zip_of(files))
+        .await
+        .expect(200);
+    (acme, ann.token)
+}
+
+#[tokio::test]
+async fn serves_a_deploy_by_host_with_http_semantics() {
+    let app = TestApp::spawn().await;
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let (acme, _) = site_with(
+        &app,
+        "docs",
+        &[
+            ("index.html", b"<h1>home</h1>"),
+            ("about.html", b"<h1>about</h1>"),
+            ("guide/index.html", b"<h1>guide</h1>"),
+            ("app.js", b"console.log(1)"),
+            ("big.bin", &big),
+            (
+                "_redirects",
+                b"/old /about 301\n/spa/* /index.html 200\n/forced /app.js 302!\n",
+            ),
+            ("_headers", b"/*\n  X-Frame-Options: DENY\n"),
+            (
+                "netlify.toml",
+                b"[[redirects]]\nfrom = \"/toml\"\nto = \"/guide/\"\nstatus = 302\n",
+            ),
+        ],
+    )
+    .await;
+    let host = "docs.localhost";
+    let home = get(&app, host, "/").await.expect(200);
+    assert_eq!(home.text, "<h1>home</h1>");
+    assert_eq!(ctype(&home.headers), "text/html; charset=utf-8");
+    assert_eq!(home.header("x-frame-options"), Some("DENY"));
+    assert!(home.header("cache-control").unwrap().contains("max-age=0"));
+    let etag = home.header("etag").unwrap().to_string();
+    assert_eq!(
+        etag,
+        format!("\"{}\"", crate::sites::sha1(b"<h1>home</h1>"))
+    );
+    visit(&app, Method::GET, host, "/", &[("if-none-match", &etag)])
+        .await
+        .expect(304);
+
+    // Pretty URLs and directory index; port in the Host header is fine.
+    assert_eq!(
+        get(&app, "docs.localhost:8080", "/about")
+            .await
+            .expect(200)
+            .text,
+        "<h1>about</h1>"
+    );
+    assert_eq!(
+        get(&app, host, "/guide/").await.expect(200).text,
+        "<h1>guide</h1>"
+    );
+    assert_eq!(
+        get(&app, host, "/guide").await.expect(200).text,
+        "<h1>guide</h1>"
+    );
+    let js = get(&app, host, "/app.js").await.expect(200);
+    assert_eq!(ctype(&js.headers), "text/javascript; charset=utf-8");
+
+    let head = visit(&app, Method::HEAD, host, "/big.bin", &[])
+        .await
+        .expect(200);
+    assert!(head.text.is_empty());
+    assert_eq!(head.header("content-length"), Some("100000"));
+    let part = visit(
+        &app,
+        Method::GET,
+        host,
+        "/big.bin",
+        &[("range", "bytes=10-19")],
+    )
+    .await
+    .expect(206);
+    assert_eq!(part.header("content-range"), Some("bytes 10-19/100000"));
+    assert_eq!(part.text.as_bytes(), &big[10..20]);
+    visit(
+        &app,
+        Method::GET,
+        host,
+        "/big.bin",
+        &[("range", "bytes=200000-")],
+    )
+    .await
+    .expect(416);
+
+    // Rules from _redirects and netlify.toml; the config files themselves are not served.
+    let old = get(&app, host, "/old").await.expect(301);
+    assert_eq!(old.header("location"), Some("/about"));
+    assert_eq!(
+        get(&app, host, "/spa/deep/link").await.expect(200).text,
+        "<h1>home</h1>"
+    );
+    assert_eq!(
+        get(&app, host, "/toml")
+            .await
+            .expect(302)
+            .header("location"),
+        Some("/guide/")
+    );
+    get(&app, host, "/forced").await.expect(302);
+    for hidden in ["/netlify.toml", "/_redirects", "/_headers"] {
+        get(&app, host, hidden).await.expect(404);
+    }
+    let missing = get(&app, host, "/nope").await.expect(404);
+    assert!(ctype(&missing.headers).starts_with("text/html"));
+
+    // Unknown hosts get a plain page; the API and probes answer on every host.
+    let unknown = get(&app, "nobody.localhost", "/").await.expect(404);
+    assert!(unknown.text.contains("No site here"));
+    get(&app, "other.example", "/").await.expect(404);
+    get(&app, host, "/healthz").await.expect(200);
+    visit(&app, Method::GET, "127.0.0.1", "/api/v1/nothing", &[])
+        .await
+        .expect_error(404, "not_found");
+
+    // HTTPS with SNI, same site.
+    let tls = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .resolve(
+            host,
+            format!("127.0.0.1:{}", app.https_port).parse().unwrap(),
+        )
+        .build()
+        .unwrap();
+    let r = tls
+        .get(format!("https://{host}:{}/about", app.https_port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "<h1>about</h1>");
+
+    // With a preview domain the site moves to NAME.<preview_domain>.
+    app.patch(
+        "/api/v1/reseller",
+        &acme.key,
+        json!({"preview_domain": "sites.acme.test"}),
+    )
+    .await
+    .expect(200);
+    get(&app, "docs.sites.acme.test", "/").await.expect(200);
+    get(&app, host, "/").await.expect(404);
+    let site = app.get("/api/v1/sites/docs", &acme.key).await.expect(200);
+    assert_eq!(site.body["ssl_url"], "https://docs.sites.acme.test");
+}
+
+#[tokio::test]
+async fn not_found_falls_back_from_site_to_reseller_to_builtin() {
+    let app = TestApp::spawn().await;
+    let (acme, token) = site_with(&app, "plain", &[("index.html", b"hi")]).await;
+    let builtin = get(&app, "plain.localhost", "/missing").await.expect(404);
+    assert!(builtin.text.contains("Page not found"));
+    let page = "<html><body>Acme lost it</body></html>";
+    let put = app
+        .client
+        .put(app.url("/api/v1/reseller/pages/not_found"))
+        .bearer_auth(&acme.key)
+        .header("content-type", "text/html")
+        .body(page)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    assert_eq!(
+        get(&app, "plain.localhost", "/missing")
+            .await
+            .expect(404)
+            .text,
+        page
+    );
+    zip_deploy(
+        &app,
+        &token,
+        "plain",
+        zip_of(&[("index.html", b"hi"), ("404.html", b"site 404")]),
+    )
+    .await
+    .expect(200);
+    let own = get(&app, "plain.localhost", "/missing").await.expect(404);
+    assert_eq!(own.text, "site 404");
+    // A site with no deploy yet is also "not found".
+    app.post("/api/v1/sites", &token, json!({"name": "empty"}))
+        .await
+        .expect(201);
+    assert_eq!(
+        get(&app, "empty.localhost", "/").await.expect(404).text,
+        page
+    );
+}
+
+#[tokio::test]
+async fn password_gate_sets_a_signed_cookie_and_limits_attempts() {
+    let app = TestApp::spawn().await;
+    let (acme, token) = site_with(&app, "secret", &[("index.html", b"inside")]).await;
+    app.patch(
+        "/api/v1/sites/secret",
+        &token,
+        json!({"password": "open sesame"}),
+    )
+    .await
+    .expect(200);
+    let page = "<form method=post><input type=password name=password></form><p>Acme gate</p>";
+    let put = app
+        .client
+        .put(app.url("/api/v1/reseller/pages/password"))
+        .bearer_auth(&acme.key)
+        .header("content-type", "text/html; charset=utf-8")
+        .body(page)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    let host = "secret.localhost";
+    assert_eq!(get(&app, host, "/").await.expect(401).text, page);
+    assert_eq!(
+        post_form(&app, host, "/", &[("password", "wrong")], None)
+            .await
+            .expect(401)
+            .text,
+        page
+    );
+    let ok = post_form(&app, host, "/?x=1", &[("password", "open sesame")], None)
+        .await
+        .expect(303);
+    assert_eq!(ok.header("location"), Some("/?x=1"));
+    let set = ok.header("set-cookie").unwrap().to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    let inside = visit(&app, Method::GET, host, "/", &[("cookie", &cookie)])
+        .await
+        .expect(200);
+    assert_eq!(inside.text, "inside");
+    // A forged cookie is not accepted.
+    visit(
+        &app,
+        Method::GET,
+        host,
+        "/",
+        &[("cookie", "resellerd_pw=00")],
+    )
+    .await
+    .expect(401);
+    // Changing the password invalidates old cookies.
+    app.patch(
+        "/api/v1/sites/secret",
+        &token,
+        json!({"password": "new one"}),
+    )
+    .await
+    .expect(200);
+    visit(&app, Method::GET, host, "/", &[("cookie", &cookie)])
+        .await
+        .expect(401);
+    // Attempts are rate-limited per client address.
+    let mut last = 0;
+    for _ in 0..12 {
+        last = post_form(&app, host, "/", &[("password", "guess")], None)
+            .await
+            .status
+            .as_u16();
+    }
+    assert_eq!(last, 429);
+    // Removing the password opens the site.
+    app.patch("/api/v1/sites/secret", &token, json!({"password": null}))
+        .await
+        .expect(200);
+    get(&app, host, "/").await.expect(200);
+}
+
+#[tokio::test]
+async fn forms_are_detected_and_submissions_stored() {
+    let app = TestApp::spawn().await;
+    let html = br#"<html><body>
+        <form name="contact" method="POST" data-netlify="true" netlify-honeypot="bot-field" action="/thanks">
+          <input type="hidden" name="form-name" value="contact">
+          <input name="email"><textarea name="message"></textarea><input name="bot-field">
+        </form>
+        <form name="newsletter" netlify><input name="email"></form>
+        <form name="search"><input name="q"></form></body></html>"#;
+    let (acme, token) = site_with(
+        &app,
+        "shop",
+        &[("index.html", html), ("thanks.html", b"thanks")],
+    )
+    .await;
+    let forms = app
+        .get("/api/v1/sites/shop/forms", &token)
+        .await
+        .expect(200);
+    let names: Vec<&str> = forms
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&"contact") && names.contains(&"newsletter"));
+
+    let host = "shop.localhost";
+    let sent = post_form(
+        &app,
+        host,
+        "/",
+        &[
+            ("form-name", "contact"),
+            ("email", "a@b.test"),
+            ("message", "hello"),
+            ("bot-field", ""),
+        ],
+        None,
+    )
+    .await
+    .expect(303);
+    assert_eq!(sent.header("location"), Some("/thanks"));
+    // A filled honeypot looks accepted but is not stored.
+    post_form(
+        &app,
+        host,
+        "/",
+        &[
+            ("form-name", "contact"),
+            ("email", "x@y.test"),
+            ("bot-field", "spam"),
+        ],
+        None,
+    )
+    .await
+    .expect(303);
+    // No action: the reseller's form_success page (else the built-in one), 200; multipart works.
+    let success = "<p>Acme thanks you</p>";
+    app.client
+        .put(app.url("/api/v1/reseller/pages/form_success"))
+        .bearer_auth(&acme.key)
+        .header("content-type", "text/html")
+        .body(success)
+        .send()
+        .await
+        .unwrap();
+    let multipart = reqwest::multipart::Form::new()
+        .text("form-name", "newsletter")
+        .text("email", "m@p.test");
+    let r = app
+        .client
+        .post(app.url("/"))
+        .header("host", host)
+        .multipart(multipart)
+        .send()
+        .await
+        .unwrap();
+    let r = reply(r).await.expect(200);
+    assert_eq!(r.text, success);
+    post_form(&app, host, "/", &[("form-name", "nope")], None)
+        .await
+        .expect(404);
+
+    let subs = app
+        .get("/api/v1/sites/shop/submissions", &token)
+        .await
+        .expect(200);
+    assert_eq!(subs.body.as_array().unwrap().len(), 2);
+    let contact = app.get("/api/v1/forms", &acme.key).await.expect(200);
+    let contact_id = contact
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "contact")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let of_form = app
+        .get(&format!("/api/v1/forms/{contact_id}/submissions"), &token)
+        .await
+        .expect(200);
+    let one = &of_form.body[0];
+    assert_eq!(of_form.body.as_array().unwrap().len(), 1);
+    assert_eq!(one["data"]["email"], "a@b.test");
+    assert_eq!(one["data"]["message"], "hello");
+    assert_eq!(one["email"], "a@b.test");
+    assert!(one["data"].get("bot-field").is_none());
+
+    // Scope: the reseller sees all, another user none, another reseller none.
+    let all = app.get("/api/v1/submissions", &acme.key).await.expect(200);
+    assert_eq!(all.body.as_array().unwrap().len(), 2);
+    let bob = acme.access_token(&app, "bob@acme.test").await;
+    let none = app.get("/api/v1/submissions", &bob.token).await.expect(200);
+    assert_eq!(none.body.as_array().unwrap().len(), 0);
+    let other = app.reseller("Other").await;
+    let id = one["id"].as_str().unwrap();
+    app.delete(&format!("/api/v1/submissions/{id}"), &other.key)
+        .await
+        .expect_error(404, "not_found");
+    app.delete(&format!("/api/v1/submissions/{id}"), &token)
+        .await
+        .expect(204);
+    let left = app.get("/api/v1/submissions", &token).await.expect(200);
+    assert_eq!(left.body.as_array().unwrap().len(), 1);
+}
