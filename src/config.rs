@@ -67,6 +67,18 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_MAX_DEPLOY_BYTES")]
     pub max_deploy_bytes: Option<u64>,
 
+    /// API requests per second per client IP, bursts of twice that; 0 disables [default: 500]
+    #[arg(long, env = "RESELLERD_RATE_LIMIT_IP")]
+    pub rate_limit_ip: Option<f64>,
+
+    /// API requests per second per credential, bursts of twice that; 0 disables [default: 250]
+    #[arg(long, env = "RESELLERD_RATE_LIMIT_CREDENTIAL")]
+    pub rate_limit_credential: Option<f64>,
+
+    /// Failed authentications per minute per client IP before 429; 0 disables [default: 30]
+    #[arg(long, env = "RESELLERD_AUTH_FAILURES_PER_MINUTE")]
+    pub auth_failures_per_minute: Option<f64>,
+
     /// ACME directory URL for custom-domain certificates (e.g. Let's Encrypt's); unset disables ACME
     #[arg(long, env = "RESELLERD_ACME_DIRECTORY")]
     pub acme_directory: Option<String>,
@@ -168,6 +180,14 @@ impl Settings {
 
     pub fn acme_check_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.acme_check_interval.unwrap_or(3600).max(1))
+    }
+
+    pub fn rate_limits(&self) -> crate::ratelimit::RateLimits {
+        crate::ratelimit::RateLimits::new(
+            self.rate_limit_ip.unwrap_or(500.0),
+            self.rate_limit_credential.unwrap_or(250.0),
+            self.auth_failures_per_minute.unwrap_or(30.0),
+        )
     }
 
     pub fn max_body(&self) -> usize {

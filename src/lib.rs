@@ -10,6 +10,7 @@ pub mod config;
 pub mod edge;
 pub mod error;
 pub mod model;
+pub mod ratelimit;
 pub mod registrar;
 pub mod store;
 pub mod telemetry;
@@ -31,6 +32,7 @@ pub struct AppState {
     pub settings: Settings,
     pub certs: Arc<tls::CertResolver>,
     pub acme: Arc<acme::Acme>,
+    pub limits: ratelimit::RateLimits,
     pub registrar: Option<Arc<dyn registrar::Registrar>>,
     pub edge: edge::Edge,
 }
@@ -46,7 +48,11 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             "/.well-known/acme-challenge/{token}",
             web::get().to(api::ops::acme_challenge),
         )
-        .service(web::scope("/api/v1").configure(api::configure))
+        .service(
+            web::scope("/api/v1")
+                .wrap(actix_web::middleware::from_fn(ratelimit::limit))
+                .configure(api::configure),
+        )
         .default_service(web::to(edge::handle));
 }
 
@@ -123,6 +129,7 @@ pub async fn serve(
     }
     let edge = edge::Edge::new(&data_dir, settings.default_preview_domain())?;
     let state = web::Data::new(AppState {
+        limits: settings.rate_limits(),
         registrar: settings.registrar()?,
         acme,
         store: store.clone(),

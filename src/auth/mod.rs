@@ -241,7 +241,17 @@ impl FromRequest for Principal {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let result = match req.app_data::<web::Data<AppState>>() {
-            Some(state) => authenticate(req, state),
+            Some(state) => {
+                let ip = client_ip(req, &state.trusted_proxies);
+                match state.limits.auth_blocked(ip) {
+                    Some(wait) => Err(ApiError::RateLimited(wait)),
+                    None => authenticate(req, state).inspect_err(|e| {
+                        if matches!(e, ApiError::Unauthorized(_)) {
+                            state.limits.auth_failed(ip);
+                        }
+                    }),
+                }
+            }
             None => Err(ApiError::internal("application state missing")),
         };
         if let Ok(who) = &result {

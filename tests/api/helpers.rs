@@ -78,6 +78,10 @@ fn start(data_dir: &Path, extra: &[String]) -> (Child, String, u16) {
         .arg(data_dir)
         .args(extra)
         .env("RUST_LOG", "warn")
+        // Load tests would trip the default API rate limits; the rate limit tests set their own
+        // with flags, which win over these.
+        .env("RESELLERD_RATE_LIMIT_IP", "0")
+        .env("RESELLERD_RATE_LIMIT_CREDENTIAL", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
