@@ -4,6 +4,12 @@
 
 use crate::error::{ApiError, ApiResult};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a flush waits for company when the previous one was recent.
+const LINGER: Duration = Duration::from_micros(500);
+/// What counts as "recent".
+const LINGER_WHEN_BUSY: Duration = Duration::from_millis(2);
 use tokio::sync::oneshot;
 
 type Waiter = oneshot::Sender<Result<(), String>>;
@@ -19,10 +25,17 @@ impl Flusher {
         std::thread::Builder::new()
             .name("store-flush".into())
             .spawn(move || {
+                let mut last_flush = Instant::now() - LINGER_WHEN_BUSY;
                 while let Ok(first) = rx.recv() {
+                    // Under load (the previous flush was moments ago), wait a little so more
+                    // writers join this flush; an idle server flushes at once.
+                    if last_flush.elapsed() < LINGER_WHEN_BUSY {
+                        std::thread::sleep(LINGER);
+                    }
                     let mut waiters = vec![first];
                     waiters.extend(rx.try_iter());
                     let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                    last_flush = Instant::now();
                     for w in waiters {
                         let _ = w.send(result.clone());
                     }
