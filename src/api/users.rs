@@ -84,9 +84,11 @@ async fn create_token(
         Some(_) => return Err(ApiError::invalid("user.uid must be a string or a number")),
     };
     let now = Timestamp::now();
-    let users = state.store.users();
-    let (user, _) = users.find_or_create(&reseller.id, &email, uid.as_deref(), now)?;
-    let (token, secret) = users.create_token(&user, now)?;
+    let (user, token, secret) =
+        state
+            .store
+            .users()
+            .issue_token(&reseller.id, &email, uid.as_deref(), now)?;
     state.store.flush().await?;
     Ok(created(CreatedToken {
         id: token.id,

@@ -52,6 +52,8 @@ pub(crate) struct Trees {
     pub tokens_by_user: sled::Tree,
     /// "reseller_id/kind" -> HTML
     pub pages: sled::Tree,
+    /// "users/reseller_id" -> i64 count, kept in the same transactions as the records
+    pub counters: sled::Tree,
     /// "reseller_id/id" -> payment method
     pub payment_methods: sled::Tree,
     /// "reseller_id/id" -> charge
@@ -130,6 +132,7 @@ impl Store {
             token_by_hash: tree("token_by_hash")?,
             tokens_by_user: tree("tokens_by_user")?,
             pages: tree("pages")?,
+            counters: tree("counters")?,
             payment_methods: tree("payment_methods")?,
             charges: tree("charges")?,
             charge_by_idempotency_key: tree("charge_by_idempotency_key")?,

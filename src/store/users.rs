@@ -36,6 +36,27 @@ impl Store {
     }
 }
 
+/// What `upsert` did: the user, whether it was created, and the token if one was asked for.
+type Upserted = (User, bool, Option<(AccessToken, Secret)>);
+
+fn user_count_key(reseller_id: &str) -> String {
+    format!("users/{reseller_id}")
+}
+
+/// Adds `delta` to a big-endian i64 counter inside a transaction.
+fn bump(
+    tree: &sled::transaction::TransactionalTree,
+    key: &str,
+    delta: i64,
+) -> sled::transaction::ConflictableTransactionResult<(), ApiError> {
+    let now = tree
+        .get(key.as_bytes())?
+        .and_then(|v| v.as_ref().try_into().ok())
+        .map_or(0, i64::from_be_bytes);
+    tree.insert(key.as_bytes(), &(now + delta).to_be_bytes())?;
+    Ok(())
+}
+
 fn email_key(reseller_id: &str, email: &Email) -> String {
     format!("{reseller_id}/{email}")
 }
@@ -59,34 +80,93 @@ impl Users<'_> {
         uid: Option<&str>,
         now: Timestamp,
     ) -> ApiResult<(User, bool)> {
+        self.upsert(reseller_id, email, uid, now, false)
+            .map(|(user, created, _)| (user, created))
+    }
+
+    /// `POST /access_tokens` in one transaction: the user (found or created) and a new token.
+    pub fn issue_token(
+        &self,
+        reseller_id: &str,
+        email: &Email,
+        uid: Option<&str>,
+        now: Timestamp,
+    ) -> ApiResult<(User, AccessToken, Secret)> {
+        let (user, _, token) = self.upsert(reseller_id, email, uid, now, true)?;
+        let (token, secret) = token.ok_or_else(|| ApiError::internal("token not issued"))?;
+        Ok((user, token, secret))
+    }
+
+    fn upsert(
+        &self,
+        reseller_id: &str,
+        email: &Email,
+        uid: Option<&str>,
+        now: Timestamp,
+        with_token: bool,
+    ) -> ApiResult<Upserted> {
         let t = &self.0.t;
         let key = email_key(reseller_id, email);
-        let result = (&t.users, &t.user_by_email, &t.users_by_reseller).transaction(
-            |(u, by_email, by_reseller)| {
-                if let Some(id) = by_email.get(key.as_bytes())? {
-                    if let Some(raw) = u.get(&id)? {
-                        let mut user: User = decode(&raw).or_else(abort)?;
+        let secret = Secret::generate(TOKEN_PREFIX);
+        let new_user = User {
+            id: new_id(),
+            reseller_id: reseller_id.to_string(),
+            email: email.clone(),
+            uid: uid.map(str::to_string),
+            created_at: now,
+        };
+        let trees = (
+            &t.users,
+            &t.user_by_email,
+            &t.users_by_reseller,
+            &t.counters,
+            &t.tokens,
+            &t.token_by_hash,
+            &t.tokens_by_user,
+        );
+        let (user, created, token) = trees.transaction(
+            |(u, by_email, by_reseller, counters, tk, by_hash, by_user)| {
+                let existing = match by_email.get(key.as_bytes())? {
+                    Some(id) => u
+                        .get(&id)?
+                        .map(|raw| decode::<User>(&raw))
+                        .transpose()
+                        .or_else(abort)?,
+                    None => None,
+                };
+                let (user, created) = match existing {
+                    Some(mut user) => {
                         if user.uid.is_none() && uid.is_some() {
                             user.uid = uid.map(str::to_string);
                             u.insert(user.id.as_bytes(), encode(&user))?;
                         }
-                        return Ok((user, false));
+                        (user, false)
                     }
-                }
-                let user = User {
-                    id: new_id(),
-                    reseller_id: reseller_id.to_string(),
-                    email: email.clone(),
-                    uid: uid.map(str::to_string),
-                    created_at: now,
+                    None => {
+                        u.insert(new_user.id.as_bytes(), encode(&new_user))?;
+                        by_email.insert(key.as_bytes(), new_user.id.as_bytes())?;
+                        by_reseller
+                            .insert(format!("{reseller_id}/{}", new_user.id).as_bytes(), &[])?;
+                        bump(counters, &user_count_key(reseller_id), 1)?;
+                        (new_user.clone(), true)
+                    }
                 };
-                u.insert(user.id.as_bytes(), encode(&user))?;
-                by_email.insert(key.as_bytes(), user.id.as_bytes())?;
-                by_reseller.insert(format!("{reseller_id}/{}", user.id).as_bytes(), &[])?;
-                Ok((user, true))
+                let token = with_token.then(|| AccessToken {
+                    id: new_id(),
+                    user_id: user.id.clone(),
+                    reseller_id: reseller_id.to_string(),
+                    hash: secret.hash(),
+                    created_at: now,
+                });
+                if let Some(token) = &token {
+                    tk.insert(token.id.as_bytes(), encode(token))?;
+                    by_hash.insert(&token.hash[..], token.id.as_bytes())?;
+                    by_user.insert(format!("{}/{}", user.id, token.id).as_bytes(), &[])?;
+                }
+                Ok((user, created, token))
             },
         )?;
-        Ok(result)
+        Ok((user, created, token.map(|t| (t, secret))))
     }
 
     /// A user of this reseller; anyone else's user is "not found".
@@ -102,12 +182,16 @@ impl Users<'_> {
         super::load_all(&self.0.t.users, &ids)
     }
 
+    /// How many users the reseller has (a counter kept with every create and delete).
     pub fn count(&self, reseller_id: &str) -> usize {
         self.0
             .t
-            .users_by_reseller
-            .scan_prefix(format!("{reseller_id}/").as_bytes())
-            .count()
+            .counters
+            .get(user_count_key(reseller_id).as_bytes())
+            .ok()
+            .flatten()
+            .and_then(|v| v.as_ref().try_into().ok())
+            .map_or(0, |b: [u8; 8]| i64::from_be_bytes(b).max(0) as usize)
     }
 
     /// One page of the reseller's users in creation order, without loading the others.
@@ -149,40 +233,21 @@ impl Users<'_> {
             self.revoke_token(reseller_id, &token_id)?;
         }
         let t = &self.0.t;
-        (&t.users, &t.user_by_email, &t.users_by_reseller).transaction(
-            |(u, by_email, by_reseller)| {
-                u.remove(user.id.as_bytes())?;
+        (
+            &t.users,
+            &t.user_by_email,
+            &t.users_by_reseller,
+            &t.counters,
+        )
+            .transaction(|(u, by_email, by_reseller, counters)| {
+                if u.remove(user.id.as_bytes())?.is_some() {
+                    bump(counters, &user_count_key(reseller_id), -1)?;
+                }
                 by_email.remove(email_key(reseller_id, &user.email).as_bytes())?;
                 by_reseller.remove(format!("{reseller_id}/{}", user.id).as_bytes())?;
                 Ok(())
-            },
-        )?;
+            })?;
         Ok(())
-    }
-
-    /// A new access token for the user; the secret is returned once.
-    pub fn create_token(&self, user: &User, now: Timestamp) -> ApiResult<(AccessToken, Secret)> {
-        let secret = Secret::generate(TOKEN_PREFIX);
-        let token = AccessToken {
-            id: new_id(),
-            user_id: user.id.clone(),
-            reseller_id: user.reseller_id.clone(),
-            hash: secret.hash(),
-            created_at: now,
-        };
-        let t = &self.0.t;
-        (&t.tokens, &t.token_by_hash, &t.tokens_by_user, &t.users).transaction(
-            |(tk, by_hash, by_user, u)| {
-                if u.get(user.id.as_bytes())?.is_none() {
-                    return abort(ApiError::NotFound("user"));
-                }
-                tk.insert(token.id.as_bytes(), encode(&token))?;
-                by_hash.insert(&token.hash[..], token.id.as_bytes())?;
-                by_user.insert(format!("{}/{}", user.id, token.id).as_bytes(), &[])?;
-                Ok(())
-            },
-        )?;
-        Ok((token, secret))
     }
 
     pub fn token_by_hash(&self, hash: &[u8; 32]) -> ApiResult<Option<AccessToken>> {

@@ -213,3 +213,36 @@ async fn resellers_never_see_each_others_data() {
         .expect(200);
     app.get("/api/v1/user", &user.token).await.expect(200);
 }
+
+#[tokio::test]
+async fn concurrent_tokens_for_one_email_make_one_user_and_counts_follow() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let calls = (0..12).map(|_| {
+        app.post(
+            "/api/v1/access_tokens",
+            &acme.key,
+            json!({"user": {"email": "same@x.test"}}),
+        )
+    });
+    let replies = futures_util::future::join_all(calls).await;
+    let ids: std::collections::HashSet<String> = replies
+        .into_iter()
+        .map(|r| r.expect(201).body["user_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 1, "one email, one user");
+    acme.access_token(&app, "other@x.test").await;
+    let list = app.get("/api/v1/users", &acme.key).await.expect(200);
+    assert_eq!(list.header("x-total-count"), Some("2"));
+    assert_eq!(list.body[0]["token_count"], 12);
+    let id = ids.into_iter().next().unwrap();
+    app.delete(&format!("/api/v1/users/{id}"), &acme.key)
+        .await
+        .expect(204);
+    assert_eq!(
+        app.get("/api/v1/users", &acme.key)
+            .await
+            .header("x-total-count"),
+        Some("1")
+    );
+}
