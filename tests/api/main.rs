@@ -4,4 +4,5 @@
 mod edge;
 mod foundation;
 mod helpers;
+mod netlify;
 mod sites;
