@@ -38,7 +38,12 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     api::extractor_configs(cfg, max_body);
     cfg.route("/healthz", web::get().to(api::ops::healthz))
         .route("/readyz", web::get().to(api::ops::readyz))
-        .service(web::scope("/api/v1").configure(api::configure))
+        .service(
+            // Its own fallback, so an unknown API path is a JSON 404 on a site's host too.
+            web::scope("/api/v1")
+                .configure(api::configure)
+                .default_service(web::to(api::ops::not_found)),
+        )
         .default_service(web::to(edge::handle));
 }
 

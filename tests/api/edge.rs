@@ -181,6 +181,9 @@ async fn serves_a_deploy_by_host_with_http_semantics() {
     assert!(unknown.text.contains("No site here"));
     get(&app, "other.example", "/").await.expect(404);
     get(&app, host, "/healthz").await.expect(200);
+    visit(&app, Method::GET, host, "/api/v1/nothing", &[])
+        .await
+        .expect_error(404, "not_found");
     visit(&app, Method::GET, "127.0.0.1", "/api/v1/nothing", &[])
         .await
         .expect_error(404, "not_found");
