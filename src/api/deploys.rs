@@ -131,6 +131,8 @@ async fn create(
         let site2 = site.clone();
         web::block(move || -> ApiResult<Deploy> {
             let contents = unpack_zip(&body, &limits)?;
+            // If blob GC raced these writes, `create` sees the blob missing and lists it as
+            // required instead of publishing a deploy with a hole.
             let mut files = BTreeMap::new();
             for (path, data) in &contents {
                 let sha = crate::store::blobs::sha1_hex(data);
@@ -218,7 +220,11 @@ async fn upload(
         .await
         .map_err(ApiError::internal)??;
     state.store.flush().await?;
-    let sha = updated.files.get(&path).cloned().unwrap_or_default();
+    let sha = state
+        .store
+        .deploys()
+        .file_sha(&updated.id, &path)?
+        .unwrap_or_default();
     let mime = mime_guess::from_path(&path).first_or_octet_stream();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "id": sha, "path": format!("/{path}"), "sha": sha, "mime_type": mime.essence_str(), "size": size,

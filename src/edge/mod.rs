@@ -133,7 +133,7 @@ impl Edge {
         let Some(deploy) = store.deploys().get(deploy_id)? else {
             return Ok(None);
         };
-        let ix = Arc::new(serve::DeployIndex::build(store, deploy));
+        let ix = Arc::new(serve::DeployIndex::build(store, &deploy)?);
         if let Ok(mut m) = self.deploys.write() {
             if m.len() >= CACHE_DEPLOYS_MAX {
                 m.clear();

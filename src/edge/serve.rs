@@ -2,6 +2,7 @@
 //! header rules, Content-Type, ETag/If-None-Match, Range and Cache-Control.
 
 use super::rules::{self, HeaderRule, Redirect};
+use crate::error::ApiResult;
 use crate::store::deploys::Deploy;
 use crate::store::Store;
 use actix_web::http::{header, StatusCode};
@@ -22,10 +23,10 @@ pub struct DeployIndex {
 }
 
 impl DeployIndex {
-    pub fn build(store: &Store, deploy: Deploy) -> DeployIndex {
+    pub fn build(store: &Store, deploy: &Deploy) -> ApiResult<DeployIndex> {
+        let files = store.deploys().files(&deploy.id)?;
         let read = |name: &str| {
-            deploy
-                .files
+            files
                 .get(name)
                 .and_then(|sha| store.blobs.read(sha).ok())
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -42,16 +43,15 @@ impl DeployIndex {
             redirects.extend(r);
             headers.extend(h);
         }
-        let files = deploy
-            .files
+        let files = files
             .into_iter()
             .filter(|(p, _)| !HIDDEN.contains(&p.as_str()))
             .collect();
-        DeployIndex {
+        Ok(DeployIndex {
             files,
             redirects,
             headers,
-        }
+        })
     }
 
     /// The file a URL path names: exact, `dir/` -> `dir/index.html`, `/a` -> `a.html` or `a/index.html`.
