@@ -90,10 +90,19 @@ pub fn site_urls(state: &AppState, reseller: &Reseller, site: &Site) -> SiteUrls
 /// The Netlify deploy object.
 pub fn deploy_view(state: &AppState, reseller: &Reseller, site: &Site, d: &Deploy) -> Value {
     let urls = site_urls(state, reseller, site);
+    let host = crate::edge::site_host(
+        reseller,
+        &state.settings.default_preview_domain(),
+        site.name.as_str(),
+    );
+    let (deploy_url, deploy_ssl_url) = match crate::edge::deploy_host(&host, &d.id) {
+        Some(h) => (format!("http://{h}"), format!("https://{h}")),
+        None => (urls.url.clone(), urls.ssl_url.clone()),
+    };
     json!({
         "id": d.id, "site_id": d.site_id, "user_id": d.user_id, "build_id": null,
         "state": d.state.name(), "name": site.name, "url": urls.url, "ssl_url": urls.ssl_url,
-        "admin_url": urls.admin_url, "deploy_url": urls.url, "deploy_ssl_url": urls.ssl_url,
+        "admin_url": urls.admin_url, "deploy_url": deploy_url, "deploy_ssl_url": deploy_ssl_url,
         "screenshot_url": null, "review_id": null, "draft": d.draft,
         "required": state.store.deploys().required(&d.id).unwrap_or_default(),
         "required_functions": [], "error_message": d.error_message, "branch": d.branch,

@@ -52,6 +52,30 @@ pub fn resolve_host(
     Ok(matches.then_some((site, reseller)))
 }
 
+/// A deploy's permalink host, `DEPLOY_ID--NAME.<domain>`, when that still fits in a DNS label.
+pub fn deploy_host(site_host: &str, deploy_id: &str) -> Option<String> {
+    let (label, _) = site_host.split_once('.')?;
+    (deploy_id.len() + 2 + label.len() <= 63).then(|| format!("{deploy_id}--{site_host}"))
+}
+
+/// A deploy permalink host: the site, its reseller and the ready deploy it names.
+pub fn resolve_deploy_host(
+    store: &Store,
+    default_domain: &str,
+    host: &str,
+) -> ApiResult<Option<(Site, Reseller, String)>> {
+    let Some((deploy_id, rest)) = host.split_once("--") else {
+        return Ok(None);
+    };
+    let Some((site, reseller)) = resolve_host(store, default_domain, rest)? else {
+        return Ok(None);
+    };
+    let ready = store.deploys().get(deploy_id)?.is_some_and(|d| {
+        d.site_id == site.id && d.state == crate::store::deploys::DeployState::Ready
+    });
+    Ok(ready.then(|| (site, reseller, deploy_id.to_string())))
+}
+
 /// The host part of a Host header value (no port, no IPv6 brackets).
 pub fn host_without_port(raw: &str) -> &str {
     if let Some(rest) = raw.strip_prefix('[') {
@@ -220,10 +244,15 @@ async fn handle_inner(
         .or_else(|| req.uri().host())
         .unwrap_or("");
     let host = host_without_port(raw_host);
-    match resolve_host(&state.store, &state.edge.default_domain, host)? {
-        Some((site, reseller)) => pages::serve_site(req, payload, state, site, reseller).await,
-        None => Ok(no_site(req)),
+    let domain = &state.edge.default_domain;
+    if let Some((site, reseller)) = resolve_host(&state.store, domain, host)? {
+        let deploy = site.published_deploy.clone();
+        return pages::serve_site(req, payload, state, site, reseller, deploy).await;
     }
+    if let Some((site, reseller, deploy)) = resolve_deploy_host(&state.store, domain, host)? {
+        return pages::serve_site(req, payload, state, site, reseller, Some(deploy)).await;
+    }
+    Ok(no_site(req))
 }
 
 /// A host that names no site: the API's JSON 404 under /api, the probes netlify-cli's build

@@ -171,6 +171,7 @@ pub async fn serve_site(
     state: &AppState,
     site: Site,
     reseller: Reseller,
+    deploy: Option<String>,
 ) -> ApiResult<HttpResponse> {
     let method = req.method().clone();
     if reseller.suspended {
@@ -195,7 +196,7 @@ pub async fn serve_site(
             "This site only answers GET, HEAD and form POSTs.",
         ));
     }
-    let ix = match &site.published_deploy {
+    let ix = match &deploy {
         Some(id) => state.edge.deploy_index(&state.store, id)?,
         None => None,
     };
@@ -268,6 +269,36 @@ async fn password_gate(
         .finish())
 }
 
+/// A plain HTML form posts without `form-name` (Netlify injects that field when it processes
+/// the HTML; we serve files unchanged): the one form whose `action` is this path, or that has
+/// no action and sits on this page.
+fn form_by_target(
+    state: &AppState,
+    site: &Site,
+    path: &str,
+) -> ApiResult<Option<crate::store::forms::Form>> {
+    let p = path.trim_end_matches('/');
+    let pages = [
+        format!("{p}/index.html"),
+        format!("{p}.html"),
+        path.to_string(),
+    ];
+    let mut matching =
+        state
+            .store
+            .forms()
+            .list(&site.id)?
+            .into_iter()
+            .filter(|f| match &f.action {
+                Some(a) => a.split(['?', '#']).next() == Some(path),
+                None => f.paths.iter().any(|fp| pages.contains(fp)),
+            });
+    Ok(match (matching.next(), matching.next()) {
+        (Some(f), None) => Some(f),
+        _ => None,
+    })
+}
+
 /// A POST with `form-name`: stored as a submission of that detected form (a filled honeypot is
 /// accepted and dropped), then 303 to the form's action or the reseller's success page.
 async fn submit_form(
@@ -290,7 +321,7 @@ async fn submit_form(
     };
     let form = match value(&fields, "form-name") {
         Some(name) => state.store.forms().by_name(&site.id, name)?,
-        None => None,
+        None => form_by_target(state, site, req.path())?,
     };
     let Some(form) = form else {
         return Ok(builtin(

@@ -217,6 +217,30 @@ async fn serves_a_deploy_by_host_with_http_semantics() {
     get(&app, host, "/").await.expect(404);
     let site = app.get("/api/v1/sites/docs", &acme.key).await.expect(200);
     assert_eq!(site.body["ssl_url"], "https://docs.sites.acme.test");
+
+    // A draft is not published but has its own permalink host.
+    let draft = app
+        .client
+        .post(app.url("/api/v1/sites/docs/deploys?draft=true"))
+        .bearer_auth(&acme.key)
+        .header("content-type", "application/zip")
+        .body(zip_of(&[("index.html", b"draft!")]))
+        .send()
+        .await
+        .unwrap();
+    let draft = reply(draft).await.expect(200);
+    assert_eq!(draft.body["draft"], true);
+    let url = draft.body["deploy_url"].as_str().unwrap();
+    let draft_host = url.strip_prefix("http://").unwrap();
+    assert!(draft_host.ends_with("--docs.sites.acme.test"), "{url}");
+    assert_eq!(get(&app, draft_host, "/").await.expect(200).text, "draft!");
+    assert_eq!(
+        get(&app, "docs.sites.acme.test", "/")
+            .await
+            .expect(200)
+            .text,
+        "<h1>home</h1>"
+    );
 }
 
 #[tokio::test]
@@ -431,12 +455,20 @@ async fn forms_are_detected_and_submissions_stored() {
     post_form(&app, host, "/", &[("form-name", "nope")], None)
         .await
         .expect(404);
+    // A plain HTML post without form-name goes to the form whose action is the path.
+    post_form(&app, host, "/thanks", &[("email", "plain@b.test")], None)
+        .await
+        .expect(303);
+    // No form-name and no form for this path: not stored.
+    post_form(&app, host, "/elsewhere", &[("email", "who@b.test")], None)
+        .await
+        .expect(404);
 
     let subs = app
         .get("/api/v1/sites/shop/submissions", &token)
         .await
         .expect(200);
-    assert_eq!(subs.body.as_array().unwrap().len(), 2);
+    assert_eq!(subs.body.as_array().unwrap().len(), 3);
     let contact = app.get("/api/v1/forms", &acme.key).await.expect(200);
     let contact_id = contact
         .body
@@ -452,8 +484,13 @@ async fn forms_are_detected_and_submissions_stored() {
         .get(&format!("/api/v1/forms/{contact_id}/submissions"), &token)
         .await
         .expect(200);
-    let one = &of_form.body[0];
-    assert_eq!(of_form.body.as_array().unwrap().len(), 1);
+    assert_eq!(of_form.body.as_array().unwrap().len(), 2);
+    assert_eq!(
+        of_form.body[0]["data"]["email"], "plain@b.test",
+        "newest first"
+    );
+    let one = &of_form.body[1];
+    assert_eq!(one["number"], 1);
     assert_eq!(one["data"]["email"], "a@b.test");
     assert_eq!(one["data"]["message"], "hello");
     assert_eq!(one["email"], "a@b.test");
@@ -461,7 +498,7 @@ async fn forms_are_detected_and_submissions_stored() {
 
     // Scope: the reseller sees all, another user none, another reseller none.
     let all = app.get("/api/v1/submissions", &acme.key).await.expect(200);
-    assert_eq!(all.body.as_array().unwrap().len(), 2);
+    assert_eq!(all.body.as_array().unwrap().len(), 3);
     let bob = acme.access_token(&app, "bob@acme.test").await;
     let none = app.get("/api/v1/submissions", &bob.token).await.expect(200);
     assert_eq!(none.body.as_array().unwrap().len(), 0);
@@ -474,5 +511,5 @@ async fn forms_are_detected_and_submissions_stored() {
         .await
         .expect(204);
     let left = app.get("/api/v1/submissions", &token).await.expect(200);
-    assert_eq!(left.body.as_array().unwrap().len(), 1);
+    assert_eq!(left.body.as_array().unwrap().len(), 2);
 }
