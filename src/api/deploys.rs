@@ -68,6 +68,21 @@ fn find_deploy(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<(Site, 
     Ok((site, deploy))
 }
 
+/// A deploy addressed under its site (`/sites/{site}/deploys/{deploy}`).
+fn find_site_deploy(
+    state: &AppState,
+    tenant: &Tenant,
+    site_id: &str,
+    deploy_id: &str,
+) -> ApiResult<(Site, Deploy)> {
+    let site = find_site(state, tenant, site_id)?;
+    let (_, deploy) = find_deploy(state, tenant, deploy_id)?;
+    if deploy.site_id != site.id {
+        return Err(ApiError::NotFound("deploy"));
+    }
+    Ok((site, deploy))
+}
+
 fn reply(state: &AppState, tenant: &Tenant, site: &Site, d: &Deploy) -> ApiResult<HttpResponse> {
     // Re-read the site so `published` reflects what this deploy just did.
     let site = state
@@ -170,11 +185,7 @@ async fn update(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SitesWrite)?;
     let (site_id, deploy_id) = path.into_inner();
-    let site = find_site(&state, &tenant, &site_id)?;
-    let (_, deploy) = find_deploy(&state, &tenant, &deploy_id)?;
-    if deploy.site_id != site.id {
-        return Err(ApiError::NotFound("deploy"));
-    }
+    let (site, deploy) = find_site_deploy(&state, &tenant, &site_id, &deploy_id)?;
     let bytes = read_body(payload, state.settings.max_body()).await?;
     let body = parse_body(&bytes)?;
     let deploy = match body.files {
@@ -257,11 +268,7 @@ async fn get_in_site(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SitesRead)?;
     let (site_id, deploy_id) = path.into_inner();
-    let site = find_site(&state, &tenant, &site_id)?;
-    let (_, deploy) = find_deploy(&state, &tenant, &deploy_id)?;
-    if deploy.site_id != site.id {
-        return Err(ApiError::NotFound("deploy"));
-    }
+    let (site, deploy) = find_site_deploy(&state, &tenant, &site_id, &deploy_id)?;
     reply(&state, &tenant, &site, &deploy)
 }
 
@@ -282,11 +289,7 @@ async fn restore(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SitesWrite)?;
     let (site_id, deploy_id) = path.into_inner();
-    let site = find_site(&state, &tenant, &site_id)?;
-    let (_, deploy) = find_deploy(&state, &tenant, &deploy_id)?;
-    if deploy.site_id != site.id {
-        return Err(ApiError::NotFound("deploy"));
-    }
+    let (site, deploy) = find_site_deploy(&state, &tenant, &site_id, &deploy_id)?;
     let deploy = state
         .store
         .deploys()

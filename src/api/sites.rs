@@ -273,8 +273,8 @@ struct SiteFilter {
     #[allow(dead_code)] // Netlify's all/owner/guest: every site here has one owner
     filter: Option<String>,
     user_id: Option<String>,
-    page: Option<usize>,
-    per_page: Option<usize>,
+    #[serde(flatten)]
+    page: PageQuery,
 }
 
 fn list_views(
@@ -303,14 +303,7 @@ async fn list(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SitesRead)?;
     let views = list_views(&state, &tenant, q.user_id.as_deref(), q.name.as_deref())?;
-    paginate(
-        &req,
-        views,
-        PageQuery {
-            page: q.page,
-            per_page: q.per_page,
-        },
-    )
+    paginate(&req, views, q.page)
 }
 
 async fn list_for_account(
@@ -327,14 +320,7 @@ async fn list_for_account(
         Some(account_owner(&state, &who, &slug, None)?.id)
     };
     let views = list_views(&state, &tenant, user.as_deref(), q.name.as_deref())?;
-    paginate(
-        &req,
-        views,
-        PageQuery {
-            page: q.page,
-            per_page: q.per_page,
-        },
-    )
+    paginate(&req, views, q.page)
 }
 
 async fn get(

@@ -10,7 +10,8 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 use std::collections::HashMap;
 
-/// Deploy files the edge never serves: they configure it.
+/// Deploy files the edge never serves: they configure it (as does anything under `.netlify/`,
+/// where netlify-cli puts edge functions).
 const HIDDEN: [&str; 3] = ["netlify.toml", "_redirects", "_headers"];
 
 pub const CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
@@ -45,7 +46,7 @@ impl DeployIndex {
         }
         let files = files
             .into_iter()
-            .filter(|(p, _)| !HIDDEN.contains(&p.as_str()))
+            .filter(|(p, _)| !HIDDEN.contains(&p.as_str()) && !p.starts_with(".netlify/"))
             .collect();
         Ok(DeployIndex {
             files,

@@ -110,6 +110,12 @@ async fn sites_belong_to_users_and_follow_the_scope_rule() {
 
     let all = app.get("/api/v1/sites", &acme.key).await.expect(200);
     assert_eq!(all.body.as_array().unwrap().len(), 2);
+    let paged = app
+        .get("/api/v1/sites?page=2&per_page=1", &acme.key)
+        .await
+        .expect(200);
+    assert_eq!(paged.body.as_array().unwrap().len(), 1);
+    assert!(paged.header("link").unwrap().contains("rel=\"prev\""));
     let mine = app.get("/api/v1/sites", &ann.token).await.expect(200);
     assert_eq!(names(&mine.body), ["ann-site"]);
     let filtered = app
@@ -369,4 +375,61 @@ fn count_blobs(app: &TestApp) -> usize {
         .filter(|h| h.path().is_dir())
         .map(|h| std::fs::read_dir(h.path()).map(|d| d.count()).unwrap_or(0))
         .sum()
+}
+
+#[tokio::test]
+async fn sites_survive_a_crash_and_go_with_their_reseller() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let ann = acme.access_token(&app, "ann@acme.test").await;
+    app.post("/api/v1/sites", &ann.token, json!({"name": "durable"}))
+        .await
+        .expect(201);
+    zip_deploy(
+        &app,
+        &ann.token,
+        "durable",
+        zip_of(&[("index.html", b"kept")]),
+    )
+    .await
+    .expect(200);
+    let app = app.restart().await;
+    let page = app
+        .client
+        .get(app.url("/"))
+        .header("host", "durable.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.text().await.unwrap(), "kept");
+
+    // A suspended reseller's sites are not served.
+    app.patch(
+        &format!("/api/v1/admin/resellers/{}", acme.id),
+        &app.operator,
+        json!({"suspended": true}),
+    )
+    .await
+    .expect(200);
+    let page = app
+        .client
+        .get(app.url("/"))
+        .header("host", "durable.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 503);
+
+    app.delete(
+        &format!("/api/v1/admin/resellers/{}", acme.id),
+        &app.operator,
+    )
+    .await
+    .expect(204);
+    assert_eq!(count_blobs(&app), 0);
+    let other = app.reseller("Other").await;
+    let eve = other.access_token(&app, "eve@other.test").await;
+    app.post("/api/v1/sites", &eve.token, json!({"name": "durable"}))
+        .await
+        .expect(201);
 }
