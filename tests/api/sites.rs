@@ -108,6 +108,38 @@ async fn sites_belong_to_users_and_follow_the_scope_rule() {
     .await
     .expect_error(400, "invalid_request");
 
+    // Netlify accounts: one per user; createSiteInTeam by account slug.
+    let accounts = app.get("/api/v1/accounts", &ann.token).await.expect(200);
+    assert_eq!(accounts.body.as_array().unwrap().len(), 1);
+    assert_eq!(accounts.body[0]["slug"], ann.user_id.as_str());
+    let env = app
+        .get(
+            &format!("/api/v1/accounts/{}/env?site_id=x", ann.user_id),
+            &ann.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(env.body, json!([]));
+    let in_team = app
+        .post(
+            &format!("/api/v1/{}/sites", bob.user_id),
+            &acme.key,
+            json!({"name": "team-site"}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(in_team.body["user_id"], bob.user_id.as_str());
+    app.post(
+        &format!("/api/v1/{}/sites", bob.user_id),
+        &ann.token,
+        json!({}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    app.delete("/api/v1/sites/team-site", &acme.key)
+        .await
+        .expect(204);
+
     let all = app.get("/api/v1/sites", &acme.key).await.expect(200);
     assert_eq!(all.body.as_array().unwrap().len(), 2);
     let paged = app
