@@ -81,7 +81,7 @@ pub fn site_urls(state: &AppState, reseller: &Reseller, site: &Site) -> SiteUrls
         site.name.as_str(),
     );
     SiteUrls {
-        url: format!("http://{host}"),
+        url: format!("https://{host}"),
         ssl_url: format!("https://{host}"),
         admin_url: format!("https://{host}/.resellerd/site/{}", site.id),
     }

@@ -97,7 +97,8 @@ pub struct Edge {
     attempts: Mutex<HashMap<IpAddr, (i64, u32)>>,
 }
 
-/// Blobs up to this size are kept in memory once read; content addressing means never stale.
+/// Blobs up to this size are read whole and kept in memory (content addressing means never
+/// stale); larger ones are streamed from disk.
 const CACHE_BLOB_MAX: usize = 1 << 20;
 const CACHE_TOTAL_MAX: usize = 64 << 20;
 const CACHE_DEPLOYS_MAX: usize = 1024;
@@ -167,28 +168,27 @@ impl Edge {
         Ok(Some(ix))
     }
 
-    /// A blob's bytes, from memory when cached.
-    pub async fn blob(&self, store: &Store, sha: &str) -> ApiResult<Bytes> {
+    /// A blob's content: in memory for small files (cached by digest), an open file for
+    /// large ones, which are streamed so a big download or range costs no big allocation.
+    pub async fn blob(&self, store: &Store, sha: &str) -> ApiResult<serve::Content> {
         if let Some(b) = self.blobs.read().ok().and_then(|m| m.get(sha).cloned()) {
-            return Ok(b);
+            return Ok(serve::Content::Memory(b));
         }
         let blobs = store.blobs.clone();
         let key = sha.to_string();
-        let data = Bytes::from(
-            actix_web::web::block(move || blobs.read(&key))
-                .await
-                .map_err(crate::error::ApiError::internal)??,
-        );
-        if data.len() <= CACHE_BLOB_MAX
-            && self.blob_bytes.load(Ordering::Relaxed) + data.len() <= CACHE_TOTAL_MAX
-        {
-            if let Ok(mut m) = self.blobs.write() {
-                if m.insert(sha.to_string(), data.clone()).is_none() {
-                    self.blob_bytes.fetch_add(data.len(), Ordering::Relaxed);
+        let content = web::block(move || serve::Content::open(&blobs, &key, CACHE_BLOB_MAX))
+            .await
+            .map_err(crate::error::ApiError::internal)??;
+        if let serve::Content::Memory(data) = &content {
+            if self.blob_bytes.load(Ordering::Relaxed) + data.len() <= CACHE_TOTAL_MAX {
+                if let Ok(mut m) = self.blobs.write() {
+                    if m.insert(sha.to_string(), data.clone()).is_none() {
+                        self.blob_bytes.fetch_add(data.len(), Ordering::Relaxed);
+                    }
                 }
             }
         }
-        Ok(data)
+        Ok(content)
     }
 
     /// Counts a password attempt from `ip`; false once it made too many in the window.

@@ -2,13 +2,17 @@
 //! header rules, Content-Type, ETag/If-None-Match, Range and Cache-Control.
 
 use super::rules::{self, HeaderRule, Redirect};
+use crate::error::ApiError;
 use crate::error::ApiResult;
+use crate::store::blobs::Blobs;
 use crate::store::deploys::Deploy;
 use crate::store::Store;
+use actix_web::body::{BoxBody, SizedStream};
 use actix_web::http::{header, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Deploy files the edge never serves: they configure it (as does anything under `.netlify/`,
 /// where netlify-cli puts edge functions).
@@ -70,6 +74,72 @@ impl DeployIndex {
         candidates
             .into_iter()
             .find_map(|c| self.files.get(&c).map(|sha| (c.clone(), sha.as_str())))
+    }
+}
+
+/// A file's bytes: in memory, or an open blob streamed in chunks.
+pub enum Content {
+    Memory(Bytes),
+    Disk(Arc<std::fs::File>, u64),
+}
+
+const CHUNK: u64 = 256 * 1024;
+
+impl Content {
+    /// Opens a blob; files up to `in_memory_max` bytes are read whole.
+    pub fn open(blobs: &Blobs, sha: &str, in_memory_max: usize) -> ApiResult<Content> {
+        let missing = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotFound => ApiError::NotFound("file"),
+            _ => ApiError::internal(format!("blob store: {e}")),
+        };
+        if !crate::store::blobs::is_sha1(sha) {
+            return Err(ApiError::NotFound("file"));
+        }
+        let file = std::fs::File::open(blobs.path(sha)).map_err(missing)?;
+        let len = file.metadata().map_err(missing)?.len();
+        if len <= in_memory_max as u64 {
+            let mut data = Vec::with_capacity(len as usize);
+            std::io::Read::read_to_end(&mut &file, &mut data).map_err(missing)?;
+            return Ok(Content::Memory(Bytes::from(data)));
+        }
+        Ok(Content::Disk(Arc::new(file), len))
+    }
+
+    pub fn size(&self) -> u64 {
+        match self {
+            Content::Memory(b) => b.len() as u64,
+            Content::Disk(_, len) => *len,
+        }
+    }
+
+    /// The bytes `start..=end` as a response body.
+    fn body(self, start: u64, end: u64) -> BoxBody {
+        match self {
+            Content::Memory(b) => BoxBody::new(b.slice(start as usize..=end as usize)),
+            Content::Disk(file, _) => {
+                let stream = futures_util::stream::unfold(start, move |pos| {
+                    let file = file.clone();
+                    async move {
+                        if pos > end {
+                            return None;
+                        }
+                        let n = (end + 1 - pos).min(CHUNK) as usize;
+                        let read = actix_web::web::block(move || {
+                            use std::os::unix::fs::FileExt;
+                            let mut buf = vec![0u8; n];
+                            file.read_exact_at(&mut buf, pos).map(|_| Bytes::from(buf))
+                        })
+                        .await;
+                        let chunk = match read {
+                            Ok(r) => r,
+                            Err(e) => Err(std::io::Error::other(e.to_string())),
+                        };
+                        Some((chunk, pos + n as u64))
+                    }
+                });
+                BoxBody::new(SizedStream::new(end + 1 - start, stream))
+            }
+        }
     }
 }
 
@@ -186,7 +256,7 @@ pub fn file_response(
     file_path: &str,
     sha: &str,
     status: StatusCode,
-    data: Bytes,
+    data: Content,
 ) -> HttpResponse {
     let etag = format!("\"{sha}\"");
     let mut b = HttpResponse::build(status);
@@ -206,8 +276,9 @@ pub fn file_response(
             }
         }
     }
+    let len = data.size();
     if status != StatusCode::OK {
-        return b.body(data);
+        return b.body(whole(data));
     }
     let inm = req
         .headers()
@@ -226,19 +297,29 @@ pub fn file_response(
         .headers()
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
-    let len = data.len() as u64;
     match range.map(|r| parse_range(r, len)) {
         Some(Ok(Some((start, end)))) => {
             b.status(StatusCode::PARTIAL_CONTENT)
                 .insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}")));
-            b.body(data.slice(start as usize..=end as usize))
+            b.body(data.body(start, end))
         }
         Some(Err(())) => {
             b.status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .insert_header((header::CONTENT_RANGE, format!("bytes */{len}")));
             b.finish()
         }
-        _ => b.body(data),
+        _ => b.body(whole(data)),
+    }
+}
+
+fn whole(data: Content) -> BoxBody {
+    match data {
+        Content::Memory(b) => BoxBody::new(b),
+        Content::Disk(_, 0) => BoxBody::new(Bytes::new()),
+        disk => {
+            let end = disk.size() - 1;
+            disk.body(0, end)
+        }
     }
 }
 

@@ -154,6 +154,56 @@ async fn serves_a_deploy_by_host_with_http_semantics() {
     )
     .await
     .expect(416);
+    // Past 1 MiB a file is streamed from disk; ranges work the same.
+    let mut x: u32 = 7;
+    let huge: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (x >> 24) as u8
+        })
+        .collect();
+    let token = acme.access_token(&app, "ann@acme.test").await.token;
+    app.post("/api/v1/sites", &token, json!({"name": "huge"}))
+        .await
+        .expect(201);
+    zip_deploy(&app, &token, "huge", zip_of(&[("huge.bin", &huge)]))
+        .await
+        .expect(200);
+    let full = app
+        .client
+        .get(app.url("/huge.bin"))
+        .header("host", "huge.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        full.headers()["content-length"],
+        (3 << 20).to_string().as_str()
+    );
+    assert!(full.bytes().await.unwrap() == huge);
+    let span = app
+        .client
+        .get(app.url("/huge.bin"))
+        .header("host", "huge.localhost")
+        .header("range", "bytes=262000-262300")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(span.status(), 206);
+    assert!(span.bytes().await.unwrap() == huge[262000..=262300]);
+    let tail = visit(
+        &app,
+        Method::GET,
+        "huge.localhost",
+        "/huge.bin",
+        &[("range", "bytes=-5")],
+    )
+    .await
+    .expect(206);
+    assert_eq!(
+        tail.header("content-range"),
+        Some("bytes 3145723-3145727/3145728")
+    );
 
     // Rules from _redirects and netlify.toml; the config files themselves are not served.
     let old = get(&app, host, "/old").await.expect(301);

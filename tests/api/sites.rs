@@ -79,7 +79,7 @@ async fn sites_belong_to_users_and_follow_the_scope_rule() {
         .expect(201);
     assert_eq!(a.body["name"], "ann-site");
     assert_eq!(a.body["user_id"], ann.user_id.as_str());
-    assert_eq!(a.body["url"], "http://ann-site.localhost");
+    assert_eq!(a.body["url"], "https://ann-site.localhost");
     assert!(a
         .header("content-type")
         .unwrap()
