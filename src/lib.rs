@@ -126,19 +126,24 @@ pub async fn serve(
             .wrap_fn(|req: ServiceRequest, srv| {
                 use actix_web::dev::Service;
                 let start = std::time::Instant::now();
-                let trusted = req
-                    .app_data::<web::Data<AppState>>()
-                    .map(|s| s.trusted_proxies.clone())
-                    .unwrap_or_default();
-                let info = (
-                    req.method().to_string(),
-                    req.path().to_string(),
-                    auth::client_ip(req.request(), &trusted),
-                );
+                // Only pay for the log line's strings when access logging is on.
+                let info = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| {
+                    let trusted = req
+                        .app_data::<web::Data<AppState>>()
+                        .map(|s| s.trusted_proxies.as_slice())
+                        .unwrap_or_default();
+                    (
+                        req.method().to_string(),
+                        req.path().to_string(),
+                        auth::client_ip(req.request(), trusted),
+                    )
+                });
                 let fut = srv.call(req);
                 async move {
                     let res: ServiceResponse<EitherBody<BoxBody>> = fut.await?;
-                    access_log(info, start, &res);
+                    if let Some(info) = info {
+                        access_log(info, start, &res);
+                    }
                     Ok(res)
                 }
             })

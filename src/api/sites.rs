@@ -32,8 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/accounts/{slug}/env").route(web::get().to(env)));
 }
 
-/// Registered last: `/{account_slug}/sites` would otherwise shadow nothing, but keep it behind
-/// every fixed path anyway.
+/// Registered last, so the `{account_slug}` pattern never takes a path a fixed route owns.
 pub fn configure_account_sites(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/{account_slug}/sites")
@@ -54,12 +53,10 @@ pub fn find_site(state: &AppState, tenant: &Tenant, id_or_name: &str) -> ApiResu
         Some(s) => Some(s),
         None => match sites.by_name(&id_or_name.to_ascii_lowercase())? {
             Some(s) => Some(s),
-            None => crate::edge::resolve_host(
-                &state.store,
-                &state.settings.default_preview_domain(),
-                id_or_name,
-            )?
-            .map(|(s, _)| s),
+            None => {
+                crate::edge::resolve_host(&state.store, &state.edge.default_domain, id_or_name)?
+                    .map(|(s, _)| s)
+            }
         },
     };
     match site {
@@ -75,11 +72,7 @@ pub struct SiteUrls {
 }
 
 pub fn site_urls(state: &AppState, reseller: &Reseller, site: &Site) -> SiteUrls {
-    let host = crate::edge::site_host(
-        reseller,
-        &state.settings.default_preview_domain(),
-        site.name.as_str(),
-    );
+    let host = crate::edge::site_host(reseller, &state.edge.default_domain, site.name.as_str());
     SiteUrls {
         url: format!("https://{host}"),
         ssl_url: format!("https://{host}"),
@@ -90,11 +83,7 @@ pub fn site_urls(state: &AppState, reseller: &Reseller, site: &Site) -> SiteUrls
 /// The Netlify deploy object.
 pub fn deploy_view(state: &AppState, reseller: &Reseller, site: &Site, d: &Deploy) -> Value {
     let urls = site_urls(state, reseller, site);
-    let host = crate::edge::site_host(
-        reseller,
-        &state.settings.default_preview_domain(),
-        site.name.as_str(),
-    );
+    let host = crate::edge::site_host(reseller, &state.edge.default_domain, site.name.as_str());
     let (deploy_url, deploy_ssl_url) = match crate::edge::deploy_host(&host, &d.id) {
         Some(h) => (format!("http://{h}"), format!("https://{h}")),
         None => (urls.url.clone(), urls.ssl_url.clone()),

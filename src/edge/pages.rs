@@ -61,14 +61,13 @@ async fn not_found(
     ix: Option<&serve::DeployIndex>,
 ) -> HttpResponse {
     if let Some(ix) = ix {
-        if let Some(sha) = ix.files.get("404.html") {
-            if let Ok(data) = state.edge.blob(&state.store, sha).await {
+        if let Some(file) = ix.files.get("404.html") {
+            if let Ok(data) = state.edge.blob(&state.store, &file.sha).await {
                 return serve::file_response(
                     req,
                     ix,
                     req.path(),
-                    "404.html",
-                    sha,
+                    file,
                     StatusCode::NOT_FOUND,
                     data,
                 );
@@ -205,15 +204,9 @@ pub async fn serve_site(
     };
     let path = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
     match serve::route(&ix, &path) {
-        Route::File {
-            path: file,
-            sha,
-            status,
-        } => {
-            let data = state.edge.blob(&state.store, sha).await?;
-            Ok(serve::file_response(
-                req, &ix, &path, &file, sha, status, data,
-            ))
+        Route::File { file, status } => {
+            let data = state.edge.blob(&state.store, &file.sha).await?;
+            Ok(serve::file_response(req, &ix, &path, file, status, data))
         }
         Route::Redirect { location, status } => Ok(HttpResponse::build(status)
             .insert_header((header::LOCATION, location))

@@ -20,9 +20,26 @@ const HIDDEN: [&str; 3] = ["netlify.toml", "_redirects", "_headers"];
 
 pub const CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
 
+/// One servable file with its response headers worked out once.
+pub struct FileEntry {
+    pub sha: String,
+    pub etag: header::HeaderValue,
+    pub content_type: header::HeaderValue,
+}
+
+impl FileEntry {
+    fn new(path: &str, sha: String) -> Option<FileEntry> {
+        Some(FileEntry {
+            etag: header::HeaderValue::try_from(format!("\"{sha}\"")).ok()?,
+            content_type: header::HeaderValue::try_from(content_type(path)).ok()?,
+            sha,
+        })
+    }
+}
+
 /// What the edge needs of a ready deploy, built once per deploy (deploys never change).
 pub struct DeployIndex {
-    pub files: HashMap<String, String>,
+    pub files: HashMap<String, FileEntry>,
     pub redirects: Vec<Redirect>,
     pub headers: Vec<HeaderRule>,
 }
@@ -51,6 +68,7 @@ impl DeployIndex {
         let files = files
             .into_iter()
             .filter(|(p, _)| !HIDDEN.contains(&p.as_str()) && !p.starts_with(".netlify/"))
+            .filter_map(|(p, sha)| FileEntry::new(&p, sha).map(|e| (p, e)))
             .collect();
         Ok(DeployIndex {
             files,
@@ -60,20 +78,15 @@ impl DeployIndex {
     }
 
     /// The file a URL path names: exact, `dir/` -> `dir/index.html`, `/a` -> `a.html` or `a/index.html`.
-    pub fn lookup(&self, path: &str) -> Option<(String, &str)> {
+    pub fn lookup(&self, path: &str) -> Option<&FileEntry> {
         let p = path.trim_start_matches('/');
-        let candidates: Vec<String> = if p.is_empty() || p.ends_with('/') {
-            vec![format!("{p}index.html")]
-        } else {
-            vec![
-                p.to_string(),
-                format!("{p}.html"),
-                format!("{p}/index.html"),
-            ]
-        };
-        candidates
-            .into_iter()
-            .find_map(|c| self.files.get(&c).map(|sha| (c.clone(), sha.as_str())))
+        if p.is_empty() || p.ends_with('/') {
+            return self.files.get(&format!("{p}index.html"));
+        }
+        self.files
+            .get(p)
+            .or_else(|| self.files.get(&format!("{p}.html")))
+            .or_else(|| self.files.get(&format!("{p}/index.html")))
     }
 }
 
@@ -146,8 +159,7 @@ impl Content {
 /// Where a request ends up.
 pub enum Route<'a> {
     File {
-        path: String,
-        sha: &'a str,
+        file: &'a FileEntry,
         status: StatusCode,
     },
     Redirect {
@@ -172,8 +184,8 @@ pub fn route<'a>(ix: &'a DeployIndex, path: &str) -> Route<'a> {
         let external = to.starts_with("http://") || to.starts_with("https://");
         if (status == StatusCode::OK || status == StatusCode::NOT_FOUND) && !external {
             let target = to.split('?').next().unwrap_or("");
-            if let Some((path, sha)) = ix.lookup(target) {
-                return Route::File { path, sha, status };
+            if let Some(file) = ix.lookup(target) {
+                return Route::File { file, status };
             }
             continue;
         }
@@ -188,9 +200,8 @@ pub fn route<'a>(ix: &'a DeployIndex, path: &str) -> Route<'a> {
         };
     }
     match found {
-        Some((path, sha)) => Route::File {
-            path,
-            sha,
+        Some(file) => Route::File {
+            file,
             status: StatusCode::OK,
         },
         None => Route::NotFound,
@@ -253,17 +264,16 @@ pub fn file_response(
     req: &HttpRequest,
     ix: &DeployIndex,
     url_path: &str,
-    file_path: &str,
-    sha: &str,
+    file: &FileEntry,
     status: StatusCode,
     data: Content,
 ) -> HttpResponse {
-    let etag = format!("\"{sha}\"");
+    let etag = file.etag.to_str().unwrap_or_default();
     let mut b = HttpResponse::build(status);
-    b.insert_header((header::ETAG, etag.as_str()))
+    b.insert_header((header::ETAG, file.etag.clone()))
         .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header((header::CONTENT_TYPE, content_type(file_path)));
+        .insert_header((header::CONTENT_TYPE, file.content_type.clone()));
     for rule in &ix.headers {
         if rules::match_pattern(&rule.pattern, url_path).is_some() {
             for (k, v) in &rule.values {

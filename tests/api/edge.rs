@@ -563,3 +563,19 @@ async fn forms_are_detected_and_submissions_stored() {
     let left = app.get("/api/v1/submissions", &token).await.expect(200);
     assert_eq!(left.body.as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn the_default_preview_domain_is_configurable() {
+    let app = TestApp::spawn_with(&["--default-preview-domain", "Preview.Example.test."]).await;
+    let (acme, _) = site_with(&app, "conf", &[("index.html", b"configured")]).await;
+    assert_eq!(
+        get(&app, "conf.preview.example.test", "/")
+            .await
+            .expect(200)
+            .text,
+        "configured"
+    );
+    get(&app, "conf.localhost", "/").await.expect(404);
+    let site = app.get("/api/v1/sites/conf", &acme.key).await.expect(200);
+    assert_eq!(site.body["url"], "https://conf.preview.example.test");
+}
