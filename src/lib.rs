@@ -49,9 +49,11 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             web::get().to(api::ops::acme_challenge),
         )
         .service(
+            // Its own fallback, so an unknown API path is a JSON 404 on a site's host too.
             web::scope("/api/v1")
                 .wrap(actix_web::middleware::from_fn(ratelimit::limit))
-                .configure(api::configure),
+                .configure(api::configure)
+                .default_service(web::to(api::ops::not_found)),
         )
         .default_service(web::to(edge::handle));
 }
@@ -148,20 +150,22 @@ pub async fn serve(
             .wrap_fn(|req: ServiceRequest, srv| {
                 use actix_web::dev::Service;
                 let start = std::time::Instant::now();
+                // Only pay for the log line's strings when access logging is on.
                 let trusted = req
                     .app_data::<web::Data<AppState>>()
-                    .map(|s| s.trusted_proxies.clone())
+                    .map(|s| s.trusted_proxies.as_slice())
                     .unwrap_or_default();
-                let info = (
-                    req.method().to_string(),
-                    req.path().to_string(),
-                    auth::client_ip(req.request(), &trusted),
-                );
+                let ip = auth::client_ip(req.request(), trusted);
+                // Only pay for the log line's strings when access logging is on.
+                let info = tracing::enabled!(target: "access", tracing::Level::INFO)
+                    .then(|| (req.method().to_string(), req.path().to_string(), ip));
                 let fut = srv.call(req);
                 async move {
                     let res: ServiceResponse<EitherBody<BoxBody>> = fut.await?;
-                    api::audit::record(&res, info.2);
-                    access_log(info, start, &res);
+                    api::audit::record(&res, ip);
+                    if let Some(info) = info {
+                        access_log(info, start, &res);
+                    }
                     Ok(res)
                 }
             })

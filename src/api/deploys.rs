@@ -68,6 +68,21 @@ fn find_deploy(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<(Site, 
     Ok((site, deploy))
 }
 
+/// A deploy addressed under its site (`/sites/{site}/deploys/{deploy}`).
+fn find_site_deploy(
+    state: &AppState,
+    tenant: &Tenant,
+    site_id: &str,
+    deploy_id: &str,
+) -> ApiResult<(Site, Deploy)> {
+    let site = find_site(state, tenant, site_id)?;
+    let (_, deploy) = find_deploy(state, tenant, deploy_id)?;
+    if deploy.site_id != site.id {
+        return Err(ApiError::NotFound("deploy"));
+    }
+    Ok((site, deploy))
+}
+
 fn reply(state: &AppState, tenant: &Tenant, site: &Site, d: &Deploy) -> ApiResult<HttpResponse> {
     // Re-read the site so `published` reflects what this deploy just did.
     let site = state
@@ -131,6 +146,8 @@ async fn create(
         let site2 = site.clone();
         web::block(move || -> ApiResult<Deploy> {
             let contents = unpack_zip(&body, &limits)?;
+            // If blob GC raced these writes, `create` sees the blob missing and lists it as
+            // required instead of publishing a deploy with a hole.
             let mut files = BTreeMap::new();
             for (path, data) in &contents {
                 let sha = crate::store::blobs::sha1_hex(data);
@@ -168,11 +185,7 @@ async fn update(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SitesWrite)?;
     let (site_id, deploy_id) = path.into_inner();
-    let site = find_site(&state, &tenant, &site_id)?;
-    let (_, deploy) = find_deploy(&state, &tenant, &deploy_id)?;
-    if deploy.site_id != site.id {
-        return Err(ApiError::NotFound("deploy"));
-    }
+    let (site, deploy) = find_site_deploy(&state, &tenant, &site_id, &deploy_id)?;
     let bytes = read_body(payload, state.settings.max_body()).await?;
     let body = parse_body(&bytes)?;
     let deploy = match body.files {
@@ -218,7 +231,11 @@ async fn upload(
         .await
         .map_err(ApiError::internal)??;
     state.store.flush().await?;
-    let sha = updated.files.get(&path).cloned().unwrap_or_default();
+    let sha = state
+        .store
+        .deploys()
+        .file_sha(&updated.id, &path)?
+        .unwrap_or_default();
     let mime = mime_guess::from_path(&path).first_or_octet_stream();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "id": sha, "path": format!("/{path}"), "sha": sha, "mime_type": mime.essence_str(), "size": size,
@@ -251,11 +268,7 @@ async fn get_in_site(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SitesRead)?;
     let (site_id, deploy_id) = path.into_inner();
-    let site = find_site(&state, &tenant, &site_id)?;
-    let (_, deploy) = find_deploy(&state, &tenant, &deploy_id)?;
-    if deploy.site_id != site.id {
-        return Err(ApiError::NotFound("deploy"));
-    }
+    let (site, deploy) = find_site_deploy(&state, &tenant, &site_id, &deploy_id)?;
     reply(&state, &tenant, &site, &deploy)
 }
 
@@ -276,11 +289,7 @@ async fn restore(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SitesWrite)?;
     let (site_id, deploy_id) = path.into_inner();
-    let site = find_site(&state, &tenant, &site_id)?;
-    let (_, deploy) = find_deploy(&state, &tenant, &deploy_id)?;
-    if deploy.site_id != site.id {
-        return Err(ApiError::NotFound("deploy"));
-    }
+    let (site, deploy) = find_site_deploy(&state, &tenant, &site_id, &deploy_id)?;
     let deploy = state
         .store
         .deploys()

@@ -88,8 +88,29 @@ where
 
 #[derive(Deserialize, Debug, Clone, Copy)]
 pub struct PageQuery {
+    #[serde(default, deserialize_with = "number_in_query")]
     pub page: Option<usize>,
+    #[serde(default, deserialize_with = "number_in_query")]
     pub per_page: Option<usize>,
+}
+
+/// A number from a query string. Needed because `#[serde(flatten)]` (used to embed `PageQuery`
+/// in filters) hands every query value over as a string.
+fn number_in_query<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(usize),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Number(n)) => Ok(Some(n)),
+        Some(Raw::Text(s)) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a whole number"))),
+    }
 }
 
 pub const MAX_PER_PAGE: usize = 100;

@@ -32,8 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/accounts/{slug}/env").route(web::get().to(env)));
 }
 
-/// Registered last: `/{account_slug}/sites` would otherwise shadow nothing, but keep it behind
-/// every fixed path anyway.
+/// Registered last, so the `{account_slug}` pattern never takes a path a fixed route owns.
 pub fn configure_account_sites(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/{account_slug}/sites")
@@ -54,12 +53,10 @@ pub fn find_site(state: &AppState, tenant: &Tenant, id_or_name: &str) -> ApiResu
         Some(s) => Some(s),
         None => match sites.by_name(&id_or_name.to_ascii_lowercase())? {
             Some(s) => Some(s),
-            None => crate::edge::resolve_host(
-                &state.store,
-                &state.settings.default_preview_domain(),
-                id_or_name,
-            )?
-            .map(|(s, _)| s),
+            None => {
+                crate::edge::resolve_host(&state.store, &state.edge.default_domain, id_or_name)?
+                    .map(|(s, _)| s)
+            }
         },
     };
     match site {
@@ -75,13 +72,9 @@ pub struct SiteUrls {
 }
 
 pub fn site_urls(state: &AppState, reseller: &Reseller, site: &Site) -> SiteUrls {
-    let host = crate::edge::site_host(
-        reseller,
-        &state.settings.default_preview_domain(),
-        site.name.as_str(),
-    );
+    let host = crate::edge::site_host(reseller, &state.edge.default_domain, site.name.as_str());
     SiteUrls {
-        url: format!("http://{host}"),
+        url: format!("https://{host}"),
         ssl_url: format!("https://{host}"),
         admin_url: format!("https://{host}/.resellerd/site/{}", site.id),
     }
@@ -90,16 +83,22 @@ pub fn site_urls(state: &AppState, reseller: &Reseller, site: &Site) -> SiteUrls
 /// The Netlify deploy object.
 pub fn deploy_view(state: &AppState, reseller: &Reseller, site: &Site, d: &Deploy) -> Value {
     let urls = site_urls(state, reseller, site);
+    let host = crate::edge::site_host(reseller, &state.edge.default_domain, site.name.as_str());
+    let (deploy_url, deploy_ssl_url) = match crate::edge::deploy_host(&host, &d.id) {
+        Some(h) => (format!("http://{h}"), format!("https://{h}")),
+        None => (urls.url.clone(), urls.ssl_url.clone()),
+    };
     json!({
         "id": d.id, "site_id": d.site_id, "user_id": d.user_id, "build_id": null,
         "state": d.state.name(), "name": site.name, "url": urls.url, "ssl_url": urls.ssl_url,
-        "admin_url": urls.admin_url, "deploy_url": urls.url, "deploy_ssl_url": urls.ssl_url,
-        "screenshot_url": null, "review_id": null, "draft": d.draft, "required": d.required,
+        "admin_url": urls.admin_url, "deploy_url": deploy_url, "deploy_ssl_url": deploy_ssl_url,
+        "screenshot_url": null, "review_id": null, "draft": d.draft,
+        "required": state.store.deploys().required(&d.id).unwrap_or_default(),
         "required_functions": [], "error_message": d.error_message, "branch": d.branch,
         "commit_ref": null, "commit_url": null, "skipped": null, "title": d.title,
         "context": if d.draft { "deploy-preview" } else { "production" },
         "locked": false, "review_url": null, "framework": null, "function_schedules": [],
-        "file_count": d.files.len(), "pending": d.pending.len(),
+        "file_count": d.file_count, "pending": state.store.deploys().pending_count(&d.id),
         "published": site.published_deploy.as_deref() == Some(d.id.as_str()),
         "created_at": d.created_at, "updated_at": d.updated_at, "published_at": d.published_at,
     })
@@ -263,8 +262,8 @@ struct SiteFilter {
     #[allow(dead_code)] // Netlify's all/owner/guest: every site here has one owner
     filter: Option<String>,
     user_id: Option<String>,
-    page: Option<usize>,
-    per_page: Option<usize>,
+    #[serde(flatten)]
+    page: PageQuery,
 }
 
 fn list_views(
@@ -293,14 +292,7 @@ async fn list(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SitesRead)?;
     let views = list_views(&state, &tenant, q.user_id.as_deref(), q.name.as_deref())?;
-    paginate(
-        &req,
-        views,
-        PageQuery {
-            page: q.page,
-            per_page: q.per_page,
-        },
-    )
+    paginate(&req, views, q.page)
 }
 
 async fn list_for_account(
@@ -317,14 +309,7 @@ async fn list_for_account(
         Some(account_owner(&state, &who, &slug, None)?.id)
     };
     let views = list_views(&state, &tenant, user.as_deref(), q.name.as_deref())?;
-    paginate(
-        &req,
-        views,
-        PageQuery {
-            page: q.page,
-            per_page: q.per_page,
-        },
-    )
+    paginate(&req, views, q.page)
 }
 
 async fn get(

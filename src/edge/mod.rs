@@ -52,6 +52,30 @@ pub fn resolve_host(
     Ok(matches.then_some((site, reseller)))
 }
 
+/// A deploy's permalink host, `DEPLOY_ID--NAME.<domain>`, when that still fits in a DNS label.
+pub fn deploy_host(site_host: &str, deploy_id: &str) -> Option<String> {
+    let (label, _) = site_host.split_once('.')?;
+    (deploy_id.len() + 2 + label.len() <= 63).then(|| format!("{deploy_id}--{site_host}"))
+}
+
+/// A deploy permalink host: the site, its reseller and the ready deploy it names.
+pub fn resolve_deploy_host(
+    store: &Store,
+    default_domain: &str,
+    host: &str,
+) -> ApiResult<Option<(Site, Reseller, String)>> {
+    let Some((deploy_id, rest)) = host.split_once("--") else {
+        return Ok(None);
+    };
+    let Some((site, reseller)) = resolve_host(store, default_domain, rest)? else {
+        return Ok(None);
+    };
+    let ready = store.deploys().get(deploy_id)?.is_some_and(|d| {
+        d.site_id == site.id && d.state == crate::store::deploys::DeployState::Ready
+    });
+    Ok(ready.then(|| (site, reseller, deploy_id.to_string())))
+}
+
 /// The host part of a Host header value (no port, no IPv6 brackets).
 pub fn host_without_port(raw: &str) -> &str {
     if let Some(rest) = raw.strip_prefix('[') {
@@ -73,7 +97,8 @@ pub struct Edge {
     attempts: Mutex<HashMap<IpAddr, (i64, u32)>>,
 }
 
-/// Blobs up to this size are kept in memory once read; content addressing means never stale.
+/// Blobs up to this size are read whole and kept in memory (content addressing means never
+/// stale); larger ones are streamed from disk.
 const CACHE_BLOB_MAX: usize = 1 << 20;
 const CACHE_TOTAL_MAX: usize = 64 << 20;
 const CACHE_DEPLOYS_MAX: usize = 1024;
@@ -133,7 +158,7 @@ impl Edge {
         let Some(deploy) = store.deploys().get(deploy_id)? else {
             return Ok(None);
         };
-        let ix = Arc::new(serve::DeployIndex::build(store, deploy));
+        let ix = Arc::new(serve::DeployIndex::build(store, &deploy)?);
         if let Ok(mut m) = self.deploys.write() {
             if m.len() >= CACHE_DEPLOYS_MAX {
                 m.clear();
@@ -143,28 +168,27 @@ impl Edge {
         Ok(Some(ix))
     }
 
-    /// A blob's bytes, from memory when cached.
-    pub async fn blob(&self, store: &Store, sha: &str) -> ApiResult<Bytes> {
+    /// A blob's content: in memory for small files (cached by digest), an open file for
+    /// large ones, which are streamed so a big download or range costs no big allocation.
+    pub async fn blob(&self, store: &Store, sha: &str) -> ApiResult<serve::Content> {
         if let Some(b) = self.blobs.read().ok().and_then(|m| m.get(sha).cloned()) {
-            return Ok(b);
+            return Ok(serve::Content::Memory(b));
         }
         let blobs = store.blobs.clone();
         let key = sha.to_string();
-        let data = Bytes::from(
-            actix_web::web::block(move || blobs.read(&key))
-                .await
-                .map_err(crate::error::ApiError::internal)??,
-        );
-        if data.len() <= CACHE_BLOB_MAX
-            && self.blob_bytes.load(Ordering::Relaxed) + data.len() <= CACHE_TOTAL_MAX
-        {
-            if let Ok(mut m) = self.blobs.write() {
-                if m.insert(sha.to_string(), data.clone()).is_none() {
-                    self.blob_bytes.fetch_add(data.len(), Ordering::Relaxed);
+        let content = web::block(move || serve::Content::open(&blobs, &key, CACHE_BLOB_MAX))
+            .await
+            .map_err(crate::error::ApiError::internal)??;
+        if let serve::Content::Memory(data) = &content {
+            if self.blob_bytes.load(Ordering::Relaxed) + data.len() <= CACHE_TOTAL_MAX {
+                if let Ok(mut m) = self.blobs.write() {
+                    if m.insert(sha.to_string(), data.clone()).is_none() {
+                        self.blob_bytes.fetch_add(data.len(), Ordering::Relaxed);
+                    }
                 }
             }
         }
-        Ok(data)
+        Ok(content)
     }
 
     /// Counts a password attempt from `ip`; false once it made too many in the window.
@@ -220,10 +244,15 @@ async fn handle_inner(
         .or_else(|| req.uri().host())
         .unwrap_or("");
     let host = host_without_port(raw_host);
-    match resolve_host(&state.store, &state.edge.default_domain, host)? {
-        Some((site, reseller)) => pages::serve_site(req, payload, state, site, reseller).await,
-        None => Ok(no_site(req)),
+    let domain = &state.edge.default_domain;
+    if let Some((site, reseller)) = resolve_host(&state.store, domain, host)? {
+        let deploy = site.published_deploy.clone();
+        return pages::serve_site(req, payload, state, site, reseller, deploy).await;
     }
+    if let Some((site, reseller, deploy)) = resolve_deploy_host(&state.store, domain, host)? {
+        return pages::serve_site(req, payload, state, site, reseller, Some(deploy)).await;
+    }
+    Ok(no_site(req))
 }
 
 /// A host that names no site: the API's JSON 404 under /api, the probes netlify-cli's build

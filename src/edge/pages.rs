@@ -61,14 +61,13 @@ async fn not_found(
     ix: Option<&serve::DeployIndex>,
 ) -> HttpResponse {
     if let Some(ix) = ix {
-        if let Some(sha) = ix.files.get("404.html") {
-            if let Ok(data) = state.edge.blob(&state.store, sha).await {
+        if let Some(file) = ix.files.get("404.html") {
+            if let Ok(data) = state.edge.blob(&state.store, &file.sha).await {
                 return serve::file_response(
                     req,
                     ix,
                     req.path(),
-                    "404.html",
-                    sha,
+                    file,
                     StatusCode::NOT_FOUND,
                     data,
                 );
@@ -171,6 +170,7 @@ pub async fn serve_site(
     state: &AppState,
     site: Site,
     reseller: Reseller,
+    deploy: Option<String>,
 ) -> ApiResult<HttpResponse> {
     let method = req.method().clone();
     if reseller.suspended {
@@ -195,7 +195,7 @@ pub async fn serve_site(
             "This site only answers GET, HEAD and form POSTs.",
         ));
     }
-    let ix = match &site.published_deploy {
+    let ix = match &deploy {
         Some(id) => state.edge.deploy_index(&state.store, id)?,
         None => None,
     };
@@ -204,15 +204,9 @@ pub async fn serve_site(
     };
     let path = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
     match serve::route(&ix, &path) {
-        Route::File {
-            path: file,
-            sha,
-            status,
-        } => {
-            let data = state.edge.blob(&state.store, sha).await?;
-            Ok(serve::file_response(
-                req, &ix, &path, &file, sha, status, data,
-            ))
+        Route::File { file, status } => {
+            let data = state.edge.blob(&state.store, &file.sha).await?;
+            Ok(serve::file_response(req, &ix, &path, file, status, data))
         }
         Route::Redirect { location, status } => Ok(HttpResponse::build(status)
             .insert_header((header::LOCATION, location))
@@ -268,6 +262,36 @@ async fn password_gate(
         .finish())
 }
 
+/// A plain HTML form posts without `form-name` (Netlify injects that field when it processes
+/// the HTML; we serve files unchanged): the one form whose `action` is this path, or that has
+/// no action and sits on this page.
+fn form_by_target(
+    state: &AppState,
+    site: &Site,
+    path: &str,
+) -> ApiResult<Option<crate::store::forms::Form>> {
+    let p = path.trim_end_matches('/');
+    let pages = [
+        format!("{p}/index.html"),
+        format!("{p}.html"),
+        path.to_string(),
+    ];
+    let mut matching =
+        state
+            .store
+            .forms()
+            .list(&site.id)?
+            .into_iter()
+            .filter(|f| match &f.action {
+                Some(a) => a.split(['?', '#']).next() == Some(path),
+                None => f.paths.iter().any(|fp| pages.contains(fp)),
+            });
+    Ok(match (matching.next(), matching.next()) {
+        (Some(f), None) => Some(f),
+        _ => None,
+    })
+}
+
 /// A POST with `form-name`: stored as a submission of that detected form (a filled honeypot is
 /// accepted and dropped), then 303 to the form's action or the reseller's success page.
 async fn submit_form(
@@ -290,7 +314,7 @@ async fn submit_form(
     };
     let form = match value(&fields, "form-name") {
         Some(name) => state.store.forms().by_name(&site.id, name)?,
-        None => None,
+        None => form_by_target(state, site, req.path())?,
     };
     let Some(form) = form else {
         return Ok(builtin(

@@ -2,30 +2,53 @@
 //! header rules, Content-Type, ETag/If-None-Match, Range and Cache-Control.
 
 use super::rules::{self, HeaderRule, Redirect};
+use crate::error::ApiError;
+use crate::error::ApiResult;
+use crate::store::blobs::Blobs;
 use crate::store::deploys::Deploy;
 use crate::store::Store;
+use actix_web::body::{BoxBody, SizedStream};
 use actix_web::http::{header, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 use std::collections::HashMap;
+use std::sync::Arc;
 
-/// Deploy files the edge never serves: they configure it.
+/// Deploy files the edge never serves: they configure it (as does anything under `.netlify/`,
+/// where netlify-cli puts edge functions).
 const HIDDEN: [&str; 3] = ["netlify.toml", "_redirects", "_headers"];
 
 pub const CACHE_CONTROL: &str = "public, max-age=0, must-revalidate";
 
+/// One servable file with its response headers worked out once.
+pub struct FileEntry {
+    pub sha: String,
+    pub etag: header::HeaderValue,
+    pub content_type: header::HeaderValue,
+}
+
+impl FileEntry {
+    fn new(path: &str, sha: String) -> Option<FileEntry> {
+        Some(FileEntry {
+            etag: header::HeaderValue::try_from(format!("\"{sha}\"")).ok()?,
+            content_type: header::HeaderValue::try_from(content_type(path)).ok()?,
+            sha,
+        })
+    }
+}
+
 /// What the edge needs of a ready deploy, built once per deploy (deploys never change).
 pub struct DeployIndex {
-    pub files: HashMap<String, String>,
+    pub files: HashMap<String, FileEntry>,
     pub redirects: Vec<Redirect>,
     pub headers: Vec<HeaderRule>,
 }
 
 impl DeployIndex {
-    pub fn build(store: &Store, deploy: Deploy) -> DeployIndex {
+    pub fn build(store: &Store, deploy: &Deploy) -> ApiResult<DeployIndex> {
+        let files = store.deploys().files(&deploy.id)?;
         let read = |name: &str| {
-            deploy
-                .files
+            files
                 .get(name)
                 .and_then(|sha| store.blobs.read(sha).ok())
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -42,41 +65,101 @@ impl DeployIndex {
             redirects.extend(r);
             headers.extend(h);
         }
-        let files = deploy
-            .files
+        let files = files
             .into_iter()
-            .filter(|(p, _)| !HIDDEN.contains(&p.as_str()))
+            .filter(|(p, _)| !HIDDEN.contains(&p.as_str()) && !p.starts_with(".netlify/"))
+            .filter_map(|(p, sha)| FileEntry::new(&p, sha).map(|e| (p, e)))
             .collect();
-        DeployIndex {
+        Ok(DeployIndex {
             files,
             redirects,
             headers,
-        }
+        })
     }
 
     /// The file a URL path names: exact, `dir/` -> `dir/index.html`, `/a` -> `a.html` or `a/index.html`.
-    pub fn lookup(&self, path: &str) -> Option<(String, &str)> {
+    pub fn lookup(&self, path: &str) -> Option<&FileEntry> {
         let p = path.trim_start_matches('/');
-        let candidates: Vec<String> = if p.is_empty() || p.ends_with('/') {
-            vec![format!("{p}index.html")]
-        } else {
-            vec![
-                p.to_string(),
-                format!("{p}.html"),
-                format!("{p}/index.html"),
-            ]
+        if p.is_empty() || p.ends_with('/') {
+            return self.files.get(&format!("{p}index.html"));
+        }
+        self.files
+            .get(p)
+            .or_else(|| self.files.get(&format!("{p}.html")))
+            .or_else(|| self.files.get(&format!("{p}/index.html")))
+    }
+}
+
+/// A file's bytes: in memory, or an open blob streamed in chunks.
+pub enum Content {
+    Memory(Bytes),
+    Disk(Arc<std::fs::File>, u64),
+}
+
+const CHUNK: u64 = 256 * 1024;
+
+impl Content {
+    /// Opens a blob; files up to `in_memory_max` bytes are read whole.
+    pub fn open(blobs: &Blobs, sha: &str, in_memory_max: usize) -> ApiResult<Content> {
+        let missing = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotFound => ApiError::NotFound("file"),
+            _ => ApiError::internal(format!("blob store: {e}")),
         };
-        candidates
-            .into_iter()
-            .find_map(|c| self.files.get(&c).map(|sha| (c.clone(), sha.as_str())))
+        if !crate::store::blobs::is_sha1(sha) {
+            return Err(ApiError::NotFound("file"));
+        }
+        let file = std::fs::File::open(blobs.path(sha)).map_err(missing)?;
+        let len = file.metadata().map_err(missing)?.len();
+        if len <= in_memory_max as u64 {
+            let mut data = Vec::with_capacity(len as usize);
+            std::io::Read::read_to_end(&mut &file, &mut data).map_err(missing)?;
+            return Ok(Content::Memory(Bytes::from(data)));
+        }
+        Ok(Content::Disk(Arc::new(file), len))
+    }
+
+    pub fn size(&self) -> u64 {
+        match self {
+            Content::Memory(b) => b.len() as u64,
+            Content::Disk(_, len) => *len,
+        }
+    }
+
+    /// The bytes `start..=end` as a response body.
+    fn body(self, start: u64, end: u64) -> BoxBody {
+        match self {
+            Content::Memory(b) => BoxBody::new(b.slice(start as usize..=end as usize)),
+            Content::Disk(file, _) => {
+                let stream = futures_util::stream::unfold(start, move |pos| {
+                    let file = file.clone();
+                    async move {
+                        if pos > end {
+                            return None;
+                        }
+                        let n = (end + 1 - pos).min(CHUNK) as usize;
+                        let read = actix_web::web::block(move || {
+                            use std::os::unix::fs::FileExt;
+                            let mut buf = vec![0u8; n];
+                            file.read_exact_at(&mut buf, pos).map(|_| Bytes::from(buf))
+                        })
+                        .await;
+                        let chunk = match read {
+                            Ok(r) => r,
+                            Err(e) => Err(std::io::Error::other(e.to_string())),
+                        };
+                        Some((chunk, pos + n as u64))
+                    }
+                });
+                BoxBody::new(SizedStream::new(end + 1 - start, stream))
+            }
+        }
     }
 }
 
 /// Where a request ends up.
 pub enum Route<'a> {
     File {
-        path: String,
-        sha: &'a str,
+        file: &'a FileEntry,
         status: StatusCode,
     },
     Redirect {
@@ -101,8 +184,8 @@ pub fn route<'a>(ix: &'a DeployIndex, path: &str) -> Route<'a> {
         let external = to.starts_with("http://") || to.starts_with("https://");
         if (status == StatusCode::OK || status == StatusCode::NOT_FOUND) && !external {
             let target = to.split('?').next().unwrap_or("");
-            if let Some((path, sha)) = ix.lookup(target) {
-                return Route::File { path, sha, status };
+            if let Some(file) = ix.lookup(target) {
+                return Route::File { file, status };
             }
             continue;
         }
@@ -117,9 +200,8 @@ pub fn route<'a>(ix: &'a DeployIndex, path: &str) -> Route<'a> {
         };
     }
     match found {
-        Some((path, sha)) => Route::File {
-            path,
-            sha,
+        Some(file) => Route::File {
+            file,
             status: StatusCode::OK,
         },
         None => Route::NotFound,
@@ -182,17 +264,16 @@ pub fn file_response(
     req: &HttpRequest,
     ix: &DeployIndex,
     url_path: &str,
-    file_path: &str,
-    sha: &str,
+    file: &FileEntry,
     status: StatusCode,
-    data: Bytes,
+    data: Content,
 ) -> HttpResponse {
-    let etag = format!("\"{sha}\"");
+    let etag = file.etag.to_str().unwrap_or_default();
     let mut b = HttpResponse::build(status);
-    b.insert_header((header::ETAG, etag.as_str()))
+    b.insert_header((header::ETAG, file.etag.clone()))
         .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header((header::CONTENT_TYPE, content_type(file_path)));
+        .insert_header((header::CONTENT_TYPE, file.content_type.clone()));
     for rule in &ix.headers {
         if rules::match_pattern(&rule.pattern, url_path).is_some() {
             for (k, v) in &rule.values {
@@ -205,8 +286,9 @@ pub fn file_response(
             }
         }
     }
+    let len = data.size();
     if status != StatusCode::OK {
-        return b.body(data);
+        return b.body(whole(data));
     }
     let inm = req
         .headers()
@@ -225,19 +307,29 @@ pub fn file_response(
         .headers()
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
-    let len = data.len() as u64;
     match range.map(|r| parse_range(r, len)) {
         Some(Ok(Some((start, end)))) => {
             b.status(StatusCode::PARTIAL_CONTENT)
                 .insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}")));
-            b.body(data.slice(start as usize..=end as usize))
+            b.body(data.body(start, end))
         }
         Some(Err(())) => {
             b.status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .insert_header((header::CONTENT_RANGE, format!("bytes */{len}")));
             b.finish()
         }
-        _ => b.body(data),
+        _ => b.body(whole(data)),
+    }
+}
+
+fn whole(data: Content) -> BoxBody {
+    match data {
+        Content::Memory(b) => BoxBody::new(b),
+        Content::Disk(_, 0) => BoxBody::new(Bytes::new()),
+        disk => {
+            let end = disk.size() - 1;
+            disk.body(0, end)
+        }
     }
 }
 

@@ -1,6 +1,10 @@
 //! Deploys: a map path -> SHA-1 for one site. Netlify's digest flow: the client sends the map,
 //! gets back the digests the blob store lacks (`required`), uploads them, and the deploy goes
 //! `ready` (and is published unless draft) once nothing is missing.
+//!
+//! The map, the required list and the still-missing digests live in their own trees
+//! (`deploy_files` "deploy/path" -> sha, `deploy_required`, `deploy_pending` "deploy/sha"), so an
+//! upload touches two small keys instead of rewriting a record that grows with the site.
 
 use super::{abort, blobs, decode, encode, get, ids_under, Store};
 use crate::error::{ApiError, ApiResult};
@@ -38,12 +42,7 @@ pub struct Deploy {
     pub draft: bool,
     pub title: Option<String>,
     pub branch: Option<String>,
-    /// Normalised path (no leading slash) -> SHA-1 hex.
-    pub files: BTreeMap<String, String>,
-    /// The digests the client was asked for (kept, so a client can see what was uploaded).
-    pub required: Vec<String>,
-    /// The digests still missing.
-    pub pending: Vec<String>,
+    pub file_count: usize,
     pub error_message: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -135,9 +134,7 @@ impl Deploys<'_> {
             draft: opts.draft,
             title: opts.title,
             branch: opts.branch,
-            files: BTreeMap::new(),
-            required: Vec::new(),
-            pending: Vec::new(),
+            file_count: 0,
             error_message: None,
             created_at: now,
             updated_at: now,
@@ -162,22 +159,40 @@ impl Deploys<'_> {
         files: BTreeMap<String, String>,
         now: Timestamp,
     ) -> ApiResult<Deploy> {
+        let deploy = self.get(id)?.ok_or(ApiError::NotFound("deploy"))?;
+        if matches!(deploy.state, DeployState::Ready | DeployState::Error) {
+            return Err(ApiError::invalid(format!(
+                "the deploy is {} and can no longer change",
+                deploy.state.name()
+            )));
+        }
+        let _gc = self.0.blobs_in_use();
         let needed: BTreeSet<&String> = files.values().collect();
         let required: Vec<String> = needed
             .into_iter()
             .filter(|sha| !self.0.blobs.has(sha))
             .cloned()
             .collect();
+        let t = &self.0.t;
+        // A second PUT replaces the first map.
+        self.clear_maps(id)?;
+        let mut batch = sled::Batch::default();
+        for (path, sha) in &files {
+            batch.insert(site_key(id, path).as_bytes(), sha.as_bytes());
+        }
+        t.deploy_files.apply_batch(batch)?;
+        let mut batch = sled::Batch::default();
+        for sha in &required {
+            batch.insert(site_key(id, sha).as_bytes(), &[]);
+        }
+        t.deploy_pending.apply_batch(batch)?;
+        t.deploy_required.insert(id.as_bytes(), encode(&required))?;
+        let count = files.len();
         self.modify(id, now, |d| {
             if matches!(d.state, DeployState::Ready | DeployState::Error) {
-                return Err(ApiError::invalid(format!(
-                    "the deploy is {} and can no longer change",
-                    d.state.name()
-                )));
+                return Err(ApiError::invalid("the deploy can no longer change"));
             }
-            d.files = files.clone();
-            d.required = required.clone();
-            d.pending = required.clone();
+            d.file_count = count;
             d.state = DeployState::Prepared;
             Ok(())
         })
@@ -185,22 +200,76 @@ impl Deploys<'_> {
 
     /// Stores an uploaded file after checking its digest against the deploy's map.
     pub fn upload(&self, id: &str, path: &str, data: &[u8], now: Timestamp) -> ApiResult<Deploy> {
-        let deploy = self.get(id)?.ok_or(ApiError::NotFound("deploy"))?;
-        let expected = deploy
-            .files
-            .get(path)
+        let expected = self
+            .file_sha(id, path)?
             .ok_or(ApiError::NotFound("file in this deploy"))?;
         let actual = blobs::sha1_hex(data);
-        if &actual != expected {
+        if actual != expected {
             return Err(ApiError::ChecksumMismatch(format!(
                 "the SHA-1 of the uploaded {path:?} is {actual}, the deploy expects {expected}"
             )));
         }
         self.0.blobs.put(&actual, data)?;
-        self.modify(id, now, |d| {
-            d.pending.retain(|s| s != &actual);
-            Ok(())
-        })
+        let t = &self.0.t;
+        t.deploy_pending.remove(site_key(id, &actual).as_bytes())?;
+        // Whoever removes the last missing digest sees an empty set and makes the deploy ready;
+        // `modify` makes that transition happen once.
+        self.modify(id, now, |_| Ok(()))
+    }
+
+    /// The digest a deploy expects at `path`.
+    pub fn file_sha(&self, id: &str, path: &str) -> ApiResult<Option<String>> {
+        Ok(self
+            .0
+            .t
+            .deploy_files
+            .get(site_key(id, path).as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// A deploy's map path -> SHA-1.
+    pub fn files(&self, id: &str) -> ApiResult<BTreeMap<String, String>> {
+        let prefix = format!("{id}/");
+        self.0
+            .t
+            .deploy_files
+            .scan_prefix(prefix.as_bytes())
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((
+                    String::from_utf8_lossy(&k[prefix.len()..]).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The digests the client was asked to upload.
+    pub fn required(&self, id: &str) -> ApiResult<Vec<String>> {
+        Ok(get(&self.0.t.deploy_required, id)?.unwrap_or_default())
+    }
+
+    /// How many required digests have not arrived yet.
+    pub fn pending_count(&self, id: &str) -> usize {
+        self.0
+            .t
+            .deploy_pending
+            .scan_prefix(format!("{id}/").as_bytes())
+            .count()
+    }
+
+    fn clear_maps(&self, id: &str) -> ApiResult<()> {
+        let t = &self.0.t;
+        let prefix = format!("{id}/");
+        for tree in [&t.deploy_files, &t.deploy_pending] {
+            let mut batch = sled::Batch::default();
+            for k in tree.scan_prefix(prefix.as_bytes()).keys() {
+                batch.remove(k?);
+            }
+            tree.apply_batch(batch)?;
+        }
+        t.deploy_required.remove(id.as_bytes())?;
+        Ok(())
     }
 
     /// Marks a deploy that is not ready as failed (`POST /deploys/{id}/cancel`).
@@ -233,13 +302,18 @@ impl Deploys<'_> {
         change: impl Fn(&mut Deploy) -> ApiResult<()>,
     ) -> ApiResult<Deploy> {
         let t = &self.0.t;
+        let nothing_pending = t
+            .deploy_pending
+            .scan_prefix(format!("{id}/").as_bytes())
+            .next()
+            .is_none();
         let (deploy, became_ready) = (&t.deploys, &t.sites).transaction(|(d, s)| {
             let Some(raw) = d.get(id.as_bytes())? else {
                 return abort(ApiError::NotFound("deploy"));
             };
             let mut deploy: Deploy = decode(&raw).or_else(abort)?;
             change(&mut deploy).or_else(abort)?;
-            let became_ready = deploy.state == DeployState::Prepared && deploy.pending.is_empty();
+            let became_ready = deploy.state == DeployState::Prepared && nothing_pending;
             if became_ready {
                 deploy.state = DeployState::Ready;
                 if !deploy.draft {
@@ -257,7 +331,8 @@ impl Deploys<'_> {
             Ok((deploy, became_ready))
         })?;
         if became_ready {
-            self.0.forms().scan_deploy(&deploy, now)?;
+            let files = self.files(&deploy.id)?;
+            self.0.forms().scan_deploy(&deploy, &files, now)?;
         }
         Ok(deploy)
     }
@@ -295,6 +370,7 @@ impl Deploys<'_> {
     pub fn delete_all_of_site(&self, site_id: &str) -> ApiResult<()> {
         let t = &self.0.t;
         for id in ids_under(&t.deploys_by_site, site_id)? {
+            self.clear_maps(&id)?;
             t.deploys.remove(id.as_bytes())?;
             t.deploys_by_site
                 .remove(site_key(site_id, &id).as_bytes())?;
@@ -304,12 +380,13 @@ impl Deploys<'_> {
 
     /// Every digest some deploy refers to (the mark phase of blob GC).
     pub fn referenced_blobs(&self) -> ApiResult<HashSet<String>> {
-        let mut live = HashSet::new();
-        for raw in self.0.t.deploys.iter().values() {
-            let d: Deploy = decode(&raw?)?;
-            live.extend(d.files.into_values());
-        }
-        Ok(live)
+        self.0
+            .t
+            .deploy_files
+            .iter()
+            .values()
+            .map(|v| Ok(String::from_utf8_lossy(&v?).into_owned()))
+            .collect()
     }
 }
 

@@ -106,8 +106,13 @@ fn site_key(site_id: &str, id: &str) -> String {
 
 impl Forms<'_> {
     /// Records the forms of a deploy's HTML files; a form keeps its id (and submissions) by name.
-    pub fn scan_deploy(&self, deploy: &super::deploys::Deploy, now: Timestamp) -> ApiResult<()> {
-        for (path, sha) in &deploy.files {
+    pub fn scan_deploy(
+        &self,
+        deploy: &super::deploys::Deploy,
+        files: &std::collections::BTreeMap<String, String>,
+        now: Timestamp,
+    ) -> ApiResult<()> {
+        for (path, sha) in files {
             if !(path.ends_with(".html") || path.ends_with(".htm")) {
                 continue;
             }

@@ -27,6 +27,9 @@ pub struct Store {
     flusher: flush::Flusher,
     pub(crate) t: Trees,
     pub blobs: blobs::Blobs,
+    /// Held for reading while a deploy decides which blobs it can reuse and records them, and
+    /// for writing by blob GC, so GC never deletes a blob a new deploy just counted on.
+    gc_lock: std::sync::Arc<std::sync::RwLock<()>>,
 }
 
 /// Every tree, opened once. Index trees map a lookup key to an entity id.
@@ -78,6 +81,12 @@ pub(crate) struct Trees {
     pub deploys: sled::Tree,
     /// "site_id/deploy_id" -> ()
     pub deploys_by_site: sled::Tree,
+    /// "deploy_id/path" -> SHA-1 hex
+    pub deploy_files: sled::Tree,
+    /// "deploy_id/sha1" -> () for each required digest not uploaded yet
+    pub deploy_pending: sled::Tree,
+    /// deploy_id -> encoded Vec of the digests the client was asked for
+    pub deploy_required: sled::Tree,
     pub forms: sled::Tree,
     /// "site_id/form name" -> form id
     pub form_by_name: sled::Tree,
@@ -146,6 +155,9 @@ impl Store {
             sites_by_owner: tree("sites_by_owner")?,
             deploys: tree("deploys")?,
             deploys_by_site: tree("deploys_by_site")?,
+            deploy_files: tree("deploy_files")?,
+            deploy_pending: tree("deploy_pending")?,
+            deploy_required: tree("deploy_required")?,
             forms: tree("forms")?,
             form_by_name: tree("form_by_name")?,
             forms_by_site: tree("forms_by_site")?,
@@ -160,6 +172,7 @@ impl Store {
             flusher,
             t,
             blobs,
+            gc_lock: Default::default(),
         })
     }
 
@@ -171,6 +184,11 @@ impl Store {
     /// Synchronous flush, for shutdown.
     pub fn flush_blocking(&self) -> ApiResult<()> {
         self.db.flush().map(|_| ()).map_err(ApiError::from)
+    }
+
+    /// Blocks blob GC while the guard lives (see `gc_lock`).
+    pub fn blobs_in_use(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gc_lock.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// True if the database answers reads; used by `/readyz`.

@@ -217,6 +217,7 @@ fn owner_key(site: &Site) -> String {
 impl Store {
     /// Mark and sweep: every blob no deploy refers to is removed.
     pub fn collect_garbage(&self) -> ApiResult<usize> {
+        let _exclusive = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
         let live = self.deploys().referenced_blobs()?;
         self.blobs.sweep(&live)
     }

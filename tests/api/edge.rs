@@ -154,6 +154,56 @@ async fn serves_a_deploy_by_host_with_http_semantics() {
     )
     .await
     .expect(416);
+    // Past 1 MiB a file is streamed from disk; ranges work the same.
+    let mut x: u32 = 7;
+    let huge: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (x >> 24) as u8
+        })
+        .collect();
+    let token = acme.access_token(&app, "ann@acme.test").await.token;
+    app.post("/api/v1/sites", &token, json!({"name": "huge"}))
+        .await
+        .expect(201);
+    zip_deploy(&app, &token, "huge", zip_of(&[("huge.bin", &huge)]))
+        .await
+        .expect(200);
+    let full = app
+        .client
+        .get(app.url("/huge.bin"))
+        .header("host", "huge.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        full.headers()["content-length"],
+        (3 << 20).to_string().as_str()
+    );
+    assert!(full.bytes().await.unwrap() == huge);
+    let span = app
+        .client
+        .get(app.url("/huge.bin"))
+        .header("host", "huge.localhost")
+        .header("range", "bytes=262000-262300")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(span.status(), 206);
+    assert!(span.bytes().await.unwrap() == huge[262000..=262300]);
+    let tail = visit(
+        &app,
+        Method::GET,
+        "huge.localhost",
+        "/huge.bin",
+        &[("range", "bytes=-5")],
+    )
+    .await
+    .expect(206);
+    assert_eq!(
+        tail.header("content-range"),
+        Some("bytes 3145723-3145727/3145728")
+    );
 
     // Rules from _redirects and netlify.toml; the config files themselves are not served.
     let old = get(&app, host, "/old").await.expect(301);
@@ -181,6 +231,9 @@ async fn serves_a_deploy_by_host_with_http_semantics() {
     assert!(unknown.text.contains("No site here"));
     get(&app, "other.example", "/").await.expect(404);
     get(&app, host, "/healthz").await.expect(200);
+    visit(&app, Method::GET, host, "/api/v1/nothing", &[])
+        .await
+        .expect_error(404, "not_found");
     visit(&app, Method::GET, "127.0.0.1", "/api/v1/nothing", &[])
         .await
         .expect_error(404, "not_found");
@@ -214,6 +267,30 @@ async fn serves_a_deploy_by_host_with_http_semantics() {
     get(&app, host, "/").await.expect(404);
     let site = app.get("/api/v1/sites/docs", &acme.key).await.expect(200);
     assert_eq!(site.body["ssl_url"], "https://docs.sites.acme.test");
+
+    // A draft is not published but has its own permalink host.
+    let draft = app
+        .client
+        .post(app.url("/api/v1/sites/docs/deploys?draft=true"))
+        .bearer_auth(&acme.key)
+        .header("content-type", "application/zip")
+        .body(zip_of(&[("index.html", b"draft!")]))
+        .send()
+        .await
+        .unwrap();
+    let draft = reply(draft).await.expect(200);
+    assert_eq!(draft.body["draft"], true);
+    let url = draft.body["deploy_url"].as_str().unwrap();
+    let draft_host = url.strip_prefix("http://").unwrap();
+    assert!(draft_host.ends_with("--docs.sites.acme.test"), "{url}");
+    assert_eq!(get(&app, draft_host, "/").await.expect(200).text, "draft!");
+    assert_eq!(
+        get(&app, "docs.sites.acme.test", "/")
+            .await
+            .expect(200)
+            .text,
+        "<h1>home</h1>"
+    );
 }
 
 #[tokio::test]
@@ -428,12 +505,20 @@ async fn forms_are_detected_and_submissions_stored() {
     post_form(&app, host, "/", &[("form-name", "nope")], None)
         .await
         .expect(404);
+    // A plain HTML post without form-name goes to the form whose action is the path.
+    post_form(&app, host, "/thanks", &[("email", "plain@b.test")], None)
+        .await
+        .expect(303);
+    // No form-name and no form for this path: not stored.
+    post_form(&app, host, "/elsewhere", &[("email", "who@b.test")], None)
+        .await
+        .expect(404);
 
     let subs = app
         .get("/api/v1/sites/shop/submissions", &token)
         .await
         .expect(200);
-    assert_eq!(subs.body.as_array().unwrap().len(), 2);
+    assert_eq!(subs.body.as_array().unwrap().len(), 3);
     let contact = app.get("/api/v1/forms", &acme.key).await.expect(200);
     let contact_id = contact
         .body
@@ -449,8 +534,13 @@ async fn forms_are_detected_and_submissions_stored() {
         .get(&format!("/api/v1/forms/{contact_id}/submissions"), &token)
         .await
         .expect(200);
-    let one = &of_form.body[0];
-    assert_eq!(of_form.body.as_array().unwrap().len(), 1);
+    assert_eq!(of_form.body.as_array().unwrap().len(), 2);
+    assert_eq!(
+        of_form.body[0]["data"]["email"], "plain@b.test",
+        "newest first"
+    );
+    let one = &of_form.body[1];
+    assert_eq!(one["number"], 1);
     assert_eq!(one["data"]["email"], "a@b.test");
     assert_eq!(one["data"]["message"], "hello");
     assert_eq!(one["email"], "a@b.test");
@@ -458,7 +548,7 @@ async fn forms_are_detected_and_submissions_stored() {
 
     // Scope: the reseller sees all, another user none, another reseller none.
     let all = app.get("/api/v1/submissions", &acme.key).await.expect(200);
-    assert_eq!(all.body.as_array().unwrap().len(), 2);
+    assert_eq!(all.body.as_array().unwrap().len(), 3);
     let bob = acme.access_token(&app, "bob@acme.test").await;
     let none = app.get("/api/v1/submissions", &bob.token).await.expect(200);
     assert_eq!(none.body.as_array().unwrap().len(), 0);
@@ -471,5 +561,21 @@ async fn forms_are_detected_and_submissions_stored() {
         .await
         .expect(204);
     let left = app.get("/api/v1/submissions", &token).await.expect(200);
-    assert_eq!(left.body.as_array().unwrap().len(), 1);
+    assert_eq!(left.body.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn the_default_preview_domain_is_configurable() {
+    let app = TestApp::spawn_with(&["--default-preview-domain", "Preview.Example.test."]).await;
+    let (acme, _) = site_with(&app, "conf", &[("index.html", b"configured")]).await;
+    assert_eq!(
+        get(&app, "conf.preview.example.test", "/")
+            .await
+            .expect(200)
+            .text,
+        "configured"
+    );
+    get(&app, "conf.localhost", "/").await.expect(404);
+    let site = app.get("/api/v1/sites/conf", &acme.key).await.expect(200);
+    assert_eq!(site.body["url"], "https://conf.preview.example.test");
 }

@@ -10,6 +10,7 @@ mod durability;
 mod edge;
 mod foundation;
 mod keys;
+mod netlify;
 mod ratelimit;
 mod settings;
 mod sites;

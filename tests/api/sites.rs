@@ -79,7 +79,7 @@ async fn sites_belong_to_users_and_follow_the_scope_rule() {
         .expect(201);
     assert_eq!(a.body["name"], "ann-site");
     assert_eq!(a.body["user_id"], ann.user_id.as_str());
-    assert_eq!(a.body["url"], "http://ann-site.localhost");
+    assert_eq!(a.body["url"], "https://ann-site.localhost");
     assert!(a
         .header("content-type")
         .unwrap()
@@ -108,8 +108,46 @@ async fn sites_belong_to_users_and_follow_the_scope_rule() {
     .await
     .expect_error(400, "invalid_request");
 
+    // Netlify accounts: one per user; createSiteInTeam by account slug.
+    let accounts = app.get("/api/v1/accounts", &ann.token).await.expect(200);
+    assert_eq!(accounts.body.as_array().unwrap().len(), 1);
+    assert_eq!(accounts.body[0]["slug"], ann.user_id.as_str());
+    let env = app
+        .get(
+            &format!("/api/v1/accounts/{}/env?site_id=x", ann.user_id),
+            &ann.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(env.body, json!([]));
+    let in_team = app
+        .post(
+            &format!("/api/v1/{}/sites", bob.user_id),
+            &acme.key,
+            json!({"name": "team-site"}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(in_team.body["user_id"], bob.user_id.as_str());
+    app.post(
+        &format!("/api/v1/{}/sites", bob.user_id),
+        &ann.token,
+        json!({}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    app.delete("/api/v1/sites/team-site", &acme.key)
+        .await
+        .expect(204);
+
     let all = app.get("/api/v1/sites", &acme.key).await.expect(200);
     assert_eq!(all.body.as_array().unwrap().len(), 2);
+    let paged = app
+        .get("/api/v1/sites?page=2&per_page=1", &acme.key)
+        .await
+        .expect(200);
+    assert_eq!(paged.body.as_array().unwrap().len(), 1);
+    assert!(paged.header("link").unwrap().contains("rel=\"prev\""));
     let mine = app.get("/api/v1/sites", &ann.token).await.expect(200);
     assert_eq!(names(&mine.body), ["ann-site"]);
     let filtered = app
@@ -369,4 +407,61 @@ fn count_blobs(app: &TestApp) -> usize {
         .filter(|h| h.path().is_dir())
         .map(|h| std::fs::read_dir(h.path()).map(|d| d.count()).unwrap_or(0))
         .sum()
+}
+
+#[tokio::test]
+async fn sites_survive_a_crash_and_go_with_their_reseller() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let ann = acme.access_token(&app, "ann@acme.test").await;
+    app.post("/api/v1/sites", &ann.token, json!({"name": "durable"}))
+        .await
+        .expect(201);
+    zip_deploy(
+        &app,
+        &ann.token,
+        "durable",
+        zip_of(&[("index.html", b"kept")]),
+    )
+    .await
+    .expect(200);
+    let app = app.restart().await;
+    let page = app
+        .client
+        .get(app.url("/"))
+        .header("host", "durable.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.text().await.unwrap(), "kept");
+
+    // A suspended reseller's sites are not served.
+    app.patch(
+        &format!("/api/v1/admin/resellers/{}", acme.id),
+        &app.operator,
+        json!({"suspended": true}),
+    )
+    .await
+    .expect(200);
+    let page = app
+        .client
+        .get(app.url("/"))
+        .header("host", "durable.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 503);
+
+    app.delete(
+        &format!("/api/v1/admin/resellers/{}", acme.id),
+        &app.operator,
+    )
+    .await
+    .expect(204);
+    assert_eq!(count_blobs(&app), 0);
+    let other = app.reseller("Other").await;
+    let eve = other.access_token(&app, "eve@other.test").await;
+    app.post("/api/v1/sites", &eve.token, json!({"name": "durable"}))
+        .await
+        .expect(201);
 }
