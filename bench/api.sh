@@ -18,7 +18,10 @@ trap cleanup EXIT
 ./target/release/resellerd serve --data-dir "$tmp/data" --http-addr 127.0.0.1:0 --https-addr 127.0.0.1:0 \
   --workers "$workers" --rate-limit-ip 0 --rate-limit-credential 0 > "$tmp/server.out" 2>/dev/null &
 ./target/release/examples/bare_hello 127.0.0.1:0 "$workers" > "$tmp/bare.out" &
-for _ in $(seq 100); do grep -q listening "$tmp/server.out" "$tmp/bare.out" 2>/dev/null && [ -s "$tmp/bare.out" ] && break; sleep 0.1; done
+for _ in $(seq 100); do
+  grep -q listening "$tmp/server.out" 2>/dev/null && grep -q listening "$tmp/bare.out" 2>/dev/null && break
+  sleep 0.1
+done
 api=$(sed -nE 's/^resellerd listening http=(http:[^ ]+).*/\1/p' "$tmp/server.out")
 bare=$(sed -nE 's/^listening (http:.*)/\1/p' "$tmp/bare.out")
 op=$(cat "$tmp/data/operator-token")

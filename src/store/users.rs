@@ -43,6 +43,18 @@ fn user_count_key(reseller_id: &str) -> String {
     format!("users/{reseller_id}")
 }
 
+fn token_count_key(user_id: &str) -> String {
+    format!("tokens/{user_id}")
+}
+
+fn read_count(tree: &sled::Tree, key: &str) -> usize {
+    tree.get(key.as_bytes())
+        .ok()
+        .flatten()
+        .and_then(|v| v.as_ref().try_into().ok())
+        .map_or(0, |b: [u8; 8]| i64::from_be_bytes(b).max(0) as usize)
+}
+
 /// Adds `delta` to a big-endian i64 counter inside a transaction.
 fn bump(
     tree: &sled::transaction::TransactionalTree,
@@ -162,6 +174,7 @@ impl Users<'_> {
                     tk.insert(token.id.as_bytes(), encode(token))?;
                     by_hash.insert(&token.hash[..], token.id.as_bytes())?;
                     by_user.insert(format!("{}/{}", user.id, token.id).as_bytes(), &[])?;
+                    bump(counters, &token_count_key(&user.id), 1)?;
                 }
                 Ok((user, created, token))
             },
@@ -184,14 +197,7 @@ impl Users<'_> {
 
     /// How many users the reseller has (a counter kept with every create and delete).
     pub fn count(&self, reseller_id: &str) -> usize {
-        self.0
-            .t
-            .counters
-            .get(user_count_key(reseller_id).as_bytes())
-            .ok()
-            .flatten()
-            .and_then(|v| v.as_ref().try_into().ok())
-            .map_or(0, |b: [u8; 8]| i64::from_be_bytes(b).max(0) as usize)
+        read_count(&self.0.t.counters, &user_count_key(reseller_id))
     }
 
     /// One page of the reseller's users in creation order, without loading the others.
@@ -218,11 +224,7 @@ impl Users<'_> {
 
     /// How many live tokens a user has (keys only, nothing decoded).
     pub fn token_count(&self, user_id: &str) -> usize {
-        self.0
-            .t
-            .tokens_by_user
-            .scan_prefix(format!("{user_id}/").as_bytes())
-            .count()
+        read_count(&self.0.t.counters, &token_count_key(user_id))
     }
 
     /// Deletes a user, its sites, and revokes all its tokens.
@@ -243,6 +245,7 @@ impl Users<'_> {
                 if u.remove(user.id.as_bytes())?.is_some() {
                     bump(counters, &user_count_key(reseller_id), -1)?;
                 }
+                counters.remove(token_count_key(&user.id).as_bytes())?;
                 by_email.remove(email_key(reseller_id, &user.email).as_bytes())?;
                 by_reseller.remove(format!("{reseller_id}/{}", user.id).as_bytes())?;
                 Ok(())
@@ -265,8 +268,8 @@ impl Users<'_> {
     /// Revokes a token of this reseller's users; anyone else's token is "not found".
     pub fn revoke_token(&self, reseller_id: &str, id: &str) -> ApiResult<()> {
         let t = &self.0.t;
-        (&t.tokens, &t.token_by_hash, &t.tokens_by_user).transaction(
-            |(tk, by_hash, by_user)| {
+        (&t.tokens, &t.token_by_hash, &t.tokens_by_user, &t.counters).transaction(
+            |(tk, by_hash, by_user, counters)| {
                 let Some(raw) = tk.get(id.as_bytes())? else {
                     return abort(ApiError::NotFound("access token"));
                 };
@@ -277,6 +280,7 @@ impl Users<'_> {
                 tk.remove(id.as_bytes())?;
                 by_hash.remove(&token.hash[..])?;
                 by_user.remove(format!("{}/{}", token.user_id, token.id).as_bytes())?;
+                bump(counters, &token_count_key(&token.user_id), -1)?;
                 Ok(())
             },
         )?;
