@@ -243,7 +243,7 @@ async fn handle_inner(
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host())
         .unwrap_or("");
-    let host = host_without_port(raw_host);
+    let host = &host_without_port(raw_host).to_ascii_lowercase();
     let domain = &state.edge.default_domain;
     if let Some((site, reseller)) = resolve_host(&state.store, domain, host)? {
         let deploy = site.published_deploy.clone();
