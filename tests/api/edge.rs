@@ -335,6 +335,29 @@ async fn not_found_falls_back_from_site_to_reseller_to_builtin() {
         get(&app, "empty.localhost", "/").await.expect(404).text,
         page
     );
+    // Deleting a site takes it off the edge at once; restoring a deploy switches back at once.
+    let deploys = app
+        .get("/api/v1/sites/plain/deploys", &token)
+        .await
+        .expect(200);
+    let first = deploys.body[1]["id"].as_str().unwrap().to_string();
+    app.post(
+        &format!("/api/v1/sites/plain/deploys/{first}/restore"),
+        &token,
+        json!({}),
+    )
+    .await
+    .expect(201);
+    assert_eq!(
+        get(&app, "plain.localhost", "/missing")
+            .await
+            .expect(404)
+            .text,
+        page
+    );
+    app.delete("/api/v1/sites/plain", &token).await.expect(204);
+    let gone = get(&app, "plain.localhost", "/").await.expect(404);
+    assert!(gone.text.contains("No site here"));
 }
 
 #[tokio::test]
