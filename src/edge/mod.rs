@@ -306,3 +306,24 @@ fn no_site(req: &HttpRequest) -> HttpResponse {
         "This address does not belong to any site on this server.",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_lose_their_port() {
+        assert_eq!(host_without_port("a.example:8080"), "a.example");
+        assert_eq!(host_without_port("a.example"), "a.example");
+        assert_eq!(host_without_port("[::1]:8443"), "::1");
+        assert_eq!(host_without_port("[::1]"), "::1");
+        assert_eq!(
+            deploy_host("docs.example.test", "abc").as_deref(),
+            Some("abc--docs.example.test")
+        );
+        assert_eq!(
+            deploy_host(&format!("{}.x.test", "n".repeat(40)), &"d".repeat(26)),
+            None
+        );
+    }
+}
