@@ -4,7 +4,7 @@
 use super::sites::{deploy_view, find_site, owns};
 use super::{paginate, read_body, PageQuery};
 use crate::auth::{Principal, Tenant};
-use crate::error::{json_error, ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::model::{Permission, Timestamp};
 use crate::store::deploys::{normalize_path, validate_files, Deploy, NewDeploy};
 use crate::store::sites::Site;
@@ -94,10 +94,7 @@ fn reply(state: &AppState, tenant: &Tenant, site: &Site, d: &Deploy) -> ApiResul
 }
 
 fn parse_body(bytes: &[u8]) -> ApiResult<DeployBody> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(DeployBody::default());
-    }
-    let body: DeployBody = serde_json::from_slice(bytes).map_err(|e| json_error(&e))?;
+    let body: DeployBody = super::json_or_default(bytes)?;
     if body.functions.as_ref().is_some_and(|f| !f.is_empty()) {
         return Err(ApiError::invalid(
             "functions are not supported by this server",

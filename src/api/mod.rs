@@ -77,6 +77,14 @@ pub async fn read_body(mut payload: web::Payload, limit: usize) -> ApiResult<web
     Ok(body)
 }
 
+/// A JSON body that may be empty (several Netlify operations make the body optional).
+pub fn json_or_default<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> ApiResult<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| json_error(&e))
+}
+
 /// For PATCH bodies: absent -> None, `null` -> Some(None), value -> Some(Some(v)).
 pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where

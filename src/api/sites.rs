@@ -134,7 +134,7 @@ pub fn site_view(state: &AppState, reseller: &Reseller, site: &Site) -> ApiResul
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct CreateSite {
     name: Option<String>,
     #[serde(default)]
@@ -244,14 +244,11 @@ async fn create_in_account(
     state: web::Data<AppState>,
     who: Principal,
     slug: web::Path<String>,
-    body: Option<web::Json<CreateSite>>,
+    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let body = body.map(|b| b.into_inner()).unwrap_or(CreateSite {
-        name: None,
-        custom_domain: None,
-        password: None,
-        user_id: None,
-    });
+    // The body is optional here (Netlify's createSiteInTeam).
+    let bytes = super::read_body(payload, state.settings.max_body()).await?;
+    let body: CreateSite = super::json_or_default(&bytes)?;
     let owner = account_owner(&state, &who, &slug, body.user_id.as_deref())?;
     create_for(&state, &who, owner, body).await
 }

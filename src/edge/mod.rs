@@ -29,7 +29,8 @@ pub fn site_host(reseller: &Reseller, default_domain: &str, name: &str) -> Strin
 }
 
 /// The site a Host header names, with its reseller. The one place host names map to sites,
-/// so custom domains plug in here.
+/// so custom domains plug in here (a write that changes what a host serves must call
+/// `Store::changed` afterwards, which the edge's host cache relies on).
 pub fn resolve_host(
     store: &Store,
     default_domain: &str,
@@ -91,6 +92,7 @@ pub fn host_without_port(raw: &str) -> &str {
 pub struct Edge {
     pub default_domain: String,
     secret: [u8; 32],
+    hosts: RwLock<HashMap<String, (u64, Resolved)>>,
     deploys: RwLock<HashMap<String, Arc<serve::DeployIndex>>>,
     blobs: RwLock<HashMap<String, Bytes>>,
     blob_bytes: AtomicUsize,
@@ -102,6 +104,10 @@ pub struct Edge {
 const CACHE_BLOB_MAX: usize = 1 << 20;
 const CACHE_TOTAL_MAX: usize = 64 << 20;
 const CACHE_DEPLOYS_MAX: usize = 1024;
+const CACHE_HOSTS_MAX: usize = 10_000;
+
+/// A host's site and reseller, or none.
+type Resolved = Option<Arc<(Site, Reseller)>>;
 
 impl Edge {
     /// Loads (or creates) the secret kept in the data dir.
@@ -125,6 +131,7 @@ impl Edge {
         Ok(Edge {
             default_domain,
             secret,
+            hosts: RwLock::default(),
             deploys: RwLock::default(),
             blobs: RwLock::default(),
             blob_bytes: AtomicUsize::new(0),
@@ -139,6 +146,27 @@ impl Edge {
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         mac.update(msg);
         mac.finalize().into_bytes().into()
+    }
+
+    /// `resolve_host`, cached until the store's generation moves (any site, publish or
+    /// reseller change), so a 2xx from the API is visible at the edge on the next request.
+    pub fn site_for_host(&self, store: &Store, host: &str) -> ApiResult<Resolved> {
+        // Read the generation first: an entry built from data older than a write then carries
+        // a generation that write already left behind.
+        let generation = store.generation();
+        if let Some((g, r)) = self.hosts.read().ok().and_then(|m| m.get(host).cloned()) {
+            if g == generation {
+                return Ok(r);
+            }
+        }
+        let resolved = resolve_host(store, &self.default_domain, host)?.map(Arc::new);
+        if let Ok(mut m) = self.hosts.write() {
+            if m.len() >= CACHE_HOSTS_MAX {
+                m.clear();
+            }
+            m.insert(host.to_string(), (generation, resolved.clone()));
+        }
+        Ok(resolved)
     }
 
     /// The index of a ready deploy, built once.
@@ -243,14 +271,15 @@ async fn handle_inner(
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host())
         .unwrap_or("");
-    let host = host_without_port(raw_host);
-    let domain = &state.edge.default_domain;
-    if let Some((site, reseller)) = resolve_host(&state.store, domain, host)? {
-        let deploy = site.published_deploy.clone();
+    let host = &host_without_port(raw_host).to_ascii_lowercase();
+    if let Some(found) = state.edge.site_for_host(&state.store, host)? {
+        let (site, reseller) = &*found;
+        let deploy = site.published_deploy.as_deref();
         return pages::serve_site(req, payload, state, site, reseller, deploy).await;
     }
+    let domain = &state.edge.default_domain;
     if let Some((site, reseller, deploy)) = resolve_deploy_host(&state.store, domain, host)? {
-        return pages::serve_site(req, payload, state, site, reseller, Some(deploy)).await;
+        return pages::serve_site(req, payload, state, &site, &reseller, Some(&deploy)).await;
     }
     Ok(no_site(req))
 }
@@ -276,4 +305,25 @@ fn no_site(req: &HttpRequest) -> HttpResponse {
         "No site here",
         "This address does not belong to any site on this server.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_lose_their_port() {
+        assert_eq!(host_without_port("a.example:8080"), "a.example");
+        assert_eq!(host_without_port("a.example"), "a.example");
+        assert_eq!(host_without_port("[::1]:8443"), "::1");
+        assert_eq!(host_without_port("[::1]"), "::1");
+        assert_eq!(
+            deploy_host("docs.example.test", "abc").as_deref(),
+            Some("abc--docs.example.test")
+        );
+        assert_eq!(
+            deploy_host(&format!("{}.x.test", "n".repeat(40)), &"d".repeat(26)),
+            None
+        );
+    }
 }

@@ -168,9 +168,9 @@ pub async fn serve_site(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-    site: Site,
-    reseller: Reseller,
-    deploy: Option<String>,
+    site: &Site,
+    reseller: &Reseller,
+    deploy: Option<&str>,
 ) -> ApiResult<HttpResponse> {
     let method = req.method().clone();
     if reseller.suspended {
@@ -180,13 +180,13 @@ pub async fn serve_site(
             "This site is temporarily unavailable.",
         ));
     }
-    if let Some(token) = pass_token(state, &site) {
+    if let Some(token) = pass_token(state, site) {
         if !has_pass(req, &token) {
-            return password_gate(req, payload, state, &reseller, &site, &token).await;
+            return password_gate(req, payload, state, reseller, site, &token).await;
         }
     }
     if method == Method::POST {
-        return submit_form(req, payload, state, &site, &reseller).await;
+        return submit_form(req, payload, state, site, reseller).await;
     }
     if method != Method::GET && method != Method::HEAD {
         return Ok(builtin(
@@ -195,12 +195,12 @@ pub async fn serve_site(
             "This site only answers GET, HEAD and form POSTs.",
         ));
     }
-    let ix = match &deploy {
+    let ix = match deploy {
         Some(id) => state.edge.deploy_index(&state.store, id)?,
         None => None,
     };
     let Some(ix) = ix else {
-        return Ok(not_found(req, state, &reseller, None).await);
+        return Ok(not_found(req, state, reseller, None).await);
     };
     let path = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
     match serve::route(&ix, &path) {
@@ -212,7 +212,7 @@ pub async fn serve_site(
             .insert_header((header::LOCATION, location))
             .insert_header((header::CACHE_CONTROL, serve::CACHE_CONTROL))
             .finish()),
-        Route::NotFound => Ok(not_found(req, state, &reseller, Some(&ix)).await),
+        Route::NotFound => Ok(not_found(req, state, reseller, Some(&ix)).await),
     }
 }
 

@@ -30,6 +30,9 @@ pub struct Store {
     /// Held for reading while a deploy decides which blobs it can reuse and records them, and
     /// for writing by blob GC, so GC never deletes a blob a new deploy just counted on.
     gc_lock: std::sync::Arc<std::sync::RwLock<()>>,
+    /// Bumped after every write that changes which site a host serves or how (sites, their
+    /// published deploy, resellers), so the edge can cache host lookups and drop them at once.
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Every tree, opened once. Index trees map a lookup key to an entity id.
@@ -173,6 +176,7 @@ impl Store {
             t,
             blobs,
             gc_lock: Default::default(),
+            generation: Default::default(),
         })
     }
 
@@ -184,6 +188,17 @@ impl Store {
     /// Synchronous flush, for shutdown.
     pub fn flush_blocking(&self) -> ApiResult<()> {
         self.db.flush().map(|_| ()).map_err(ApiError::from)
+    }
+
+    /// The current generation of host-relevant data (see `generation`).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks host-relevant data as changed; call after the write is applied.
+    pub(crate) fn changed(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Blocks blob GC while the guard lives (see `gc_lock`).

@@ -111,7 +111,10 @@ impl Sites<'_> {
                 },
             );
             match result {
-                Ok(()) => return Ok(site),
+                Ok(()) => {
+                    self.0.changed();
+                    return Ok(site);
+                }
                 Err(sled::transaction::TransactionError::Abort(ApiError::Conflict(..)))
                     if !explicit =>
                 {
@@ -180,6 +183,7 @@ impl Sites<'_> {
             s.insert(id.as_bytes(), encode(&site))?;
             Ok(site)
         })?;
+        self.0.changed();
         Ok(site)
     }
 
@@ -195,6 +199,7 @@ impl Sites<'_> {
             by_owner.remove(owner_key(&site).as_bytes())?;
             Ok(())
         })?;
+        self.0.changed();
         self.0.deploys().delete_all_of_site(&site.id)?;
         self.0.forms().delete_all_of_site(&site.id)?;
         self.0.collect_garbage()?;

@@ -47,6 +47,20 @@ async fn post_form(
     reply(req.send().await.expect("form post")).await
 }
 
+/// `PUT /reseller/pages/KIND` with this HTML.
+async fn put_page(app: &TestApp, key: &str, kind: &str, html: &str) {
+    let r = app
+        .client
+        .put(app.url(&format!("/api/v1/reseller/pages/{kind}")))
+        .bearer_auth(key)
+        .header("content-type", "text/html; charset=utf-8")
+        .body(html.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+}
+
 fn ctype(h: &HeaderMap) -> &str {
     h.get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -300,16 +314,7 @@ async fn not_found_falls_back_from_site_to_reseller_to_builtin() {
     let builtin = get(&app, "plain.localhost", "/missing").await.expect(404);
     assert!(builtin.text.contains("Page not found"));
     let page = "<html><body>Acme lost it</body></html>";
-    let put = app
-        .client
-        .put(app.url("/api/v1/reseller/pages/not_found"))
-        .bearer_auth(&acme.key)
-        .header("content-type", "text/html")
-        .body(page)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 204);
+    put_page(&app, &acme.key, "not_found", page).await;
     assert_eq!(
         get(&app, "plain.localhost", "/missing")
             .await
@@ -335,6 +340,29 @@ async fn not_found_falls_back_from_site_to_reseller_to_builtin() {
         get(&app, "empty.localhost", "/").await.expect(404).text,
         page
     );
+    // Deleting a site takes it off the edge at once; restoring a deploy switches back at once.
+    let deploys = app
+        .get("/api/v1/sites/plain/deploys", &token)
+        .await
+        .expect(200);
+    let first = deploys.body[1]["id"].as_str().unwrap().to_string();
+    app.post(
+        &format!("/api/v1/sites/plain/deploys/{first}/restore"),
+        &token,
+        json!({}),
+    )
+    .await
+    .expect(201);
+    assert_eq!(
+        get(&app, "plain.localhost", "/missing")
+            .await
+            .expect(404)
+            .text,
+        page
+    );
+    app.delete("/api/v1/sites/plain", &token).await.expect(204);
+    let gone = get(&app, "plain.localhost", "/").await.expect(404);
+    assert!(gone.text.contains("No site here"));
 }
 
 #[tokio::test]
@@ -349,16 +377,7 @@ async fn password_gate_sets_a_signed_cookie_and_limits_attempts() {
     .await
     .expect(200);
     let page = "<form method=post><input type=password name=password></form><p>Acme gate</p>";
-    let put = app
-        .client
-        .put(app.url("/api/v1/reseller/pages/password"))
-        .bearer_auth(&acme.key)
-        .header("content-type", "text/html; charset=utf-8")
-        .body(page)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 204);
+    put_page(&app, &acme.key, "password", page).await;
     let host = "secret.localhost";
     assert_eq!(get(&app, host, "/").await.expect(401).text, page);
     assert_eq!(
@@ -481,14 +500,7 @@ async fn forms_are_detected_and_submissions_stored() {
     .expect(303);
     // No action: the reseller's form_success page (else the built-in one), 200; multipart works.
     let success = "<p>Acme thanks you</p>";
-    app.client
-        .put(app.url("/api/v1/reseller/pages/form_success"))
-        .bearer_auth(&acme.key)
-        .header("content-type", "text/html")
-        .body(success)
-        .send()
-        .await
-        .unwrap();
+    put_page(&app, &acme.key, "form_success", success).await;
     let multipart = reqwest::multipart::Form::new()
         .text("form-name", "newsletter")
         .text("email", "m@p.test");
