@@ -79,6 +79,22 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_AUTH_FAILURES_PER_MINUTE")]
     pub auth_failures_per_minute: Option<f64>,
 
+    /// DNS server (ip:port) for domain verification lookups [default: the system resolver]
+    #[arg(long, env = "RESELLERD_DNS_SERVER")]
+    pub dns_server: Option<std::net::SocketAddr>,
+
+    /// Seconds between verification checks of a pending domain, doubling after each miss [default: 60]
+    #[arg(long, env = "RESELLERD_VERIFY_INTERVAL")]
+    pub verify_interval: Option<u64>,
+
+    /// Seconds after which a domain still pending is marked failed [default: 259200, three days]
+    #[arg(long, env = "RESELLERD_VERIFY_DEADLINE")]
+    pub verify_deadline: Option<u64>,
+
+    /// Seconds between stores of the edge's traffic counters [default: 10]
+    #[arg(long, env = "RESELLERD_TRAFFIC_FLUSH_INTERVAL")]
+    pub traffic_flush_interval: Option<u64>,
+
     /// ACME directory URL for custom-domain certificates (e.g. Let's Encrypt's); unset disables ACME
     #[arg(long, env = "RESELLERD_ACME_DIRECTORY")]
     pub acme_directory: Option<String>,
@@ -188,6 +204,18 @@ impl Settings {
             self.rate_limit_credential.unwrap_or(250.0),
             self.auth_failures_per_minute.unwrap_or(30.0),
         )
+    }
+
+    pub fn verifier(&self) -> Result<crate::dns::Verifier, String> {
+        crate::dns::Verifier::new(
+            self.dns_server,
+            std::time::Duration::from_secs(self.verify_interval.unwrap_or(60)),
+            std::time::Duration::from_secs(self.verify_deadline.unwrap_or(3 * 86_400)),
+        )
+    }
+
+    pub fn traffic_flush_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.traffic_flush_interval.unwrap_or(10).max(1))
     }
 
     pub fn max_body(&self) -> usize {

@@ -7,6 +7,7 @@ pub mod acme;
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dns;
 pub mod edge;
 pub mod error;
 pub mod model;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub limits: ratelimit::RateLimits,
     pub registrar: Option<Arc<dyn registrar::Registrar>>,
     pub edge: edge::Edge,
+    pub traffic: Arc<store::traffic::TrafficRecorder>,
+    pub verifier: Arc<dns::Verifier>,
 }
 
 /// Routes shared by both listeners.
@@ -130,7 +133,17 @@ pub async fn serve(
         actix_web::rt::spawn(acme.clone().renew_forever(settings.acme_check_interval()));
     }
     let edge = edge::Edge::new(&data_dir, settings.default_preview_domain())?;
+    let traffic = Arc::new(store::traffic::TrafficRecorder::default());
+    actix_web::rt::spawn(
+        traffic
+            .clone()
+            .store_forever(store.clone(), settings.traffic_flush_interval()),
+    );
+    let verifier = Arc::new(settings.verifier()?);
+    actix_web::rt::spawn(verifier.clone().run_forever(store.clone()));
     let state = web::Data::new(AppState {
+        traffic: traffic.clone(),
+        verifier,
         limits: settings.rate_limits(),
         registrar: settings.registrar()?,
         acme,
@@ -182,6 +195,9 @@ pub async fn serve(
     let (http, https) = (addrs[0], addrs[addrs.len() - 1]);
     on_ready(http, https);
     let result = server.run().await.map_err(|e| format!("server error: {e}"));
+    if let Err(e) = traffic.store_batch(&store).await {
+        tracing::warn!(error = %e, "cannot store the last traffic metrics");
+    }
     store.flush_blocking().map_err(|e| e.to_string())?;
     result
 }

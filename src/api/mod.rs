@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod billing;
 pub mod deploys;
+pub mod domains;
 pub mod forms;
 pub mod keys;
 pub mod ops;
@@ -20,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(admin::configure)
         .configure(audit::configure)
         .configure(billing::configure)
+        .configure(domains::configure)
         .configure(keys::configure)
         .configure(reseller::configure)
         .configure(users::configure)

@@ -55,7 +55,7 @@ pub fn find_site(state: &AppState, tenant: &Tenant, id_or_name: &str) -> ApiResu
             Some(s) => Some(s),
             None => {
                 crate::edge::resolve_host(&state.store, &state.edge.default_domain, id_or_name)?
-                    .map(|(s, _)| s)
+                    .map(|(s, _, _)| s)
             }
         },
     };

@@ -198,8 +198,8 @@ async fn current(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRe
             "id": reseller.id, "uid": null, "email": reseller.email, "full_name": reseller.name, "avatar_url": null,
             "created_at": reseller.created_at, "type": "reseller", "login_providers": [], "last_login": null,
         }),
-        Principal::Operator => {
-            return Err(ApiError::Forbidden("the operator is not a user".into()))
+        Principal::Operator | Principal::Plugin { .. } => {
+            return Err(ApiError::Forbidden("this credential is not a user".into()))
         }
     };
     Ok(HttpResponse::Ok().json(body))

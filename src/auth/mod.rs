@@ -20,8 +20,18 @@ use std::net::IpAddr;
 /// The authenticated caller.
 pub enum Principal {
     Operator,
-    Reseller { reseller: Reseller, key: ApiKey },
-    User { reseller: Reseller, user: User },
+    Reseller {
+        reseller: Reseller,
+        key: ApiKey,
+    },
+    User {
+        reseller: Reseller,
+        user: User,
+    },
+    /// A WordPress plugin key: it may read its one domain and nothing else.
+    Plugin {
+        domain: crate::store::domains::Domain,
+    },
 }
 
 /// What a request may see: a whole reseller account, or one user's part of it.
@@ -159,6 +169,20 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
             }
             found
         }
+        Credential::Bearer(s) if s.expose().starts_with(crate::store::domains::WP_PREFIX) => {
+            if !s.is_well_formed(crate::store::domains::WP_PREFIX) {
+                return Err(INVALID);
+            }
+            let domain = store.domains().by_wp_hash(&s.hash())?.ok_or(INVALID)?;
+            let reseller = store
+                .resellers()
+                .get(&domain.reseller_id)
+                .map_err(|_| INVALID)?;
+            if reseller.suspended {
+                return Err(ApiError::Suspended);
+            }
+            return Ok(Principal::Plugin { domain });
+        }
         Credential::Bearer(s) => {
             if !s.is_well_formed(TOKEN_PREFIX) {
                 return Err(INVALID);
@@ -230,6 +254,11 @@ impl Principal {
                 kind: "user",
                 id: user.id.clone(),
                 reseller_id: Some(reseller.id.clone()),
+            },
+            Principal::Plugin { domain } => Actor {
+                kind: "wordpress_plugin",
+                id: domain.id.clone(),
+                reseller_id: Some(domain.reseller_id.clone()),
             },
         }
     }

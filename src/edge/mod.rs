@@ -28,15 +28,30 @@ pub fn site_host(reseller: &Reseller, default_domain: &str, name: &str) -> Strin
     }
 }
 
-/// The site a Host header names, with its reseller. The one place host names map to sites,
-/// so custom domains plug in here (a write that changes what a host serves must call
-/// `Store::changed` afterwards, which the edge's host cache relies on).
+/// The site a Host header names, with its reseller and, for a client's custom domain, the
+/// domain's id (its traffic is counted). The one place host names map to sites (a write that
+/// changes what a host serves must call `Store::changed` afterwards, which the edge's host
+/// cache relies on).
 pub fn resolve_host(
     store: &Store,
     default_domain: &str,
     host: &str,
-) -> ApiResult<Option<(Site, Reseller)>> {
+) -> ApiResult<Option<(Site, Reseller, Option<String>)>> {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
+    // A verified client domain (or www. + it) attached to a site.
+    if let Some(domain) = store.domains().serving(&host)? {
+        let site = match &domain.site_id {
+            Some(id) => store.sites().get(id)?,
+            None => None,
+        };
+        let reseller = store.resellers().get(&domain.reseller_id).ok();
+        if let (Some(site), Some(reseller)) = (site, reseller) {
+            if site.reseller_id == reseller.id {
+                return Ok(Some((site, reseller, Some(domain.id))));
+            }
+        }
+        return Ok(None);
+    }
     let Some((name, domain)) = host.split_once('.') else {
         return Ok(None);
     };
@@ -50,7 +65,7 @@ pub fn resolve_host(
         Some(d) => d.as_str() == domain,
         None => domain == default_domain,
     };
-    Ok(matches.then_some((site, reseller)))
+    Ok(matches.then_some((site, reseller, None)))
 }
 
 /// A deploy's permalink host, `DEPLOY_ID--NAME.<domain>`, when that still fits in a DNS label.
@@ -68,7 +83,7 @@ pub fn resolve_deploy_host(
     let Some((deploy_id, rest)) = host.split_once("--") else {
         return Ok(None);
     };
-    let Some((site, reseller)) = resolve_host(store, default_domain, rest)? else {
+    let Some((site, reseller, _)) = resolve_host(store, default_domain, rest)? else {
         return Ok(None);
     };
     let ready = store.deploys().get(deploy_id)?.is_some_and(|d| {
@@ -107,7 +122,7 @@ const CACHE_DEPLOYS_MAX: usize = 1024;
 const CACHE_HOSTS_MAX: usize = 10_000;
 
 /// A host's site and reseller, or none.
-type Resolved = Option<Arc<(Site, Reseller)>>;
+type Resolved = Option<Arc<(Site, Reseller, Option<String>)>>;
 
 impl Edge {
     /// Loads (or creates) the secret kept in the data dir.
@@ -273,9 +288,19 @@ async fn handle_inner(
         .unwrap_or("");
     let host = &host_without_port(raw_host).to_ascii_lowercase();
     if let Some(found) = state.edge.site_for_host(&state.store, host)? {
-        let (site, reseller) = &*found;
+        let (site, reseller, domain_id) = &*found;
         let deploy = site.published_deploy.as_deref();
-        return pages::serve_site(req, payload, state, site, reseller, deploy).await;
+        let resp = pages::serve_site(req, payload, state, site, reseller, deploy).await?;
+        if let Some(domain_id) = domain_id {
+            let bytes = match actix_web::body::MessageBody::size(resp.body()) {
+                actix_web::body::BodySize::Sized(n) => n,
+                _ => 0,
+            };
+            state
+                .traffic
+                .record(domain_id, bytes, crate::model::Timestamp::now());
+        }
+        return Ok(resp);
     }
     let domain = &state.edge.default_domain;
     if let Some((site, reseller, deploy)) = resolve_deploy_host(&state.store, domain, host)? {

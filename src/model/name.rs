@@ -9,8 +9,14 @@ pub struct DomainName(String);
 
 impl DomainName {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let s = raw.trim().trim_end_matches('.').to_lowercase();
         let bad = |why: &str| format!("invalid domain name {raw:?}: {why}");
+        let trimmed = raw.trim().trim_end_matches('.');
+        // Internationalised names become punycode (bücher.example -> xn--bcher-kva.example).
+        let s = if trimmed.is_ascii() {
+            trimmed.to_ascii_lowercase()
+        } else {
+            idna::domain_to_ascii(trimmed).map_err(|_| bad("not a valid internationalised name"))?
+        };
         if s.is_empty() || s.len() > 253 {
             return Err(bad("must be 1 to 253 characters"));
         }
@@ -130,6 +136,10 @@ mod tests {
         assert_eq!(
             DomainName::parse("Sites.Example.COM.").unwrap().as_str(),
             "sites.example.com"
+        );
+        assert_eq!(
+            DomainName::parse("Bücher.Example").unwrap().as_str(),
+            "xn--bcher-kva.example"
         );
         assert_eq!(
             DomainName::parse("xn--bcher-kva.example").unwrap().as_str(),

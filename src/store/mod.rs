@@ -7,12 +7,14 @@ pub mod blobs;
 pub mod certs;
 mod codec;
 pub mod deploys;
+pub mod domains;
 mod flush;
 pub mod forms;
 pub mod keys;
 pub mod pages;
 pub mod resellers;
 pub mod sites;
+pub mod traffic;
 pub mod users;
 
 pub use codec::{decode, encode};
@@ -58,6 +60,15 @@ pub(crate) struct Trees {
     pub tokens_by_user: sled::Tree,
     /// "reseller_id/kind" -> HTML
     pub pages: sled::Tree,
+    pub domains: sled::Tree,
+    /// domain name -> domain id (unique on the whole instance)
+    pub domain_by_name: sled::Tree,
+    /// SHA-256 of the WordPress key -> domain id
+    pub domain_by_wp: sled::Tree,
+    /// "reseller_id/domain_id" -> ()
+    pub domains_by_reseller: sled::Tree,
+    /// domain id -> traffic totals and daily series
+    pub traffic: sled::Tree,
     /// "users/reseller_id" -> i64 count, kept in the same transactions as the records
     pub counters: sled::Tree,
     /// "reseller_id/id" -> payment method
@@ -144,6 +155,11 @@ impl Store {
             token_by_hash: tree("token_by_hash")?,
             tokens_by_user: tree("tokens_by_user")?,
             pages: tree("pages")?,
+            domains: tree("domains")?,
+            domain_by_name: tree("domain_by_name")?,
+            domain_by_wp: tree("domain_by_wp")?,
+            domains_by_reseller: tree("domains_by_reseller")?,
+            traffic: tree("traffic")?,
             counters: tree("counters")?,
             payment_methods: tree("payment_methods")?,
             charges: tree("charges")?,

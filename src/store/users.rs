@@ -231,6 +231,7 @@ impl Users<'_> {
     pub fn delete(&self, reseller_id: &str, id: &str) -> ApiResult<()> {
         let user = self.get(reseller_id, id)?;
         self.0.sites().delete_all_of_user(reseller_id, &user.id)?;
+        self.0.domains().delete_all_of_user(reseller_id, &user.id)?;
         for token_id in ids_under(&self.0.t.tokens_by_user, &user.id)? {
             self.revoke_token(reseller_id, &token_id)?;
         }

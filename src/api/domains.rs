@@ -1,0 +1,235 @@
+//! Client domains (the NextNet reseller flow): `POST/GET /domains`, `GET/PATCH/DELETE
+//! /domains/{id}`, `POST /domains/{id}/verify`, `POST /domains/{id}/wordpress_key`, and the
+//! WordPress plugin's own `GET /plugin/domain`.
+
+use super::sites::find_site;
+use super::{created, no_content, nullable, paginate, PageQuery};
+use crate::auth::{Principal, Tenant};
+use crate::error::{ApiError, ApiResult};
+use crate::model::{DomainName, Email, Permission, Timestamp};
+use crate::store::domains::{Domain, DomainStatus};
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/domains")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    )
+    .service(
+        web::resource("/domains/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete)),
+    )
+    .service(web::resource("/domains/{id}/verify").route(web::post().to(verify)))
+    .service(web::resource("/domains/{id}/wordpress_key").route(web::post().to(rotate_wp_key)))
+    .service(web::resource("/plugin/domain").route(web::get().to(plugin_domain)));
+}
+
+/// A domain as the API shows it, with its traffic metrics.
+pub fn domain_view(state: &AppState, d: &Domain) -> ApiResult<Value> {
+    let traffic = state.store.traffic().get(&d.id)?;
+    Ok(json!({
+        "id": d.id,
+        "domain": d.name,
+        "user_id": d.user_id,
+        "email": d.email,
+        "site_id": d.site_id,
+        "verification_status": d.status,
+        "verification": {"type": "TXT", "name": d.txt_name(), "value": d.txt_value()},
+        "created_at": d.created_at,
+        "verified_at": d.verified_at,
+        "last_checked_at": d.last_checked_at,
+        "metrics": traffic.view(),
+    }))
+}
+
+/// A domain the tenant may see: its reseller's, and for a user token only the user's own.
+fn find_domain(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<Domain> {
+    let d = state.store.domains().get(&tenant.reseller.id, id)?;
+    match &tenant.user {
+        Some(u) if u.id != d.user_id => Err(ApiError::NotFound("domain")),
+        _ => Ok(d),
+    }
+}
+
+/// Checks that `site_id` is a site of the tenant owned by the domain's user.
+fn site_for(state: &AppState, tenant: &Tenant, site_id: &str, user_id: &str) -> ApiResult<String> {
+    let site = find_site(state, tenant, site_id)?;
+    if site.user_id != user_id {
+        return Err(ApiError::invalid(
+            "the site belongs to another client than the domain",
+        ));
+    }
+    Ok(site.id)
+}
+
+#[derive(Deserialize)]
+struct NewDomain {
+    domain: DomainName,
+    email: Email,
+    #[serde(default)]
+    site_id: Option<String>,
+}
+
+async fn create(
+    state: web::Data<AppState>,
+    who: Principal,
+    body: web::Json<NewDomain>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::DomainsWrite)?;
+    let NewDomain {
+        domain,
+        email,
+        site_id,
+    } = body.into_inner();
+    let now = Timestamp::now();
+    let tenant = Tenant {
+        reseller: reseller.clone(),
+        user: None,
+    };
+    let (user, _) = state
+        .store
+        .users()
+        .find_or_create(&reseller.id, &email, None, now)?;
+    let site_id = match site_id.as_deref() {
+        Some(id) => Some(site_for(&state, &tenant, id, &user.id)?),
+        None => None,
+    };
+    let (d, wp) =
+        state
+            .store
+            .domains()
+            .create(&reseller.id, &user.id, domain, email, site_id, now)?;
+    state.store.flush().await?;
+    let mut view = domain_view(&state, &d)?;
+    view["wordpress_api_key"] = json!(wp.expose());
+    Ok(created(view))
+}
+
+#[derive(Deserialize)]
+struct DomainFilter {
+    status: Option<String>,
+    user_id: Option<String>,
+}
+
+async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    filter: web::Query<DomainFilter>,
+    page: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::DomainsRead)?;
+    let status = filter
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(DomainStatus::parse)
+        .transpose()?;
+    let user_id = filter.user_id.as_deref().filter(|s| !s.is_empty());
+    let own = tenant.user.as_ref().map(|u| u.id.as_str());
+    let views = state
+        .store
+        .domains()
+        .list(&tenant.reseller.id)?
+        .into_iter()
+        .filter(|d| status.is_none_or(|s| d.status == s))
+        .filter(|d| user_id.is_none_or(|u| d.user_id == u))
+        .filter(|d| own.is_none_or(|u| d.user_id == u))
+        .map(|d| domain_view(&state, &d))
+        .collect::<ApiResult<Vec<_>>>()?;
+    paginate(&req, views, *page)
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::DomainsRead)?;
+    let d = find_domain(&state, &tenant, &id)?;
+    Ok(HttpResponse::Ok().json(domain_view(&state, &d)?))
+}
+
+#[derive(Deserialize)]
+struct PatchDomain {
+    #[serde(default, deserialize_with = "nullable")]
+    site_id: Option<Option<String>>,
+}
+
+async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+    body: web::Json<PatchDomain>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::DomainsWrite)?;
+    let mut d = find_domain(&state, &tenant, &id)?;
+    if let Some(site_id) = &body.site_id {
+        d.site_id = match site_id {
+            Some(site_id) => Some(site_for(&state, &tenant, site_id, &d.user_id)?),
+            None => None,
+        };
+        state.store.domains().save(&d)?;
+        state.store.flush().await?;
+    }
+    Ok(HttpResponse::Ok().json(domain_view(&state, &d)?))
+}
+
+async fn delete(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::DomainsWrite)?;
+    let d = find_domain(&state, &tenant, &id)?;
+    let d = state.store.domains().delete(&tenant.reseller.id, &d.id)?;
+    state.acme.forget(d.name.as_str())?;
+    state.store.flush().await?;
+    Ok(no_content())
+}
+
+async fn verify(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::DomainsWrite)?;
+    let d = find_domain(&state, &tenant, &id)?;
+    let d = state.verifier.check(&state.store, d).await?;
+    Ok(HttpResponse::Ok().json(domain_view(&state, &d)?))
+}
+
+async fn rotate_wp_key(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::DomainsWrite)?;
+    let (_, wp) = state.store.domains().rotate_wp_key(&reseller.id, &id)?;
+    state.store.flush().await?;
+    Ok(created(json!({"wordpress_api_key": wp.expose()})))
+}
+
+/// The WordPress plugin's view: its one domain's status and metrics, nothing else.
+async fn plugin_domain(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+    let Principal::Plugin { domain } = &who else {
+        return Err(ApiError::Forbidden(
+            "this endpoint takes a WordPress plugin key".into(),
+        ));
+    };
+    let d = state.store.domains().get(&domain.reseller_id, &domain.id)?;
+    let traffic = state.store.traffic().get(&d.id)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "domain": d.name,
+        "verification_status": d.status,
+        "verified_at": d.verified_at,
+        "last_checked_at": d.last_checked_at,
+        "metrics": traffic.view(),
+    })))
+}

@@ -1,0 +1,184 @@
+//! DNS verification of client domains: a TXT record `_resellerd.<domain>` holding
+//! `resellerd-verification=<token>`, looked up against the configured resolver. A background task
+//! re-checks pending (and failed) domains with backoff; a pending domain past the deadline fails,
+//! and a later check can still verify it.
+
+use crate::error::ApiResult;
+use crate::model::Timestamp;
+use crate::store::domains::{Domain, DomainStatus};
+use crate::store::Store;
+use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+use hickory_resolver::error::ResolveErrorKind;
+use hickory_resolver::TokioAsyncResolver;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest wait between two checks of one domain.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+pub struct Verifier {
+    resolver: TokioAsyncResolver,
+    interval: Duration,
+    deadline: Duration,
+}
+
+impl Verifier {
+    /// A verifier asking `server` (ip:port), or the system's resolver when none is given.
+    pub fn new(
+        server: Option<SocketAddr>,
+        interval: Duration,
+        deadline: Duration,
+    ) -> Result<Verifier, String> {
+        let mut opts = ResolverOpts::default();
+        // Every check must see the record as it is now, not as it was cached.
+        opts.cache_size = 0;
+        opts.timeout = Duration::from_secs(3);
+        opts.attempts = 2;
+        let resolver = match server {
+            Some(addr) => {
+                let group = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
+                TokioAsyncResolver::tokio(ResolverConfig::from_parts(None, vec![], group), opts)
+            }
+            None => {
+                let (config, _) = hickory_resolver::system_conf::read_system_conf()
+                    .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?;
+                TokioAsyncResolver::tokio(config, opts)
+            }
+        };
+        Ok(Verifier {
+            resolver,
+            interval: interval.max(Duration::from_secs(1)),
+            deadline,
+        })
+    }
+
+    /// True if the domain's TXT record is published. Ok(false) when there is no such record.
+    pub async fn lookup(&self, domain: &Domain) -> Result<bool, String> {
+        let name = format!("{}.", domain.txt_name());
+        match self.resolver.txt_lookup(name.as_str()).await {
+            Ok(answer) => Ok(answer.iter().any(|txt| {
+                let value: Vec<u8> = txt
+                    .txt_data()
+                    .iter()
+                    .flat_map(|part| part.iter().copied())
+                    .collect();
+                String::from_utf8_lossy(&value).trim() == domain.txt_value()
+            })),
+            Err(e) if matches!(e.kind(), ResolveErrorKind::NoRecordsFound { .. }) => Ok(false),
+            Err(e) => Err(format!("DNS lookup of {name} failed: {e}")),
+        }
+    }
+
+    /// The state change after a check that did (`found`) or did not find the record.
+    pub fn apply(&self, d: &mut Domain, found: bool, now: Timestamp) {
+        d.last_checked_at = Some(now);
+        if found {
+            if d.status != DomainStatus::Verified {
+                d.status = DomainStatus::Verified;
+                d.verified_at = Some(now);
+            }
+            d.misses = 0;
+            return;
+        }
+        if d.status == DomainStatus::Verified {
+            return;
+        }
+        d.misses = d.misses.saturating_add(1);
+        let backoff = self
+            .interval
+            .saturating_mul(1 << d.misses.min(12))
+            .min(MAX_BACKOFF.max(self.interval));
+        d.next_check_at = now.plus_secs(backoff.as_secs() as i64);
+        if d.status == DomainStatus::Pending
+            && now.0 - d.created_at.0 > self.deadline.as_millis() as i64
+        {
+            d.status = DomainStatus::Failed;
+        }
+    }
+
+    /// Checks one domain now and stores the result.
+    pub async fn check(&self, store: &Store, mut d: Domain) -> ApiResult<Domain> {
+        let found = match self.lookup(&d).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(domain = %d.name, error = %e, "verification lookup failed");
+                false
+            }
+        };
+        self.apply(&mut d, found, Timestamp::now());
+        store.domains().save(&d)?;
+        store.flush().await?;
+        Ok(d)
+    }
+
+    /// Checks every unverified domain whose next check is due.
+    pub async fn check_due(&self, store: &Store, now: Timestamp) -> ApiResult<usize> {
+        let mut checked = 0;
+        for d in store.domains().all()? {
+            if d.status != DomainStatus::Verified && d.next_check_at <= now {
+                self.check(store, d).await?;
+                checked += 1;
+            }
+        }
+        Ok(checked)
+    }
+
+    /// The background checker: wakes every interval (at most every 5 s) and checks what is due.
+    pub async fn run_forever(self: Arc<Self>, store: Store) {
+        let tick = self.interval.min(Duration::from_secs(5));
+        loop {
+            tokio::time::sleep(tick).await;
+            if let Err(e) = self.check_due(&store, Timestamp::now()).await {
+                tracing::warn!(error = %e, "domain verification round failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DomainName, Email};
+
+    fn domain(created_ms: i64) -> Domain {
+        Domain {
+            id: "d".into(),
+            reseller_id: "r".into(),
+            user_id: "u".into(),
+            name: DomainName::parse("client.example").unwrap(),
+            email: Email::parse("a@client.example").unwrap(),
+            site_id: None,
+            status: DomainStatus::Pending,
+            token: "t".into(),
+            wp_hash: [0; 32],
+            created_at: Timestamp(created_ms),
+            verified_at: None,
+            last_checked_at: None,
+            next_check_at: Timestamp(created_ms),
+            misses: 0,
+        }
+    }
+
+    #[actix_web::test]
+    async fn misses_back_off_then_fail_at_the_deadline_and_a_hit_still_verifies() {
+        let v = Verifier::new(
+            Some("127.0.0.1:9".parse().unwrap()),
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let mut d = domain(0);
+        v.apply(&mut d, false, Timestamp(1_000));
+        assert_eq!(d.status, DomainStatus::Pending);
+        assert_eq!(d.next_check_at, Timestamp(1_000 + 120_000));
+        v.apply(&mut d, false, Timestamp(2_000));
+        assert_eq!(d.next_check_at, Timestamp(2_000 + 240_000));
+        v.apply(&mut d, false, Timestamp(3_600_001));
+        assert_eq!(d.status, DomainStatus::Failed);
+        v.apply(&mut d, true, Timestamp(4_000_000));
+        assert_eq!(d.status, DomainStatus::Verified);
+        assert_eq!(d.verified_at, Some(Timestamp(4_000_000)));
+        assert_eq!(d.last_checked_at, Some(Timestamp(4_000_000)));
+    }
+}

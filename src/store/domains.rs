@@ -1,0 +1,262 @@
+//! Client domains: registered once on the whole instance, owned by one client user, verified by
+//! a DNS TXT record, and carrying a WordPress plugin key stored only as SHA-256.
+
+use super::{abort, decode, encode, get, ids_under, Store};
+use crate::auth::secret::Secret;
+use crate::error::{ApiError, ApiResult};
+use crate::model::{new_id, DomainName, Email, Timestamp};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+
+pub const WP_PREFIX: &str = "wp_";
+pub const TXT_PREFIX: &str = "resellerd-verification=";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DomainStatus {
+    Pending,
+    Verified,
+    Failed,
+}
+
+impl DomainStatus {
+    pub fn parse(s: &str) -> ApiResult<DomainStatus> {
+        match s {
+            "pending" => Ok(DomainStatus::Pending),
+            "verified" => Ok(DomainStatus::Verified),
+            "failed" => Ok(DomainStatus::Failed),
+            _ => Err(ApiError::invalid("status is pending, verified or failed")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Domain {
+    pub id: String,
+    pub reseller_id: String,
+    pub user_id: String,
+    pub name: DomainName,
+    pub email: Email,
+    pub site_id: Option<String>,
+    pub status: DomainStatus,
+    /// The value after `resellerd-verification=` in the TXT record.
+    pub token: String,
+    pub wp_hash: [u8; 32],
+    pub created_at: Timestamp,
+    pub verified_at: Option<Timestamp>,
+    pub last_checked_at: Option<Timestamp>,
+    pub next_check_at: Timestamp,
+    /// Checks that did not find the record, for the backoff.
+    pub misses: u32,
+}
+
+impl Domain {
+    pub fn txt_name(&self) -> String {
+        format!("_resellerd.{}", self.name)
+    }
+
+    pub fn txt_value(&self) -> String {
+        format!("{TXT_PREFIX}{}", self.token)
+    }
+}
+
+pub struct Domains<'a>(&'a Store);
+
+impl Store {
+    pub fn domains(&self) -> Domains<'_> {
+        Domains(self)
+    }
+}
+
+fn scoped(reseller_id: &str, id: &str) -> String {
+    format!("{reseller_id}/{id}")
+}
+
+impl Domains<'_> {
+    /// Registers a domain for a user; a name registered anywhere on the instance is refused.
+    pub fn create(
+        &self,
+        reseller_id: &str,
+        user_id: &str,
+        name: DomainName,
+        email: Email,
+        site_id: Option<String>,
+        now: Timestamp,
+    ) -> ApiResult<(Domain, Secret)> {
+        let wp = Secret::generate(WP_PREFIX);
+        let token = Secret::generate("").expose().to_string();
+        let domain = Domain {
+            id: new_id(),
+            reseller_id: reseller_id.to_string(),
+            user_id: user_id.to_string(),
+            name,
+            email,
+            site_id,
+            status: DomainStatus::Pending,
+            token,
+            wp_hash: wp.hash(),
+            created_at: now,
+            verified_at: None,
+            last_checked_at: None,
+            next_check_at: now,
+            misses: 0,
+        };
+        let t = &self.0.t;
+        (
+            &t.domains,
+            &t.domain_by_name,
+            &t.domain_by_wp,
+            &t.domains_by_reseller,
+        )
+            .transaction(|(d, by_name, by_wp, by_reseller)| {
+                if by_name.get(domain.name.as_str().as_bytes())?.is_some() {
+                    return abort(ApiError::Conflict(
+                        "domain_taken",
+                        format!("{} is already registered", domain.name),
+                    ));
+                }
+                d.insert(domain.id.as_bytes(), encode(&domain))?;
+                by_name.insert(domain.name.as_str().as_bytes(), domain.id.as_bytes())?;
+                by_wp.insert(&domain.wp_hash[..], domain.id.as_bytes())?;
+                by_reseller.insert(scoped(reseller_id, &domain.id).as_bytes(), &[])?;
+                Ok(())
+            })?;
+        self.0.changed();
+        Ok((domain, wp))
+    }
+
+    /// A domain of this reseller; anyone else's is "not found".
+    pub fn get(&self, reseller_id: &str, id: &str) -> ApiResult<Domain> {
+        match get::<Domain>(&self.0.t.domains, id)? {
+            Some(d) if d.reseller_id == reseller_id => Ok(d),
+            _ => Err(ApiError::NotFound("domain")),
+        }
+    }
+
+    pub fn by_name(&self, name: &str) -> ApiResult<Option<Domain>> {
+        match self.0.t.domain_by_name.get(name.as_bytes())? {
+            Some(id) => get(&self.0.t.domains, &String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn by_wp_hash(&self, hash: &[u8; 32]) -> ApiResult<Option<Domain>> {
+        match self.0.t.domain_by_wp.get(&hash[..])? {
+            Some(id) => get(&self.0.t.domains, &String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn list(&self, reseller_id: &str) -> ApiResult<Vec<Domain>> {
+        let ids = ids_under(&self.0.t.domains_by_reseller, reseller_id)?;
+        super::load_all(&self.0.t.domains, &ids)
+    }
+
+    /// Every domain of the instance, for the background verifier.
+    pub fn all(&self) -> ApiResult<Vec<Domain>> {
+        self.0
+            .t
+            .domains
+            .iter()
+            .values()
+            .map(|v| decode(&v?))
+            .collect()
+    }
+
+    /// Rewrites a domain record if it still exists (a delete in between wins).
+    pub fn save(&self, domain: &Domain) -> ApiResult<()> {
+        let encoded = encode(domain);
+        self.0
+            .t
+            .domains
+            .update_and_fetch(domain.id.as_bytes(), |old| old.map(|_| encoded.clone()))?;
+        self.0.changed();
+        Ok(())
+    }
+
+    /// A new WordPress key; the old one stops working at once.
+    pub fn rotate_wp_key(&self, reseller_id: &str, id: &str) -> ApiResult<(Domain, Secret)> {
+        let wp = Secret::generate(WP_PREFIX);
+        let t = &self.0.t;
+        let domain = (&t.domains, &t.domain_by_wp).transaction(|(d, by_wp)| {
+            let Some(raw) = d.get(id.as_bytes())? else {
+                return abort(ApiError::NotFound("domain"));
+            };
+            let mut domain: Domain = decode(&raw).or_else(abort)?;
+            if domain.reseller_id != reseller_id {
+                return abort(ApiError::NotFound("domain"));
+            }
+            by_wp.remove(&domain.wp_hash[..])?;
+            domain.wp_hash = wp.hash();
+            by_wp.insert(&domain.wp_hash[..], domain.id.as_bytes())?;
+            d.insert(domain.id.as_bytes(), encode(&domain))?;
+            Ok(domain)
+        })?;
+        Ok((domain, wp))
+    }
+
+    /// Deletes a domain of this reseller, freeing its name.
+    pub fn delete(&self, reseller_id: &str, id: &str) -> ApiResult<Domain> {
+        let t = &self.0.t;
+        let domain = (
+            &t.domains,
+            &t.domain_by_name,
+            &t.domain_by_wp,
+            &t.domains_by_reseller,
+        )
+            .transaction(|(d, by_name, by_wp, by_reseller)| {
+                let Some(raw) = d.get(id.as_bytes())? else {
+                    return abort(ApiError::NotFound("domain"));
+                };
+                let domain: Domain = decode(&raw).or_else(abort)?;
+                if domain.reseller_id != reseller_id {
+                    return abort(ApiError::NotFound("domain"));
+                }
+                d.remove(id.as_bytes())?;
+                by_name.remove(domain.name.as_str().as_bytes())?;
+                by_wp.remove(&domain.wp_hash[..])?;
+                by_reseller.remove(scoped(reseller_id, id).as_bytes())?;
+                Ok(domain)
+            })?;
+        self.0.traffic().delete(id)?;
+        self.0.changed();
+        Ok(domain)
+    }
+
+    /// Deletes every domain of a user (when the user goes).
+    pub fn delete_all_of_user(&self, reseller_id: &str, user_id: &str) -> ApiResult<()> {
+        for d in self.list(reseller_id)? {
+            if d.user_id == user_id {
+                self.delete(reseller_id, &d.id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Detaches every domain pointing at a deleted site.
+    pub fn detach_site(&self, reseller_id: &str, site_id: &str) -> ApiResult<()> {
+        for mut d in self.list(reseller_id)? {
+            if d.site_id.as_deref() == Some(site_id) {
+                d.site_id = None;
+                self.save(&d)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The verified domain serving `host` (the domain itself or `www.` + domain), with its site.
+    pub fn serving(&self, host: &str) -> ApiResult<Option<Domain>> {
+        let mut candidates = vec![host];
+        if let Some(bare) = host.strip_prefix("www.") {
+            candidates.push(bare);
+        }
+        for name in candidates {
+            if let Some(d) = self.by_name(name)? {
+                if d.status == DomainStatus::Verified && d.site_id.is_some() {
+                    return Ok(Some(d));
+                }
+            }
+        }
+        Ok(None)
+    }
+}

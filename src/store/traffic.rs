@@ -1,0 +1,172 @@
+//! Traffic metrics per client domain: totals and a daily series. The edge records into an
+//! in-memory `TrafficRecorder`; a background task folds it into sled in batches, so serving a
+//! request never waits for a write.
+
+use super::{decode, encode, Store};
+use crate::error::ApiResult;
+use crate::model::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+/// Days of the daily series shown with a domain.
+pub const DAILY_DAYS: usize = 30;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub requests: u64,
+    pub bytes_sent: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Traffic {
+    pub requests: u64,
+    pub bytes_sent: u64,
+    pub last_request_at: Option<Timestamp>,
+    /// date (YYYY-MM-DD) -> counts; only the last `DAILY_DAYS` days are kept.
+    pub daily: BTreeMap<String, Counts>,
+}
+
+impl Traffic {
+    fn absorb(&mut self, other: &Traffic) {
+        self.requests += other.requests;
+        self.bytes_sent += other.bytes_sent;
+        self.last_request_at = self.last_request_at.max(other.last_request_at);
+        for (date, c) in &other.daily {
+            let mine = self.daily.entry(date.clone()).or_default();
+            mine.requests += c.requests;
+            mine.bytes_sent += c.bytes_sent;
+        }
+        while self.daily.len() > DAILY_DAYS {
+            let Some(oldest) = self.daily.keys().next().cloned() else {
+                break;
+            };
+            self.daily.remove(&oldest);
+        }
+    }
+
+    /// The JSON shape of API.md: totals plus `daily: [{date, requests, bytes_sent}]`.
+    pub fn view(&self) -> serde_json::Value {
+        let daily: Vec<_> = self
+            .daily
+            .iter()
+            .map(|(date, c)| serde_json::json!({"date": date, "requests": c.requests, "bytes_sent": c.bytes_sent}))
+            .collect();
+        serde_json::json!({
+            "requests": self.requests,
+            "bytes_sent": self.bytes_sent,
+            "last_request_at": self.last_request_at,
+            "daily": daily,
+        })
+    }
+}
+
+pub struct TrafficStore<'a>(&'a Store);
+
+impl Store {
+    pub fn traffic(&self) -> TrafficStore<'_> {
+        TrafficStore(self)
+    }
+}
+
+impl TrafficStore<'_> {
+    pub fn get(&self, domain_id: &str) -> ApiResult<Traffic> {
+        Ok(super::get(&self.0.t.traffic, domain_id)?.unwrap_or_default())
+    }
+
+    /// Adds a batch to a domain's stored metrics (only while the domain exists).
+    pub fn add(&self, domain_id: &str, batch: &Traffic) -> ApiResult<()> {
+        if self.0.t.domains.get(domain_id.as_bytes())?.is_none() {
+            return Ok(());
+        }
+        self.0
+            .t
+            .traffic
+            .update_and_fetch(domain_id.as_bytes(), |old| {
+                let mut t: Traffic = old.and_then(|raw| decode(raw).ok()).unwrap_or_default();
+                t.absorb(batch);
+                Some(encode(&t))
+            })?;
+        Ok(())
+    }
+
+    pub fn delete(&self, domain_id: &str) -> ApiResult<()> {
+        self.0.t.traffic.remove(domain_id.as_bytes())?;
+        Ok(())
+    }
+}
+
+/// Requests counted since the last batch was stored.
+#[derive(Default)]
+pub struct TrafficRecorder {
+    pending: Mutex<HashMap<String, Traffic>>,
+}
+
+impl TrafficRecorder {
+    /// Counts one served request of `bytes` for a domain.
+    pub fn record(&self, domain_id: &str, bytes: u64, now: Timestamp) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let t = pending.entry(domain_id.to_string()).or_default();
+        t.requests += 1;
+        t.bytes_sent += bytes;
+        t.last_request_at = Some(now);
+        let day = t.daily.entry(now.date()).or_default();
+        day.requests += 1;
+        day.bytes_sent += bytes;
+    }
+
+    /// Moves everything counted so far into the store and flushes it.
+    pub async fn store_batch(&self, store: &Store) -> ApiResult<usize> {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        for (domain_id, t) in &batch {
+            store.traffic().add(domain_id, t)?;
+        }
+        store.flush().await?;
+        Ok(batch.len())
+    }
+
+    /// Stores a batch every `interval`, forever.
+    pub async fn store_forever(
+        self: std::sync::Arc<Self>,
+        store: Store,
+        interval: std::time::Duration,
+    ) {
+        loop {
+            tokio::time::sleep(interval).await;
+            if let Err(e) = self.store_batch(&store).await {
+                tracing::warn!(error = %e, "cannot store traffic metrics");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_add_up_and_keep_thirty_days() {
+        let mut total = Traffic::default();
+        for day in 0..40 {
+            let mut t = Traffic {
+                requests: 2,
+                bytes_sent: 10,
+                ..Default::default()
+            };
+            t.daily.insert(
+                format!("2026-01-{:02}", day + 1),
+                Counts {
+                    requests: 2,
+                    bytes_sent: 10,
+                },
+            );
+            total.absorb(&t);
+        }
+        assert_eq!(total.requests, 80);
+        assert_eq!(total.daily.len(), DAILY_DAYS);
+        assert!(total.daily.contains_key("2026-01-40"));
+    }
+}
