@@ -194,6 +194,7 @@ async fn create_for(
         body.password.as_deref(),
         Timestamp::now(),
     )?;
+    state.store.domains().attach_custom_domain(&site)?;
     state.store.flush().await?;
     Ok(created(site_view(state, &tenant.reseller, &site)?))
 }
@@ -351,6 +352,7 @@ async fn update(
         .store
         .sites()
         .update(&site.id, patch, Timestamp::now())?;
+    state.store.domains().attach_custom_domain(&site)?;
     state.store.flush().await?;
     Ok(HttpResponse::Ok().json(site_view(&state, &tenant.reseller, &site)?))
 }

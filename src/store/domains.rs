@@ -244,6 +244,22 @@ impl Domains<'_> {
         Ok(())
     }
 
+    /// Attaches the client's domain record named like a site's `custom_domain` to that site, so
+    /// setting `custom_domain` on a site and `site_id` on a domain mean the same thing.
+    pub fn attach_custom_domain(&self, site: &crate::store::sites::Site) -> ApiResult<()> {
+        let Some(name) = &site.custom_domain else {
+            return Ok(());
+        };
+        if let Some(mut d) = self.by_name(name.as_str())? {
+            let same_owner = d.reseller_id == site.reseller_id && d.user_id == site.user_id;
+            if same_owner && d.site_id.as_deref() != Some(site.id.as_str()) {
+                d.site_id = Some(site.id.clone());
+                self.save(&d)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The verified domain serving `host` (the domain itself or `www.` + domain), with its site.
     pub fn serving(&self, host: &str) -> ApiResult<Option<Domain>> {
         let mut candidates = vec![host];

@@ -25,7 +25,7 @@ async fn visit(
     reply(req.send().await.expect("edge request")).await
 }
 
-async fn get(app: &TestApp, host: &str, path: &str) -> Reply {
+pub async fn get(app: &TestApp, host: &str, path: &str) -> Reply {
     visit(app, Method::GET, host, path, &[]).await
 }
 

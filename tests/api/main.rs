@@ -6,6 +6,7 @@ mod pebble;
 
 mod audit;
 mod billing;
+mod domains;
 mod durability;
 mod edge;
 mod foundation;
