@@ -11,6 +11,7 @@ pub mod keys;
 pub mod ops;
 pub mod reseller;
 pub mod sites;
+pub mod ssl;
 pub mod users;
 
 use crate::error::{json_error, ApiError, ApiResult};
@@ -22,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(audit::configure)
         .configure(billing::configure)
         .configure(domains::configure)
+        .configure(ssl::configure)
         .configure(keys::configure)
         .configure(reseller::configure)
         .configure(users::configure)

@@ -6,6 +6,7 @@ mod pebble;
 
 mod audit;
 mod billing;
+mod certificates;
 mod domains;
 mod durability;
 mod edge;

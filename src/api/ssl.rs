@@ -1,0 +1,136 @@
+//! Certificates as a paid action (Netlify reseller): `POST /sites/{id}/ssl` orders an ACME
+//! certificate for the site's verified custom domain and charges the named payment method once
+//! (retries with the same `Idempotency-Key` never charge twice); `GET /sites/{id}/ssl` shows it.
+
+use super::billing::idempotency_key;
+use super::sites::find_site;
+use crate::auth::{Principal, Tenant};
+use crate::error::{ApiError, ApiResult};
+use crate::model::{Permission, Timestamp};
+use crate::store::billing::PaidAction;
+use crate::store::certs::{CertRecord, CertState};
+use crate::store::domains::DomainStatus;
+use crate::store::sites::Site;
+use crate::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/sites/{site_id}/ssl")
+            .route(web::post().to(provision))
+            .route(web::get().to(show)),
+    );
+}
+
+fn cert_view(rec: &CertRecord, charge_id: Option<&str>) -> Value {
+    json!({
+        "state": rec.state,
+        "domains": [rec.domain],
+        "issuer": rec.issuer,
+        "expires_at": rec.not_after,
+        "error": rec.error,
+        "renewals": rec.renewals,
+        "created_at": rec.created_at,
+        "updated_at": rec.updated_at,
+        "charge_id": charge_id,
+    })
+}
+
+/// The site's verified custom domain: its `custom_domain` or a domain record attached to it.
+fn verified_domain(state: &AppState, site: &Site) -> ApiResult<String> {
+    let domains = state.store.domains();
+    let mut candidates = Vec::new();
+    if let Some(name) = &site.custom_domain {
+        candidates.extend(domains.by_name(name.as_str())?);
+    }
+    candidates.extend(
+        domains
+            .list(&site.reseller_id)?
+            .into_iter()
+            .filter(|d| d.site_id.as_deref() == Some(&site.id)),
+    );
+    candidates
+        .into_iter()
+        .find(|d| d.reseller_id == site.reseller_id && d.status == DomainStatus::Verified)
+        .map(|d| d.name.as_str().to_string())
+        .ok_or_else(|| {
+            ApiError::invalid("the site has no verified custom domain; add one with POST /domains and verify it first")
+        })
+}
+
+#[derive(Deserialize, Default)]
+struct Provision {
+    payment_method_id: Option<String>,
+}
+
+async fn provision(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    site_id: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let body: Provision = super::json_or_default(&body)?;
+    let reseller = who.reseller(Permission::BillingWrite)?;
+    let tenant = Tenant {
+        reseller: reseller.clone(),
+        user: None,
+    };
+    let site = find_site(&state, &tenant, &site_id)?;
+    let key = idempotency_key(&req)?;
+    let billing = state.store.billing();
+    if let Some(key) = &key {
+        if let Some(charge) = billing.charge_for_key(&reseller.id, key)? {
+            if let Some(rec) = state.store.certs().get(&charge.subject)? {
+                return Ok(HttpResponse::Ok().json(cert_view(&rec, Some(&charge.id))));
+            }
+        }
+    }
+    let domain = verified_domain(&state, &site)?;
+    let method = billing.require_method(&reseller.id, body.payment_method_id.as_deref())?;
+    if !state.acme.is_configured() {
+        return Err(ApiError::invalid(
+            "this server issues no certificates: the operator has not set --acme-directory",
+        ));
+    }
+    let rec = state.acme.issue(&domain, &site.id, &reseller.id).await?;
+    if rec.state != CertState::Issued || rec.error.is_some() {
+        let why = rec
+            .error
+            .clone()
+            .unwrap_or_else(|| "the certificate was not issued".into());
+        return Err(ApiError::Conflict(
+            "certificate_failed",
+            format!("no certificate for {domain}: {why}"),
+        ));
+    }
+    let (charge, _) = billing.charge(
+        &reseller.id,
+        &method,
+        PaidAction::SslCertificate,
+        &domain,
+        key.as_deref(),
+        Timestamp::now(),
+    )?;
+    state.store.flush().await?;
+    Ok(HttpResponse::Ok().json(cert_view(&rec, Some(&charge.id))))
+}
+
+async fn show(
+    state: web::Data<AppState>,
+    who: Principal,
+    site_id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesRead)?;
+    let site = find_site(&state, &tenant, &site_id)?;
+    let certs = state.store.certs();
+    let rec = certs
+        .all()?
+        .into_iter()
+        .filter(|c| c.site_id == site.id)
+        .max_by_key(|c| c.updated_at)
+        .ok_or(ApiError::NotFound("certificate"))?;
+    Ok(HttpResponse::Ok().json(cert_view(&rec, None)))
+}
