@@ -81,6 +81,38 @@ impl Acme {
         Ok(n)
     }
 
+    /// Stores and serves an operator-provided certificate for `name` (may be `*.domain`).
+    pub async fn install_uploaded(
+        &self,
+        name: &str,
+        reseller_id: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> ApiResult<CertRecord> {
+        let key =
+            certified_key(cert_pem.as_bytes(), key_pem.as_bytes()).map_err(ApiError::invalid)?;
+        let (issuer, not_after) = describe(cert_pem);
+        let now = Timestamp::now();
+        let rec = CertRecord {
+            domain: name.to_string(),
+            site_id: String::new(),
+            reseller_id: reseller_id.to_string(),
+            state: CertState::Uploaded,
+            error: None,
+            cert_pem: cert_pem.to_string(),
+            key_pem: key_pem.to_string(),
+            issuer,
+            not_after,
+            renewals: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.certs().put(&rec)?;
+        self.store.flush().await?;
+        self.certs.insert(name, Arc::new(key));
+        Ok(rec)
+    }
+
     /// Stops serving a domain's certificate and forgets it (domain deleted).
     pub fn forget(&self, domain: &str) -> ApiResult<()> {
         self.certs.remove(domain);

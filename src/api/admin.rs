@@ -21,6 +21,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get))
             .route(web::patch().to(update))
             .route(web::delete().to(delete)),
+    )
+    .service(
+        web::resource("/admin/resellers/{id}/certificate")
+            .route(web::put().to(put_certificate))
+            .route(web::delete().to(delete_certificate)),
     );
 }
 
@@ -115,6 +120,60 @@ async fn delete(
 ) -> ApiResult<HttpResponse> {
     who.require_operator()?;
     state.store.resellers().delete(&id)?;
+    state.store.flush().await?;
+    Ok(no_content())
+}
+
+#[derive(Deserialize)]
+struct UploadCertificate {
+    certificate: String,
+    private_key: String,
+}
+
+/// The name a reseller's uploaded certificate serves: `*.<preview domain>`.
+fn wildcard_name(reseller: &Reseller) -> ApiResult<String> {
+    reseller
+        .preview_domain
+        .as_ref()
+        .map(|d| format!("*.{d}"))
+        .ok_or_else(|| {
+            crate::error::ApiError::invalid(
+                "the reseller has no preview_domain to serve a certificate for",
+            )
+        })
+}
+
+/// A certificate (e.g. a wildcard) for the reseller's preview domain, served by SNI at once.
+async fn put_certificate(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+    body: web::Json<UploadCertificate>,
+) -> ApiResult<HttpResponse> {
+    who.require_operator()?;
+    let reseller = state.store.resellers().get(&id)?;
+    let name = wildcard_name(&reseller)?;
+    let rec = state
+        .acme
+        .install_uploaded(&name, &reseller.id, &body.certificate, &body.private_key)
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "domains": [rec.domain], "issuer": rec.issuer, "expires_at": rec.not_after, "state": rec.state,
+    })))
+}
+
+async fn delete_certificate(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    who.require_operator()?;
+    let reseller = state.store.resellers().get(&id)?;
+    let name = wildcard_name(&reseller)?;
+    if state.store.certs().get(&name)?.is_none() {
+        return Err(crate::error::ApiError::NotFound("certificate"));
+    }
+    state.acme.forget(&name)?;
     state.store.flush().await?;
     Ok(no_content())
 }

@@ -11,6 +11,8 @@ pub enum CertState {
     Pending,
     Issued,
     Failed,
+    /// Given by the operator (e.g. a wildcard for a preview domain); never renewed by ACME.
+    Uploaded,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

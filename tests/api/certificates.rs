@@ -279,3 +279,79 @@ async fn certificates_are_renewed_in_the_background_before_expiry() {
         200
     );
 }
+
+#[tokio::test]
+async fn the_operator_installs_a_wildcard_for_a_preview_domain() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["*.sites.acme.test".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let body = json!({"certificate": cert.pem(), "private_key": key.serialize_pem()});
+    let path = format!("/api/v1/admin/resellers/{}/certificate", acme.id);
+    let put = |token: String, body: serde_json::Value| {
+        let (app, path) = (&app, path.clone());
+        async move { app.call(Method::PUT, &path, Some(&token), Some(body)).await }
+    };
+    put(app.operator.clone(), body.clone())
+        .await
+        .expect_error(400, "invalid_request"); // no preview domain yet
+    app.patch(
+        "/api/v1/reseller",
+        &acme.key,
+        json!({"preview_domain": "sites.acme.test"}),
+    )
+    .await
+    .expect(200);
+    put(acme.key.clone(), body.clone())
+        .await
+        .expect_error(403, "forbidden");
+    put(
+        app.operator.clone(),
+        json!({"certificate": "junk", "private_key": "junk"}),
+    )
+    .await
+    .expect_error(400, "invalid_request");
+    let r = put(app.operator.clone(), body).await.expect(200);
+    assert_eq!(r.body["domains"], json!(["*.sites.acme.test"]));
+
+    let ann = acme.access_token(&app, "ann@acme.test").await;
+    app.post("/api/v1/sites", &ann.token, json!({"name": "docs"}))
+        .await
+        .expect(201);
+    zip_deploy(
+        &app,
+        &ann.token,
+        "docs",
+        zip_of(&[("index.html", b"<h1>docs</h1>")]),
+    )
+    .await
+    .expect(200);
+    // A new client per check: a pooled connection would skip the handshake being tested.
+    let client = || {
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
+            .resolve(
+                "docs.sites.acme.test",
+                ([127, 0, 0, 1], app.https_port).into(),
+            )
+            .build()
+            .unwrap()
+    };
+    let url = format!("https://docs.sites.acme.test:{}/", app.https_port);
+    let page = client().get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("docs"));
+
+    app.delete(&path, &app.operator).await.expect(204);
+    assert!(
+        client().get(&url).send().await.is_err(),
+        "back to the self-signed default"
+    );
+    app.delete(&path, &app.operator)
+        .await
+        .expect_error(404, "not_found");
+}
