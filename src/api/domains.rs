@@ -19,6 +19,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create))
             .route(web::get().to(list)),
     )
+    // Before /domains/{id}, which would otherwise claim the path and answer 405.
+    .service(web::resource("/domains/register").route(web::post().to(register)))
     .service(
         web::resource("/domains/{id}")
             .route(web::get().to(get))
@@ -232,4 +234,98 @@ async fn plugin_domain(state: web::Data<AppState>, who: Principal) -> ApiResult<
         "last_checked_at": d.last_checked_at,
         "metrics": traffic.view(),
     })))
+}
+
+#[derive(Deserialize)]
+struct Registration {
+    domain: DomainName,
+    email: Email,
+    payment_method_id: Option<String>,
+    #[serde(default)]
+    site_id: Option<String>,
+}
+
+/// Domain registration, a paid action: the configured registrar registers the name, then the
+/// domain is created already verified and the payment method is charged once.
+async fn register(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    body: web::Json<Registration>,
+) -> ApiResult<HttpResponse> {
+    who.reseller(Permission::BillingWrite)?;
+    let reseller = who.reseller(Permission::DomainsWrite)?;
+    let Registration {
+        domain,
+        email,
+        payment_method_id,
+        site_id,
+    } = body.into_inner();
+    let key = super::billing::idempotency_key(&req)?;
+    let billing = state.store.billing();
+    let domains = state.store.domains();
+    if let Some(key) = &key {
+        if let Some(charge) = billing.charge_for_key(&reseller.id, key)? {
+            if let Some(d) = domains
+                .by_name(&charge.subject)?
+                .filter(|d| d.reseller_id == reseller.id)
+            {
+                let mut view = domain_view(&state, &d)?;
+                view["charge_id"] = json!(charge.id);
+                return Ok(HttpResponse::Ok().json(view));
+            }
+        }
+    }
+    let registrar = state
+        .registrar
+        .clone()
+        .ok_or_else(|| ApiError::invalid("domain registration is not configured on this server"))?;
+    if domains.by_name(domain.as_str())?.is_some() {
+        return Err(ApiError::Conflict(
+            "domain_taken",
+            format!("{domain} is already registered"),
+        ));
+    }
+    let method = billing.require_method(&reseller.id, payment_method_id.as_deref())?;
+    let now = Timestamp::now();
+    let tenant = Tenant {
+        reseller: reseller.clone(),
+        user: None,
+    };
+    let (user, _) = state
+        .store
+        .users()
+        .find_or_create(&reseller.id, &email, None, now)?;
+    let site_id = match site_id.as_deref() {
+        Some(id) => Some(site_for(&state, &tenant, id, &user.id)?),
+        None => None,
+    };
+    let request = crate::registrar::RegistrationRequest {
+        domain: domain.to_string(),
+        email: email.to_string(),
+        reseller_id: reseller.id.clone(),
+        request_id: key.clone().unwrap_or_else(crate::model::new_id),
+    };
+    registrar
+        .register(&request)
+        .await
+        .map_err(|why| ApiError::Conflict("registration_failed", why))?;
+    let (mut d, wp) = domains.create(&reseller.id, &user.id, domain, email, site_id, now)?;
+    // Registered through us: the name is ours, no DNS proof needed.
+    d.status = DomainStatus::Verified;
+    d.verified_at = Some(now);
+    domains.save(&d)?;
+    let (charge, _) = billing.charge(
+        &reseller.id,
+        &method,
+        crate::store::billing::PaidAction::DomainRegistration,
+        d.name.as_str(),
+        key.as_deref(),
+        now,
+    )?;
+    state.store.flush().await?;
+    let mut view = domain_view(&state, &d)?;
+    view["wordpress_api_key"] = json!(wp.expose());
+    view["charge_id"] = json!(charge.id);
+    Ok(created(view))
 }

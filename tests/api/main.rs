@@ -14,6 +14,7 @@ mod foundation;
 mod keys;
 mod netlify;
 mod ratelimit;
+mod registration;
 mod settings;
 mod sites;
 mod users;
