@@ -11,6 +11,7 @@ pub mod dns;
 pub mod edge;
 pub mod error;
 pub mod model;
+pub mod panel;
 pub mod ratelimit;
 pub mod registrar;
 pub mod store;
@@ -47,6 +48,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     api::extractor_configs(cfg, max_body);
     cfg.route("/healthz", web::get().to(api::ops::healthz))
         .route("/readyz", web::get().to(api::ops::readyz))
+        .configure(panel::configure)
         .route(
             "/.well-known/acme-challenge/{token}",
             web::get().to(api::ops::acme_challenge),

@@ -1,0 +1,69 @@
+// The only module that knows credentials and the API's error shape {code, error, message}.
+// The credential lives in sessionStorage only: never a cookie, never a URL.
+
+const STORE = "resellerd.credential";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export function credential() {
+  const raw = sessionStorage.getItem(STORE);
+  return raw ? JSON.parse(raw) : null;
+}
+
+export function remember(cred) {
+  sessionStorage.setItem(STORE, JSON.stringify(cred));
+}
+
+export function forget() {
+  sessionStorage.removeItem(STORE);
+}
+
+function authorization(cred) {
+  return cred.kind === "basic" ? `Basic ${btoa(`${cred.keyId}:${cred.key}`)}` : `Bearer ${cred.token}`;
+}
+
+/** Calls /api/v1 + path. Resolves to the parsed body (null for 204); rejects with ApiError. */
+export async function api(method, path, body, { contentType, withHeaders, cred } = {}) {
+  const c = cred || credential();
+  const headers = { Accept: "application/json" };
+  if (c) headers.Authorization = authorization(c);
+  let payload;
+  if (body !== undefined) {
+    headers["Content-Type"] = contentType || "application/json";
+    payload = contentType ? body : JSON.stringify(body);
+  }
+  let resp;
+  try {
+    resp = await fetch(`/api/v1${path}`, { method, headers, body: payload });
+  } catch (e) {
+    throw new ApiError(0, "network", "The server could not be reached.");
+  }
+  if (!resp.ok) {
+    let err = {};
+    try { err = await resp.json(); } catch { /* not JSON */ }
+    const failure = new ApiError(resp.status, err.error || "error", err.message || resp.statusText);
+    if (resp.status === 401 && !cred) {
+      forget();
+      window.dispatchEvent(new CustomEvent("signed-out", { detail: failure.message }));
+    }
+    throw failure;
+  }
+  if (resp.status === 204) return withHeaders ? { data: null, headers: resp.headers } : null;
+  const type = resp.headers.get("content-type") || "";
+  const data = type.includes("json") ? await resp.json() : await resp.text();
+  return withHeaders ? { data, headers: resp.headers } : data;
+}
+
+/** One page of a list endpoint: {items, total}. */
+export async function page(path, number, perPage = 20) {
+  const sep = path.includes("?") ? "&" : "?";
+  const { data, headers } = await api("GET", `${path}${sep}page=${number}&per_page=${perPage}`, undefined, { withHeaders: true });
+  const total = Number(headers.get("x-total-count") ?? data.length);
+  return { items: data, total };
+}

@@ -1,0 +1,59 @@
+// Sites: list, deploys with state and rollback, forms, submissions with CSV export.
+import { api, page } from "../api.js";
+import { h, pagedTable, table, badge, when, errorText } from "../ui.js";
+
+function csv(rows) {
+  const keys = [...new Set(rows.flatMap(r => Object.keys(r.data || {})))];
+  const esc = v => `"${String(v ?? "").replaceAll('"', '""')}"`;
+  return [["created_at", ...keys].map(esc).join(","),
+    ...rows.map(r => [r.created_at, ...keys.map(k => r.data?.[k])].map(esc).join(","))].join("\n");
+}
+
+async function details(site, box) {
+  box.replaceChildren(h("p", { class: "loading" }, "Loading…"));
+  try {
+    const [deploys, forms, submissions] = await Promise.all([
+      api("GET", `/sites/${site.id}/deploys`), api("GET", `/sites/${site.id}/forms`), api("GET", `/sites/${site.id}/submissions`)]);
+    const download = h("button", { class: "secondary", disabled: !submissions.length, onclick: () => {
+      const url = URL.createObjectURL(new Blob([csv(submissions)], { type: "text/csv" }));
+      h("a", { href: url, download: `${site.name}-submissions.csv` }).click();
+      setTimeout(() => URL.revokeObjectURL(url), 1000);
+    } }, "Export CSV");
+    box.replaceChildren(
+      h("h2", {}, `Deploys of ${site.name}`),
+      table([
+        { title: "Deploy", cell: d => h("code", {}, d.id) },
+        { title: "State", cell: d => badge(d.state) },
+        { title: "Created", cell: d => when(d.created_at) },
+        { title: "", actions: true, cell: d => d.id === site.published_deploy?.id ? "published"
+          : d.state === "ready" ? h("button", { class: "secondary", onclick: async () => {
+            await api("POST", `/sites/${site.id}/deploys/${d.id}/restore`);
+            site.published_deploy = { id: d.id };
+            details(site, box);
+          } }, "Roll back to this") : null },
+      ], deploys, "No deploys yet."),
+      h("h2", {}, "Forms"),
+      table([{ title: "Name", cell: f => f.name }, { title: "Submissions", cell: f => String(f.submission_count ?? "") }], forms, "No forms detected."),
+      h("h2", {}, "Submissions"), h("p", {}, download),
+      table([
+        { title: "Received", cell: s => when(s.created_at) },
+        { title: "Form", cell: s => s.form_name || s.form_id },
+        { title: "Data", cell: s => Object.entries(s.data || {}).map(([k, v]) => `${k}: ${v}`).join("; ") },
+      ], submissions, "No submissions yet."));
+  } catch (e) {
+    box.replaceChildren(errorText(e));
+  }
+}
+
+export async function render(main) {
+  const list = h("div", {});
+  const box = h("section", { id: "site-details", hidden: true });
+  main.append(h("h1", {}, "Sites"), h("section", {}, list), box);
+  await pagedTable(list, (n, per) => page("/sites", n, per), [
+    { title: "Name", cell: s => s.name },
+    { title: "URL", cell: s => h("a", { href: s.url, rel: "noopener" }, s.url) },
+    { title: "Custom domain", cell: s => s.custom_domain },
+    { title: "Updated", cell: s => when(s.updated_at) },
+    { title: "", actions: true, cell: s => h("button", { class: "secondary", onclick: () => { box.hidden = false; details(s, box); } }, "Deploys & forms") },
+  ], 20, "No sites yet. Create one with the API or the netlify CLI.");
+}

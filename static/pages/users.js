@@ -1,0 +1,43 @@
+// Client users: search by email or uid, token counts, issue an access token (shown once), delete.
+import { api, page } from "../api.js";
+import { h, field, pagedTable, submitting, showOnce, when } from "../ui.js";
+
+export async function render(main) {
+  const list = h("div", {});
+  let query = "";
+  let refresh;
+  const search = submitting(h("form", { class: "inline", id: "user-search", role: "search" },
+    field("Email contains", h("input", { name: "email", type: "search" })),
+    field("UID", h("input", { name: "uid", type: "search" })),
+    h("button", { type: "submit", class: "secondary" }, "Search")), async data => {
+    const q = new URLSearchParams();
+    if (data.get("email")) q.set("email", data.get("email"));
+    if (data.get("uid")) q.set("uid", data.get("uid"));
+    query = q.toString();
+    await refresh();
+  });
+  const create = submitting(h("form", { class: "inline", id: "create-token" },
+    field("Email", h("input", { name: "email", type: "email", required: true })),
+    field("UID (your CRM's id, optional)", h("input", { name: "uid" })),
+    h("button", { type: "submit" }, "Issue access token")), async data => {
+    const user = { email: data.get("email") };
+    if (data.get("uid")) user.uid = data.get("uid");
+    const t = await api("POST", "/access_tokens", { user });
+    create.reset();
+    showOnce(`Access token for ${t.email}`, "Give this token to the client's app or the netlify CLI:", t.access_token);
+    await refresh();
+  });
+  main.append(h("h1", {}, "Users"), h("section", {}, h("h2", {}, "New user or token"), create),
+    h("section", {}, search, list));
+  refresh = await pagedTable(list, (n, per) => page(`/users${query ? `?${query}` : ""}`, n, per), [
+    { title: "Email", cell: u => u.email },
+    { title: "UID", cell: u => u.uid },
+    { title: "Tokens", cell: u => String(u.token_count) },
+    { title: "Created", cell: u => when(u.created_at) },
+    { title: "", actions: true, cell: u => h("button", { class: "danger", onclick: async () => {
+      if (!confirm(`Delete ${u.email}, revoke its tokens and delete its sites and domains?`)) return;
+      await api("DELETE", `/users/${u.id}`);
+      refresh();
+    } }, "Delete") },
+  ], 20, "No users yet.");
+}

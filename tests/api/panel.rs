@@ -1,0 +1,53 @@
+//! The admin panel is embedded and served with strict security headers.
+
+use crate::helpers::TestApp;
+use reqwest::Method;
+
+#[tokio::test]
+async fn the_panel_is_served_with_security_headers_and_types() {
+    let app = TestApp::spawn().await;
+    let redirect = app.call(Method::GET, "/admin", None, None).await;
+    assert_eq!(redirect.status, 308);
+    assert_eq!(redirect.header("location"), Some("/admin/"));
+    for (path, ctype) in [
+        ("/admin/", "text/html"),
+        ("/admin/app.js", "text/javascript"),
+        ("/admin/api.js", "text/javascript"),
+        ("/admin/pages/keys.js", "text/javascript"),
+        ("/admin/app.css", "text/css"),
+    ] {
+        let r = app.call(Method::GET, path, None, None).await.expect(200);
+        assert!(
+            r.header("content-type").unwrap().starts_with(ctype),
+            "{path}: {:?}",
+            r.header("content-type")
+        );
+        let csp = r.header("content-security-policy").unwrap();
+        assert!(
+            csp.contains("default-src 'self'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+        assert!(!csp.contains("'unsafe-eval'"));
+        assert_eq!(r.header("x-frame-options"), Some("DENY"));
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        // Revalidation answers 304.
+        let etag = r.header("etag").unwrap().to_string();
+        let again = app
+            .client
+            .get(app.url(path))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304);
+    }
+    let index = app.call(Method::GET, "/admin/", None, None).await;
+    assert!(
+        !index.text.contains("onclick") && !index.text.contains("<style"),
+        "no inline handlers or styles"
+    );
+    let missing = app.call(Method::GET, "/admin/nope.js", None, None).await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.header("content-security-policy").is_some());
+}
