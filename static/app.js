@@ -29,23 +29,26 @@ async function render() {
   main.replaceChildren(h("p", { class: "loading" }, "Loading…"));
   const module = await import(`./pages/${name}.js`);
   main.replaceChildren();
-  await module.render(main, { cred, notice, go: target => { location.hash = target; render(); } });
-  notice = "";
+  await module.render(main, { cred, notice, go: target => { notice = ""; navigate(target); } });
   main.focus({ preventScroll: true });
+}
+
+/** Shows `target`: changing the hash renders through the hashchange listener, else render now. */
+function navigate(target) {
+  if (location.hash.replace(/^#\/?/, "") === target) render();
+  else location.hash = target;
 }
 
 window.addEventListener("hashchange", render);
 window.addEventListener("signed-out", ev => {
   notice = `You were signed out: ${ev.detail}`;
-  location.hash = "";
-  render();
+  navigate("");
 });
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("signout").addEventListener("click", () => {
     forget();
     notice = "Signed out.";
-    location.hash = "";
-    render();
+    navigate("");
   });
   render();
 });

@@ -34,7 +34,7 @@ export async function render(main, { notice, go }) {
     go("dashboard");
   });
   main.append(h("h1", {}, "Sign in"),
-    notice ? h("p", { class: "notice", role: "status" }, notice) : null,
+    h("p", { class: "notice", role: "status", id: "login-notice", hidden: !notice }, notice || ""),
     h("section", {}, form,
       h("p", { class: "notice" }, "Your credential stays in this browser tab only and is forgotten when you sign out or close it.")));
 }

@@ -6,7 +6,7 @@ export async function render(main) {
   const me = await api("GET", "/reseller");
   const cname = h("p", { class: "notice", id: "cname" });
   const preview = h("input", { name: "preview_domain", value: me.preview_domain || "", placeholder: "sites.example.com",
-    pattern: "([a-zA-Z0-9-]+\\.)+[a-zA-Z0-9-]+" });
+    pattern: "([a-zA-Z0-9\\-]+\\.)+[a-zA-Z0-9\\-]+" });
   const explain = () => {
     const d = preview.value.trim().toLowerCase();
     cname.replaceChildren(d
