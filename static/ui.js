@@ -34,7 +34,7 @@ export function table(columns, rows, empty = "Nothing yet.") {
       h("thead", {}, h("tr", {}, columns.map(c => h("th", { scope: "col" }, c.title)))),
       h("tbody", {}, rows.map(r => h("tr", {}, columns.map(c => {
         const v = c.cell(r);
-        return h("td", { class: c.actions ? "actions" : null }, v ?? "—");
+        return h("td", {}, c.actions ? h("div", { class: "actions-cell" }, v ?? "") : v ?? "—");
       }))))));
 }
 
@@ -46,12 +46,13 @@ export async function pagedTable(container, load, columns, perPage = 20, empty) 
     try {
       const { items, total } = await load(current, perPage);
       const pages = Math.max(1, Math.ceil(total / perPage));
-      container.replaceChildren(
+      container.replaceChildren(...[
         table(columns, items, empty),
         pages > 1 ? h("div", { class: "pager" },
           h("button", { class: "secondary", disabled: current <= 1, onclick: () => { current--; show(); } }, "Previous"),
           h("span", {}, `Page ${current} of ${pages} (${total})`),
-          h("button", { class: "secondary", disabled: current >= pages, onclick: () => { current++; show(); } }, "Next")) : null);
+          h("button", { class: "secondary", disabled: current >= pages, onclick: () => { current++; show(); } }, "Next")) : null,
+      ].filter(Boolean));
     } catch (e) {
       container.replaceChildren(errorText(e));
     }

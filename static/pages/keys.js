@@ -10,7 +10,7 @@ export async function render(main) {
   const list = h("div", {});
   const count = h("p", { class: "notice", id: "key-count" });
   const submit = h("button", { type: "submit" }, "Create key");
-  const all = h("input", { type: "checkbox", name: "all", checked: true });
+  const all = h("input", { type: "checkbox", name: "all", checked: "checked" });
   const boxes = PERMISSIONS.map(p => h("label", { class: "check" }, h("input", { type: "checkbox", name: "perm", value: p }), p));
   const form = submitting(h("form", { class: "stack", id: "create-key" },
     field("Name", h("input", { name: "name", required: true, maxlength: 200, placeholder: "Production CRM" })),
