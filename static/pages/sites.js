@@ -1,6 +1,31 @@
 // Sites: list, deploys with state and rollback, forms, submissions with CSV export.
-import { api, page } from "../api.js";
-import { h, pagedTable, table, badge, when, errorText } from "../ui.js";
+import { api, page, ApiError } from "../api.js";
+import { h, field, pagedTable, table, badge, when, errorText, submitting } from "../ui.js";
+
+/** The site's certificate, and ordering one (a paid action) for its verified custom domain. */
+async function certificate(site) {
+  const box = h("div", { id: "certificate" });
+  let cert = null;
+  try {
+    cert = await api("GET", `/sites/${site.id}/ssl`);
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 404)) throw e;
+  }
+  const methods = await api("GET", "/payment_methods").catch(() => []);
+  const order = submitting(h("form", { class: "inline", id: "order-certificate" },
+    field("Payment method", h("select", { name: "payment_method_id", required: true },
+      methods.map(m => h("option", { value: m.id }, `${m.label} (${m.type})`)))),
+    h("button", { type: "submit", disabled: !methods.length }, cert ? "Renew now" : "Order certificate")), async data => {
+    await api("POST", `/sites/${site.id}/ssl`, { payment_method_id: data.get("payment_method_id") });
+    box.replaceWith(await certificate(site));
+  });
+  box.append(h("h2", {}, "Certificate"),
+    cert ? h("p", {}, badge(cert.state), ` ${cert.domains.join(", ")} · issuer ${cert.issuer ?? "—"} · expires ${when(cert.expires_at)}`,
+      cert.error ? h("span", { class: "error" }, ` ${cert.error}`) : "")
+      : h("p", { class: "notice" }, "No certificate yet. The site needs a verified custom domain (see Domains)."),
+    methods.length ? order : h("p", { class: "notice" }, "Add a payment method under Billing to order one."));
+  return box;
+}
 
 function csv(rows) {
   const keys = [...new Set(rows.flatMap(r => Object.keys(r.data || {})))];
@@ -32,6 +57,7 @@ async function details(site, box) {
             details(site, box);
           } }, "Roll back to this") : null },
       ], deploys, "No deploys yet."),
+      await certificate(site),
       h("h2", {}, "Forms"),
       table([{ title: "Name", cell: f => f.name }, { title: "Submissions", cell: f => String(f.submission_count ?? "") }], forms, "No forms detected."),
       h("h2", {}, "Submissions"), h("p", {}, download),

@@ -192,6 +192,7 @@ test("operator and reseller work through the panel", async () => {
   await page.click("text=Deploys & forms");
   await page.waitForSelector("#site-details .badge.ready");
   await page.waitForSelector("#site-details >> text=buyer@shop.test");
+  await page.waitForSelector("#certificate >> text=No certificate yet");
   await snap(page, "sites");
 
   // Domains: onboarding shows the TXT record and the WordPress key once; the domain is pending.
