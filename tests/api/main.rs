@@ -13,6 +13,7 @@ mod edge;
 mod foundation;
 mod keys;
 mod netlify;
+mod packaging;
 mod panel;
 mod ratelimit;
 mod registration;
