@@ -106,6 +106,12 @@ impl Verifier {
                 false
             }
         };
+        let counter = if found {
+            &crate::metrics::VERIFY_FOUND
+        } else {
+            &crate::metrics::VERIFY_MISSED
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.apply(&mut d, found, Timestamp::now());
         store.domains().save(&d)?;
         store.flush().await?;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod dns;
 pub mod edge;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod panel;
 pub mod ratelimit;
@@ -35,6 +36,7 @@ pub struct AppState {
     pub certs: Arc<tls::CertResolver>,
     pub acme: Arc<acme::Acme>,
     pub limits: ratelimit::RateLimits,
+    pub metrics: metrics::Metrics,
     pub registrar: Option<Arc<dyn registrar::Registrar>>,
     pub edge: edge::Edge,
     pub traffic: Arc<store::traffic::TrafficRecorder>,
@@ -48,6 +50,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     api::extractor_configs(cfg, max_body);
     cfg.route("/healthz", web::get().to(api::ops::healthz))
         .route("/readyz", web::get().to(api::ops::readyz))
+        .route("/metrics", web::get().to(metrics::scrape))
         .configure(panel::configure)
         .route(
             "/.well-known/acme-challenge/{token}",
@@ -147,6 +150,7 @@ pub async fn serve(
         traffic: traffic.clone(),
         verifier,
         limits: settings.rate_limits(),
+        metrics: metrics::Metrics::default(),
         registrar: settings.registrar()?,
         acme,
         store: store.clone(),
@@ -178,6 +182,9 @@ pub async fn serve(
                 async move {
                     let res: ServiceResponse<EitherBody<BoxBody>> = fut.await?;
                     api::audit::record(&res, ip);
+                    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+                        state.metrics.observe(&res, start.elapsed());
+                    }
                     if let Some(info) = info {
                         access_log(info, start, &res);
                     }

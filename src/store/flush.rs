@@ -34,7 +34,9 @@ impl Flusher {
                     }
                     let mut waiters = vec![first];
                     waiters.extend(rx.try_iter());
+                    let began = Instant::now();
                     let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                    crate::metrics::record_flush(began.elapsed());
                     last_flush = Instant::now();
                     for w in waiters {
                         let _ = w.send(result.clone());

@@ -64,3 +64,37 @@ async fn errors_are_json_with_the_contract_shape() {
         .await
         .expect_error(413, "payload_too_large");
 }
+
+#[tokio::test]
+async fn prometheus_metrics_count_requests_by_route_for_the_operator() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let user = acme.access_token(&app, "a@b.test").await;
+    app.get(&format!("/api/v1/users/{}", user.user_id), &acme.key)
+        .await
+        .expect(200);
+    app.get("/api/v1/users/nope", &acme.key).await.expect(404);
+    app.get("/metrics", &acme.key)
+        .await
+        .expect_error(403, "forbidden");
+    let m = app.get("/metrics", &app.operator).await.expect(200);
+    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    let text = &m.text;
+    assert!(
+        text.contains(r#"resellerd_http_requests_total{route="/api/v1/users/{id}",method="GET",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(
+        r#"resellerd_http_requests_total{route="/api/v1/users/{id}",method="GET",status="404"} 1"#
+    ));
+    assert!(!text.contains(&user.user_id), "ids never become labels");
+    assert!(text.contains("resellerd_http_request_duration_seconds_bucket{route=\"/api/v1/access_tokens\",le=\"+Inf\"} 1"));
+    let flushes = text
+        .lines()
+        .find(|l| l.starts_with("resellerd_store_flushes_total "))
+        .unwrap();
+    assert!(
+        flushes.split(' ').nth(1).unwrap().parse::<u64>().unwrap() >= 2,
+        "{flushes}"
+    );
+}

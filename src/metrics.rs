@@ -1,0 +1,190 @@
+//! Prometheus metrics at `GET /metrics` (operator token): requests by route and status, a latency
+//! histogram, edge bytes, store flushes, verification results and certificate expiry.
+
+use crate::auth::Principal;
+use crate::error::ApiResult;
+use crate::AppState;
+use actix_web::body::MessageBody;
+use actix_web::dev::ServiceResponse;
+use actix_web::{web, HttpResponse};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// Counters shared by every worker. Cheap to update: one lock per request.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    edge_bytes: AtomicU64,
+}
+
+/// Store flushes: count and total time, recorded by the flush thread.
+pub static FLUSHES: AtomicU64 = AtomicU64::new(0);
+pub static FLUSH_MICROS: AtomicU64 = AtomicU64::new(0);
+/// Domain verification checks by outcome.
+pub static VERIFY_FOUND: AtomicU64 = AtomicU64::new(0);
+pub static VERIFY_MISSED: AtomicU64 = AtomicU64::new(0);
+
+pub fn record_flush(took: Duration) {
+    FLUSHES.fetch_add(1, Ordering::Relaxed);
+    FLUSH_MICROS.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// Counts one answered request under its route pattern (`edge` for site traffic).
+    pub fn observe<B: MessageBody>(&self, res: &ServiceResponse<B>, took: Duration) {
+        let req = res.request();
+        let route = req.match_pattern().unwrap_or_else(|| "edge".to_string());
+        if route == "edge" {
+            if let actix_web::body::BodySize::Sized(n) = res.response().body().size() {
+                self.edge_bytes.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        let key = (
+            route.clone(),
+            req.method().to_string(),
+            res.status().as_u16(),
+        );
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default() += 1;
+        let secs = took.as_secs_f64();
+        let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let h = latency.entry(route).or_default();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    fn render(&self, state: &AppState) -> ApiResult<String> {
+        let mut out = String::new();
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        out.push_str("# HELP resellerd_http_requests_total Requests answered, by route pattern, method and status.\n");
+        out.push_str("# TYPE resellerd_http_requests_total counter\n");
+        for ((route, method, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "resellerd_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                esc(route)
+            );
+        }
+        out.push_str(
+            "# HELP resellerd_http_request_duration_seconds Time to answer, by route pattern.\n",
+        );
+        out.push_str("# TYPE resellerd_http_request_duration_seconds histogram\n");
+        for (route, h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let r = esc(route);
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(out, "resellerd_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{bound}\"}} {}", h.counts[i]);
+            }
+            let _ = writeln!(
+                out,
+                "resellerd_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "resellerd_http_request_duration_seconds_sum{{route=\"{r}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "resellerd_http_request_duration_seconds_count{{route=\"{r}\"}} {}",
+                h.count
+            );
+        }
+        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        gauge(
+            &mut out,
+            "resellerd_edge_bytes_sent_total",
+            "Body bytes the edge sent.",
+            "counter",
+            self.edge_bytes.load(Ordering::Relaxed).to_string(),
+        );
+        gauge(
+            &mut out,
+            "resellerd_store_flushes_total",
+            "Database flushes (group commits).",
+            "counter",
+            FLUSHES.load(Ordering::Relaxed).to_string(),
+        );
+        gauge(
+            &mut out,
+            "resellerd_store_flush_seconds_total",
+            "Time spent in database flushes.",
+            "counter",
+            (FLUSH_MICROS.load(Ordering::Relaxed) as f64 / 1e6).to_string(),
+        );
+        out.push_str("# HELP resellerd_domain_verifications_total Domain TXT checks, by result.\n");
+        out.push_str("# TYPE resellerd_domain_verifications_total counter\n");
+        let _ = writeln!(
+            out,
+            "resellerd_domain_verifications_total{{result=\"found\"}} {}",
+            VERIFY_FOUND.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "resellerd_domain_verifications_total{{result=\"missing\"}} {}",
+            VERIFY_MISSED.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP resellerd_certificate_expiry_seconds Unix time each served certificate expires.\n");
+        out.push_str("# TYPE resellerd_certificate_expiry_seconds gauge\n");
+        for cert in state.store.certs().all()? {
+            if let Some(t) = cert.not_after {
+                let _ = writeln!(
+                    out,
+                    "resellerd_certificate_expiry_seconds{{domain=\"{}\"}} {}",
+                    esc(&cert.domain),
+                    t.0 / 1000
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `GET /metrics` for the operator's scraper (Prometheus `bearer_token`).
+pub async fn scrape(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+    who.require_operator()?;
+    let text = state.metrics.render(&state)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
+}
