@@ -70,6 +70,30 @@ fn site_for(state: &AppState, tenant: &Tenant, site_id: &str, user_id: &str) -> 
     Ok(site.id)
 }
 
+/// The client user a new domain belongs to (created if the email is new) and the site it is
+/// attached to, which must be that user's.
+fn owner_and_site(
+    state: &AppState,
+    reseller: &crate::store::resellers::Reseller,
+    email: &Email,
+    site_id: Option<&str>,
+    now: Timestamp,
+) -> ApiResult<(crate::store::users::User, Option<String>)> {
+    let (user, _) = state
+        .store
+        .users()
+        .find_or_create(&reseller.id, email, None, now)?;
+    let tenant = Tenant {
+        reseller: reseller.clone(),
+        user: None,
+    };
+    let site_id = match site_id {
+        Some(id) => Some(site_for(state, &tenant, id, &user.id)?),
+        None => None,
+    };
+    Ok((user, site_id))
+}
+
 #[derive(Deserialize)]
 struct NewDomain {
     domain: DomainName,
@@ -90,18 +114,7 @@ async fn create(
         site_id,
     } = body.into_inner();
     let now = Timestamp::now();
-    let tenant = Tenant {
-        reseller: reseller.clone(),
-        user: None,
-    };
-    let (user, _) = state
-        .store
-        .users()
-        .find_or_create(&reseller.id, &email, None, now)?;
-    let site_id = match site_id.as_deref() {
-        Some(id) => Some(site_for(&state, &tenant, id, &user.id)?),
-        None => None,
-    };
+    let (user, site_id) = owner_and_site(&state, reseller, &email, site_id.as_deref(), now)?;
     let (d, wp) =
         state
             .store
@@ -288,18 +301,7 @@ async fn register(
     }
     let method = billing.require_method(&reseller.id, payment_method_id.as_deref())?;
     let now = Timestamp::now();
-    let tenant = Tenant {
-        reseller: reseller.clone(),
-        user: None,
-    };
-    let (user, _) = state
-        .store
-        .users()
-        .find_or_create(&reseller.id, &email, None, now)?;
-    let site_id = match site_id.as_deref() {
-        Some(id) => Some(site_for(&state, &tenant, id, &user.id)?),
-        None => None,
-    };
+    let (user, site_id) = owner_and_site(&state, reseller, &email, site_id.as_deref(), now)?;
     let request = crate::registrar::RegistrationRequest {
         domain: domain.to_string(),
         email: email.to_string(),
