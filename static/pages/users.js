@@ -29,10 +29,19 @@ export async function render(main) {
   });
   main.append(h("h1", {}, "Users"), h("section", {}, h("h2", {}, "New user or token"), create),
     h("section", {}, search, list));
-  refresh = await pagedTable(list, (n, per) => page(`/users${query ? `?${query}` : ""}`, n, per), [
+  // Each user's sites, from one listing of the reseller's sites.
+  let sitesByUser = new Map();
+  const load = async (n, per) => {
+    const [users, sites] = await Promise.all([page(`/users${query ? `?${query}` : ""}`, n, per), api("GET", "/sites?per_page=100")]);
+    sitesByUser = new Map();
+    for (const s of sites) sitesByUser.set(s.user_id, [...(sitesByUser.get(s.user_id) || []), s.name]);
+    return users;
+  };
+  refresh = await pagedTable(list, load, [
     { title: "Email", cell: u => u.email },
     { title: "UID", cell: u => u.uid },
     { title: "Tokens", cell: u => String(u.token_count) },
+    { title: "Sites", cell: u => (sitesByUser.get(u.id) || []).join(", ") || "—" },
     { title: "Created", cell: u => when(u.created_at) },
     { title: "", actions: true, cell: u => h("button", { class: "danger", onclick: async () => {
       if (!confirm(`Delete ${u.email}, revoke its tokens and delete its sites and domains?`)) return;

@@ -193,6 +193,10 @@ test("operator and reseller work through the panel", async () => {
   await page.waitForSelector("#site-details .badge.ready");
   await page.waitForSelector("#site-details >> text=buyer@shop.test");
   await page.waitForSelector("#certificate >> text=No certificate yet");
+  await page.goto(`${base}/admin/#users`);
+  await page.waitForSelector("tr:has-text('client@shop.test') >> td >> text=shop");
+  await page.goto(`${base}/admin/#sites`);
+  await page.waitForSelector("td >> text=shop");
   await snap(page, "sites");
 
   // Domains: onboarding shows the TXT record and the WordPress key once; the domain is pending.
