@@ -67,18 +67,7 @@ async fn payment_methods_are_per_reseller() {
         json!([])
     );
 
-    let ro = app
-        .post(
-            "/api/v1/keys",
-            &acme.key,
-            json!({"name": "ro", "permissions": ["users:read"]}),
-        )
-        .await
-        .expect(201)
-        .body["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let ro = acme.key_with(&app, json!(["users:read"])).await;
     app.get("/api/v1/payment_methods", &ro)
         .await
         .expect_error(403, "forbidden");

@@ -253,6 +253,18 @@ pub struct AccessToken {
 }
 
 impl Reseller {
+    /// A new API key of this reseller with these permissions; returns the secret.
+    pub async fn key_with(&self, app: &TestApp, permissions: Value) -> String {
+        let r = app
+            .post(
+                "/api/v1/keys",
+                &self.key,
+                json!({"name": "limited", "permissions": permissions}),
+            )
+            .await;
+        r.expect(201).body["key"].as_str().expect("key").to_string()
+    }
+
     /// `POST /access_tokens` for this email: creates the user if new.
     pub async fn access_token(&self, app: &TestApp, email: &str) -> AccessToken {
         let r = app

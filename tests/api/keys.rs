@@ -153,18 +153,7 @@ async fn the_seventh_live_key_is_refused_even_under_concurrency() {
 async fn permissions_are_enforced() {
     let app = TestApp::spawn().await;
     let acme = app.reseller("Acme").await;
-    let ro = app
-        .post(
-            "/api/v1/keys",
-            &acme.key,
-            json!({"name": "ro", "permissions": ["users:read"]}),
-        )
-        .await
-        .expect(201)
-        .body["key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let ro = acme.key_with(&app, json!(["users:read"])).await;
     app.get("/api/v1/users", &ro).await.expect(200);
     app.post(
         "/api/v1/access_tokens",
