@@ -71,7 +71,8 @@ fn site_for(state: &AppState, tenant: &Tenant, site_id: &str, user_id: &str) -> 
 }
 
 /// The client user a new domain belongs to (created if the email is new) and the site it is
-/// attached to, which must be that user's.
+/// attached to, which must be that user's. The site is looked up first, so a request naming
+/// a site that is not the reseller's creates no user.
 fn owner_and_site(
     state: &AppState,
     reseller: &crate::store::resellers::Reseller,
@@ -79,16 +80,19 @@ fn owner_and_site(
     site_id: Option<&str>,
     now: Timestamp,
 ) -> ApiResult<(crate::store::users::User, Option<String>)> {
-    let (user, _) = state
-        .store
-        .users()
-        .find_or_create(&reseller.id, email, None, now)?;
     let tenant = Tenant {
         reseller: reseller.clone(),
         user: None,
     };
-    let site_id = match site_id {
-        Some(id) => Some(site_for(state, &tenant, id, &user.id)?),
+    let site = site_id
+        .map(|id| find_site(state, &tenant, id))
+        .transpose()?;
+    let (user, _) = state
+        .store
+        .users()
+        .find_or_create(&reseller.id, email, None, now)?;
+    let site_id = match site {
+        Some(site) => Some(site_for(state, &tenant, &site.id, &user.id)?),
         None => None,
     };
     Ok((user, site_id))

@@ -209,20 +209,21 @@ async fn create(
     create_for(&state, &who, owner, body).await
 }
 
-/// The user an account slug names: a user's own id, or for a reseller key one of its users
-/// (or the reseller itself, with `user_id` in the body).
+/// The user an account slug names: a user's own id, or for a reseller key holding `perm` one
+/// of its users (or the reseller itself, with `user_id` in the body).
 fn account_owner(
     state: &AppState,
     who: &Principal,
     slug: &str,
     user_id: Option<&str>,
+    perm: Permission,
 ) -> ApiResult<User> {
     match who {
         Principal::Reseller { reseller, .. } if slug == reseller.id => {
             owner_for(state, who, user_id)
         }
         Principal::Reseller { .. } => {
-            let reseller = who.reseller(Permission::SitesWrite)?;
+            let reseller = who.reseller(perm)?;
             state
                 .store
                 .users()
@@ -247,10 +248,18 @@ async fn create_in_account(
     slug: web::Path<String>,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
+    // A credential that may not create sites is refused before the slug is looked at.
+    who.tenant(Permission::SitesWrite)?;
     // The body is optional here (Netlify's createSiteInTeam).
     let bytes = super::read_body(payload, state.settings.max_body()).await?;
     let body: CreateSite = super::json_or_default(&bytes)?;
-    let owner = account_owner(&state, &who, &slug, body.user_id.as_deref())?;
+    let owner = account_owner(
+        &state,
+        &who,
+        &slug,
+        body.user_id.as_deref(),
+        Permission::SitesWrite,
+    )?;
     create_for(&state, &who, owner, body).await
 }
 
@@ -304,7 +313,7 @@ async fn list_for_account(
     let user = if slug.as_str() == tenant.reseller.id {
         None
     } else {
-        Some(account_owner(&state, &who, &slug, None)?.id)
+        Some(account_owner(&state, &who, &slug, None, Permission::SitesRead)?.id)
     };
     let views = list_views(&state, &tenant, user.as_deref(), q.name.as_deref())?;
     paginate(&req, views, q.page)
@@ -428,7 +437,18 @@ async fn account(
 }
 
 /// Environment variables are not stored here; netlify-cli asks and accepts an empty list.
-async fn env(who: Principal) -> ApiResult<HttpResponse> {
+/// Only for an account the caller sees: any other slug is "not found", as on `GET /accounts/{slug}`.
+async fn env(
+    state: web::Data<AppState>,
+    who: Principal,
+    slug: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     who.tenant(Permission::SitesRead)?;
+    if !account_list(&state, &who)?
+        .iter()
+        .any(|a| a["slug"] == slug.as_str())
+    {
+        return Err(ApiError::NotFound("account"));
+    }
     Ok(HttpResponse::Ok().json(Vec::<Value>::new()))
 }

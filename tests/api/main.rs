@@ -11,6 +11,7 @@ mod domains;
 mod durability;
 mod edge;
 mod foundation;
+mod isolation;
 mod keys;
 mod netlify;
 mod packaging;

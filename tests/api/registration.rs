@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-const SECRET: &str = "webhook-test-secret";
+pub(crate) const SECRET: &str = "webhook-test-secret";
 
 /// A registrar on 127.0.0.1 that registers every name except those containing "refused", and
 /// records the domains it saw with valid signatures.
-async fn registrar() -> (String, Arc<Mutex<Vec<String>>>) {
+pub(crate) async fn registrar() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/register", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
