@@ -332,7 +332,7 @@ impl Acme {
 }
 
 /// The issuer and expiry of the first certificate in a PEM chain.
-fn describe(chain_pem: &str) -> (Option<String>, Option<Timestamp>) {
+pub fn describe(chain_pem: &str) -> (Option<String>, Option<Timestamp>) {
     let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(chain_pem.as_bytes()) else {
         return (None, None);
     };

@@ -53,6 +53,16 @@ impl Verifier {
         })
     }
 
+    /// Asks the resolver about a name that has no TXT record: any answer, even "no such
+    /// name", shows the resolver is reachable; a timeout or network error shows it is not.
+    pub async fn probe(&self) -> Result<(), String> {
+        match self.resolver.txt_lookup("_resellerd-doctor.example.").await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.kind(), ResolveErrorKind::NoRecordsFound { .. }) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// True if the domain's TXT record is published. Ok(false) when there is no such record.
     pub async fn lookup(&self, domain: &Domain) -> Result<bool, String> {
         let name = format!("{}.", domain.txt_name());

@@ -6,8 +6,10 @@
 pub mod acme;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod dns;
+pub mod doctor;
 pub mod edge;
 pub mod error;
 pub mod metrics;
@@ -91,6 +93,33 @@ fn json_error_fallback<B: MessageBody + 'static>(
     Ok(ErrorHandlerResponse::Response(resp))
 }
 
+/// Creates a directory (and its parents) readable by its owner only; an existing one is left as
+/// it is. The data dir holds customer data and secrets.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Mutating requests run while holding the store's write gate for reading, so a backup (which
+/// holds it for writing) never captures half a request.
+async fn write_gate(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    use actix_web::http::Method;
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let _guard = match req.app_data::<web::Data<AppState>>() {
+        Some(state) if !reads => Some(state.store.write_gate().read_owned().await),
+        _ => None,
+    };
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_boxed_body)
+}
+
 fn access_log<B>(
     req_info: (String, String, Option<std::net::IpAddr>),
     start: std::time::Instant,
@@ -114,7 +143,7 @@ pub async fn serve(
     on_ready: impl FnOnce(std::net::SocketAddr, std::net::SocketAddr),
 ) -> Result<(), String> {
     let data_dir = settings.data_dir();
-    std::fs::create_dir_all(&data_dir)
+    create_private_dir(&data_dir)
         .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
     let store = store::Store::open(&data_dir).map_err(|e| e.to_string())?;
     let (tls_config, certs) = tls::server_config(tls::default_key(
@@ -165,11 +194,11 @@ pub async fn serve(
     let server = HttpServer::new(move || {
         let state = app_state.clone();
         App::new()
+            .wrap(actix_web::middleware::from_fn(write_gate))
             .wrap(ErrorHandlers::new().default_handler(json_error_fallback))
             .wrap_fn(|req: ServiceRequest, srv| {
                 use actix_web::dev::Service;
                 let start = std::time::Instant::now();
-                // Only pay for the log line's strings when access logging is on.
                 let trusted = req
                     .app_data::<web::Data<AppState>>()
                     .map(|s| s.trusted_proxies.as_slice())
@@ -202,6 +231,15 @@ pub async fn serve(
 
     let addrs = server.addrs();
     let (http, https) = (addrs[0], addrs[addrs.len() - 1]);
+    // Where local tools (`resellerd backup`) reach this server while it holds the data dir.
+    let about = serde_json::json!({"http": http.to_string(), "https": https.to_string(), "pid": std::process::id()});
+    auth::operator::write_private(&data_dir.join("server.json"), about.to_string().as_bytes())
+        .map_err(|e| {
+            format!(
+                "cannot write {}: {e}",
+                data_dir.join("server.json").display()
+            )
+        })?;
     on_ready(http, https);
     let result = server.run().await.map_err(|e| format!("server error: {e}"));
     if let Err(e) = traffic.store_batch(&store).await {

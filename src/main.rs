@@ -1,4 +1,4 @@
-//! The resellerd command line: `serve`, `operator-token`.
+//! The resellerd command line: `serve`, `operator-token`, `backup`, `restore`.
 
 use clap::{Parser, Subcommand};
 use resellerd::auth::operator;
@@ -26,6 +26,31 @@ enum Command {
         #[arg(long, env = "RESELLERD_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
     },
+    /// Save a consistent backup of a data dir to one tar file; works while the server runs
+    /// (it then asks the server, with the operator token, for a snapshot)
+    Backup {
+        /// The server's data directory
+        #[arg(long, env = "RESELLERD_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// Where to write the backup (replaced atomically once complete)
+        #[arg(long)]
+        out: PathBuf,
+        /// Operator token for a running server (default: read <data-dir>/operator-token)
+        #[arg(long, env = "RESELLERD_OPERATOR_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Check a deployment: data dir permissions, database, ports, certificate expiry, DNS
+    /// resolver, clock. Takes the same options as `serve`; exits 1 if a check fails
+    Doctor(Box<Settings>),
+    /// Restore a backup into a new or empty data directory
+    Restore {
+        /// The backup file made by `resellerd backup`
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// The data directory to create (must be missing or empty)
+        #[arg(long, env = "RESELLERD_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +67,62 @@ fn main() -> ExitCode {
                 data_dir.display()
             )),
         },
+        Command::Backup {
+            data_dir,
+            out,
+            token,
+        } => match resellerd::backup::save(&data_dir, &out, token) {
+            Ok(bytes) => {
+                println!(
+                    "backup of {} written to {} ({bytes} bytes)",
+                    data_dir.display(),
+                    out.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("backup failed: {e}")),
+        },
+        Command::Doctor(settings) => doctor(*settings),
+        Command::Restore { input, data_dir } => {
+            let restored = std::fs::File::open(&input)
+                .map_err(|e| format!("cannot open {}: {e}", input.display()))
+                .and_then(|f| resellerd::backup::restore(f, &data_dir).map_err(|e| e.to_string()));
+            match restored {
+                Ok(r) => {
+                    println!(
+                        "restored {} records in {} trees and {} files into {}",
+                        r.records,
+                        r.trees,
+                        r.files,
+                        data_dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("restore failed: {e}")),
+            }
+        }
+    }
+}
+
+fn doctor(settings: Settings) -> ExitCode {
+    use resellerd::doctor::Level;
+    let settings = match settings.resolve() {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let findings = resellerd::doctor::run(&settings);
+    for f in &findings {
+        let tag = match f.level {
+            Level::Ok => "ok  ",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+        };
+        println!("{tag}  {:<13} {}", f.check, f.detail);
+    }
+    if findings.iter().any(|f| f.level == Level::Fail) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -57,7 +138,7 @@ fn serve(settings: Settings) -> ExitCode {
     };
     resellerd::telemetry::init(settings.log_format.as_deref());
     let data_dir = settings.data_dir();
-    if let Err(e) = std::fs::create_dir_all(&data_dir) {
+    if let Err(e) = resellerd::create_private_dir(&data_dir) {
         return fail(&format!(
             "cannot create data dir {}: {e}",
             data_dir.display()

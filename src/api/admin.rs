@@ -26,7 +26,61 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/admin/resellers/{id}/certificate")
             .route(web::put().to(put_certificate))
             .route(web::delete().to(delete_certificate)),
+    )
+    .service(web::resource("/admin/backup").route(web::get().to(backup)));
+}
+
+/// `GET /admin/backup`: a consistent snapshot of the whole instance as a tar stream (what
+/// `resellerd backup` saves while the server runs).
+async fn backup(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+    who.require_operator()?;
+    let gate = state.store.write_gate().write_owned().await;
+    let store = state.store.clone();
+    let data_dir = state.settings.data_dir();
+    let (file, len) = web::block(move || -> std::io::Result<(std::fs::File, u64)> {
+        let path = data_dir.join(format!(".backup-{}.tar", crate::model::new_id()));
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        // Unlinked at once: the open file is all we need, and a crash leaves nothing behind.
+        std::fs::remove_file(&path)?;
+        let mut file =
+            crate::backup::write(&store, &data_dir, std::io::BufWriter::new(file), gate)?
+                .into_inner()
+                .map_err(|e| e.into_error())?;
+        use std::io::Seek;
+        let len = file.stream_position()?;
+        file.rewind()?;
+        Ok((file, len))
+    })
+    .await
+    .map_err(|e| crate::error::ApiError::internal(format!("backup: {e}")))?
+    .map_err(|e| crate::error::ApiError::internal(format!("backup failed: {e}")))?;
+    let chunks = futures_util::stream::unfold(tokio::fs::File::from_std(file), |mut f| async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 * 1024];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(web::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    let name = format!(
+        "resellerd-backup-{}.tar",
+        Timestamp::now().to_rfc3339().replace(':', "")
     );
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-tar")
+        .insert_header((
+            "content-disposition",
+            format!("attachment; filename=\"{name}\""),
+        ))
+        .body(actix_web::body::SizedStream::new(len, chunks)))
 }
 
 #[derive(Deserialize)]

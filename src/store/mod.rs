@@ -35,6 +35,9 @@ pub struct Store {
     /// Bumped after every write that changes which site a host serves or how (sites, their
     /// published deploy, resellers), so the edge can cache host lookups and drop them at once.
     generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Held for reading by every mutating API request while it runs and for writing by a backup
+    /// while it dumps the trees, so a backup never sees half of a request's writes.
+    write_gate: std::sync::Arc<tokio::sync::RwLock<()>>,
 }
 
 /// Every tree, opened once. Index trees map a lookup key to an entity id.
@@ -118,8 +121,33 @@ pub enum OpenError {
     Locked(String),
     #[error("cannot open the database in {0}: {1}")]
     Other(String, sled::Error),
+    #[error("the data directory {0} was written by a newer resellerd (data format {1}; this one reads up to {DATA_FORMAT}): upgrade resellerd or restore a backup")]
+    TooNew(String, u32),
     #[error("cannot open the blob store in {0}: {1}")]
     Blobs(String, std::io::Error),
+}
+
+/// The data dir's format, kept in the `meta` tree. Data dirs from before the marker existed are
+/// format 1. Each record also carries its own schema version byte (see `codec`).
+pub const DATA_FORMAT: u32 = 1;
+
+/// Reads (or, on a new or unmarked data dir, writes) the data format marker.
+fn check_format(db: &sled::Db, dir: &Path) -> Result<(), OpenError> {
+    let other = |e| OpenError::Other(dir.display().to_string(), e);
+    let meta = db.open_tree("meta").map_err(other)?;
+    match meta.get(b"format").map_err(other)? {
+        Some(v) => {
+            let format = v.as_ref().try_into().map_or(u32::MAX, u32::from_be_bytes);
+            if format > DATA_FORMAT {
+                return Err(OpenError::TooNew(dir.display().to_string(), format));
+            }
+        }
+        None => {
+            meta.insert(b"format", &DATA_FORMAT.to_be_bytes())
+                .map_err(other)?;
+        }
+    }
+    Ok(())
 }
 
 impl Store {
@@ -138,6 +166,7 @@ impl Store {
                 }
                 _ => OpenError::Other(path.display().to_string(), e),
             })?;
+        check_format(&db, dir)?;
         let tree = |name: &str| {
             db.open_tree(name)
                 .map_err(|e| OpenError::Other(path.display().to_string(), e))
@@ -193,6 +222,7 @@ impl Store {
             blobs,
             gc_lock: Default::default(),
             generation: Default::default(),
+            write_gate: Default::default(),
         })
     }
 
@@ -220,6 +250,21 @@ impl Store {
     /// Blocks blob GC while the guard lives (see `gc_lock`).
     pub fn blobs_in_use(&self) -> std::sync::RwLockReadGuard<'_, ()> {
         self.gc_lock.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The gate mutating requests pass through (see `write_gate`).
+    pub fn write_gate(&self) -> std::sync::Arc<tokio::sync::RwLock<()>> {
+        self.write_gate.clone()
+    }
+
+    /// Every tree of the database by name, for a backup.
+    pub fn trees_for_backup(&self) -> std::io::Result<Vec<(String, sled::Tree)>> {
+        let mut out = Vec::new();
+        for name in self.db.tree_names() {
+            let tree = self.db.open_tree(&name).map_err(std::io::Error::other)?;
+            out.push((String::from_utf8_lossy(&name).into_owned(), tree));
+        }
+        Ok(out)
     }
 
     /// True if the database answers reads; used by `/readyz`.

@@ -126,10 +126,17 @@ impl TestApp {
         app
     }
 
+    /// Starts on an existing data dir (e.g. a restored backup) whose operator token is known.
+    pub fn spawn_on(dir: &Path, operator: &str) -> TestApp {
+        let mut app = Self::start_in(dir, Vec::new());
+        app.operator = operator.to_string();
+        app
+    }
+
     fn start_in(dir: &Path, extra_args: Vec<String>) -> TestApp {
         let (child, http, https_port) = start(dir, &extra_args);
         let operator = std::fs::read_to_string(dir.join("operator-token"))
-            .expect("operator token")
+            .unwrap_or_default()
             .trim()
             .to_string();
         TestApp {

@@ -195,6 +195,7 @@ fn rows() -> Vec<Row> {
         row(PUT, "/admin/resellers/{reseller}/prices", Operator)
             .json(r#"{"currency": "EUR", "ssl_certificate_cents": 500, "domain_registration_cents": 1200}"#),
         row(GET, "/admin/audit", Operator),
+        row(GET, "/admin/backup", Operator),
         // The reseller's audit log lists its own calls, with the paths it sent (A's ids for B).
         row(GET, "/audit", Key(KM, Own)).echoes_requests(),
         // Billing.

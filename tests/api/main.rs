@@ -5,8 +5,10 @@ mod helpers;
 mod pebble;
 
 mod audit;
+mod backup;
 mod billing;
 mod certificates;
+mod doctor;
 mod domains;
 mod durability;
 mod edge;
@@ -20,4 +22,5 @@ mod ratelimit;
 mod registration;
 mod settings;
 mod sites;
+mod upgrade;
 mod users;

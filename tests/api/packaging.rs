@@ -1,6 +1,7 @@
 //! Packaging stays true to the code: the example config parses and names every `serve` flag.
 
 use crate::helpers::binary;
+use std::process::Command;
 
 #[test]
 fn the_example_config_parses_and_documents_every_flag() {
@@ -53,4 +54,85 @@ fn the_systemd_unit_is_hardened() {
     ] {
         assert!(unit.lines().any(|l| l.trim() == line), "missing {line}");
     }
+}
+
+/// `cargo deb` (installed by the test command) packages the binary this test run built, with
+/// the systemd unit, the example config as a conffile, and the docs.
+#[test]
+fn cargo_deb_builds_a_package_with_binary_unit_and_config() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let tmp = tempfile::tempdir().unwrap();
+    let deb = tmp.path().join("resellerd.deb");
+    let built = Command::new("cargo")
+        .args([
+            "deb",
+            "--profile",
+            "dev",
+            "--no-build",
+            "--fast",
+            "--output",
+        ])
+        .arg(&deb)
+        .current_dir(root)
+        .output()
+        .expect("run cargo deb (installed by ./scripts/test: cargo install cargo-deb)");
+    assert!(
+        built.status.success(),
+        "cargo deb failed: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let listing = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&deb)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    for path in [
+        "./usr/bin/resellerd",
+        "./etc/resellerd/resellerd.toml",
+        "/systemd/system/resellerd.service",
+        "./usr/share/doc/resellerd/README.md",
+    ] {
+        assert!(
+            listing.contains(path),
+            "{path} missing from the package:\n{listing}"
+        );
+    }
+    let control = tmp.path().join("control");
+    let unpacked = tmp.path().join("root");
+    assert!(Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(&control)
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&unpacked)
+        .status()
+        .unwrap()
+        .success());
+    let fields = std::fs::read_to_string(control.join("control")).unwrap();
+    assert!(fields.contains("Package: resellerd"), "{fields}");
+    assert!(
+        fields.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))),
+        "{fields}"
+    );
+    let conffiles = std::fs::read_to_string(control.join("conffiles")).unwrap();
+    assert!(
+        conffiles.contains("/etc/resellerd/resellerd.toml"),
+        "{conffiles}"
+    );
+    // The packaged binary runs, and the packaged config is the documented example.
+    let version = Command::new(unpacked.join("usr/bin/resellerd"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(version.status.success());
+    assert_eq!(
+        std::fs::read(unpacked.join("etc/resellerd/resellerd.toml")).unwrap(),
+        std::fs::read(format!("{root}/packaging/resellerd.example.toml")).unwrap()
+    );
 }

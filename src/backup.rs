@@ -1,0 +1,384 @@
+//! Backup and restore. A backup is one tar file:
+//!
+//! - `resellerd-backup.json`: the format version and when it was made;
+//! - `db/<tree>`: every sled tree as length-prefixed key/value pairs;
+//! - `blobs/…`: the content-addressed site files;
+//! - `files/…`: the data dir's other state (TLS keys, operator token hash, secrets).
+//!
+//! A running server makes it with the API's write gate closed while the trees are dumped, so the
+//! snapshot holds every write acknowledged before it began and no half-applied request. Blobs
+//! are copied after that with garbage collection held off; they are immutable and written
+//! before any record names them, so every blob the dump refers to is there.
+
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+pub const FORMAT: u32 = 1;
+const MANIFEST: &str = "resellerd-backup.json";
+
+/// Entries of the data dir that are not copied as files: the database and blobs (copied their
+/// own way), the plaintext operator token (the hash is copied, so the same token keeps working),
+/// and what a running server writes about itself.
+const SKIP: &[&str] = &["db", "blobs", "operator-token", "server.json"];
+
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    format: u32,
+    created_at: String,
+    resellerd: String,
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// Writes a backup of `store` (opened on `data_dir`) to `out`. The caller makes sure no writes
+/// run while `dump_done` has not been called: a server passes its write-gate guard in `gate`,
+/// which is dropped as soon as the trees are dumped.
+pub fn write<W: Write, G>(store: &Store, data_dir: &Path, out: W, gate: G) -> io::Result<W> {
+    let _gc = store.blobs_in_use();
+    let mut tar = tar::Builder::new(out);
+    tar.mode(tar::HeaderMode::Deterministic);
+    let manifest = Manifest {
+        format: FORMAT,
+        created_at: crate::model::Timestamp::now().to_rfc3339(),
+        resellerd: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    append_bytes(
+        &mut tar,
+        MANIFEST,
+        &serde_json::to_vec_pretty(&manifest)?,
+        0o600,
+    )?;
+    for (name, tree) in store.trees_for_backup()? {
+        let mut buf = Vec::new();
+        for pair in tree.iter() {
+            let (k, v) = pair.map_err(io::Error::other)?;
+            for part in [&k[..], &v[..]] {
+                buf.extend_from_slice(&(part.len() as u32).to_be_bytes());
+                buf.extend_from_slice(part);
+            }
+        }
+        append_bytes(&mut tar, &format!("db/{name}"), &buf, 0o600)?;
+    }
+    drop(gate);
+    append_dir(&mut tar, &data_dir.join("blobs"), "blobs", &|_| true)?;
+    append_dir(&mut tar, data_dir, "files", &|name| {
+        !SKIP.contains(&name) && !name.starts_with('.')
+    })?;
+    tar.into_inner()
+}
+
+fn append_bytes<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(mode);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut header, path, bytes)
+}
+
+/// Appends the regular files under `dir` (recursively) as `prefix/…`, skipping top-level
+/// entries whose name `keep` rejects and temporary files (names starting with a dot).
+fn append_dir<W: Write>(
+    tar: &mut tar::Builder<W>,
+    dir: &Path,
+    prefix: &str,
+    keep: &dyn Fn(&str) -> bool,
+) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut entries: Vec<_> = entries.collect::<io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !keep(name) || name.starts_with('.') {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        let path = format!("{prefix}/{name}");
+        if kind.is_dir() {
+            append_dir(tar, &entry.path(), &path, &|_| true)?;
+        } else if kind.is_file() {
+            match File::open(entry.path()) {
+                Ok(mut f) => tar.append_file(&path, &mut f)?,
+                // Deleted since listed (a temp file renamed away): nothing to keep.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `resellerd backup`: writes a backup of `data_dir` to `out` (via a temp file renamed into place
+/// once complete and synced). Opens the store itself when no server runs; otherwise asks the
+/// running server (found through `<data-dir>/server.json`) with the operator token. Returns the
+/// size written.
+pub fn save(data_dir: &Path, out: &Path, token: Option<String>) -> Result<u64, String> {
+    if !data_dir.join("db").is_dir() {
+        return Err(format!("{} holds no resellerd data", data_dir.display()));
+    }
+    let tmp = out.with_file_name(format!(
+        ".{}.partial",
+        out.file_name().and_then(|n| n.to_str()).unwrap_or("backup")
+    ));
+    let file = create_with_mode(&tmp, 0o600)
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let written = match Store::open(data_dir) {
+        Ok(store) => write(&store, data_dir, file, ())
+            .and_then(finish)
+            .map_err(|e| e.to_string()),
+        Err(crate::store::OpenError::Locked(_)) => fetch(data_dir, token, file),
+        Err(e) => Err(e.to_string()),
+    };
+    let written = written.and_then(|n| {
+        std::fs::rename(&tmp, out).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+        Ok(n)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Flushes and syncs a finished backup file; returns its size.
+fn finish(mut f: BufWriter<File>) -> io::Result<u64> {
+    f.flush()?;
+    let f = f.get_ref();
+    f.sync_all()?;
+    Ok(f.metadata()?.len())
+}
+
+/// Downloads a snapshot from the server running on `data_dir`.
+fn fetch(data_dir: &Path, token: Option<String>, mut file: BufWriter<File>) -> Result<u64, String> {
+    let about_path = data_dir.join("server.json");
+    let about: serde_json::Value = std::fs::read(&about_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| {
+            format!(
+                "the data dir is in use but {} is missing: is a resellerd server running on it?",
+                about_path.display()
+            )
+        })?;
+    let mut addr: std::net::SocketAddr = about["http"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("{} has no http address", about_path.display()))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let token = match token {
+        Some(t) => t,
+        None => std::fs::read_to_string(crate::auth::operator::token_path(data_dir))
+            .map(|t| t.trim().to_string())
+            .map_err(|e| {
+                format!("no operator token: pass --token or RESELLERD_OPERATOR_TOKEN ({e})")
+            })?,
+    };
+    let url = format!("http://{addr}/api/v1/admin/backup");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let mut resp = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the server at {url}: {e}"))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(format!("the server answered {status}: {body}"));
+        }
+        let expected = resp.content_length();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("download interrupted: {e}"))?
+        {
+            file.write_all(&chunk).map_err(|e| e.to_string())?;
+        }
+        let n = finish(file).map_err(|e| e.to_string())?;
+        match expected {
+            Some(len) if len != n => Err(format!("download incomplete: {n} of {len} bytes")),
+            _ => Ok(n),
+        }
+    })
+}
+
+/// What a restore brought back.
+pub struct Restored {
+    pub trees: usize,
+    pub records: u64,
+    pub files: u64,
+}
+
+/// Restores a backup into `data_dir`, which must be missing or empty.
+pub fn restore(input: impl Read, data_dir: &Path) -> io::Result<Restored> {
+    if std::fs::read_dir(data_dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} is not empty: restore only into a new or empty directory",
+                data_dir.display()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let db = sled::Config::new()
+        .path(data_dir.join("db"))
+        .open()
+        .map_err(io::Error::other)?;
+    let mut archive = tar::Archive::new(BufReader::new(input));
+    let mut done = Restored {
+        trees: 0,
+        records: 0,
+        files: 0,
+    };
+    let mut saw_manifest = false;
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        let path_str = path.to_string_lossy().into_owned();
+        if path_str == MANIFEST {
+            let mut text = Vec::new();
+            entry.read_to_end(&mut text)?;
+            let m: Manifest = serde_json::from_slice(&text)
+                .map_err(|e| invalid(format!("bad backup manifest: {e}")))?;
+            if m.format > FORMAT {
+                return Err(invalid(format!(
+                    "backup format {} is newer than this resellerd understands ({FORMAT}); \
+                     restore with resellerd {} or later",
+                    m.format, m.resellerd
+                )));
+            }
+            saw_manifest = true;
+            continue;
+        }
+        if !saw_manifest {
+            return Err(invalid("not a resellerd backup (no manifest first)"));
+        }
+        let rel = safe_relative(&path)?;
+        let mut parts = rel.iter();
+        let top = parts.next().and_then(|p| p.to_str()).unwrap_or_default();
+        let rest: PathBuf = parts.collect();
+        match top {
+            "db" => {
+                let name = rest.to_string_lossy().into_owned();
+                let tree = db.open_tree(&name).map_err(io::Error::other)?;
+                done.records += load_tree(&mut entry, &tree)?;
+                done.trees += 1;
+            }
+            "blobs" | "files" => {
+                let dest = if top == "blobs" {
+                    data_dir.join("blobs").join(&rest)
+                } else {
+                    data_dir.join(&rest)
+                };
+                if let Some(parent) = dest.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let mode = entry.header().mode().unwrap_or(0o600) & 0o700;
+                let mut f = create_with_mode(&dest, mode)?;
+                io::copy(&mut entry, &mut f)?;
+                f.flush()?;
+                f.get_ref().sync_all()?;
+                done.files += 1;
+            }
+            other => return Err(invalid(format!("unexpected entry {other:?} in backup"))),
+        }
+    }
+    if !saw_manifest {
+        return Err(invalid("not a resellerd backup (empty)"));
+    }
+    db.flush().map_err(io::Error::other)?;
+    Ok(done)
+}
+
+fn create_with_mode(path: &Path, mode: u32) -> io::Result<BufWriter<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode.max(0o600))
+        .open(path)?;
+    Ok(BufWriter::new(f))
+}
+
+/// Reads length-prefixed key/value pairs into `tree`; returns how many.
+fn load_tree(input: &mut impl Read, tree: &sled::Tree) -> io::Result<u64> {
+    let mut count = 0;
+    let mut batch = sled::Batch::default();
+    while let Some(key) = read_part(input, true)? {
+        let value = read_part(input, false)?.ok_or_else(|| invalid("truncated record"))?;
+        batch.insert(key, value);
+        count += 1;
+        if count % 1000 == 0 {
+            tree.apply_batch(std::mem::take(&mut batch))
+                .map_err(io::Error::other)?;
+        }
+    }
+    tree.apply_batch(batch).map_err(io::Error::other)?;
+    Ok(count)
+}
+
+/// One length-prefixed part; `None` at a clean end of input when `at_start`.
+fn read_part(input: &mut impl Read, at_start: bool) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        let n = input.read(&mut len[got..])?;
+        if n == 0 {
+            return if got == 0 && at_start {
+                Ok(None)
+            } else {
+                Err(invalid("truncated record"))
+            };
+        }
+        got += n;
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    let mut buf = Vec::new();
+    input.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() != len {
+        return Err(invalid("truncated record"));
+    }
+    Ok(Some(buf))
+}
+
+/// A path inside the archive, refused if it could escape the target directory.
+fn safe_relative(path: &Path) -> io::Result<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            _ => return Err(invalid(format!("unsafe path {} in backup", path.display()))),
+        }
+    }
+    if out.components().count() < 2 {
+        return Err(invalid(format!(
+            "unexpected entry {} in backup",
+            path.display()
+        )));
+    }
+    Ok(out)
+}

@@ -1,0 +1,292 @@
+//! `resellerd doctor`: checks a deployment and prints one line per check (`ok`, `warn` or
+//! `FAIL`): data dir permissions, database, listening ports, certificate expiry, the DNS
+//! resolver and the clock. Exits non-zero when any check fails.
+
+use crate::config::Settings;
+use crate::model::Timestamp;
+use crate::store::certs::CertState;
+use crate::store::{OpenError, Store};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+pub struct Finding {
+    pub level: Level,
+    pub check: &'static str,
+    pub detail: String,
+}
+
+fn finding(level: Level, check: &'static str, detail: impl Into<String>) -> Finding {
+    Finding {
+        level,
+        check,
+        detail: detail.into(),
+    }
+}
+
+/// Runs every check; the caller prints them.
+pub fn run(settings: &Settings) -> Vec<Finding> {
+    let dir = settings.data_dir();
+    let mut out = vec![data_dir(&dir)];
+    let running = match dir.join("db").is_dir() {
+        false => {
+            out.push(finding(
+                Level::Warn,
+                "database",
+                "none yet: `serve` creates it",
+            ));
+            false
+        }
+        true => match Store::open(&dir) {
+            Ok(store) => {
+                out.push(finding(
+                    Level::Ok,
+                    "database",
+                    "opens and reads; no server is running on it",
+                ));
+                out.extend(stored_certificates(&store));
+                false
+            }
+            Err(OpenError::Locked(_)) => {
+                out.push(finding(Level::Ok, "database", "in use by a running server"));
+                true
+            }
+            Err(e) => {
+                out.push(finding(Level::Fail, "database", e.to_string()));
+                false
+            }
+        },
+    };
+    out.push(ports(settings, running, &dir));
+    out.push(certificate(settings, &dir));
+    out.push(resolver(settings));
+    out.push(clock(&dir));
+    out
+}
+
+fn data_dir(dir: &Path) -> Finding {
+    const CHECK: &str = "data dir";
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) => {
+            return finding(
+                Level::Warn,
+                CHECK,
+                format!("{}: {e} (serve creates it)", dir.display()),
+            )
+        }
+    };
+    let probe = dir.join(format!(".doctor-{}", std::process::id()));
+    if let Err(e) = std::fs::write(&probe, b"probe") {
+        return finding(
+            Level::Fail,
+            CHECK,
+            format!("{} is not writable: {e}", dir.display()),
+        );
+    }
+    let _ = std::fs::remove_file(&probe);
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o002 != 0 {
+        return finding(
+            Level::Fail,
+            CHECK,
+            format!(
+                "{} is writable by every user (mode {mode:o}); run chmod 700 on it",
+                dir.display()
+            ),
+        );
+    }
+    for secret in [
+        "operator-token",
+        "operator-token.sha256",
+        "tls/self-signed.key",
+    ] {
+        if let Ok(m) = std::fs::metadata(dir.join(secret)) {
+            if m.permissions().mode() & 0o077 != 0 {
+                return finding(
+                    Level::Fail,
+                    CHECK,
+                    format!("{secret} is readable by others; run chmod 600 on it"),
+                );
+            }
+        }
+    }
+    if mode & 0o007 != 0 {
+        return finding(
+            Level::Warn,
+            CHECK,
+            format!(
+                "{} can be read by every user (mode {mode:o}); run chmod 700 on it",
+                dir.display()
+            ),
+        );
+    }
+    finding(
+        Level::Ok,
+        CHECK,
+        format!("{} is writable and private (mode {mode:o})", dir.display()),
+    )
+}
+
+fn ports(settings: &Settings, running: bool, dir: &Path) -> Finding {
+    const CHECK: &str = "ports";
+    if running {
+        let about = std::fs::read_to_string(dir.join("server.json")).unwrap_or_default();
+        return finding(
+            Level::Ok,
+            CHECK,
+            format!("a server is listening: {}", about.trim()),
+        );
+    }
+    let mut problems = Vec::new();
+    let mut free = Vec::new();
+    for addr in [settings.http_addr(), settings.https_addr()] {
+        match addr {
+            Ok(a) => match std::net::TcpListener::bind(a) {
+                Ok(_) => free.push(a.to_string()),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => problems.push(
+                    format!("{a}: permission denied (ports below 1024 need CAP_NET_BIND_SERVICE)"),
+                ),
+                Err(e) => problems.push(format!("{a}: {e}")),
+            },
+            Err(e) => problems.push(e),
+        }
+    }
+    if problems.is_empty() {
+        finding(
+            Level::Ok,
+            CHECK,
+            format!("{} can be bound", free.join(" and ")),
+        )
+    } else {
+        finding(Level::Fail, CHECK, problems.join("; "))
+    }
+}
+
+/// Days left before `not_after` as a finding about `what`.
+fn expiry(check: &'static str, what: &str, not_after: Option<Timestamp>) -> Finding {
+    let Some(not_after) = not_after else {
+        return finding(
+            Level::Fail,
+            check,
+            format!("{what}: cannot read its expiry"),
+        );
+    };
+    let days = (not_after.0 - Timestamp::now().0) / 86_400_000;
+    if not_after.0 <= Timestamp::now().0 {
+        finding(
+            Level::Fail,
+            check,
+            format!("{what} expired on {}", not_after.to_rfc3339()),
+        )
+    } else if days < 14 {
+        finding(Level::Warn, check, format!("{what} expires in {days} days"))
+    } else {
+        finding(
+            Level::Ok,
+            check,
+            format!("{what} valid for {days} more days"),
+        )
+    }
+}
+
+fn certificate(settings: &Settings, dir: &Path) -> Finding {
+    const CHECK: &str = "certificate";
+    let path = settings
+        .tls_cert
+        .clone()
+        .unwrap_or_else(|| dir.join("tls").join("self-signed.crt"));
+    match std::fs::read_to_string(&path) {
+        Ok(pem) => expiry(
+            CHECK,
+            &path.display().to_string(),
+            crate::acme::describe(&pem).1,
+        ),
+        Err(_) if settings.tls_cert.is_none() => finding(
+            Level::Ok,
+            CHECK,
+            "none yet: `serve` makes a self-signed one",
+        ),
+        Err(e) => finding(
+            Level::Fail,
+            CHECK,
+            format!("cannot read {}: {e}", path.display()),
+        ),
+    }
+}
+
+fn stored_certificates(store: &Store) -> Vec<Finding> {
+    match store.certs().all() {
+        Ok(all) => all
+            .into_iter()
+            .filter(|c| matches!(c.state, CertState::Issued | CertState::Uploaded))
+            .map(|c| expiry("certificate", &c.domain, c.not_after))
+            .collect(),
+        Err(e) => vec![finding(
+            Level::Fail,
+            "certificate",
+            format!("cannot read stored certificates: {e}"),
+        )],
+    }
+}
+
+fn resolver(settings: &Settings) -> Finding {
+    const CHECK: &str = "dns resolver";
+    let verifier = match settings.verifier() {
+        Ok(v) => v,
+        Err(e) => return finding(Level::Fail, CHECK, e),
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return finding(Level::Fail, CHECK, e.to_string()),
+    };
+    let which = settings
+        .dns_server
+        .map_or("the system resolver".to_string(), |a| a.to_string());
+    match rt.block_on(verifier.probe()) {
+        Ok(()) => finding(Level::Ok, CHECK, format!("{which} answers")),
+        Err(e) => finding(Level::Fail, CHECK, format!("{which} does not answer: {e}")),
+    }
+}
+
+fn clock(dir: &Path) -> Finding {
+    const CHECK: &str = "clock";
+    let now = std::time::SystemTime::now();
+    // Built after 2026-01-01: a clock before that is certainly wrong.
+    let floor = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_767_225_600);
+    if now < floor {
+        return finding(
+            Level::Fail,
+            CHECK,
+            "the system clock is before 2026: set the time (certificates and tokens depend on it)",
+        );
+    }
+    // A data dir changed "in the future" means the clock went backwards.
+    let newest = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max();
+    match newest {
+        Some(t) if t > now + std::time::Duration::from_secs(300) => finding(
+            Level::Fail,
+            CHECK,
+            "files in the data dir are dated in the future: the clock went backwards",
+        ),
+        _ => finding(
+            Level::Ok,
+            CHECK,
+            format!("{} UTC", Timestamp::now().to_rfc3339()),
+        ),
+    }
+}

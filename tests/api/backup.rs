@@ -1,0 +1,245 @@
+//! Backup and restore: `resellerd backup` while the server takes writes, `resellerd restore`
+//! into an empty dir, and a server on the restored dir holding every write acknowledged before
+//! the backup began, the site files, and the same operator token.
+
+use crate::edge::get as edge_get;
+use crate::helpers::{binary, TestApp};
+use crate::sites::{zip_deploy, zip_of};
+use serde_json::json;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+fn resellerd(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(binary())
+        .args(args)
+        .env_remove("RESELLERD_OPERATOR_TOKEN")
+        .output()
+        .expect("run resellerd")
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Every user email of the reseller, read page by page.
+async fn emails(app: &TestApp, key: &str) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for page in 1.. {
+        let r = app
+            .get(&format!("/api/v1/users?per_page=100&page={page}"), key)
+            .await
+            .expect(200);
+        let list = r.body.as_array().expect("list").clone();
+        out.extend(
+            list.iter()
+                .map(|u| u["email"].as_str().unwrap().to_string()),
+        );
+        if list.len() < 100 {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn backup_under_write_load_restores_every_acknowledged_write() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let ann = acme.access_token(&app, "ann@acme.test").await;
+    app.post("/api/v1/sites", &ann.token, json!({"name": "shop"}))
+        .await
+        .expect(201);
+    zip_deploy(
+        &app,
+        &ann.token,
+        "shop",
+        zip_of(&[("index.html", b"<h1>shop</h1>")]),
+    )
+    .await
+    .expect(200);
+
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (client, url, key, acked, stop) = (
+            app.client.clone(),
+            app.url("/api/v1/access_tokens"),
+            acme.key.clone(),
+            acked.clone(),
+            stop.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let email = format!("w{w}-{i}@load.test");
+                i += 1;
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&json!({"user": {"email": email}}))
+                    .send()
+                    .await;
+                if r.is_ok_and(|r| r.status().as_u16() == 201) {
+                    acked.lock().unwrap().push(email);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("backup.tar");
+    let before: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
+    let (data, dest) = (app.data_dir.clone(), out.clone());
+    let made = tokio::task::spawn_blocking(move || {
+        resellerd(&["backup", "--data-dir", path(&data), "--out", path(&dest)])
+    })
+    .await
+    .unwrap();
+    assert!(
+        made.status.success(),
+        "backup failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let during = acked.lock().unwrap().len();
+    assert!(
+        before.len() > 20 && during > before.len(),
+        "writes ran before ({}) and during ({during}) the backup",
+        before.len()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "the backup holds secrets: owner-only");
+
+    let restored = tmp.path().join("restored");
+    let r = resellerd(&["restore", "--in", path(&out), "--data-dir", path(&restored)]);
+    assert!(
+        r.status.success(),
+        "restore failed: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let again = resellerd(&["restore", "--in", path(&out), "--data-dir", path(&restored)]);
+    assert!(!again.status.success(), "restoring over data must fail");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+
+    let copy = TestApp::spawn_on(&restored, &app.operator);
+    let found = emails(&copy, &acme.key).await;
+    let missing: Vec<_> = before.difference(&found).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged before the backup but lost: {missing:?}"
+    );
+    // Every restored user is whole: its record, email index and token all agree.
+    let listed = copy
+        .get("/api/v1/users?per_page=1", &acme.key)
+        .await
+        .expect(200);
+    assert_eq!(
+        listed.header("x-total-count").map(str::to_string),
+        Some(found.len().to_string()),
+        "the user counter matches the users restored"
+    );
+    let again = acme.access_token(&copy, "ann@acme.test").await;
+    assert_eq!(again.user_id, ann.user_id, "the email index came back");
+    copy.get("/api/v1/user", &ann.token).await.expect(200);
+    copy.get("/api/v1/admin/resellers", &app.operator)
+        .await
+        .expect(200);
+    let page = edge_get(&copy, "shop.localhost", "/").await.expect(200);
+    assert_eq!(page.text, "<h1>shop</h1>", "site files came back");
+}
+
+#[tokio::test]
+async fn backup_of_a_stopped_server_and_bad_inputs() {
+    let mut app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    acme.access_token(&app, "ann@acme.test").await;
+    app.kill9();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("offline.tar");
+    let made = resellerd(&[
+        "backup",
+        "--data-dir",
+        path(&app.data_dir),
+        "--out",
+        path(&out),
+    ]);
+    assert!(
+        made.status.success(),
+        "offline backup failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let restored = tmp.path().join("restored");
+    let r = resellerd(&["restore", "--in", path(&out), "--data-dir", path(&restored)]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let copy = TestApp::spawn_on(&restored, &app.operator);
+    assert_eq!(emails(&copy, &acme.key).await.len(), 1);
+
+    let none = resellerd(&[
+        "backup",
+        "--data-dir",
+        path(&tmp.path().join("nothing")),
+        "--out",
+        path(&tmp.path().join("x.tar")),
+    ]);
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("holds no resellerd data"));
+    assert!(!tmp.path().join("nothing").exists(), "no data dir is made");
+
+    let junk = tmp.path().join("junk.tar");
+    std::fs::write(&junk, b"not a tar at all").unwrap();
+    let bad = resellerd(&[
+        "restore",
+        "--in",
+        path(&junk),
+        "--data-dir",
+        path(&tmp.path().join("r2")),
+    ]);
+    assert!(!bad.status.success(), "a non-backup is refused");
+}
+
+#[tokio::test]
+async fn the_backup_endpoint_is_operator_only() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    app.get("/api/v1/admin/backup", &acme.key)
+        .await
+        .expect_error(403, "forbidden");
+    let r = app
+        .client
+        .get(app.url("/api/v1/admin/backup"))
+        .bearer_auth(&app.operator)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/x-tar"
+    );
+    let bytes = r.bytes().await.unwrap();
+    let mut archive = tar::Archive::new(&bytes[..]);
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names[0], "resellerd-backup.json");
+    assert!(names.contains(&"db/resellers".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"files/operator-token.sha256".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n == "files/operator-token"),
+        "no plaintext token: {names:?}"
+    );
+}

@@ -1,0 +1,122 @@
+//! `resellerd doctor`: every check passes on a healthy deployment (with a real DNS server),
+//! and each kind of problem is reported as FAIL with a non-zero exit.
+
+use crate::helpers::{binary, TestApp};
+use crate::pebble::ChallTestSrv;
+use std::os::unix::fs::PermissionsExt;
+
+fn doctor(dir: &std::path::Path, extra: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(binary())
+        .arg("doctor")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(extra)
+        .output()
+        .expect("run doctor");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn line<'a>(report: &'a str, check: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| l[6..].starts_with(check))
+        .unwrap_or_else(|| panic!("no {check} line in:\n{report}"))
+}
+
+#[tokio::test]
+async fn doctor_passes_a_healthy_deployment_and_names_each_problem() {
+    let dns = ChallTestSrv::start();
+    let dns_server = dns.dns_server();
+    let mut app = TestApp::spawn().await;
+    let (ok, report) = doctor(&app.data_dir, &["--dns-server", &dns_server]);
+    assert!(ok, "{report}");
+    for check in [
+        "data dir",
+        "database",
+        "ports",
+        "certificate",
+        "dns resolver",
+        "clock",
+    ] {
+        assert!(line(&report, check).starts_with("ok"), "{report}");
+    }
+    assert!(
+        line(&report, "database").contains("running server"),
+        "{report}"
+    );
+
+    // Stopped: the ports are probed by binding them; a port in use is a failure.
+    app.kill9();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let common = ["--dns-server", &dns_server, "--https-addr", "127.0.0.1:0"];
+    let (ok, report) = doctor(
+        &app.data_dir,
+        &[&common[..], &["--http-addr", &taken_addr]].concat(),
+    );
+    assert!(!ok, "{report}");
+    assert!(line(&report, "ports").starts_with("FAIL"), "{report}");
+    assert!(line(&report, "database").contains("no server"), "{report}");
+
+    // A data dir anyone can write to.
+    std::fs::set_permissions(&app.data_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (ok, report) = doctor(
+        &app.data_dir,
+        &[&common[..], &["--http-addr", "127.0.0.1:0"]].concat(),
+    );
+    assert!(!ok);
+    assert!(line(&report, "data dir").starts_with("FAIL"), "{report}");
+    std::fs::set_permissions(&app.data_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // An expired certificate.
+    let mut params = rcgen::CertificateParams::new(vec!["old.test".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (tmp.path().join("c.pem"), tmp.path().join("k.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let (ok, report) = doctor(
+        &app.data_dir,
+        &[
+            &common[..],
+            &[
+                "--http-addr",
+                "127.0.0.1:0",
+                "--tls-cert",
+                cert_path.to_str().unwrap(),
+                "--tls-key",
+                key_path.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    assert!(!ok);
+    assert!(line(&report, "certificate").contains("expired"), "{report}");
+
+    // A DNS server that does not answer.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let (ok, report) = doctor(
+        &app.data_dir,
+        &[
+            "--dns-server",
+            &silent_addr,
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        line(&report, "dns resolver").starts_with("FAIL"),
+        "{report}"
+    );
+    assert!(line(&report, "data dir").starts_with("ok"), "{report}");
+}
