@@ -67,6 +67,15 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_MAX_DEPLOY_BYTES")]
     pub max_deploy_bytes: Option<u64>,
 
+    /// Seconds a client has to send a request's head before it gets 408 and is disconnected
+    /// (slowloris protection) [default: 10]
+    #[arg(long, env = "RESELLERD_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<u64>,
+
+    /// Most connections open at once, across all workers; more wait to be accepted [default: 10000]
+    #[arg(long, env = "RESELLERD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
     /// API requests per second per client IP, bursts of twice that; 0 disables [default: 500]
     #[arg(long, env = "RESELLERD_RATE_LIMIT_IP")]
     pub rate_limit_ip: Option<f64>,
@@ -233,6 +242,14 @@ impl Settings {
 
     pub fn max_upload(&self) -> usize {
         self.max_upload.unwrap_or(100 << 20)
+    }
+
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.request_timeout.unwrap_or(10).max(1))
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.unwrap_or(10_000).max(1)
     }
 
     pub fn max_deploy_files(&self) -> usize {

@@ -5,6 +5,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+/// The longest path plus query string accepted (longer gets 414).
+pub const MAX_URI: usize = 8192;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -35,6 +38,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the request path and query are longer than {MAX_URI} bytes")]
+    UriTooLong,
     #[error("a deploy has at most {0} files")]
     TooManyFiles(usize),
     #[error("{0}")]
@@ -71,6 +76,7 @@ impl ApiError {
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            UriTooLong => (StatusCode::URI_TOO_LONG, "uri_too_long"),
             TooManyFiles(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_files"),
             ChecksumMismatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch"),
             RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),

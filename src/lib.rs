@@ -103,13 +103,17 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-/// Mutating requests run while holding the store's write gate for reading, so a backup (which
-/// holds it for writing) never captures half a request.
-async fn write_gate(
+/// Refuses over-long URIs (414), then runs mutating requests while holding the store's write
+/// gate for reading, so a backup (which holds it for writing) never captures half a request.
+async fn request_guard(
     req: ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     use actix_web::http::Method;
+    let uri = req.uri();
+    if uri.path_and_query().map_or(0, |p| p.as_str().len()) > error::MAX_URI {
+        return Ok(req.error_response(error::ApiError::UriTooLong));
+    }
     let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let _guard = match req.app_data::<web::Data<AppState>>() {
         Some(state) if !reads => Some(state.store.write_gate().read_owned().await),
@@ -190,11 +194,13 @@ pub async fn serve(
         edge,
     });
 
+    let request_timeout = state.settings.request_timeout();
+    let max_connections = state.settings.max_connections();
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         let state = app_state.clone();
         App::new()
-            .wrap(actix_web::middleware::from_fn(write_gate))
+            .wrap(actix_web::middleware::from_fn(request_guard))
             .wrap(ErrorHandlers::new().default_handler(json_error_fallback))
             .wrap_fn(|req: ServiceRequest, srv| {
                 use actix_web::dev::Service;
@@ -223,7 +229,9 @@ pub async fn serve(
             .configure(|cfg| configure_app(cfg, state))
     })
     .workers(workers)
-    .client_request_timeout(std::time::Duration::from_secs(10))
+    .client_request_timeout(request_timeout)
+    .client_disconnect_timeout(std::time::Duration::from_secs(2))
+    .max_connections(max_connections.div_ceil(workers).max(1))
     .bind(http_addr)
     .map_err(|e| format!("cannot listen on {http_addr}: {e}"))?
     .bind_rustls_0_23(https_addr, tls_config)

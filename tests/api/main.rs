@@ -15,6 +15,7 @@ mod edge;
 mod foundation;
 mod isolation;
 mod keys;
+mod limits;
 mod netlify;
 mod packaging;
 mod panel;

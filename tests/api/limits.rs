@@ -1,0 +1,73 @@
+//! Protocol limits: over-long URIs get 414 JSON, over-large or too many headers 431, and a
+//! client that never finishes its request head is answered 408 and disconnected (slowloris).
+
+use crate::helpers::TestApp;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+#[tokio::test]
+async fn long_uris_and_large_headers_are_refused() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let long = "a".repeat(9000);
+    app.get(&format!("/api/v1/users?email={long}"), &acme.key)
+        .await
+        .expect_error(414, "uri_too_long");
+    app.get(&format!("/{long}"), "")
+        .await
+        .expect_error(414, "uri_too_long");
+    // Just under the limit is served as usual.
+    app.get(
+        &format!("/api/v1/users?email={}", "a".repeat(8000)),
+        &acme.key,
+    )
+    .await
+    .expect(200);
+
+    let huge = app
+        .client
+        .get(app.url("/api/v1/users"))
+        .bearer_auth(&acme.key)
+        .header("x-padding", "p".repeat(200_000))
+        .send()
+        .await;
+    // The server refuses the head (431) or, mid-upload, closes the connection: never a 2xx.
+    if let Ok(r) = huge {
+        assert_eq!(r.status().as_u16(), 431);
+    }
+    let mut many = app
+        .client
+        .get(app.url("/api/v1/users"))
+        .bearer_auth(&acme.key);
+    for i in 0..200 {
+        many = many.header(format!("x-h{i}"), "v");
+    }
+    let r = many.send().await.expect("an answer");
+    assert_eq!(r.status().as_u16(), 431);
+    // The server is still fine afterwards.
+    app.get("/api/v1/users", &acme.key).await.expect(200);
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_is_cut_off() {
+    let app = TestApp::spawn_with(&["--request-timeout", "1"]).await;
+    let addr = app.http.trim_start_matches("http://").to_string();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+            .unwrap();
+        let mut got = Vec::new();
+        let read = conn.read_to_end(&mut got);
+        (read.is_ok(), String::from_utf8_lossy(&got).into_owned())
+    })
+    .await
+    .unwrap();
+    assert!(
+        outcome.0,
+        "the server closed the connection (not our read timeout)"
+    );
+    assert!(outcome.1.starts_with("HTTP/1.1 408"), "{:?}", outcome.1);
+    app.get("/healthz", "").await.expect(200);
+}
