@@ -115,8 +115,22 @@ async fn request_guard(
         return Ok(req.error_response(error::ApiError::UriTooLong));
     }
     let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    // File and zip uploads stream their bodies for as long as the client takes; holding the gate
+    // through them would let one slow upload stall a backup and, behind it, every write. They
+    // write content-addressed blobs (kept from GC during a backup) before the records naming them,
+    // so a backup taken meanwhile at worst holds a deploy that is not ready yet.
+    let upload = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            let t = t.trim_start().to_ascii_lowercase();
+            t.starts_with("application/zip")
+                || t.starts_with("application/octet-stream")
+                || t.starts_with("multipart/")
+        });
     let _guard = match req.app_data::<web::Data<AppState>>() {
-        Some(state) if !reads => Some(state.store.write_gate().read_owned().await),
+        Some(state) if !reads && !upload => Some(state.store.write_gate().read_owned().await),
         _ => None,
     };
     next.call(req)
