@@ -3,13 +3,11 @@
 //! the backup began, the site files, and the same operator token.
 
 use crate::edge::get as edge_get;
-use crate::helpers::{binary, TestApp};
+use crate::helpers::{all_emails, binary, TestApp, TokenLoad};
 use crate::sites::{zip_deploy, zip_of};
 use serde_json::json;
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 fn resellerd(args: &[&str]) -> std::process::Output {
     std::process::Command::new(binary())
@@ -21,26 +19,6 @@ fn resellerd(args: &[&str]) -> std::process::Output {
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-/// Every user email of the reseller, read page by page.
-async fn emails(app: &TestApp, key: &str) -> HashSet<String> {
-    let mut out = HashSet::new();
-    for page in 1.. {
-        let r = app
-            .get(&format!("/api/v1/users?per_page=100&page={page}"), key)
-            .await
-            .expect(200);
-        let list = r.body.as_array().expect("list").clone();
-        out.extend(
-            list.iter()
-                .map(|u| u["email"].as_str().unwrap().to_string()),
-        );
-        if list.len() < 100 {
-            break;
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -60,39 +38,12 @@ async fn backup_under_write_load_restores_every_acknowledged_write() {
     .await
     .expect(200);
 
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..8 {
-        let (client, url, key, acked, stop) = (
-            app.client.clone(),
-            app.url("/api/v1/access_tokens"),
-            acme.key.clone(),
-            acked.clone(),
-            stop.clone(),
-        );
-        writers.push(tokio::spawn(async move {
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let email = format!("w{w}-{i}@load.test");
-                i += 1;
-                let r = client
-                    .post(&url)
-                    .bearer_auth(&key)
-                    .json(&json!({"user": {"email": email}}))
-                    .send()
-                    .await;
-                if r.is_ok_and(|r| r.status().as_u16() == 201) {
-                    acked.lock().unwrap().push(email);
-                }
-            }
-        }));
-    }
+    let load = TokenLoad::start(&app, &acme.key, 8);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("backup.tar");
-    let before: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
+    let before: HashSet<String> = load.acked().into_iter().map(|(e, _)| e).collect();
     let (data, dest) = (app.data_dir.clone(), out.clone());
     let made = tokio::task::spawn_blocking(move || {
         resellerd(&["backup", "--data-dir", path(&data), "--out", path(&dest)])
@@ -105,11 +56,7 @@ async fn backup_under_write_load_restores_every_acknowledged_write() {
         String::from_utf8_lossy(&made.stderr)
     );
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.await.unwrap();
-    }
-    let during = acked.lock().unwrap().len();
+    let during = load.stop().await.len();
     assert!(
         before.len() > 20 && during > before.len(),
         "writes ran before ({}) and during ({during}) the backup",
@@ -131,7 +78,7 @@ async fn backup_under_write_load_restores_every_acknowledged_write() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
 
     let copy = TestApp::spawn_on(&restored, &app.operator);
-    let found = emails(&copy, &acme.key).await;
+    let found = all_emails(&copy, &acme.key).await;
     let missing: Vec<_> = before.difference(&found).collect();
     assert!(
         missing.is_empty(),
@@ -181,7 +128,7 @@ async fn backup_of_a_stopped_server_and_bad_inputs() {
     let r = resellerd(&["restore", "--in", path(&out), "--data-dir", path(&restored)]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let copy = TestApp::spawn_on(&restored, &app.operator);
-    assert_eq!(emails(&copy, &acme.key).await.len(), 1);
+    assert_eq!(all_emails(&copy, &acme.key).await.len(), 1);
 
     let none = resellerd(&[
         "backup",

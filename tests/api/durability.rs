@@ -2,10 +2,8 @@
 //! acknowledged write, one data dir serves one process, HTTPS works with the self-signed
 //! certificate, and the operator token rotates while the server runs.
 
-use crate::helpers::{binary, TestApp};
+use crate::helpers::{all_emails, binary, TestApp, TokenLoad};
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 #[tokio::test]
 async fn everything_survives_a_restart() {
@@ -49,52 +47,10 @@ async fn everything_survives_a_restart() {
 async fn kill_9_under_concurrent_writes_loses_no_acknowledged_write() {
     let mut app = TestApp::spawn().await;
     let acme = app.reseller("Acme").await;
-    let acked = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..16 {
-        let (client, url, key, acked, stop) = (
-            app.client.clone(),
-            app.url("/api/v1/access_tokens"),
-            acme.key.clone(),
-            acked.clone(),
-            stop.clone(),
-        );
-        writers.push(tokio::spawn(async move {
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let email = format!("w{w}-{i}@load.test");
-                i += 1;
-                let sent = client
-                    .post(&url)
-                    .bearer_auth(&key)
-                    .json(&json!({"user": {"email": email}}))
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) if r.status() == 201 => {
-                        let body: serde_json::Value = match r.json().await {
-                            Ok(b) => b,
-                            Err(_) => break, // killed while the body was in flight: not acknowledged
-                        };
-                        acked
-                            .lock()
-                            .unwrap()
-                            .push((email, body["access_token"].as_str().unwrap().to_string()));
-                    }
-                    Ok(r) => panic!("unexpected status {}", r.status()),
-                    Err(_) => break, // the server is gone
-                }
-            }
-        }));
-    }
+    let load = TokenLoad::start(&app, &acme.key, 16);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     app.kill9();
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.await.unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
+    let acked = load.stop().await;
     assert!(
         acked.len() > 50,
         "the load produced only {} writes",
@@ -102,20 +58,7 @@ async fn kill_9_under_concurrent_writes_loses_no_acknowledged_write() {
     );
 
     let app = app.restart().await;
-    let mut stored = std::collections::HashSet::new();
-    for page in 1.. {
-        let path = format!("/api/v1/users?per_page=100&page={page}");
-        let r = app.get(&path, &acme.key).await.expect(200);
-        let users = r.body.as_array().unwrap();
-        if users.is_empty() {
-            break;
-        }
-        stored.extend(
-            users
-                .iter()
-                .map(|u| u["email"].as_str().unwrap().to_string()),
-        );
-    }
+    let stored = all_emails(&app, &acme.key).await;
     for (email, _) in &acked {
         assert!(stored.contains(email), "acknowledged user {email} lost");
     }

@@ -289,3 +289,95 @@ impl Reseller {
         }
     }
 }
+
+/// Concurrent `POST /access_tokens` writers with unique emails, for durability tests. Each
+/// acknowledged (201, body read) write is recorded as (email, access token); a writer stops
+/// when `stop` is set or the server goes away.
+pub struct TokenLoad {
+    pub acked: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl TokenLoad {
+    pub fn start(app: &TestApp, key: &str, writers: usize) -> TokenLoad {
+        use std::sync::atomic::Ordering;
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers = (0..writers)
+            .map(|w| {
+                let (client, url, key, acked, stop) = (
+                    app.client.clone(),
+                    app.url("/api/v1/access_tokens"),
+                    key.to_string(),
+                    acked.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let email = format!("w{w}-{i}@load.test");
+                        i += 1;
+                        let sent = client
+                            .post(&url)
+                            .bearer_auth(&key)
+                            .json(&json!({"user": {"email": email}}))
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(r) if r.status() == 201 => {
+                                let body: Value = match r.json().await {
+                                    Ok(b) => b,
+                                    Err(_) => break, // killed while the body was in flight: not acknowledged
+                                };
+                                let token = body["access_token"].as_str().unwrap().to_string();
+                                acked.lock().unwrap().push((email, token));
+                            }
+                            Ok(r) => panic!("unexpected status {}", r.status()),
+                            Err(_) => break, // the server is gone
+                        }
+                    }
+                })
+            })
+            .collect();
+        TokenLoad {
+            acked,
+            stop,
+            writers,
+        }
+    }
+
+    /// The writes acknowledged so far.
+    pub fn acked(&self) -> Vec<(String, String)> {
+        self.acked.lock().unwrap().clone()
+    }
+
+    /// Stops the writers and returns every acknowledged write.
+    pub async fn stop(self) -> Vec<(String, String)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in self.writers {
+            w.await.unwrap();
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        acked
+    }
+}
+
+/// Every user email of a reseller, read page by page.
+pub async fn all_emails(app: &TestApp, key: &str) -> std::collections::HashSet<String> {
+    let mut out = std::collections::HashSet::new();
+    for page in 1.. {
+        let path = format!("/api/v1/users?per_page=100&page={page}");
+        let r = app.get(&path, key).await.expect(200);
+        let users = r.body.as_array().expect("a list").clone();
+        if users.is_empty() {
+            break;
+        }
+        out.extend(
+            users
+                .iter()
+                .map(|u| u["email"].as_str().unwrap().to_string()),
+        );
+    }
+    out
+}
