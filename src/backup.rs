@@ -242,7 +242,7 @@ pub fn restore(input: impl Read, data_dir: &Path) -> io::Result<Restored> {
             ),
         ));
     }
-    std::fs::create_dir_all(data_dir)?;
+    crate::create_private_dir(data_dir)?;
     let db = sled::Config::new()
         .path(data_dir.join("db"))
         .open()

@@ -73,6 +73,13 @@ async fn backup_under_write_load_restores_every_acknowledged_write() {
         "restore failed: {}",
         String::from_utf8_lossy(&r.stderr)
     );
+    let restored_mode = std::fs::metadata(&restored).unwrap().permissions().mode();
+    assert_eq!(restored_mode & 0o077, 0, "the restored data dir is private");
+    let key_mode = std::fs::metadata(restored.join("tls/self-signed.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o077, 0, "the restored TLS key is private");
     let again = resellerd(&["restore", "--in", path(&out), "--data-dir", path(&restored)]);
     assert!(!again.status.success(), "restoring over data must fail");
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
