@@ -98,7 +98,11 @@ fn main() -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(&format!("restore failed: {e}")),
+                Err(e) if e.contains("not empty") => fail(&format!("restore failed: {e}")),
+                Err(e) => fail(&format!(
+                    "restore failed: {e} (delete {} before trying again)",
+                    data_dir.display()
+                )),
             }
         }
     }
