@@ -95,6 +95,42 @@ impl Modify for Security {
 /// `ErrorBody` schema, to each operation that does not describe them itself.
 struct Errors;
 
+/// Raw bodies (`Vec<u8>` in the attributes) are described as binary strings, not integer arrays.
+fn binary_bodies(op: &mut Operation) {
+    let binary = || {
+        utoipa::openapi::RefOr::T(utoipa::openapi::Schema::Object(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Binary,
+                )))
+                .build(),
+        ))
+    };
+    let mut contents: Vec<&mut utoipa::openapi::Content> = Vec::new();
+    if let Some(body) = op.request_body.as_mut() {
+        contents.extend(
+            body.content
+                .iter_mut()
+                .filter(|(t, _)| !t.contains("json"))
+                .map(|(_, c)| c),
+        );
+    }
+    for response in op.responses.responses.values_mut() {
+        if let utoipa::openapi::RefOr::T(r) = response {
+            contents.extend(
+                r.content
+                    .iter_mut()
+                    .filter(|(t, _)| !t.contains("json") && !t.starts_with("text/"))
+                    .map(|(_, c)| c),
+            );
+        }
+    }
+    for content in contents {
+        content.schema = Some(binary());
+    }
+}
+
 const ERRORS: [(&str, &str); 6] = [
     (
         "400",
@@ -119,15 +155,24 @@ const ERRORS: [(&str, &str); 6] = [
 impl Modify for Errors {
     fn modify(&self, doc: &mut Doc) {
         let schema = Ref::from_schema_name(ErrorBody::name());
-        for item in doc.paths.paths.values_mut() {
-            let ops: [&mut Option<Operation>; 5] = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let ops: [(&str, &mut Option<Operation>); 5] = [
+                ("get", &mut item.get),
+                ("post", &mut item.post),
+                ("put", &mut item.put),
+                ("patch", &mut item.patch),
+                ("delete", &mut item.delete),
             ];
-            for op in ops.into_iter().flatten() {
+            for (method, op) in ops {
+                let Some(op) = op else { continue };
+                // Handler names repeat across modules (and one handler may serve two
+                // methods): the operation id is the method and the path instead.
+                let words: Vec<&str> = path
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .filter(|w| !w.is_empty() && *w != "api" && *w != "v1")
+                    .collect();
+                op.operation_id = Some(format!("{method}_{}", words.join("_")));
+                binary_bodies(op);
                 let public = op.security.as_ref().is_some_and(|s| {
                     serde_json::to_value(s).is_ok_and(|v| v == serde_json::json!([{}]))
                 });

@@ -43,10 +43,16 @@ async fn openapi_document_covers_every_route() {
     let paths = doc["paths"].as_object().expect("paths");
 
     let mut documented = BTreeSet::new();
+    let mut operation_ids = BTreeSet::new();
     for (path, item) in paths {
         for (method, op) in item.as_object().expect("path item") {
             if ["get", "post", "put", "patch", "delete", "head"].contains(&method.as_str()) {
                 documented.insert((method.to_ascii_uppercase(), shape(path)));
+                let id = op["operationId"].as_str().unwrap_or_default().to_string();
+                assert!(
+                    operation_ids.insert(id),
+                    "{method} {path}: duplicate operationId"
+                );
                 assert!(
                     op["responses"].as_object().is_some_and(|r| !r.is_empty()),
                     "{method} {path} documents no response"
@@ -98,7 +104,10 @@ async fn openapi_document_covers_every_route() {
         }
     }
     let backup = &paths["/api/v1/admin/backup"]["get"]["responses"]["200"]["content"];
-    assert!(backup.get("application/x-tar").is_some(), "{backup}");
+    assert_eq!(
+        backup["application/x-tar"]["schema"]["format"], "binary",
+        "{backup}"
+    );
 
     // The schemas describe the JSON actually sent.
     let schemas = &doc["components"]["schemas"];
