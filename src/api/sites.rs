@@ -80,6 +80,9 @@ pub fn site_urls(state: &AppState, reseller: &Reseller, site: &Site) -> SiteUrls
     }
 }
 
+/// A JSON object whose fields are not described further.
+type Object = serde_json::Map<String, Value>;
+
 /// The Netlify deploy object (documentation of the main fields `deploy_view` sends).
 #[derive(Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
@@ -95,6 +98,15 @@ pub struct DeployView {
     admin_url: String,
     deploy_url: String,
     deploy_ssl_url: String,
+    build_id: Option<String>,
+    screenshot_url: Option<String>,
+    review_id: Option<String>,
+    review_url: Option<String>,
+    commit_ref: Option<String>,
+    commit_url: Option<String>,
+    skipped: Option<bool>,
+    framework: Option<String>,
+    function_schedules: Vec<Object>,
     draft: bool,
     /// SHA-1s of the files still to upload
     required: Vec<String>,
@@ -137,6 +149,11 @@ pub struct SiteView {
     ssl: bool,
     force_ssl: bool,
     managed_dns: bool,
+    feature_flags: Object,
+    build_settings: Object,
+    capabilities: Object,
+    /// `{"html": {"pretty_urls": true}}`
+    processing_settings: Object,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -154,6 +171,8 @@ struct Account {
     type_name: String,
     owner_ids: Vec<String>,
     roles_allowed: Vec<String>,
+    /// `{"sites": {"included": "unlimited", "used": 0}}`
+    capabilities: Object,
     default: bool,
     created_at: Timestamp,
     updated_at: Timestamp,

@@ -89,7 +89,6 @@ post, path = "/api/v1/sites/{site_id}/ssl", tag = "billing", params(("site_id" =
     responses(
         (status = 200, description = "The issued certificate and its charge", body = Certificate),
         (status = 402, description = "No usable payment method of this reseller", body = crate::error::ErrorBody),
-        (status = 422, description = "The CA did not issue the certificate", body = crate::error::ErrorBody),
     )
 )]
 async fn provision(
