@@ -85,10 +85,17 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
+    /// The HTTP status.
+    #[schema(example = 400)]
     pub code: u16,
+    /// A stable snake_case machine code.
+    #[schema(example = "domain_taken")]
     pub error: &'a str,
+    /// For humans.
+    #[schema(example = "example.com already belongs to a client")]
     pub message: String,
 }
 

@@ -62,6 +62,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             // Its own fallback, so an unknown API path is a JSON 404 on a site's host too.
             web::scope("/api/v1")
                 .wrap(actix_web::middleware::from_fn(ratelimit::limit))
+                .route("/openapi.json", web::get().to(api::openapi::openapi_json))
                 .configure(api::configure)
                 .default_service(web::to(api::ops::not_found)),
         )

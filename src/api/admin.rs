@@ -32,6 +32,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// `GET /admin/backup`: a consistent snapshot of the whole instance as a tar stream (what
 /// `resellerd backup` saves while the server runs).
+#[utoipa::path(
+get, path = "/api/v1/admin/backup", tag = "operator", security(("bearer" = [])),
+    responses((status = 200, description = "A consistent snapshot of the instance as a tar stream", content_type = "application/x-tar", body = Vec<u8>))
+)]
 async fn backup(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     who.require_operator()?;
     let gate = state.store.write_gate().write_owned().await;
@@ -83,18 +87,23 @@ async fn backup(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRes
         .body(actix_web::body::SizedStream::new(len, chunks)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateReseller {
     name: String,
     email: Email,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct CreatedReseller {
     reseller: Reseller,
     key: CreatedKey,
 }
 
+#[utoipa::path(
+post, path = "/api/v1/admin/resellers", tag = "operator", security(("bearer" = [])),
+    request_body = CreateReseller,
+    responses((status = 201, description = "The reseller and its first API key", body = CreatedReseller))
+)]
 async fn create(
     state: web::Data<AppState>,
     who: Principal,
@@ -114,6 +123,11 @@ async fn create(
     }))
 }
 
+#[utoipa::path(
+get, path = "/api/v1/admin/resellers", tag = "operator", security(("bearer" = [])),
+    params(PageQuery),
+    responses((status = 200, description = "One page of resellers; `Link` header", body = Vec<Reseller>))
+)]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -124,6 +138,11 @@ async fn list(
     paginate(&req, state.store.resellers().list()?, *q)
 }
 
+#[utoipa::path(
+get, path = "/api/v1/admin/resellers/{id}", tag = "operator", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Reseller id")),
+    responses((status = 200, description = "The reseller", body = Reseller))
+)]
 async fn get(
     state: web::Data<AppState>,
     who: Principal,
@@ -133,16 +152,22 @@ async fn get(
     Ok(HttpResponse::Ok().json(state.store.resellers().get(&id)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PatchReseller {
     name: Option<String>,
     email: Option<Email>,
     suspended: Option<bool>,
     allowed_ips: Option<IpAllowList>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     preview_domain: Option<Option<DomainName>>,
 }
 
+#[utoipa::path(
+patch, path = "/api/v1/admin/resellers/{id}", tag = "operator", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Reseller id")), request_body = PatchReseller,
+    responses((status = 200, description = "The updated reseller", body = Reseller))
+)]
 async fn update(
     state: web::Data<AppState>,
     who: Principal,
@@ -167,6 +192,11 @@ async fn update(
     Ok(HttpResponse::Ok().json(reseller))
 }
 
+#[utoipa::path(
+delete, path = "/api/v1/admin/resellers/{id}", tag = "operator", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Reseller id")),
+    responses((status = 204, description = "Deleted"))
+)]
 async fn delete(
     state: web::Data<AppState>,
     who: Principal,
@@ -178,10 +208,21 @@ async fn delete(
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
+/// PEM certificate chain and private key.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct UploadCertificate {
     certificate: String,
     private_key: String,
+}
+
+/// An installed certificate (documentation of the JSON sent).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UploadedCertificate {
+    domains: Vec<String>,
+    issuer: Option<String>,
+    expires_at: Option<Timestamp>,
+    state: String,
 }
 
 /// The name a reseller's uploaded certificate serves: `*.<preview domain>`.
@@ -198,6 +239,11 @@ fn wildcard_name(reseller: &Reseller) -> ApiResult<String> {
 }
 
 /// A certificate (e.g. a wildcard) for the reseller's preview domain, served by SNI at once.
+#[utoipa::path(
+put, path = "/api/v1/admin/resellers/{id}/certificate", tag = "operator", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Reseller id")), request_body = UploadCertificate,
+    responses((status = 200, description = "Installed for `*.<preview_domain>`", body = UploadedCertificate))
+)]
 async fn put_certificate(
     state: web::Data<AppState>,
     who: Principal,
@@ -216,6 +262,11 @@ async fn put_certificate(
     })))
 }
 
+#[utoipa::path(
+delete, path = "/api/v1/admin/resellers/{id}/certificate", tag = "operator", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Reseller id")),
+    responses((status = 204, description = "Removed"))
+)]
 async fn delete_certificate(
     state: web::Data<AppState>,
     who: Principal,

@@ -18,6 +18,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/admin/audit").route(web::get().to(operator_log)));
 }
 
+#[utoipa::path(
+get, path = "/api/v1/audit", tag = "audit", params(PageQuery),
+    responses((status = 200, description = "The reseller's audit log, newest first; `Link` header", body = Vec<AuditEntry>))
+)]
 async fn reseller_log(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -32,6 +36,10 @@ async fn reseller_log(
     )
 }
 
+#[utoipa::path(
+get, path = "/api/v1/admin/audit", tag = "operator", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, description = "The whole audit log, newest first; `Link` header", body = Vec<AuditEntry>))
+)]
 async fn operator_log(
     req: HttpRequest,
     state: web::Data<AppState>,

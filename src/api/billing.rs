@@ -5,7 +5,7 @@ use super::{created, no_content};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Permission, Timestamp};
-use crate::store::billing::{PaymentKind, Prices};
+use crate::store::billing::{Charge, PaymentKind, PaymentMethod, Prices};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -48,7 +48,7 @@ fn text_field(name: &str, value: &str) -> ApiResult<String> {
     Ok(v.to_string())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewMethod {
     label: String,
     #[serde(rename = "type")]
@@ -56,6 +56,10 @@ struct NewMethod {
     reference: String,
 }
 
+#[utoipa::path(
+post, path = "/api/v1/payment_methods", tag = "billing", request_body = NewMethod,
+    responses((status = 201, description = "The payment method", body = PaymentMethod))
+)]
 async fn add(
     state: web::Data<AppState>,
     who: Principal,
@@ -75,11 +79,20 @@ async fn add(
     Ok(created(pm))
 }
 
+#[utoipa::path(
+get, path = "/api/v1/payment_methods", tag = "billing",
+    responses((status = 200, description = "The reseller's payment methods", body = Vec<PaymentMethod>))
+)]
 async fn list(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::BillingWrite)?;
     Ok(HttpResponse::Ok().json(state.store.billing().methods(&reseller.id)?))
 }
 
+#[utoipa::path(
+delete, path = "/api/v1/payment_methods/{id}", tag = "billing",
+    params(("id" = String, Path, description = "Payment method id")),
+    responses((status = 204, description = "Removed"))
+)]
 async fn delete(
     state: web::Data<AppState>,
     who: Principal,
@@ -91,11 +104,20 @@ async fn delete(
     Ok(no_content())
 }
 
+#[utoipa::path(
+get, path = "/api/v1/charges", tag = "billing",
+    responses((status = 200, description = "The reseller's charges ledger", body = Vec<Charge>))
+)]
 async fn charges(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::BillingWrite)?;
     Ok(HttpResponse::Ok().json(state.store.billing().charges(&reseller.id)?))
 }
 
+#[utoipa::path(
+get, path = "/api/v1/admin/resellers/{id}/prices", tag = "operator", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Reseller id")),
+    responses((status = 200, description = "What the reseller is charged", body = Prices))
+)]
 async fn get_prices(
     state: web::Data<AppState>,
     who: Principal,
@@ -106,6 +128,11 @@ async fn get_prices(
     Ok(HttpResponse::Ok().json(state.store.billing().prices(&reseller.id)?))
 }
 
+#[utoipa::path(
+put, path = "/api/v1/admin/resellers/{id}/prices", tag = "operator", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Reseller id")), request_body = Prices,
+    responses((status = 200, description = "The stored prices", body = Prices))
+)]
 async fn put_prices(
     state: web::Data<AppState>,
     who: Principal,

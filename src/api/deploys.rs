@@ -1,7 +1,7 @@
 //! Deploys, Netlify's digest flow: `POST /sites/{id}/deploys` (JSON file map, or a zip body),
 //! `PUT /sites/{id}/deploys/{deploy_id}`, `PUT /deploys/{id}/files/{path}`, listing, restore, cancel.
 
-use super::sites::{deploy_view, find_site, owns};
+use super::sites::{deploy_view, find_site, owns, DeployView};
 use super::{paginate, read_body, PageQuery};
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
@@ -31,12 +31,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/deploys/{deploy_id}").route(web::get().to(get)))
     .service(web::resource("/deploys/{deploy_id}/cancel").route(web::post().to(cancel)))
-    .service(web::resource("/deploys/{deploy_id}/lock").route(web::post().to(get)))
-    .service(web::resource("/deploys/{deploy_id}/unlock").route(web::post().to(get)))
+    .service(web::resource("/deploys/{deploy_id}/lock").route(web::post().to(lock)))
+    .service(web::resource("/deploys/{deploy_id}/unlock").route(web::post().to(unlock)))
     .service(web::resource("/deploys/{deploy_id}/files/{path:.*}").route(web::put().to(upload)));
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct DeployBody {
     files: Option<BTreeMap<String, String>>,
     draft: Option<bool>,
@@ -45,7 +45,8 @@ struct DeployBody {
     functions: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeployQuery {
     title: Option<String>,
     draft: Option<bool>,
@@ -114,6 +115,14 @@ fn is_zip(req: &HttpRequest) -> bool {
         })
 }
 
+#[utoipa::path(
+post, path = "/api/v1/sites/{site_id}/deploys", tag = "deploys", params(("site_id" = String, Path, description = "Site id, name or custom domain"), DeployQuery),
+    request_body(content(
+        (DeployBody = "application/json"),
+        (Vec<u8> = "application/zip"),
+    ), description = "A file digest (then upload the required files), or a zip of the whole site"),
+    responses((status = 200, description = "The deploy, with the SHA-1s still `required`", body = DeployView))
+)]
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -174,6 +183,11 @@ async fn create(
 }
 
 /// The CLI's second step: the file map for a deploy made by `POST` (draft stays as POSTed).
+#[utoipa::path(
+put, path = "/api/v1/sites/{site_id}/deploys/{deploy_id}", tag = "deploys", params(("site_id" = String, Path, description = "Site id, name or custom domain"), ("deploy_id" = String, Path, description = "Deploy id")),
+    request_body(content = DeployBody, description = "The file digest of a two-step deploy"),
+    responses((status = 200, description = "The deploy, with the SHA-1s still `required`", body = DeployView))
+)]
 async fn update(
     state: web::Data<AppState>,
     who: Principal,
@@ -199,6 +213,24 @@ async fn update(
     reply(&state, &tenant, &site, &deploy)
 }
 
+/// An uploaded file (documentation of the JSON `upload` sends).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct UploadedFile {
+    /// The file's SHA-1
+    id: String,
+    path: String,
+    sha: String,
+    mime_type: String,
+    size: u64,
+}
+
+#[utoipa::path(
+put, path = "/api/v1/deploys/{deploy_id}/files/{path}", tag = "deploys",
+    params(("deploy_id" = String, Path, description = "Deploy id"), ("path" = String, Path, description = "The file's path, percent-encoded")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file; its SHA-1 must match the digest"),
+    responses((status = 200, description = "Stored", body = UploadedFile))
+)]
 async fn upload(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -239,6 +271,10 @@ async fn upload(
     })))
 }
 
+#[utoipa::path(
+get, path = "/api/v1/sites/{site_id}/deploys", tag = "deploys", params(("site_id" = String, Path, description = "Site id, name or custom domain"), super::PageQuery),
+    responses((status = 200, description = "One page of the site's deploys; `Link` header", body = Vec<DeployView>))
+)]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -258,6 +294,10 @@ async fn list(
     paginate(&req, views, q.into_inner())
 }
 
+#[utoipa::path(
+get, path = "/api/v1/sites/{site_id}/deploys/{deploy_id}", tag = "deploys", params(("site_id" = String, Path, description = "Site id, name or custom domain"), ("deploy_id" = String, Path, description = "Deploy id")),
+    responses((status = 200, description = "The deploy", body = DeployView))
+)]
 async fn get_in_site(
     state: web::Data<AppState>,
     who: Principal,
@@ -269,6 +309,38 @@ async fn get_in_site(
     reply(&state, &tenant, &site, &deploy)
 }
 
+/// Deploys are never locked here; netlify-cli's lock call answers the deploy as it is.
+#[utoipa::path(
+    post, path = "/api/v1/deploys/{deploy_id}/lock", tag = "deploys",
+    params(("deploy_id" = String, Path, description = "Deploy id")),
+    responses((status = 200, description = "The deploy, unchanged", body = DeployView))
+)]
+async fn lock(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    get(state, who, id).await
+}
+
+/// See `lock`.
+#[utoipa::path(
+    post, path = "/api/v1/deploys/{deploy_id}/unlock", tag = "deploys",
+    params(("deploy_id" = String, Path, description = "Deploy id")),
+    responses((status = 200, description = "The deploy, unchanged", body = DeployView))
+)]
+async fn unlock(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    get(state, who, id).await
+}
+
+#[utoipa::path(
+get, path = "/api/v1/deploys/{deploy_id}", tag = "deploys", params(("deploy_id" = String, Path, description = "Deploy id")),
+    responses((status = 200, description = "The deploy", body = DeployView))
+)]
 async fn get(
     state: web::Data<AppState>,
     who: Principal,
@@ -279,6 +351,10 @@ async fn get(
     reply(&state, &tenant, &site, &deploy)
 }
 
+#[utoipa::path(
+post, path = "/api/v1/sites/{site_id}/deploys/{deploy_id}/restore", tag = "deploys", params(("site_id" = String, Path, description = "Site id, name or custom domain"), ("deploy_id" = String, Path, description = "Deploy id")),
+    responses((status = 200, description = "The deploy, now published", body = DeployView))
+)]
 async fn restore(
     state: web::Data<AppState>,
     who: Principal,
@@ -296,6 +372,10 @@ async fn restore(
     Ok(HttpResponse::Created().json(deploy_view(&state, &tenant.reseller, &site, &deploy)))
 }
 
+#[utoipa::path(
+post, path = "/api/v1/deploys/{deploy_id}/cancel", tag = "deploys", params(("deploy_id" = String, Path, description = "Deploy id")),
+    responses((status = 200, description = "The deploy, cancelled", body = DeployView))
+)]
 async fn cancel(
     state: web::Data<AppState>,
     who: Principal,

@@ -10,7 +10,7 @@ use crate::model::{DomainName, Email, Permission, Timestamp};
 use crate::store::domains::{Domain, DomainStatus};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -33,6 +33,89 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// A domain as the API shows it, with its traffic metrics.
+/// A domain as shown (documentation of the JSON `domain_view` sends).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DomainView {
+    id: String,
+    domain: DomainName,
+    user_id: String,
+    email: Email,
+    site_id: Option<String>,
+    /// pending, verified or failed
+    verification_status: String,
+    verification: Verification,
+    created_at: Timestamp,
+    verified_at: Option<Timestamp>,
+    last_checked_at: Option<Timestamp>,
+    metrics: DomainMetrics,
+}
+
+/// The TXT record that proves ownership.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Verification {
+    /// Always `TXT`
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+    value: String,
+}
+
+/// Requests served for a domain.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DomainMetrics {
+    requests: u64,
+    bytes_sent: u64,
+    last_request_at: Option<Timestamp>,
+    daily: Vec<DailyCounts>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct DailyCounts {
+    /// YYYY-MM-DD
+    date: String,
+    requests: u64,
+    bytes_sent: u64,
+}
+
+/// A new domain: the view plus its WordPress plugin key (shown once).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct CreatedDomain {
+    #[serde(flatten)]
+    view: DomainView,
+    wordpress_api_key: String,
+}
+
+/// A registered domain: the view plus the charge made.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct RegisteredDomain {
+    #[serde(flatten)]
+    view: DomainView,
+    charge_id: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct WordpressKey {
+    wordpress_api_key: String,
+}
+
+/// What the WordPress plugin sees of its domain.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct PluginDomain {
+    domain: DomainName,
+    verification_status: String,
+    verified_at: Option<Timestamp>,
+    last_checked_at: Option<Timestamp>,
+    metrics: DomainMetrics,
+}
+
 pub fn domain_view(state: &AppState, d: &Domain) -> ApiResult<Value> {
     let traffic = state.store.traffic().get(&d.id)?;
     Ok(json!({
@@ -98,7 +181,7 @@ fn owner_and_site(
     Ok((user, site_id))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewDomain {
     domain: DomainName,
     email: Email,
@@ -106,6 +189,10 @@ struct NewDomain {
     site_id: Option<String>,
 }
 
+#[utoipa::path(
+post, path = "/api/v1/domains", tag = "domains", request_body = NewDomain,
+    responses((status = 201, description = "The domain, with its WordPress key shown this once", body = CreatedDomain))
+)]
 async fn create(
     state: web::Data<AppState>,
     who: Principal,
@@ -130,12 +217,17 @@ async fn create(
     Ok(created(view))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DomainFilter {
     status: Option<String>,
     user_id: Option<String>,
 }
 
+#[utoipa::path(
+get, path = "/api/v1/domains", tag = "domains", params(DomainFilter, super::PageQuery),
+    responses((status = 200, description = "One page of domains; `Link` header", body = Vec<DomainView>))
+)]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -165,6 +257,10 @@ async fn list(
     paginate(&req, views, *page)
 }
 
+#[utoipa::path(
+get, path = "/api/v1/domains/{id}", tag = "domains", params(("id" = String, Path, description = "Domain id")),
+    responses((status = 200, description = "The domain", body = DomainView))
+)]
 async fn get(
     state: web::Data<AppState>,
     who: Principal,
@@ -175,12 +271,17 @@ async fn get(
     Ok(HttpResponse::Ok().json(domain_view(&state, &d)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PatchDomain {
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     site_id: Option<Option<String>>,
 }
 
+#[utoipa::path(
+patch, path = "/api/v1/domains/{id}", tag = "domains", params(("id" = String, Path, description = "Domain id")), request_body = PatchDomain,
+    responses((status = 200, description = "The domain", body = DomainView))
+)]
 async fn update(
     state: web::Data<AppState>,
     who: Principal,
@@ -200,6 +301,10 @@ async fn update(
     Ok(HttpResponse::Ok().json(domain_view(&state, &d)?))
 }
 
+#[utoipa::path(
+delete, path = "/api/v1/domains/{id}", tag = "domains", params(("id" = String, Path, description = "Domain id")),
+    responses((status = 204, description = "Deleted; the edge stops serving it at once"))
+)]
 async fn delete(
     state: web::Data<AppState>,
     who: Principal,
@@ -213,6 +318,10 @@ async fn delete(
     Ok(no_content())
 }
 
+#[utoipa::path(
+post, path = "/api/v1/domains/{id}/verify", tag = "domains", params(("id" = String, Path, description = "Domain id")),
+    responses((status = 200, description = "The domain after a DNS check", body = DomainView))
+)]
 async fn verify(
     state: web::Data<AppState>,
     who: Principal,
@@ -224,6 +333,10 @@ async fn verify(
     Ok(HttpResponse::Ok().json(domain_view(&state, &d)?))
 }
 
+#[utoipa::path(
+post, path = "/api/v1/domains/{id}/wordpress_key", tag = "domains", params(("id" = String, Path, description = "Domain id")),
+    responses((status = 201, description = "A new WordPress plugin key; the old one stops working", body = WordpressKey))
+)]
 async fn rotate_wp_key(
     state: web::Data<AppState>,
     who: Principal,
@@ -236,6 +349,10 @@ async fn rotate_wp_key(
 }
 
 /// The WordPress plugin's view: its one domain's status and metrics, nothing else.
+#[utoipa::path(
+get, path = "/api/v1/plugin/domain", tag = "domains", security(("bearer" = [])),
+    responses((status = 200, description = "The plugin key's domain: status and metrics", body = PluginDomain))
+)]
 async fn plugin_domain(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     let Principal::Plugin { domain } = &who else {
         return Err(ApiError::Forbidden(
@@ -253,7 +370,7 @@ async fn plugin_domain(state: web::Data<AppState>, who: Principal) -> ApiResult<
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Registration {
     domain: DomainName,
     email: Email,
@@ -264,6 +381,15 @@ struct Registration {
 
 /// Domain registration, a paid action: the configured registrar registers the name, then the
 /// domain is created already verified and the payment method is charged once.
+#[utoipa::path(
+post, path = "/api/v1/domains/register", tag = "domains", request_body = Registration,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry find the charge already made")),
+    responses(
+        (status = 201, description = "Registered, created verified, and charged", body = RegisteredDomain),
+        (status = 200, description = "A retry with the same Idempotency-Key", body = RegisteredDomain),
+        (status = 402, description = "No usable payment method of this reseller", body = crate::error::ErrorBody),
+    )
+)]
 async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -5,7 +5,7 @@ use super::sites::{find_site, owns};
 use super::{no_content, paginate, PageQuery};
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
-use crate::model::Permission;
+use crate::model::{Permission, Timestamp};
 use crate::store::forms::{Form, Submission};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -26,6 +26,52 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(get_submission))
                 .route(web::delete().to(delete_submission)),
         );
+}
+
+/// A detected form (documentation of the JSON `form_view` sends).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct FormView {
+    id: String,
+    site_id: String,
+    name: String,
+    paths: Vec<String>,
+    submission_count: u64,
+    fields: Vec<FormField>,
+    action: Option<String>,
+    honeypot: Option<String>,
+    created_at: Timestamp,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct FormField {
+    name: String,
+    /// Always `text`
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// A form submission (documentation of the JSON `submission_view` sends).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SubmissionView {
+    id: String,
+    number: u64,
+    form_id: String,
+    form_name: String,
+    site_id: String,
+    email: Option<String>,
+    name: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    company: Option<String>,
+    summary: String,
+    body: Option<String>,
+    /// Every submitted field
+    data: std::collections::BTreeMap<String, String>,
+    site_url: Option<String>,
+    created_at: Timestamp,
 }
 
 fn form_view(f: &Form) -> Value {
@@ -82,6 +128,10 @@ fn find_submission(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<Sub
         .ok_or(ApiError::NotFound("submission"))
 }
 
+#[utoipa::path(
+get, path = "/api/v1/sites/{site_id}/forms", tag = "forms", params(("site_id" = String, Path, description = "Site id, name or custom domain"), super::PageQuery),
+    responses((status = 200, description = "The site's forms", body = Vec<FormView>))
+)]
 async fn site_forms(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -95,6 +145,10 @@ async fn site_forms(
     paginate(&req, forms.iter().map(form_view).collect(), q.into_inner())
 }
 
+#[utoipa::path(
+get, path = "/api/v1/forms", tag = "forms", params(super::PageQuery),
+    responses((status = 200, description = "Every form of the tenant", body = Vec<FormView>))
+)]
 async fn all_forms(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -106,6 +160,10 @@ async fn all_forms(
     paginate(&req, forms.iter().map(form_view).collect(), q.into_inner())
 }
 
+#[utoipa::path(
+get, path = "/api/v1/sites/{site_id}/submissions", tag = "forms", params(("site_id" = String, Path, description = "Site id, name or custom domain"), super::PageQuery),
+    responses((status = 200, description = "The site's submissions", body = Vec<SubmissionView>))
+)]
 async fn site_submissions(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -124,6 +182,10 @@ async fn site_submissions(
     )
 }
 
+#[utoipa::path(
+get, path = "/api/v1/forms/{form_id}/submissions", tag = "forms", params(("form_id" = String, Path, description = "Form id"), super::PageQuery),
+    responses((status = 200, description = "The form's submissions", body = Vec<SubmissionView>))
+)]
 async fn form_submissions(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -141,6 +203,10 @@ async fn form_submissions(
     )
 }
 
+#[utoipa::path(
+get, path = "/api/v1/submissions", tag = "forms", params(super::PageQuery),
+    responses((status = 200, description = "Every submission of the tenant", body = Vec<SubmissionView>))
+)]
 async fn all_submissions(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -158,6 +224,10 @@ async fn all_submissions(
 }
 
 /// Netlify's listFormSubmission answers an array with the one submission.
+#[utoipa::path(
+get, path = "/api/v1/submissions/{id}", tag = "forms", params(("id" = String, Path, description = "Submission id")),
+    responses((status = 200, description = "The submission", body = SubmissionView))
+)]
 async fn get_submission(
     state: web::Data<AppState>,
     who: Principal,
@@ -168,6 +238,10 @@ async fn get_submission(
     Ok(HttpResponse::Ok().json(vec![submission_view(&sub)]))
 }
 
+#[utoipa::path(
+delete, path = "/api/v1/submissions/{id}", tag = "forms", params(("id" = String, Path, description = "Submission id")),
+    responses((status = 204, description = "Deleted"))
+)]
 async fn delete_submission(
     state: web::Data<AppState>,
     who: Principal,

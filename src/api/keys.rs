@@ -19,7 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// A key as listed: never the secret, only its masked form.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     pub id: String,
     pub name: String,
@@ -47,7 +47,7 @@ impl From<ApiKey> for KeyView {
 }
 
 /// A key as created: the one response that carries the secret.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedKey {
     pub key: String,
     #[serde(flatten)]
@@ -63,10 +63,11 @@ impl From<NewKey> for CreatedKey {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateKey {
     name: String,
     #[serde(default = "Permissions::all")]
+    #[schema(default = json!(["*"]))]
     permissions: Permissions,
     #[serde(default)]
     allowed_ips: IpAllowList,
@@ -74,6 +75,11 @@ struct CreateKey {
     expires_at: Option<Timestamp>,
 }
 
+#[utoipa::path(
+post, path = "/api/v1/keys", tag = "keys",
+    request_body = CreateKey,
+    responses((status = 201, description = "The key, with its secret shown this once", body = CreatedKey))
+)]
 async fn create(
     state: web::Data<AppState>,
     who: Principal,
@@ -93,6 +99,10 @@ async fn create(
     Ok(created(CreatedKey::from(new)))
 }
 
+#[utoipa::path(
+get, path = "/api/v1/keys", tag = "keys",
+    responses((status = 200, description = "The reseller's keys, without secrets", body = Vec<KeyView>))
+)]
 async fn list(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::KeysManage)?;
     let keys: Vec<KeyView> = state
@@ -105,6 +115,11 @@ async fn list(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRespo
     Ok(HttpResponse::Ok().json(keys))
 }
 
+#[utoipa::path(
+delete, path = "/api/v1/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "Key id")),
+    responses((status = 204, description = "Revoked; the key stops working at once"))
+)]
 async fn delete(
     state: web::Data<AppState>,
     who: Principal,

@@ -8,6 +8,7 @@ pub mod deploys;
 pub mod domains;
 pub mod forms;
 pub mod keys;
+pub mod openapi;
 pub mod ops;
 pub mod reseller;
 pub mod sites;
@@ -98,10 +99,13 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize, Debug, Clone, Copy)]
+#[derive(Deserialize, Debug, Clone, Copy, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Page number, from 1.
     #[serde(default, deserialize_with = "number_in_query")]
     pub page: Option<usize>,
+    /// Items per page, 1 to 100 (default 100).
     #[serde(default, deserialize_with = "number_in_query")]
     pub per_page: Option<usize>,
 }

@@ -6,7 +6,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{DomainName, Email, IpAllowList, Permission, Timestamp};
 use crate::store::pages::PageKind;
-use crate::store::resellers::ResellerPatch;
+use crate::store::resellers::{Reseller, ResellerPatch};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -27,6 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+#[utoipa::path(
+get, path = "/api/v1/reseller", tag = "reseller",
+    responses((status = 200, description = "The reseller account", body = Reseller))
+)]
 async fn get(who: Principal) -> ApiResult<HttpResponse> {
     let reseller = match &who {
         Principal::Reseller { reseller, .. } => reseller,
@@ -39,16 +43,23 @@ async fn get(who: Principal) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(reseller))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = PatchResellerAccount)]
 struct PatchReseller {
     name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     preview_domain: Option<Option<DomainName>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     notification_email: Option<Option<Email>>,
     allowed_ips: Option<IpAllowList>,
 }
 
+#[utoipa::path(
+patch, path = "/api/v1/reseller", tag = "reseller", request_body = PatchReseller,
+    responses((status = 200, description = "The updated reseller account", body = Reseller))
+)]
 async fn update(
     state: web::Data<AppState>,
     who: Principal,
@@ -79,6 +90,11 @@ pub fn has_password_form(html: &str) -> bool {
         .unwrap_or(false)
 }
 
+#[utoipa::path(
+put, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success or password")),
+    request_body(content = String, content_type = "text/html", description = "The page's HTML, at most 512 KiB"),
+    responses((status = 204, description = "Stored"))
+)]
 async fn put_page(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -116,6 +132,10 @@ async fn put_page(
     Ok(no_content())
 }
 
+#[utoipa::path(
+get, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success or password")),
+    responses((status = 200, description = "The custom page", content_type = "text/html", body = String))
+)]
 async fn get_page(
     state: web::Data<AppState>,
     who: Principal,
@@ -133,6 +153,10 @@ async fn get_page(
         .body(html))
 }
 
+#[utoipa::path(
+delete, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success or password")),
+    responses((status = 204, description = "Back to the built-in page"))
+)]
 async fn delete_page(
     state: web::Data<AppState>,
     who: Principal,

@@ -11,7 +11,7 @@ use crate::store::sites::{Site, SitePatch};
 use crate::store::users::User;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -80,6 +80,104 @@ pub fn site_urls(state: &AppState, reseller: &Reseller, site: &Site) -> SiteUrls
     }
 }
 
+/// A JSON object whose fields are not described further.
+type Object = serde_json::Map<String, Value>;
+
+/// The Netlify deploy object (documentation of the main fields `deploy_view` sends).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DeployView {
+    id: String,
+    site_id: String,
+    user_id: String,
+    /// new, prepared, ready or error
+    state: String,
+    name: SiteName,
+    url: String,
+    ssl_url: String,
+    admin_url: String,
+    deploy_url: String,
+    deploy_ssl_url: String,
+    build_id: Option<String>,
+    screenshot_url: Option<String>,
+    review_id: Option<String>,
+    review_url: Option<String>,
+    commit_ref: Option<String>,
+    commit_url: Option<String>,
+    skipped: Option<bool>,
+    framework: Option<String>,
+    function_schedules: Vec<Object>,
+    draft: bool,
+    /// SHA-1s of the files still to upload
+    required: Vec<String>,
+    required_functions: Vec<String>,
+    error_message: Option<String>,
+    branch: Option<String>,
+    title: Option<String>,
+    /// production or deploy-preview
+    context: String,
+    locked: bool,
+    file_count: u64,
+    pending: u64,
+    published: bool,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    published_at: Option<Timestamp>,
+}
+
+/// The Netlify site object (documentation of the main fields `site_view` sends).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct SiteView {
+    id: String,
+    site_id: String,
+    name: SiteName,
+    state: String,
+    plan: String,
+    url: String,
+    ssl_url: String,
+    admin_url: String,
+    deploy_url: String,
+    custom_domain: Option<DomainName>,
+    domain_aliases: Vec<String>,
+    password_protected: bool,
+    user_id: String,
+    account_id: String,
+    account_slug: String,
+    account_name: String,
+    published_deploy: Option<DeployView>,
+    ssl: bool,
+    force_ssl: bool,
+    managed_dns: bool,
+    feature_flags: Object,
+    build_settings: Object,
+    capabilities: Object,
+    /// `{"html": {"pretty_urls": true}}`
+    processing_settings: Object,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+/// A Netlify account: the reseller's own or one per user.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Account {
+    id: String,
+    name: String,
+    slug: String,
+    /// RESELLER or PERSONAL
+    #[serde(rename = "type")]
+    kind: String,
+    type_name: String,
+    owner_ids: Vec<String>,
+    roles_allowed: Vec<String>,
+    /// `{"sites": {"included": "unlimited", "used": 0}}`
+    capabilities: Object,
+    default: bool,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
 /// The Netlify deploy object.
 pub fn deploy_view(state: &AppState, reseller: &Reseller, site: &Site, d: &Deploy) -> Value {
     let urls = site_urls(state, reseller, site);
@@ -134,7 +232,7 @@ pub fn site_view(state: &AppState, reseller: &Reseller, site: &Site) -> ApiResul
     }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct CreateSite {
     name: Option<String>,
     #[serde(default)]
@@ -199,6 +297,10 @@ async fn create_for(
     Ok(created(site_view(state, &tenant.reseller, &site)?))
 }
 
+#[utoipa::path(
+post, path = "/api/v1/sites", tag = "sites", request_body = CreateSite,
+    responses((status = 201, description = "The new site", body = SiteView))
+)]
 async fn create(
     state: web::Data<AppState>,
     who: Principal,
@@ -242,6 +344,11 @@ fn who_user_id(who: &Principal) -> Option<&str> {
     }
 }
 
+#[utoipa::path(
+post, path = "/api/v1/{account_slug}/sites", tag = "sites", params(("account_slug" = String, Path, description = "Account slug: a user id, or the reseller id")),
+    request_body(content = Option<CreateSite>, description = "May be empty"),
+    responses((status = 201, description = "The new site", body = SiteView))
+)]
 async fn create_in_account(
     state: web::Data<AppState>,
     who: Principal,
@@ -263,13 +370,15 @@ async fn create_in_account(
     create_for(&state, &who, owner, body).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SiteFilter {
     name: Option<String>,
     #[allow(dead_code)] // Netlify's all/owner/guest: every site here has one owner
     filter: Option<String>,
     user_id: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     page: PageQuery,
 }
 
@@ -291,6 +400,10 @@ fn list_views(
         .collect()
 }
 
+#[utoipa::path(
+get, path = "/api/v1/sites", tag = "sites", params(SiteFilter, PageQuery),
+    responses((status = 200, description = "One page of the tenant's sites; `Link` header", body = Vec<SiteView>))
+)]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -302,6 +415,10 @@ async fn list(
     paginate(&req, views, q.page)
 }
 
+#[utoipa::path(
+get, path = "/api/v1/{account_slug}/sites", tag = "sites", params(("account_slug" = String, Path, description = "Account slug: a user id, or the reseller id"), SiteFilter, PageQuery),
+    responses((status = 200, description = "One page of the account's sites; `Link` header", body = Vec<SiteView>))
+)]
 async fn list_for_account(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -319,6 +436,10 @@ async fn list_for_account(
     paginate(&req, views, q.page)
 }
 
+#[utoipa::path(
+get, path = "/api/v1/sites/{site_id}", tag = "sites", params(("site_id" = String, Path, description = "Site id, name or custom domain")),
+    responses((status = 200, description = "The site", body = SiteView))
+)]
 async fn get(
     state: web::Data<AppState>,
     who: Principal,
@@ -329,15 +450,22 @@ async fn get(
     Ok(HttpResponse::Ok().json(site_view(&state, &tenant.reseller, &site)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct PatchSite {
     name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     custom_domain: Option<Option<DomainName>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable)]
     password: Option<Option<String>>,
 }
 
+#[utoipa::path(
+method(patch, put), path = "/api/v1/sites/{site_id}", tag = "sites", params(("site_id" = String, Path, description = "Site id, name or custom domain")),
+    request_body = PatchSite,
+    responses((status = 200, description = "The updated site", body = SiteView))
+)]
 async fn update(
     state: web::Data<AppState>,
     who: Principal,
@@ -366,6 +494,10 @@ async fn update(
     Ok(HttpResponse::Ok().json(site_view(&state, &tenant.reseller, &site)?))
 }
 
+#[utoipa::path(
+delete, path = "/api/v1/sites/{site_id}", tag = "sites", params(("site_id" = String, Path, description = "Site id, name or custom domain")),
+    responses((status = 204, description = "Deleted with its deploys"))
+)]
 async fn delete(
     state: web::Data<AppState>,
     who: Principal,
@@ -420,10 +552,18 @@ fn account_list(state: &AppState, who: &Principal) -> ApiResult<Vec<Value>> {
     }
 }
 
+#[utoipa::path(
+get, path = "/api/v1/accounts", tag = "sites",
+    responses((status = 200, description = "The caller's Netlify accounts", body = Vec<Account>))
+)]
 async fn accounts(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(account_list(&state, &who)?))
 }
 
+#[utoipa::path(
+get, path = "/api/v1/accounts/{slug}", tag = "sites", params(("slug" = String, Path, description = "Account slug: a user id, or the reseller id")),
+    responses((status = 200, description = "One account", body = Account))
+)]
 async fn account(
     state: web::Data<AppState>,
     who: Principal,
@@ -438,6 +578,10 @@ async fn account(
 
 /// Environment variables are not stored here; netlify-cli asks and accepts an empty list.
 /// Only for an account the caller sees: any other slug is "not found", as on `GET /accounts/{slug}`.
+#[utoipa::path(
+get, path = "/api/v1/accounts/{slug}/env", tag = "sites", params(("slug" = String, Path, description = "Account slug: a user id, or the reseller id")),
+    responses((status = 200, description = "Always an empty list: environment variables are not stored", body = Vec<Object>))
+)]
 async fn env(
     state: web::Data<AppState>,
     who: Principal,

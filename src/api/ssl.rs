@@ -24,6 +24,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// A site's certificate (documentation of the JSON `cert_view` sends).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Certificate {
+    /// pending, issued or failed
+    state: String,
+    domains: Vec<String>,
+    issuer: Option<String>,
+    expires_at: Option<Timestamp>,
+    error: Option<String>,
+    renewals: u32,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    /// The charge recorded for the certificate (POST only)
+    charge_id: Option<String>,
+}
+
 fn cert_view(rec: &CertRecord, charge_id: Option<&str>) -> Value {
     json!({
         "state": rec.state,
@@ -60,11 +77,20 @@ fn verified_domain(state: &AppState, site: &Site) -> ApiResult<String> {
         })
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct Provision {
     payment_method_id: Option<String>,
 }
 
+#[utoipa::path(
+post, path = "/api/v1/sites/{site_id}/ssl", tag = "billing", params(("site_id" = String, Path, description = "Site id, name or custom domain"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry find the charge already made")),
+    request_body(content = Option<Provision>, description = "May be empty when the reseller has one payment method"),
+    responses(
+        (status = 200, description = "The issued certificate and its charge", body = Certificate),
+        (status = 402, description = "No usable payment method of this reseller", body = crate::error::ErrorBody),
+    )
+)]
 async fn provision(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -118,6 +144,10 @@ async fn provision(
     Ok(HttpResponse::Ok().json(cert_view(&rec, Some(&charge.id))))
 }
 
+#[utoipa::path(
+get, path = "/api/v1/sites/{site_id}/ssl", tag = "sites", params(("site_id" = String, Path, description = "Site id, name or custom domain")),
+    responses((status = 200, description = "The site's latest certificate", body = Certificate))
+)]
 async fn show(
     state: web::Data<AppState>,
     who: Principal,

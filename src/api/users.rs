@@ -22,7 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/user").route(web::get().to(current)));
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: String,
     pub uid: Option<String>,
@@ -48,18 +48,20 @@ impl UserView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct TokenUser {
     email: Email,
+    /// The CRM's id for the user: a string or a number.
+    #[schema(value_type = Option<String>)]
     uid: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateToken {
     user: TokenUser,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct CreatedToken {
     id: String,
     access_token: String,
@@ -69,6 +71,11 @@ struct CreatedToken {
     created_at: Timestamp,
 }
 
+#[utoipa::path(
+post, path = "/api/v1/access_tokens", tag = "users",
+    request_body = CreateToken,
+    responses((status = 201, description = "A new access token (the user is created if the email is new)", body = CreatedToken))
+)]
 async fn create_token(
     state: web::Data<AppState>,
     who: Principal,
@@ -100,6 +107,11 @@ async fn create_token(
     }))
 }
 
+#[utoipa::path(
+delete, path = "/api/v1/access_tokens/{id}", tag = "users",
+    params(("id" = String, Path, description = "Access token id")),
+    responses((status = 204, description = "Revoked"))
+)]
 async fn revoke_token(
     state: web::Data<AppState>,
     who: Principal,
@@ -111,12 +123,18 @@ async fn revoke_token(
     Ok(no_content())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UserFilter {
     email: Option<String>,
     uid: Option<String>,
 }
 
+#[utoipa::path(
+get, path = "/api/v1/users", tag = "users",
+    params(UserFilter, super::PageQuery),
+    responses((status = 200, description = "One page of the reseller's users; `Link` header", body = Vec<UserView>))
+)]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -163,6 +181,11 @@ async fn list(
     page_response(&req, views, total, *page)
 }
 
+#[utoipa::path(
+get, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "The user", body = UserView))
+)]
 async fn get(
     state: web::Data<AppState>,
     who: Principal,
@@ -173,6 +196,11 @@ async fn get(
     Ok(HttpResponse::Ok().json(UserView::new(&state, user)?))
 }
 
+#[utoipa::path(
+delete, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 204, description = "Deleted with its tokens and sites"))
+)]
 async fn delete(
     state: web::Data<AppState>,
     who: Principal,
@@ -184,7 +212,28 @@ async fn delete(
     Ok(no_content())
 }
 
+/// `GET /user`: the caller as a Netlify user object (documentation of the JSON it sends).
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+struct CurrentUser {
+    id: String,
+    uid: Option<String>,
+    email: Email,
+    full_name: Option<String>,
+    avatar_url: Option<String>,
+    created_at: Timestamp,
+    /// `user` or `reseller`
+    #[serde(rename = "type")]
+    kind: String,
+    login_providers: Vec<String>,
+    last_login: Option<Timestamp>,
+}
+
 /// The caller as a Netlify user object; a reseller key is shown as a user-shaped reseller.
+#[utoipa::path(
+get, path = "/api/v1/user", tag = "users",
+    responses((status = 200, description = "The caller: the user, or a reseller as a user-shaped object", body = CurrentUser))
+)]
 async fn current(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     let body = match &who {
         Principal::User { user, .. } => {

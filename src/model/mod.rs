@@ -6,6 +6,7 @@ mod id;
 mod ipnet_list;
 mod name;
 mod permission;
+mod schema;
 mod time;
 
 pub use email::Email;

@@ -6,7 +6,7 @@ use crate::error::ApiResult;
 use crate::model::{new_id, Timestamp};
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: String,
     pub at: Timestamp,

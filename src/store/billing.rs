@@ -9,14 +9,14 @@ use crate::model::{new_id, Timestamp};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentKind {
     Card,
     Invoice,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PaymentMethod {
     pub id: String,
     pub label: String,
@@ -26,14 +26,14 @@ pub struct PaymentMethod {
     pub created_at: Timestamp,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaidAction {
     SslCertificate,
     DomainRegistration,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Charge {
     pub id: String,
     pub payment_method_id: String,
@@ -47,7 +47,7 @@ pub struct Charge {
 }
 
 /// What the operator charges a reseller per paid action.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Prices {
     pub currency: String,
     pub ssl_certificate_cents: u64,

@@ -8,7 +8,7 @@ use crate::model::{new_id, DomainName, Email, IpAllowList, Permissions, Timestam
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reseller {
     pub id: String,
     pub name: String,

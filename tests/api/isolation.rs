@@ -990,7 +990,7 @@ async fn tenant_isolation_matrix() {
 }
 
 /// Every (method, path) registered in `src/api/*.rs`, read from the source.
-fn registered_routes() -> BTreeSet<(String, String)> {
+pub(crate) fn registered_routes() -> BTreeSet<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -1069,7 +1069,7 @@ fn registered_routes() -> BTreeSet<(String, String)> {
 }
 
 /// A path with every `{placeholder}` (and `{tail:.*}`) reduced to `{}`.
-fn shape(path: &str) -> String {
+pub(crate) fn shape(path: &str) -> String {
     let mut out = String::new();
     let mut depth = 0;
     for c in path.chars() {

@@ -17,6 +17,7 @@ mod isolation;
 mod keys;
 mod limits;
 mod netlify;
+mod openapi;
 mod packaging;
 mod panel;
 mod ratelimit;
