@@ -13,6 +13,7 @@ mod domains;
 mod durability;
 mod edge;
 mod foundation;
+mod fuzz;
 mod isolation;
 mod keys;
 mod limits;
