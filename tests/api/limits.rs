@@ -1,5 +1,6 @@
 //! Protocol limits: over-long URIs get 414 JSON, over-large or too many headers 431, and a
-//! client that never finishes its request head is answered 408 and disconnected (slowloris).
+//! client that never finishes its request head is answered 408 and disconnected (slowloris), and
+//! connections over `--max-connections` wait in the kernel's queue until one closes.
 
 use crate::helpers::TestApp;
 use std::io::{Read, Write};
@@ -70,4 +71,49 @@ async fn a_client_that_never_finishes_its_request_is_cut_off() {
     );
     assert!(outcome.1.starts_with("HTTP/1.1 408"), "{:?}", outcome.1);
     app.get("/healthz", "").await.expect(200);
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_until_one_closes() {
+    // Two workers (the harness's default) with one connection each.
+    let app = TestApp::spawn_with(&["--max-connections", "2", "--request-timeout", "30"]).await;
+    let addr = app.http.trim_start_matches("http://").to_string();
+    let served = tokio::task::spawn_blocking(move || {
+        let ask = |conn: &mut std::net::TcpStream| {
+            conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                .unwrap();
+            let mut buf = [0u8; 512];
+            conn.read(&mut buf)
+                .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+        };
+        // Two kept-alive connections fill the cap; each is served.
+        let mut held: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+            .collect();
+        for conn in &mut held {
+            conn.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            assert!(ask(conn).unwrap().starts_with("HTTP/1.1 200"));
+        }
+        // A third is accepted by the kernel but not served while both are open...
+        let mut third = std::net::TcpStream::connect(&addr).unwrap();
+        third
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        let waiting = ask(&mut third);
+        // ...and is served as soon as one of them closes.
+        held.pop();
+        third
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let later = third
+            .read(&mut buf)
+            .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned());
+        (waiting.is_err(), later)
+    })
+    .await
+    .unwrap();
+    assert!(served.0, "a connection over the cap was served at once");
+    assert!(served.1.unwrap().starts_with("HTTP/1.1 200"));
 }
