@@ -140,7 +140,7 @@ fn serve(settings: Settings) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    resellerd::telemetry::init(settings.log_format.as_deref());
+    let _log = resellerd::telemetry::init(settings.log_format.as_deref());
     let data_dir = settings.data_dir();
     if let Err(e) = resellerd::create_private_dir(&data_dir) {
         return fail(&format!(

@@ -3,7 +3,10 @@
 use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
-pub fn init(format: Option<&str>) {
+/// Installs the subscriber. Lines are written to stderr by a background thread (never dropped:
+/// a full queue makes the logger wait), so request threads do not pay for a write per line;
+/// keep the returned guard alive until exit, when it flushes what is queued.
+pub fn init(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard {
     // actix-http logs a client's malformed or oversized request head at ERROR; the client already
     // got its 4xx, so those lines are noise unless RUST_LOG asks for actix_http explicitly.
     let quiet = "actix_http::h1::dispatcher=off";
@@ -17,12 +20,16 @@ pub fn init(format: Option<&str>) {
         "pretty" => false,
         _ => !std::io::stderr().is_terminal(),
     };
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+    guard
 }
