@@ -35,9 +35,9 @@ fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-/// Writes a backup of `store` (opened on `data_dir`) to `out`. The caller makes sure no writes
-/// run while `dump_done` has not been called: a server passes its write-gate guard in `gate`,
-/// which is dropped as soon as the trees are dumped.
+/// Writes a backup of `store` (opened on `data_dir`) to `out`. The caller keeps writes out while
+/// the trees are dumped: a server passes its write-gate guard as `gate`, dropped as soon as the
+/// trees are in the archive (before the blobs and files are copied); offline, `()` will do.
 pub fn write<W: Write, G>(store: &Store, data_dir: &Path, out: W, gate: G) -> io::Result<W> {
     let _gc = store.blobs_in_use();
     let mut tar = tar::Builder::new(out);
