@@ -1,4 +1,4 @@
-//! The resellerd command line: `serve`, `operator-token`, `backup`, `restore`.
+//! The resellerd command line: `serve`, `operator-token`, `backup`, `restore`, `doctor`.
 
 use clap::{Parser, Subcommand};
 use resellerd::auth::operator;
@@ -98,7 +98,9 @@ fn main() -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
-                Err(e) if e.contains("not empty") => fail(&format!("restore failed: {e}")),
+                Err(e) if e.contains("not empty") || !data_dir.exists() => {
+                    fail(&format!("restore failed: {e}"))
+                }
                 Err(e) => fail(&format!(
                     "restore failed: {e} (delete {} before trying again)",
                     data_dir.display()
