@@ -120,18 +120,20 @@ async fn request_guard(
     // through them would let one slow upload stall a backup and, behind it, every write. They
     // write content-addressed blobs (kept from GC during a backup) before the records naming them,
     // so a backup taken meanwhile at worst holds a deploy that is not ready yet.
-    let upload = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| {
-            let t = t.trim_start().to_ascii_lowercase();
-            t.starts_with("application/zip")
-                || t.starts_with("application/octet-stream")
-                || t.starts_with("multipart/")
-        });
+    let upload = || {
+        let t = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .trim_start()
+            .as_bytes();
+        let starts =
+            |p: &str| t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p.as_bytes());
+        starts("application/zip") || starts("application/octet-stream") || starts("multipart/")
+    };
     let _guard = match req.app_data::<web::Data<AppState>>() {
-        Some(state) if !reads && !upload => Some(state.store.write_gate().read_owned().await),
+        Some(state) if !reads && !upload() => Some(state.store.write_gate().read_owned().await),
         _ => None,
     };
     next.call(req)
