@@ -4,8 +4,7 @@
 
 use crate::edge::get as edge_get;
 use crate::helpers::{all_emails, binary, TestApp, TokenLoad};
-use crate::sites::{zip_deploy, zip_of};
-use serde_json::json;
+use crate::sites::publish_site;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -26,17 +25,13 @@ async fn backup_under_write_load_restores_every_acknowledged_write() {
     let app = TestApp::spawn().await;
     let acme = app.reseller("Acme").await;
     let ann = acme.access_token(&app, "ann@acme.test").await;
-    app.post("/api/v1/sites", &ann.token, json!({"name": "shop"}))
-        .await
-        .expect(201);
-    zip_deploy(
+    publish_site(
         &app,
         &ann.token,
         "shop",
-        zip_of(&[("index.html", b"<h1>shop</h1>")]),
+        &[("index.html", b"<h1>shop</h1>")],
     )
-    .await
-    .expect(200);
+    .await;
 
     let load = TokenLoad::start(&app, &acme.key, 8);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;

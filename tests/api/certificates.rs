@@ -4,7 +4,7 @@
 
 use crate::helpers::TestApp;
 use crate::pebble::{ChallTestSrv, Pebble};
-use crate::sites::{zip_deploy, zip_of};
+use crate::sites::publish_site;
 use reqwest::Method;
 use serde_json::json;
 use std::time::Duration;
@@ -38,17 +38,13 @@ async fn setup(extra: &[&str]) -> Setup {
 
     let acme = app.reseller("Acme").await;
     let ann = acme.access_token(&app, "ann@shop.test").await;
-    app.post("/api/v1/sites", &ann.token, json!({"name": "shop"}))
-        .await
-        .expect(201);
-    zip_deploy(
+    publish_site(
         &app,
         &ann.token,
         "shop",
-        zip_of(&[("index.html", b"<h1>secure shop</h1>")]),
+        &[("index.html", b"<h1>secure shop</h1>")],
     )
-    .await
-    .expect(200);
+    .await;
     let d = app
         .post(
             "/api/v1/domains",
@@ -318,17 +314,13 @@ async fn the_operator_installs_a_wildcard_for_a_preview_domain() {
     assert_eq!(r.body["domains"], json!(["*.sites.acme.test"]));
 
     let ann = acme.access_token(&app, "ann@acme.test").await;
-    app.post("/api/v1/sites", &ann.token, json!({"name": "docs"}))
-        .await
-        .expect(201);
-    zip_deploy(
+    publish_site(
         &app,
         &ann.token,
         "docs",
-        zip_of(&[("index.html", b"<h1>docs</h1>")]),
+        &[("index.html", b"<h1>docs</h1>")],
     )
-    .await
-    .expect(200);
+    .await;
     // A new client per check: a pooled connection would skip the handshake being tested.
     let client = || {
         reqwest::Client::builder()

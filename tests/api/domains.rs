@@ -5,7 +5,7 @@
 use crate::edge;
 use crate::helpers::{Reply, TestApp};
 use crate::pebble::ChallTestSrv;
-use crate::sites::{zip_deploy, zip_of};
+use crate::sites::publish_site;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -360,17 +360,13 @@ async fn a_verified_domain_serves_its_site_and_counts_traffic() {
     let app = dns_app(&dns, &["--traffic-flush-interval", "1"]).await;
     let acme = app.reseller("Acme").await;
     let ann = acme.access_token(&app, "ann@shop.test").await;
-    app.post("/api/v1/sites", &ann.token, json!({"name": "shop"}))
-        .await
-        .expect(201);
-    zip_deploy(
+    publish_site(
         &app,
         &ann.token,
         "shop",
-        zip_of(&[("index.html", b"<h1>the shop</h1>")]),
+        &[("index.html", b"<h1>the shop</h1>")],
     )
-    .await
-    .expect(200);
+    .await;
     let other = acme.access_token(&app, "bob@else.test").await;
     app.post("/api/v1/sites", &other.token, json!({"name": "bobs"}))
         .await

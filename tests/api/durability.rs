@@ -2,7 +2,7 @@
 //! acknowledged write, one data dir serves one process, HTTPS works with the self-signed
 //! certificate, and the operator token rotates while the server runs.
 
-use crate::helpers::{all_emails, binary, TestApp, TokenLoad};
+use crate::helpers::{all_emails, binary, serve_expecting_exit, TestApp, TokenLoad};
 use serde_json::json;
 
 #[tokio::test]
@@ -71,18 +71,7 @@ async fn kill_9_under_concurrent_writes_loses_no_acknowledged_write() {
 #[tokio::test]
 async fn a_second_server_on_the_same_data_dir_exits_with_a_clear_message() {
     let app = TestApp::spawn().await;
-    let out = std::process::Command::new(binary())
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&app.data_dir)
-        .output()
-        .unwrap();
+    let out = serve_expecting_exit(&app.data_dir);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -2,7 +2,7 @@
 //! redirect/header rules, the not-found chain, the password gate, and forms with submissions.
 
 use crate::helpers::{reply, Reply, TestApp};
-use crate::sites::{zip_deploy, zip_of};
+use crate::sites::{publish_site, zip_deploy, zip_of};
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::json;
@@ -75,12 +75,7 @@ async fn site_with(
 ) -> (crate::helpers::Reseller, String) {
     let acme = app.reseller("Acme").await;
     let ann = acme.access_token(app, "ann@acme.test").await;
-    app.post("/api/v1/sites", &ann.token, json!({"name": name}))
-        .await
-        .expect(201);
-    zip_deploy(app, &ann.token, name, zip_of(files))
-        .await
-        .expect(200);
+    publish_site(app, &ann.token, name, files).await;
     (acme, ann.token)
 }
 

@@ -112,6 +112,23 @@ fn start(data_dir: &Path, extra: &[String]) -> (Child, String, u16) {
     (child, http, https_port)
 }
 
+/// Runs `serve` on `data_dir` where it is expected to exit at once (e.g. a refused data dir),
+/// and returns what it printed.
+pub fn serve_expecting_exit(data_dir: &Path) -> std::process::Output {
+    Command::new(binary())
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run resellerd serve")
+}
+
 impl TestApp {
     pub async fn spawn() -> TestApp {
         Self::spawn_with(&[]).await

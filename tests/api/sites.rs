@@ -53,6 +53,16 @@ pub async fn zip_deploy(
     reply(resp).await
 }
 
+/// Creates the site `name` for the user holding `token` and publishes `files` as its deploy.
+pub async fn publish_site(app: &TestApp, token: &str, name: &str, files: &[(&str, &[u8])]) {
+    app.post("/api/v1/sites", token, json!({"name": name}))
+        .await
+        .expect(201);
+    zip_deploy(app, token, name, zip_of(files))
+        .await
+        .expect(200);
+}
+
 fn names(list: &Value) -> Vec<String> {
     let mut v: Vec<String> = list
         .as_array()
@@ -414,17 +424,7 @@ async fn sites_survive_a_crash_and_go_with_their_reseller() {
     let app = TestApp::spawn().await;
     let acme = app.reseller("Acme").await;
     let ann = acme.access_token(&app, "ann@acme.test").await;
-    app.post("/api/v1/sites", &ann.token, json!({"name": "durable"}))
-        .await
-        .expect(201);
-    zip_deploy(
-        &app,
-        &ann.token,
-        "durable",
-        zip_of(&[("index.html", b"kept")]),
-    )
-    .await
-    .expect(200);
+    publish_site(&app, &ann.token, "durable", &[("index.html", b"kept")]).await;
     let app = app.restart().await;
     let page = app
         .client

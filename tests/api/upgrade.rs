@@ -2,7 +2,7 @@
 //! before the data dir carried a format marker) opens and reads; a data dir marked with a newer
 //! format is refused with a clear message instead of being misread.
 
-use crate::helpers::{binary, TestApp};
+use crate::helpers::{serve_expecting_exit, TestApp};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -170,18 +170,7 @@ async fn a_data_dir_from_a_newer_format_is_refused() {
             .unwrap();
         db.flush().unwrap();
     }
-    let out = std::process::Command::new(binary())
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let out = serve_expecting_exit(&dir);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("newer resellerd"), "{err}");
