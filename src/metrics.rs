@@ -25,11 +25,18 @@ struct Histogram {
     sum: f64,
 }
 
-/// Counters shared by every worker. Cheap to update: one lock per request.
+/// What one route pattern has seen: answers by (method, status), and its latency.
+#[derive(Default)]
+struct RouteStats {
+    answers: BTreeMap<(String, u16), u64>,
+    latency: Histogram,
+}
+
+/// Counters shared by every worker. Cheap to update: one lock per request, and no allocation
+/// once a route, method and status have been seen.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    routes: Mutex<BTreeMap<String, RouteStats>>,
     edge_bytes: AtomicU64,
 }
 
@@ -49,26 +56,33 @@ impl Metrics {
     /// Counts one answered request under its route pattern (`edge` for site traffic).
     pub fn observe<B: MessageBody>(&self, res: &ServiceResponse<B>, took: Duration) {
         let req = res.request();
-        let route = req.match_pattern().unwrap_or_else(|| "edge".to_string());
-        if route == "edge" {
+        let pattern = req.match_pattern();
+        let route = pattern.as_deref().unwrap_or("edge");
+        if pattern.is_none() {
             if let actix_web::body::BodySize::Sized(n) = res.response().body().size() {
                 self.edge_bytes.fetch_add(n, Ordering::Relaxed);
             }
         }
-        let key = (
-            route.clone(),
-            req.method().to_string(),
-            res.status().as_u16(),
-        );
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_default() += 1;
+        let (method, status) = (req.method().as_str(), res.status().as_u16());
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if !routes.contains_key(route) {
+            routes.insert(route.to_string(), RouteStats::default());
+        }
+        let Some(stats) = routes.get_mut(route) else {
+            return;
+        };
+        match stats
+            .answers
+            .iter_mut()
+            .find(|((m, s), _)| m == method && *s == status)
+        {
+            Some((_, n)) => *n += 1,
+            None => {
+                stats.answers.insert((method.to_string(), status), 1);
+            }
+        }
         let secs = took.as_secs_f64();
-        let mut latency = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-        let h = latency.entry(route).or_default();
+        let h = &mut stats.latency;
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
                 h.counts[i] += 1;
@@ -83,29 +97,22 @@ impl Metrics {
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         out.push_str("# HELP resellerd_http_requests_total Requests answered, by route pattern, method and status.\n");
         out.push_str("# TYPE resellerd_http_requests_total counter\n");
-        for ((route, method, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "resellerd_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
-                esc(route)
-            );
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        for (route, stats) in routes.iter() {
+            for ((method, status), n) in &stats.answers {
+                let _ = writeln!(
+                    out,
+                    "resellerd_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                    esc(route)
+                );
+            }
         }
         out.push_str(
             "# HELP resellerd_http_request_duration_seconds Time to answer, by route pattern.\n",
         );
         out.push_str("# TYPE resellerd_http_request_duration_seconds histogram\n");
-        for (route, h) in self
-            .latency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let r = esc(route);
+        for (route, stats) in routes.iter() {
+            let (r, h) = (esc(route), &stats.latency);
             for (i, bound) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(out, "resellerd_http_request_duration_seconds_bucket{{route=\"{r}\",le=\"{bound}\"}} {}", h.counts[i]);
             }
@@ -125,6 +132,7 @@ impl Metrics {
                 h.count
             );
         }
+        drop(routes);
         let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: String| {
             let _ = writeln!(
                 out,

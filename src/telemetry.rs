@@ -22,7 +22,12 @@ pub fn init(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard
     };
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .finish(std::io::stderr());
+        // Buffered: the writer thread writes whatever lines are queued with one syscall and
+        // flushes whenever the queue is empty, so no line waits.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
