@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 /// How long a flush waits for company when the previous one was recent.
 const LINGER: Duration = Duration::from_micros(500);
+/// How often an idle flush thread writes queued records (sled makes them durable within
+/// its own flush interval).
+const IDLE: Duration = Duration::from_millis(100);
 /// What counts as "recent".
 const LINGER_WHEN_BUSY: Duration = Duration::from_millis(2);
 use tokio::sync::oneshot;
@@ -20,13 +23,23 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    pub fn start(db: sled::Db) -> Self {
+    /// `before_flush` runs on the flush thread before every flush, and when the thread has been
+    /// idle for `IDLE`; it writes what was queued for the database (the audit log).
+    pub fn start(db: sled::Db, before_flush: Box<dyn Fn() + Send>) -> Self {
         let (tx, rx) = mpsc::channel::<Waiter>();
         std::thread::Builder::new()
             .name("store-flush".into())
             .spawn(move || {
                 let mut last_flush = Instant::now() - LINGER_WHEN_BUSY;
-                while let Ok(first) = rx.recv() {
+                loop {
+                    let first = match rx.recv_timeout(IDLE) {
+                        Ok(waiter) => waiter,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            before_flush();
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    };
                     // Under load (the previous flush was moments ago), wait a little so more
                     // writers join this flush; an idle server flushes at once.
                     if last_flush.elapsed() < LINGER_WHEN_BUSY {
@@ -35,6 +48,7 @@ impl Flusher {
                     let mut waiters = vec![first];
                     waiters.extend(rx.try_iter());
                     let began = Instant::now();
+                    before_flush();
                     let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
                     crate::metrics::record_flush(began.elapsed());
                     last_flush = Instant::now();

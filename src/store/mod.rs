@@ -27,6 +27,7 @@ use std::path::Path;
 pub struct Store {
     db: sled::Db,
     flusher: flush::Flusher,
+    audit_log: audit::AuditLog,
     pub(crate) t: Trees,
     pub blobs: blobs::Blobs,
     /// Held for reading while a deploy decides which blobs it can reuse and records them, and
@@ -86,10 +87,6 @@ pub(crate) struct Trees {
     pub certificates: sled::Tree,
     /// ACME directory URL -> account credentials
     pub acme_accounts: sled::Tree,
-    /// entry id -> audit entry (everyone's, for the operator)
-    pub audit: sled::Tree,
-    /// "reseller_id/entry id" -> audit entry
-    pub audit_by_reseller: sled::Tree,
     pub sites: sled::Tree,
     /// site name -> site id (names are unique on the whole instance)
     pub site_by_name: sled::Tree,
@@ -196,8 +193,6 @@ impl Store {
             prices: tree("prices")?,
             certificates: tree("certificates")?,
             acme_accounts: tree("acme_accounts")?,
-            audit: tree("audit")?,
-            audit_by_reseller: tree("audit_by_reseller")?,
             sites: tree("sites")?,
             site_by_name: tree("site_by_name")?,
             sites_by_owner: tree("sites_by_owner")?,
@@ -214,10 +209,21 @@ impl Store {
         };
         let blobs =
             blobs::Blobs::open(dir).map_err(|e| OpenError::Blobs(dir.display().to_string(), e))?;
-        let flusher = flush::Flusher::start(db.clone());
+        let audit_log = audit::AuditLog::open(&db)
+            .map_err(|e| OpenError::Other(path.display().to_string(), e))?;
+        let pending = audit_log.clone();
+        let flusher = flush::Flusher::start(
+            db.clone(),
+            Box::new(move || {
+                if let Err(e) = pending.write_pending() {
+                    tracing::warn!(error = %e, "cannot write the audit log");
+                }
+            }),
+        );
         Ok(Store {
             db,
             flusher,
+            audit_log,
             t,
             blobs,
             gc_lock: Default::default(),
@@ -233,6 +239,7 @@ impl Store {
 
     /// Synchronous flush, for shutdown.
     pub fn flush_blocking(&self) -> ApiResult<()> {
+        self.audit_log.write_pending()?;
         self.db.flush().map(|_| ()).map_err(ApiError::from)
     }
 
@@ -259,6 +266,9 @@ impl Store {
 
     /// Every tree of the database by name, for a backup.
     pub fn trees_for_backup(&self) -> std::io::Result<Vec<(String, sled::Tree)>> {
+        self.audit_log
+            .write_pending()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut out = Vec::new();
         for name in self.db.tree_names() {
             let tree = self.db.open_tree(&name).map_err(std::io::Error::other)?;

@@ -67,3 +67,56 @@ async fn mutating_calls_are_audited_per_reseller_without_secrets() {
         .await
         .expect_error(403, "forbidden");
 }
+
+/// Entries are queued and written in batches by the flush thread: once a later mutating call
+/// is acknowledged, every earlier entry survives a kill -9, in order, in both views.
+#[tokio::test]
+async fn entries_survive_a_kill_9_in_order() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let globex = app.reseller("Globex").await;
+    for i in 0..12 {
+        let who = if i % 3 == 0 { &globex } else { &acme };
+        who.access_token(&app, &format!("client{i}@example.test"))
+            .await;
+    }
+    // Concurrent callers share batches.
+    let emails: Vec<String> = (0..20).map(|i| format!("burst{i}@example.test")).collect();
+    let calls = emails.iter().map(|e| acme.access_token(&app, e));
+    futures_util::future::join_all(calls).await;
+    // The last call's own entry rides on the next flush; this call is that flush.
+    app.post("/api/v1/keys", &globex.key, json!({"name": "last"}))
+        .await
+        .expect(201);
+    let before = app.get("/api/v1/audit", &acme.key).await.expect(200).body;
+    let app = app.restart().await;
+    let after = app.get("/api/v1/audit", &acme.key).await.expect(200).body;
+    assert_eq!(after.as_array().unwrap().len(), 8 + 20);
+    assert_eq!(after, before, "same entries, same order, after kill -9");
+    let ids: Vec<&str> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "no entry listed twice");
+    // Globex's token entries are durable; its last call's own entry may or may not be.
+    let globex_log = app.get("/api/v1/audit", &globex.key).await.expect(200);
+    let tokens = globex_log
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["route"] == "/api/v1/access_tokens")
+        .count();
+    assert_eq!(tokens, 4, "{}", globex_log.text);
+    let all = app
+        .get("/api/v1/admin/audit?per_page=100", &app.operator)
+        .await
+        .expect(200);
+    let n = all.body.as_array().unwrap().len();
+    assert!(n == 2 + 8 + 20 + 4 || n == 2 + 8 + 20 + 5, "{n}");
+}

@@ -2,7 +2,7 @@
 //! before the data dir carried a format marker) opens and reads; a data dir marked with a newer
 //! format is refused with a clear message instead of being misread.
 
-use crate::helpers::{serve_expecting_exit, TestApp};
+use crate::helpers::{binary, serve_expecting_exit, TestApp};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -55,6 +55,20 @@ struct UserV1 {
     email: String,
     uid: Option<String>,
     created_at: i64,
+}
+
+#[derive(Serialize)]
+struct AuditEntryV1 {
+    id: String,
+    at: i64,
+    actor_kind: String,
+    actor_id: String,
+    reseller_id: Option<String>,
+    method: String,
+    route: String,
+    path: String,
+    status: u16,
+    ip: Option<String>,
 }
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -127,6 +141,23 @@ fn write_fixture(dir: &Path, secret: &str) {
     t("counters")
         .insert(format!("users/{rid}"), &1i64.to_be_bytes())
         .unwrap();
+    // Format 1 wrote one audit record per entry, everyone's and per reseller.
+    let entry = AuditEntryV1 {
+        id: "01HAUDITV1".into(),
+        at: now,
+        actor_kind: "api_key".into(),
+        actor_id: kid.into(),
+        reseller_id: Some(rid.into()),
+        method: "POST".into(),
+        route: "/api/v1/access_tokens".into(),
+        path: "/api/v1/access_tokens".into(),
+        status: 201,
+        ip: Some("192.0.2.7".into()),
+    };
+    t("audit").insert("01HAUDITV1", v1(&entry)).unwrap();
+    t("audit_by_reseller")
+        .insert(format!("{rid}/01HAUDITV1"), v1(&entry))
+        .unwrap();
     db.flush().unwrap();
 }
 
@@ -136,7 +167,14 @@ async fn a_format_1_data_dir_opens_and_reads() {
     let dir = tmp.path().join("data");
     let secret = key_secret();
     write_fixture(&dir, &secret);
-    let app = TestApp::spawn_on(&dir, "");
+    let out = std::process::Command::new(binary())
+        .args(["operator-token", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let operator = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let app = TestApp::spawn_on(&dir, &operator);
     let me = app.get("/api/v1/reseller", &secret).await.expect(200);
     assert_eq!(me.body["name"], "Legacy Hosting");
     assert_eq!(me.body["preview_domain"], "sites.legacy.test");
@@ -156,6 +194,22 @@ async fn a_format_1_data_dir_opens_and_reads() {
     assert_eq!(r.body["user_id"], "01HUSERV1");
     let keys = app.get("/api/v1/keys", &secret).await.expect(200);
     assert_eq!(keys.body.as_array().unwrap().len(), 1);
+    // The old audit entry is listed after the new one, in both views.
+    let log = app.get("/api/v1/audit", &secret).await.expect(200);
+    let ips: Vec<&str> = log
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips, ["127.0.0.1", "192.0.2.7"], "{}", log.text);
+    let all = app
+        .get("/api/v1/admin/audit", &app.operator)
+        .await
+        .expect(200);
+    assert_eq!(all.body.as_array().unwrap().len(), 2, "{}", all.text);
+    assert_eq!(all.body[1]["id"], "01HAUDITV1");
 }
 
 #[tokio::test]
