@@ -43,6 +43,7 @@ pub struct AppState {
     pub edge: edge::Edge,
     pub traffic: Arc<store::traffic::TrafficRecorder>,
     pub verifier: Arc<dns::Verifier>,
+    pub credentials: auth::cache::CredentialCache,
 }
 
 /// Routes shared by both listeners.
@@ -199,6 +200,7 @@ pub async fn serve(
     let state = web::Data::new(AppState {
         traffic: traffic.clone(),
         verifier,
+        credentials: Default::default(),
         limits: settings.rate_limits(),
         metrics: metrics::Metrics::default(),
         registrar: settings.registrar()?,

@@ -1,6 +1,7 @@
 //! Who is calling: credential parsing (`Bearer` / `Basic base64(KEY_ID:KEY)`), lookup, expiry,
 //! suspension and IP allowlists, producing a `Principal` that handlers ask for permissions.
 
+pub mod cache;
 pub mod operator;
 pub mod secret;
 
@@ -13,9 +14,11 @@ use crate::AppState;
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use base64::Engine;
+use cache::Resolved;
 use secret::{hashes_equal, Secret};
 use std::future::{ready, Ready};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// The authenticated caller.
 pub enum Principal {
@@ -145,7 +148,7 @@ const INVALID: ApiError = ApiError::Unauthorized("invalid, revoked or expired cr
 fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
     let now = Timestamp::now();
     let store = &state.store;
-    let key = match parse_credential(req)? {
+    let (key, reseller) = match parse_credential(req)? {
         Credential::Bearer(s) if s.expose().starts_with(operator::PREFIX) => {
             return if s.is_well_formed(operator::PREFIX) && state.operator.verify(&s) {
                 Ok(Principal::Operator)
@@ -157,17 +160,13 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
             if !s.is_well_formed(KEY_PREFIX) {
                 return Err(INVALID);
             }
-            store.keys().by_hash(&s.hash())?.ok_or(INVALID)?
+            resolve_key(state, s.hash(), None)?
         }
         Credential::Basic { key_id, key } => {
             if !key.is_well_formed(KEY_PREFIX) {
                 return Err(INVALID);
             }
-            let found = store.keys().get(&key_id)?.ok_or(INVALID)?;
-            if !hashes_equal(&found.hash, &key.hash()) {
-                return Err(INVALID);
-            }
-            found
+            resolve_key(state, key.hash(), Some(&key_id))?
         }
         Credential::Bearer(s) if s.expose().starts_with(crate::store::domains::WP_PREFIX) => {
             if !s.is_well_formed(crate::store::domains::WP_PREFIX) {
@@ -187,15 +186,28 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
             if !s.is_well_formed(TOKEN_PREFIX) {
                 return Err(INVALID);
             }
-            let token = store.users().token_by_hash(&s.hash())?.ok_or(INVALID)?;
-            let reseller = store
-                .resellers()
-                .get(&token.reseller_id)
-                .map_err(|_| INVALID)?;
-            let user = store
-                .users()
-                .get(&reseller.id, &token.user_id)
-                .map_err(|_| INVALID)?;
+            let hash = s.hash();
+            let generation = store.credentials_generation();
+            let found = match state.credentials.get(&hash, generation) {
+                Some(Resolved::Token(found)) => found,
+                _ => {
+                    let token = store.users().token_by_hash(&hash)?.ok_or(INVALID)?;
+                    let reseller = store
+                        .resellers()
+                        .get(&token.reseller_id)
+                        .map_err(|_| INVALID)?;
+                    let user = store
+                        .users()
+                        .get(&reseller.id, &token.user_id)
+                        .map_err(|_| INVALID)?;
+                    let found = Arc::new((user, reseller));
+                    state
+                        .credentials
+                        .put(hash, generation, Resolved::Token(found.clone()));
+                    found
+                }
+            };
+            let (user, reseller) = (found.0.clone(), found.1.clone());
             check_reseller(req, state, &reseller)?;
             return Ok(Principal::User { reseller, user });
         }
@@ -203,10 +215,6 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
     if key.is_expired(now) {
         return Err(INVALID);
     }
-    let reseller = store
-        .resellers()
-        .get(&key.reseller_id)
-        .map_err(|_| INVALID)?;
     check_reseller(req, state, &reseller)?;
     if let Some(ip) = client_ip(req, &state.trusted_proxies) {
         if !key.allowed_ips.allows(ip) {
@@ -215,6 +223,47 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
     }
     store.keys().touch(&key, now)?;
     Ok(Principal::Reseller { reseller, key })
+}
+
+/// The API key whose secret hashes to `hash` (and, for Basic, whose id is `key_id`), with its
+/// reseller: from the credential cache, or read and then cached.
+fn resolve_key(
+    state: &AppState,
+    hash: [u8; 32],
+    key_id: Option<&str>,
+) -> ApiResult<(ApiKey, Reseller)> {
+    let store = &state.store;
+    let generation = store.credentials_generation();
+    let found = match state.credentials.get(&hash, generation) {
+        Some(Resolved::Key(found)) => found,
+        _ => {
+            let key = match key_id {
+                // Basic names the key: compare its stored hash in constant time.
+                Some(id) => {
+                    let key = store.keys().get(id)?.ok_or(INVALID)?;
+                    if !hashes_equal(&key.hash, &hash) {
+                        return Err(INVALID);
+                    }
+                    key
+                }
+                None => store.keys().by_hash(&hash)?.ok_or(INVALID)?,
+            };
+            let reseller = store
+                .resellers()
+                .get(&key.reseller_id)
+                .map_err(|_| INVALID)?;
+            let found = Arc::new((key, reseller));
+            state
+                .credentials
+                .put(hash, generation, Resolved::Key(found.clone()));
+            found
+        }
+    };
+    // A cached key found by its secret must still be the key Basic names.
+    if key_id.is_some_and(|id| id != found.0.id) {
+        return Err(INVALID);
+    }
+    Ok((found.0.clone(), found.1.clone()))
 }
 
 fn check_reseller(req: &HttpRequest, state: &AppState, reseller: &Reseller) -> ApiResult<()> {

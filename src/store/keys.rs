@@ -156,6 +156,7 @@ impl Keys<'_> {
             }
             Ok(())
         })?;
+        self.0.credentials_changed();
         Ok(())
     }
 
@@ -176,6 +177,7 @@ impl Keys<'_> {
                 Err(_) => Some(old.to_vec()),
             }
         })?;
+        self.0.credentials_changed();
         Ok(())
     }
 }

@@ -36,6 +36,8 @@ pub struct Store {
     /// Bumped after every write that changes which site a host serves or how (sites, their
     /// published deploy, resellers), so the edge can cache host lookups and drop them at once.
     generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped after every write that changes what a credential resolves to (see `auth::cache`).
+    credentials_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Held for reading by every mutating API request while it runs and for writing by a backup
     /// while it dumps the trees, so a backup never sees half of a request's writes.
     write_gate: std::sync::Arc<tokio::sync::RwLock<()>>,
@@ -55,7 +57,7 @@ pub(crate) struct Trees {
     pub users: sled::Tree,
     /// "reseller_id/email" -> user id
     pub user_by_email: sled::Tree,
-    /// "reseller_id/user_id" -> ()
+    /// "reseller_id/user_id" -> a copy of the user record (empty in entries written before)
     pub users_by_reseller: sled::Tree,
     pub tokens: sled::Tree,
     /// SHA-256 of the secret -> token id
@@ -228,6 +230,7 @@ impl Store {
             blobs,
             gc_lock: Default::default(),
             generation: Default::default(),
+            credentials_generation: Default::default(),
             write_gate: Default::default(),
         })
     }
@@ -251,6 +254,18 @@ impl Store {
     /// Marks host-relevant data as changed; call after the write is applied.
     pub(crate) fn changed(&self) {
         self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The current generation of credential-relevant data (see `credentials_generation`).
+    pub fn credentials_generation(&self) -> u64 {
+        self.credentials_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks keys, resellers, users or tokens as changed; call after the write is applied.
+    pub(crate) fn credentials_changed(&self) {
+        self.credentials_generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 

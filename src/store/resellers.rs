@@ -153,6 +153,7 @@ impl Resellers<'_> {
             Ok(rec)
         })?;
         self.0.changed();
+        self.0.credentials_changed();
         Ok(updated)
     }
 
@@ -174,6 +175,7 @@ impl Resellers<'_> {
             t.reseller_by_preview.remove(p.as_str().as_bytes())?;
         }
         self.0.changed();
+        self.0.credentials_changed();
         for key in self.0.keys().list(id)? {
             self.0.keys().delete(id, &key.id)?;
         }

@@ -136,6 +136,7 @@ impl Users<'_> {
             &t.token_by_hash,
             &t.tokens_by_user,
         );
+        let uid_recorded = std::cell::Cell::new(false);
         let (user, created, token) = trees.transaction(
             |(u, by_email, by_reseller, counters, tk, by_hash, by_user)| {
                 let existing = match by_email.get(key.as_bytes())? {
@@ -149,16 +150,21 @@ impl Users<'_> {
                 let (user, created) = match existing {
                     Some(mut user) => {
                         if user.uid.is_none() && uid.is_some() {
+                            uid_recorded.set(true);
                             user.uid = uid.map(str::to_string);
-                            u.insert(user.id.as_bytes(), encode(&user))?;
+                            let record = encode(&user);
+                            u.insert(user.id.as_bytes(), record.clone())?;
+                            by_reseller
+                                .insert(format!("{reseller_id}/{}", user.id).as_bytes(), record)?;
                         }
                         (user, false)
                     }
                     None => {
-                        u.insert(new_user.id.as_bytes(), encode(&new_user))?;
+                        let record = encode(&new_user);
+                        u.insert(new_user.id.as_bytes(), record.clone())?;
                         by_email.insert(key.as_bytes(), new_user.id.as_bytes())?;
                         by_reseller
-                            .insert(format!("{reseller_id}/{}", new_user.id).as_bytes(), &[])?;
+                            .insert(format!("{reseller_id}/{}", new_user.id).as_bytes(), record)?;
                         bump(counters, &user_count_key(reseller_id), 1)?;
                         (new_user.clone(), true)
                     }
@@ -179,6 +185,10 @@ impl Users<'_> {
                 Ok((user, created, token))
             },
         )?;
+        if uid_recorded.get() {
+            // A token's cached user carries the uid.
+            self.0.credentials_changed();
+        }
         Ok((user, created, token.map(|t| (t, secret))))
     }
 
@@ -191,8 +201,7 @@ impl Users<'_> {
     }
 
     pub fn list(&self, reseller_id: &str) -> ApiResult<Vec<User>> {
-        let ids = ids_under(&self.0.t.users_by_reseller, reseller_id)?;
-        super::load_all(&self.0.t.users, &ids)
+        self.page(reseller_id, 0, usize::MAX)
     }
 
     /// How many users the reseller has (a counter kept with every create and delete).
@@ -200,20 +209,25 @@ impl Users<'_> {
         read_count(&self.0.t.counters, &user_count_key(reseller_id))
     }
 
-    /// One page of the reseller's users in creation order, without loading the others.
+    /// One page of the reseller's users in creation order, without loading the others. The
+    /// index holds a copy of each user record (a covering index), so a page is one scan; entries
+    /// written before it did (empty values) are read from the users tree.
     pub fn page(&self, reseller_id: &str, offset: usize, limit: usize) -> ApiResult<Vec<User>> {
         let prefix = format!("{reseller_id}/");
-        let mut out = Vec::with_capacity(limit);
-        for key in self
+        let mut out = Vec::with_capacity(limit.min(crate::api::MAX_PER_PAGE));
+        for entry in self
             .0
             .t
             .users_by_reseller
             .scan_prefix(prefix.as_bytes())
-            .keys()
             .skip(offset)
             .take(limit)
         {
-            let key = key?;
+            let (key, record) = entry?;
+            if !record.is_empty() {
+                out.push(decode(&record)?);
+                continue;
+            }
             let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
             if let Some(u) = get(&self.0.t.users, &id)? {
                 out.push(u);
@@ -251,6 +265,7 @@ impl Users<'_> {
                 by_reseller.remove(format!("{reseller_id}/{}", user.id).as_bytes())?;
                 Ok(())
             })?;
+        self.0.credentials_changed();
         Ok(())
     }
 
@@ -285,6 +300,7 @@ impl Users<'_> {
                 Ok(())
             },
         )?;
+        self.0.credentials_changed();
         Ok(())
     }
 }

@@ -1,0 +1,48 @@
+//! A read-through cache of resolved credentials, so an authenticated request does not read and
+//! decode the key (or token), the reseller and the user on every call.
+//!
+//! Correctness rests on the store's credentials generation, bumped after every write that can
+//! change what a cached entry says (keys deleted or touched, resellers updated, suspended or
+//! deleted, tokens revoked, users changed or deleted). An entry remembers the generation read
+//! *before* its records were loaded and is used only while the generation is unchanged, so a
+//! write racing with a load can only make the entry unusable, never stale.
+
+use crate::store::keys::ApiKey;
+use crate::store::resellers::Reseller;
+use crate::store::users::User;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Entries kept at most; past it the cache starts over. Only valid credentials enter it.
+const CAPACITY: usize = 10_000;
+
+#[derive(Clone)]
+pub enum Resolved {
+    Key(Arc<(ApiKey, Reseller)>),
+    Token(Arc<(User, Reseller)>),
+}
+
+#[derive(Default)]
+pub struct CredentialCache {
+    entries: RwLock<HashMap<[u8; 32], (u64, Resolved)>>,
+}
+
+impl CredentialCache {
+    /// What the credential with this SHA-256 resolved to, if still current at `generation`.
+    pub fn get(&self, hash: &[u8; 32], generation: u64) -> Option<Resolved> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        match entries.get(hash) {
+            Some((g, resolved)) if *g == generation => Some(resolved.clone()),
+            _ => None,
+        }
+    }
+
+    /// Remembers a resolution whose records were read at or after `generation`.
+    pub fn put(&self, hash: [u8; 32], generation: u64, resolved: Resolved) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= CAPACITY {
+            entries.clear();
+        }
+        entries.insert(hash, (generation, resolved));
+    }
+}
