@@ -246,3 +246,30 @@ async fn concurrent_tokens_for_one_email_make_one_user_and_counts_follow() {
         Some("1")
     );
 }
+
+/// Resolved credentials are cached; every change to what a token stands for shows at once.
+#[tokio::test]
+async fn a_used_token_sees_its_user_change_and_deletion_at_once() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let token = acme.access_token(&app, "cached@shop.test").await;
+    for _ in 0..3 {
+        let me = app.get("/api/v1/user", &token.token).await.expect(200);
+        assert_eq!(me.body["uid"], serde_json::Value::Null);
+    }
+    app.post(
+        "/api/v1/access_tokens",
+        &acme.key,
+        json!({"user": {"email": "cached@shop.test", "uid": "crm-7"}}),
+    )
+    .await
+    .expect(201);
+    let me = app.get("/api/v1/user", &token.token).await.expect(200);
+    assert_eq!(me.body["uid"], "crm-7", "the cached user was refreshed");
+    app.delete(&format!("/api/v1/users/{}", token.user_id), &acme.key)
+        .await
+        .expect(204);
+    app.get("/api/v1/user", &token.token)
+        .await
+        .expect_error(401, "unauthorized");
+}

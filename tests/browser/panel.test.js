@@ -127,6 +127,8 @@ test("operator and reseller work through the panel", async () => {
   // Keys: the new key is shown once, then only masked.
   await page.goto(`${base}/admin/#keys`);
   await page.waitForSelector("#create-key");
+  // The form is drawn before the key list arrives; the count follows it.
+  await page.waitForFunction(() => /of 6/.test(document.querySelector("#key-count")?.textContent ?? ""));
   assert.match(await page.textContent("#key-count"), /1 of 6/);
   await page.fill("#create-key input[name=name]", "Production CRM");
   await page.click("#create-key button[type=submit]");
