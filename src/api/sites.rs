@@ -539,7 +539,8 @@ fn account_list(state: &AppState, who: &Principal) -> ApiResult<Vec<Value>> {
                 "RESELLER",
                 reseller.created_at,
             )];
-            for u in state.store.users().list(&reseller.id)? {
+            for listed in state.store.users().list(&reseller.id)? {
+                let u = listed.user;
                 out.push(account_json(
                     &u.id,
                     u.email.as_str(),

@@ -5,7 +5,7 @@ use super::{created, no_content, page_response, PageQuery};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Email, Permission, Timestamp};
-use crate::store::users::{validate_uid, User};
+use crate::store::users::{validate_uid, Listed};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -34,17 +34,17 @@ pub struct UserView {
 }
 
 impl UserView {
-    fn new(state: &AppState, u: User) -> ApiResult<UserView> {
-        let token_count = state.store.users().token_count(&u.id);
-        Ok(UserView {
+    fn new(listed: Listed) -> UserView {
+        let Listed { user: u, tokens } = listed;
+        UserView {
             id: u.id,
             uid: u.uid,
             email: u.email,
             full_name: None,
             avatar_url: None,
             created_at: u.created_at,
-            token_count,
-        })
+            token_count: tokens as usize,
+        }
     }
 }
 
@@ -155,15 +155,15 @@ async fn list(
         let found = users.page(&reseller.id, page.offset()?, per_page)?;
         (found, users.count(&reseller.id))
     } else {
-        let matching: Vec<User> = users
+        let matching: Vec<Listed> = users
             .list(&reseller.id)?
             .into_iter()
-            .filter(|u| {
+            .filter(|l| {
                 email
                     .as_deref()
-                    .is_none_or(|e| u.email.as_str().contains(e))
+                    .is_none_or(|e| l.user.email.as_str().contains(e))
             })
-            .filter(|u| uid.is_none_or(|id| u.uid.as_deref() == Some(id)))
+            .filter(|l| uid.is_none_or(|id| l.user.uid.as_deref() == Some(id)))
             .collect();
         let (_, per_page) = page.bounds()?;
         let total = matching.len();
@@ -174,10 +174,7 @@ async fn list(
             .collect();
         (found, total)
     };
-    let views = found
-        .into_iter()
-        .map(|u| UserView::new(&state, u))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let views: Vec<UserView> = found.into_iter().map(UserView::new).collect();
     page_response(&req, views, total, *page)
 }
 
@@ -192,8 +189,8 @@ async fn get(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::UsersRead)?;
-    let user = state.store.users().get(&reseller.id, &id)?;
-    Ok(HttpResponse::Ok().json(UserView::new(&state, user)?))
+    let user = state.store.users().get_listed(&reseller.id, &id)?;
+    Ok(HttpResponse::Ok().json(UserView::new(user)))
 }
 
 #[utoipa::path(
@@ -237,7 +234,12 @@ get, path = "/api/v1/user", tag = "users",
 async fn current(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     let body = match &who {
         Principal::User { user, .. } => {
-            let v = UserView::new(&state, user.clone())?;
+            let v = UserView::new(
+                state
+                    .store
+                    .users()
+                    .get_listed(&user.reseller_id, &user.id)?,
+            );
             serde_json::json!({
                 "id": v.id, "uid": v.uid, "email": v.email, "full_name": v.full_name, "avatar_url": v.avatar_url,
                 "created_at": v.created_at, "type": "user", "login_providers": [], "last_login": null,

@@ -128,7 +128,12 @@ pub enum OpenError {
 
 /// The data dir's format, kept in the `meta` tree. Data dirs from before the marker existed are
 /// format 1. Each record also carries its own schema version byte (see `codec`).
-pub const DATA_FORMAT: u32 = 1;
+///
+/// Format 2: a `users_by_reseller` entry holds the user and its token count (format 1 entries
+/// are empty, and are still read and converted when next written), and the audit log is stored
+/// in batches (format 1 entries are still listed). Opening a format 1 dir marks it format 2,
+/// so an older resellerd refuses it instead of missing new users.
+pub const DATA_FORMAT: u32 = 2;
 
 /// Reads (or, on a new or unmarked data dir, writes) the data format marker.
 fn check_format(db: &sled::Db, dir: &Path) -> Result<(), OpenError> {
@@ -139,6 +144,10 @@ fn check_format(db: &sled::Db, dir: &Path) -> Result<(), OpenError> {
             let format = v.as_ref().try_into().map_or(u32::MAX, u32::from_be_bytes);
             if format > DATA_FORMAT {
                 return Err(OpenError::TooNew(dir.display().to_string(), format));
+            }
+            if format < DATA_FORMAT {
+                meta.insert(b"format", &DATA_FORMAT.to_be_bytes())
+                    .map_err(other)?;
             }
         }
         None => {

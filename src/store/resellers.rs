@@ -179,8 +179,8 @@ impl Resellers<'_> {
         for key in self.0.keys().list(id)? {
             self.0.keys().delete(id, &key.id)?;
         }
-        for user in self.0.users().list(id)? {
-            self.0.users().delete(id, &user.id)?;
+        for listed in self.0.users().list(id)? {
+            self.0.users().delete(id, &listed.user.id)?;
         }
         t.reseller_keys.remove(id.as_bytes())?;
         self.0.billing().delete_all(id)?;

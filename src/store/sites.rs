@@ -96,9 +96,16 @@ impl Sites<'_> {
                 updated_at: now,
             };
             let t = &self.0.t;
-            let result = (&t.sites, &t.site_by_name, &t.sites_by_owner, &t.users).transaction(
-                |(s, by_name, by_owner, users)| {
-                    if users.get(user_id.as_bytes())?.is_none() {
+            let user_key = format!("{reseller_id}/{user_id}");
+            let result = (
+                &t.sites,
+                &t.site_by_name,
+                &t.sites_by_owner,
+                &t.users_by_reseller,
+            )
+                .transaction(|(s, by_name, by_owner, users)| {
+                    // Every user of the reseller has an entry here.
+                    if users.get(user_key.as_bytes())?.is_none() {
                         return abort(ApiError::NotFound("user"));
                     }
                     if by_name.get(site.name.as_str().as_bytes())?.is_some() {
@@ -108,8 +115,7 @@ impl Sites<'_> {
                     by_name.insert(site.name.as_str().as_bytes(), site.id.as_bytes())?;
                     by_owner.insert(owner_key(&site).as_bytes(), &[])?;
                     Ok(())
-                },
-            );
+                });
             match result {
                 Ok(()) => {
                     self.0.changed();

@@ -1,11 +1,12 @@
 //! Client users of a reseller and their access tokens. A user is unique per reseller by
 //! (lowercased) email; a token belongs to one user and is stored only as SHA-256.
 
-use super::{abort, decode, encode, get, ids_under, Store};
+use super::{abort, decode, encode, ids_under, Store};
 use crate::auth::secret::Secret;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{new_id, Email, Timestamp};
 use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionResult, TransactionalTree};
 use sled::Transactional;
 
 pub const TOKEN_PREFIX: &str = "rt_";
@@ -36,6 +37,13 @@ impl Store {
     }
 }
 
+/// A user with the number of its live tokens, as `users_by_reseller` keeps them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Listed {
+    pub user: User,
+    pub tokens: u64,
+}
+
 /// What `upsert` did: the user, whether it was created, and the token if one was asked for.
 type Upserted = (User, bool, Option<(AccessToken, Secret)>);
 
@@ -43,29 +51,78 @@ fn user_count_key(reseller_id: &str) -> String {
     format!("users/{reseller_id}")
 }
 
-fn token_count_key(user_id: &str) -> String {
+/// Where a user lived before its index entry held it: the token count of a format-1 user.
+fn legacy_token_count_key(user_id: &str) -> String {
     format!("tokens/{user_id}")
 }
 
-fn read_count(tree: &sled::Tree, key: &str) -> usize {
-    tree.get(key.as_bytes())
-        .ok()
-        .flatten()
-        .and_then(|v| v.as_ref().try_into().ok())
-        .map_or(0, |b: [u8; 8]| i64::from_be_bytes(b).max(0) as usize)
+fn entry_key(reseller_id: &str, user_id: &str) -> String {
+    format!("{reseller_id}/{user_id}")
+}
+
+fn count_of(raw: Option<sled::IVec>) -> i64 {
+    raw.and_then(|v| v.as_ref().try_into().ok())
+        .map_or(0, i64::from_be_bytes)
 }
 
 /// Adds `delta` to a big-endian i64 counter inside a transaction.
 fn bump(
-    tree: &sled::transaction::TransactionalTree,
+    tree: &TransactionalTree,
     key: &str,
     delta: i64,
-) -> sled::transaction::ConflictableTransactionResult<(), ApiError> {
-    let now = tree
-        .get(key.as_bytes())?
-        .and_then(|v| v.as_ref().try_into().ok())
-        .map_or(0, i64::from_be_bytes);
+) -> ConflictableTransactionResult<(), ApiError> {
+    let now = count_of(tree.get(key.as_bytes())?);
     tree.insert(key.as_bytes(), &(now + delta).to_be_bytes())?;
+    Ok(())
+}
+
+/// A user's index entry, inside a transaction. Entries written by data format 1 are empty: the
+/// record then lives in `users` and the token count in `counters`. Returns the entry and
+/// whether it came from there.
+fn load_entry(
+    by_reseller: &TransactionalTree,
+    users: &TransactionalTree,
+    counters: &TransactionalTree,
+    reseller_id: &str,
+    user_id: &str,
+) -> ConflictableTransactionResult<Option<(Listed, bool)>, ApiError> {
+    let Some(raw) = by_reseller.get(entry_key(reseller_id, user_id).as_bytes())? else {
+        return Ok(None);
+    };
+    if !raw.is_empty() {
+        return Ok(Some((decode(&raw).or_else(abort)?, false)));
+    }
+    let Some(raw) = users.get(user_id.as_bytes())? else {
+        return Ok(None);
+    };
+    let user: User = decode(&raw).or_else(abort)?;
+    let tokens = count_of(counters.get(legacy_token_count_key(user_id).as_bytes())?).max(0);
+    Ok(Some((
+        Listed {
+            user,
+            tokens: tokens as u64,
+        },
+        true,
+    )))
+}
+
+/// Writes a user's index entry, retiring the format-1 record and counter it replaces.
+fn store_entry(
+    by_reseller: &TransactionalTree,
+    users: &TransactionalTree,
+    counters: &TransactionalTree,
+    entry: &Listed,
+    legacy: bool,
+) -> ConflictableTransactionResult<(), ApiError> {
+    let user = &entry.user;
+    by_reseller.insert(
+        entry_key(&user.reseller_id, &user.id).as_bytes(),
+        encode(entry),
+    )?;
+    if legacy {
+        users.remove(user.id.as_bytes())?;
+        counters.remove(legacy_token_count_key(&user.id).as_bytes())?;
+    }
     Ok(())
 }
 
@@ -109,6 +166,8 @@ impl Users<'_> {
         Ok((user, token, secret))
     }
 
+    /// One transaction over the email index, the per-reseller entry (user record and token
+    /// count) and, when asked, a new token: at most six writes for a new user and a token.
     fn upsert(
         &self,
         reseller_id: &str,
@@ -127,6 +186,7 @@ impl Users<'_> {
             uid: uid.map(str::to_string),
             created_at: now,
         };
+        let token_id = new_id();
         let trees = (
             &t.users,
             &t.user_by_email,
@@ -140,38 +200,32 @@ impl Users<'_> {
         let (user, created, token) = trees.transaction(
             |(u, by_email, by_reseller, counters, tk, by_hash, by_user)| {
                 let existing = match by_email.get(key.as_bytes())? {
-                    Some(id) => u
-                        .get(&id)?
-                        .map(|raw| decode::<User>(&raw))
-                        .transpose()
-                        .or_else(abort)?,
+                    Some(id) => {
+                        let id = String::from_utf8_lossy(&id);
+                        load_entry(by_reseller, u, counters, reseller_id, &id)?
+                    }
                     None => None,
                 };
-                let (user, created) = match existing {
-                    Some(mut user) => {
-                        if user.uid.is_none() && uid.is_some() {
-                            uid_recorded.set(true);
-                            user.uid = uid.map(str::to_string);
-                            let record = encode(&user);
-                            u.insert(user.id.as_bytes(), record.clone())?;
-                            by_reseller
-                                .insert(format!("{reseller_id}/{}", user.id).as_bytes(), record)?;
-                        }
-                        (user, false)
-                    }
+                let (mut entry, legacy, created, mut dirty) = match existing {
+                    Some((entry, legacy)) => (entry, legacy, false, false),
                     None => {
-                        let record = encode(&new_user);
-                        u.insert(new_user.id.as_bytes(), record.clone())?;
                         by_email.insert(key.as_bytes(), new_user.id.as_bytes())?;
-                        by_reseller
-                            .insert(format!("{reseller_id}/{}", new_user.id).as_bytes(), record)?;
                         bump(counters, &user_count_key(reseller_id), 1)?;
-                        (new_user.clone(), true)
+                        let entry = Listed {
+                            user: new_user.clone(),
+                            tokens: 0,
+                        };
+                        (entry, false, true, true)
                     }
                 };
+                if entry.user.uid.is_none() && uid.is_some() {
+                    uid_recorded.set(true);
+                    entry.user.uid = uid.map(str::to_string);
+                    dirty = true;
+                }
                 let token = with_token.then(|| AccessToken {
-                    id: new_id(),
-                    user_id: user.id.clone(),
+                    id: token_id.clone(),
+                    user_id: entry.user.id.clone(),
                     reseller_id: reseller_id.to_string(),
                     hash: secret.hash(),
                     created_at: now,
@@ -179,10 +233,14 @@ impl Users<'_> {
                 if let Some(token) = &token {
                     tk.insert(token.id.as_bytes(), encode(token))?;
                     by_hash.insert(&token.hash[..], token.id.as_bytes())?;
-                    by_user.insert(format!("{}/{}", user.id, token.id).as_bytes(), &[])?;
-                    bump(counters, &token_count_key(&user.id), 1)?;
+                    by_user.insert(format!("{}/{}", token.user_id, token.id).as_bytes(), &[])?;
+                    entry.tokens += 1;
+                    dirty = true;
                 }
-                Ok((user, created, token))
+                if dirty {
+                    store_entry(by_reseller, u, counters, &entry, legacy)?;
+                }
+                Ok((entry.user, created, token))
             },
         )?;
         if uid_recorded.get() {
@@ -192,53 +250,82 @@ impl Users<'_> {
         Ok((user, created, token.map(|t| (t, secret))))
     }
 
-    /// A user of this reseller; anyone else's user is "not found".
-    pub fn get(&self, reseller_id: &str, id: &str) -> ApiResult<User> {
-        match get::<User>(&self.0.t.users, id)? {
-            Some(u) if u.reseller_id == reseller_id => Ok(u),
-            _ => Err(ApiError::NotFound("user")),
+    /// A user of this reseller, with its token count; anyone else's user is "not found".
+    pub fn get_listed(&self, reseller_id: &str, id: &str) -> ApiResult<Listed> {
+        let t = &self.0.t;
+        let key = entry_key(reseller_id, id);
+        // Twice: a format-1 user read while a write converts its entry is found on the second.
+        for _ in 0..2 {
+            let Some(raw) = t.users_by_reseller.get(key.as_bytes())? else {
+                break;
+            };
+            if !raw.is_empty() {
+                return decode(&raw);
+            }
+            if let Some(listed) = self.legacy(id)? {
+                return Ok(listed);
+            }
         }
+        Err(ApiError::NotFound("user"))
     }
 
-    pub fn list(&self, reseller_id: &str) -> ApiResult<Vec<User>> {
+    /// A user of this reseller; anyone else's user is "not found".
+    pub fn get(&self, reseller_id: &str, id: &str) -> ApiResult<User> {
+        self.get_listed(reseller_id, id).map(|l| l.user)
+    }
+
+    /// Every user of the reseller, in creation order.
+    pub fn list(&self, reseller_id: &str) -> ApiResult<Vec<Listed>> {
         self.page(reseller_id, 0, usize::MAX)
     }
 
     /// How many users the reseller has (a counter kept with every create and delete).
     pub fn count(&self, reseller_id: &str) -> usize {
-        read_count(&self.0.t.counters, &user_count_key(reseller_id))
-    }
-
-    /// One page of the reseller's users in creation order, without loading the others. The
-    /// index holds a copy of each user record (a covering index), so a page is one scan; entries
-    /// written before it did (empty values) are read from the users tree.
-    pub fn page(&self, reseller_id: &str, offset: usize, limit: usize) -> ApiResult<Vec<User>> {
-        let prefix = format!("{reseller_id}/");
-        let mut out = Vec::with_capacity(limit.min(crate::api::MAX_PER_PAGE));
-        for entry in self
+        let raw = self
             .0
             .t
+            .counters
+            .get(user_count_key(reseller_id).as_bytes())
+            .ok()
+            .flatten();
+        count_of(raw).max(0) as usize
+    }
+
+    /// One page of the reseller's users in creation order, without loading the others. Each
+    /// index entry holds the user and its token count, so a page is one scan.
+    pub fn page(&self, reseller_id: &str, offset: usize, limit: usize) -> ApiResult<Vec<Listed>> {
+        let t = &self.0.t;
+        let prefix = format!("{reseller_id}/");
+        let mut out = Vec::with_capacity(limit.min(crate::api::MAX_PER_PAGE));
+        for entry in t
             .users_by_reseller
             .scan_prefix(prefix.as_bytes())
             .skip(offset)
             .take(limit)
         {
-            let (key, record) = entry?;
-            if !record.is_empty() {
-                out.push(decode(&record)?);
+            let (key, raw) = entry?;
+            if !raw.is_empty() {
+                out.push(decode(&raw)?);
                 continue;
             }
-            let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            if let Some(u) = get(&self.0.t.users, &id)? {
-                out.push(u);
-            }
+            let id = String::from_utf8_lossy(&key[prefix.len()..]);
+            out.extend(self.legacy(&id)?);
         }
         Ok(out)
     }
 
-    /// How many live tokens a user has (keys only, nothing decoded).
-    pub fn token_count(&self, user_id: &str) -> usize {
-        read_count(&self.0.t.counters, &token_count_key(user_id))
+    /// A user whose index entry is from data format 1 (empty): the record and the token count
+    /// live in `users` and `counters`.
+    fn legacy(&self, id: &str) -> ApiResult<Option<Listed>> {
+        let t = &self.0.t;
+        let Some(user) = super::get::<User>(&t.users, id)? else {
+            return Ok(None);
+        };
+        let raw = t.counters.get(legacy_token_count_key(id).as_bytes())?;
+        Ok(Some(Listed {
+            user,
+            tokens: count_of(raw).max(0) as u64,
+        }))
     }
 
     /// Deletes a user, its sites, and revokes all its tokens.
@@ -257,12 +344,15 @@ impl Users<'_> {
             &t.counters,
         )
             .transaction(|(u, by_email, by_reseller, counters)| {
-                if u.remove(user.id.as_bytes())?.is_some() {
+                if by_reseller
+                    .remove(entry_key(reseller_id, &user.id).as_bytes())?
+                    .is_some()
+                {
                     bump(counters, &user_count_key(reseller_id), -1)?;
                 }
-                counters.remove(token_count_key(&user.id).as_bytes())?;
+                u.remove(user.id.as_bytes())?;
+                counters.remove(legacy_token_count_key(&user.id).as_bytes())?;
                 by_email.remove(email_key(reseller_id, &user.email).as_bytes())?;
-                by_reseller.remove(format!("{reseller_id}/{}", user.id).as_bytes())?;
                 Ok(())
             })?;
         self.0.credentials_changed();
@@ -271,7 +361,7 @@ impl Users<'_> {
 
     pub fn token_by_hash(&self, hash: &[u8; 32]) -> ApiResult<Option<AccessToken>> {
         match self.0.t.token_by_hash.get(&hash[..])? {
-            Some(id) => get(&self.0.t.tokens, &String::from_utf8_lossy(&id)),
+            Some(id) => super::get(&self.0.t.tokens, &String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
     }
@@ -284,8 +374,15 @@ impl Users<'_> {
     /// Revokes a token of this reseller's users; anyone else's token is "not found".
     pub fn revoke_token(&self, reseller_id: &str, id: &str) -> ApiResult<()> {
         let t = &self.0.t;
-        (&t.tokens, &t.token_by_hash, &t.tokens_by_user, &t.counters).transaction(
-            |(tk, by_hash, by_user, counters)| {
+        (
+            &t.tokens,
+            &t.token_by_hash,
+            &t.tokens_by_user,
+            &t.users_by_reseller,
+            &t.users,
+            &t.counters,
+        )
+            .transaction(|(tk, by_hash, by_user, by_reseller, u, counters)| {
                 let Some(raw) = tk.get(id.as_bytes())? else {
                     return abort(ApiError::NotFound("access token"));
                 };
@@ -296,10 +393,14 @@ impl Users<'_> {
                 tk.remove(id.as_bytes())?;
                 by_hash.remove(&token.hash[..])?;
                 by_user.remove(format!("{}/{}", token.user_id, token.id).as_bytes())?;
-                bump(counters, &token_count_key(&token.user_id), -1)?;
+                if let Some((mut entry, legacy)) =
+                    load_entry(by_reseller, u, counters, reseller_id, &token.user_id)?
+                {
+                    entry.tokens = entry.tokens.saturating_sub(1);
+                    store_entry(by_reseller, u, counters, &entry, legacy)?;
+                }
                 Ok(())
-            },
-        )?;
+            })?;
         self.0.credentials_changed();
         Ok(())
     }

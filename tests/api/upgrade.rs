@@ -58,6 +58,15 @@ struct UserV1 {
 }
 
 #[derive(Serialize)]
+struct AccessTokenV1 {
+    id: String,
+    user_id: String,
+    reseller_id: String,
+    hash: [u8; 32],
+    created_at: i64,
+}
+
+#[derive(Serialize)]
 struct AuditEntryV1 {
     id: String,
     at: i64,
@@ -73,9 +82,9 @@ struct AuditEntryV1 {
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-/// A well-formed `sk_org_` secret (40 random characters and the 6-character checksum).
-fn key_secret() -> String {
-    let body = format!("sk_org_{}", "A1b2C3d4".repeat(5));
+/// A well-formed secret (prefix, 40 random characters and the 6-character checksum).
+fn secret_with(prefix: &str) -> String {
+    let body = format!("{prefix}{}", "A1b2C3d4".repeat(5));
     let digest = Sha256::digest(format!("resellerd:{body}").as_bytes());
     let sum: String = digest
         .iter()
@@ -85,8 +94,8 @@ fn key_secret() -> String {
     format!("{body}{sum}")
 }
 
-/// Writes a format-1 data dir: one reseller with one key and one user.
-fn write_fixture(dir: &Path, secret: &str) {
+/// Writes a format-1 data dir: one reseller with one key and one user with one token.
+fn write_fixture(dir: &Path, secret: &str, token: &str) {
     let db = sled::open(dir.join("db")).unwrap();
     let t = |name: &str| db.open_tree(name).unwrap();
     let now = 1_700_000_000_000i64;
@@ -141,6 +150,23 @@ fn write_fixture(dir: &Path, secret: &str) {
     t("counters")
         .insert(format!("users/{rid}"), &1i64.to_be_bytes())
         .unwrap();
+    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let tid = "01HTOKENV1";
+    let access = AccessTokenV1 {
+        id: tid.into(),
+        user_id: uid.into(),
+        reseller_id: rid.into(),
+        hash,
+        created_at: now,
+    };
+    t("tokens").insert(tid, v1(&access)).unwrap();
+    t("token_by_hash").insert(&hash[..], tid).unwrap();
+    t("tokens_by_user")
+        .insert(format!("{uid}/{tid}"), &[])
+        .unwrap();
+    t("counters")
+        .insert(format!("tokens/{uid}"), &1i64.to_be_bytes())
+        .unwrap();
     // Format 1 wrote one audit record per entry, everyone's and per reseller.
     let entry = AuditEntryV1 {
         id: "01HAUDITV1".into(),
@@ -165,8 +191,9 @@ fn write_fixture(dir: &Path, secret: &str) {
 async fn a_format_1_data_dir_opens_and_reads() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let secret = key_secret();
-    write_fixture(&dir, &secret);
+    let secret = secret_with("sk_org_");
+    let token = secret_with("rt_");
+    write_fixture(&dir, &secret, &token);
     let out = std::process::Command::new(binary())
         .args(["operator-token", "--data-dir"])
         .arg(&dir)
@@ -182,6 +209,9 @@ async fn a_format_1_data_dir_opens_and_reads() {
     assert_eq!(users.body[0]["email"], "client@legacy.test");
     assert_eq!(users.body[0]["uid"], "crm-42");
     assert_eq!(users.header("x-total-count"), Some("1"));
+    assert_eq!(users.body[0]["token_count"], 1);
+    let me = app.get("/api/v1/user", &token).await.expect(200);
+    assert_eq!(me.body["email"], "client@legacy.test");
     // Writes work on the upgraded dir and keep the old uniqueness rules.
     let r = app
         .post(
@@ -192,9 +222,26 @@ async fn a_format_1_data_dir_opens_and_reads() {
         .await
         .expect(201);
     assert_eq!(r.body["user_id"], "01HUSERV1");
+    // That write moved the user into its format-2 index entry; it reads the same.
+    let user = app
+        .get("/api/v1/users/01HUSERV1", &secret)
+        .await
+        .expect(200);
+    assert_eq!(user.body["uid"], "crm-42");
+    assert_eq!(user.body["token_count"], 2);
+    app.get("/api/v1/user", &token).await.expect(200);
+    app.delete("/api/v1/access_tokens/01HTOKENV1", &secret)
+        .await
+        .expect(204);
+    app.get("/api/v1/user", &token)
+        .await
+        .expect_error(401, "unauthorized");
+    let users = app.get("/api/v1/users", &secret).await.expect(200);
+    assert_eq!(users.body[0]["token_count"], 1, "{}", users.text);
+    assert_eq!(users.header("x-total-count"), Some("1"));
     let keys = app.get("/api/v1/keys", &secret).await.expect(200);
     assert_eq!(keys.body.as_array().unwrap().len(), 1);
-    // The old audit entry is listed after the new one, in both views.
+    // The old audit entry is listed after the new ones, in both views.
     let log = app.get("/api/v1/audit", &secret).await.expect(200);
     let ips: Vec<&str> = log
         .body
@@ -203,13 +250,13 @@ async fn a_format_1_data_dir_opens_and_reads() {
         .iter()
         .map(|e| e["ip"].as_str().unwrap())
         .collect();
-    assert_eq!(ips, ["127.0.0.1", "192.0.2.7"], "{}", log.text);
+    assert_eq!(ips, ["127.0.0.1", "127.0.0.1", "192.0.2.7"], "{}", log.text);
     let all = app
         .get("/api/v1/admin/audit", &app.operator)
         .await
         .expect(200);
-    assert_eq!(all.body.as_array().unwrap().len(), 2, "{}", all.text);
-    assert_eq!(all.body[1]["id"], "01HAUDITV1");
+    assert_eq!(all.body.as_array().unwrap().len(), 3, "{}", all.text);
+    assert_eq!(all.body[2]["id"], "01HAUDITV1");
 }
 
 #[tokio::test]
