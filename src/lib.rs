@@ -148,14 +148,8 @@ fn access_log<B>(
     res: &ServiceResponse<B>,
 ) {
     let (method, path, ip) = req_info;
-    tracing::info!(
-        target: "access",
-        %method,
-        %path,
-        status = res.status().as_u16(),
-        ms = start.elapsed().as_secs_f64() * 1000.0,
-        client = ip.map(|i| i.to_string()).unwrap_or_default(),
-    );
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    telemetry::access(&method, &path, res.status().as_u16(), ms, ip);
 }
 
 /// Opens the data dir, binds both listeners and serves until SIGINT/SIGTERM.

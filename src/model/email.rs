@@ -1,10 +1,28 @@
 //! Email addresses, lowercased so lookups are case-insensitive.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Email(String);
+
+impl Serialize for Email {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// JSON (client input) is validated and normalised; stored records (bincode, not human
+/// readable) hold addresses that were, so reading them back skips the work.
+impl<'de> Deserialize<'de> for Email {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let stored = !d.is_human_readable();
+        let raw = String::deserialize(d)?;
+        if stored {
+            return Ok(Email(raw));
+        }
+        Email::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, String> {

@@ -17,6 +17,7 @@ mod fuzz;
 mod isolation;
 mod keys;
 mod limits;
+mod logs;
 mod netlify;
 mod openapi;
 mod packaging;

@@ -1,0 +1,123 @@
+//! Request logging: one JSON access line per answered request, and no secret in any line.
+
+use crate::helpers::binary;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+#[tokio::test]
+async fn one_access_line_per_request_and_no_secrets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let log_path = tmp.path().join("stderr.log");
+    let mut child = Command::new(binary())
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-format", "json", "--data-dir"])
+        .arg(&dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let http = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .unwrap()
+        .to_string();
+    let operator = std::fs::read_to_string(dir.join("operator-token")).unwrap();
+    let operator = operator.trim();
+    let client = reqwest::Client::new();
+    let reseller: serde_json::Value = client
+        .post(format!("{http}/api/v1/admin/resellers"))
+        .bearer_auth(operator)
+        .json(&serde_json::json!({"name": "Acme", "email": "ops@acme.test"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = reseller["key"]["key"].as_str().unwrap().to_string();
+    let key_id = reseller["key"]["id"].as_str().unwrap().to_string();
+    let token: serde_json::Value = client
+        .post(format!("{http}/api/v1/access_tokens"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"user": {"email": "client@example.test"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let basic = client
+        .get(format!("{http}/api/v1/users?per_page=5"))
+        .basic_auth(&key_id, Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), 200);
+    let me = client
+        .get(format!("{http}/api/v1/user"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    let missing = client
+        .get(format!("{http}/api/v1/users/nobody"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    // SIGTERM: the logger writes out what it holds before the process exits.
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    for secret in [operator, key.as_str(), token.as_str()] {
+        assert!(!log.contains(secret), "a secret reached the log:\n{log}");
+    }
+    let access: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("every line is JSON"))
+        .filter(|l| l["target"] == "access")
+        .collect();
+    let seen: Vec<(String, String, u64)> = access
+        .iter()
+        .map(|l| {
+            let f = &l["fields"];
+            assert!(f["ms"].as_f64().unwrap() >= 0.0);
+            assert_eq!(f["client"], "127.0.0.1");
+            assert_eq!(l["level"], "INFO");
+            assert!(l["timestamp"].as_str().unwrap().ends_with('Z'));
+            (
+                f["method"].as_str().unwrap().to_string(),
+                f["path"].as_str().unwrap().to_string(),
+                f["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("POST", "/api/v1/admin/resellers", 201),
+        ("POST", "/api/v1/access_tokens", 201),
+        ("GET", "/api/v1/users", 200),
+        ("GET", "/api/v1/user", 200),
+        ("GET", "/api/v1/users/nobody", 404),
+    ]
+    .map(|(m, p, s)| (m.to_string(), p.to_string(), s));
+    assert_eq!(seen, expected, "one line per request, in order");
+}
