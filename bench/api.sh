@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark (run by hand, not a test): wrk against authenticated GET /api/v1/users and durable
 # POST /api/v1/access_tokens, side by side with a bare actix-web handler from the same build.
-# Prints requests/s for each and the ratios. Usage: bench/api.sh [seconds] [connections]
+# Prints the median requests/s of ROUNDS rounds (default 3; the three loads take turns, so
+# they share the machine's ups and downs) and the ratios. Usage: bench/api.sh [seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -32,9 +33,17 @@ for i in $(seq 50); do
 done
 
 rps() { wrk -t2 -c"$conns" -d"${secs}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
-bare_rps=$(rps "$bare/")
-get_rps=$(rps -H "Authorization: Bearer $key" "$api/api/v1/users?per_page=10")
-post_rps=$(RESELLERD_KEY=$key rps -s bench/create_token.lua "$api")
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+bare_all=() get_all=() post_all=()
+for _ in $(seq "${ROUNDS:-3}"); do
+  bare_all+=("$(rps "$bare/")")
+  get_all+=("$(rps -H "Authorization: Bearer $key" "$api/api/v1/users?per_page=10")")
+  post_all+=("$(RESELLERD_KEY=$key rps -s bench/create_token.lua "$api")")
+done
+echo "rounds: bare ${bare_all[*]} | GET ${get_all[*]} | POST ${post_all[*]}"
+bare_rps=$(median "${bare_all[@]}")
+get_rps=$(median "${get_all[@]}")
+post_rps=$(median "${post_all[@]}")
 
 printf '%-44s %12s\n' "endpoint ($conns connections, ${secs}s, $workers workers)" "requests/s"
 printf '%-44s %12s\n' "bare actix-web GET / (baseline)" "$bare_rps"
