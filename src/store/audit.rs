@@ -41,7 +41,9 @@ const MAX_BATCH: usize = 1000;
 /// with the flush after the call's own, or within `Flusher`'s idle interval.
 #[derive(Clone)]
 pub(crate) struct AuditLog {
-    queue: Arc<Mutex<Vec<AuditEntry>>>,
+    pending: Arc<Mutex<Pending>>,
+    /// Held by `write_pending` throughout, so one writer at a time moves entries.
+    writer: Arc<Mutex<()>>,
     db: sled::Db,
     /// big-endian batch sequence -> encoded Vec of entries (everyone's)
     batches: sled::Tree,
@@ -52,10 +54,19 @@ pub(crate) struct AuditLog {
     legacy_by_reseller: sled::Tree,
 }
 
+/// Entries not in the database yet: queued, and the batch being written (older). An entry is
+/// always in one of the two or in the database, so readers miss none.
+#[derive(Default)]
+struct Pending {
+    queued: Vec<AuditEntry>,
+    writing: Arc<Vec<AuditEntry>>,
+}
+
 impl AuditLog {
     pub(crate) fn open(db: &sled::Db) -> sled::Result<AuditLog> {
         Ok(AuditLog {
-            queue: Default::default(),
+            pending: Default::default(),
+            writer: Default::default(),
             db: db.clone(),
             batches: db.open_tree("audit_batches")?,
             batches_by_reseller: db.open_tree("audit_batches_by_reseller")?,
@@ -64,15 +75,36 @@ impl AuditLog {
         })
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<AuditEntry>> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes the queued entries into the database (not flushed: the caller flushes next).
+    /// Callers that record entries meanwhile wait only for the queue swap, not the write.
     pub(crate) fn write_pending(&self) -> ApiResult<()> {
-        // Held while writing, so a reader never finds an entry in neither place.
-        let mut queue = self.queue();
-        for chunk in queue.chunks(MAX_BATCH) {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let batch = {
+            let mut pending = self.pending();
+            if pending.queued.is_empty() {
+                return Ok(());
+            }
+            let batch = Arc::new(std::mem::take(&mut pending.queued));
+            pending.writing = batch.clone();
+            batch
+        };
+        let written = self.write(&batch);
+        let mut pending = self.pending();
+        pending.writing = Default::default();
+        if written.is_err() {
+            // Kept for the next attempt, ahead of what was queued since.
+            let newer = std::mem::take(&mut pending.queued);
+            pending.queued = batch.iter().cloned().chain(newer).collect();
+        }
+        written
+    }
+
+    fn write(&self, entries: &[AuditEntry]) -> ApiResult<()> {
+        for chunk in entries.chunks(MAX_BATCH) {
             let seq = self.db.generate_id()?.to_be_bytes();
             let mut by_reseller: BTreeMap<&str, Vec<&AuditEntry>> = BTreeMap::new();
             for e in chunk {
@@ -90,7 +122,6 @@ impl AuditLog {
                 Ok::<_, sled::transaction::ConflictableTransactionError<ApiError>>(())
             })?;
         }
-        queue.clear();
         Ok(())
     }
 }
@@ -99,17 +130,25 @@ impl Audit<'_> {
     /// Queues an entry; see `AuditLog` for when it is written.
     pub fn record(&self, mut entry: AuditEntry) {
         entry.id = new_id();
-        self.0.audit_log.queue().push(entry);
+        self.0.audit_log.pending().queued.push(entry);
     }
 
     /// The newest `limit` entries, of one reseller or of everyone.
     pub fn recent(&self, reseller_id: Option<&str>, limit: usize) -> ApiResult<Vec<AuditEntry>> {
         let log = &self.0.audit_log;
         let mine = |e: &AuditEntry| reseller_id.is_none_or(|r| e.reseller_id.as_deref() == Some(r));
-        let queued: Vec<AuditEntry> = log.queue().iter().filter(|e| mine(e)).cloned().collect();
-        // The flush thread may store queued entries while this reads; skip those seen already.
-        let seen: HashSet<String> = queued.iter().map(|e| e.id.clone()).collect();
-        let mut out: Vec<AuditEntry> = queued.into_iter().rev().take(limit).collect();
+        let unwritten: Vec<AuditEntry> = {
+            let pending = log.pending();
+            let older = pending.writing.iter();
+            older
+                .chain(&pending.queued)
+                .filter(|e| mine(e))
+                .cloned()
+                .collect()
+        };
+        // The flush thread may store those while this reads; skip the ones seen already.
+        let seen: HashSet<String> = unwritten.iter().map(|e| e.id.clone()).collect();
+        let mut out: Vec<AuditEntry> = unwritten.into_iter().rev().take(limit).collect();
         let scan = |tree: &sled::Tree| match reseller_id {
             Some(r) => tree.scan_prefix(format!("{r}/").as_bytes()),
             None => tree.iter(),
