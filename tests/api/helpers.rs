@@ -64,28 +64,39 @@ pub fn binary() -> &'static str {
 }
 
 fn start(data_dir: &Path, extra: &[String]) -> (Child, String, u16) {
-    let mut child = Command::new(binary())
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        // Load tests would trip the default API rate limits; the rate limit tests set their own
-        // with flags, which win over these.
-        .env("RESELLERD_RATE_LIMIT_IP", "0")
-        .env("RESELLERD_RATE_LIMIT_CREDENTIAL", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start resellerd");
+    start_configured(data_dir, extra, |cmd| {
+        cmd.env("RUST_LOG", "warn").stderr(Stdio::inherit());
+    })
+}
+
+/// Starts `serve` on `data_dir` with `extra` flags; `configure` may change the command (its
+/// environment, where stderr goes) before it runs. Returns the child, the HTTP base URL and the
+/// HTTPS port.
+pub fn start_configured(
+    data_dir: &Path,
+    extra: &[String],
+    configure: impl FnOnce(&mut Command),
+) -> (Child, String, u16) {
+    let mut cmd = Command::new(binary());
+    cmd.args([
+        "serve",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--https-addr",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+    ])
+    .arg("--data-dir")
+    .arg(data_dir)
+    .args(extra)
+    // Load tests would trip the default API rate limits; the rate limit tests set their own
+    // with flags, which win over these.
+    .env("RESELLERD_RATE_LIMIT_IP", "0")
+    .env("RESELLERD_RATE_LIMIT_CREDENTIAL", "0")
+    .stdout(Stdio::piped());
+    configure(&mut cmd);
+    let mut child = cmd.spawn().expect("start resellerd");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
     BufReader::new(stdout)

@@ -1,38 +1,18 @@
 //! Request logging: one JSON access line per answered request, and no secret in any line.
 
-use crate::helpers::binary;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use crate::helpers::start_configured;
+use std::process::Command;
 
 #[tokio::test]
 async fn one_access_line_per_request_and_no_secrets() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let log_path = tmp.path().join("stderr.log");
-    let mut child = Command::new(binary())
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--log-format", "json", "--data-dir"])
-        .arg(&dir)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let http = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .unwrap()
-        .to_string();
+    let log = std::fs::File::create(&log_path).unwrap();
+    let json = ["--log-format".to_string(), "json".to_string()];
+    let (mut child, http, _) = start_configured(&dir, &json, |cmd| {
+        cmd.env("RUST_LOG", "info").stderr(log);
+    });
     let operator = std::fs::read_to_string(dir.join("operator-token")).unwrap();
     let operator = operator.trim();
     let client = reqwest::Client::new();
@@ -59,27 +39,13 @@ async fn one_access_line_per_request_and_no_secrets() {
         .await
         .unwrap();
     let token = token["access_token"].as_str().unwrap().to_string();
-    let basic = client
-        .get(format!("{http}/api/v1/users?per_page=5"))
-        .basic_auth(&key_id, Some(&key))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(basic.status(), 200);
-    let me = client
-        .get(format!("{http}/api/v1/user"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(me.status(), 200);
-    let missing = client
-        .get(format!("{http}/api/v1/users/nobody"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
+    let get = |path: &str| client.get(format!("{http}{path}"));
+    let basic = get("/api/v1/users?per_page=5").basic_auth(&key_id, Some(&key));
+    let me = get("/api/v1/user").bearer_auth(&token);
+    let missing = get("/api/v1/users/nobody").bearer_auth(&key);
+    for (request, status) in [(basic, 200), (me, 200), (missing, 404)] {
+        assert_eq!(request.send().await.unwrap().status(), status);
+    }
     // SIGTERM: the logger writes out what it holds before the process exits.
     Command::new("kill")
         .arg(child.id().to_string())
