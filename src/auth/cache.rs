@@ -2,8 +2,9 @@
 //! decode the key (or token), the reseller and the user on every call.
 //!
 //! Correctness rests on the store's credentials generation, bumped after every write that can
-//! change what a cached entry says (keys deleted or touched, resellers updated, suspended or
-//! deleted, tokens revoked, users changed or deleted). An entry remembers the generation read
+//! change what a cached entry says (keys deleted, resellers updated, suspended or deleted,
+//! tokens revoked, users changed or deleted). A key's `last_used_at` is the exception: the
+//! request that writes it refreshes the entry itself. An entry remembers the generation read
 //! *before* its records were loaded and is used only while the generation is unchanged, so a
 //! write racing with a load can only make the entry unusable, never stale.
 

@@ -148,7 +148,7 @@ const INVALID: ApiError = ApiError::Unauthorized("invalid, revoked or expired cr
 fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
     let now = Timestamp::now();
     let store = &state.store;
-    let (key, reseller) = match parse_credential(req)? {
+    let (key, reseller, cached_as) = match parse_credential(req)? {
         Credential::Bearer(s) if s.expose().starts_with(operator::PREFIX) => {
             return if s.is_well_formed(operator::PREFIX) && state.operator.verify(&s) {
                 Ok(Principal::Operator)
@@ -221,17 +221,25 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
             return Err(ApiError::IpNotAllowed(ip));
         }
     }
-    store.keys().touch(&key, now)?;
+    if store.keys().touch(&key, now)? {
+        // The cached copy learns the new time too, or every later call would write it again.
+        let mut fresh = key.clone();
+        fresh.last_used_at = Some(now);
+        let (hash, generation) = cached_as;
+        let resolved = Resolved::Key(Arc::new((fresh, reseller.clone())));
+        state.credentials.put(hash, generation, resolved);
+    }
     Ok(Principal::Reseller { reseller, key })
 }
 
 /// The API key whose secret hashes to `hash` (and, for Basic, whose id is `key_id`), with its
-/// reseller: from the credential cache, or read and then cached.
+/// reseller: from the credential cache, or read and then cached. Also returns the cache key and
+/// the generation the entry belongs to.
 fn resolve_key(
     state: &AppState,
     hash: [u8; 32],
     key_id: Option<&str>,
-) -> ApiResult<(ApiKey, Reseller)> {
+) -> ApiResult<(ApiKey, Reseller, ([u8; 32], u64))> {
     let store = &state.store;
     let generation = store.credentials_generation();
     let found = match state.credentials.get(&hash, generation) {
@@ -263,7 +271,7 @@ fn resolve_key(
     if key_id.is_some_and(|id| id != found.0.id) {
         return Err(INVALID);
     }
-    Ok((found.0.clone(), found.1.clone()))
+    Ok((found.0.clone(), found.1.clone(), (hash, generation)))
 }
 
 fn check_reseller(req: &HttpRequest, state: &AppState, reseller: &Reseller) -> ApiResult<()> {

@@ -160,11 +160,13 @@ impl Keys<'_> {
         Ok(())
     }
 
-    /// Records a use of the key. Best effort: not flushed on its own, since losing a
-    /// `last_used_at` in a crash loses no acknowledged write.
-    pub fn touch(&self, key: &ApiKey, now: Timestamp) -> ApiResult<()> {
+    /// Records a use of the key, at most every 30 s; true if it wrote. Best effort: not
+    /// flushed on its own, since losing a `last_used_at` in a crash loses no acknowledged
+    /// write. It leaves the credentials generation alone: nothing a request is allowed to do
+    /// depends on `last_used_at`, and the caller refreshes its cached copy itself.
+    pub fn touch(&self, key: &ApiKey, now: Timestamp) -> ApiResult<bool> {
         if key.last_used_at.is_some_and(|t| now.0 - t.0 < 30_000) {
-            return Ok(());
+            return Ok(false);
         }
         // update_and_fetch, not get + put: a key deleted meanwhile must stay deleted.
         self.0.t.keys.update_and_fetch(key.id.as_bytes(), |old| {
@@ -177,7 +179,6 @@ impl Keys<'_> {
                 Err(_) => Some(old.to_vec()),
             }
         })?;
-        self.0.credentials_changed();
-        Ok(())
+        Ok(true)
     }
 }

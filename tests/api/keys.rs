@@ -304,3 +304,23 @@ async fn a_suspended_reseller_gets_403_for_keys_and_user_tokens() {
         .await
         .expect_error(404, "not_found");
 }
+
+/// A key's use is recorded at most every 30 s, also while its resolution is cached: a due use
+/// is written, and the calls right after it are not (each would move `last_used_at` again).
+#[tokio::test]
+async fn last_used_at_is_written_every_30_seconds_at_most() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let last_used = || async {
+        let keys = app.get("/api/v1/keys", &acme.key).await.expect(200);
+        keys.body[0]["last_used_at"].as_str().unwrap().to_string()
+    };
+    let first = last_used().await;
+    assert_eq!(last_used().await, first, "not rewritten within 30 s");
+    tokio::time::sleep(std::time::Duration::from_millis(30_500)).await;
+    let second = last_used().await;
+    assert!(second > first, "{second} after {first}");
+    for _ in 0..3 {
+        assert_eq!(last_used().await, second, "written once, not on every call");
+    }
+}
