@@ -54,19 +54,6 @@ impl Email {
     }
 }
 
-impl TryFrom<String> for Email {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Email::parse(&s)
-    }
-}
-
-impl From<Email> for String {
-    fn from(e: Email) -> String {
-        e.0
-    }
-}
-
 impl std::fmt::Display for Email {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

@@ -366,11 +366,6 @@ impl Users<'_> {
         }
     }
 
-    pub fn tokens_of(&self, user_id: &str) -> ApiResult<Vec<AccessToken>> {
-        let ids = ids_under(&self.0.t.tokens_by_user, user_id)?;
-        super::load_all(&self.0.t.tokens, &ids)
-    }
-
     /// Revokes a token of this reseller's users; anyone else's token is "not found".
     pub fn revoke_token(&self, reseller_id: &str, id: &str) -> ApiResult<()> {
         let t = &self.0.t;
