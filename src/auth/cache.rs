@@ -8,6 +8,7 @@
 //! *before* its records were loaded and is used only while the generation is unchanged, so a
 //! write racing with a load can only make the entry unusable, never stale.
 
+use crate::error::ApiResult;
 use crate::store::keys::ApiKey;
 use crate::store::resellers::Reseller;
 use crate::store::users::User;
@@ -29,8 +30,24 @@ pub struct CredentialCache {
 }
 
 impl CredentialCache {
+    /// What the credential with this SHA-256 resolves to: the cached entry if still current at
+    /// `generation` (read before `load` reads any record), else what `load` finds, then cached.
+    pub fn resolve(
+        &self,
+        hash: [u8; 32],
+        generation: u64,
+        load: impl FnOnce() -> ApiResult<Resolved>,
+    ) -> ApiResult<Resolved> {
+        if let Some(resolved) = self.get(&hash, generation) {
+            return Ok(resolved);
+        }
+        let resolved = load()?;
+        self.put(hash, generation, resolved.clone());
+        Ok(resolved)
+    }
+
     /// What the credential with this SHA-256 resolved to, if still current at `generation`.
-    pub fn get(&self, hash: &[u8; 32], generation: u64) -> Option<Resolved> {
+    fn get(&self, hash: &[u8; 32], generation: u64) -> Option<Resolved> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         match entries.get(hash) {
             Some((g, resolved)) if *g == generation => Some(resolved.clone()),

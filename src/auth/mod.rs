@@ -188,24 +188,20 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
             }
             let hash = s.hash();
             let generation = store.credentials_generation();
-            let found = match state.credentials.get(&hash, generation) {
-                Some(Resolved::Token(found)) => found,
-                _ => {
-                    let token = store.users().token_by_hash(&hash)?.ok_or(INVALID)?;
-                    let reseller = store
-                        .resellers()
-                        .get(&token.reseller_id)
-                        .map_err(|_| INVALID)?;
-                    let user = store
-                        .users()
-                        .get(&reseller.id, &token.user_id)
-                        .map_err(|_| INVALID)?;
-                    let found = Arc::new((user, reseller));
-                    state
-                        .credentials
-                        .put(hash, generation, Resolved::Token(found.clone()));
-                    found
-                }
+            let resolved = state.credentials.resolve(hash, generation, || {
+                let token = store.users().token_by_hash(&hash)?.ok_or(INVALID)?;
+                let reseller = store
+                    .resellers()
+                    .get(&token.reseller_id)
+                    .map_err(|_| INVALID)?;
+                let user = store
+                    .users()
+                    .get(&reseller.id, &token.user_id)
+                    .map_err(|_| INVALID)?;
+                Ok(Resolved::Token(Arc::new((user, reseller))))
+            })?;
+            let Resolved::Token(found) = resolved else {
+                return Err(INVALID);
             };
             let (user, reseller) = (found.0.clone(), found.1.clone());
             check_reseller(req, state, &reseller)?;
@@ -242,30 +238,26 @@ fn resolve_key(
 ) -> ApiResult<(ApiKey, Reseller, ([u8; 32], u64))> {
     let store = &state.store;
     let generation = store.credentials_generation();
-    let found = match state.credentials.get(&hash, generation) {
-        Some(Resolved::Key(found)) => found,
-        _ => {
-            let key = match key_id {
-                // Basic names the key: compare its stored hash in constant time.
-                Some(id) => {
-                    let key = store.keys().get(id)?.ok_or(INVALID)?;
-                    if !hashes_equal(&key.hash, &hash) {
-                        return Err(INVALID);
-                    }
-                    key
+    let resolved = state.credentials.resolve(hash, generation, || {
+        let key = match key_id {
+            // Basic names the key: compare its stored hash in constant time.
+            Some(id) => {
+                let key = store.keys().get(id)?.ok_or(INVALID)?;
+                if !hashes_equal(&key.hash, &hash) {
+                    return Err(INVALID);
                 }
-                None => store.keys().by_hash(&hash)?.ok_or(INVALID)?,
-            };
-            let reseller = store
-                .resellers()
-                .get(&key.reseller_id)
-                .map_err(|_| INVALID)?;
-            let found = Arc::new((key, reseller));
-            state
-                .credentials
-                .put(hash, generation, Resolved::Key(found.clone()));
-            found
-        }
+                key
+            }
+            None => store.keys().by_hash(&hash)?.ok_or(INVALID)?,
+        };
+        let reseller = store
+            .resellers()
+            .get(&key.reseller_id)
+            .map_err(|_| INVALID)?;
+        Ok(Resolved::Key(Arc::new((key, reseller))))
+    })?;
+    let Resolved::Key(found) = resolved else {
+        return Err(INVALID);
     };
     // A cached key found by its secret must still be the key Basic names.
     if key_id.is_some_and(|id| id != found.0.id) {
