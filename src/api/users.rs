@@ -91,11 +91,11 @@ async fn create_token(
         Some(_) => return Err(ApiError::invalid("user.uid must be a string or a number")),
     };
     let now = Timestamp::now();
-    let (user, token, secret) =
-        state
-            .store
-            .users()
-            .issue_token(&reseller.id, &email, uid.as_deref(), now)?;
+    let (user, token, secret) = state
+        .store
+        .users()
+        .issue_token(&reseller.id, &email, uid.as_deref(), now)
+        .await?;
     state.store.flush().await?;
     Ok(created(CreatedToken {
         id: token.id,

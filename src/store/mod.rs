@@ -27,6 +27,7 @@ use std::path::Path;
 pub struct Store {
     db: sled::Db,
     flusher: flush::Flusher,
+    issuer: users::Issuer,
     audit_log: audit::AuditLog,
     pub(crate) t: Trees,
     pub blobs: blobs::Blobs,
@@ -231,9 +232,11 @@ impl Store {
                 }
             }),
         );
+        let issuer = users::Issuer::start(&t);
         Ok(Store {
             db,
             flusher,
+            issuer,
             audit_log,
             t,
             blobs,
@@ -338,8 +341,6 @@ pub(crate) fn load_all<T: DeserializeOwned>(
 }
 
 /// Shorthand for aborting a sled transaction with an API error.
-pub(crate) fn abort<T>(
-    e: ApiError,
-) -> sled::transaction::ConflictableTransactionResult<T, ApiError> {
+pub(crate) fn abort<T, E>(e: E) -> sled::transaction::ConflictableTransactionResult<T, E> {
     Err(sled::transaction::ConflictableTransactionError::Abort(e))
 }

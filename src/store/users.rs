@@ -6,8 +6,12 @@ use crate::auth::secret::Secret;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{new_id, Email, Timestamp};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionResult, TransactionalTree};
+use sled::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
+    TransactionalTree,
+};
 use sled::Transactional;
+use tokio::sync::oneshot;
 
 pub const TOKEN_PREFIX: &str = "rt_";
 
@@ -43,9 +47,6 @@ pub struct Listed {
     pub user: User,
     pub tokens: u64,
 }
-
-/// What `upsert` did: the user, whether it was created, and the token if one was asked for.
-type Upserted = (User, bool, Option<(AccessToken, Secret)>);
 
 fn user_count_key(reseller_id: &str) -> String {
     format!("users/{reseller_id}")
@@ -139,6 +140,214 @@ pub fn validate_uid(uid: &str) -> ApiResult<String> {
     Ok(uid.to_string())
 }
 
+/// One find-or-create of a user by email, and optionally a new token for it.
+struct Upsert {
+    reseller_id: String,
+    email_key: String,
+    uid: Option<String>,
+    /// The user to create if the email is new.
+    new_user: User,
+    /// The new token's id and hash, if one is asked for.
+    token: Option<(String, [u8; 32])>,
+    now: Timestamp,
+}
+
+impl Upsert {
+    fn new(
+        reseller_id: &str,
+        email: &Email,
+        uid: Option<&str>,
+        now: Timestamp,
+        token: Option<[u8; 32]>,
+    ) -> Self {
+        Upsert {
+            reseller_id: reseller_id.to_string(),
+            email_key: email_key(reseller_id, email),
+            uid: uid.map(str::to_string),
+            new_user: User {
+                id: new_id(),
+                reseller_id: reseller_id.to_string(),
+                email: email.clone(),
+                uid: uid.map(str::to_string),
+                created_at: now,
+            },
+            token: token.map(|hash| (new_id(), hash)),
+            now,
+        }
+    }
+}
+
+/// What an `Upsert` did.
+struct Upserted {
+    user: User,
+    created: bool,
+    token: Option<AccessToken>,
+    /// A uid was recorded for an existing user (cached credentials carry it).
+    uid_recorded: bool,
+}
+
+/// The trees an `Upsert` writes, in a transaction: users (format-1 records), the email index,
+/// the per-reseller entries, counters, tokens, the token hash index and tokens by user.
+type UpsertTrees = (
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+);
+
+fn upsert_trees(t: &super::Trees) -> [&sled::Tree; 7] {
+    [
+        &t.users,
+        &t.user_by_email,
+        &t.users_by_reseller,
+        &t.counters,
+        &t.tokens,
+        &t.token_by_hash,
+        &t.tokens_by_user,
+    ]
+}
+
+/// Runs one `Upsert` inside a transaction: at most six writes for a new user and a token.
+fn upsert_in(
+    (u, by_email, by_reseller, counters, tk, by_hash, by_user): &UpsertTrees,
+    job: &Upsert,
+) -> ConflictableTransactionResult<Upserted, ApiError> {
+    let reseller_id = job.reseller_id.as_str();
+    let existing = match by_email.get(job.email_key.as_bytes())? {
+        Some(id) => {
+            let id = String::from_utf8_lossy(&id);
+            load_entry(by_reseller, u, counters, reseller_id, &id)?
+        }
+        None => None,
+    };
+    let (mut entry, legacy, created, mut dirty) = match existing {
+        Some((entry, legacy)) => (entry, legacy, false, false),
+        None => {
+            by_email.insert(job.email_key.as_bytes(), job.new_user.id.as_bytes())?;
+            bump(counters, &user_count_key(reseller_id), 1)?;
+            let entry = Listed {
+                user: job.new_user.clone(),
+                tokens: 0,
+            };
+            (entry, false, true, true)
+        }
+    };
+    let uid_recorded = entry.user.uid.is_none() && job.uid.is_some();
+    if uid_recorded {
+        entry.user.uid.clone_from(&job.uid);
+        dirty = true;
+    }
+    let token = job.token.as_ref().map(|(id, hash)| AccessToken {
+        id: id.clone(),
+        user_id: entry.user.id.clone(),
+        reseller_id: reseller_id.to_string(),
+        hash: *hash,
+        created_at: job.now,
+    });
+    if let Some(token) = &token {
+        tk.insert(token.id.as_bytes(), encode(token))?;
+        by_hash.insert(&token.hash[..], token.id.as_bytes())?;
+        by_user.insert(format!("{}/{}", token.user_id, token.id).as_bytes(), &[])?;
+        entry.tokens += 1;
+        dirty = true;
+    }
+    if dirty {
+        store_entry(by_reseller, u, counters, &entry, legacy)?;
+    }
+    Ok(Upserted {
+        user: entry.user,
+        created,
+        token,
+        uid_recorded,
+    })
+}
+
+/// Issues tokens in batches: one thread runs every `POST /access_tokens` queued while the
+/// previous batch ran in a single transaction. sled writes each transaction to its log as a
+/// separate synced write, so one transaction per request would cap creates at the disk's sync
+/// rate; a batch shares one.
+#[derive(Clone)]
+pub(crate) struct Issuer {
+    tx: std::sync::mpsc::Sender<Queued>,
+}
+
+struct Queued {
+    job: Upsert,
+    reply: oneshot::Sender<ApiResult<Upserted>>,
+}
+
+/// The most upserts one transaction runs.
+const MAX_BATCH: usize = 256;
+
+impl Issuer {
+    pub(crate) fn start(t: &super::Trees) -> Issuer {
+        let (tx, rx) = std::sync::mpsc::channel::<Queued>();
+        let trees = upsert_trees(t).map(sled::Tree::clone);
+        std::thread::Builder::new()
+            .name("store-issue".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter().take(MAX_BATCH - 1));
+                    run_batch(&trees, batch);
+                }
+            })
+            .unwrap_or_else(|e| panic!("cannot start the token thread: {e}"));
+        Issuer { tx }
+    }
+
+    async fn run(&self, job: Upsert) -> ApiResult<Upserted> {
+        let stopped = || ApiError::internal("token thread stopped");
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Queued { job, reply }).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+/// Runs a batch in one transaction. An upsert that fails (a record that cannot be read) gets
+/// its error and the rest run again without it.
+fn run_batch(trees: &[sled::Tree; 7], mut batch: Vec<Queued>) {
+    let [a, b, c, d, e, f, g] = trees;
+    while !batch.is_empty() {
+        let done = std::cell::RefCell::new(Vec::with_capacity(batch.len()));
+        let result = (a, b, c, d, e, f, g).transaction(|v| {
+            let mut done = done.borrow_mut();
+            done.clear();
+            for (i, queued) in batch.iter().enumerate() {
+                match upsert_in(v, &queued.job) {
+                    Ok(out) => done.push(out),
+                    Err(ConflictableTransactionError::Abort(e)) => return abort((i, e)),
+                    Err(ConflictableTransactionError::Conflict) => {
+                        return Err(ConflictableTransactionError::Conflict)
+                    }
+                    Err(ConflictableTransactionError::Storage(e)) => {
+                        return Err(ConflictableTransactionError::Storage(e))
+                    }
+                }
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => {
+                for (queued, out) in batch.drain(..).zip(done.into_inner()) {
+                    let _ = queued.reply.send(Ok(out));
+                }
+            }
+            Err(TransactionError::Abort((i, e))) => {
+                let _ = batch.remove(i).reply.send(Err(e));
+            }
+            Err(TransactionError::Storage(e)) => {
+                for queued in batch.drain(..) {
+                    let _ = queued.reply.send(Err(e.clone().into()));
+                }
+            }
+        }
+    }
+}
+
 impl Users<'_> {
     /// The reseller's user with this email, created if none exists. Returns (user, created).
     /// A uid given for an existing user without one is recorded.
@@ -149,105 +358,37 @@ impl Users<'_> {
         uid: Option<&str>,
         now: Timestamp,
     ) -> ApiResult<(User, bool)> {
-        self.upsert(reseller_id, email, uid, now, false)
-            .map(|(user, created, _)| (user, created))
+        let job = Upsert::new(reseller_id, email, uid, now, None);
+        let [a, b, c, d, e, f, g] = upsert_trees(&self.0.t);
+        let out = (a, b, c, d, e, f, g).transaction(|v| upsert_in(v, &job))?;
+        self.upserted(&out);
+        Ok((out.user, out.created))
     }
 
-    /// `POST /access_tokens` in one transaction: the user (found or created) and a new token.
-    pub fn issue_token(
+    /// `POST /access_tokens`: the user (found or created) and a new token, in one transaction
+    /// shared with the other requests issuing tokens at the same time (see `Issuer`).
+    pub async fn issue_token(
         &self,
         reseller_id: &str,
         email: &Email,
         uid: Option<&str>,
         now: Timestamp,
     ) -> ApiResult<(User, AccessToken, Secret)> {
-        let (user, _, token) = self.upsert(reseller_id, email, uid, now, true)?;
-        let (token, secret) = token.ok_or_else(|| ApiError::internal("token not issued"))?;
-        Ok((user, token, secret))
+        let secret = Secret::generate(TOKEN_PREFIX);
+        let job = Upsert::new(reseller_id, email, uid, now, Some(secret.hash()));
+        let out = self.0.issuer.run(job).await?;
+        self.upserted(&out);
+        let token = out
+            .token
+            .ok_or_else(|| ApiError::internal("token not issued"))?;
+        Ok((out.user, token, secret))
     }
 
-    /// One transaction over the email index, the per-reseller entry (user record and token
-    /// count) and, when asked, a new token: at most six writes for a new user and a token.
-    fn upsert(
-        &self,
-        reseller_id: &str,
-        email: &Email,
-        uid: Option<&str>,
-        now: Timestamp,
-        with_token: bool,
-    ) -> ApiResult<Upserted> {
-        let t = &self.0.t;
-        let key = email_key(reseller_id, email);
-        let secret = Secret::generate(TOKEN_PREFIX);
-        let new_user = User {
-            id: new_id(),
-            reseller_id: reseller_id.to_string(),
-            email: email.clone(),
-            uid: uid.map(str::to_string),
-            created_at: now,
-        };
-        let token_id = new_id();
-        let trees = (
-            &t.users,
-            &t.user_by_email,
-            &t.users_by_reseller,
-            &t.counters,
-            &t.tokens,
-            &t.token_by_hash,
-            &t.tokens_by_user,
-        );
-        let uid_recorded = std::cell::Cell::new(false);
-        let (user, created, token) = trees.transaction(
-            |(u, by_email, by_reseller, counters, tk, by_hash, by_user)| {
-                let existing = match by_email.get(key.as_bytes())? {
-                    Some(id) => {
-                        let id = String::from_utf8_lossy(&id);
-                        load_entry(by_reseller, u, counters, reseller_id, &id)?
-                    }
-                    None => None,
-                };
-                let (mut entry, legacy, created, mut dirty) = match existing {
-                    Some((entry, legacy)) => (entry, legacy, false, false),
-                    None => {
-                        by_email.insert(key.as_bytes(), new_user.id.as_bytes())?;
-                        bump(counters, &user_count_key(reseller_id), 1)?;
-                        let entry = Listed {
-                            user: new_user.clone(),
-                            tokens: 0,
-                        };
-                        (entry, false, true, true)
-                    }
-                };
-                if entry.user.uid.is_none() && uid.is_some() {
-                    uid_recorded.set(true);
-                    entry.user.uid = uid.map(str::to_string);
-                    dirty = true;
-                }
-                let token = with_token.then(|| AccessToken {
-                    id: token_id.clone(),
-                    user_id: entry.user.id.clone(),
-                    reseller_id: reseller_id.to_string(),
-                    hash: secret.hash(),
-                    created_at: now,
-                });
-                if let Some(token) = &token {
-                    tk.insert(token.id.as_bytes(), encode(token))?;
-                    by_hash.insert(&token.hash[..], token.id.as_bytes())?;
-                    by_user.insert(format!("{}/{}", token.user_id, token.id).as_bytes(), &[])?;
-                    entry.tokens += 1;
-                    dirty = true;
-                }
-                if dirty {
-                    store_entry(by_reseller, u, counters, &entry, legacy)?;
-                }
-                Ok((entry.user, created, token))
-            },
-        )?;
-        if uid_recorded.get() {
+    fn upserted(&self, out: &Upserted) {
+        if out.uid_recorded {
             // A token's cached user carries the uid.
             self.0.credentials_changed();
         }
-        Ok((user, created, token.map(|t| (t, secret))))
     }
 
     /// A user of this reseller, with its token count; anyone else's user is "not found".
@@ -398,5 +539,68 @@ impl Users<'_> {
             })?;
         self.0.credentials_changed();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(job: Upsert) -> (Queued, oneshot::Receiver<ApiResult<Upserted>>) {
+        let (reply, rx) = oneshot::channel();
+        (Queued { job, reply }, rx)
+    }
+
+    /// One upsert that cannot read its user fails alone; the rest of its batch is committed.
+    #[test]
+    fn a_failing_upsert_leaves_the_rest_of_its_batch_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Timestamp::now();
+        let email = |s: &str| Email::parse(s).unwrap();
+        let (broken, _) = store
+            .users()
+            .find_or_create("r1", &email("broken@x.test"), None, now)
+            .unwrap();
+        store
+            .t
+            .users_by_reseller
+            .insert(entry_key("r1", &broken.id).as_bytes(), &[99u8, 1, 2][..])
+            .unwrap();
+
+        let (batch, replies): (Vec<_>, Vec<_>) =
+            ["a@x.test", "broken@x.test", "b@x.test", "a@x.test"]
+                .iter()
+                .zip(1u8..)
+                .map(|(e, n)| queue(Upsert::new("r1", &email(e), None, now, Some([n; 32]))))
+                .unzip();
+        run_batch(&upsert_trees(&store.t).map(sled::Tree::clone), batch);
+        let outs: Vec<_> = replies
+            .into_iter()
+            .map(|r| r.blocking_recv().unwrap())
+            .collect();
+
+        assert!(outs[1].is_err(), "the unreadable user's upsert fails");
+        let a = outs[0].as_ref().unwrap();
+        let a_again = outs[3].as_ref().unwrap();
+        assert!(
+            a.created && !a_again.created,
+            "one batch, one user per email"
+        );
+        assert_eq!(a.user.id, a_again.user.id);
+        assert!(outs[2].as_ref().unwrap().created);
+        let listed = store.users().get_listed("r1", &a.user.id).unwrap();
+        assert_eq!(listed.tokens, 2);
+        let token = a_again.token.as_ref().unwrap();
+        assert_eq!(
+            store
+                .users()
+                .token_by_hash(&token.hash)
+                .unwrap()
+                .unwrap()
+                .id,
+            token.id
+        );
+        assert_eq!(store.users().count("r1"), 3);
     }
 }
