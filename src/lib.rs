@@ -51,23 +51,25 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     let max_body = state.settings.max_body();
     cfg.app_data(state);
     api::extractor_configs(cfg, max_body);
-    cfg.route("/healthz", web::get().to(api::ops::healthz))
-        .route("/readyz", web::get().to(api::ops::readyz))
-        .route("/metrics", web::get().to(metrics::scrape))
-        .configure(panel::configure)
-        .route(
-            "/.well-known/acme-challenge/{token}",
-            web::get().to(api::ops::acme_challenge),
-        )
-        .service(
-            // Its own fallback, so an unknown API path is a JSON 404 on a site's host too.
-            web::scope("/api/v1")
-                .wrap(actix_web::middleware::from_fn(ratelimit::limit))
-                .route("/openapi.json", web::get().to(api::openapi::openapi_json))
-                .configure(api::configure)
-                .default_service(web::to(api::ops::not_found)),
-        )
-        .default_service(web::to(edge::handle));
+    // The API first: routes are tried in order and the `{param}` patterns below cost a regex
+    // match each. No other route starts with `/api/v1`.
+    cfg.service(
+        // Its own fallback, so an unknown API path is a JSON 404 on a site's host too.
+        web::scope("/api/v1")
+            .wrap(actix_web::middleware::from_fn(ratelimit::limit))
+            .configure(api::configure)
+            .route("/openapi.json", web::get().to(api::openapi::openapi_json))
+            .default_service(web::to(api::ops::not_found)),
+    )
+    .route("/healthz", web::get().to(api::ops::healthz))
+    .route("/readyz", web::get().to(api::ops::readyz))
+    .route("/metrics", web::get().to(metrics::scrape))
+    .configure(panel::configure)
+    .route(
+        "/.well-known/acme-challenge/{token}",
+        web::get().to(api::ops::acme_challenge),
+    )
+    .default_service(web::to(edge::handle));
 }
 
 /// Any error response without a body of its own (actix's 404/405, a failed extractor that did

@@ -180,7 +180,7 @@ pub fn page_response<T: Serialize>(
     let base = format!("{}://{}{}?", info.scheme(), info.host(), req.path());
     // The other query parameters (filters) carry over to every link, encoded once.
     let mut other = String::new();
-    for (k, v) in form_urlencoded_pairs(req.query_string()) {
+    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
         if k != "page" && k != "per_page" {
             let _ = write!(other, "{}={}&", enc(&k), enc(&v));
         }
@@ -206,14 +206,6 @@ pub fn page_response<T: Serialize>(
         .insert_header(("Link", links))
         .insert_header(("X-Total-Count", total))
         .json(slice))
-}
-
-/// The decoded `key=value` pairs of a query string (`+` is a space).
-fn form_urlencoded_pairs(query: &str) -> Vec<(String, String)> {
-    if query.is_empty() {
-        return Vec::new();
-    }
-    serde_urlencoded::from_str(query).unwrap_or_default()
 }
 
 fn enc(s: &str) -> String {

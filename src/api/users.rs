@@ -11,15 +11,16 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/access_tokens").route(web::post().to(create_token)))
-        .service(web::resource("/access_tokens/{id}").route(web::delete().to(revoke_token)))
-        .service(web::resource("/users").route(web::get().to(list)))
+    // Fixed paths first: each `{param}` pattern tried on the way costs a regex match.
+    cfg.service(web::resource("/users").route(web::get().to(list)))
+        .service(web::resource("/access_tokens").route(web::post().to(create_token)))
+        .service(web::resource("/user").route(web::get().to(current)))
         .service(
             web::resource("/users/{id}")
                 .route(web::get().to(get))
                 .route(web::delete().to(delete)),
         )
-        .service(web::resource("/user").route(web::get().to(current)));
+        .service(web::resource("/access_tokens/{id}").route(web::delete().to(revoke_token)));
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -123,26 +124,38 @@ async fn revoke_token(
     Ok(no_content())
 }
 
+/// `GET /users` filters and page, read in one pass over the query string.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-struct UserFilter {
+struct UsersQuery {
+    /// Users whose email contains this text (case-insensitive).
     email: Option<String>,
+    /// The user with this uid.
     uid: Option<String>,
+    /// Page number, from 1.
+    #[serde(default, deserialize_with = "super::number_in_query")]
+    page: Option<usize>,
+    /// Items per page, 1 to 100 (default 100).
+    #[serde(default, deserialize_with = "super::number_in_query")]
+    per_page: Option<usize>,
 }
 
 #[utoipa::path(
 get, path = "/api/v1/users", tag = "users",
-    params(UserFilter, super::PageQuery),
+    params(UsersQuery),
     responses((status = 200, description = "One page of the reseller's users; `Link` header", body = Vec<UserView>))
 )]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
     who: Principal,
-    q: web::Query<UserFilter>,
-    page: web::Query<PageQuery>,
+    q: web::Query<UsersQuery>,
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::UsersRead)?;
+    let page = PageQuery {
+        page: q.page,
+        per_page: q.per_page,
+    };
     let email = q
         .email
         .as_deref()
@@ -175,7 +188,7 @@ async fn list(
         (found, total)
     };
     let views: Vec<UserView> = found.into_iter().map(UserView::new).collect();
-    page_response(&req, views, total, *page)
+    page_response(&req, views, total, page)
 }
 
 #[utoipa::path(

@@ -37,10 +37,47 @@ impl Timestamp {
     }
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, the shape `to_rfc3339` gives for years 0 to 9999, written
+/// without the formatting machinery (every listed record carries timestamps).
+fn write_rfc3339(t: Timestamp, buf: &mut [u8; 24]) -> Option<&str> {
+    use chrono::{Datelike, Timelike};
+    let dt = chrono::DateTime::from_timestamp_millis(t.0)?;
+    let year = u32::try_from(dt.year()).ok().filter(|y| *y <= 9999)?;
+    let mut put = |at: usize, width: usize, mut n: u32| {
+        for i in (at..at + width).rev() {
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, dt.month());
+    put(8, 2, dt.day());
+    put(11, 2, dt.hour());
+    put(14, 2, dt.minute());
+    put(17, 2, dt.second());
+    put(20, 3, dt.timestamp_subsec_millis());
+    for (i, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ] {
+        buf[i] = c;
+    }
+    std::str::from_utf8(buf).ok()
+}
+
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
-            s.serialize_str(&self.to_rfc3339())
+            let mut buf = [0; 24];
+            match write_rfc3339(*self, &mut buf) {
+                Some(text) => s.serialize_str(text),
+                None => s.serialize_str(&self.to_rfc3339()),
+            }
         } else {
             s.serialize_i64(self.0)
         }
@@ -69,5 +106,30 @@ mod tests {
         assert_eq!(json, "\"2023-11-14T22:13:20.123Z\"");
         assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
         assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").is_err());
+    }
+
+    #[test]
+    fn the_fast_json_form_matches_chrono() {
+        let mut t = -62_167_219_200_000i64; // year 0
+        while t < 253_402_300_800_000 {
+            // past 9999-12-31
+            let ts = Timestamp(t);
+            let json = serde_json::to_string(&ts).unwrap();
+            assert_eq!(json, format!("\"{}\"", ts.to_rfc3339()), "{t}");
+            t += 7_919_999_983; // about 92 days, with every field moving
+        }
+        for t in [
+            -1,
+            0,
+            999,
+            1_700_000_000_123,
+            i64::MAX,
+            i64::MIN,
+            253_402_300_800_000,
+        ] {
+            let ts = Timestamp(t);
+            let json = serde_json::to_string(&ts).unwrap();
+            assert_eq!(json, format!("\"{}\"", ts.to_rfc3339()), "{t}");
+        }
     }
 }

@@ -292,7 +292,12 @@ impl Issuer {
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter().take(MAX_BATCH - 1));
-                    run_batch(&trees, batch);
+                    // A panic fails this batch's requests (their replies are dropped), not the
+                    // thread every later token depends on.
+                    let run = std::panic::AssertUnwindSafe(|| run_batch(&trees, batch));
+                    if std::panic::catch_unwind(run).is_err() {
+                        tracing::error!("issuing a batch of tokens panicked");
+                    }
                 }
             })
             .unwrap_or_else(|e| panic!("cannot start the token thread: {e}"));
