@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark (run by hand, not a test): wrk against authenticated GET /api/v1/users and durable
 # POST /api/v1/access_tokens, side by side with a bare actix-web handler from the same build.
-# Prints the median requests/s of ROUNDS rounds (default 3; the three loads take turns, so
+# Also measures resellerd's /healthz: the cost of the middleware alone, a ceiling for any API call.
+# Prints the median requests/s of ROUNDS rounds (default 3; the loads take turns, so
 # they share the machine's ups and downs) and the ratios. Usage: bench/api.sh [seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,21 +35,24 @@ done
 
 rps() { wrk -t2 -c"$conns" -d"${secs}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-bare_all=() page_all=() get_all=() post_all=()
+bare_all=() page_all=() health_all=() get_all=() post_all=()
 for _ in $(seq "${ROUNDS:-3}"); do
   bare_all+=("$(rps "$bare/")")
   page_all+=("$(rps "$bare/page")")
+  health_all+=("$(rps "$api/healthz")")
   get_all+=("$(rps -H "Authorization: Bearer $key" "$api/api/v1/users?per_page=10")")
   post_all+=("$(RESELLERD_KEY=$key rps -s bench/create_token.lua "$api")")
 done
-echo "rounds: bare ${bare_all[*]} | page ${page_all[*]} | GET ${get_all[*]} | POST ${post_all[*]}"
+echo "rounds: bare ${bare_all[*]} | page ${page_all[*]} | healthz ${health_all[*]} | GET ${get_all[*]} | POST ${post_all[*]}"
 bare_rps=$(median "${bare_all[@]}")
 page_rps=$(median "${page_all[@]}")
+health_rps=$(median "${health_all[@]}")
 get_rps=$(median "${get_all[@]}")
 post_rps=$(median "${post_all[@]}")
 
 printf '%-44s %12s\n' "endpoint ($conns connections, ${secs}s, $workers workers)" "requests/s"
 printf '%-44s %12s\n' "bare actix-web GET / (baseline)" "$bare_rps"
 printf '%-44s %12s   (a fixed page of the same size and headers)\n' "bare actix-web GET /page (context)" "$page_rps"
+printf '%-44s %12s   %.2fx baseline (every middleware; no credential, no store)\n' "resellerd GET /healthz (context)" "$health_rps" "$(echo "$health_rps / $bare_rps" | bc -l)"
 printf '%-44s %12s   %.2fx baseline (target >= 0.7x), %.2fx /page\n' "resellerd GET /api/v1/users" "$get_rps" "$(echo "$get_rps / $bare_rps" | bc -l)" "$(echo "$get_rps / $page_rps" | bc -l)"
 printf '%-44s %12s   %.2fx baseline (target >= 5000/s)\n' "resellerd POST /api/v1/access_tokens (durable)" "$post_rps" "$(echo "$post_rps / $bare_rps" | bc -l)"
