@@ -14,4 +14,4 @@ pub use id::new_id;
 pub use ipnet_list::IpAllowList;
 pub use name::{is_dns_label, DomainName, SiteName};
 pub use permission::{Permission, Permissions};
-pub use time::Timestamp;
+pub use time::{write_rfc3339, Timestamp};

@@ -37,12 +37,20 @@ impl Timestamp {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, the shape `to_rfc3339` gives for years 0 to 9999, written
-/// without the formatting machinery (every listed record carries timestamps).
-fn write_rfc3339(t: Timestamp, buf: &mut [u8; 24]) -> Option<&str> {
+/// `YYYY-MM-DDTHH:MM:SS.fffZ` with `N - 21` fraction digits (3 or 6: `N` is 24 or 27), the shape
+/// chrono's `to_rfc3339_opts` gives for years 0 to 9999, written without the formatting machinery
+/// (every listed record and every access line carries one). `None` outside those years.
+pub fn write_rfc3339<const N: usize>(
+    dt: chrono::DateTime<chrono::Utc>,
+    buf: &mut [u8; N],
+) -> Option<&str> {
     use chrono::{Datelike, Timelike};
-    let dt = chrono::DateTime::from_timestamp_millis(t.0)?;
+    let digits = N.checked_sub(21).filter(|d| *d == 3 || *d == 6)?;
     let year = u32::try_from(dt.year()).ok().filter(|y| *y <= 9999)?;
+    let fraction = match digits {
+        3 => dt.timestamp_subsec_millis(),
+        _ => dt.timestamp_subsec_micros(),
+    };
     let mut put = |at: usize, width: usize, mut n: u32| {
         for i in (at..at + width).rev() {
             buf[i] = b'0' + (n % 10) as u8;
@@ -54,8 +62,8 @@ fn write_rfc3339(t: Timestamp, buf: &mut [u8; 24]) -> Option<&str> {
     put(8, 2, dt.day());
     put(11, 2, dt.hour());
     put(14, 2, dt.minute());
-    put(17, 2, dt.second());
-    put(20, 3, dt.timestamp_subsec_millis());
+    put(17, 2, dt.second().min(59));
+    put(20, digits, fraction);
     for (i, c) in [
         (4, b'-'),
         (7, b'-'),
@@ -63,7 +71,7 @@ fn write_rfc3339(t: Timestamp, buf: &mut [u8; 24]) -> Option<&str> {
         (13, b':'),
         (16, b':'),
         (19, b'.'),
-        (23, b'Z'),
+        (N - 1, b'Z'),
     ] {
         buf[i] = c;
     }
@@ -74,7 +82,9 @@ impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
             let mut buf = [0; 24];
-            match write_rfc3339(*self, &mut buf) {
+            let text = chrono::DateTime::from_timestamp_millis(self.0)
+                .and_then(|dt| write_rfc3339(dt, &mut buf));
+            match text {
                 Some(text) => s.serialize_str(text),
                 None => s.serialize_str(&self.to_rfc3339()),
             }
@@ -131,5 +141,11 @@ mod tests {
             let json = serde_json::to_string(&ts).unwrap();
             assert_eq!(json, format!("\"{}\"", ts.to_rfc3339()), "{t}");
         }
+        let now = chrono::Utc::now();
+        let mut buf = [0; 27];
+        assert_eq!(
+            write_rfc3339(now, &mut buf).unwrap(),
+            now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        );
     }
 }
