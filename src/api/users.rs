@@ -168,8 +168,12 @@ async fn list(
         let found = users.page(&reseller.id, page.offset()?, per_page)?;
         (found, users.count(&reseller.id))
     } else {
-        let matching: Vec<Listed> = users
-            .list(&reseller.id)?
+        // A uid is looked up in its index; an email filter alone reads every user.
+        let candidates = match uid {
+            Some(uid) => users.with_uid(&reseller.id, uid)?,
+            None => users.list(&reseller.id)?,
+        };
+        let matching: Vec<Listed> = candidates
             .into_iter()
             .filter(|l| {
                 email

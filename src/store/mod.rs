@@ -60,6 +60,8 @@ pub(crate) struct Trees {
     pub user_by_email: sled::Tree,
     /// "reseller_id/user_id" -> a copy of the user record (empty in entries written before)
     pub users_by_reseller: sled::Tree,
+    /// "reseller_id/uid\0user_id" -> ()
+    pub users_by_uid: sled::Tree,
     pub tokens: sled::Tree,
     /// SHA-256 of the secret -> token id
     pub token_by_hash: sled::Tree,
@@ -123,6 +125,8 @@ pub enum OpenError {
     Other(String, sled::Error),
     #[error("the data directory {0} was written by a newer resellerd (data format {1}; this one reads up to {DATA_FORMAT}): upgrade resellerd or restore a backup")]
     TooNew(String, u32),
+    #[error("cannot upgrade the data directory from data format {0}: {1}")]
+    Upgrade(u32, ApiError),
     #[error("cannot open the blob store in {0}: {1}")]
     Blobs(String, std::io::Error),
 }
@@ -132,31 +136,26 @@ pub enum OpenError {
 ///
 /// Format 2: a `users_by_reseller` entry holds the user and its token count (format 1 entries
 /// are empty, and are still read and converted when next written), and the audit log is stored
-/// in batches (format 1 entries are still listed). Opening a format 1 dir marks it format 2,
-/// so an older resellerd refuses it instead of missing new users.
-pub const DATA_FORMAT: u32 = 2;
+/// in batches (format 1 entries are still listed).
+///
+/// Format 3: the `users_by_uid` index, built from the users when an older dir is opened.
+///
+/// Opening an older dir upgrades it and marks it, so an older resellerd refuses it instead of
+/// missing new users or index entries.
+pub const DATA_FORMAT: u32 = 3;
 
-/// Reads (or, on a new or unmarked data dir, writes) the data format marker.
-fn check_format(db: &sled::Db, dir: &Path) -> Result<(), OpenError> {
+/// Reads the data format marker: the dir's format (1 when unmarked, as a new dir is), or an
+/// error if a newer resellerd wrote it.
+fn read_format(meta: &sled::Tree, dir: &Path) -> Result<u32, OpenError> {
     let other = |e| OpenError::Other(dir.display().to_string(), e);
-    let meta = db.open_tree("meta").map_err(other)?;
-    match meta.get(b"format").map_err(other)? {
-        Some(v) => {
-            let format = v.as_ref().try_into().map_or(u32::MAX, u32::from_be_bytes);
-            if format > DATA_FORMAT {
-                return Err(OpenError::TooNew(dir.display().to_string(), format));
-            }
-            if format < DATA_FORMAT {
-                meta.insert(b"format", &DATA_FORMAT.to_be_bytes())
-                    .map_err(other)?;
-            }
-        }
-        None => {
-            meta.insert(b"format", &DATA_FORMAT.to_be_bytes())
-                .map_err(other)?;
-        }
+    let format = match meta.get(b"format").map_err(other)? {
+        Some(v) => v.as_ref().try_into().map_or(u32::MAX, u32::from_be_bytes),
+        None => 1,
+    };
+    if format > DATA_FORMAT {
+        return Err(OpenError::TooNew(dir.display().to_string(), format));
     }
-    Ok(())
+    Ok(format)
 }
 
 impl Store {
@@ -175,7 +174,10 @@ impl Store {
                 }
                 _ => OpenError::Other(path.display().to_string(), e),
             })?;
-        check_format(&db, dir)?;
+        let meta = db
+            .open_tree("meta")
+            .map_err(|e| OpenError::Other(path.display().to_string(), e))?;
+        let format = read_format(&meta, dir)?;
         let tree = |name: &str| {
             db.open_tree(name)
                 .map_err(|e| OpenError::Other(path.display().to_string(), e))
@@ -189,6 +191,7 @@ impl Store {
             users: tree("users")?,
             user_by_email: tree("user_by_email")?,
             users_by_reseller: tree("users_by_reseller")?,
+            users_by_uid: tree("users_by_uid")?,
             tokens: tree("tokens")?,
             token_by_hash: tree("token_by_hash")?,
             tokens_by_user: tree("tokens_by_user")?,
@@ -233,7 +236,7 @@ impl Store {
             }),
         );
         let issuer = users::Issuer::start(&t);
-        Ok(Store {
+        let store = Store {
             db,
             flusher,
             issuer,
@@ -244,7 +247,27 @@ impl Store {
             generation: Default::default(),
             credentials_generation: Default::default(),
             write_gate: Default::default(),
-        })
+        };
+        if format < DATA_FORMAT {
+            store
+                .upgrade(&meta)
+                .map_err(|e| OpenError::Upgrade(format, e))?;
+        }
+        Ok(store)
+    }
+
+    /// Brings an older data dir up to `DATA_FORMAT`, then marks it. The marker is written after
+    /// the work it stands for, and a cut-short upgrade runs again on the next start.
+    fn upgrade(&self, meta: &sled::Tree) -> ApiResult<()> {
+        let indexed = self.users().build_uid_index()?;
+        meta.insert(b"format", &DATA_FORMAT.to_be_bytes())?;
+        self.db.flush()?;
+        tracing::info!(
+            format = DATA_FORMAT,
+            users_with_uid = indexed,
+            "upgraded the data dir"
+        );
+        Ok(())
     }
 
     /// Waits until every write made so far is durable. Call before answering a mutating request.

@@ -127,6 +127,11 @@ fn store_entry(
     Ok(())
 }
 
+/// A `users_by_uid` key: uids hold no control characters, so NUL ends the uid.
+fn uid_key(reseller_id: &str, uid: &str, user_id: &str) -> String {
+    format!("{reseller_id}/{uid}\0{user_id}")
+}
+
 fn email_key(reseller_id: &str, email: &Email) -> String {
     format!("{reseller_id}/{email}")
 }
@@ -187,8 +192,10 @@ struct Upserted {
 }
 
 /// The trees an `Upsert` writes, in a transaction: users (format-1 records), the email index,
-/// the per-reseller entries, counters, tokens, the token hash index and tokens by user.
+/// the per-reseller entries, counters, tokens, the token hash index, tokens by user and the uid
+/// index.
 type UpsertTrees = (
+    TransactionalTree,
     TransactionalTree,
     TransactionalTree,
     TransactionalTree,
@@ -198,7 +205,7 @@ type UpsertTrees = (
     TransactionalTree,
 );
 
-fn upsert_trees(t: &super::Trees) -> [&sled::Tree; 7] {
+fn upsert_trees(t: &super::Trees) -> [&sled::Tree; 8] {
     [
         &t.users,
         &t.user_by_email,
@@ -207,12 +214,13 @@ fn upsert_trees(t: &super::Trees) -> [&sled::Tree; 7] {
         &t.tokens,
         &t.token_by_hash,
         &t.tokens_by_user,
+        &t.users_by_uid,
     ]
 }
 
-/// Runs one `Upsert` inside a transaction: at most six writes for a new user and a token.
+/// Runs one `Upsert` inside a transaction: at most seven writes for a new user and a token.
 fn upsert_in(
-    (u, by_email, by_reseller, counters, tk, by_hash, by_user): &UpsertTrees,
+    (u, by_email, by_reseller, counters, tk, by_hash, by_user, by_uid): &UpsertTrees,
     job: &Upsert,
 ) -> ConflictableTransactionResult<Upserted, ApiError> {
     let reseller_id = job.reseller_id.as_str();
@@ -227,6 +235,9 @@ fn upsert_in(
         Some((entry, legacy)) => (entry, legacy, false, false),
         None => {
             by_email.insert(job.email_key.as_bytes(), job.new_user.id.as_bytes())?;
+            if let Some(uid) = &job.new_user.uid {
+                by_uid.insert(uid_key(reseller_id, uid, &job.new_user.id).as_bytes(), &[])?;
+            }
             bump(counters, &user_count_key(reseller_id), 1)?;
             let entry = Listed {
                 user: job.new_user.clone(),
@@ -236,8 +247,9 @@ fn upsert_in(
         }
     };
     let uid_recorded = entry.user.uid.is_none() && job.uid.is_some();
-    if uid_recorded {
-        entry.user.uid.clone_from(&job.uid);
+    if let Some(uid) = job.uid.as_deref().filter(|_| uid_recorded) {
+        entry.user.uid = Some(uid.to_string());
+        by_uid.insert(uid_key(reseller_id, uid, &entry.user.id).as_bytes(), &[])?;
         dirty = true;
     }
     let token = job.token.as_ref().map(|(id, hash)| AccessToken {
@@ -314,11 +326,11 @@ impl Issuer {
 
 /// Runs a batch in one transaction. An upsert that fails (a record that cannot be read) gets
 /// its error and the rest run again without it.
-fn run_batch(trees: &[sled::Tree; 7], mut batch: Vec<Queued>) {
-    let [a, b, c, d, e, f, g] = trees;
+fn run_batch(trees: &[sled::Tree; 8], mut batch: Vec<Queued>) {
+    let [a, b, c, d, e, f, g, h] = trees;
     while !batch.is_empty() {
         let done = std::cell::RefCell::new(Vec::with_capacity(batch.len()));
-        let result = (a, b, c, d, e, f, g).transaction(|v| {
+        let result = (a, b, c, d, e, f, g, h).transaction(|v| {
             let mut done = done.borrow_mut();
             done.clear();
             for (i, queued) in batch.iter().enumerate() {
@@ -364,8 +376,8 @@ impl Users<'_> {
         now: Timestamp,
     ) -> ApiResult<(User, bool)> {
         let job = Upsert::new(reseller_id, email, uid, now, None);
-        let [a, b, c, d, e, f, g] = upsert_trees(&self.0.t);
-        let out = (a, b, c, d, e, f, g).transaction(|v| upsert_in(v, &job))?;
+        let [a, b, c, d, e, f, g, h] = upsert_trees(&self.0.t);
+        let out = (a, b, c, d, e, f, g, h).transaction(|v| upsert_in(v, &job))?;
         self.upserted(&out);
         Ok((out.user, out.created))
     }
@@ -460,6 +472,46 @@ impl Users<'_> {
         Ok(out)
     }
 
+    /// The reseller's users with this uid, in creation order (an index lookup, not a scan).
+    pub fn with_uid(&self, reseller_id: &str, uid: &str) -> ApiResult<Vec<Listed>> {
+        let prefix = format!("{reseller_id}/{uid}\0");
+        let mut out = Vec::new();
+        for key in self.0.t.users_by_uid.scan_prefix(prefix.as_bytes()).keys() {
+            let key = key?;
+            let id = String::from_utf8_lossy(&key[prefix.len()..]);
+            match self.get_listed(reseller_id, &id) {
+                Ok(listed) => out.push(listed),
+                Err(ApiError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.user.id.cmp(&b.user.id));
+        Ok(out)
+    }
+
+    /// Data format 3: fills `users_by_uid` from every user. Idempotent, so a migration cut
+    /// short is simply run again. Returns how many users have a uid.
+    pub(crate) fn build_uid_index(&self) -> ApiResult<usize> {
+        let t = &self.0.t;
+        let mut indexed = 0;
+        for entry in t.users_by_reseller.iter() {
+            let (key, raw) = entry?;
+            let user = if raw.is_empty() {
+                let key = String::from_utf8_lossy(&key);
+                let id = key.split_once('/').map_or("", |(_, id)| id);
+                self.legacy(id)?.map(|l| l.user)
+            } else {
+                Some(decode::<Listed>(&raw)?.user)
+            };
+            if let Some(user @ User { uid: Some(uid), .. }) = &user {
+                t.users_by_uid
+                    .insert(uid_key(&user.reseller_id, uid, &user.id).as_bytes(), &[])?;
+                indexed += 1;
+            }
+        }
+        Ok(indexed)
+    }
+
     /// A user whose index entry is from data format 1 (empty): the record and the token count
     /// live in `users` and `counters`.
     fn legacy(&self, id: &str) -> ApiResult<Option<Listed>> {
@@ -488,8 +540,9 @@ impl Users<'_> {
             &t.user_by_email,
             &t.users_by_reseller,
             &t.counters,
+            &t.users_by_uid,
         )
-            .transaction(|(u, by_email, by_reseller, counters)| {
+            .transaction(|(u, by_email, by_reseller, counters, by_uid)| {
                 if by_reseller
                     .remove(entry_key(reseller_id, &user.id).as_bytes())?
                     .is_some()
@@ -499,6 +552,9 @@ impl Users<'_> {
                 u.remove(user.id.as_bytes())?;
                 counters.remove(legacy_token_count_key(&user.id).as_bytes())?;
                 by_email.remove(email_key(reseller_id, &user.email).as_bytes())?;
+                if let Some(uid) = &user.uid {
+                    by_uid.remove(uid_key(reseller_id, uid, &user.id).as_bytes())?;
+                }
                 Ok(())
             })?;
         self.0.credentials_changed();

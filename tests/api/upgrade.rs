@@ -210,6 +210,12 @@ async fn a_format_1_data_dir_opens_and_reads() {
     assert_eq!(users.body[0]["uid"], "crm-42");
     assert_eq!(users.header("x-total-count"), Some("1"));
     assert_eq!(users.body[0]["token_count"], 1);
+    // The uid index did not exist in format 1; opening the dir built it.
+    let by_uid = app
+        .get("/api/v1/users?uid=crm-42", &secret)
+        .await
+        .expect(200);
+    assert_eq!(by_uid.body[0]["id"], "01HUSERV1", "{}", by_uid.text);
     let me = app.get("/api/v1/user", &token).await.expect(200);
     assert_eq!(me.body["email"], "client@legacy.test");
     // Writes work on the upgraded dir and keep the old uniqueness rules.
@@ -275,4 +281,37 @@ async fn a_data_dir_from_a_newer_format_is_refused() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("newer resellerd"), "{err}");
+}
+
+/// A format-2 dir (users in their index entries, no uid index) gets its uid index on opening.
+#[tokio::test]
+async fn a_format_2_data_dir_gets_its_uid_index() {
+    let mut app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    for (email, uid) in [("a@x.test", "crm/1"), ("b@x.test", "crm/2")] {
+        app.post(
+            "/api/v1/access_tokens",
+            &acme.key,
+            serde_json::json!({"user": {"email": email, "uid": uid}}),
+        )
+        .await
+        .expect(201);
+    }
+    app.kill9();
+    {
+        let db = sled::open(app.data_dir.join("db")).unwrap();
+        db.drop_tree("users_by_uid").unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format", &2u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let app = app.restart().await;
+    let found = app
+        .get("/api/v1/users?uid=crm%2F2", &acme.key)
+        .await
+        .expect(200);
+    assert_eq!(found.body.as_array().unwrap().len(), 1, "{}", found.text);
+    assert_eq!(found.body[0]["email"], "b@x.test");
 }

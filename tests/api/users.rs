@@ -126,8 +126,22 @@ async fn users_filter_paginate_and_delete() {
         .await
         .expect(200);
     assert_eq!(by_email.body.as_array().unwrap().len(), 1);
+    // uid 44 starts like uid 4: the lookup takes only the whole uid.
+    app.post(
+        "/api/v1/access_tokens",
+        &acme.key,
+        json!({"user": {"email": "u44@shop.test", "uid": "44"}}),
+    )
+    .await
+    .expect(201);
     let by_uid = app.get("/api/v1/users?uid=4", &acme.key).await.expect(200);
+    assert_eq!(by_uid.body.as_array().unwrap().len(), 1, "{}", by_uid.text);
     assert_eq!(by_uid.body[0]["email"], "u4@shop.test");
+    let both = app
+        .get("/api/v1/users?uid=4&email=u44", &acme.key)
+        .await
+        .expect(200);
+    assert_eq!(both.body.as_array().unwrap().len(), 0, "{}", both.text);
 
     let id = by_uid.body[0]["id"].as_str().unwrap().to_string();
     app.get(&format!("/api/v1/users/{id}"), &acme.key)
@@ -144,6 +158,8 @@ async fn users_filter_paginate_and_delete() {
     app.get("/api/v1/user", &token.token)
         .await
         .expect_error(401, "unauthorized");
+    let gone = app.get("/api/v1/users?uid=4", &acme.key).await.expect(200);
+    assert_eq!(gone.body.as_array().unwrap().len(), 0, "{}", gone.text);
     // The email is free again: a new user is created.
     let again = acme.access_token(&app, "u4@shop.test").await;
     assert_ne!(again.user_id, id);
@@ -266,6 +282,15 @@ async fn a_used_token_sees_its_user_change_and_deletion_at_once() {
     .expect(201);
     let me = app.get("/api/v1/user", &token.token).await.expect(200);
     assert_eq!(me.body["uid"], "crm-7", "the cached user was refreshed");
+    let by_uid = app
+        .get("/api/v1/users?uid=crm-7", &acme.key)
+        .await
+        .expect(200);
+    assert_eq!(
+        by_uid.body[0]["id"],
+        token.user_id.as_str(),
+        "a uid recorded later is found"
+    );
     app.delete(&format!("/api/v1/users/{}", token.user_id), &acme.key)
         .await
         .expect(204);
