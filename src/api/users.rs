@@ -168,10 +168,11 @@ async fn list(
         let found = users.page(&reseller.id, page.offset()?, per_page)?;
         (found, users.count(&reseller.id))
     } else {
-        // A uid is looked up in its index; an email filter alone reads every user.
-        let candidates = match uid {
-            Some(uid) => users.with_uid(&reseller.id, uid)?,
-            None => users.list(&reseller.id)?,
+        // A uid is looked up in its index; an email filter alone reads the email index.
+        let candidates = match (uid, email.as_deref()) {
+            (Some(uid), _) => users.with_uid(&reseller.id, uid)?,
+            (None, Some(email)) => users.email_contains(&reseller.id, email)?,
+            (None, None) => users.list(&reseller.id)?,
         };
         let matching: Vec<Listed> = candidates
             .into_iter()

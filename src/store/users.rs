@@ -475,17 +475,39 @@ impl Users<'_> {
     /// The reseller's users with this uid, in creation order (an index lookup, not a scan).
     pub fn with_uid(&self, reseller_id: &str, uid: &str) -> ApiResult<Vec<Listed>> {
         let prefix = format!("{reseller_id}/{uid}\0");
-        let mut out = Vec::new();
+        let mut ids = Vec::new();
         for key in self.0.t.users_by_uid.scan_prefix(prefix.as_bytes()).keys() {
-            let key = key?;
-            let id = String::from_utf8_lossy(&key[prefix.len()..]);
+            ids.push(String::from_utf8_lossy(&key?[prefix.len()..]).into_owned());
+        }
+        self.listed_in_order(reseller_id, ids)
+    }
+
+    /// The reseller's users whose (lowercase) email contains `needle`, in creation order. Reads
+    /// the email index's keys rather than decoding every user.
+    pub fn email_contains(&self, reseller_id: &str, needle: &str) -> ApiResult<Vec<Listed>> {
+        let prefix = format!("{reseller_id}/");
+        let mut ids = Vec::new();
+        for entry in self.0.t.user_by_email.scan_prefix(prefix.as_bytes()) {
+            let (key, id) = entry?;
+            if String::from_utf8_lossy(&key[prefix.len()..]).contains(needle) {
+                ids.push(String::from_utf8_lossy(&id).into_owned());
+            }
+        }
+        self.listed_in_order(reseller_id, ids)
+    }
+
+    /// These users (ids are time-ordered, so sorting them orders by creation), skipping any
+    /// deleted since their id was read.
+    fn listed_in_order(&self, reseller_id: &str, mut ids: Vec<String>) -> ApiResult<Vec<Listed>> {
+        ids.sort();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
             match self.get_listed(reseller_id, &id) {
                 Ok(listed) => out.push(listed),
                 Err(ApiError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        out.sort_by(|a, b| a.user.id.cmp(&b.user.id));
         Ok(out)
     }
 
