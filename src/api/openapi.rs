@@ -8,7 +8,7 @@ use crate::error::ErrorBody;
 use actix_web::HttpResponse;
 use std::sync::OnceLock;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Doc, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -44,7 +44,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         forms::all_submissions, forms::get_submission, forms::delete_submission,
     ),
     components(schemas(ErrorBody)),
-    modifiers(&Security, &Errors),
+    modifiers(&Security, &Errors, &Access),
     security(("bearer" = []), ("basic" = [])),
 )]
 pub struct ApiDoc;
@@ -192,6 +192,207 @@ impl Modify for Errors {
                         responses.insert(status.to_string(), response.into());
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Who may call an operation, as the handlers enforce it (the isolation test's matrix checks the
+/// handlers, and the openapi test checks this table against that matrix).
+#[derive(Clone, Copy)]
+enum Who {
+    /// The operator token only.
+    Operator,
+    /// A WordPress plugin key only.
+    Plugin,
+    /// A reseller API key holding all these permissions (none listed: any key).
+    Key(&'static [&'static str]),
+    /// Such a key, or a user access token (users own their data).
+    Tenant(&'static [&'static str]),
+}
+
+const SR: &[&str] = &["sites:read"];
+const SW: &[&str] = &["sites:write"];
+const DR: &[&str] = &["domains:read"];
+const DW: &[&str] = &["domains:write"];
+const UR: &[&str] = &["users:read"];
+const UW: &[&str] = &["users:write"];
+const KM: &[&str] = &["keys:manage"];
+const ST: &[&str] = &["settings:write"];
+const SUB: &[&str] = &["submissions:read"];
+const BW: &[&str] = &["billing:write"];
+const ANY: &[&str] = &[];
+
+/// Every operation but `openapi.json` (public), by method and path under `/api/v1`; a `{…}`
+/// segment matches any parameter name.
+const ACCESS: &[(&str, &str, Who)] = {
+    use Who::*;
+    &[
+        ("post", "/admin/resellers", Operator),
+        ("get", "/admin/resellers", Operator),
+        ("get", "/admin/resellers/{}", Operator),
+        ("patch", "/admin/resellers/{}", Operator),
+        ("delete", "/admin/resellers/{}", Operator),
+        ("put", "/admin/resellers/{}/certificate", Operator),
+        ("delete", "/admin/resellers/{}/certificate", Operator),
+        ("get", "/admin/resellers/{}/prices", Operator),
+        ("put", "/admin/resellers/{}/prices", Operator),
+        ("get", "/admin/audit", Operator),
+        ("get", "/admin/backup", Operator),
+        ("get", "/audit", Key(KM)),
+        ("post", "/payment_methods", Key(BW)),
+        ("get", "/payment_methods", Key(BW)),
+        ("delete", "/payment_methods/{}", Key(BW)),
+        ("get", "/charges", Key(BW)),
+        ("post", "/sites/{}/ssl", Key(BW)),
+        ("get", "/sites/{}/ssl", Tenant(SR)),
+        ("post", "/keys", Key(KM)),
+        ("get", "/keys", Key(KM)),
+        ("delete", "/keys/{}", Key(KM)),
+        ("get", "/reseller", Key(ANY)),
+        ("patch", "/reseller", Key(ST)),
+        ("put", "/reseller/pages/{}", Key(ST)),
+        ("get", "/reseller/pages/{}", Key(ST)),
+        ("delete", "/reseller/pages/{}", Key(ST)),
+        ("post", "/access_tokens", Key(UW)),
+        ("delete", "/access_tokens/{}", Key(UW)),
+        ("get", "/users", Key(UR)),
+        ("get", "/users/{}", Key(UR)),
+        ("delete", "/users/{}", Key(UW)),
+        ("get", "/user", Tenant(ANY)),
+        ("get", "/sites", Tenant(SR)),
+        ("post", "/sites", Tenant(SW)),
+        ("get", "/sites/{}", Tenant(SR)),
+        ("patch", "/sites/{}", Tenant(SW)),
+        ("put", "/sites/{}", Tenant(SW)),
+        ("delete", "/sites/{}", Tenant(SW)),
+        ("get", "/accounts", Tenant(SR)),
+        ("get", "/accounts/{}", Tenant(SR)),
+        ("get", "/accounts/{}/env", Tenant(SR)),
+        ("get", "/{}/sites", Tenant(SR)),
+        ("post", "/{}/sites", Tenant(SW)),
+        ("get", "/sites/{}/deploys", Tenant(SR)),
+        ("post", "/sites/{}/deploys", Tenant(SW)),
+        ("get", "/sites/{}/deploys/{}", Tenant(SR)),
+        ("put", "/sites/{}/deploys/{}", Tenant(SW)),
+        ("post", "/sites/{}/deploys/{}/restore", Tenant(SW)),
+        ("get", "/deploys/{}", Tenant(SR)),
+        ("post", "/deploys/{}/cancel", Tenant(SW)),
+        ("post", "/deploys/{}/lock", Tenant(SR)),
+        ("post", "/deploys/{}/unlock", Tenant(SR)),
+        ("put", "/deploys/{}/files/{}", Tenant(SW)),
+        ("get", "/sites/{}/forms", Tenant(SUB)),
+        ("get", "/sites/{}/submissions", Tenant(SUB)),
+        ("get", "/forms", Tenant(SUB)),
+        ("get", "/forms/{}/submissions", Tenant(SUB)),
+        ("get", "/submissions", Tenant(SUB)),
+        ("get", "/submissions/{}", Tenant(SUB)),
+        ("delete", "/submissions/{}", Tenant(SW)),
+        ("post", "/domains", Key(DW)),
+        ("get", "/domains", Tenant(DR)),
+        (
+            "post",
+            "/domains/register",
+            Key(&["billing:write", "domains:write"]),
+        ),
+        ("get", "/domains/{}", Tenant(DR)),
+        ("patch", "/domains/{}", Tenant(DW)),
+        ("delete", "/domains/{}", Tenant(DW)),
+        ("post", "/domains/{}/verify", Tenant(DW)),
+        ("post", "/domains/{}/wordpress_key", Key(DW)),
+        ("get", "/plugin/domain", Plugin),
+    ]
+};
+
+/// A path with each `{name}` replaced by `{}`.
+fn shape(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut inside = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                inside = true;
+                out.push_str("{}");
+            }
+            '}' => inside = false,
+            _ if !inside => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Writes who may call each operation into it: as security requirements (OpenAPI 3.1 lets an
+/// HTTP scheme's requirement list role names: here the key permissions, `operator`, `plugin`
+/// and `user`) and as a sentence in its description.
+struct Access;
+
+impl Modify for Access {
+    fn modify(&self, doc: &mut Doc) {
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let shaped = shape(path.strip_prefix("/api/v1").unwrap_or(path));
+            let ops: [(&str, &mut Option<Operation>); 5] = [
+                ("get", &mut item.get),
+                ("post", &mut item.post),
+                ("put", &mut item.put),
+                ("patch", &mut item.patch),
+                ("delete", &mut item.delete),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op else { continue };
+                let Some((_, _, who)) =
+                    ACCESS.iter().find(|(m, p, _)| *m == method && *p == shaped)
+                else {
+                    continue;
+                };
+                let list = |perms: &[&str]| {
+                    perms
+                        .iter()
+                        .map(|p| format!("`{p}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                };
+                let key = |perms: &'static [&'static str]| {
+                    vec![
+                        SecurityRequirement::new("bearer", perms.iter().copied()),
+                        SecurityRequirement::new("basic", perms.iter().copied()),
+                    ]
+                };
+                let (security, sentence) = match *who {
+                    Who::Operator => (
+                        vec![SecurityRequirement::new("bearer", ["operator"])],
+                        "Access: the operator token.".to_string(),
+                    ),
+                    Who::Plugin => (
+                        vec![SecurityRequirement::new("bearer", ["plugin"])],
+                        "Access: a WordPress plugin key.".to_string(),
+                    ),
+                    Who::Key(perms) if perms.is_empty() => {
+                        (key(perms), "Access: any reseller API key.".to_string())
+                    }
+                    Who::Key(perms) => (
+                        key(perms),
+                        format!("Access: a reseller API key with {}.", list(perms)),
+                    ),
+                    Who::Tenant(perms) => {
+                        let mut security = key(perms);
+                        security.push(SecurityRequirement::new("bearer", ["user"]));
+                        let key = if perms.is_empty() {
+                            "any reseller API key".to_string()
+                        } else {
+                            format!("a reseller API key with {}", list(perms))
+                        };
+                        (
+                            security,
+                            format!("Access: {key}, or a user access token (its own data)."),
+                        )
+                    }
+                };
+                op.security = Some(security);
+                op.description = Some(match op.description.take() {
+                    Some(text) if !text.is_empty() => format!("{text}\n\n{sentence}"),
+                    _ => sentence,
+                });
             }
         }
     }

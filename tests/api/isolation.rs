@@ -50,7 +50,7 @@ const PERMISSIONS: [&str; 10] = [
 
 /// Where a row's data lives.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Reach {
+pub(crate) enum Reach {
     /// The path or body names A's resources: any other tenant (or user) gets 404.
     Ids,
     /// The caller's own collection or account: everyone allowed gets 2xx on their own data.
@@ -60,7 +60,7 @@ use Reach::*;
 
 /// Who may call a row at all.
 #[derive(Clone, Copy, Debug)]
-enum Access {
+pub(crate) enum Access {
     /// Only the operator token.
     Operator,
     /// Only a WordPress plugin key.
@@ -100,10 +100,10 @@ enum Body {
 }
 
 #[derive(Clone, Debug)]
-struct Row {
-    method: Method,
-    path: &'static str,
-    access: Access,
+pub(crate) struct Row {
+    pub(crate) method: Method,
+    pub(crate) path: &'static str,
+    pub(crate) access: Access,
     body: Body,
     /// What an allowed caller gets (when a precondition cannot be met here: see the row).
     ok: Outcome,
@@ -170,7 +170,7 @@ impl Row {
 }
 
 /// THE MATRIX: one row per endpoint (paths under /api/v1).
-fn rows() -> Vec<Row> {
+pub(crate) fn rows() -> Vec<Row> {
     const SR: &[&str] = &["sites:read"];
     const SW: &[&str] = &["sites:write"];
     const DR: &[&str] = &["domains:read"];

@@ -2,7 +2,7 @@
 //! endpoint that `src/api` registers (found by the isolation test's route scanner).
 
 use crate::helpers::TestApp;
-use crate::isolation::{registered_routes, shape};
+use crate::isolation::{registered_routes, rows, shape, Access};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -265,4 +265,59 @@ async fn documented_schemas_match_real_replies() {
     }
     // The published deploy inside a site is a DeployView too.
     assert!(site["published_deploy"].is_null());
+}
+
+/// Each operation says who may call it, in its security requirements and its description, and
+/// says what the isolation matrix (which calls every endpoint as every kind of caller) enforces.
+#[tokio::test]
+async fn openapi_document_says_who_may_call_each_operation() {
+    let app = TestApp::spawn().await;
+    let doc = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await
+        .expect(200)
+        .body;
+    let mut ops = std::collections::HashMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            ops.insert((method.to_ascii_uppercase(), shape(path)), op.clone());
+        }
+    }
+    let key = |perms: &[&str]| vec![json!({"bearer": perms}), json!({"basic": perms})];
+    let mut checked = 0;
+    for row in rows() {
+        let at = (
+            row.method.to_string(),
+            shape(&format!("{PREFIX}{}", row.path)),
+        );
+        let op = ops
+            .get(&at)
+            .unwrap_or_else(|| panic!("{at:?} is not documented"));
+        let (expected, words): (Vec<Value>, String) = match row.access {
+            Access::Operator => (
+                vec![json!({"bearer": ["operator"]})],
+                "operator token".into(),
+            ),
+            Access::Plugin => (
+                vec![json!({"bearer": ["plugin"]})],
+                "WordPress plugin key".into(),
+            ),
+            Access::Key(perms, _) => (key(perms), perms.join("` and `")),
+            Access::Tenant(perms, _) => {
+                let mut all = key(perms);
+                all.push(json!({"bearer": ["user"]}));
+                (all, "user access token".into())
+            }
+        };
+        assert_eq!(op["security"], json!(expected), "{at:?}");
+        let description = op["description"].as_str().unwrap_or_default();
+        assert!(description.contains(&words), "{at:?}: {description}");
+        checked += 1;
+    }
+    assert!(checked >= 60, "only {checked} rows");
+    // The one public operation stays public.
+    assert_eq!(
+        doc["paths"]["/api/v1/openapi.json"]["get"]["security"],
+        json!([{}])
+    );
 }
