@@ -231,8 +231,16 @@ pub async fn serve(
                 let fut = srv.call(req);
                 async move {
                     let res: ServiceResponse<EitherBody<BoxBody>> = fut.await?;
-                    api::audit::record(&res, ip);
+                    let audited = api::audit::record(&res, ip);
                     if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+                        // The entry is on disk before the caller hears back, like the write it
+                        // records. A failed flush does not undo the answer: the write itself
+                        // was flushed by its handler, and the entry stays queued.
+                        if audited {
+                            if let Err(e) = state.store.flush().await {
+                                tracing::error!(error = %e, "cannot flush the audit log");
+                            }
+                        }
                         state.metrics.observe(&res, start.elapsed());
                     }
                     if let Some(info) = info {

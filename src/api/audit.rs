@@ -50,17 +50,17 @@ async fn operator_log(
     paginate(&req, state.store.audit().recent(None, MAX_LISTED)?, *q)
 }
 
-/// Records an authenticated mutating call once its response is known.
-pub fn record<B>(res: &ServiceResponse<B>, ip: Option<std::net::IpAddr>) {
+/// Records an authenticated mutating call once its response is known. Returns true if it did.
+pub fn record<B>(res: &ServiceResponse<B>, ip: Option<std::net::IpAddr>) -> bool {
     let req = res.request();
     if matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS") {
-        return;
+        return false;
     }
     let Some(actor) = req.extensions().get::<Actor>().cloned() else {
-        return;
+        return false;
     };
     let Some(state) = req.app_data::<web::Data<AppState>>() else {
-        return;
+        return false;
     };
     let entry = AuditEntry {
         id: String::new(),
@@ -77,4 +77,5 @@ pub fn record<B>(res: &ServiceResponse<B>, ip: Option<std::net::IpAddr>) {
         ip: ip.map(|i| i.to_string()),
     };
     state.store.audit().record(entry);
+    true
 }
