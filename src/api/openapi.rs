@@ -131,7 +131,10 @@ fn binary_bodies(op: &mut Operation) {
     }
 }
 
-const ERRORS: [(&str, &str); 6] = [
+// The 414 text below names the limit.
+const _: () = assert!(crate::error::MAX_URI == 8192);
+
+const ERRORS: [(&str, &str); 7] = [
     (
         "400",
         "Malformed JSON, an invalid field, a limit reached or a conflict",
@@ -146,6 +149,7 @@ const ERRORS: [(&str, &str); 6] = [
     ),
     ("404", "Unknown id, or a resource of another tenant"),
     ("413", "Body over the configured limit"),
+    ("414", "Path and query longer than 8 KiB"),
     (
         "429",
         "Rate limited; see the Retry-After and X-RateLimit-Reset headers",

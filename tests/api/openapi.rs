@@ -95,7 +95,7 @@ async fn openapi_document_covers_every_route() {
         "DomainView"
     );
     for (m, p) in [("get", "/api/v1/keys"), ("post", "/api/v1/domains")] {
-        for status in ["400", "401", "404"] {
+        for status in ["400", "401", "404", "414"] {
             assert_eq!(
                 response_ref(&op(m, p), status),
                 "ErrorBody",
