@@ -156,19 +156,26 @@ const ERRORS: [(&str, &str); 7] = [
     ),
 ];
 
+/// The operations of a path, with their lowercase methods.
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+    [
+        ("get", item.get.as_mut()),
+        ("post", item.post.as_mut()),
+        ("put", item.put.as_mut()),
+        ("patch", item.patch.as_mut()),
+        ("delete", item.delete.as_mut()),
+    ]
+    .into_iter()
+    .filter_map(|(method, op)| Some((method, op?)))
+}
+
 impl Modify for Errors {
     fn modify(&self, doc: &mut Doc) {
         let schema = Ref::from_schema_name(ErrorBody::name());
         for (path, item) in doc.paths.paths.iter_mut() {
-            let ops: [(&str, &mut Option<Operation>); 5] = [
-                ("get", &mut item.get),
-                ("post", &mut item.post),
-                ("put", &mut item.put),
-                ("patch", &mut item.patch),
-                ("delete", &mut item.delete),
-            ];
-            for (method, op) in ops {
-                let Some(op) = op else { continue };
+            for (method, op) in operations(item) {
                 // Handler names repeat across modules (and one handler may serve two
                 // methods): the operation id is the method and the path instead.
                 let words: Vec<&str> = path
@@ -335,15 +342,7 @@ impl Modify for Access {
     fn modify(&self, doc: &mut Doc) {
         for (path, item) in doc.paths.paths.iter_mut() {
             let shaped = shape(path.strip_prefix("/api/v1").unwrap_or(path));
-            let ops: [(&str, &mut Option<Operation>); 5] = [
-                ("get", &mut item.get),
-                ("post", &mut item.post),
-                ("put", &mut item.put),
-                ("patch", &mut item.patch),
-                ("delete", &mut item.delete),
-            ];
-            for (method, op) in ops {
-                let Some(op) = op else { continue };
+            for (method, op) in operations(item) {
                 let Some((_, _, who)) =
                     ACCESS.iter().find(|(m, p, _)| *m == method && *p == shaped)
                 else {

@@ -9,6 +9,14 @@ use std::collections::BTreeSet;
 
 const PREFIX: &str = "/api/v1";
 
+/// The served document.
+async fn document(app: &TestApp) -> Value {
+    app.call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await
+        .expect(200)
+        .body
+}
+
 /// The `$ref` of the JSON schema of `op`'s response `status`, or of its array items.
 fn response_ref(op: &Value, status: &str) -> String {
     let schema = &op["responses"][status]["content"]["application/json"]["schema"];
@@ -156,11 +164,7 @@ fn schema_fields(doc: &Value, name: &str) -> (BTreeSet<String>, BTreeSet<String>
 #[tokio::test]
 async fn documented_schemas_match_real_replies() {
     let app = TestApp::spawn().await;
-    let doc = app
-        .call(Method::GET, "/api/v1/openapi.json", None, None)
-        .await
-        .expect(200)
-        .body;
+    let doc = document(&app).await;
     let reseller = app.reseller("Schema Co").await;
     let user = reseller.access_token(&app, "client@mail.test").await;
     let rk = reseller.key.as_str();
@@ -272,11 +276,7 @@ async fn documented_schemas_match_real_replies() {
 #[tokio::test]
 async fn openapi_document_says_who_may_call_each_operation() {
     let app = TestApp::spawn().await;
-    let doc = app
-        .call(Method::GET, "/api/v1/openapi.json", None, None)
-        .await
-        .expect(200)
-        .body;
+    let doc = document(&app).await;
     let mut ops = std::collections::HashMap::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
