@@ -250,7 +250,7 @@ impl Store {
         };
         if format < DATA_FORMAT {
             store
-                .upgrade(&meta)
+                .upgrade(&meta, store.db.was_recovered())
                 .map_err(|e| OpenError::Upgrade(format, e))?;
         }
         Ok(store)
@@ -258,15 +258,18 @@ impl Store {
 
     /// Brings an older data dir up to `DATA_FORMAT`, then marks it. The marker is written after
     /// the work it stands for, and a cut-short upgrade runs again on the next start.
-    fn upgrade(&self, meta: &sled::Tree) -> ApiResult<()> {
+    /// A new data dir (`existing` false) only gets the marker.
+    fn upgrade(&self, meta: &sled::Tree, existing: bool) -> ApiResult<()> {
         let indexed = self.users().build_uid_index()?;
         meta.insert(b"format", &DATA_FORMAT.to_be_bytes())?;
         self.db.flush()?;
-        tracing::info!(
-            format = DATA_FORMAT,
-            users_with_uid = indexed,
-            "upgraded the data dir"
-        );
+        if existing {
+            tracing::info!(
+                format = DATA_FORMAT,
+                users_with_uid = indexed,
+                "upgraded the data dir"
+            );
+        }
         Ok(())
     }
 
@@ -363,7 +366,7 @@ pub(crate) fn load_all<T: DeserializeOwned>(
     Ok(out)
 }
 
-/// Shorthand for aborting a sled transaction with an API error.
+/// Shorthand for aborting a sled transaction with an error.
 pub(crate) fn abort<T, E>(e: E) -> sled::transaction::ConflictableTransactionResult<T, E> {
     Err(sled::transaction::ConflictableTransactionError::Abort(e))
 }
