@@ -96,7 +96,7 @@ impl Sites<'_> {
                 updated_at: now,
             };
             let t = &self.0.t;
-            let user_key = format!("{reseller_id}/{user_id}");
+            let user_key = super::users::entry_key(reseller_id, user_id);
             let result = (
                 &t.sites,
                 &t.site_by_name,

@@ -16,28 +16,30 @@ async fn one_access_line_per_request_and_no_secrets() {
     let operator = std::fs::read_to_string(dir.join("operator-token")).unwrap();
     let operator = operator.trim();
     let client = reqwest::Client::new();
-    let reseller: serde_json::Value = client
-        .post(format!("{http}/api/v1/admin/resellers"))
-        .bearer_auth(operator)
-        .json(&serde_json::json!({"name": "Acme", "email": "ops@acme.test"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let post = |path: &str, bearer: &str, body: serde_json::Value| {
+        let request = client
+            .post(format!("{http}{path}"))
+            .bearer_auth(bearer)
+            .json(&body);
+        async move {
+            let reply = request.send().await.unwrap();
+            reply.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let reseller = post(
+        "/api/v1/admin/resellers",
+        operator,
+        serde_json::json!({"name": "Acme", "email": "ops@acme.test"}),
+    )
+    .await;
     let key = reseller["key"]["key"].as_str().unwrap().to_string();
     let key_id = reseller["key"]["id"].as_str().unwrap().to_string();
-    let token: serde_json::Value = client
-        .post(format!("{http}/api/v1/access_tokens"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"user": {"email": "client@example.test"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = post(
+        "/api/v1/access_tokens",
+        &key,
+        serde_json::json!({"user": {"email": "client@example.test"}}),
+    )
+    .await;
     let token = token["access_token"].as_str().unwrap().to_string();
     let get = |path: &str| client.get(format!("{http}{path}"));
     let basic = get("/api/v1/users?per_page=5").basic_auth(&key_id, Some(&key));
