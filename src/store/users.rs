@@ -57,7 +57,8 @@ fn legacy_token_count_key(user_id: &str) -> String {
     format!("tokens/{user_id}")
 }
 
-fn entry_key(reseller_id: &str, user_id: &str) -> String {
+/// A user's `users_by_reseller` key.
+pub(crate) fn entry_key(reseller_id: &str, user_id: &str) -> String {
     format!("{reseller_id}/{user_id}")
 }
 
@@ -147,14 +148,11 @@ pub fn validate_uid(uid: &str) -> ApiResult<String> {
 
 /// One find-or-create of a user by email, and optionally a new token for it.
 struct Upsert {
-    reseller_id: String,
     email_key: String,
-    uid: Option<String>,
-    /// The user to create if the email is new.
+    /// The user to create if the email is new: its reseller, and the uid and time asked for.
     new_user: User,
     /// The new token's id and hash, if one is asked for.
     token: Option<(String, [u8; 32])>,
-    now: Timestamp,
 }
 
 impl Upsert {
@@ -166,9 +164,7 @@ impl Upsert {
         token: Option<[u8; 32]>,
     ) -> Self {
         Upsert {
-            reseller_id: reseller_id.to_string(),
             email_key: email_key(reseller_id, email),
-            uid: uid.map(str::to_string),
             new_user: User {
                 id: new_id(),
                 reseller_id: reseller_id.to_string(),
@@ -177,7 +173,6 @@ impl Upsert {
                 created_at: now,
             },
             token: token.map(|hash| (new_id(), hash)),
-            now,
         }
     }
 }
@@ -223,7 +218,7 @@ fn upsert_in(
     (u, by_email, by_reseller, counters, tk, by_hash, by_user, by_uid): &UpsertTrees,
     job: &Upsert,
 ) -> ConflictableTransactionResult<Upserted, ApiError> {
-    let reseller_id = job.reseller_id.as_str();
+    let reseller_id = job.new_user.reseller_id.as_str();
     let existing = match by_email.get(job.email_key.as_bytes())? {
         Some(id) => {
             let id = String::from_utf8_lossy(&id);
@@ -246,8 +241,9 @@ fn upsert_in(
             (entry, false, true, true)
         }
     };
-    let uid_recorded = entry.user.uid.is_none() && job.uid.is_some();
-    if let Some(uid) = job.uid.as_deref().filter(|_| uid_recorded) {
+    let asked = job.new_user.uid.as_deref();
+    let uid_recorded = entry.user.uid.is_none() && asked.is_some();
+    if let Some(uid) = asked.filter(|_| uid_recorded) {
         entry.user.uid = Some(uid.to_string());
         by_uid.insert(uid_key(reseller_id, uid, &entry.user.id).as_bytes(), &[])?;
         dirty = true;
@@ -257,7 +253,7 @@ fn upsert_in(
         user_id: entry.user.id.clone(),
         reseller_id: reseller_id.to_string(),
         hash: *hash,
-        created_at: job.now,
+        created_at: job.new_user.created_at,
     });
     if let Some(token) = &token {
         tk.insert(token.id.as_bytes(), encode(token))?;
