@@ -29,8 +29,8 @@ pub struct Acme {
     config: AcmeConfig,
     store: Store,
     certs: Arc<CertResolver>,
-    /// HTTP-01 token -> key authorization, while an order is in flight.
-    challenges: Mutex<HashMap<String, String>>,
+    /// HTTP-01 token -> (domain, key authorization), while an order is in flight.
+    challenges: Mutex<HashMap<String, (String, String)>>,
     account: tokio::sync::Mutex<Option<Account>>,
 }
 
@@ -53,13 +53,14 @@ impl Acme {
         self.config.directory.is_some()
     }
 
-    /// The key authorization for an HTTP-01 token we are waiting on.
-    pub fn challenge_response(&self, token: &str) -> Option<String> {
+    /// The key authorization for an HTTP-01 token we are waiting on for `host`.
+    pub fn challenge_response(&self, host: &str, token: &str) -> Option<String> {
         self.challenges
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(token)
-            .cloned()
+            .filter(|(domain, _)| domain == host)
+            .map(|(_, key_auth)| key_auth.clone())
     }
 
     /// Puts every issued certificate into the SNI resolver (at start).
@@ -267,7 +268,7 @@ impl Acme {
                 self.challenges
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(token.clone(), key_auth);
+                    .insert(token.clone(), (domain.to_string(), key_auth));
                 tokens.push(token);
                 challenge
                     .set_ready()

@@ -88,6 +88,35 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_AUTH_FAILURES_PER_MINUTE")]
     pub auth_failures_per_minute: Option<f64>,
 
+    /// Host names the API, panel and /metrics answer on (comma-separated), besides loopback
+    /// addresses; unset: every host that is not a site's [default: unset]
+    #[arg(long, env = "RESELLERD_API_HOST", value_delimiter = ',')]
+    pub api_host: Option<Vec<String>>,
+
+    /// Seconds a client has to send a JSON, HTML or form body (a slower one gets 408) [default: 30]
+    #[arg(long, env = "RESELLERD_BODY_TIMEOUT")]
+    pub body_timeout: Option<u64>,
+
+    /// Seconds a client has to send an uploaded file or zip deploy [default: 600]
+    #[arg(long, env = "RESELLERD_UPLOAD_TIMEOUT")]
+    pub upload_timeout: Option<u64>,
+
+    /// Form submissions per minute from one client IP (IPv6 by /64); 0 disables [default: 20]
+    #[arg(long, env = "RESELLERD_FORM_RATE_IP")]
+    pub form_rate_ip: Option<f64>,
+
+    /// Form submissions per minute to one site; 0 disables [default: 300]
+    #[arg(long, env = "RESELLERD_FORM_RATE_SITE")]
+    pub form_rate_site: Option<f64>,
+
+    /// Most stored submissions per form; more are refused until some are deleted [default: 10000]
+    #[arg(long, env = "RESELLERD_MAX_SUBMISSIONS_PER_FORM")]
+    pub max_submissions_per_form: Option<u64>,
+
+    /// Most pending (unverified) domains per reseller [default: 100]
+    #[arg(long, env = "RESELLERD_MAX_PENDING_DOMAINS")]
+    pub max_pending_domains: Option<usize>,
+
     /// DNS server (ip:port) for domain verification lookups [default: the system resolver]
     #[arg(long, env = "RESELLERD_DNS_SERVER")]
     pub dns_server: Option<std::net::SocketAddr>,
@@ -211,7 +240,11 @@ impl Settings {
         crate::ratelimit::RateLimits::new(
             self.rate_limit_ip.unwrap_or(500.0),
             self.rate_limit_credential.unwrap_or(250.0),
-            self.auth_failures_per_minute.unwrap_or(30.0),
+            crate::ratelimit::PerMinute {
+                auth_failures: self.auth_failures_per_minute.unwrap_or(30.0),
+                forms_per_ip: self.form_rate_ip(),
+                forms_per_site: self.form_rate_site(),
+            },
         )
     }
 
@@ -250,6 +283,44 @@ impl Settings {
 
     pub fn max_connections(&self) -> usize {
         self.max_connections.unwrap_or(10_000).max(1)
+    }
+
+    /// True if the API and panel answer on `host` (see `api_host`).
+    pub fn is_api_host(&self, host: &str) -> bool {
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        match &self.api_host {
+            Some(hosts) if !hosts.is_empty() => {
+                loopback || hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+            }
+            _ => true,
+        }
+    }
+
+    pub fn body_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.body_timeout.unwrap_or(30).max(1))
+    }
+
+    pub fn upload_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.upload_timeout.unwrap_or(600).max(1))
+    }
+
+    pub fn form_rate_ip(&self) -> f64 {
+        self.form_rate_ip.unwrap_or(20.0)
+    }
+
+    pub fn form_rate_site(&self) -> f64 {
+        self.form_rate_site.unwrap_or(300.0)
+    }
+
+    pub fn max_submissions_per_form(&self) -> u64 {
+        self.max_submissions_per_form.unwrap_or(10_000)
+    }
+
+    pub fn max_pending_domains(&self) -> usize {
+        self.max_pending_domains.unwrap_or(100)
     }
 
     pub fn max_deploy_files(&self) -> usize {

@@ -1,7 +1,7 @@
 //! DNS verification of client domains: a TXT record `_resellerd.<domain>` holding
 //! `resellerd-verification=<token>`, looked up against the configured resolver. A background task
-//! re-checks pending (and failed) domains with backoff; a pending domain past the deadline fails,
-//! and a later check can still verify it.
+//! re-checks pending domains with backoff, concurrently; a pending domain past the deadline fails
+//! and releases its name, and a check on request can still verify it.
 
 use crate::error::ApiResult;
 use crate::model::Timestamp;
@@ -16,6 +16,9 @@ use std::time::Duration;
 
 /// The longest wait between two checks of one domain.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+/// The longest one lookup may take, and how many run at once.
+const CHECK_DEADLINE: Duration = Duration::from_secs(10);
+const PARALLEL_CHECKS: usize = 16;
 
 pub struct Verifier {
     resolver: TokioAsyncResolver,
@@ -107,9 +110,12 @@ impl Verifier {
         }
     }
 
-    /// Checks one domain now and stores the result.
+    /// Checks one domain now and stores the result. A lookup gets `CHECK_DEADLINE` at most.
     pub async fn check(&self, store: &Store, mut d: Domain) -> ApiResult<Domain> {
-        let found = match self.lookup(&d).await {
+        let lookup = tokio::time::timeout(CHECK_DEADLINE, self.lookup(&d))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {CHECK_DEADLINE:?}")));
+        let found = match lookup {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(domain = %d.name, error = %e, "verification lookup failed");
@@ -128,13 +134,23 @@ impl Verifier {
         Ok(d)
     }
 
-    /// Checks every unverified domain whose next check is due.
+    /// Checks every pending domain whose next check is due, `PARALLEL_CHECKS` at a time, so
+    /// one tenant's slow nameserver delays nobody else's verification. (A failed domain has
+    /// released its name; `POST /domains/{id}/verify` checks it again.)
     pub async fn check_due(&self, store: &Store, now: Timestamp) -> ApiResult<usize> {
-        let mut checked = 0;
-        for d in store.domains().all()? {
-            if d.status != DomainStatus::Verified && d.next_check_at <= now {
-                self.check(store, d).await?;
-                checked += 1;
+        use futures_util::StreamExt;
+        let due: Vec<Domain> = store
+            .domains()
+            .all()?
+            .into_iter()
+            .filter(|d| d.status == DomainStatus::Pending && d.next_check_at <= now)
+            .collect();
+        let checked = due.len();
+        let mut results = futures_util::stream::iter(due.into_iter().map(|d| self.check(store, d)))
+            .buffer_unordered(PARALLEL_CHECKS);
+        while let Some(result) = results.next().await {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "cannot store a domain check");
             }
         }
         Ok(checked)

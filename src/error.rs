@@ -46,6 +46,10 @@ pub enum ApiError {
     ChecksumMismatch(String),
     #[error("too many requests; retry after {0} seconds")]
     RateLimited(u64),
+    #[error("the request body did not arrive within {0} seconds")]
+    BodyTimeout(u64),
+    #[error("{0}")]
+    RulesTooLarge(String),
     #[error("internal error; the details are in the server log")]
     Internal(String),
 }
@@ -80,6 +84,8 @@ impl ApiError {
             TooManyFiles(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_files"),
             ChecksumMismatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch"),
             RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            RulesTooLarge(_) => (StatusCode::BAD_REQUEST, "rules_too_large"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

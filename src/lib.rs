@@ -12,6 +12,7 @@ pub mod dns;
 pub mod doctor;
 pub mod edge;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod panel;
@@ -54,8 +55,10 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     // The API first: routes are tried in order and the `{param}` patterns below cost a regex
     // match each. No other route starts with `/api/v1`.
     cfg.service(
-        // Its own fallback, so an unknown API path is a JSON 404 on a site's host too.
+        // Its own fallback, so an unknown API path is a JSON 404 on a host that names no site.
+        // Middleware runs bottom-up: the rate limit, then the write gate, then the route.
         web::scope("/api/v1")
+            .wrap(actix_web::middleware::from_fn(write_gate))
             .wrap(actix_web::middleware::from_fn(ratelimit::limit))
             .configure(api::configure)
             .route("/openapi.json", web::get().to(api::openapi::openapi_json))
@@ -107,38 +110,90 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-/// Refuses over-long URIs (414), then runs mutating requests while holding the store's write
-/// gate for reading, so a backup (which holds it for writing) never captures half a request.
-async fn request_guard(
+/// Refuses over-long URIs (414) before anything else looks at the request.
+async fn refuse_long_uris(
     req: ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    use actix_web::http::Method;
     let uri = req.uri();
     if uri.path_and_query().map_or(0, |p| p.as_str().len()) > error::MAX_URI {
         return Ok(req.error_response(error::ApiError::UriTooLong));
     }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_boxed_body)
+}
+
+/// A host that names a site is the site's on every path: the edge answers, and the API, panel
+/// and `/metrics` never shadow a customer's pages (only an ACME HTTP-01 token in flight for that
+/// very host is answered by the app). A host that names no site reaches the app's routes if it
+/// is an API host (`--api-host`; unset, every such host), else the edge's "no site" page.
+async fn route_by_host(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    use actix_web::FromRequest;
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let host = http::host(req.request());
+    let target = match state.edge.site_for_host(&state.store, &host) {
+        Ok(t) => t,
+        Err(e) => return Ok(req.error_response(e)),
+    };
+    let acme_token = req
+        .path()
+        .strip_prefix("/.well-known/acme-challenge/")
+        .filter(|token| state.acme.challenge_response(&host, token).is_some());
+    let to_app = match &target {
+        Some(_) => acme_token.is_some(),
+        None => state.settings.is_api_host(&host),
+    };
+    if to_app {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    }
+    let (http_req, mut raw) = req.into_parts();
+    let payload = web::Payload::from_request(&http_req, &mut raw).await?;
+    let resp = match &target {
+        Some(target) => edge::serve(&http_req, payload, &state, target).await,
+        None => edge::no_site(&http_req),
+    };
+    Ok(ServiceResponse::new(http_req, resp))
+}
+
+/// Every mutating API call reads its whole body first (within `--max-body` and
+/// `--body-timeout`), then runs holding the store's write gate for reading, so a backup (which
+/// holds it for writing) never captures half a request and a client trickling its body never
+/// holds the gate. The routes that stream large bodies read them in their handler and take the
+/// gate after (`api::deploys::reads_own_body`).
+async fn write_gate(
+    mut req: ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    use actix_web::http::Method;
+    use actix_web::HttpMessage;
     let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    // File and zip uploads stream their bodies for as long as the client takes; holding the gate
-    // through them would let one slow upload stall a backup and, behind it, every write. They
-    // write content-addressed blobs (kept from GC during a backup) before the records naming them,
-    // so a backup taken meanwhile at worst holds a deploy that is not ready yet.
-    let upload = || {
-        let t = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .trim_start()
-            .as_bytes();
-        let starts =
-            |p: &str| t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p.as_bytes());
-        starts("application/zip") || starts("application/octet-stream") || starts("multipart/")
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let Some(state) = state.filter(|_| !reads && !api::deploys::reads_own_body(&req)) else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
     };
-    let _guard = match req.app_data::<web::Data<AppState>>() {
-        Some(state) if !reads && !upload() => Some(state.store.write_gate().read_owned().await),
-        _ => None,
+    let limit = state.settings.max_body().max(api::reseller::MAX_PAGE_BYTES);
+    let body = match http::read_body(req.take_payload(), limit, state.settings.body_timeout()).await
+    {
+        Ok(body) => body.freeze(),
+        Err(e) => return Ok(req.error_response(e)),
     };
+    req.set_payload(actix_web::dev::Payload::from(body));
+    let _gate = state.store.write_gate().read_owned().await;
     next.call(req)
         .await
         .map(ServiceResponse::map_into_boxed_body)
@@ -215,7 +270,9 @@ pub async fn serve(
     let server = HttpServer::new(move || {
         let state = app_state.clone();
         App::new()
-            .wrap(actix_web::middleware::from_fn(request_guard))
+            // Bottom-up: the access line, JSON for bare errors, long URIs, then the host.
+            .wrap(actix_web::middleware::from_fn(route_by_host))
+            .wrap(actix_web::middleware::from_fn(refuse_long_uris))
             .wrap(ErrorHandlers::new().default_handler(json_error_fallback))
             .wrap_fn(|req: ServiceRequest, srv| {
                 use actix_web::dev::Service;

@@ -28,8 +28,23 @@ struct Histogram {
 /// What one route pattern has seen: answers by (method, status), and its latency.
 #[derive(Default)]
 struct RouteStats {
-    answers: BTreeMap<(String, u16), u64>,
+    answers: BTreeMap<(&'static str, u16), u64>,
     latency: Histogram,
+}
+
+/// The method as a label: the standard ones by name, anything else as `OTHER`, so a client
+/// inventing methods cannot add series.
+fn method_label(m: &actix_web::http::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 /// Counters shared by every worker. Cheap to update: one lock per request, and no allocation
@@ -63,7 +78,7 @@ impl Metrics {
                 self.edge_bytes.fetch_add(n, Ordering::Relaxed);
             }
         }
-        let (method, status) = (req.method().as_str(), res.status().as_u16());
+        let (method, status) = (method_label(req.method()), res.status().as_u16());
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         if !routes.contains_key(route) {
             routes.insert(route.to_string(), RouteStats::default());
@@ -71,16 +86,7 @@ impl Metrics {
         let Some(stats) = routes.get_mut(route) else {
             return;
         };
-        match stats
-            .answers
-            .iter_mut()
-            .find(|((m, s), _)| m == method && *s == status)
-        {
-            Some((_, n)) => *n += 1,
-            None => {
-                stats.answers.insert((method.to_string(), status), 1);
-            }
-        }
+        *stats.answers.entry((method, status)).or_default() += 1;
         let secs = took.as_secs_f64();
         let h = &mut stats.latency;
         for (i, bound) in BUCKETS.iter().enumerate() {

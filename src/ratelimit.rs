@@ -72,9 +72,19 @@ impl Limiter {
         let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_BUCKETS {
             let (rate, burst) = (self.rate, self.burst);
+            // Full buckets hold nothing worth keeping...
             map.retain(|_, b| {
                 b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst
             });
+            // ...and if an attacker keeps that many partly drained, the least recently used
+            // half goes, so the table never grows past its bound.
+            if map.len() >= MAX_BUCKETS / 2 {
+                let mut ages: Vec<Instant> = map.values().map(|b| b.at).collect();
+                let middle = ages.len() / 2;
+                let (_, cutoff, _) = ages.select_nth_unstable(middle);
+                let cutoff = *cutoff;
+                map.retain(|_, b| b.at > cutoff);
+            }
         }
         let b = map.entry(key.to_string()).or_insert(Bucket {
             tokens: self.burst,
@@ -116,14 +126,30 @@ pub struct RateLimits {
     pub per_ip: Limiter,
     pub per_credential: Limiter,
     pub auth_failures: Limiter,
+    /// Edge form submissions per client IP and per site.
+    pub forms_per_ip: Limiter,
+    pub forms_per_site: Limiter,
+    /// Edge password attempts per client IP: 10 per 5 minutes.
+    pub password_attempts: Limiter,
+}
+
+/// Per-minute rates as the settings give them.
+pub struct PerMinute {
+    pub auth_failures: f64,
+    pub forms_per_ip: f64,
+    pub forms_per_site: f64,
 }
 
 impl RateLimits {
-    pub fn new(ip_rps: f64, credential_rps: f64, auth_failures_per_minute: f64) -> RateLimits {
+    pub fn new(ip_rps: f64, credential_rps: f64, per_minute: PerMinute) -> RateLimits {
+        let minute = |n: f64| Limiter::new(n / 60.0, n);
         RateLimits {
             per_ip: Limiter::new(ip_rps, ip_rps * 2.0),
             per_credential: Limiter::new(credential_rps, credential_rps * 2.0),
-            auth_failures: Limiter::new(auth_failures_per_minute / 60.0, auth_failures_per_minute),
+            auth_failures: minute(per_minute.auth_failures),
+            forms_per_ip: minute(per_minute.forms_per_ip),
+            forms_per_site: minute(per_minute.forms_per_site),
+            password_attempts: Limiter::new(10.0 / 300.0, 10.0),
         }
     }
 
@@ -131,7 +157,7 @@ impl RateLimits {
     pub fn auth_failed(&self, ip: Option<IpAddr>) {
         if let Some(ip) = ip {
             self.auth_failures
-                .take(&ip.to_string(), 1.0, Instant::now());
+                .take(&crate::http::ip_key(ip), 1.0, Instant::now());
         }
     }
 
@@ -139,7 +165,7 @@ impl RateLimits {
     pub fn auth_blocked(&self, ip: Option<IpAddr>) -> Option<u64> {
         ip.and_then(|ip| {
             self.auth_failures
-                .exhausted(&ip.to_string(), Instant::now())
+                .exhausted(&crate::http::ip_key(ip), Instant::now())
         })
     }
 }
@@ -172,10 +198,11 @@ pub async fn limit(
     };
     let now = Instant::now();
     let ip = crate::auth::client_ip(req.request(), &state.trusted_proxies);
-    let by_ip = state
-        .limits
-        .per_ip
-        .take(&ip.map(|i| i.to_string()).unwrap_or_default(), 1.0, now);
+    let by_ip =
+        state
+            .limits
+            .per_ip
+            .take(&ip.map(crate::http::ip_key).unwrap_or_default(), 1.0, now);
     let by_credential = match req.headers().get("authorization") {
         Some(v) => state.limits.per_credential.take(
             &hex::encode(&Sha256::digest(v.as_bytes())[..16]),
@@ -215,6 +242,16 @@ pub async fn limit(
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn the_table_stays_bounded() {
+        let l = Limiter::new(1.0, 10.0);
+        let t0 = Instant::now();
+        for i in 0..(3 * MAX_BUCKETS) {
+            l.take(&i.to_string(), 1.0, t0 + Duration::from_micros(i as u64));
+        }
+        assert!(l.buckets.lock().unwrap().len() <= MAX_BUCKETS);
+    }
 
     #[test]
     fn buckets_refill_at_their_rate() {

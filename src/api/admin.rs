@@ -203,7 +203,20 @@ async fn delete(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     who.require_operator()?;
+    let reseller = state.store.resellers().get(&id)?;
+    let mut names: Vec<String> = state
+        .store
+        .domains()
+        .list(&id)?
+        .into_iter()
+        .map(|d| d.name.to_string())
+        .collect();
+    names.extend(wildcard_name(&reseller).ok());
     state.store.resellers().delete(&id)?;
+    // Every certificate of the reseller goes: the records and keys, and the listener's copies.
+    for name in names {
+        state.acme.forget(&name)?;
+    }
     state.store.flush().await?;
     Ok(no_content())
 }

@@ -2,7 +2,7 @@
 //! `PUT /sites/{id}/deploys/{deploy_id}`, `PUT /deploys/{id}/files/{path}`, listing, restore, cancel.
 
 use super::sites::{deploy_view, find_site, owns, DeployView};
-use super::{paginate, read_body, PageQuery};
+use super::{paginate, PageQuery};
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Permission, Timestamp};
@@ -104,6 +104,18 @@ fn parse_body(bytes: &[u8]) -> ApiResult<DeployBody> {
     Ok(body)
 }
 
+/// The routes whose handlers read their own (possibly large, streamed) bodies and take the
+/// store's write gate only after: deploy creation (a zip or a file map) and file uploads.
+pub fn reads_own_body(req: &actix_web::dev::ServiceRequest) -> bool {
+    use actix_web::http::Method;
+    let path = req.path().strip_prefix("/api/v1").unwrap_or_default();
+    let segs: Vec<&str> = path.trim_start_matches('/').splitn(4, '/').collect();
+    matches!(
+        (req.method(), segs.as_slice()),
+        (&Method::POST, ["sites", _, "deploys"]) | (&Method::PUT, ["deploys", _, "files", _])
+    )
+}
+
 fn is_zip(req: &HttpRequest) -> bool {
     req.headers()
         .get("content-type")
@@ -137,49 +149,91 @@ async fn create(
     let now = Timestamp::now();
     let s = &state.settings;
     let deploy = if is_zip(&req) {
-        let body = read_body(payload, s.max_upload()).await?;
+        // Spooled to disk, then expanded entry by entry into the blob store: memory stays flat
+        // however large the archive. The gate is taken only for the records.
+        let spool = receive(&state, payload, s.max_upload(), s.upload_timeout()).await?;
         let limits = ZipLimits {
             max_files: s.max_deploy_files(),
             max_bytes: s.max_deploy_bytes(),
         };
+        let store = state.store.clone();
+        let user_id = site.user_id.clone();
+        let files = web::block(move || unpack_zip(&store, &user_id, &spool, &limits))
+            .await
+            .map_err(ApiError::internal)??;
         let opts = NewDeploy {
             // A raw zip has no JSON body: production unless ?draft=true, as on Netlify.
             draft: q.draft.unwrap_or(false),
             title: q.title,
             branch: q.branch,
         };
-        let store = state.store.clone();
-        let site2 = site.clone();
-        web::block(move || -> ApiResult<Deploy> {
-            let contents = unpack_zip(&body, &limits)?;
-            // If blob GC raced these writes, `create` sees the blob missing and lists it as
-            // required instead of publishing a deploy with a hole.
-            let mut files = BTreeMap::new();
-            for (path, data) in &contents {
-                let sha = crate::store::blobs::sha1_hex(data);
-                store.blobs.put(&sha, data)?;
-                files.insert(path.clone(), sha);
-            }
-            store.deploys().create(&site2, opts, Some(files), now)
-        })
-        .await
-        .map_err(ApiError::internal)??
+        let _gate = state.store.write_gate().read_owned().await;
+        state
+            .store
+            .deploys()
+            .create(&site, opts, Some(files), now)?
     } else {
-        let bytes = read_body(payload, s.max_body()).await?;
+        let bytes = crate::http::read_body(payload, s.max_body(), s.body_timeout()).await?;
         let body = parse_body(&bytes)?;
         let files = body
             .files
             .map(|f| validate_files(f, s.max_deploy_files()))
             .transpose()?;
+        if let Some(files) = &files {
+            check_known_rules(&state, &site.user_id, files)?;
+        }
         let opts = NewDeploy {
             draft: body.draft.or(q.draft).unwrap_or(false),
             title: body.title.or(q.title),
             branch: body.branch.or(q.branch),
         };
+        let _gate = state.store.write_gate().read_owned().await;
         state.store.deploys().create(&site, opts, files, now)?
     };
     state.store.flush().await?;
     reply(&state, &tenant, &site, &deploy)
+}
+
+/// Rules files (`_redirects`, `_headers`, `netlify.toml`) the user already has are checked
+/// against the rule limits before the map is recorded; the others are checked on upload.
+fn check_known_rules(
+    state: &AppState,
+    user_id: &str,
+    files: &BTreeMap<String, String>,
+) -> ApiResult<()> {
+    for name in crate::edge::rules::RULE_FILES {
+        let Some(sha) = files.get(name) else { continue };
+        if state.store.deploys().known_to(user_id, sha) {
+            let data = state.store.blobs.read(sha)?;
+            crate::edge::rules::check_limits(name, &data).map_err(ApiError::RulesTooLarge)?;
+        }
+    }
+    Ok(())
+}
+
+/// Streams a request body into a new blob's temp file, within `limit` bytes and `deadline`.
+async fn receive(
+    state: &AppState,
+    mut payload: web::Payload,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> ApiResult<crate::store::blobs::Incoming> {
+    use futures_util::StreamExt;
+    let mut incoming = state.store.blobs.incoming()?;
+    let read = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::invalid(format!("cannot read the request body: {e}")))?;
+            if incoming.len() + chunk.len() as u64 > limit as u64 {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            incoming.write(&chunk)?;
+        }
+        Ok(incoming)
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout(deadline.as_secs()))?
 }
 
 /// The CLI's second step: the file map for a deploy made by `POST` (draft stays as POSTed).
@@ -197,11 +251,13 @@ async fn update(
     let tenant = who.tenant(Permission::SitesWrite)?;
     let (site_id, deploy_id) = path.into_inner();
     let (site, deploy) = find_site_deploy(&state, &tenant, &site_id, &deploy_id)?;
-    let bytes = read_body(payload, state.settings.max_body()).await?;
+    let s = &state.settings;
+    let bytes = crate::http::read_body(payload, s.max_body(), s.body_timeout()).await?;
     let body = parse_body(&bytes)?;
     let deploy = match body.files {
         Some(f) => {
             let files = validate_files(f, state.settings.max_deploy_files())?;
+            check_known_rules(&state, &site.user_id, &files)?;
             state
                 .store
                 .deploys()
@@ -252,18 +308,29 @@ async fn upload(
         .decode_utf8()
         .map_err(|_| ApiError::invalid("the file path is not UTF-8"))?;
     let path = normalize_path(&decoded)?;
-    let body = read_body(payload, state.settings.max_upload()).await?;
-    let size = body.len();
+    let s = &state.settings;
+    let incoming = receive(&state, payload, s.max_upload(), s.upload_timeout()).await?;
+    let size = incoming.len();
+    if crate::edge::rules::RULE_FILES.contains(&path.as_str()) {
+        let mut data = Vec::new();
+        incoming
+            .reopen()?
+            .take(crate::edge::rules::MAX_RULES_FILE as u64 + 1)
+            .read_to_end(&mut data)
+            .map_err(ApiError::internal)?;
+        crate::edge::rules::check_limits(&path, &data).map_err(ApiError::RulesTooLarge)?;
+    }
+    let _gate = state.store.write_gate().read_owned().await;
     let store = state.store.clone();
     let (id, p) = (deploy.id.clone(), path.clone());
-    let updated = web::block(move || store.deploys().upload(&id, &p, &body, Timestamp::now()))
+    web::block(move || store.deploys().upload(&id, &p, incoming, Timestamp::now()))
         .await
         .map_err(ApiError::internal)??;
     state.store.flush().await?;
     let sha = state
         .store
         .deploys()
-        .file_sha(&updated.id, &path)?
+        .file_sha(&deploy.id, &path)?
         .unwrap_or_default();
     let mime = mime_guess::from_path(&path).first_or_octet_stream();
     Ok(HttpResponse::Ok().json(serde_json::json!({
@@ -393,19 +460,27 @@ pub struct ZipLimits {
     pub max_bytes: u64,
 }
 
-/// Entries past this size must not expand more than `MAX_RATIO` times (zip bombs).
+/// Entries from this size on must not expand more than `MAX_RATIO` times (zip bombs), nor may
+/// the whole archive once it expands past it.
 const MAX_RATIO: u64 = 200;
 const RATIO_FLOOR: u64 = 1 << 20;
 
-/// The files of a zip deploy, checked against the limits before anything is expanded, and
-/// again while expanding (declared sizes can lie).
-pub fn unpack_zip(body: &[u8], limits: &ZipLimits) -> ApiResult<Vec<(String, Vec<u8>)>> {
+/// Expands a zip deploy (spooled in `spool`) into the blob store entry by entry, checked against
+/// the limits before anything is expanded and again while expanding (declared sizes can lie).
+/// Returns the deploy's file map; every file is recorded as known to `user_id`.
+pub fn unpack_zip(
+    store: &crate::store::Store,
+    user_id: &str,
+    spool: &crate::store::blobs::Incoming,
+    limits: &ZipLimits,
+) -> ApiResult<BTreeMap<String, String>> {
     let bad = |e: zip::result::ZipError| ApiError::invalid(format!("invalid zip archive: {e}"));
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(body)).map_err(bad)?;
+    let too_big = || ApiError::PayloadTooLarge(limits.max_bytes as usize);
+    let mut archive = zip::ZipArchive::new(spool.reopen()?).map_err(bad)?;
     if archive.len() > limits.max_files {
         return Err(ApiError::TooManyFiles(limits.max_files));
     }
-    let mut total: u64 = 0;
+    let (mut total, mut packed) = (0u64, 0u64);
     let mut entries = Vec::new();
     for i in 0..archive.len() {
         let f = archive.by_index_raw(i).map_err(bad)?;
@@ -415,27 +490,51 @@ pub fn unpack_zip(body: &[u8], limits: &ZipLimits) -> ApiResult<Vec<(String, Vec
         let name = String::from_utf8_lossy(f.name_raw()).into_owned();
         let path = normalize_path(&name)?;
         total = total.saturating_add(f.size());
+        packed = packed.saturating_add(f.compressed_size());
         if total > limits.max_bytes {
-            return Err(ApiError::PayloadTooLarge(limits.max_bytes as usize));
+            return Err(too_big());
         }
-        if f.size() > RATIO_FLOOR && f.size() / f.compressed_size().max(1) > MAX_RATIO {
-            return Err(ApiError::PayloadTooLarge(limits.max_bytes as usize));
+        if f.size() >= RATIO_FLOOR && f.size() / f.compressed_size().max(1) > MAX_RATIO {
+            return Err(too_big());
         }
         entries.push((i, path, f.size()));
     }
-    let mut out = Vec::with_capacity(entries.len());
+    if total >= RATIO_FLOOR && total / packed.max(1) > MAX_RATIO {
+        return Err(too_big());
+    }
+    let mut files = BTreeMap::new();
+    let mut buf = vec![0u8; 64 * 1024];
     for (i, path, size) in entries {
         let f = archive.by_index(i).map_err(bad)?;
-        let mut data = Vec::with_capacity(size as usize);
-        f.take(size + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| ApiError::invalid(format!("invalid zip entry {path:?}: {e}")))?;
-        if data.len() as u64 != size {
+        let mut reader = f.take(size + 1);
+        let mut blob = store.blobs.incoming()?;
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .map_err(|e| ApiError::invalid(format!("invalid zip entry {path:?}: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            blob.write(&buf[..n])?;
+        }
+        if blob.len() != size {
             return Err(ApiError::invalid(format!(
                 "zip entry {path:?} does not match its declared size"
             )));
         }
-        out.push((path, data));
+        if crate::edge::rules::RULE_FILES.contains(&path.as_str()) {
+            let mut data = Vec::new();
+            blob.reopen()?
+                .take(crate::edge::rules::MAX_RULES_FILE as u64 + 1)
+                .read_to_end(&mut data)
+                .map_err(ApiError::internal)?;
+            crate::edge::rules::check_limits(&path, &data).map_err(ApiError::RulesTooLarge)?;
+        }
+        // If blob GC raced these writes, `create` sees the blob missing and lists it as
+        // required instead of publishing a deploy with a hole.
+        let sha = store.blobs.commit(blob)?;
+        store.deploys().remember(user_id, &sha)?;
+        files.insert(path, sha);
     }
-    Ok(out)
+    Ok(files)
 }

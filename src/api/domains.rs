@@ -205,12 +205,22 @@ async fn create(
         site_id,
     } = body.into_inner();
     let now = Timestamp::now();
+    let max_pending = state.settings.max_pending_domains();
+    // Refused before the user is made; `create` checks again under its lock.
+    state
+        .store
+        .domains()
+        .check_pending_limit(&reseller.id, max_pending)?;
     let (user, site_id) = owner_and_site(&state, reseller, &email, site_id.as_deref(), now)?;
-    let (d, wp) =
-        state
-            .store
-            .domains()
-            .create(&reseller.id, &user.id, domain, email, site_id, now)?;
+    let (d, wp) = state.store.domains().create(
+        &reseller.id,
+        &user.id,
+        domain,
+        email,
+        site_id,
+        max_pending,
+        now,
+    )?;
     state.store.flush().await?;
     let mut view = domain_view(&state, &d)?;
     view["wordpress_api_key"] = json!(wp.expose());
@@ -442,7 +452,16 @@ async fn register(
         .register(&request)
         .await
         .map_err(|why| ApiError::Conflict("registration_failed", why))?;
-    let (mut d, wp) = domains.create(&reseller.id, &user.id, domain, email, site_id, now)?;
+    // Registered through us, it is verified at once: the pending limit does not apply.
+    let (mut d, wp) = domains.create(
+        &reseller.id,
+        &user.id,
+        domain,
+        email,
+        site_id,
+        usize::MAX,
+        now,
+    )?;
     // Registered through us: the name is ours, no DNS proof needed.
     d.status = DomainStatus::Verified;
     d.verified_at = Some(now);

@@ -2,7 +2,7 @@
 
 use super::{created, no_content};
 use crate::auth::Principal;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::model::{IpAllowList, Permission, Permissions, Timestamp};
 use crate::store::keys::{ApiKey, NewKey};
 use crate::AppState;
@@ -87,6 +87,9 @@ async fn create(
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::KeysManage)?;
     let b = body.into_inner();
+    if let Principal::Reseller { key, .. } = &who {
+        no_wider_than(key, &b)?;
+    }
     let new = state.store.keys().create(
         &reseller.id,
         b.name,
@@ -97,6 +100,32 @@ async fn create(
     )?;
     state.store.flush().await?;
     Ok(created(CreatedKey::from(new)))
+}
+
+/// A key can only mint keys it could itself stand in for: no permission it lacks, no later
+/// expiry, no wider IP allowlist.
+fn no_wider_than(creator: &ApiKey, new: &CreateKey) -> ApiResult<()> {
+    let missing = creator.permissions.missing_from(&new.permissions);
+    if !missing.is_empty() {
+        return Err(ApiError::Forbidden(format!(
+            "a key cannot grant permissions it does not hold: {}",
+            missing.join(", ")
+        )));
+    }
+    if let Some(limit) = creator.expires_at {
+        if new.expires_at.is_none_or(|e| e > limit) {
+            return Err(ApiError::Forbidden(format!(
+                "this key expires at {}; a key it creates must expire no later",
+                limit.to_rfc3339()
+            )));
+        }
+    }
+    if !creator.allowed_ips.covers(&new.allowed_ips) {
+        return Err(ApiError::Forbidden(
+            "a key cannot allow addresses its own allowed_ips do not".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[utoipa::path(

@@ -69,21 +69,6 @@ pub fn extractor_configs(cfg: &mut web::ServiceConfig, max_body: usize) {
     );
 }
 
-/// Reads a raw body up to `limit` bytes, answering 413 past it.
-pub async fn read_body(mut payload: web::Payload, limit: usize) -> ApiResult<web::BytesMut> {
-    use futures_util::StreamExt;
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::invalid(format!("cannot read the request body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge(limit));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 /// A JSON body that may be empty (several Netlify operations make the body optional).
 pub fn json_or_default<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -176,8 +161,12 @@ pub fn page_response<T: Serialize>(
     use std::fmt::Write;
     let (page, per_page) = q.bounds()?;
     let last = total.div_ceil(per_page).max(1);
-    let info = req.connection_info();
-    let base = format!("{}://{}{}?", info.scheme(), info.host(), req.path());
+    let trusted = req
+        .app_data::<web::Data<crate::AppState>>()
+        .map(|s| s.trusted_proxies.clone())
+        .unwrap_or_default();
+    let (scheme, host) = crate::http::origin(req, &trusted);
+    let base = format!("{scheme}://{host}{}?", req.path());
     // The other query parameters (filters) carry over to every link, encoded once.
     let mut other = String::new();
     for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {

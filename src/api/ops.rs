@@ -22,12 +22,13 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
 
 /// HTTP-01: the key authorization for a token of an order in flight.
 pub async fn acme_challenge(
+    req: actix_web::HttpRequest,
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let answer = state
         .acme
-        .challenge_response(&token)
+        .challenge_response(&crate::http::host(&req), &token)
         .ok_or(ApiError::NotFound("challenge"))?;
     Ok(HttpResponse::Ok().content_type("text/plain").body(answer))
 }

@@ -1,7 +1,7 @@
 //! The reseller's own account: `GET/PATCH /reseller` and the custom pages
 //! `PUT/GET/DELETE /reseller/pages/{not_found,form_success,password}`.
 
-use super::{no_content, nullable, read_body};
+use super::{no_content, nullable};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{DomainName, Email, IpAllowList, Permission, Timestamp};
@@ -67,6 +67,10 @@ async fn update(
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::SettingsWrite)?;
     let b = body.into_inner();
+    if b.allowed_ips.is_some() {
+        // The reseller-wide allowlist governs every key: changing it is key management.
+        who.reseller(Permission::KeysManage)?;
+    }
     let patch = ResellerPatch {
         name: b.name,
         preview_domain: b.preview_domain,
@@ -118,7 +122,8 @@ async fn put_page(
             "custom pages are sent with Content-Type: text/html",
         ));
     }
-    let body = read_body(payload, MAX_PAGE_BYTES).await?;
+    let body =
+        crate::http::read_body(payload, MAX_PAGE_BYTES, state.settings.body_timeout()).await?;
     let html =
         std::str::from_utf8(&body).map_err(|_| ApiError::invalid("the page must be UTF-8 HTML"))?;
     if html.trim().is_empty() {

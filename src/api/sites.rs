@@ -55,7 +55,7 @@ pub fn find_site(state: &AppState, tenant: &Tenant, id_or_name: &str) -> ApiResu
             Some(s) => Some(s),
             None => {
                 crate::edge::resolve_host(&state.store, &state.edge.default_domain, id_or_name)?
-                    .map(|(s, _, _)| s)
+                    .map(|t| t.site)
             }
         },
     };
@@ -358,7 +358,8 @@ async fn create_in_account(
     // A credential that may not create sites is refused before the slug is looked at.
     who.tenant(Permission::SitesWrite)?;
     // The body is optional here (Netlify's createSiteInTeam).
-    let bytes = super::read_body(payload, state.settings.max_body()).await?;
+    let s = &state.settings;
+    let bytes = crate::http::read_body(payload, s.max_body(), s.body_timeout()).await?;
     let body: CreateSite = super::json_or_default(&bytes)?;
     let owner = account_owner(
         &state,

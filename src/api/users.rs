@@ -222,7 +222,19 @@ async fn delete(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::UsersWrite)?;
+    let names: Vec<String> = state
+        .store
+        .domains()
+        .list(&reseller.id)?
+        .into_iter()
+        .filter(|d| d.user_id == *id)
+        .map(|d| d.name.to_string())
+        .collect();
     state.store.users().delete(&reseller.id, &id)?;
+    // The store dropped their certificates; the TLS listener drops its copies.
+    for name in names {
+        state.certs.remove(&name);
+    }
     state.store.flush().await?;
     Ok(no_content())
 }

@@ -318,18 +318,23 @@ impl FromRequest for Principal {
     type Future = Ready<ApiResult<Principal>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // A valid credential is served whatever others sent from its address (a shared NAT, an
+        // unconfigured proxy): only failures are counted, and only an address over the limit
+        // gets 429 for its next failures instead of 401.
         let result = match req.app_data::<web::Data<AppState>>() {
-            Some(state) => {
+            Some(state) => authenticate(req, state).map_err(|e| {
+                if !matches!(e, ApiError::Unauthorized(_)) {
+                    return e;
+                }
                 let ip = client_ip(req, &state.trusted_proxies);
                 match state.limits.auth_blocked(ip) {
-                    Some(wait) => Err(ApiError::RateLimited(wait)),
-                    None => authenticate(req, state).inspect_err(|e| {
-                        if matches!(e, ApiError::Unauthorized(_)) {
-                            state.limits.auth_failed(ip);
-                        }
-                    }),
+                    Some(wait) => ApiError::RateLimited(wait),
+                    None => {
+                        state.limits.auth_failed(ip);
+                        e
+                    }
                 }
-            }
+            }),
             None => Err(ApiError::internal("application state missing")),
         };
         if let Ok(who) = &result {

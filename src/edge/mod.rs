@@ -10,15 +10,14 @@ use crate::store::resellers::Reseller;
 use crate::store::sites::Site;
 use crate::store::Store;
 use crate::AppState;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
 use rand::RngCore;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// The preview host of a site: `NAME.<reseller preview domain>`, or the instance default domain.
 pub fn site_host(reseller: &Reseller, default_domain: &str, name: &str) -> String {
@@ -28,15 +27,23 @@ pub fn site_host(reseller: &Reseller, default_domain: &str, name: &str) -> Strin
     }
 }
 
-/// The site a Host header names, with its reseller and, for a client's custom domain, the
-/// domain's id (its traffic is counted). The one place host names map to sites (a write that
-/// changes what a host serves must call `Store::changed` afterwards, which the edge's host
-/// cache relies on).
+/// What a Host header names: a site with its reseller, and for a client's custom domain the
+/// domain's id (its traffic is counted), or for `DEPLOY_ID--NAME.<domain>` the ready deploy
+/// shown instead of the published one.
+pub struct HostTarget {
+    pub site: Site,
+    pub reseller: Reseller,
+    pub domain_id: Option<String>,
+    pub deploy_id: Option<String>,
+}
+
+/// The one place host names map to sites (a write that changes what a host serves must call
+/// `Store::changed` afterwards, which the edge's host cache relies on).
 pub fn resolve_host(
     store: &Store,
     default_domain: &str,
     host: &str,
-) -> ApiResult<Option<(Site, Reseller, Option<String>)>> {
+) -> ApiResult<Option<HostTarget>> {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     // A verified client domain (or www. + it) attached to a site.
     if let Some(domain) = store.domains().serving(&host)? {
@@ -47,13 +54,24 @@ pub fn resolve_host(
         let reseller = store.resellers().get(&domain.reseller_id).ok();
         if let (Some(site), Some(reseller)) = (site, reseller) {
             if site.reseller_id == reseller.id {
-                return Ok(Some((site, reseller, Some(domain.id))));
+                return Ok(Some(HostTarget {
+                    site,
+                    reseller,
+                    domain_id: Some(domain.id),
+                    deploy_id: None,
+                }));
             }
         }
         return Ok(None);
     }
-    let Some((name, domain)) = host.split_once('.') else {
+    let Some((label, domain)) = host.split_once('.') else {
         return Ok(None);
+    };
+    // Site names cannot contain `--`, so a label with it is always a deploy permalink: a site
+    // cannot be named to take over another site's deploy URL.
+    let (deploy_id, name) = match label.split_once("--") {
+        Some((deploy, name)) => (Some(deploy), name),
+        None => (None, label),
     };
     let Some(site) = store.sites().by_name(name)? else {
         return Ok(None);
@@ -65,7 +83,23 @@ pub fn resolve_host(
         Some(d) => d.as_str() == domain,
         None => domain == default_domain,
     };
-    Ok(matches.then_some((site, reseller, None)))
+    if !matches {
+        return Ok(None);
+    }
+    if let Some(deploy_id) = deploy_id {
+        let ready = store.deploys().get(deploy_id)?.is_some_and(|d| {
+            d.site_id == site.id && d.state == crate::store::deploys::DeployState::Ready
+        });
+        if !ready {
+            return Ok(None);
+        }
+    }
+    Ok(Some(HostTarget {
+        site,
+        reseller,
+        domain_id: None,
+        deploy_id: deploy_id.map(str::to_string),
+    }))
 }
 
 /// A deploy's permalink host, `DEPLOY_ID--NAME.<domain>`, when that still fits in a DNS label.
@@ -74,55 +108,30 @@ pub fn deploy_host(site_host: &str, deploy_id: &str) -> Option<String> {
     (deploy_id.len() + 2 + label.len() <= 63).then(|| format!("{deploy_id}--{site_host}"))
 }
 
-/// A deploy permalink host: the site, its reseller and the ready deploy it names.
-pub fn resolve_deploy_host(
-    store: &Store,
-    default_domain: &str,
-    host: &str,
-) -> ApiResult<Option<(Site, Reseller, String)>> {
-    let Some((deploy_id, rest)) = host.split_once("--") else {
-        return Ok(None);
-    };
-    let Some((site, reseller, _)) = resolve_host(store, default_domain, rest)? else {
-        return Ok(None);
-    };
-    let ready = store.deploys().get(deploy_id)?.is_some_and(|d| {
-        d.site_id == site.id && d.state == crate::store::deploys::DeployState::Ready
-    });
-    Ok(ready.then(|| (site, reseller, deploy_id.to_string())))
-}
-
-/// The host part of a Host header value (no port, no IPv6 brackets).
-pub fn host_without_port(raw: &str) -> &str {
-    if let Some(rest) = raw.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    raw.rsplit_once(':')
-        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(raw, |(h, _)| h)
-}
-
 /// Edge state shared by all workers: the cookie-signing secret, caches of immutable things
-/// (ready deploys' indexes, blobs by digest) and the password rate limiter.
+/// (ready deploys' indexes, blobs by digest).
 pub struct Edge {
     pub default_domain: String,
     secret: [u8; 32],
     hosts: RwLock<HashMap<String, (u64, Resolved)>>,
-    deploys: RwLock<HashMap<String, Arc<serve::DeployIndex>>>,
+    /// Ready deploys' indexes and the bytes they hold in all.
+    deploys: RwLock<(HashMap<String, Arc<serve::DeployIndex>>, usize)>,
     blobs: RwLock<HashMap<String, Bytes>>,
     blob_bytes: AtomicUsize,
-    attempts: Mutex<HashMap<IpAddr, (i64, u32)>>,
+    /// Site password checks (argon2, ~19 MiB and tens of ms each) running at once.
+    pub password_checks: tokio::sync::Semaphore,
 }
 
 /// Blobs up to this size are read whole and kept in memory (content addressing means never
 /// stale); larger ones are streamed from disk.
 const CACHE_BLOB_MAX: usize = 1 << 20;
 const CACHE_TOTAL_MAX: usize = 64 << 20;
-const CACHE_DEPLOYS_MAX: usize = 1024;
+/// Byte budget of the deploy index cache (a deploy of 25,000 files or 10,000 rules is a few MiB).
+const CACHE_DEPLOYS_BYTES: usize = 64 << 20;
 const CACHE_HOSTS_MAX: usize = 10_000;
 
-/// A host's site and reseller, or none.
-type Resolved = Option<Arc<(Site, Reseller, Option<String>)>>;
+/// What a host serves, or none.
+pub type Resolved = Option<Arc<HostTarget>>;
 
 impl Edge {
     /// Loads (or creates) the secret kept in the data dir.
@@ -150,7 +159,7 @@ impl Edge {
             deploys: RwLock::default(),
             blobs: RwLock::default(),
             blob_bytes: AtomicUsize::new(0),
-            attempts: Mutex::default(),
+            password_checks: tokio::sync::Semaphore::new(2),
         })
     }
 
@@ -194,7 +203,7 @@ impl Edge {
             .deploys
             .read()
             .ok()
-            .and_then(|m| m.get(deploy_id).cloned())
+            .and_then(|m| m.0.get(deploy_id).cloned())
         {
             return Ok(Some(ix));
         }
@@ -203,10 +212,18 @@ impl Edge {
         };
         let ix = Arc::new(serve::DeployIndex::build(store, &deploy)?);
         if let Ok(mut m) = self.deploys.write() {
-            if m.len() >= CACHE_DEPLOYS_MAX {
-                m.clear();
+            let (map, bytes) = &mut *m;
+            if *bytes + ix.bytes > CACHE_DEPLOYS_BYTES {
+                map.clear();
+                *bytes = 0;
             }
-            m.insert(deploy_id.to_string(), ix.clone());
+            // One deploy over the whole budget is served without being kept.
+            if ix.bytes <= CACHE_DEPLOYS_BYTES {
+                if let Some(old) = map.insert(deploy_id.to_string(), ix.clone()) {
+                    *bytes -= old.bytes;
+                }
+                *bytes += ix.bytes;
+            }
         }
         Ok(Some(ix))
     }
@@ -233,85 +250,70 @@ impl Edge {
         }
         Ok(content)
     }
-
-    /// Counts a password attempt from `ip`; false once it made too many in the window.
-    pub fn allow_attempt(&self, ip: Option<IpAddr>, now_secs: i64) -> bool {
-        const WINDOW: i64 = 300;
-        const MAX: u32 = 10;
-        let Some(ip) = ip else { return true };
-        let Ok(mut m) = self.attempts.lock() else {
-            return true;
-        };
-        if m.len() > 100_000 {
-            m.retain(|_, (start, _)| now_secs - *start < WINDOW);
-        }
-        let entry = m.entry(ip).or_insert((now_secs, 0));
-        if now_secs - entry.0 >= WINDOW {
-            *entry = (now_secs, 0);
-        }
-        entry.1 += 1;
-        entry.1 <= MAX
-    }
 }
 
-/// The default service: a site by Host, or a plain page for a host that names none.
+/// The default service: the app's routes matched nothing (the host names no site, or the
+/// route layer would have sent it here already), so the site by Host, or a plain page.
 pub async fn handle(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    match handle_inner(&req, payload, &state).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            if matches!(e, crate::error::ApiError::Internal(_)) {
-                tracing::error!(error = %e, "edge error");
-            }
-            pages::builtin(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "Please try again later.",
-            )
-        }
+    let host = crate::http::host(&req);
+    match state.edge.site_for_host(&state.store, &host) {
+        Ok(Some(target)) => serve(&req, payload, &state, &target).await,
+        Ok(None) => no_site(&req),
+        Err(e) => error_page(e),
     }
 }
 
-async fn handle_inner(
+fn error_page(e: crate::error::ApiError) -> HttpResponse {
+    let status = actix_web::ResponseError::status_code(&e);
+    if status.is_client_error() {
+        return pages::builtin(status, "Request not accepted", &e.to_string());
+    }
+    if matches!(e, crate::error::ApiError::Internal(_)) {
+        tracing::error!(error = %e, "edge error");
+    }
+    pages::builtin(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "Please try again later.",
+    )
+}
+
+/// Serves a request to a host that names a site, on every path.
+pub async fn serve(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-) -> ApiResult<HttpResponse> {
-    let raw_host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().host())
-        .unwrap_or("");
-    let host = &host_without_port(raw_host).to_ascii_lowercase();
-    if let Some(found) = state.edge.site_for_host(&state.store, host)? {
-        let (site, reseller, domain_id) = &*found;
-        let deploy = site.published_deploy.as_deref();
-        let resp = pages::serve_site(req, payload, state, site, reseller, deploy).await?;
-        if let Some(domain_id) = domain_id {
-            let bytes = match actix_web::body::MessageBody::size(resp.body()) {
-                actix_web::body::BodySize::Sized(n) => n,
-                _ => 0,
-            };
-            state
-                .traffic
-                .record(domain_id, bytes, crate::model::Timestamp::now());
-        }
-        return Ok(resp);
+    target: &HostTarget,
+) -> HttpResponse {
+    let deploy = target
+        .deploy_id
+        .as_deref()
+        .or(target.site.published_deploy.as_deref());
+    let resp = match pages::serve_site(req, payload, state, &target.site, &target.reseller, deploy)
+        .await
+    {
+        Ok(resp) => resp,
+        Err(e) => return error_page(e),
+    };
+    if let Some(domain_id) = &target.domain_id {
+        let bytes = match actix_web::body::MessageBody::size(resp.body()) {
+            actix_web::body::BodySize::Sized(n) => n,
+            _ => 0,
+        };
+        state
+            .traffic
+            .record(domain_id, bytes, crate::model::Timestamp::now());
     }
-    let domain = &state.edge.default_domain;
-    if let Some((site, reseller, deploy)) = resolve_deploy_host(&state.store, domain, host)? {
-        return pages::serve_site(req, payload, state, &site, &reseller, Some(&deploy)).await;
-    }
-    Ok(no_site(req))
+    resp
 }
 
 /// A host that names no site: the API's JSON 404 under /api, the probes netlify-cli's build
 /// makes at the root of its API URL, else a plain page.
-fn no_site(req: &HttpRequest) -> HttpResponse {
+pub fn no_site(req: &HttpRequest) -> HttpResponse {
     let path = req.path();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let integrations = matches!(
@@ -337,11 +339,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hosts_lose_their_port() {
-        assert_eq!(host_without_port("a.example:8080"), "a.example");
-        assert_eq!(host_without_port("a.example"), "a.example");
-        assert_eq!(host_without_port("[::1]:8443"), "::1");
-        assert_eq!(host_without_port("[::1]"), "::1");
+    fn deploy_hosts_fit_in_a_label() {
         assert_eq!(
             deploy_host("docs.example.test", "abc").as_deref(),
             Some("abc--docs.example.test")

@@ -110,8 +110,20 @@ fn has_pass(req: &HttpRequest, expected: &str) -> bool {
         })
 }
 
-/// Reads a form body (urlencoded or multipart) as name/value pairs; file parts keep their file name.
+/// Reads a form body (urlencoded or multipart) as name/value pairs within `limit` bytes and the
+/// body deadline (408 past it); file parts keep their file name.
 async fn read_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> ApiResult<Vec<(String, String)>> {
+    tokio::time::timeout(deadline, read_form_body(req, payload, limit))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(deadline.as_secs()))?
+}
+
+async fn read_form_body(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
@@ -152,7 +164,7 @@ async fn read_form(
         }
         return Ok(out);
     }
-    let body = crate::api::read_body(payload, limit).await?;
+    let body = crate::http::read_body(payload, limit, std::time::Duration::MAX).await?;
     serde_urlencoded::from_bytes(&body)
         .map_err(|e| ApiError::invalid(format!("bad form body: {e}")))
 }
@@ -229,37 +241,72 @@ async fn password_gate(
         return Ok(password_page(state, reseller));
     }
     let ip = crate::auth::client_ip(req, &state.trusted_proxies);
-    if !state.edge.allow_attempt(ip, Timestamp::now().0 / 1000) {
-        let mut resp = builtin(
-            StatusCode::TOO_MANY_REQUESTS,
+    let key = ip.map(crate::http::ip_key).unwrap_or_default();
+    let attempt = state
+        .limits
+        .password_attempts
+        .take(&key, 1.0, std::time::Instant::now());
+    if !attempt.allowed {
+        return Ok(too_many(
             "Too many attempts",
             "Too many password attempts. Wait a few minutes and try again.",
-        );
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("300"));
-        return Ok(resp);
+            attempt.wait_secs,
+        ));
     }
-    let fields = read_form(req, payload, 64 * 1024).await.unwrap_or_default();
-    let ok = value(&fields, "password")
-        .zip(site.password.as_ref())
-        .is_some_and(|(given, pw)| pw.verify(given));
+    let deadline = state.settings.body_timeout();
+    let fields = match read_form(req, payload, 64 * 1024, deadline).await {
+        Ok(fields) => fields,
+        Err(e @ ApiError::BodyTimeout(_)) => return Err(e),
+        Err(_) => Vec::new(),
+    };
+    let given = value(&fields, "password").unwrap_or_default().to_string();
+    let ok = match &site.password {
+        Some(pw) => {
+            // Argon2 is slow by design: off the workers, and only a few at once.
+            let _permit = state
+                .edge
+                .password_checks
+                .acquire()
+                .await
+                .map_err(ApiError::internal)?;
+            let pw = pw.clone();
+            web::block(move || pw.verify(&given))
+                .await
+                .map_err(ApiError::internal)?
+        }
+        None => false,
+    };
     if !ok {
         return Ok(password_page(state, reseller));
     }
-    let secure = req.connection_info().scheme() == "https";
+    let secure = crate::http::is_https(req, &state.trusted_proxies);
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=2592000{}",
         if secure { "; Secure" } else { "" }
     );
-    let location = match req.query_string() {
-        "" => req.path().to_string(),
-        q => format!("{}?{q}", req.path()),
-    };
     Ok(HttpResponse::SeeOther()
         .insert_header((header::SET_COOKIE, cookie))
-        .insert_header((header::LOCATION, location))
+        .insert_header((header::LOCATION, same_site_location(req)))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
+}
+
+/// Where to send a visitor back to on this site: the request's path and query, made relative to
+/// this host (`//evil.example/` or `/\evil.example/` would be another host to a browser).
+fn same_site_location(req: &HttpRequest) -> String {
+    let path = format!("/{}", req.path().trim_start_matches(['/', '\\']));
+    match req.query_string() {
+        "" => path,
+        q => format!("{path}?{q}"),
+    }
+}
+
+fn too_many(title: &str, text: &str, wait_secs: u64) -> HttpResponse {
+    let mut resp = builtin(StatusCode::TOO_MANY_REQUESTS, title, text);
+    if let Ok(v) = header::HeaderValue::from_str(&wait_secs.max(1).to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 /// A plain HTML form posts without `form-name` (Netlify injects that field when it processes
@@ -301,7 +348,25 @@ async fn submit_form(
     site: &Site,
     reseller: &Reseller,
 ) -> ApiResult<HttpResponse> {
-    let fields = match read_form(req, payload, state.settings.max_body()).await {
+    let now = std::time::Instant::now();
+    let ip = crate::auth::client_ip(req, &state.trusted_proxies);
+    let limits = &state.limits;
+    for verdict in [
+        limits
+            .forms_per_ip
+            .take(&ip.map(crate::http::ip_key).unwrap_or_default(), 1.0, now),
+        limits.forms_per_site.take(&site.id, 1.0, now),
+    ] {
+        if !verdict.allowed {
+            return Ok(too_many(
+                "Too many submissions",
+                "Too many form submissions. Wait a minute and try again.",
+                verdict.wait_secs,
+            ));
+        }
+    }
+    let s = &state.settings;
+    let fields = match read_form(req, payload, s.max_body(), s.body_timeout()).await {
         Ok(f) => f,
         Err(ApiError::PayloadTooLarge(_)) => {
             return Ok(builtin(
@@ -310,6 +375,7 @@ async fn submit_form(
                 "The form submission is too large.",
             ))
         }
+        Err(e @ ApiError::BodyTimeout(_)) => return Err(e),
         Err(_) => Vec::new(),
     };
     let form = match value(&fields, "form-name") {
@@ -333,15 +399,25 @@ async fn submit_form(
             .into_iter()
             .filter(|(k, _)| k != "form-name" && Some(k.as_str()) != form.honeypot.as_deref())
             .collect();
-        let site_url = format!(
-            "{}://{}",
-            req.connection_info().scheme(),
-            req.connection_info().host()
-        );
-        state
-            .store
-            .forms()
-            .submit(&form, data, site_url, Timestamp::now())?;
+        let (scheme, host) = crate::http::origin(req, &state.trusted_proxies);
+        let max = s.max_submissions_per_form();
+        match state.store.forms().submit(
+            &form,
+            data,
+            format!("{scheme}://{host}"),
+            max,
+            Timestamp::now(),
+        ) {
+            Ok(_) => {}
+            Err(ApiError::Conflict("form_full", _)) => {
+                return Ok(builtin(
+                    StatusCode::FORBIDDEN,
+                    "This form is full",
+                    "This form is not accepting more submissions right now.",
+                ))
+            }
+            Err(e) => return Err(e),
+        }
         state.store.flush().await?;
     }
     if let Some(action) = &form.action {

@@ -2,7 +2,109 @@
 //! (where netlify-cli puts them) and the `_redirects`/`_headers` files (zip and API deploys).
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// The files of a deploy that hold rules (never served).
+pub const RULE_FILES: [&str; 3] = ["_redirects", "_headers", "netlify.toml"];
+/// Most rules (redirects plus header blocks) one rules file may hold.
+pub const MAX_RULES: usize = 10_000;
+/// Largest rules file, in bytes.
+pub const MAX_RULES_FILE: usize = 1 << 20;
+
+/// Checks one rules file of a deploy against `MAX_RULES_FILE` and `MAX_RULES`; the error says
+/// which limit and by how much.
+pub fn check_limits(name: &str, data: &[u8]) -> Result<(), String> {
+    if data.len() > MAX_RULES_FILE {
+        return Err(format!(
+            "{name} is larger than the limit of {MAX_RULES_FILE} bytes"
+        ));
+    }
+    let text = String::from_utf8_lossy(data);
+    let count = match name {
+        "_redirects" => parse_redirects_file(&text).len(),
+        "_headers" => parse_headers_file(&text).len(),
+        _ => {
+            let (r, h) = parse_netlify_toml(&text);
+            r.len() + h.len()
+        }
+    };
+    if count > MAX_RULES {
+        return Err(format!(
+            "{name} has {count} rules; a deploy's rules file may have at most {MAX_RULES}"
+        ));
+    }
+    Ok(())
+}
+
+/// Rules indexed by the first segment of their pattern, built once per deploy, so a request
+/// looks only at the rules that could match its path (plus those starting with a placeholder
+/// or splat), in their original order.
+pub struct RuleSet<T> {
+    rules: Vec<T>,
+    by_first: HashMap<String, Vec<usize>>,
+    any: Vec<usize>,
+}
+
+impl<T> Default for RuleSet<T> {
+    fn default() -> Self {
+        RuleSet {
+            rules: Vec::new(),
+            by_first: HashMap::new(),
+            any: Vec::new(),
+        }
+    }
+}
+
+/// The segment a pattern or path is indexed by (as `match_pattern` splits them), or None for a
+/// pattern that can match any first segment.
+fn first_segment(pattern: &str) -> Option<&str> {
+    let mut segs = pattern.trim_end_matches('/').split('/');
+    if segs.next() != Some("") {
+        return None;
+    }
+    match segs.next() {
+        None => Some(""),
+        Some(s) if s == "*" || s.starts_with(':') => None,
+        Some(s) => Some(s),
+    }
+}
+
+impl<T> RuleSet<T> {
+    pub fn new(rules: Vec<T>, pattern: impl Fn(&T) -> &str) -> RuleSet<T> {
+        let mut set = RuleSet::default();
+        for (i, rule) in rules.iter().enumerate() {
+            match first_segment(pattern(rule)) {
+                Some(first) => set.by_first.entry(first.to_string()).or_default().push(i),
+                None => set.any.push(i),
+            }
+        }
+        set.rules = rules;
+        set
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The rules that may match `path`, in their original order.
+    pub fn candidates<'a>(&'a self, path: &str) -> impl Iterator<Item = &'a T> + 'a {
+        let first = path.trim_end_matches('/').split('/').nth(1).unwrap_or("");
+        let exact: &[usize] = self.by_first.get(first).map_or(&[], Vec::as_slice);
+        let (mut a, mut b) = (exact.iter().peekable(), self.any.iter().peekable());
+        std::iter::from_fn(move || {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x < y => a.next(),
+                (Some(_), None) => a.next(),
+                _ => b.next(),
+            }?;
+            self.rules.get(*next)
+        })
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Redirect {
@@ -166,6 +268,14 @@ mod tests {
         let caps = match_pattern("/blog/:year/*", "/blog/2024/a/b").unwrap();
         assert_eq!(expand("/news/:year/:splat", &caps), "/news/2024/a/b");
         assert!(match_pattern("/*", "/anything/at/all").is_some());
+        let set = RuleSet::new(
+            parse_redirects_file("/a /1\n/:x /2\n/b/* /3\n/a/c /4\n/* /5\n"),
+            |r| r.from.as_str(),
+        );
+        let to: Vec<&str> = set.candidates("/a/c").map(|r| r.to.as_str()).collect();
+        assert_eq!(to, ["/1", "/2", "/4", "/5"]);
+        assert!(check_limits("_redirects", "/a /b\n".repeat(MAX_RULES + 1).as_bytes()).is_err());
+        assert!(check_limits("_redirects", "/a /b\n".repeat(10).as_bytes()).is_ok());
         let r = parse_redirects_file("# c\n/a /b\n/c /d 302!\n/spa/* /index.html 200\n");
         assert_eq!(r.len(), 3);
         assert_eq!((r[1].status, r[1].force), (302, true));

@@ -40,8 +40,10 @@ impl FileEntry {
 /// What the edge needs of a ready deploy, built once per deploy (deploys never change).
 pub struct DeployIndex {
     pub files: HashMap<String, FileEntry>,
-    pub redirects: Vec<Redirect>,
-    pub headers: Vec<HeaderRule>,
+    pub redirects: rules::RuleSet<Redirect>,
+    pub headers: rules::RuleSet<HeaderRule>,
+    /// Roughly what this index holds in memory, for the cache's byte budget.
+    pub bytes: usize,
 }
 
 impl DeployIndex {
@@ -65,15 +67,32 @@ impl DeployIndex {
             redirects.extend(r);
             headers.extend(h);
         }
-        let files = files
+        let files: HashMap<String, FileEntry> = files
             .into_iter()
             .filter(|(p, _)| !HIDDEN.contains(&p.as_str()) && !p.starts_with(".netlify/"))
             .filter_map(|(p, sha)| FileEntry::new(&p, sha).map(|e| (p, e)))
             .collect();
+        let bytes = files.keys().map(|p| p.len() + 200).sum::<usize>()
+            + redirects
+                .iter()
+                .map(|r| r.from.len() + r.to.len() + 80)
+                .sum::<usize>()
+            + headers
+                .iter()
+                .map(|h| {
+                    h.pattern.len()
+                        + h.values
+                            .iter()
+                            .map(|(k, v)| k.len() + v.len() + 48)
+                            .sum::<usize>()
+                        + 80
+                })
+                .sum::<usize>();
         Ok(DeployIndex {
             files,
-            redirects,
-            headers,
+            redirects: rules::RuleSet::new(redirects, |r| r.from.as_str()),
+            headers: rules::RuleSet::new(headers, |h| h.pattern.as_str()),
+            bytes,
         })
     }
 
@@ -172,7 +191,7 @@ pub enum Route<'a> {
 /// Applies the redirect rules (a rule that is not forced yields to an existing file).
 pub fn route<'a>(ix: &'a DeployIndex, path: &str) -> Route<'a> {
     let found = ix.lookup(path);
-    for rule in &ix.redirects {
+    for rule in ix.redirects.candidates(path) {
         let Some(caps) = rules::match_pattern(&rule.from, path) else {
             continue;
         };
@@ -274,7 +293,7 @@ pub fn file_response(
         .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::CONTENT_TYPE, file.content_type.clone()));
-    for rule in &ix.headers {
+    for rule in ix.headers.candidates(url_path) {
         if rules::match_pattern(&rule.pattern, url_path).is_some() {
             for (k, v) in &rule.values {
                 if let (Ok(k), Ok(v)) = (

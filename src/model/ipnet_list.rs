@@ -21,6 +21,18 @@ impl IpAllowList {
     }
 }
 
+impl IpAllowList {
+    /// True if every address `other` allows, this list allows too (an empty list allows any).
+    pub fn covers(&self, other: &IpAllowList) -> bool {
+        self.0.is_empty()
+            || (!other.0.is_empty()
+                && other
+                    .0
+                    .iter()
+                    .all(|n| self.0.iter().any(|mine| mine.contains(n))))
+    }
+}
+
 impl TryFrom<Vec<String>> for IpAllowList {
     type Error = String;
     fn try_from(v: Vec<String>) -> Result<Self, String> {
@@ -65,5 +77,10 @@ mod tests {
         assert!(!l.allows("127.0.0.1".parse().unwrap()));
         assert!(IpAllowList::default().allows("127.0.0.1".parse().unwrap()));
         assert!(IpAllowList::try_from(vec!["nope".to_string()]).is_err());
+        let narrow = IpAllowList::try_from(vec!["203.0.113.8/29".to_string()]).unwrap();
+        assert!(l.covers(&narrow));
+        assert!(!narrow.covers(&l));
+        assert!(!narrow.covers(&IpAllowList::default()));
+        assert!(IpAllowList::default().covers(&l));
     }
 }

@@ -83,6 +83,13 @@ pub struct SiteName(String);
 impl SiteName {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let s = raw.trim().to_lowercase();
+        if s.contains("--") {
+            // `DEPLOY_ID--NAME.<domain>` is a deploy's permalink; a name with `--` could take
+            // over another site's deploy URL.
+            return Err(format!(
+                "invalid site name {raw:?}: '--' is reserved for deploy URLs (DEPLOY_ID--NAME)"
+            ));
+        }
         if is_dns_label(&s) {
             Ok(SiteName(s))
         } else {
@@ -108,10 +115,16 @@ impl SiteName {
     }
 }
 
+/// Decoding (stored records) only checks the label, so a site named with `--` before that was
+/// reserved still loads; new names go through `parse`.
 impl TryFrom<String> for SiteName {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        SiteName::parse(&s)
+        if is_dns_label(&s) {
+            Ok(SiteName(s))
+        } else {
+            SiteName::parse(&s)
+        }
     }
 }
 

@@ -70,6 +70,18 @@ impl Permissions {
     }
 }
 
+impl Permissions {
+    /// The grants of `other` this set does not cover (a key may not mint a wider one).
+    pub fn missing_from(&self, other: &Permissions) -> Vec<&'static str> {
+        other
+            .0
+            .iter()
+            .filter(|p| !self.allows(**p))
+            .map(|p| p.name())
+            .collect()
+    }
+}
+
 impl TryFrom<Vec<Permission>> for Permissions {
     type Error = String;
     fn try_from(mut v: Vec<Permission>) -> Result<Self, String> {
@@ -101,5 +113,8 @@ mod tests {
         assert!(Permissions::all().allows(Permission::BillingWrite));
         assert!(serde_json::from_str::<Permissions>(r#"["users:delete"]"#).is_err());
         assert!(serde_json::from_str::<Permissions>("[]").is_err());
+        assert_eq!(p.missing_from(&Permissions::all()), ["*"]);
+        let read: Permissions = serde_json::from_str(r#"["users:read"]"#).unwrap();
+        assert!(p.missing_from(&read).is_empty());
     }
 }

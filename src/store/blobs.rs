@@ -22,10 +22,72 @@ pub fn sha1_hex(data: &[u8]) -> String {
     hex::encode(Sha1::digest(data))
 }
 
+/// A temp file in the blob dir, removed when dropped (unless renamed into place first).
+pub struct TempFile {
+    pub path: PathBuf,
+    pub file: std::fs::File,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A blob being written: a temp file and the SHA-1 of what went in so far. Dropped without
+/// `Blobs::commit`, nothing of it stays.
+pub struct Incoming {
+    tmp: TempFile,
+    hasher: Sha1,
+    len: u64,
+}
+
+impl Incoming {
+    pub fn write(&mut self, data: &[u8]) -> ApiResult<()> {
+        self.tmp.file.write_all(data).map_err(io_error)?;
+        self.hasher.update(data);
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    /// The SHA-1 hex of everything written.
+    pub fn digest(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A handle that reads what was written, from the start.
+    pub fn reopen(&self) -> ApiResult<std::fs::File> {
+        use std::io::Seek;
+        let mut f = std::fs::File::open(&self.tmp.path).map_err(io_error)?;
+        f.rewind().map_err(io_error)?;
+        Ok(f)
+    }
+}
+
+fn io_error(e: std::io::Error) -> ApiError {
+    ApiError::internal(format!("blob store: {e}"))
+}
+
 impl Blobs {
+    /// Opens the blob dir, removing temp files a crash left behind (only one process serves a
+    /// data dir, so none of them is still being written).
     pub fn open(dir: &Path) -> std::io::Result<Blobs> {
         let dir = dir.join("blobs");
         std::fs::create_dir_all(&dir)?;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(Blobs { dir })
     }
 
@@ -39,32 +101,57 @@ impl Blobs {
         is_sha1(sha) && self.path(sha).is_file()
     }
 
-    /// Stores `data` under its digest `sha` (already verified by the caller).
-    pub fn put(&self, sha: &str, data: &[u8]) -> ApiResult<()> {
-        if !is_sha1(sha) {
-            return Err(ApiError::invalid("not a SHA-1 digest"));
+    /// A temp file in the blob dir (for a blob, or a zip body spooled to disk).
+    pub fn temp_file(&self) -> ApiResult<TempFile> {
+        let path = self.dir.join(format!(".tmp-{}", crate::model::new_id()));
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_error)?;
+        Ok(TempFile { path, file })
+    }
+
+    /// Starts writing a blob whose digest is known once it is written.
+    pub fn incoming(&self) -> ApiResult<Incoming> {
+        Ok(Incoming {
+            tmp: self.temp_file()?,
+            hasher: Sha1::new(),
+            len: 0,
+        })
+    }
+
+    /// Makes a written blob durable under its digest: fsynced, renamed into place, directory
+    /// fsynced. Returns the digest.
+    pub fn commit(&self, mut incoming: Incoming) -> ApiResult<String> {
+        let sha = incoming.digest();
+        if self.has(&sha) {
+            return Ok(sha); // `incoming`'s temp file goes with it
         }
-        if self.has(sha) {
-            return Ok(());
-        }
-        let dest = self.path(sha);
+        let dest = self.path(&sha);
         let parent = dest
             .parent()
             .ok_or_else(|| ApiError::internal("blob path without a parent"))?;
-        let io = |e: std::io::Error| ApiError::internal(format!("blob store: {e}"));
-        std::fs::create_dir_all(parent).map_err(io)?;
-        let tmp = parent.join(format!(".tmp-{}-{}", &sha[2..], crate::model::new_id()));
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &dest)?;
-            std::fs::File::open(parent)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        std::fs::create_dir_all(parent).map_err(io_error)?;
+        incoming.tmp.file.flush().map_err(io_error)?;
+        incoming.tmp.file.sync_all().map_err(io_error)?;
+        std::fs::rename(&incoming.tmp.path, &dest).map_err(io_error)?;
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error)?;
+        Ok(sha)
+    }
+
+    /// Stores `data` (a whole file in memory) and returns its digest.
+    pub fn put(&self, data: &[u8]) -> ApiResult<String> {
+        let sha = sha1_hex(data);
+        if self.has(&sha) {
+            return Ok(sha);
         }
-        result.map_err(io)
+        let mut incoming = self.incoming()?;
+        incoming.write(data)?;
+        self.commit(incoming)
     }
 
     pub fn read(&self, sha: &str) -> ApiResult<Vec<u8>> {

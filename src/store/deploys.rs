@@ -167,10 +167,13 @@ impl Deploys<'_> {
             )));
         }
         let _gc = self.0.blobs_in_use();
+        // Content counts as present only if this user proved they have it (uploaded it, or
+        // deployed it in a zip): naming another tenant's digest gets it `required`, and the
+        // answer never tells whether anyone else on the instance has that content.
         let needed: BTreeSet<&String> = files.values().collect();
         let required: Vec<String> = needed
             .into_iter()
-            .filter(|sha| !self.0.blobs.has(sha))
+            .filter(|sha| !self.known_to(&deploy.user_id, sha))
             .cloned()
             .collect();
         let t = &self.0.t;
@@ -198,23 +201,79 @@ impl Deploys<'_> {
         })
     }
 
-    /// Stores an uploaded file after checking its digest against the deploy's map.
-    pub fn upload(&self, id: &str, path: &str, data: &[u8], now: Timestamp) -> ApiResult<Deploy> {
+    /// Stores an uploaded file (written to `incoming`) after checking its digest against the
+    /// deploy's map; a mismatch stores nothing.
+    pub fn upload(
+        &self,
+        id: &str,
+        path: &str,
+        incoming: blobs::Incoming,
+        now: Timestamp,
+    ) -> ApiResult<Deploy> {
+        let deploy = self.get(id)?.ok_or(ApiError::NotFound("deploy"))?;
         let expected = self
             .file_sha(id, path)?
             .ok_or(ApiError::NotFound("file in this deploy"))?;
-        let actual = blobs::sha1_hex(data);
+        let actual = incoming.digest();
         if actual != expected {
             return Err(ApiError::ChecksumMismatch(format!(
                 "the SHA-1 of the uploaded {path:?} is {actual}, the deploy expects {expected}"
             )));
         }
-        self.0.blobs.put(&actual, data)?;
+        self.0.blobs.commit(incoming)?;
+        self.remember(&deploy.user_id, &actual)?;
         let t = &self.0.t;
         t.deploy_pending.remove(site_key(id, &actual).as_bytes())?;
         // Whoever removes the last missing digest sees an empty set and makes the deploy ready;
         // `modify` makes that transition happen once.
         self.modify(id, now, |_| Ok(()))
+    }
+
+    /// True if `user_id` proved it has the content `sha` (see `set_files`) and it is stored.
+    pub fn known_to(&self, user_id: &str, sha: &str) -> bool {
+        self.0
+            .t
+            .user_blobs
+            .contains_key(site_key(user_id, sha).as_bytes())
+            .unwrap_or(false)
+            && self.0.blobs.has(sha)
+    }
+
+    /// Records that `user_id` has the content `sha` (it uploaded or deployed it).
+    pub fn remember(&self, user_id: &str, sha: &str) -> ApiResult<()> {
+        self.0
+            .t
+            .user_blobs
+            .insert(site_key(user_id, sha).as_bytes(), &[])?;
+        Ok(())
+    }
+
+    /// Forgets every digest of a user (the user is being deleted).
+    pub fn forget_user(&self, user_id: &str) -> ApiResult<()> {
+        let t = &self.0.t;
+        let mut batch = sled::Batch::default();
+        for k in t
+            .user_blobs
+            .scan_prefix(format!("{user_id}/").as_bytes())
+            .keys()
+        {
+            batch.remove(k?);
+        }
+        t.user_blobs.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Gives every user the digests its existing deploys name (data format 4).
+    pub(crate) fn build_user_blobs(&self) -> ApiResult<usize> {
+        let mut n = 0;
+        for raw in self.0.t.deploys.iter().values() {
+            let deploy: Deploy = decode(&raw?)?;
+            for sha in self.files(&deploy.id)?.values() {
+                self.remember(&deploy.user_id, sha)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// The digest a deploy expects at `path`.

@@ -73,7 +73,10 @@ fn scoped(reseller_id: &str, id: &str) -> String {
 }
 
 impl Domains<'_> {
-    /// Registers a domain for a user; a name registered anywhere on the instance is refused.
+    /// Registers a domain for a user; a name registered anywhere on the instance is refused, and
+    /// so is a reseller's domain past `max_pending` unverified ones (counted and written under
+    /// one lock, so concurrent calls cannot both pass the limit).
+    #[allow(clippy::too_many_arguments)]
     pub fn create(
         &self,
         reseller_id: &str,
@@ -81,8 +84,15 @@ impl Domains<'_> {
         name: DomainName,
         email: Email,
         site_id: Option<String>,
+        max_pending: usize,
         now: Timestamp,
     ) -> ApiResult<(Domain, Secret)> {
+        let _one_at_a_time = self
+            .0
+            .domain_creates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.check_pending_limit(reseller_id, max_pending)?;
         let wp = Secret::generate(WP_PREFIX);
         let token = Secret::generate("").expose().to_string();
         let domain = Domain {
@@ -125,6 +135,24 @@ impl Domains<'_> {
         Ok((domain, wp))
     }
 
+    /// 400 `pending_domain_limit` if the reseller has `max_pending` unverified domains already.
+    pub fn check_pending_limit(&self, reseller_id: &str, max_pending: usize) -> ApiResult<()> {
+        let pending = self
+            .list(reseller_id)?
+            .iter()
+            .filter(|d| d.status == DomainStatus::Pending)
+            .count();
+        if pending >= max_pending {
+            return Err(ApiError::Conflict(
+                "pending_domain_limit",
+                format!(
+                    "this reseller already has {pending} domains waiting for verification (the limit is {max_pending}); verify or delete some first"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// A domain of this reseller; anyone else's is "not found".
     pub fn get(&self, reseller_id: &str, id: &str) -> ApiResult<Domain> {
         match get::<Domain>(&self.0.t.domains, id)? {
@@ -163,13 +191,40 @@ impl Domains<'_> {
             .collect()
     }
 
-    /// Rewrites a domain record if it still exists (a delete in between wins).
+    /// Rewrites a domain record if it still exists (a delete in between wins). A failed domain
+    /// releases its name, so a typo or an abandoned claim does not hold it forever; a failed
+    /// domain verified later takes its name back only if nobody registered it meanwhile
+    /// (400 `domain_taken` otherwise).
     pub fn save(&self, domain: &Domain) -> ApiResult<()> {
-        let encoded = encode(domain);
-        self.0
-            .t
-            .domains
-            .update_and_fetch(domain.id.as_bytes(), |old| old.map(|_| encoded.clone()))?;
+        let t = &self.0.t;
+        let name = domain.name.as_str().as_bytes();
+        let id = domain.id.as_bytes();
+        (&t.domains, &t.domain_by_name).transaction(|(d, by_name)| {
+            if d.get(id)?.is_none() {
+                return Ok(());
+            }
+            let owner = by_name.get(name)?;
+            if domain.status == DomainStatus::Failed {
+                if owner.as_deref() == Some(id) {
+                    by_name.remove(name)?;
+                }
+            } else {
+                match owner {
+                    None => {
+                        by_name.insert(name, id)?;
+                    }
+                    Some(o) if o.as_ref() == id => {}
+                    Some(_) => {
+                        return abort(ApiError::Conflict(
+                            "domain_taken",
+                            format!("{} was registered by another client meanwhile", domain.name),
+                        ))
+                    }
+                }
+            }
+            d.insert(id, encode(domain))?;
+            Ok(())
+        })?;
         self.0.changed();
         Ok(())
     }
@@ -213,12 +268,17 @@ impl Domains<'_> {
                     return abort(ApiError::NotFound("domain"));
                 }
                 d.remove(id.as_bytes())?;
-                by_name.remove(domain.name.as_str().as_bytes())?;
+                // A failed domain no longer holds its name; whoever does keeps it.
+                if by_name.get(domain.name.as_str().as_bytes())?.as_deref() == Some(id.as_bytes()) {
+                    by_name.remove(domain.name.as_str().as_bytes())?;
+                }
                 by_wp.remove(&domain.wp_hash[..])?;
                 by_reseller.remove(scoped(reseller_id, id).as_bytes())?;
                 Ok(domain)
             })?;
         self.0.traffic().delete(id)?;
+        // Its certificate and private key go with it, and so stop being renewed.
+        self.0.certs().delete(domain.name.as_str())?;
         self.0.changed();
         Ok(domain)
     }

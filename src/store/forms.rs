@@ -104,6 +104,18 @@ fn site_key(site_id: &str, id: &str) -> String {
     format!("{site_id}/{id}")
 }
 
+/// Longest value kept of one submitted field.
+pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+fn live_count_key(form_id: &str) -> String {
+    format!("submissions/{form_id}")
+}
+
+fn read_count(raw: Option<sled::IVec>) -> u64 {
+    raw.and_then(|v| v.as_ref().try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
 impl Forms<'_> {
     /// Records the forms of a deploy's HTML files; a form keeps its id (and submissions) by name.
     pub fn scan_deploy(
@@ -192,21 +204,53 @@ impl Forms<'_> {
         super::load_all(&self.0.t.forms, &ids)
     }
 
-    /// Stores a submission and counts it on its form.
+    /// Stores a submission and counts it on its form, unless the form already holds `max`
+    /// submissions (409 `form_full`). Only the fields the form had when it was deployed are
+    /// kept, each value at most `MAX_FIELD_BYTES`.
     pub fn submit(
         &self,
         form: &Form,
         data: Vec<(String, String)>,
         site_url: String,
+        max: u64,
         now: Timestamp,
     ) -> ApiResult<Submission> {
         let t = &self.0.t;
         let id = new_id();
-        let sub =
-            (&t.forms, &t.submissions, &t.submissions_by_form).transaction(|(f, s, by_form)| {
+        let data: Vec<(String, String)> = data
+            .into_iter()
+            .filter(|(k, _)| form.fields.iter().any(|f| f == k))
+            .map(|(k, mut v)| {
+                if v.len() > MAX_FIELD_BYTES {
+                    let mut cut = MAX_FIELD_BYTES;
+                    while !v.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    v.truncate(cut);
+                }
+                (k, v)
+            })
+            .collect();
+        let live_key = live_count_key(&form.id);
+        self.ensure_live_count(&form.id)?;
+        let sub = (
+            &t.forms,
+            &t.submissions,
+            &t.submissions_by_form,
+            &t.counters,
+        )
+            .transaction(|(f, s, by_form, counters)| {
                 let Some(raw) = f.get(form.id.as_bytes())? else {
                     return super::abort(ApiError::NotFound("form"));
                 };
+                let live = read_count(counters.get(live_key.as_bytes())?);
+                if live >= max {
+                    return super::abort(ApiError::Conflict(
+                        "form_full",
+                        format!("the form holds its limit of {max} submissions"),
+                    ));
+                }
+                counters.insert(live_key.as_bytes(), &(live + 1).to_be_bytes())?;
                 let mut rec: Form = decode(&raw).or_else(super::abort)?;
                 rec.submission_count += 1;
                 let sub = Submission {
@@ -229,6 +273,86 @@ impl Forms<'_> {
         Ok(sub)
     }
 
+    /// How many submissions a form holds now (kept in `counters`; counted once for forms from
+    /// before the counter existed).
+    pub fn live_count(&self, form_id: &str) -> ApiResult<u64> {
+        self.ensure_live_count(form_id)?;
+        Ok(read_count(
+            self.0.t.counters.get(live_count_key(form_id).as_bytes())?,
+        ))
+    }
+
+    fn ensure_live_count(&self, form_id: &str) -> ApiResult<()> {
+        let t = &self.0.t;
+        let key = live_count_key(form_id);
+        if t.counters.contains_key(key.as_bytes())? {
+            return Ok(());
+        }
+        let n = t
+            .submissions_by_form
+            .scan_prefix(format!("{form_id}/").as_bytes())
+            .count() as u64;
+        // Only if still absent: a concurrent submit may have created it meanwhile.
+        let _ = t.counters.compare_and_swap(
+            key.as_bytes(),
+            None as Option<&[u8]>,
+            Some(&n.to_be_bytes()),
+        )?;
+        Ok(())
+    }
+
+    /// One page of the submissions to any of `forms`, newest first: `offset` skipped, at most
+    /// `limit` returned. Reads only the index keys up to the page (a merge of each form's
+    /// newest-first index), never every submission.
+    pub fn page_of_forms(
+        &self,
+        forms: &[Form],
+        offset: usize,
+        limit: usize,
+    ) -> ApiResult<Vec<Submission>> {
+        let t = &self.0.t;
+        let mut iters: Vec<_> = forms
+            .iter()
+            .map(|f| {
+                let prefix = format!("{}/", f.id);
+                let len = prefix.len();
+                t.submissions_by_form
+                    .scan_prefix(prefix.as_bytes())
+                    .keys()
+                    .rev()
+                    .map(move |k| k.map(|k| String::from_utf8_lossy(&k[len..]).into_owned()))
+                    .peekable()
+            })
+            .collect();
+        let mut ids = Vec::with_capacity(limit);
+        let mut skipped = 0;
+        while ids.len() < limit {
+            // The newest head among the forms' iterators (ids are time-ordered).
+            let mut best: Option<(usize, String)> = None;
+            for (i, it) in iters.iter_mut().enumerate() {
+                match it.peek() {
+                    Some(Ok(id)) if best.as_ref().is_none_or(|(_, b)| id > b) => {
+                        best = Some((i, id.clone()));
+                    }
+                    Some(Err(_)) => {
+                        if let Some(Err(e)) = it.next() {
+                            return Err(e.into());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let Some((i, id)) = best else { break };
+            iters[i].next();
+            if skipped < offset {
+                skipped += 1;
+            } else {
+                ids.push(id);
+            }
+        }
+        super::load_all(&t.submissions, &ids)
+    }
+
     pub fn submission(&self, id: &str) -> ApiResult<Option<Submission>> {
         get(&self.0.t.submissions, id)
     }
@@ -240,21 +364,20 @@ impl Forms<'_> {
         super::load_all(&self.0.t.submissions, &ids)
     }
 
-    /// Every submission to any of `forms`, newest first.
-    pub fn submissions_of_forms(&self, forms: &[Form]) -> ApiResult<Vec<Submission>> {
-        let mut all = Vec::new();
-        for f in forms {
-            all.extend(self.submissions_of_form(&f.id)?);
-        }
-        all.sort_by(|a, b| b.id.cmp(&a.id));
-        Ok(all)
-    }
-
     pub fn delete_submission(&self, sub: &Submission) -> ApiResult<()> {
         let t = &self.0.t;
-        t.submissions.remove(sub.id.as_bytes())?;
-        t.submissions_by_form
-            .remove(site_key(&sub.form_id, &sub.id).as_bytes())?;
+        self.ensure_live_count(&sub.form_id)?;
+        let live_key = live_count_key(&sub.form_id);
+        (&t.submissions, &t.submissions_by_form, &t.counters).transaction(
+            |(s, by_form, counters)| {
+                if s.remove(sub.id.as_bytes())?.is_some() {
+                    let live = read_count(counters.get(live_key.as_bytes())?);
+                    counters.insert(live_key.as_bytes(), &live.saturating_sub(1).to_be_bytes())?;
+                }
+                by_form.remove(site_key(&sub.form_id, &sub.id).as_bytes())?;
+                Ok(())
+            },
+        )?;
         Ok(())
     }
 
@@ -264,6 +387,7 @@ impl Forms<'_> {
                 self.delete_submission(&sub)?;
             }
             let t = &self.0.t;
+            t.counters.remove(live_count_key(&form.id).as_bytes())?;
             t.forms.remove(form.id.as_bytes())?;
             t.form_by_name
                 .remove(site_key(site_id, &form.name).as_bytes())?;

@@ -42,6 +42,8 @@ pub struct Store {
     /// Held for reading by every mutating API request while it runs and for writing by a backup
     /// while it dumps the trees, so a backup never sees half of a request's writes.
     write_gate: std::sync::Arc<tokio::sync::RwLock<()>>,
+    /// Serialises domain registrations, whose pending-domain limit is a count, not a key.
+    domain_creates: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 /// Every tree, opened once. Index trees map a lookup key to an entity id.
@@ -106,6 +108,9 @@ pub(crate) struct Trees {
     pub deploy_pending: sled::Tree,
     /// deploy_id -> encoded Vec of the digests the client was asked for
     pub deploy_required: sled::Tree,
+    /// "user_id/sha1" -> () for content the user uploaded or deployed (content addressing
+    /// never crosses users)
+    pub user_blobs: sled::Tree,
     pub forms: sled::Tree,
     /// "site_id/form name" -> form id
     pub form_by_name: sled::Tree,
@@ -140,9 +145,11 @@ pub enum OpenError {
 ///
 /// Format 3: the `users_by_uid` index, built from the users when an older dir is opened.
 ///
+/// Format 4: the `user_blobs` index (which content each user has), built from the deploys.
+///
 /// Opening an older dir upgrades it and marks it, so an older resellerd refuses it instead of
 /// missing new users or index entries.
-pub const DATA_FORMAT: u32 = 3;
+pub const DATA_FORMAT: u32 = 4;
 
 /// Reads the data format marker: the dir's format (1 when unmarked, as a new dir is), or an
 /// error if a newer resellerd wrote it.
@@ -216,6 +223,7 @@ impl Store {
             deploy_files: tree("deploy_files")?,
             deploy_pending: tree("deploy_pending")?,
             deploy_required: tree("deploy_required")?,
+            user_blobs: tree("user_blobs")?,
             forms: tree("forms")?,
             form_by_name: tree("form_by_name")?,
             forms_by_site: tree("forms_by_site")?,
@@ -247,6 +255,7 @@ impl Store {
             generation: Default::default(),
             credentials_generation: Default::default(),
             write_gate: Default::default(),
+            domain_creates: Default::default(),
         };
         if format < DATA_FORMAT {
             store
@@ -261,12 +270,14 @@ impl Store {
     /// A new data dir (`existing` false) only gets the marker.
     fn upgrade(&self, meta: &sled::Tree, existing: bool) -> ApiResult<()> {
         let indexed = self.users().build_uid_index()?;
+        let digests = self.deploys().build_user_blobs()?;
         meta.insert(b"format", &DATA_FORMAT.to_be_bytes())?;
         self.db.flush()?;
         if existing {
             tracing::info!(
                 format = DATA_FORMAT,
                 users_with_uid = indexed,
+                user_digests = digests,
                 "upgraded the data dir"
             );
         }

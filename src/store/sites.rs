@@ -1,5 +1,5 @@
 //! Sites: owned by one user of a reseller, named by a DNS label unique on the whole instance
-//! (`site_by_name`), optionally password-protected (salted SHA-256), pointing at a published deploy.
+//! (`site_by_name`), optionally password-protected (argon2id), pointing at a published deploy.
 
 use super::{abort, decode, encode, get, ids_under, Store};
 use crate::auth::secret::hashes_equal;
@@ -17,24 +17,40 @@ pub struct PasswordHash {
 }
 
 impl PasswordHash {
+    /// Argon2id (the argon2 crate's defaults: 19 MiB, 2 passes) of the password with a random salt.
     pub fn new(password: &str) -> PasswordHash {
         let mut salt = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut salt);
         PasswordHash {
             salt,
-            hash: Self::digest(&salt, password),
+            hash: Self::argon2(&salt, password),
         }
     }
 
-    fn digest(salt: &[u8; 16], password: &str) -> [u8; 32] {
+    fn argon2(salt: &[u8; 16], password: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        // Only fails for parameters out of range, and these are fixed and valid.
+        if argon2::Argon2::default()
+            .hash_password_into(password.as_bytes(), salt, &mut out)
+            .is_err()
+        {
+            rand::thread_rng().fill_bytes(&mut out);
+        }
+        out
+    }
+
+    /// Passwords set before argon2 were salted SHA-256; they keep working until changed.
+    fn legacy_sha256(salt: &[u8; 16], password: &str) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(salt);
         h.update(password.as_bytes());
         h.finalize().into()
     }
 
+    /// Slow by design: call it off the async workers.
     pub fn verify(&self, password: &str) -> bool {
-        hashes_equal(&self.hash, &Self::digest(&self.salt, password))
+        hashes_equal(&self.hash, &Self::argon2(&self.salt, password))
+            || hashes_equal(&self.hash, &Self::legacy_sha256(&self.salt, password))
     }
 }
 

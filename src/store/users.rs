@@ -549,6 +549,7 @@ impl Users<'_> {
         let user = self.get(reseller_id, id)?;
         self.0.sites().delete_all_of_user(reseller_id, &user.id)?;
         self.0.domains().delete_all_of_user(reseller_id, &user.id)?;
+        self.0.deploys().forget_user(&user.id)?;
         for token_id in ids_under(&self.0.t.tokens_by_user, &user.id)? {
             self.revoke_token(reseller_id, &token_id)?;
         }

@@ -1,5 +1,6 @@
 // Sites: list, deploys with state and rollback, forms, submissions with CSV export.
 import { api, page, ApiError } from "../api.js";
+import { submissionsCsv } from "../csv.js";
 import { h, field, pagedTable, table, badge, when, errorText, submitting } from "../ui.js";
 
 /** The site's certificate, and ordering one (a paid action) for its verified custom domain. */
@@ -27,20 +28,13 @@ async function certificate(site) {
   return box;
 }
 
-function csv(rows) {
-  const keys = [...new Set(rows.flatMap(r => Object.keys(r.data || {})))];
-  const esc = v => `"${String(v ?? "").replaceAll('"', '""')}"`;
-  return [["created_at", ...keys].map(esc).join(","),
-    ...rows.map(r => [r.created_at, ...keys.map(k => r.data?.[k])].map(esc).join(","))].join("\n");
-}
-
 async function details(site, box) {
   box.replaceChildren(h("p", { class: "loading" }, "Loading…"));
   try {
     const [deploys, forms, submissions] = await Promise.all([
       api("GET", `/sites/${site.id}/deploys`), api("GET", `/sites/${site.id}/forms`), api("GET", `/sites/${site.id}/submissions`)]);
     const download = h("button", { class: "secondary", disabled: !submissions.length, onclick: () => {
-      const url = URL.createObjectURL(new Blob([csv(submissions)], { type: "text/csv" }));
+      const url = URL.createObjectURL(new Blob([submissionsCsv(submissions)], { type: "text/csv" }));
       h("a", { href: url, download: `${site.name}-submissions.csv` }).click();
       setTimeout(() => URL.revokeObjectURL(url), 1000);
     } }, "Export CSV");

@@ -235,14 +235,16 @@ async fn serves_a_deploy_by_host_with_http_semantics() {
     let missing = get(&app, host, "/nope").await.expect(404);
     assert!(ctype(&missing.headers).starts_with("text/html"));
 
-    // Unknown hosts get a plain page; the API and probes answer on every host.
+    // Unknown hosts get a plain page; a site's host is the site's on every path (the API and
+    // probes answer on the instance's own hosts).
     let unknown = get(&app, "nobody.localhost", "/").await.expect(404);
     assert!(unknown.text.contains("No site here"));
     get(&app, "other.example", "/").await.expect(404);
-    get(&app, host, "/healthz").await.expect(200);
-    visit(&app, Method::GET, host, "/api/v1/nothing", &[])
-        .await
-        .expect_error(404, "not_found");
+    get(&app, "other.example", "/healthz").await.expect(200);
+    for path in ["/healthz", "/api/v1/nothing"] {
+        let r = get(&app, host, path).await.expect(404);
+        assert!(ctype(&r.headers).starts_with("text/html"), "{path}");
+    }
     visit(&app, Method::GET, "127.0.0.1", "/api/v1/nothing", &[])
         .await
         .expect_error(404, "not_found");

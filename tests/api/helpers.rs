@@ -182,6 +182,11 @@ impl TestApp {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILLs the server (no chance to flush) and waits for it to die.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -210,7 +210,7 @@ pub(crate) fn rows() -> Vec<Row> {
         // No certificate was ever issued: "certificate not found", where others get "site not found".
         row(GET, "/sites/{site}/ssl", Tenant(SR, Ids)).ok(404, "not_found"),
         // Keys.
-        row(POST, "/keys", Key(KM, Own)).json(r#"{"name": "tmp", "permissions": ["sites:read"]}"#)
+        row(POST, "/keys", Key(KM, Own)).json(r#"{"name": "tmp", "permissions": ["keys:manage"]}"#)
             .cleanup("/keys/{created}"),
         row(GET, "/keys", Key(KM, Own)),
         row(DELETE, "/keys/{key}", Key(KM, Ids)).fresh(&["key"]),

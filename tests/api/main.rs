@@ -24,6 +24,7 @@ mod packaging;
 mod panel;
 mod ratelimit;
 mod registration;
+mod security;
 mod settings;
 mod sites;
 mod upgrade;

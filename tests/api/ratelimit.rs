@@ -50,20 +50,3 @@ async fn an_ip_over_its_rate_gets_429() {
         .await
         .expect(200);
 }
-
-#[tokio::test]
-async fn repeated_failed_logins_are_blocked_even_with_a_good_key_after() {
-    let app = TestApp::spawn_with(&["--auth-failures-per-minute", "3"]).await;
-    let acme = app.reseller("Acme").await;
-    for _ in 0..3 {
-        app.get("/api/v1/reseller", "sk_org_wrong")
-            .await
-            .expect_error(401, "unauthorized");
-    }
-    app.get("/api/v1/reseller", "sk_org_wrong")
-        .await
-        .expect_error(429, "rate_limited");
-    app.get("/api/v1/reseller", &acme.key)
-        .await
-        .expect_error(429, "rate_limited");
-}

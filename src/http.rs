@@ -1,0 +1,123 @@
+//! What every request path needs of HTTP itself, below the API and the edge: the Host a
+//! request names, the URL origin it was sent to, and bodies read within a size and a deadline.
+
+use crate::error::{ApiError, ApiResult};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// The host a request names, lowercased, without port or IPv6 brackets.
+pub fn host(req: &HttpRequest) -> String {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .unwrap_or("");
+    host_without_port(raw)
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+/// The host part of a Host header value (no port, no IPv6 brackets).
+pub fn host_without_port(raw: &str) -> &str {
+    if let Some(rest) = raw.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    raw.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(raw, |(h, _)| h)
+}
+
+/// The scheme and host (with port) a request was sent to: the listener's scheme and the Host
+/// header, or what `Forwarded`/`X-Forwarded-*` say when the peer is a trusted proxy. An untrusted
+/// client cannot make links, stored URLs or cookie flags name another origin.
+pub fn origin(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> (String, String) {
+    let from_proxy = req
+        .peer_addr()
+        .is_some_and(|p| trusted.iter().any(|n| n.contains(&p.ip())));
+    if from_proxy {
+        let info = req.connection_info();
+        return (info.scheme().to_string(), info.host().to_string());
+    }
+    let scheme = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| req.app_config().host().to_string());
+    (scheme.to_string(), host)
+}
+
+/// True if the request reached a TLS listener (or a trusted proxy says it did).
+pub fn is_https(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> bool {
+    origin(req, trusted).0 == "https"
+}
+
+/// The key rate limits count an address under: IPv4 as is, IPv6 by its /64 (one subscriber's
+/// prefix), so rotating through a prefix's addresses gains nothing.
+pub fn ip_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes within `deadline`: 413 past the size, 408 past
+/// the time, so a client trickling its body holds only its own connection, and not for long.
+pub async fn read_body<S, E>(
+    mut payload: S,
+    limit: usize,
+    deadline: Duration,
+) -> ApiResult<web::BytesMut>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    use futures_util::StreamExt;
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::invalid(format!("cannot read the request body: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout(deadline.as_secs()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_lose_their_port_and_v6_groups_by_64() {
+        assert_eq!(host_without_port("a.example:8080"), "a.example");
+        assert_eq!(host_without_port("a.example"), "a.example");
+        assert_eq!(host_without_port("[::1]:8443"), "::1");
+        assert_eq!(host_without_port("[::1]"), "::1");
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(ip_key(a), ip_key(b));
+        assert_eq!(ip_key("10.0.0.1".parse().unwrap()), "10.0.0.1");
+    }
+}
