@@ -134,10 +134,10 @@ fn binary_bodies(op: &mut Operation) {
 // The 414 text below names the limit.
 const _: () = assert!(crate::error::MAX_URI == 8192);
 
-const ERRORS: [(&str, &str); 7] = [
+const ERRORS: [(&str, &str); 8] = [
     (
         "400",
-        "Malformed JSON, an invalid field, a limit reached or a conflict",
+        "Malformed JSON, an invalid field, a limit reached (`key_limit_reached`, `pending_domain_limit`, `rules_too_large`) or a conflict",
     ),
     (
         "401",
@@ -145,7 +145,11 @@ const ERRORS: [(&str, &str); 7] = [
     ),
     (
         "403",
-        "The credential lacks the permission, the reseller is suspended, or the IP is not allowed",
+        "The credential lacks the permission, the reseller is suspended, the IP is not allowed, or a key would grant more than the key creating it holds",
+    ),
+    (
+        "408",
+        "The request body did not arrive within the body deadline (`request_timeout`); nothing was changed",
     ),
     ("404", "Unknown id, or a resource of another tenant"),
     ("413", "Body over the configured limit"),

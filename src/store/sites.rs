@@ -250,3 +250,27 @@ impl Store {
         self.blobs.sweep(&live)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_argon2_and_legacy_hashes_still_verify() {
+        let pw = PasswordHash::new("open sesame");
+        assert!(pw.verify("open sesame"));
+        assert!(!pw.verify("open sesame!"));
+        assert_ne!(
+            pw.hash,
+            PasswordHash::legacy_sha256(&pw.salt, "open sesame"),
+            "new hashes are not SHA-256"
+        );
+        let salt = [7u8; 16];
+        let legacy = PasswordHash {
+            salt,
+            hash: PasswordHash::legacy_sha256(&salt, "old"),
+        };
+        assert!(legacy.verify("old"));
+        assert!(!legacy.verify("new"));
+    }
+}

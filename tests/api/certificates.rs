@@ -208,6 +208,24 @@ async fn a_certificate_is_a_paid_action_charged_once_and_served_by_sni() {
             .status(),
         200
     );
+
+    // Deleting the domain's user deletes its certificate and key: no longer served, not even
+    // after a restart, and no longer renewed.
+    let users = s
+        .app
+        .get("/api/v1/users?email=ann@shop.test", &s.key)
+        .await
+        .expect(200);
+    let ann = users.body[0]["id"].as_str().unwrap().to_string();
+    s.app
+        .delete(&format!("/api/v1/users/{ann}"), &s.key)
+        .await
+        .expect(204);
+    assert!(shop_client(&s).await.get(&url).send().await.is_err());
+    let app = s.app.restart().await;
+    let s = Setup { app, ..s };
+    let url = format!("https://shop.example.test:{}/", s.app.https_port);
+    assert!(shop_client(&s).await.get(&url).send().await.is_err());
     let _ = &s.dns;
 }
 
