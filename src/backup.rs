@@ -130,6 +130,7 @@ pub fn save(data_dir: &Path, out: &Path, token: Option<String>) -> Result<u64, S
     if !data_dir.join("db").is_dir() {
         return Err(format!("{} holds no resellerd data", data_dir.display()));
     }
+    check_room(data_dir, out)?;
     let tmp = out.with_file_name(format!(
         ".{}.partial",
         out.file_name().and_then(|n| n.to_str()).unwrap_or("backup")
@@ -151,6 +152,43 @@ pub fn save(data_dir: &Path, out: &Path, token: Option<String>) -> Result<u64, S
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// Refuses to start a backup that would not fit where it goes: the database and blob files are
+/// an upper bound of its size (a backup holds their live data).
+fn check_room(data_dir: &Path, out: &Path) -> Result<(), String> {
+    let needed = dir_size(data_dir);
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let (free, _) = crate::disk::space(parent)
+        .map_err(|e| format!("cannot read free space of {}: {e}", parent.display()))?;
+    if needed > free {
+        return Err(format!(
+            "the backup may need up to {} MiB (the size of {}) but {} has {} MiB free; free space or write it elsewhere",
+            needed >> 20,
+            data_dir.display(),
+            parent.display(),
+            free >> 20
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes of every file under `dir`.
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Flushes and syncs a finished backup file; returns its size.

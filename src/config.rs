@@ -113,6 +113,11 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_MAX_SUBMISSIONS_PER_FORM")]
     pub max_submissions_per_form: Option<u64>,
 
+    /// Free bytes to keep on the data dir's filesystem: below it, writes get 507 [default: 2 % of
+    /// the filesystem or 256 MiB, whichever is smaller]
+    #[arg(long, env = "RESELLERD_DISK_RESERVE")]
+    pub disk_reserve: Option<u64>,
+
     /// Most pending (unverified) domains per reseller [default: 100]
     #[arg(long, env = "RESELLERD_MAX_PENDING_DOMAINS")]
     pub max_pending_domains: Option<usize>,

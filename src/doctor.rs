@@ -1,6 +1,6 @@
 //! `resellerd doctor`: checks a deployment and prints one line per check (`ok`, `warn` or
-//! `FAIL`): data dir permissions, database, listening ports, certificate expiry, the DNS
-//! resolver and the clock. Exits non-zero when any check fails.
+//! `FAIL`): data dir permissions, free space, database, listening ports, certificate expiry,
+//! the DNS resolver and the clock. Exits non-zero when any check fails.
 
 use crate::config::Settings;
 use crate::model::Timestamp;
@@ -33,7 +33,7 @@ fn finding(level: Level, check: &'static str, detail: impl Into<String>) -> Find
 /// Runs every check; the caller prints them.
 pub fn run(settings: &Settings) -> Vec<Finding> {
     let dir = settings.data_dir();
-    let mut out = vec![data_dir(&dir)];
+    let mut out = vec![data_dir(&dir), free_space(settings, &dir)];
     let running = match dir.join("db").is_dir() {
         false => {
             out.push(finding(
@@ -132,6 +132,37 @@ fn data_dir(dir: &Path) -> Finding {
         CHECK,
         format!("{} is writable and private (mode {mode:o})", dir.display()),
     )
+}
+
+/// Free space on the data dir's filesystem against the reserve; a warning below 10 %.
+fn free_space(settings: &Settings, dir: &Path) -> Finding {
+    const CHECK: &str = "free space";
+    let existing = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("."));
+    let (free, total) = match crate::disk::space(existing) {
+        Ok(s) => s,
+        Err(e) => return finding(Level::Warn, CHECK, format!("cannot read: {e}")),
+    };
+    let reserve = settings
+        .disk_reserve
+        .unwrap_or_else(|| crate::disk::default_reserve(total));
+    let mib = |b: u64| b >> 20;
+    let detail = format!(
+        "{} MiB free of {} MiB ({:.1} %); writes are refused below {} MiB",
+        mib(free),
+        mib(total),
+        free as f64 * 100.0 / total.max(1) as f64,
+        mib(reserve)
+    );
+    if free < reserve {
+        finding(Level::Fail, CHECK, format!("{detail}: free space now"))
+    } else if free < total / 10 {
+        finding(Level::Warn, CHECK, format!("{detail}: under 10 % left"))
+    } else {
+        finding(Level::Ok, CHECK, detail)
+    }
 }
 
 fn ports(settings: &Settings, running: bool, dir: &Path) -> Finding {

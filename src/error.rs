@@ -50,6 +50,10 @@ pub enum ApiError {
     BodyTimeout(u64),
     #[error("{0}")]
     RulesTooLarge(String),
+    #[error("the server's disk is full; retry later (the operator has been told)")]
+    InsufficientStorage,
+    #[error("the store cannot write right now ({0}); retry later")]
+    StorageUnavailable(String),
     #[error("internal error; the details are in the server log")]
     Internal(String),
 }
@@ -86,6 +90,8 @@ impl ApiError {
             RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             RulesTooLarge(_) => (StatusCode::BAD_REQUEST, "rules_too_large"),
+            InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
+            StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -116,10 +122,20 @@ impl ResponseError for ApiError {
             tracing::error!(error = %detail, "internal error");
         }
         let mut resp = HttpResponse::build(status);
-        if let ApiError::RateLimited(secs) = self {
-            let reset = chrono::Utc::now().timestamp() + *secs as i64;
-            resp.insert_header((header::RETRY_AFTER, secs.to_string()))
-                .insert_header(("X-RateLimit-Reset", reset.to_string()));
+        match self {
+            ApiError::RateLimited(secs) => {
+                let reset = chrono::Utc::now().timestamp() + *secs as i64;
+                resp.insert_header((header::RETRY_AFTER, secs.to_string()))
+                    .insert_header(("X-RateLimit-Reset", reset.to_string()));
+            }
+            ApiError::InsufficientStorage => {
+                resp.insert_header((header::RETRY_AFTER, "30"));
+            }
+            // The cause is logged once, where it happened (the flush thread), not per answer.
+            ApiError::StorageUnavailable(_) => {
+                resp.insert_header((header::RETRY_AFTER, "5"));
+            }
+            _ => {}
         }
         resp.json(ErrorBody {
             code: status.as_u16(),
@@ -129,9 +145,27 @@ impl ResponseError for ApiError {
     }
 }
 
+/// A failed disk operation: 507 for a full disk (or quota), 503 for any other I/O failure.
+pub fn from_io(what: &str, e: &std::io::Error) -> ApiError {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    let full = matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+        || e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded;
+    if full {
+        ApiError::InsufficientStorage
+    } else {
+        ApiError::StorageUnavailable(format!("{what}: {e}"))
+    }
+}
+
 impl From<sled::Error> for ApiError {
     fn from(e: sled::Error) -> Self {
-        ApiError::Internal(format!("store: {e}"))
+        match &e {
+            sled::Error::Io(io) => from_io("store", io),
+            sled::Error::Corruption { .. } => ApiError::StorageUnavailable(format!("store: {e}")),
+            _ => ApiError::Internal(format!("store: {e}")),
+        }
     }
 }
 

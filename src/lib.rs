@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod backup;
 pub mod config;
+pub mod disk;
 pub mod dns;
 pub mod doctor;
 pub mod edge;
@@ -45,6 +46,7 @@ pub struct AppState {
     pub traffic: Arc<store::traffic::TrafficRecorder>,
     pub verifier: Arc<dns::Verifier>,
     pub credentials: auth::cache::CredentialCache,
+    pub disk: Arc<disk::Disk>,
 }
 
 /// Routes shared by both listeners.
@@ -180,12 +182,33 @@ async fn write_gate(
     use actix_web::HttpMessage;
     let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let Some(state) = state.filter(|_| !reads && !api::deploys::reads_own_body(&req)) else {
+    let Some(state) = state.filter(|_| !reads) else {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
+    // A full disk or a failed store refuses writes before they touch anything; a delete still
+    // goes through, so space can be freed through the API.
+    if *req.method() != Method::DELETE {
+        let declared = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        if let Err(e) = state.disk.check_room(declared) {
+            return Ok(req.error_response(e));
+        }
+        if let Some(e) = state.store.refusal() {
+            return Ok(req.error_response(e));
+        }
+    }
+    if api::deploys::reads_own_body(&req) {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    }
     let limit = state.settings.max_body().max(api::reseller::MAX_PAGE_BYTES);
     let body = match http::read_body(req.take_payload(), limit, state.settings.body_timeout()).await
     {
@@ -246,12 +269,15 @@ pub async fn serve(
             .clone()
             .store_forever(store.clone(), settings.traffic_flush_interval()),
     );
+    let disk = Arc::new(disk::Disk::new(&data_dir, settings.disk_reserve)?);
+    actix_web::rt::spawn(disk::watch_forever(disk.clone(), store.clone()));
     let verifier = Arc::new(settings.verifier()?);
     actix_web::rt::spawn(verifier.clone().run_forever(store.clone()));
     let state = web::Data::new(AppState {
         traffic: traffic.clone(),
         verifier,
         credentials: Default::default(),
+        disk,
         limits: settings.rate_limits(),
         metrics: metrics::Metrics::default(),
         registrar: settings.registrar()?,
@@ -293,10 +319,9 @@ pub async fn serve(
                         // The entry is on disk before the caller hears back, like the write it
                         // records. A failed flush does not undo the answer: the write itself
                         // was flushed by its handler, and the entry stays queued.
+                        // A failed flush was logged by the flush thread, once.
                         if audited {
-                            if let Err(e) = state.store.flush().await {
-                                tracing::error!(error = %e, "cannot flush the audit log");
-                            }
+                            let _ = state.store.flush().await;
                         }
                         state.metrics.observe(&res, start.elapsed());
                     }

@@ -166,6 +166,27 @@ impl Metrics {
             "counter",
             (FLUSH_MICROS.load(Ordering::Relaxed) as f64 / 1e6).to_string(),
         );
+        gauge(
+            &mut out,
+            "resellerd_data_dir_free_bytes",
+            "Free bytes on the data dir's filesystem (sampled each second).",
+            "gauge",
+            state.disk.free().to_string(),
+        );
+        gauge(
+            &mut out,
+            "resellerd_data_dir_reserve_bytes",
+            "Free bytes kept in reserve: below it writes are refused with 507.",
+            "gauge",
+            state.disk.reserve().to_string(),
+        );
+        gauge(
+            &mut out,
+            "resellerd_store_failed",
+            "1 while the store cannot write (a flush failed), else 0.",
+            "gauge",
+            u8::from(state.store.is_failed()).to_string(),
+        );
         out.push_str("# HELP resellerd_domain_verifications_total Domain TXT checks, by result.\n");
         out.push_str("# TYPE resellerd_domain_verifications_total counter\n");
         let _ = writeln!(

@@ -221,6 +221,7 @@ async fn receive(
     use futures_util::StreamExt;
     let mut incoming = state.store.blobs.incoming()?;
     let read = async {
+        let mut checked = 0u64;
         while let Some(chunk) = payload.next().await {
             let chunk = chunk
                 .map_err(|e| ApiError::invalid(format!("cannot read the request body: {e}")))?;
@@ -228,6 +229,11 @@ async fn receive(
                 return Err(ApiError::PayloadTooLarge(limit));
             }
             incoming.write(&chunk)?;
+            // A long upload stops once the disk reaches the reserve (sampled each second).
+            if incoming.len() - checked >= 1 << 20 {
+                checked = incoming.len();
+                state.disk.check_room(0)?;
+            }
         }
         Ok(incoming)
     };

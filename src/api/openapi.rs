@@ -134,7 +134,7 @@ fn binary_bodies(op: &mut Operation) {
 // The 414 text below names the limit.
 const _: () = assert!(crate::error::MAX_URI == 8192);
 
-const ERRORS: [(&str, &str); 8] = [
+const ERRORS: [(&str, &str); 10] = [
     (
         "400",
         "Malformed JSON, an invalid field, a limit reached (`key_limit_reached`, `pending_domain_limit`, `rules_too_large`) or a conflict",
@@ -157,6 +157,14 @@ const ERRORS: [(&str, &str); 8] = [
     (
         "429",
         "Rate limited; see the Retry-After and X-RateLimit-Reset headers",
+    ),
+    (
+        "503",
+        "The store cannot write right now (`storage_unavailable`); retry after Retry-After",
+    ),
+    (
+        "507",
+        "The server's disk is below its free-space reserve (`insufficient_storage`); nothing was changed; retry after Retry-After",
     ),
 ];
 

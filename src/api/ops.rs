@@ -8,11 +8,27 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
+/// Ready unless the store cannot read or write or the disk is below its reserve, with the
+/// reason, so a load balancer sends writers elsewhere while sites are still served.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    if state.store.is_ready() {
-        HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
+    let disk = &state.disk;
+    let reason = if !state.store.is_ready() {
+        Some("the store cannot read".to_string())
+    } else if state.store.is_failed() {
+        Some("the store cannot write (a write failed; see the server log)".to_string())
+    } else if disk.is_low() {
+        Some(format!(
+            "free space on the data dir's filesystem ({} bytes) is below the reserve ({} bytes)",
+            disk.free(),
+            disk.reserve()
+        ))
     } else {
-        HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "store unavailable"}))
+        None
+    };
+    match reason {
+        None => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
+        Some(reason) => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "unavailable", "reason": reason})),
     }
 }
 

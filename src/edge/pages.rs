@@ -348,6 +348,16 @@ async fn submit_form(
     site: &Site,
     reseller: &Reseller,
 ) -> ApiResult<HttpResponse> {
+    if state.disk.check_room(0).is_err() || state.store.is_failed() {
+        let mut resp = builtin(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "Try again later",
+            "This site cannot accept form submissions right now. Please try again later.",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+        return Ok(resp);
+    }
     let now = std::time::Instant::now();
     let ip = crate::auth::client_ip(req, &state.trusted_proxies);
     let limits = &state.limits;

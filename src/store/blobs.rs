@@ -73,7 +73,7 @@ impl Incoming {
 }
 
 fn io_error(e: std::io::Error) -> ApiError {
-    ApiError::internal(format!("blob store: {e}"))
+    crate::error::from_io("blob store", &e)
 }
 
 impl Blobs {

@@ -3,6 +3,7 @@
 //! writers share one flush instead of paying one each.
 
 use crate::error::{ApiError, ApiResult};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -15,18 +16,34 @@ const IDLE: Duration = Duration::from_millis(100);
 const LINGER_WHEN_BUSY: Duration = Duration::from_millis(2);
 use tokio::sync::oneshot;
 
-type Waiter = oneshot::Sender<Result<(), String>>;
+/// Why a flush failed, in a form every waiter can get a copy of.
+#[derive(Clone)]
+enum Failure {
+    NoSpace,
+    Io(String),
+}
+
+type Waiter = oneshot::Sender<Result<(), Failure>>;
+
+const OK: u8 = 0;
+const NO_SPACE: u8 = 1;
+const IO: u8 = 2;
 
 #[derive(Clone)]
 pub struct Flusher {
     tx: mpsc::Sender<Waiter>,
+    /// Why the last flush failed (`OK`, `NO_SPACE` or `IO`): sled does not recover from a failed
+    /// write in process. Back to `OK` when a flush succeeds again.
+    failed: std::sync::Arc<std::sync::atomic::AtomicU8>,
 }
 
 impl Flusher {
     /// `before_flush` runs on the flush thread before every flush, and when the thread has been
     /// idle for `IDLE`; it writes what was queued for the database (the audit log).
-    pub fn start(db: sled::Db, before_flush: Box<dyn Fn() + Send>) -> Self {
+    pub fn start(db: sled::Db, mut before_flush: Box<dyn FnMut() + Send>) -> Self {
         let (tx, rx) = mpsc::channel::<Waiter>();
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(OK));
+        let failed_flag = failed.clone();
         std::thread::Builder::new()
             .name("store-flush".into())
             .spawn(move || {
@@ -49,7 +66,23 @@ impl Flusher {
                     waiters.extend(rx.try_iter());
                     let began = Instant::now();
                     before_flush();
-                    let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                    let result = db.flush().map(|_| ()).map_err(|e| match ApiError::from(e) {
+                        ApiError::InsufficientStorage => Failure::NoSpace,
+                        other => Failure::Io(other.to_string()),
+                    });
+                    let now = match &result {
+                        Ok(()) => OK,
+                        Err(Failure::NoSpace) => NO_SPACE,
+                        Err(Failure::Io(_)) => IO,
+                    };
+                    let was = failed_flag.swap(now, Ordering::Relaxed);
+                    if let (Err(f), OK) = (&result, was) {
+                        let why = match f {
+                            Failure::NoSpace => "the disk is full".to_string(),
+                            Failure::Io(e) => e.clone(),
+                        };
+                        tracing::error!(error = %why, "the store cannot write: writes answer 507/503 until it can");
+                    }
                     crate::metrics::record_flush(began.elapsed());
                     last_flush = Instant::now();
                     for w in waiters {
@@ -58,7 +91,18 @@ impl Flusher {
                 }
             })
             .unwrap_or_else(|e| panic!("cannot start the flush thread: {e}"));
-        Flusher { tx }
+        Flusher { tx, failed }
+    }
+
+    /// Since a flush failed and until one succeeds: the answer for a write meanwhile.
+    pub fn refusal(&self) -> Option<ApiError> {
+        match self.failed.load(Ordering::Relaxed) {
+            OK => None,
+            NO_SPACE => Some(ApiError::InsufficientStorage),
+            _ => Some(ApiError::StorageUnavailable(
+                "a write failed; see the server log".into(),
+            )),
+        }
     }
 
     /// Resolves once everything written before the call is on disk.
@@ -69,7 +113,8 @@ impl Flusher {
             .map_err(|_| ApiError::internal("flush thread stopped"))?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ApiError::internal(format!("flush failed: {e}"))),
+            Ok(Err(Failure::NoSpace)) => Err(ApiError::InsufficientStorage),
+            Ok(Err(Failure::Io(e))) => Err(ApiError::StorageUnavailable(format!("flush: {e}"))),
             Err(_) => Err(ApiError::internal("flush thread stopped")),
         }
     }

@@ -235,12 +235,16 @@ impl Store {
         let audit_log = audit::AuditLog::open(&db)
             .map_err(|e| OpenError::Other(path.display().to_string(), e))?;
         let pending = audit_log.clone();
+        let mut failing = false;
         let flusher = flush::Flusher::start(
             db.clone(),
             Box::new(move || {
-                if let Err(e) = pending.write_pending() {
-                    tracing::warn!(error = %e, "cannot write the audit log");
+                // Logged when it starts failing, not every time it tries again.
+                let result = pending.write_pending();
+                if let (Err(e), false) = (&result, failing) {
+                    tracing::warn!(error = %e, "cannot write the audit log; its entries stay queued");
                 }
+                failing = result.is_err();
             }),
         );
         let issuer = users::Issuer::start(&t);
@@ -344,6 +348,23 @@ impl Store {
     /// True if the database answers reads; used by `/readyz`.
     pub fn is_ready(&self) -> bool {
         self.db.get(b"readyz").is_ok()
+    }
+
+    /// True since a flush failed (a full disk, an I/O error), until one succeeds again.
+    pub fn is_failed(&self) -> bool {
+        self.flusher.refusal().is_some()
+    }
+
+    /// What a write gets while the store is failed (507 for a full disk, else 503).
+    pub fn refusal(&self) -> Option<ApiError> {
+        self.flusher.refusal()
+    }
+
+    /// Writes and flushes a marker, to learn whether a failed store can write again.
+    pub async fn probe_write(&self) -> ApiResult<()> {
+        self.db
+            .insert(b"probe", &crate::model::Timestamp::now().0.to_be_bytes())?;
+        self.flush().await
     }
 }
 

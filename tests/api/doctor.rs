@@ -47,6 +47,8 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_problem() {
         line(&report, "database").contains("running server"),
         "{report}"
     );
+    assert!(line(&report, "free space").contains("MiB free"), "{report}");
+    assert!(!line(&report, "free space").starts_with("FAIL"), "{report}");
 
     // Stopped: the ports are probed by binding them; a port in use is a failure.
     app.kill9();

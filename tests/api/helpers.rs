@@ -154,6 +154,20 @@ impl TestApp {
         app
     }
 
+    /// Starts on `dir` (e.g. on a filesystem a test mounted) with extra `serve` flags.
+    pub fn spawn_in(dir: &Path, extra: &[&str]) -> TestApp {
+        Self::start_in(dir, extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// The server's exit status, if it has exited.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|s| s.code().unwrap_or(-1))
+    }
+
     /// Starts on an existing data dir (e.g. a restored backup) whose operator token is known.
     pub fn spawn_on(dir: &Path, operator: &str) -> TestApp {
         let mut app = Self::start_in(dir, Vec::new());

@@ -27,5 +27,6 @@ mod registration;
 mod security;
 mod settings;
 mod sites;
+mod storage;
 mod upgrade;
 mod users;
