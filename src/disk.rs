@@ -143,7 +143,7 @@ mod tests {
         assert_eq!(default_reserve(1 << 30), (1 << 30) / 50);
         assert_eq!(default_reserve(1 << 40), 256 << 20);
         let dir = tempfile::tempdir().unwrap();
-        let disk = Disk::new(dir.path(), Some(0)).unwrap();
+        let disk = Disk::new(dir.path(), Some(1)).unwrap();
         assert!(disk.free() > 0 && disk.total() >= disk.free());
         assert!(disk.check_room(0).is_ok());
         assert!(disk.check_room(u64::MAX).is_err());

@@ -164,7 +164,9 @@ async fn read_form_body(
         }
         return Ok(out);
     }
-    let body = crate::http::read_body(payload, limit, std::time::Duration::MAX).await?;
+    // The caller's deadline covers the whole read.
+    let body =
+        crate::http::read_body(payload, limit, std::time::Duration::from_secs(86_400)).await?;
     serde_urlencoded::from_bytes(&body)
         .map_err(|e| ApiError::invalid(format!("bad form body: {e}")))
 }

@@ -428,3 +428,16 @@ pub async fn all_emails(app: &TestApp, key: &str) -> std::collections::HashSet<S
     }
     out
 }
+
+/// Bytes that do not compress (xorshift).
+pub fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        out.extend_from_slice(&seed.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

@@ -3,7 +3,7 @@
 //! written. Timing-dependent checks assert generous bounds only.
 
 use crate::edge::get as edge_get;
-use crate::helpers::{reply, Reply, TestApp};
+use crate::helpers::{noise, reply, Reply, TestApp};
 use crate::sites::{publish_site, sha1, upload, zip_deploy, zip_of};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -510,19 +510,6 @@ fn peak_rss(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
     kb * 1024
-}
-
-/// Bytes that do not compress (xorshift).
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! acknowledged is lost. Each test mounts a small tmpfs for the data dir (tests run as root); where
 //! mounting is not permitted it says so and checks the refusal with a reserve larger than the disk.
 
-use crate::helpers::{Reply, TestApp};
+use crate::helpers::{noise, Reply, TestApp};
 use crate::sites::{publish_site, zip_deploy, zip_of};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -35,19 +35,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-/// Bytes that do not compress (xorshift).
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 async fn new_token(app: &TestApp, key: &str, email: &str) -> Reply {
