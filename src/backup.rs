@@ -145,7 +145,9 @@ pub fn save(data_dir: &Path, out: &Path, token: Option<String>) -> Result<u64, S
         Err(e) => Err(e.to_string()),
     };
     let written = written.and_then(|n| {
-        std::fs::rename(&tmp, out).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+        File::open(&tmp)
+            .and_then(|f| crate::files::persist(&f, &tmp, out))
+            .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
         Ok(n)
     });
     if written.is_err() {

@@ -124,7 +124,7 @@ impl ResponseError for ApiError {
         let mut resp = HttpResponse::build(status);
         match self {
             ApiError::RateLimited(secs) => {
-                let reset = chrono::Utc::now().timestamp() + *secs as i64;
+                let reset = crate::model::Timestamp::now().0 / 1000 + *secs as i64;
                 resp.insert_header((header::RETRY_AFTER, secs.to_string()))
                     .insert_header(("X-RateLimit-Reset", reset.to_string()));
             }

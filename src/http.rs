@@ -3,7 +3,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use actix_web::http::header;
-use actix_web::{web, HttpRequest};
+use actix_web::{web, HttpMessage, HttpRequest};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -28,6 +28,38 @@ pub fn host_without_port(raw: &str) -> &str {
     raw.rsplit_once(':')
         .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
         .map_or(raw, |(h, _)| h)
+}
+
+/// The client address of a request, as `client_ip` worked it out (see there).
+#[derive(Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+/// The client address: the socket peer, or the first untrusted hop of X-Forwarded-For when the
+/// peer is a trusted proxy. Worked out once per request by the outermost layer (`lib.rs`), which
+/// keeps it as a `ClientIp`; later calls read that.
+pub fn client_ip(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    if let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>() {
+        return Some(*ip);
+    }
+    let peer = req.peer_addr()?.ip();
+    if !trusted.iter().any(|n| n.contains(&peer)) {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let hops: Vec<IpAddr> = forwarded
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    Some(
+        hops.into_iter()
+            .rev()
+            .find(|ip| !trusted.iter().any(|n| n.contains(ip)))
+            .unwrap_or(peer),
+    )
 }
 
 /// The scheme and host (with port) a request was sent to: the listener's scheme and the Host

@@ -13,12 +13,15 @@ pub mod dns;
 pub mod doctor;
 pub mod edge;
 pub mod error;
+pub mod files;
+pub mod hosts;
 pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod panel;
 pub mod ratelimit;
 pub mod registrar;
+pub mod rules;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
@@ -68,7 +71,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     )
     .route("/healthz", web::get().to(api::ops::healthz))
     .route("/readyz", web::get().to(api::ops::readyz))
-    .route("/metrics", web::get().to(metrics::scrape))
+    .route("/metrics", web::get().to(api::ops::metrics))
     .configure(panel::configure)
     .route(
         "/.well-known/acme-challenge/{token}",
@@ -102,15 +105,7 @@ fn json_error_fallback<B: MessageBody + 'static>(
     Ok(ErrorHandlerResponse::Response(resp))
 }
 
-/// Creates a directory (and its parents) readable by its owner only; an existing one is left as
-/// it is. The data dir holds customer data and secrets.
-pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
+pub use files::create_private_dir;
 
 /// Refuses over-long URIs (414) before anything else looks at the request.
 async fn refuse_long_uris(
@@ -169,11 +164,13 @@ async fn route_by_host(
     Ok(ServiceResponse::new(http_req, resp))
 }
 
-/// Every mutating API call reads its whole body first (within `--max-body` and
-/// `--body-timeout`), then runs holding the store's write gate for reading, so a backup (which
-/// holds it for writing) never captures half a request and a client trickling its body never
-/// holds the gate. The routes that stream large bodies read them in their handler and take the
-/// gate after (`api::deploys::reads_own_body`).
+/// Every mutating API call, in one place: refused with 507/503 while the disk is below its
+/// reserve or the store cannot write (deletes still go through); its whole body read first
+/// (within `--max-body` and `--body-timeout`); run holding the store's write gate for reading, so
+/// a backup (which holds it for writing) never captures half a request and a client trickling
+/// its body never holds the gate; then its audit entry queued and everything made durable by one
+/// group commit before it is answered. The routes that stream large bodies read them in their
+/// handler and take the gate after (`api::deploys::reads_own_body`).
 async fn write_gate(
     mut req: ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
@@ -188,8 +185,6 @@ async fn write_gate(
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
-    // A full disk or a failed store refuses writes before they touch anything; a delete still
-    // goes through, so space can be freed through the API.
     if *req.method() != Method::DELETE {
         let declared = req
             .headers()
@@ -203,23 +198,31 @@ async fn write_gate(
             return Ok(req.error_response(e));
         }
     }
-    if api::deploys::reads_own_body(&req) {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
-    }
-    let limit = state.settings.max_body().max(api::reseller::MAX_PAGE_BYTES);
-    let body = match http::read_body(req.take_payload(), limit, state.settings.body_timeout()).await
-    {
-        Ok(body) => body.freeze(),
-        Err(e) => return Ok(req.error_response(e)),
+    let gate = if api::deploys::reads_own_body(&req) {
+        None
+    } else {
+        let limit = state.settings.max_body().max(api::reseller::MAX_PAGE_BYTES);
+        let timeout = state.settings.body_timeout();
+        let body = match http::read_body(req.take_payload(), limit, timeout).await {
+            Ok(body) => body.freeze(),
+            Err(e) => return Ok(req.error_response(e)),
+        };
+        req.set_payload(actix_web::dev::Payload::from(body));
+        Some(state.store.write_gate().read_owned().await)
     };
-    req.set_payload(actix_web::dev::Payload::from(body));
-    let _gate = state.store.write_gate().read_owned().await;
-    next.call(req)
-        .await
-        .map(ServiceResponse::map_into_boxed_body)
+    let res = next.call(req).await?;
+    let ip = http::client_ip(res.request(), &state.trusted_proxies);
+    api::audit::record(&res, ip);
+    let flushed = state.store.flush().await;
+    drop(gate);
+    match flushed {
+        Ok(()) => Ok(res.map_into_boxed_body()),
+        Err(e) => {
+            let (req, _) = res.into_parts();
+            let body = actix_web::ResponseError::error_response(&e);
+            Ok(ServiceResponse::new(req, body))
+        }
+    }
 }
 
 fn access_log<B>(
@@ -307,22 +310,17 @@ pub async fn serve(
                     .app_data::<web::Data<AppState>>()
                     .map(|s| s.trusted_proxies.as_slice())
                     .unwrap_or_default();
-                let ip = auth::client_ip(req.request(), trusted);
+                let ip = http::client_ip(req.request(), trusted);
+                if let Some(ip) = ip {
+                    actix_web::HttpMessage::extensions_mut(&req).insert(http::ClientIp(ip));
+                }
                 // Only pay for the log line's strings when access logging is on.
                 let info = tracing::enabled!(target: "access", tracing::Level::INFO)
                     .then(|| (req.method().to_string(), req.path().to_string(), ip));
                 let fut = srv.call(req);
                 async move {
                     let res: ServiceResponse<EitherBody<BoxBody>> = fut.await?;
-                    let audited = api::audit::record(&res, ip);
                     if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
-                        // The entry is on disk before the caller hears back, like the write it
-                        // records. A failed flush does not undo the answer: the write itself
-                        // was flushed by its handler, and the entry stays queued.
-                        // A failed flush was logged by the flush thread, once.
-                        if audited {
-                            let _ = state.store.flush().await;
-                        }
                         state.metrics.observe(&res, start.elapsed());
                     }
                     if let Some(info) = info {
@@ -346,13 +344,14 @@ pub async fn serve(
     let (http, https) = (addrs[0], addrs[addrs.len() - 1]);
     // Where local tools (`resellerd backup`) reach this server while it holds the data dir.
     let about = serde_json::json!({"http": http.to_string(), "https": https.to_string(), "pid": std::process::id()});
-    auth::operator::write_private(&data_dir.join("server.json"), about.to_string().as_bytes())
-        .map_err(|e| {
+    files::write_private(&data_dir.join("server.json"), about.to_string().as_bytes()).map_err(
+        |e| {
             format!(
                 "cannot write {}: {e}",
                 data_dir.join("server.json").display()
             )
-        })?;
+        },
+    )?;
     on_ready(http, https);
     let result = server.run().await.map_err(|e| format!("server error: {e}"));
     if let Err(e) = traffic.store_batch(&store).await {

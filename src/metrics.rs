@@ -1,12 +1,12 @@
-//! Prometheus metrics at `GET /metrics` (operator token): requests by route and status, a latency
-//! histogram, edge bytes, store flushes, verification results and certificate expiry.
+//! Prometheus metrics (served at `GET /metrics` by `api::ops`): requests by route and status, a
+//! latency histogram, edge bytes, store flushes, free space, verification results and certificate
+//! expiry.
 
-use crate::auth::Principal;
+use crate::disk::Disk;
 use crate::error::ApiResult;
-use crate::AppState;
+use crate::store::Store;
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
-use actix_web::{web, HttpResponse};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,17 +55,9 @@ pub struct Metrics {
     edge_bytes: AtomicU64,
 }
 
-/// Store flushes: count and total time, recorded by the flush thread.
-pub static FLUSHES: AtomicU64 = AtomicU64::new(0);
-pub static FLUSH_MICROS: AtomicU64 = AtomicU64::new(0);
 /// Domain verification checks by outcome.
 pub static VERIFY_FOUND: AtomicU64 = AtomicU64::new(0);
 pub static VERIFY_MISSED: AtomicU64 = AtomicU64::new(0);
-
-pub fn record_flush(took: Duration) {
-    FLUSHES.fetch_add(1, Ordering::Relaxed);
-    FLUSH_MICROS.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-}
 
 impl Metrics {
     /// Counts one answered request under its route pattern (`edge` for site traffic).
@@ -98,7 +90,7 @@ impl Metrics {
         h.sum += secs;
     }
 
-    fn render(&self, state: &AppState) -> ApiResult<String> {
+    pub fn render(&self, store: &Store, disk: &Disk) -> ApiResult<String> {
         let mut out = String::new();
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         out.push_str("# HELP resellerd_http_requests_total Requests answered, by route pattern, method and status.\n");
@@ -157,35 +149,35 @@ impl Metrics {
             "resellerd_store_flushes_total",
             "Database flushes (group commits).",
             "counter",
-            FLUSHES.load(Ordering::Relaxed).to_string(),
+            crate::store::FLUSHES.load(Ordering::Relaxed).to_string(),
         );
         gauge(
             &mut out,
             "resellerd_store_flush_seconds_total",
             "Time spent in database flushes.",
             "counter",
-            (FLUSH_MICROS.load(Ordering::Relaxed) as f64 / 1e6).to_string(),
+            (crate::store::FLUSH_MICROS.load(Ordering::Relaxed) as f64 / 1e6).to_string(),
         );
         gauge(
             &mut out,
             "resellerd_data_dir_free_bytes",
             "Free bytes on the data dir's filesystem (sampled each second).",
             "gauge",
-            state.disk.free().to_string(),
+            disk.free().to_string(),
         );
         gauge(
             &mut out,
             "resellerd_data_dir_reserve_bytes",
             "Free bytes kept in reserve: below it writes are refused with 507.",
             "gauge",
-            state.disk.reserve().to_string(),
+            disk.reserve().to_string(),
         );
         gauge(
             &mut out,
             "resellerd_store_failed",
             "1 while the store cannot write (a flush failed), else 0.",
             "gauge",
-            u8::from(state.store.is_failed()).to_string(),
+            u8::from(store.is_failed()).to_string(),
         );
         out.push_str("# HELP resellerd_domain_verifications_total Domain TXT checks, by result.\n");
         out.push_str("# TYPE resellerd_domain_verifications_total counter\n");
@@ -201,7 +193,7 @@ impl Metrics {
         );
         out.push_str("# HELP resellerd_certificate_expiry_seconds Unix time each served certificate expires.\n");
         out.push_str("# TYPE resellerd_certificate_expiry_seconds gauge\n");
-        for cert in state.store.certs().all()? {
+        for cert in store.certs().all()? {
             if let Some(t) = cert.not_after {
                 let _ = writeln!(
                     out,
@@ -213,13 +205,4 @@ impl Metrics {
         }
         Ok(out)
     }
-}
-
-/// `GET /metrics` for the operator's scraper (Prometheus `bearer_token`).
-pub async fn scrape(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
-    who.require_operator()?;
-    let text = state.metrics.render(&state)?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(text))
 }

@@ -174,7 +174,7 @@ fn set_headers<B>(res: &mut ServiceResponse<B>, v: Verdict) {
     if v.limit == 0 {
         return;
     }
-    let reset = chrono::Utc::now().timestamp() as u64 + v.wait_secs;
+    let reset = (crate::model::Timestamp::now().0 / 1000) as u64 + v.wait_secs;
     let headers = res.headers_mut();
     for (name, value) in [
         ("x-ratelimit-limit", v.limit),
@@ -197,7 +197,7 @@ pub async fn limit(
         return next.call(req).await.map(|r| r.map_into_boxed_body());
     };
     let now = Instant::now();
-    let ip = crate::auth::client_ip(req.request(), &state.trusted_proxies);
+    let ip = crate::http::client_ip(req.request(), &state.trusted_proxies);
     let by_ip =
         state
             .limits

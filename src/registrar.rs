@@ -71,7 +71,7 @@ impl Registrar for WebhookRegistrar {
     ) -> BoxFuture<'a, Result<Registration, String>> {
         Box::pin(async move {
             let body = serde_json::to_vec(req).map_err(|e| e.to_string())?;
-            let signature = sign(&self.secret, chrono::Utc::now().timestamp(), &body);
+            let signature = sign(&self.secret, crate::model::Timestamp::now().0 / 1000, &body);
             let resp = self
                 .client
                 .post(&self.url)

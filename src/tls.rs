@@ -93,18 +93,12 @@ pub fn default_key(
         ];
         let made = rcgen::generate_simple_self_signed(names)
             .map_err(|e| format!("cannot make a certificate: {e}"))?;
-        std::fs::write(&key_path, made.key_pair.serialize_pem())
+        crate::files::write_private(&key_path, made.key_pair.serialize_pem().as_bytes())
             .map_err(|e| format!("cannot write key: {e}"))?;
-        std::fs::write(&cert_path, made.cert.pem())
+        crate::files::write_private(&cert_path, made.cert.pem().as_bytes())
             .map_err(|e| format!("cannot write certificate: {e}"))?;
-        set_private(&key_path);
     }
     certified_key(&read(&cert_path)?, &read(&key_path)?)
-}
-
-fn set_private(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }
 
 /// A rustls server config whose certificates come from `resolver`.

@@ -115,7 +115,6 @@ async fn create(
             .store
             .resellers()
             .create(&body.name, body.email.clone(), Timestamp::now())?;
-    state.store.flush().await?;
     tracing::info!(reseller_id = %reseller.id, "reseller created");
     Ok(created(CreatedReseller {
         reseller,
@@ -188,7 +187,6 @@ async fn update(
         .store
         .resellers()
         .update(&id, patch, Timestamp::now())?;
-    state.store.flush().await?;
     Ok(HttpResponse::Ok().json(reseller))
 }
 
@@ -217,7 +215,6 @@ async fn delete(
     for name in names {
         state.acme.forget(&name)?;
     }
-    state.store.flush().await?;
     Ok(no_content())
 }
 
@@ -292,6 +289,5 @@ async fn delete_certificate(
         return Err(crate::error::ApiError::NotFound("certificate"));
     }
     state.acme.forget(&name)?;
-    state.store.flush().await?;
     Ok(no_content())
 }

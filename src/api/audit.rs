@@ -50,17 +50,18 @@ async fn operator_log(
     paginate(&req, state.store.audit().recent(None, MAX_LISTED)?, *q)
 }
 
-/// Records an authenticated mutating call once its response is known. Returns true if it did.
-pub fn record<B>(res: &ServiceResponse<B>, ip: Option<std::net::IpAddr>) -> bool {
+/// Queues the audit entry of an authenticated mutating call once its response is known; the
+/// write layer's flush (`lib.rs`, `write_gate`) makes it durable with the call's own writes.
+pub fn record<B>(res: &ServiceResponse<B>, ip: Option<std::net::IpAddr>) {
     let req = res.request();
     if matches!(req.method().as_str(), "GET" | "HEAD" | "OPTIONS") {
-        return false;
+        return;
     }
     let Some(actor) = req.extensions().get::<Actor>().cloned() else {
-        return false;
+        return;
     };
     let Some(state) = req.app_data::<web::Data<AppState>>() else {
-        return false;
+        return;
     };
     let entry = AuditEntry {
         id: String::new(),
@@ -77,5 +78,4 @@ pub fn record<B>(res: &ServiceResponse<B>, ip: Option<std::net::IpAddr>) -> bool
         ip: ip.map(|i| i.to_string()),
     };
     state.store.audit().record(entry);
-    true
 }

@@ -75,7 +75,6 @@ async fn add(
         reference,
         Timestamp::now(),
     )?;
-    state.store.flush().await?;
     Ok(created(pm))
 }
 
@@ -100,7 +99,6 @@ async fn delete(
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::BillingWrite)?;
     state.store.billing().delete_method(&reseller.id, &id)?;
-    state.store.flush().await?;
     Ok(no_content())
 }
 
@@ -152,6 +150,5 @@ async fn put_prices(
         ..body.into_inner()
     };
     state.store.billing().set_prices(&reseller.id, &prices)?;
-    state.store.flush().await?;
     Ok(HttpResponse::Ok().json(prices))
 }

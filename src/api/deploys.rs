@@ -190,7 +190,6 @@ async fn create(
         let _gate = state.store.write_gate().read_owned().await;
         state.store.deploys().create(&site, opts, files, now)?
     };
-    state.store.flush().await?;
     reply(&state, &tenant, &site, &deploy)
 }
 
@@ -201,11 +200,11 @@ fn check_known_rules(
     user_id: &str,
     files: &BTreeMap<String, String>,
 ) -> ApiResult<()> {
-    for name in crate::edge::rules::RULE_FILES {
+    for name in crate::rules::RULE_FILES {
         let Some(sha) = files.get(name) else { continue };
         if state.store.deploys().known_to(user_id, sha) {
             let data = state.store.blobs.read(sha)?;
-            crate::edge::rules::check_limits(name, &data).map_err(ApiError::RulesTooLarge)?;
+            crate::rules::check_limits(name, &data).map_err(ApiError::RulesTooLarge)?;
         }
     }
     Ok(())
@@ -271,7 +270,6 @@ async fn update(
         }
         None => deploy,
     };
-    state.store.flush().await?;
     reply(&state, &tenant, &site, &deploy)
 }
 
@@ -317,14 +315,14 @@ async fn upload(
     let s = &state.settings;
     let incoming = receive(&state, payload, s.max_upload(), s.upload_timeout()).await?;
     let size = incoming.len();
-    if crate::edge::rules::RULE_FILES.contains(&path.as_str()) {
+    if crate::rules::RULE_FILES.contains(&path.as_str()) {
         let mut data = Vec::new();
         incoming
             .reopen()?
-            .take(crate::edge::rules::MAX_RULES_FILE as u64 + 1)
+            .take(crate::rules::MAX_RULES_FILE as u64 + 1)
             .read_to_end(&mut data)
             .map_err(ApiError::internal)?;
-        crate::edge::rules::check_limits(&path, &data).map_err(ApiError::RulesTooLarge)?;
+        crate::rules::check_limits(&path, &data).map_err(ApiError::RulesTooLarge)?;
     }
     let _gate = state.store.write_gate().read_owned().await;
     let store = state.store.clone();
@@ -332,7 +330,6 @@ async fn upload(
     web::block(move || store.deploys().upload(&id, &p, incoming, Timestamp::now()))
         .await
         .map_err(ApiError::internal)??;
-    state.store.flush().await?;
     let sha = state
         .store
         .deploys()
@@ -440,7 +437,6 @@ async fn restore(
         .store
         .deploys()
         .restore(&deploy.id, Timestamp::now())?;
-    state.store.flush().await?;
     let site = state.store.sites().get(&site.id)?.unwrap_or(site);
     Ok(HttpResponse::Created().json(deploy_view(&state, &tenant.reseller, &site, &deploy)))
 }
@@ -457,7 +453,6 @@ async fn cancel(
     let tenant = who.tenant(Permission::SitesWrite)?;
     let (site, deploy) = find_deploy(&state, &tenant, &id)?;
     let deploy = state.store.deploys().cancel(&deploy.id, Timestamp::now())?;
-    state.store.flush().await?;
     Ok(HttpResponse::Created().json(deploy_view(&state, &tenant.reseller, &site, &deploy)))
 }
 
@@ -528,13 +523,13 @@ pub fn unpack_zip(
                 "zip entry {path:?} does not match its declared size"
             )));
         }
-        if crate::edge::rules::RULE_FILES.contains(&path.as_str()) {
+        if crate::rules::RULE_FILES.contains(&path.as_str()) {
             let mut data = Vec::new();
             blob.reopen()?
-                .take(crate::edge::rules::MAX_RULES_FILE as u64 + 1)
+                .take(crate::rules::MAX_RULES_FILE as u64 + 1)
                 .read_to_end(&mut data)
                 .map_err(ApiError::internal)?;
-            crate::edge::rules::check_limits(&path, &data).map_err(ApiError::RulesTooLarge)?;
+            crate::rules::check_limits(&path, &data).map_err(ApiError::RulesTooLarge)?;
         }
         // If blob GC raced these writes, `create` sees the blob missing and lists it as
         // required instead of publishing a deploy with a hole.

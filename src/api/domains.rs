@@ -221,7 +221,6 @@ async fn create(
         max_pending,
         now,
     )?;
-    state.store.flush().await?;
     let mut view = domain_view(&state, &d)?;
     view["wordpress_api_key"] = json!(wp.expose());
     Ok(created(view))
@@ -306,7 +305,6 @@ async fn update(
             None => None,
         };
         state.store.domains().save(&d)?;
-        state.store.flush().await?;
     }
     Ok(HttpResponse::Ok().json(domain_view(&state, &d)?))
 }
@@ -324,7 +322,6 @@ async fn delete(
     let d = find_domain(&state, &tenant, &id)?;
     let d = state.store.domains().delete(&tenant.reseller.id, &d.id)?;
     state.acme.forget(d.name.as_str())?;
-    state.store.flush().await?;
     Ok(no_content())
 }
 
@@ -354,7 +351,6 @@ async fn rotate_wp_key(
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::DomainsWrite)?;
     let (_, wp) = state.store.domains().rotate_wp_key(&reseller.id, &id)?;
-    state.store.flush().await?;
     Ok(created(json!({"wordpress_api_key": wp.expose()})))
 }
 
@@ -474,7 +470,6 @@ async fn register(
         key.as_deref(),
         now,
     )?;
-    state.store.flush().await?;
     let mut view = domain_view(&state, &d)?;
     view["wordpress_api_key"] = json!(wp.expose());
     view["charge_id"] = json!(charge.id);

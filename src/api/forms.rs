@@ -252,6 +252,5 @@ async fn delete_submission(
     let tenant = who.tenant(Permission::SitesWrite)?;
     let sub = find_submission(&state, &tenant, &id)?;
     state.store.forms().delete_submission(&sub)?;
-    state.store.flush().await?;
     Ok(no_content())
 }

@@ -98,7 +98,6 @@ async fn create(
         b.expires_at,
         Timestamp::now(),
     )?;
-    state.store.flush().await?;
     Ok(created(CreatedKey::from(new)))
 }
 
@@ -156,6 +155,5 @@ async fn delete(
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::KeysManage)?;
     state.store.keys().delete(&reseller.id, &id)?;
-    state.store.flush().await?;
     Ok(no_content())
 }

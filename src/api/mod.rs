@@ -116,7 +116,7 @@ fn number_in_query<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::
     }
 }
 
-pub const MAX_PER_PAGE: usize = 100;
+pub use crate::model::MAX_PER_PAGE;
 
 impl PageQuery {
     /// (page, per_page), validated: page starts at 1, per_page is 1 to 100 (default 100).

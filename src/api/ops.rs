@@ -48,3 +48,15 @@ pub async fn acme_challenge(
         .ok_or(ApiError::NotFound("challenge"))?;
     Ok(HttpResponse::Ok().content_type("text/plain").body(answer))
 }
+
+/// `GET /metrics` for the operator's scraper (Prometheus `bearer_token`).
+pub async fn metrics(
+    state: web::Data<AppState>,
+    who: crate::auth::Principal,
+) -> Result<HttpResponse, ApiError> {
+    who.require_operator()?;
+    let text = state.metrics.render(&state.store, &state.disk)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
+}

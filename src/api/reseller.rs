@@ -82,7 +82,6 @@ async fn update(
         .store
         .resellers()
         .update(&reseller.id, patch, Timestamp::now())?;
-    state.store.flush().await?;
     Ok(HttpResponse::Ok().json(updated))
 }
 
@@ -133,7 +132,6 @@ async fn put_page(
         return Err(ApiError::InvalidPasswordPage);
     }
     state.store.pages().put(&reseller.id, kind, html)?;
-    state.store.flush().await?;
     Ok(no_content())
 }
 
@@ -172,7 +170,6 @@ async fn delete_page(
     if !state.store.pages().delete(&reseller.id, kind)? {
         return Err(ApiError::NotFound("custom page"));
     }
-    state.store.flush().await?;
     Ok(no_content())
 }
 

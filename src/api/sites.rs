@@ -54,7 +54,7 @@ pub fn find_site(state: &AppState, tenant: &Tenant, id_or_name: &str) -> ApiResu
         None => match sites.by_name(&id_or_name.to_ascii_lowercase())? {
             Some(s) => Some(s),
             None => {
-                crate::edge::resolve_host(&state.store, &state.edge.default_domain, id_or_name)?
+                crate::hosts::resolve_host(&state.store, &state.edge.default_domain, id_or_name)?
                     .map(|t| t.site)
             }
         },
@@ -72,7 +72,7 @@ pub struct SiteUrls {
 }
 
 pub fn site_urls(state: &AppState, reseller: &Reseller, site: &Site) -> SiteUrls {
-    let host = crate::edge::site_host(reseller, &state.edge.default_domain, site.name.as_str());
+    let host = crate::hosts::site_host(reseller, &state.edge.default_domain, site.name.as_str());
     SiteUrls {
         url: format!("https://{host}"),
         ssl_url: format!("https://{host}"),
@@ -181,8 +181,8 @@ struct Account {
 /// The Netlify deploy object.
 pub fn deploy_view(state: &AppState, reseller: &Reseller, site: &Site, d: &Deploy) -> Value {
     let urls = site_urls(state, reseller, site);
-    let host = crate::edge::site_host(reseller, &state.edge.default_domain, site.name.as_str());
-    let (deploy_url, deploy_ssl_url) = match crate::edge::deploy_host(&host, &d.id) {
+    let host = crate::hosts::site_host(reseller, &state.edge.default_domain, site.name.as_str());
+    let (deploy_url, deploy_ssl_url) = match crate::hosts::deploy_host(&host, &d.id) {
         Some(h) => (format!("http://{h}"), format!("https://{h}")),
         None => (urls.url.clone(), urls.ssl_url.clone()),
     };
@@ -293,7 +293,6 @@ async fn create_for(
         Timestamp::now(),
     )?;
     state.store.domains().attach_custom_domain(&site)?;
-    state.store.flush().await?;
     Ok(created(site_view(state, &tenant.reseller, &site)?))
 }
 
@@ -491,7 +490,6 @@ async fn update(
         .sites()
         .update(&site.id, patch, Timestamp::now())?;
     state.store.domains().attach_custom_domain(&site)?;
-    state.store.flush().await?;
     Ok(HttpResponse::Ok().json(site_view(&state, &tenant.reseller, &site)?))
 }
 
@@ -510,7 +508,6 @@ async fn delete(
     web::block(move || store.sites().delete(&site.id))
         .await
         .map_err(ApiError::internal)??;
-    state.store.flush().await?;
     Ok(no_content())
 }
 

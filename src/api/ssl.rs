@@ -140,7 +140,6 @@ async fn provision(
         key.as_deref(),
         Timestamp::now(),
     )?;
-    state.store.flush().await?;
     Ok(HttpResponse::Ok().json(cert_view(&rec, Some(&charge.id))))
 }
 

@@ -97,7 +97,6 @@ async fn create_token(
         .users()
         .issue_token(&reseller.id, &email, uid.as_deref(), now)
         .await?;
-    state.store.flush().await?;
     Ok(created(CreatedToken {
         id: token.id,
         access_token: secret.expose().to_string(),
@@ -120,7 +119,6 @@ async fn revoke_token(
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::UsersWrite)?;
     state.store.users().revoke_token(&reseller.id, &id)?;
-    state.store.flush().await?;
     Ok(no_content())
 }
 
@@ -235,7 +233,6 @@ async fn delete(
     for name in names {
         state.certs.remove(&name);
     }
-    state.store.flush().await?;
     Ok(no_content())
 }
 

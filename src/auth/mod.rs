@@ -3,21 +3,21 @@
 
 pub mod cache;
 pub mod operator;
-pub mod secret;
 
 use crate::error::{ApiError, ApiResult};
+use crate::model::secret::{
+    hashes_equal, Secret, KEY_PREFIX, OPERATOR_PREFIX, TOKEN_PREFIX, WP_PREFIX,
+};
 use crate::model::{Permission, Timestamp};
-use crate::store::keys::{ApiKey, KEY_PREFIX};
+use crate::store::keys::ApiKey;
 use crate::store::resellers::Reseller;
-use crate::store::users::{User, TOKEN_PREFIX};
+use crate::store::users::User;
 use crate::AppState;
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use base64::Engine;
 use cache::Resolved;
-use secret::{hashes_equal, Secret};
 use std::future::{ready, Ready};
-use std::net::IpAddr;
 use std::sync::Arc;
 
 /// The authenticated caller.
@@ -79,30 +79,6 @@ impl Principal {
     }
 }
 
-/// The client address: the socket peer, or the first untrusted hop of X-Forwarded-For when the
-/// peer is a trusted proxy.
-pub fn client_ip(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
-    let peer = req.peer_addr()?.ip();
-    if !trusted.iter().any(|n| n.contains(&peer)) {
-        return Some(peer);
-    }
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let hops: Vec<IpAddr> = forwarded
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    Some(
-        hops.into_iter()
-            .rev()
-            .find(|ip| !trusted.iter().any(|n| n.contains(ip)))
-            .unwrap_or(peer),
-    )
-}
-
 enum Credential {
     Bearer(Secret),
     Basic { key_id: String, key: Secret },
@@ -149,8 +125,8 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
     let now = Timestamp::now();
     let store = &state.store;
     let (key, reseller, cached_as) = match parse_credential(req)? {
-        Credential::Bearer(s) if s.expose().starts_with(operator::PREFIX) => {
-            return if s.is_well_formed(operator::PREFIX) && state.operator.verify(&s) {
+        Credential::Bearer(s) if s.expose().starts_with(OPERATOR_PREFIX) => {
+            return if s.is_well_formed(OPERATOR_PREFIX) && state.operator.verify(&s) {
                 Ok(Principal::Operator)
             } else {
                 Err(INVALID)
@@ -168,8 +144,8 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
             }
             resolve_key(state, key.hash(), Some(&key_id))?
         }
-        Credential::Bearer(s) if s.expose().starts_with(crate::store::domains::WP_PREFIX) => {
-            if !s.is_well_formed(crate::store::domains::WP_PREFIX) {
+        Credential::Bearer(s) if s.expose().starts_with(WP_PREFIX) => {
+            if !s.is_well_formed(WP_PREFIX) {
                 return Err(INVALID);
             }
             let domain = store.domains().by_wp_hash(&s.hash())?.ok_or(INVALID)?;
@@ -212,7 +188,7 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
         return Err(INVALID);
     }
     check_reseller(req, state, &reseller)?;
-    if let Some(ip) = client_ip(req, &state.trusted_proxies) {
+    if let Some(ip) = crate::http::client_ip(req, &state.trusted_proxies) {
         if !key.allowed_ips.allows(ip) {
             return Err(ApiError::IpNotAllowed(ip));
         }
@@ -270,7 +246,7 @@ fn check_reseller(req: &HttpRequest, state: &AppState, reseller: &Reseller) -> A
     if reseller.suspended {
         return Err(ApiError::Suspended);
     }
-    if let Some(ip) = client_ip(req, &state.trusted_proxies) {
+    if let Some(ip) = crate::http::client_ip(req, &state.trusted_proxies) {
         if !reseller.allowed_ips.allows(ip) {
             return Err(ApiError::IpNotAllowed(ip));
         }
@@ -326,7 +302,7 @@ impl FromRequest for Principal {
                 if !matches!(e, ApiError::Unauthorized(_)) {
                     return e;
                 }
-                let ip = client_ip(req, &state.trusted_proxies);
+                let ip = crate::http::client_ip(req, &state.trusted_proxies);
                 match state.limits.auth_blocked(ip) {
                     Some(wait) => ApiError::RateLimited(wait),
                     None => {

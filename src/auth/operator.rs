@@ -2,13 +2,10 @@
 //! written once to `<data-dir>/operator-token` (0600) for the operator to read. Rotation with
 //! `resellerd operator-token` rewrites both files, which a running server notices by mtime.
 
-use super::secret::{hash, hashes_equal, Secret};
-use std::io::Write;
+use crate::model::secret::{hash, hashes_equal, Secret, OPERATOR_PREFIX as PREFIX};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
-
-pub const PREFIX: &str = "op_";
 
 pub struct OperatorAuth {
     hash_path: PathBuf,
@@ -27,11 +24,11 @@ fn hash_path(data_dir: &Path) -> PathBuf {
 pub fn rotate(data_dir: &Path) -> std::io::Result<Secret> {
     std::fs::create_dir_all(data_dir)?;
     let secret = Secret::generate(PREFIX);
-    write_private(
+    crate::files::write_private(
         &token_path(data_dir),
         format!("{}\n", secret.expose()).as_bytes(),
     )?;
-    write_private(&hash_path(data_dir), hex::encode(secret.hash()).as_bytes())?;
+    crate::files::write_private(&hash_path(data_dir), hex::encode(secret.hash()).as_bytes())?;
     Ok(secret)
 }
 
@@ -41,24 +38,6 @@ pub fn ensure(data_dir: &Path) -> std::io::Result<Option<Secret>> {
         return Ok(None);
     }
     rotate(data_dir).map(Some)
-}
-
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 impl OperatorAuth {

@@ -106,7 +106,7 @@ fn has_pass(req: &HttpRequest, expected: &str) -> bool {
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
         .any(|(k, v)| {
-            k == COOKIE && crate::auth::secret::hashes_equal(v.as_bytes(), expected.as_bytes())
+            k == COOKIE && crate::model::secret::hashes_equal(v.as_bytes(), expected.as_bytes())
         })
 }
 
@@ -242,7 +242,7 @@ async fn password_gate(
     if req.method() != Method::POST {
         return Ok(password_page(state, reseller));
     }
-    let ip = crate::auth::client_ip(req, &state.trusted_proxies);
+    let ip = crate::http::client_ip(req, &state.trusted_proxies);
     let key = ip.map(crate::http::ip_key).unwrap_or_default();
     let attempt = state
         .limits
@@ -361,7 +361,7 @@ async fn submit_form(
         return Ok(resp);
     }
     let now = std::time::Instant::now();
-    let ip = crate::auth::client_ip(req, &state.trusted_proxies);
+    let ip = crate::http::client_ip(req, &state.trusted_proxies);
     let limits = &state.limits;
     for verdict in [
         limits

@@ -1,9 +1,9 @@
 //! Serving a deploy's files: path lookup with directory index and pretty URLs, redirect and
 //! header rules, Content-Type, ETag/If-None-Match, Range and Cache-Control.
 
-use super::rules::{self, HeaderRule, Redirect};
 use crate::error::ApiError;
 use crate::error::ApiResult;
+use crate::rules::{self, HeaderRule, Redirect};
 use crate::store::blobs::Blobs;
 use crate::store::deploys::Deploy;
 use crate::store::Store;

@@ -1,5 +1,5 @@
 //! Time-ordered identifiers (ULID layout, lowercase Crockford base32): listing a tree by key
-//! lists by creation time, so cursor pagination is a range scan.
+//! lists by creation time (a range scan of a tree is a list by creation).
 
 use rand::RngCore;
 
@@ -7,7 +7,7 @@ const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
 /// A new 26-character id: 48 bits of milliseconds since the epoch, then 80 random bits.
 pub fn new_id() -> String {
-    let millis = chrono::Utc::now().timestamp_millis().max(0) as u128;
+    let millis = super::Timestamp::now().0.max(0) as u128;
     let mut random = [0u8; 10];
     rand::thread_rng().fill_bytes(&mut random);
     let mut value: u128 = millis << 80;

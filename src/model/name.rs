@@ -75,6 +75,24 @@ impl std::fmt::Display for DomainName {
     }
 }
 
+/// A display name (of a reseller, a key): 1 to 200 characters, no control characters, trimmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(raw: &str) -> Result<Name, String> {
+        let name = raw.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err("name must be 1 to 200 characters without control characters".into());
+        }
+        Ok(Name(name.to_string()))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
 /// A site name: one DNS label (it becomes `NAME.<preview domain>`), lowercased.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

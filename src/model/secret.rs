@@ -2,6 +2,13 @@
 //! constant time, and never printed (`Debug`/`Display` show `***`).
 
 use rand::Rng;
+
+/// The prefix of each kind of credential: it names the kind, so a secret is never tried as
+/// another kind, and it is part of what the checksum covers.
+pub const OPERATOR_PREFIX: &str = "op_";
+pub const KEY_PREFIX: &str = "sk_org_";
+pub const TOKEN_PREFIX: &str = "rt_";
+pub const WP_PREFIX: &str = "wp_";
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 

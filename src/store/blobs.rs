@@ -135,11 +135,7 @@ impl Blobs {
             .ok_or_else(|| ApiError::internal("blob path without a parent"))?;
         std::fs::create_dir_all(parent).map_err(io_error)?;
         incoming.tmp.file.flush().map_err(io_error)?;
-        incoming.tmp.file.sync_all().map_err(io_error)?;
-        std::fs::rename(&incoming.tmp.path, &dest).map_err(io_error)?;
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(io_error)?;
+        crate::files::persist(&incoming.tmp.file, &incoming.tmp.path, &dest).map_err(io_error)?;
         Ok(sha)
     }
 

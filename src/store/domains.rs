@@ -2,13 +2,12 @@
 //! a DNS TXT record, and carrying a WordPress plugin key stored only as SHA-256.
 
 use super::{abort, decode, encode, get, ids_under, Store};
-use crate::auth::secret::Secret;
 use crate::error::{ApiError, ApiResult};
+use crate::model::secret::{Secret, WP_PREFIX};
 use crate::model::{new_id, DomainName, Email, Timestamp};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-pub const WP_PREFIX: &str = "wp_";
 pub const TXT_PREFIX: &str = "resellerd-verification=";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

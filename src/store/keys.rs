@@ -1,13 +1,12 @@
 //! Reseller API keys: at most 6 live keys per reseller, secrets kept only as SHA-256.
 
 use super::{abort, decode, encode, get, Store};
-use crate::auth::secret::Secret;
 use crate::error::{ApiError, ApiResult};
+use crate::model::secret::{Secret, KEY_PREFIX};
 use crate::model::{new_id, IpAllowList, Permissions, Timestamp};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-pub const KEY_PREFIX: &str = "sk_org_";
 pub const MAX_LIVE_KEYS: usize = 6;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -79,7 +78,9 @@ impl Keys<'_> {
         expires_at: Option<Timestamp>,
         now: Timestamp,
     ) -> ApiResult<NewKey> {
-        let name = super::resellers::validate_name(&name)?;
+        let name = crate::model::Name::parse(&name)
+            .map_err(ApiError::invalid)?
+            .into_string();
         if expires_at.is_some_and(|e| e <= now) {
             return Err(ApiError::invalid("expires_at must be in the future"));
         }

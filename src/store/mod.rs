@@ -18,6 +18,7 @@ pub mod traffic;
 pub mod users;
 
 pub use codec::{decode, encode};
+pub use flush::{FLUSHES, FLUSH_MICROS};
 
 use crate::error::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;

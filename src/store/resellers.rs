@@ -2,8 +2,8 @@
 
 use super::keys::{ApiKey, NewKey};
 use super::{abort, encode, get, Store};
-use crate::auth::secret::Secret;
 use crate::error::{ApiError, ApiResult};
+use crate::model::secret::Secret;
 use crate::model::{new_id, DomainName, Email, IpAllowList, Permissions, Timestamp};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -40,14 +40,11 @@ impl Store {
     }
 }
 
-pub fn validate_name(name: &str) -> ApiResult<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "name must be 1 to 200 characters without control characters",
-        ));
-    }
-    Ok(name.to_string())
+/// A reseller's or key's name, checked (see `model::Name`).
+fn valid_name(name: &str) -> ApiResult<String> {
+    crate::model::Name::parse(name)
+        .map(crate::model::Name::into_string)
+        .map_err(ApiError::invalid)
 }
 
 impl Resellers<'_> {
@@ -60,7 +57,7 @@ impl Resellers<'_> {
     ) -> ApiResult<(Reseller, NewKey)> {
         let reseller = Reseller {
             id: new_id(),
-            name: validate_name(name)?,
+            name: valid_name(name)?,
             email,
             preview_domain: None,
             notification_email: None,
@@ -69,7 +66,7 @@ impl Resellers<'_> {
             created_at: now,
             updated_at: now,
         };
-        let secret = Secret::generate(super::keys::KEY_PREFIX);
+        let secret = Secret::generate(crate::model::secret::KEY_PREFIX);
         let key = ApiKey::new(
             &reseller.id,
             "Initial key".into(),
@@ -115,7 +112,7 @@ impl Resellers<'_> {
             };
             let mut rec: Reseller = super::decode(&raw).or_else(abort)?;
             if let Some(name) = &patch.name {
-                rec.name = validate_name(name).or_else(abort)?;
+                rec.name = valid_name(name).or_else(abort)?;
             }
             if let Some(email) = &patch.email {
                 rec.email = email.clone();

@@ -2,8 +2,8 @@
 //! (`site_by_name`), optionally password-protected (argon2id), pointing at a published deploy.
 
 use super::{abort, decode, encode, get, ids_under, Store};
-use crate::auth::secret::hashes_equal;
 use crate::error::{ApiError, ApiResult};
+use crate::model::secret::hashes_equal;
 use crate::model::{new_id, DomainName, SiteName, Timestamp};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};

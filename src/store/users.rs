@@ -2,8 +2,8 @@
 //! (lowercased) email; a token belongs to one user and is stored only as SHA-256.
 
 use super::{abort, decode, encode, ids_under, Store};
-use crate::auth::secret::Secret;
 use crate::error::{ApiError, ApiResult};
+use crate::model::secret::{Secret, TOKEN_PREFIX};
 use crate::model::{new_id, Email, Timestamp};
 use serde::{Deserialize, Serialize};
 use sled::transaction::{
@@ -12,8 +12,6 @@ use sled::transaction::{
 };
 use sled::Transactional;
 use tokio::sync::oneshot;
-
-pub const TOKEN_PREFIX: &str = "rt_";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct User {
@@ -450,7 +448,7 @@ impl Users<'_> {
     pub fn page(&self, reseller_id: &str, offset: usize, limit: usize) -> ApiResult<Vec<Listed>> {
         let t = &self.0.t;
         let prefix = format!("{reseller_id}/");
-        let mut out = Vec::with_capacity(limit.min(crate::api::MAX_PER_PAGE));
+        let mut out = Vec::with_capacity(limit.min(crate::model::MAX_PER_PAGE));
         for entry in t
             .users_by_reseller
             .scan_prefix(prefix.as_bytes())
