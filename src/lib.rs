@@ -22,6 +22,7 @@ pub mod panel;
 pub mod ratelimit;
 pub mod registrar;
 pub mod rules;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
@@ -32,25 +33,8 @@ use actix_web::http::header;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use config::Settings;
-use std::sync::Arc;
 
-/// Everything a handler may need, shared by all workers.
-pub struct AppState {
-    pub store: store::Store,
-    pub operator: auth::operator::OperatorAuth,
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    pub settings: Settings,
-    pub certs: Arc<tls::CertResolver>,
-    pub acme: Arc<acme::Acme>,
-    pub limits: ratelimit::RateLimits,
-    pub metrics: metrics::Metrics,
-    pub registrar: Option<Arc<dyn registrar::Registrar>>,
-    pub edge: edge::Edge,
-    pub traffic: Arc<store::traffic::TrafficRecorder>,
-    pub verifier: Arc<dns::Verifier>,
-    pub credentials: auth::cache::CredentialCache,
-    pub disk: Arc<disk::Disk>,
-}
+pub use state::AppState;
 
 /// Routes shared by both listeners.
 pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
@@ -235,128 +219,113 @@ fn access_log<B>(
     telemetry::access(&method, &path, res.status().as_u16(), ms, ip);
 }
 
-/// Opens the data dir, binds both listeners and serves until SIGINT/SIGTERM.
-/// `on_ready` receives the bound (http, https) addresses.
+/// The server, built and bound, not yet running: `main` runs it, and tests may build it in
+/// process (inside an actix system) to reach its state.
+pub struct Application {
+    server: actix_web::dev::Server,
+    state: web::Data<AppState>,
+    http: std::net::SocketAddr,
+    https: std::net::SocketAddr,
+}
+
+impl Application {
+    /// Opens the data dir (`AppState::open`), binds both listeners with every layer and route,
+    /// and records where it listens in `<data-dir>/server.json` for local tools.
+    pub async fn build(settings: Settings) -> Result<Application, String> {
+        let workers = settings
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let (http_addr, https_addr) = (settings.http_addr()?, settings.https_addr()?);
+        let (state, tls_config) = AppState::open(settings)?;
+        let request_timeout = state.settings.request_timeout();
+        let max_connections = state.settings.max_connections();
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            let state = app_state.clone();
+            App::new()
+                // Bottom-up: the access line, JSON for bare errors, long URIs, then the host.
+                .wrap(actix_web::middleware::from_fn(route_by_host))
+                .wrap(actix_web::middleware::from_fn(refuse_long_uris))
+                .wrap(ErrorHandlers::new().default_handler(json_error_fallback))
+                .wrap_fn(|req: ServiceRequest, srv| {
+                    use actix_web::dev::Service;
+                    let start = std::time::Instant::now();
+                    let trusted = req
+                        .app_data::<web::Data<AppState>>()
+                        .map(|s| s.trusted_proxies.as_slice())
+                        .unwrap_or_default();
+                    let ip = http::client_ip(req.request(), trusted);
+                    if let Some(ip) = ip {
+                        actix_web::HttpMessage::extensions_mut(&req).insert(http::ClientIp(ip));
+                    }
+                    // Only pay for the log line's strings when access logging is on.
+                    let info = tracing::enabled!(target: "access", tracing::Level::INFO)
+                        .then(|| (req.method().to_string(), req.path().to_string(), ip));
+                    let fut = srv.call(req);
+                    async move {
+                        let res: ServiceResponse<EitherBody<BoxBody>> = fut.await?;
+                        if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+                            state.metrics.observe(&res, start.elapsed());
+                        }
+                        if let Some(info) = info {
+                            access_log(info, start, &res);
+                        }
+                        Ok(res)
+                    }
+                })
+                .configure(|cfg| configure_app(cfg, state))
+        })
+        .workers(workers)
+        .client_request_timeout(request_timeout)
+        .client_disconnect_timeout(std::time::Duration::from_secs(2))
+        .max_connections(max_connections.div_ceil(workers).max(1))
+        .bind(http_addr)
+        .map_err(|e| format!("cannot listen on {http_addr}: {e}"))?
+        .bind_rustls_0_23(https_addr, tls_config)
+        .map_err(|e| format!("cannot listen on {https_addr}: {e}"))?;
+        let addrs = server.addrs();
+        let (http, https) = (addrs[0], addrs[addrs.len() - 1]);
+        let about = serde_json::json!({"http": http.to_string(), "https": https.to_string(), "pid": std::process::id()});
+        let path = state.settings.data_dir().join("server.json");
+        files::write_private(&path, about.to_string().as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(Application {
+            server: server.run(),
+            state,
+            http,
+            https,
+        })
+    }
+
+    /// The bound (HTTP, HTTPS) addresses.
+    pub fn addrs(&self) -> (std::net::SocketAddr, std::net::SocketAddr) {
+        (self.http, self.https)
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGINT/SIGTERM, then stores the last traffic counters and flushes.
+    pub async fn run_until_stopped(self) -> Result<(), String> {
+        let result = self.server.await.map_err(|e| format!("server error: {e}"));
+        let store = &self.state.store;
+        if let Err(e) = self.state.traffic.store_batch(store).await {
+            tracing::warn!(error = %e, "cannot store the last traffic metrics");
+        }
+        store.flush_blocking().map_err(|e| e.to_string())?;
+        result
+    }
+}
+
+/// Builds the application and serves until SIGINT/SIGTERM. `on_ready` receives the bound
+/// (http, https) addresses.
 pub async fn serve(
     settings: Settings,
     on_ready: impl FnOnce(std::net::SocketAddr, std::net::SocketAddr),
 ) -> Result<(), String> {
-    let data_dir = settings.data_dir();
-    create_private_dir(&data_dir)
-        .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
-    let store = store::Store::open(&data_dir).map_err(|e| e.to_string())?;
-    let (tls_config, certs) = tls::server_config(tls::default_key(
-        &data_dir,
-        settings.tls_cert.as_deref(),
-        settings.tls_key.as_deref(),
-    )?)?;
-    let http_addr = settings.http_addr()?;
-    let https_addr = settings.https_addr()?;
-    let workers = settings
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let acme = Arc::new(acme::Acme::new(
-        settings.acme(),
-        store.clone(),
-        certs.clone(),
-    ));
-    let loaded = acme.load_issued().map_err(|e| e.to_string())?;
-    tracing::info!(certificates = loaded, "loaded stored certificates");
-    if acme.is_configured() {
-        actix_web::rt::spawn(acme.clone().renew_forever(settings.acme_check_interval()));
-    }
-    let edge = edge::Edge::new(&data_dir, settings.default_preview_domain())?;
-    let traffic = Arc::new(store::traffic::TrafficRecorder::default());
-    actix_web::rt::spawn(
-        traffic
-            .clone()
-            .store_forever(store.clone(), settings.traffic_flush_interval()),
-    );
-    let disk = Arc::new(disk::Disk::new(&data_dir, settings.disk_reserve)?);
-    actix_web::rt::spawn(disk::watch_forever(disk.clone(), store.clone()));
-    let verifier = Arc::new(settings.verifier()?);
-    actix_web::rt::spawn(verifier.clone().run_forever(store.clone()));
-    let state = web::Data::new(AppState {
-        traffic: traffic.clone(),
-        verifier,
-        credentials: Default::default(),
-        disk,
-        limits: settings.rate_limits(),
-        metrics: metrics::Metrics::default(),
-        registrar: settings.registrar()?,
-        acme,
-        store: store.clone(),
-        operator: auth::operator::OperatorAuth::new(&data_dir),
-        trusted_proxies: settings.trusted_proxies(),
-        settings,
-        certs,
-        edge,
-    });
-
-    let request_timeout = state.settings.request_timeout();
-    let max_connections = state.settings.max_connections();
-    let app_state = state.clone();
-    let server = HttpServer::new(move || {
-        let state = app_state.clone();
-        App::new()
-            // Bottom-up: the access line, JSON for bare errors, long URIs, then the host.
-            .wrap(actix_web::middleware::from_fn(route_by_host))
-            .wrap(actix_web::middleware::from_fn(refuse_long_uris))
-            .wrap(ErrorHandlers::new().default_handler(json_error_fallback))
-            .wrap_fn(|req: ServiceRequest, srv| {
-                use actix_web::dev::Service;
-                let start = std::time::Instant::now();
-                let trusted = req
-                    .app_data::<web::Data<AppState>>()
-                    .map(|s| s.trusted_proxies.as_slice())
-                    .unwrap_or_default();
-                let ip = http::client_ip(req.request(), trusted);
-                if let Some(ip) = ip {
-                    actix_web::HttpMessage::extensions_mut(&req).insert(http::ClientIp(ip));
-                }
-                // Only pay for the log line's strings when access logging is on.
-                let info = tracing::enabled!(target: "access", tracing::Level::INFO)
-                    .then(|| (req.method().to_string(), req.path().to_string(), ip));
-                let fut = srv.call(req);
-                async move {
-                    let res: ServiceResponse<EitherBody<BoxBody>> = fut.await?;
-                    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
-                        state.metrics.observe(&res, start.elapsed());
-                    }
-                    if let Some(info) = info {
-                        access_log(info, start, &res);
-                    }
-                    Ok(res)
-                }
-            })
-            .configure(|cfg| configure_app(cfg, state))
-    })
-    .workers(workers)
-    .client_request_timeout(request_timeout)
-    .client_disconnect_timeout(std::time::Duration::from_secs(2))
-    .max_connections(max_connections.div_ceil(workers).max(1))
-    .bind(http_addr)
-    .map_err(|e| format!("cannot listen on {http_addr}: {e}"))?
-    .bind_rustls_0_23(https_addr, tls_config)
-    .map_err(|e| format!("cannot listen on {https_addr}: {e}"))?;
-
-    let addrs = server.addrs();
-    let (http, https) = (addrs[0], addrs[addrs.len() - 1]);
-    // Where local tools (`resellerd backup`) reach this server while it holds the data dir.
-    let about = serde_json::json!({"http": http.to_string(), "https": https.to_string(), "pid": std::process::id()});
-    files::write_private(&data_dir.join("server.json"), about.to_string().as_bytes()).map_err(
-        |e| {
-            format!(
-                "cannot write {}: {e}",
-                data_dir.join("server.json").display()
-            )
-        },
-    )?;
+    let app = Application::build(settings).await?;
+    let (http, https) = app.addrs();
     on_ready(http, https);
-    let result = server.run().await.map_err(|e| format!("server error: {e}"));
-    if let Err(e) = traffic.store_batch(&store).await {
-        tracing::warn!(error = %e, "cannot store the last traffic metrics");
-    }
-    store.flush_blocking().map_err(|e| e.to_string())?;
-    result
+    app.run_until_stopped().await
 }

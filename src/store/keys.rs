@@ -183,3 +183,46 @@ impl Keys<'_> {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_used_at_is_written_every_30_seconds_at_most() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let keys = store.keys();
+        let new = keys
+            .create(
+                "r1",
+                "crm".into(),
+                Permissions::all(),
+                IpAllowList::default(),
+                None,
+                Timestamp(1_000),
+            )
+            .unwrap();
+        let stored = |id: &str| keys.get(id).unwrap().unwrap();
+        let key = stored(&new.key.id);
+        assert!(
+            keys.touch(&key, Timestamp(2_000)).unwrap(),
+            "first use is written"
+        );
+        let key = stored(&key.id);
+        assert_eq!(key.last_used_at, Some(Timestamp(2_000)));
+        assert!(
+            !keys.touch(&key, Timestamp(31_999)).unwrap(),
+            "not within 30 s"
+        );
+        assert_eq!(stored(&key.id).last_used_at, Some(Timestamp(2_000)));
+        assert!(keys.touch(&key, Timestamp(32_000)).unwrap(), "after 30 s");
+        assert_eq!(stored(&key.id).last_used_at, Some(Timestamp(32_000)));
+        keys.delete("r1", &key.id).unwrap();
+        keys.touch(&key, Timestamp(90_000)).unwrap();
+        assert!(
+            keys.get(&key.id).unwrap().is_none(),
+            "a deleted key stays deleted"
+        );
+    }
+}

@@ -34,7 +34,7 @@ async fn backup_under_write_load_restores_every_acknowledged_write() {
     .await;
 
     let load = TokenLoad::start(&app, &acme.key, 8);
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    load.until_acked(30).await;
 
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("backup.tar");
@@ -50,7 +50,7 @@ async fn backup_under_write_load_restores_every_acknowledged_write() {
         "backup failed: {}",
         String::from_utf8_lossy(&made.stderr)
     );
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    load.until_acked(before.len() + 10).await;
     let during = load.stop().await.len();
     assert!(
         before.len() > 20 && during > before.len(),

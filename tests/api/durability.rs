@@ -48,7 +48,7 @@ async fn kill_9_under_concurrent_writes_loses_no_acknowledged_write() {
     let mut app = TestApp::spawn().await;
     let acme = app.reseller("Acme").await;
     let load = TokenLoad::start(&app, &acme.key, 16);
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    load.until_acked(200).await;
     app.kill9();
     let acked = load.stop().await;
     assert!(

@@ -394,6 +394,20 @@ impl TokenLoad {
         }
     }
 
+    /// Waits until at least `n` writes are acknowledged (what a test needs, rather than a time
+    /// and a rate); fails after a minute.
+    pub async fn until_acked(&self, n: usize) {
+        let began = std::time::Instant::now();
+        while self.acked.lock().unwrap().len() < n {
+            assert!(
+                began.elapsed() < std::time::Duration::from_secs(60),
+                "only {} of {n} writes acknowledged",
+                self.acked.lock().unwrap().len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// The writes acknowledged so far.
     pub fn acked(&self) -> Vec<(String, String)> {
         self.acked.lock().unwrap().clone()
