@@ -54,8 +54,9 @@ pub enum ApiError {
     InsufficientStorage,
     #[error("the store cannot write right now ({0}); retry later")]
     StorageUnavailable(String),
+    /// Keeps its cause, whose whole chain is logged once, when the answer is made.
     #[error("internal error; the details are in the server log")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
@@ -63,8 +64,27 @@ impl ApiError {
         ApiError::InvalidRequest(msg.into())
     }
 
-    pub fn internal(err: impl std::fmt::Display) -> Self {
-        ApiError::Internal(err.to_string())
+    pub fn internal(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ApiError::Internal(err.into())
+    }
+
+    /// The error and every cause under it, `outer: inner: …`, for the log.
+    pub fn cause_chain(&self) -> String {
+        use std::error::Error;
+        let mut chain = match self {
+            ApiError::Internal(cause) => cause.to_string(),
+            other => other.to_string(),
+        };
+        let mut next = match self {
+            ApiError::Internal(cause) => cause.source(),
+            other => other.source(),
+        };
+        while let Some(e) = next {
+            chain.push_str(": ");
+            chain.push_str(&e.to_string());
+            next = e.source();
+        }
+        chain
     }
 
     /// The table: variant -> (status, machine code).
@@ -118,8 +138,8 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let (status, code) = self.status_and_code();
-        if let ApiError::Internal(detail) = self {
-            tracing::error!(error = %detail, "internal error");
+        if let ApiError::Internal(_) = self {
+            tracing::error!(error = %self.cause_chain(), "internal error");
         }
         let mut resp = HttpResponse::build(status);
         match self {
@@ -164,7 +184,7 @@ impl From<sled::Error> for ApiError {
         match &e {
             sled::Error::Io(io) => from_io("store", io),
             sled::Error::Corruption { .. } => ApiError::StorageUnavailable(format!("store: {e}")),
-            _ => ApiError::Internal(format!("store: {e}")),
+            _ => ApiError::Internal(Box::new(e)),
         }
     }
 }
@@ -189,3 +209,29 @@ pub fn json_error(err: &serde_json::Error) -> ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open the blob")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn internal_errors_keep_their_whole_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied");
+        let e = ApiError::internal(Outer(io));
+        assert_eq!(e.cause_chain(), "cannot open the blob: permission denied");
+        assert_eq!(e.status_and_code().1, "internal");
+        assert!(
+            !e.to_string().contains("permission"),
+            "the cause stays out of the answer"
+        );
+        assert_eq!(
+            ApiError::internal("plain").cause_chain(),
+            "plain",
+            "a message alone is its own cause"
+        );
+    }
+}

@@ -80,7 +80,7 @@ fn json_error_fallback<B: MessageBody + 'static>(
         s if s < 500 => {
             error::ApiError::invalid(status.canonical_reason().unwrap_or("bad request"))
         }
-        _ => error::ApiError::internal(status),
+        _ => error::ApiError::internal(status.to_string()),
     };
     let (req, _) = res.into_parts();
     let body = actix_web::ResponseError::error_response(&err).map_into_boxed_body();

@@ -182,7 +182,7 @@ fn error_page(e: crate::error::ApiError) -> HttpResponse {
         return pages::builtin(status, "Request not accepted", &e.to_string());
     }
     if matches!(e, crate::error::ApiError::Internal(_)) {
-        tracing::error!(error = %e, "edge error");
+        tracing::error!(error = %e.cause_chain(), "edge error");
     }
     pages::builtin(
         StatusCode::INTERNAL_SERVER_ERROR,
