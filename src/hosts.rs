@@ -26,7 +26,7 @@ pub struct HostTarget {
 }
 
 /// The one place host names map to sites (a write that changes what a host serves must call
-/// `Store::changed` afterwards, which the edge's host cache relies on).
+/// `Store::hosts_changed` afterwards, which the edge's host cache relies on).
 pub fn resolve_host(
     store: &Store,
     default_domain: &str,

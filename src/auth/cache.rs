@@ -19,14 +19,14 @@ use std::sync::{Arc, RwLock};
 const CAPACITY: usize = 10_000;
 
 #[derive(Clone)]
-pub enum Resolved {
+pub enum CachedCredential {
     Key(Arc<(ApiKey, Reseller)>),
     Token(Arc<(User, Reseller)>),
 }
 
 #[derive(Default)]
 pub struct CredentialCache {
-    entries: RwLock<HashMap<[u8; 32], (u64, Resolved)>>,
+    entries: RwLock<HashMap<[u8; 32], (u64, CachedCredential)>>,
 }
 
 impl CredentialCache {
@@ -36,8 +36,8 @@ impl CredentialCache {
         &self,
         hash: [u8; 32],
         generation: u64,
-        load: impl FnOnce() -> ApiResult<Resolved>,
-    ) -> ApiResult<Resolved> {
+        load: impl FnOnce() -> ApiResult<CachedCredential>,
+    ) -> ApiResult<CachedCredential> {
         if let Some(resolved) = self.get(&hash, generation) {
             return Ok(resolved);
         }
@@ -47,7 +47,7 @@ impl CredentialCache {
     }
 
     /// What the credential with this SHA-256 resolved to, if still current at `generation`.
-    fn get(&self, hash: &[u8; 32], generation: u64) -> Option<Resolved> {
+    fn get(&self, hash: &[u8; 32], generation: u64) -> Option<CachedCredential> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         match entries.get(hash) {
             Some((g, resolved)) if *g == generation => Some(resolved.clone()),
@@ -56,7 +56,7 @@ impl CredentialCache {
     }
 
     /// Remembers a resolution whose records were read at or after `generation`.
-    pub fn put(&self, hash: [u8; 32], generation: u64, resolved: Resolved) {
+    pub fn put(&self, hash: [u8; 32], generation: u64, resolved: CachedCredential) {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= CAPACITY {
             entries.clear();

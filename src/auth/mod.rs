@@ -16,7 +16,7 @@ use crate::AppState;
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use base64::Engine;
-use cache::Resolved;
+use cache::CachedCredential;
 use std::future::{ready, Ready};
 use std::sync::Arc;
 
@@ -174,9 +174,9 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
                     .users()
                     .get(&reseller.id, &token.user_id)
                     .map_err(|_| INVALID)?;
-                Ok(Resolved::Token(Arc::new((user, reseller))))
+                Ok(CachedCredential::Token(Arc::new((user, reseller))))
             })?;
-            let Resolved::Token(found) = resolved else {
+            let CachedCredential::Token(found) = resolved else {
                 return Err(INVALID);
             };
             let (user, reseller) = (found.0.clone(), found.1.clone());
@@ -198,7 +198,7 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
         let mut fresh = key.clone();
         fresh.last_used_at = Some(now);
         let (hash, generation) = cached_as;
-        let resolved = Resolved::Key(Arc::new((fresh, reseller.clone())));
+        let resolved = CachedCredential::Key(Arc::new((fresh, reseller.clone())));
         state.credentials.put(hash, generation, resolved);
     }
     Ok(Principal::Reseller { reseller, key })
@@ -230,9 +230,9 @@ fn resolve_key(
             .resellers()
             .get(&key.reseller_id)
             .map_err(|_| INVALID)?;
-        Ok(Resolved::Key(Arc::new((key, reseller))))
+        Ok(CachedCredential::Key(Arc::new((key, reseller))))
     })?;
-    let Resolved::Key(found) = resolved else {
+    let CachedCredential::Key(found) = resolved else {
         return Err(INVALID);
     };
     // A cached key found by its secret must still be the key Basic names.

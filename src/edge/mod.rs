@@ -1,8 +1,11 @@
 //! The edge: any request the API does not own is served from a site chosen by its Host header
 //! (`NAME.<preview domain>`), with its files, redirects, headers, custom pages, password gate and forms.
 
-pub mod pages;
+mod builtin;
+mod forms;
+mod password;
 pub mod serve;
+pub mod site;
 
 use crate::error::ApiResult;
 use crate::hosts::{resolve_host, HostTarget};
@@ -22,7 +25,7 @@ use std::sync::{Arc, RwLock};
 pub struct Edge {
     pub default_domain: String,
     secret: [u8; 32],
-    hosts: RwLock<HashMap<String, (u64, Resolved)>>,
+    hosts: RwLock<HashMap<String, (u64, HostLookup)>>,
     /// Ready deploys' indexes and the bytes they hold in all.
     deploys: RwLock<(HashMap<String, Arc<serve::DeployIndex>>, usize)>,
     blobs: RwLock<HashMap<String, Bytes>>,
@@ -40,7 +43,7 @@ const CACHE_DEPLOYS_BYTES: usize = 64 << 20;
 const CACHE_HOSTS_MAX: usize = 10_000;
 
 /// What a host serves, or none.
-pub type Resolved = Option<Arc<HostTarget>>;
+pub type HostLookup = Option<Arc<HostTarget>>;
 
 impl Edge {
     /// Loads (or creates) the secret kept in the data dir.
@@ -83,10 +86,10 @@ impl Edge {
 
     /// `resolve_host`, cached until the store's generation moves (any site, publish or
     /// reseller change), so a 2xx from the API is visible at the edge on the next request.
-    pub fn site_for_host(&self, store: &Store, host: &str) -> ApiResult<Resolved> {
+    pub fn site_for_host(&self, store: &Store, host: &str) -> ApiResult<HostLookup> {
         // Read the generation first: an entry built from data older than a write then carries
         // a generation that write already left behind.
-        let generation = store.generation();
+        let generation = store.hosts_generation();
         if let Some((g, r)) = self.hosts.read().ok().and_then(|m| m.get(host).cloned()) {
             if g == generation {
                 return Ok(r);
@@ -179,12 +182,12 @@ pub async fn handle(
 fn error_page(e: crate::error::ApiError) -> HttpResponse {
     let status = actix_web::ResponseError::status_code(&e);
     if status.is_client_error() {
-        return pages::builtin(status, "Request not accepted", &e.to_string());
+        return builtin::builtin(status, "Request not accepted", &e.to_string());
     }
     if matches!(e, crate::error::ApiError::Internal(_)) {
         tracing::error!(error = %e.cause_chain(), "edge error");
     }
-    pages::builtin(
+    builtin::builtin(
         StatusCode::INTERNAL_SERVER_ERROR,
         "Something went wrong",
         "Please try again later.",
@@ -202,12 +205,11 @@ pub async fn serve(
         .deploy_id
         .as_deref()
         .or(target.site.published_deploy.as_deref());
-    let resp = match pages::serve_site(req, payload, state, &target.site, &target.reseller, deploy)
-        .await
-    {
-        Ok(resp) => resp,
-        Err(e) => return error_page(e),
-    };
+    let resp =
+        match site::serve_site(req, payload, state, &target.site, &target.reseller, deploy).await {
+            Ok(resp) => resp,
+            Err(e) => return error_page(e),
+        };
     if let Some(domain_id) = &target.domain_id {
         let bytes = match actix_web::body::MessageBody::size(resp.body()) {
             actix_web::body::BodySize::Sized(n) => n,
@@ -236,7 +238,7 @@ pub fn no_site(req: &HttpRequest) -> HttpResponse {
     if path == "/api" || path.starts_with("/api/") {
         return actix_web::ResponseError::error_response(&crate::error::ApiError::NotFound("path"));
     }
-    pages::builtin(
+    builtin::builtin(
         StatusCode::NOT_FOUND,
         "No site here",
         "This address does not belong to any site on this server.",

@@ -390,7 +390,7 @@ impl Deploys<'_> {
             Ok((deploy, became_ready))
         })?;
         if became_ready {
-            self.0.changed();
+            self.0.hosts_changed();
             let files = self.files(&deploy.id)?;
             self.0.forms().scan_deploy(&deploy, &files, now)?;
         }
@@ -413,7 +413,7 @@ impl Deploys<'_> {
             d.insert(rec.id.as_bytes(), encode(&rec))?;
             Ok(())
         })?;
-        self.0.changed();
+        self.0.hosts_changed();
         Ok(())
     }
 

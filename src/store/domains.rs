@@ -130,7 +130,7 @@ impl Domains<'_> {
                 by_reseller.insert(scoped(reseller_id, &domain.id).as_bytes(), &[])?;
                 Ok(())
             })?;
-        self.0.changed();
+        self.0.hosts_changed();
         Ok((domain, wp))
     }
 
@@ -224,7 +224,7 @@ impl Domains<'_> {
             d.insert(id, encode(domain))?;
             Ok(())
         })?;
-        self.0.changed();
+        self.0.hosts_changed();
         Ok(())
     }
 
@@ -278,7 +278,7 @@ impl Domains<'_> {
         self.0.traffic().delete(id)?;
         // Its certificate and private key go with it, and so stop being renewed.
         self.0.certs().delete(domain.name.as_str())?;
-        self.0.changed();
+        self.0.hosts_changed();
         Ok(domain)
     }
 

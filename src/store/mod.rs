@@ -37,7 +37,7 @@ pub struct Store {
     gc_lock: std::sync::Arc<std::sync::RwLock<()>>,
     /// Bumped after every write that changes which site a host serves or how (sites, their
     /// published deploy, resellers), so the edge can cache host lookups and drop them at once.
-    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    hosts_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Bumped after every write that changes what a credential resolves to (see `auth::cache`).
     credentials_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Held for reading by every mutating API request while it runs and for writing by a backup
@@ -257,7 +257,7 @@ impl Store {
             t,
             blobs,
             gc_lock: Default::default(),
-            generation: Default::default(),
+            hosts_generation: Default::default(),
             credentials_generation: Default::default(),
             write_gate: Default::default(),
             domain_creates: Default::default(),
@@ -300,14 +300,15 @@ impl Store {
         self.db.flush().map(|_| ()).map_err(ApiError::from)
     }
 
-    /// The current generation of host-relevant data (see `generation`).
-    pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    /// The current generation of host-relevant data (see `hosts_generation`).
+    pub fn hosts_generation(&self) -> u64 {
+        self.hosts_generation
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Marks host-relevant data as changed; call after the write is applied.
-    pub(crate) fn changed(&self) {
-        self.generation
+    pub(crate) fn hosts_changed(&self) {
+        self.hosts_generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 

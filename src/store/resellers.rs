@@ -149,7 +149,7 @@ impl Resellers<'_> {
             r.insert(id.as_bytes(), encode(&rec))?;
             Ok(rec)
         })?;
-        self.0.changed();
+        self.0.hosts_changed();
         self.0.credentials_changed();
         Ok(updated)
     }
@@ -171,7 +171,7 @@ impl Resellers<'_> {
         if let Some(p) = &rec.preview_domain {
             t.reseller_by_preview.remove(p.as_str().as_bytes())?;
         }
-        self.0.changed();
+        self.0.hosts_changed();
         self.0.credentials_changed();
         for key in self.0.keys().list(id)? {
             self.0.keys().delete(id, &key.id)?;

@@ -134,7 +134,7 @@ impl Sites<'_> {
                 });
             match result {
                 Ok(()) => {
-                    self.0.changed();
+                    self.0.hosts_changed();
                     return Ok(site);
                 }
                 Err(sled::transaction::TransactionError::Abort(ApiError::Conflict(..)))
@@ -205,7 +205,7 @@ impl Sites<'_> {
             s.insert(id.as_bytes(), encode(&site))?;
             Ok(site)
         })?;
-        self.0.changed();
+        self.0.hosts_changed();
         Ok(site)
     }
 
@@ -221,7 +221,7 @@ impl Sites<'_> {
             by_owner.remove(owner_key(&site).as_bytes())?;
             Ok(())
         })?;
-        self.0.changed();
+        self.0.hosts_changed();
         self.0.domains().detach_site(&site.reseller_id, &site.id)?;
         self.0.deploys().delete_all_of_site(&site.id)?;
         self.0.forms().delete_all_of_site(&site.id)?;

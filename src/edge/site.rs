@@ -1,0 +1,98 @@
+//! A site's request from start to end: suspension, the password gate, form submissions, then
+//! files, redirects and the not-found chain (site `/404.html` -> reseller page -> built-in).
+
+use super::builtin::{builtin, html, reseller_page};
+use super::forms::submit_form;
+use super::password::{has_pass, pass_token, password_gate};
+use super::serve::{self, Route};
+use crate::error::ApiResult;
+use crate::store::pages::PageKind;
+use crate::store::resellers::Reseller;
+use crate::store::sites::Site;
+use crate::AppState;
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::web;
+use actix_web::{HttpRequest, HttpResponse};
+
+/// Not found: the site's `/404.html`, else the reseller's page, else the built-in one; always 404.
+async fn not_found(
+    req: &HttpRequest,
+    state: &AppState,
+    reseller: &Reseller,
+    ix: Option<&serve::DeployIndex>,
+) -> HttpResponse {
+    if let Some(ix) = ix {
+        if let Some(file) = ix.files.get("404.html") {
+            if let Ok(data) = state.edge.blob(&state.store, &file.sha).await {
+                return serve::file_response(
+                    req,
+                    ix,
+                    req.path(),
+                    file,
+                    StatusCode::NOT_FOUND,
+                    data,
+                );
+            }
+        }
+    }
+    match reseller_page(state, reseller, PageKind::NotFound) {
+        Some(page) => html(StatusCode::NOT_FOUND, page),
+        None => builtin(
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            "The page you are looking for does not exist.",
+        ),
+    }
+}
+
+pub async fn serve_site(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    site: &Site,
+    reseller: &Reseller,
+    deploy: Option<&str>,
+) -> ApiResult<HttpResponse> {
+    let method = req.method().clone();
+    if reseller.suspended {
+        return Ok(builtin(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Site unavailable",
+            "This site is temporarily unavailable.",
+        ));
+    }
+    if let Some(token) = pass_token(state, site) {
+        if !has_pass(req, &token) {
+            return password_gate(req, payload, state, reseller, site, &token).await;
+        }
+    }
+    if method == Method::POST {
+        return submit_form(req, payload, state, site, reseller).await;
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return Ok(builtin(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+            "This site only answers GET, HEAD and form POSTs.",
+        ));
+    }
+    let ix = match deploy {
+        Some(id) => state.edge.deploy_index(&state.store, id)?,
+        None => None,
+    };
+    let Some(ix) = ix else {
+        return Ok(not_found(req, state, reseller, None).await);
+    };
+    let path = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
+    match serve::route(&ix, &path) {
+        Route::File { file, status } => {
+            let data = state.edge.blob(&state.store, &file.sha).await?;
+            Ok(serve::file_response(req, &ix, &path, file, status, data))
+        }
+        Route::Redirect { location, status } => Ok(HttpResponse::build(status)
+            .insert_header((header::LOCATION, location))
+            .insert_header((header::CACHE_CONTROL, serve::CACHE_CONTROL))
+            .finish()),
+        Route::NotFound => Ok(not_found(req, state, reseller, Some(&ix)).await),
+    }
+}
