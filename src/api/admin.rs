@@ -225,14 +225,15 @@ struct UploadCertificate {
     private_key: String,
 }
 
-/// An installed certificate (documentation of the JSON sent).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// An installed certificate.
+#[derive(Serialize, utoipa::ToSchema)]
 struct UploadedCertificate {
     domains: Vec<String>,
     issuer: Option<String>,
     expires_at: Option<Timestamp>,
-    state: String,
+    /// Always `uploaded`
+    #[schema(value_type = String)]
+    state: crate::store::certs::CertState,
 }
 
 /// The name a reseller's uploaded certificate serves: `*.<preview domain>`.
@@ -267,9 +268,12 @@ async fn put_certificate(
         .acme
         .install_uploaded(&name, &reseller.id, &body.certificate, &body.private_key)
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "domains": [rec.domain], "issuer": rec.issuer, "expires_at": rec.not_after, "state": rec.state,
-    })))
+    Ok(HttpResponse::Ok().json(UploadedCertificate {
+        domains: vec![rec.domain],
+        issuer: rec.issuer,
+        expires_at: rec.not_after,
+        state: rec.state,
+    }))
 }
 
 #[utoipa::path(

@@ -273,9 +273,8 @@ async fn update(
     reply(&state, &tenant, &site, &deploy)
 }
 
-/// An uploaded file (documentation of the JSON `upload` sends).
+/// An uploaded file.
 #[derive(serde::Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 struct UploadedFile {
     /// The file's SHA-1
     id: String,
@@ -336,9 +335,13 @@ async fn upload(
         .file_sha(&deploy.id, &path)?
         .unwrap_or_default();
     let mime = mime_guess::from_path(&path).first_or_octet_stream();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "id": sha, "path": format!("/{path}"), "sha": sha, "mime_type": mime.essence_str(), "size": size,
-    })))
+    Ok(HttpResponse::Ok().json(UploadedFile {
+        id: sha.clone(),
+        path: format!("/{path}"),
+        sha,
+        mime_type: mime.essence_str().to_string(),
+        size,
+    }))
 }
 
 #[utoipa::path(

@@ -11,7 +11,6 @@ use crate::store::domains::{Domain, DomainStatus};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -33,17 +32,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// A domain as the API shows it, with its traffic metrics.
-/// A domain as shown (documentation of the JSON `domain_view` sends).
 #[derive(Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
-struct DomainView {
+pub struct DomainView {
     id: String,
     domain: DomainName,
     user_id: String,
     email: Email,
     site_id: Option<String>,
     /// pending, verified or failed
-    verification_status: String,
+    #[schema(value_type = String)]
+    verification_status: DomainStatus,
     verification: Verification,
     created_at: Timestamp,
     verified_at: Option<Timestamp>,
@@ -53,18 +51,16 @@ struct DomainView {
 
 /// The TXT record that proves ownership.
 #[derive(Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 struct Verification {
     /// Always `TXT`
     #[serde(rename = "type")]
-    kind: String,
+    kind: &'static str,
     name: String,
     value: String,
 }
 
 /// Requests served for a domain.
 #[derive(Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 struct DomainMetrics {
     requests: u64,
     bytes_sent: u64,
@@ -73,7 +69,6 @@ struct DomainMetrics {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 struct DailyCounts {
     /// YYYY-MM-DD
     date: String,
@@ -83,54 +78,75 @@ struct DailyCounts {
 
 /// A new domain: the view plus its WordPress plugin key (shown once).
 #[derive(Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 struct CreatedDomain {
     #[serde(flatten)]
     view: DomainView,
     wordpress_api_key: String,
 }
 
-/// A registered domain: the view plus the charge made.
+/// A registered domain: the view plus the charge made, and the WordPress key the first time
+/// (a retry with the same `Idempotency-Key` cannot show it again: it is not stored).
 #[derive(Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 struct RegisteredDomain {
     #[serde(flatten)]
     view: DomainView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wordpress_api_key: Option<String>,
     charge_id: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 struct WordpressKey {
     wordpress_api_key: String,
 }
 
 /// What the WordPress plugin sees of its domain.
 #[derive(Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 struct PluginDomain {
     domain: DomainName,
-    verification_status: String,
+    #[schema(value_type = String)]
+    verification_status: DomainStatus,
     verified_at: Option<Timestamp>,
     last_checked_at: Option<Timestamp>,
     metrics: DomainMetrics,
 }
 
-pub fn domain_view(state: &AppState, d: &Domain) -> ApiResult<Value> {
+fn metrics_view(t: crate::store::traffic::Traffic) -> DomainMetrics {
+    DomainMetrics {
+        requests: t.requests,
+        bytes_sent: t.bytes_sent,
+        last_request_at: t.last_request_at,
+        daily: t
+            .daily
+            .into_iter()
+            .map(|(date, c)| DailyCounts {
+                date,
+                requests: c.requests,
+                bytes_sent: c.bytes_sent,
+            })
+            .collect(),
+    }
+}
+
+pub fn domain_view(state: &AppState, d: &Domain) -> ApiResult<DomainView> {
     let traffic = state.store.traffic().get(&d.id)?;
-    Ok(json!({
-        "id": d.id,
-        "domain": d.name,
-        "user_id": d.user_id,
-        "email": d.email,
-        "site_id": d.site_id,
-        "verification_status": d.status,
-        "verification": {"type": "TXT", "name": d.txt_name(), "value": d.txt_value()},
-        "created_at": d.created_at,
-        "verified_at": d.verified_at,
-        "last_checked_at": d.last_checked_at,
-        "metrics": traffic.view(),
-    }))
+    Ok(DomainView {
+        id: d.id.clone(),
+        domain: d.name.clone(),
+        user_id: d.user_id.clone(),
+        email: d.email.clone(),
+        site_id: d.site_id.clone(),
+        verification_status: d.status,
+        verification: Verification {
+            kind: "TXT",
+            name: d.txt_name(),
+            value: d.txt_value(),
+        },
+        created_at: d.created_at,
+        verified_at: d.verified_at,
+        last_checked_at: d.last_checked_at,
+        metrics: metrics_view(traffic),
+    })
 }
 
 /// A domain the tenant may see: its reseller's, and for a user token only the user's own.
@@ -221,9 +237,10 @@ async fn create(
         max_pending,
         now,
     )?;
-    let mut view = domain_view(&state, &d)?;
-    view["wordpress_api_key"] = json!(wp.expose());
-    Ok(created(view))
+    Ok(created(CreatedDomain {
+        view: domain_view(&state, &d)?,
+        wordpress_api_key: wp.expose().to_string(),
+    }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -351,7 +368,9 @@ async fn rotate_wp_key(
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::DomainsWrite)?;
     let (_, wp) = state.store.domains().rotate_wp_key(&reseller.id, &id)?;
-    Ok(created(json!({"wordpress_api_key": wp.expose()})))
+    Ok(created(WordpressKey {
+        wordpress_api_key: wp.expose().to_string(),
+    }))
 }
 
 /// The WordPress plugin's view: its one domain's status and metrics, nothing else.
@@ -367,13 +386,13 @@ async fn plugin_domain(state: web::Data<AppState>, who: Principal) -> ApiResult<
     };
     let d = state.store.domains().get(&domain.reseller_id, &domain.id)?;
     let traffic = state.store.traffic().get(&d.id)?;
-    Ok(HttpResponse::Ok().json(json!({
-        "domain": d.name,
-        "verification_status": d.status,
-        "verified_at": d.verified_at,
-        "last_checked_at": d.last_checked_at,
-        "metrics": traffic.view(),
-    })))
+    Ok(HttpResponse::Ok().json(PluginDomain {
+        domain: d.name,
+        verification_status: d.status,
+        verified_at: d.verified_at,
+        last_checked_at: d.last_checked_at,
+        metrics: metrics_view(traffic),
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -419,9 +438,11 @@ async fn register(
                 .by_name(&charge.subject)?
                 .filter(|d| d.reseller_id == reseller.id)
             {
-                let mut view = domain_view(&state, &d)?;
-                view["charge_id"] = json!(charge.id);
-                return Ok(HttpResponse::Ok().json(view));
+                return Ok(HttpResponse::Ok().json(RegisteredDomain {
+                    view: domain_view(&state, &d)?,
+                    wordpress_api_key: None,
+                    charge_id: charge.id,
+                }));
             }
         }
     }
@@ -470,8 +491,9 @@ async fn register(
         key.as_deref(),
         now,
     )?;
-    let mut view = domain_view(&state, &d)?;
-    view["wordpress_api_key"] = json!(wp.expose());
-    view["charge_id"] = json!(charge.id);
-    Ok(created(view))
+    Ok(created(RegisteredDomain {
+        view: domain_view(&state, &d)?,
+        wordpress_api_key: Some(wp.expose().to_string()),
+        charge_id: charge.id,
+    }))
 }

@@ -9,7 +9,7 @@ use crate::model::{Permission, Timestamp};
 use crate::store::forms::{Form, Submission};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/sites/{site_id}/forms").route(web::get().to(site_forms)))
@@ -28,9 +28,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// A detected form (documentation of the JSON `form_view` sends).
+/// A detected form.
 #[derive(serde::Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 struct FormView {
     id: String,
     site_id: String,
@@ -44,17 +43,16 @@ struct FormView {
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 struct FormField {
     name: String,
     /// Always `text`
     #[serde(rename = "type")]
-    kind: String,
+    kind: &'static str,
 }
 
-/// A form submission (documentation of the JSON `submission_view` sends).
+/// A form submission, Netlify's shape: `data` holds every field, and the well-known ones are
+/// lifted.
 #[derive(serde::Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 struct SubmissionView {
     id: String,
     number: u64,
@@ -69,35 +67,53 @@ struct SubmissionView {
     summary: String,
     body: Option<String>,
     /// Every submitted field
-    data: std::collections::BTreeMap<String, String>,
-    site_url: Option<String>,
+    data: BTreeMap<String, String>,
+    site_url: String,
     created_at: Timestamp,
 }
 
-fn form_view(f: &Form) -> Value {
-    json!({
-        "id": f.id, "site_id": f.site_id, "name": f.name, "paths": f.paths,
-        "submission_count": f.submission_count,
-        "fields": f.fields.iter().map(|n| json!({"name": n, "type": "text"})).collect::<Vec<_>>(),
-        "action": f.action, "honeypot": f.honeypot, "created_at": f.created_at,
-    })
+fn form_view(f: &Form) -> FormView {
+    FormView {
+        id: f.id.clone(),
+        site_id: f.site_id.clone(),
+        name: f.name.clone(),
+        paths: f.paths.clone(),
+        submission_count: f.submission_count,
+        fields: f
+            .fields
+            .iter()
+            .map(|n| FormField {
+                name: n.clone(),
+                kind: "text",
+            })
+            .collect(),
+        action: f.action.clone(),
+        honeypot: f.honeypot.clone(),
+        created_at: f.created_at,
+    }
 }
 
-/// The Netlify submission object: `data` holds every field, and the well-known ones are lifted.
-fn submission_view(s: &Submission) -> Value {
-    let mut data = Map::new();
-    for (k, v) in &s.data {
-        data.insert(k.clone(), Value::String(v.clone()));
-    }
-    let field = |k: &str| data.get(k).cloned().unwrap_or(Value::Null);
+fn submission_view(s: &Submission) -> SubmissionView {
+    let data: BTreeMap<String, String> = s.data.iter().cloned().collect();
+    let field = |k: &str| data.get(k).cloned();
     let summary: Vec<String> = s.data.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    json!({
-        "id": s.id, "number": s.number, "form_id": s.form_id, "form_name": s.form_name,
-        "site_id": s.site_id, "email": field("email"), "name": field("name"),
-        "first_name": field("first_name"), "last_name": field("last_name"),
-        "company": field("company"), "summary": summary.join(", "), "body": field("body"),
-        "data": data, "site_url": s.site_url, "created_at": s.created_at,
-    })
+    SubmissionView {
+        id: s.id.clone(),
+        number: s.number,
+        form_id: s.form_id.clone(),
+        form_name: s.form_name.clone(),
+        site_id: s.site_id.clone(),
+        email: field("email"),
+        name: field("name"),
+        first_name: field("first_name"),
+        last_name: field("last_name"),
+        company: field("company"),
+        summary: summary.join(", "),
+        body: field("body"),
+        site_url: s.site_url.clone(),
+        created_at: s.created_at,
+        data,
+    }
 }
 
 /// The tenant's forms: every site of the reseller, or of the user.

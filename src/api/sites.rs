@@ -12,7 +12,7 @@ use crate::store::users::User;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -83,57 +83,55 @@ pub fn site_urls(state: &AppState, reseller: &Reseller, site: &Site) -> SiteUrls
 /// A JSON object whose fields are not described further.
 type Object = serde_json::Map<String, Value>;
 
-/// The Netlify deploy object (documentation of the main fields `deploy_view` sends).
+/// The Netlify deploy object, with the fields netlify-cli and @netlify/api read.
 #[derive(Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 pub struct DeployView {
     id: String,
     site_id: String,
     user_id: String,
+    build_id: Option<String>,
     /// new, prepared, ready or error
-    state: String,
+    state: &'static str,
     name: SiteName,
     url: String,
     ssl_url: String,
     admin_url: String,
     deploy_url: String,
     deploy_ssl_url: String,
-    build_id: Option<String>,
     screenshot_url: Option<String>,
     review_id: Option<String>,
-    review_url: Option<String>,
-    commit_ref: Option<String>,
-    commit_url: Option<String>,
-    skipped: Option<bool>,
-    framework: Option<String>,
-    function_schedules: Vec<Object>,
     draft: bool,
     /// SHA-1s of the files still to upload
     required: Vec<String>,
     required_functions: Vec<String>,
     error_message: Option<String>,
     branch: Option<String>,
+    commit_ref: Option<String>,
+    commit_url: Option<String>,
+    skipped: Option<bool>,
     title: Option<String>,
     /// production or deploy-preview
-    context: String,
+    context: &'static str,
     locked: bool,
-    file_count: u64,
-    pending: u64,
+    review_url: Option<String>,
+    framework: Option<String>,
+    function_schedules: Vec<Object>,
+    file_count: usize,
+    pending: usize,
     published: bool,
     created_at: Timestamp,
     updated_at: Timestamp,
     published_at: Option<Timestamp>,
 }
 
-/// The Netlify site object (documentation of the main fields `site_view` sends).
+/// The Netlify site object, with the fields netlify-cli reads.
 #[derive(Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 pub struct SiteView {
     id: String,
     site_id: String,
     name: SiteName,
-    state: String,
-    plan: String,
+    state: &'static str,
+    plan: &'static str,
     url: String,
     ssl_url: String,
     admin_url: String,
@@ -152,58 +150,105 @@ pub struct SiteView {
     feature_flags: Object,
     build_settings: Object,
     capabilities: Object,
-    /// `{"html": {"pretty_urls": true}}`
-    processing_settings: Object,
+    #[schema(value_type = Object)]
+    processing_settings: ProcessingSettings,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
 
+/// `{"html": {"pretty_urls": true}}`: the edge serves `/a` from `a.html`.
+#[derive(Serialize)]
+struct ProcessingSettings {
+    html: HtmlSettings,
+}
+
+#[derive(Serialize)]
+struct HtmlSettings {
+    pretty_urls: bool,
+}
+
 /// A Netlify account: the reseller's own or one per user.
 #[derive(Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 struct Account {
     id: String,
     name: String,
     slug: String,
     /// RESELLER or PERSONAL
     #[serde(rename = "type")]
-    kind: String,
-    type_name: String,
+    kind: &'static str,
+    type_name: &'static str,
     owner_ids: Vec<String>,
-    roles_allowed: Vec<String>,
+    roles_allowed: Vec<&'static str>,
     /// `{"sites": {"included": "unlimited", "used": 0}}`
-    capabilities: Object,
+    #[schema(value_type = Object)]
+    capabilities: AccountCapabilities,
     default: bool,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
 
+#[derive(Serialize)]
+struct AccountCapabilities {
+    sites: Capability,
+}
+
+#[derive(Serialize)]
+struct Capability {
+    included: &'static str,
+    used: u64,
+}
+
 /// The Netlify deploy object.
-pub fn deploy_view(state: &AppState, reseller: &Reseller, site: &Site, d: &Deploy) -> Value {
+pub fn deploy_view(state: &AppState, reseller: &Reseller, site: &Site, d: &Deploy) -> DeployView {
     let urls = site_urls(state, reseller, site);
     let host = crate::hosts::site_host(reseller, &state.edge.default_domain, site.name.as_str());
     let (deploy_url, deploy_ssl_url) = match crate::hosts::deploy_host(&host, &d.id) {
         Some(h) => (format!("http://{h}"), format!("https://{h}")),
         None => (urls.url.clone(), urls.ssl_url.clone()),
     };
-    json!({
-        "id": d.id, "site_id": d.site_id, "user_id": d.user_id, "build_id": null,
-        "state": d.state.name(), "name": site.name, "url": urls.url, "ssl_url": urls.ssl_url,
-        "admin_url": urls.admin_url, "deploy_url": deploy_url, "deploy_ssl_url": deploy_ssl_url,
-        "screenshot_url": null, "review_id": null, "draft": d.draft,
-        "required": state.store.deploys().required(&d.id).unwrap_or_default(),
-        "required_functions": [], "error_message": d.error_message, "branch": d.branch,
-        "commit_ref": null, "commit_url": null, "skipped": null, "title": d.title,
-        "context": if d.draft { "deploy-preview" } else { "production" },
-        "locked": false, "review_url": null, "framework": null, "function_schedules": [],
-        "file_count": d.file_count, "pending": state.store.deploys().pending_count(&d.id),
-        "published": site.published_deploy.as_deref() == Some(d.id.as_str()),
-        "created_at": d.created_at, "updated_at": d.updated_at, "published_at": d.published_at,
-    })
+    DeployView {
+        id: d.id.clone(),
+        site_id: d.site_id.clone(),
+        user_id: d.user_id.clone(),
+        build_id: None,
+        state: d.state.name(),
+        name: site.name.clone(),
+        url: urls.url,
+        ssl_url: urls.ssl_url,
+        admin_url: urls.admin_url,
+        deploy_url,
+        deploy_ssl_url,
+        screenshot_url: None,
+        review_id: None,
+        draft: d.draft,
+        required: state.store.deploys().required(&d.id).unwrap_or_default(),
+        required_functions: Vec::new(),
+        error_message: d.error_message.clone(),
+        branch: d.branch.clone(),
+        commit_ref: None,
+        commit_url: None,
+        skipped: None,
+        title: d.title.clone(),
+        context: if d.draft {
+            "deploy-preview"
+        } else {
+            "production"
+        },
+        locked: false,
+        review_url: None,
+        framework: None,
+        function_schedules: Vec::new(),
+        file_count: d.file_count,
+        pending: state.store.deploys().pending_count(&d.id),
+        published: site.published_deploy.as_deref() == Some(d.id.as_str()),
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+        published_at: d.published_at,
+    }
 }
 
-/// The Netlify site object, with the fields netlify-cli reads.
-pub fn site_view(state: &AppState, reseller: &Reseller, site: &Site) -> ApiResult<Value> {
+/// The Netlify site object.
+pub fn site_view(state: &AppState, reseller: &Reseller, site: &Site) -> ApiResult<SiteView> {
     let urls = site_urls(state, reseller, site);
     let published = match &site.published_deploy {
         Some(id) => state
@@ -219,17 +264,36 @@ pub fn site_view(state: &AppState, reseller: &Reseller, site: &Site) -> ApiResul
         .get(&reseller.id, &site.user_id)
         .map(|u| u.email.as_str().to_string())
         .unwrap_or_default();
-    Ok(json!({
-        "id": site.id, "site_id": site.id, "name": site.name, "state": "current", "plan": "default",
-        "url": urls.url, "ssl_url": urls.ssl_url, "admin_url": urls.admin_url,
-        "deploy_url": urls.ssl_url, "custom_domain": site.custom_domain, "domain_aliases": [],
-        "password_protected": site.password.is_some(), "user_id": site.user_id,
-        "account_id": site.user_id, "account_slug": site.user_id, "account_name": account_name,
-        "published_deploy": published, "ssl": false, "force_ssl": false, "managed_dns": false,
-        "feature_flags": {}, "build_settings": {}, "capabilities": {},
-        "processing_settings": {"html": {"pretty_urls": true}},
-        "created_at": site.created_at, "updated_at": site.updated_at,
-    }))
+    Ok(SiteView {
+        id: site.id.clone(),
+        site_id: site.id.clone(),
+        name: site.name.clone(),
+        state: "current",
+        plan: "default",
+        deploy_url: urls.ssl_url.clone(),
+        url: urls.url,
+        ssl_url: urls.ssl_url,
+        admin_url: urls.admin_url,
+        custom_domain: site.custom_domain.clone(),
+        domain_aliases: Vec::new(),
+        password_protected: site.password.is_some(),
+        user_id: site.user_id.clone(),
+        account_id: site.user_id.clone(),
+        account_slug: site.user_id.clone(),
+        account_name,
+        published_deploy: published,
+        ssl: false,
+        force_ssl: false,
+        managed_dns: false,
+        feature_flags: Object::new(),
+        build_settings: Object::new(),
+        capabilities: Object::new(),
+        processing_settings: ProcessingSettings {
+            html: HtmlSettings { pretty_urls: true },
+        },
+        created_at: site.created_at,
+        updated_at: site.updated_at,
+    })
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -387,7 +451,7 @@ fn list_views(
     tenant: &Tenant,
     user_id: Option<&str>,
     name: Option<&str>,
-) -> ApiResult<Vec<Value>> {
+) -> ApiResult<Vec<SiteView>> {
     let user = tenant.user.as_ref().map(|u| u.id.as_str()).or(user_id);
     let name = name.map(str::to_ascii_lowercase).filter(|n| !n.is_empty());
     state
@@ -511,19 +575,31 @@ async fn delete(
     Ok(no_content())
 }
 
-fn account_json(id: &str, name: &str, kind: &str, created_at: Timestamp) -> Value {
-    json!({
-        "id": id, "name": name, "slug": id, "type": kind, "type_name": kind,
-        "capabilities": {"sites": {"included": "unlimited", "used": 0}},
-        "owner_ids": [id], "roles_allowed": ["Owner"], "created_at": created_at,
-        "updated_at": created_at, "default": true,
-    })
+fn account_of(id: &str, name: &str, kind: &'static str, created_at: Timestamp) -> Account {
+    Account {
+        id: id.to_string(),
+        name: name.to_string(),
+        slug: id.to_string(),
+        kind,
+        type_name: kind,
+        owner_ids: vec![id.to_string()],
+        roles_allowed: vec!["Owner"],
+        capabilities: AccountCapabilities {
+            sites: Capability {
+                included: "unlimited",
+                used: 0,
+            },
+        },
+        default: true,
+        created_at,
+        updated_at: created_at,
+    }
 }
 
 /// Netlify accounts: a user token sees its own account; a reseller key sees its own and one per user.
-fn account_list(state: &AppState, who: &Principal) -> ApiResult<Vec<Value>> {
+fn account_list(state: &AppState, who: &Principal) -> ApiResult<Vec<Account>> {
     match who {
-        Principal::User { user, .. } => Ok(vec![account_json(
+        Principal::User { user, .. } => Ok(vec![account_of(
             &user.id,
             user.email.as_str(),
             "PERSONAL",
@@ -531,7 +607,7 @@ fn account_list(state: &AppState, who: &Principal) -> ApiResult<Vec<Value>> {
         )]),
         _ => {
             let reseller = who.reseller(Permission::SitesRead)?;
-            let mut out = vec![account_json(
+            let mut out = vec![account_of(
                 &reseller.id,
                 &reseller.name,
                 "RESELLER",
@@ -539,7 +615,7 @@ fn account_list(state: &AppState, who: &Principal) -> ApiResult<Vec<Value>> {
             )];
             for listed in state.store.users().list(&reseller.id)? {
                 let u = listed.user;
-                out.push(account_json(
+                out.push(account_of(
                     &u.id,
                     u.email.as_str(),
                     "PERSONAL",
@@ -570,7 +646,7 @@ async fn account(
 ) -> ApiResult<HttpResponse> {
     account_list(&state, &who)?
         .into_iter()
-        .find(|a| a["slug"] == slug.as_str())
+        .find(|a| a.slug == slug.as_str())
         .map(|a| HttpResponse::Ok().json(a))
         .ok_or(ApiError::NotFound("account"))
 }
@@ -589,7 +665,7 @@ async fn env(
     who.tenant(Permission::SitesRead)?;
     if !account_list(&state, &who)?
         .iter()
-        .any(|a| a["slug"] == slug.as_str())
+        .any(|a| a.slug == slug.as_str())
     {
         return Err(ApiError::NotFound("account"));
     }

@@ -14,7 +14,6 @@ use crate::store::sites::Site;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -24,12 +23,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// A site's certificate (documentation of the JSON `cert_view` sends).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
+/// A site's certificate.
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct Certificate {
-    /// pending, issued or failed
-    state: String,
+    /// pending, issued, failed or uploaded
+    #[schema(value_type = String)]
+    state: CertState,
     domains: Vec<String>,
     issuer: Option<String>,
     expires_at: Option<Timestamp>,
@@ -41,18 +40,18 @@ struct Certificate {
     charge_id: Option<String>,
 }
 
-fn cert_view(rec: &CertRecord, charge_id: Option<&str>) -> Value {
-    json!({
-        "state": rec.state,
-        "domains": [rec.domain],
-        "issuer": rec.issuer,
-        "expires_at": rec.not_after,
-        "error": rec.error,
-        "renewals": rec.renewals,
-        "created_at": rec.created_at,
-        "updated_at": rec.updated_at,
-        "charge_id": charge_id,
-    })
+fn cert_view(rec: &CertRecord, charge_id: Option<&str>) -> Certificate {
+    Certificate {
+        state: rec.state,
+        domains: vec![rec.domain.clone()],
+        issuer: rec.issuer.clone(),
+        expires_at: rec.not_after,
+        error: rec.error.clone(),
+        renewals: rec.renewals,
+        created_at: rec.created_at,
+        updated_at: rec.updated_at,
+        charge_id: charge_id.map(str::to_string),
+    }
 }
 
 /// The site's verified custom domain: its `custom_domain` or a domain record attached to it.

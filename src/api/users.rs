@@ -236,9 +236,8 @@ async fn delete(
     Ok(no_content())
 }
 
-/// `GET /user`: the caller as a Netlify user object (documentation of the JSON it sends).
+/// `GET /user`: the caller as a Netlify user object.
 #[derive(Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 struct CurrentUser {
     id: String,
     uid: Option<String>,
@@ -248,7 +247,7 @@ struct CurrentUser {
     created_at: Timestamp,
     /// `user` or `reseller`
     #[serde(rename = "type")]
-    kind: String,
+    kind: &'static str,
     login_providers: Vec<String>,
     last_login: Option<Timestamp>,
 }
@@ -267,15 +266,29 @@ async fn current(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRe
                     .users()
                     .get_listed(&user.reseller_id, &user.id)?,
             );
-            serde_json::json!({
-                "id": v.id, "uid": v.uid, "email": v.email, "full_name": v.full_name, "avatar_url": v.avatar_url,
-                "created_at": v.created_at, "type": "user", "login_providers": [], "last_login": null,
-            })
+            CurrentUser {
+                id: v.id,
+                uid: v.uid,
+                email: v.email,
+                full_name: v.full_name,
+                avatar_url: v.avatar_url,
+                created_at: v.created_at,
+                kind: "user",
+                login_providers: Vec::new(),
+                last_login: None,
+            }
         }
-        Principal::Reseller { reseller, .. } => serde_json::json!({
-            "id": reseller.id, "uid": null, "email": reseller.email, "full_name": reseller.name, "avatar_url": null,
-            "created_at": reseller.created_at, "type": "reseller", "login_providers": [], "last_login": null,
-        }),
+        Principal::Reseller { reseller, .. } => CurrentUser {
+            id: reseller.id.clone(),
+            uid: None,
+            email: reseller.email.clone(),
+            full_name: Some(reseller.name.clone()),
+            avatar_url: None,
+            created_at: reseller.created_at,
+            kind: "reseller",
+            login_providers: Vec::new(),
+            last_login: None,
+        },
         Principal::Operator | Principal::Plugin { .. } => {
             return Err(ApiError::Forbidden("this credential is not a user".into()))
         }

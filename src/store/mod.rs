@@ -10,10 +10,12 @@ pub mod deploys;
 pub mod domains;
 mod flush;
 pub mod forms;
+mod issuer;
 pub mod keys;
 pub mod pages;
 pub mod resellers;
 pub mod sites;
+mod tokens;
 pub mod traffic;
 pub mod users;
 
@@ -28,7 +30,7 @@ use std::path::Path;
 pub struct Store {
     db: sled::Db,
     flusher: flush::Flusher,
-    issuer: users::Issuer,
+    issuer: issuer::Issuer,
     audit_log: audit::AuditLog,
     pub(crate) t: Trees,
     pub blobs: blobs::Blobs,
@@ -248,7 +250,7 @@ impl Store {
                 failing = result.is_err();
             }),
         );
-        let issuer = users::Issuer::start(&t);
+        let issuer = issuer::Issuer::start(&t);
         let store = Store {
             db,
             flusher,

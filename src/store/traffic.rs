@@ -44,21 +44,6 @@ impl Traffic {
             self.daily.remove(&oldest);
         }
     }
-
-    /// The JSON shape of API.md: totals plus `daily: [{date, requests, bytes_sent}]`.
-    pub fn view(&self) -> serde_json::Value {
-        let daily: Vec<_> = self
-            .daily
-            .iter()
-            .map(|(date, c)| serde_json::json!({"date": date, "requests": c.requests, "bytes_sent": c.bytes_sent}))
-            .collect();
-        serde_json::json!({
-            "requests": self.requests,
-            "bytes_sent": self.bytes_sent,
-            "last_request_at": self.last_request_at,
-            "daily": daily,
-        })
-    }
 }
 
 pub struct TrafficStore<'a>(&'a Store);

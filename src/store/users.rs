@@ -1,17 +1,15 @@
-//! Client users of a reseller and their access tokens. A user is unique per reseller by
-//! (lowercased) email; a token belongs to one user and is stored only as SHA-256.
+//! Client users of a reseller: unique per reseller by (lowercased) email, indexed by uid, listed
+//! per reseller with their token count. Their access tokens are in `tokens.rs`, and issuing them
+//! (with the user, in batches) in `issuer.rs`.
 
+use super::issuer::{upsert_in, upsert_trees, Upsert, Upserted};
 use super::{abort, decode, encode, ids_under, Store};
 use crate::error::{ApiError, ApiResult};
 use crate::model::secret::{Secret, TOKEN_PREFIX};
-use crate::model::{new_id, Email, Timestamp};
+use crate::model::{Email, Timestamp};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{
-    ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
-    TransactionalTree,
-};
+use sled::transaction::{ConflictableTransactionResult, TransactionalTree};
 use sled::Transactional;
-use tokio::sync::oneshot;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct User {
@@ -31,7 +29,7 @@ pub struct AccessToken {
     pub created_at: Timestamp,
 }
 
-pub struct Users<'a>(&'a Store);
+pub struct Users<'a>(pub(super) &'a Store);
 
 impl Store {
     pub fn users(&self) -> Users<'_> {
@@ -46,12 +44,12 @@ pub struct Listed {
     pub tokens: u64,
 }
 
-fn user_count_key(reseller_id: &str) -> String {
+pub(super) fn user_count_key(reseller_id: &str) -> String {
     format!("users/{reseller_id}")
 }
 
 /// Where a user lived before its index entry held it: the token count of a format-1 user.
-fn legacy_token_count_key(user_id: &str) -> String {
+pub(super) fn legacy_token_count_key(user_id: &str) -> String {
     format!("tokens/{user_id}")
 }
 
@@ -60,13 +58,13 @@ pub(crate) fn entry_key(reseller_id: &str, user_id: &str) -> String {
     format!("{reseller_id}/{user_id}")
 }
 
-fn count_of(raw: Option<sled::IVec>) -> i64 {
+pub(super) fn count_of(raw: Option<sled::IVec>) -> i64 {
     raw.and_then(|v| v.as_ref().try_into().ok())
         .map_or(0, i64::from_be_bytes)
 }
 
 /// Adds `delta` to a big-endian i64 counter inside a transaction.
-fn bump(
+pub(super) fn bump(
     tree: &TransactionalTree,
     key: &str,
     delta: i64,
@@ -79,7 +77,7 @@ fn bump(
 /// A user's index entry, inside a transaction. Entries written by data format 1 are empty: the
 /// record then lives in `users` and the token count in `counters`. Returns the entry and
 /// whether it came from there.
-fn load_entry(
+pub(super) fn load_entry(
     by_reseller: &TransactionalTree,
     users: &TransactionalTree,
     counters: &TransactionalTree,
@@ -107,7 +105,7 @@ fn load_entry(
 }
 
 /// Writes a user's index entry, retiring the format-1 record and counter it replaces.
-fn store_entry(
+pub(super) fn store_entry(
     by_reseller: &TransactionalTree,
     users: &TransactionalTree,
     counters: &TransactionalTree,
@@ -127,11 +125,11 @@ fn store_entry(
 }
 
 /// A `users_by_uid` key: uids hold no control characters, so NUL ends the uid.
-fn uid_key(reseller_id: &str, uid: &str, user_id: &str) -> String {
+pub(super) fn uid_key(reseller_id: &str, uid: &str, user_id: &str) -> String {
     format!("{reseller_id}/{uid}\0{user_id}")
 }
 
-fn email_key(reseller_id: &str, email: &Email) -> String {
+pub(super) fn email_key(reseller_id: &str, email: &Email) -> String {
     format!("{reseller_id}/{email}")
 }
 
@@ -142,221 +140,6 @@ pub fn validate_uid(uid: &str) -> ApiResult<String> {
         ));
     }
     Ok(uid.to_string())
-}
-
-/// One find-or-create of a user by email, and optionally a new token for it.
-struct Upsert {
-    email_key: String,
-    /// The user to create if the email is new: its reseller, and the uid and time asked for.
-    new_user: User,
-    /// The new token's id and hash, if one is asked for.
-    token: Option<(String, [u8; 32])>,
-}
-
-impl Upsert {
-    fn new(
-        reseller_id: &str,
-        email: &Email,
-        uid: Option<&str>,
-        now: Timestamp,
-        token: Option<[u8; 32]>,
-    ) -> Self {
-        Upsert {
-            email_key: email_key(reseller_id, email),
-            new_user: User {
-                id: new_id(),
-                reseller_id: reseller_id.to_string(),
-                email: email.clone(),
-                uid: uid.map(str::to_string),
-                created_at: now,
-            },
-            token: token.map(|hash| (new_id(), hash)),
-        }
-    }
-}
-
-/// What an `Upsert` did.
-struct Upserted {
-    user: User,
-    created: bool,
-    token: Option<AccessToken>,
-    /// A uid was recorded for an existing user (cached credentials carry it).
-    uid_recorded: bool,
-}
-
-/// The trees an `Upsert` writes, in a transaction: users (format-1 records), the email index,
-/// the per-reseller entries, counters, tokens, the token hash index, tokens by user and the uid
-/// index.
-type UpsertTrees = (
-    TransactionalTree,
-    TransactionalTree,
-    TransactionalTree,
-    TransactionalTree,
-    TransactionalTree,
-    TransactionalTree,
-    TransactionalTree,
-    TransactionalTree,
-);
-
-fn upsert_trees(t: &super::Trees) -> [&sled::Tree; 8] {
-    [
-        &t.users,
-        &t.user_by_email,
-        &t.users_by_reseller,
-        &t.counters,
-        &t.tokens,
-        &t.token_by_hash,
-        &t.tokens_by_user,
-        &t.users_by_uid,
-    ]
-}
-
-/// Runs one `Upsert` inside a transaction: at most seven writes for a new user and a token.
-fn upsert_in(
-    (u, by_email, by_reseller, counters, tk, by_hash, by_user, by_uid): &UpsertTrees,
-    job: &Upsert,
-) -> ConflictableTransactionResult<Upserted, ApiError> {
-    let reseller_id = job.new_user.reseller_id.as_str();
-    let existing = match by_email.get(job.email_key.as_bytes())? {
-        Some(id) => {
-            let id = String::from_utf8_lossy(&id);
-            load_entry(by_reseller, u, counters, reseller_id, &id)?
-        }
-        None => None,
-    };
-    let (mut entry, legacy, created, mut dirty) = match existing {
-        Some((entry, legacy)) => (entry, legacy, false, false),
-        None => {
-            by_email.insert(job.email_key.as_bytes(), job.new_user.id.as_bytes())?;
-            if let Some(uid) = &job.new_user.uid {
-                by_uid.insert(uid_key(reseller_id, uid, &job.new_user.id).as_bytes(), &[])?;
-            }
-            bump(counters, &user_count_key(reseller_id), 1)?;
-            let entry = Listed {
-                user: job.new_user.clone(),
-                tokens: 0,
-            };
-            (entry, false, true, true)
-        }
-    };
-    let asked = job.new_user.uid.as_deref();
-    let uid_recorded = entry.user.uid.is_none() && asked.is_some();
-    if let Some(uid) = asked.filter(|_| uid_recorded) {
-        entry.user.uid = Some(uid.to_string());
-        by_uid.insert(uid_key(reseller_id, uid, &entry.user.id).as_bytes(), &[])?;
-        dirty = true;
-    }
-    let token = job.token.as_ref().map(|(id, hash)| AccessToken {
-        id: id.clone(),
-        user_id: entry.user.id.clone(),
-        reseller_id: reseller_id.to_string(),
-        hash: *hash,
-        created_at: job.new_user.created_at,
-    });
-    if let Some(token) = &token {
-        tk.insert(token.id.as_bytes(), encode(token))?;
-        by_hash.insert(&token.hash[..], token.id.as_bytes())?;
-        by_user.insert(format!("{}/{}", token.user_id, token.id).as_bytes(), &[])?;
-        entry.tokens += 1;
-        dirty = true;
-    }
-    if dirty {
-        store_entry(by_reseller, u, counters, &entry, legacy)?;
-    }
-    Ok(Upserted {
-        user: entry.user,
-        created,
-        token,
-        uid_recorded,
-    })
-}
-
-/// Issues tokens in batches: one thread runs every `POST /access_tokens` queued while the
-/// previous batch ran in a single transaction. sled writes each transaction to its log as a
-/// separate synced write, so one transaction per request would cap creates at the disk's sync
-/// rate; a batch shares one.
-#[derive(Clone)]
-pub(crate) struct Issuer {
-    tx: std::sync::mpsc::Sender<Queued>,
-}
-
-struct Queued {
-    job: Upsert,
-    reply: oneshot::Sender<ApiResult<Upserted>>,
-}
-
-/// The most upserts one transaction runs.
-const MAX_BATCH: usize = 256;
-
-impl Issuer {
-    pub(crate) fn start(t: &super::Trees) -> Issuer {
-        let (tx, rx) = std::sync::mpsc::channel::<Queued>();
-        let trees = upsert_trees(t).map(sled::Tree::clone);
-        std::thread::Builder::new()
-            .name("store-issue".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut batch = vec![first];
-                    batch.extend(rx.try_iter().take(MAX_BATCH - 1));
-                    // A panic fails this batch's requests (their replies are dropped), not the
-                    // thread every later token depends on.
-                    let run = std::panic::AssertUnwindSafe(|| run_batch(&trees, batch));
-                    if std::panic::catch_unwind(run).is_err() {
-                        tracing::error!("issuing a batch of tokens panicked");
-                    }
-                }
-            })
-            .unwrap_or_else(|e| panic!("cannot start the token thread: {e}"));
-        Issuer { tx }
-    }
-
-    async fn run(&self, job: Upsert) -> ApiResult<Upserted> {
-        let stopped = || ApiError::internal("token thread stopped");
-        let (reply, rx) = oneshot::channel();
-        self.tx.send(Queued { job, reply }).map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
-    }
-}
-
-/// Runs a batch in one transaction. An upsert that fails (a record that cannot be read) gets
-/// its error and the rest run again without it.
-fn run_batch(trees: &[sled::Tree; 8], mut batch: Vec<Queued>) {
-    let [a, b, c, d, e, f, g, h] = trees;
-    while !batch.is_empty() {
-        let done = std::cell::RefCell::new(Vec::with_capacity(batch.len()));
-        let result = (a, b, c, d, e, f, g, h).transaction(|v| {
-            let mut done = done.borrow_mut();
-            done.clear();
-            for (i, queued) in batch.iter().enumerate() {
-                match upsert_in(v, &queued.job) {
-                    Ok(out) => done.push(out),
-                    Err(ConflictableTransactionError::Abort(e)) => return abort((i, e)),
-                    Err(ConflictableTransactionError::Conflict) => {
-                        return Err(ConflictableTransactionError::Conflict)
-                    }
-                    Err(ConflictableTransactionError::Storage(e)) => {
-                        return Err(ConflictableTransactionError::Storage(e))
-                    }
-                }
-            }
-            Ok(())
-        });
-        match result {
-            Ok(()) => {
-                for (queued, out) in batch.drain(..).zip(done.into_inner()) {
-                    let _ = queued.reply.send(Ok(out));
-                }
-            }
-            Err(TransactionError::Abort((i, e))) => {
-                let _ = batch.remove(i).reply.send(Err(e));
-            }
-            Err(TransactionError::Storage(e)) => {
-                for queued in batch.drain(..) {
-                    let _ = queued.reply.send(Err(e.clone().into()));
-                }
-            }
-        }
-    }
 }
 
 impl Users<'_> {
@@ -576,109 +359,5 @@ impl Users<'_> {
             })?;
         self.0.credentials_changed();
         Ok(())
-    }
-
-    pub fn token_by_hash(&self, hash: &[u8; 32]) -> ApiResult<Option<AccessToken>> {
-        match self.0.t.token_by_hash.get(&hash[..])? {
-            Some(id) => super::get(&self.0.t.tokens, &String::from_utf8_lossy(&id)),
-            None => Ok(None),
-        }
-    }
-
-    /// Revokes a token of this reseller's users; anyone else's token is "not found".
-    pub fn revoke_token(&self, reseller_id: &str, id: &str) -> ApiResult<()> {
-        let t = &self.0.t;
-        (
-            &t.tokens,
-            &t.token_by_hash,
-            &t.tokens_by_user,
-            &t.users_by_reseller,
-            &t.users,
-            &t.counters,
-        )
-            .transaction(|(tk, by_hash, by_user, by_reseller, u, counters)| {
-                let Some(raw) = tk.get(id.as_bytes())? else {
-                    return abort(ApiError::NotFound("access token"));
-                };
-                let token: AccessToken = decode(&raw).or_else(abort)?;
-                if token.reseller_id != reseller_id {
-                    return abort(ApiError::NotFound("access token"));
-                }
-                tk.remove(id.as_bytes())?;
-                by_hash.remove(&token.hash[..])?;
-                by_user.remove(format!("{}/{}", token.user_id, token.id).as_bytes())?;
-                if let Some((mut entry, legacy)) =
-                    load_entry(by_reseller, u, counters, reseller_id, &token.user_id)?
-                {
-                    entry.tokens = entry.tokens.saturating_sub(1);
-                    store_entry(by_reseller, u, counters, &entry, legacy)?;
-                }
-                Ok(())
-            })?;
-        self.0.credentials_changed();
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn queue(job: Upsert) -> (Queued, oneshot::Receiver<ApiResult<Upserted>>) {
-        let (reply, rx) = oneshot::channel();
-        (Queued { job, reply }, rx)
-    }
-
-    /// One upsert that cannot read its user fails alone; the rest of its batch is committed.
-    #[test]
-    fn a_failing_upsert_leaves_the_rest_of_its_batch_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let now = Timestamp::now();
-        let email = |s: &str| Email::parse(s).unwrap();
-        let (broken, _) = store
-            .users()
-            .find_or_create("r1", &email("broken@x.test"), None, now)
-            .unwrap();
-        store
-            .t
-            .users_by_reseller
-            .insert(entry_key("r1", &broken.id).as_bytes(), &[99u8, 1, 2][..])
-            .unwrap();
-
-        let (batch, replies): (Vec<_>, Vec<_>) =
-            ["a@x.test", "broken@x.test", "b@x.test", "a@x.test"]
-                .iter()
-                .zip(1u8..)
-                .map(|(e, n)| queue(Upsert::new("r1", &email(e), None, now, Some([n; 32]))))
-                .unzip();
-        run_batch(&upsert_trees(&store.t).map(sled::Tree::clone), batch);
-        let outs: Vec<_> = replies
-            .into_iter()
-            .map(|r| r.blocking_recv().unwrap())
-            .collect();
-
-        assert!(outs[1].is_err(), "the unreadable user's upsert fails");
-        let a = outs[0].as_ref().unwrap();
-        let a_again = outs[3].as_ref().unwrap();
-        assert!(
-            a.created && !a_again.created,
-            "one batch, one user per email"
-        );
-        assert_eq!(a.user.id, a_again.user.id);
-        assert!(outs[2].as_ref().unwrap().created);
-        let listed = store.users().get_listed("r1", &a.user.id).unwrap();
-        assert_eq!(listed.tokens, 2);
-        let token = a_again.token.as_ref().unwrap();
-        assert_eq!(
-            store
-                .users()
-                .token_by_hash(&token.hash)
-                .unwrap()
-                .unwrap()
-                .id,
-            token.id
-        );
-        assert_eq!(store.users().count("r1"), 3);
     }
 }

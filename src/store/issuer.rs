@@ -1,0 +1,292 @@
+//! The token issuer: `POST /access_tokens` upserts (find or create the user by email, then a
+//! new token) queued by concurrent requests and run in batches, one transaction per batch.
+
+use super::users::*;
+use super::{abort, encode};
+use crate::error::{ApiError, ApiResult};
+use crate::model::{new_id, Email, Timestamp};
+use sled::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
+    TransactionalTree,
+};
+use sled::Transactional;
+use tokio::sync::oneshot;
+
+/// One find-or-create of a user by email, and optionally a new token for it.
+pub(super) struct Upsert {
+    pub(super) email_key: String,
+    /// The user to create if the email is new: its reseller, and the uid and time asked for.
+    pub(super) new_user: User,
+    /// The new token's id and hash, if one is asked for.
+    pub(super) token: Option<(String, [u8; 32])>,
+}
+
+impl Upsert {
+    pub(super) fn new(
+        reseller_id: &str,
+        email: &Email,
+        uid: Option<&str>,
+        now: Timestamp,
+        token: Option<[u8; 32]>,
+    ) -> Self {
+        Upsert {
+            email_key: email_key(reseller_id, email),
+            new_user: User {
+                id: new_id(),
+                reseller_id: reseller_id.to_string(),
+                email: email.clone(),
+                uid: uid.map(str::to_string),
+                created_at: now,
+            },
+            token: token.map(|hash| (new_id(), hash)),
+        }
+    }
+}
+
+/// What an `Upsert` did.
+pub(super) struct Upserted {
+    pub(super) user: User,
+    pub(super) created: bool,
+    pub(super) token: Option<AccessToken>,
+    /// A uid was recorded for an existing user (cached credentials carry it).
+    pub(super) uid_recorded: bool,
+}
+
+/// The trees an `Upsert` writes, in a transaction: users (format-1 records), the email index,
+/// the per-reseller entries, counters, tokens, the token hash index, tokens by user and the uid
+/// index.
+type UpsertTrees = (
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+    TransactionalTree,
+);
+
+pub(super) fn upsert_trees(t: &super::Trees) -> [&sled::Tree; 8] {
+    [
+        &t.users,
+        &t.user_by_email,
+        &t.users_by_reseller,
+        &t.counters,
+        &t.tokens,
+        &t.token_by_hash,
+        &t.tokens_by_user,
+        &t.users_by_uid,
+    ]
+}
+
+/// Runs one `Upsert` inside a transaction: at most seven writes for a new user and a token.
+pub(super) fn upsert_in(
+    (u, by_email, by_reseller, counters, tk, by_hash, by_user, by_uid): &UpsertTrees,
+    job: &Upsert,
+) -> ConflictableTransactionResult<Upserted, ApiError> {
+    let reseller_id = job.new_user.reseller_id.as_str();
+    let existing = match by_email.get(job.email_key.as_bytes())? {
+        Some(id) => {
+            let id = String::from_utf8_lossy(&id);
+            load_entry(by_reseller, u, counters, reseller_id, &id)?
+        }
+        None => None,
+    };
+    let (mut entry, legacy, created, mut dirty) = match existing {
+        Some((entry, legacy)) => (entry, legacy, false, false),
+        None => {
+            by_email.insert(job.email_key.as_bytes(), job.new_user.id.as_bytes())?;
+            if let Some(uid) = &job.new_user.uid {
+                by_uid.insert(uid_key(reseller_id, uid, &job.new_user.id).as_bytes(), &[])?;
+            }
+            bump(counters, &user_count_key(reseller_id), 1)?;
+            let entry = Listed {
+                user: job.new_user.clone(),
+                tokens: 0,
+            };
+            (entry, false, true, true)
+        }
+    };
+    let asked = job.new_user.uid.as_deref();
+    let uid_recorded = entry.user.uid.is_none() && asked.is_some();
+    if let Some(uid) = asked.filter(|_| uid_recorded) {
+        entry.user.uid = Some(uid.to_string());
+        by_uid.insert(uid_key(reseller_id, uid, &entry.user.id).as_bytes(), &[])?;
+        dirty = true;
+    }
+    let token = job.token.as_ref().map(|(id, hash)| AccessToken {
+        id: id.clone(),
+        user_id: entry.user.id.clone(),
+        reseller_id: reseller_id.to_string(),
+        hash: *hash,
+        created_at: job.new_user.created_at,
+    });
+    if let Some(token) = &token {
+        tk.insert(token.id.as_bytes(), encode(token))?;
+        by_hash.insert(&token.hash[..], token.id.as_bytes())?;
+        by_user.insert(format!("{}/{}", token.user_id, token.id).as_bytes(), &[])?;
+        entry.tokens += 1;
+        dirty = true;
+    }
+    if dirty {
+        store_entry(by_reseller, u, counters, &entry, legacy)?;
+    }
+    Ok(Upserted {
+        user: entry.user,
+        created,
+        token,
+        uid_recorded,
+    })
+}
+
+/// Issues tokens in batches: one thread runs every `POST /access_tokens` queued while the
+/// previous batch ran in a single transaction. sled writes each transaction to its log as a
+/// separate synced write, so one transaction per request would cap creates at the disk's sync
+/// rate; a batch shares one.
+#[derive(Clone)]
+pub(crate) struct Issuer {
+    tx: std::sync::mpsc::Sender<Queued>,
+}
+
+pub(super) struct Queued {
+    job: Upsert,
+    reply: oneshot::Sender<ApiResult<Upserted>>,
+}
+
+/// The most upserts one transaction runs.
+const MAX_BATCH: usize = 256;
+
+impl Issuer {
+    pub(crate) fn start(t: &super::Trees) -> Issuer {
+        let (tx, rx) = std::sync::mpsc::channel::<Queued>();
+        let trees = upsert_trees(t).map(sled::Tree::clone);
+        std::thread::Builder::new()
+            .name("store-issue".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter().take(MAX_BATCH - 1));
+                    // A panic fails this batch's requests (their replies are dropped), not the
+                    // thread every later token depends on.
+                    let run = std::panic::AssertUnwindSafe(|| run_batch(&trees, batch));
+                    if std::panic::catch_unwind(run).is_err() {
+                        tracing::error!("issuing a batch of tokens panicked");
+                    }
+                }
+            })
+            .unwrap_or_else(|e| panic!("cannot start the token thread: {e}"));
+        Issuer { tx }
+    }
+
+    pub(super) async fn run(&self, job: Upsert) -> ApiResult<Upserted> {
+        let stopped = || ApiError::internal("token thread stopped");
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Queued { job, reply }).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+/// Runs a batch in one transaction. An upsert that fails (a record that cannot be read) gets
+/// its error and the rest run again without it.
+pub(super) fn run_batch(trees: &[sled::Tree; 8], mut batch: Vec<Queued>) {
+    let [a, b, c, d, e, f, g, h] = trees;
+    while !batch.is_empty() {
+        let done = std::cell::RefCell::new(Vec::with_capacity(batch.len()));
+        let result = (a, b, c, d, e, f, g, h).transaction(|v| {
+            let mut done = done.borrow_mut();
+            done.clear();
+            for (i, queued) in batch.iter().enumerate() {
+                match upsert_in(v, &queued.job) {
+                    Ok(out) => done.push(out),
+                    Err(ConflictableTransactionError::Abort(e)) => return abort((i, e)),
+                    Err(ConflictableTransactionError::Conflict) => {
+                        return Err(ConflictableTransactionError::Conflict)
+                    }
+                    Err(ConflictableTransactionError::Storage(e)) => {
+                        return Err(ConflictableTransactionError::Storage(e))
+                    }
+                }
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => {
+                for (queued, out) in batch.drain(..).zip(done.into_inner()) {
+                    let _ = queued.reply.send(Ok(out));
+                }
+            }
+            Err(TransactionError::Abort((i, e))) => {
+                let _ = batch.remove(i).reply.send(Err(e));
+            }
+            Err(TransactionError::Storage(e)) => {
+                for queued in batch.drain(..) {
+                    let _ = queued.reply.send(Err(e.clone().into()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    pub(super) fn queue(job: Upsert) -> (Queued, oneshot::Receiver<ApiResult<Upserted>>) {
+        let (reply, rx) = oneshot::channel();
+        (Queued { job, reply }, rx)
+    }
+
+    /// One upsert that cannot read its user fails alone; the rest of its batch is committed.
+    #[test]
+    pub(super) fn a_failing_upsert_leaves_the_rest_of_its_batch_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Timestamp::now();
+        let email = |s: &str| Email::parse(s).unwrap();
+        let (broken, _) = store
+            .users()
+            .find_or_create("r1", &email("broken@x.test"), None, now)
+            .unwrap();
+        store
+            .t
+            .users_by_reseller
+            .insert(entry_key("r1", &broken.id).as_bytes(), &[99u8, 1, 2][..])
+            .unwrap();
+
+        let (batch, replies): (Vec<_>, Vec<_>) =
+            ["a@x.test", "broken@x.test", "b@x.test", "a@x.test"]
+                .iter()
+                .zip(1u8..)
+                .map(|(e, n)| queue(Upsert::new("r1", &email(e), None, now, Some([n; 32]))))
+                .unzip();
+        run_batch(&upsert_trees(&store.t).map(sled::Tree::clone), batch);
+        let outs: Vec<_> = replies
+            .into_iter()
+            .map(|r| r.blocking_recv().unwrap())
+            .collect();
+
+        assert!(outs[1].is_err(), "the unreadable user's upsert fails");
+        let a = outs[0].as_ref().unwrap();
+        let a_again = outs[3].as_ref().unwrap();
+        assert!(
+            a.created && !a_again.created,
+            "one batch, one user per email"
+        );
+        assert_eq!(a.user.id, a_again.user.id);
+        assert!(outs[2].as_ref().unwrap().created);
+        let listed = store.users().get_listed("r1", &a.user.id).unwrap();
+        assert_eq!(listed.tokens, 2);
+        let token = a_again.token.as_ref().unwrap();
+        assert_eq!(
+            store
+                .users()
+                .token_by_hash(&token.hash)
+                .unwrap()
+                .unwrap()
+                .id,
+            token.id
+        );
+        assert_eq!(store.users().count("r1"), 3);
+    }
+}
