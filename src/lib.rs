@@ -1,4 +1,5 @@
-//! resellerd as a library: `serve` builds the state and the app once; `main` and the tests use it.
+//! resellerd as a library: the route table and the layers every request passes, and the
+//! `Application` that binds them once (`main` runs it; tests may build it in process).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
@@ -34,6 +35,7 @@ use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use config::Settings;
 
+pub use files::create_private_dir;
 pub use state::AppState;
 
 /// Routes shared by both listeners.
@@ -88,8 +90,6 @@ fn json_error_fallback<B: MessageBody + 'static>(
     *resp.response_mut().status_mut() = status;
     Ok(ErrorHandlerResponse::Response(resp))
 }
-
-pub use files::create_private_dir;
 
 /// Refuses over-long URIs (414) before anything else looks at the request.
 async fn refuse_long_uris(

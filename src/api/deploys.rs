@@ -1,7 +1,7 @@
 //! Deploys, Netlify's digest flow: `POST /sites/{id}/deploys` (JSON file map, or a zip body),
 //! `PUT /sites/{id}/deploys/{deploy_id}`, `PUT /deploys/{id}/files/{path}`, listing, restore, cancel.
 
-use super::sites::{deploy_view, find_site, owns, DeployView};
+use super::sites::{deploy_view, find_site, DeployView};
 use super::{paginate, PageQuery};
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
@@ -59,7 +59,7 @@ fn find_deploy(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<(Site, 
         .store
         .deploys()
         .get(id)?
-        .filter(|d| owns(tenant, &d.reseller_id, &d.user_id))
+        .filter(|d| tenant.owns(&d.reseller_id, &d.user_id))
         .ok_or(ApiError::NotFound("deploy"))?;
     let site = state
         .store

@@ -1,7 +1,7 @@
 //! Forms and submissions: `GET /sites/{id}/forms`, `GET /forms`, `GET /sites/{id}/submissions`,
 //! `GET /forms/{id}/submissions`, `GET /submissions`, `GET/DELETE /submissions/{id}`.
 
-use super::sites::{find_site, owns};
+use super::sites::find_site;
 use super::{no_content, paginate, PageQuery};
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
@@ -131,7 +131,7 @@ fn find_form(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<Form> {
         .store
         .forms()
         .get(id)?
-        .filter(|f| owns(tenant, &f.reseller_id, &f.user_id))
+        .filter(|f| tenant.owns(&f.reseller_id, &f.user_id))
         .ok_or(ApiError::NotFound("form"))
 }
 
@@ -140,7 +140,7 @@ fn find_submission(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<Sub
         .store
         .forms()
         .submission(id)?
-        .filter(|s| owns(tenant, &s.reseller_id, &s.user_id))
+        .filter(|s| tenant.owns(&s.reseller_id, &s.user_id))
         .ok_or(ApiError::NotFound("submission"))
 }
 

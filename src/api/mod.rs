@@ -1,6 +1,7 @@
 //! The HTTP API under `/api/v1`: one module per resource, plus the shared pieces every
 //! handler uses (JSON body errors, pagination with `Link` headers, nullable patch fields).
 
+pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod billing;
@@ -31,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(keys::configure)
         .configure(reseller::configure)
         .configure(sites::configure)
+        .configure(accounts::configure)
         .configure(deploys::configure)
         .configure(forms::configure)
         // Last: `/{account_slug}/sites` must not shadow any fixed path.

@@ -3,7 +3,9 @@
 //! Every path here is registered by a `configure` function in this folder; the `openapi`
 //! integration test checks that none is missing.
 
-use super::{admin, audit, billing, deploys, domains, forms, keys, reseller, sites, ssl, users};
+use super::{
+    accounts, admin, audit, billing, deploys, domains, forms, keys, reseller, sites, ssl, users,
+};
 use crate::error::ErrorBody;
 use actix_web::HttpResponse;
 use std::sync::OnceLock;
@@ -35,7 +37,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         users::create_token, users::revoke_token, users::list, users::get, users::delete,
         users::current,
         sites::list, sites::create, sites::get, sites::update, sites::delete,
-        sites::accounts, sites::account, sites::env,
+        accounts::accounts, accounts::account, accounts::env,
         sites::list_for_account, sites::create_in_account,
         deploys::list, deploys::create, deploys::get_in_site, deploys::update,
         deploys::restore, deploys::get, deploys::cancel, deploys::lock, deploys::unlock,

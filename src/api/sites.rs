@@ -26,10 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::patch().to(update))
             .route(web::put().to(update))
             .route(web::delete().to(delete)),
-    )
-    .service(web::resource("/accounts").route(web::get().to(accounts)))
-    .service(web::resource("/accounts/{slug}").route(web::get().to(account)))
-    .service(web::resource("/accounts/{slug}/env").route(web::get().to(env)));
+    );
 }
 
 /// Registered last, so the `{account_slug}` pattern never takes a path a fixed route owns.
@@ -39,11 +36,6 @@ pub fn configure_account_sites(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(list_for_account))
             .route(web::post().to(create_in_account)),
     );
-}
-
-/// True if the tenant may see a record owned by (reseller, user).
-pub fn owns(tenant: &Tenant, reseller_id: &str, user_id: &str) -> bool {
-    tenant.reseller.id == reseller_id && tenant.user.as_ref().is_none_or(|u| u.id == user_id)
 }
 
 /// A site of the tenant by id or name; anything else is "not found".
@@ -60,7 +52,7 @@ pub fn find_site(state: &AppState, tenant: &Tenant, id_or_name: &str) -> ApiResu
         },
     };
     match site {
-        Some(s) if owns(tenant, &s.reseller_id, &s.user_id) => Ok(s),
+        Some(s) if tenant.owns(&s.reseller_id, &s.user_id) => Ok(s),
         _ => Err(ApiError::NotFound("site")),
     }
 }
@@ -165,37 +157,6 @@ struct ProcessingSettings {
 #[derive(Serialize)]
 struct HtmlSettings {
     pretty_urls: bool,
-}
-
-/// A Netlify account: the reseller's own or one per user.
-#[derive(Serialize, utoipa::ToSchema)]
-struct Account {
-    id: String,
-    name: String,
-    slug: String,
-    /// RESELLER or PERSONAL
-    #[serde(rename = "type")]
-    kind: &'static str,
-    type_name: &'static str,
-    owner_ids: Vec<String>,
-    roles_allowed: Vec<&'static str>,
-    /// `{"sites": {"included": "unlimited", "used": 0}}`
-    #[schema(value_type = Object)]
-    capabilities: AccountCapabilities,
-    default: bool,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-}
-
-#[derive(Serialize)]
-struct AccountCapabilities {
-    sites: Capability,
-}
-
-#[derive(Serialize)]
-struct Capability {
-    included: &'static str,
-    used: u64,
 }
 
 /// The Netlify deploy object.
@@ -573,101 +534,4 @@ async fn delete(
         .await
         .map_err(ApiError::internal)??;
     Ok(no_content())
-}
-
-fn account_of(id: &str, name: &str, kind: &'static str, created_at: Timestamp) -> Account {
-    Account {
-        id: id.to_string(),
-        name: name.to_string(),
-        slug: id.to_string(),
-        kind,
-        type_name: kind,
-        owner_ids: vec![id.to_string()],
-        roles_allowed: vec!["Owner"],
-        capabilities: AccountCapabilities {
-            sites: Capability {
-                included: "unlimited",
-                used: 0,
-            },
-        },
-        default: true,
-        created_at,
-        updated_at: created_at,
-    }
-}
-
-/// Netlify accounts: a user token sees its own account; a reseller key sees its own and one per user.
-fn account_list(state: &AppState, who: &Principal) -> ApiResult<Vec<Account>> {
-    match who {
-        Principal::User { user, .. } => Ok(vec![account_of(
-            &user.id,
-            user.email.as_str(),
-            "PERSONAL",
-            user.created_at,
-        )]),
-        _ => {
-            let reseller = who.reseller(Permission::SitesRead)?;
-            let mut out = vec![account_of(
-                &reseller.id,
-                &reseller.name,
-                "RESELLER",
-                reseller.created_at,
-            )];
-            for listed in state.store.users().list(&reseller.id)? {
-                let u = listed.user;
-                out.push(account_of(
-                    &u.id,
-                    u.email.as_str(),
-                    "PERSONAL",
-                    u.created_at,
-                ));
-            }
-            Ok(out)
-        }
-    }
-}
-
-#[utoipa::path(
-get, path = "/api/v1/accounts", tag = "sites",
-    responses((status = 200, description = "The caller's Netlify accounts", body = Vec<Account>))
-)]
-async fn accounts(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(account_list(&state, &who)?))
-}
-
-#[utoipa::path(
-get, path = "/api/v1/accounts/{slug}", tag = "sites", params(("slug" = String, Path, description = "Account slug: a user id, or the reseller id")),
-    responses((status = 200, description = "One account", body = Account))
-)]
-async fn account(
-    state: web::Data<AppState>,
-    who: Principal,
-    slug: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    account_list(&state, &who)?
-        .into_iter()
-        .find(|a| a.slug == slug.as_str())
-        .map(|a| HttpResponse::Ok().json(a))
-        .ok_or(ApiError::NotFound("account"))
-}
-
-/// Environment variables are not stored here; netlify-cli asks and accepts an empty list.
-/// Only for an account the caller sees: any other slug is "not found", as on `GET /accounts/{slug}`.
-#[utoipa::path(
-get, path = "/api/v1/accounts/{slug}/env", tag = "sites", params(("slug" = String, Path, description = "Account slug: a user id, or the reseller id")),
-    responses((status = 200, description = "Always an empty list: environment variables are not stored", body = Vec<Object>))
-)]
-async fn env(
-    state: web::Data<AppState>,
-    who: Principal,
-    slug: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    who.tenant(Permission::SitesRead)?;
-    if !account_list(&state, &who)?
-        .iter()
-        .any(|a| a.slug == slug.as_str())
-    {
-        return Err(ApiError::NotFound("account"));
-    }
-    Ok(HttpResponse::Ok().json(Vec::<Value>::new()))
 }

@@ -43,6 +43,13 @@ pub struct Tenant {
     pub user: Option<User>,
 }
 
+impl Tenant {
+    /// True if the tenant may see a record owned by (reseller, user).
+    pub fn owns(&self, reseller_id: &str, user_id: &str) -> bool {
+        self.reseller.id == reseller_id && self.user.as_ref().is_none_or(|u| u.id == user_id)
+    }
+}
+
 impl Principal {
     pub fn require_operator(&self) -> ApiResult<()> {
         match self {

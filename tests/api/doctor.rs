@@ -31,7 +31,10 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_problem() {
     let dns = ChallTestSrv::start();
     let dns_server = dns.dns_server();
     let mut app = TestApp::spawn().await;
-    let (ok, report) = doctor(&app.data_dir, &["--dns-server", &dns_server]);
+    let (ok, report) = doctor(
+        &app.data_dir,
+        &["--dns-server", &dns_server, "--disk-reserve", "0"],
+    );
     assert!(ok, "{report}");
     for check in [
         "data dir",

@@ -94,6 +94,8 @@ pub fn start_configured(
     // with flags, which win over these.
     .env("RESELLERD_RATE_LIMIT_IP", "0")
     .env("RESELLERD_RATE_LIMIT_CREDENTIAL", "0")
+    // A test machine's disk may be nearly full; the full-disk tests set their own reserve.
+    .env("RESELLERD_DISK_RESERVE", "0")
     .stdout(Stdio::piped());
     configure(&mut cmd);
     let mut child = cmd.spawn().expect("start resellerd");
