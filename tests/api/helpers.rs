@@ -198,6 +198,19 @@ impl TestApp {
         }
     }
 
+    /// `GET /metrics` with the operator token, as text.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .bearer_auth(&self.operator)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -487,16 +487,7 @@ async fn invented_methods_add_no_metric_series() {
             .await
             .unwrap();
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(&app.operator)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(text.contains("method=\"OTHER\""), "{text}");
     assert!(!text.contains("method=\"X1\""), "{text}");
     assert!(!text.contains("random-"), "{text}");

@@ -141,16 +141,7 @@ async fn a_full_disk_refuses_writes_keeps_serving_and_recovers_by_itself() {
         "{}",
         ready.text
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(&app.operator)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("resellerd_data_dir_free_bytes"),
         "{metrics}"
