@@ -213,4 +213,47 @@ mod tests {
         assert_eq!(d.verified_at, Some(Timestamp(4_000_000)));
         assert_eq!(d.last_checked_at, Some(Timestamp(4_000_000)));
     }
+
+    /// A nameserver that never answers delays every lookup to its deadline; the checks of many
+    /// domains still run side by side, not one after another.
+    #[actix_web::test]
+    async fn due_domains_are_checked_concurrently() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let v = Verifier::new(
+            Some(silent.local_addr().unwrap()),
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Timestamp::now();
+        for i in 0..(2 * PARALLEL_CHECKS) {
+            store
+                .domains()
+                .create(
+                    "r",
+                    "u",
+                    DomainName::parse(&format!("d{i}.example")).unwrap(),
+                    Email::parse("a@example.test").unwrap(),
+                    None,
+                    usize::MAX,
+                    now,
+                )
+                .unwrap();
+        }
+        let began = std::time::Instant::now();
+        let checked = v.check_due(&store, now).await.unwrap();
+        assert_eq!(checked, 2 * PARALLEL_CHECKS);
+        // One at a time, 32 silent lookups would take 32 deadlines' worth of time.
+        assert!(
+            began.elapsed() < CHECK_DEADLINE * 4,
+            "took {:?}",
+            began.elapsed()
+        );
+        let misses = store.domains().all().unwrap();
+        assert!(misses
+            .iter()
+            .all(|d| d.misses == 1 && d.last_checked_at.is_some()));
+    }
 }

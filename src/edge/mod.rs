@@ -124,18 +124,7 @@ impl Edge {
         };
         let ix = Arc::new(serve::DeployIndex::build(store, &deploy)?);
         if let Ok(mut m) = self.deploys.write() {
-            let (map, bytes) = &mut *m;
-            if *bytes + ix.bytes > CACHE_DEPLOYS_BYTES {
-                map.clear();
-                *bytes = 0;
-            }
-            // One deploy over the whole budget is served without being kept.
-            if ix.bytes <= CACHE_DEPLOYS_BYTES {
-                if let Some(old) = map.insert(deploy_id.to_string(), ix.clone()) {
-                    *bytes -= old.bytes;
-                }
-                *bytes += ix.bytes;
-            }
+            keep_within(&mut m, deploy_id, ix.clone(), CACHE_DEPLOYS_BYTES);
         }
         Ok(Some(ix))
     }
@@ -161,6 +150,27 @@ impl Edge {
             }
         }
         Ok(content)
+    }
+}
+
+/// Caches a deploy's index within `budget` bytes in all: when it would not fit, the cache starts
+/// over; one index over the whole budget is served without being kept.
+fn keep_within(
+    cache: &mut (HashMap<String, Arc<serve::DeployIndex>>, usize),
+    deploy_id: &str,
+    ix: Arc<serve::DeployIndex>,
+    budget: usize,
+) {
+    let (map, bytes) = cache;
+    if *bytes + ix.bytes > budget {
+        map.clear();
+        *bytes = 0;
+    }
+    if ix.bytes <= budget {
+        if let Some(old) = map.insert(deploy_id.to_string(), ix.clone()) {
+            *bytes -= old.bytes;
+        }
+        *bytes += ix.bytes;
     }
 }
 
@@ -243,4 +253,35 @@ pub fn no_site(req: &HttpRequest) -> HttpResponse {
         "No site here",
         "This address does not belong to any site on this server.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(bytes: usize) -> Arc<serve::DeployIndex> {
+        Arc::new(serve::DeployIndex {
+            files: HashMap::new(),
+            redirects: Default::default(),
+            headers: Default::default(),
+            bytes,
+        })
+    }
+
+    #[test]
+    fn the_deploy_cache_holds_a_byte_budget_not_a_count() {
+        let mut cache = (HashMap::new(), 0);
+        for i in 0..10 {
+            keep_within(&mut cache, &format!("d{i}"), index(30), 100);
+            assert!(cache.1 <= 100 && cache.0.len() <= 3, "{} bytes", cache.1);
+        }
+        keep_within(&mut cache, "huge", index(101), 100);
+        assert!(
+            !cache.0.contains_key("huge"),
+            "over the budget alone: not kept"
+        );
+        keep_within(&mut cache, "a", index(40), 100);
+        keep_within(&mut cache, "a", index(40), 100);
+        assert_eq!(cache.1, 40, "a deploy cached twice counts once");
+    }
 }
