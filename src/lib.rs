@@ -182,6 +182,15 @@ async fn write_gate(
             return Ok(req.error_response(e));
         }
     }
+    // The caller is known before its body is read: an anonymous or bad credential is refused
+    // without buffering up to `--max-body` for it. (Every mutating API call needs a credential.)
+    {
+        use actix_web::FromRequest;
+        let (http_req, payload) = req.parts_mut();
+        if let Err(e) = auth::Principal::from_request(http_req, payload).await {
+            return Ok(req.error_response(e));
+        }
+    }
     let gate = if api::deploys::reads_own_body(&req) {
         None
     } else {
