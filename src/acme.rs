@@ -115,6 +115,15 @@ impl Acme {
     }
 
     /// Stops serving a domain's certificate and forgets it (domain deleted).
+    /// Stops serving `domain`'s certificate if the store no longer holds one for it (its domain
+    /// was deleted); a name now owned by someone else keeps theirs.
+    pub fn forget_if_gone(&self, domain: &str) -> ApiResult<()> {
+        if self.store.certs().get(domain)?.is_none() {
+            self.certs.remove(domain);
+        }
+        Ok(())
+    }
+
     pub fn forget(&self, domain: &str) -> ApiResult<()> {
         self.certs.remove(domain);
         self.store.certs().delete(domain)

@@ -290,6 +290,14 @@ impl Settings {
         self.max_connections.unwrap_or(10_000).max(1)
     }
 
+    /// True if `host` is one of the hosts named by `--api-host`: those are the instance's own,
+    /// and win over any site a preview domain would put there.
+    pub fn is_named_api_host(&self, host: &str) -> bool {
+        self.api_host
+            .as_ref()
+            .is_some_and(|hosts| hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+    }
+
     /// True if the API and panel answer on `host` (see `api_host`).
     pub fn is_api_host(&self, host: &str) -> bool {
         let loopback = host == "localhost"

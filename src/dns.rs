@@ -128,10 +128,16 @@ impl Verifier {
             &crate::metrics::VERIFY_MISSED
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.apply(&mut d, found, Timestamp::now());
-        store.domains().save(&d)?;
+        // Applied to the record as it is after the lookup, not to the copy read before it.
+        let now = Timestamp::now();
+        let updated = store
+            .domains()
+            .update(&d.id, |current| self.apply(current, found, now))?;
         store.flush().await?;
-        Ok(d)
+        Ok(updated.unwrap_or_else(|| {
+            self.apply(&mut d, found, now);
+            d
+        }))
     }
 
     /// Checks every pending domain whose next check is due, `PARALLEL_CHECKS` at a time, so

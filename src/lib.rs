@@ -108,7 +108,9 @@ async fn refuse_long_uris(
 /// A host that names a site is the site's on every path: the edge answers, and the API, panel
 /// and `/metrics` never shadow a customer's pages (only an ACME HTTP-01 token in flight for that
 /// very host is answered by the app). A host that names no site reaches the app's routes if it
-/// is an API host (`--api-host`; unset, every such host), else the edge's "no site" page.
+/// is an API host (`--api-host`; unset, every such host), else the edge's "no site" page. A host
+/// named by `--api-host` is the app's even if a site's name and preview domain spell it, so no
+/// tenant can put a page on the panel's own address.
 async fn route_by_host(
     req: ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
@@ -129,10 +131,11 @@ async fn route_by_host(
         .path()
         .strip_prefix("/.well-known/acme-challenge/")
         .filter(|token| state.acme.challenge_response(&host, token).is_some());
-    let to_app = match &target {
-        Some(_) => acme_token.is_some(),
-        None => state.settings.is_api_host(&host),
-    };
+    let to_app = state.settings.is_named_api_host(&host)
+        || match &target {
+            Some(_) => acme_token.is_some(),
+            None => state.settings.is_api_host(&host),
+        };
     if to_app {
         return next
             .call(req)
@@ -201,7 +204,9 @@ async fn write_gate(
             Err(e) => return Ok(req.error_response(e)),
         };
         req.set_payload(actix_web::dev::Payload::from(body));
-        Some(state.store.write_gate().read_owned().await)
+        let gate = state.store.write_gate().read_owned().await;
+        req.extensions_mut().insert(api::GateHeld);
+        Some(gate)
     };
     let res = next.call(req).await?;
     let ip = http::client_ip(res.request(), &state.trusted_proxies);

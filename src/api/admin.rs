@@ -202,18 +202,21 @@ async fn delete(
 ) -> ApiResult<HttpResponse> {
     who.require_operator()?;
     let reseller = state.store.resellers().get(&id)?;
-    let mut names: Vec<String> = state
+    let names: Vec<String> = state
         .store
         .domains()
         .list(&id)?
         .into_iter()
         .map(|d| d.name.to_string())
         .collect();
-    names.extend(wildcard_name(&reseller).ok());
     state.store.resellers().delete(&id)?;
-    // Every certificate of the reseller goes: the records and keys, and the listener's copies.
+    // Every certificate of the reseller goes: its domains' (the store dropped those it owned),
+    // and the operator-installed one for its preview domain: records, keys, listener copies.
     for name in names {
-        state.acme.forget(&name)?;
+        state.acme.forget_if_gone(&name)?;
+    }
+    if let Ok(wildcard) = wildcard_name(&reseller) {
+        state.acme.forget(&wildcard)?;
     }
     Ok(no_content())
 }

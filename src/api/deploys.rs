@@ -156,9 +156,9 @@ async fn create(
             max_files: s.max_deploy_files(),
             max_bytes: s.max_deploy_bytes(),
         };
-        let store = state.store.clone();
+        let (store, disk) = (state.store.clone(), state.disk.clone());
         let user_id = site.user_id.clone();
-        let files = web::block(move || unpack_zip(&store, &user_id, &spool, &limits))
+        let files = web::block(move || unpack_zip(&store, &disk, &user_id, &spool, &limits))
             .await
             .map_err(ApiError::internal)??;
         let opts = NewDeploy {
@@ -167,7 +167,7 @@ async fn create(
             title: q.title,
             branch: q.branch,
         };
-        let _gate = state.store.write_gate().read_owned().await;
+        let _gate = super::write_gate(&req, &state).await;
         state
             .store
             .deploys()
@@ -187,7 +187,7 @@ async fn create(
             title: body.title.or(q.title),
             branch: body.branch.or(q.branch),
         };
-        let _gate = state.store.write_gate().read_owned().await;
+        let _gate = super::write_gate(&req, &state).await;
         state.store.deploys().create(&site, opts, files, now)?
     };
     reply(&state, &tenant, &site, &deploy)
@@ -314,16 +314,21 @@ async fn upload(
     let s = &state.settings;
     let incoming = receive(&state, payload, s.max_upload(), s.upload_timeout()).await?;
     let size = incoming.len();
-    if crate::rules::RULE_FILES.contains(&path.as_str()) {
-        let mut data = Vec::new();
-        incoming
-            .reopen()?
-            .take(crate::rules::MAX_RULES_FILE as u64 + 1)
-            .read_to_end(&mut data)
-            .map_err(ApiError::internal)?;
-        crate::rules::check_limits(&path, &data).map_err(ApiError::RulesTooLarge)?;
+    // One upload satisfies every path of the map with its digest, so the content is checked as
+    // each rules file the map names with that digest, whatever path it was uploaded under.
+    let digest = incoming.digest();
+    for name in crate::rules::RULE_FILES {
+        if state.store.deploys().file_sha(&deploy.id, name)?.as_deref() == Some(digest.as_str()) {
+            let mut data = Vec::new();
+            incoming
+                .reopen()?
+                .take(crate::rules::MAX_RULES_FILE as u64 + 1)
+                .read_to_end(&mut data)
+                .map_err(ApiError::internal)?;
+            crate::rules::check_limits(name, &data).map_err(ApiError::RulesTooLarge)?;
+        }
     }
-    let _gate = state.store.write_gate().read_owned().await;
+    let _gate = super::write_gate(&req, &state).await;
     let store = state.store.clone();
     let (id, p) = (deploy.id.clone(), path.clone());
     web::block(move || store.deploys().upload(&id, &p, incoming, Timestamp::now()))
@@ -470,10 +475,12 @@ const MAX_RATIO: u64 = 200;
 const RATIO_FLOOR: u64 = 1 << 20;
 
 /// Expands a zip deploy (spooled in `spool`) into the blob store entry by entry, checked against
-/// the limits before anything is expanded and again while expanding (declared sizes can lie).
+/// the limits before anything is expanded and again while expanding (declared sizes can lie),
+/// and against the disk reserve as it goes.
 /// Returns the deploy's file map; every file is recorded as known to `user_id`.
 pub fn unpack_zip(
     store: &crate::store::Store,
+    disk: &crate::disk::Disk,
     user_id: &str,
     spool: &crate::store::blobs::Incoming,
     limits: &ZipLimits,
@@ -512,7 +519,13 @@ pub fn unpack_zip(
         let f = archive.by_index(i).map_err(bad)?;
         let mut reader = f.take(size + 1);
         let mut blob = store.blobs.incoming()?;
+        let mut next_check = 0;
         loop {
+            // Expansion stops once the disk reaches its reserve (sampled each second).
+            if blob.len() >= next_check {
+                disk.check_room(0)?;
+                next_check = blob.len() + (1 << 20);
+            }
             let n = reader
                 .read(&mut buf)
                 .map_err(|e| ApiError::invalid(format!("invalid zip entry {path:?}: {e}")))?;

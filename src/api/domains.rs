@@ -338,7 +338,7 @@ async fn delete(
     let tenant = who.tenant(Permission::DomainsWrite)?;
     let d = find_domain(&state, &tenant, &id)?;
     let d = state.store.domains().delete(&tenant.reseller.id, &d.id)?;
-    state.acme.forget(d.name.as_str())?;
+    state.acme.forget_if_gone(d.name.as_str())?;
     Ok(no_content())
 }
 

@@ -39,6 +39,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(sites::configure_account_sites);
 }
 
+/// Marks a request whose write layer already holds the store's write gate.
+#[derive(Clone, Copy)]
+pub struct GateHeld;
+
+/// The store's write gate for a handler that reads its own body (`deploys::reads_own_body`):
+/// taken now, unless the write layer already holds it for this request (a tokio RwLock must not
+/// be read-locked twice by one task: a backup waiting in between would deadlock both).
+pub async fn write_gate(
+    req: &HttpRequest,
+    state: &crate::AppState,
+) -> Option<tokio::sync::OwnedRwLockReadGuard<()>> {
+    use actix_web::HttpMessage;
+    if req.extensions().get::<GateHeld>().is_some() {
+        return None;
+    }
+    Some(state.store.write_gate().read_owned().await)
+}
+
 /// Extractor configs that turn actix's own body, query and path errors into `ApiError`s.
 pub fn extractor_configs(cfg: &mut web::ServiceConfig, max_body: usize) {
     cfg.app_data(

@@ -7,7 +7,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::model::{DomainName, Permission, SiteName, Timestamp};
 use crate::store::deploys::Deploy;
 use crate::store::resellers::Reseller;
-use crate::store::sites::{Site, SitePatch};
+use crate::store::sites::{PasswordHash, Site, SitePatch};
 use crate::store::users::User;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -309,12 +309,16 @@ async fn create_for(
     if let Some(p) = &body.password {
         check_password(p)?;
     }
+    let password = match body.password {
+        Some(p) => Some(PasswordHash::off_workers(p).await?),
+        None => None,
+    };
     let site = state.store.sites().create(
         &tenant.reseller.id,
         &owner.id,
         name,
         body.custom_domain,
-        body.password.as_deref(),
+        password,
         Timestamp::now(),
     )?;
     state.store.domains().attach_custom_domain(&site)?;
@@ -505,6 +509,11 @@ async fn update(
     if let Some(Some(p)) = &password {
         check_password(p)?;
     }
+    let password = match password {
+        Some(Some(p)) => Some(Some(PasswordHash::off_workers(p).await?)),
+        Some(None) => Some(None),
+        None => None,
+    };
     let patch = SitePatch {
         name: parse_name(b.name.as_deref())?,
         custom_domain: b.custom_domain,

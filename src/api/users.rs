@@ -231,7 +231,7 @@ async fn delete(
     state.store.users().delete(&reseller.id, &id)?;
     // The store dropped their certificates; the TLS listener drops its copies.
     for name in names {
-        state.certs.remove(&name);
+        state.acme.forget_if_gone(&name)?;
     }
     Ok(no_content())
 }

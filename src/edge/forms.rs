@@ -12,6 +12,9 @@ use actix_web::http::{header, StatusCode};
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 
+/// The most fields one multipart submission may have.
+const MAX_PARTS: usize = 1000;
+
 /// Reads a form body (urlencoded or multipart) as name/value pairs within `limit` bytes and the
 /// body deadline (408 past it); file parts keep their file name.
 pub(super) async fn read_form(
@@ -38,12 +41,33 @@ async fn read_form_body(
         .to_ascii_lowercase();
     if ct.starts_with("multipart/form-data") {
         use futures_util::StreamExt;
-        let mut mp = actix_multipart::Multipart::new(req.headers(), payload);
+        // Every byte counts toward the limit, part headers and boundaries included, not only
+        // field values: the stream itself ends in an error past it.
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        let limited = payload.map(move |chunk| {
+            let chunk = chunk?;
+            let total = counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+            if total + chunk.len() > limit {
+                return Err(actix_web::error::PayloadError::Overflow);
+            }
+            Ok(chunk)
+        });
+        let too_large = || seen.load(std::sync::atomic::Ordering::Relaxed) > limit;
+        let mut mp = actix_multipart::Multipart::new(req.headers(), limited);
         let mut out = Vec::new();
         let mut total = 0usize;
         while let Some(field) = mp.next().await {
+            if too_large() {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
             let mut field =
                 field.map_err(|e| ApiError::invalid(format!("bad multipart body: {e}")))?;
+            if out.len() >= MAX_PARTS {
+                return Err(ApiError::invalid(format!(
+                    "a form submission has at most {MAX_PARTS} fields"
+                )));
+            }
             let name = field.name().unwrap_or_default().to_string();
             let filename = field
                 .content_disposition()
@@ -51,8 +75,10 @@ async fn read_form_body(
                 .map(str::to_string);
             let mut value = Vec::new();
             while let Some(chunk) = field.next().await {
-                let chunk =
-                    chunk.map_err(|e| ApiError::invalid(format!("bad multipart body: {e}")))?;
+                let chunk = chunk.map_err(|e| match too_large() {
+                    true => ApiError::PayloadTooLarge(limit),
+                    false => ApiError::invalid(format!("bad multipart body: {e}")),
+                })?;
                 total += chunk.len();
                 if total > limit {
                     return Err(ApiError::PayloadTooLarge(limit));

@@ -190,29 +190,37 @@ impl Domains<'_> {
             .collect()
     }
 
-    /// Rewrites a domain record if it still exists (a delete in between wins). A failed domain
+    /// Rewrites a domain record if it still exists (a delete in between wins); see `update`.
+    pub fn save(&self, domain: &Domain) -> ApiResult<()> {
+        self.update(&domain.id, |d| *d = domain.clone()).map(|_| ())
+    }
+
+    /// Applies `change` to the domain as it is now (not to a copy read before a DNS lookup, which
+    /// a concurrent check or edit may have outdated), if it still exists. A failed domain
     /// releases its name, so a typo or an abandoned claim does not hold it forever; a failed
     /// domain verified later takes its name back only if nobody registered it meanwhile
     /// (400 `domain_taken` otherwise).
-    pub fn save(&self, domain: &Domain) -> ApiResult<()> {
+    pub fn update(&self, id: &str, change: impl Fn(&mut Domain)) -> ApiResult<Option<Domain>> {
         let t = &self.0.t;
-        let name = domain.name.as_str().as_bytes();
-        let id = domain.id.as_bytes();
-        (&t.domains, &t.domain_by_name).transaction(|(d, by_name)| {
-            if d.get(id)?.is_none() {
-                return Ok(());
-            }
+        let key = id.as_bytes();
+        let updated = (&t.domains, &t.domain_by_name).transaction(|(d, by_name)| {
+            let Some(raw) = d.get(key)? else {
+                return Ok(None);
+            };
+            let mut domain: Domain = decode(&raw).or_else(abort)?;
+            change(&mut domain);
+            let name = domain.name.as_str().as_bytes();
             let owner = by_name.get(name)?;
             if domain.status == DomainStatus::Failed {
-                if owner.as_deref() == Some(id) {
+                if owner.as_deref() == Some(key) {
                     by_name.remove(name)?;
                 }
             } else {
                 match owner {
                     None => {
-                        by_name.insert(name, id)?;
+                        by_name.insert(name, key)?;
                     }
-                    Some(o) if o.as_ref() == id => {}
+                    Some(o) if o.as_ref() == key => {}
                     Some(_) => {
                         return abort(ApiError::Conflict(
                             "domain_taken",
@@ -221,11 +229,11 @@ impl Domains<'_> {
                     }
                 }
             }
-            d.insert(id, encode(domain))?;
-            Ok(())
+            d.insert(key, encode(&domain))?;
+            Ok(Some(domain))
         })?;
         self.0.hosts_changed();
-        Ok(())
+        Ok(updated)
     }
 
     /// A new WordPress key; the old one stops working at once.
@@ -267,17 +275,23 @@ impl Domains<'_> {
                     return abort(ApiError::NotFound("domain"));
                 }
                 d.remove(id.as_bytes())?;
-                // A failed domain no longer holds its name; whoever does keeps it.
-                if by_name.get(domain.name.as_str().as_bytes())?.as_deref() == Some(id.as_bytes()) {
+                // A failed domain no longer holds its name; whoever does keeps it (and the
+                // certificate issued for it).
+                let owned =
+                    by_name.get(domain.name.as_str().as_bytes())?.as_deref() == Some(id.as_bytes());
+                if owned {
                     by_name.remove(domain.name.as_str().as_bytes())?;
                 }
                 by_wp.remove(&domain.wp_hash[..])?;
                 by_reseller.remove(scoped(reseller_id, id).as_bytes())?;
-                Ok(domain)
+                Ok((domain, owned))
             })?;
+        let (domain, owned) = domain;
         self.0.traffic().delete(id)?;
         // Its certificate and private key go with it, and so stop being renewed.
-        self.0.certs().delete(domain.name.as_str())?;
+        if owned {
+            self.0.certs().delete(domain.name.as_str())?;
+        }
         self.0.hosts_changed();
         Ok(domain)
     }

@@ -18,6 +18,7 @@ pub struct PasswordHash {
 
 impl PasswordHash {
     /// Argon2id (the argon2 crate's defaults: 19 MiB, 2 passes) of the password with a random salt.
+    /// Slow by design: call it off the async workers (`PasswordHash::off_workers`).
     pub fn new(password: &str) -> PasswordHash {
         let mut salt = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut salt);
@@ -37,6 +38,13 @@ impl PasswordHash {
             rand::thread_rng().fill_bytes(&mut out);
         }
         out
+    }
+
+    /// `new`, on the blocking pool.
+    pub async fn off_workers(password: String) -> ApiResult<PasswordHash> {
+        tokio::task::spawn_blocking(move || PasswordHash::new(&password))
+            .await
+            .map_err(ApiError::internal)
     }
 
     /// Passwords set before argon2 were salted SHA-256; they keep working until changed.
@@ -72,7 +80,8 @@ pub struct Site {
 pub struct SitePatch {
     pub name: Option<SiteName>,
     pub custom_domain: Option<Option<DomainName>>,
-    pub password: Option<Option<String>>,
+    /// Hashed by the caller (`PasswordHash::new` is slow by design: off the async workers).
+    pub password: Option<Option<PasswordHash>>,
 }
 
 pub struct Sites<'a>(&'a Store);
@@ -95,7 +104,7 @@ impl Sites<'_> {
         user_id: &str,
         name: Option<SiteName>,
         custom_domain: Option<DomainName>,
-        password: Option<&str>,
+        password: Option<PasswordHash>,
         now: Timestamp,
     ) -> ApiResult<Site> {
         let explicit = name.is_some();
@@ -106,7 +115,7 @@ impl Sites<'_> {
                 user_id: user_id.to_string(),
                 name: name.clone().unwrap_or_else(SiteName::generate),
                 custom_domain: custom_domain.clone(),
-                password: password.map(PasswordHash::new),
+                password: password.clone(),
                 published_deploy: None,
                 created_at: now,
                 updated_at: now,
@@ -175,10 +184,7 @@ impl Sites<'_> {
     }
 
     pub fn update(&self, id: &str, patch: SitePatch, now: Timestamp) -> ApiResult<Site> {
-        let password = patch
-            .password
-            .as_ref()
-            .map(|p| p.as_deref().map(PasswordHash::new));
+        let password = patch.password.clone();
         let t = &self.0.t;
         let site = (&t.sites, &t.site_by_name).transaction(|(s, by_name)| {
             let Some(raw) = s.get(id.as_bytes())? else {

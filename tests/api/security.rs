@@ -239,6 +239,26 @@ async fn a_site_host_owns_every_path() {
     assert!(r.text.contains("No site here"), "{}", r.text);
     let r = edge_get(&app, "panel.example.test", "/admin/").await;
     assert_eq!(r.status, 200);
+    // No tenant can put a site on a named API host, whatever preview domain and name it picks.
+    let acme = app.reseller("Acme").await;
+    app.patch(
+        "/api/v1/reseller",
+        &acme.key,
+        json!({"preview_domain": "example.test"}),
+    )
+    .await
+    .expect(200);
+    let ann = acme.access_token(&app, "ann@acme.test").await;
+    publish_site(
+        &app,
+        &ann.token,
+        "panel",
+        &[("admin/index.html", b"<h1>phishing</h1>")],
+    )
+    .await;
+    let r = edge_get(&app, "panel.example.test", "/admin/").await;
+    assert_eq!(r.status, 200);
+    assert!(!r.text.contains("phishing"), "{}", r.text);
     // Loopback addresses stay API hosts, for local tools.
     app.get("/api/v1/admin/resellers", &app.operator.clone())
         .await
@@ -592,6 +612,27 @@ async fn rules_are_capped_at_deploy_and_cheap_to_match() {
         upload(&app, &ann.token, id, "_redirects", too_many.as_bytes()).await,
         400
     );
+    // The same content named under another path too: uploaded under that path, it is still
+    // checked as the rules file, since it stands for both.
+    let digest = sha1(too_many.as_bytes());
+    let d = app
+        .post(
+            "/api/v1/sites/rules/deploys",
+            &ann.token,
+            json!({"files": {"_redirects": digest, "notes.txt": digest}}),
+        )
+        .await
+        .expect(200);
+    let id = d.body["id"].as_str().unwrap();
+    assert_eq!(
+        upload(&app, &ann.token, id, "notes.txt", too_many.as_bytes()).await,
+        400
+    );
+    let d = app
+        .get(&format!("/api/v1/deploys/{id}"), &ann.token)
+        .await
+        .expect(200);
+    assert_ne!(d.body["state"], "ready");
     // At the limit it deploys, and the last rule matches.
     let at_limit: String = (0..10_000)
         .map(|i| format!("/old-{i} /new-{i}\n"))
