@@ -209,7 +209,11 @@ async fn delete(
         .into_iter()
         .map(|d| d.name.to_string())
         .collect();
-    state.store.resellers().delete(&id)?;
+    // Deleting sites sweeps unreferenced blobs: disk work, off the async workers.
+    let (store, reseller_id) = (state.store.clone(), id.clone());
+    web::block(move || store.resellers().delete(&reseller_id))
+        .await
+        .map_err(crate::error::ApiError::internal)??;
     // Every certificate of the reseller goes: its domains' (the store dropped those it owned),
     // and the operator-installed one for its preview domain: records, keys, listener copies.
     for name in names {

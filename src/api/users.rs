@@ -228,7 +228,11 @@ async fn delete(
         .filter(|d| d.user_id == *id)
         .map(|d| d.name.to_string())
         .collect();
-    state.store.users().delete(&reseller.id, &id)?;
+    // Deleting sites sweeps unreferenced blobs: disk work, off the async workers.
+    let (store, reseller_id, user_id) = (state.store.clone(), reseller.id.clone(), id.clone());
+    web::block(move || store.users().delete(&reseller_id, &user_id))
+        .await
+        .map_err(ApiError::internal)??;
     // The store dropped their certificates; the TLS listener drops its copies.
     for name in names {
         state.acme.forget_if_gone(&name)?;
