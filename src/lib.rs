@@ -157,7 +157,8 @@ async fn route_by_host(
 /// a backup (which holds it for writing) never captures half a request and a client trickling
 /// its body never holds the gate; then its audit entry queued and everything made durable by one
 /// group commit before it is answered. The routes that stream large bodies read them in their
-/// handler and take the gate after (`api::deploys::reads_own_body`).
+/// handler and take the gate after (`api::deploys::reads_own_body`); those that wait on the
+/// network take it only around their writes (`api::waits_on_network`).
 async fn write_gate(
     mut req: ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
@@ -204,9 +205,13 @@ async fn write_gate(
             Err(e) => return Ok(req.error_response(e)),
         };
         req.set_payload(actix_web::dev::Payload::from(body));
-        let gate = state.store.write_gate().read_owned().await;
-        req.extensions_mut().insert(api::GateHeld);
-        Some(gate)
+        if api::waits_on_network(&req) {
+            None
+        } else {
+            let gate = state.store.write_gate().read_owned().await;
+            req.extensions_mut().insert(api::GateHeld);
+            Some(gate)
+        }
     };
     let res = next.call(req).await?;
     let ip = http::client_ip(res.request(), &state.trusted_proxies);

@@ -39,6 +39,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(sites::configure_account_sites);
 }
 
+/// The routes that wait on the network (a DNS check, the registrar, an ACME order: seconds to
+/// minutes) take the store's write gate themselves, only around their writes, so a backup never
+/// waits behind them and no other write waits behind that backup.
+pub fn waits_on_network(req: &actix_web::dev::ServiceRequest) -> bool {
+    use actix_web::http::Method;
+    let path = req.path().strip_prefix("/api/v1").unwrap_or_default();
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    *req.method() == Method::POST
+        && matches!(
+            segs.as_slice(),
+            ["domains", _, "verify"] | ["domains", "register"] | ["sites", _, "ssl"]
+        )
+}
+
 /// Marks a request whose write layer already holds the store's write gate.
 #[derive(Clone, Copy)]
 pub struct GateHeld;

@@ -131,6 +131,8 @@ async fn provision(
             format!("no certificate for {domain}: {why}"),
         ));
     }
+    // The CA has answered: the charge is written under the gate (`waits_on_network`).
+    let _gate = super::write_gate(&req, &state).await;
     let (charge, _) = billing.charge(
         &reseller.id,
         &method,
