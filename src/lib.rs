@@ -156,9 +156,8 @@ async fn route_by_host(
 /// (within `--max-body` and `--body-timeout`); run holding the store's write gate for reading, so
 /// a backup (which holds it for writing) never captures half a request and a client trickling
 /// its body never holds the gate; then its audit entry queued and everything made durable by one
-/// group commit before it is answered. The routes that stream large bodies read them in their
-/// handler and take the gate after (`api::deploys::reads_own_body`); those that wait on the
-/// network take it only around their writes (`api::waits_on_network`).
+/// group commit before it is answered. Routes that stream large bodies or wait on the network
+/// take the gate themselves, only for their writes (`api::GateMode`).
 async fn write_gate(
     mut req: ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
@@ -195,7 +194,8 @@ async fn write_gate(
             return Ok(req.error_response(e));
         }
     }
-    let gate = if api::deploys::reads_own_body(&req) {
+    let mode = api::gate_mode(&req);
+    let gate = if mode == api::GateMode::StreamsBody {
         None
     } else {
         let limit = state.settings.max_body().max(api::reseller::MAX_PAGE_BYTES);
@@ -205,7 +205,7 @@ async fn write_gate(
             Err(e) => return Ok(req.error_response(e)),
         };
         req.set_payload(actix_web::dev::Payload::from(body));
-        if api::waits_on_network(&req) {
+        if mode == api::GateMode::WaitsOnNetwork {
             None
         } else {
             let gate = state.store.write_gate().read_owned().await;

@@ -104,18 +104,6 @@ fn parse_body(bytes: &[u8]) -> ApiResult<DeployBody> {
     Ok(body)
 }
 
-/// The routes whose handlers read their own (possibly large, streamed) bodies and take the
-/// store's write gate only after: deploy creation (a zip or a file map) and file uploads.
-pub fn reads_own_body(req: &actix_web::dev::ServiceRequest) -> bool {
-    use actix_web::http::Method;
-    let path = req.path().strip_prefix("/api/v1").unwrap_or_default();
-    let segs: Vec<&str> = path.trim_start_matches('/').splitn(4, '/').collect();
-    matches!(
-        (req.method(), segs.as_slice()),
-        (&Method::POST, ["sites", _, "deploys"]) | (&Method::PUT, ["deploys", _, "files", _])
-    )
-}
-
 fn is_zip(req: &HttpRequest) -> bool {
     req.headers()
         .get("content-type")
@@ -208,6 +196,16 @@ fn check_known_rules(
         }
     }
     Ok(())
+}
+
+/// Checks written content against the limits of the rules file `name`.
+fn check_rules_in(name: &str, blob: &crate::store::blobs::Incoming) -> ApiResult<()> {
+    let mut data = Vec::new();
+    blob.reopen()?
+        .take(crate::rules::MAX_RULES_FILE as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(ApiError::internal)?;
+    crate::rules::check_limits(name, &data).map_err(ApiError::RulesTooLarge)
 }
 
 /// Streams a request body into a new blob's temp file, within `limit` bytes and `deadline`.
@@ -319,13 +317,7 @@ async fn upload(
     let digest = incoming.digest();
     for name in crate::rules::RULE_FILES {
         if state.store.deploys().file_sha(&deploy.id, name)?.as_deref() == Some(digest.as_str()) {
-            let mut data = Vec::new();
-            incoming
-                .reopen()?
-                .take(crate::rules::MAX_RULES_FILE as u64 + 1)
-                .read_to_end(&mut data)
-                .map_err(ApiError::internal)?;
-            crate::rules::check_limits(name, &data).map_err(ApiError::RulesTooLarge)?;
+            check_rules_in(name, &incoming)?;
         }
     }
     let _gate = super::write_gate(&req, &state).await;
@@ -540,12 +532,7 @@ pub fn unpack_zip(
             )));
         }
         if crate::rules::RULE_FILES.contains(&path.as_str()) {
-            let mut data = Vec::new();
-            blob.reopen()?
-                .take(crate::rules::MAX_RULES_FILE as u64 + 1)
-                .read_to_end(&mut data)
-                .map_err(ApiError::internal)?;
-            crate::rules::check_limits(&path, &data).map_err(ApiError::RulesTooLarge)?;
+            check_rules_in(&path, &blob)?;
         }
         // If blob GC raced these writes, `create` sees the blob missing and lists it as
         // required instead of publishing a deploy with a hole.

@@ -469,7 +469,7 @@ async fn register(
         .register(&request)
         .await
         .map_err(|why| ApiError::Conflict("registration_failed", why))?;
-    // The registrar has answered: the records are written under the gate (`waits_on_network`).
+    // The registrar has answered: the records are written under the gate (`GateMode::WaitsOnNetwork`).
     let _gate = super::write_gate(&req, &state).await;
     // Registered through us, it is verified at once: the pending limit does not apply.
     let (mut d, wp) = domains.create(

@@ -39,25 +39,42 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(sites::configure_account_sites);
 }
 
-/// The routes that wait on the network (a DNS check, the registrar, an ACME order: seconds to
-/// minutes) take the store's write gate themselves, only around their writes, so a backup never
-/// waits behind them and no other write waits behind that backup.
-pub fn waits_on_network(req: &actix_web::dev::ServiceRequest) -> bool {
+/// How a mutating API route holds the store's write gate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum GateMode {
+    /// The write layer reads the body, then holds the gate through the handler.
+    Layer,
+    /// The handler streams its own (possibly large) body to disk and takes the gate for its
+    /// record writes: deploy creation (a zip or a file map) and file uploads.
+    StreamsBody,
+    /// The handler waits on the network (a DNS check, the registrar, an ACME order: seconds to
+    /// minutes) and takes the gate only around its writes, so a backup never waits behind it and
+    /// no other write waits behind that backup.
+    WaitsOnNetwork,
+}
+
+/// The gate mode of a request, by its route (never by its Content-Type).
+pub fn gate_mode(req: &actix_web::dev::ServiceRequest) -> GateMode {
     use actix_web::http::Method;
     let path = req.path().strip_prefix("/api/v1").unwrap_or_default();
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    *req.method() == Method::POST
-        && matches!(
-            segs.as_slice(),
-            ["domains", _, "verify"] | ["domains", "register"] | ["sites", _, "ssl"]
-        )
+    let segs: Vec<&str> = path.trim_start_matches('/').splitn(4, '/').collect();
+    match (req.method(), segs.as_slice()) {
+        (&Method::POST, ["sites", _, "deploys"]) | (&Method::PUT, ["deploys", _, "files", _]) => {
+            GateMode::StreamsBody
+        }
+        (
+            &Method::POST,
+            ["domains", _, "verify"] | ["domains", "register"] | ["sites", _, "ssl"],
+        ) => GateMode::WaitsOnNetwork,
+        _ => GateMode::Layer,
+    }
 }
 
 /// Marks a request whose write layer already holds the store's write gate.
 #[derive(Clone, Copy)]
 pub struct GateHeld;
 
-/// The store's write gate for a handler that reads its own body (`deploys::reads_own_body`):
+/// The store's write gate for a handler that takes it itself (`GateMode`):
 /// taken now, unless the write layer already holds it for this request (a tokio RwLock must not
 /// be read-locked twice by one task: a backup waiting in between would deadlock both).
 pub async fn write_gate(
@@ -195,11 +212,11 @@ pub fn page_response<T: Serialize>(
     use std::fmt::Write;
     let (page, per_page) = q.bounds()?;
     let last = total.div_ceil(per_page).max(1);
-    let trusted = req
-        .app_data::<web::Data<crate::AppState>>()
-        .map(|s| s.trusted_proxies.clone())
+    let state = req.app_data::<web::Data<crate::AppState>>();
+    let trusted = state
+        .map(|s| s.trusted_proxies.as_slice())
         .unwrap_or_default();
-    let (scheme, host) = crate::http::origin(req, &trusted);
+    let (scheme, host) = crate::http::origin(req, trusted);
     let base = format!("{scheme}://{host}{}?", req.path());
     // The other query parameters (filters) carry over to every link, encoded once.
     let mut other = String::new();

@@ -131,7 +131,7 @@ async fn provision(
             format!("no certificate for {domain}: {why}"),
         ));
     }
-    // The CA has answered: the charge is written under the gate (`waits_on_network`).
+    // The CA has answered: the charge is written under the gate (`GateMode::WaitsOnNetwork`).
     let _gate = super::write_gate(&req, &state).await;
     let (charge, _) = billing.charge(
         &reseller.id,

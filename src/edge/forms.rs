@@ -23,80 +23,71 @@ pub(super) async fn read_form(
     limit: usize,
     deadline: std::time::Duration,
 ) -> ApiResult<Vec<(String, String)>> {
-    tokio::time::timeout(deadline, read_form_body(req, payload, limit))
-        .await
-        .map_err(|_| ApiError::BodyTimeout(deadline.as_secs()))?
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if multipart {
+        return tokio::time::timeout(deadline, read_multipart(req, payload, limit))
+            .await
+            .map_err(|_| ApiError::BodyTimeout(deadline.as_secs()))?;
+    }
+    let body = crate::http::read_body(payload, limit, deadline).await?;
+    serde_urlencoded::from_bytes(&body)
+        .map_err(|e| ApiError::invalid(format!("bad form body: {e}")))
 }
 
-async fn read_form_body(
+/// A multipart body's fields. Every byte counts toward `limit`, part headers and boundaries
+/// included, not only field values: the stream itself ends in an error past it.
+async fn read_multipart(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
 ) -> ApiResult<Vec<(String, String)>> {
-    let ct = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if ct.starts_with("multipart/form-data") {
-        use futures_util::StreamExt;
-        // Every byte counts toward the limit, part headers and boundaries included, not only
-        // field values: the stream itself ends in an error past it.
-        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = seen.clone();
-        let limited = payload.map(move |chunk| {
-            let chunk = chunk?;
-            let total = counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
-            if total + chunk.len() > limit {
-                return Err(actix_web::error::PayloadError::Overflow);
-            }
-            Ok(chunk)
-        });
-        let too_large = || seen.load(std::sync::atomic::Ordering::Relaxed) > limit;
-        let mut mp = actix_multipart::Multipart::new(req.headers(), limited);
-        let mut out = Vec::new();
-        let mut total = 0usize;
-        while let Some(field) = mp.next().await {
-            if too_large() {
-                return Err(ApiError::PayloadTooLarge(limit));
-            }
-            let mut field =
-                field.map_err(|e| ApiError::invalid(format!("bad multipart body: {e}")))?;
-            if out.len() >= MAX_PARTS {
-                return Err(ApiError::invalid(format!(
-                    "a form submission has at most {MAX_PARTS} fields"
-                )));
-            }
-            let name = field.name().unwrap_or_default().to_string();
-            let filename = field
-                .content_disposition()
-                .and_then(|cd| cd.get_filename())
-                .map(str::to_string);
-            let mut value = Vec::new();
-            while let Some(chunk) = field.next().await {
-                let chunk = chunk.map_err(|e| match too_large() {
-                    true => ApiError::PayloadTooLarge(limit),
-                    false => ApiError::invalid(format!("bad multipart body: {e}")),
-                })?;
-                total += chunk.len();
-                if total > limit {
-                    return Err(ApiError::PayloadTooLarge(limit));
-                }
-                if filename.is_none() {
-                    value.extend_from_slice(&chunk);
-                }
-            }
-            let value = filename.unwrap_or_else(|| String::from_utf8_lossy(&value).into_owned());
-            out.push((name, value));
+    use futures_util::StreamExt;
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    let limited = payload.map(move |chunk| {
+        let chunk = chunk?;
+        let total = counter.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+        if total + chunk.len() > limit {
+            return Err(actix_web::error::PayloadError::Overflow);
         }
-        return Ok(out);
+        Ok(chunk)
+    });
+    let bad = |e: &dyn std::fmt::Display| {
+        if seen.load(std::sync::atomic::Ordering::Relaxed) > limit {
+            ApiError::PayloadTooLarge(limit)
+        } else {
+            ApiError::invalid(format!("bad multipart body: {e}"))
+        }
+    };
+    let mut mp = actix_multipart::Multipart::new(req.headers(), limited);
+    let mut out = Vec::new();
+    while let Some(field) = mp.next().await {
+        let mut field = field.map_err(|e| bad(&e))?;
+        if out.len() >= MAX_PARTS {
+            return Err(ApiError::invalid(format!(
+                "a form submission has at most {MAX_PARTS} fields"
+            )));
+        }
+        let name = field.name().unwrap_or_default().to_string();
+        let filename = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .map(str::to_string);
+        let mut value = Vec::new();
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(|e| bad(&e))?;
+            if filename.is_none() {
+                value.extend_from_slice(&chunk);
+            }
+        }
+        let value = filename.unwrap_or_else(|| String::from_utf8_lossy(&value).into_owned());
+        out.push((name, value));
     }
-    // The caller's deadline covers the whole read.
-    let body =
-        crate::http::read_body(payload, limit, std::time::Duration::from_secs(86_400)).await?;
-    serde_urlencoded::from_bytes(&body)
-        .map_err(|e| ApiError::invalid(format!("bad form body: {e}")))
+    Ok(out)
 }
 
 pub(super) fn value<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -111,11 +111,6 @@ fn live_count_key(form_id: &str) -> String {
     format!("submissions/{form_id}")
 }
 
-fn read_count(raw: Option<sled::IVec>) -> u64 {
-    raw.and_then(|v| v.as_ref().try_into().ok())
-        .map_or(0, u64::from_be_bytes)
-}
-
 impl Forms<'_> {
     /// Records the forms of a deploy's HTML files; a form keeps its id (and submissions) by name.
     pub fn scan_deploy(
@@ -243,14 +238,14 @@ impl Forms<'_> {
                 let Some(raw) = f.get(form.id.as_bytes())? else {
                     return super::abort(ApiError::NotFound("form"));
                 };
-                let live = read_count(counters.get(live_key.as_bytes())?);
-                if live >= max {
+                let live = super::count_of(counters.get(live_key.as_bytes())?);
+                if live.max(0) as u64 >= max {
                     return super::abort(ApiError::Conflict(
                         "form_full",
                         format!("the form holds its limit of {max} submissions"),
                     ));
                 }
-                counters.insert(live_key.as_bytes(), &(live + 1).to_be_bytes())?;
+                super::bump(counters, &live_key, 1)?;
                 let mut rec: Form = decode(&raw).or_else(super::abort)?;
                 rec.submission_count += 1;
                 let sub = Submission {
@@ -277,9 +272,8 @@ impl Forms<'_> {
     /// before the counter existed).
     pub fn live_count(&self, form_id: &str) -> ApiResult<u64> {
         self.ensure_live_count(form_id)?;
-        Ok(read_count(
-            self.0.t.counters.get(live_count_key(form_id).as_bytes())?,
-        ))
+        let raw = self.0.t.counters.get(live_count_key(form_id).as_bytes())?;
+        Ok(super::count_of(raw).max(0) as u64)
     }
 
     fn ensure_live_count(&self, form_id: &str) -> ApiResult<()> {
@@ -291,7 +285,7 @@ impl Forms<'_> {
         let n = t
             .submissions_by_form
             .scan_prefix(format!("{form_id}/").as_bytes())
-            .count() as u64;
+            .count() as i64;
         // Only if still absent: a concurrent submit may have created it meanwhile.
         let _ = t.counters.compare_and_swap(
             key.as_bytes(),
@@ -371,8 +365,7 @@ impl Forms<'_> {
         (&t.submissions, &t.submissions_by_form, &t.counters).transaction(
             |(s, by_form, counters)| {
                 if s.remove(sub.id.as_bytes())?.is_some() {
-                    let live = read_count(counters.get(live_key.as_bytes())?);
-                    counters.insert(live_key.as_bytes(), &live.saturating_sub(1).to_be_bytes())?;
+                    super::bump(counters, &live_key, -1)?;
                 }
                 by_form.remove(site_key(&sub.form_id, &sub.id).as_bytes())?;
                 Ok(())

@@ -2,7 +2,7 @@
 //! new token) queued by concurrent requests and run in batches, one transaction per batch.
 
 use super::users::*;
-use super::{abort, encode};
+use super::{abort, bump, encode};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{new_id, Email, Timestamp};
 use sled::transaction::{

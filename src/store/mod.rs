@@ -402,6 +402,23 @@ pub(crate) fn load_all<T: DeserializeOwned>(
     Ok(out)
 }
 
+/// A big-endian i64 counter of the `counters` tree (0 when absent).
+pub(crate) fn count_of(raw: Option<sled::IVec>) -> i64 {
+    raw.and_then(|v| v.as_ref().try_into().ok())
+        .map_or(0, i64::from_be_bytes)
+}
+
+/// Adds `delta` to a big-endian i64 counter inside a transaction.
+pub(crate) fn bump(
+    tree: &sled::transaction::TransactionalTree,
+    key: &str,
+    delta: i64,
+) -> sled::transaction::ConflictableTransactionResult<(), ApiError> {
+    let now = count_of(tree.get(key.as_bytes())?);
+    tree.insert(key.as_bytes(), &(now + delta).to_be_bytes())?;
+    Ok(())
+}
+
 /// Shorthand for aborting a sled transaction with an error.
 pub(crate) fn abort<T, E>(e: E) -> sled::transaction::ConflictableTransactionResult<T, E> {
     Err(sled::transaction::ConflictableTransactionError::Abort(e))

@@ -3,7 +3,7 @@
 //! (with the user, in batches) in `issuer.rs`.
 
 use super::issuer::{upsert_in, upsert_trees, Upsert, Upserted};
-use super::{abort, decode, encode, ids_under, Store};
+use super::{abort, bump, count_of, decode, encode, ids_under, Store};
 use crate::error::{ApiError, ApiResult};
 use crate::model::secret::{Secret, TOKEN_PREFIX};
 use crate::model::{Email, Timestamp};
@@ -56,22 +56,6 @@ pub(super) fn legacy_token_count_key(user_id: &str) -> String {
 /// A user's `users_by_reseller` key.
 pub(crate) fn entry_key(reseller_id: &str, user_id: &str) -> String {
     format!("{reseller_id}/{user_id}")
-}
-
-pub(super) fn count_of(raw: Option<sled::IVec>) -> i64 {
-    raw.and_then(|v| v.as_ref().try_into().ok())
-        .map_or(0, i64::from_be_bytes)
-}
-
-/// Adds `delta` to a big-endian i64 counter inside a transaction.
-pub(super) fn bump(
-    tree: &TransactionalTree,
-    key: &str,
-    delta: i64,
-) -> ConflictableTransactionResult<(), ApiError> {
-    let now = count_of(tree.get(key.as_bytes())?);
-    tree.insert(key.as_bytes(), &(now + delta).to_be_bytes())?;
-    Ok(())
 }
 
 /// A user's index entry, inside a transaction. Entries written by data format 1 are empty: the
