@@ -138,6 +138,14 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_TRAFFIC_FLUSH_INTERVAL")]
     pub traffic_flush_interval: Option<u64>,
 
+    /// Seconds between sweeps that remove expired access tokens [default: 60]
+    #[arg(long, env = "RESELLERD_TOKEN_SWEEP_INTERVAL")]
+    pub token_sweep_interval: Option<u64>,
+
+    /// Expired access tokens removed per transaction by the sweeper [default: 500]
+    #[arg(long, env = "RESELLERD_TOKEN_SWEEP_BATCH")]
+    pub token_sweep_batch: Option<usize>,
+
     /// ACME directory URL for custom-domain certificates (e.g. Let's Encrypt's); unset disables ACME
     #[arg(long, env = "RESELLERD_ACME_DIRECTORY")]
     pub acme_directory: Option<String>,
@@ -310,6 +318,14 @@ impl Settings {
             }
             _ => true,
         }
+    }
+
+    pub fn token_sweep_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.token_sweep_interval.unwrap_or(60).max(1))
+    }
+
+    pub fn token_sweep_batch(&self) -> usize {
+        self.token_sweep_batch.unwrap_or(500).clamp(1, 10_000)
     }
 
     pub fn body_timeout(&self) -> std::time::Duration {

@@ -62,8 +62,29 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     .route(
         "/.well-known/acme-challenge/{token}",
         web::get().to(api::ops::acme_challenge),
-    )
-    .default_service(web::to(edge::handle));
+    );
+    #[cfg(debug_assertions)]
+    if std::env::var_os("RESELLERD_TEST_CLOCK").is_some_and(|v| v == "1") {
+        cfg.route("/__test/clock", web::post().to(advance_clock));
+    }
+    cfg.default_service(web::to(edge::handle));
+}
+
+/// `POST /__test/clock` `{"advance_secs": n}` (operator only): moves the clock forward, so
+/// integration tests check expiry without sleeping. Only in debug builds started with
+/// `RESELLERD_TEST_CLOCK=1`.
+#[cfg(debug_assertions)]
+async fn advance_clock(
+    who: auth::Principal,
+    body: web::Json<serde_json::Value>,
+) -> error::ApiResult<actix_web::HttpResponse> {
+    who.require_operator()?;
+    let secs = body["advance_secs"]
+        .as_i64()
+        .filter(|s| *s >= 0)
+        .ok_or_else(|| error::ApiError::invalid("advance_secs: a whole number of seconds"))?;
+    model::Timestamp::advance(secs);
+    Ok(actix_web::HttpResponse::Ok().json(serde_json::json!({"now": model::Timestamp::now()})))
 }
 
 /// Any error response without a body of its own (actix's 404/405, a failed extractor that did

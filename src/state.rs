@@ -56,6 +56,11 @@ impl AppState {
         );
         let disk = Arc::new(disk::Disk::new(&data_dir, settings.disk_reserve)?);
         actix_web::rt::spawn(disk::watch_forever(disk.clone(), store.clone()));
+        actix_web::rt::spawn(store::tokens_sweeper(
+            store.clone(),
+            settings.token_sweep_interval(),
+            settings.token_sweep_batch(),
+        ));
         let verifier = Arc::new(settings.verifier()?);
         actix_web::rt::spawn(verifier.clone().run_forever(store.clone()));
         let state = AppState {

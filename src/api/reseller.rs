@@ -6,7 +6,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{DomainName, Email, IpAllowList, Permission, Timestamp};
 use crate::store::pages::PageKind;
-use crate::store::resellers::{Reseller, ResellerPatch};
+use crate::store::resellers::{Reseller, ResellerPatch, MAX_TOKENS_LIMIT, MAX_TOKEN_TTL};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -54,6 +54,13 @@ struct PatchReseller {
     #[schema(nullable)]
     notification_email: Option<Option<Email>>,
     allowed_ips: Option<IpAllowList>,
+    /// Seconds a new access token lives when `POST /access_tokens` names no `expires_in`
+    /// (60 s to 10 years); `null`: tokens never expire.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable, value_type = Option<u64>)]
+    access_token_ttl: Option<Option<u64>>,
+    /// Live access tokens a user may have, 1 to 1000; issuing one more revokes the oldest.
+    max_tokens_per_user: Option<u32>,
 }
 
 #[utoipa::path(
@@ -71,8 +78,20 @@ async fn update(
         // The reseller-wide allowlist governs every key: changing it is key management.
         who.reseller(Permission::KeysManage)?;
     }
+    if let Some(Some(ttl)) = b.access_token_ttl {
+        token_ttl(ttl)?;
+    }
+    if let Some(max) = b.max_tokens_per_user {
+        if !(1..=MAX_TOKENS_LIMIT).contains(&max) {
+            return Err(ApiError::invalid(format!(
+                "max_tokens_per_user is 1 to {MAX_TOKENS_LIMIT}"
+            )));
+        }
+    }
     let patch = ResellerPatch {
         name: b.name,
+        access_token_ttl: b.access_token_ttl,
+        max_tokens_per_user: b.max_tokens_per_user,
         preview_domain: b.preview_domain,
         notification_email: b.notification_email,
         allowed_ips: b.allowed_ips,
@@ -83,6 +102,16 @@ async fn update(
         .resellers()
         .update(&reseller.id, patch, Timestamp::now())?;
     Ok(HttpResponse::Ok().json(updated))
+}
+
+/// A token lifetime in seconds, checked: 60 s to 10 years.
+pub fn token_ttl(secs: u64) -> ApiResult<u64> {
+    if !(60..=MAX_TOKEN_TTL).contains(&secs) {
+        return Err(ApiError::invalid(format!(
+            "a token lifetime is 60 to {MAX_TOKEN_TTL} seconds (10 years)"
+        )));
+    }
+    Ok(secs)
 }
 
 /// True if the page has a form with an input named `password` (parsed, not pattern-matched).

@@ -5,7 +5,8 @@ use super::{created, no_content, page_response, PageQuery};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Email, Permission, Timestamp};
-use crate::store::users::{validate_uid, Listed};
+use crate::store::resellers::Reseller;
+use crate::store::users::{validate_uid, AccessToken, Listed, TokenTerms};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,95 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(get))
                 .route(web::delete().to(delete)),
         )
+        .service(
+            web::resource("/users/{id}/access_tokens")
+                .route(web::get().to(list_tokens))
+                .route(web::delete().to(revoke_all_tokens)),
+        )
         .service(web::resource("/access_tokens/{id}").route(web::delete().to(revoke_token)));
+}
+
+/// An access token as listed: never the secret.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    /// `rt_…a1b2`: the prefix and the last four characters (`rt_…` for tokens issued before
+    /// masks were kept).
+    pub masked: String,
+    pub user_id: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    /// `null`: never expires.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl From<AccessToken> for TokenView {
+    fn from(t: AccessToken) -> Self {
+        TokenView {
+            id: t.id,
+            masked: t.masked,
+            user_id: t.user_id,
+            created_at: t.created_at,
+            last_used_at: t.last_used_at,
+            expires_at: t.expires_at,
+        }
+    }
+}
+
+/// Whose tokens the caller may manage: a reseller key (with `perm`) any of its users', a
+/// user token its own only. Returns the reseller id and, for a user, the user id.
+fn token_scope(who: &Principal, perm: Permission) -> ApiResult<(String, Option<String>)> {
+    match who {
+        Principal::User { reseller, user, .. } => Ok((reseller.id.clone(), Some(user.id.clone()))),
+        _ => Ok((who.reseller(perm)?.id.clone(), None)),
+    }
+}
+
+/// The user `id` if the caller may manage its tokens; anyone else is "not found".
+fn token_user(who: &Principal, perm: Permission, id: &str) -> ApiResult<String> {
+    let (reseller_id, own) = token_scope(who, perm)?;
+    if own.is_some_and(|own| own != id) {
+        return Err(ApiError::NotFound("user"));
+    }
+    Ok(reseller_id)
+}
+
+#[utoipa::path(
+get, path = "/api/v1/users/{id}/access_tokens", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "The user's live tokens, oldest first (masked)", body = Vec<TokenView>))
+)]
+async fn list_tokens(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let reseller_id = token_user(&who, Permission::UsersRead, &id)?;
+    let now = Timestamp::now();
+    let tokens: Vec<TokenView> = state
+        .store
+        .users()
+        .tokens_of(&reseller_id, &id)?
+        .into_iter()
+        .filter(|t| !t.is_expired(now))
+        .map(TokenView::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(tokens))
+}
+
+#[utoipa::path(
+delete, path = "/api/v1/users/{id}/access_tokens", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 204, description = "Every token of the user revoked (log out everywhere)"))
+)]
+async fn revoke_all_tokens(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let reseller_id = token_user(&who, Permission::UsersWrite, &id)?;
+    state.store.users().revoke_all_tokens(&reseller_id, &id)?;
+    Ok(no_content())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -60,6 +149,8 @@ struct TokenUser {
 #[derive(Deserialize, utoipa::ToSchema)]
 struct CreateToken {
     user: TokenUser,
+    /// Seconds the token lives (60 s to 10 years); absent, the reseller's `access_token_ttl`.
+    expires_in: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -70,6 +161,38 @@ struct CreatedToken {
     user_email: Email,
     email: Email,
     created_at: Timestamp,
+    /// `null`: never expires.
+    expires_at: Option<Timestamp>,
+}
+
+/// A new token's terms: `expires_in` if given, else the reseller's lifetime; never later than
+/// the expiry of the key that mints it (an explicit later one is refused).
+fn token_terms(
+    who: &Principal,
+    reseller: &Reseller,
+    expires_in: Option<u64>,
+    now: Timestamp,
+) -> ApiResult<TokenTerms> {
+    let ttl = match expires_in {
+        Some(secs) => Some(super::reseller::token_ttl(secs)?),
+        None => reseller.access_token_ttl,
+    };
+    let mut expires_at = ttl.map(|secs| now.plus_secs(secs as i64));
+    if let Principal::Reseller { key, .. } = who {
+        if let Some(limit) = key.expires_at {
+            if expires_in.is_some() && expires_at.is_none_or(|at| at > limit) {
+                return Err(ApiError::Forbidden(format!(
+                    "this key expires at {}; a token it issues must expire no later",
+                    limit.to_rfc3339()
+                )));
+            }
+            expires_at = Some(expires_at.map_or(limit, |at| at.min(limit)));
+        }
+    }
+    Ok(TokenTerms {
+        expires_at,
+        max_per_user: reseller.max_tokens_per_user,
+    })
 }
 
 #[utoipa::path(
@@ -83,7 +206,8 @@ async fn create_token(
     body: web::Json<CreateToken>,
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::UsersWrite)?;
-    let TokenUser { email, uid } = body.into_inner().user;
+    let CreateToken { user, expires_in } = body.into_inner();
+    let TokenUser { email, uid } = user;
     // Netlify's docs show uid as a string; CRMs often send their numeric ids.
     let uid = match uid {
         None | Some(serde_json::Value::Null) => None,
@@ -92,10 +216,11 @@ async fn create_token(
         Some(_) => return Err(ApiError::invalid("user.uid must be a string or a number")),
     };
     let now = Timestamp::now();
+    let terms = token_terms(&who, reseller, expires_in, now)?;
     let (user, token, secret) = state
         .store
         .users()
-        .issue_token(&reseller.id, &email, uid.as_deref(), now)
+        .issue_token(&reseller.id, &email, uid.as_deref(), now, terms)
         .await?;
     Ok(created(CreatedToken {
         id: token.id,
@@ -104,21 +229,25 @@ async fn create_token(
         user_email: user.email.clone(),
         email: user.email,
         created_at: token.created_at,
+        expires_at: token.expires_at,
     }))
 }
 
 #[utoipa::path(
 delete, path = "/api/v1/access_tokens/{id}", tag = "users",
     params(("id" = String, Path, description = "Access token id")),
-    responses((status = 204, description = "Revoked"))
+    responses((status = 204, description = "Revoked (a user may revoke its own tokens)"))
 )]
 async fn revoke_token(
     state: web::Data<AppState>,
     who: Principal,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::UsersWrite)?;
-    state.store.users().revoke_token(&reseller.id, &id)?;
+    let (reseller_id, own) = token_scope(&who, Permission::UsersWrite)?;
+    state
+        .store
+        .users()
+        .revoke_token(&reseller_id, own.as_deref(), &id)?;
     Ok(no_content())
 }
 
@@ -254,6 +383,8 @@ struct CurrentUser {
     kind: &'static str,
     login_providers: Vec<String>,
     last_login: Option<Timestamp>,
+    /// When the credential of this call expires (`null`: never).
+    expires_at: Option<Timestamp>,
 }
 
 /// The caller as a Netlify user object; a reseller key is shown as a user-shaped reseller.
@@ -263,7 +394,7 @@ get, path = "/api/v1/user", tag = "users",
 )]
 async fn current(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     let body = match &who {
-        Principal::User { user, .. } => {
+        Principal::User { user, token, .. } => {
             let v = UserView::new(
                 state
                     .store
@@ -280,9 +411,10 @@ async fn current(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRe
                 kind: "user",
                 login_providers: Vec::new(),
                 last_login: None,
+                expires_at: token.expires_at,
             }
         }
-        Principal::Reseller { reseller, .. } => CurrentUser {
+        Principal::Reseller { reseller, key } => CurrentUser {
             id: reseller.id.clone(),
             uid: None,
             email: reseller.email.clone(),
@@ -292,6 +424,7 @@ async fn current(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRe
             kind: "reseller",
             login_providers: Vec::new(),
             last_login: None,
+            expires_at: key.expires_at,
         },
         Principal::Operator | Principal::Plugin { .. } => {
             return Err(ApiError::Forbidden("this credential is not a user".into()))

@@ -3,15 +3,16 @@
 //!
 //! Correctness rests on the store's credentials generation, bumped after every write that can
 //! change what a cached entry says (keys deleted, resellers updated, suspended or deleted,
-//! tokens revoked, users changed or deleted). A key's `last_used_at` is the exception: the
-//! request that writes it refreshes the entry itself. An entry remembers the generation read
+//! tokens revoked, users changed or deleted). A key's or token's `last_used_at` is the
+//! exception: the request that writes it refreshes the entry itself. A token's expiry is
+//! checked on every use, cached or not. An entry remembers the generation read
 //! *before* its records were loaded and is used only while the generation is unchanged, so a
 //! write racing with a load can only make the entry unusable, never stale.
 
 use crate::error::ApiResult;
 use crate::store::keys::ApiKey;
 use crate::store::resellers::Reseller;
-use crate::store::users::User;
+use crate::store::users::{AccessToken, User};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -21,7 +22,7 @@ const CAPACITY: usize = 10_000;
 #[derive(Clone)]
 pub enum CachedCredential {
     Key(Arc<(ApiKey, Reseller)>),
-    Token(Arc<(User, Reseller)>),
+    Token(Arc<(AccessToken, User, Reseller)>),
 }
 
 #[derive(Default)]

@@ -11,7 +11,7 @@ use crate::model::secret::{
 use crate::model::{Permission, Timestamp};
 use crate::store::keys::ApiKey;
 use crate::store::resellers::Reseller;
-use crate::store::users::User;
+use crate::store::users::{AccessToken, User};
 use crate::AppState;
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
@@ -30,6 +30,8 @@ pub enum Principal {
     User {
         reseller: Reseller,
         user: User,
+        /// The access token the call came with.
+        token: AccessToken,
     },
     /// A WordPress plugin key: it may read its one domain and nothing else.
     Plugin {
@@ -74,7 +76,7 @@ impl Principal {
     /// The tenant of a reseller key holding `perm`, or of a user token (users own their data).
     pub fn tenant(&self, perm: Permission) -> ApiResult<Tenant> {
         match self {
-            Principal::User { reseller, user } => Ok(Tenant {
+            Principal::User { reseller, user, .. } => Ok(Tenant {
                 reseller: reseller.clone(),
                 user: Some(user.clone()),
             }),
@@ -181,14 +183,29 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
                     .users()
                     .get(&reseller.id, &token.user_id)
                     .map_err(|_| INVALID)?;
-                Ok(CachedCredential::Token(Arc::new((user, reseller))))
+                Ok(CachedCredential::Token(Arc::new((token, user, reseller))))
             })?;
             let CachedCredential::Token(found) = resolved else {
                 return Err(INVALID);
             };
-            let (user, reseller) = (found.0.clone(), found.1.clone());
+            let (token, user, reseller) = (found.0.clone(), found.1.clone(), found.2.clone());
+            if token.is_expired(now) {
+                return Err(INVALID);
+            }
             check_reseller(req, state, &reseller)?;
-            return Ok(Principal::User { reseller, user });
+            if store.users().touch_token(&token, now)? {
+                // As for keys: the cached copy learns the new time, or every call would write.
+                let mut fresh = token.clone();
+                fresh.last_used_at = Some(now);
+                let entry =
+                    CachedCredential::Token(Arc::new((fresh, user.clone(), reseller.clone())));
+                state.credentials.put(hash, generation, entry);
+            }
+            return Ok(Principal::User {
+                reseller,
+                user,
+                token,
+            });
         }
     };
     if key.is_expired(now) {
@@ -282,7 +299,7 @@ impl Principal {
                 id: key.id.clone(),
                 reseller_id: Some(reseller.id.clone()),
             },
-            Principal::User { reseller, user } => Actor {
+            Principal::User { reseller, user, .. } => Actor {
                 kind: "user",
                 id: user.id.clone(),
                 reseller_id: Some(reseller.id.clone()),

@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// How far `Timestamp::advance` moved the clock (0 outside tests).
+static OFFSET_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);
 
@@ -9,7 +12,18 @@ impl Timestamp {
     /// The one clock: everything else takes `now` from here.
     #[allow(clippy::disallowed_methods)]
     pub fn now() -> Self {
-        Timestamp(chrono::Utc::now().timestamp_millis())
+        let ms = chrono::Utc::now().timestamp_millis();
+        Timestamp(ms.saturating_add(OFFSET_MS.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
+    /// Moves the clock forward by `secs` for the rest of the process. Tests only: a debug
+    /// build started with `RESELLERD_TEST_CLOCK=1` exposes it to the operator (see `lib.rs`),
+    /// so expiry is tested without sleeping; a release build never moves it.
+    pub fn advance(secs: i64) {
+        OFFSET_MS.fetch_add(
+            secs.saturating_mul(1000),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     pub fn to_rfc3339(self) -> String {

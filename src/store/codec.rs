@@ -27,3 +27,27 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
         None => Err(ApiError::internal("empty record")),
     }
 }
+
+/// `encode` for a record type whose layout changed since version 1: written with `version`.
+pub fn encode_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
+    let mut out = encode(value);
+    out[0] = version;
+    out
+}
+
+/// `decode` for a record type written today with `version` (see `encode_as`): a record still in
+/// the version-1 layout `Old` is read as that and converted.
+pub fn decode_as<T: DeserializeOwned, Old: DeserializeOwned + Into<T>>(
+    version: u8,
+    bytes: &[u8],
+) -> ApiResult<T> {
+    match bytes.split_first() {
+        Some((v, body)) if *v == version => bincode::deserialize(body)
+            .map_err(|e| ApiError::internal(format!("corrupt record: {e}"))),
+        Some((&VERSION, _)) => decode::<Old>(bytes).map(Into::into),
+        Some((v, _)) => Err(ApiError::internal(format!(
+            "record has unknown schema version {v}"
+        ))),
+        None => Err(ApiError::internal("empty record")),
+    }
+}

@@ -1,24 +1,43 @@
 //! The token issuer: `POST /access_tokens` upserts (find or create the user by email, then a
 //! new token) queued by concurrent requests and run in batches, one transaction per batch.
 
+use super::tokens::{drop_records, expiry_key, put_token_ids, token_ids, write_token};
 use super::users::*;
-use super::{abort, bump, encode};
+use super::{abort, bump};
 use crate::error::{ApiError, ApiResult};
+use crate::model::secret::{Secret, TOKEN_PREFIX};
 use crate::model::{new_id, Email, Timestamp};
 use sled::transaction::{
     ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
-    TransactionalTree,
 };
 use sled::Transactional;
 use tokio::sync::oneshot;
+
+/// A token to issue: its id, hash, masked form and terms.
+pub(super) struct NewToken {
+    id: String,
+    hash: [u8; 32],
+    masked: String,
+    terms: TokenTerms,
+}
+
+impl NewToken {
+    pub(super) fn new(secret: &Secret, terms: TokenTerms) -> Self {
+        NewToken {
+            id: new_id(),
+            hash: secret.hash(),
+            masked: secret.masked(TOKEN_PREFIX),
+            terms,
+        }
+    }
+}
 
 /// One find-or-create of a user by email, and optionally a new token for it.
 pub(super) struct Upsert {
     pub(super) email_key: String,
     /// The user to create if the email is new: its reseller, and the uid and time asked for.
     pub(super) new_user: User,
-    /// The new token's id and hash, if one is asked for.
-    pub(super) token: Option<(String, [u8; 32])>,
+    pub(super) token: Option<NewToken>,
 }
 
 impl Upsert {
@@ -27,7 +46,7 @@ impl Upsert {
         email: &Email,
         uid: Option<&str>,
         now: Timestamp,
-        token: Option<[u8; 32]>,
+        token: Option<NewToken>,
     ) -> Self {
         Upsert {
             email_key: email_key(reseller_id, email),
@@ -38,7 +57,7 @@ impl Upsert {
                 uid: uid.map(str::to_string),
                 created_at: now,
             },
-            token: token.map(|hash| (new_id(), hash)),
+            token,
         }
     }
 }
@@ -50,56 +69,34 @@ pub(super) struct Upserted {
     pub(super) token: Option<AccessToken>,
     /// A uid was recorded for an existing user (cached credentials carry it).
     pub(super) uid_recorded: bool,
+    /// How many of the user's oldest tokens the cap revoked.
+    pub(super) revoked: usize,
 }
 
-/// The trees an `Upsert` writes, in a transaction: users (format-1 records), the email index,
-/// the per-reseller entries, counters, tokens, the token hash index, tokens by user and the uid
-/// index.
-type UpsertTrees = (
-    TransactionalTree,
-    TransactionalTree,
-    TransactionalTree,
-    TransactionalTree,
-    TransactionalTree,
-    TransactionalTree,
-    TransactionalTree,
-    TransactionalTree,
-);
-
-pub(super) fn upsert_trees(t: &super::Trees) -> [&sled::Tree; 8] {
-    [
-        &t.users,
-        &t.user_by_email,
-        &t.users_by_reseller,
-        &t.counters,
-        &t.tokens,
-        &t.token_by_hash,
-        &t.tokens_by_user,
-        &t.users_by_uid,
-    ]
-}
-
-/// Runs one `Upsert` inside a transaction: at most seven writes for a new user and a token.
+/// Runs one `Upsert` inside a transaction: a handful of writes for a new user and a token,
+/// plus the removal of the oldest tokens past the user's cap.
 pub(super) fn upsert_in(
-    (u, by_email, by_reseller, counters, tk, by_hash, by_user, by_uid): &UpsertTrees,
+    tx: &UserTx,
     job: &Upsert,
 ) -> ConflictableTransactionResult<Upserted, ApiError> {
     let reseller_id = job.new_user.reseller_id.as_str();
-    let existing = match by_email.get(job.email_key.as_bytes())? {
+    let existing = match tx.user_by_email.get(job.email_key.as_bytes())? {
         Some(id) => {
             let id = String::from_utf8_lossy(&id);
-            load_entry(by_reseller, u, counters, reseller_id, &id)?
+            load_entry(tx, reseller_id, &id)?
         }
         None => None,
     };
     let (mut entry, legacy, created, mut dirty) = match existing {
         Some((entry, legacy)) => (entry, legacy, false, false),
         None => {
-            by_email.insert(job.email_key.as_bytes(), job.new_user.id.as_bytes())?;
+            tx.user_by_email
+                .insert(job.email_key.as_bytes(), job.new_user.id.as_bytes())?;
             if let Some(uid) = &job.new_user.uid {
-                by_uid.insert(uid_key(reseller_id, uid, &job.new_user.id).as_bytes(), &[])?;
+                tx.users_by_uid
+                    .insert(uid_key(reseller_id, uid, &job.new_user.id).as_bytes(), &[])?;
             }
-            bump(counters, &user_count_key(reseller_id), 1)?;
+            bump(&tx.counters, &user_count_key(reseller_id), 1)?;
             let entry = Listed {
                 user: job.new_user.clone(),
                 tokens: 0,
@@ -111,31 +108,51 @@ pub(super) fn upsert_in(
     let uid_recorded = entry.user.uid.is_none() && asked.is_some();
     if let Some(uid) = asked.filter(|_| uid_recorded) {
         entry.user.uid = Some(uid.to_string());
-        by_uid.insert(uid_key(reseller_id, uid, &entry.user.id).as_bytes(), &[])?;
+        tx.users_by_uid
+            .insert(uid_key(reseller_id, uid, &entry.user.id).as_bytes(), &[])?;
         dirty = true;
     }
-    let token = job.token.as_ref().map(|(id, hash)| AccessToken {
-        id: id.clone(),
+    let mut revoked = 0;
+    let token = job.token.as_ref().map(|new| AccessToken {
+        id: new.id.clone(),
         user_id: entry.user.id.clone(),
         reseller_id: reseller_id.to_string(),
-        hash: *hash,
+        hash: new.hash,
         created_at: job.new_user.created_at,
+        expires_at: new.terms.expires_at,
+        last_used_at: None,
+        masked: new.masked.clone(),
     });
-    if let Some(token) = &token {
-        tk.insert(token.id.as_bytes(), encode(token))?;
-        by_hash.insert(&token.hash[..], token.id.as_bytes())?;
-        by_user.insert(format!("{}/{}", token.user_id, token.id).as_bytes(), &[])?;
-        entry.tokens += 1;
+    if let (Some(token), Some(new)) = (&token, &job.token) {
+        tx.tokens.insert(token.id.as_bytes(), write_token(token))?;
+        tx.token_by_hash
+            .insert(&token.hash[..], token.id.as_bytes())?;
+        if let Some(at) = token.expires_at {
+            tx.token_expiry.insert(expiry_key(at, &token.id), &[])?;
+        }
+        let mut ids = token_ids(&tx.user_tokens, &token.user_id)?;
+        ids.push(token.id.clone());
+        let max = new.terms.max_per_user.max(1) as usize;
+        if ids.len() > max {
+            let oldest: Vec<String> = ids.drain(..ids.len() - max).collect();
+            for id in &oldest {
+                drop_records(tx, id)?;
+            }
+            revoked = oldest.len();
+        }
+        put_token_ids(&tx.user_tokens, &token.user_id, &ids)?;
+        entry.tokens = ids.len() as u64;
         dirty = true;
     }
     if dirty {
-        store_entry(by_reseller, u, counters, &entry, legacy)?;
+        store_entry(tx, &entry, legacy)?;
     }
     Ok(Upserted {
         user: entry.user,
         created,
         token,
         uid_recorded,
+        revoked,
     })
 }
 
@@ -159,7 +176,7 @@ const MAX_BATCH: usize = 256;
 impl Issuer {
     pub(crate) fn start(t: &super::Trees) -> Issuer {
         let (tx, rx) = std::sync::mpsc::channel::<Queued>();
-        let trees = upsert_trees(t).map(sled::Tree::clone);
+        let trees = user_trees(t).map(sled::Tree::clone);
         std::thread::Builder::new()
             .name("store-issue".into())
             .spawn(move || {
@@ -188,15 +205,16 @@ impl Issuer {
 
 /// Runs a batch in one transaction. An upsert that fails (a record that cannot be read) gets
 /// its error and the rest run again without it.
-pub(super) fn run_batch(trees: &[sled::Tree; 8], mut batch: Vec<Queued>) {
-    let [a, b, c, d, e, f, g, h] = trees;
+pub(super) fn run_batch(trees: &[sled::Tree; 9], mut batch: Vec<Queued>) {
+    let trees: Vec<&sled::Tree> = trees.iter().collect();
     while !batch.is_empty() {
         let done = std::cell::RefCell::new(Vec::with_capacity(batch.len()));
-        let result = (a, b, c, d, e, f, g, h).transaction(|v| {
+        let result = trees[..].transaction(|v| {
+            let tx = UserTx::new(v);
             let mut done = done.borrow_mut();
             done.clear();
             for (i, queued) in batch.iter().enumerate() {
-                match upsert_in(v, &queued.job) {
+                match upsert_in(&tx, &queued.job) {
                     Ok(out) => done.push(out),
                     Err(ConflictableTransactionError::Abort(e)) => return abort((i, e)),
                     Err(ConflictableTransactionError::Conflict) => {
@@ -258,9 +276,20 @@ mod tests {
             ["a@x.test", "broken@x.test", "b@x.test", "a@x.test"]
                 .iter()
                 .zip(1u8..)
-                .map(|(e, n)| queue(Upsert::new("r1", &email(e), None, now, Some([n; 32]))))
+                .map(|(e, n)| {
+                    let token = NewToken {
+                        id: new_id(),
+                        hash: [n; 32],
+                        masked: "rt_…".into(),
+                        terms: TokenTerms {
+                            expires_at: None,
+                            max_per_user: 100,
+                        },
+                    };
+                    queue(Upsert::new("r1", &email(e), None, now, Some(token)))
+                })
                 .unzip();
-        run_batch(&upsert_trees(&store.t).map(sled::Tree::clone), batch);
+        run_batch(&user_trees(&store.t).map(sled::Tree::clone), batch);
         let outs: Vec<_> = replies
             .into_iter()
             .map(|r| r.blocking_recv().unwrap())

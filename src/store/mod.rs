@@ -21,6 +21,7 @@ pub mod users;
 
 pub use codec::{decode, encode};
 pub use flush::{FLUSHES, FLUSH_MICROS};
+pub use tokens::sweep_forever as tokens_sweeper;
 
 use crate::error::{ApiError, ApiResult};
 use serde::de::DeserializeOwned;
@@ -70,8 +71,10 @@ pub(crate) struct Trees {
     pub tokens: sled::Tree,
     /// SHA-256 of the secret -> token id
     pub token_by_hash: sled::Tree,
-    /// "user_id/token_id" -> ()
-    pub tokens_by_user: sled::Tree,
+    /// user id -> encoded Vec of its token ids, oldest first (the per-user cap pops the front)
+    pub user_tokens: sled::Tree,
+    /// 8-byte big-endian expires_at + token id -> () (the sweeper's queue)
+    pub token_expiry: sled::Tree,
     /// "reseller_id/kind" -> HTML
     pub pages: sled::Tree,
     pub domains: sled::Tree,
@@ -150,9 +153,13 @@ pub enum OpenError {
 ///
 /// Format 4: the `user_blobs` index (which content each user has), built from the deploys.
 ///
+/// Format 5: tokens carry an expiry (`token_expiry` indexes it) and each user's token ids are
+/// one `user_tokens` entry (replacing the `tokens_by_user` index, built from it); resellers
+/// carry the token settings (older records read as the defaults).
+///
 /// Opening an older dir upgrades it and marks it, so an older resellerd refuses it instead of
 /// missing new users or index entries.
-pub const DATA_FORMAT: u32 = 4;
+pub const DATA_FORMAT: u32 = 5;
 
 /// Reads the data format marker: the dir's format (1 when unmarked, as a new dir is), or an
 /// error if a newer resellerd wrote it.
@@ -204,7 +211,8 @@ impl Store {
             users_by_uid: tree("users_by_uid")?,
             tokens: tree("tokens")?,
             token_by_hash: tree("token_by_hash")?,
-            tokens_by_user: tree("tokens_by_user")?,
+            user_tokens: tree("user_tokens")?,
+            token_expiry: tree("token_expiry")?,
             pages: tree("pages")?,
             domains: tree("domains")?,
             domain_by_name: tree("domain_by_name")?,
@@ -266,7 +274,7 @@ impl Store {
         };
         if format < DATA_FORMAT {
             store
-                .upgrade(&meta, store.db.was_recovered())
+                .upgrade(&meta, format, store.db.was_recovered())
                 .map_err(|e| OpenError::Upgrade(format, e))?;
         }
         Ok(store)
@@ -275,9 +283,19 @@ impl Store {
     /// Brings an older data dir up to `DATA_FORMAT`, then marks it. The marker is written after
     /// the work it stands for, and a cut-short upgrade runs again on the next start.
     /// A new data dir (`existing` false) only gets the marker.
-    fn upgrade(&self, meta: &sled::Tree, existing: bool) -> ApiResult<()> {
-        let indexed = self.users().build_uid_index()?;
-        let digests = self.deploys().build_user_blobs()?;
+    fn upgrade(&self, meta: &sled::Tree, format: u32, existing: bool) -> ApiResult<()> {
+        // Each step is idempotent and runs only for the formats before it.
+        let indexed = if format < 3 {
+            self.users().build_uid_index()?
+        } else {
+            0
+        };
+        let digests = if format < 4 {
+            self.deploys().build_user_blobs()?
+        } else {
+            0
+        };
+        let tokens = self.users().build_token_lists()?;
         meta.insert(b"format", &DATA_FORMAT.to_be_bytes())?;
         self.db.flush()?;
         if existing {
@@ -285,6 +303,7 @@ impl Store {
                 format = DATA_FORMAT,
                 users_with_uid = indexed,
                 user_digests = digests,
+                tokens,
                 "upgraded the data dir"
             );
         }

@@ -1,7 +1,8 @@
 //! Reseller accounts: created by the operator with their first API key in one transaction.
 
+use super::codec::{decode_as, encode_as};
 use super::keys::{ApiKey, NewKey};
-use super::{abort, encode, get, Store};
+use super::{abort, Store};
 use crate::error::{ApiError, ApiResult};
 use crate::model::secret::Secret;
 use crate::model::{new_id, DomainName, Email, IpAllowList, Permissions, Timestamp};
@@ -19,6 +20,64 @@ pub struct Reseller {
     pub suspended: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Seconds a new access token lives when `POST /access_tokens` names no `expires_in`;
+    /// `null`: tokens never expire.
+    pub access_token_ttl: Option<u64>,
+    /// Live access tokens a user may have; issuing one more revokes the oldest.
+    pub max_tokens_per_user: u32,
+}
+
+/// The default `access_token_ttl`: 90 days.
+pub const DEFAULT_TOKEN_TTL: u64 = 90 * 86_400;
+/// The default `max_tokens_per_user`.
+pub const DEFAULT_MAX_TOKENS: u32 = 100;
+/// The most `max_tokens_per_user` may be.
+pub const MAX_TOKENS_LIMIT: u32 = 1_000;
+/// The longest a token may live: 10 years.
+pub const MAX_TOKEN_TTL: u64 = 10 * 365 * 86_400;
+
+/// The record's layout version (see `codec::encode_as`): 2 added the token settings.
+const RECORD: u8 = 2;
+
+/// A reseller as written before the token settings existed. Read as having the defaults, so
+/// an upgraded instance stops growing tokens too.
+#[derive(Deserialize)]
+struct ResellerV1 {
+    id: String,
+    name: String,
+    email: Email,
+    preview_domain: Option<DomainName>,
+    notification_email: Option<Email>,
+    allowed_ips: IpAllowList,
+    suspended: bool,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl From<ResellerV1> for Reseller {
+    fn from(r: ResellerV1) -> Self {
+        Reseller {
+            id: r.id,
+            name: r.name,
+            email: r.email,
+            preview_domain: r.preview_domain,
+            notification_email: r.notification_email,
+            allowed_ips: r.allowed_ips,
+            suspended: r.suspended,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            access_token_ttl: Some(DEFAULT_TOKEN_TTL),
+            max_tokens_per_user: DEFAULT_MAX_TOKENS,
+        }
+    }
+}
+
+fn read(raw: &[u8]) -> ApiResult<Reseller> {
+    decode_as::<Reseller, ResellerV1>(RECORD, raw)
+}
+
+fn write(r: &Reseller) -> Vec<u8> {
+    encode_as(RECORD, r)
 }
 
 /// A partial update; `None` leaves a field alone, `Some(None)` clears an optional one.
@@ -30,6 +89,8 @@ pub struct ResellerPatch {
     pub notification_email: Option<Option<Email>>,
     pub allowed_ips: Option<IpAllowList>,
     pub suspended: Option<bool>,
+    pub access_token_ttl: Option<Option<u64>>,
+    pub max_tokens_per_user: Option<u32>,
 }
 
 pub struct Resellers<'a>(&'a Store);
@@ -65,6 +126,8 @@ impl Resellers<'_> {
             suspended: false,
             created_at: now,
             updated_at: now,
+            access_token_ttl: Some(DEFAULT_TOKEN_TTL),
+            max_tokens_per_user: DEFAULT_MAX_TOKENS,
         };
         let secret = Secret::generate(crate::model::secret::KEY_PREFIX);
         let key = ApiKey::new(
@@ -79,10 +142,10 @@ impl Resellers<'_> {
         let t = &self.0.t;
         (&t.resellers, &t.keys, &t.key_by_hash, &t.reseller_keys).transaction(
             |(r, k, kh, rk)| {
-                r.insert(reseller.id.as_bytes(), encode(&reseller))?;
-                k.insert(key.id.as_bytes(), encode(&key))?;
+                r.insert(reseller.id.as_bytes(), write(&reseller))?;
+                k.insert(key.id.as_bytes(), super::encode(&key))?;
                 kh.insert(&key.hash[..], key.id.as_bytes())?;
-                rk.insert(reseller.id.as_bytes(), encode(&vec![key.id.clone()]))?;
+                rk.insert(reseller.id.as_bytes(), super::encode(&vec![key.id.clone()]))?;
                 Ok(())
             },
         )?;
@@ -90,7 +153,10 @@ impl Resellers<'_> {
     }
 
     pub fn get(&self, id: &str) -> ApiResult<Reseller> {
-        get(&self.0.t.resellers, id)?.ok_or(ApiError::NotFound("reseller"))
+        match self.0.t.resellers.get(id.as_bytes())? {
+            Some(raw) => read(&raw),
+            None => Err(ApiError::NotFound("reseller")),
+        }
     }
 
     pub fn list(&self) -> ApiResult<Vec<Reseller>> {
@@ -99,7 +165,7 @@ impl Resellers<'_> {
             .resellers
             .iter()
             .values()
-            .map(|v| super::decode(&v?))
+            .map(|v| read(&v?))
             .collect()
     }
 
@@ -110,7 +176,7 @@ impl Resellers<'_> {
             let Some(raw) = r.get(id.as_bytes())? else {
                 return abort(ApiError::NotFound("reseller"));
             };
-            let mut rec: Reseller = super::decode(&raw).or_else(abort)?;
+            let mut rec = read(&raw).or_else(abort)?;
             if let Some(name) = &patch.name {
                 rec.name = valid_name(name).or_else(abort)?;
             }
@@ -145,8 +211,14 @@ impl Resellers<'_> {
             if let Some(s) = patch.suspended {
                 rec.suspended = s;
             }
+            if let Some(ttl) = patch.access_token_ttl {
+                rec.access_token_ttl = ttl;
+            }
+            if let Some(max) = patch.max_tokens_per_user {
+                rec.max_tokens_per_user = max;
+            }
             rec.updated_at = now;
-            r.insert(id.as_bytes(), encode(&rec))?;
+            r.insert(id.as_bytes(), write(&rec))?;
             Ok(rec)
         })?;
         self.0.hosts_changed();
@@ -157,7 +229,10 @@ impl Resellers<'_> {
     /// The reseller whose preview domain is `domain`, if any.
     pub fn by_preview_domain(&self, domain: &str) -> ApiResult<Option<Reseller>> {
         match self.0.t.reseller_by_preview.get(domain.as_bytes())? {
-            Some(id) => get(&self.0.t.resellers, &String::from_utf8_lossy(&id)),
+            Some(id) => match self.0.t.resellers.get(&id)? {
+                Some(raw) => read(&raw).map(Some),
+                None => Ok(None),
+            },
             None => Ok(None),
         }
     }

@@ -2,14 +2,16 @@
 //! per reseller with their token count. Their access tokens are in `tokens.rs`, and issuing them
 //! (with the user, in batches) in `issuer.rs`.
 
-use super::issuer::{upsert_in, upsert_trees, Upsert, Upserted};
-use super::{abort, bump, count_of, decode, encode, ids_under, Store};
+use super::issuer::{upsert_in, NewToken, Upsert, Upserted};
+use super::tokens::{drop_records, token_ids};
+use super::{abort, bump, count_of, decode, encode, Store};
 use crate::error::{ApiError, ApiResult};
 use crate::model::secret::{Secret, TOKEN_PREFIX};
 use crate::model::{Email, Timestamp};
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionResult, TransactionalTree};
-use sled::Transactional;
+
+pub use super::tokens::AccessToken;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct User {
@@ -20,21 +22,66 @@ pub struct User {
     pub created_at: Timestamp,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct AccessToken {
-    pub id: String,
-    pub user_id: String,
-    pub reseller_id: String,
-    pub hash: [u8; 32],
-    pub created_at: Timestamp,
-}
-
 pub struct Users<'a>(pub(super) &'a Store);
 
 impl Store {
     pub fn users(&self) -> Users<'_> {
         Users(self)
     }
+}
+
+/// Every tree a user and its tokens live in, in the order `UserTx::new` reads them.
+pub(super) fn user_trees(t: &super::Trees) -> [&sled::Tree; 9] {
+    [
+        &t.users,
+        &t.user_by_email,
+        &t.users_by_reseller,
+        &t.counters,
+        &t.tokens,
+        &t.token_by_hash,
+        &t.user_tokens,
+        &t.users_by_uid,
+        &t.token_expiry,
+    ]
+}
+
+/// Those trees inside a transaction, by name.
+pub(super) struct UserTx {
+    /// Format-1 user records (see `load_entry`).
+    pub users: TransactionalTree,
+    pub user_by_email: TransactionalTree,
+    pub users_by_reseller: TransactionalTree,
+    pub counters: TransactionalTree,
+    pub tokens: TransactionalTree,
+    pub token_by_hash: TransactionalTree,
+    pub user_tokens: TransactionalTree,
+    pub users_by_uid: TransactionalTree,
+    pub token_expiry: TransactionalTree,
+}
+
+impl UserTx {
+    pub(super) fn new(v: &[TransactionalTree]) -> UserTx {
+        UserTx {
+            users: v[0].clone(),
+            user_by_email: v[1].clone(),
+            users_by_reseller: v[2].clone(),
+            counters: v[3].clone(),
+            tokens: v[4].clone(),
+            token_by_hash: v[5].clone(),
+            user_tokens: v[6].clone(),
+            users_by_uid: v[7].clone(),
+            token_expiry: v[8].clone(),
+        }
+    }
+}
+
+/// What a new token's lifetime and its user's cap are (the reseller's settings, or the
+/// request's `expires_in`).
+#[derive(Clone, Copy, Debug)]
+pub struct TokenTerms {
+    pub expires_at: Option<Timestamp>,
+    /// Live tokens the user may have; issuing one more revokes the oldest.
+    pub max_per_user: u32,
 }
 
 /// A user with the number of its live tokens, as `users_by_reseller` keeps them.
@@ -62,13 +109,15 @@ pub(crate) fn entry_key(reseller_id: &str, user_id: &str) -> String {
 /// record then lives in `users` and the token count in `counters`. Returns the entry and
 /// whether it came from there.
 pub(super) fn load_entry(
-    by_reseller: &TransactionalTree,
-    users: &TransactionalTree,
-    counters: &TransactionalTree,
+    tx: &UserTx,
     reseller_id: &str,
     user_id: &str,
 ) -> ConflictableTransactionResult<Option<(Listed, bool)>, ApiError> {
-    let Some(raw) = by_reseller.get(entry_key(reseller_id, user_id).as_bytes())? else {
+    let (users, counters) = (&tx.users, &tx.counters);
+    let Some(raw) = tx
+        .users_by_reseller
+        .get(entry_key(reseller_id, user_id).as_bytes())?
+    else {
         return Ok(None);
     };
     if !raw.is_empty() {
@@ -90,14 +139,13 @@ pub(super) fn load_entry(
 
 /// Writes a user's index entry, retiring the format-1 record and counter it replaces.
 pub(super) fn store_entry(
-    by_reseller: &TransactionalTree,
-    users: &TransactionalTree,
-    counters: &TransactionalTree,
+    tx: &UserTx,
     entry: &Listed,
     legacy: bool,
 ) -> ConflictableTransactionResult<(), ApiError> {
+    let (users, counters) = (&tx.users, &tx.counters);
     let user = &entry.user;
-    by_reseller.insert(
+    tx.users_by_reseller.insert(
         entry_key(&user.reseller_id, &user.id).as_bytes(),
         encode(entry),
     )?;
@@ -137,23 +185,25 @@ impl Users<'_> {
         now: Timestamp,
     ) -> ApiResult<(User, bool)> {
         let job = Upsert::new(reseller_id, email, uid, now, None);
-        let [a, b, c, d, e, f, g, h] = upsert_trees(&self.0.t);
-        let out = (a, b, c, d, e, f, g, h).transaction(|v| upsert_in(v, &job))?;
+        let out = self.transaction(|tx| upsert_in(tx, &job))?;
         self.upserted(&out);
         Ok((out.user, out.created))
     }
 
     /// `POST /access_tokens`: the user (found or created) and a new token, in one transaction
-    /// shared with the other requests issuing tokens at the same time (see `Issuer`).
+    /// shared with the other requests issuing tokens at the same time (see `Issuer`). Past the
+    /// cap, the user's oldest tokens are revoked in the same transaction.
     pub async fn issue_token(
         &self,
         reseller_id: &str,
         email: &Email,
         uid: Option<&str>,
         now: Timestamp,
+        terms: TokenTerms,
     ) -> ApiResult<(User, AccessToken, Secret)> {
         let secret = Secret::generate(TOKEN_PREFIX);
-        let job = Upsert::new(reseller_id, email, uid, now, Some(secret.hash()));
+        let token = NewToken::new(&secret, terms);
+        let job = Upsert::new(reseller_id, email, uid, now, Some(token));
         let out = self.0.issuer.run(job).await?;
         self.upserted(&out);
         let token = out
@@ -163,8 +213,8 @@ impl Users<'_> {
     }
 
     fn upserted(&self, out: &Upserted) {
-        if out.uid_recorded {
-            // A token's cached user carries the uid.
+        if out.uid_recorded || out.revoked > 0 {
+            // A token's cached user carries the uid; revoked tokens must stop working.
             self.0.credentials_changed();
         }
     }
@@ -315,32 +365,29 @@ impl Users<'_> {
         self.0.sites().delete_all_of_user(reseller_id, &user.id)?;
         self.0.domains().delete_all_of_user(reseller_id, &user.id)?;
         self.0.deploys().forget_user(&user.id)?;
-        for token_id in ids_under(&self.0.t.tokens_by_user, &user.id)? {
-            self.revoke_token(reseller_id, &token_id)?;
-        }
-        let t = &self.0.t;
-        (
-            &t.users,
-            &t.user_by_email,
-            &t.users_by_reseller,
-            &t.counters,
-            &t.users_by_uid,
-        )
-            .transaction(|(u, by_email, by_reseller, counters, by_uid)| {
-                if by_reseller
-                    .remove(entry_key(reseller_id, &user.id).as_bytes())?
-                    .is_some()
-                {
-                    bump(counters, &user_count_key(reseller_id), -1)?;
-                }
-                u.remove(user.id.as_bytes())?;
-                counters.remove(legacy_token_count_key(&user.id).as_bytes())?;
-                by_email.remove(email_key(reseller_id, &user.email).as_bytes())?;
-                if let Some(uid) = &user.uid {
-                    by_uid.remove(uid_key(reseller_id, uid, &user.id).as_bytes())?;
-                }
-                Ok(())
-            })?;
+        self.transaction(|tx| {
+            for id in token_ids(&tx.user_tokens, &user.id)? {
+                drop_records(tx, &id)?;
+            }
+            tx.user_tokens.remove(user.id.as_bytes())?;
+            if tx
+                .users_by_reseller
+                .remove(entry_key(reseller_id, &user.id).as_bytes())?
+                .is_some()
+            {
+                bump(&tx.counters, &user_count_key(reseller_id), -1)?;
+            }
+            tx.users.remove(user.id.as_bytes())?;
+            tx.counters
+                .remove(legacy_token_count_key(&user.id).as_bytes())?;
+            tx.user_by_email
+                .remove(email_key(reseller_id, &user.email).as_bytes())?;
+            if let Some(uid) = &user.uid {
+                tx.users_by_uid
+                    .remove(uid_key(reseller_id, uid, &user.id).as_bytes())?;
+            }
+            Ok(())
+        })?;
         self.0.credentials_changed();
         Ok(())
     }

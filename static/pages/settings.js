@@ -1,4 +1,5 @@
-// Reseller settings: name, preview domain (with the wildcard CNAME to create), notification email, allowed IPs.
+// Reseller settings: name, preview domain (with the wildcard CNAME to create), notification email,
+// allowed IPs, and the access token lifetime and per-user cap.
 import { api } from "../api.js";
 import { h, field, submitting, lines } from "../ui.js";
 
@@ -22,12 +23,18 @@ export async function render(main) {
     field("Preview domain", preview), cname,
     field("Notification email", h("input", { name: "notification_email", type: "email", value: me.notification_email || "" })),
     field("Allowed IPs (CIDR, one per line; empty allows any)", h("textarea", { name: "allowed_ips", rows: 3 }, me.allowed_ips.join("\n"))),
+    field("Access token lifetime in days (empty: tokens never expire)", h("input", { name: "token_days", type: "number",
+      min: 1, max: 3650, step: "any", value: me.access_token_ttl === null ? "" : String(me.access_token_ttl / 86400) })),
+    field("Live access tokens per user (issuing one more revokes the oldest)", h("input", { name: "max_tokens_per_user",
+      type: "number", min: 1, max: 1000, required: true, value: String(me.max_tokens_per_user) })),
     h("button", { type: "submit" }, "Save settings"), saved), async data => {
     const body = {
       name: data.get("name"),
       preview_domain: data.get("preview_domain").trim() || null,
       notification_email: data.get("notification_email").trim() || null,
       allowed_ips: lines(data.get("allowed_ips")),
+      access_token_ttl: data.get("token_days").trim() ? Math.round(Number(data.get("token_days")) * 86400) : null,
+      max_tokens_per_user: Number(data.get("max_tokens_per_user")),
     };
     await api("PATCH", "/reseller", body);
     saved.textContent = "Saved.";

@@ -1,6 +1,46 @@
-// Client users: search by email or uid, token counts, issue an access token (shown once), delete.
+// Client users: search by email or uid, token counts, issue an access token (shown once), list
+// and revoke a user's tokens, delete.
 import { api, page } from "../api.js";
-import { h, field, pagedTable, submitting, showOnce, when } from "../ui.js";
+import { h, field, pagedTable, submitting, showDialog, showOnce, when, errorText } from "../ui.js";
+
+/** A user's live tokens (masked) in the dialog, each revocable, plus "revoke all". */
+async function showTokens(user, changed) {
+  const body = h("div", { id: "user-tokens" }, h("p", { class: "loading" }, "Loading…"));
+  showDialog(`Access tokens of ${user.email}`, body);
+  const revoke = async path => {
+    try {
+      await api("DELETE", path);
+      changed();
+      await load();
+    } catch (e) {
+      body.append(errorText(e));
+    }
+  };
+  async function load() {
+    const tokens = await api("GET", `/users/${user.id}/access_tokens`);
+    if (!tokens.length) {
+      body.replaceChildren(h("p", { class: "notice" }, "No live tokens: the user is signed out everywhere."));
+      return;
+    }
+    body.replaceChildren(
+      h("div", { class: "table-wrap" }, h("table", {},
+        h("thead", {}, h("tr", {}, ["Token", "Created", "Last used", "Expires", ""].map(t => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, tokens.map(t => h("tr", {},
+          h("td", {}, h("code", {}, t.masked)),
+          h("td", {}, when(t.created_at)),
+          h("td", {}, when(t.last_used_at)),
+          h("td", {}, t.expires_at ? when(t.expires_at) : "never"),
+          h("td", {}, h("button", { class: "danger", onclick: () => revoke(`/access_tokens/${t.id}`) }, "Revoke"))))))),
+      h("p", {}, h("button", { class: "danger", id: "revoke-all", onclick: () => {
+        if (confirm(`Sign ${user.email} out everywhere?`)) revoke(`/users/${user.id}/access_tokens`);
+      } }, "Revoke all")));
+  }
+  try {
+    await load();
+  } catch (e) {
+    body.replaceChildren(errorText(e));
+  }
+}
 
 export async function render(main) {
   const list = h("div", {});
@@ -43,10 +83,12 @@ export async function render(main) {
     { title: "Tokens", cell: u => String(u.token_count) },
     { title: "Sites", cell: u => (sitesByUser.get(u.id) || []).join(", ") || "—" },
     { title: "Created", cell: u => when(u.created_at) },
-    { title: "", actions: true, cell: u => h("button", { class: "danger", onclick: async () => {
-      if (!confirm(`Delete ${u.email}, revoke its tokens and delete its sites and domains?`)) return;
-      await api("DELETE", `/users/${u.id}`);
-      refresh();
-    } }, "Delete") },
+    { title: "", actions: true, cell: u => [
+      h("button", { class: "secondary", onclick: () => showTokens(u, () => refresh()) }, "Tokens"),
+      h("button", { class: "danger", onclick: async () => {
+        if (!confirm(`Delete ${u.email}, revoke its tokens and delete its sites and domains?`)) return;
+        await api("DELETE", `/users/${u.id}`);
+        refresh();
+      } }, "Delete")] },
   ], 20, "No users yet.");
 }

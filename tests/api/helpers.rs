@@ -96,6 +96,8 @@ pub fn start_configured(
     .env("RESELLERD_RATE_LIMIT_CREDENTIAL", "0")
     // A test machine's disk may be nearly full; the full-disk tests set their own reserve.
     .env("RESELLERD_DISK_RESERVE", "0")
+    // Lets a test move the server's clock (`TestApp::advance_clock`; debug builds only).
+    .env("RESELLERD_TEST_CLOCK", "1")
     .stdout(Stdio::piped());
     configure(&mut cmd);
     let mut child = cmd.spawn().expect("start resellerd");
@@ -209,6 +211,17 @@ impl TestApp {
             .text()
             .await
             .expect("metrics text")
+    }
+
+    /// Moves the server's clock forward (it starts at the real time again after a restart).
+    pub async fn advance_clock(&self, secs: i64) {
+        self.post(
+            "/__test/clock",
+            &self.operator,
+            json!({"advance_secs": secs}),
+        )
+        .await
+        .expect(200);
     }
 
     /// The server's process id.

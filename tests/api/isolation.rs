@@ -115,6 +115,8 @@ pub(crate) struct Row {
     cleanup: Option<&'static str>,
     /// The body legitimately echoes what the caller sent (its own audit log): no leak check.
     echoes_requests: bool,
+    /// A successful call revokes every token of A's user: it gets a new one after.
+    logs_out: bool,
 }
 
 fn row(method: Method, path: &'static str, access: Access) -> Row {
@@ -128,6 +130,7 @@ fn row(method: Method, path: &'static str, access: Access) -> Row {
         fresh: &[],
         cleanup: None,
         echoes_requests: false,
+        logs_out: false,
     }
 }
 
@@ -158,6 +161,10 @@ impl Row {
     }
     fn cleanup(mut self, path: &'static str) -> Row {
         self.cleanup = Some(path);
+        self
+    }
+    fn logs_out(mut self) -> Row {
+        self.logs_out = true;
         self
     }
     fn echoes_requests(mut self) -> Row {
@@ -222,7 +229,9 @@ pub(crate) fn rows() -> Vec<Row> {
         row(DELETE, "/reseller/pages/{page}", Key(ST, Own)).fresh(&["page"]),
         // Users and access tokens.
         row(POST, "/access_tokens", Key(UW, Own)).json(r#"{"user": {"email": "crm@a.test"}}"#),
-        row(DELETE, "/access_tokens/{token}", Key(UW, Ids)).fresh(&["token"]),
+        row(DELETE, "/access_tokens/{token}", Tenant(UW, Ids)).fresh(&["token"]),
+        row(GET, "/users/{user}/access_tokens", Tenant(UR, Ids)),
+        row(DELETE, "/users/{user}/access_tokens", Tenant(UW, Ids)).logs_out(),
         row(GET, "/users", Key(UR, Own)),
         row(GET, "/users/{user}", Key(UR, Ids)),
         row(DELETE, "/users/{spare_user}", Key(UW, Ids)).fresh(&["spare_user"]),
@@ -851,7 +860,7 @@ impl Matrix {
     }
 
     /// Runs every row as one caller.
-    async fn run_as(&mut self, who: Who, cred: Option<String>, rows: &[Row]) {
+    async fn run_as(&mut self, who: Who, mut cred: Option<String>, rows: &[Row]) {
         for row in rows {
             let want = expected(row, who);
             let mut fx = self.fx.clone();
@@ -863,6 +872,26 @@ impl Matrix {
             }
             let (path, got) = self.send(row, &fx, cred.as_deref(), false).await;
             self.check(row, who, &path, want, &got);
+            if got.status.is_success() && row.logs_out {
+                // A's user was logged out everywhere: it logs in again.
+                let token = self
+                    .app
+                    .post(
+                        "/api/v1/access_tokens",
+                        &self.a_key,
+                        json!({"user": {"email": "ann@a.test"}}),
+                    )
+                    .await
+                    .expect(201)
+                    .body["access_token"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                self.creds.insert(Who::AUser.name(), token.clone());
+                if who == Who::AUser {
+                    cred = Some(token);
+                }
+            }
             if got.status.is_success() {
                 if let Some(cleanup) = row.cleanup {
                     let p = format!("/api/v1{}", cleanup.replace("{created}", &id_of(&got)));

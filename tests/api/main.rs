@@ -31,5 +31,6 @@ mod security;
 mod settings;
 mod sites;
 mod storage;
+mod tokens;
 mod upgrade;
 mod users;

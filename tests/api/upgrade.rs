@@ -218,6 +218,17 @@ async fn a_format_1_data_dir_opens_and_reads() {
     assert_eq!(by_uid.body[0]["id"], "01HUSERV1", "{}", by_uid.text);
     let me = app.get("/api/v1/user", &token).await.expect(200);
     assert_eq!(me.body["email"], "client@legacy.test");
+    // Format 5: the token's list entry was built from the old index; the old token never
+    // expires, and the reseller reads with the token defaults.
+    let tokens = app
+        .get("/api/v1/users/01HUSERV1/access_tokens", &secret)
+        .await
+        .expect(200);
+    assert_eq!(tokens.body[0]["id"], "01HTOKENV1", "{}", tokens.text);
+    assert_eq!(tokens.body[0]["expires_at"], serde_json::Value::Null);
+    let reseller = app.get("/api/v1/reseller", &secret).await.expect(200);
+    assert_eq!(reseller.body["access_token_ttl"], 90 * 86_400);
+    assert_eq!(reseller.body["max_tokens_per_user"], 100);
     // Writes work on the upgraded dir and keep the old uniqueness rules.
     let r = app
         .post(

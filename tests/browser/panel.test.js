@@ -178,6 +178,12 @@ test("operator and reseller work through the panel", async () => {
   await closeDialog(page);
   await page.waitForSelector("td >> text=client@shop.test");
   await snap(page, "users");
+  // The user's tokens: masked, never the secret.
+  await page.click("tr:has-text('client@shop.test') >> button:has-text('Tokens')");
+  await page.waitForSelector("#user-tokens code");
+  assert.equal(await page.textContent("#user-tokens code"), `rt_…${userToken.slice(-4)}`);
+  assert.ok(!(await page.textContent("#dialog")).includes(userToken));
+  await closeDialog(page);
 
   // Sites: a site deployed through the API shows with its ready deploy and a form submission.
   const created = await call("POST", "/sites", userToken, { name: "shop" });
@@ -224,6 +230,16 @@ test("operator and reseller work through the panel", async () => {
   await page.goto(`${base}/admin/#audit`);
   await page.waitForSelector("td code >> text=\"POST /api/v1/keys\"");
   await snap(page, "audit");
+
+  // Signing a user out everywhere from its tokens dialog.
+  await page.goto(`${base}/admin/#users`);
+  await page.click("tr:has-text('client@shop.test') >> button:has-text('Tokens')");
+  await page.waitForSelector("#revoke-all");
+  page.once("dialog", d => d.accept());
+  await page.click("#revoke-all");
+  await page.waitForSelector("#user-tokens >> text=signed out everywhere");
+  assert.equal((await call("GET", "/user", userToken)).status, 401);
+  await closeDialog(page);
 
   // A credential that stops working sends the browser back to sign-in with a message.
   await page.click("#signout");
