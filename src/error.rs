@@ -14,6 +14,8 @@ pub enum ApiError {
     InvalidJson(String),
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("the cursor is not one this list gave out (it belongs to another list, tenant or filter, or was altered): start again from the first page")]
+    InvalidCursor,
     #[error("a reseller has at most 6 live API keys; delete one first")]
     KeyLimitReached,
     #[error("{0}")]
@@ -93,6 +95,7 @@ impl ApiError {
         match self {
             InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            InvalidCursor => (StatusCode::BAD_REQUEST, "invalid_cursor"),
             KeyLimitReached => (StatusCode::BAD_REQUEST, "key_limit_reached"),
             Conflict(code, _) => (StatusCode::BAD_REQUEST, code),
             InvalidPasswordPage => (StatusCode::BAD_REQUEST, "invalid_password_page"),

@@ -1,7 +1,7 @@
 //! Operator endpoints: `/admin/resellers` create/list/get/patch/delete.
 
 use super::keys::CreatedKey;
-use super::{created, no_content, nullable, paginate, PageQuery};
+use super::{created, no_content, nullable, PageQuery};
 use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::model::{DomainName, Email, IpAllowList, Timestamp};
@@ -134,7 +134,12 @@ async fn list(
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
     who.require_operator()?;
-    paginate(&req, state.store.resellers().list()?, *q)
+    let tenant = who.scope();
+    let want = q.want(&req, &tenant)?;
+    let resellers = state.store.resellers();
+    let window = resellers.page(&want)?;
+    let total = resellers.count();
+    super::respond(&req, &tenant, &want, window, |r| r.id.as_bytes(), total)
 }
 
 #[utoipa::path(

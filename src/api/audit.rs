@@ -1,7 +1,7 @@
 //! Reading the audit log: `GET /audit` (a reseller's own) and `GET /admin/audit` (everyone's),
 //! newest first; and the middleware hook that records mutating calls.
 
-use super::{paginate, PageQuery};
+use super::{paginate, Order, PageQuery};
 use crate::auth::{Actor, Principal};
 use crate::error::ApiResult;
 use crate::model::{Permission, Timestamp};
@@ -29,10 +29,14 @@ async fn reseller_log(
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::KeysManage)?;
+    let entries = state.store.audit().recent(Some(&reseller.id), MAX_LISTED)?;
     paginate(
         &req,
-        state.store.audit().recent(Some(&reseller.id), MAX_LISTED)?,
-        *q,
+        &who.scope(),
+        entries,
+        |e| &e.id,
+        Order::NewestFirst,
+        &q,
     )
 }
 
@@ -47,7 +51,15 @@ async fn operator_log(
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
     who.require_operator()?;
-    paginate(&req, state.store.audit().recent(None, MAX_LISTED)?, *q)
+    let entries = state.store.audit().recent(None, MAX_LISTED)?;
+    paginate(
+        &req,
+        &who.scope(),
+        entries,
+        |e| &e.id,
+        Order::NewestFirst,
+        &q,
+    )
 }
 
 /// Queues the audit entry of an authenticated mutating call once its response is known; the

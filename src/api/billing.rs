@@ -1,7 +1,7 @@
 //! Paid actions' bookkeeping: `POST/GET/DELETE /payment_methods`, `GET /charges`, and the
 //! operator's per-reseller prices at `GET/PUT /admin/resellers/{id}/prices`.
 
-use super::{created, no_content};
+use super::{created, no_content, paginate, Order, PageQuery};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Permission, Timestamp};
@@ -80,11 +80,25 @@ async fn add(
 
 #[utoipa::path(
 get, path = "/api/v1/payment_methods", tag = "billing",
-    responses((status = 200, description = "The reseller's payment methods", body = Vec<PaymentMethod>))
+    params(PageQuery),
+    responses((status = 200, description = "The reseller's payment methods; `Link` header", body = Vec<PaymentMethod>))
 )]
-async fn list(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::BillingWrite)?;
-    Ok(HttpResponse::Ok().json(state.store.billing().methods(&reseller.id)?))
+    let methods = state.store.billing().methods(&reseller.id)?;
+    paginate(
+        &req,
+        &who.scope(),
+        methods,
+        |m| &m.id,
+        Order::OldestFirst,
+        &q,
+    )
 }
 
 #[utoipa::path(
@@ -104,11 +118,20 @@ async fn delete(
 
 #[utoipa::path(
 get, path = "/api/v1/charges", tag = "billing",
-    responses((status = 200, description = "The reseller's charges ledger", body = Vec<Charge>))
+    params(PageQuery),
+    responses((status = 200, description = "The reseller's charges ledger, oldest first; `Link` header", body = Vec<Charge>))
 )]
-async fn charges(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+async fn charges(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::BillingWrite)?;
-    Ok(HttpResponse::Ok().json(state.store.billing().charges(&reseller.id)?))
+    let tenant = who.scope();
+    let want = q.want(&req, &tenant)?;
+    let (window, total) = state.store.billing().charges_window(&reseller.id, &want)?;
+    super::respond(&req, &tenant, &want, window, |c| c.id.as_bytes(), total)
 }
 
 #[utoipa::path(

@@ -2,7 +2,7 @@
 //! `PUT /sites/{id}/deploys/{deploy_id}`, `PUT /deploys/{id}/files/{path}`, listing, restore, cancel.
 
 use super::sites::{deploy_view, find_site, DeployView};
-use super::{paginate, PageQuery};
+use super::{paginate, Order, PageQuery};
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Permission, Timestamp};
@@ -361,7 +361,7 @@ async fn list(
         .iter()
         .map(|d| deploy_view(&state, &tenant.reseller, &site, d))
         .collect();
-    paginate(&req, views, q.into_inner())
+    paginate(&req, &who.scope(), views, |d| &d.id, Order::NewestFirst, &q)
 }
 
 #[utoipa::path(

@@ -3,7 +3,7 @@
 //! WordPress plugin's own `GET /plugin/domain`.
 
 use super::sites::find_site;
-use super::{created, no_content, nullable, paginate, PageQuery};
+use super::{created, no_content, nullable, paginate, Order, PageQuery};
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{DomainName, Email, Permission, Timestamp};
@@ -280,7 +280,14 @@ async fn list(
         .filter(|d| own.is_none_or(|u| d.user_id == u))
         .map(|d| domain_view(&state, &d))
         .collect::<ApiResult<Vec<_>>>()?;
-    paginate(&req, views, *page)
+    paginate(
+        &req,
+        &who.scope(),
+        views,
+        |d| &d.id,
+        Order::OldestFirst,
+        &page,
+    )
 }
 
 #[utoipa::path(

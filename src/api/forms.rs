@@ -2,7 +2,7 @@
 //! `GET /forms/{id}/submissions`, `GET /submissions`, `GET/DELETE /submissions/{id}`.
 
 use super::sites::find_site;
-use super::{no_content, paginate, PageQuery};
+use super::{no_content, paginate, Order, PageQuery};
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Permission, Timestamp};
@@ -158,7 +158,8 @@ async fn site_forms(
     let tenant = who.tenant(Permission::SubmissionsRead)?;
     let site = find_site(&state, &tenant, &site_id)?;
     let forms = state.store.forms().list(&site.id)?;
-    paginate(&req, forms.iter().map(form_view).collect(), q.into_inner())
+    let views = forms.iter().map(form_view).collect();
+    paginate(&req, &who.scope(), views, |f| &f.id, Order::OldestFirst, &q)
 }
 
 #[utoipa::path(
@@ -173,24 +174,28 @@ async fn all_forms(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SubmissionsRead)?;
     let forms = tenant_forms(&state, &tenant)?;
-    paginate(&req, forms.iter().map(form_view).collect(), q.into_inner())
+    let views = forms.iter().map(form_view).collect();
+    paginate(&req, &who.scope(), views, |f| &f.id, Order::OldestFirst, &q)
 }
 
 /// One page of the submissions to `forms`, newest first, read from the store page by page.
 fn submissions_page(
     req: &HttpRequest,
     state: &AppState,
+    who: &Principal,
     forms: &[Form],
-    q: PageQuery,
+    q: &PageQuery,
 ) -> ApiResult<HttpResponse> {
     let store = state.store.forms();
     let mut total = 0;
     for f in forms {
         total += store.live_count(&f.id)? as usize;
     }
-    let (_, per_page) = q.bounds()?;
-    let page = store.page_of_forms(forms, q.offset()?, per_page)?;
-    super::page_response(req, page.iter().map(submission_view).collect(), total, q)
+    let tenant = who.scope();
+    let want = q.want(req, &tenant)?;
+    let window = store.window_of_forms(forms, &want)?;
+    let window = window.map(|s| submission_view(&s));
+    super::respond(req, &tenant, &want, window, |s| s.id.as_bytes(), total)
 }
 
 #[utoipa::path(
@@ -207,7 +212,7 @@ async fn site_submissions(
     let tenant = who.tenant(Permission::SubmissionsRead)?;
     let site = find_site(&state, &tenant, &site_id)?;
     let forms = state.store.forms().list(&site.id)?;
-    submissions_page(&req, &state, &forms, q.into_inner())
+    submissions_page(&req, &state, &who, &forms, &q)
 }
 
 #[utoipa::path(
@@ -223,7 +228,7 @@ async fn form_submissions(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SubmissionsRead)?;
     let form = find_form(&state, &tenant, &form_id)?;
-    submissions_page(&req, &state, &[form], q.into_inner())
+    submissions_page(&req, &state, &who, &[form], &q)
 }
 
 #[utoipa::path(
@@ -238,7 +243,7 @@ async fn all_submissions(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SubmissionsRead)?;
     let forms = tenant_forms(&state, &tenant)?;
-    submissions_page(&req, &state, &forms, q.into_inner())
+    submissions_page(&req, &state, &who, &forms, &q)
 }
 
 /// Netlify's listFormSubmission answers an array with the one submission.

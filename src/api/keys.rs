@@ -1,12 +1,12 @@
 //! Reseller API keys: `POST/GET /keys`, `DELETE /keys/{id}`.
 
-use super::{created, no_content};
+use super::{created, no_content, paginate, Order, PageQuery};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{IpAllowList, Permission, Permissions, Timestamp};
 use crate::store::keys::{ApiKey, NewKey};
 use crate::AppState;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -129,9 +129,15 @@ fn no_wider_than(creator: &ApiKey, new: &CreateKey) -> ApiResult<()> {
 
 #[utoipa::path(
 get, path = "/api/v1/keys", tag = "keys",
-    responses((status = 200, description = "The reseller's keys, without secrets", body = Vec<KeyView>))
+    params(PageQuery),
+    responses((status = 200, description = "The reseller's keys, without secrets; `Link` header", body = Vec<KeyView>))
 )]
-async fn list(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    who: Principal,
+    q: web::Query<PageQuery>,
+) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::KeysManage)?;
     let keys: Vec<KeyView> = state
         .store
@@ -140,7 +146,7 @@ async fn list(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRespo
         .into_iter()
         .map(KeyView::from)
         .collect();
-    Ok(HttpResponse::Ok().json(keys))
+    paginate(&req, &who.scope(), keys, |k| &k.id, Order::OldestFirst, &q)
 }
 
 #[utoipa::path(

@@ -11,6 +11,7 @@ pub mod forms;
 pub mod keys;
 pub mod openapi;
 pub mod ops;
+pub mod paging;
 pub mod reseller;
 pub mod sites;
 pub mod ssl;
@@ -137,120 +138,7 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize, Debug, Clone, Copy, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// Page number, from 1.
-    #[serde(default, deserialize_with = "number_in_query")]
-    pub page: Option<usize>,
-    /// Items per page, 1 to 100 (default 100).
-    #[serde(default, deserialize_with = "number_in_query")]
-    pub per_page: Option<usize>,
-}
-
-/// A number from a query string. Needed because `#[serde(flatten)]` (used to embed `PageQuery`
-/// in filters) hands every query value over as a string.
-fn number_in_query<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Number(usize),
-        Text(String),
-    }
-    match Option::<Raw>::deserialize(d)? {
-        None => Ok(None),
-        Some(Raw::Number(n)) => Ok(Some(n)),
-        Some(Raw::Text(s)) => s
-            .parse()
-            .map(Some)
-            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a whole number"))),
-    }
-}
-
-pub use crate::model::MAX_PER_PAGE;
-
-impl PageQuery {
-    /// (page, per_page), validated: page starts at 1, per_page is 1 to 100 (default 100).
-    pub fn bounds(self) -> ApiResult<(usize, usize)> {
-        let page = self.page.unwrap_or(1);
-        let per_page = self.per_page.unwrap_or(MAX_PER_PAGE);
-        if page == 0 || per_page == 0 || per_page > MAX_PER_PAGE {
-            return Err(ApiError::invalid(format!(
-                "page starts at 1 and per_page is 1 to {MAX_PER_PAGE}"
-            )));
-        }
-        Ok((page, per_page))
-    }
-
-    /// How many items come before this page.
-    pub fn offset(self) -> ApiResult<usize> {
-        let (page, per_page) = self.bounds()?;
-        Ok((page - 1).saturating_mul(per_page))
-    }
-}
-
-/// Answers one page of `items` as JSON with a Netlify-style `Link` header (next/prev/last).
-pub fn paginate<T: Serialize>(
-    req: &HttpRequest,
-    items: Vec<T>,
-    q: PageQuery,
-) -> ApiResult<HttpResponse> {
-    let (_, per_page) = q.bounds()?;
-    let total = items.len();
-    let start = q.offset()?.min(total);
-    let slice: Vec<T> = items.into_iter().skip(start).take(per_page).collect();
-    page_response(req, slice, total, q)
-}
-
-/// Answers an already cut page of a list of `total` items, with the `Link` header.
-pub fn page_response<T: Serialize>(
-    req: &HttpRequest,
-    slice: Vec<T>,
-    total: usize,
-    q: PageQuery,
-) -> ApiResult<HttpResponse> {
-    use std::fmt::Write;
-    let (page, per_page) = q.bounds()?;
-    let last = total.div_ceil(per_page).max(1);
-    let state = req.app_data::<web::Data<crate::AppState>>();
-    let trusted = state
-        .map(|s| s.trusted_proxies.as_slice())
-        .unwrap_or_default();
-    let (scheme, host) = crate::http::origin(req, trusted);
-    let base = format!("{scheme}://{host}{}?", req.path());
-    // The other query parameters (filters) carry over to every link, encoded once.
-    let mut other = String::new();
-    for (k, v) in form_urlencoded::parse(req.query_string().as_bytes()) {
-        if k != "page" && k != "per_page" {
-            let _ = write!(other, "{}={}&", enc(&k), enc(&v));
-        }
-    }
-    let mut links = String::with_capacity(3 * (base.len() + other.len() + 40));
-    let mut link = |p: usize, rel: &str| {
-        if !links.is_empty() {
-            links.push_str(", ");
-        }
-        let _ = write!(
-            links,
-            "<{base}{other}page={p}&per_page={per_page}>; rel=\"{rel}\""
-        );
-    };
-    if page < last {
-        link(page + 1, "next");
-    }
-    if page > 1 {
-        link(page - 1, "prev");
-    }
-    link(last, "last");
-    Ok(HttpResponse::Ok()
-        .insert_header(("Link", links))
-        .insert_header(("X-Total-Count", total))
-        .json(slice))
-}
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
+pub use paging::{paginate, respond, Order, PageQuery, Want};
 
 /// 201 with a JSON body.
 pub fn created<T: Serialize>(body: T) -> HttpResponse {

@@ -139,7 +139,7 @@ const _: () = assert!(crate::error::MAX_URI == 8192);
 const ERRORS: [(&str, &str); 10] = [
     (
         "400",
-        "Malformed JSON, an invalid field, a limit reached (`key_limit_reached`, `pending_domain_limit`, `rules_too_large`) or a conflict",
+        "Malformed JSON, an invalid field, a limit reached (`key_limit_reached`, `pending_domain_limit`, `rules_too_large`), a conflict, or a cursor this list did not give out (`invalid_cursor`)",
     ),
     (
         "401",

@@ -1,7 +1,7 @@
 //! Sites and Netlify accounts: `POST/GET /sites`, `GET/PATCH/DELETE /sites/{id_or_name}`,
 //! `POST/GET /{account_slug}/sites`, `GET /accounts`, `GET /accounts/{slug}/env`.
 
-use super::{created, no_content, nullable, paginate, PageQuery};
+use super::{created, no_content, nullable, paginate, Order, PageQuery};
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{DomainName, Permission, SiteName, Timestamp};
@@ -78,7 +78,7 @@ type Object = serde_json::Map<String, Value>;
 /// The Netlify deploy object, with the fields netlify-cli and @netlify/api read.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DeployView {
-    id: String,
+    pub id: String,
     site_id: String,
     user_id: String,
     build_id: Option<String>,
@@ -441,7 +441,14 @@ async fn list(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SitesRead)?;
     let views = list_views(&state, &tenant, q.user_id.as_deref(), q.name.as_deref())?;
-    paginate(&req, views, q.page)
+    paginate(
+        &req,
+        &who.scope(),
+        views,
+        |s| &s.id,
+        Order::OldestFirst,
+        &q.page,
+    )
 }
 
 #[utoipa::path(
@@ -462,7 +469,14 @@ async fn list_for_account(
         Some(account_owner(&state, &who, &slug, None, Permission::SitesRead)?.id)
     };
     let views = list_views(&state, &tenant, user.as_deref(), q.name.as_deref())?;
-    paginate(&req, views, q.page)
+    paginate(
+        &req,
+        &who.scope(),
+        views,
+        |s| &s.id,
+        Order::OldestFirst,
+        &q.page,
+    )
 }
 
 #[utoipa::path(

@@ -1,7 +1,7 @@
 //! Client users and their access tokens: `POST /access_tokens`, `DELETE /access_tokens/{id}`,
 //! `GET /users`, `GET/DELETE /users/{id}`, `GET /user`.
 
-use super::{created, no_content, page_response, PageQuery};
+use super::{created, no_content, PageQuery};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Email, Permission, Timestamp};
@@ -255,72 +255,57 @@ async fn revoke_token(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct UsersQuery {
-    /// Users whose email contains this text (case-insensitive).
+    /// The user with exactly this email (case-insensitive): an index lookup.
     email: Option<String>,
-    /// The user with this uid.
+    /// The users with exactly this uid: an index lookup.
     uid: Option<String>,
-    /// Page number, from 1.
-    #[serde(default, deserialize_with = "super::number_in_query")]
-    page: Option<usize>,
-    /// Items per page, 1 to 100 (default 100).
-    #[serde(default, deserialize_with = "super::number_in_query")]
-    per_page: Option<usize>,
 }
 
 #[utoipa::path(
 get, path = "/api/v1/users", tag = "users",
-    params(UsersQuery),
-    responses((status = 200, description = "One page of the reseller's users; `Link` header", body = Vec<UserView>))
+    params(UsersQuery, PageQuery),
+    responses((status = 200, description = "One page of the reseller's users, oldest first; `Link` header", body = Vec<UserView>))
 )]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
     who: Principal,
-    q: web::Query<UsersQuery>,
+    filter: web::Query<UsersQuery>,
+    q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::UsersRead)?;
-    let page = PageQuery {
-        page: q.page,
-        per_page: q.per_page,
-    };
-    let email = q
+    let email = filter
         .email
         .as_deref()
-        .map(|e| e.trim().to_lowercase())
+        .map(str::trim)
         .filter(|e| !e.is_empty());
-    let uid = q.uid.as_deref().filter(|u| !u.is_empty());
+    let uid = filter.uid.as_deref().filter(|u| !u.is_empty());
     let users = state.store.users();
-    let (found, total) = if email.is_none() && uid.is_none() {
-        let (_, per_page) = page.bounds()?;
-        let found = users.page(&reseller.id, page.offset()?, per_page)?;
-        (found, users.count(&reseller.id))
-    } else {
-        // A uid is looked up in its index; an email filter alone reads the email index.
-        let candidates = match (uid, email.as_deref()) {
-            (Some(uid), _) => users.with_uid(&reseller.id, uid)?,
-            (None, Some(email)) => users.email_contains(&reseller.id, email)?,
-            (None, None) => users.list(&reseller.id)?,
-        };
-        let matching: Vec<Listed> = candidates
-            .into_iter()
-            .filter(|l| {
-                email
-                    .as_deref()
-                    .is_none_or(|e| l.user.email.as_str().contains(e))
-            })
-            .filter(|l| uid.is_none_or(|id| l.user.uid.as_deref() == Some(id)))
-            .collect();
-        let (_, per_page) = page.bounds()?;
-        let total = matching.len();
-        let found = matching
-            .into_iter()
-            .skip(page.offset()?)
-            .take(per_page)
-            .collect();
-        (found, total)
+    let tenant = who.scope();
+    if email.is_none() && uid.is_none() {
+        let want = q.want(&req, &tenant)?;
+        let window = users.window(&reseller.id, &want)?.map(UserView::new);
+        let total = users.count(&reseller.id);
+        return super::respond(&req, &tenant, &want, window, |u| u.id.as_bytes(), total);
+    }
+    // Both filters are exact index lookups: a handful of users at most.
+    let mut matching: Vec<Listed> = match (uid, email) {
+        (Some(uid), _) => users.with_uid(&reseller.id, uid)?,
+        (None, Some(email)) => users.with_email(&reseller.id, email)?.into_iter().collect(),
+        (None, None) => Vec::new(),
     };
-    let views: Vec<UserView> = found.into_iter().map(UserView::new).collect();
-    page_response(&req, views, total, page)
+    if let (Some(_), Some(email)) = (uid, email) {
+        matching.retain(|l| l.user.email.as_str().eq_ignore_ascii_case(email));
+    }
+    let views: Vec<UserView> = matching.into_iter().map(UserView::new).collect();
+    super::paginate(
+        &req,
+        &tenant,
+        views,
+        |u| &u.id,
+        super::Order::OldestFirst,
+        &q,
+    )
 }
 
 #[utoipa::path(

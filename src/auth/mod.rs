@@ -74,6 +74,16 @@ impl Principal {
     }
 
     /// The tenant of a reseller key holding `perm`, or of a user token (users own their data).
+    /// Who is asking, as a string a list's cursors are bound to.
+    pub fn scope(&self) -> String {
+        match self {
+            Principal::Operator => "operator".into(),
+            Principal::Reseller { reseller, .. } => reseller.id.clone(),
+            Principal::User { reseller, user, .. } => format!("{}/{}", reseller.id, user.id),
+            Principal::Plugin { domain } => format!("plugin/{}", domain.id),
+        }
+    }
+
     pub fn tenant(&self, perm: Permission) -> ApiResult<Tenant> {
         match self {
             Principal::User { reseller, user, .. } => Ok(Tenant {

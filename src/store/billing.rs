@@ -222,6 +222,31 @@ impl Billing<'_> {
         list_under(&self.0.t.charges, reseller_id)
     }
 
+    /// One page of the reseller's charges, oldest first, and how many there are.
+    pub fn charges_window(
+        &self,
+        reseller_id: &str,
+        want: &super::Want,
+    ) -> ApiResult<(super::Window<Charge>, usize)> {
+        let prefix = format!("{reseller_id}/");
+        let tree = &self.0.t.charges;
+        let window = super::page(tree, prefix.as_bytes(), want)?;
+        let items = window
+            .items
+            .iter()
+            .map(|(_, raw)| decode(raw))
+            .collect::<ApiResult<Vec<_>>>()?;
+        let total = tree.scan_prefix(prefix.as_bytes()).keys().count();
+        Ok((
+            super::Window {
+                items,
+                before: window.before,
+                after: window.after,
+            },
+            total,
+        ))
+    }
+
     pub fn prices(&self, reseller_id: &str) -> ApiResult<Prices> {
         Ok(get(&self.0.t.prices, reseller_id)?.unwrap_or_default())
     }

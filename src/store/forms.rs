@@ -295,37 +295,65 @@ impl Forms<'_> {
         Ok(())
     }
 
-    /// One page of the submissions to any of `forms`, newest first: `offset` skipped, at most
-    /// `limit` returned. Reads only the index keys up to the page (a merge of each form's
-    /// newest-first index), never every submission.
-    pub fn page_of_forms(
+    /// One page of the submissions to any of `forms`, newest first, by offset or from a
+    /// cursor (a submission id). Merges the forms' indexes, reading only the keys up to the
+    /// page, never every submission.
+    pub fn window_of_forms(
         &self,
         forms: &[Form],
-        offset: usize,
-        limit: usize,
-    ) -> ApiResult<Vec<Submission>> {
+        want: &super::Want,
+    ) -> ApiResult<super::Window<Submission>> {
+        use super::{Seek, Want};
+        use std::ops::Bound::{Excluded, Included};
         let t = &self.0.t;
+        let limit = want.limit();
+        // The page's direction of travel in key order (ids are time-ordered): newest first is
+        // descending; a page before a cursor, or the last page, is read ascending, then turned.
+        let (seek, skip) = match want {
+            Want::Offset { offset, .. } => (Seek::First, *offset),
+            Want::Keyset { seek, .. } => (seek.clone(), 0),
+        };
+        let ascending = matches!(seek, Seek::Before(_) | Seek::Last);
+        let ranges = |f: &Form| {
+            let prefix = format!("{}/", f.id).into_bytes();
+            let mut end = prefix.clone();
+            *end.last_mut().unwrap_or(&mut 0) += 1;
+            let at = |k: &[u8]| [prefix.as_slice(), k].concat();
+            let (lo, hi) = match &seek {
+                Seek::First | Seek::Last => (Included(prefix.clone()), Excluded(end)),
+                // Older than k.
+                Seek::After(k) => (Included(prefix.clone()), Excluded(at(k))),
+                // Newer than k.
+                Seek::Before(k) => (Excluded(at(k)), Excluded(end)),
+            };
+            (prefix.len(), lo, hi)
+        };
         let mut iters: Vec<_> = forms
             .iter()
             .map(|f| {
-                let prefix = format!("{}/", f.id);
-                let len = prefix.len();
-                t.submissions_by_form
-                    .scan_prefix(prefix.as_bytes())
-                    .keys()
-                    .rev()
-                    .map(move |k| k.map(|k| String::from_utf8_lossy(&k[len..]).into_owned()))
+                let (len, lo, hi) = ranges(f);
+                let keys = t.submissions_by_form.range::<Vec<u8>, _>((lo, hi)).keys();
+                let keys: Box<dyn Iterator<Item = sled::Result<sled::IVec>>> = if ascending {
+                    Box::new(keys)
+                } else {
+                    Box::new(keys.rev())
+                };
+                keys.map(move |k| k.map(|k| String::from_utf8_lossy(&k[len..]).into_owned()))
                     .peekable()
             })
             .collect();
-        let mut ids = Vec::with_capacity(limit);
+        let mut ids = Vec::with_capacity(limit + 1);
         let mut skipped = 0;
-        while ids.len() < limit {
-            // The newest head among the forms' iterators (ids are time-ordered).
+        while ids.len() <= limit {
+            // The next head among the forms' iterators in the direction of travel.
             let mut best: Option<(usize, String)> = None;
             for (i, it) in iters.iter_mut().enumerate() {
                 match it.peek() {
-                    Some(Ok(id)) if best.as_ref().is_none_or(|(_, b)| id > b) => {
+                    Some(Ok(id))
+                        if best
+                            .as_ref()
+                            .is_none_or(|(_, b)| if ascending { id < b } else { id > b }) =>
+                    {
                         best = Some((i, id.clone()));
                     }
                     Some(Err(_)) => {
@@ -338,13 +366,46 @@ impl Forms<'_> {
             }
             let Some((i, id)) = best else { break };
             iters[i].next();
-            if skipped < offset {
+            if skipped < skip {
                 skipped += 1;
             } else {
                 ids.push(id);
             }
         }
-        super::load_all(&t.submissions, &ids)
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        if ascending {
+            ids.reverse();
+        }
+        // Whether anything lies on the other side of the cursor.
+        let beyond = |k: &[u8], newer: bool| -> ApiResult<bool> {
+            for f in forms {
+                let prefix = format!("{}/", f.id).into_bytes();
+                let mut end = prefix.clone();
+                *end.last_mut().unwrap_or(&mut 0) += 1;
+                let at = [prefix.as_slice(), k].concat();
+                let range: (std::ops::Bound<Vec<u8>>, std::ops::Bound<Vec<u8>>) = if newer {
+                    (Included(at), Excluded(end))
+                } else {
+                    (Included(prefix), Included(at))
+                };
+                if t.submissions_by_form.range(range).next().is_some() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        let (before, after) = match &seek {
+            Seek::First => (skip > 0, more),
+            Seek::Last => (more, false),
+            Seek::After(k) => (beyond(k, true)?, more),
+            Seek::Before(k) => (more, beyond(k, false)?),
+        };
+        Ok(super::Window {
+            items: super::load_all(&t.submissions, &ids)?,
+            before,
+            after,
+        })
     }
 
     pub fn submission(&self, id: &str) -> ApiResult<Option<Submission>> {

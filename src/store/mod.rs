@@ -442,3 +442,181 @@ pub(crate) fn bump(
 pub(crate) fn abort<T, E>(e: E) -> sled::transaction::ConflictableTransactionResult<T, E> {
     Err(sled::transaction::ConflictableTransactionError::Abort(e))
 }
+
+/// Where a page of a keyset-paged list starts (keys are index keys after the tenant's prefix,
+/// i.e. entity ids, which are time-ordered).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seek {
+    First,
+    /// The page after this key.
+    After(Vec<u8>),
+    /// The page before this key.
+    Before(Vec<u8>),
+    Last,
+}
+
+/// What a list handler fetches: by offset (Netlify's `page=`) or from a cursor.
+#[derive(Clone, Debug)]
+pub enum Want {
+    /// Skip `offset` items: O(offset).
+    Offset { offset: usize, limit: usize },
+    /// Seek to a position: O(limit).
+    Keyset { seek: Seek, limit: usize },
+}
+
+impl Want {
+    pub fn limit(&self) -> usize {
+        match self {
+            Want::Offset { limit, .. } | Want::Keyset { limit, .. } => *limit,
+        }
+    }
+}
+
+/// One page of a list, in key order, and whether anything lies before or after it.
+#[derive(Debug)]
+pub struct Window<T> {
+    pub items: Vec<T>,
+    pub before: bool,
+    pub after: bool,
+}
+
+impl<T> Window<T> {
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Window<U> {
+        Window {
+            items: self.items.into_iter().map(f).collect(),
+            before: self.before,
+            after: self.after,
+        }
+    }
+
+    /// The window of an in-memory list already in key order (ascending, or descending if
+    /// `desc`): small lists kept whole.
+    pub fn of_sorted(
+        items: Vec<T>,
+        key: impl Fn(&T) -> &[u8],
+        desc: bool,
+        seek: &Seek,
+        limit: usize,
+    ) -> Self {
+        let n = items.len();
+        // True while an item comes before position `k` (or is at it, with `at`).
+        let ahead = |i: &T, k: &[u8], at: bool| {
+            let o = key(i).cmp(k);
+            let o = if desc { o.reverse() } else { o };
+            o.is_lt() || (at && o.is_eq())
+        };
+        let (start, end) = match seek {
+            Seek::First => (0, limit.min(n)),
+            Seek::Last => (n.saturating_sub(limit), n),
+            Seek::After(k) => {
+                let start = items.partition_point(|i| ahead(i, k, true));
+                (start, (start + limit).min(n))
+            }
+            Seek::Before(k) => {
+                let end = items.partition_point(|i| ahead(i, k, false));
+                (end.saturating_sub(limit), end)
+            }
+        };
+        let items: Vec<T> = items.into_iter().skip(start).take(end - start).collect();
+        Window {
+            items,
+            before: start > 0,
+            after: end < n,
+        }
+    }
+}
+
+/// The first key after every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// One page of the entries of `tree` under `prefix`, as (key after the prefix, value), by
+/// offset or by seeking (see `window`).
+pub(crate) fn page(
+    tree: &sled::Tree,
+    prefix: &[u8],
+    want: &Want,
+) -> ApiResult<Window<(Vec<u8>, sled::IVec)>> {
+    match want {
+        Want::Keyset { seek, limit } => window(tree, prefix, seek, *limit),
+        Want::Offset { offset, limit } => {
+            let items = tree
+                .scan_prefix(prefix)
+                .skip(*offset)
+                .take(*limit)
+                .map(|r| r.map(|(k, v)| (k[prefix.len()..].to_vec(), v)))
+                .collect::<sled::Result<Vec<_>>>()?;
+            Ok(Window {
+                items,
+                before: *offset > 0,
+                after: false,
+            })
+        }
+    }
+}
+
+/// One page of the entries of `tree` under `prefix`, as (key after the prefix, value): at most
+/// `limit`, found by seeking, so a page costs O(limit + log n) at any depth.
+pub(crate) fn window(
+    tree: &sled::Tree,
+    prefix: &[u8],
+    seek: &Seek,
+    limit: usize,
+) -> ApiResult<Window<(Vec<u8>, sled::IVec)>> {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let end = match prefix_end(prefix) {
+        Some(e) => Excluded(e),
+        None => Unbounded,
+    };
+    let start = Included(prefix.to_vec());
+    let at = |k: &[u8]| [prefix, k].concat();
+    let strip = |(k, v): (sled::IVec, sled::IVec)| (k[prefix.len()..].to_vec(), v);
+    let take = |iter: &mut dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>| {
+        iter.take(limit + 1)
+            .map(|r| r.map(strip))
+            .collect::<sled::Result<Vec<_>>>()
+    };
+    let (mut items, before, after, backwards) = match seek {
+        Seek::First => {
+            let items = take(&mut tree.range((start, end)))?;
+            let after = items.len() > limit;
+            (items, false, after, false)
+        }
+        Seek::Last => {
+            let items = take(&mut tree.range((start, end)).rev())?;
+            let before = items.len() > limit;
+            (items, before, false, true)
+        }
+        Seek::After(k) => {
+            let from = at(k);
+            let items = take(&mut tree.range((Excluded(from.clone()), end)))?;
+            let after = items.len() > limit;
+            let before = tree.range((start, Included(from))).next_back().is_some();
+            (items, before, after, false)
+        }
+        Seek::Before(k) => {
+            let to = at(k);
+            let items = take(&mut tree.range((start, Excluded(to.clone()))).rev())?;
+            let before = items.len() > limit;
+            let after = tree.range((Included(to), end)).next().is_some();
+            (items, before, after, true)
+        }
+    };
+    items.truncate(limit);
+    if backwards {
+        items.reverse();
+    }
+    Ok(Window {
+        items,
+        before,
+        after,
+    })
+}

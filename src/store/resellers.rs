@@ -159,6 +159,26 @@ impl Resellers<'_> {
         }
     }
 
+    /// One page of resellers, in creation order.
+    pub fn page(&self, want: &super::Want) -> ApiResult<super::Window<Reseller>> {
+        let window = super::page(&self.0.t.resellers, b"", want)?;
+        let items = window
+            .items
+            .iter()
+            .map(|(_, raw)| read(raw))
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok(super::Window {
+            items,
+            before: window.before,
+            after: window.after,
+        })
+    }
+
+    /// How many resellers there are (a count of the tree's keys: thousands, not millions).
+    pub fn count(&self) -> usize {
+        self.0.t.resellers.len()
+    }
+
     pub fn list(&self) -> ApiResult<Vec<Reseller>> {
         self.0
             .t

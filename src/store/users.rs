@@ -245,7 +245,11 @@ impl Users<'_> {
 
     /// Every user of the reseller, in creation order.
     pub fn list(&self, reseller_id: &str) -> ApiResult<Vec<Listed>> {
-        self.page(reseller_id, 0, usize::MAX)
+        let all = super::Want::Offset {
+            offset: 0,
+            limit: usize::MAX,
+        };
+        Ok(self.window(reseller_id, &all)?.items)
     }
 
     /// How many users the reseller has (a counter kept with every create and delete).
@@ -260,27 +264,50 @@ impl Users<'_> {
         count_of(raw).max(0) as usize
     }
 
-    /// One page of the reseller's users in creation order, without loading the others. Each
-    /// index entry holds the user and its token count, so a page is one scan.
-    pub fn page(&self, reseller_id: &str, offset: usize, limit: usize) -> ApiResult<Vec<Listed>> {
-        let t = &self.0.t;
+    /// One page of the reseller's users in creation order, by offset or by seeking to a
+    /// cursor (O(per_page) at any depth). Each index entry holds the user and its token count,
+    /// so a page is one scan.
+    pub fn window(
+        &self,
+        reseller_id: &str,
+        want: &super::Want,
+    ) -> ApiResult<super::Window<Listed>> {
         let prefix = format!("{reseller_id}/");
-        let mut out = Vec::with_capacity(limit.min(crate::model::MAX_PER_PAGE));
-        for entry in t
-            .users_by_reseller
-            .scan_prefix(prefix.as_bytes())
-            .skip(offset)
-            .take(limit)
-        {
-            let (key, raw) = entry?;
+        let window = super::page(&self.0.t.users_by_reseller, prefix.as_bytes(), want)?;
+        let mut items = Vec::with_capacity(window.items.len());
+        for (id, raw) in &window.items {
             if !raw.is_empty() {
-                out.push(decode(&raw)?);
+                items.push(decode(raw)?);
                 continue;
             }
-            let id = String::from_utf8_lossy(&key[prefix.len()..]);
-            out.extend(self.legacy(&id)?);
+            items.extend(self.legacy(&String::from_utf8_lossy(id))?);
         }
-        Ok(out)
+        Ok(super::Window {
+            items,
+            before: window.before,
+            after: window.after,
+        })
+    }
+
+    /// The reseller's user with this email (compared case-insensitively), from the email
+    /// index: one lookup. An address that is not a valid email matches nobody.
+    pub fn with_email(&self, reseller_id: &str, email: &str) -> ApiResult<Option<Listed>> {
+        let Ok(email) = Email::parse(email) else {
+            return Ok(None);
+        };
+        match self
+            .0
+            .t
+            .user_by_email
+            .get(email_key(reseller_id, &email).as_bytes())?
+        {
+            Some(id) => match self.get_listed(reseller_id, &String::from_utf8_lossy(&id)) {
+                Ok(listed) => Ok(Some(listed)),
+                Err(ApiError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            },
+            None => Ok(None),
+        }
     }
 
     /// The reseller's users with this uid, in creation order (an index lookup, not a scan).
@@ -289,20 +316,6 @@ impl Users<'_> {
         let mut ids = Vec::new();
         for key in self.0.t.users_by_uid.scan_prefix(prefix.as_bytes()).keys() {
             ids.push(String::from_utf8_lossy(&key?[prefix.len()..]).into_owned());
-        }
-        self.listed_in_order(reseller_id, ids)
-    }
-
-    /// The reseller's users whose (lowercase) email contains `needle`, in creation order. Reads
-    /// the email index's keys rather than decoding every user.
-    pub fn email_contains(&self, reseller_id: &str, needle: &str) -> ApiResult<Vec<Listed>> {
-        let prefix = format!("{reseller_id}/");
-        let mut ids = Vec::new();
-        for entry in self.0.t.user_by_email.scan_prefix(prefix.as_bytes()) {
-            let (key, id) = entry?;
-            if String::from_utf8_lossy(&key[prefix.len()..]).contains(needle) {
-                ids.push(String::from_utf8_lossy(&id).into_owned());
-            }
         }
         self.listed_in_order(reseller_id, ids)
     }

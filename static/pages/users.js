@@ -47,7 +47,7 @@ export async function render(main) {
   let query = "";
   let refresh;
   const search = submitting(h("form", { class: "inline", id: "user-search", role: "search" },
-    field("Email contains", h("input", { name: "email", type: "search" })),
+    field("Email (exact)", h("input", { name: "email", type: "search" })),
     field("UID", h("input", { name: "uid", type: "search" })),
     h("button", { type: "submit", class: "secondary" }, "Search")), async data => {
     const q = new URLSearchParams();

@@ -24,6 +24,7 @@ mod logs;
 mod netlify;
 mod openapi;
 mod packaging;
+mod paging;
 mod panel;
 mod ratelimit;
 mod registration;

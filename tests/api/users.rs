@@ -137,18 +137,13 @@ async fn users_filter_paginate_and_delete() {
     let by_uid = app.get("/api/v1/users?uid=4", &acme.key).await.expect(200);
     assert_eq!(by_uid.body.as_array().unwrap().len(), 1, "{}", by_uid.text);
     assert_eq!(by_uid.body[0]["email"], "u4@shop.test");
-    // A partial email matches every user it is part of, in creation order.
+    // The email filter is an exact (case-insensitive) index lookup: a part matches nobody.
     let partial = app
-        .get("/api/v1/users?email=SHOP.test&per_page=2&page=3", &acme.key)
+        .get("/api/v1/users?email=SHOP.test", &acme.key)
         .await
         .expect(200);
-    assert_eq!(partial.header("x-total-count"), Some("6"));
-    assert_eq!(partial.body[0]["email"], "u4@shop.test", "{}", partial.text);
-    assert_eq!(
-        partial.body[1]["email"], "u44@shop.test",
-        "{}",
-        partial.text
-    );
+    assert_eq!(partial.header("x-total-count"), Some("0"));
+    assert_eq!(partial.body, json!([]));
     let both = app
         .get("/api/v1/users?uid=4&email=u44", &acme.key)
         .await

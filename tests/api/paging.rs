@@ -1,0 +1,191 @@
+//! Keyset paging: cursors from `Link` headers walk every list forward and back, returning each
+//! record exactly once even while records are created and deleted; a cursor is bound to its
+//! list, tenant and filters.
+
+use crate::helpers::{Reply, TestApp};
+use serde_json::json;
+use std::collections::HashSet;
+
+/// The URL of a `Link` relation, as a path under the server.
+fn link(r: &Reply, rel: &str) -> Option<String> {
+    let header = r.header("link")?;
+    header.split(", ").find_map(|part| {
+        let (url, r) = part.split_once(">; rel=\"")?;
+        (r.trim_end_matches('"') == rel).then(|| {
+            let url = url.trim_start_matches('<');
+            let at = url.find("/api/v1").expect("a path under /api/v1");
+            url[at..].to_string()
+        })
+    })
+}
+
+fn emails(r: &Reply) -> Vec<String> {
+    r.body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn cursors_walk_every_user_once_forward_and_back_under_concurrent_writes() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let mut stable = Vec::new();
+    for i in 0..23 {
+        let email = format!("u{i:02}@x.test");
+        acme.access_token(&app, &email).await;
+        stable.push(email);
+    }
+
+    // Forward, while another client creates and deletes users of its own.
+    let churn = {
+        let (client, base, key) = (app.client.clone(), app.url("/api/v1"), acme.key.clone());
+        tokio::spawn(async move {
+            for i in 0..40 {
+                let r: serde_json::Value = client
+                    .post(format!("{base}/access_tokens"))
+                    .bearer_auth(&key)
+                    .json(&json!({"user": {"email": format!("churn{i}@y.test")}}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if i % 2 == 0 {
+                    let id = r["user_id"].as_str().unwrap();
+                    client
+                        .delete(format!("{base}/users/{id}"))
+                        .bearer_auth(&key)
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    let mut next = Some("/api/v1/users?per_page=4".to_string());
+    let mut last_page = None;
+    while let Some(path) = next {
+        let page = app.get(&path, &acme.key).await.expect(200);
+        seen.extend(emails(&page));
+        next = link(&page, "next");
+        last_page = Some(page);
+    }
+    churn.await.unwrap();
+    let stable_seen: Vec<&String> = seen.iter().filter(|e| e.ends_with("@x.test")).collect();
+    assert_eq!(
+        stable_seen,
+        stable.iter().collect::<Vec<_>>(),
+        "every stable user once, in creation order"
+    );
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no user twice: {seen:?}");
+
+    // Back from the last page, by `prev`.
+    let mut back = Vec::new();
+    let mut page = app
+        .get(
+            &link(last_page.as_ref().unwrap(), "last").unwrap(),
+            &acme.key,
+        )
+        .await
+        .expect(200);
+    loop {
+        let mut e = emails(&page);
+        e.extend(back);
+        back = e;
+        let Some(prev) = link(&page, "prev") else {
+            break;
+        };
+        page = app.get(&prev, &acme.key).await.expect(200);
+    }
+    let total: usize = page.header("x-total-count").unwrap().parse().unwrap();
+    assert_eq!(back.len(), total, "{back:?}");
+    let back_stable: Vec<&String> = back.iter().filter(|e| e.ends_with("@x.test")).collect();
+    assert_eq!(back_stable, stable.iter().collect::<Vec<_>>());
+    assert_eq!(total, 23 + 20, "the churn kept 20 of its users");
+    // The last page is full (a page before the end is never short).
+    let last = app
+        .get(&link(&page, "last").unwrap(), &acme.key)
+        .await
+        .expect(200);
+    assert_eq!(emails(&last).len(), 4);
+    assert!(link(&last, "next").is_none());
+}
+
+#[tokio::test]
+async fn a_cursor_works_only_for_its_list_tenant_and_filters() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let globex = app.reseller("Globex").await;
+    for i in 0..3 {
+        acme.access_token(&app, &format!("a{i}@x.test")).await;
+        globex.access_token(&app, &format!("g{i}@x.test")).await;
+        let pm = json!({"label": format!("pm{i}"), "type": "invoice", "reference": "x"});
+        app.post("/api/v1/payment_methods", &acme.key, pm)
+            .await
+            .expect(201);
+    }
+    let first = app
+        .get("/api/v1/users?per_page=1", &acme.key)
+        .await
+        .expect(200);
+    let next = link(&first, "next").unwrap();
+    let cursor = next
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("cursor="))
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        emails(&app.get(&next, &acme.key).await.expect(200)),
+        ["a1@x.test"]
+    );
+    // Another tenant, another list, other filters, an altered cursor: 400, nothing leaks.
+    app.get(&next, &globex.key)
+        .await
+        .expect_error(400, "invalid_cursor");
+    app.get(
+        &format!("/api/v1/payment_methods?cursor={cursor}"),
+        &acme.key,
+    )
+    .await
+    .expect_error(400, "invalid_cursor");
+    app.get(&format!("/api/v1/users?uid=1&cursor={cursor}"), &acme.key)
+        .await
+        .expect_error(400, "invalid_cursor");
+    let mut bytes = cursor.into_bytes();
+    let i = bytes.len() / 2;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(bytes).unwrap();
+    app.get(&format!("/api/v1/users?cursor={tampered}"), &acme.key)
+        .await
+        .expect_error(400, "invalid_cursor");
+    app.get("/api/v1/users?cursor=%%%", &acme.key)
+        .await
+        .expect_error(400, "invalid_cursor");
+    app.get("/api/v1/users?cursor=abc&page=2", &acme.key)
+        .await
+        .expect_error(400, "invalid_request");
+
+    // A small list walks the same way (payment methods, held in memory).
+    let pm = app
+        .get("/api/v1/payment_methods?per_page=2", &acme.key)
+        .await
+        .expect(200);
+    assert_eq!(pm.header("x-total-count"), Some("3"));
+    let rest = app
+        .get(&link(&pm, "next").unwrap(), &acme.key)
+        .await
+        .expect(200);
+    assert_eq!(rest.body.as_array().unwrap().len(), 1);
+    assert_eq!(rest.body[0]["label"], "pm2");
+    let back = app
+        .get(&link(&rest, "prev").unwrap(), &acme.key)
+        .await
+        .expect(200);
+    assert_eq!(back.body, pm.body);
+}
