@@ -138,6 +138,11 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_TRAFFIC_FLUSH_INTERVAL")]
     pub traffic_flush_interval: Option<u64>,
 
+    /// MiB of memory for the database's page cache (the largest part of the server's memory)
+    /// [default: 64]
+    #[arg(long, env = "RESELLERD_CACHE_MB")]
+    pub cache_mb: Option<u64>,
+
     /// Seconds between sweeps that remove expired access tokens [default: 60]
     #[arg(long, env = "RESELLERD_TOKEN_SWEEP_INTERVAL")]
     pub token_sweep_interval: Option<u64>,
@@ -318,6 +323,14 @@ impl Settings {
             }
             _ => true,
         }
+    }
+
+    /// The database page cache in bytes (at least 8 MiB).
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_mb
+            .unwrap_or(crate::store::DEFAULT_CACHE_MB)
+            .max(8)
+            << 20
     }
 
     pub fn token_sweep_interval(&self) -> std::time::Duration {

@@ -33,7 +33,7 @@ fn finding(level: Level, check: &'static str, detail: impl Into<String>) -> Find
 /// Runs every check; the caller prints them.
 pub fn run(settings: &Settings) -> Vec<Finding> {
     let dir = settings.data_dir();
-    let mut out = vec![data_dir(&dir), free_space(settings, &dir)];
+    let mut out = vec![data_dir(&dir), free_space(settings, &dir), cache(settings)];
     let running = match dir.join("db").is_dir() {
         false => {
             out.push(finding(
@@ -135,6 +135,29 @@ fn data_dir(dir: &Path) -> Finding {
 }
 
 /// Free space on the data dir's filesystem against the reserve; a warning below 10 %.
+/// The page cache setting against the machine's memory.
+fn cache(settings: &Settings) -> Finding {
+    const CHECK: &str = "memory";
+    let cache = settings.cache_bytes() >> 20;
+    let detail = format!(
+        "database page cache {cache} MiB (--cache-mb); the server needs about that plus 50 MiB"
+    );
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    });
+    match total.map(|kib| kib >> 10) {
+        Some(mib) if cache * 2 > mib => finding(
+            Level::Warn,
+            CHECK,
+            format!("{detail}: more than half of this machine's {mib} MiB"),
+        ),
+        Some(mib) => finding(Level::Ok, CHECK, format!("{detail}, of {mib} MiB")),
+        None => finding(Level::Ok, CHECK, detail),
+    }
+}
+
 fn free_space(settings: &Settings, dir: &Path) -> Finding {
     const CHECK: &str = "free space";
     let existing = dir

@@ -31,7 +31,8 @@ impl AppState {
         let data_dir = settings.data_dir();
         files::create_private_dir(&data_dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
-        let store = store::Store::open(&data_dir).map_err(|e| e.to_string())?;
+        let store = store::Store::open_with(&data_dir, settings.cache_bytes())
+            .map_err(|e| e.to_string())?;
         let (tls_config, certs) = tls::server_config(tls::default_key(
             &data_dir,
             settings.tls_cert.as_deref(),

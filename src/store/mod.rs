@@ -175,11 +175,21 @@ fn read_format(meta: &sled::Tree, dir: &Path) -> Result<u32, OpenError> {
     Ok(format)
 }
 
+/// The default page cache: small enough for a 1 GB VM (sled's own default is 1 GiB).
+pub const DEFAULT_CACHE_MB: u64 = 64;
+
 impl Store {
+    /// Opens the store with the default page cache.
     pub fn open(dir: &Path) -> Result<Store, OpenError> {
+        Store::open_with(dir, DEFAULT_CACHE_MB << 20)
+    }
+
+    /// Opens the store with a page cache of `cache_bytes`.
+    pub fn open_with(dir: &Path, cache_bytes: u64) -> Result<Store, OpenError> {
         let path = dir.join("db");
         let db = sled::Config::new()
             .path(&path)
+            .cache_capacity(cache_bytes)
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| match &e {

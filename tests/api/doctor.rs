@@ -52,6 +52,18 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_problem() {
     );
     assert!(line(&report, "free space").contains("MiB free"), "{report}");
     assert!(!line(&report, "free space").starts_with("FAIL"), "{report}");
+    assert!(
+        line(&report, "memory").contains("page cache 64 MiB"),
+        "{report}"
+    );
+    let (_, report) = doctor(
+        &app.data_dir,
+        &["--dns-server", &dns_server, "--cache-mb", "200"],
+    );
+    assert!(
+        line(&report, "memory").contains("page cache 200 MiB"),
+        "{report}"
+    );
 
     // Stopped: the ports are probed by binding them; a port in use is a failure.
     app.kill9();
