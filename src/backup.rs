@@ -5,10 +5,13 @@
 //! - `blobs/…`: the content-addressed site files;
 //! - `files/…`: the data dir's other state (TLS keys, operator token hash, secrets).
 //!
-//! A running server makes it with the API's write gate closed while the trees are dumped, so the
-//! snapshot holds every write acknowledged before it began and no half-applied request. Blobs
-//! are copied after that with garbage collection held off; they are immutable and written
-//! before any record names them, so every blob the dump refers to is there.
+//! A running server makes it without stalling writes (see `Capture`): the trees are dumped while
+//! writes go on, every change made meanwhile is recorded, and the recorded changes up to one
+//! cut, taken with the API's write gate closed for a few milliseconds, are applied to the dump.
+//! The archive holds the database exactly as it was at the cut: every write acknowledged before
+//! the backup began and no half-applied request. Blobs are copied after that with garbage
+//! collection held off; they are immutable and written before any record names them, so every
+//! blob the dump refers to is there.
 
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
@@ -35,10 +38,119 @@ fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-/// Writes a backup of `store` (opened on `data_dir`) to `out`. The caller keeps writes out while
-/// the trees are dumped: a server passes its write-gate guard as `gate`, dropped as soon as the
-/// trees are in the archive (before the blobs and files are copied); offline, `()` will do.
-pub fn write<W: Write, G>(store: &Store, data_dir: &Path, out: W, gate: G) -> io::Result<W> {
+/// The lock every mutating API request holds for reading (the store's write gate): a backup of
+/// a running server closes it twice, for milliseconds, to start recording changes and to cut.
+/// `None` offline, where nothing else writes.
+pub type Gate = Option<std::sync::Arc<tokio::sync::RwLock<()>>>;
+
+/// The changes to one tree since recording began: each key's last value (`None`: removed).
+type Overlay = std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Records every change to every tree while a backup dumps them. sled hands a subscriber each
+/// key's events in the order they were applied, including writes inside transactions; one
+/// thread per tree keeps its last value per key.
+///
+/// Why the result is the database at the cut T: recording starts at S, with no API request in
+/// flight. For a key changed between S and T, its last recorded change is its value at T. For
+/// a key not changed between S and T, the dump (read between S and T) saw its value at S, which
+/// is its value at T. Changes after T are not applied. Both S and T are taken with the write
+/// gate closed, so no request is half inside the snapshot. Background writers that do not take
+/// the gate (traffic counters, verification checks, certificates, form submissions) write one
+/// record at a time, so the cut is consistent for them too.
+struct Capture {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<(String, std::thread::JoinHandle<Overlay>)>,
+}
+
+impl Capture {
+    fn start(trees: &[(String, sled::Tree)]) -> io::Result<Capture> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut threads = Vec::with_capacity(trees.len());
+        for (name, tree) in trees {
+            let mut events = tree.watch_prefix(Vec::new());
+            let stop = stop.clone();
+            let thread = std::thread::Builder::new()
+                .name("backup-capture".into())
+                .spawn(move || {
+                    let mut overlay = Overlay::new();
+                    loop {
+                        match events.next_timeout(std::time::Duration::from_millis(5)) {
+                            Ok(sled::Event::Insert { key, value }) => {
+                                overlay.insert(key.to_vec(), Some(value.to_vec()));
+                            }
+                            Ok(sled::Event::Remove { key }) => {
+                                overlay.insert(key.to_vec(), None);
+                            }
+                            // Nothing queued: after the cut, everything before it was taken.
+                            Err(_) if stop.load(std::sync::atomic::Ordering::Acquire) => {
+                                return overlay
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                })?;
+            threads.push((name.clone(), thread));
+        }
+        Ok(Capture { stop, threads })
+    }
+
+    /// Stops recording (call with the gate closed: the cut) and returns each tree's changes.
+    fn finish(self) -> io::Result<std::collections::HashMap<String, Overlay>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.threads
+            .into_iter()
+            .map(|(name, t)| {
+                t.join()
+                    .map(|o| (name, o))
+                    .map_err(|_| io::Error::other("a backup capture thread panicked"))
+            })
+            .collect()
+    }
+}
+
+/// A temp file in the data dir, unlinked at once (the open file is all a backup needs).
+fn scratch(data_dir: &Path) -> io::Result<File> {
+    let path = data_dir.join(format!(".backup-{}.tmp", crate::model::new_id()));
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}
+
+fn put_pair<W: Write>(out: &mut W, k: &[u8], v: &[u8]) -> io::Result<()> {
+    for part in [k, v] {
+        out.write_all(&(part.len() as u32).to_be_bytes())?;
+        out.write_all(part)?;
+    }
+    Ok(())
+}
+
+fn get_pair<R: Read>(r: &mut R) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let mut part = || -> io::Result<Option<Vec<u8>>> {
+        let mut len = [0u8; 4];
+        match r.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+        r.read_exact(&mut buf)?;
+        Ok(Some(buf))
+    };
+    match (part()?, part()?) {
+        (Some(k), Some(v)) => Ok(Some((k, v))),
+        (None, _) => Ok(None),
+        (Some(_), None) => Err(invalid("truncated backup dump")),
+    }
+}
+
+/// Writes a backup of `store` (opened on `data_dir`) to `out`. A running server passes its write
+/// gate (see `Capture`); offline, nothing else writes and the trees are dumped as they are.
+pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io::Result<W> {
+    use std::io::{Seek, SeekFrom};
     let _gc = store.blobs_in_use();
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
@@ -53,18 +165,78 @@ pub fn write<W: Write, G>(store: &Store, data_dir: &Path, out: W, gate: G) -> io
         &serde_json::to_vec_pretty(&manifest)?,
         0o600,
     )?;
-    for (name, tree) in store.trees_for_backup()? {
-        let mut buf = Vec::new();
+    let trees = store.trees_for_backup()?;
+    let capture = match &gate {
+        Some(g) => {
+            let _closed = g.blocking_write();
+            Some(Capture::start(&trees)?)
+        }
+        None => None,
+    };
+    // The dump, tree after tree, while writes go on.
+    let mut dump = BufWriter::new(scratch(data_dir)?);
+    let mut segments = Vec::with_capacity(trees.len());
+    let mut at = 0u64;
+    for (name, tree) in &trees {
+        let start = at;
         for pair in tree.iter() {
             let (k, v) = pair.map_err(io::Error::other)?;
-            for part in [&k[..], &v[..]] {
-                buf.extend_from_slice(&(part.len() as u32).to_be_bytes());
-                buf.extend_from_slice(part);
+            put_pair(&mut dump, &k, &v)?;
+            at += 8 + k.len() as u64 + v.len() as u64;
+        }
+        segments.push((name.clone(), start, at - start));
+    }
+    let mut overlays = match (capture, &gate) {
+        (Some(capture), Some(g)) => {
+            let _closed = g.blocking_write();
+            capture.finish()?
+        }
+        _ => Default::default(),
+    };
+    let mut dump = dump.into_inner().map_err(|e| e.into_error())?;
+    // Each tree: its dump with the recorded changes applied (both in key order), then archived.
+    let mut merged = scratch(data_dir)?;
+    for (name, start, len) in segments {
+        let overlay = overlays.remove(&name).unwrap_or_default();
+        dump.seek(SeekFrom::Start(start))?;
+        let mut old = BufReader::new((&mut dump).take(len));
+        merged.set_len(0)?;
+        merged.rewind()?;
+        let mut out = BufWriter::new(&mut merged);
+        let mut changes = overlay.into_iter().peekable();
+        let mut next_old = get_pair(&mut old)?;
+        loop {
+            let take_change = match (&next_old, changes.peek()) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some((k, _)), Some((ck, _))) => ck <= k,
+            };
+            if take_change {
+                let Some((ck, cv)) = changes.next() else {
+                    break;
+                };
+                if next_old.as_ref().is_some_and(|(k, _)| *k == ck) {
+                    next_old = get_pair(&mut old)?;
+                }
+                if let Some(v) = cv {
+                    put_pair(&mut out, &ck, &v)?;
+                }
+            } else if let Some((k, v)) = next_old.take() {
+                put_pair(&mut out, &k, &v)?;
+                next_old = get_pair(&mut old)?;
             }
         }
-        append_bytes(&mut tar, &format!("db/{name}"), &buf, 0o600)?;
+        out.flush()?;
+        drop(out);
+        let size = merged.stream_position()?;
+        merged.rewind()?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(size);
+        header.set_mode(0o600);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, format!("db/{name}"), (&mut merged).take(size))?;
     }
-    drop(gate);
     append_dir(&mut tar, &data_dir.join("blobs"), "blobs", &|_| true)?;
     append_dir(&mut tar, data_dir, "files", &|name| {
         !SKIP.contains(&name) && !name.starts_with('.')
@@ -138,7 +310,7 @@ pub fn save(data_dir: &Path, out: &Path, token: Option<String>) -> Result<u64, S
     let file = create_with_mode(&tmp, 0o600)
         .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
     let written = match Store::open(data_dir) {
-        Ok(store) => write(&store, data_dir, file, ())
+        Ok(store) => write(&store, data_dir, file, None)
             .and_then(finish)
             .map_err(|e| e.to_string()),
         Err(crate::store::OpenError::Locked(_)) => fetch(data_dir, token, file),

@@ -38,7 +38,7 @@ get, path = "/api/v1/admin/backup", tag = "operator", security(("bearer" = [])),
 )]
 async fn backup(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     who.require_operator()?;
-    let gate = state.store.write_gate().write_owned().await;
+    let gate = Some(state.store.write_gate());
     let store = state.store.clone();
     let data_dir = state.settings.data_dir();
     let (file, len) = web::block(move || -> std::io::Result<(std::fs::File, u64)> {

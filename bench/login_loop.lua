@@ -1,0 +1,20 @@
+-- wrk script: the Netlify reseller login flow, POST /api/v1/access_tokens for the same users
+-- over and over (a new token for one of USERS existing emails on every request).
+local counter = 0
+local thread_id = 0
+
+function setup(thread)
+  thread:set("tid", thread_id)
+  thread_id = thread_id + 1
+end
+
+function init(args)
+  users = tonumber(os.getenv("USERS") or "100000")
+  counter = tid * 7919
+end
+
+request = function()
+  counter = counter + 1
+  local body = '{"user":{"email":"loop-' .. (counter % users) .. '@load.test"}}'
+  return wrk.format("POST", "/api/v1/access_tokens", {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. os.getenv("RESELLERD_KEY")}, body)
+end

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Benchmark at scale (run by hand, not a test; about 15 minutes at the defaults): builds USERS
+# users (default 1,000,000) in one reseller through POST /api/v1/access_tokens at 64
+# connections, then prints what the scale issue asks for, as bounds and ratios:
+#   - the create rate per 10-second chunk, and the last chunks against the first;
+#   - peak RSS while loading, idle RSS after a restart, restart time (exec -> /healthz 200);
+#   - disk per user (the db directory after a restart, divided by users);
+#   - GET /users: first page, the `last` page by cursor, a deep page by offset (page=),
+#     an ?email= lookup, and the `next` page from the middle of the list;
+#   - an online backup under write load: its duration and the slowest write meanwhile,
+#     beside the slowest write of the same load without a backup;
+#   - the login loop: tokens re-issued for the same LOOP_USERS users for LOOP_SECS seconds,
+#     then disk, restart time and the sweep-free size beside the single-issue figures.
+# Usage: [USERS=1000000] [LOOP_USERS=100000] [LOOP_SECS=300] bench/scale.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+users=${USERS:-1000000}
+loop_users=${LOOP_USERS:-100000}
+loop_secs=${LOOP_SECS:-300}
+conns=64
+workers=$(nproc)
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release --quiet --bin resellerd
+
+tmp=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+start() {
+  local t0 out
+  t0=$(date +%s.%N)
+  ./target/release/resellerd serve --data-dir "$tmp/data" --http-addr 127.0.0.1:0 --https-addr 127.0.0.1:0 \
+    --workers "$workers" --rate-limit-ip 0 --rate-limit-credential 0 "$@" > "$tmp/server.out" 2>"$tmp/server.err" &
+  pid=$!
+  for _ in $(seq 3000); do
+    grep -q listening "$tmp/server.out" 2>/dev/null && break
+    sleep 0.01
+  done
+  api=$(sed -nE 's/^resellerd listening http=(http:[^ ]+).*/\1/p' "$tmp/server.out")
+  until curl -sf -o /dev/null "$api/healthz"; do sleep 0.01; done
+  started=$(echo "$(date +%s.%N) - $t0" | bc -l)
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
+rss() { awk -v k="$1:" '$1 == k {print int($2 / 1024)}' "/proc/$pid/status"; }
+size() { du -sm "$tmp/data/db" | cut -f1; }
+secs() { curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $key" "$api$1"; }
+link() { # the URL of a Link relation of GET $1
+  curl -s -D - -o /dev/null -H "Authorization: Bearer $key" "$api$1" |
+    tr ',' '\n' | sed -nE "s/.*<https?:\/\/[^/]+([^>]*)>; rel=\"$2\".*/\1/p" | head -1
+}
+total() { curl -s -D - -o /dev/null -H "Authorization: Bearer $key" "$api/api/v1/users?per_page=1" |
+  tr -d '\r' | awk 'tolower($1) == "x-total-count:" {print $2}'; }
+
+start
+op=$(cat "$tmp/data/operator-token")
+key=$(curl -sf -X POST "$api/api/v1/admin/resellers" -H "Authorization: Bearer $op" \
+  -d '{"name":"Scale","email":"ops@scale.test"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"]["key"])')
+
+echo "== creating $users users ($conns connections, $workers workers, default cache)"
+rates=()
+while [ "$(total)" -lt "$users" ]; do
+  r=$(RESELLERD_KEY=$key wrk -t2 -c"$conns" -d10s -s bench/create_token.lua "$api" | awk '/Requests\/sec/ {print $2}')
+  rates+=("$r")
+  printf '  %8d users, %8.0f creates/s, RSS %d MiB\n' "$(total)" "$r" "$(rss VmRSS)"
+done
+n=$(total)
+peak=$(rss VmHWM)
+first=${rates[0]}
+tail_n=$(( ${#rates[@]} < 3 ? ${#rates[@]} : 3 ))
+tail_avg=$(printf '%s\n' "${rates[@]: -$tail_n}" | awk '{s += $1} END {print s / NR}')
+
+echo "== lists at $n users"
+first_page=$(secs "/api/v1/users?per_page=100")
+last_url=$(link "/api/v1/users?per_page=100" last)
+last_page=$(secs "$last_url")
+deep=$((n / 200))
+offset_page=$(secs "/api/v1/users?per_page=100&page=$deep")
+mid_cursor=$(link "/api/v1/users?per_page=100&page=$deep" next)
+mid_page=$(secs "${mid_cursor/page=$((deep + 1))&/}")
+email=$(curl -s -H "Authorization: Bearer $key" "$api/api/v1/users?per_page=1&page=$deep" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["email"])')
+email_lookup=$(secs "/api/v1/users?email=$email")
+get_rps=$(wrk -t2 -c"$conns" -d10s -H "Authorization: Bearer $key" "$api/api/v1/users?per_page=10" | awk '/Requests\/sec/ {print $2}')
+
+echo "== backup under write load"
+RESELLERD_KEY=$key wrk -t2 -c"$conns" -d20s --latency -s bench/create_token.lua "$api" > "$tmp/plain.txt"
+RESELLERD_KEY=$key wrk -t2 -c"$conns" -d20s --latency -s bench/create_token.lua "$api" > "$tmp/during.txt" &
+load=$!
+sleep 5
+backup=$(curl -s -o "$tmp/backup.tar" -w '%{time_total}' -H "Authorization: Bearer $op" "$api/api/v1/admin/backup")
+backup_mb=$(du -m "$tmp/backup.tar" | cut -f1)
+rm -f "$tmp/backup.tar"
+wait "$load"
+max_plain=$(awk '/Latency/ {print $4; exit}' "$tmp/plain.txt")
+max_during=$(awk '/Latency/ {print $4; exit}' "$tmp/during.txt")
+
+stop
+start
+restart=$started
+sleep 2
+idle=$(rss VmRSS)
+n=$(total)
+disk=$(size)
+per_user=$(echo "$disk * 1048576 / $n" | bc)
+
+if [ "$loop_secs" -gt 0 ]; then
+echo "== login loop: tokens re-issued for $loop_users users for ${loop_secs}s"
+USERS=$loop_users RESELLERD_KEY=$key wrk -t2 -c"$conns" -d"${loop_secs}s" -s bench/login_loop.lua "$api" > "$tmp/loop.txt"
+loop_rps=$(awk '/Requests\/sec/ {print $2}' "$tmp/loop.txt")
+loop_peak=$(rss VmHWM)
+stop
+start
+loop_restart=$started
+loop_disk=$(size)
+sleep 2
+loop_idle=$(rss VmRSS)
+fi
+
+cat <<EOF
+
+scale figures ($workers cores, $conns connections, release build, default --cache-mb)
+users                                   $n
+creates/s first 10 s                    $first
+creates/s last 30 s                     $tail_avg  ($(echo "$tail_avg / $first" | bc -l | cut -c1-4)x the first; target >= 0.8x)
+peak RSS while creating                 $peak MiB  (target <= 400)
+restart (exec -> /healthz 200)          ${restart} s  (target <= 1)
+idle RSS after restart                  $idle MiB  (target <= 80)
+db on disk after restart                $disk MiB = $per_user bytes per user (target <= 1536)
+GET /users first page (100)             ${first_page} s
+GET /users last page by cursor          ${last_page} s
+GET /users page=$deep by offset          ${offset_page} s  (page= is O(offset))
+GET /users next page by cursor there    ${mid_page} s
+GET /users?email= (index lookup)        ${email_lookup} s
+GET /users?per_page=10 at 64 conns      $get_rps requests/s
+online backup                           ${backup} s, $backup_mb MiB
+slowest create without / with backup    $max_plain / $max_during  (target: the backup adds <= 100 ms)
+login loop ($loop_users users, ${loop_secs}s)     ${loop_rps:-} tokens/s, peak RSS ${loop_peak:-} MiB
+after the login loop                    db ${loop_disk:-} MiB, restart ${loop_restart:-} s, idle RSS ${loop_idle:-} MiB
+EOF
