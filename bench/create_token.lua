@@ -8,7 +8,10 @@ function setup(thread)
 end
 
 function init(args)
-  prefix = tostring(tid) .. "-" .. tostring(math.random(1, 1e9))
+  -- LuaJIT's math.random starts from the same seed in every process: without the clock, each wrk
+  -- run would send the previous run's emails again (new tokens for old users, not new users).
+  math.randomseed(os.time() * 100 + tid)
+  prefix = tostring(tid) .. "-" .. tostring(os.time()) .. "-" .. tostring(math.random(1, 1e9))
 end
 
 request = function()

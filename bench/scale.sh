@@ -10,13 +10,18 @@
 #   - an online backup under write load: its duration and the slowest write meanwhile,
 #     beside the slowest write of the same load without a backup;
 #   - the login loop: tokens re-issued for the same LOOP_USERS users for LOOP_SECS seconds,
-#     then disk, restart time and the sweep-free size beside the single-issue figures.
-# Usage: [USERS=1000000] [LOOP_USERS=100000] [LOOP_SECS=300] bench/scale.sh
+#     then disk, restart time and the sweep-free size beside the single-issue figures;
+#   - many tenants, on a fresh data dir: RESELLERS resellers (default 10,000) with SPREAD users
+#     each (default 100), then the operator's reseller list (first and last page), one
+#     reseller's users, disk per user, restart and idle RSS.
+# Usage: [USERS=1000000] [LOOP_USERS=100000] [LOOP_SECS=300] [RESELLERS=10000] [SPREAD=100] bench/scale.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${USERS:-1000000}
 loop_users=${LOOP_USERS:-100000}
 loop_secs=${LOOP_SECS:-300}
+resellers=${RESELLERS:-10000}
+spread=${SPREAD:-100}
 conns=64
 workers=$(nproc)
 
@@ -45,9 +50,9 @@ start() {
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 rss() { awk -v k="$1:" '$1 == k {print int($2 / 1024)}' "/proc/$pid/status"; }
 size() { du -sm "$tmp/data/db" | cut -f1; }
-secs() { curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $key" "$api$1"; }
-link() { # the URL of a Link relation of GET $1
-  curl -s -D - -o /dev/null -H "Authorization: Bearer $key" "$api$1" |
+secs() { curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer ${2:-$key}" "$api$1"; }
+link() { # the URL of a Link relation of GET $1 (as $3, default the reseller's key)
+  curl -s -D - -o /dev/null -H "Authorization: Bearer ${3:-$key}" "$api$1" |
     tr ',' '\n' | sed -nE "s/.*<https?:\/\/[^/]+([^>]*)>; rel=\"$2\".*/\1/p" | head -1
 }
 total() { curl -s -D - -o /dev/null -H "Authorization: Bearer $key" "$api/api/v1/users?per_page=1" |
@@ -118,6 +123,59 @@ sleep 2
 loop_idle=$(rss VmRSS)
 fi
 
+if [ "$resellers" -gt 0 ]; then
+echo "== many tenants: $resellers resellers x $spread users, fresh data dir"
+stop
+rm -rf "$tmp/data"
+start
+op=$(cat "$tmp/data/operator-token")
+python3 - "$api" "$op" "$resellers" > "$tmp/keys.txt" <<'PY'
+import http.client, json, sys, threading, urllib.parse
+api, op, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+url = urllib.parse.urlparse(api)
+keys, lock, next_i = [], threading.Lock(), [0]
+def work():
+    conn = http.client.HTTPConnection(url.hostname, url.port)
+    while True:
+        with lock:
+            i = next_i[0]; next_i[0] += 1
+        if i >= n:
+            return
+        body = json.dumps({"name": f"Tenant {i}", "email": f"ops{i}@tenants.test"})
+        conn.request("POST", "/api/v1/admin/resellers", body,
+                     {"Authorization": f"Bearer {op}", "Content-Type": "application/json"})
+        res = conn.getresponse(); data = res.read()
+        if res.status != 201:
+            sys.exit(f"reseller {i}: {res.status} {data[:200]!r}")
+        with lock:
+            keys.append(json.loads(data)["key"]["key"])
+threads = [threading.Thread(target=work) for _ in range(16)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("\n".join(keys))
+PY
+made=0
+target=$((resellers * spread))
+while [ "$made" -lt "$target" ]; do
+  RESELLERD_KEYS=$tmp/keys.txt wrk -t2 -c"$conns" -d10s -s bench/create_spread.lua "$api" > "$tmp/spread.txt"
+  ok=$(awk '/requests in/ {r = $1} /Non-2xx/ {b = $4} END {print r - b}' "$tmp/spread.txt")
+  made=$((made + ok))
+  printf '  %8d users, %8.0f creates/s, RSS %d MiB\n' "$made" "$(awk '/Requests\/sec/ {print $2}' "$tmp/spread.txt")" "$(rss VmRSS)"
+done
+many_peak=$(rss VmHWM)
+one=$(head -1 "$tmp/keys.txt")
+many_first=$(secs "/api/v1/admin/resellers?per_page=100" "$op")
+many_last=$(secs "$(link "/api/v1/admin/resellers?per_page=100" last "$op")" "$op")
+many_users=$(secs "/api/v1/users?per_page=100" "$one")
+stop
+start
+many_restart=$started
+sleep 2
+many_idle=$(rss VmRSS)
+many_disk=$(size)
+many_per_user=$(echo "$many_disk * 1048576 / $made" | bc)
+fi
+
 cat <<EOF
 
 scale figures ($workers cores, $conns connections, release build, default --cache-mb)
@@ -138,4 +196,9 @@ online backup                           ${backup} s, $backup_mb MiB
 slowest create without / with backup    $max_plain / $max_during  (target: the backup adds <= 100 ms)
 login loop ($loop_users users, ${loop_secs}s)     ${loop_rps:-} tokens/s, peak RSS ${loop_peak:-} MiB
 after the login loop                    db ${loop_disk:-} MiB, restart ${loop_restart:-} s, idle RSS ${loop_idle:-} MiB
+$resellers resellers x $spread users           ${made:-} users made, peak RSS ${many_peak:-} MiB
+  GET /admin/resellers first / last page  ${many_first:-} s / ${many_last:-} s
+  GET /users (100 of one reseller)        ${many_users:-} s
+  restart, idle RSS                       ${many_restart:-} s, ${many_idle:-} MiB
+  db on disk after restart                ${many_disk:-} MiB = ${many_per_user:-} bytes per user
 EOF

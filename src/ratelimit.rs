@@ -197,24 +197,28 @@ pub async fn limit(
         return next.call(req).await.map(|r| r.map_into_boxed_body());
     };
     let now = Instant::now();
-    let ip = crate::http::client_ip(req.request(), &state.trusted_proxies);
-    let by_ip =
-        state
-            .limits
+    let unlimited = Verdict {
+        allowed: true,
+        limit: 0,
+        remaining: 0,
+        wait_secs: 0,
+    };
+    let limits = &state.limits;
+    let by_ip = if limits.per_ip.enabled() {
+        let ip = crate::http::client_ip(req.request(), &state.trusted_proxies);
+        limits
             .per_ip
-            .take(&ip.map(crate::http::ip_key).unwrap_or_default(), 1.0, now);
+            .take(&ip.map(crate::http::ip_key).unwrap_or_default(), 1.0, now)
+    } else {
+        unlimited
+    };
     let by_credential = match req.headers().get("authorization") {
-        Some(v) => state.limits.per_credential.take(
-            &hex::encode(&Sha256::digest(v.as_bytes())[..16]),
-            1.0,
-            now,
-        ),
-        None => Verdict {
-            allowed: true,
-            limit: 0,
-            remaining: 0,
-            wait_secs: 0,
-        },
+        Some(v) if limits.per_credential.enabled() => {
+            limits
+                .per_credential
+                .take(&hex::encode(&Sha256::digest(v.as_bytes())[..16]), 1.0, now)
+        }
+        _ => unlimited,
     };
     let tightest = [by_ip, by_credential]
         .into_iter()

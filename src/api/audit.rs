@@ -1,7 +1,7 @@
 //! Reading the audit log: `GET /audit` (a reseller's own) and `GET /admin/audit` (everyone's),
 //! newest first; and the middleware hook that records mutating calls.
 
-use super::{paginate, Order, PageQuery};
+use super::PageQuery;
 use crate::auth::{Actor, Principal};
 use crate::error::ApiResult;
 use crate::model::{Permission, Timestamp};
@@ -9,9 +9,6 @@ use crate::store::audit::AuditEntry;
 use crate::AppState;
 use actix_web::dev::ServiceResponse;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-
-/// The most entries one listing reads before paginating.
-const MAX_LISTED: usize = 10_000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/audit").route(web::get().to(reseller_log)))
@@ -29,15 +26,7 @@ async fn reseller_log(
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::KeysManage)?;
-    let entries = state.store.audit().recent(Some(&reseller.id), MAX_LISTED)?;
-    paginate(
-        &req,
-        &who.scope(),
-        entries,
-        |e| &e.id,
-        Order::NewestFirst,
-        &q,
-    )
+    list(&req, &state, &who, Some(&reseller.id), &q)
 }
 
 #[utoipa::path(
@@ -51,15 +40,21 @@ async fn operator_log(
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
     who.require_operator()?;
-    let entries = state.store.audit().recent(None, MAX_LISTED)?;
-    paginate(
-        &req,
-        &who.scope(),
-        entries,
-        |e| &e.id,
-        Order::NewestFirst,
-        &q,
-    )
+    list(&req, &state, &who, None, &q)
+}
+
+/// One page of a view of the log, newest first, sought in the store.
+fn list(
+    req: &HttpRequest,
+    state: &AppState,
+    who: &Principal,
+    reseller_id: Option<&str>,
+    q: &PageQuery,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.scope();
+    let want = q.want(req, &tenant)?;
+    let (window, total) = state.store.audit().window(reseller_id, &want)?;
+    super::respond(req, &tenant, &want, window, |e| &e.position, total)
 }
 
 /// Queues the audit entry of an authenticated mutating call once its response is known; the

@@ -2,7 +2,7 @@
 //! `PUT /sites/{id}/deploys/{deploy_id}`, `PUT /deploys/{id}/files/{path}`, listing, restore, cancel.
 
 use super::sites::{deploy_view, find_site, DeployView};
-use super::{paginate, Order, PageQuery};
+use super::PageQuery;
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Permission, Timestamp};
@@ -354,14 +354,11 @@ async fn list(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SitesRead)?;
     let site = find_site(&state, &tenant, &site_id)?;
-    let views = state
-        .store
-        .deploys()
-        .list(&site.id)?
-        .iter()
-        .map(|d| deploy_view(&state, &tenant.reseller, &site, d))
-        .collect();
-    paginate(&req, &who.scope(), views, |d| &d.id, Order::NewestFirst, &q)
+    let scope = who.scope();
+    let want = q.want(&req, &scope)?;
+    let (window, total) = state.store.deploys().window(&site.id, &want)?;
+    let window = window.map(|d| deploy_view(&state, &tenant.reseller, &site, &d));
+    super::respond(&req, &scope, &want, window, |d| d.id.as_bytes(), total)
 }
 
 #[utoipa::path(

@@ -82,72 +82,92 @@ impl PageQuery {
                 limit,
             }),
             (None, Some(cursor)) => Ok(Want::Keyset {
-                seek: decode_cursor(req, tenant, cursor)?,
+                seek: Signer::new(req, tenant)?.decode(cursor)?,
                 limit,
             }),
         }
     }
 }
 
-/// What a cursor is bound to: the list (path), the tenant, and the filters (every query
-/// parameter but the paging ones, in a canonical order).
-fn scope(req: &HttpRequest, tenant: &str) -> Vec<u8> {
-    let mut filters: Vec<(String, String)> = form_urlencoded::parse(req.query_string().as_bytes())
-        .filter(|(k, _)| !matches!(k.as_ref(), "page" | "per_page" | "cursor"))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    filters.sort();
-    let mut out = format!("cursor\0{}\0{tenant}", req.path()).into_bytes();
-    for (k, v) in filters {
-        out.extend_from_slice(format!("\0{k}={v}").as_bytes());
-    }
-    out
-}
+/// Signs and checks cursors for one request: an HMAC keyed with the edge secret that has
+/// already taken in what a cursor is bound to, the list (path), the tenant and the filters
+/// (every query parameter but the paging ones, in a canonical order). Built once per request.
+struct Signer(hmac::Hmac<sha2::Sha256>);
 
-fn mac(req: &HttpRequest, tenant: &str, payload: &[u8]) -> ApiResult<[u8; 32]> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal("no app state"))?;
-    let mut msg = scope(req, tenant);
-    msg.push(0);
-    msg.extend_from_slice(payload);
-    Ok(state.edge.sign(&msg))
-}
-
-fn encode_cursor(req: &HttpRequest, tenant: &str, seek: &Seek) -> ApiResult<String> {
-    let (dir, key): (u8, &[u8]) = match seek {
-        Seek::First => (0, &[]),
-        Seek::After(k) => (1, k),
-        Seek::Before(k) => (2, k),
-        Seek::Last => (3, &[]),
-    };
-    let mut payload = vec![CURSOR_VERSION, dir];
-    payload.extend_from_slice(key);
-    let tag = mac(req, tenant, &payload)?;
-    payload.extend_from_slice(&tag[..MAC_LEN]);
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload))
-}
-
-fn decode_cursor(req: &HttpRequest, tenant: &str, cursor: &str) -> ApiResult<Seek> {
-    use subtle::ConstantTimeEq;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor.as_bytes())
-        .map_err(|_| ApiError::InvalidCursor)?;
-    if raw.len() < 2 + MAC_LEN || raw.len() > 512 {
-        return Err(ApiError::InvalidCursor);
+impl Signer {
+    fn new(req: &HttpRequest, tenant: &str) -> ApiResult<Signer> {
+        use hmac::Mac;
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .ok_or_else(|| ApiError::internal("no app state"))?;
+        let mut mac = state.edge.keyed();
+        for part in [
+            b"cursor".as_slice(),
+            req.path().as_bytes(),
+            tenant.as_bytes(),
+        ] {
+            mac.update(part);
+            mac.update(b"\0");
+        }
+        let query = req.query_string();
+        if !query.is_empty() {
+            let mut filters: Vec<_> = form_urlencoded::parse(query.as_bytes())
+                .filter(|(k, _)| !matches!(k.as_ref(), "page" | "per_page" | "cursor"))
+                .collect();
+            filters.sort();
+            for (k, v) in filters {
+                mac.update(k.as_bytes());
+                mac.update(b"=");
+                mac.update(v.as_bytes());
+                mac.update(b"\0");
+            }
+        }
+        Ok(Signer(mac))
     }
-    let (payload, tag) = raw.split_at(raw.len() - MAC_LEN);
-    let want = mac(req, tenant, payload)?;
-    if !bool::from(want[..MAC_LEN].ct_eq(tag)) || payload[0] != CURSOR_VERSION {
-        return Err(ApiError::InvalidCursor);
+
+    fn tag(&self, payload: &[u8]) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = self.0.clone();
+        mac.update(payload);
+        mac.finalize().into_bytes().into()
     }
-    let key = payload[2..].to_vec();
-    match payload[1] {
-        0 => Ok(Seek::First),
-        1 => Ok(Seek::After(key)),
-        2 => Ok(Seek::Before(key)),
-        3 => Ok(Seek::Last),
-        _ => Err(ApiError::InvalidCursor),
+
+    fn encode(&self, seek: &Seek) -> String {
+        let (dir, key): (u8, &[u8]) = match seek {
+            Seek::First => (0, &[]),
+            Seek::After(k) => (1, k),
+            Seek::Before(k) => (2, k),
+            Seek::Last => (3, &[]),
+        };
+        let mut payload = Vec::with_capacity(2 + key.len() + MAC_LEN);
+        payload.extend_from_slice(&[CURSOR_VERSION, dir]);
+        payload.extend_from_slice(key);
+        let tag = self.tag(&payload);
+        payload.extend_from_slice(&tag[..MAC_LEN]);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload)
+    }
+
+    fn decode(&self, cursor: &str) -> ApiResult<Seek> {
+        use subtle::ConstantTimeEq;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor.as_bytes())
+            .map_err(|_| ApiError::InvalidCursor)?;
+        if raw.len() < 2 + MAC_LEN || raw.len() > 512 {
+            return Err(ApiError::InvalidCursor);
+        }
+        let (payload, tag) = raw.split_at(raw.len() - MAC_LEN);
+        let want = self.tag(payload);
+        if !bool::from(want[..MAC_LEN].ct_eq(tag)) || payload[0] != CURSOR_VERSION {
+            return Err(ApiError::InvalidCursor);
+        }
+        let key = payload[2..].to_vec();
+        match payload[1] {
+            0 => Ok(Seek::First),
+            1 => Ok(Seek::After(key)),
+            2 => Ok(Seek::Before(key)),
+            3 => Ok(Seek::Last),
+            _ => Err(ApiError::InvalidCursor),
+        }
     }
 }
 
@@ -200,17 +220,16 @@ pub fn respond<T: Serialize>(
             link(&format!("page={last}&"), "last");
         }
         Want::Keyset { .. } => {
-            let at = |seek: Seek| -> ApiResult<String> {
-                Ok(format!("cursor={}&", encode_cursor(req, tenant, &seek)?))
-            };
+            let signer = Signer::new(req, tenant)?;
+            let at = |seek: Seek| format!("cursor={}&", signer.encode(&seek));
             if let (true, Some(last)) = (window.after, window.items.last()) {
-                link(&at(Seek::After(key(last).to_vec()))?, "next");
+                link(&at(Seek::After(key(last).to_vec())), "next");
             }
             if let (true, Some(first)) = (window.before, window.items.first()) {
-                link(&at(Seek::Before(key(first).to_vec()))?, "prev");
+                link(&at(Seek::Before(key(first).to_vec())), "prev");
             }
-            link(&at(Seek::First)?, "first");
-            link(&at(Seek::Last)?, "last");
+            link(&at(Seek::First), "first");
+            link(&at(Seek::Last), "last");
         }
     }
     Ok(HttpResponse::Ok()

@@ -152,17 +152,9 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
             };
         }
         Credential::Bearer(s) if s.expose().starts_with(KEY_PREFIX) => {
-            if !s.is_well_formed(KEY_PREFIX) {
-                return Err(INVALID);
-            }
-            resolve_key(state, s.hash(), None)?
+            resolve_key(state, &s, None)?
         }
-        Credential::Basic { key_id, key } => {
-            if !key.is_well_formed(KEY_PREFIX) {
-                return Err(INVALID);
-            }
-            resolve_key(state, key.hash(), Some(&key_id))?
-        }
+        Credential::Basic { key_id, key } => resolve_key(state, &key, Some(&key_id))?,
         Credential::Bearer(s) if s.expose().starts_with(WP_PREFIX) => {
             if !s.is_well_formed(WP_PREFIX) {
                 return Err(INVALID);
@@ -178,12 +170,14 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
             return Ok(Principal::Plugin { domain });
         }
         Credential::Bearer(s) => {
-            if !s.is_well_formed(TOKEN_PREFIX) {
-                return Err(INVALID);
-            }
             let hash = s.hash();
             let generation = store.credentials_generation();
+            // A cache hit is a secret that was found before: the format check (a checksum that
+            // rejects typos without a store lookup) is only needed on the way to the store.
             let resolved = state.credentials.resolve(hash, generation, || {
+                if !s.is_well_formed(TOKEN_PREFIX) {
+                    return Err(INVALID);
+                }
                 let token = store.users().token_by_hash(&hash)?.ok_or(INVALID)?;
                 let reseller = store
                     .resellers()
@@ -238,17 +232,21 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
     Ok(Principal::Reseller { reseller, key })
 }
 
-/// The API key whose secret hashes to `hash` (and, for Basic, whose id is `key_id`), with its
+/// The API key whose secret is `secret` (and, for Basic, whose id is `key_id`), with its
 /// reseller: from the credential cache, or read and then cached. Also returns the cache key and
 /// the generation the entry belongs to.
 fn resolve_key(
     state: &AppState,
-    hash: [u8; 32],
+    secret: &Secret,
     key_id: Option<&str>,
 ) -> ApiResult<(ApiKey, Reseller, ([u8; 32], u64))> {
     let store = &state.store;
+    let hash = secret.hash();
     let generation = store.credentials_generation();
     let resolved = state.credentials.resolve(hash, generation, || {
+        if !secret.is_well_formed(KEY_PREFIX) {
+            return Err(INVALID);
+        }
         let key = match key_id {
             // Basic names the key: compare its stored hash in constant time.
             Some(id) => {

@@ -1,11 +1,10 @@
 //! The audit log: one entry per mutating API call (who, what, when, from where), readable by
 //! the operator (all) and by each reseller (its own). Entries never contain secrets or bodies.
 
-use super::{decode, encode, Store};
-use crate::error::{ApiError, ApiResult};
+use super::{count_of, decode, encode, Store, Want, Window};
+use crate::error::ApiResult;
 use crate::model::{new_id, Timestamp};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -32,97 +31,201 @@ impl Store {
     }
 }
 
-/// Entries per stored batch, at most.
-const MAX_BATCH: usize = 1000;
-
-/// The audit log's storage. Recording an entry only queues it; the flush thread writes what is
-/// queued as one batch record (plus one per reseller in it) just before each group commit, so
-/// a mutating call costs no database write of its own for its audit entry. Entries are durable
-/// with the flush after the call's own, or within `Flusher`'s idle interval.
+/// The audit log's storage, one tree:
+///
+/// - `e` + sequence (u64, big-endian) -> the encoded entry (everyone's view, oldest first);
+/// - `r` + reseller id + `/` + sequence -> empty (each reseller's view, an index into `e`);
+/// - `n` -> how many entries there are, `n` + reseller id -> how many a reseller's view has.
+///
+/// Recording an entry only queues it; the flush thread writes what is queued, numbered, as one
+/// atomic sled batch just before each group commit, so a mutating call costs no database write
+/// of its own for its entry and the counts always match the entries. The write layer records a
+/// call's entry before its flush, so every acknowledged call's entry is in the tree: listings
+/// read the tree alone (what is still queued belongs to calls not answered yet).
 #[derive(Clone)]
 pub(crate) struct AuditLog {
-    pending: Arc<Mutex<Pending>>,
-    /// Held by `write_pending` throughout, so one writer at a time moves entries.
-    writer: Arc<Mutex<()>>,
-    db: sled::Db,
-    /// big-endian batch sequence -> encoded Vec of entries (everyone's)
-    batches: sled::Tree,
-    /// "reseller_id/" + big-endian batch sequence -> encoded Vec of that reseller's entries
-    batches_by_reseller: sled::Tree,
-    /// Entries written one per record before batching (read, never written).
-    legacy: sled::Tree,
-    legacy_by_reseller: sled::Tree,
+    queued: Arc<Mutex<Vec<AuditEntry>>>,
+    /// The next sequence number, held by the one writer at a time.
+    writer: Arc<Mutex<u64>>,
+    tree: sled::Tree,
 }
 
-/// Entries not in the database yet: queued, and the batch being written (older). An entry is
-/// always in one of the two or in the database, so readers miss none.
-#[derive(Default)]
-struct Pending {
-    queued: Vec<AuditEntry>,
-    writing: Arc<Vec<AuditEntry>>,
+/// Trees of data formats 1 to 5: one record per entry (format 1), then batches of entries.
+const OLD_TREES: [&str; 4] = [
+    "audit",
+    "audit_by_reseller",
+    "audit_batches",
+    "audit_batches_by_reseller",
+];
+
+fn entry_key(seq: u64) -> Vec<u8> {
+    [b"e".as_slice(), &seq.to_be_bytes()].concat()
+}
+
+fn view_prefix(reseller_id: Option<&str>) -> Vec<u8> {
+    match reseller_id {
+        Some(r) => format!("r{r}/").into_bytes(),
+        None => b"e".to_vec(),
+    }
+}
+
+fn count_key(reseller_id: Option<&str>) -> Vec<u8> {
+    format!("n{}", reseller_id.unwrap_or_default()).into_bytes()
 }
 
 impl AuditLog {
     pub(crate) fn open(db: &sled::Db) -> sled::Result<AuditLog> {
+        let tree = db.open_tree("audit_log")?;
+        let next = match tree.scan_prefix(b"e").next_back() {
+            Some(kv) => {
+                let (k, _) = kv?;
+                k[1..].try_into().map_or(0, u64::from_be_bytes) + 1
+            }
+            None => 0,
+        };
         Ok(AuditLog {
-            pending: Default::default(),
-            writer: Default::default(),
-            db: db.clone(),
-            batches: db.open_tree("audit_batches")?,
-            batches_by_reseller: db.open_tree("audit_batches_by_reseller")?,
-            legacy: db.open_tree("audit")?,
-            legacy_by_reseller: db.open_tree("audit_by_reseller")?,
+            queued: Default::default(),
+            writer: Arc::new(Mutex::new(next)),
+            tree,
         })
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    fn queued(&self) -> std::sync::MutexGuard<'_, Vec<AuditEntry>> {
+        self.queued.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes the queued entries into the database (not flushed: the caller flushes next).
     /// Callers that record entries meanwhile wait only for the queue swap, not the write.
     pub(crate) fn write_pending(&self) -> ApiResult<()> {
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let batch = {
-            let mut pending = self.pending();
-            if pending.queued.is_empty() {
-                return Ok(());
-            }
-            let batch = Arc::new(std::mem::take(&mut pending.queued));
-            pending.writing = batch.clone();
-            batch
-        };
-        let written = self.write(&batch);
-        let mut pending = self.pending();
-        pending.writing = Default::default();
-        if written.is_err() {
-            // Kept for the next attempt, ahead of what was queued since.
-            let newer = std::mem::take(&mut pending.queued);
-            pending.queued = batch.iter().cloned().chain(newer).collect();
+        let mut next = self.writer();
+        let batch = std::mem::take(&mut *self.queued());
+        if batch.is_empty() {
+            return Ok(());
         }
-        written
+        match self.write(&mut next, &batch, |_| true) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Kept for the next attempt, ahead of what was queued since.
+                let mut queued = self.queued();
+                let newer = std::mem::take(&mut *queued);
+                *queued = batch.into_iter().chain(newer).collect();
+                Err(e)
+            }
+        }
     }
 
-    fn write(&self, entries: &[AuditEntry]) -> ApiResult<()> {
-        for chunk in entries.chunks(MAX_BATCH) {
-            let seq = self.db.generate_id()?.to_be_bytes();
-            let mut by_reseller: BTreeMap<&str, Vec<&AuditEntry>> = BTreeMap::new();
-            for e in chunk {
-                if let Some(r) = &e.reseller_id {
-                    by_reseller.entry(r).or_default().push(e);
+    /// Appends `entries` from sequence `next` on, with the counts, as one atomic batch; an
+    /// entry is in its reseller's view if `in_view` says so. The caller holds the writer lock,
+    /// so the counts read here cannot move meanwhile.
+    fn write<'a>(
+        &self,
+        next: &mut u64,
+        entries: impl IntoIterator<Item = &'a AuditEntry>,
+        in_view: impl Fn(&str) -> bool,
+    ) -> ApiResult<()> {
+        let mut batch = sled::Batch::default();
+        let mut added: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+        let mut seq = *next;
+        for e in entries {
+            batch.insert(entry_key(seq), encode(e));
+            *added.entry(count_key(None)).or_default() += 1;
+            if let Some(r) = e.reseller_id.as_deref().filter(|r| in_view(r)) {
+                let mut key = view_prefix(Some(r));
+                key.extend_from_slice(&seq.to_be_bytes());
+                batch.insert(key, &[]);
+                *added.entry(count_key(Some(r))).or_default() += 1;
+            }
+            seq += 1;
+        }
+        for (key, n) in added {
+            let now = count_of(self.tree.get(&key)?);
+            batch.insert(key, &(now + n).to_be_bytes());
+        }
+        self.tree.apply_batch(batch)?;
+        *next = seq;
+        Ok(())
+    }
+
+    /// Data format 6: moves the entries of the older trees into `audit_log`, oldest first
+    /// (format 1's one-per-record entries, then the batches), a reseller's view holding what
+    /// its older view held. Idempotent: a cut-short run starts over, since the older trees are
+    /// dropped only once everything is moved.
+    pub(crate) fn upgrade(&self, db: &sled::Db) -> ApiResult<usize> {
+        let names = db.tree_names();
+        let old: Vec<sled::Tree> = OLD_TREES
+            .iter()
+            .filter(|n| names.iter().any(|t| t.as_ref() == n.as_bytes()))
+            .map(|n| db.open_tree(n))
+            .collect::<sled::Result<_>>()?;
+        if old.iter().all(|t| t.is_empty()) {
+            for name in OLD_TREES {
+                db.drop_tree(name)?;
+            }
+            return Ok(0);
+        }
+        let mut next = self.writer();
+        self.tree.clear()?;
+        *next = 0;
+        let tree = |name: &str| db.open_tree(name);
+        let (legacy, legacy_mine) = (tree("audit")?, tree("audit_by_reseller")?);
+        let (batches, batches_mine) = (tree("audit_batches")?, tree("audit_batches_by_reseller")?);
+        // Whether a reseller's view had an entry: a deleted reseller's view was removed, and
+        // the upgrade keeps it so.
+        let mut kept: HashSet<String> = HashSet::new();
+        for view in [&legacy_mine, &batches_mine] {
+            for key in view.iter().keys() {
+                let key = key?;
+                if let Some(slash) = key.iter().position(|b| *b == b'/') {
+                    kept.insert(String::from_utf8_lossy(&key[..slash]).into_owned());
                 }
             }
-            (&self.batches, &self.batches_by_reseller).transaction(|(all, mine)| {
-                all.insert(&seq[..], encode(&chunk))?;
-                for (r, entries) in &by_reseller {
-                    let mut key = format!("{r}/").into_bytes();
-                    key.extend_from_slice(&seq);
-                    mine.insert(key, encode(entries))?;
-                }
-                Ok::<_, sled::transaction::ConflictableTransactionError<ApiError>>(())
-            })?;
         }
-        Ok(())
+        let mut moved = 0;
+        let mut chunk: Vec<AuditEntry> = Vec::with_capacity(MOVE_CHUNK);
+        let mut flush = |chunk: &mut Vec<AuditEntry>, next: &mut u64| -> ApiResult<()> {
+            self.write(next, chunk.iter(), |r| kept.contains(r))?;
+            moved += chunk.len();
+            chunk.clear();
+            Ok(())
+        };
+        for kv in legacy.iter().values() {
+            chunk.push(decode(&kv?)?);
+            if chunk.len() == MOVE_CHUNK {
+                flush(&mut chunk, &mut next)?;
+            }
+        }
+        for kv in batches.iter().values() {
+            let entries: Vec<AuditEntry> = decode(&kv?)?;
+            chunk.extend(entries);
+            if chunk.len() >= MOVE_CHUNK {
+                flush(&mut chunk, &mut next)?;
+            }
+        }
+        flush(&mut chunk, &mut next)?;
+        db.flush()?;
+        for name in OLD_TREES {
+            db.drop_tree(name)?;
+        }
+        Ok(moved)
+    }
+}
+
+/// Entries moved per batch by the upgrade.
+const MOVE_CHUNK: usize = 10_000;
+
+/// An entry with its position in the log (what a cursor names). Serializes as the entry.
+pub struct Listed {
+    pub position: Vec<u8>,
+    pub entry: AuditEntry,
+}
+
+impl Serialize for Listed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.entry.serialize(s)
     }
 }
 
@@ -130,71 +233,56 @@ impl Audit<'_> {
     /// Queues an entry; see `AuditLog` for when it is written.
     pub fn record(&self, mut entry: AuditEntry) {
         entry.id = new_id();
-        self.0.audit_log.pending().queued.push(entry);
+        self.0.audit_log.queued().push(entry);
     }
 
-    /// The newest `limit` entries, of one reseller or of everyone.
-    pub fn recent(&self, reseller_id: Option<&str>, limit: usize) -> ApiResult<Vec<AuditEntry>> {
-        let log = &self.0.audit_log;
-        let mine = |e: &AuditEntry| reseller_id.is_none_or(|r| e.reseller_id.as_deref() == Some(r));
-        let unwritten: Vec<AuditEntry> = {
-            let pending = log.pending();
-            let older = pending.writing.iter();
-            older
-                .chain(&pending.queued)
-                .filter(|e| mine(e))
-                .cloned()
-                .collect()
-        };
-        // The flush thread may store those while this reads; skip the ones seen already.
-        let seen: HashSet<String> = unwritten.iter().map(|e| e.id.clone()).collect();
-        let mut out: Vec<AuditEntry> = unwritten.into_iter().rev().take(limit).collect();
-        let scan = |tree: &sled::Tree| match reseller_id {
-            Some(r) => tree.scan_prefix(format!("{r}/").as_bytes()),
-            None => tree.iter(),
-        };
-        let batches = match reseller_id {
-            Some(_) => &log.batches_by_reseller,
-            None => &log.batches,
-        };
-        for kv in scan(batches).rev() {
-            if out.len() >= limit {
-                return Ok(out);
-            }
-            let batch: Vec<AuditEntry> = decode(&kv?.1)?;
-            out.extend(
-                batch
-                    .into_iter()
-                    .rev()
-                    .filter(|e| !seen.contains(&e.id))
-                    .take(limit - out.len()),
-            );
+    /// One page of the log of one reseller or of everyone, newest first, by offset or by
+    /// seeking (O(per_page) at any depth), and how many entries the view holds.
+    pub fn window(
+        &self,
+        reseller_id: Option<&str>,
+        want: &Want,
+    ) -> ApiResult<(Window<Listed>, usize)> {
+        let tree = &self.0.audit_log.tree;
+        let total = count_of(tree.get(count_key(reseller_id))?).max(0) as usize;
+        let window = super::page_desc(tree, &view_prefix(reseller_id), want)?;
+        let mut items = Vec::with_capacity(window.items.len());
+        for (position, raw) in window.items {
+            let raw = match reseller_id {
+                None => raw,
+                // The view's key names the entry; a missing one cannot be (one batch wrote
+                // both) but is skipped rather than failing the page.
+                Some(_) => match tree.get([b"e".as_slice(), &position].concat())? {
+                    Some(raw) => raw,
+                    None => continue,
+                },
+            };
+            items.push(Listed {
+                position,
+                entry: decode(&raw)?,
+            });
         }
-        let legacy = match reseller_id {
-            Some(_) => &log.legacy_by_reseller,
-            None => &log.legacy,
-        };
-        for kv in scan(legacy).rev() {
-            if out.len() >= limit {
-                break;
-            }
-            out.push(decode(&kv?.1)?);
-        }
-        Ok(out)
+        Ok((
+            Window {
+                items,
+                before: window.before,
+                after: window.after,
+            },
+            total,
+        ))
     }
 
     /// Forgets a deleted reseller's own view of the log (the operator's view keeps it).
     pub fn delete_reseller(&self, reseller_id: &str) -> ApiResult<()> {
         let log = &self.0.audit_log;
         log.write_pending()?;
-        for tree in [&log.batches_by_reseller, &log.legacy_by_reseller] {
-            for key in tree
-                .scan_prefix(format!("{reseller_id}/").as_bytes())
-                .keys()
-            {
-                tree.remove(key?)?;
-            }
+        let _writer = log.writer();
+        let mut batch = sled::Batch::default();
+        for key in log.tree.scan_prefix(view_prefix(Some(reseller_id))).keys() {
+            batch.remove(key?);
         }
+        batch.remove(count_key(Some(reseller_id)));
+        log.tree.apply_batch(batch)?;
         Ok(())
     }
 }

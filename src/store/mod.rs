@@ -157,9 +157,12 @@ pub enum OpenError {
 /// one `user_tokens` entry (replacing the `tokens_by_user` index, built from it); resellers
 /// carry the token settings (older records read as the defaults).
 ///
+/// Format 6: the audit log is one `audit_log` tree of numbered entries with a per-reseller
+/// index and maintained counts (entries moved from the older trees, which are dropped).
+///
 /// Opening an older dir upgrades it and marks it, so an older resellerd refuses it instead of
 /// missing new users or index entries.
-pub const DATA_FORMAT: u32 = 5;
+pub const DATA_FORMAT: u32 = 6;
 
 /// Reads the data format marker: the dir's format (1 when unmarked, as a new dir is), or an
 /// error if a newer resellerd wrote it.
@@ -306,6 +309,11 @@ impl Store {
             0
         };
         let tokens = self.users().build_token_lists()?;
+        let audit_entries = if format < 6 {
+            self.audit_log.upgrade(&self.db)?
+        } else {
+            0
+        };
         meta.insert(b"format", &DATA_FORMAT.to_be_bytes())?;
         self.db.flush()?;
         if existing {
@@ -314,6 +322,7 @@ impl Store {
                 users_with_uid = indexed,
                 user_digests = digests,
                 tokens,
+                audit_entries,
                 "upgraded the data dir"
             );
         }
@@ -560,6 +569,47 @@ pub(crate) fn page(
         Want::Offset { offset, limit } => {
             let items = tree
                 .scan_prefix(prefix)
+                .skip(*offset)
+                .take(*limit)
+                .map(|r| r.map(|(k, v)| (k[prefix.len()..].to_vec(), v)))
+                .collect::<sled::Result<Vec<_>>>()?;
+            Ok(Window {
+                items,
+                before: *offset > 0,
+                after: false,
+            })
+        }
+    }
+}
+
+/// `page`, greatest key (newest, for time-ordered keys) first: a cursor's `After` is toward
+/// smaller keys.
+pub(crate) fn page_desc(
+    tree: &sled::Tree,
+    prefix: &[u8],
+    want: &Want,
+) -> ApiResult<Window<(Vec<u8>, sled::IVec)>> {
+    match want {
+        Want::Keyset { seek, limit } => {
+            let ascending = match seek {
+                Seek::First => Seek::Last,
+                Seek::Last => Seek::First,
+                Seek::After(k) => Seek::Before(k.clone()),
+                Seek::Before(k) => Seek::After(k.clone()),
+            };
+            let w = window(tree, prefix, &ascending, *limit)?;
+            let mut items = w.items;
+            items.reverse();
+            Ok(Window {
+                items,
+                before: w.after,
+                after: w.before,
+            })
+        }
+        Want::Offset { offset, limit } => {
+            let items = tree
+                .scan_prefix(prefix)
+                .rev()
                 .skip(*offset)
                 .take(*limit)
                 .map(|r| r.map(|(k, v)| (k[prefix.len()..].to_vec(), v)))

@@ -189,3 +189,111 @@ async fn a_cursor_works_only_for_its_list_tenant_and_filters() {
         .expect(200);
     assert_eq!(back.body, pm.body);
 }
+
+/// Walks a list from `start` by `next` links, then back from its `last` link by `prev` links,
+/// returning the ids seen each way and the `X-Total-Count` of the first page.
+async fn walk(app: &TestApp, start: &str, token: &str) -> (Vec<String>, Vec<String>, usize) {
+    let ids = |r: &Reply| -> Vec<String> {
+        r.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = app.get(start, token).await.expect(200);
+    let total = first.header("x-total-count").unwrap().parse().unwrap();
+    let mut forward = ids(&first);
+    let mut next = link(&first, "next");
+    while let Some(path) = next {
+        let page = app.get(&path, token).await.expect(200);
+        forward.extend(ids(&page));
+        next = link(&page, "next");
+    }
+    let mut backward = Vec::new();
+    let mut prev = link(&first, "last");
+    while let Some(path) = prev {
+        let page = app.get(&path, token).await.expect(200);
+        let mut here = ids(&page);
+        here.extend(backward);
+        backward = here;
+        prev = link(&page, "prev");
+    }
+    (forward, backward, total)
+}
+
+#[tokio::test]
+async fn the_audit_log_and_a_sites_deploys_page_newest_first_by_cursor_at_any_depth() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let globex = app.reseller("Globex").await;
+    for i in 0..9 {
+        acme.access_token(&app, &format!("a{i}@x.test")).await;
+    }
+    globex.access_token(&app, "g@x.test").await;
+
+    let (forward, backward, total) = walk(&app, "/api/v1/audit?per_page=4", &acme.key).await;
+    assert_eq!(total, 9, "X-Total-Count counts the reseller's own entries");
+    assert_eq!(forward.len(), 9);
+    assert_eq!(forward, backward, "the same entries either way");
+    let unique: HashSet<&String> = forward.iter().collect();
+    assert_eq!(unique.len(), 9, "no entry twice");
+    let first = app
+        .get("/api/v1/audit?per_page=1", &acme.key)
+        .await
+        .expect(200);
+    let newest = &first.body[0];
+    assert_eq!(newest["path"], "/api/v1/access_tokens");
+    let (all, _, everyone) = walk(&app, "/api/v1/admin/audit?per_page=5", &app.operator).await;
+    assert_eq!(everyone, all.len());
+    assert!(
+        all.len() >= 9 + 1 + 2,
+        "both resellers' entries and their creation"
+    );
+    // A cursor of the reseller's view is refused by another reseller's.
+    let next = link(
+        &app.get("/api/v1/audit?per_page=4", &acme.key).await,
+        "next",
+    )
+    .unwrap();
+    app.get(&next, &globex.key)
+        .await
+        .expect_error(400, "invalid_cursor");
+    // Counts and order survive a restart.
+    let app = app.restart().await;
+    let (again, _, total) = walk(&app, "/api/v1/audit?per_page=4", &acme.key).await;
+    assert_eq!((again, total), (forward, 9));
+
+    let user = acme.access_token(&app, "deployer@x.test").await;
+    let site = app
+        .post(
+            "/api/v1/sites",
+            &user.token,
+            json!({"name": "many-deploys"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let path = format!("/api/v1/sites/{}/deploys", site["id"].as_str().unwrap());
+    let mut made = Vec::new();
+    for i in 0..7 {
+        let sha = format!("{i:040x}");
+        let d = app
+            .post(&path, &user.token, json!({"files": {"index.html": sha}}))
+            .await
+            .expect(200)
+            .body;
+        made.push(d["id"].as_str().unwrap().to_string());
+    }
+    made.reverse();
+    let (forward, backward, total) = walk(&app, &format!("{path}?per_page=3"), &user.token).await;
+    assert_eq!(total, 7);
+    assert_eq!(forward, made, "newest first");
+    assert_eq!(backward, made);
+    // Netlify's page= still works, as an offset.
+    let second = app
+        .get(&format!("{path}?per_page=3&page=2"), &user.token)
+        .await
+        .expect(200);
+    assert_eq!(second.body[0]["id"], made[3]);
+}

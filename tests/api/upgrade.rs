@@ -66,7 +66,7 @@ struct AccessTokenV1 {
     created_at: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 struct AuditEntryV1 {
     id: String,
     at: i64,
@@ -184,6 +184,29 @@ fn write_fixture(dir: &Path, secret: &str, token: &str) {
     t("audit_by_reseller")
         .insert(format!("{rid}/01HAUDITV1"), v1(&entry))
         .unwrap();
+    // Formats 2 to 5 wrote batches of entries, everyone's and per reseller; a deleted
+    // reseller's view was removed, while everyone's kept its entries.
+    let batched = AuditEntryV1 {
+        id: "01HAUDITV2".into(),
+        ip: Some("198.51.100.1".into()),
+        ..entry
+    };
+    let gone = AuditEntryV1 {
+        id: "01HAUDITV3".into(),
+        reseller_id: Some("r-deleted".into()),
+        ip: Some("198.51.100.2".into()),
+        ..batched.clone()
+    };
+    let seq = 7u64.to_be_bytes();
+    t("audit_batches")
+        .insert(seq, v1(&vec![&batched, &gone]))
+        .unwrap();
+    t("audit_batches_by_reseller")
+        .insert(
+            [format!("{rid}/").as_bytes(), &seq].concat(),
+            v1(&vec![&batched]),
+        )
+        .unwrap();
     db.flush().unwrap();
 }
 
@@ -258,8 +281,9 @@ async fn a_format_1_data_dir_opens_and_reads() {
     assert_eq!(users.header("x-total-count"), Some("1"));
     let keys = app.get("/api/v1/keys", &secret).await.expect(200);
     assert_eq!(keys.body.as_array().unwrap().len(), 1);
-    // The old audit entry is listed after the new ones, in both views.
+    // The old audit entries are listed after the new ones, in both views, oldest last.
     let log = app.get("/api/v1/audit", &secret).await.expect(200);
+    assert_eq!(log.header("x-total-count"), Some("4"));
     let ips: Vec<&str> = log
         .body
         .as_array()
@@ -267,13 +291,21 @@ async fn a_format_1_data_dir_opens_and_reads() {
         .iter()
         .map(|e| e["ip"].as_str().unwrap())
         .collect();
-    assert_eq!(ips, ["127.0.0.1", "127.0.0.1", "192.0.2.7"], "{}", log.text);
+    assert_eq!(
+        ips,
+        ["127.0.0.1", "127.0.0.1", "198.51.100.1", "192.0.2.7"],
+        "{}",
+        log.text
+    );
     let all = app
         .get("/api/v1/admin/audit", &app.operator)
         .await
         .expect(200);
-    assert_eq!(all.body.as_array().unwrap().len(), 3, "{}", all.text);
-    assert_eq!(all.body[2]["id"], "01HAUDITV1");
+    assert_eq!(all.body.as_array().unwrap().len(), 5, "{}", all.text);
+    assert_eq!(all.header("x-total-count"), Some("5"));
+    assert_eq!(all.body[2]["id"], "01HAUDITV3");
+    assert_eq!(all.body[2]["reseller_id"], "r-deleted");
+    assert_eq!(all.body[4]["id"], "01HAUDITV1");
 }
 
 #[tokio::test]
