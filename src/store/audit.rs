@@ -214,7 +214,7 @@ impl AuditLog {
     }
 }
 
-/// Entries moved per batch by the upgrade.
+/// Entries moved (or forgotten) per batch by the upgrade and by `delete_reseller`.
 const MOVE_CHUNK: usize = 10_000;
 
 /// An entry with its position in the log (what a cursor names). Serializes as the entry.
@@ -276,13 +276,25 @@ impl Audit<'_> {
     pub fn delete_reseller(&self, reseller_id: &str) -> ApiResult<()> {
         let log = &self.0.audit_log;
         log.write_pending()?;
-        let _writer = log.writer();
-        let mut batch = sled::Batch::default();
-        for key in log.tree.scan_prefix(view_prefix(Some(reseller_id))).keys() {
-            batch.remove(key?);
+        // In chunks, the writer lock held for one chunk at a time, so the flush thread (and
+        // with it every write's group commit) never waits for a whole big view to go.
+        loop {
+            let _writer = log.writer();
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for key in log.tree.scan_prefix(view_prefix(Some(reseller_id))).keys() {
+                batch.remove(key?);
+                n += 1;
+                if n == MOVE_CHUNK {
+                    break;
+                }
+            }
+            if n < MOVE_CHUNK {
+                batch.remove(count_key(Some(reseller_id)));
+                log.tree.apply_batch(batch)?;
+                return Ok(());
+            }
+            log.tree.apply_batch(batch)?;
         }
-        batch.remove(count_key(Some(reseller_id)));
-        log.tree.apply_batch(batch)?;
-        Ok(())
     }
 }

@@ -66,6 +66,31 @@ async fn mutating_calls_are_audited_per_reseller_without_secrets() {
     app.get("/api/v1/admin/audit", &acme.key)
         .await
         .expect_error(403, "forbidden");
+
+    // Deleting a reseller forgets its own view; the operator's keeps its entries and count.
+    app.delete(
+        &format!("/api/v1/admin/resellers/{}", acme.id),
+        &app.operator,
+    )
+    .await
+    .expect(204);
+    let all = app
+        .get("/api/v1/admin/audit", &app.operator)
+        .await
+        .expect(200);
+    assert_eq!(all.header("x-total-count"), Some("6"));
+    let acme_entries = all
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reseller_id"] == acme.id.as_str())
+        .count();
+    assert!(acme_entries >= 3, "{}", all.text);
+    assert_eq!(
+        app.get("/api/v1/audit", &globex.key).await.expect(200).body,
+        json!([])
+    );
 }
 
 /// Entries are queued and written in batches by the flush thread, and a call is answered only
