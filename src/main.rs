@@ -1,4 +1,5 @@
-//! The resellerd command line: `serve`, `operator-token`, `backup`, `restore`, `doctor`.
+//! The resellerd command line: `serve`, `operator-token`, `backup`, `restore`, `doctor` (and
+//! the hidden `checkpoint` that `serve` becomes as it stops).
 
 use clap::{Parser, Subcommand};
 use resellerd::auth::operator;
@@ -47,6 +48,15 @@ enum Command {
     /// Check a deployment: data dir permissions, database, ports, certificate expiry, DNS
     /// resolver, clock. Takes the same options as `serve`; exits 1 if a check fails
     Doctor(Box<Settings>),
+    /// Bring the database's recovery snapshot up to date (`serve` runs this on itself as it
+    /// stops, so the next start need not replay the log)
+    #[command(hide = true)]
+    Checkpoint {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        cache_bytes: u64,
+    },
     /// Restore a backup into a new or empty data directory
     Restore {
         /// The backup file made by `resellerd backup`
@@ -88,6 +98,22 @@ fn main() -> ExitCode {
             Err(e) => fail(&format!("backup failed: {e}")),
         },
         Command::Doctor(settings) => doctor(*settings),
+        Command::Checkpoint {
+            data_dir,
+            cache_bytes,
+        } => {
+            let started = std::time::Instant::now();
+            match resellerd::store::Store::checkpoint(&data_dir, cache_bytes) {
+                Ok(()) => {
+                    eprintln!(
+                        "resellerd: stopped; database checkpoint written in {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("database checkpoint failed: {e}")),
+            }
+        }
         Command::Restore { input, data_dir } => {
             let restored = std::fs::File::open(&input)
                 .map_err(|e| format!("cannot open {}: {e}", input.display()))
@@ -147,8 +173,9 @@ fn serve(settings: Settings) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    let _log = resellerd::telemetry::init(settings.log_format.as_deref());
+    let log = resellerd::telemetry::init(settings.log_format.as_deref());
     let data_dir = settings.data_dir();
+    let cache_bytes = settings.cache_bytes();
     if let Err(e) = resellerd::create_private_dir(&data_dir) {
         return fail(&format!(
             "cannot create data dir {}: {e}",
@@ -190,7 +217,37 @@ fn serve(settings: Settings) -> ExitCode {
     };
     let result = actix_web::rt::System::new().block_on(resellerd::serve(settings, on_ready));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            drop(log);
+            checkpoint(&data_dir, cache_bytes)
+        }
         Err(e) => fail(&e),
     }
+}
+
+/// Replaces this stopped server (everything flushed) with `resellerd checkpoint` on the same
+/// data dir: the new program image opens the database once the old one's file lock is gone
+/// with it, so the snapshot sled writes on open is current and the next start reads it instead
+/// of replaying the log. Same process, so a service manager waits for it as for the stop.
+fn checkpoint(data_dir: &std::path::Path, cache_bytes: u64) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    // This very binary even if an upgrade has replaced the file meanwhile.
+    let exe = match std::path::Path::new("/proc/self/exe").exists() {
+        true => PathBuf::from("/proc/self/exe"),
+        false => match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(_) => return ExitCode::SUCCESS,
+        },
+    };
+    let err = std::process::Command::new(exe)
+        .arg("checkpoint")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--cache-bytes")
+        .arg(cache_bytes.to_string())
+        .exec();
+    eprintln!(
+        "resellerd: stopped without a database checkpoint ({err}); the next start replays the log"
+    );
+    ExitCode::SUCCESS
 }

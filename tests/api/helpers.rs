@@ -235,6 +235,17 @@ impl TestApp {
         let _ = self.child.wait();
     }
 
+    /// Stops the server as a service manager does (SIGTERM) and waits until the process has
+    /// exited, its stop checkpoint included; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+
     /// Kills the server and starts a new one on the same data dir.
     pub async fn restart(mut self) -> TestApp {
         self.kill9();
