@@ -166,10 +166,16 @@ pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io
         0o600,
     )?;
     let trees = store.trees_for_backup()?;
+    let began = std::time::Instant::now();
+    // How long each closing of the gate held writes: waiting for the requests in flight, then
+    // the work done while it is closed.
+    let mut held = [std::time::Duration::ZERO; 2];
     let capture = match &gate {
         Some(g) => {
             let _closed = g.blocking_write();
-            Some(Capture::start(&trees)?)
+            let capture = Capture::start(&trees)?;
+            held[0] = began.elapsed();
+            Some(capture)
         }
         None => None,
     };
@@ -186,13 +192,24 @@ pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io
         }
         segments.push((name.clone(), start, at - start));
     }
+    let dumped = began.elapsed();
     let mut overlays = match (capture, &gate) {
         (Some(capture), Some(g)) => {
+            let closing = std::time::Instant::now();
             let _closed = g.blocking_write();
-            capture.finish()?
+            let overlays = capture.finish()?;
+            held[1] = closing.elapsed();
+            overlays
         }
         _ => Default::default(),
     };
+    tracing::info!(
+        dump_secs = dumped.as_secs_f64(),
+        start_held_ms = held[0].as_secs_f64() * 1000.0,
+        cut_held_ms = held[1].as_secs_f64() * 1000.0,
+        changes = overlays.values().map(|o| o.len()).sum::<usize>(),
+        "backup snapshot taken"
+    );
     let mut dump = dump.into_inner().map_err(|e| e.into_error())?;
     // Each tree: its dump with the recorded changes applied (both in key order), then archived.
     let mut merged = scratch(data_dir)?;
