@@ -1,5 +1,5 @@
-//! The resellerd command line: `serve`, `operator-token`, `backup`, `restore`, `doctor` (and
-//! the hidden `checkpoint` that `serve` becomes as it stops).
+//! The resellerd command line: `serve`, `operator-token`, `backup`, `restore`, `doctor`,
+//! `compact` (and the hidden `checkpoint` that `serve` becomes as it stops).
 
 use clap::{Parser, Subcommand};
 use resellerd::auth::operator;
@@ -57,6 +57,13 @@ enum Command {
         #[arg(long)]
         cache_bytes: u64,
     },
+    /// Rewrite the database of a stopped server without the space its deleted records left
+    /// (after a burst of short-lived tokens, say); prints its size before and after
+    Compact {
+        /// The server's data directory
+        #[arg(long, env = "RESELLERD_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
     /// Restore a backup into a new or empty data directory
     Restore {
         /// The backup file made by `resellerd backup`
@@ -98,6 +105,19 @@ fn main() -> ExitCode {
             Err(e) => fail(&format!("backup failed: {e}")),
         },
         Command::Doctor(settings) => doctor(*settings),
+        Command::Compact { data_dir } => {
+            let cache = resellerd::store::DEFAULT_CACHE_MB << 20;
+            match resellerd::store::Store::compact(&data_dir, cache) {
+                Ok((before, after)) => {
+                    println!(
+                        "database of {} compacted: {before} -> {after} bytes",
+                        data_dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("compaction failed: {e}")),
+            }
+        }
         Command::Checkpoint {
             data_dir,
             cache_bytes,

@@ -181,6 +181,7 @@ fn read_format(meta: &sled::Tree, dir: &Path) -> Result<u32, OpenError> {
 /// Opens the sled database of the data dir `dir`.
 fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
     let path = dir.join("db");
+    settle_compaction(dir).map_err(|e| OpenError::Other(path.display().to_string(), e.into()))?;
     sled::Config::new()
         .path(&path)
         .cache_capacity(cache_bytes)
@@ -195,6 +196,95 @@ fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
             }
             _ => OpenError::Other(path.display().to_string(), e),
         })
+}
+
+/// Where `compact` builds the new database, and where the old one waits to be removed.
+const COMPACTING: &str = "db.compacting";
+const COMPACTED_OLD: &str = "db.old";
+
+/// Finishes or undoes a compaction that a crash interrupted. The new database is renamed to
+/// `db` only once it is complete and flushed, so: with `db` present, a `db.compacting` is
+/// unfinished (removed) and a `db.old` is the replaced one (removed); with `db` missing, the
+/// crash fell between the two renames and `db.compacting` is complete (renamed into place).
+fn settle_compaction(dir: &Path) -> std::io::Result<()> {
+    let (db, new, old) = (
+        dir.join("db"),
+        dir.join(COMPACTING),
+        dir.join(COMPACTED_OLD),
+    );
+    if !db.exists() && new.exists() && old.exists() {
+        std::fs::rename(&new, &db)?;
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    for leftover in [new, old] {
+        if leftover.exists() {
+            std::fs::remove_dir_all(leftover)?;
+        }
+    }
+    Ok(())
+}
+
+/// Bytes of the files under `dir`.
+fn db_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => db_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+impl Store {
+    /// Rewrites the database of the stopped data dir `dir` into a new one holding only its live
+    /// records, and puts it in place of the old one; returns the database's size in bytes
+    /// before and after. sled reuses the space of deleted records but gives a file back only
+    /// from its end, so after a burst of short-lived records (expired tokens) the file stays
+    /// at its peak until this runs. Crash-safe: see `settle_compaction`.
+    pub fn compact(dir: &Path, cache_bytes: u64) -> Result<(u64, u64), OpenError> {
+        let path = dir.join("db");
+        let failed = |e: sled::Error| OpenError::Other(path.display().to_string(), e);
+        let before = db_bytes(&path);
+        {
+            let old = open_db(dir, cache_bytes)?;
+            let new = sled::Config::new()
+                .path(dir.join(COMPACTING))
+                .cache_capacity(cache_bytes)
+                .open()
+                .map_err(failed)?;
+            for name in old.tree_names() {
+                let (from, to) = (
+                    old.open_tree(&name).map_err(failed)?,
+                    new.open_tree(&name).map_err(failed)?,
+                );
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for kv in from.iter() {
+                    let (k, v) = kv.map_err(failed)?;
+                    batch.insert(k, v);
+                    n += 1;
+                    if n % 10_000 == 0 {
+                        to.apply_batch(std::mem::take(&mut batch)).map_err(failed)?;
+                    }
+                }
+                to.apply_batch(batch).map_err(failed)?;
+            }
+            new.flush().map_err(failed)?;
+        }
+        let io = |e: std::io::Error| failed(e.into());
+        std::fs::rename(&path, dir.join(COMPACTED_OLD)).map_err(io)?;
+        std::fs::rename(dir.join(COMPACTING), &path).map_err(io)?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+        std::fs::remove_dir_all(dir.join(COMPACTED_OLD)).map_err(io)?;
+        // The new database's recovery snapshot, so its first start replays nothing.
+        Store::checkpoint(dir, cache_bytes)?;
+        Ok((before, db_bytes(&path)))
+    }
 }
 
 /// The default page cache: small enough for a 1 GB VM (sled's own default is 1 GiB).

@@ -208,3 +208,92 @@ async fn a_stop_checkpoints_the_database_and_a_start_after_it_keeps_everything()
         Some("20")
     );
 }
+
+/// `resellerd compact` gives back the space of deleted records: after a burst of tokens that are
+/// then revoked, the stopped server's database shrinks, a running server's is refused, a
+/// compaction cut short by a crash is settled on the next open, and everything live is kept.
+#[tokio::test]
+async fn compact_gives_back_the_space_of_deleted_records_and_keeps_the_rest() {
+    let mut app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let kept = acme.access_token(&app, "kept@example.test").await;
+    let burst = futures_util::future::join_all((0..16).map(|w| {
+        let (app, acme) = (&app, &acme);
+        async move {
+            let mut users = Vec::new();
+            for i in 0..100 {
+                let t = acme
+                    .access_token(app, &format!("burst{}@example.test", (w * 100 + i) % 40))
+                    .await;
+                users.push(t.user_id);
+            }
+            users
+        }
+    }))
+    .await;
+    let mut burst_users: Vec<String> = burst.into_iter().flatten().collect();
+    burst_users.sort();
+    burst_users.dedup();
+    for id in &burst_users {
+        app.delete(&format!("/api/v1/users/{id}/access_tokens"), &acme.key)
+            .await
+            .expect(204);
+    }
+    let data_dir = app.data_dir.clone();
+    let compact = || {
+        std::process::Command::new(binary())
+            .arg("compact")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .output()
+            .expect("run resellerd compact")
+    };
+    let refused = compact();
+    assert!(
+        !refused.status.success(),
+        "a running server's dir is refused"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("in use"));
+    assert_eq!(app.terminate(), Some(0));
+
+    // A compaction a crash cut short left its unfinished copy behind: the next open removes it.
+    std::fs::create_dir(app.data_dir.join("db.compacting")).unwrap();
+    std::fs::write(app.data_dir.join("db.compacting/db"), b"half").unwrap();
+    let done = compact();
+    assert!(done.status.success(), "{done:?}");
+    let line = String::from_utf8_lossy(&done.stdout).to_string();
+    let sizes: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        sizes.len() == 2 && sizes[1] < sizes[0],
+        "the database shrank: {line}"
+    );
+    assert!(!app.data_dir.join("db.compacting").exists());
+    assert!(!app.data_dir.join("db.old").exists());
+
+    // The crash between the two renames: the complete copy is put in place on the next open.
+    std::fs::rename(app.data_dir.join("db"), app.data_dir.join("db.compacting")).unwrap();
+    std::fs::create_dir(app.data_dir.join("db.old")).unwrap();
+    let dir = app.data_dir.clone();
+    let next = TestApp::spawn_on(&dir, &app.operator.clone());
+    assert_eq!(
+        next.get("/api/v1/user", &kept.token).await.expect(200).body["id"],
+        kept.user_id.as_str()
+    );
+    for id in &burst_users {
+        let user = next
+            .get(&format!("/api/v1/users/{id}"), &acme.key)
+            .await
+            .expect(200);
+        assert_eq!(user.body["token_count"], 0, "{}", user.text);
+    }
+    assert_eq!(
+        next.get("/api/v1/users?per_page=1", &acme.key)
+            .await
+            .expect(200)
+            .header("x-total-count"),
+        Some((burst_users.len() + 1).to_string().as_str())
+    );
+}
