@@ -36,6 +36,7 @@ trap cleanup EXIT
 start() {
   local t0 out
   t0=$(date +%s.%N)
+  rm -f "$tmp/server.out" # else the wait below could read the previous server's address
   ./target/release/resellerd serve --data-dir "$tmp/data" --http-addr 127.0.0.1:0 --https-addr 127.0.0.1:0 \
     --workers "$workers" --rate-limit-ip 0 --rate-limit-credential 0 "$@" > "$tmp/server.out" 2>"$tmp/server.err" &
   pid=$!

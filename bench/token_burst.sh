@@ -2,8 +2,8 @@
 # The token-lifecycle issue's space figure (run by hand, about 10 minutes): BURST token issues
 # (default 2,000,000) for USERS users (default 20,000) at 64 connections, each token living
 # TTL seconds (default 120); then waits until the sweeper has removed every expired token,
-# restarts, and prints the data dir beside the live data (the size of a backup of it).
-# Target: the db within 1.5x of the live data.
+# restarts, and prints the data dir beside the live data (the size of a backup of it), then
+# the same after `resellerd compact`. Target: the db within 1.5x of the live data.
 # Usage: [BURST=2000000] [USERS=20000] [TTL=120] bench/token_burst.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,7 @@ pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 start() {
+  rm -f "$tmp/server.out" # else the wait below could read the previous server's address
   ./target/release/resellerd serve --data-dir "$tmp/data" --http-addr 127.0.0.1:0 --https-addr 127.0.0.1:0 \
     --workers "$(nproc)" --rate-limit-ip 0 --rate-limit-credential 0 --token-sweep-interval 5 \
     > "$tmp/server.out" 2>"$tmp/server.err" &
@@ -65,6 +66,12 @@ after=$(size)
 curl -sf -o "$tmp/backup.tar" -H "Authorization: Bearer $op" "$api/api/v1/admin/backup"
 live_mb=$(echo "scale=1; $(stat -c %s "$tmp/backup.tar") / 1048576" | bc)
 stop
+c0=$(date +%s)
+./target/release/resellerd compact --data-dir "$tmp/data"
+compact_secs=$(( $(date +%s) - c0 ))
+start
+compacted=$(size)
+stop
 
 cat <<OUT
 
@@ -75,4 +82,5 @@ every token expired and swept       ${swept}s after the burst began
 db after a restart                  $after MiB
 live data (a backup of it)          $live_mb MiB
 ratio                               $(echo "scale=2; $after / $live_mb" | bc)x (target <= 1.5x)
+db after resellerd compact          $compacted MiB = $(echo "scale=2; $compacted / $live_mb" | bc)x the live data (compact took ${compact_secs}s)
 OUT

@@ -178,10 +178,20 @@ fn read_format(meta: &sled::Tree, dir: &Path) -> Result<u32, OpenError> {
     Ok(format)
 }
 
-/// Opens the sled database of the data dir `dir`.
+/// Opens the sled database of the data dir `dir`, first settling a compaction a crash cut
+/// short (unless a compaction is running: then the database is its to open, and the open
+/// below reports the dir as in use).
 fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
     let path = dir.join("db");
-    settle_compaction(dir).map_err(|e| OpenError::Other(path.display().to_string(), e.into()))?;
+    let io = |e: std::io::Error| OpenError::Other(path.display().to_string(), e.into());
+    if let Some(_compaction) = compaction_lock(dir).map_err(io)? {
+        settle_compaction(dir).map_err(io)?;
+    }
+    open_sled(dir, cache_bytes)
+}
+
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
+    let path = dir.join("db");
     sled::Config::new()
         .path(&path)
         .cache_capacity(cache_bytes)
@@ -201,6 +211,25 @@ fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
 /// Where `compact` builds the new database, and where the old one waits to be removed.
 const COMPACTING: &str = "db.compacting";
 const COMPACTED_OLD: &str = "db.old";
+
+/// The compaction lock of the data dir `dir` (an advisory lock on a file in it, gone with the
+/// process that held it), or None if another process holds it.
+fn compaction_lock(dir: &Path) -> std::io::Result<Option<std::fs::File>> {
+    use rustix::fs::{flock, FlockOperation};
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".compaction.lock"))?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// Finishes or undoes a compaction that a crash interrupted. The new database is renamed to
 /// `db` only once it is complete and flushed, so: with `db` present, a `db.compacting` is
@@ -247,9 +276,15 @@ impl Store {
     pub fn compact(dir: &Path, cache_bytes: u64) -> Result<(u64, u64), OpenError> {
         let path = dir.join("db");
         let failed = |e: sled::Error| OpenError::Other(path.display().to_string(), e);
+        let io = |e: std::io::Error| failed(e.into());
+        // Held throughout, so that no other open settles (removes) the copy being built.
+        let Some(_compaction) = compaction_lock(dir).map_err(io)? else {
+            return Err(OpenError::Locked(dir.display().to_string()));
+        };
+        settle_compaction(dir).map_err(io)?;
         let before = db_bytes(&path);
         {
-            let old = open_db(dir, cache_bytes)?;
+            let old = open_sled(dir, cache_bytes)?;
             let new = sled::Config::new()
                 .path(dir.join(COMPACTING))
                 .cache_capacity(cache_bytes)
@@ -274,7 +309,6 @@ impl Store {
             }
             new.flush().map_err(failed)?;
         }
-        let io = |e: std::io::Error| failed(e.into());
         std::fs::rename(&path, dir.join(COMPACTED_OLD)).map_err(io)?;
         std::fs::rename(dir.join(COMPACTING), &path).map_err(io)?;
         std::fs::File::open(dir)
@@ -282,7 +316,7 @@ impl Store {
             .map_err(io)?;
         std::fs::remove_dir_all(dir.join(COMPACTED_OLD)).map_err(io)?;
         // The new database's recovery snapshot, so its first start replays nothing.
-        Store::checkpoint(dir, cache_bytes)?;
+        drop(open_sled(dir, cache_bytes)?);
         Ok((before, db_bytes(&path)))
     }
 }
@@ -784,4 +818,27 @@ pub(crate) fn window(
         before,
         after,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A running compaction's half-built copy is not settled (removed) by another open; once no
+    /// compaction holds the lock, the next open removes it.
+    #[test]
+    fn an_open_leaves_a_running_compactions_copy_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        Store::checkpoint(dir, 8 << 20).unwrap();
+        let copy = dir.join(COMPACTING);
+        std::fs::create_dir(&copy).unwrap();
+        let running = compaction_lock(dir).unwrap().expect("the lock is free");
+        assert!(compaction_lock(dir).unwrap().is_none(), "held once");
+        Store::checkpoint(dir, 8 << 20).unwrap();
+        assert!(copy.exists(), "a running compaction's copy is kept");
+        drop(running);
+        Store::checkpoint(dir, 8 << 20).unwrap();
+        assert!(!copy.exists(), "an abandoned copy is removed");
+    }
 }
