@@ -327,6 +327,7 @@ pub async fn sweep_forever(store: super::Store, interval: std::time::Duration, b
             let s = store.clone();
             let now = Timestamp::now();
             let gate = store.write_gate().read_owned().await;
+            let started = std::time::Instant::now();
             let result = tokio::task::spawn_blocking(move || {
                 let _gate = gate;
                 s.users().sweep_expired(now, batch)
@@ -334,7 +335,13 @@ pub async fn sweep_forever(store: super::Store, interval: std::time::Duration, b
             .await;
             match result {
                 Ok(Ok(0)) => break,
-                Ok(Ok(n)) => swept += n,
+                Ok(Ok(n)) => {
+                    swept += n;
+                    // A sled transaction commits under a lock every write waits for: resting
+                    // as long as the batch took leaves the API at least half of the store
+                    // while a large backlog is swept.
+                    tokio::time::sleep(started.elapsed()).await;
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "cannot sweep expired access tokens");
                     break;
