@@ -56,6 +56,9 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long)]
         cache_bytes: u64,
+        /// The stopped server's log format, so the checkpoint's line matches its log
+        #[arg(long)]
+        log_format: Option<String>,
     },
     /// Rewrite the database of a stopped server without the space its deleted records left
     /// (after a burst of short-lived tokens, say); prints its size before and after
@@ -121,17 +124,20 @@ fn main() -> ExitCode {
         Command::Checkpoint {
             data_dir,
             cache_bytes,
+            log_format,
         } => {
+            let _log = resellerd::telemetry::init(log_format.as_deref());
             let started = std::time::Instant::now();
             match resellerd::store::Store::checkpoint(&data_dir, cache_bytes) {
                 Ok(()) => {
-                    eprintln!(
-                        "resellerd: stopped; database checkpoint written in {:.1} s",
-                        started.elapsed().as_secs_f64()
-                    );
+                    let secs = started.elapsed().as_secs_f64();
+                    tracing::info!(secs, "stopped; database checkpoint written");
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(&format!("database checkpoint failed: {e}")),
+                Err(e) => {
+                    tracing::error!(error = %e, "stopped; the database checkpoint failed (the next start replays the log)");
+                    ExitCode::FAILURE
+                }
             }
         }
         Command::Restore { input, data_dir } => {
@@ -193,7 +199,8 @@ fn serve(settings: Settings) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
-    let log = resellerd::telemetry::init(settings.log_format.as_deref());
+    let log_format = settings.log_format.clone();
+    let log = resellerd::telemetry::init(log_format.as_deref());
     let data_dir = settings.data_dir();
     let cache_bytes = settings.cache_bytes();
     if let Err(e) = resellerd::create_private_dir(&data_dir) {
@@ -239,7 +246,7 @@ fn serve(settings: Settings) -> ExitCode {
     match result {
         Ok(()) => {
             drop(log);
-            checkpoint(&data_dir, cache_bytes)
+            checkpoint(&data_dir, cache_bytes, log_format.as_deref())
         }
         Err(e) => fail(&e),
     }
@@ -249,7 +256,7 @@ fn serve(settings: Settings) -> ExitCode {
 /// data dir: the new program image opens the database once the old one's file lock is gone
 /// with it, so the snapshot sled writes on open is current and the next start reads it instead
 /// of replaying the log. Same process, so a service manager waits for it as for the stop.
-fn checkpoint(data_dir: &std::path::Path, cache_bytes: u64) -> ExitCode {
+fn checkpoint(data_dir: &std::path::Path, cache_bytes: u64, log_format: Option<&str>) -> ExitCode {
     use std::os::unix::process::CommandExt;
     // This very binary even if an upgrade has replaced the file meanwhile.
     let exe = match std::path::Path::new("/proc/self/exe").exists() {
@@ -259,15 +266,31 @@ fn checkpoint(data_dir: &std::path::Path, cache_bytes: u64) -> ExitCode {
             Err(_) => return ExitCode::SUCCESS,
         },
     };
-    let err = std::process::Command::new(exe)
+    let mut command = std::process::Command::new(exe);
+    command
         .arg("checkpoint")
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--cache-bytes")
-        .arg(cache_bytes.to_string())
-        .exec();
-    eprintln!(
-        "resellerd: stopped without a database checkpoint ({err}); the next start replays the log"
-    );
+        .arg(cache_bytes.to_string());
+    if let Some(format) = log_format {
+        command.arg("--log-format").arg(format);
+    }
+    let err = command.exec();
+    // The logger is gone (dropped to write out its lines before the exec): one line by hand,
+    // in the log's format.
+    let message =
+        format!("stopped without a database checkpoint ({err}); the next start replays the log");
+    if resellerd::telemetry::is_json(log_format) {
+        let line = serde_json::json!({
+            "timestamp": resellerd::model::Timestamp::now().to_rfc3339(),
+            "level": "WARN",
+            "fields": {"message": message},
+            "target": "resellerd",
+        });
+        eprintln!("{line}");
+    } else {
+        eprintln!("resellerd: {message}");
+    }
     ExitCode::SUCCESS
 }

@@ -11,6 +11,15 @@ static JSON_WRITER: OnceLock<NonBlocking> = OnceLock::new();
 /// Installs the subscriber. Lines are written to stderr by a background thread (never dropped:
 /// a full queue makes the logger wait), so request threads do not pay for a write per line;
 /// keep the returned guard alive until exit, when it flushes what is queued.
+/// Whether the log format `format` (`json`, `pretty`, or `auto`/None) writes JSON lines here.
+pub fn is_json(format: Option<&str>) -> bool {
+    match format.unwrap_or("auto") {
+        "json" => true,
+        "pretty" => false,
+        _ => !std::io::stderr().is_terminal(),
+    }
+}
+
 pub fn init(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard {
     // actix-http logs a client's malformed or oversized request head at ERROR; the client already
     // got its 4xx, so those lines are noise unless RUST_LOG asks for actix_http explicitly.
@@ -20,11 +29,7 @@ pub fn init(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard
         Ok(v) if !v.trim().is_empty() => EnvFilter::new(format!("{v},{quiet}")),
         _ => EnvFilter::new(format!("info,sled=warn,{quiet}")),
     };
-    let json = match format.unwrap_or("auto") {
-        "json" => true,
-        "pretty" => false,
-        _ => !std::io::stderr().is_terminal(),
-    };
+    let json = is_json(format);
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         // Buffered: the writer thread writes whatever lines are queued with one syscall and
