@@ -247,29 +247,22 @@ impl Audit<'_> {
         let total = count_of(tree.get(count_key(reseller_id))?).max(0) as usize;
         let window = super::page_desc(tree, &view_prefix(reseller_id), want)?;
         let mut items = Vec::with_capacity(window.items.len());
-        for (position, raw) in window.items {
+        for (position, raw) in &window.items {
             let raw = match reseller_id {
-                None => raw,
+                None => raw.clone(),
                 // The view's key names the entry; a missing one cannot be (one batch wrote
                 // both) but is skipped rather than failing the page.
-                Some(_) => match tree.get([b"e".as_slice(), &position].concat())? {
+                Some(_) => match tree.get([b"e".as_slice(), position].concat())? {
                     Some(raw) => raw,
                     None => continue,
                 },
             };
             items.push(Listed {
-                position,
+                position: position.clone(),
                 entry: decode(&raw)?,
             });
         }
-        Ok((
-            Window {
-                items,
-                before: window.before,
-                after: window.after,
-            },
-            total,
-        ))
+        Ok((window.holding(items), total))
     }
 
     /// Forgets a deleted reseller's own view of the log (the operator's view keeps it).

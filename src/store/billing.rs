@@ -237,14 +237,7 @@ impl Billing<'_> {
             .map(|(_, raw)| decode(raw))
             .collect::<ApiResult<Vec<_>>>()?;
         let total = tree.scan_prefix(prefix.as_bytes()).keys().count();
-        Ok((
-            super::Window {
-                items,
-                before: window.before,
-                after: window.after,
-            },
-            total,
-        ))
+        Ok((window.holding(items), total))
     }
 
     pub fn prices(&self, reseller_id: &str) -> ApiResult<Prices> {

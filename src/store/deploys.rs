@@ -444,14 +444,7 @@ impl Deploys<'_> {
                 items.push(d);
             }
         }
-        Ok((
-            super::Window {
-                items,
-                before: window.before,
-                after: window.after,
-            },
-            total,
-        ))
+        Ok((window.holding(items), total))
     }
 
     pub fn delete_all_of_site(&self, site_id: &str) -> ApiResult<()> {

@@ -639,6 +639,15 @@ pub struct Window<T> {
 }
 
 impl<T> Window<T> {
+    /// This window's place in the list, holding `items` (what its entries were read into).
+    pub fn holding<U>(&self, items: Vec<U>) -> Window<U> {
+        Window {
+            items,
+            before: self.before,
+            after: self.after,
+        }
+    }
+
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Window<U> {
         Window {
             items: self.items.into_iter().map(f).collect(),
@@ -706,19 +715,29 @@ pub(crate) fn page(
     match want {
         Want::Keyset { seek, limit } => window(tree, prefix, seek, *limit),
         Want::Offset { offset, limit } => {
-            let items = tree
-                .scan_prefix(prefix)
-                .skip(*offset)
-                .take(*limit)
-                .map(|r| r.map(|(k, v)| (k[prefix.len()..].to_vec(), v)))
-                .collect::<sled::Result<Vec<_>>>()?;
-            Ok(Window {
-                items,
-                before: *offset > 0,
-                after: false,
-            })
+            by_offset(tree.scan_prefix(prefix), prefix, *offset, *limit)
         }
     }
+}
+
+/// The `limit` entries of `entries` (under `prefix`, in the order given) after the first
+/// `offset`, as (key after the prefix, value).
+fn by_offset(
+    entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    prefix: &[u8],
+    offset: usize,
+    limit: usize,
+) -> ApiResult<Window<(Vec<u8>, sled::IVec)>> {
+    let items = entries
+        .skip(offset)
+        .take(limit)
+        .map(|r| r.map(|(k, v)| (k[prefix.len()..].to_vec(), v)))
+        .collect::<sled::Result<Vec<_>>>()?;
+    Ok(Window {
+        items,
+        before: offset > 0,
+        after: false,
+    })
 }
 
 /// `page`, greatest key (newest, for time-ordered keys) first: a cursor's `After` is toward
@@ -746,18 +765,7 @@ pub(crate) fn page_desc(
             })
         }
         Want::Offset { offset, limit } => {
-            let items = tree
-                .scan_prefix(prefix)
-                .rev()
-                .skip(*offset)
-                .take(*limit)
-                .map(|r| r.map(|(k, v)| (k[prefix.len()..].to_vec(), v)))
-                .collect::<sled::Result<Vec<_>>>()?;
-            Ok(Window {
-                items,
-                before: *offset > 0,
-                after: false,
-            })
+            by_offset(tree.scan_prefix(prefix).rev(), prefix, *offset, *limit)
         }
     }
 }

@@ -167,11 +167,7 @@ impl Resellers<'_> {
             .iter()
             .map(|(_, raw)| read(raw))
             .collect::<ApiResult<Vec<_>>>()?;
-        Ok(super::Window {
-            items,
-            before: window.before,
-            after: window.after,
-        })
+        Ok(window.holding(items))
     }
 
     /// How many resellers there are (a count of the tree's keys: thousands, not millions).

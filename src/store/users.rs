@@ -282,11 +282,7 @@ impl Users<'_> {
             }
             items.extend(self.legacy(&String::from_utf8_lossy(id))?);
         }
-        Ok(super::Window {
-            items,
-            before: window.before,
-            after: window.after,
-        })
+        Ok(window.holding(items))
     }
 
     /// The reseller's user with this email (compared case-insensitively), from the email
