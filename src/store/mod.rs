@@ -277,6 +277,12 @@ impl Store {
         let path = dir.join("db");
         let failed = |e: sled::Error| OpenError::Other(path.display().to_string(), e);
         let io = |e: std::io::Error| failed(e.into());
+        if !path.exists() && !dir.join(COMPACTING).exists() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "there is no database here",
+            )));
+        }
         // Held throughout, so that no other open settles (removes) the copy being built.
         let Some(_compaction) = compaction_lock(dir).map_err(io)? else {
             return Err(OpenError::Locked(dir.display().to_string()));
