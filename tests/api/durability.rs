@@ -254,6 +254,13 @@ async fn compact_gives_back_the_space_of_deleted_records_and_keeps_the_rest() {
         "a running server's dir is refused"
     );
     assert!(String::from_utf8_lossy(&refused.stderr).contains("in use"));
+    let nowhere = std::process::Command::new(binary())
+        .args(["compact", "--data-dir"])
+        .arg(data_dir.join("missing"))
+        .output()
+        .unwrap();
+    assert!(!nowhere.status.success());
+    assert!(String::from_utf8_lossy(&nowhere.stderr).contains("no database"));
     assert_eq!(app.terminate(), Some(0));
 
     // A compaction a crash cut short left its unfinished copy behind: the next open removes it.
