@@ -421,7 +421,6 @@ impl Deploys<'_> {
         get(&self.0.t.deploys, id)
     }
 
-    /// A site's deploys, newest first.
     /// One page of a site's deploys, newest first, by offset or by seeking in the site's index
     /// (O(per_page) at any depth), and how many the site has (counted from the index's keys).
     pub fn window(
