@@ -348,7 +348,7 @@ pub fn save(data_dir: &Path, out: &Path, token: Option<String>) -> Result<u64, S
 /// Refuses to start a backup that would not fit where it goes: the database and blob files are
 /// an upper bound of its size (a backup holds their live data).
 fn check_room(data_dir: &Path, out: &Path) -> Result<(), String> {
-    let needed = dir_size(data_dir);
+    let needed = crate::files::dir_size(data_dir);
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -365,21 +365,6 @@ fn check_room(data_dir: &Path, out: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Bytes of every file under `dir`.
-fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(_) => e.metadata().map_or(0, |m| m.len()),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 /// Flushes and syncs a finished backup file; returns its size.

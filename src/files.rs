@@ -1,6 +1,6 @@
 //! Files written so that a crash never leaves half of one: private (mode 0600/0700), written to a
 //! temp file, synced, renamed into place, and the directory synced. The operator token, the edge
-//! secret, the TLS key, blobs and backups all go through here.
+//! secret, the TLS key, blobs and backups all go through here. Also: a directory's size.
 
 use std::fs::File;
 use std::io::Write;
@@ -48,6 +48,21 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Bytes of every file under `dir` (0 for what cannot be read).
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 #[cfg(test)]

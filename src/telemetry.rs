@@ -8,9 +8,6 @@ use tracing_subscriber::EnvFilter;
 /// The log writer, when lines are JSON: access lines are written to it directly (see `access`).
 static JSON_WRITER: OnceLock<NonBlocking> = OnceLock::new();
 
-/// Installs the subscriber. Lines are written to stderr by a background thread (never dropped:
-/// a full queue makes the logger wait), so request threads do not pay for a write per line;
-/// keep the returned guard alive until exit, when it flushes what is queued.
 /// Whether the log format `format` (`json`, `pretty`, or `auto`/None) writes JSON lines here.
 pub fn is_json(format: Option<&str>) -> bool {
     match format.unwrap_or("auto") {
@@ -20,6 +17,9 @@ pub fn is_json(format: Option<&str>) -> bool {
     }
 }
 
+/// Installs the subscriber. Lines are written to stderr by a background thread (never dropped:
+/// a full queue makes the logger wait), so request threads do not pay for a write per line;
+/// keep the returned guard alive until exit, when it flushes what is queued.
 pub fn init(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard {
     // actix-http logs a client's malformed or oversized request head at ERROR; the client already
     // got its 4xx, so those lines are noise unless RUST_LOG asks for actix_http explicitly.

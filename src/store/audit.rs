@@ -155,13 +155,13 @@ impl AuditLog {
     /// its older view held. Idempotent: a cut-short run starts over, since the older trees are
     /// dropped only once everything is moved.
     pub(crate) fn upgrade(&self, db: &sled::Db) -> ApiResult<usize> {
-        let names = db.tree_names();
-        let old: Vec<sled::Tree> = OLD_TREES
+        let [legacy, legacy_mine, batches, batches_mine] = OLD_TREES.map(|n| db.open_tree(n));
+        let (legacy, legacy_mine) = (legacy?, legacy_mine?);
+        let (batches, batches_mine) = (batches?, batches_mine?);
+        if [&legacy, &legacy_mine, &batches, &batches_mine]
             .iter()
-            .filter(|n| names.iter().any(|t| t.as_ref() == n.as_bytes()))
-            .map(|n| db.open_tree(n))
-            .collect::<sled::Result<_>>()?;
-        if old.iter().all(|t| t.is_empty()) {
+            .all(|t| t.is_empty())
+        {
             for name in OLD_TREES {
                 db.drop_tree(name)?;
             }
@@ -170,9 +170,6 @@ impl AuditLog {
         let mut next = self.writer();
         self.tree.clear()?;
         *next = 0;
-        let tree = |name: &str| db.open_tree(name);
-        let (legacy, legacy_mine) = (tree("audit")?, tree("audit_by_reseller")?);
-        let (batches, batches_mine) = (tree("audit_batches")?, tree("audit_batches_by_reseller")?);
         // Whether a reseller's view had an entry: a deleted reseller's view was removed, and
         // the upgrade keeps it so.
         let mut kept: HashSet<String> = HashSet::new();

@@ -190,12 +190,17 @@ fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
     open_sled(dir, cache_bytes)
 }
 
-fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
-    let path = dir.join("db");
+/// How every sled database of a data dir is opened (`db`, and a compaction's copy).
+fn sled_config(path: &Path, cache_bytes: u64) -> sled::Config {
     sled::Config::new()
-        .path(&path)
+        .path(path)
         .cache_capacity(cache_bytes)
         .mode(sled::Mode::HighThroughput)
+}
+
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
+    let path = dir.join("db");
+    sled_config(&path, cache_bytes)
         .open()
         .map_err(|e| match &e {
             sled::Error::Io(io)
@@ -253,20 +258,6 @@ fn settle_compaction(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Bytes of the files under `dir`.
-fn db_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok())
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => db_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 impl Store {
     /// Rewrites the database of the stopped data dir `dir` into a new one holding only its live
     /// records, and puts it in place of the old one; returns the database's size in bytes
@@ -288,12 +279,10 @@ impl Store {
             return Err(OpenError::Locked(dir.display().to_string()));
         };
         settle_compaction(dir).map_err(io)?;
-        let before = db_bytes(&path);
+        let before = crate::files::dir_size(&path);
         {
             let old = open_sled(dir, cache_bytes)?;
-            let new = sled::Config::new()
-                .path(dir.join(COMPACTING))
-                .cache_capacity(cache_bytes)
+            let new = sled_config(&dir.join(COMPACTING), cache_bytes)
                 .open()
                 .map_err(failed)?;
             for name in old.tree_names() {
@@ -323,7 +312,7 @@ impl Store {
         std::fs::remove_dir_all(dir.join(COMPACTED_OLD)).map_err(io)?;
         // The new database's recovery snapshot, so its first start replays nothing.
         drop(open_sled(dir, cache_bytes)?);
-        Ok((before, db_bytes(&path)))
+        Ok((before, crate::files::dir_size(&path)))
     }
 }
 
