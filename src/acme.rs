@@ -126,7 +126,7 @@ impl Acme {
 
     pub fn forget(&self, domain: &str) -> ApiResult<()> {
         self.certs.remove(domain);
-        self.store.certs().delete(domain)
+        Ok(self.store.certs().delete(domain)?)
     }
 
     async fn account(&self) -> Result<Account, String> {

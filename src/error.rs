@@ -3,6 +3,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use resellerd_store::error::StoreError;
 use serde::Serialize;
 
 /// The longest path plus query string accepted (longer gets 414).
@@ -170,34 +171,30 @@ impl ResponseError for ApiError {
 
 /// A failed disk operation: 507 for a full disk (or quota), 503 for any other I/O failure.
 pub fn from_io(what: &str, e: &std::io::Error) -> ApiError {
-    const ENOSPC: i32 = 28;
-    const EDQUOT: i32 = 122;
-    let full = matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
-        || e.kind() == std::io::ErrorKind::StorageFull
-        || e.kind() == std::io::ErrorKind::QuotaExceeded;
-    if full {
-        ApiError::InsufficientStorage
-    } else {
-        ApiError::StorageUnavailable(format!("{what}: {e}"))
+    resellerd_store::error::from_io(what, e).into()
+}
+
+/// The store's domain errors, each to its place in the table.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::InvalidRequest(msg) => ApiError::InvalidRequest(msg),
+            StoreError::KeyLimitReached => ApiError::KeyLimitReached,
+            StoreError::Conflict(code, msg) => ApiError::Conflict(code, msg),
+            StoreError::PaymentRequired(msg) => ApiError::PaymentRequired(msg),
+            StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::TooManyFiles(max) => ApiError::TooManyFiles(max),
+            StoreError::ChecksumMismatch(msg) => ApiError::ChecksumMismatch(msg),
+            StoreError::InsufficientStorage => ApiError::InsufficientStorage,
+            StoreError::StorageUnavailable(msg) => ApiError::StorageUnavailable(msg),
+            StoreError::Internal(cause) => ApiError::Internal(cause),
+        }
     }
 }
 
 impl From<sled::Error> for ApiError {
     fn from(e: sled::Error) -> Self {
-        match &e {
-            sled::Error::Io(io) => from_io("store", io),
-            sled::Error::Corruption { .. } => ApiError::StorageUnavailable(format!("store: {e}")),
-            _ => ApiError::Internal(Box::new(e)),
-        }
-    }
-}
-
-impl From<sled::transaction::TransactionError<ApiError>> for ApiError {
-    fn from(e: sled::transaction::TransactionError<ApiError>) -> Self {
-        match e {
-            sled::transaction::TransactionError::Abort(api) => api,
-            sled::transaction::TransactionError::Storage(e) => e.into(),
-        }
+        StoreError::from(e).into()
     }
 }
 

@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub use resellerd_store::{files, model, store};
+
 pub mod acme;
 pub mod api;
 pub mod auth;
@@ -14,17 +16,14 @@ pub mod dns;
 pub mod doctor;
 pub mod edge;
 pub mod error;
-pub mod files;
 pub mod hosts;
 pub mod http;
 pub mod metrics;
-pub mod model;
 pub mod panel;
 pub mod ratelimit;
 pub mod registrar;
 pub mod rules;
 pub mod state;
-pub mod store;
 pub mod telemetry;
 pub mod tls;
 
@@ -203,7 +202,7 @@ async fn write_gate(
             return Ok(req.error_response(e));
         }
         if let Some(e) = state.store.refusal() {
-            return Ok(req.error_response(e));
+            return Ok(req.error_response(error::ApiError::from(e)));
         }
     }
     // The caller is known before its body is read: an anonymous or bad credential is refused
@@ -243,7 +242,7 @@ async fn write_gate(
         Ok(()) => Ok(res.map_into_boxed_body()),
         Err(e) => {
             let (req, _) = res.into_parts();
-            let body = actix_web::ResponseError::error_response(&e);
+            let body = actix_web::ResponseError::error_response(&error::ApiError::from(e));
             Ok(ServiceResponse::new(req, body))
         }
     }

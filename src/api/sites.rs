@@ -293,7 +293,7 @@ fn owner_for(state: &AppState, who: &Principal, user_id: Option<&str>) -> ApiRes
             let id = user_id.ok_or_else(|| {
                 ApiError::invalid("a reseller key must pass the user_id the site belongs to")
             })?;
-            state.store.users().get(&reseller.id, id)
+            Ok(state.store.users().get(&reseller.id, id)?)
         }
     }
 }

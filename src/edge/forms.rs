@@ -11,6 +11,7 @@ use crate::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
+use resellerd_store::error::StoreError;
 
 /// The most fields one multipart submission may have.
 const MAX_PARTS: usize = 1000;
@@ -207,14 +208,14 @@ pub(super) async fn submit_form(
             Timestamp::now(),
         ) {
             Ok(_) => {}
-            Err(ApiError::Conflict("form_full", _)) => {
+            Err(StoreError::Conflict("form_full", _)) => {
                 return Ok(builtin(
                     StatusCode::FORBIDDEN,
                     "This form is full",
                     "This form is not accepting more submissions right now.",
                 ))
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
         state.store.flush().await?;
     }

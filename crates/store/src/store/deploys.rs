@@ -7,7 +7,7 @@
 //! upload touches two small keys instead of rewriting a record that grows with the site.
 
 use super::{abort, blobs, decode, encode, get, ids_under, Store};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 use crate::model::{new_id, Timestamp};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -57,8 +57,8 @@ pub struct NewDeploy {
 }
 
 /// A deploy path made safe: no leading slash, no `.`/`..`/empty segments, no NUL or backslash.
-pub fn normalize_path(raw: &str) -> ApiResult<String> {
-    let bad = |why: &str| ApiError::invalid(format!("invalid file path {raw:?}: {why}"));
+pub fn normalize_path(raw: &str) -> StoreResult<String> {
+    let bad = |why: &str| StoreError::invalid(format!("invalid file path {raw:?}: {why}"));
     if raw.contains('\0') || raw.contains('\\') {
         return Err(bad("NUL and backslash are not allowed"));
     }
@@ -87,15 +87,15 @@ pub fn normalize_path(raw: &str) -> ApiResult<String> {
 pub fn validate_files(
     raw: BTreeMap<String, String>,
     max_files: usize,
-) -> ApiResult<BTreeMap<String, String>> {
+) -> StoreResult<BTreeMap<String, String>> {
     if raw.len() > max_files {
-        return Err(ApiError::TooManyFiles(max_files));
+        return Err(StoreError::TooManyFiles(max_files));
     }
     let mut files = BTreeMap::new();
     for (path, sha) in raw {
         let sha = sha.trim().to_ascii_lowercase();
         if !blobs::is_sha1(&sha) {
-            return Err(ApiError::invalid(format!(
+            return Err(StoreError::invalid(format!(
                 "the digest of {path:?} is not a SHA-1 hex string"
             )));
         }
@@ -124,7 +124,7 @@ impl Deploys<'_> {
         opts: NewDeploy,
         files: Option<BTreeMap<String, String>>,
         now: Timestamp,
-    ) -> ApiResult<Deploy> {
+    ) -> StoreResult<Deploy> {
         let deploy = Deploy {
             id: new_id(),
             site_id: site.id.clone(),
@@ -158,10 +158,10 @@ impl Deploys<'_> {
         id: &str,
         files: BTreeMap<String, String>,
         now: Timestamp,
-    ) -> ApiResult<Deploy> {
-        let deploy = self.get(id)?.ok_or(ApiError::NotFound("deploy"))?;
+    ) -> StoreResult<Deploy> {
+        let deploy = self.get(id)?.ok_or(StoreError::NotFound("deploy"))?;
         if matches!(deploy.state, DeployState::Ready | DeployState::Error) {
-            return Err(ApiError::invalid(format!(
+            return Err(StoreError::invalid(format!(
                 "the deploy is {} and can no longer change",
                 deploy.state.name()
             )));
@@ -193,7 +193,7 @@ impl Deploys<'_> {
         let count = files.len();
         self.modify(id, now, |d| {
             if matches!(d.state, DeployState::Ready | DeployState::Error) {
-                return Err(ApiError::invalid("the deploy can no longer change"));
+                return Err(StoreError::invalid("the deploy can no longer change"));
             }
             d.file_count = count;
             d.state = DeployState::Prepared;
@@ -209,14 +209,14 @@ impl Deploys<'_> {
         path: &str,
         incoming: blobs::Incoming,
         now: Timestamp,
-    ) -> ApiResult<Deploy> {
-        let deploy = self.get(id)?.ok_or(ApiError::NotFound("deploy"))?;
+    ) -> StoreResult<Deploy> {
+        let deploy = self.get(id)?.ok_or(StoreError::NotFound("deploy"))?;
         let expected = self
             .file_sha(id, path)?
-            .ok_or(ApiError::NotFound("file in this deploy"))?;
+            .ok_or(StoreError::NotFound("file in this deploy"))?;
         let actual = incoming.digest();
         if actual != expected {
-            return Err(ApiError::ChecksumMismatch(format!(
+            return Err(StoreError::ChecksumMismatch(format!(
                 "the SHA-1 of the uploaded {path:?} is {actual}, the deploy expects {expected}"
             )));
         }
@@ -240,7 +240,7 @@ impl Deploys<'_> {
     }
 
     /// Records that `user_id` has the content `sha` (it uploaded or deployed it).
-    pub fn remember(&self, user_id: &str, sha: &str) -> ApiResult<()> {
+    pub fn remember(&self, user_id: &str, sha: &str) -> StoreResult<()> {
         self.0
             .t
             .user_blobs
@@ -249,7 +249,7 @@ impl Deploys<'_> {
     }
 
     /// Forgets every digest of a user (the user is being deleted).
-    pub fn forget_user(&self, user_id: &str) -> ApiResult<()> {
+    pub fn forget_user(&self, user_id: &str) -> StoreResult<()> {
         let t = &self.0.t;
         let mut batch = sled::Batch::default();
         for k in t
@@ -264,7 +264,7 @@ impl Deploys<'_> {
     }
 
     /// Gives every user the digests its existing deploys name (data format 4).
-    pub(crate) fn build_user_blobs(&self) -> ApiResult<usize> {
+    pub(crate) fn build_user_blobs(&self) -> StoreResult<usize> {
         let mut n = 0;
         for raw in self.0.t.deploys.iter().values() {
             let deploy: Deploy = decode(&raw?)?;
@@ -277,7 +277,7 @@ impl Deploys<'_> {
     }
 
     /// The digest a deploy expects at `path`.
-    pub fn file_sha(&self, id: &str, path: &str) -> ApiResult<Option<String>> {
+    pub fn file_sha(&self, id: &str, path: &str) -> StoreResult<Option<String>> {
         Ok(self
             .0
             .t
@@ -287,7 +287,7 @@ impl Deploys<'_> {
     }
 
     /// A deploy's map path -> SHA-1.
-    pub fn files(&self, id: &str) -> ApiResult<BTreeMap<String, String>> {
+    pub fn files(&self, id: &str) -> StoreResult<BTreeMap<String, String>> {
         let prefix = format!("{id}/");
         self.0
             .t
@@ -304,7 +304,7 @@ impl Deploys<'_> {
     }
 
     /// The digests the client was asked to upload.
-    pub fn required(&self, id: &str) -> ApiResult<Vec<String>> {
+    pub fn required(&self, id: &str) -> StoreResult<Vec<String>> {
         Ok(get(&self.0.t.deploy_required, id)?.unwrap_or_default())
     }
 
@@ -317,7 +317,7 @@ impl Deploys<'_> {
             .count()
     }
 
-    fn clear_maps(&self, id: &str) -> ApiResult<()> {
+    fn clear_maps(&self, id: &str) -> StoreResult<()> {
         let t = &self.0.t;
         let prefix = format!("{id}/");
         for tree in [&t.deploy_files, &t.deploy_pending] {
@@ -332,7 +332,7 @@ impl Deploys<'_> {
     }
 
     /// Marks a deploy that is not ready as failed (`POST /deploys/{id}/cancel`).
-    pub fn cancel(&self, id: &str, now: Timestamp) -> ApiResult<Deploy> {
+    pub fn cancel(&self, id: &str, now: Timestamp) -> StoreResult<Deploy> {
         self.modify(id, now, |d| {
             if d.state != DeployState::Ready {
                 d.state = DeployState::Error;
@@ -343,13 +343,13 @@ impl Deploys<'_> {
     }
 
     /// Publishes an older ready deploy of its site again (instant rollback).
-    pub fn restore(&self, id: &str, now: Timestamp) -> ApiResult<Deploy> {
-        let deploy = self.get(id)?.ok_or(ApiError::NotFound("deploy"))?;
+    pub fn restore(&self, id: &str, now: Timestamp) -> StoreResult<Deploy> {
+        let deploy = self.get(id)?.ok_or(StoreError::NotFound("deploy"))?;
         if deploy.state != DeployState::Ready {
-            return Err(ApiError::invalid("only a ready deploy can be restored"));
+            return Err(StoreError::invalid("only a ready deploy can be restored"));
         }
         self.publish(&deploy, now)?;
-        self.get(id)?.ok_or(ApiError::NotFound("deploy"))
+        self.get(id)?.ok_or(StoreError::NotFound("deploy"))
     }
 
     /// Applies `change` to a deploy in a transaction; a prepared deploy with nothing pending
@@ -358,8 +358,8 @@ impl Deploys<'_> {
         &self,
         id: &str,
         now: Timestamp,
-        change: impl Fn(&mut Deploy) -> ApiResult<()>,
-    ) -> ApiResult<Deploy> {
+        change: impl Fn(&mut Deploy) -> StoreResult<()>,
+    ) -> StoreResult<Deploy> {
         let t = &self.0.t;
         let nothing_pending = t
             .deploy_pending
@@ -368,7 +368,7 @@ impl Deploys<'_> {
             .is_none();
         let (deploy, became_ready) = (&t.deploys, &t.sites).transaction(|(d, s)| {
             let Some(raw) = d.get(id.as_bytes())? else {
-                return abort(ApiError::NotFound("deploy"));
+                return abort(StoreError::NotFound("deploy"));
             };
             let mut deploy: Deploy = decode(&raw).or_else(abort)?;
             change(&mut deploy).or_else(abort)?;
@@ -397,11 +397,11 @@ impl Deploys<'_> {
         Ok(deploy)
     }
 
-    fn publish(&self, deploy: &Deploy, now: Timestamp) -> ApiResult<()> {
+    fn publish(&self, deploy: &Deploy, now: Timestamp) -> StoreResult<()> {
         let t = &self.0.t;
         (&t.deploys, &t.sites).transaction(|(d, s)| {
             let Some(raw) = s.get(deploy.site_id.as_bytes())? else {
-                return abort(ApiError::NotFound("site"));
+                return abort(StoreError::NotFound("site"));
             };
             let mut site: super::sites::Site = decode(&raw).or_else(abort)?;
             site.published_deploy = Some(deploy.id.clone());
@@ -417,7 +417,7 @@ impl Deploys<'_> {
         Ok(())
     }
 
-    pub fn get(&self, id: &str) -> ApiResult<Option<Deploy>> {
+    pub fn get(&self, id: &str) -> StoreResult<Option<Deploy>> {
         get(&self.0.t.deploys, id)
     }
 
@@ -427,7 +427,7 @@ impl Deploys<'_> {
         &self,
         site_id: &str,
         want: &super::Want,
-    ) -> ApiResult<(super::Window<Deploy>, usize)> {
+    ) -> StoreResult<(super::Window<Deploy>, usize)> {
         let t = &self.0.t;
         let prefix = format!("{site_id}/");
         let total = t
@@ -446,7 +446,7 @@ impl Deploys<'_> {
         Ok((window.holding(items), total))
     }
 
-    pub fn delete_all_of_site(&self, site_id: &str) -> ApiResult<()> {
+    pub fn delete_all_of_site(&self, site_id: &str) -> StoreResult<()> {
         let t = &self.0.t;
         for id in ids_under(&t.deploys_by_site, site_id)? {
             self.clear_maps(&id)?;
@@ -458,7 +458,7 @@ impl Deploys<'_> {
     }
 
     /// Every digest some deploy refers to (the mark phase of blob GC).
-    pub fn referenced_blobs(&self) -> ApiResult<HashSet<String>> {
+    pub fn referenced_blobs(&self) -> StoreResult<HashSet<String>> {
         self.0
             .t
             .deploy_files

@@ -1,7 +1,7 @@
 //! Reseller API keys: at most 6 live keys per reseller, secrets kept only as SHA-256.
 
 use super::{abort, decode, encode, get, Store};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 use crate::model::secret::{Secret, KEY_PREFIX};
 use crate::model::{new_id, IpAllowList, Permissions, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -77,12 +77,12 @@ impl Keys<'_> {
         allowed_ips: IpAllowList,
         expires_at: Option<Timestamp>,
         now: Timestamp,
-    ) -> ApiResult<NewKey> {
+    ) -> StoreResult<NewKey> {
         let name = crate::model::Name::parse(&name)
-            .map_err(ApiError::invalid)?
+            .map_err(StoreError::invalid)?
             .into_string();
         if expires_at.is_some_and(|e| e <= now) {
-            return Err(ApiError::invalid("expires_at must be in the future"));
+            return Err(StoreError::invalid("expires_at must be in the future"));
         }
         let secret = Secret::generate(KEY_PREFIX);
         let key = ApiKey::new(
@@ -110,7 +110,7 @@ impl Keys<'_> {
                 }
             }
             if live.len() >= MAX_LIVE_KEYS {
-                return abort(ApiError::KeyLimitReached);
+                return abort(StoreError::KeyLimitReached);
             }
             ids.push(key.id.clone());
             k.insert(key.id.as_bytes(), encode(&key))?;
@@ -121,16 +121,16 @@ impl Keys<'_> {
         Ok(NewKey { key, secret })
     }
 
-    pub fn list(&self, reseller_id: &str) -> ApiResult<Vec<ApiKey>> {
+    pub fn list(&self, reseller_id: &str) -> StoreResult<Vec<ApiKey>> {
         let ids: Vec<String> = get(&self.0.t.reseller_keys, reseller_id)?.unwrap_or_default();
         super::load_all(&self.0.t.keys, &ids)
     }
 
-    pub fn get(&self, id: &str) -> ApiResult<Option<ApiKey>> {
+    pub fn get(&self, id: &str) -> StoreResult<Option<ApiKey>> {
         get(&self.0.t.keys, id)
     }
 
-    pub fn by_hash(&self, hash: &[u8; 32]) -> ApiResult<Option<ApiKey>> {
+    pub fn by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<ApiKey>> {
         match self.0.t.key_by_hash.get(&hash[..])? {
             Some(id) => self.get(&String::from_utf8_lossy(&id)),
             None => Ok(None),
@@ -138,15 +138,15 @@ impl Keys<'_> {
     }
 
     /// Deletes a key of this reseller; another reseller's key id is "not found".
-    pub fn delete(&self, reseller_id: &str, id: &str) -> ApiResult<()> {
+    pub fn delete(&self, reseller_id: &str, id: &str) -> StoreResult<()> {
         let t = &self.0.t;
         (&t.keys, &t.key_by_hash, &t.reseller_keys).transaction(|(k, kh, rk)| {
             let Some(raw) = k.get(id.as_bytes())? else {
-                return abort(ApiError::NotFound("key"));
+                return abort(StoreError::NotFound("key"));
             };
             let key: ApiKey = decode(&raw).or_else(abort)?;
             if key.reseller_id != reseller_id {
-                return abort(ApiError::NotFound("key"));
+                return abort(StoreError::NotFound("key"));
             }
             k.remove(id.as_bytes())?;
             kh.remove(&key.hash[..])?;
@@ -165,7 +165,7 @@ impl Keys<'_> {
     /// flushed on its own, since losing a `last_used_at` in a crash loses no acknowledged
     /// write. It leaves the credentials generation alone: nothing a request is allowed to do
     /// depends on `last_used_at`, and the caller refreshes its cached copy itself.
-    pub fn touch(&self, key: &ApiKey, now: Timestamp) -> ApiResult<bool> {
+    pub fn touch(&self, key: &ApiKey, now: Timestamp) -> StoreResult<bool> {
         if key.last_used_at.is_some_and(|t| now.0 - t.0 < 30_000) {
             return Ok(false);
         }

@@ -23,7 +23,7 @@ pub use codec::{decode, encode};
 pub use flush::{FLUSHES, FLUSH_MICROS};
 pub use tokens::sweep_forever as tokens_sweeper;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 use serde::de::DeserializeOwned;
 use std::path::Path;
 
@@ -137,7 +137,7 @@ pub enum OpenError {
     #[error("the data directory {0} was written by a newer resellerd (data format {1}; this one reads up to {DATA_FORMAT}): upgrade resellerd or restore a backup")]
     TooNew(String, u32),
     #[error("cannot upgrade the data directory from data format {0}: {1}")]
-    Upgrade(u32, ApiError),
+    Upgrade(u32, StoreError),
     #[error("cannot open the blob store in {0}: {1}")]
     Blobs(String, std::io::Error),
 }
@@ -430,7 +430,7 @@ impl Store {
     /// Brings an older data dir up to `DATA_FORMAT`, then marks it. The marker is written after
     /// the work it stands for, and a cut-short upgrade runs again on the next start.
     /// A new data dir (`existing` false) only gets the marker.
-    fn upgrade(&self, meta: &sled::Tree, format: u32, existing: bool) -> ApiResult<()> {
+    fn upgrade(&self, meta: &sled::Tree, format: u32, existing: bool) -> StoreResult<()> {
         // Each step is idempotent and runs only for the formats before it.
         let indexed = if format < 3 {
             self.users().build_uid_index()?
@@ -464,14 +464,14 @@ impl Store {
     }
 
     /// Waits until every write made so far is durable. Call before answering a mutating request.
-    pub async fn flush(&self) -> ApiResult<()> {
+    pub async fn flush(&self) -> StoreResult<()> {
         self.flusher.flush().await
     }
 
     /// Synchronous flush, for shutdown.
-    pub fn flush_blocking(&self) -> ApiResult<()> {
+    pub fn flush_blocking(&self) -> StoreResult<()> {
         self.audit_log.write_pending()?;
-        self.db.flush().map(|_| ()).map_err(ApiError::from)
+        self.db.flush().map(|_| ()).map_err(StoreError::from)
     }
 
     /// The current generation of host-relevant data (see `hosts_generation`).
@@ -532,24 +532,24 @@ impl Store {
     }
 
     /// What a write gets while the store is failed (507 for a full disk, else 503).
-    pub fn refusal(&self) -> Option<ApiError> {
+    pub fn refusal(&self) -> Option<StoreError> {
         self.flusher.refusal()
     }
 
     /// Writes and flushes a marker, to learn whether a failed store can write again.
-    pub async fn probe_write(&self) -> ApiResult<()> {
+    pub async fn probe_write(&self) -> StoreResult<()> {
         self.db
             .insert(b"probe", &crate::model::Timestamp::now().0.to_be_bytes())?;
         self.flush().await
     }
 }
 
-pub(crate) fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> ApiResult<Option<T>> {
+pub(crate) fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> StoreResult<Option<T>> {
     tree.get(key.as_bytes())?.map(|v| decode(&v)).transpose()
 }
 
 /// The ids stored under `prefix/` in an index tree, in key (= creation) order.
-pub(crate) fn ids_under(tree: &sled::Tree, prefix: &str) -> ApiResult<Vec<String>> {
+pub(crate) fn ids_under(tree: &sled::Tree, prefix: &str) -> StoreResult<Vec<String>> {
     let prefix = format!("{prefix}/");
     tree.scan_prefix(prefix.as_bytes())
         .keys()
@@ -564,7 +564,7 @@ pub(crate) fn ids_under(tree: &sled::Tree, prefix: &str) -> ApiResult<Vec<String
 pub(crate) fn load_all<T: DeserializeOwned>(
     tree: &sled::Tree,
     ids: &[String],
-) -> ApiResult<Vec<T>> {
+) -> StoreResult<Vec<T>> {
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(v) = get(tree, id)? {
@@ -585,7 +585,7 @@ pub(crate) fn bump(
     tree: &sled::transaction::TransactionalTree,
     key: &str,
     delta: i64,
-) -> sled::transaction::ConflictableTransactionResult<(), ApiError> {
+) -> sled::transaction::ConflictableTransactionResult<(), StoreError> {
     let now = count_of(tree.get(key.as_bytes())?);
     tree.insert(key.as_bytes(), &(now + delta).to_be_bytes())?;
     Ok(())
@@ -706,7 +706,7 @@ pub(crate) fn page(
     tree: &sled::Tree,
     prefix: &[u8],
     want: &Want,
-) -> ApiResult<Window<(Vec<u8>, sled::IVec)>> {
+) -> StoreResult<Window<(Vec<u8>, sled::IVec)>> {
     match want {
         Want::Keyset { seek, limit } => window(tree, prefix, seek, *limit),
         Want::Offset { offset, limit } => {
@@ -722,7 +722,7 @@ fn by_offset(
     prefix: &[u8],
     offset: usize,
     limit: usize,
-) -> ApiResult<Window<(Vec<u8>, sled::IVec)>> {
+) -> StoreResult<Window<(Vec<u8>, sled::IVec)>> {
     let items = entries
         .skip(offset)
         .take(limit)
@@ -741,7 +741,7 @@ pub(crate) fn page_desc(
     tree: &sled::Tree,
     prefix: &[u8],
     want: &Want,
-) -> ApiResult<Window<(Vec<u8>, sled::IVec)>> {
+) -> StoreResult<Window<(Vec<u8>, sled::IVec)>> {
     match want {
         Want::Keyset { seek, limit } => {
             let ascending = match seek {
@@ -772,7 +772,7 @@ pub(crate) fn window(
     prefix: &[u8],
     seek: &Seek,
     limit: usize,
-) -> ApiResult<Window<(Vec<u8>, sled::IVec)>> {
+) -> StoreResult<Window<(Vec<u8>, sled::IVec)>> {
     use std::ops::Bound::{Excluded, Included, Unbounded};
     let end = match prefix_end(prefix) {
         Some(e) => Excluded(e),

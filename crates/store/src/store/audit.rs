@@ -2,7 +2,7 @@
 //! the operator (all) and by each reseller (its own). Entries never contain secrets or bodies.
 
 use super::{count_of, decode, encode, Store, Want, Window};
-use crate::error::ApiResult;
+use crate::error::StoreResult;
 use crate::model::{new_id, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -100,7 +100,7 @@ impl AuditLog {
 
     /// Writes the queued entries into the database (not flushed: the caller flushes next).
     /// Callers that record entries meanwhile wait only for the queue swap, not the write.
-    pub(crate) fn write_pending(&self) -> ApiResult<()> {
+    pub(crate) fn write_pending(&self) -> StoreResult<()> {
         let mut next = self.writer();
         let batch = std::mem::take(&mut *self.queued());
         if batch.is_empty() {
@@ -126,7 +126,7 @@ impl AuditLog {
         next: &mut u64,
         entries: impl IntoIterator<Item = &'a AuditEntry>,
         in_view: impl Fn(&str) -> bool,
-    ) -> ApiResult<()> {
+    ) -> StoreResult<()> {
         let mut batch = sled::Batch::default();
         let mut added: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
         let mut seq = *next;
@@ -154,7 +154,7 @@ impl AuditLog {
     /// (format 1's one-per-record entries, then the batches), a reseller's view holding what
     /// its older view held. Idempotent: a cut-short run starts over, since the older trees are
     /// dropped only once everything is moved.
-    pub(crate) fn upgrade(&self, db: &sled::Db) -> ApiResult<usize> {
+    pub(crate) fn upgrade(&self, db: &sled::Db) -> StoreResult<usize> {
         let [legacy, legacy_mine, batches, batches_mine] = OLD_TREES.map(|n| db.open_tree(n));
         let (legacy, legacy_mine) = (legacy?, legacy_mine?);
         let (batches, batches_mine) = (batches?, batches_mine?);
@@ -183,7 +183,7 @@ impl AuditLog {
         }
         let mut moved = 0;
         let mut chunk: Vec<AuditEntry> = Vec::with_capacity(MOVE_CHUNK);
-        let mut flush = |chunk: &mut Vec<AuditEntry>, next: &mut u64| -> ApiResult<()> {
+        let mut flush = |chunk: &mut Vec<AuditEntry>, next: &mut u64| -> StoreResult<()> {
             self.write(next, chunk.iter(), |r| kept.contains(r))?;
             moved += chunk.len();
             chunk.clear();
@@ -239,7 +239,7 @@ impl Audit<'_> {
         &self,
         reseller_id: Option<&str>,
         want: &Want,
-    ) -> ApiResult<(Window<Listed>, usize)> {
+    ) -> StoreResult<(Window<Listed>, usize)> {
         let tree = &self.0.audit_log.tree;
         let total = count_of(tree.get(count_key(reseller_id))?).max(0) as usize;
         let window = super::page_desc(tree, &view_prefix(reseller_id), want)?;
@@ -263,7 +263,7 @@ impl Audit<'_> {
     }
 
     /// Forgets a deleted reseller's own view of the log (the operator's view keeps it).
-    pub fn delete_reseller(&self, reseller_id: &str) -> ApiResult<()> {
+    pub fn delete_reseller(&self, reseller_id: &str) -> StoreResult<()> {
         let log = &self.0.audit_log;
         log.write_pending()?;
         // In chunks, the writer lock held for one chunk at a time, so the flush thread (and

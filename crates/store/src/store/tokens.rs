@@ -10,7 +10,7 @@
 use super::codec::{decode_as, encode_as};
 use super::users::*;
 use super::{abort, decode, encode};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 use crate::model::Timestamp;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionResult, TransactionalTree};
@@ -65,7 +65,7 @@ impl From<AccessTokenV1> for AccessToken {
     }
 }
 
-pub(super) fn read_token(raw: &[u8]) -> ApiResult<AccessToken> {
+pub(super) fn read_token(raw: &[u8]) -> StoreResult<AccessToken> {
     decode_as::<AccessToken, AccessTokenV1>(RECORD, raw)
 }
 
@@ -84,7 +84,7 @@ pub(super) fn expiry_key(at: Timestamp, id: &str) -> Vec<u8> {
 pub(super) fn token_ids(
     tx: &TransactionalTree,
     user_id: &str,
-) -> ConflictableTransactionResult<Vec<String>, ApiError> {
+) -> ConflictableTransactionResult<Vec<String>, StoreError> {
     match tx.get(user_id.as_bytes())? {
         Some(raw) => decode(&raw).or_else(abort),
         None => Ok(Vec::new()),
@@ -95,7 +95,7 @@ pub(super) fn put_token_ids(
     tx: &TransactionalTree,
     user_id: &str,
     ids: &[String],
-) -> ConflictableTransactionResult<(), ApiError> {
+) -> ConflictableTransactionResult<(), StoreError> {
     if ids.is_empty() {
         tx.remove(user_id.as_bytes())?;
     } else {
@@ -109,7 +109,7 @@ pub(super) fn put_token_ids(
 pub(super) fn drop_records(
     tx: &UserTx,
     id: &str,
-) -> ConflictableTransactionResult<Option<AccessToken>, ApiError> {
+) -> ConflictableTransactionResult<Option<AccessToken>, StoreError> {
     let Some(raw) = tx.tokens.remove(id.as_bytes())? else {
         return Ok(None);
     };
@@ -128,7 +128,7 @@ pub(super) fn revoke_in(
     reseller_id: &str,
     user_id: &str,
     ids: &[String],
-) -> ConflictableTransactionResult<usize, ApiError> {
+) -> ConflictableTransactionResult<usize, StoreError> {
     let mut list = token_ids(&tx.user_tokens, user_id)?;
     let before = list.len();
     list.retain(|id| !ids.contains(id));
@@ -145,14 +145,14 @@ pub(super) fn revoke_in(
 
 impl Users<'_> {
     /// The token whose secret hashes to `hash`, expired or not (the caller decides).
-    pub fn token_by_hash(&self, hash: &[u8; 32]) -> ApiResult<Option<AccessToken>> {
+    pub fn token_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<AccessToken>> {
         match self.0.t.token_by_hash.get(&hash[..])? {
             Some(id) => self.token(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
     }
 
-    fn token(&self, id: &str) -> ApiResult<Option<AccessToken>> {
+    fn token(&self, id: &str) -> StoreResult<Option<AccessToken>> {
         self.0
             .t
             .tokens
@@ -162,7 +162,7 @@ impl Users<'_> {
     }
 
     /// A user's tokens, oldest first (at most the reseller's cap, so never a long list).
-    pub fn tokens_of(&self, reseller_id: &str, user_id: &str) -> ApiResult<Vec<AccessToken>> {
+    pub fn tokens_of(&self, reseller_id: &str, user_id: &str) -> StoreResult<Vec<AccessToken>> {
         self.get(reseller_id, user_id)?;
         let ids: Vec<String> = match self.0.t.user_tokens.get(user_id.as_bytes())? {
             Some(raw) => decode(&raw)?,
@@ -182,23 +182,23 @@ impl Users<'_> {
         reseller_id: &str,
         user_id: Option<&str>,
         id: &str,
-    ) -> ApiResult<AccessToken> {
+    ) -> StoreResult<AccessToken> {
         let token = self
             .token(id)?
             .filter(|t| t.reseller_id == reseller_id)
             .filter(|t| user_id.is_none_or(|u| u == t.user_id))
-            .ok_or(ApiError::NotFound("access token"))?;
+            .ok_or(StoreError::NotFound("access token"))?;
         let ids = [token.id.clone()];
         let revoked = self.transaction(|tx| revoke_in(tx, reseller_id, &token.user_id, &ids))?;
         if revoked == 0 {
-            return Err(ApiError::NotFound("access token"));
+            return Err(StoreError::NotFound("access token"));
         }
         self.0.credentials_changed();
         Ok(token)
     }
 
     /// Revokes every token of a user ("log out everywhere"). Returns how many.
-    pub fn revoke_all_tokens(&self, reseller_id: &str, user_id: &str) -> ApiResult<usize> {
+    pub fn revoke_all_tokens(&self, reseller_id: &str, user_id: &str) -> StoreResult<usize> {
         self.get(reseller_id, user_id)?;
         let revoked = self.transaction(|tx| {
             let ids = token_ids(&tx.user_tokens, user_id)?;
@@ -209,7 +209,7 @@ impl Users<'_> {
     }
 
     /// Records a token's use, at most every 30 s. Returns true if it wrote.
-    pub fn touch_token(&self, token: &AccessToken, now: Timestamp) -> ApiResult<bool> {
+    pub fn touch_token(&self, token: &AccessToken, now: Timestamp) -> StoreResult<bool> {
         if token.last_used_at.is_some_and(|t| now.0 - t.0 < 30_000) {
             return Ok(false);
         }
@@ -232,7 +232,7 @@ impl Users<'_> {
 
     /// Removes up to `limit` tokens that expired at or before `now`, with every index entry
     /// and their users' counts, in one transaction. Returns how many were removed.
-    pub fn sweep_expired(&self, now: Timestamp, limit: usize) -> ApiResult<usize> {
+    pub fn sweep_expired(&self, now: Timestamp, limit: usize) -> StoreResult<usize> {
         let end = expiry_key(Timestamp(now.0.saturating_add(1)), "");
         let mut expired = Vec::new();
         for key in self.0.t.token_expiry.range(..end).keys().take(limit) {
@@ -265,7 +265,7 @@ impl Users<'_> {
 
     /// Data format 5: fills `user_tokens` from the index it replaces ("user_id/token_id" ->
     /// (), in `tokens_by_user`), then drops that tree. Idempotent. Returns how many tokens.
-    pub(crate) fn build_token_lists(&self) -> ApiResult<usize> {
+    pub(crate) fn build_token_lists(&self) -> StoreResult<usize> {
         const OLD: &[u8] = b"tokens_by_user";
         let db = &self.0.db;
         if !db.tree_names().iter().any(|n| n == OLD) {
@@ -274,7 +274,7 @@ impl Users<'_> {
         let old = db.open_tree(OLD)?;
         let mut count = 0;
         let mut current: Option<(String, Vec<String>)> = None;
-        let write = |(user, ids): (String, Vec<String>)| -> ApiResult<()> {
+        let write = |(user, ids): (String, Vec<String>)| -> StoreResult<()> {
             self.0.t.user_tokens.insert(user.as_bytes(), encode(&ids))?;
             Ok(())
         };
@@ -306,8 +306,8 @@ impl Users<'_> {
     /// Runs `f` in one transaction over every tree a user and its tokens live in.
     pub(super) fn transaction<T>(
         &self,
-        f: impl Fn(&UserTx) -> ConflictableTransactionResult<T, ApiError>,
-    ) -> ApiResult<T> {
+        f: impl Fn(&UserTx) -> ConflictableTransactionResult<T, StoreError>,
+    ) -> StoreResult<T> {
         let trees = user_trees(&self.0.t);
         Ok(trees[..].transaction(|v| f(&UserTx::new(v)))?)
     }

@@ -5,7 +5,7 @@
 use super::issuer::{upsert_in, NewToken, Upsert, Upserted};
 use super::tokens::{drop_records, token_ids};
 use super::{abort, bump, count_of, decode, encode, Store};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 use crate::model::secret::{Secret, TOKEN_PREFIX};
 use crate::model::{Email, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -112,7 +112,7 @@ pub(super) fn load_entry(
     tx: &UserTx,
     reseller_id: &str,
     user_id: &str,
-) -> ConflictableTransactionResult<Option<(Listed, bool)>, ApiError> {
+) -> ConflictableTransactionResult<Option<(Listed, bool)>, StoreError> {
     let (users, counters) = (&tx.users, &tx.counters);
     let Some(raw) = tx
         .users_by_reseller
@@ -142,7 +142,7 @@ pub(super) fn store_entry(
     tx: &UserTx,
     entry: &Listed,
     legacy: bool,
-) -> ConflictableTransactionResult<(), ApiError> {
+) -> ConflictableTransactionResult<(), StoreError> {
     let (users, counters) = (&tx.users, &tx.counters);
     let user = &entry.user;
     tx.users_by_reseller.insert(
@@ -165,9 +165,9 @@ pub(super) fn email_key(reseller_id: &str, email: &Email) -> String {
     format!("{reseller_id}/{email}")
 }
 
-pub fn validate_uid(uid: &str) -> ApiResult<String> {
+pub fn validate_uid(uid: &str) -> StoreResult<String> {
     if uid.is_empty() || uid.len() > 200 || uid.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
+        return Err(StoreError::invalid(
             "uid must be 1 to 200 characters without control characters",
         ));
     }
@@ -183,7 +183,7 @@ impl Users<'_> {
         email: &Email,
         uid: Option<&str>,
         now: Timestamp,
-    ) -> ApiResult<(User, bool)> {
+    ) -> StoreResult<(User, bool)> {
         let job = Upsert::new(reseller_id, email, uid, now, None);
         let out = self.transaction(|tx| upsert_in(tx, &job))?;
         self.upserted(&out);
@@ -200,7 +200,7 @@ impl Users<'_> {
         uid: Option<&str>,
         now: Timestamp,
         terms: TokenTerms,
-    ) -> ApiResult<(User, AccessToken, Secret)> {
+    ) -> StoreResult<(User, AccessToken, Secret)> {
         let secret = Secret::generate(TOKEN_PREFIX);
         let token = NewToken::new(&secret, terms);
         let job = Upsert::new(reseller_id, email, uid, now, Some(token));
@@ -208,7 +208,7 @@ impl Users<'_> {
         self.upserted(&out);
         let token = out
             .token
-            .ok_or_else(|| ApiError::internal("token not issued"))?;
+            .ok_or_else(|| StoreError::internal("token not issued"))?;
         Ok((out.user, token, secret))
     }
 
@@ -220,7 +220,7 @@ impl Users<'_> {
     }
 
     /// A user of this reseller, with its token count; anyone else's user is "not found".
-    pub fn get_listed(&self, reseller_id: &str, id: &str) -> ApiResult<Listed> {
+    pub fn get_listed(&self, reseller_id: &str, id: &str) -> StoreResult<Listed> {
         let t = &self.0.t;
         let key = entry_key(reseller_id, id);
         // Twice: a format-1 user read while a write converts its entry is found on the second.
@@ -235,16 +235,16 @@ impl Users<'_> {
                 return Ok(listed);
             }
         }
-        Err(ApiError::NotFound("user"))
+        Err(StoreError::NotFound("user"))
     }
 
     /// A user of this reseller; anyone else's user is "not found".
-    pub fn get(&self, reseller_id: &str, id: &str) -> ApiResult<User> {
+    pub fn get(&self, reseller_id: &str, id: &str) -> StoreResult<User> {
         self.get_listed(reseller_id, id).map(|l| l.user)
     }
 
     /// Every user of the reseller, in creation order.
-    pub fn list(&self, reseller_id: &str) -> ApiResult<Vec<Listed>> {
+    pub fn list(&self, reseller_id: &str) -> StoreResult<Vec<Listed>> {
         let all = super::Want::Offset {
             offset: 0,
             limit: usize::MAX,
@@ -271,7 +271,7 @@ impl Users<'_> {
         &self,
         reseller_id: &str,
         want: &super::Want,
-    ) -> ApiResult<super::Window<Listed>> {
+    ) -> StoreResult<super::Window<Listed>> {
         let prefix = format!("{reseller_id}/");
         let window = super::page(&self.0.t.users_by_reseller, prefix.as_bytes(), want)?;
         let mut items = Vec::with_capacity(window.items.len());
@@ -287,7 +287,7 @@ impl Users<'_> {
 
     /// The reseller's user with this email (compared case-insensitively), from the email
     /// index: one lookup. An address that is not a valid email matches nobody.
-    pub fn with_email(&self, reseller_id: &str, email: &str) -> ApiResult<Option<Listed>> {
+    pub fn with_email(&self, reseller_id: &str, email: &str) -> StoreResult<Option<Listed>> {
         let Ok(email) = Email::parse(email) else {
             return Ok(None);
         };
@@ -299,7 +299,7 @@ impl Users<'_> {
         {
             Some(id) => match self.get_listed(reseller_id, &String::from_utf8_lossy(&id)) {
                 Ok(listed) => Ok(Some(listed)),
-                Err(ApiError::NotFound(_)) => Ok(None),
+                Err(StoreError::NotFound(_)) => Ok(None),
                 Err(e) => Err(e),
             },
             None => Ok(None),
@@ -307,7 +307,7 @@ impl Users<'_> {
     }
 
     /// The reseller's users with this uid, in creation order (an index lookup, not a scan).
-    pub fn with_uid(&self, reseller_id: &str, uid: &str) -> ApiResult<Vec<Listed>> {
+    pub fn with_uid(&self, reseller_id: &str, uid: &str) -> StoreResult<Vec<Listed>> {
         let prefix = format!("{reseller_id}/{uid}\0");
         let mut ids = Vec::new();
         for key in self.0.t.users_by_uid.scan_prefix(prefix.as_bytes()).keys() {
@@ -318,13 +318,13 @@ impl Users<'_> {
 
     /// These users (ids are time-ordered, so sorting them orders by creation), skipping any
     /// deleted since their id was read.
-    fn listed_in_order(&self, reseller_id: &str, mut ids: Vec<String>) -> ApiResult<Vec<Listed>> {
+    fn listed_in_order(&self, reseller_id: &str, mut ids: Vec<String>) -> StoreResult<Vec<Listed>> {
         ids.sort();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             match self.get_listed(reseller_id, &id) {
                 Ok(listed) => out.push(listed),
-                Err(ApiError::NotFound(_)) => {}
+                Err(StoreError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -333,7 +333,7 @@ impl Users<'_> {
 
     /// Data format 3: fills `users_by_uid` from every user. Idempotent, so a migration cut
     /// short is simply run again. Returns how many users have a uid.
-    pub(crate) fn build_uid_index(&self) -> ApiResult<usize> {
+    pub(crate) fn build_uid_index(&self) -> StoreResult<usize> {
         let t = &self.0.t;
         let mut indexed = 0;
         for entry in t.users_by_reseller.iter() {
@@ -356,7 +356,7 @@ impl Users<'_> {
 
     /// A user whose index entry is from data format 1 (empty): the record and the token count
     /// live in `users` and `counters`.
-    fn legacy(&self, id: &str) -> ApiResult<Option<Listed>> {
+    fn legacy(&self, id: &str) -> StoreResult<Option<Listed>> {
         let t = &self.0.t;
         let Some(user) = super::get::<User>(&t.users, id)? else {
             return Ok(None);
@@ -369,7 +369,7 @@ impl Users<'_> {
     }
 
     /// Deletes a user, its sites, and revokes all its tokens.
-    pub fn delete(&self, reseller_id: &str, id: &str) -> ApiResult<()> {
+    pub fn delete(&self, reseller_id: &str, id: &str) -> StoreResult<()> {
         let user = self.get(reseller_id, id)?;
         self.0.sites().delete_all_of_user(reseller_id, &user.id)?;
         self.0.domains().delete_all_of_user(reseller_id, &user.id)?;

@@ -2,7 +2,7 @@
 //! and the submissions the edge stores for them.
 
 use super::{decode, encode, get, ids_under, Store};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 use crate::model::{new_id, Timestamp};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -118,7 +118,7 @@ impl Forms<'_> {
         deploy: &super::deploys::Deploy,
         files: &std::collections::BTreeMap<String, String>,
         now: Timestamp,
-    ) -> ApiResult<()> {
+    ) -> StoreResult<()> {
         for (path, sha) in files {
             if !(path.ends_with(".html") || path.ends_with(".htm")) {
                 continue;
@@ -143,7 +143,7 @@ impl Forms<'_> {
         path: &str,
         found: FoundForm,
         now: Timestamp,
-    ) -> ApiResult<()> {
+    ) -> StoreResult<()> {
         let t = &self.0.t;
         let name_key = site_key(&deploy.site_id, &found.name);
         let existing = match t.form_by_name.get(name_key.as_bytes())? {
@@ -178,11 +178,11 @@ impl Forms<'_> {
         Ok(())
     }
 
-    pub fn get(&self, id: &str) -> ApiResult<Option<Form>> {
+    pub fn get(&self, id: &str) -> StoreResult<Option<Form>> {
         get(&self.0.t.forms, id)
     }
 
-    pub fn by_name(&self, site_id: &str, name: &str) -> ApiResult<Option<Form>> {
+    pub fn by_name(&self, site_id: &str, name: &str) -> StoreResult<Option<Form>> {
         match self
             .0
             .t
@@ -194,7 +194,7 @@ impl Forms<'_> {
         }
     }
 
-    pub fn list(&self, site_id: &str) -> ApiResult<Vec<Form>> {
+    pub fn list(&self, site_id: &str) -> StoreResult<Vec<Form>> {
         let ids = ids_under(&self.0.t.forms_by_site, site_id)?;
         super::load_all(&self.0.t.forms, &ids)
     }
@@ -209,7 +209,7 @@ impl Forms<'_> {
         site_url: String,
         max: u64,
         now: Timestamp,
-    ) -> ApiResult<Submission> {
+    ) -> StoreResult<Submission> {
         let t = &self.0.t;
         let id = new_id();
         let data: Vec<(String, String)> = data
@@ -236,11 +236,11 @@ impl Forms<'_> {
         )
             .transaction(|(f, s, by_form, counters)| {
                 let Some(raw) = f.get(form.id.as_bytes())? else {
-                    return super::abort(ApiError::NotFound("form"));
+                    return super::abort(StoreError::NotFound("form"));
                 };
                 let live = super::count_of(counters.get(live_key.as_bytes())?);
                 if live.max(0) as u64 >= max {
-                    return super::abort(ApiError::Conflict(
+                    return super::abort(StoreError::Conflict(
                         "form_full",
                         format!("the form holds its limit of {max} submissions"),
                     ));
@@ -270,13 +270,13 @@ impl Forms<'_> {
 
     /// How many submissions a form holds now (kept in `counters`; counted once for forms from
     /// before the counter existed).
-    pub fn live_count(&self, form_id: &str) -> ApiResult<u64> {
+    pub fn live_count(&self, form_id: &str) -> StoreResult<u64> {
         self.ensure_live_count(form_id)?;
         let raw = self.0.t.counters.get(live_count_key(form_id).as_bytes())?;
         Ok(super::count_of(raw).max(0) as u64)
     }
 
-    fn ensure_live_count(&self, form_id: &str) -> ApiResult<()> {
+    fn ensure_live_count(&self, form_id: &str) -> StoreResult<()> {
         let t = &self.0.t;
         let key = live_count_key(form_id);
         if t.counters.contains_key(key.as_bytes())? {
@@ -302,7 +302,7 @@ impl Forms<'_> {
         &self,
         forms: &[Form],
         want: &super::Want,
-    ) -> ApiResult<super::Window<Submission>> {
+    ) -> StoreResult<super::Window<Submission>> {
         use super::{Seek, Want};
         use std::ops::Bound::{Excluded, Included};
         let t = &self.0.t;
@@ -378,7 +378,7 @@ impl Forms<'_> {
             ids.reverse();
         }
         // Whether anything lies on the other side of the cursor.
-        let beyond = |k: &[u8], newer: bool| -> ApiResult<bool> {
+        let beyond = |k: &[u8], newer: bool| -> StoreResult<bool> {
             for f in forms {
                 let prefix = format!("{}/", f.id).into_bytes();
                 let mut end = prefix.clone();
@@ -408,18 +408,18 @@ impl Forms<'_> {
         })
     }
 
-    pub fn submission(&self, id: &str) -> ApiResult<Option<Submission>> {
+    pub fn submission(&self, id: &str) -> StoreResult<Option<Submission>> {
         get(&self.0.t.submissions, id)
     }
 
     /// A form's submissions, newest first.
-    pub fn submissions_of_form(&self, form_id: &str) -> ApiResult<Vec<Submission>> {
+    pub fn submissions_of_form(&self, form_id: &str) -> StoreResult<Vec<Submission>> {
         let mut ids = ids_under(&self.0.t.submissions_by_form, form_id)?;
         ids.reverse();
         super::load_all(&self.0.t.submissions, &ids)
     }
 
-    pub fn delete_submission(&self, sub: &Submission) -> ApiResult<()> {
+    pub fn delete_submission(&self, sub: &Submission) -> StoreResult<()> {
         let t = &self.0.t;
         self.ensure_live_count(&sub.form_id)?;
         let live_key = live_count_key(&sub.form_id);
@@ -435,7 +435,7 @@ impl Forms<'_> {
         Ok(())
     }
 
-    pub fn delete_all_of_site(&self, site_id: &str) -> ApiResult<()> {
+    pub fn delete_all_of_site(&self, site_id: &str) -> StoreResult<()> {
         for form in self.list(site_id)? {
             for sub in self.submissions_of_form(&form.id)? {
                 self.delete_submission(&sub)?;

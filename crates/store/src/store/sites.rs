@@ -2,7 +2,7 @@
 //! (`site_by_name`), optionally password-protected (argon2id), pointing at a published deploy.
 
 use super::{abort, decode, encode, get, ids_under, Store};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 use crate::model::secret::hashes_equal;
 use crate::model::{new_id, DomainName, SiteName, Timestamp};
 use rand::RngCore;
@@ -41,10 +41,10 @@ impl PasswordHash {
     }
 
     /// `new`, on the blocking pool.
-    pub async fn off_workers(password: String) -> ApiResult<PasswordHash> {
+    pub async fn off_workers(password: String) -> StoreResult<PasswordHash> {
         tokio::task::spawn_blocking(move || PasswordHash::new(&password))
             .await
-            .map_err(ApiError::internal)
+            .map_err(StoreError::internal)
     }
 
     /// Passwords set before argon2 were salted SHA-256; they keep working until changed.
@@ -92,8 +92,8 @@ impl Store {
     }
 }
 
-fn taken(name: &SiteName) -> ApiError {
-    ApiError::Conflict("site_name_taken", format!("the site name {name} is taken"))
+fn taken(name: &SiteName) -> StoreError {
+    StoreError::Conflict("site_name_taken", format!("the site name {name} is taken"))
 }
 
 impl Sites<'_> {
@@ -106,7 +106,7 @@ impl Sites<'_> {
         custom_domain: Option<DomainName>,
         password: Option<PasswordHash>,
         now: Timestamp,
-    ) -> ApiResult<Site> {
+    ) -> StoreResult<Site> {
         let explicit = name.is_some();
         for _ in 0..8 {
             let site = Site {
@@ -131,7 +131,7 @@ impl Sites<'_> {
                 .transaction(|(s, by_name, by_owner, users)| {
                     // Every user of the reseller has an entry here.
                     if users.get(user_key.as_bytes())?.is_none() {
-                        return abort(ApiError::NotFound("user"));
+                        return abort(StoreError::NotFound("user"));
                     }
                     if by_name.get(site.name.as_str().as_bytes())?.is_some() {
                         return abort(taken(&site.name));
@@ -146,7 +146,7 @@ impl Sites<'_> {
                     self.0.hosts_changed();
                     return Ok(site);
                 }
-                Err(sled::transaction::TransactionError::Abort(ApiError::Conflict(..)))
+                Err(sled::transaction::TransactionError::Abort(StoreError::Conflict(..)))
                     if !explicit =>
                 {
                     continue
@@ -154,14 +154,14 @@ impl Sites<'_> {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::internal("could not generate a free site name"))
+        Err(StoreError::internal("could not generate a free site name"))
     }
 
-    pub fn get(&self, id: &str) -> ApiResult<Option<Site>> {
+    pub fn get(&self, id: &str) -> StoreResult<Option<Site>> {
         get(&self.0.t.sites, id)
     }
 
-    pub fn by_name(&self, name: &str) -> ApiResult<Option<Site>> {
+    pub fn by_name(&self, name: &str) -> StoreResult<Option<Site>> {
         match self.0.t.site_by_name.get(name.as_bytes())? {
             Some(id) => self.get(&String::from_utf8_lossy(&id)),
             None => Ok(None),
@@ -169,7 +169,7 @@ impl Sites<'_> {
     }
 
     /// A reseller's sites, or one user's when `user_id` is given, oldest first.
-    pub fn list(&self, reseller_id: &str, user_id: Option<&str>) -> ApiResult<Vec<Site>> {
+    pub fn list(&self, reseller_id: &str, user_id: Option<&str>) -> StoreResult<Vec<Site>> {
         let prefix = match user_id {
             Some(u) => format!("{reseller_id}/{u}"),
             None => reseller_id.to_string(),
@@ -183,12 +183,12 @@ impl Sites<'_> {
         Ok(sites)
     }
 
-    pub fn update(&self, id: &str, patch: SitePatch, now: Timestamp) -> ApiResult<Site> {
+    pub fn update(&self, id: &str, patch: SitePatch, now: Timestamp) -> StoreResult<Site> {
         let password = patch.password.clone();
         let t = &self.0.t;
         let site = (&t.sites, &t.site_by_name).transaction(|(s, by_name)| {
             let Some(raw) = s.get(id.as_bytes())? else {
-                return abort(ApiError::NotFound("site"));
+                return abort(StoreError::NotFound("site"));
             };
             let mut site: Site = decode(&raw).or_else(abort)?;
             if let Some(name) = &patch.name {
@@ -216,9 +216,9 @@ impl Sites<'_> {
     }
 
     /// Deletes a site with its deploys, forms and submissions, then sweeps unreferenced blobs.
-    pub fn delete(&self, id: &str) -> ApiResult<()> {
+    pub fn delete(&self, id: &str) -> StoreResult<()> {
         let Some(site) = self.get(id)? else {
-            return Err(ApiError::NotFound("site"));
+            return Err(StoreError::NotFound("site"));
         };
         let t = &self.0.t;
         (&t.sites, &t.site_by_name, &t.sites_by_owner).transaction(|(s, by_name, by_owner)| {
@@ -236,7 +236,7 @@ impl Sites<'_> {
     }
 
     /// Deletes every site of a user (the user is being deleted).
-    pub fn delete_all_of_user(&self, reseller_id: &str, user_id: &str) -> ApiResult<()> {
+    pub fn delete_all_of_user(&self, reseller_id: &str, user_id: &str) -> StoreResult<()> {
         for site in self.list(reseller_id, Some(user_id))? {
             self.delete(&site.id)?;
         }
@@ -250,7 +250,7 @@ fn owner_key(site: &Site) -> String {
 
 impl Store {
     /// Mark and sweep: every blob no deploy refers to is removed.
-    pub fn collect_garbage(&self) -> ApiResult<usize> {
+    pub fn collect_garbage(&self) -> StoreResult<usize> {
         let _exclusive = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
         let live = self.deploys().referenced_blobs()?;
         self.blobs.sweep(&live)

@@ -1,7 +1,7 @@
 //! A reseller's custom HTML pages: the 404 page, the form-success page and the password page.
 
 use super::Store;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PageKind {
@@ -17,12 +17,12 @@ impl PageKind {
         PageKind::Password,
     ];
 
-    pub fn parse(s: &str) -> ApiResult<PageKind> {
+    pub fn parse(s: &str) -> StoreResult<PageKind> {
         match s {
             "not_found" => Ok(PageKind::NotFound),
             "form_success" => Ok(PageKind::FormSuccess),
             "password" => Ok(PageKind::Password),
-            _ => Err(ApiError::NotFound("page kind")),
+            _ => Err(StoreError::NotFound("page kind")),
         }
     }
 
@@ -48,7 +48,7 @@ fn key(reseller_id: &str, kind: PageKind) -> String {
 }
 
 impl Pages<'_> {
-    pub fn get(&self, reseller_id: &str, kind: PageKind) -> ApiResult<Option<String>> {
+    pub fn get(&self, reseller_id: &str, kind: PageKind) -> StoreResult<Option<String>> {
         Ok(self
             .0
             .t
@@ -57,7 +57,7 @@ impl Pages<'_> {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    pub fn put(&self, reseller_id: &str, kind: PageKind, html: &str) -> ApiResult<()> {
+    pub fn put(&self, reseller_id: &str, kind: PageKind, html: &str) -> StoreResult<()> {
         self.0
             .t
             .pages
@@ -66,7 +66,7 @@ impl Pages<'_> {
     }
 
     /// Removes a custom page (back to the built-in one). True if there was one.
-    pub fn delete(&self, reseller_id: &str, kind: PageKind) -> ApiResult<bool> {
+    pub fn delete(&self, reseller_id: &str, kind: PageKind) -> StoreResult<bool> {
         Ok(self
             .0
             .t

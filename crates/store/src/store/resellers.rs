@@ -3,7 +3,7 @@
 use super::codec::{decode_as, encode_as};
 use super::keys::{ApiKey, NewKey};
 use super::{abort, Store};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 use crate::model::secret::Secret;
 use crate::model::{new_id, DomainName, Email, IpAllowList, Permissions, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -72,7 +72,7 @@ impl From<ResellerV1> for Reseller {
     }
 }
 
-fn read(raw: &[u8]) -> ApiResult<Reseller> {
+fn read(raw: &[u8]) -> StoreResult<Reseller> {
     decode_as::<Reseller, ResellerV1>(RECORD, raw)
 }
 
@@ -102,10 +102,10 @@ impl Store {
 }
 
 /// A reseller's or key's name, checked (see `model::Name`).
-fn valid_name(name: &str) -> ApiResult<String> {
+fn valid_name(name: &str) -> StoreResult<String> {
     crate::model::Name::parse(name)
         .map(crate::model::Name::into_string)
-        .map_err(ApiError::invalid)
+        .map_err(StoreError::invalid)
 }
 
 impl Resellers<'_> {
@@ -115,7 +115,7 @@ impl Resellers<'_> {
         name: &str,
         email: Email,
         now: Timestamp,
-    ) -> ApiResult<(Reseller, NewKey)> {
+    ) -> StoreResult<(Reseller, NewKey)> {
         let reseller = Reseller {
             id: new_id(),
             name: valid_name(name)?,
@@ -152,21 +152,21 @@ impl Resellers<'_> {
         Ok((reseller, NewKey { key, secret }))
     }
 
-    pub fn get(&self, id: &str) -> ApiResult<Reseller> {
+    pub fn get(&self, id: &str) -> StoreResult<Reseller> {
         match self.0.t.resellers.get(id.as_bytes())? {
             Some(raw) => read(&raw),
-            None => Err(ApiError::NotFound("reseller")),
+            None => Err(StoreError::NotFound("reseller")),
         }
     }
 
     /// One page of resellers, in creation order.
-    pub fn page(&self, want: &super::Want) -> ApiResult<super::Window<Reseller>> {
+    pub fn page(&self, want: &super::Want) -> StoreResult<super::Window<Reseller>> {
         let window = super::page(&self.0.t.resellers, b"", want)?;
         let items = window
             .items
             .iter()
             .map(|(_, raw)| read(raw))
-            .collect::<ApiResult<Vec<_>>>()?;
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(window.holding(items))
     }
 
@@ -175,7 +175,7 @@ impl Resellers<'_> {
         self.0.t.resellers.len()
     }
 
-    pub fn list(&self) -> ApiResult<Vec<Reseller>> {
+    pub fn list(&self) -> StoreResult<Vec<Reseller>> {
         self.0
             .t
             .resellers
@@ -186,11 +186,11 @@ impl Resellers<'_> {
     }
 
     /// Applies a patch; a preview domain must be unused by every other reseller.
-    pub fn update(&self, id: &str, patch: ResellerPatch, now: Timestamp) -> ApiResult<Reseller> {
+    pub fn update(&self, id: &str, patch: ResellerPatch, now: Timestamp) -> StoreResult<Reseller> {
         let t = &self.0.t;
         let updated = (&t.resellers, &t.reseller_by_preview).transaction(|(r, by_preview)| {
             let Some(raw) = r.get(id.as_bytes())? else {
-                return abort(ApiError::NotFound("reseller"));
+                return abort(StoreError::NotFound("reseller"));
             };
             let mut rec = read(&raw).or_else(abort)?;
             if let Some(name) = &patch.name {
@@ -203,7 +203,7 @@ impl Resellers<'_> {
                 if let Some(new) = preview {
                     if let Some(owner) = by_preview.get(new.as_str().as_bytes())? {
                         if owner != id.as_bytes() {
-                            return abort(ApiError::Conflict(
+                            return abort(StoreError::Conflict(
                                 "preview_domain_taken",
                                 format!("{new} is already the preview domain of another reseller"),
                             ));
@@ -243,7 +243,7 @@ impl Resellers<'_> {
     }
 
     /// The reseller whose preview domain is `domain`, if any.
-    pub fn by_preview_domain(&self, domain: &str) -> ApiResult<Option<Reseller>> {
+    pub fn by_preview_domain(&self, domain: &str) -> StoreResult<Option<Reseller>> {
         match self.0.t.reseller_by_preview.get(domain.as_bytes())? {
             Some(id) => match self.0.t.resellers.get(&id)? {
                 Some(raw) => read(&raw).map(Some),
@@ -255,7 +255,7 @@ impl Resellers<'_> {
 
     /// Deletes a reseller and everything it owns. The account record goes first, so every
     /// credential of the reseller stops working before the rest is cleaned up.
-    pub fn delete(&self, id: &str) -> ApiResult<()> {
+    pub fn delete(&self, id: &str) -> StoreResult<()> {
         let rec = self.get(id)?;
         let t = &self.0.t;
         t.resellers.remove(id.as_bytes())?;

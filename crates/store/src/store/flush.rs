@@ -2,7 +2,7 @@
 //! `Db::flush` (an fsync) for every waiter that queued while the previous flush ran, so concurrent
 //! writers share one flush instead of paying one each.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -70,8 +70,8 @@ impl Flusher {
                     waiters.extend(rx.try_iter());
                     let began = Instant::now();
                     before_flush();
-                    let result = db.flush().map(|_| ()).map_err(|e| match ApiError::from(e) {
-                        ApiError::InsufficientStorage => Failure::NoSpace,
+                    let result = db.flush().map(|_| ()).map_err(|e| match StoreError::from(e) {
+                        StoreError::InsufficientStorage => Failure::NoSpace,
                         other => Failure::Io(other.to_string()),
                     });
                     let now = match &result {
@@ -100,27 +100,27 @@ impl Flusher {
     }
 
     /// Since a flush failed and until one succeeds: the answer for a write meanwhile.
-    pub fn refusal(&self) -> Option<ApiError> {
+    pub fn refusal(&self) -> Option<StoreError> {
         match self.failed.load(Ordering::Relaxed) {
             OK => None,
-            NO_SPACE => Some(ApiError::InsufficientStorage),
-            _ => Some(ApiError::StorageUnavailable(
+            NO_SPACE => Some(StoreError::InsufficientStorage),
+            _ => Some(StoreError::StorageUnavailable(
                 "a write failed; see the server log".into(),
             )),
         }
     }
 
     /// Resolves once everything written before the call is on disk.
-    pub async fn flush(&self) -> ApiResult<()> {
+    pub async fn flush(&self) -> StoreResult<()> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(tx)
-            .map_err(|_| ApiError::internal("flush thread stopped"))?;
+            .map_err(|_| StoreError::internal("flush thread stopped"))?;
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(Failure::NoSpace)) => Err(ApiError::InsufficientStorage),
-            Ok(Err(Failure::Io(e))) => Err(ApiError::StorageUnavailable(format!("flush: {e}"))),
-            Err(_) => Err(ApiError::internal("flush thread stopped")),
+            Ok(Err(Failure::NoSpace)) => Err(StoreError::InsufficientStorage),
+            Ok(Err(Failure::Io(e))) => Err(StoreError::StorageUnavailable(format!("flush: {e}"))),
+            Err(_) => Err(StoreError::internal("flush thread stopped")),
         }
     }
 }

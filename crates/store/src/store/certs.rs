@@ -1,7 +1,7 @@
 //! ACME certificates, one record per custom domain, plus the ACME account credentials.
 
 use super::{decode, encode, get, Store};
-use crate::error::ApiResult;
+use crate::error::StoreResult;
 use crate::model::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -40,11 +40,11 @@ impl Store {
 }
 
 impl Certs<'_> {
-    pub fn get(&self, domain: &str) -> ApiResult<Option<CertRecord>> {
+    pub fn get(&self, domain: &str) -> StoreResult<Option<CertRecord>> {
         get(&self.0.t.certificates, domain)
     }
 
-    pub fn put(&self, rec: &CertRecord) -> ApiResult<()> {
+    pub fn put(&self, rec: &CertRecord) -> StoreResult<()> {
         self.0
             .t
             .certificates
@@ -52,7 +52,7 @@ impl Certs<'_> {
         Ok(())
     }
 
-    pub fn all(&self) -> ApiResult<Vec<CertRecord>> {
+    pub fn all(&self) -> StoreResult<Vec<CertRecord>> {
         self.0
             .t
             .certificates
@@ -62,17 +62,17 @@ impl Certs<'_> {
             .collect()
     }
 
-    pub fn delete(&self, domain: &str) -> ApiResult<()> {
+    pub fn delete(&self, domain: &str) -> StoreResult<()> {
         self.0.t.certificates.remove(domain.as_bytes())?;
         Ok(())
     }
 
     /// The stored ACME account credentials (JSON) for a directory URL.
-    pub fn account(&self, directory: &str) -> ApiResult<Option<String>> {
+    pub fn account(&self, directory: &str) -> StoreResult<Option<String>> {
         get(&self.0.t.acme_accounts, directory)
     }
 
-    pub fn put_account(&self, directory: &str, credentials_json: &str) -> ApiResult<()> {
+    pub fn put_account(&self, directory: &str, credentials_json: &str) -> StoreResult<()> {
         self.0
             .t
             .acme_accounts

@@ -4,7 +4,7 @@
 use super::tokens::{drop_records, expiry_key, put_token_ids, token_ids, write_token};
 use super::users::*;
 use super::{abort, bump};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 use crate::model::secret::{Secret, TOKEN_PREFIX};
 use crate::model::{new_id, Email, Timestamp};
 use sled::transaction::{
@@ -78,7 +78,7 @@ pub(super) struct Upserted {
 pub(super) fn upsert_in(
     tx: &UserTx,
     job: &Upsert,
-) -> ConflictableTransactionResult<Upserted, ApiError> {
+) -> ConflictableTransactionResult<Upserted, StoreError> {
     let reseller_id = job.new_user.reseller_id.as_str();
     let existing = match tx.user_by_email.get(job.email_key.as_bytes())? {
         Some(id) => {
@@ -167,7 +167,7 @@ pub(crate) struct Issuer {
 
 pub(super) struct Queued {
     job: Upsert,
-    reply: oneshot::Sender<ApiResult<Upserted>>,
+    reply: oneshot::Sender<StoreResult<Upserted>>,
 }
 
 /// The most upserts one transaction runs.
@@ -195,8 +195,8 @@ impl Issuer {
         Issuer { tx }
     }
 
-    pub(super) async fn run(&self, job: Upsert) -> ApiResult<Upserted> {
-        let stopped = || ApiError::internal("token thread stopped");
+    pub(super) async fn run(&self, job: Upsert) -> StoreResult<Upserted> {
+        let stopped = || StoreError::internal("token thread stopped");
         let (reply, rx) = oneshot::channel();
         self.tx.send(Queued { job, reply }).map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
@@ -250,7 +250,7 @@ mod tests {
     use super::*;
     use crate::store::Store;
 
-    pub(super) fn queue(job: Upsert) -> (Queued, oneshot::Receiver<ApiResult<Upserted>>) {
+    pub(super) fn queue(job: Upsert) -> (Queued, oneshot::Receiver<StoreResult<Upserted>>) {
         let (reply, rx) = oneshot::channel();
         (Queued { job, reply }, rx)
     }

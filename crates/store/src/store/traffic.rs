@@ -3,7 +3,7 @@
 //! request never waits for a write.
 
 use super::{decode, encode, Store};
-use crate::error::ApiResult;
+use crate::error::StoreResult;
 use crate::model::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -55,12 +55,12 @@ impl Store {
 }
 
 impl TrafficStore<'_> {
-    pub fn get(&self, domain_id: &str) -> ApiResult<Traffic> {
+    pub fn get(&self, domain_id: &str) -> StoreResult<Traffic> {
         Ok(super::get(&self.0.t.traffic, domain_id)?.unwrap_or_default())
     }
 
     /// Adds a batch to a domain's stored metrics (only while the domain exists).
-    pub fn add(&self, domain_id: &str, batch: &Traffic) -> ApiResult<()> {
+    pub fn add(&self, domain_id: &str, batch: &Traffic) -> StoreResult<()> {
         if self.0.t.domains.get(domain_id.as_bytes())?.is_none() {
             return Ok(());
         }
@@ -75,7 +75,7 @@ impl TrafficStore<'_> {
         Ok(())
     }
 
-    pub fn delete(&self, domain_id: &str) -> ApiResult<()> {
+    pub fn delete(&self, domain_id: &str) -> StoreResult<()> {
         self.0.t.traffic.remove(domain_id.as_bytes())?;
         Ok(())
     }
@@ -101,7 +101,7 @@ impl TrafficRecorder {
     }
 
     /// Moves everything counted so far into the store and flushes it.
-    pub async fn store_batch(&self, store: &Store) -> ApiResult<usize> {
+    pub async fn store_batch(&self, store: &Store) -> StoreResult<usize> {
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         if batch.is_empty() {
             return Ok(0);

@@ -1,7 +1,7 @@
 //! The one encode/decode pair for stored records: a schema version byte, then bincode.
 //! Keeping it in one file keeps a switch of format (e.g. to postcard) a one-file change.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -17,14 +17,14 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> StoreResult<T> {
     match bytes.split_first() {
         Some((&VERSION, body)) => bincode::deserialize(body)
-            .map_err(|e| ApiError::internal(format!("corrupt record: {e}"))),
-        Some((v, _)) => Err(ApiError::internal(format!(
+            .map_err(|e| StoreError::internal(format!("corrupt record: {e}"))),
+        Some((v, _)) => Err(StoreError::internal(format!(
             "record has unknown schema version {v}"
         ))),
-        None => Err(ApiError::internal("empty record")),
+        None => Err(StoreError::internal("empty record")),
     }
 }
 
@@ -40,14 +40,14 @@ pub fn encode_as<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
 pub fn decode_as<T: DeserializeOwned, Old: DeserializeOwned + Into<T>>(
     version: u8,
     bytes: &[u8],
-) -> ApiResult<T> {
+) -> StoreResult<T> {
     match bytes.split_first() {
         Some((v, body)) if *v == version => bincode::deserialize(body)
-            .map_err(|e| ApiError::internal(format!("corrupt record: {e}"))),
+            .map_err(|e| StoreError::internal(format!("corrupt record: {e}"))),
         Some((&VERSION, _)) => decode::<Old>(bytes).map(Into::into),
-        Some((v, _)) => Err(ApiError::internal(format!(
+        Some((v, _)) => Err(StoreError::internal(format!(
             "record has unknown schema version {v}"
         ))),
-        None => Err(ApiError::internal("empty record")),
+        None => Err(StoreError::internal("empty record")),
     }
 }

@@ -4,7 +4,7 @@
 //! already made instead of charging twice.
 
 use super::{abort, decode, encode, get, Store};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 use crate::model::{new_id, Timestamp};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -88,7 +88,7 @@ fn scoped(reseller_id: &str, id: &str) -> String {
 fn list_under<T: serde::de::DeserializeOwned>(
     tree: &sled::Tree,
     reseller_id: &str,
-) -> ApiResult<Vec<T>> {
+) -> StoreResult<Vec<T>> {
     tree.scan_prefix(format!("{reseller_id}/").as_bytes())
         .values()
         .map(|v| decode(&v?))
@@ -103,7 +103,7 @@ impl Billing<'_> {
         kind: PaymentKind,
         reference: String,
         now: Timestamp,
-    ) -> ApiResult<PaymentMethod> {
+    ) -> StoreResult<PaymentMethod> {
         let pm = PaymentMethod {
             id: new_id(),
             label,
@@ -118,11 +118,11 @@ impl Billing<'_> {
         Ok(pm)
     }
 
-    pub fn methods(&self, reseller_id: &str) -> ApiResult<Vec<PaymentMethod>> {
+    pub fn methods(&self, reseller_id: &str) -> StoreResult<Vec<PaymentMethod>> {
         list_under(&self.0.t.payment_methods, reseller_id)
     }
 
-    pub fn delete_method(&self, reseller_id: &str, id: &str) -> ApiResult<()> {
+    pub fn delete_method(&self, reseller_id: &str, id: &str) -> StoreResult<()> {
         match self
             .0
             .t
@@ -130,26 +130,32 @@ impl Billing<'_> {
             .remove(scoped(reseller_id, id).as_bytes())?
         {
             Some(_) => Ok(()),
-            None => Err(ApiError::NotFound("payment method")),
+            None => Err(StoreError::NotFound("payment method")),
         }
     }
 
     /// Checks that the reseller may be charged with this method: 402 if it is missing,
     /// deleted or another reseller's.
-    pub fn require_method(&self, reseller_id: &str, id: Option<&str>) -> ApiResult<PaymentMethod> {
+    pub fn require_method(
+        &self,
+        reseller_id: &str,
+        id: Option<&str>,
+    ) -> StoreResult<PaymentMethod> {
         let id = id.filter(|s| !s.is_empty()).ok_or_else(|| {
-            ApiError::PaymentRequired(
+            StoreError::PaymentRequired(
                 "this is a paid action: pass the payment_method_id of one of your payment methods"
                     .into(),
             )
         })?;
         get(&self.0.t.payment_methods, &scoped(reseller_id, id))?.ok_or_else(|| {
-            ApiError::PaymentRequired(format!("payment method {id} does not exist or was deleted"))
+            StoreError::PaymentRequired(format!(
+                "payment method {id} does not exist or was deleted"
+            ))
         })
     }
 
     /// The charge already made under this idempotency key, if any.
-    pub fn charge_for_key(&self, reseller_id: &str, key: &str) -> ApiResult<Option<Charge>> {
+    pub fn charge_for_key(&self, reseller_id: &str, key: &str) -> StoreResult<Option<Charge>> {
         match self
             .0
             .t
@@ -174,7 +180,7 @@ impl Billing<'_> {
         subject: &str,
         idempotency_key: Option<&str>,
         now: Timestamp,
-    ) -> ApiResult<(Charge, bool)> {
+    ) -> StoreResult<(Charge, bool)> {
         let prices = self.prices(reseller_id)?;
         let charge = Charge {
             id: new_id(),
@@ -194,7 +200,7 @@ impl Billing<'_> {
                         let Some(raw) =
                             c.get(scoped(reseller_id, &String::from_utf8_lossy(&id)).as_bytes())?
                         else {
-                            return abort(ApiError::internal(
+                            return abort(StoreError::internal(
                                 "idempotency key points at a missing charge",
                             ));
                         };
@@ -206,7 +212,7 @@ impl Billing<'_> {
                     .get(scoped(reseller_id, &method.id).as_bytes())?
                     .is_none()
                 {
-                    return abort(ApiError::PaymentRequired(format!(
+                    return abort(StoreError::PaymentRequired(format!(
                         "payment method {} was deleted",
                         method.id
                     )));
@@ -218,7 +224,7 @@ impl Billing<'_> {
         Ok(result)
     }
 
-    pub fn charges(&self, reseller_id: &str) -> ApiResult<Vec<Charge>> {
+    pub fn charges(&self, reseller_id: &str) -> StoreResult<Vec<Charge>> {
         list_under(&self.0.t.charges, reseller_id)
     }
 
@@ -227,7 +233,7 @@ impl Billing<'_> {
         &self,
         reseller_id: &str,
         want: &super::Want,
-    ) -> ApiResult<(super::Window<Charge>, usize)> {
+    ) -> StoreResult<(super::Window<Charge>, usize)> {
         let prefix = format!("{reseller_id}/");
         let tree = &self.0.t.charges;
         let window = super::page(tree, prefix.as_bytes(), want)?;
@@ -235,16 +241,16 @@ impl Billing<'_> {
             .items
             .iter()
             .map(|(_, raw)| decode(raw))
-            .collect::<ApiResult<Vec<_>>>()?;
+            .collect::<StoreResult<Vec<_>>>()?;
         let total = tree.scan_prefix(prefix.as_bytes()).keys().count();
         Ok((window.holding(items), total))
     }
 
-    pub fn prices(&self, reseller_id: &str) -> ApiResult<Prices> {
+    pub fn prices(&self, reseller_id: &str) -> StoreResult<Prices> {
         Ok(get(&self.0.t.prices, reseller_id)?.unwrap_or_default())
     }
 
-    pub fn set_prices(&self, reseller_id: &str, prices: &Prices) -> ApiResult<()> {
+    pub fn set_prices(&self, reseller_id: &str, prices: &Prices) -> StoreResult<()> {
         self.0
             .t
             .prices
@@ -253,7 +259,7 @@ impl Billing<'_> {
     }
 
     /// Removes every billing record of a reseller (on reseller deletion).
-    pub fn delete_all(&self, reseller_id: &str) -> ApiResult<()> {
+    pub fn delete_all(&self, reseller_id: &str) -> StoreResult<()> {
         let t = &self.0.t;
         for tree in [&t.payment_methods, &t.charges, &t.charge_by_idempotency_key] {
             for key in tree

@@ -2,7 +2,7 @@
 //! (Netlify's digest). Written to a temp file, fsynced, renamed, and the directory fsynced, so
 //! a blob that exists is complete. Garbage is swept when no deploy refers to it.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 use sha1::{Digest, Sha1};
 use std::collections::HashSet;
 use std::io::Write;
@@ -43,7 +43,7 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    pub fn write(&mut self, data: &[u8]) -> ApiResult<()> {
+    pub fn write(&mut self, data: &[u8]) -> StoreResult<()> {
         self.tmp.file.write_all(data).map_err(io_error)?;
         self.hasher.update(data);
         self.len += data.len() as u64;
@@ -64,7 +64,7 @@ impl Incoming {
     }
 
     /// A handle that reads what was written, from the start.
-    pub fn reopen(&self) -> ApiResult<std::fs::File> {
+    pub fn reopen(&self) -> StoreResult<std::fs::File> {
         use std::io::Seek;
         let mut f = std::fs::File::open(&self.tmp.path).map_err(io_error)?;
         f.rewind().map_err(io_error)?;
@@ -72,7 +72,7 @@ impl Incoming {
     }
 }
 
-fn io_error(e: std::io::Error) -> ApiError {
+fn io_error(e: std::io::Error) -> StoreError {
     crate::error::from_io("blob store", &e)
 }
 
@@ -102,7 +102,7 @@ impl Blobs {
     }
 
     /// A temp file in the blob dir (for a blob, or a zip body spooled to disk).
-    pub fn temp_file(&self) -> ApiResult<TempFile> {
+    pub fn temp_file(&self) -> StoreResult<TempFile> {
         let path = self.dir.join(format!(".tmp-{}", crate::model::new_id()));
         let file = std::fs::File::options()
             .read(true)
@@ -114,7 +114,7 @@ impl Blobs {
     }
 
     /// Starts writing a blob whose digest is known once it is written.
-    pub fn incoming(&self) -> ApiResult<Incoming> {
+    pub fn incoming(&self) -> StoreResult<Incoming> {
         Ok(Incoming {
             tmp: self.temp_file()?,
             hasher: Sha1::new(),
@@ -124,7 +124,7 @@ impl Blobs {
 
     /// Makes a written blob durable under its digest: fsynced, renamed into place, directory
     /// fsynced. Returns the digest.
-    pub fn commit(&self, mut incoming: Incoming) -> ApiResult<String> {
+    pub fn commit(&self, mut incoming: Incoming) -> StoreResult<String> {
         let sha = incoming.digest();
         if self.has(&sha) {
             return Ok(sha); // `incoming`'s temp file goes with it
@@ -132,7 +132,7 @@ impl Blobs {
         let dest = self.path(&sha);
         let parent = dest
             .parent()
-            .ok_or_else(|| ApiError::internal("blob path without a parent"))?;
+            .ok_or_else(|| StoreError::internal("blob path without a parent"))?;
         std::fs::create_dir_all(parent).map_err(io_error)?;
         incoming.tmp.file.flush().map_err(io_error)?;
         crate::files::persist(&incoming.tmp.file, &incoming.tmp.path, &dest).map_err(io_error)?;
@@ -140,7 +140,7 @@ impl Blobs {
     }
 
     /// Stores `data` (a whole file in memory) and returns its digest.
-    pub fn put(&self, data: &[u8]) -> ApiResult<String> {
+    pub fn put(&self, data: &[u8]) -> StoreResult<String> {
         let sha = sha1_hex(data);
         if self.has(&sha) {
             return Ok(sha);
@@ -150,19 +150,19 @@ impl Blobs {
         self.commit(incoming)
     }
 
-    pub fn read(&self, sha: &str) -> ApiResult<Vec<u8>> {
+    pub fn read(&self, sha: &str) -> StoreResult<Vec<u8>> {
         if !is_sha1(sha) {
-            return Err(ApiError::NotFound("file"));
+            return Err(StoreError::NotFound("file"));
         }
         std::fs::read(self.path(sha)).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ApiError::NotFound("file"),
-            _ => ApiError::internal(format!("blob store: {e}")),
+            std::io::ErrorKind::NotFound => StoreError::NotFound("file"),
+            _ => StoreError::internal(format!("blob store: {e}")),
         })
     }
 
     /// Removes every blob not in `live`; returns how many were removed.
-    pub fn sweep(&self, live: &HashSet<String>) -> ApiResult<usize> {
-        let io = |e: std::io::Error| ApiError::internal(format!("blob sweep: {e}"));
+    pub fn sweep(&self, live: &HashSet<String>) -> StoreResult<usize> {
+        let io = |e: std::io::Error| StoreError::internal(format!("blob sweep: {e}"));
         let mut removed = 0;
         for head in std::fs::read_dir(&self.dir).map_err(io)? {
             let head = head.map_err(io)?;

@@ -2,7 +2,7 @@
 //! a DNS TXT record, and carrying a WordPress plugin key stored only as SHA-256.
 
 use super::{abort, decode, encode, get, ids_under, Store};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{StoreError, StoreResult};
 use crate::model::secret::{Secret, WP_PREFIX};
 use crate::model::{new_id, DomainName, Email, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -19,12 +19,12 @@ pub enum DomainStatus {
 }
 
 impl DomainStatus {
-    pub fn parse(s: &str) -> ApiResult<DomainStatus> {
+    pub fn parse(s: &str) -> StoreResult<DomainStatus> {
         match s {
             "pending" => Ok(DomainStatus::Pending),
             "verified" => Ok(DomainStatus::Verified),
             "failed" => Ok(DomainStatus::Failed),
-            _ => Err(ApiError::invalid("status is pending, verified or failed")),
+            _ => Err(StoreError::invalid("status is pending, verified or failed")),
         }
     }
 }
@@ -85,7 +85,7 @@ impl Domains<'_> {
         site_id: Option<String>,
         max_pending: usize,
         now: Timestamp,
-    ) -> ApiResult<(Domain, Secret)> {
+    ) -> StoreResult<(Domain, Secret)> {
         let _one_at_a_time = self
             .0
             .domain_creates
@@ -119,7 +119,7 @@ impl Domains<'_> {
         )
             .transaction(|(d, by_name, by_wp, by_reseller)| {
                 if by_name.get(domain.name.as_str().as_bytes())?.is_some() {
-                    return abort(ApiError::Conflict(
+                    return abort(StoreError::Conflict(
                         "domain_taken",
                         format!("{} is already registered", domain.name),
                     ));
@@ -135,14 +135,14 @@ impl Domains<'_> {
     }
 
     /// 400 `pending_domain_limit` if the reseller has `max_pending` unverified domains already.
-    pub fn check_pending_limit(&self, reseller_id: &str, max_pending: usize) -> ApiResult<()> {
+    pub fn check_pending_limit(&self, reseller_id: &str, max_pending: usize) -> StoreResult<()> {
         let pending = self
             .list(reseller_id)?
             .iter()
             .filter(|d| d.status == DomainStatus::Pending)
             .count();
         if pending >= max_pending {
-            return Err(ApiError::Conflict(
+            return Err(StoreError::Conflict(
                 "pending_domain_limit",
                 format!(
                     "this reseller already has {pending} domains waiting for verification (the limit is {max_pending}); verify or delete some first"
@@ -153,34 +153,34 @@ impl Domains<'_> {
     }
 
     /// A domain of this reseller; anyone else's is "not found".
-    pub fn get(&self, reseller_id: &str, id: &str) -> ApiResult<Domain> {
+    pub fn get(&self, reseller_id: &str, id: &str) -> StoreResult<Domain> {
         match get::<Domain>(&self.0.t.domains, id)? {
             Some(d) if d.reseller_id == reseller_id => Ok(d),
-            _ => Err(ApiError::NotFound("domain")),
+            _ => Err(StoreError::NotFound("domain")),
         }
     }
 
-    pub fn by_name(&self, name: &str) -> ApiResult<Option<Domain>> {
+    pub fn by_name(&self, name: &str) -> StoreResult<Option<Domain>> {
         match self.0.t.domain_by_name.get(name.as_bytes())? {
             Some(id) => get(&self.0.t.domains, &String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
     }
 
-    pub fn by_wp_hash(&self, hash: &[u8; 32]) -> ApiResult<Option<Domain>> {
+    pub fn by_wp_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<Domain>> {
         match self.0.t.domain_by_wp.get(&hash[..])? {
             Some(id) => get(&self.0.t.domains, &String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
     }
 
-    pub fn list(&self, reseller_id: &str) -> ApiResult<Vec<Domain>> {
+    pub fn list(&self, reseller_id: &str) -> StoreResult<Vec<Domain>> {
         let ids = ids_under(&self.0.t.domains_by_reseller, reseller_id)?;
         super::load_all(&self.0.t.domains, &ids)
     }
 
     /// Every domain of the instance, for the background verifier.
-    pub fn all(&self) -> ApiResult<Vec<Domain>> {
+    pub fn all(&self) -> StoreResult<Vec<Domain>> {
         self.0
             .t
             .domains
@@ -191,7 +191,7 @@ impl Domains<'_> {
     }
 
     /// Rewrites a domain record if it still exists (a delete in between wins); see `update`.
-    pub fn save(&self, domain: &Domain) -> ApiResult<()> {
+    pub fn save(&self, domain: &Domain) -> StoreResult<()> {
         self.update(&domain.id, |d| *d = domain.clone()).map(|_| ())
     }
 
@@ -200,7 +200,7 @@ impl Domains<'_> {
     /// releases its name, so a typo or an abandoned claim does not hold it forever; a failed
     /// domain verified later takes its name back only if nobody registered it meanwhile
     /// (400 `domain_taken` otherwise).
-    pub fn update(&self, id: &str, change: impl Fn(&mut Domain)) -> ApiResult<Option<Domain>> {
+    pub fn update(&self, id: &str, change: impl Fn(&mut Domain)) -> StoreResult<Option<Domain>> {
         let t = &self.0.t;
         let key = id.as_bytes();
         let updated = (&t.domains, &t.domain_by_name).transaction(|(d, by_name)| {
@@ -222,7 +222,7 @@ impl Domains<'_> {
                     }
                     Some(o) if o.as_ref() == key => {}
                     Some(_) => {
-                        return abort(ApiError::Conflict(
+                        return abort(StoreError::Conflict(
                             "domain_taken",
                             format!("{} was registered by another client meanwhile", domain.name),
                         ))
@@ -237,16 +237,16 @@ impl Domains<'_> {
     }
 
     /// A new WordPress key; the old one stops working at once.
-    pub fn rotate_wp_key(&self, reseller_id: &str, id: &str) -> ApiResult<(Domain, Secret)> {
+    pub fn rotate_wp_key(&self, reseller_id: &str, id: &str) -> StoreResult<(Domain, Secret)> {
         let wp = Secret::generate(WP_PREFIX);
         let t = &self.0.t;
         let domain = (&t.domains, &t.domain_by_wp).transaction(|(d, by_wp)| {
             let Some(raw) = d.get(id.as_bytes())? else {
-                return abort(ApiError::NotFound("domain"));
+                return abort(StoreError::NotFound("domain"));
             };
             let mut domain: Domain = decode(&raw).or_else(abort)?;
             if domain.reseller_id != reseller_id {
-                return abort(ApiError::NotFound("domain"));
+                return abort(StoreError::NotFound("domain"));
             }
             by_wp.remove(&domain.wp_hash[..])?;
             domain.wp_hash = wp.hash();
@@ -258,7 +258,7 @@ impl Domains<'_> {
     }
 
     /// Deletes a domain of this reseller, freeing its name.
-    pub fn delete(&self, reseller_id: &str, id: &str) -> ApiResult<Domain> {
+    pub fn delete(&self, reseller_id: &str, id: &str) -> StoreResult<Domain> {
         let t = &self.0.t;
         let domain = (
             &t.domains,
@@ -268,11 +268,11 @@ impl Domains<'_> {
         )
             .transaction(|(d, by_name, by_wp, by_reseller)| {
                 let Some(raw) = d.get(id.as_bytes())? else {
-                    return abort(ApiError::NotFound("domain"));
+                    return abort(StoreError::NotFound("domain"));
                 };
                 let domain: Domain = decode(&raw).or_else(abort)?;
                 if domain.reseller_id != reseller_id {
-                    return abort(ApiError::NotFound("domain"));
+                    return abort(StoreError::NotFound("domain"));
                 }
                 d.remove(id.as_bytes())?;
                 // A failed domain no longer holds its name; whoever does keeps it (and the
@@ -297,7 +297,7 @@ impl Domains<'_> {
     }
 
     /// Deletes every domain of a user (when the user goes).
-    pub fn delete_all_of_user(&self, reseller_id: &str, user_id: &str) -> ApiResult<()> {
+    pub fn delete_all_of_user(&self, reseller_id: &str, user_id: &str) -> StoreResult<()> {
         for d in self.list(reseller_id)? {
             if d.user_id == user_id {
                 self.delete(reseller_id, &d.id)?;
@@ -307,7 +307,7 @@ impl Domains<'_> {
     }
 
     /// Detaches every domain pointing at a deleted site.
-    pub fn detach_site(&self, reseller_id: &str, site_id: &str) -> ApiResult<()> {
+    pub fn detach_site(&self, reseller_id: &str, site_id: &str) -> StoreResult<()> {
         for mut d in self.list(reseller_id)? {
             if d.site_id.as_deref() == Some(site_id) {
                 d.site_id = None;
@@ -319,7 +319,7 @@ impl Domains<'_> {
 
     /// Attaches the client's domain record named like a site's `custom_domain` to that site, so
     /// setting `custom_domain` on a site and `site_id` on a domain mean the same thing.
-    pub fn attach_custom_domain(&self, site: &crate::store::sites::Site) -> ApiResult<()> {
+    pub fn attach_custom_domain(&self, site: &crate::store::sites::Site) -> StoreResult<()> {
         let Some(name) = &site.custom_domain else {
             return Ok(());
         };
@@ -334,7 +334,7 @@ impl Domains<'_> {
     }
 
     /// The verified domain serving `host` (the domain itself or `www.` + domain), with its site.
-    pub fn serving(&self, host: &str) -> ApiResult<Option<Domain>> {
+    pub fn serving(&self, host: &str) -> StoreResult<Option<Domain>> {
         let mut candidates = vec![host];
         if let Some(bare) = host.strip_prefix("www.") {
             candidates.push(bare);

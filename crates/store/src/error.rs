@@ -1,0 +1,80 @@
+//! The store's errors: what went wrong in domain terms (not found, taken, invalid, disk full).
+//! The API maps each to its HTTP status and machine code (`resellerd::error`); the store knows
+//! nothing of HTTP.
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The input breaks a rule of the model (a bad path, a date in the past, a bad status).
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("a reseller has at most 6 live API keys; delete one first")]
+    KeyLimitReached,
+    /// A unique name is taken or a state forbids the change: (machine code, message).
+    #[error("{0}")]
+    Conflict(&'static str, String),
+    /// A charge cannot be made (no such payment method, or the charge was refused).
+    #[error("{0}")]
+    PaymentRequired(String),
+    /// The record (named by its kind) does not exist, or belongs to another tenant.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("a deploy has at most {0} files")]
+    TooManyFiles(usize),
+    #[error("{0}")]
+    ChecksumMismatch(String),
+    /// The disk (or the quota) is full.
+    #[error("the server's disk is full")]
+    InsufficientStorage,
+    /// Any other failure to read or write the disk.
+    #[error("the store cannot write right now ({0})")]
+    StorageUnavailable(String),
+    /// A bug or an impossible state; keeps its cause.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        StoreError::InvalidRequest(msg.into())
+    }
+
+    pub fn internal(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Internal(err.into())
+    }
+}
+
+/// A failed disk operation: `InsufficientStorage` for a full disk (or quota), `StorageUnavailable`
+/// for any other I/O failure.
+pub fn from_io(what: &str, e: &std::io::Error) -> StoreError {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    let full = matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+        || e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded;
+    if full {
+        StoreError::InsufficientStorage
+    } else {
+        StoreError::StorageUnavailable(format!("{what}: {e}"))
+    }
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        match &e {
+            sled::Error::Io(io) => from_io("store", io),
+            sled::Error::Corruption { .. } => StoreError::StorageUnavailable(format!("store: {e}")),
+            _ => StoreError::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
+    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Abort(err) => err,
+            sled::transaction::TransactionError::Storage(e) => e.into(),
+        }
+    }
+}
