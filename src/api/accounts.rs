@@ -9,10 +9,16 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use serde_json::Value;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/accounts").route(web::get().to(accounts)))
-        .service(web::resource("/accounts/{slug}").route(web::get().to(account)))
-        .service(web::resource("/accounts/{slug}/env").route(web::get().to(env)));
+super::endpoints! { ENDPOINTS:
+    "/accounts" {
+        get accounts Tenant(SR);
+    }
+    "/accounts/{slug}" {
+        get account Tenant(SR);
+    }
+    "/accounts/{slug}/env" {
+        get env Tenant(SR);
+    }
 }
 
 /// A Netlify account: the reseller's own or one per user.

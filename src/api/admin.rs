@@ -10,24 +10,23 @@ use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/admin/resellers")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    )
-    .service(
-        web::resource("/admin/resellers/{id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(update))
-            .route(web::delete().to(delete)),
-    )
-    .service(
-        web::resource("/admin/resellers/{id}/certificate")
-            .route(web::put().to(put_certificate))
-            .route(web::delete().to(delete_certificate)),
-    )
-    .service(web::resource("/admin/backup").route(web::get().to(backup)));
+super::endpoints! { ENDPOINTS:
+    "/admin/resellers" {
+        post create Operator;
+        get list Operator;
+    }
+    "/admin/resellers/{id}" {
+        get get Operator;
+        patch update Operator;
+        delete delete Operator;
+    }
+    "/admin/resellers/{id}/certificate" {
+        put put_certificate Operator;
+        delete delete_certificate Operator;
+    }
+    "/admin/backup" {
+        get backup Operator;
+    }
 }
 
 /// `GET /admin/backup`: a consistent snapshot of the whole instance as a tar stream (what

@@ -10,9 +10,13 @@ use crate::AppState;
 use actix_web::dev::ServiceResponse;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/audit").route(web::get().to(reseller_log)))
-        .service(web::resource("/admin/audit").route(web::get().to(operator_log)));
+super::endpoints! { ENDPOINTS:
+    "/audit" {
+        get reseller_log Key(KM);
+    }
+    "/admin/audit" {
+        get operator_log Operator;
+    }
 }
 
 #[utoipa::path(

@@ -10,19 +10,21 @@ use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/payment_methods")
-            .route(web::post().to(add))
-            .route(web::get().to(list)),
-    )
-    .service(web::resource("/payment_methods/{id}").route(web::delete().to(delete)))
-    .service(web::resource("/charges").route(web::get().to(charges)))
-    .service(
-        web::resource("/admin/resellers/{id}/prices")
-            .route(web::get().to(get_prices))
-            .route(web::put().to(put_prices)),
-    );
+super::endpoints! { ENDPOINTS:
+    "/payment_methods" {
+        post add Key(BW);
+        get list Key(BW);
+    }
+    "/payment_methods/{id}" {
+        delete delete Key(BW);
+    }
+    "/charges" {
+        get charges Key(BW);
+    }
+    "/admin/resellers/{id}/prices" {
+        get get_prices Operator;
+        put put_prices Operator;
+    }
 }
 
 /// The client's `Idempotency-Key` header, if any: retries carrying it are charged once.

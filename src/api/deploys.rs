@@ -14,26 +14,33 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::Read;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/sites/{site_id}/deploys")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(
-        web::resource("/sites/{site_id}/deploys/{deploy_id}")
-            .route(web::get().to(get_in_site))
-            .route(web::put().to(update)),
-    )
-    .service(
-        web::resource("/sites/{site_id}/deploys/{deploy_id}/restore")
-            .route(web::post().to(restore)),
-    )
-    .service(web::resource("/deploys/{deploy_id}").route(web::get().to(get)))
-    .service(web::resource("/deploys/{deploy_id}/cancel").route(web::post().to(cancel)))
-    .service(web::resource("/deploys/{deploy_id}/lock").route(web::post().to(lock)))
-    .service(web::resource("/deploys/{deploy_id}/unlock").route(web::post().to(unlock)))
-    .service(web::resource("/deploys/{deploy_id}/files/{path:.*}").route(web::put().to(upload)));
+super::endpoints! { ENDPOINTS:
+    "/sites/{site_id}/deploys" {
+        get list Tenant(SR);
+        post create Tenant(SW);
+    }
+    "/sites/{site_id}/deploys/{deploy_id}" {
+        get get_in_site Tenant(SR);
+        put update Tenant(SW);
+    }
+    "/sites/{site_id}/deploys/{deploy_id}/restore" {
+        post restore Tenant(SW);
+    }
+    "/deploys/{deploy_id}" {
+        get get Tenant(SR);
+    }
+    "/deploys/{deploy_id}/cancel" {
+        post cancel Tenant(SW);
+    }
+    "/deploys/{deploy_id}/lock" {
+        post lock Tenant(SR);
+    }
+    "/deploys/{deploy_id}/unlock" {
+        post unlock Tenant(SR);
+    }
+    "/deploys/{deploy_id}/files/{path:.*}" {
+        put upload Tenant(SW);
+    }
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]

@@ -12,23 +12,29 @@ use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/domains")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    )
+super::endpoints! { ENDPOINTS:
+    "/domains" {
+        post create Key(DW);
+        get list Tenant(DR);
+    }
     // Before /domains/{id}, which would otherwise claim the path and answer 405.
-    .service(web::resource("/domains/register").route(web::post().to(register)))
-    .service(
-        web::resource("/domains/{id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(update))
-            .route(web::delete().to(delete)),
-    )
-    .service(web::resource("/domains/{id}/verify").route(web::post().to(verify)))
-    .service(web::resource("/domains/{id}/wordpress_key").route(web::post().to(rotate_wp_key)))
-    .service(web::resource("/plugin/domain").route(web::get().to(plugin_domain)));
+    "/domains/register" {
+        post register Key(&["billing:write", "domains:write"]);
+    }
+    "/domains/{id}" {
+        get get Tenant(DR);
+        patch update Tenant(DW);
+        delete delete Tenant(DW);
+    }
+    "/domains/{id}/verify" {
+        post verify Tenant(DW);
+    }
+    "/domains/{id}/wordpress_key" {
+        post rotate_wp_key Key(DW);
+    }
+    "/plugin/domain" {
+        get plugin_domain Plugin;
+    }
 }
 
 /// A domain as the API shows it, with its traffic metrics.

@@ -11,21 +11,26 @@ use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use std::collections::BTreeMap;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/sites/{site_id}/forms").route(web::get().to(site_forms)))
-        .service(
-            web::resource("/sites/{site_id}/submissions").route(web::get().to(site_submissions)),
-        )
-        .service(web::resource("/forms").route(web::get().to(all_forms)))
-        .service(
-            web::resource("/forms/{form_id}/submissions").route(web::get().to(form_submissions)),
-        )
-        .service(web::resource("/submissions").route(web::get().to(all_submissions)))
-        .service(
-            web::resource("/submissions/{id}")
-                .route(web::get().to(get_submission))
-                .route(web::delete().to(delete_submission)),
-        );
+super::endpoints! { ENDPOINTS:
+    "/sites/{site_id}/forms" {
+        get site_forms Tenant(SUB);
+    }
+    "/sites/{site_id}/submissions" {
+        get site_submissions Tenant(SUB);
+    }
+    "/forms" {
+        get all_forms Tenant(SUB);
+    }
+    "/forms/{form_id}/submissions" {
+        get form_submissions Tenant(SUB);
+    }
+    "/submissions" {
+        get all_submissions Tenant(SUB);
+    }
+    "/submissions/{id}" {
+        get get_submission Tenant(SUB);
+        delete delete_submission Tenant(SW);
+    }
 }
 
 /// A detected form.

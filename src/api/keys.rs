@@ -9,13 +9,14 @@ use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/keys")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
-    )
-    .service(web::resource("/keys/{id}").route(web::delete().to(delete)));
+super::endpoints! { ENDPOINTS:
+    "/keys" {
+        post create Key(KM);
+        get list Key(KM);
+    }
+    "/keys/{id}" {
+        delete delete Key(KM);
+    }
 }
 
 /// A key as listed: never the secret, only its masked form.

@@ -21,24 +21,133 @@ use crate::error::{json_error, ApiError, ApiResult};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// Every endpoint module, in registration order. Routes are tried in order and each pattern with
+/// a `{param}` costs a regex match, so the paths a CRM calls most come first. No two modules'
+/// patterns overlap, except the last.
+pub const ENDPOINTS: &[Endpoints] = &[
+    users::ENDPOINTS,
+    admin::ENDPOINTS,
+    audit::ENDPOINTS,
+    billing::ENDPOINTS,
+    domains::ENDPOINTS,
+    ssl::ENDPOINTS,
+    keys::ENDPOINTS,
+    reseller::ENDPOINTS,
+    sites::ENDPOINTS,
+    accounts::ENDPOINTS,
+    deploys::ENDPOINTS,
+    forms::ENDPOINTS,
+    // Last: `/{account_slug}/sites` must not shadow any fixed path.
+    sites::ACCOUNT_SITES,
+];
+
+/// Registers every endpoint under `/api/v1`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    // Routes are tried in order and each pattern with a `{param}` costs a regex match, so the
-    // paths a CRM calls most come first. No two modules' patterns overlap, except the last.
-    cfg.configure(users::configure)
-        .configure(admin::configure)
-        .configure(audit::configure)
-        .configure(billing::configure)
-        .configure(domains::configure)
-        .configure(ssl::configure)
-        .configure(keys::configure)
-        .configure(reseller::configure)
-        .configure(sites::configure)
-        .configure(accounts::configure)
-        .configure(deploys::configure)
-        .configure(forms::configure)
-        // Last: `/{account_slug}/sites` must not shadow any fixed path.
-        .configure(sites::configure_account_sites);
+    for endpoints in ENDPOINTS {
+        (endpoints.configure)(cfg);
+    }
 }
+
+/// Every endpoint under `/api/v1`, as `configure` registers it.
+pub fn routes() -> impl Iterator<Item = &'static Route> {
+    ENDPOINTS.iter().flat_map(|e| e.routes)
+}
+
+/// One module's endpoints, declared once with `endpoints!`: the route registration, and the
+/// table the OpenAPI document, its access rules and the isolation test read.
+pub struct Endpoints {
+    pub configure: fn(&mut web::ServiceConfig),
+    pub routes: &'static [Route],
+}
+
+/// One endpoint: a method (lower case, as in OpenAPI), a path under `/api/v1`, who may call it,
+/// and the OpenAPI document of its handler (from its `#[utoipa::path]`).
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub who: Who,
+    pub doc: fn() -> utoipa::openapi::OpenApi,
+}
+
+/// Who may call an endpoint, as its handler enforces it (the isolation test's matrix calls every
+/// endpoint as every kind of caller and checks this).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Who {
+    /// The operator token only.
+    Operator,
+    /// A WordPress plugin key only.
+    Plugin,
+    /// A reseller API key holding all these permissions (none listed: any key).
+    Key(&'static [&'static str]),
+    /// Such a key, or a user access token (users own their data).
+    Tenant(&'static [&'static str]),
+}
+
+/// The permission sets `endpoints!` tables name, in scope there with `Who`'s variants.
+pub mod who {
+    pub use super::Who::*;
+    pub const SR: &[&str] = &["sites:read"];
+    pub const SW: &[&str] = &["sites:write"];
+    pub const DR: &[&str] = &["domains:read"];
+    pub const DW: &[&str] = &["domains:write"];
+    pub const UR: &[&str] = &["users:read"];
+    pub const UW: &[&str] = &["users:write"];
+    pub const KM: &[&str] = &["keys:manage"];
+    pub const ST: &[&str] = &["settings:write"];
+    pub const SUB: &[&str] = &["submissions:read"];
+    pub const BW: &[&str] = &["billing:write"];
+    pub const ANY: &[&str] = &[];
+}
+
+/// Declares a module's endpoints once:
+///
+/// ```text
+/// endpoints! { ENDPOINTS:
+///     "/keys" {
+///         post create Key(KM);
+///         get list Key(KM);
+///     }
+/// }
+/// ```
+///
+/// becomes a `pub const ENDPOINTS: Endpoints` whose `configure` registers each path as one
+/// `web::resource` with a route per method (so a wrong method on a known path is 405) and whose
+/// `routes` lists them with who may call each and the handler's OpenAPI document (from its
+/// `#[utoipa::path]`; a unit test checks that each names the route's own method and path).
+macro_rules! endpoints {
+    ($name:ident: $( $path:literal { $( $method:ident $handler:ident $who:expr; )+ } )+) => {
+        pub const $name: $crate::api::Endpoints = $crate::api::Endpoints {
+            configure: |cfg| {
+                $(
+                    cfg.service(
+                        actix_web::web::resource($path)
+                            $( .route(actix_web::web::$method().to($handler)) )+
+                    );
+                )+
+            },
+            routes: &[
+                $( $(
+                    $crate::api::Route {
+                        method: stringify!($method),
+                        path: $path,
+                        who: {
+                            #[allow(unused_imports)]
+                            use $crate::api::who::*;
+                            $who
+                        },
+                        doc: {
+                            #[derive(utoipa::OpenApi)]
+                            #[openapi(paths($handler))]
+                            struct Doc;
+                            <Doc as utoipa::OpenApi>::openapi
+                        },
+                    },
+                )+ )+
+            ],
+        };
+    };
+}
+pub(crate) use endpoints;
 
 /// How a mutating API route holds the store's write gate.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -148,4 +257,59 @@ pub fn created<T: Serialize>(body: T) -> HttpResponse {
 /// 204 with an empty body and no JSON content type (Netlify clients parse JSON only when told).
 pub fn no_content() -> HttpResponse {
     HttpResponse::NoContent().finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `{name}` -> `{}`: actix and the OpenAPI attribute may name a parameter differently.
+    fn shape(path: &str) -> String {
+        let mut out = String::new();
+        let mut inside = false;
+        for c in path.chars() {
+            match c {
+                '{' => {
+                    inside = true;
+                    out.push_str("{}");
+                }
+                '}' => inside = false,
+                _ if !inside => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn each_route_documents_its_own_method_and_path() {
+        let mut seen = std::collections::BTreeSet::new();
+        for route in routes() {
+            let doc = (route.doc)();
+            let paths: Vec<&String> = doc.paths.paths.keys().collect();
+            assert_eq!(paths.len(), 1, "{} {}: {paths:?}", route.method, route.path);
+            assert_eq!(
+                shape(paths[0]),
+                format!("/api/v1{}", shape(route.path)),
+                "the handler of {} {} documents another path",
+                route.method,
+                route.path
+            );
+            let value = serde_json::to_value(&doc.paths.paths[paths[0]]).unwrap();
+            assert!(
+                value.get(route.method).is_some(),
+                "the handler of {} {} documents only {:?}",
+                route.method,
+                route.path,
+                value.as_object().map(|o| o.keys().collect::<Vec<_>>())
+            );
+            assert!(
+                seen.insert((route.method, shape(route.path))),
+                "{} {} is declared twice",
+                route.method,
+                route.path
+            );
+        }
+        assert!(seen.len() >= 70, "only {} routes", seen.len());
+    }
 }

@@ -13,18 +13,16 @@ use serde::Deserialize;
 
 pub const MAX_PAGE_BYTES: usize = 512 * 1024;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/reseller")
-            .route(web::get().to(get))
-            .route(web::patch().to(update)),
-    )
-    .service(
-        web::resource("/reseller/pages/{kind}")
-            .route(web::put().to(put_page))
-            .route(web::get().to(get_page))
-            .route(web::delete().to(delete_page)),
-    );
+super::endpoints! { ENDPOINTS:
+    "/reseller" {
+        get get Key(ANY);
+        patch update Key(ST);
+    }
+    "/reseller/pages/{kind}" {
+        put put_page Key(ST);
+        get get_page Key(ST);
+        delete delete_page Key(ST);
+    }
 }
 
 #[utoipa::path(

@@ -14,28 +14,25 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/sites")
-            .route(web::get().to(list))
-            .route(web::post().to(create)),
-    )
-    .service(
-        web::resource("/sites/{site_id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(update))
-            .route(web::put().to(update))
-            .route(web::delete().to(delete)),
-    );
+super::endpoints! { ENDPOINTS:
+    "/sites" {
+        get list Tenant(SR);
+        post create Tenant(SW);
+    }
+    "/sites/{site_id}" {
+        get get Tenant(SR);
+        patch update Tenant(SW);
+        put update Tenant(SW);
+        delete delete Tenant(SW);
+    }
 }
 
-/// Registered last, so the `{account_slug}` pattern never takes a path a fixed route owns.
-pub fn configure_account_sites(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/{account_slug}/sites")
-            .route(web::get().to(list_for_account))
-            .route(web::post().to(create_in_account)),
-    );
+// Registered last, so the `{account_slug}` pattern never takes a path a fixed route owns.
+super::endpoints! { ACCOUNT_SITES:
+    "/{account_slug}/sites" {
+        get list_for_account Tenant(SR);
+        post create_in_account Tenant(SW);
+    }
 }
 
 /// A site of the tenant by id or name; anything else is "not found".

@@ -15,12 +15,11 @@ use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/sites/{site_id}/ssl")
-            .route(web::post().to(provision))
-            .route(web::get().to(show)),
-    );
+super::endpoints! { ENDPOINTS:
+    "/sites/{site_id}/ssl" {
+        post provision Key(BW);
+        get show Tenant(SR);
+    }
 }
 
 /// A site's certificate.

@@ -11,22 +11,28 @@ use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+super::endpoints! { ENDPOINTS:
     // Fixed paths first: each `{param}` pattern tried on the way costs a regex match.
-    cfg.service(web::resource("/users").route(web::get().to(list)))
-        .service(web::resource("/access_tokens").route(web::post().to(create_token)))
-        .service(web::resource("/user").route(web::get().to(current)))
-        .service(
-            web::resource("/users/{id}")
-                .route(web::get().to(get))
-                .route(web::delete().to(delete)),
-        )
-        .service(
-            web::resource("/users/{id}/access_tokens")
-                .route(web::get().to(list_tokens))
-                .route(web::delete().to(revoke_all_tokens)),
-        )
-        .service(web::resource("/access_tokens/{id}").route(web::delete().to(revoke_token)));
+    "/users" {
+        get list Key(UR);
+    }
+    "/access_tokens" {
+        post create_token Key(UW);
+    }
+    "/user" {
+        get current Tenant(ANY);
+    }
+    "/users/{id}" {
+        get get Key(UR);
+        delete delete Key(UW);
+    }
+    "/users/{id}/access_tokens" {
+        get list_tokens Tenant(UR);
+        delete revoke_all_tokens Tenant(UW);
+    }
+    "/access_tokens/{id}" {
+        delete revoke_token Tenant(UW);
+    }
 }
 
 /// An access token as listed: never the secret.

@@ -20,8 +20,8 @@
 //! Destructive rows name the fixtures they consume (`fresh`): a caller expected to succeed gets
 //! a throwaway one, so the shared fixtures stay valid for every other row.
 //!
-//! `every_route_has_an_isolation_row` scans `src/api/*.rs` for registered routes: a new
-//! endpoint without a row here fails the suite.
+//! `every_route_has_an_isolation_row` reads the route table the API registers its endpoints from
+//! (`api::ENDPOINTS`): a new endpoint without a row here fails the suite.
 
 use crate::helpers::{reply, Reply, TestApp};
 use crate::sites::{sha1, zip_deploy, zip_of};
@@ -1018,83 +1018,12 @@ async fn tenant_isolation_matrix() {
     );
 }
 
-/// Every (method, path) registered in `src/api/*.rs`, read from the source.
+/// Every (method, path) registered under `/api/v1`: the table the route registration is made from
+/// (`api::ENDPOINTS`), so nothing registered can be missing from it.
 pub(crate) fn registered_routes() -> BTreeSet<(String, String)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
-        .collect();
-    files.sort();
-    let mut routes = BTreeSet::new();
-    for file in files {
-        let text: String = std::fs::read_to_string(&file)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("//"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let name = file.file_name().unwrap().to_string_lossy().to_string();
-        // Anything that registers routes in a way this scanner does not read fails loudly, so no
-        // endpoint slips past the matrix unseen.
-        let unsupported = [
-            "web::scope(",
-            "web::method(",
-            "web::route()",
-            "web::to(",
-            "#[get(",
-            "#[post(",
-            "#[put(",
-            "#[patch(",
-            "#[delete(",
-            "#[route(",
-        ];
-        let odd_resource =
-            text.matches("web::resource(").count() != text.matches("web::resource(\"").count();
-        let odd_route = text.match_indices(".route(").any(|(i, _)| {
-            let arg = text[i + ".route(".len()..].trim_start();
-            !arg.starts_with('"') && !arg.starts_with("web::")
-        });
-        for (what, found) in unsupported.iter().map(|u| (*u, text.contains(u))).chain([
-            ("web::resource(<not a string literal>)", odd_resource),
-            (".route(<not a string literal>, …)", odd_route),
-        ]) {
-            assert!(
-                !found,
-                "{name} uses {what}, which this scanner does not understand: teach \
-                 registered_routes() about it so its routes get isolation rows"
-            );
-        }
-        // Events in source order: a path (`web::resource("…")` or `.route("…", …)`) and the
-        // methods registered on the most recent path.
-        let mut events: Vec<(usize, String, bool)> = Vec::new();
-        for opener in ["web::resource(\"", ".route(\""] {
-            for (i, _) in text.match_indices(opener) {
-                let start = i + opener.len();
-                let end = start + text[start..].find('"').unwrap();
-                events.push((i, text[start..end].to_string(), true));
-            }
-        }
-        for m in ["get", "post", "put", "patch", "delete", "head", "trace"] {
-            for (i, _) in text.match_indices(&format!("web::{m}()")) {
-                events.push((i, m.to_ascii_uppercase(), false));
-            }
-        }
-        events.sort();
-        let mut current: Option<String> = None;
-        for (_, value, is_path) in events {
-            if is_path {
-                current = Some(value);
-            } else {
-                let path = current
-                    .clone()
-                    .unwrap_or_else(|| panic!("{name}: web::{value}() before any path"));
-                routes.insert((value, shape(&path)));
-            }
-        }
-    }
-    routes
+    resellerd::api::routes()
+        .map(|r| (r.method.to_ascii_uppercase(), shape(r.path)))
+        .collect()
 }
 
 /// A path with every `{placeholder}` (and `{tail:.*}`) reduced to `{}`.
@@ -1122,7 +1051,7 @@ fn every_route_has_an_isolation_row() {
     let routes = registered_routes();
     assert!(
         routes.len() >= 60,
-        "the route scan found only {} routes: is registered_routes() still reading src/api?",
+        "the route table has only {} routes",
         routes.len()
     );
     let covered: BTreeSet<(String, String)> = rows()
