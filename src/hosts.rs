@@ -25,8 +25,9 @@ pub struct HostTarget {
     pub deploy_id: Option<String>,
 }
 
-/// The one place host names map to sites (a write that changes what a host serves must call
-/// `Store::hosts_changed` afterwards, which the edge's host cache relies on).
+/// The one place host names map to sites. It reads only the store's `Watched` trees for hosts
+/// (sites, deploys, domains, resellers), whose writes move the generation the edge's host cache
+/// is tagged with; a new lookup here must read only those trees too.
 pub fn resolve_host(
     store: &Store,
     default_domain: &str,

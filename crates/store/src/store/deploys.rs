@@ -141,7 +141,7 @@ impl Deploys<'_> {
             published_at: None,
         };
         let t = &self.0.t;
-        (&t.deploys, &t.deploys_by_site).transaction(|(d, by_site)| {
+        (&*t.deploys.write(), &t.deploys_by_site).transaction(|(d, by_site)| {
             d.insert(deploy.id.as_bytes(), encode(&deploy))?;
             by_site.insert(site_key(&deploy.site_id, &deploy.id).as_bytes(), &[])?;
             Ok(())
@@ -266,7 +266,7 @@ impl Deploys<'_> {
     /// Gives every user the digests its existing deploys name (data format 4).
     pub(crate) fn build_user_blobs(&self) -> StoreResult<usize> {
         let mut n = 0;
-        for raw in self.0.t.deploys.iter().values() {
+        for raw in self.0.t.deploys.read().iter().values() {
             let deploy: Deploy = decode(&raw?)?;
             for sha in self.files(&deploy.id)?.values() {
                 self.remember(&deploy.user_id, sha)?;
@@ -366,31 +366,31 @@ impl Deploys<'_> {
             .scan_prefix(format!("{id}/").as_bytes())
             .next()
             .is_none();
-        let (deploy, became_ready) = (&t.deploys, &t.sites).transaction(|(d, s)| {
-            let Some(raw) = d.get(id.as_bytes())? else {
-                return abort(StoreError::NotFound("deploy"));
-            };
-            let mut deploy: Deploy = decode(&raw).or_else(abort)?;
-            change(&mut deploy).or_else(abort)?;
-            let became_ready = deploy.state == DeployState::Prepared && nothing_pending;
-            if became_ready {
-                deploy.state = DeployState::Ready;
-                if !deploy.draft {
-                    if let Some(raw) = s.get(deploy.site_id.as_bytes())? {
-                        let mut site: super::sites::Site = decode(&raw).or_else(abort)?;
-                        site.published_deploy = Some(deploy.id.clone());
-                        site.updated_at = now;
-                        s.insert(site.id.as_bytes(), encode(&site))?;
-                        deploy.published_at = Some(now);
+        let (deploy, became_ready) =
+            (&*t.deploys.write(), &*t.sites.write()).transaction(|(d, s)| {
+                let Some(raw) = d.get(id.as_bytes())? else {
+                    return abort(StoreError::NotFound("deploy"));
+                };
+                let mut deploy: Deploy = decode(&raw).or_else(abort)?;
+                change(&mut deploy).or_else(abort)?;
+                let became_ready = deploy.state == DeployState::Prepared && nothing_pending;
+                if became_ready {
+                    deploy.state = DeployState::Ready;
+                    if !deploy.draft {
+                        if let Some(raw) = s.get(deploy.site_id.as_bytes())? {
+                            let mut site: super::sites::Site = decode(&raw).or_else(abort)?;
+                            site.published_deploy = Some(deploy.id.clone());
+                            site.updated_at = now;
+                            s.insert(site.id.as_bytes(), encode(&site))?;
+                            deploy.published_at = Some(now);
+                        }
                     }
                 }
-            }
-            deploy.updated_at = now;
-            d.insert(id.as_bytes(), encode(&deploy))?;
-            Ok((deploy, became_ready))
-        })?;
+                deploy.updated_at = now;
+                d.insert(id.as_bytes(), encode(&deploy))?;
+                Ok((deploy, became_ready))
+            })?;
         if became_ready {
-            self.0.hosts_changed();
             let files = self.files(&deploy.id)?;
             self.0.forms().scan_deploy(&deploy, &files, now)?;
         }
@@ -399,7 +399,7 @@ impl Deploys<'_> {
 
     fn publish(&self, deploy: &Deploy, now: Timestamp) -> StoreResult<()> {
         let t = &self.0.t;
-        (&t.deploys, &t.sites).transaction(|(d, s)| {
+        (&*t.deploys.write(), &*t.sites.write()).transaction(|(d, s)| {
             let Some(raw) = s.get(deploy.site_id.as_bytes())? else {
                 return abort(StoreError::NotFound("site"));
             };
@@ -413,12 +413,11 @@ impl Deploys<'_> {
             d.insert(rec.id.as_bytes(), encode(&rec))?;
             Ok(())
         })?;
-        self.0.hosts_changed();
         Ok(())
     }
 
     pub fn get(&self, id: &str) -> StoreResult<Option<Deploy>> {
-        get(&self.0.t.deploys, id)
+        get(self.0.t.deploys.read(), id)
     }
 
     /// One page of a site's deploys, newest first, by offset or by seeking in the site's index
@@ -439,7 +438,7 @@ impl Deploys<'_> {
         let mut items = Vec::with_capacity(window.items.len());
         for (id, _) in &window.items {
             // A deploy deleted between the index read and this one is left out.
-            if let Some(d) = super::get(&t.deploys, &String::from_utf8_lossy(id))? {
+            if let Some(d) = super::get(t.deploys.read(), &String::from_utf8_lossy(id))? {
                 items.push(d);
             }
         }
@@ -450,7 +449,7 @@ impl Deploys<'_> {
         let t = &self.0.t;
         for id in ids_under(&t.deploys_by_site, site_id)? {
             self.clear_maps(&id)?;
-            t.deploys.remove(id.as_bytes())?;
+            t.deploys.write().remove(id.as_bytes())?;
             t.deploys_by_site
                 .remove(site_key(site_id, &id).as_bytes())?;
         }

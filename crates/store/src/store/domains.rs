@@ -112,8 +112,8 @@ impl Domains<'_> {
         };
         let t = &self.0.t;
         (
-            &t.domains,
-            &t.domain_by_name,
+            &*t.domains.write(),
+            &*t.domain_by_name.write(),
             &t.domain_by_wp,
             &t.domains_by_reseller,
         )
@@ -130,7 +130,6 @@ impl Domains<'_> {
                 by_reseller.insert(scoped(reseller_id, &domain.id).as_bytes(), &[])?;
                 Ok(())
             })?;
-        self.0.hosts_changed();
         Ok((domain, wp))
     }
 
@@ -154,29 +153,29 @@ impl Domains<'_> {
 
     /// A domain of this reseller; anyone else's is "not found".
     pub fn get(&self, reseller_id: &str, id: &str) -> StoreResult<Domain> {
-        match get::<Domain>(&self.0.t.domains, id)? {
+        match get::<Domain>(self.0.t.domains.read(), id)? {
             Some(d) if d.reseller_id == reseller_id => Ok(d),
             _ => Err(StoreError::NotFound("domain")),
         }
     }
 
     pub fn by_name(&self, name: &str) -> StoreResult<Option<Domain>> {
-        match self.0.t.domain_by_name.get(name.as_bytes())? {
-            Some(id) => get(&self.0.t.domains, &String::from_utf8_lossy(&id)),
+        match self.0.t.domain_by_name.read().get(name.as_bytes())? {
+            Some(id) => get(self.0.t.domains.read(), &String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
     }
 
     pub fn by_wp_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<Domain>> {
         match self.0.t.domain_by_wp.get(&hash[..])? {
-            Some(id) => get(&self.0.t.domains, &String::from_utf8_lossy(&id)),
+            Some(id) => get(self.0.t.domains.read(), &String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
     }
 
     pub fn list(&self, reseller_id: &str) -> StoreResult<Vec<Domain>> {
         let ids = ids_under(&self.0.t.domains_by_reseller, reseller_id)?;
-        super::load_all(&self.0.t.domains, &ids)
+        super::load_all(self.0.t.domains.read(), &ids)
     }
 
     /// Every domain of the instance, for the background verifier.
@@ -184,6 +183,7 @@ impl Domains<'_> {
         self.0
             .t
             .domains
+            .read()
             .iter()
             .values()
             .map(|v| decode(&v?))
@@ -203,36 +203,39 @@ impl Domains<'_> {
     pub fn update(&self, id: &str, change: impl Fn(&mut Domain)) -> StoreResult<Option<Domain>> {
         let t = &self.0.t;
         let key = id.as_bytes();
-        let updated = (&t.domains, &t.domain_by_name).transaction(|(d, by_name)| {
-            let Some(raw) = d.get(key)? else {
-                return Ok(None);
-            };
-            let mut domain: Domain = decode(&raw).or_else(abort)?;
-            change(&mut domain);
-            let name = domain.name.as_str().as_bytes();
-            let owner = by_name.get(name)?;
-            if domain.status == DomainStatus::Failed {
-                if owner.as_deref() == Some(key) {
-                    by_name.remove(name)?;
-                }
-            } else {
-                match owner {
-                    None => {
-                        by_name.insert(name, key)?;
+        let updated =
+            (&*t.domains.write(), &*t.domain_by_name.write()).transaction(|(d, by_name)| {
+                let Some(raw) = d.get(key)? else {
+                    return Ok(None);
+                };
+                let mut domain: Domain = decode(&raw).or_else(abort)?;
+                change(&mut domain);
+                let name = domain.name.as_str().as_bytes();
+                let owner = by_name.get(name)?;
+                if domain.status == DomainStatus::Failed {
+                    if owner.as_deref() == Some(key) {
+                        by_name.remove(name)?;
                     }
-                    Some(o) if o.as_ref() == key => {}
-                    Some(_) => {
-                        return abort(StoreError::Conflict(
-                            "domain_taken",
-                            format!("{} was registered by another client meanwhile", domain.name),
-                        ))
+                } else {
+                    match owner {
+                        None => {
+                            by_name.insert(name, key)?;
+                        }
+                        Some(o) if o.as_ref() == key => {}
+                        Some(_) => {
+                            return abort(StoreError::Conflict(
+                                "domain_taken",
+                                format!(
+                                    "{} was registered by another client meanwhile",
+                                    domain.name
+                                ),
+                            ))
+                        }
                     }
                 }
-            }
-            d.insert(key, encode(&domain))?;
-            Ok(Some(domain))
-        })?;
-        self.0.hosts_changed();
+                d.insert(key, encode(&domain))?;
+                Ok(Some(domain))
+            })?;
         Ok(updated)
     }
 
@@ -240,7 +243,7 @@ impl Domains<'_> {
     pub fn rotate_wp_key(&self, reseller_id: &str, id: &str) -> StoreResult<(Domain, Secret)> {
         let wp = Secret::generate(WP_PREFIX);
         let t = &self.0.t;
-        let domain = (&t.domains, &t.domain_by_wp).transaction(|(d, by_wp)| {
+        let domain = (&*t.domains.write(), &t.domain_by_wp).transaction(|(d, by_wp)| {
             let Some(raw) = d.get(id.as_bytes())? else {
                 return abort(StoreError::NotFound("domain"));
             };
@@ -261,8 +264,8 @@ impl Domains<'_> {
     pub fn delete(&self, reseller_id: &str, id: &str) -> StoreResult<Domain> {
         let t = &self.0.t;
         let domain = (
-            &t.domains,
-            &t.domain_by_name,
+            &*t.domains.write(),
+            &*t.domain_by_name.write(),
             &t.domain_by_wp,
             &t.domains_by_reseller,
         )
@@ -292,7 +295,6 @@ impl Domains<'_> {
         if owned {
             self.0.certs().delete(domain.name.as_str())?;
         }
-        self.0.hosts_changed();
         Ok(domain)
     }
 

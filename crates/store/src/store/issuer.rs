@@ -176,7 +176,7 @@ const MAX_BATCH: usize = 256;
 impl Issuer {
     pub(crate) fn start(t: &super::Trees) -> Issuer {
         let (tx, rx) = std::sync::mpsc::channel::<Queued>();
-        let trees = user_trees(t).map(sled::Tree::clone);
+        let trees = t.clone();
         std::thread::Builder::new()
             .name("store-issue".into())
             .spawn(move || {
@@ -205,11 +205,11 @@ impl Issuer {
 
 /// Runs a batch in one transaction. An upsert that fails (a record that cannot be read) gets
 /// its error and the rest run again without it.
-pub(super) fn run_batch(trees: &[sled::Tree; 9], mut batch: Vec<Queued>) {
-    let trees: Vec<&sled::Tree> = trees.iter().collect();
+pub(super) fn run_batch(trees: &super::Trees, mut batch: Vec<Queued>) {
     while !batch.is_empty() {
         let done = std::cell::RefCell::new(Vec::with_capacity(batch.len()));
-        let result = trees[..].transaction(|v| {
+        let open = UserTrees::open(trees);
+        let result = open.all()[..].transaction(|v| {
             let tx = UserTx::new(v);
             let mut done = done.borrow_mut();
             done.clear();
@@ -227,9 +227,18 @@ pub(super) fn run_batch(trees: &[sled::Tree; 9], mut batch: Vec<Queued>) {
             }
             Ok(())
         });
+        let done = done.into_inner();
+        // Settled before anyone hears back, so a caller's next request sees the caches right.
+        // A cached credential holds a user (with its uid) and a token: new users and new tokens
+        // leave every cached one true, a recorded uid or a token revoked past the cap does not.
+        if result.is_ok() && done.iter().all(|out| !out.uid_recorded && out.revoked == 0) {
+            open.keep_caches("only new users and tokens were added");
+        } else {
+            drop(open);
+        }
         match result {
             Ok(()) => {
-                for (queued, out) in batch.drain(..).zip(done.into_inner()) {
+                for (queued, out) in batch.drain(..).zip(done) {
                     let _ = queued.reply.send(Ok(out));
                 }
             }
@@ -269,6 +278,7 @@ mod tests {
         store
             .t
             .users_by_reseller
+            .write()
             .insert(entry_key("r1", &broken.id).as_bytes(), &[99u8, 1, 2][..])
             .unwrap();
 
@@ -289,7 +299,7 @@ mod tests {
                     queue(Upsert::new("r1", &email(e), None, now, Some(token)))
                 })
                 .unzip();
-        run_batch(&user_trees(&store.t).map(sled::Tree::clone), batch);
+        run_batch(&store.t, batch);
         let outs: Vec<_> = replies
             .into_iter()
             .map(|r| r.blocking_recv().unwrap())
@@ -317,5 +327,59 @@ mod tests {
             token.id
         );
         assert_eq!(store.users().count("r1"), 3);
+    }
+
+    /// New users and tokens leave the credential caches alone (they hold only credentials they
+    /// found); a token the cap revokes, a recorded uid or any other write to those trees moves
+    /// the generation before the caller hears back.
+    #[test]
+    fn only_additions_keep_the_credential_caches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = Timestamp::now();
+        let email = Email::parse("c@x.test").unwrap();
+        let issue = |n: u8, uid: Option<&str>, max_per_user: u32| {
+            let token = NewToken {
+                id: new_id(),
+                hash: [n; 32],
+                masked: "rt_…".into(),
+                terms: TokenTerms {
+                    expires_at: None,
+                    max_per_user,
+                },
+            };
+            let (queued, reply) = queue(Upsert::new("r1", &email, uid, now, Some(token)));
+            run_batch(&store.t, vec![queued]);
+            reply.blocking_recv().unwrap().unwrap()
+        };
+        let before = store.credentials_generation();
+        issue(1, None, 2);
+        issue(2, None, 2);
+        assert_eq!(store.credentials_generation(), before, "additions only");
+        assert_eq!(issue(3, None, 2).revoked, 1);
+        let after_cap = store.credentials_generation();
+        assert!(after_cap > before, "a revoked token must stop resolving");
+        assert!(issue(4, Some("crm-1"), 5).uid_recorded);
+        assert!(
+            store.credentials_generation() > after_cap,
+            "cached users carry the uid"
+        );
+        let moved = store.credentials_generation();
+        let user = store
+            .users()
+            .find_or_create("r1", &email, None, now)
+            .unwrap()
+            .0;
+        assert!(
+            store.credentials_generation() > moved,
+            "any other write moves it"
+        );
+        let hosts = store.hosts_generation();
+        store.users().delete("r1", &user.id).unwrap();
+        assert_eq!(
+            store.hosts_generation(),
+            hosts,
+            "a user without sites serves no host"
+        );
     }
 }

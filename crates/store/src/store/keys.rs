@@ -95,43 +95,45 @@ impl Keys<'_> {
             now,
         );
         let t = &self.0.t;
-        (&t.keys, &t.key_by_hash, &t.reseller_keys).transaction(|(k, kh, rk)| {
-            let mut ids: Vec<String> = match rk.get(reseller_id.as_bytes())? {
-                Some(raw) => decode(&raw).or_else(abort)?,
-                None => Vec::new(),
-            };
-            let mut live = Vec::with_capacity(ids.len());
-            for id in &ids {
-                if let Some(raw) = k.get(id.as_bytes())? {
-                    let existing: ApiKey = decode(&raw).or_else(abort)?;
-                    if !existing.is_expired(now) {
-                        live.push(id.clone());
+        (&*t.keys.write(), &*t.key_by_hash.write(), &t.reseller_keys).transaction(
+            |(k, kh, rk)| {
+                let mut ids: Vec<String> = match rk.get(reseller_id.as_bytes())? {
+                    Some(raw) => decode(&raw).or_else(abort)?,
+                    None => Vec::new(),
+                };
+                let mut live = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    if let Some(raw) = k.get(id.as_bytes())? {
+                        let existing: ApiKey = decode(&raw).or_else(abort)?;
+                        if !existing.is_expired(now) {
+                            live.push(id.clone());
+                        }
                     }
                 }
-            }
-            if live.len() >= MAX_LIVE_KEYS {
-                return abort(StoreError::KeyLimitReached);
-            }
-            ids.push(key.id.clone());
-            k.insert(key.id.as_bytes(), encode(&key))?;
-            kh.insert(&key.hash[..], key.id.as_bytes())?;
-            rk.insert(reseller_id.as_bytes(), encode(&ids))?;
-            Ok(())
-        })?;
+                if live.len() >= MAX_LIVE_KEYS {
+                    return abort(StoreError::KeyLimitReached);
+                }
+                ids.push(key.id.clone());
+                k.insert(key.id.as_bytes(), encode(&key))?;
+                kh.insert(&key.hash[..], key.id.as_bytes())?;
+                rk.insert(reseller_id.as_bytes(), encode(&ids))?;
+                Ok(())
+            },
+        )?;
         Ok(NewKey { key, secret })
     }
 
     pub fn list(&self, reseller_id: &str) -> StoreResult<Vec<ApiKey>> {
         let ids: Vec<String> = get(&self.0.t.reseller_keys, reseller_id)?.unwrap_or_default();
-        super::load_all(&self.0.t.keys, &ids)
+        super::load_all(self.0.t.keys.read(), &ids)
     }
 
     pub fn get(&self, id: &str) -> StoreResult<Option<ApiKey>> {
-        get(&self.0.t.keys, id)
+        get(self.0.t.keys.read(), id)
     }
 
     pub fn by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<ApiKey>> {
-        match self.0.t.key_by_hash.get(&hash[..])? {
+        match self.0.t.key_by_hash.read().get(&hash[..])? {
             Some(id) => self.get(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
@@ -140,37 +142,39 @@ impl Keys<'_> {
     /// Deletes a key of this reseller; another reseller's key id is "not found".
     pub fn delete(&self, reseller_id: &str, id: &str) -> StoreResult<()> {
         let t = &self.0.t;
-        (&t.keys, &t.key_by_hash, &t.reseller_keys).transaction(|(k, kh, rk)| {
-            let Some(raw) = k.get(id.as_bytes())? else {
-                return abort(StoreError::NotFound("key"));
-            };
-            let key: ApiKey = decode(&raw).or_else(abort)?;
-            if key.reseller_id != reseller_id {
-                return abort(StoreError::NotFound("key"));
-            }
-            k.remove(id.as_bytes())?;
-            kh.remove(&key.hash[..])?;
-            if let Some(raw) = rk.get(reseller_id.as_bytes())? {
-                let mut ids: Vec<String> = decode(&raw).or_else(abort)?;
-                ids.retain(|x| x != id);
-                rk.insert(reseller_id.as_bytes(), encode(&ids))?;
-            }
-            Ok(())
-        })?;
-        self.0.credentials_changed();
+        (&*t.keys.write(), &*t.key_by_hash.write(), &t.reseller_keys).transaction(
+            |(k, kh, rk)| {
+                let Some(raw) = k.get(id.as_bytes())? else {
+                    return abort(StoreError::NotFound("key"));
+                };
+                let key: ApiKey = decode(&raw).or_else(abort)?;
+                if key.reseller_id != reseller_id {
+                    return abort(StoreError::NotFound("key"));
+                }
+                k.remove(id.as_bytes())?;
+                kh.remove(&key.hash[..])?;
+                if let Some(raw) = rk.get(reseller_id.as_bytes())? {
+                    let mut ids: Vec<String> = decode(&raw).or_else(abort)?;
+                    ids.retain(|x| x != id);
+                    rk.insert(reseller_id.as_bytes(), encode(&ids))?;
+                }
+                Ok(())
+            },
+        )?;
         Ok(())
     }
 
     /// Records a use of the key, at most every 30 s; true if it wrote. Best effort: not
     /// flushed on its own, since losing a `last_used_at` in a crash loses no acknowledged
-    /// write. It leaves the credentials generation alone: nothing a request is allowed to do
-    /// depends on `last_used_at`, and the caller refreshes its cached copy itself.
+    /// write. It keeps the credential caches: nothing a request is allowed to do depends on
+    /// `last_used_at`, and the caller refreshes its cached copy itself.
     pub fn touch(&self, key: &ApiKey, now: Timestamp) -> StoreResult<bool> {
         if key.last_used_at.is_some_and(|t| now.0 - t.0 < 30_000) {
             return Ok(false);
         }
         // update_and_fetch, not get + put: a key deleted meanwhile must stay deleted.
-        self.0.t.keys.update_and_fetch(key.id.as_bytes(), |old| {
+        let keys = self.0.t.keys.write();
+        keys.update_and_fetch(key.id.as_bytes(), |old| {
             let old = old?;
             match decode::<ApiKey>(old) {
                 Ok(mut fresh) => {
@@ -180,6 +184,7 @@ impl Keys<'_> {
                 Err(_) => Some(old.to_vec()),
             }
         })?;
+        keys.keep_caches("only last_used_at moved, and the caller refreshes its cached copy");
         Ok(true)
     }
 }

@@ -18,6 +18,7 @@ pub mod sites;
 mod tokens;
 pub mod traffic;
 pub mod users;
+mod watched;
 
 pub use codec::{decode, encode};
 pub use flush::{FLUSHES, FLUSH_MICROS};
@@ -26,6 +27,7 @@ pub use tokens::sweep_forever as tokens_sweeper;
 use crate::error::{StoreError, StoreResult};
 use serde::de::DeserializeOwned;
 use std::path::Path;
+use watched::{Generation, Watched};
 
 #[derive(Clone)]
 pub struct Store {
@@ -38,11 +40,13 @@ pub struct Store {
     /// Held for reading while a deploy decides which blobs it can reuse and records them, and
     /// for writing by blob GC, so GC never deletes a blob a new deploy just counted on.
     gc_lock: std::sync::Arc<std::sync::RwLock<()>>,
-    /// Bumped after every write that changes which site a host serves or how (sites, their
-    /// published deploy, resellers), so the edge can cache host lookups and drop them at once.
-    hosts_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// Bumped after every write that changes what a credential resolves to (see `auth::cache`).
-    credentials_generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped by every write to a tree that decides which site a host serves or how (sites,
+    /// deploys, domains, resellers: their `Watched` trees), so the edge can cache host lookups
+    /// and drop them at once.
+    hosts_generation: Generation,
+    /// Bumped by every write to a tree a credential resolves through (keys, resellers, users,
+    /// tokens), so the credential cache (`auth::cache`) can do the same.
+    credentials_generation: Generation,
     /// Held for reading by every mutating API request while it runs and for writing by a backup
     /// while it dumps the trees, so a backup never sees half of a request's writes.
     write_gate: std::sync::Arc<tokio::sync::RwLock<()>>,
@@ -53,33 +57,33 @@ pub struct Store {
 /// Every tree, opened once. Index trees map a lookup key to an entity id.
 #[derive(Clone)]
 pub(crate) struct Trees {
-    pub resellers: sled::Tree,
+    pub resellers: Watched,
     /// preview domain -> reseller id
-    pub reseller_by_preview: sled::Tree,
-    pub keys: sled::Tree,
+    pub reseller_by_preview: Watched,
+    pub keys: Watched,
     /// SHA-256 of the secret -> key id
-    pub key_by_hash: sled::Tree,
+    pub key_by_hash: Watched,
     /// reseller id -> encoded Vec of its key ids (the 6-key limit is checked against it)
     pub reseller_keys: sled::Tree,
-    pub users: sled::Tree,
+    pub users: Watched,
     /// "reseller_id/email" -> user id
     pub user_by_email: sled::Tree,
     /// "reseller_id/user_id" -> a copy of the user record (empty in entries written before)
-    pub users_by_reseller: sled::Tree,
+    pub users_by_reseller: Watched,
     /// "reseller_id/uid\0user_id" -> ()
     pub users_by_uid: sled::Tree,
-    pub tokens: sled::Tree,
+    pub tokens: Watched,
     /// SHA-256 of the secret -> token id
-    pub token_by_hash: sled::Tree,
+    pub token_by_hash: Watched,
     /// user id -> encoded Vec of its token ids, oldest first (the per-user cap pops the front)
     pub user_tokens: sled::Tree,
     /// 8-byte big-endian expires_at + token id -> () (the sweeper's queue)
     pub token_expiry: sled::Tree,
     /// "reseller_id/kind" -> HTML
     pub pages: sled::Tree,
-    pub domains: sled::Tree,
+    pub domains: Watched,
     /// domain name -> domain id (unique on the whole instance)
-    pub domain_by_name: sled::Tree,
+    pub domain_by_name: Watched,
     /// SHA-256 of the WordPress key -> domain id
     pub domain_by_wp: sled::Tree,
     /// "reseller_id/domain_id" -> ()
@@ -100,12 +104,12 @@ pub(crate) struct Trees {
     pub certificates: sled::Tree,
     /// ACME directory URL -> account credentials
     pub acme_accounts: sled::Tree,
-    pub sites: sled::Tree,
+    pub sites: Watched,
     /// site name -> site id (names are unique on the whole instance)
-    pub site_by_name: sled::Tree,
+    pub site_by_name: Watched,
     /// "reseller_id/user_id/site_id" -> ()
     pub sites_by_owner: sled::Tree,
-    pub deploys: sled::Tree,
+    pub deploys: Watched,
     /// "site_id/deploy_id" -> ()
     pub deploys_by_site: sled::Tree,
     /// "deploy_id/path" -> SHA-1 hex
@@ -346,23 +350,27 @@ impl Store {
             db.open_tree(name)
                 .map_err(|e| OpenError::Other(path.display().to_string(), e))
         };
+        let (hosts, credentials) = (Generation::default(), Generation::default());
+        let watched = |name: &str, generations: &[&Generation]| {
+            tree(name).map(|tree| Watched::new(tree, generations))
+        };
         let t = Trees {
-            resellers: tree("resellers")?,
-            reseller_by_preview: tree("reseller_by_preview")?,
-            keys: tree("keys")?,
-            key_by_hash: tree("key_by_hash")?,
+            resellers: watched("resellers", &[&hosts, &credentials])?,
+            reseller_by_preview: watched("reseller_by_preview", &[&hosts])?,
+            keys: watched("keys", &[&credentials])?,
+            key_by_hash: watched("key_by_hash", &[&credentials])?,
             reseller_keys: tree("reseller_keys")?,
-            users: tree("users")?,
+            users: watched("users", &[&credentials])?,
             user_by_email: tree("user_by_email")?,
-            users_by_reseller: tree("users_by_reseller")?,
+            users_by_reseller: watched("users_by_reseller", &[&credentials])?,
             users_by_uid: tree("users_by_uid")?,
-            tokens: tree("tokens")?,
-            token_by_hash: tree("token_by_hash")?,
+            tokens: watched("tokens", &[&credentials])?,
+            token_by_hash: watched("token_by_hash", &[&credentials])?,
             user_tokens: tree("user_tokens")?,
             token_expiry: tree("token_expiry")?,
             pages: tree("pages")?,
-            domains: tree("domains")?,
-            domain_by_name: tree("domain_by_name")?,
+            domains: watched("domains", &[&hosts])?,
+            domain_by_name: watched("domain_by_name", &[&hosts])?,
             domain_by_wp: tree("domain_by_wp")?,
             domains_by_reseller: tree("domains_by_reseller")?,
             traffic: tree("traffic")?,
@@ -373,10 +381,10 @@ impl Store {
             prices: tree("prices")?,
             certificates: tree("certificates")?,
             acme_accounts: tree("acme_accounts")?,
-            sites: tree("sites")?,
-            site_by_name: tree("site_by_name")?,
+            sites: watched("sites", &[&hosts])?,
+            site_by_name: watched("site_by_name", &[&hosts])?,
             sites_by_owner: tree("sites_by_owner")?,
-            deploys: tree("deploys")?,
+            deploys: watched("deploys", &[&hosts])?,
             deploys_by_site: tree("deploys_by_site")?,
             deploy_files: tree("deploy_files")?,
             deploy_pending: tree("deploy_pending")?,
@@ -414,8 +422,8 @@ impl Store {
             t,
             blobs,
             gc_lock: Default::default(),
-            hosts_generation: Default::default(),
-            credentials_generation: Default::default(),
+            hosts_generation: hosts,
+            credentials_generation: credentials,
             write_gate: Default::default(),
             domain_creates: Default::default(),
         };
@@ -476,26 +484,12 @@ impl Store {
 
     /// The current generation of host-relevant data (see `hosts_generation`).
     pub fn hosts_generation(&self) -> u64 {
-        self.hosts_generation
-            .load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Marks host-relevant data as changed; call after the write is applied.
-    pub(crate) fn hosts_changed(&self) {
-        self.hosts_generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.hosts_generation.get()
     }
 
     /// The current generation of credential-relevant data (see `credentials_generation`).
     pub fn credentials_generation(&self) -> u64 {
-        self.credentials_generation
-            .load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Marks keys, resellers, users or tokens as changed; call after the write is applied.
-    pub(crate) fn credentials_changed(&self) {
-        self.credentials_generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.credentials_generation.get()
     }
 
     /// Blocks blob GC while the guard lives (see `gc_lock`).

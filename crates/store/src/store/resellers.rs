@@ -140,20 +140,24 @@ impl Resellers<'_> {
             now,
         );
         let t = &self.0.t;
-        (&t.resellers, &t.keys, &t.key_by_hash, &t.reseller_keys).transaction(
-            |(r, k, kh, rk)| {
+        (
+            &*t.resellers.write(),
+            &*t.keys.write(),
+            &*t.key_by_hash.write(),
+            &t.reseller_keys,
+        )
+            .transaction(|(r, k, kh, rk)| {
                 r.insert(reseller.id.as_bytes(), write(&reseller))?;
                 k.insert(key.id.as_bytes(), super::encode(&key))?;
                 kh.insert(&key.hash[..], key.id.as_bytes())?;
                 rk.insert(reseller.id.as_bytes(), super::encode(&vec![key.id.clone()]))?;
                 Ok(())
-            },
-        )?;
+            })?;
         Ok((reseller, NewKey { key, secret }))
     }
 
     pub fn get(&self, id: &str) -> StoreResult<Reseller> {
-        match self.0.t.resellers.get(id.as_bytes())? {
+        match self.0.t.resellers.read().get(id.as_bytes())? {
             Some(raw) => read(&raw),
             None => Err(StoreError::NotFound("reseller")),
         }
@@ -161,7 +165,7 @@ impl Resellers<'_> {
 
     /// One page of resellers, in creation order.
     pub fn page(&self, want: &super::Want) -> StoreResult<super::Window<Reseller>> {
-        let window = super::page(&self.0.t.resellers, b"", want)?;
+        let window = super::page(self.0.t.resellers.read(), b"", want)?;
         let items = window
             .items
             .iter()
@@ -172,13 +176,14 @@ impl Resellers<'_> {
 
     /// How many resellers there are (a count of the tree's keys: thousands, not millions).
     pub fn count(&self) -> usize {
-        self.0.t.resellers.len()
+        self.0.t.resellers.read().len()
     }
 
     pub fn list(&self) -> StoreResult<Vec<Reseller>> {
         self.0
             .t
             .resellers
+            .read()
             .iter()
             .values()
             .map(|v| read(&v?))
@@ -188,64 +193,65 @@ impl Resellers<'_> {
     /// Applies a patch; a preview domain must be unused by every other reseller.
     pub fn update(&self, id: &str, patch: ResellerPatch, now: Timestamp) -> StoreResult<Reseller> {
         let t = &self.0.t;
-        let updated = (&t.resellers, &t.reseller_by_preview).transaction(|(r, by_preview)| {
-            let Some(raw) = r.get(id.as_bytes())? else {
-                return abort(StoreError::NotFound("reseller"));
-            };
-            let mut rec = read(&raw).or_else(abort)?;
-            if let Some(name) = &patch.name {
-                rec.name = valid_name(name).or_else(abort)?;
-            }
-            if let Some(email) = &patch.email {
-                rec.email = email.clone();
-            }
-            if let Some(preview) = &patch.preview_domain {
-                if let Some(new) = preview {
-                    if let Some(owner) = by_preview.get(new.as_str().as_bytes())? {
-                        if owner != id.as_bytes() {
-                            return abort(StoreError::Conflict(
+        let updated =
+            (&*t.resellers.write(), &*t.reseller_by_preview.write()).transaction(
+                |(r, by_preview)| {
+                    let Some(raw) = r.get(id.as_bytes())? else {
+                        return abort(StoreError::NotFound("reseller"));
+                    };
+                    let mut rec = read(&raw).or_else(abort)?;
+                    if let Some(name) = &patch.name {
+                        rec.name = valid_name(name).or_else(abort)?;
+                    }
+                    if let Some(email) = &patch.email {
+                        rec.email = email.clone();
+                    }
+                    if let Some(preview) = &patch.preview_domain {
+                        if let Some(new) = preview {
+                            if let Some(owner) = by_preview.get(new.as_str().as_bytes())? {
+                                if owner != id.as_bytes() {
+                                    return abort(StoreError::Conflict(
                                 "preview_domain_taken",
                                 format!("{new} is already the preview domain of another reseller"),
                             ));
+                                }
+                            }
+                            by_preview.insert(new.as_str().as_bytes(), id.as_bytes())?;
                         }
+                        if let Some(old) = &rec.preview_domain {
+                            if preview.as_ref() != Some(old) {
+                                by_preview.remove(old.as_str().as_bytes())?;
+                            }
+                        }
+                        rec.preview_domain = preview.clone();
                     }
-                    by_preview.insert(new.as_str().as_bytes(), id.as_bytes())?;
-                }
-                if let Some(old) = &rec.preview_domain {
-                    if preview.as_ref() != Some(old) {
-                        by_preview.remove(old.as_str().as_bytes())?;
+                    if let Some(n) = &patch.notification_email {
+                        rec.notification_email = n.clone();
                     }
-                }
-                rec.preview_domain = preview.clone();
-            }
-            if let Some(n) = &patch.notification_email {
-                rec.notification_email = n.clone();
-            }
-            if let Some(ips) = &patch.allowed_ips {
-                rec.allowed_ips = ips.clone();
-            }
-            if let Some(s) = patch.suspended {
-                rec.suspended = s;
-            }
-            if let Some(ttl) = patch.access_token_ttl {
-                rec.access_token_ttl = ttl;
-            }
-            if let Some(max) = patch.max_tokens_per_user {
-                rec.max_tokens_per_user = max;
-            }
-            rec.updated_at = now;
-            r.insert(id.as_bytes(), write(&rec))?;
-            Ok(rec)
-        })?;
-        self.0.hosts_changed();
-        self.0.credentials_changed();
+                    if let Some(ips) = &patch.allowed_ips {
+                        rec.allowed_ips = ips.clone();
+                    }
+                    if let Some(s) = patch.suspended {
+                        rec.suspended = s;
+                    }
+                    if let Some(ttl) = patch.access_token_ttl {
+                        rec.access_token_ttl = ttl;
+                    }
+                    if let Some(max) = patch.max_tokens_per_user {
+                        rec.max_tokens_per_user = max;
+                    }
+                    rec.updated_at = now;
+                    r.insert(id.as_bytes(), write(&rec))?;
+                    Ok(rec)
+                },
+            )?;
         Ok(updated)
     }
 
     /// The reseller whose preview domain is `domain`, if any.
     pub fn by_preview_domain(&self, domain: &str) -> StoreResult<Option<Reseller>> {
-        match self.0.t.reseller_by_preview.get(domain.as_bytes())? {
-            Some(id) => match self.0.t.resellers.get(&id)? {
+        match self.0.t.reseller_by_preview.read().get(domain.as_bytes())? {
+            Some(id) => match self.0.t.resellers.read().get(&id)? {
                 Some(raw) => read(&raw).map(Some),
                 None => Ok(None),
             },
@@ -258,12 +264,12 @@ impl Resellers<'_> {
     pub fn delete(&self, id: &str) -> StoreResult<()> {
         let rec = self.get(id)?;
         let t = &self.0.t;
-        t.resellers.remove(id.as_bytes())?;
+        t.resellers.write().remove(id.as_bytes())?;
         if let Some(p) = &rec.preview_domain {
-            t.reseller_by_preview.remove(p.as_str().as_bytes())?;
+            t.reseller_by_preview
+                .write()
+                .remove(p.as_str().as_bytes())?;
         }
-        self.0.hosts_changed();
-        self.0.credentials_changed();
         for key in self.0.keys().list(id)? {
             self.0.keys().delete(id, &key.id)?;
         }

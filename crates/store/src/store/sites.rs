@@ -123,10 +123,10 @@ impl Sites<'_> {
             let t = &self.0.t;
             let user_key = super::users::entry_key(reseller_id, user_id);
             let result = (
-                &t.sites,
-                &t.site_by_name,
+                &*t.sites.write(),
+                &*t.site_by_name.write(),
                 &t.sites_by_owner,
-                &t.users_by_reseller,
+                t.users_by_reseller.read(),
             )
                 .transaction(|(s, by_name, by_owner, users)| {
                     // Every user of the reseller has an entry here.
@@ -143,7 +143,6 @@ impl Sites<'_> {
                 });
             match result {
                 Ok(()) => {
-                    self.0.hosts_changed();
                     return Ok(site);
                 }
                 Err(sled::transaction::TransactionError::Abort(StoreError::Conflict(..)))
@@ -158,11 +157,11 @@ impl Sites<'_> {
     }
 
     pub fn get(&self, id: &str) -> StoreResult<Option<Site>> {
-        get(&self.0.t.sites, id)
+        get(self.0.t.sites.read(), id)
     }
 
     pub fn by_name(&self, name: &str) -> StoreResult<Option<Site>> {
-        match self.0.t.site_by_name.get(name.as_bytes())? {
+        match self.0.t.site_by_name.read().get(name.as_bytes())? {
             Some(id) => self.get(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
@@ -178,7 +177,7 @@ impl Sites<'_> {
             .into_iter()
             .map(|k| k.rsplit('/').next().unwrap_or_default().to_string())
             .collect();
-        let mut sites: Vec<Site> = super::load_all(&self.0.t.sites, &ids)?;
+        let mut sites: Vec<Site> = super::load_all(self.0.t.sites.read(), &ids)?;
         sites.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(sites)
     }
@@ -186,7 +185,7 @@ impl Sites<'_> {
     pub fn update(&self, id: &str, patch: SitePatch, now: Timestamp) -> StoreResult<Site> {
         let password = patch.password.clone();
         let t = &self.0.t;
-        let site = (&t.sites, &t.site_by_name).transaction(|(s, by_name)| {
+        let site = (&*t.sites.write(), &*t.site_by_name.write()).transaction(|(s, by_name)| {
             let Some(raw) = s.get(id.as_bytes())? else {
                 return abort(StoreError::NotFound("site"));
             };
@@ -211,7 +210,6 @@ impl Sites<'_> {
             s.insert(id.as_bytes(), encode(&site))?;
             Ok(site)
         })?;
-        self.0.hosts_changed();
         Ok(site)
     }
 
@@ -221,13 +219,17 @@ impl Sites<'_> {
             return Err(StoreError::NotFound("site"));
         };
         let t = &self.0.t;
-        (&t.sites, &t.site_by_name, &t.sites_by_owner).transaction(|(s, by_name, by_owner)| {
-            s.remove(site.id.as_bytes())?;
-            by_name.remove(site.name.as_str().as_bytes())?;
-            by_owner.remove(owner_key(&site).as_bytes())?;
-            Ok(())
-        })?;
-        self.0.hosts_changed();
+        (
+            &*t.sites.write(),
+            &*t.site_by_name.write(),
+            &t.sites_by_owner,
+        )
+            .transaction(|(s, by_name, by_owner)| {
+                s.remove(site.id.as_bytes())?;
+                by_name.remove(site.name.as_str().as_bytes())?;
+                by_owner.remove(owner_key(&site).as_bytes())?;
+                Ok(())
+            })?;
         self.0.domains().detach_site(&site.reseller_id, &site.id)?;
         self.0.deploys().delete_all_of_site(&site.id)?;
         self.0.forms().delete_all_of_site(&site.id)?;

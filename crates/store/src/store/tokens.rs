@@ -146,7 +146,7 @@ pub(super) fn revoke_in(
 impl Users<'_> {
     /// The token whose secret hashes to `hash`, expired or not (the caller decides).
     pub fn token_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<AccessToken>> {
-        match self.0.t.token_by_hash.get(&hash[..])? {
+        match self.0.t.token_by_hash.read().get(&hash[..])? {
             Some(id) => self.token(&String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
@@ -156,6 +156,7 @@ impl Users<'_> {
         self.0
             .t
             .tokens
+            .read()
             .get(id.as_bytes())?
             .map(|raw| read_token(&raw))
             .transpose()
@@ -193,7 +194,6 @@ impl Users<'_> {
         if revoked == 0 {
             return Err(StoreError::NotFound("access token"));
         }
-        self.0.credentials_changed();
         Ok(token)
     }
 
@@ -204,7 +204,6 @@ impl Users<'_> {
             let ids = token_ids(&tx.user_tokens, user_id)?;
             revoke_in(tx, reseller_id, user_id, &ids)
         })?;
-        self.0.credentials_changed();
         Ok(revoked)
     }
 
@@ -214,19 +213,18 @@ impl Users<'_> {
             return Ok(false);
         }
         // update_and_fetch, not get + put: a token revoked meanwhile must stay revoked.
-        self.0
-            .t
-            .tokens
-            .update_and_fetch(token.id.as_bytes(), |old| {
-                let old = old?;
-                match read_token(old) {
-                    Ok(mut fresh) => {
-                        fresh.last_used_at = Some(now);
-                        Some(write_token(&fresh))
-                    }
-                    Err(_) => Some(old.to_vec()),
+        let tokens = self.0.t.tokens.write();
+        tokens.update_and_fetch(token.id.as_bytes(), |old| {
+            let old = old?;
+            match read_token(old) {
+                Ok(mut fresh) => {
+                    fresh.last_used_at = Some(now);
+                    Some(write_token(&fresh))
                 }
-            })?;
+                Err(_) => Some(old.to_vec()),
+            }
+        })?;
+        tokens.keep_caches("only last_used_at moved, and the caller refreshes its cached copy");
         Ok(true)
     }
 
@@ -257,9 +255,6 @@ impl Users<'_> {
             }
             Ok(swept)
         })?;
-        if swept > 0 {
-            self.0.credentials_changed();
-        }
         Ok(swept)
     }
 
@@ -308,8 +303,9 @@ impl Users<'_> {
         &self,
         f: impl Fn(&UserTx) -> ConflictableTransactionResult<T, StoreError>,
     ) -> StoreResult<T> {
-        let trees = user_trees(&self.0.t);
-        Ok(trees[..].transaction(|v| f(&UserTx::new(v)))?)
+        let trees = UserTrees::open(&self.0.t);
+        let result = trees.all()[..].transaction(|v| f(&UserTx::new(v)));
+        Ok(result?)
     }
 }
 

@@ -61,7 +61,7 @@ impl TrafficStore<'_> {
 
     /// Adds a batch to a domain's stored metrics (only while the domain exists).
     pub fn add(&self, domain_id: &str, batch: &Traffic) -> StoreResult<()> {
-        if self.0.t.domains.get(domain_id.as_bytes())?.is_none() {
+        if self.0.t.domains.read().get(domain_id.as_bytes())?.is_none() {
             return Ok(());
         }
         self.0

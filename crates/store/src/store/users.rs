@@ -2,8 +2,9 @@
 //! per reseller with their token count. Their access tokens are in `tokens.rs`, and issuing them
 //! (with the user, in batches) in `issuer.rs`.
 
-use super::issuer::{upsert_in, NewToken, Upsert, Upserted};
+use super::issuer::{upsert_in, NewToken, Upsert};
 use super::tokens::{drop_records, token_ids};
+use super::watched::Written;
 use super::{abort, bump, count_of, decode, encode, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::model::secret::{Secret, TOKEN_PREFIX};
@@ -30,19 +31,55 @@ impl Store {
     }
 }
 
-/// Every tree a user and its tokens live in, in the order `UserTx::new` reads them.
-pub(super) fn user_trees(t: &super::Trees) -> [&sled::Tree; 9] {
-    [
-        &t.users,
-        &t.user_by_email,
-        &t.users_by_reseller,
-        &t.counters,
-        &t.tokens,
-        &t.token_by_hash,
-        &t.user_tokens,
-        &t.users_by_uid,
-        &t.token_expiry,
-    ]
+/// Every tree a user and its tokens live in, opened for one write: the ones a credential
+/// resolves through (users and tokens) bump the credential generation when this is dropped,
+/// unless `keep_caches` says why the write left every cached credential true.
+pub(super) struct UserTrees<'a> {
+    users: Written<'a>,
+    users_by_reseller: Written<'a>,
+    tokens: Written<'a>,
+    token_by_hash: Written<'a>,
+    t: &'a super::Trees,
+}
+
+impl<'a> UserTrees<'a> {
+    pub(super) fn open(t: &'a super::Trees) -> UserTrees<'a> {
+        UserTrees {
+            users: t.users.write(),
+            users_by_reseller: t.users_by_reseller.write(),
+            tokens: t.tokens.write(),
+            token_by_hash: t.token_by_hash.write(),
+            t,
+        }
+    }
+
+    /// The trees, in the order `UserTx::new` reads them.
+    pub(super) fn all(&self) -> [&sled::Tree; 9] {
+        let t = self.t;
+        [
+            &self.users,
+            &t.user_by_email,
+            &self.users_by_reseller,
+            &t.counters,
+            &self.tokens,
+            &self.token_by_hash,
+            &t.user_tokens,
+            &t.users_by_uid,
+            &t.token_expiry,
+        ]
+    }
+
+    /// See `Written::keep_caches`.
+    pub(super) fn keep_caches(self, why: &'static str) {
+        for written in [
+            self.users,
+            self.users_by_reseller,
+            self.tokens,
+            self.token_by_hash,
+        ] {
+            written.keep_caches(why);
+        }
+    }
 }
 
 /// Those trees inside a transaction, by name.
@@ -186,7 +223,6 @@ impl Users<'_> {
     ) -> StoreResult<(User, bool)> {
         let job = Upsert::new(reseller_id, email, uid, now, None);
         let out = self.transaction(|tx| upsert_in(tx, &job))?;
-        self.upserted(&out);
         Ok((out.user, out.created))
     }
 
@@ -205,18 +241,10 @@ impl Users<'_> {
         let token = NewToken::new(&secret, terms);
         let job = Upsert::new(reseller_id, email, uid, now, Some(token));
         let out = self.0.issuer.run(job).await?;
-        self.upserted(&out);
         let token = out
             .token
             .ok_or_else(|| StoreError::internal("token not issued"))?;
         Ok((out.user, token, secret))
-    }
-
-    fn upserted(&self, out: &Upserted) {
-        if out.uid_recorded || out.revoked > 0 {
-            // A token's cached user carries the uid; revoked tokens must stop working.
-            self.0.credentials_changed();
-        }
     }
 
     /// A user of this reseller, with its token count; anyone else's user is "not found".
@@ -225,7 +253,7 @@ impl Users<'_> {
         let key = entry_key(reseller_id, id);
         // Twice: a format-1 user read while a write converts its entry is found on the second.
         for _ in 0..2 {
-            let Some(raw) = t.users_by_reseller.get(key.as_bytes())? else {
+            let Some(raw) = t.users_by_reseller.read().get(key.as_bytes())? else {
                 break;
             };
             if !raw.is_empty() {
@@ -273,7 +301,7 @@ impl Users<'_> {
         want: &super::Want,
     ) -> StoreResult<super::Window<Listed>> {
         let prefix = format!("{reseller_id}/");
-        let window = super::page(&self.0.t.users_by_reseller, prefix.as_bytes(), want)?;
+        let window = super::page(self.0.t.users_by_reseller.read(), prefix.as_bytes(), want)?;
         let mut items = Vec::with_capacity(window.items.len());
         for (id, raw) in &window.items {
             if !raw.is_empty() {
@@ -336,7 +364,7 @@ impl Users<'_> {
     pub(crate) fn build_uid_index(&self) -> StoreResult<usize> {
         let t = &self.0.t;
         let mut indexed = 0;
-        for entry in t.users_by_reseller.iter() {
+        for entry in t.users_by_reseller.read().iter() {
             let (key, raw) = entry?;
             let user = if raw.is_empty() {
                 let key = String::from_utf8_lossy(&key);
@@ -358,7 +386,7 @@ impl Users<'_> {
     /// live in `users` and `counters`.
     fn legacy(&self, id: &str) -> StoreResult<Option<Listed>> {
         let t = &self.0.t;
-        let Some(user) = super::get::<User>(&t.users, id)? else {
+        let Some(user) = super::get::<User>(t.users.read(), id)? else {
             return Ok(None);
         };
         let raw = t.counters.get(legacy_token_count_key(id).as_bytes())?;
@@ -397,7 +425,6 @@ impl Users<'_> {
             }
             Ok(())
         })?;
-        self.0.credentials_changed();
         Ok(())
     }
 }
