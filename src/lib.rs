@@ -23,6 +23,7 @@ pub mod panel;
 pub mod ratelimit;
 pub mod registrar;
 pub mod rules;
+pub mod signing;
 pub mod state;
 pub mod telemetry;
 pub mod tls;

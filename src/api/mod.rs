@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod ops;
 pub mod paging;
 pub mod reseller;
+pub mod signing_keys;
 pub mod sites;
 pub mod ssl;
 pub mod users;
@@ -33,6 +34,7 @@ pub const ENDPOINTS: &[Endpoints] = &[
     ssl::ENDPOINTS,
     keys::ENDPOINTS,
     reseller::ENDPOINTS,
+    signing_keys::ENDPOINTS,
     sites::ENDPOINTS,
     accounts::ENDPOINTS,
     deploys::ENDPOINTS,
@@ -73,6 +75,8 @@ pub struct Route {
 /// endpoint as every kind of caller and checks this).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Who {
+    /// Anyone, without a credential (public documents such as a reseller's JWKS).
+    Public,
     /// The operator token only.
     Operator,
     /// A WordPress plugin key only.

@@ -259,6 +259,10 @@ impl Modify for Access {
                     ]
                 };
                 let (security, sentence) = match *who {
+                    Who::Public => (
+                        vec![SecurityRequirement::default()],
+                        "Access: public, no credential.".to_string(),
+                    ),
                     Who::Operator => (
                         vec![SecurityRequirement::new("bearer", ["operator"])],
                         "Access: the operator token.".to_string(),

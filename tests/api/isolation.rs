@@ -61,6 +61,8 @@ use Reach::*;
 /// Who may call a row at all.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Access {
+    /// Anyone, with or without a credential.
+    Public,
     /// Only the operator token.
     Operator,
     /// Only a WordPress plugin key.
@@ -221,6 +223,13 @@ pub(crate) fn rows() -> Vec<Row> {
             .cleanup("/keys/{created}"),
         row(GET, "/keys", Key(KM, Own)),
         row(DELETE, "/keys/{key}", Key(KM, Ids)).fresh(&["key"]),
+        // Signing keys; the JWKS is public (an unknown reseller has no keys, like one without).
+        row(POST, "/signing_keys", Key(KM, Own)).json(r#"{"alg": "EdDSA"}"#)
+            .cleanup("/signing_keys/{created}"),
+        row(GET, "/signing_keys", Key(KM, Own)),
+        row(POST, "/signing_keys/{signing_key}/activate", Key(KM, Ids)),
+        row(DELETE, "/signing_keys/{signing_key}", Key(KM, Ids)).fresh(&["signing_key"]),
+        row(GET, "/resellers/{reseller}/jwks.json", Public),
         // Reseller account and custom pages.
         row(GET, "/reseller", Key(ANY, Own)),
         row(PATCH, "/reseller", Key(ST, Own)).json(r#"{"notification_email": null}"#),
@@ -332,6 +341,7 @@ fn grants(held: &str, needed: &[&str]) -> bool {
 fn expected(row: &Row, who: Who) -> Outcome {
     let ok = row.ok;
     match (row.access, who) {
+        (Public, _) => ok,
         (_, Who::Anonymous) => UNAUTHORIZED,
         (Operator, Who::Operator) | (Plugin, Who::Plugin) => ok,
         (Operator | Plugin, _) | (_, Who::Operator | Who::Plugin) => FORBIDDEN,
@@ -535,6 +545,11 @@ impl Matrix {
             .await
             .expect(201);
         fx.insert("pm", id_of(&pm));
+        let signing_key = app
+            .post("/api/v1/signing_keys", &a.key, json!({"alg": "EdDSA"}))
+            .await
+            .expect(201);
+        fx.insert("signing_key", id_of(&signing_key));
         let page = app
             .client
             .put(app.url("/api/v1/reseller/pages/not_found"))
@@ -621,7 +636,7 @@ impl Matrix {
         .collect();
         m.a_ids = m.ann_ids.clone();
         m.a_ids.extend(
-            ["reseller", "spare_user", "key", "pm"]
+            ["reseller", "spare_user", "key", "pm", "signing_key"]
                 .iter()
                 .map(|k| m.fx[k].clone()),
         );
@@ -689,6 +704,11 @@ impl Matrix {
                 )
                 .await
                 .expect(201),
+            ),
+            "signing_key" => id_of(
+                &app.post("/api/v1/signing_keys", a, json!({"alg": "EdDSA"}))
+                    .await
+                    .expect(201),
             ),
             "pm" => id_of(
                 &app.post(

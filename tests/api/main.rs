@@ -30,6 +30,7 @@ mod ratelimit;
 mod registration;
 mod security;
 mod settings;
+mod signing;
 mod sites;
 mod storage;
 mod tokens;

@@ -294,6 +294,7 @@ async fn openapi_document_says_who_may_call_each_operation() {
             .get(&at)
             .unwrap_or_else(|| panic!("{at:?} is not documented"));
         let (expected, words): (Vec<Value>, String) = match row.access {
+            Access::Public => (vec![json!({})], "public".into()),
             Access::Operator => (
                 vec![json!({"bearer": ["operator"]})],
                 "operator token".into(),

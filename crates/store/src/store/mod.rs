@@ -14,6 +14,7 @@ mod issuer;
 pub mod keys;
 pub mod pages;
 pub mod resellers;
+pub mod signing;
 pub mod sites;
 mod tokens;
 pub mod traffic;
@@ -129,6 +130,8 @@ pub(crate) struct Trees {
     pub submissions: sled::Tree,
     /// "form_id/submission_id" -> ()
     pub submissions_by_form: sled::Tree,
+    /// reseller id -> encoded Vec of its signing keys (at most 6)
+    pub signing_keys: sled::Tree,
 }
 
 /// Why the store could not be opened, in words for the operator.
@@ -395,6 +398,7 @@ impl Store {
             forms_by_site: tree("forms_by_site")?,
             submissions: tree("submissions")?,
             submissions_by_form: tree("submissions_by_form")?,
+            signing_keys: tree("signing_keys")?,
         };
         let blobs =
             blobs::Blobs::open(dir).map_err(|e| OpenError::Blobs(dir.display().to_string(), e))?;

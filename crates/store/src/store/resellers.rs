@@ -278,6 +278,7 @@ impl Resellers<'_> {
         }
         t.reseller_keys.remove(id.as_bytes())?;
         self.0.billing().delete_all(id)?;
+        self.0.signing_keys().delete_all(id)?;
         self.0.audit().delete_reseller(id)?;
         t.counters.remove(format!("users/{id}").as_bytes())?;
         for kind in super::pages::PageKind::ALL {
