@@ -34,6 +34,9 @@ pub struct Acme {
     account: tokio::sync::Mutex<Option<Account>>,
 }
 
+/// How close to expiry a certificate that could not be renewed is told as expiring.
+const EXPIRING_MS: i64 = 14 * 24 * 3600 * 1000;
+
 fn acme_error(what: &str, e: impl std::fmt::Debug) -> String {
     format!("{what}: {e:?}")
 }
@@ -234,7 +237,10 @@ impl Acme {
                 rec.key_pem = key_pem;
                 rec.issuer = issuer;
                 rec.not_after = not_after;
-                self.store.certs().put(&rec)?;
+                let issued = Some("certificate.issued");
+                self.store
+                    .certs()
+                    .put_telling(&rec, issued, rec.updated_at)?;
                 self.certs.insert(domain, Arc::new(key));
                 tracing::info!(%domain, "certificate issued");
             }
@@ -245,7 +251,10 @@ impl Acme {
                     rec.state = CertState::Failed;
                 }
                 rec.error = Some(e);
-                self.store.certs().put(&rec)?;
+                let failed = Some("certificate.failed");
+                self.store
+                    .certs()
+                    .put_telling(&rec, failed, rec.updated_at)?;
             }
         }
         self.store.flush().await?;
@@ -312,7 +321,8 @@ impl Acme {
         outcome
     }
 
-    /// Re-orders every issued certificate that expires within the renewal window.
+    /// Re-orders every issued certificate that expires within the renewal window; one whose
+    /// renewal fails within 14 days of expiry is told to the reseller (`certificate.expiring`).
     pub async fn renew_due(&self, now: Timestamp) -> ApiResult<usize> {
         let window = self.config.renew_before.as_millis() as i64;
         let mut renewed = 0;
@@ -324,6 +334,9 @@ impl Acme {
                     .await?;
                 if after.error.is_none() {
                     renewed += 1;
+                } else if after.not_after.is_some_and(|t| t.0 - now.0 <= EXPIRING_MS) {
+                    self.store.certs().note_expiring(&after, now)?;
+                    self.store.flush().await?;
                 }
             }
         }

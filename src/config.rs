@@ -118,6 +118,14 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_DISK_RESERVE")]
     pub disk_reserve: Option<u64>,
 
+    /// Let webhooks reach loopback, private and link-local addresses (tests, LANs) [default: false]
+    #[arg(long, env = "RESELLERD_ALLOW_PRIVATE_TARGETS", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_private_targets: Option<bool>,
+
+    /// Seconds a webhook receiver has to answer an attempt [default: 10]
+    #[arg(long, env = "RESELLERD_WEBHOOK_TIMEOUT")]
+    pub webhook_timeout: Option<u64>,
+
     /// Most pending (unverified) domains per reseller [default: 100]
     #[arg(long, env = "RESELLERD_MAX_PENDING_DOMAINS")]
     pub max_pending_domains: Option<usize>,
@@ -359,6 +367,14 @@ impl Settings {
 
     pub fn max_submissions_per_form(&self) -> u64 {
         self.max_submissions_per_form.unwrap_or(10_000)
+    }
+
+    pub fn allow_private_targets(&self) -> bool {
+        self.allow_private_targets.unwrap_or(false)
+    }
+
+    pub fn webhook_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.webhook_timeout.unwrap_or(10).clamp(1, 300))
     }
 
     pub fn max_pending_domains(&self) -> usize {

@@ -27,6 +27,7 @@ pub mod signing;
 pub mod state;
 pub mod telemetry;
 pub mod tls;
+pub mod webhooks;
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};

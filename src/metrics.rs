@@ -5,6 +5,7 @@
 use crate::disk::Disk;
 use crate::error::ApiResult;
 use crate::store::Store;
+use crate::webhooks::{Outbox, LATENCY_BUCKETS};
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
 use std::collections::BTreeMap;
@@ -90,7 +91,7 @@ impl Metrics {
         h.sum += secs;
     }
 
-    pub fn render(&self, store: &Store, disk: &Disk) -> ApiResult<String> {
+    pub fn render(&self, store: &Store, disk: &Disk, outbox: &Outbox) -> ApiResult<String> {
         let mut out = String::new();
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         out.push_str("# HELP resellerd_http_requests_total Requests answered, by route pattern, method and status.\n");
@@ -190,6 +191,59 @@ impl Metrics {
             out,
             "resellerd_domain_verifications_total{{result=\"missing\"}} {}",
             VERIFY_MISSED.load(Ordering::Relaxed)
+        );
+        gauge(
+            &mut out,
+            "resellerd_webhook_outbox_depth",
+            "Webhook deliveries waiting to be sent or retried.",
+            "gauge",
+            store.webhooks().pending_count().to_string(),
+        );
+        gauge(
+            &mut out,
+            "resellerd_webhook_events_dropped_total",
+            "Webhook events not queued because their endpoint's outbox was full.",
+            "counter",
+            outbox.metrics.dropped.load(Ordering::Relaxed).to_string(),
+        );
+        let m = &outbox.metrics;
+        out.push_str("# HELP resellerd_webhook_attempts_total Webhook delivery attempts, by result (delivered: a 2xx; rejected: another status; failed: no answer).\n");
+        out.push_str("# TYPE resellerd_webhook_attempts_total counter\n");
+        for (result, n) in [
+            ("delivered", &m.delivered),
+            ("rejected", &m.rejected),
+            ("failed", &m.failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "resellerd_webhook_attempts_total{{result=\"{result}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str(
+            "# HELP resellerd_webhook_attempt_duration_seconds Time a webhook attempt took.\n",
+        );
+        out.push_str("# TYPE resellerd_webhook_attempt_duration_seconds histogram\n");
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "resellerd_webhook_attempt_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                m.latency_buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = m.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "resellerd_webhook_attempt_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "resellerd_webhook_attempt_duration_seconds_sum {}",
+            m.latency_ms_sum.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+        let _ = writeln!(
+            out,
+            "resellerd_webhook_attempt_duration_seconds_count {count}"
         );
         out.push_str("# HELP resellerd_certificate_expiry_seconds Unix time each served certificate expires.\n");
         out.push_str("# TYPE resellerd_certificate_expiry_seconds gauge\n");

@@ -3,7 +3,9 @@
 //! them (domain verification, traffic, renewals, the disk watcher).
 
 use crate::config::Settings;
-use crate::{acme, auth, disk, dns, edge, files, metrics, ratelimit, registrar, store, tls};
+use crate::{
+    acme, auth, disk, dns, edge, files, metrics, ratelimit, registrar, store, tls, webhooks,
+};
 use actix_web::web;
 use std::sync::Arc;
 
@@ -22,6 +24,7 @@ pub struct AppState {
     pub verifier: Arc<dns::Verifier>,
     pub credentials: auth::cache::CredentialCache,
     pub disk: Arc<disk::Disk>,
+    pub outbox: webhooks::Outbox,
 }
 
 impl AppState {
@@ -64,7 +67,10 @@ impl AppState {
         ));
         let verifier = Arc::new(settings.verifier()?);
         actix_web::rt::spawn(verifier.clone().run_forever(store.clone()));
+        let outbox =
+            webhooks::Outbox::new(settings.allow_private_targets(), settings.webhook_timeout())?;
         let state = AppState {
+            outbox,
             traffic,
             verifier,
             credentials: Default::default(),
@@ -80,6 +86,9 @@ impl AppState {
             certs,
             edge,
         };
-        Ok((web::Data::new(state), tls_config))
+        let state = web::Data::new(state);
+        actix_web::rt::spawn(webhooks::dispatch_forever(state.clone()));
+        actix_web::rt::spawn(webhooks::send_forever(state.clone()));
+        Ok((state, tls_config))
     }
 }

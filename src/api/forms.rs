@@ -58,7 +58,7 @@ struct FormField {
 /// A form submission, Netlify's shape: `data` holds every field, and the well-known ones are
 /// lifted.
 #[derive(serde::Serialize, utoipa::ToSchema)]
-struct SubmissionView {
+pub(crate) struct SubmissionView {
     id: String,
     number: u64,
     form_id: String,
@@ -98,7 +98,7 @@ fn form_view(f: &Form) -> FormView {
     }
 }
 
-fn submission_view(s: &Submission) -> SubmissionView {
+pub(crate) fn submission_view(s: &Submission) -> SubmissionView {
     let data: BTreeMap<String, String> = s.data.iter().cloned().collect();
     let field = |k: &str| data.get(k).cloned();
     let summary: Vec<String> = s.data.iter().map(|(k, v)| format!("{k}: {v}")).collect();

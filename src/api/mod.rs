@@ -17,6 +17,7 @@ pub mod signing_keys;
 pub mod sites;
 pub mod ssl;
 pub mod users;
+pub mod webhooks;
 
 use crate::error::{json_error, ApiError, ApiResult};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -39,6 +40,7 @@ pub const ENDPOINTS: &[Endpoints] = &[
     accounts::ENDPOINTS,
     deploys::ENDPOINTS,
     forms::ENDPOINTS,
+    webhooks::ENDPOINTS,
     // Last: `/{account_slug}/sites` must not shadow any fixed path.
     sites::ACCOUNT_SITES,
 ];
@@ -178,8 +180,9 @@ pub fn gate_mode(req: &actix_web::dev::ServiceRequest) -> GateMode {
         }
         (
             &Method::POST,
-            ["domains", _, "verify"] | ["domains", "register"] | ["sites", _, "ssl"],
-        ) => GateMode::WaitsOnNetwork,
+            ["domains", _, "verify"] | ["domains", "register"] | ["sites", _, "ssl"] | ["webhooks"],
+        )
+        | (&Method::PATCH, ["webhooks", _]) => GateMode::WaitsOnNetwork,
         _ => GateMode::Layer,
     }
 }

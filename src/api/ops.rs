@@ -55,7 +55,9 @@ pub async fn metrics(
     who: crate::auth::Principal,
 ) -> Result<HttpResponse, ApiError> {
     who.require_operator()?;
-    let text = state.metrics.render(&state.store, &state.disk)?;
+    let text = state
+        .metrics
+        .render(&state.store, &state.disk, &state.outbox)?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))

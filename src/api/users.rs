@@ -130,6 +130,11 @@ pub struct UserView {
 }
 
 impl UserView {
+    /// A user as webhooks tell of it (with no token count at hand).
+    pub fn of_user(user: crate::store::users::User) -> UserView {
+        UserView::new(Listed { user, tokens: 0 })
+    }
+
     fn new(listed: Listed) -> UserView {
         let Listed { user: u, tokens } = listed;
         UserView {

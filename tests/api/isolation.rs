@@ -230,6 +230,15 @@ pub(crate) fn rows() -> Vec<Row> {
         row(POST, "/signing_keys/{signing_key}/activate", Key(KM, Ids)),
         row(DELETE, "/signing_keys/{signing_key}", Key(KM, Ids)).fresh(&["signing_key"]),
         row(GET, "/resellers/{reseller}/jwks.json", Public),
+        // Webhooks.
+        row(POST, "/webhooks", Key(ST, Own)).json(r#"{"url": "http://127.0.0.1:9/{uniq}", "events": ["*"]}"#)
+            .cleanup("/webhooks/{created}"),
+        row(GET, "/webhooks", Key(ST, Own)),
+        row(GET, "/webhooks/{webhook}", Key(ST, Ids)),
+        row(PATCH, "/webhooks/{webhook}", Key(ST, Ids)).json(r#"{"events": ["key.created"]}"#),
+        row(DELETE, "/webhooks/{webhook}", Key(ST, Ids)).fresh(&["webhook"]),
+        row(GET, "/webhooks/{webhook}/deliveries", Key(ST, Ids)),
+        row(POST, "/webhooks/{webhook}/deliveries/{delivery}/retry", Key(ST, Ids)),
         // Reseller account and custom pages.
         row(GET, "/reseller", Key(ANY, Own)),
         row(PATCH, "/reseller", Key(ST, Own)).json(r#"{"notification_email": null}"#),
@@ -464,6 +473,8 @@ impl Matrix {
             &registrar,
             "--registrar-webhook-secret",
             crate::registration::SECRET,
+            // Webhook rows point at a closed loopback port.
+            "--allow-private-targets",
         ])
         .await;
         let a = app.reseller("Iso A").await;
@@ -550,6 +561,40 @@ impl Matrix {
             .await
             .expect(201);
         fx.insert("signing_key", id_of(&signing_key));
+        let webhook = app
+            .post(
+                "/api/v1/webhooks",
+                &a.key,
+                json!({"url": "http://127.0.0.1:9/hook", "events": ["key.created"]}),
+            )
+            .await
+            .expect(201);
+        let webhook = id_of(&webhook);
+        app.post(
+            "/api/v1/keys",
+            &a.key,
+            json!({"name": "for a delivery", "permissions": ["sites:read"]}),
+        )
+        .await
+        .expect(201);
+        let mut delivery = Value::Null;
+        for _ in 0..100 {
+            delivery = app
+                .get(&format!("/api/v1/webhooks/{webhook}/deliveries"), &a.key)
+                .await
+                .expect(200)
+                .body[0]["id"]
+                .clone();
+            if !delivery.is_null() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        fx.insert("webhook", webhook);
+        fx.insert(
+            "delivery",
+            delivery.as_str().expect("a delivery").to_string(),
+        );
         let page = app
             .client
             .put(app.url("/api/v1/reseller/pages/not_found"))
@@ -636,9 +681,17 @@ impl Matrix {
         .collect();
         m.a_ids = m.ann_ids.clone();
         m.a_ids.extend(
-            ["reseller", "spare_user", "key", "pm", "signing_key"]
-                .iter()
-                .map(|k| m.fx[k].clone()),
+            [
+                "reseller",
+                "spare_user",
+                "key",
+                "pm",
+                "signing_key",
+                "webhook",
+                "delivery",
+            ]
+            .iter()
+            .map(|k| m.fx[k].clone()),
         );
         m.a_ids
             .extend([a.id, a.key_id, amy.user_id, amy.id, ann.id]);
@@ -701,6 +754,15 @@ impl Matrix {
                     "/api/v1/keys",
                     a,
                     json!({"name": "tmp", "permissions": ["sites:read"]}),
+                )
+                .await
+                .expect(201),
+            ),
+            "webhook" => id_of(
+                &app.post(
+                    "/api/v1/webhooks",
+                    a,
+                    json!({"url": "http://127.0.0.1:9/fresh", "events": ["*"]}),
                 )
                 .await
                 .expect(201),

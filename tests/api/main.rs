@@ -36,3 +36,4 @@ mod storage;
 mod tokens;
 mod upgrade;
 mod users;
+mod webhooks;

@@ -7,9 +7,18 @@ const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
 /// A new 26-character id: 48 bits of milliseconds since the epoch, then 80 random bits.
 pub fn new_id() -> String {
-    let millis = super::Timestamp::now().0.max(0) as u128;
     let mut random = [0u8; 10];
     rand::thread_rng().fill_bytes(&mut random);
+    encode(super::Timestamp::now(), random)
+}
+
+/// The smallest id of the millisecond `at`: every id made before `at` sorts before it.
+pub fn id_floor(at: super::Timestamp) -> String {
+    encode(at, [0; 10])
+}
+
+fn encode(at: super::Timestamp, random: [u8; 10]) -> String {
+    let millis = at.0.max(0) as u128;
     let mut value: u128 = millis << 80;
     for (i, byte) in random.iter().enumerate() {
         value |= (*byte as u128) << (8 * (9 - i));

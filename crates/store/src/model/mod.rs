@@ -11,7 +11,7 @@ pub mod secret;
 mod time;
 
 pub use email::Email;
-pub use id::new_id;
+pub use id::{id_floor, new_id};
 pub use ipnet_list::IpAllowList;
 pub use name::{is_dns_label, DomainName, Name, SiteName};
 pub use permission::{Permission, Permissions};

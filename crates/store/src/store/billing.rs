@@ -3,6 +3,7 @@
 //! A charge may carry the client's `Idempotency-Key`: a retried request finds the charge it
 //! already made instead of charging twice.
 
+use super::webhooks::{emit, Subject};
 use super::{abort, decode, encode, get, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{new_id, Timestamp};
@@ -192,9 +193,14 @@ impl Billing<'_> {
             idempotency_key: idempotency_key.map(str::to_string),
             created_at: now,
         };
-        let t = &self.0.t;
-        let result = (&t.charges, &t.charge_by_idempotency_key, &t.payment_methods).transaction(
-            |(c, by_key, pm)| {
+        let (t, subs) = (&self.0.t, &self.0.subscriptions);
+        let result = (
+            &t.charges,
+            &t.charge_by_idempotency_key,
+            &t.payment_methods,
+            &t.events,
+        )
+            .transaction(|(c, by_key, pm, events)| {
                 if let Some(key) = idempotency_key {
                     if let Some(id) = by_key.get(scoped(reseller_id, key).as_bytes())? {
                         let Some(raw) =
@@ -218,9 +224,11 @@ impl Billing<'_> {
                     )));
                 }
                 c.insert(scoped(reseller_id, &charge.id).as_bytes(), encode(&charge))?;
+                emit(events, subs, reseller_id, "charge.created", now, || {
+                    Subject::Charge(charge.clone())
+                })?;
                 Ok((charge.clone(), true))
-            },
-        )?;
+            })?;
         Ok(result)
     }
 

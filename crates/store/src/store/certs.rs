@@ -1,9 +1,11 @@
 //! ACME certificates, one record per custom domain, plus the ACME account credentials.
 
+use super::webhooks::{emit, Subject};
 use super::{decode, encode, get, Store};
 use crate::error::StoreResult;
 use crate::model::Timestamp;
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -45,11 +47,49 @@ impl Certs<'_> {
     }
 
     pub fn put(&self, rec: &CertRecord) -> StoreResult<()> {
-        self.0
-            .t
-            .certificates
-            .insert(rec.domain.as_bytes(), encode(rec))?;
+        self.put_telling(rec, None, rec.updated_at)
+    }
+
+    /// Writes the record and, in the same transaction, the event `kind` (`certificate.issued`
+    /// or `certificate.failed`) for its reseller's webhooks.
+    pub fn put_telling(
+        &self,
+        rec: &CertRecord,
+        kind: Option<&'static str>,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let (t, subs) = (&self.0.t, &self.0.subscriptions);
+        (&t.certificates, &t.events).transaction(|(certs, events)| {
+            certs.insert(rec.domain.as_bytes(), encode(rec))?;
+            if let Some(kind) = kind {
+                emit(events, subs, &rec.reseller_id, kind, now, || subject(rec))?;
+            }
+            Ok(())
+        })?;
         Ok(())
+    }
+
+    /// Tells the reseller once per certificate (per `not_after`) that it expires soon because
+    /// renewing it failed. Returns true if this call told it.
+    pub fn note_expiring(&self, rec: &CertRecord, now: Timestamp) -> StoreResult<bool> {
+        let (t, subs) = (&self.0.t, &self.0.subscriptions);
+        let key = format!("cert_expiring/{}", rec.domain);
+        let not_after = rec.not_after.map(|t| t.0).unwrap_or_default();
+        Ok((&t.counters, &t.events).transaction(|(counters, events)| {
+            if super::count_of(counters.get(key.as_bytes())?) == not_after {
+                return Ok(false);
+            }
+            counters.insert(key.as_bytes(), &not_after.to_be_bytes())?;
+            emit(
+                events,
+                subs,
+                &rec.reseller_id,
+                "certificate.expiring",
+                now,
+                || subject(rec),
+            )?;
+            Ok(true)
+        })?)
     }
 
     pub fn all(&self) -> StoreResult<Vec<CertRecord>> {
@@ -78,5 +118,14 @@ impl Certs<'_> {
             .acme_accounts
             .insert(directory.as_bytes(), encode(&credentials_json.to_string()))?;
         Ok(())
+    }
+}
+
+fn subject(rec: &CertRecord) -> Subject {
+    Subject::Certificate {
+        domain: rec.domain.clone(),
+        site_id: rec.site_id.clone(),
+        expires_at: rec.not_after,
+        error: rec.error.clone(),
     }
 }

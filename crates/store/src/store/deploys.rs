@@ -6,6 +6,7 @@
 //! (`deploy_files` "deploy/path" -> sha, `deploy_required`, `deploy_pending` "deploy/sha"), so an
 //! upload touches two small keys instead of rewriting a record that grows with the site.
 
+use super::webhooks::{emit, Subject};
 use super::{abort, blobs, decode, encode, get, ids_under, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{new_id, Timestamp};
@@ -360,18 +361,19 @@ impl Deploys<'_> {
         now: Timestamp,
         change: impl Fn(&mut Deploy) -> StoreResult<()>,
     ) -> StoreResult<Deploy> {
-        let t = &self.0.t;
+        let (t, subs) = (&self.0.t, &self.0.subscriptions);
         let nothing_pending = t
             .deploy_pending
             .scan_prefix(format!("{id}/").as_bytes())
             .next()
             .is_none();
-        let (deploy, became_ready) =
-            (&*t.deploys.write(), &*t.sites.write()).transaction(|(d, s)| {
+        let (deploy, became_ready) = (&*t.deploys.write(), &*t.sites.write(), &t.events)
+            .transaction(|(d, s, events)| {
                 let Some(raw) = d.get(id.as_bytes())? else {
                     return abort(StoreError::NotFound("deploy"));
                 };
                 let mut deploy: Deploy = decode(&raw).or_else(abort)?;
+                let was = deploy.state;
                 change(&mut deploy).or_else(abort)?;
                 let became_ready = deploy.state == DeployState::Prepared && nothing_pending;
                 if became_ready {
@@ -388,6 +390,17 @@ impl Deploys<'_> {
                 }
                 deploy.updated_at = now;
                 d.insert(id.as_bytes(), encode(&deploy))?;
+                let kind = match (was, deploy.state) {
+                    (DeployState::Ready, _) | (DeployState::Error, _) => None,
+                    (_, DeployState::Ready) => Some("deploy.ready"),
+                    (_, DeployState::Error) => Some("deploy.failed"),
+                    _ => None,
+                };
+                if let Some(kind) = kind {
+                    emit(events, subs, &deploy.reseller_id, kind, now, || {
+                        Subject::Deploy(deploy.clone())
+                    })?;
+                }
                 Ok((deploy, became_ready))
             })?;
         if became_ready {

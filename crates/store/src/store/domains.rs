@@ -1,6 +1,7 @@
 //! Client domains: registered once on the whole instance, owned by one client user, verified by
 //! a DNS TXT record, and carrying a WordPress plugin key stored only as SHA-256.
 
+use super::webhooks::{emit, Subject};
 use super::{abort, decode, encode, get, ids_under, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::model::secret::{Secret, WP_PREFIX};
@@ -110,14 +111,15 @@ impl Domains<'_> {
             next_check_at: now,
             misses: 0,
         };
-        let t = &self.0.t;
+        let (t, subs) = (&self.0.t, &self.0.subscriptions);
         (
             &*t.domains.write(),
             &*t.domain_by_name.write(),
             &t.domain_by_wp,
             &t.domains_by_reseller,
+            &t.events,
         )
-            .transaction(|(d, by_name, by_wp, by_reseller)| {
+            .transaction(|(d, by_name, by_wp, by_reseller, events)| {
                 if by_name.get(domain.name.as_str().as_bytes())?.is_some() {
                     return abort(StoreError::Conflict(
                         "domain_taken",
@@ -128,6 +130,9 @@ impl Domains<'_> {
                 by_name.insert(domain.name.as_str().as_bytes(), domain.id.as_bytes())?;
                 by_wp.insert(&domain.wp_hash[..], domain.id.as_bytes())?;
                 by_reseller.insert(scoped(reseller_id, &domain.id).as_bytes(), &[])?;
+                emit(events, subs, reseller_id, "domain.created", now, || {
+                    Subject::Domain(domain.clone())
+                })?;
                 Ok(())
             })?;
         Ok((domain, wp))
@@ -201,14 +206,15 @@ impl Domains<'_> {
     /// domain verified later takes its name back only if nobody registered it meanwhile
     /// (400 `domain_taken` otherwise).
     pub fn update(&self, id: &str, change: impl Fn(&mut Domain)) -> StoreResult<Option<Domain>> {
-        let t = &self.0.t;
+        let (t, subs) = (&self.0.t, &self.0.subscriptions);
         let key = id.as_bytes();
-        let updated =
-            (&*t.domains.write(), &*t.domain_by_name.write()).transaction(|(d, by_name)| {
+        let updated = (&*t.domains.write(), &*t.domain_by_name.write(), &t.events).transaction(
+            |(d, by_name, events)| {
                 let Some(raw) = d.get(key)? else {
                     return Ok(None);
                 };
                 let mut domain: Domain = decode(&raw).or_else(abort)?;
+                let was = domain.status;
                 change(&mut domain);
                 let name = domain.name.as_str().as_bytes();
                 let owner = by_name.get(name)?;
@@ -234,8 +240,22 @@ impl Domains<'_> {
                     }
                 }
                 d.insert(key, encode(&domain))?;
+                let kind = match (was, domain.status) {
+                    (DomainStatus::Verified, DomainStatus::Verified) => None,
+                    (DomainStatus::Failed, DomainStatus::Failed) => None,
+                    (_, DomainStatus::Verified) => Some("domain.verified"),
+                    (_, DomainStatus::Failed) => Some("domain.failed"),
+                    _ => None,
+                };
+                if let Some(kind) = kind {
+                    let now = domain.last_checked_at.unwrap_or_else(Timestamp::now);
+                    emit(events, subs, &domain.reseller_id, kind, now, || {
+                        Subject::Domain(domain.clone())
+                    })?;
+                }
                 Ok(Some(domain))
-            })?;
+            },
+        )?;
         Ok(updated)
     }
 
@@ -262,14 +282,15 @@ impl Domains<'_> {
 
     /// Deletes a domain of this reseller, freeing its name.
     pub fn delete(&self, reseller_id: &str, id: &str) -> StoreResult<Domain> {
-        let t = &self.0.t;
+        let (t, subs) = (&self.0.t, &self.0.subscriptions);
         let domain = (
             &*t.domains.write(),
             &*t.domain_by_name.write(),
             &t.domain_by_wp,
             &t.domains_by_reseller,
+            &t.events,
         )
-            .transaction(|(d, by_name, by_wp, by_reseller)| {
+            .transaction(|(d, by_name, by_wp, by_reseller, events)| {
                 let Some(raw) = d.get(id.as_bytes())? else {
                     return abort(StoreError::NotFound("domain"));
                 };
@@ -287,6 +308,14 @@ impl Domains<'_> {
                 }
                 by_wp.remove(&domain.wp_hash[..])?;
                 by_reseller.remove(scoped(reseller_id, id).as_bytes())?;
+                emit(
+                    events,
+                    subs,
+                    reseller_id,
+                    "domain.deleted",
+                    Timestamp::now(),
+                    || Subject::Domain(domain.clone()),
+                )?;
                 Ok((domain, owned))
             })?;
         let (domain, owned) = domain;

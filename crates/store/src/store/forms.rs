@@ -1,6 +1,7 @@
 //! Forms detected in a site's HTML at deploy time (`<form netlify>` / `data-netlify="true"`)
 //! and the submissions the edge stores for them.
 
+use super::webhooks::{emit, Subject};
 use super::{decode, encode, get, ids_under, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{new_id, Timestamp};
@@ -228,13 +229,15 @@ impl Forms<'_> {
             .collect();
         let live_key = live_count_key(&form.id);
         self.ensure_live_count(&form.id)?;
+        let subs = &self.0.subscriptions;
         let sub = (
             &t.forms,
             &t.submissions,
             &t.submissions_by_form,
             &t.counters,
+            &t.events,
         )
-            .transaction(|(f, s, by_form, counters)| {
+            .transaction(|(f, s, by_form, counters, events)| {
                 let Some(raw) = f.get(form.id.as_bytes())? else {
                     return super::abort(StoreError::NotFound("form"));
                 };
@@ -263,6 +266,14 @@ impl Forms<'_> {
                 f.insert(rec.id.as_bytes(), encode(&rec))?;
                 s.insert(id.as_bytes(), encode(&sub))?;
                 by_form.insert(site_key(&rec.id, &id).as_bytes(), &[])?;
+                emit(
+                    events,
+                    subs,
+                    &sub.reseller_id,
+                    "form.submission",
+                    now,
+                    || Subject::Submission(sub.clone()),
+                )?;
                 Ok(sub)
             })?;
         Ok(sub)

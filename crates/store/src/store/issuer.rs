@@ -3,6 +3,7 @@
 
 use super::tokens::{drop_records, expiry_key, put_token_ids, token_ids, write_token};
 use super::users::*;
+use super::webhooks::{emit, Subject, Subscriptions};
 use super::{abort, bump};
 use crate::error::{StoreError, StoreResult};
 use crate::model::secret::{Secret, TOKEN_PREFIX};
@@ -97,6 +98,14 @@ pub(super) fn upsert_in(
                     .insert(uid_key(reseller_id, uid, &job.new_user.id).as_bytes(), &[])?;
             }
             bump(&tx.counters, &user_count_key(reseller_id), 1)?;
+            emit(
+                &tx.events,
+                &tx.subs,
+                reseller_id,
+                "user.created",
+                job.new_user.created_at,
+                || Subject::User(job.new_user.clone()),
+            )?;
             let entry = Listed {
                 user: job.new_user.clone(),
                 tokens: 0,
@@ -174,9 +183,10 @@ pub(super) struct Queued {
 const MAX_BATCH: usize = 256;
 
 impl Issuer {
-    pub(crate) fn start(t: &super::Trees) -> Issuer {
+    pub(crate) fn start(t: &super::Trees, subs: &Subscriptions) -> Issuer {
         let (tx, rx) = std::sync::mpsc::channel::<Queued>();
         let trees = t.clone();
+        let subs = subs.clone();
         std::thread::Builder::new()
             .name("store-issue".into())
             .spawn(move || {
@@ -185,7 +195,7 @@ impl Issuer {
                     batch.extend(rx.try_iter().take(MAX_BATCH - 1));
                     // A panic fails this batch's requests (their replies are dropped), not the
                     // thread every later token depends on.
-                    let run = std::panic::AssertUnwindSafe(|| run_batch(&trees, batch));
+                    let run = std::panic::AssertUnwindSafe(|| run_batch(&trees, &subs, batch));
                     if std::panic::catch_unwind(run).is_err() {
                         tracing::error!("issuing a batch of tokens panicked");
                     }
@@ -205,12 +215,12 @@ impl Issuer {
 
 /// Runs a batch in one transaction. An upsert that fails (a record that cannot be read) gets
 /// its error and the rest run again without it.
-pub(super) fn run_batch(trees: &super::Trees, mut batch: Vec<Queued>) {
+pub(super) fn run_batch(trees: &super::Trees, subs: &Subscriptions, mut batch: Vec<Queued>) {
     while !batch.is_empty() {
         let done = std::cell::RefCell::new(Vec::with_capacity(batch.len()));
         let open = UserTrees::open(trees);
         let result = open.all()[..].transaction(|v| {
-            let tx = UserTx::new(v);
+            let tx = UserTx::new(v, subs);
             let mut done = done.borrow_mut();
             done.clear();
             for (i, queued) in batch.iter().enumerate() {
@@ -299,7 +309,7 @@ mod tests {
                     queue(Upsert::new("r1", &email(e), None, now, Some(token)))
                 })
                 .unzip();
-        run_batch(&store.t, batch);
+        run_batch(&store.t, &store.subscriptions, batch);
         let outs: Vec<_> = replies
             .into_iter()
             .map(|r| r.blocking_recv().unwrap())
@@ -349,7 +359,7 @@ mod tests {
                 },
             };
             let (queued, reply) = queue(Upsert::new("r1", &email, uid, now, Some(token)));
-            run_batch(&store.t, vec![queued]);
+            run_batch(&store.t, &store.subscriptions, vec![queued]);
             reply.blocking_recv().unwrap().unwrap()
         };
         let before = store.credentials_generation();

@@ -1,5 +1,6 @@
 //! Reseller API keys: at most 6 live keys per reseller, secrets kept only as SHA-256.
 
+use super::webhooks::{emit, Subject};
 use super::{abort, decode, encode, get, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::model::secret::{Secret, KEY_PREFIX};
@@ -94,9 +95,14 @@ impl Keys<'_> {
             &secret,
             now,
         );
-        let t = &self.0.t;
-        (&*t.keys.write(), &*t.key_by_hash.write(), &t.reseller_keys).transaction(
-            |(k, kh, rk)| {
+        let (t, subs) = (&self.0.t, &self.0.subscriptions);
+        (
+            &*t.keys.write(),
+            &*t.key_by_hash.write(),
+            &t.reseller_keys,
+            &t.events,
+        )
+            .transaction(|(k, kh, rk, events)| {
                 let mut ids: Vec<String> = match rk.get(reseller_id.as_bytes())? {
                     Some(raw) => decode(&raw).or_else(abort)?,
                     None => Vec::new(),
@@ -117,9 +123,11 @@ impl Keys<'_> {
                 k.insert(key.id.as_bytes(), encode(&key))?;
                 kh.insert(&key.hash[..], key.id.as_bytes())?;
                 rk.insert(reseller_id.as_bytes(), encode(&ids))?;
+                emit(events, subs, reseller_id, "key.created", now, || {
+                    Subject::Key(key.clone())
+                })?;
                 Ok(())
-            },
-        )?;
+            })?;
         Ok(NewKey { key, secret })
     }
 
@@ -141,9 +149,14 @@ impl Keys<'_> {
 
     /// Deletes a key of this reseller; another reseller's key id is "not found".
     pub fn delete(&self, reseller_id: &str, id: &str) -> StoreResult<()> {
-        let t = &self.0.t;
-        (&*t.keys.write(), &*t.key_by_hash.write(), &t.reseller_keys).transaction(
-            |(k, kh, rk)| {
+        let (t, subs) = (&self.0.t, &self.0.subscriptions);
+        (
+            &*t.keys.write(),
+            &*t.key_by_hash.write(),
+            &t.reseller_keys,
+            &t.events,
+        )
+            .transaction(|(k, kh, rk, events)| {
                 let Some(raw) = k.get(id.as_bytes())? else {
                     return abort(StoreError::NotFound("key"));
                 };
@@ -158,9 +171,16 @@ impl Keys<'_> {
                     ids.retain(|x| x != id);
                     rk.insert(reseller_id.as_bytes(), encode(&ids))?;
                 }
+                emit(
+                    events,
+                    subs,
+                    reseller_id,
+                    "key.deleted",
+                    Timestamp::now(),
+                    || Subject::Key(key.clone()),
+                )?;
                 Ok(())
-            },
-        )?;
+            })?;
         Ok(())
     }
 

@@ -20,6 +20,7 @@ mod tokens;
 pub mod traffic;
 pub mod users;
 mod watched;
+pub mod webhooks;
 
 pub use codec::{decode, encode};
 pub use flush::{FLUSHES, FLUSH_MICROS};
@@ -51,6 +52,8 @@ pub struct Store {
     /// Held for reading by every mutating API request while it runs and for writing by a backup
     /// while it dumps the trees, so a backup never sees half of a request's writes.
     write_gate: std::sync::Arc<tokio::sync::RwLock<()>>,
+    /// Which event types each reseller's webhook endpoints listen to (see `webhooks`).
+    subscriptions: webhooks::Subscriptions,
     /// Serialises domain registrations, whose pending-domain limit is a count, not a key.
     domain_creates: std::sync::Arc<std::sync::Mutex<()>>,
 }
@@ -132,6 +135,16 @@ pub(crate) struct Trees {
     pub submissions_by_form: sled::Tree,
     /// reseller id -> encoded Vec of its signing keys (at most 6)
     pub signing_keys: sled::Tree,
+    /// "reseller_id/webhook_id" -> endpoint
+    pub webhooks: sled::Tree,
+    /// event id -> event not yet fanned out to deliveries (written with the change it tells of)
+    pub events: sled::Tree,
+    /// delivery id -> delivery
+    pub deliveries: sled::Tree,
+    /// "webhook_id/delivery_id" -> ()
+    pub deliveries_by_webhook: sled::Tree,
+    /// 8-byte big-endian due time + delivery id -> () (the sender's queue)
+    pub delivery_due: sled::Tree,
 }
 
 /// Why the store could not be opened, in words for the operator.
@@ -399,6 +412,11 @@ impl Store {
             submissions: tree("submissions")?,
             submissions_by_form: tree("submissions_by_form")?,
             signing_keys: tree("signing_keys")?,
+            webhooks: tree("webhooks")?,
+            events: tree("events")?,
+            deliveries: tree("deliveries")?,
+            deliveries_by_webhook: tree("deliveries_by_webhook")?,
+            delivery_due: tree("delivery_due")?,
         };
         let blobs =
             blobs::Blobs::open(dir).map_err(|e| OpenError::Blobs(dir.display().to_string(), e))?;
@@ -417,7 +435,9 @@ impl Store {
                 failing = result.is_err();
             }),
         );
-        let issuer = issuer::Issuer::start(&t);
+        let subscriptions = webhooks::Subscriptions::load(&t.webhooks)
+            .map_err(|e| OpenError::Upgrade(format, e))?;
+        let issuer = issuer::Issuer::start(&t, &subscriptions);
         let store = Store {
             db,
             flusher,
@@ -429,6 +449,7 @@ impl Store {
             hosts_generation: hosts,
             credentials_generation: credentials,
             write_gate: Default::default(),
+            subscriptions,
             domain_creates: Default::default(),
         };
         if format < DATA_FORMAT {

@@ -270,6 +270,8 @@ impl Resellers<'_> {
                 .write()
                 .remove(p.as_str().as_bytes())?;
         }
+        // Endpoints go first, so deleting what the reseller owns tells nobody.
+        self.0.webhooks().delete_all(id)?;
         for key in self.0.keys().list(id)? {
             self.0.keys().delete(id, &key.id)?;
         }

@@ -1,6 +1,7 @@
 //! Sites: owned by one user of a reseller, named by a DNS label unique on the whole instance
 //! (`site_by_name`), optionally password-protected (argon2id), pointing at a published deploy.
 
+use super::webhooks::{emit, Subject};
 use super::{abort, decode, encode, get, ids_under, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::model::secret::hashes_equal;
@@ -120,15 +121,16 @@ impl Sites<'_> {
                 created_at: now,
                 updated_at: now,
             };
-            let t = &self.0.t;
+            let (t, subs) = (&self.0.t, &self.0.subscriptions);
             let user_key = super::users::entry_key(reseller_id, user_id);
             let result = (
                 &*t.sites.write(),
                 &*t.site_by_name.write(),
                 &t.sites_by_owner,
                 t.users_by_reseller.read(),
+                &t.events,
             )
-                .transaction(|(s, by_name, by_owner, users)| {
+                .transaction(|(s, by_name, by_owner, users, events)| {
                     // Every user of the reseller has an entry here.
                     if users.get(user_key.as_bytes())?.is_none() {
                         return abort(StoreError::NotFound("user"));
@@ -139,6 +141,9 @@ impl Sites<'_> {
                     s.insert(site.id.as_bytes(), encode(&site))?;
                     by_name.insert(site.name.as_str().as_bytes(), site.id.as_bytes())?;
                     by_owner.insert(owner_key(&site).as_bytes(), &[])?;
+                    emit(events, subs, reseller_id, "site.created", now, || {
+                        Subject::Site(site.clone())
+                    })?;
                     Ok(())
                 });
             match result {
@@ -218,16 +223,21 @@ impl Sites<'_> {
         let Some(site) = self.get(id)? else {
             return Err(StoreError::NotFound("site"));
         };
-        let t = &self.0.t;
+        let (t, subs) = (&self.0.t, &self.0.subscriptions);
         (
             &*t.sites.write(),
             &*t.site_by_name.write(),
             &t.sites_by_owner,
+            &t.events,
         )
-            .transaction(|(s, by_name, by_owner)| {
+            .transaction(|(s, by_name, by_owner, events)| {
                 s.remove(site.id.as_bytes())?;
                 by_name.remove(site.name.as_str().as_bytes())?;
                 by_owner.remove(owner_key(&site).as_bytes())?;
+                let now = Timestamp::now();
+                emit(events, subs, &site.reseller_id, "site.deleted", now, || {
+                    Subject::Site(site.clone())
+                })?;
                 Ok(())
             })?;
         self.0.domains().detach_site(&site.reseller_id, &site.id)?;

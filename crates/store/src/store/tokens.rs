@@ -304,7 +304,8 @@ impl Users<'_> {
         f: impl Fn(&UserTx) -> ConflictableTransactionResult<T, StoreError>,
     ) -> StoreResult<T> {
         let trees = UserTrees::open(&self.0.t);
-        let result = trees.all()[..].transaction(|v| f(&UserTx::new(v)));
+        let subs = &self.0.subscriptions;
+        let result = trees.all()[..].transaction(|v| f(&UserTx::new(v, subs)));
         Ok(result?)
     }
 }

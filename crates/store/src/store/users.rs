@@ -5,6 +5,7 @@
 use super::issuer::{upsert_in, NewToken, Upsert};
 use super::tokens::{drop_records, token_ids};
 use super::watched::Written;
+use super::webhooks::{emit, Subject, Subscriptions};
 use super::{abort, bump, count_of, decode, encode, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::model::secret::{Secret, TOKEN_PREFIX};
@@ -54,7 +55,7 @@ impl<'a> UserTrees<'a> {
     }
 
     /// The trees, in the order `UserTx::new` reads them.
-    pub(super) fn all(&self) -> [&sled::Tree; 9] {
+    pub(super) fn all(&self) -> [&sled::Tree; 10] {
         let t = self.t;
         [
             &self.users,
@@ -66,6 +67,7 @@ impl<'a> UserTrees<'a> {
             &t.user_tokens,
             &t.users_by_uid,
             &t.token_expiry,
+            &t.events,
         ]
     }
 
@@ -94,10 +96,13 @@ pub(super) struct UserTx {
     pub user_tokens: TransactionalTree,
     pub users_by_uid: TransactionalTree,
     pub token_expiry: TransactionalTree,
+    pub events: TransactionalTree,
+    /// Who listens for user events (see `webhooks::emit`).
+    pub subs: Subscriptions,
 }
 
 impl UserTx {
-    pub(super) fn new(v: &[TransactionalTree]) -> UserTx {
+    pub(super) fn new(v: &[TransactionalTree], subs: &Subscriptions) -> UserTx {
         UserTx {
             users: v[0].clone(),
             user_by_email: v[1].clone(),
@@ -108,6 +113,8 @@ impl UserTx {
             user_tokens: v[6].clone(),
             users_by_uid: v[7].clone(),
             token_expiry: v[8].clone(),
+            events: v[9].clone(),
+            subs: subs.clone(),
         }
     }
 }
@@ -417,6 +424,14 @@ impl Users<'_> {
             tx.users.remove(user.id.as_bytes())?;
             tx.counters
                 .remove(legacy_token_count_key(&user.id).as_bytes())?;
+            emit(
+                &tx.events,
+                &tx.subs,
+                reseller_id,
+                "user.deleted",
+                Timestamp::now(),
+                || Subject::User(user.clone()),
+            )?;
             tx.user_by_email
                 .remove(email_key(reseller_id, &user.email).as_bytes())?;
             if let Some(uid) = &user.uid {

@@ -1,0 +1,789 @@
+//! Webhooks: a reseller's endpoints, the event outbox and the delivery queue.
+//!
+//! An event is written by the store in the same transaction as the change that causes it
+//! (`emit`), and only when one of the reseller's enabled endpoints listens for its type (the
+//! in-memory `Subscriptions`, kept with every endpoint write), so a reseller without webhooks
+//! pays nothing. The server's dispatcher then fans each event out to one delivery per listening
+//! endpoint, with the body rendered once (a retry sends the same bytes), in one transaction that
+//! also removes the event: a crash before it leaves the event to fan out again, never half done.
+//! Deliveries wait in `delivery_due` (8-byte big-endian due time + delivery id), so the sender
+//! reads what is due in order without a scan.
+
+use super::{abort, decode, encode, Store};
+use crate::error::{StoreError, StoreResult};
+use crate::model::{new_id, Timestamp};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionResult, TransactionalTree};
+use sled::Transactional;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Endpoints per reseller.
+pub const MAX_ENDPOINTS: usize = 10;
+/// Deliveries an endpoint may have waiting; past it, new events for it are dropped (and
+/// counted), so a receiver that never answers cannot grow the disk without bound.
+pub const MAX_PENDING_PER_ENDPOINT: u64 = 100_000;
+/// Attempts a delivery keeps (the newest).
+pub const MAX_ATTEMPTS_KEPT: usize = 30;
+
+/// Every event type, as API.md lists them.
+pub const EVENT_TYPES: &[&str] = &[
+    "user.created",
+    "user.deleted",
+    "user.suspended",
+    "site.created",
+    "site.deleted",
+    "deploy.ready",
+    "deploy.failed",
+    "domain.created",
+    "domain.verified",
+    "domain.failed",
+    "domain.deleted",
+    "certificate.issued",
+    "certificate.failed",
+    "certificate.expiring",
+    "form.submission",
+    "charge.created",
+    "key.created",
+    "key.deleted",
+    "quota.warning",
+    "quota.exceeded",
+];
+
+/// A webhook signing secret (`whsec_` + base64 of 24 random bytes). Stored as it is, since
+/// the server signs with it; shown once; never printed.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct WebhookSecret(pub String);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(***)")
+    }
+}
+
+impl WebhookSecret {
+    pub fn generate() -> WebhookSecret {
+        use base64::Engine;
+        use rand::RngCore;
+        let mut bytes = [0u8; 24];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        WebhookSecret(format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        ))
+    }
+
+    /// The HMAC key: the base64 after `whsec_` (Standard Webhooks).
+    pub fn key(&self) -> Vec<u8> {
+        use base64::Engine;
+        let b64 = self.0.strip_prefix("whsec_").unwrap_or(&self.0);
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap_or_else(|_| b64.as_bytes().to_vec())
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: String,
+    pub reseller_id: String,
+    pub url: String,
+    /// Event types, or `["*"]` for all.
+    pub events: Vec<String>,
+    pub secret: WebhookSecret,
+    pub enabled: bool,
+    /// Why the server disabled it (failing for 3 days), if it did.
+    pub disabled_reason: Option<String>,
+    /// Since when every attempt has failed (cleared by a success).
+    pub failing_since: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Endpoint {
+    pub fn listens_to(&self, kind: &str) -> bool {
+        self.enabled && self.events.iter().any(|e| e == "*" || e == kind)
+    }
+}
+
+/// What changed, as the store holds it; the server renders it as the API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Subject {
+    User(super::users::User),
+    Site(super::sites::Site),
+    Deploy(super::deploys::Deploy),
+    Domain(super::domains::Domain),
+    Submission(super::forms::Submission),
+    Charge(super::billing::Charge),
+    Key(super::keys::ApiKey),
+    Certificate {
+        domain: String,
+        site_id: String,
+        expires_at: Option<Timestamp>,
+        error: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub reseller_id: String,
+    pub kind: String,
+    pub at: Timestamp,
+    pub subject: Subject,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryState {
+    Pending,
+    Delivered,
+    /// Retried for 3 days without a 2xx, or its endpoint was deleted or disabled.
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at: Timestamp,
+    /// The receiver's status, if it answered.
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    /// Why no answer came (timeout, refused, a refused target), if none did.
+    pub error: Option<String>,
+    /// The first bytes of the answer's body.
+    pub excerpt: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Also the `webhook-id` header: the same on every attempt, so receivers can deduplicate.
+    pub id: String,
+    pub webhook_id: String,
+    pub reseller_id: String,
+    pub event_id: String,
+    pub kind: String,
+    /// The body, rendered once.
+    pub body: Vec<u8>,
+    pub created_at: Timestamp,
+    pub state: DeliveryState,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at: Option<Timestamp>,
+    pub attempts: Vec<Attempt>,
+    /// Attempts made in all (the list keeps only the newest `MAX_ATTEMPTS_KEPT`).
+    pub attempt_count: u32,
+}
+
+/// The 8-byte big-endian time then the id: the sender's queue order.
+pub fn due_key(at: Timestamp, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + id.len());
+    key.extend_from_slice(&(at.0.max(0) as u64).to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// Which event types each reseller's enabled endpoints listen to: read without a lock held
+/// for long on every event-causing write, changed with every endpoint write.
+#[derive(Clone, Default)]
+pub(crate) struct Subscriptions {
+    map: Arc<RwLock<HashMap<String, Vec<Vec<String>>>>>,
+    /// Woken by every event written (a transaction that aborts wakes it for nothing).
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+impl Subscriptions {
+    pub fn wants(&self, reseller_id: &str, kind: &str) -> bool {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.get(reseller_id).is_some_and(|endpoints| {
+            endpoints
+                .iter()
+                .any(|events| events.iter().any(|e| e == "*" || e == kind))
+        })
+    }
+
+    fn set(&self, reseller_id: &str, endpoints: &[Endpoint]) {
+        let listening: Vec<Vec<String>> = endpoints
+            .iter()
+            .filter(|e| e.enabled)
+            .map(|e| e.events.clone())
+            .collect();
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if listening.is_empty() {
+            map.remove(reseller_id);
+        } else {
+            map.insert(reseller_id.to_string(), listening);
+        }
+    }
+
+    pub(crate) fn load(tree: &sled::Tree) -> StoreResult<Subscriptions> {
+        let subs = Subscriptions::default();
+        let mut by_reseller: HashMap<String, Vec<Endpoint>> = HashMap::new();
+        for item in tree.iter().values() {
+            let endpoint: Endpoint = decode(&item?)?;
+            by_reseller
+                .entry(endpoint.reseller_id.clone())
+                .or_default()
+                .push(endpoint);
+        }
+        for (reseller_id, endpoints) in by_reseller {
+            subs.set(&reseller_id, &endpoints);
+        }
+        Ok(subs)
+    }
+}
+
+/// Writes an event into `events` inside the transaction of the change that causes it, if any
+/// endpoint of the reseller listens for its type.
+pub(crate) fn emit(
+    events: &TransactionalTree,
+    subs: &Subscriptions,
+    reseller_id: &str,
+    kind: &'static str,
+    at: Timestamp,
+    subject: impl FnOnce() -> Subject,
+) -> ConflictableTransactionResult<(), StoreError> {
+    debug_assert!(EVENT_TYPES.contains(&kind), "{kind} is not an event type");
+    if !subs.wants(reseller_id, kind) {
+        return Ok(());
+    }
+    let event = Event {
+        id: new_id(),
+        reseller_id: reseller_id.to_string(),
+        kind: kind.to_string(),
+        at,
+        subject: subject(),
+    };
+    events.insert(event.id.as_bytes(), encode(&event))?;
+    subs.wake.notify_one();
+    Ok(())
+}
+
+pub struct Webhooks<'a>(&'a Store);
+
+impl Store {
+    pub fn webhooks(&self) -> Webhooks<'_> {
+        Webhooks(self)
+    }
+}
+
+fn endpoint_key(reseller_id: &str, id: &str) -> String {
+    format!("{reseller_id}/{id}")
+}
+
+fn pending_key(webhook_id: &str) -> String {
+    format!("webhook_pending/{webhook_id}")
+}
+
+fn count_key(webhook_id: &str) -> String {
+    format!("webhook_deliveries/{webhook_id}")
+}
+
+/// What a PATCH may change.
+#[derive(Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+impl Webhooks<'_> {
+    /// Checks an event filter: known types, or `["*"]`; at least one; no repeats.
+    pub fn valid_events(events: &[String]) -> StoreResult<()> {
+        if events.is_empty() || events.len() > EVENT_TYPES.len() + 1 {
+            return Err(StoreError::invalid(
+                "events lists at least one event type, or [\"*\"] for all",
+            ));
+        }
+        for e in events {
+            if e != "*" && !EVENT_TYPES.contains(&e.as_str()) {
+                return Err(StoreError::invalid(format!(
+                    "{e:?} is not an event type (see the list in the API notes), nor \"*\""
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates an endpoint unless the reseller has `MAX_ENDPOINTS`.
+    pub fn create(
+        &self,
+        reseller_id: &str,
+        url: String,
+        events: Vec<String>,
+        now: Timestamp,
+    ) -> StoreResult<Endpoint> {
+        Self::valid_events(&events)?;
+        if self.list(reseller_id)?.len() >= MAX_ENDPOINTS {
+            return Err(StoreError::Conflict(
+                "webhook_limit_reached",
+                format!("a reseller has at most {MAX_ENDPOINTS} webhook endpoints"),
+            ));
+        }
+        let endpoint = Endpoint {
+            id: new_id(),
+            reseller_id: reseller_id.to_string(),
+            url,
+            events,
+            secret: WebhookSecret::generate(),
+            enabled: true,
+            disabled_reason: None,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.0.t.webhooks.insert(
+            endpoint_key(reseller_id, &endpoint.id).as_bytes(),
+            encode(&endpoint),
+        )?;
+        self.resubscribe(reseller_id)?;
+        Ok(endpoint)
+    }
+
+    pub fn list(&self, reseller_id: &str) -> StoreResult<Vec<Endpoint>> {
+        self.0
+            .t
+            .webhooks
+            .scan_prefix(format!("{reseller_id}/").as_bytes())
+            .values()
+            .map(|v| decode(&v?))
+            .collect()
+    }
+
+    /// An endpoint of this reseller; anyone else's is "not found".
+    pub fn get(&self, reseller_id: &str, id: &str) -> StoreResult<Endpoint> {
+        super::get(&self.0.t.webhooks, &endpoint_key(reseller_id, id))?
+            .ok_or(StoreError::NotFound("webhook"))
+    }
+
+    pub fn update(
+        &self,
+        reseller_id: &str,
+        id: &str,
+        patch: EndpointPatch,
+        now: Timestamp,
+    ) -> StoreResult<Endpoint> {
+        if let Some(events) = &patch.events {
+            Self::valid_events(events)?;
+        }
+        let updated = self.change(reseller_id, id, |e| {
+            if let Some(url) = &patch.url {
+                e.url = url.clone();
+            }
+            if let Some(events) = &patch.events {
+                e.events = events.clone();
+            }
+            if let Some(enabled) = patch.enabled {
+                e.enabled = enabled;
+                if enabled {
+                    e.disabled_reason = None;
+                    e.failing_since = None;
+                }
+            }
+            e.updated_at = now;
+        })?;
+        self.resubscribe(reseller_id)?;
+        Ok(updated)
+    }
+
+    /// Deletes an endpoint; its waiting deliveries fail when the sender reaches them.
+    pub fn delete(&self, reseller_id: &str, id: &str) -> StoreResult<()> {
+        self.get(reseller_id, id)?;
+        self.0
+            .t
+            .webhooks
+            .remove(endpoint_key(reseller_id, id).as_bytes())?;
+        self.resubscribe(reseller_id)?;
+        Ok(())
+    }
+
+    /// Forgets every endpoint, delivery and event of a deleted reseller.
+    pub fn delete_all(&self, reseller_id: &str) -> StoreResult<()> {
+        for endpoint in self.list(reseller_id)? {
+            self.delete(reseller_id, &endpoint.id)?;
+            let prefix = format!("{}/", endpoint.id);
+            for key in self
+                .0
+                .t
+                .deliveries_by_webhook
+                .scan_prefix(prefix.as_bytes())
+                .keys()
+            {
+                let key = key?;
+                let delivery_id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                if let Some(d) = self.delivery_record(&delivery_id)? {
+                    if let Some(at) = d.next_attempt_at {
+                        self.0.t.delivery_due.remove(due_key(at, &d.id))?;
+                    }
+                }
+                self.0.t.deliveries.remove(delivery_id.as_bytes())?;
+                self.0.t.deliveries_by_webhook.remove(key)?;
+            }
+            for key in [pending_key(&endpoint.id), count_key(&endpoint.id)] {
+                self.0.t.counters.remove(key.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the outcome of a delivery attempt on its endpoint: a success clears the failing
+    /// streak; a failure starts one, and an endpoint failing for `disable_after` is disabled.
+    /// Returns the endpoint if this call disabled it.
+    pub fn record_health(
+        &self,
+        reseller_id: &str,
+        id: &str,
+        ok: bool,
+        now: Timestamp,
+        disable_after_ms: i64,
+    ) -> StoreResult<Option<Endpoint>> {
+        let mut disabled = false;
+        let result = self.change(reseller_id, id, |e| {
+            disabled = false;
+            if ok {
+                e.failing_since = None;
+            } else {
+                let since = *e.failing_since.get_or_insert(now);
+                if e.enabled && now.0 - since.0 >= disable_after_ms {
+                    e.enabled = false;
+                    e.disabled_reason = Some(format!(
+                        "every delivery failed since {}",
+                        since.to_rfc3339()
+                    ));
+                    disabled = true;
+                }
+            }
+        });
+        match result {
+            Ok(e) => {
+                if disabled {
+                    self.resubscribe(reseller_id)?;
+                    Ok(Some(e))
+                } else {
+                    Ok(None)
+                }
+            }
+            // Deleted meanwhile: nothing to record.
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn change(
+        &self,
+        reseller_id: &str,
+        id: &str,
+        mut f: impl FnMut(&mut Endpoint),
+    ) -> StoreResult<Endpoint> {
+        let key = endpoint_key(reseller_id, id);
+        loop {
+            let Some(raw) = self.0.t.webhooks.get(key.as_bytes())? else {
+                return Err(StoreError::NotFound("webhook"));
+            };
+            let mut endpoint: Endpoint = decode(&raw)?;
+            f(&mut endpoint);
+            let swapped = self.0.t.webhooks.compare_and_swap(
+                key.as_bytes(),
+                Some(&raw),
+                Some(encode(&endpoint)),
+            )?;
+            if swapped.is_ok() {
+                return Ok(endpoint);
+            }
+        }
+    }
+
+    fn resubscribe(&self, reseller_id: &str) -> StoreResult<()> {
+        let endpoints = self.list(reseller_id)?;
+        self.0.subscriptions.set(reseller_id, &endpoints);
+        Ok(())
+    }
+
+    /// Woken when an event may have been written (see `Subscriptions::wake`).
+    pub fn events_written(&self) -> Arc<tokio::sync::Notify> {
+        self.0.subscriptions.wake.clone()
+    }
+
+    /// Up to `limit` events not yet fanned out, oldest first.
+    pub fn pending_events(&self, limit: usize) -> StoreResult<Vec<Event>> {
+        self.0
+            .t
+            .events
+            .iter()
+            .values()
+            .take(limit)
+            .map(|v| decode(&v?))
+            .collect()
+    }
+
+    /// Replaces an event by its deliveries (one per listening endpoint, each with its body),
+    /// in one transaction. An endpoint at `MAX_PENDING_PER_ENDPOINT` gets none; the ids of
+    /// those endpoints are returned.
+    pub fn fan_out(&self, event: &Event, deliveries: Vec<Delivery>) -> StoreResult<Vec<String>> {
+        let t = &self.0.t;
+        let result = (
+            &t.events,
+            &t.deliveries,
+            &t.deliveries_by_webhook,
+            &t.delivery_due,
+            &t.counters,
+        )
+            .transaction(|(events, all, by_webhook, due, counters)| {
+                let mut dropped = Vec::new();
+                if events.remove(event.id.as_bytes())?.is_none() {
+                    return Ok(dropped);
+                }
+                for d in &deliveries {
+                    let key = pending_key(&d.webhook_id);
+                    let pending = super::count_of(counters.get(key.as_bytes())?);
+                    if pending.max(0) as u64 >= MAX_PENDING_PER_ENDPOINT {
+                        dropped.push(d.webhook_id.clone());
+                        continue;
+                    }
+                    super::bump(counters, &key, 1)?;
+                    super::bump(counters, &count_key(&d.webhook_id), 1)?;
+                    all.insert(d.id.as_bytes(), encode(d))?;
+                    by_webhook.insert(format!("{}/{}", d.webhook_id, d.id).as_bytes(), &[])?;
+                    if let Some(at) = d.next_attempt_at {
+                        due.insert(due_key(at, &d.id), &[])?;
+                    }
+                }
+                Ok(dropped)
+            })?;
+        Ok(result)
+    }
+
+    /// Ids of deliveries due at or before `now`, oldest due first, at most `limit`.
+    pub fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<(Vec<u8>, String)>> {
+        let end = (now.0.max(0) as u64 + 1).to_be_bytes();
+        self.0
+            .t
+            .delivery_due
+            .range(..&end[..])
+            .keys()
+            .take(limit)
+            .map(|key| {
+                let key = key?;
+                let id = String::from_utf8_lossy(&key[8..]).into_owned();
+                Ok((key.to_vec(), id))
+            })
+            .collect()
+    }
+
+    /// Takes a due delivery (by its queue key, from `due`) for an attempt: it is leased until
+    /// `until` (its queue entry moves there), so it is not taken twice, and a crash mid-attempt
+    /// leaves it to be tried again once the lease runs out. None if someone else took it.
+    pub fn lease(&self, due_entry: &[u8], until: Timestamp) -> StoreResult<Option<Delivery>> {
+        let t = &self.0.t;
+        let id = String::from_utf8_lossy(&due_entry[8.min(due_entry.len())..]).into_owned();
+        Ok((&t.deliveries, &t.delivery_due).transaction(|(all, due)| {
+            if due.remove(due_entry)?.is_none() {
+                return Ok(None);
+            }
+            let Some(raw) = all.get(id.as_bytes())? else {
+                return Ok(None);
+            };
+            let mut d: Delivery = decode(&raw).or_else(abort)?;
+            if d.state != DeliveryState::Pending {
+                return Ok(None);
+            }
+            d.next_attempt_at = Some(until);
+            due.insert(due_key(until, &d.id), &[])?;
+            all.insert(d.id.as_bytes(), encode(&d))?;
+            Ok(Some(d))
+        })?)
+    }
+
+    /// Records an attempt and what follows it: `next` schedules another attempt, `None` ends
+    /// the delivery (delivered if `delivered`, else failed).
+    pub fn record_attempt(
+        &self,
+        id: &str,
+        attempt: Attempt,
+        delivered: bool,
+        next: Option<Timestamp>,
+    ) -> StoreResult<Delivery> {
+        let t = &self.0.t;
+        Ok(
+            (&t.deliveries, &t.delivery_due, &t.counters).transaction(|(all, due, counters)| {
+                let Some(raw) = all.get(id.as_bytes())? else {
+                    return abort(StoreError::NotFound("delivery"));
+                };
+                let mut d: Delivery = decode(&raw).or_else(abort)?;
+                if let Some(at) = d.next_attempt_at {
+                    due.remove(due_key(at, &d.id))?;
+                }
+                d.attempts.push(attempt.clone());
+                if d.attempts.len() > MAX_ATTEMPTS_KEPT {
+                    d.attempts.remove(0);
+                }
+                d.attempt_count += 1;
+                let was_pending = d.state == DeliveryState::Pending;
+                match (delivered, next) {
+                    (true, _) => {
+                        d.state = DeliveryState::Delivered;
+                        d.next_attempt_at = None;
+                    }
+                    (false, Some(at)) => {
+                        d.state = DeliveryState::Pending;
+                        d.next_attempt_at = Some(at);
+                        due.insert(due_key(at, &d.id), &[])?;
+                    }
+                    (false, None) => {
+                        d.state = DeliveryState::Failed;
+                        d.next_attempt_at = None;
+                    }
+                }
+                let now_pending = d.state == DeliveryState::Pending;
+                if was_pending != now_pending {
+                    let delta = if now_pending { 1 } else { -1 };
+                    super::bump(counters, &pending_key(&d.webhook_id), delta)?;
+                }
+                all.insert(d.id.as_bytes(), encode(&d))?;
+                Ok(d)
+            })?,
+        )
+    }
+
+    /// Ends a pending delivery without an attempt (its endpoint is gone or disabled).
+    pub fn give_up(&self, id: &str, why: &str, now: Timestamp) -> StoreResult<Delivery> {
+        let attempt = Attempt {
+            at: now,
+            status: None,
+            latency_ms: 0,
+            error: Some(why.to_string()),
+            excerpt: String::new(),
+        };
+        self.record_attempt(id, attempt, false, None)
+    }
+
+    /// Makes a delivery of this endpoint due now (a manual retry), also after it failed.
+    pub fn retry(
+        &self,
+        reseller_id: &str,
+        webhook_id: &str,
+        id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Delivery> {
+        self.get(reseller_id, webhook_id)?;
+        let t = &self.0.t;
+        Ok(
+            (&t.deliveries, &t.delivery_due, &t.counters).transaction(|(all, due, counters)| {
+                let Some(raw) = all.get(id.as_bytes())? else {
+                    return abort(StoreError::NotFound("delivery"));
+                };
+                let mut d: Delivery = decode(&raw).or_else(abort)?;
+                if d.webhook_id != webhook_id || d.reseller_id != reseller_id {
+                    return abort(StoreError::NotFound("delivery"));
+                }
+                if let Some(at) = d.next_attempt_at {
+                    due.remove(due_key(at, &d.id))?;
+                }
+                if d.state != DeliveryState::Pending {
+                    super::bump(counters, &pending_key(&d.webhook_id), 1)?;
+                }
+                d.state = DeliveryState::Pending;
+                d.next_attempt_at = Some(now);
+                due.insert(due_key(now, &d.id), &[])?;
+                all.insert(d.id.as_bytes(), encode(&d))?;
+                Ok(d)
+            })?,
+        )
+    }
+
+    /// A delivery by id, whoever's it is (for the sender).
+    pub fn delivery_record(&self, id: &str) -> StoreResult<Option<Delivery>> {
+        super::get(&self.0.t.deliveries, id)
+    }
+
+    /// A delivery of this reseller's endpoint; anything else is "not found".
+    pub fn delivery(&self, reseller_id: &str, webhook_id: &str, id: &str) -> StoreResult<Delivery> {
+        self.delivery_record(id)?
+            .filter(|d| d.reseller_id == reseller_id && d.webhook_id == webhook_id)
+            .ok_or(StoreError::NotFound("delivery"))
+    }
+
+    /// A page of an endpoint's deliveries, newest first (the endpoint must be the reseller's).
+    pub fn deliveries(
+        &self,
+        reseller_id: &str,
+        webhook_id: &str,
+        want: &super::Want,
+    ) -> StoreResult<(super::Window<Delivery>, usize)> {
+        self.get(reseller_id, webhook_id)?;
+        let prefix = format!("{webhook_id}/");
+        let window = super::page_desc(&self.0.t.deliveries_by_webhook, prefix.as_bytes(), want)?;
+        let counted = self.0.t.counters.get(count_key(webhook_id).as_bytes())?;
+        let total = super::count_of(counted).max(0) as usize;
+        let mut items = Vec::with_capacity(window.items.len());
+        for (key, _) in &window.items {
+            // The window's keys are already without the prefix.
+            let id = String::from_utf8_lossy(key).into_owned();
+            if let Some(d) = self.delivery_record(&id)? {
+                items.push(d);
+            }
+        }
+        Ok((window.holding(items), total))
+    }
+
+    /// Deliveries waiting (all endpoints), for the outbox-depth gauge.
+    pub fn pending_count(&self) -> u64 {
+        self.0
+            .t
+            .counters
+            .scan_prefix(b"webhook_pending/")
+            .values()
+            .filter_map(Result::ok)
+            .map(|v| super::count_of(Some(v)).max(0) as u64)
+            .sum()
+    }
+
+    /// Removes finished deliveries created before `before`, at most `limit`; returns how many.
+    pub fn prune(&self, before: Timestamp, limit: usize) -> StoreResult<usize> {
+        let t = &self.0.t;
+        let end = format!("msg_{}", crate::model::id_floor(before));
+        let mut removed = 0;
+        for item in t.deliveries.range(..end.as_bytes()).take(limit) {
+            let (key, raw) = item?;
+            let d: Delivery = decode(&raw)?;
+            if d.state == DeliveryState::Pending {
+                continue;
+            }
+            (&t.deliveries, &t.deliveries_by_webhook, &t.counters).transaction(
+                |(all, by_webhook, counters)| {
+                    if all.remove(&key)?.is_some() {
+                        by_webhook.remove(format!("{}/{}", d.webhook_id, d.id).as_bytes())?;
+                        super::bump(counters, &count_key(&d.webhook_id), -1)?;
+                    }
+                    Ok::<_, sled::transaction::ConflictableTransactionError<StoreError>>(())
+                },
+            )?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+/// A new delivery of `event` to `endpoint`, due now.
+pub fn new_delivery(event: &Event, endpoint: &Endpoint, body: Vec<u8>, now: Timestamp) -> Delivery {
+    Delivery {
+        id: format!("msg_{}", new_id()),
+        webhook_id: endpoint.id.clone(),
+        reseller_id: event.reseller_id.clone(),
+        event_id: event.id.clone(),
+        kind: event.kind.clone(),
+        body,
+        created_at: now,
+        state: DeliveryState::Pending,
+        next_attempt_at: Some(now),
+        attempts: Vec::new(),
+        attempt_count: 0,
+    }
+}

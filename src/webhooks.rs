@@ -1,0 +1,694 @@
+//! Webhook delivery. The store writes an event with the change that causes it (see
+//! `store::webhooks`); here the dispatcher turns each durable event into one delivery per
+//! listening endpoint, its body rendered once as the API shows the resource, and the sender posts
+//! them: Standard Webhooks headers and HMAC signature, plus an Ed25519 signature (`v1a`) with the
+//! reseller's active EdDSA signing key; retries with exponential backoff and jitter for 3 days;
+//! a few attempts at a time per endpoint; every attempt recorded. Targets that resolve to
+//! loopback, private or link-local addresses are refused unless the operator allows them, when
+//! the endpoint is saved and again at every connection (so DNS cannot be turned on us later).
+
+use crate::model::Timestamp;
+use crate::store::webhooks::{new_delivery, Attempt, Delivery, Endpoint, Event, Subject};
+use crate::store::Store;
+use crate::AppState;
+use actix_web::web;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use hmac::Mac;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a delivery is retried.
+pub const RETRY_FOR_MS: i64 = 3 * 24 * 3600 * 1000;
+/// An endpoint whose every attempt failed for this long is disabled.
+pub const DISABLE_AFTER_MS: i64 = RETRY_FOR_MS;
+/// The first retry waits about this long; each next one twice as long, up to `MAX_BACKOFF_MS`.
+const FIRST_BACKOFF_MS: i64 = 5_000;
+const MAX_BACKOFF_MS: i64 = 6 * 3600 * 1000;
+/// Attempts at once, per endpoint and in all.
+const PER_ENDPOINT: usize = 4;
+const IN_FLIGHT: usize = 64;
+/// The longest an idle sender or dispatcher sleeps before looking again.
+const IDLE: Duration = Duration::from_millis(250);
+/// Bytes of a receiver's answer kept with the attempt.
+const EXCERPT: usize = 1024;
+/// Finished deliveries are kept this long, then pruned.
+const KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
+
+/// Delivery attempts by result, their latency, and events dropped for a full outbox.
+#[derive(Default)]
+pub struct OutboxMetrics {
+    pub delivered: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    pub latency_count: AtomicU64,
+    pub latency_ms_sum: AtomicU64,
+}
+
+/// Upper bounds of the delivery latency histogram, in seconds.
+pub const LATENCY_BUCKETS: [f64; 8] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+impl OutboxMetrics {
+    fn observe(&self, latency: Duration) {
+        let secs = latency.as_secs_f64();
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_ms_sum
+            .fetch_add(latency.as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The sender's shared parts.
+pub struct Outbox {
+    client: reqwest::Client,
+    allow_private: bool,
+    /// Woken when deliveries were made or made due (a manual retry).
+    pub wake: tokio::sync::Notify,
+    in_flight: Mutex<HashMap<String, usize>>,
+    pub metrics: OutboxMetrics,
+}
+
+impl Outbox {
+    pub fn new(allow_private: bool, timeout: Duration) -> Result<Outbox, String> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("resellerd-webhooks/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(GuardedResolver { allow_private }))
+            .build()
+            .map_err(|e| format!("cannot build the webhook client: {e}"))?;
+        Ok(Outbox {
+            client,
+            allow_private,
+            wake: tokio::sync::Notify::new(),
+            in_flight: Mutex::new(HashMap::new()),
+            metrics: OutboxMetrics::default(),
+        })
+    }
+
+    /// Claims one of an endpoint's attempt slots, if it has one free and the sender too.
+    fn claim(&self, webhook_id: &str) -> bool {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = map.values().sum();
+        let mine = map.entry(webhook_id.to_string()).or_default();
+        if *mine >= PER_ENDPOINT || total >= IN_FLIGHT {
+            return false;
+        }
+        *mine += 1;
+        true
+    }
+
+    fn release(&self, webhook_id: &str) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(webhook_id) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(webhook_id);
+            }
+        }
+    }
+
+    fn free_slots(&self) -> usize {
+        let map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        IN_FLIGHT.saturating_sub(map.values().sum())
+    }
+}
+
+/// True for addresses a webhook must not reach unless the operator allows it: loopback,
+/// private, link-local, unique-local, carrier-grade NAT, unspecified, multicast, broadcast.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || o[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] == 0x64 && s[1] == 0xff9b)
+        }
+    }
+}
+
+/// Why a target is refused, for a 400 `forbidden_target` or an attempt's error.
+fn refused(host: &str) -> String {
+    format!(
+        "{host} resolves to a loopback, private or link-local address; the operator has not \
+         allowed those (--allow-private-targets)"
+    )
+}
+
+/// Checks a webhook URL when it is saved: http or https, a host, no credentials, and (unless
+/// allowed) no address that is loopback, private or link-local. Err is (machine code, message).
+pub async fn check_target(
+    raw: &str,
+    allow_private: bool,
+) -> Result<String, (&'static str, String)> {
+    let invalid = |why: &str| ("invalid_request", format!("url: {why}"));
+    if raw.len() > 2048 {
+        return Err(invalid("at most 2048 characters"));
+    }
+    let url = reqwest::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("must be http or https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "must not carry credentials; authenticate with the signature",
+        ));
+    }
+    let Some(host) = url.host_str() else {
+        return Err(invalid("needs a host"));
+    };
+    if allow_private {
+        return Ok(url.to_string());
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    let host_only = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<IpAddr> = match host_only.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => {
+            let lookup = tokio::net::lookup_host((host_only, port));
+            tokio::time::timeout(Duration::from_secs(5), lookup)
+                .await
+                .map_err(|_| invalid(&format!("{host} did not resolve within 5 s")))?
+                .map_err(|e| invalid(&format!("{host} does not resolve: {e}")))?
+                .map(|a| a.ip())
+                .collect()
+        }
+    };
+    if addrs.is_empty() || addrs.iter().any(|ip| is_private(*ip)) {
+        return Err(("forbidden_target", refused(host)));
+    }
+    Ok(url.to_string())
+}
+
+/// Resolves webhook hosts and drops private addresses (unless allowed) at connection time.
+struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| allow_private || !is_private(a.ip()))
+                .collect();
+            if found.is_empty() {
+                return Err(refused(&host).into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(found.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The body of an event: `{"type", "timestamp", "data"}`, the data as the API shows it.
+pub fn render(state: &AppState, event: &Event) -> Vec<u8> {
+    let data = render_subject(state, &event.subject).unwrap_or_else(|_| fallback(&event.subject));
+    let body = serde_json::json!({
+        "type": event.kind,
+        "timestamp": event.at.to_rfc3339(),
+        "data": data,
+    });
+    body.to_string().into_bytes()
+}
+
+fn render_subject(
+    state: &AppState,
+    subject: &Subject,
+) -> crate::error::ApiResult<serde_json::Value> {
+    use crate::api;
+    let json = |v: &dyn erased::Json| v.value();
+    Ok(match subject {
+        Subject::User(u) => json(&api::users::UserView::of_user(u.clone())),
+        Subject::Site(site) => {
+            let reseller = state.store.resellers().get(&site.reseller_id)?;
+            json(&api::sites::site_view(state, &reseller, site)?)
+        }
+        Subject::Deploy(d) => {
+            let reseller = state.store.resellers().get(&d.reseller_id)?;
+            let site = state
+                .store
+                .sites()
+                .get(&d.site_id)?
+                .ok_or(crate::error::ApiError::NotFound("site"))?;
+            json(&api::sites::deploy_view(state, &reseller, &site, d))
+        }
+        Subject::Domain(d) => json(&api::domains::domain_view(state, d)?),
+        Subject::Submission(s) => json(&api::forms::submission_view(s)),
+        Subject::Charge(c) => json(c),
+        Subject::Key(k) => json(&api::keys::KeyView::from(k.clone())),
+        Subject::Certificate {
+            domain,
+            site_id,
+            expires_at,
+            error,
+        } => serde_json::json!({
+            "domain": domain,
+            "site_id": site_id,
+            "expires_at": expires_at,
+            "error": error,
+        }),
+    })
+}
+
+/// When the full view cannot be made (its site was deleted meanwhile): the ids it names.
+fn fallback(subject: &Subject) -> serde_json::Value {
+    match subject {
+        Subject::Deploy(d) => serde_json::json!({
+            "id": d.id, "site_id": d.site_id, "state": d.state.name(),
+            "error_message": d.error_message,
+        }),
+        Subject::Site(s) => serde_json::json!({"id": s.id, "name": s.name}),
+        Subject::Domain(d) => serde_json::json!({"id": d.id, "domain": d.name}),
+        _ => serde_json::Value::Null,
+    }
+}
+
+/// Serializes any view to a JSON value (the views are different types).
+mod erased {
+    pub trait Json {
+        fn value(&self) -> serde_json::Value;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn value(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
+}
+
+/// The `webhook-signature` header: `v1,<HMAC>` and, with an active EdDSA key, `v1a,<Ed25519>`,
+/// both over `<id>.<timestamp>.<body>`.
+pub fn signature(
+    secret: &crate::store::webhooks::WebhookSecret,
+    ed25519: Option<&crate::store::signing::SigningKey>,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    let mut content = format!("{id}.{timestamp}.").into_bytes();
+    content.extend_from_slice(body);
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret.key())
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(&content);
+    let mut header = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    if let Some(key) = ed25519 {
+        match crate::signing::sign(key, &content) {
+            Ok(sig) => {
+                header.push_str(" v1a,");
+                header.push_str(&STANDARD.encode(sig));
+            }
+            Err(e) => {
+                tracing::warn!(kid = %key.kid, error = %e, "cannot sign a webhook with the reseller's key")
+            }
+        }
+    }
+    header
+}
+
+/// Turns durable events into deliveries, forever.
+pub async fn dispatch_forever(state: web::Data<AppState>) {
+    let written = state.store.webhooks().events_written();
+    loop {
+        let _ = tokio::time::timeout(IDLE, written.notified()).await;
+        if let Err(e) = dispatch(&state).await {
+            tracing::warn!(error = %e.cause_chain(), "cannot fan webhook events out; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+async fn dispatch(state: &AppState) -> crate::error::ApiResult<()> {
+    let store = &state.store;
+    // The transactions that wrote what a wake-up announced commit a moment after it.
+    store.flush().await?;
+    loop {
+        let events = store.webhooks().pending_events(256)?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        // Only events on disk go out: one that a crash could still undo must not be told.
+        store.flush().await?;
+        let now = Timestamp::now();
+        for event in &events {
+            let endpoints: Vec<Endpoint> = store
+                .webhooks()
+                .list(&event.reseller_id)?
+                .into_iter()
+                .filter(|e| e.listens_to(&event.kind))
+                .collect();
+            let deliveries: Vec<Delivery> = if endpoints.is_empty() {
+                Vec::new()
+            } else {
+                let body = render(state, event);
+                endpoints
+                    .iter()
+                    .map(|e| new_delivery(event, e, body.clone(), now))
+                    .collect()
+            };
+            let dropped = store.webhooks().fan_out(event, deliveries)?;
+            for webhook_id in dropped {
+                state.outbox.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%webhook_id, kind = %event.kind, "webhook outbox full; event dropped for this endpoint");
+            }
+        }
+        // The deliveries are on disk before any is sent, so a crash never re-makes one under a
+        // new webhook-id.
+        store.flush().await?;
+        state.outbox.wake.notify_one();
+    }
+}
+
+/// Sends due deliveries, forever; prunes finished ones now and then.
+pub async fn send_forever(state: web::Data<AppState>) {
+    let mut last_prune = Instant::now() - Duration::from_secs(3600);
+    loop {
+        let _ = tokio::time::timeout(IDLE, state.outbox.wake.notified()).await;
+        if let Err(e) = send_due(&state).await {
+            tracing::warn!(error = %e.cause_chain(), "cannot read the webhook queue; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        if last_prune.elapsed() > Duration::from_secs(3600) {
+            last_prune = Instant::now();
+            let before = Timestamp(Timestamp::now().0 - KEEP_MS);
+            match state.store.webhooks().prune(before, 10_000) {
+                Ok(n) if n > 0 => tracing::info!(deliveries = n, "pruned old webhook deliveries"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot prune webhook deliveries"),
+            }
+        }
+    }
+}
+
+async fn send_due(state: &web::Data<AppState>) -> crate::error::ApiResult<()> {
+    let free = state.outbox.free_slots();
+    if free == 0 {
+        return Ok(());
+    }
+    let now = Timestamp::now();
+    let lease = Timestamp(now.0 + state.settings.webhook_timeout().as_millis() as i64 + 30_000);
+    let webhooks = state.store.webhooks();
+    for (entry, id) in webhooks.due(now, free * 4)? {
+        let Some(webhook_id) = webhooks_id_of(&state.store, &id)? else {
+            // Gone: its due entry is stale.
+            webhooks.lease(&entry, now)?;
+            continue;
+        };
+        if !state.outbox.claim(&webhook_id) {
+            // The endpoint has its attempts in flight: step out of the way of the others.
+            webhooks.lease(&entry, Timestamp(now.0 + 1_000))?;
+            continue;
+        }
+        let Some(delivery) = webhooks.lease(&entry, lease)? else {
+            state.outbox.release(&webhook_id);
+            continue;
+        };
+        let state = state.clone();
+        actix_web::rt::spawn(async move {
+            if let Err(e) = attempt(&state, delivery).await {
+                tracing::warn!(error = %e.cause_chain(), "cannot record a webhook attempt");
+            }
+            state.outbox.release(&webhook_id);
+            state.outbox.wake.notify_one();
+        });
+    }
+    Ok(())
+}
+
+fn webhooks_id_of(store: &Store, delivery_id: &str) -> crate::error::ApiResult<Option<String>> {
+    Ok(store
+        .webhooks()
+        .delivery_record(delivery_id)?
+        .map(|d| d.webhook_id))
+}
+
+/// One attempt of one delivery, recorded with what follows it.
+async fn attempt(state: &AppState, d: Delivery) -> crate::error::ApiResult<()> {
+    let store = &state.store;
+    let now = Timestamp::now();
+    let endpoint = match store.webhooks().get(&d.reseller_id, &d.webhook_id) {
+        Ok(e) => e,
+        Err(resellerd_store::error::StoreError::NotFound(_)) => {
+            store
+                .webhooks()
+                .give_up(&d.id, "the endpoint was deleted", now)?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !endpoint.enabled {
+        store
+            .webhooks()
+            .give_up(&d.id, "the endpoint is disabled", now)?;
+        return Ok(());
+    }
+    let key = store
+        .signing_keys()
+        .active(&d.reseller_id, crate::store::signing::Alg::EdDSA)?;
+    let timestamp = now.0 / 1000;
+    let signature = signature(&endpoint.secret, key.as_ref(), &d.id, timestamp, &d.body);
+    let mut request = state
+        .outbox
+        .client
+        .post(&endpoint.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &d.id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(d.body.clone());
+    if let Some(key) = &key {
+        request = request.header("webhook-key-id", &key.kid);
+    }
+    let began = Instant::now();
+    let outcome = match target_allowed(&endpoint.url, state.outbox.allow_private) {
+        Err(why) => Err(why),
+        Ok(()) => match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                Ok((status, excerpt(response).await))
+            }
+            Err(e) => Err(if e.is_timeout() {
+                format!(
+                    "no answer within {} s",
+                    state.settings.webhook_timeout().as_secs()
+                )
+            } else {
+                error_chain(&e)
+            }),
+        },
+    };
+    let latency = began.elapsed();
+    let metrics = &state.outbox.metrics;
+    metrics.observe(latency);
+    let (status, error, excerpt) = match outcome {
+        Ok((status, excerpt)) => (Some(status), None, excerpt),
+        Err(e) => (None, Some(e), String::new()),
+    };
+    let delivered = status.is_some_and(|s| (200..300).contains(&s));
+    match (delivered, status) {
+        (true, _) => metrics.delivered.fetch_add(1, Ordering::Relaxed),
+        (false, Some(_)) => metrics.rejected.fetch_add(1, Ordering::Relaxed),
+        (false, None) => metrics.failed.fetch_add(1, Ordering::Relaxed),
+    };
+    let record = Attempt {
+        at: now,
+        status,
+        latency_ms: latency.as_millis() as u64,
+        error,
+        excerpt,
+    };
+    let next = (!delivered)
+        .then(|| next_attempt(&d, Timestamp::now()))
+        .flatten();
+    store
+        .webhooks()
+        .record_attempt(&d.id, record, delivered, next)?;
+    if let Some(disabled) = store.webhooks().record_health(
+        &d.reseller_id,
+        &d.webhook_id,
+        delivered,
+        now,
+        DISABLE_AFTER_MS,
+    )? {
+        tracing::warn!(webhook_id = %disabled.id, url = %disabled.url, "webhook endpoint disabled after failing for 3 days");
+    }
+    Ok(())
+}
+
+/// A literal private address in the URL is refused here; a name is checked by the resolver.
+fn target_allowed(url: &str, allow_private: bool) -> Result<(), String> {
+    if allow_private {
+        return Ok(());
+    }
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        Ok(ip) if is_private(ip) => Err(refused(&host)),
+        _ => Ok(()),
+    }
+}
+
+/// When to try a failed delivery again: about 5 s after the first failure, doubling up to 6 h,
+/// with ±20 % jitter; None once 3 days have passed since it was made. `d` is the delivery as
+/// it was before this attempt was recorded.
+fn next_attempt(d: &Delivery, now: Timestamp) -> Option<Timestamp> {
+    use rand::Rng;
+    let failures = d.attempt_count.min(30);
+    let base = FIRST_BACKOFF_MS
+        .saturating_mul(1i64 << failures.min(20))
+        .min(MAX_BACKOFF_MS);
+    let jitter = rand::thread_rng().gen_range(0.8..1.2);
+    let at = Timestamp(now.0 + (base as f64 * jitter) as i64);
+    (at.0 <= d.created_at.0 + RETRY_FOR_MS).then_some(at)
+}
+
+/// The first `EXCERPT` bytes of an answer's body, as text.
+async fn excerpt(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < EXCERPT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(EXCERPT);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_addresses_are_recognised() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "8.8.8.8",
+        ] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_stops_after_three_days() {
+        let now = Timestamp(1_000_000_000_000);
+        let mut d = new_delivery(
+            &Event {
+                id: "e".into(),
+                reseller_id: "r".into(),
+                kind: "user.created".into(),
+                at: now,
+                subject: Subject::Certificate {
+                    domain: "x".into(),
+                    site_id: "s".into(),
+                    expires_at: None,
+                    error: None,
+                },
+            },
+            &Endpoint {
+                id: "w".into(),
+                reseller_id: "r".into(),
+                url: "http://x".into(),
+                events: vec!["*".into()],
+                secret: crate::store::webhooks::WebhookSecret::generate(),
+                enabled: true,
+                disabled_reason: None,
+                failing_since: None,
+                created_at: now,
+                updated_at: now,
+            },
+            Vec::new(),
+            now,
+        );
+        // `attempt_count` is the attempts made before the one that just failed.
+        let first = next_attempt(&d, now).unwrap().0 - now.0;
+        assert!((4_000..=6_000).contains(&first), "{first}");
+        d.attempt_count = 4;
+        let fifth = next_attempt(&d, now).unwrap().0 - now.0;
+        assert!(fifth > 8 * first, "{fifth}");
+        assert!(next_attempt(&d, Timestamp(now.0 + RETRY_FOR_MS)).is_none());
+    }
+
+    #[test]
+    fn signatures_follow_standard_webhooks() {
+        // The Standard Webhooks specification's example.
+        let secret =
+            crate::store::webhooks::WebhookSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+        let body = br#"{"test": 2432232314}"#;
+        let header = signature(
+            &secret,
+            None,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            body,
+        );
+        assert_eq!(header, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+}
