@@ -22,7 +22,7 @@ export function when(ts) {
 }
 
 export function badge(status) {
-  const known = ["pending", "verified", "failed", "ready", "error", "issued", "suspended"];
+  const known = ["pending", "verified", "failed", "ready", "error", "issued", "suspended", "delivered", "enabled", "disabled"];
   return h("span", { class: `badge ${known.includes(status) ? status : "other"}` }, status);
 }
 

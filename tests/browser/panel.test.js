@@ -19,7 +19,8 @@ let server, base, operator, browser, dataDir;
 
 before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "resellerd-browser-"));
-  server = spawn(binary, ["serve", "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--data-dir", join(dataDir, "data")], {
+  server = spawn(binary, ["serve", "--http-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--data-dir", join(dataDir, "data"),
+    "--allow-private-targets"], {
     env: { ...process.env, RUST_LOG: "warn", RESELLERD_RATE_LIMIT_IP: "0", RESELLERD_RATE_LIMIT_CREDENTIAL: "0" },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -141,6 +142,36 @@ test("operator and reseller work through the panel", async () => {
   assert.ok(!keysText.includes(crmKey), "the full key is not on the page after the dialog");
   assert.ok(keysText.includes(`sk_org_…${crmKey.slice(-4)}`), "the masked key is listed");
   await snap(page, "keys");
+
+  // Signing keys: an EdDSA key is made active; the JWKS URL is shown and serves it.
+  await page.goto(`${base}/admin/#signing`);
+  await page.waitForSelector("#create-signing-key");
+  await page.waitForFunction(() => /of 6/.test(document.querySelector("#signing-key-count")?.textContent ?? ""));
+  await page.click("#create-signing-key button[type=submit]");
+  await page.waitForSelector("text=1 of 6 signing keys.");
+  assert.match(await page.textContent("main"), /active/);
+  const jwksUrl = (await page.textContent("#jwks-url")).trim();
+  const jwks = await (await fetch(jwksUrl)).json();
+  assert.equal(jwks.keys.length, 1);
+  assert.equal(jwks.keys[0].crv, "Ed25519");
+  assert.ok((await page.textContent("main")).includes(jwks.keys[0].kid), "the kid is listed");
+  await snap(page, "signing-keys");
+
+  // Webhooks: the endpoint's secret is shown once; its deliveries (a key was created after it)
+  // are listed with their attempts.
+  await page.goto(`${base}/admin/#webhooks`);
+  await page.waitForSelector("#create-webhook");
+  await page.fill("#create-webhook input[name=url]", "http://127.0.0.1:9/hook");
+  await page.click("#create-webhook button[type=submit]");
+  const hookSecret = await dialogSecret(page);
+  assert.match(hookSecret, /^whsec_/);
+  await closeDialog(page);
+  await page.waitForSelector("text=http://127.0.0.1:9/hook");
+  assert.ok(!(await page.textContent("main")).includes(hookSecret), "the secret is shown once");
+  assert.equal((await call("POST", "/keys", secret, { name: "hooked", permissions: ["sites:read"] })).status, 201);
+  await page.click("button:has-text('Deliveries')");
+  await page.waitForSelector("#deliveries >> text=key.created");
+  await snap(page, "webhooks");
 
   // Settings: the preview domain and the CNAME to create.
   await page.goto(`${base}/admin/#settings`);
