@@ -2,6 +2,8 @@
 //! count as resellerd, so `bench/api.sh` can print resellerd's throughput as a ratio of it.
 //! `GET /page` answers a fixed page shaped like ten users with the same headers as
 //! `GET /api/v1/users`: what sending such a reply costs before any work is done for it.
+//! `POST /hook` is a webhook receiver for `bench/webhooks.sh`: it answers 204 and counts, and
+//! `GET /hook` tells the count.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 
@@ -20,9 +22,24 @@ async fn main() -> std::io::Result<()> {
             "created_at": "2026-11-26T12:36:04.442Z", "token_count": 1})
     };
     let page = serde_json::to_string(&(1..=10).map(user).collect::<Vec<_>>())?;
+    static HOOKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let server = HttpServer::new(move || {
         let page = page.clone();
         App::new()
+            .route(
+                "/hook",
+                web::post().to(|_body: web::Bytes| async {
+                    HOOKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    HttpResponse::NoContent().finish()
+                }),
+            )
+            .route(
+                "/hook",
+                web::get().to(|| async {
+                    let n = HOOKS.load(std::sync::atomic::Ordering::Relaxed);
+                    HttpResponse::Ok().body(n.to_string())
+                }),
+            )
             .route(
                 "/",
                 web::get().to(|| async {

@@ -122,6 +122,16 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_ALLOW_PRIVATE_TARGETS", num_args = 0..=1, default_missing_value = "true")]
     pub allow_private_targets: Option<bool>,
 
+    /// SMTP relay for notification mail: smtp://[user:pass@]host:port (STARTTLS when offered;
+    /// ?tls=required insists) or smtps:// (implicit TLS) [default: unset, no mail is sent]
+    #[arg(long, env = "RESELLERD_SMTP_URL")]
+    pub smtp_url: Option<String>,
+
+    /// The instance's sender address, used until a reseller's own is verified [default:
+    /// noreply@<default preview domain>]
+    #[arg(long, env = "RESELLERD_MAIL_FROM")]
+    pub mail_from: Option<String>,
+
     /// Seconds a webhook receiver has to answer an attempt [default: 10]
     #[arg(long, env = "RESELLERD_WEBHOOK_TIMEOUT")]
     pub webhook_timeout: Option<u64>,
@@ -274,10 +284,21 @@ impl Settings {
         )
     }
 
+    pub fn verify_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.verify_interval.unwrap_or(60))
+    }
+
+    /// The instance's sender address: `--mail-from`, else `noreply@<default preview domain>`.
+    pub fn mail_from(&self) -> String {
+        self.mail_from
+            .clone()
+            .unwrap_or_else(|| format!("noreply@{}", self.default_preview_domain()))
+    }
+
     pub fn verifier(&self) -> Result<crate::dns::Verifier, String> {
         crate::dns::Verifier::new(
             self.dns_server,
-            std::time::Duration::from_secs(self.verify_interval.unwrap_or(60)),
+            self.verify_interval(),
             std::time::Duration::from_secs(self.verify_deadline.unwrap_or(3 * 86_400)),
         )
     }

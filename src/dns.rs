@@ -20,6 +20,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 const CHECK_DEADLINE: Duration = Duration::from_secs(10);
 const PARALLEL_CHECKS: usize = 16;
 
+/// The wait before the next check after `misses` misses in a row: the interval, doubling, at
+/// most an hour (or the interval, if longer).
+pub fn backoff(interval: Duration, misses: u32) -> Duration {
+    interval
+        .saturating_mul(1 << misses.min(12))
+        .min(MAX_BACKOFF.max(interval))
+}
+
 pub struct Verifier {
     resolver: TokioAsyncResolver,
     interval: Duration,
@@ -83,6 +91,30 @@ impl Verifier {
         }
     }
 
+    /// The TXT records at `name` (each one's strings joined). Empty when there are none.
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, String> {
+        let fqdn = format!("{}.", name.trim_end_matches('.'));
+        let lookup = tokio::time::timeout(CHECK_DEADLINE, self.resolver.txt_lookup(fqdn.as_str()));
+        match lookup.await {
+            Err(_) => Err(format!("no answer for {fqdn} within {CHECK_DEADLINE:?}")),
+            Ok(Ok(answer)) => Ok(answer
+                .iter()
+                .map(|txt| {
+                    let value: Vec<u8> = txt
+                        .txt_data()
+                        .iter()
+                        .flat_map(|part| part.iter().copied())
+                        .collect();
+                    String::from_utf8_lossy(&value).into_owned()
+                })
+                .collect()),
+            Ok(Err(e)) if matches!(e.kind(), ResolveErrorKind::NoRecordsFound { .. }) => {
+                Ok(Vec::new())
+            }
+            Ok(Err(e)) => Err(format!("DNS lookup of {fqdn} failed: {e}")),
+        }
+    }
+
     /// The state change after a check that did (`found`) or did not find the record.
     pub fn apply(&self, d: &mut Domain, found: bool, now: Timestamp) {
         d.last_checked_at = Some(now);
@@ -98,11 +130,7 @@ impl Verifier {
             return;
         }
         d.misses = d.misses.saturating_add(1);
-        let backoff = self
-            .interval
-            .saturating_mul(1 << d.misses.min(12))
-            .min(MAX_BACKOFF.max(self.interval));
-        d.next_check_at = now.plus_secs(backoff.as_secs() as i64);
+        d.next_check_at = now.plus_secs(backoff(self.interval, d.misses).as_secs() as i64);
         if d.status == DomainStatus::Pending
             && now.0 - d.created_at.0 > self.deadline.as_millis() as i64
         {

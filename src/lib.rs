@@ -18,6 +18,7 @@ pub mod edge;
 pub mod error;
 pub mod hosts;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod panel;
 pub mod ratelimit;

@@ -4,6 +4,7 @@
 
 use crate::disk::Disk;
 use crate::error::ApiResult;
+use crate::mail::Mailer;
 use crate::store::Store;
 use crate::webhooks::{Outbox, LATENCY_BUCKETS};
 use actix_web::body::MessageBody;
@@ -91,7 +92,13 @@ impl Metrics {
         h.sum += secs;
     }
 
-    pub fn render(&self, store: &Store, disk: &Disk, outbox: &Outbox) -> ApiResult<String> {
+    pub fn render(
+        &self,
+        store: &Store,
+        disk: &Disk,
+        outbox: &Outbox,
+        mailer: &Mailer,
+    ) -> ApiResult<String> {
         let mut out = String::new();
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         out.push_str("# HELP resellerd_http_requests_total Requests answered, by route pattern, method and status.\n");
@@ -245,6 +252,22 @@ impl Metrics {
             out,
             "resellerd_webhook_attempt_duration_seconds_count {count}"
         );
+        gauge(
+            &mut out,
+            "resellerd_mail_outbox_depth",
+            "Notification mails waiting to be sent or retried.",
+            "gauge",
+            store.mail().pending_count().to_string(),
+        );
+        out.push_str("# HELP resellerd_mail_attempts_total Attempts to hand a mail to the relay, by result.\n");
+        out.push_str("# TYPE resellerd_mail_attempts_total counter\n");
+        for (result, n) in [("sent", &mailer.sent), ("failed", &mailer.failed)] {
+            let _ = writeln!(
+                out,
+                "resellerd_mail_attempts_total{{result=\"{result}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
         out.push_str("# HELP resellerd_certificate_expiry_seconds Unix time each served certificate expires.\n");
         out.push_str("# TYPE resellerd_certificate_expiry_seconds gauge\n");
         for cert in store.certs().all()? {

@@ -4,7 +4,7 @@
 
 use crate::config::Settings;
 use crate::{
-    acme, auth, disk, dns, edge, files, metrics, ratelimit, registrar, store, tls, webhooks,
+    acme, auth, disk, dns, edge, files, mail, metrics, ratelimit, registrar, store, tls, webhooks,
 };
 use actix_web::web;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ pub struct AppState {
     pub credentials: auth::cache::CredentialCache,
     pub disk: Arc<disk::Disk>,
     pub outbox: webhooks::Outbox,
+    pub mailer: mail::Mailer,
 }
 
 impl AppState {
@@ -69,7 +70,15 @@ impl AppState {
         actix_web::rt::spawn(verifier.clone().run_forever(store.clone()));
         let outbox =
             webhooks::Outbox::new(settings.allow_private_targets(), settings.webhook_timeout())?;
+        let mailer = mail::Mailer::new(settings.smtp_url.as_deref(), settings.mail_from())?;
+        if mailer.is_enabled() {
+            store.webhooks().enable_mail_events();
+            // The instance's DKIM key exists before the operator is shown its record.
+            mail::instance_key(&store).map_err(|e| e.cause_chain())?;
+            store.flush_blocking().map_err(|e| e.to_string())?;
+        }
         let state = AppState {
+            mailer,
             outbox,
             traffic,
             verifier,
@@ -87,8 +96,41 @@ impl AppState {
             edge,
         };
         let state = web::Data::new(state);
-        actix_web::rt::spawn(webhooks::dispatch_forever(state.clone()));
-        actix_web::rt::spawn(webhooks::send_forever(state.clone()));
+        outbound(state.clone())?;
+        actix_web::rt::spawn(mail::check_senders_forever(state.clone()));
         Ok((state, tls_config))
     }
+}
+
+/// Runs the webhook dispatcher, sender and recorder and the mail sender on a thread of their own
+/// at a lower CPU priority (nice 10), so a burst of deliveries yields to API requests on a busy
+/// machine instead of taking an equal share; they catch up when it is idle.
+fn outbound(state: web::Data<AppState>) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("outbound".into())
+        .spawn(move || {
+            // Linux gives each thread its own nice value; elsewhere this is the whole process,
+            // and a failure only means equal priority.
+            let _ = rustix::process::nice(10);
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the webhook and mail thread");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                tokio::join!(
+                    webhooks::dispatch_forever(state.clone()),
+                    webhooks::send_forever(state.clone()),
+                    webhooks::record_forever(state.clone()),
+                    mail::send_forever(state),
+                );
+            });
+        })
+        .map(drop)
+        .map_err(|e| format!("cannot start the webhook and mail thread: {e}"))
 }

@@ -8,8 +8,9 @@
 //! the endpoint is saved and again at every connection (so DNS cannot be turned on us later).
 
 use crate::model::Timestamp;
-use crate::store::webhooks::{new_delivery, Attempt, Delivery, Endpoint, Event, Subject};
-use crate::store::Store;
+use crate::store::webhooks::{
+    new_delivery, Attempt, Delivery, Endpoint, Event, FanOut, Outcome, Subject,
+};
 use crate::AppState;
 use actix_web::web;
 use base64::engine::general_purpose::STANDARD;
@@ -29,8 +30,11 @@ pub const DISABLE_AFTER_MS: i64 = RETRY_FOR_MS;
 const FIRST_BACKOFF_MS: i64 = 5_000;
 const MAX_BACKOFF_MS: i64 = 6 * 3600 * 1000;
 /// Attempts at once, per endpoint and in all.
-const PER_ENDPOINT: usize = 4;
+const PER_ENDPOINT: usize = 8;
 const IN_FLIGHT: usize = 64;
+/// Queue entries one pass of the sender looks at, at most: past an endpoint that has its
+/// attempts in flight, to the others' entries.
+const SCAN: usize = 1024;
 /// The longest an idle sender or dispatcher sleeps before looking again.
 const IDLE: Duration = Duration::from_millis(250);
 /// Bytes of a receiver's answer kept with the attempt.
@@ -73,6 +77,9 @@ pub struct Outbox {
     allow_private: bool,
     /// Woken when deliveries were made or made due (a manual retry).
     pub wake: tokio::sync::Notify,
+    /// Attempts made, waiting for `record_forever`, which `finished` wakes.
+    done: Mutex<Vec<Finished>>,
+    finished: tokio::sync::Notify,
     in_flight: Mutex<HashMap<String, usize>>,
     pub metrics: OutboxMetrics,
 }
@@ -91,6 +98,8 @@ impl Outbox {
             client,
             allow_private,
             wake: tokio::sync::Notify::new(),
+            done: Mutex::new(Vec::new()),
+            finished: tokio::sync::Notify::new(),
             in_flight: Mutex::new(HashMap::new()),
             metrics: OutboxMetrics::default(),
         })
@@ -354,34 +363,44 @@ async fn dispatch(state: &AppState) -> crate::error::ApiResult<()> {
     // The transactions that wrote what a wake-up announced commit a moment after it.
     store.flush().await?;
     loop {
-        let events = store.webhooks().pending_events(256)?;
+        let events = store.webhooks().pending_events(512)?;
         if events.is_empty() {
             return Ok(());
         }
         // Only events on disk go out: one that a crash could still undo must not be told.
         store.flush().await?;
         let now = Timestamp::now();
+        let mut endpoints_of: HashMap<String, Vec<Endpoint>> = HashMap::new();
+        let mut batch = Vec::with_capacity(events.len());
         for event in &events {
-            let endpoints: Vec<Endpoint> = store
-                .webhooks()
-                .list(&event.reseller_id)?
-                .into_iter()
+            if !endpoints_of.contains_key(&event.reseller_id) {
+                let endpoints = store.webhooks().list(&event.reseller_id)?;
+                endpoints_of.insert(event.reseller_id.clone(), endpoints);
+            }
+            let listening: Vec<&Endpoint> = endpoints_of[&event.reseller_id]
+                .iter()
                 .filter(|e| e.listens_to(&event.kind))
                 .collect();
-            let deliveries: Vec<Delivery> = if endpoints.is_empty() {
+            let deliveries: Vec<Delivery> = if listening.is_empty() {
                 Vec::new()
             } else {
                 let body = render(state, event);
-                endpoints
+                listening
                     .iter()
                     .map(|e| new_delivery(event, e, body.clone(), now))
                     .collect()
             };
-            let dropped = store.webhooks().fan_out(event, deliveries)?;
-            for webhook_id in dropped {
-                state.outbox.metrics.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%webhook_id, kind = %event.kind, "webhook outbox full; event dropped for this endpoint");
-            }
+            batch.push(FanOut {
+                event_id: event.id.clone(),
+                deliveries,
+                mails: crate::mail::make_mails(state, event),
+            });
+        }
+        let dropped = store.webhooks().fan_out(&batch)?;
+        if !dropped.is_empty() {
+            let n = dropped.len() as u64;
+            state.outbox.metrics.dropped.fetch_add(n, Ordering::Relaxed);
+            tracing::warn!(deliveries = n, webhook_id = %dropped[0], "webhook outbox full; events dropped for its endpoint");
         }
         // The deliveries are on disk before any is sent, so a crash never re-makes one under a
         // new webhook-id.
@@ -419,25 +438,50 @@ async fn send_due(state: &web::Data<AppState>) -> crate::error::ApiResult<()> {
     let now = Timestamp::now();
     let lease = Timestamp(now.0 + state.settings.webhook_timeout().as_millis() as i64 + 30_000);
     let webhooks = state.store.webhooks();
-    for (entry, id) in webhooks.due(now, free * 4)? {
-        let Some(webhook_id) = webhooks_id_of(&state.store, &id)? else {
-            // Gone: its due entry is stale.
-            webhooks.lease(&entry, now)?;
-            continue;
-        };
-        if !state.outbox.claim(&webhook_id) {
-            // The endpoint has its attempts in flight: step out of the way of the others.
-            webhooks.lease(&entry, Timestamp(now.0 + 1_000))?;
-            continue;
+    let mut claimed: Vec<(Vec<u8>, String)> = Vec::new();
+    for (entry, webhook_id) in webhooks.due(now, SCAN)? {
+        if claimed.len() >= free {
+            break;
         }
-        let Some(delivery) = webhooks.lease(&entry, lease)? else {
+        // An endpoint with its attempts in flight is passed over for the others' entries.
+        if state.outbox.claim(&webhook_id) {
+            claimed.push((entry, webhook_id));
+        }
+    }
+    if claimed.is_empty() {
+        return Ok(());
+    }
+    // One transaction leases them all; those taken meanwhile give their slot back.
+    let entries: Vec<Vec<u8>> = claimed.iter().map(|(e, _)| e.clone()).collect();
+    let leased = match webhooks.lease_many(&entries, lease) {
+        Ok(leased) => leased,
+        Err(e) => {
+            for (_, webhook_id) in &claimed {
+                state.outbox.release(webhook_id);
+            }
+            return Err(e.into());
+        }
+    };
+    let mut unused: HashMap<String, usize> = HashMap::new();
+    for (_, webhook_id) in &claimed {
+        *unused.entry(webhook_id.clone()).or_default() += 1;
+    }
+    for d in &leased {
+        if let Some(n) = unused.get_mut(&d.webhook_id) {
+            *n -= 1;
+        }
+    }
+    for (webhook_id, n) in unused {
+        for _ in 0..n {
             state.outbox.release(&webhook_id);
-            continue;
-        };
+        }
+    }
+    for delivery in leased {
         let state = state.clone();
-        actix_web::rt::spawn(async move {
+        tokio::spawn(async move {
+            let webhook_id = delivery.webhook_id.clone();
             if let Err(e) = attempt(&state, delivery).await {
-                tracing::warn!(error = %e.cause_chain(), "cannot record a webhook attempt");
+                tracing::warn!(error = %e.cause_chain(), "cannot make a webhook attempt");
             }
             state.outbox.release(&webhook_id);
             state.outbox.wake.notify_one();
@@ -446,11 +490,52 @@ async fn send_due(state: &web::Data<AppState>) -> crate::error::ApiResult<()> {
     Ok(())
 }
 
-fn webhooks_id_of(store: &Store, delivery_id: &str) -> crate::error::ApiResult<Option<String>> {
-    Ok(store
-        .webhooks()
-        .delivery_record(delivery_id)?
-        .map(|d| d.webhook_id))
+/// Writes finished attempts in batches (one transaction each), then each endpoint's health,
+/// forever.
+pub async fn record_forever(state: web::Data<AppState>) {
+    loop {
+        let _ = tokio::time::timeout(IDLE, state.outbox.finished.notified()).await;
+        // A moment for more attempts to finish and share the transaction.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let batch: Vec<Finished> = {
+            let mut done = state.outbox.done.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut *done)
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let outcomes: Vec<Outcome> = batch.iter().map(|f| f.outcome.clone()).collect();
+        if let Err(e) = state.store.webhooks().record_attempts(&outcomes) {
+            // The leases run out and the deliveries are tried again: at least once holds.
+            tracing::warn!(error = %e, attempts = outcomes.len(), "cannot record webhook attempts");
+            continue;
+        }
+        for f in &batch {
+            let health = state.store.webhooks().record_health(
+                &f.reseller_id,
+                &f.webhook_id,
+                f.outcome.delivered,
+                f.outcome.attempt.at,
+                DISABLE_AFTER_MS,
+            );
+            match health {
+                Ok(Some(disabled)) => {
+                    tracing::warn!(webhook_id = %disabled.id, url = %disabled.url, "webhook endpoint disabled after failing for 3 days");
+                    tell_disabled(&state, &disabled).await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot record a webhook endpoint's health"),
+            }
+        }
+        state.outbox.wake.notify_one();
+    }
+}
+
+/// An attempt made, waiting to be recorded.
+struct Finished {
+    outcome: Outcome,
+    reseller_id: String,
+    webhook_id: String,
 }
 
 /// One attempt of one delivery, recorded with what follows it.
@@ -531,19 +616,58 @@ async fn attempt(state: &AppState, d: Delivery) -> crate::error::ApiResult<()> {
     let next = (!delivered)
         .then(|| next_attempt(&d, Timestamp::now()))
         .flatten();
-    store
-        .webhooks()
-        .record_attempt(&d.id, record, delivered, next)?;
-    if let Some(disabled) = store.webhooks().record_health(
-        &d.reseller_id,
-        &d.webhook_id,
-        delivered,
-        now,
-        DISABLE_AFTER_MS,
-    )? {
-        tracing::warn!(webhook_id = %disabled.id, url = %disabled.url, "webhook endpoint disabled after failing for 3 days");
-    }
+    let finished = Finished {
+        outcome: Outcome {
+            id: d.id,
+            attempt: record,
+            delivered,
+            next,
+        },
+        reseller_id: d.reseller_id,
+        webhook_id: d.webhook_id,
+    };
+    state
+        .outbox
+        .done
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(finished);
+    state.outbox.finished.notify_one();
     Ok(())
+}
+
+/// Mails the reseller that an endpoint was disabled (if mail is on).
+async fn tell_disabled(state: &AppState, endpoint: &Endpoint) {
+    use crate::mail::templates::{render, Kind, Vars};
+    if !state.mailer.is_enabled() {
+        return;
+    }
+    let made = (|| {
+        let reseller = state.store.resellers().get(&endpoint.reseller_id)?;
+        let mut vars = Vars::new(&reseller.name);
+        vars.set("webhook_url", &endpoint.url);
+        let since = endpoint.failing_since.map(|t| t.to_rfc3339());
+        vars.set("failing_since", since.as_deref().unwrap_or_default());
+        vars.set("user_email", reseller.email.as_str());
+        let kind = Kind::WebhookDisabled;
+        let custom = state.store.mail().template(&reseller.id, kind.name())?;
+        let rendered = render(kind, custom.as_deref(), &vars);
+        crate::mail::compose(
+            state,
+            &reseller.id,
+            kind.name(),
+            reseller.email.as_str(),
+            &rendered,
+            Timestamp::now(),
+        )
+    })();
+    let queued = match made {
+        Ok(mail) => crate::mail::queue(state, mail).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = queued {
+        tracing::warn!(error = %e.cause_chain(), "cannot mail the reseller about a disabled webhook");
+    }
 }
 
 /// A literal private address in the URL is refused here; a name is checked by the resolver.

@@ -4,7 +4,7 @@ import { h } from "./ui.js";
 
 const NAV = {
   operator: [["resellers", "Resellers"], ["audit", "Audit log"]],
-  reseller: [["dashboard", "Dashboard"], ["settings", "Settings"], ["keys", "API keys"], ["signing", "Signing keys"], ["webhooks", "Webhooks"],
+  reseller: [["dashboard", "Dashboard"], ["settings", "Settings"], ["keys", "API keys"], ["signing", "Signing keys"], ["webhooks", "Webhooks"], ["email", "Email"],
     ["pages", "Custom pages"],
     ["users", "Users"], ["sites", "Sites"], ["domains", "Domains"], ["billing", "Billing"], ["audit", "Audit log"]],
 };

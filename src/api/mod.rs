@@ -9,6 +9,7 @@ pub mod deploys;
 pub mod domains;
 pub mod forms;
 pub mod keys;
+pub mod mail;
 pub mod openapi;
 pub mod ops;
 pub mod paging;
@@ -35,6 +36,7 @@ pub const ENDPOINTS: &[Endpoints] = &[
     ssl::ENDPOINTS,
     keys::ENDPOINTS,
     reseller::ENDPOINTS,
+    mail::ENDPOINTS,
     signing_keys::ENDPOINTS,
     sites::ENDPOINTS,
     accounts::ENDPOINTS,
@@ -180,7 +182,11 @@ pub fn gate_mode(req: &actix_web::dev::ServiceRequest) -> GateMode {
         }
         (
             &Method::POST,
-            ["domains", _, "verify"] | ["domains", "register"] | ["sites", _, "ssl"] | ["webhooks"],
+            ["domains", _, "verify"]
+            | ["domains", "register"]
+            | ["sites", _, "ssl"]
+            | ["webhooks"]
+            | ["reseller", "notification_email", "verify"],
         )
         | (&Method::PATCH, ["webhooks", _]) => GateMode::WaitsOnNetwork,
         _ => GateMode::Layer,
@@ -237,6 +243,38 @@ pub fn extractor_configs(cfg: &mut web::ServiceConfig, max_body: usize) {
     );
 }
 
+/// An HTML body sent as `text/html` (of `what`, for the messages): UTF-8, not empty, at most
+/// `limit` bytes.
+pub async fn html_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    timeout: std::time::Duration,
+    what: &str,
+) -> ApiResult<String> {
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("text/html")
+    {
+        return Err(ApiError::invalid(format!(
+            "{what} are sent with Content-Type: text/html"
+        )));
+    }
+    let body = crate::http::read_body(payload, limit, timeout).await?;
+    let html = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::invalid(format!("{what} must be UTF-8 HTML")))?;
+    if html.trim().is_empty() {
+        return Err(ApiError::invalid("the body is empty"));
+    }
+    Ok(html)
+}
+
 /// A JSON body that may be empty (several Netlify operations make the body optional).
 pub fn json_or_default<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> ApiResult<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -268,25 +306,8 @@ pub fn no_content() -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
+    use super::openapi::shape;
     use super::*;
-
-    /// `{name}` -> `{}`: actix and the OpenAPI attribute may name a parameter differently.
-    fn shape(path: &str) -> String {
-        let mut out = String::new();
-        let mut inside = false;
-        for c in path.chars() {
-            match c {
-                '{' => {
-                    inside = true;
-                    out.push_str("{}");
-                }
-                '}' => inside = false,
-                _ if !inside => out.push(c),
-                _ => {}
-            }
-        }
-        out
-    }
 
     #[test]
     fn each_route_documents_its_own_method_and_path() {

@@ -212,7 +212,7 @@ impl Modify for Errors {
 }
 
 /// A path with each `{name}` replaced by `{}`.
-fn shape(path: &str) -> String {
+pub(crate) fn shape(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut inside = false;
     for c in path.chars() {

@@ -57,7 +57,7 @@ pub async fn metrics(
     who.require_operator()?;
     let text = state
         .metrics
-        .render(&state.store, &state.disk, &state.outbox)?;
+        .render(&state.store, &state.disk, &state.outbox, &state.mailer)?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))

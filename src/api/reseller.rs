@@ -7,6 +7,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::model::{DomainName, Email, IpAllowList, Permission, Timestamp};
 use crate::store::pages::PageKind;
 use crate::store::resellers::{Reseller, ResellerPatch, MAX_TOKENS_LIMIT, MAX_TOKEN_TTL};
+use crate::store::signing::Alg;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -48,9 +49,11 @@ struct PatchReseller {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(nullable)]
     preview_domain: Option<Option<DomainName>>,
+    /// The address notification mail is sent from once DNS verifies it (see
+    /// `GET /reseller/notification_email`): an address, or `{"from", "name"}`; `null` removes it.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(nullable)]
-    notification_email: Option<Option<Email>>,
+    notification_email: Option<Option<NotificationEmail>>,
     allowed_ips: Option<IpAllowList>,
     /// Seconds a new access token lives when `POST /access_tokens` names no `expires_in`
     /// (60 s to 10 years); `null`: tokens never expire.
@@ -59,6 +62,51 @@ struct PatchReseller {
     access_token_ttl: Option<Option<u64>>,
     /// Live access tokens a user may have, 1 to 1000; issuing one more revokes the oldest.
     max_tokens_per_user: Option<u32>,
+}
+
+/// A sender address, alone or with a display name.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+enum NotificationEmail {
+    Address(Email),
+    Sender {
+        from: Email,
+        /// The display name, at most 100 characters.
+        name: Option<String>,
+        /// The DKIM key: `rsa` (RSA 2048, what every verifier checks; the default) or `ed25519`
+        /// (RFC 8463; a short record, but not every receiver checks it).
+        #[serde(default)]
+        dkim: Option<String>,
+    },
+}
+
+impl NotificationEmail {
+    fn parts(self) -> ApiResult<(Email, Option<String>, Alg)> {
+        match self {
+            NotificationEmail::Address(from) => Ok((from, None, Alg::RS256)),
+            NotificationEmail::Sender { from, name, dkim } => {
+                let alg = match dkim.as_deref() {
+                    None | Some("rsa") => Alg::RS256,
+                    Some("ed25519") => Alg::EdDSA,
+                    Some(other) => {
+                        return Err(ApiError::invalid(format!(
+                            "notification_email.dkim {other:?} is not rsa or ed25519"
+                        )))
+                    }
+                };
+                let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+                if name
+                    .as_ref()
+                    .is_some_and(|n| n.chars().count() > 100 || n.chars().any(char::is_control))
+                {
+                    return Err(ApiError::invalid(
+                        "notification_email.name is at most 100 characters, without control characters",
+                    ));
+                }
+                Ok((from, name, alg))
+            }
+        }
+    }
 }
 
 #[utoipa::path(
@@ -86,12 +134,19 @@ async fn update(
             )));
         }
     }
+    let sender = match b.notification_email {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(n)) => Some(Some(n.parts()?)),
+    };
     let patch = ResellerPatch {
         name: b.name,
         access_token_ttl: b.access_token_ttl,
         max_tokens_per_user: b.max_tokens_per_user,
         preview_domain: b.preview_domain,
-        notification_email: b.notification_email,
+        notification_email: sender
+            .as_ref()
+            .map(|s| s.as_ref().map(|(from, _, _)| from.clone())),
         allowed_ips: b.allowed_ips,
         ..Default::default()
     };
@@ -99,6 +154,10 @@ async fn update(
         .store
         .resellers()
         .update(&reseller.id, patch, Timestamp::now())?;
+    if let Some(sender) = sender {
+        let sender = sender.map(|(from, name, alg)| (from.as_str().to_string(), name, alg));
+        crate::mail::set_sender(&state.store, &reseller.id, sender).await?;
+    }
     Ok(HttpResponse::Ok().json(updated))
 }
 
@@ -134,27 +193,9 @@ async fn put_page(
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::SettingsWrite)?;
     let kind = PageKind::parse(&kind)?;
-    let content_type = req
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("text/html")
-    {
-        return Err(ApiError::invalid(
-            "custom pages are sent with Content-Type: text/html",
-        ));
-    }
-    let body =
-        crate::http::read_body(payload, MAX_PAGE_BYTES, state.settings.body_timeout()).await?;
-    let html =
-        std::str::from_utf8(&body).map_err(|_| ApiError::invalid("the page must be UTF-8 HTML"))?;
-    if html.trim().is_empty() {
-        return Err(ApiError::invalid("the page is empty"));
-    }
+    let timeout = state.settings.body_timeout();
+    let html = super::html_body(&req, payload, MAX_PAGE_BYTES, timeout, "custom pages").await?;
+    let html = html.as_str();
     if kind == PageKind::Password && !has_password_form(html) {
         return Err(ApiError::InvalidPasswordPage);
     }

@@ -230,6 +230,16 @@ pub(crate) fn rows() -> Vec<Row> {
         row(POST, "/signing_keys/{signing_key}/activate", Key(KM, Ids)),
         row(DELETE, "/signing_keys/{signing_key}", Key(KM, Ids)).fresh(&["signing_key"]),
         row(GET, "/resellers/{reseller}/jwks.json", Public),
+        // Notification mail: A has a sender (set up, and set again by PATCH /reseller); B's
+        // first call may find none.
+        row(GET, "/reseller/notification_email", Key(ST, Own)).foreign(404, "not_found"),
+        row(POST, "/reseller/notification_email/verify", Key(ST, Own)).foreign(404, "not_found"),
+        row(GET, "/reseller/emails", Key(ST, Own)),
+        row(GET, "/reseller/emails/{mail_kind}", Key(ST, Own)),
+        row(PUT, "/reseller/emails/{mail_kind}", Key(ST, Own)).html("<title>{{site_name}}</title><p>x</p>"),
+        row(DELETE, "/reseller/emails/{mail_kind}", Key(ST, Own)),
+        row(POST, "/reseller/emails/{mail_kind}/preview", Key(ST, Own)),
+        row(GET, "/admin/notification_email", Operator),
         // Webhooks.
         row(POST, "/webhooks", Key(ST, Own)).json(r#"{"url": "http://127.0.0.1:9/{uniq}", "events": ["*"]}"#)
             .cleanup("/webhooks/{created}"),
@@ -241,7 +251,7 @@ pub(crate) fn rows() -> Vec<Row> {
         row(POST, "/webhooks/{webhook}/deliveries/{delivery}/retry", Key(ST, Ids)),
         // Reseller account and custom pages.
         row(GET, "/reseller", Key(ANY, Own)),
-        row(PATCH, "/reseller", Key(ST, Own)).json(r#"{"notification_email": null}"#),
+        row(PATCH, "/reseller", Key(ST, Own)).json(r#"{"notification_email": "noreply@own.test"}"#),
         row(PUT, "/reseller/pages/{page}", Key(ST, Own)).html("<p>custom not found</p>"),
         row(GET, "/reseller/pages/{page}", Key(ST, Own)).fresh(&["page"]),
         row(DELETE, "/reseller/pages/{page}", Key(ST, Own)).fresh(&["page"]),
@@ -374,7 +384,14 @@ fn expected(row: &Row, who: Who) -> Outcome {
 }
 
 /// Fixture names that hold ids (the others are fixed names or values).
-const NOT_IDS: &[&str] = &["page", "file", "cert_body", "draft_sha", "uniq"];
+const NOT_IDS: &[&str] = &[
+    "page",
+    "file",
+    "cert_body",
+    "draft_sha",
+    "uniq",
+    "mail_kind",
+];
 
 /// The `{name}` placeholders in a template.
 fn placeholders(text: &str) -> Vec<&str> {
@@ -524,6 +541,14 @@ impl Matrix {
             a.access_token(&app, "spare@a.test").await.user_id,
         );
         fx.insert("page", "not_found".into());
+        fx.insert("mail_kind", "deploy_ready".into());
+        app.patch(
+            "/api/v1/reseller",
+            &a.key,
+            json!({"notification_email": "noreply@own.test"}),
+        )
+        .await
+        .expect(200);
         fx.insert("reseller", a.id.clone());
         let domain = app
             .post(

@@ -21,6 +21,7 @@ mod isolation;
 mod keys;
 mod limits;
 mod logs;
+mod mail;
 mod netlify;
 mod openapi;
 mod packaging;

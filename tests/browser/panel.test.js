@@ -173,6 +173,27 @@ test("operator and reseller work through the panel", async () => {
   await page.waitForSelector("#deliveries >> text=key.created");
   await snap(page, "webhooks");
 
+  // Notification email: the sender's DKIM record to publish, and a template previewed.
+  await page.goto(`${base}/admin/#email`);
+  await page.waitForSelector("#sender");
+  await page.fill("#sender input[name=from]", "noreply@acme.test");
+  await page.fill("#sender input[name=name]", "Acme Hosting");
+  await page.click("#sender button[type=submit]");
+  await page.waitForSelector("#sender-status >> text=._domainkey.acme.test");
+  assert.match(await page.textContent("#sender-status"), /pending/);
+  assert.match(await page.textContent("#sender-status"), /v=DKIM1; k=rsa; p=/);
+  assert.doesNotMatch(await page.textContent("#sender-status"), /null|undefined/);
+  await page.selectOption("#template-kind", "deploy_ready");
+  await page.waitForFunction(() => document.querySelector("#template-html").value.includes("{{site_name}}"));
+  await page.fill("#template-html", "<title>{{site_name}} is up at {{reseller_name}}</title><p>Hi {{user_email}}</p>");
+  await page.click("#preview-template");
+  await page.waitForSelector("#preview-subject");
+  assert.equal(await page.textContent("#preview-subject"), "client-site is up at Acme Hosting");
+  assert.match(await page.textContent("#preview-text"), /Hi client@example.com/);
+  await page.click("#save-template");
+  await page.waitForSelector("text=Saved: your template.");
+  await snap(page, "email");
+
   // Settings: the preview domain and the CNAME to create.
   await page.goto(`${base}/admin/#settings`);
   await page.waitForSelector("#settings");

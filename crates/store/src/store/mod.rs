@@ -12,6 +12,7 @@ mod flush;
 pub mod forms;
 mod issuer;
 pub mod keys;
+pub mod mail;
 pub mod pages;
 pub mod resellers;
 pub mod signing;
@@ -145,6 +146,14 @@ pub(crate) struct Trees {
     pub deliveries_by_webhook: sled::Tree,
     /// 8-byte big-endian due time + delivery id -> () (the sender's queue)
     pub delivery_due: sled::Tree,
+    /// reseller id -> its notification sender and its DNS verification
+    pub mail_senders: sled::Tree,
+    /// "reseller_id/kind" -> template HTML
+    pub mail_templates: sled::Tree,
+    /// mail id -> mail (the outbox)
+    pub mails: sled::Tree,
+    /// 8-byte big-endian due time + mail id -> () (the mail sender's queue)
+    pub mail_due: sled::Tree,
 }
 
 /// Why the store could not be opened, in words for the operator.
@@ -417,6 +426,10 @@ impl Store {
             deliveries: tree("deliveries")?,
             deliveries_by_webhook: tree("deliveries_by_webhook")?,
             delivery_due: tree("delivery_due")?,
+            mail_senders: tree("mail_senders")?,
+            mail_templates: tree("mail_templates")?,
+            mails: tree("mails")?,
+            mail_due: tree("mail_due")?,
         };
         let blobs =
             blobs::Blobs::open(dir).map_err(|e| OpenError::Blobs(dir.display().to_string(), e))?;

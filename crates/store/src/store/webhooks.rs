@@ -182,6 +182,21 @@ pub struct Delivery {
     pub attempt_count: u32,
 }
 
+/// The event types a notification mail is made from.
+pub const MAIL_KINDS: &[&str] = &[
+    "form.submission",
+    "deploy.ready",
+    "deploy.failed",
+    "domain.verified",
+    "domain.failed",
+    "certificate.issued",
+    "certificate.failed",
+    "certificate.expiring",
+    "quota.warning",
+    "quota.exceeded",
+    "user.suspended",
+];
+
 /// The 8-byte big-endian time then the id: the sender's queue order.
 pub fn due_key(at: Timestamp, id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(8 + id.len());
@@ -195,12 +210,18 @@ pub fn due_key(at: Timestamp, id: &str) -> Vec<u8> {
 #[derive(Clone, Default)]
 pub(crate) struct Subscriptions {
     map: Arc<RwLock<HashMap<String, Vec<Vec<String>>>>>,
+    /// True when the server sends notification mail: then the events a mail is made from are
+    /// written for every reseller.
+    mail: Arc<std::sync::atomic::AtomicBool>,
     /// Woken by every event written (a transaction that aborts wakes it for nothing).
     pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl Subscriptions {
     pub fn wants(&self, reseller_id: &str, kind: &str) -> bool {
+        if MAIL_KINDS.contains(&kind) && self.mail.load(std::sync::atomic::Ordering::Relaxed) {
+            return true;
+        }
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         map.get(reseller_id).is_some_and(|endpoints| {
             endpoints
@@ -444,6 +465,15 @@ impl Webhooks<'_> {
         now: Timestamp,
         disable_after_ms: i64,
     ) -> StoreResult<Option<Endpoint>> {
+        if ok {
+            // The common case, a success on a healthy endpoint, writes nothing.
+            match self.get(reseller_id, id) {
+                Ok(e) if e.failing_since.is_none() => return Ok(None),
+                Err(StoreError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+        }
         let mut disabled = false;
         let result = self.change(reseller_id, id, |e| {
             disabled = false;
@@ -506,6 +536,15 @@ impl Webhooks<'_> {
         Ok(())
     }
 
+    /// From now on, write the events mail is made from for every reseller (the server has a
+    /// mail relay).
+    pub fn enable_mail_events(&self) {
+        self.0
+            .subscriptions
+            .mail
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Woken when an event may have been written (see `Subscriptions::wake`).
     pub fn events_written(&self) -> Arc<tokio::sync::Notify> {
         self.0.subscriptions.wake.clone()
@@ -523,10 +562,10 @@ impl Webhooks<'_> {
             .collect()
     }
 
-    /// Replaces an event by its deliveries (one per listening endpoint, each with its body),
-    /// in one transaction. An endpoint at `MAX_PENDING_PER_ENDPOINT` gets none; the ids of
-    /// those endpoints are returned.
-    pub fn fan_out(&self, event: &Event, deliveries: Vec<Delivery>) -> StoreResult<Vec<String>> {
+    /// Replaces events by their deliveries (one per listening endpoint, each with its body) and
+    /// their mails, in one transaction. An endpoint at `MAX_PENDING_PER_ENDPOINT` gets none;
+    /// the ids of those endpoints are returned (once per dropped delivery).
+    pub fn fan_out(&self, batch: &[FanOut]) -> StoreResult<Vec<String>> {
         let t = &self.0.t;
         let result = (
             &t.events,
@@ -534,70 +573,96 @@ impl Webhooks<'_> {
             &t.deliveries_by_webhook,
             &t.delivery_due,
             &t.counters,
+            &t.mails,
+            &t.mail_due,
         )
-            .transaction(|(events, all, by_webhook, due, counters)| {
+            .transaction(|(events, all, by_webhook, due, counters, mail, mail_due)| {
                 let mut dropped = Vec::new();
-                if events.remove(event.id.as_bytes())?.is_none() {
-                    return Ok(dropped);
-                }
-                for d in &deliveries {
-                    let key = pending_key(&d.webhook_id);
-                    let pending = super::count_of(counters.get(key.as_bytes())?);
-                    if pending.max(0) as u64 >= MAX_PENDING_PER_ENDPOINT {
-                        dropped.push(d.webhook_id.clone());
+                let mut pending: HashMap<&str, i64> = HashMap::new();
+                for item in batch {
+                    if events.remove(item.event_id.as_bytes())?.is_none() {
                         continue;
                     }
-                    super::bump(counters, &key, 1)?;
-                    super::bump(counters, &count_key(&d.webhook_id), 1)?;
-                    all.insert(d.id.as_bytes(), encode(d))?;
-                    by_webhook.insert(format!("{}/{}", d.webhook_id, d.id).as_bytes(), &[])?;
-                    if let Some(at) = d.next_attempt_at {
-                        due.insert(due_key(at, &d.id), &[])?;
+                    for m in &item.mails {
+                        mail.insert(m.id.as_bytes(), encode(m))?;
+                        if let Some(at) = m.next_attempt_at {
+                            mail_due.insert(due_key(at, &m.id), &[])?;
+                        }
                     }
+                    for d in &item.deliveries {
+                        let count = match pending.get(d.webhook_id.as_str()) {
+                            Some(n) => *n,
+                            None => {
+                                let key = pending_key(&d.webhook_id);
+                                super::count_of(counters.get(key.as_bytes())?)
+                            }
+                        };
+                        if count.max(0) as u64 >= MAX_PENDING_PER_ENDPOINT {
+                            dropped.push(d.webhook_id.clone());
+                            continue;
+                        }
+                        pending.insert(&d.webhook_id, count + 1);
+                        super::bump(counters, &count_key(&d.webhook_id), 1)?;
+                        all.insert(d.id.as_bytes(), encode(d))?;
+                        by_webhook.insert(format!("{}/{}", d.webhook_id, d.id).as_bytes(), &[])?;
+                        if let Some(at) = d.next_attempt_at {
+                            due.insert(due_key(at, &d.id), d.webhook_id.as_bytes())?;
+                        }
+                    }
+                }
+                for (webhook_id, count) in &pending {
+                    counters.insert(pending_key(webhook_id).as_bytes(), &count.to_be_bytes())?;
                 }
                 Ok(dropped)
             })?;
         Ok(result)
     }
 
-    /// Ids of deliveries due at or before `now`, oldest due first, at most `limit`.
+    /// Queue entries due at or before `now`, oldest due first, at most `limit`, each with the
+    /// id of the endpoint its delivery goes to.
     pub fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<(Vec<u8>, String)>> {
         let end = (now.0.max(0) as u64 + 1).to_be_bytes();
         self.0
             .t
             .delivery_due
             .range(..&end[..])
-            .keys()
             .take(limit)
-            .map(|key| {
-                let key = key?;
-                let id = String::from_utf8_lossy(&key[8..]).into_owned();
-                Ok((key.to_vec(), id))
+            .map(|item| {
+                let (key, webhook_id) = item?;
+                Ok((
+                    key.to_vec(),
+                    String::from_utf8_lossy(&webhook_id).into_owned(),
+                ))
             })
             .collect()
     }
 
-    /// Takes a due delivery (by its queue key, from `due`) for an attempt: it is leased until
-    /// `until` (its queue entry moves there), so it is not taken twice, and a crash mid-attempt
-    /// leaves it to be tried again once the lease runs out. None if someone else took it.
-    pub fn lease(&self, due_entry: &[u8], until: Timestamp) -> StoreResult<Option<Delivery>> {
+    /// Takes due deliveries (by their queue keys, from `due`) for attempts, in one transaction:
+    /// each is leased until `until` (its queue entry moves there), so it is not taken twice, and
+    /// a crash mid-attempt leaves it to be tried again once the lease runs out. Those someone
+    /// else took are left out.
+    pub fn lease_many(&self, entries: &[Vec<u8>], until: Timestamp) -> StoreResult<Vec<Delivery>> {
         let t = &self.0.t;
-        let id = String::from_utf8_lossy(&due_entry[8.min(due_entry.len())..]).into_owned();
         Ok((&t.deliveries, &t.delivery_due).transaction(|(all, due)| {
-            if due.remove(due_entry)?.is_none() {
-                return Ok(None);
+            let mut taken = Vec::with_capacity(entries.len());
+            for entry in entries {
+                if due.remove(entry.as_slice())?.is_none() {
+                    continue;
+                }
+                let id = String::from_utf8_lossy(&entry[8.min(entry.len())..]).into_owned();
+                let Some(raw) = all.get(id.as_bytes())? else {
+                    continue;
+                };
+                let mut d: Delivery = decode(&raw).or_else(abort)?;
+                if d.state != DeliveryState::Pending {
+                    continue;
+                }
+                d.next_attempt_at = Some(until);
+                due.insert(due_key(until, &d.id), d.webhook_id.as_bytes())?;
+                all.insert(d.id.as_bytes(), encode(&d))?;
+                taken.push(d);
             }
-            let Some(raw) = all.get(id.as_bytes())? else {
-                return Ok(None);
-            };
-            let mut d: Delivery = decode(&raw).or_else(abort)?;
-            if d.state != DeliveryState::Pending {
-                return Ok(None);
-            }
-            d.next_attempt_at = Some(until);
-            due.insert(due_key(until, &d.id), &[])?;
-            all.insert(d.id.as_bytes(), encode(&d))?;
-            Ok(Some(d))
+            Ok(taken)
         })?)
     }
 
@@ -610,44 +675,62 @@ impl Webhooks<'_> {
         delivered: bool,
         next: Option<Timestamp>,
     ) -> StoreResult<Delivery> {
+        let outcome = Outcome {
+            id: id.to_string(),
+            attempt,
+            delivered,
+            next,
+        };
+        self.record_attempts(std::slice::from_ref(&outcome))?
+            .pop()
+            .ok_or(StoreError::NotFound("delivery"))
+    }
+
+    /// Records many attempts in one transaction (see `record_attempt`); deliveries gone
+    /// meanwhile are skipped.
+    pub fn record_attempts(&self, outcomes: &[Outcome]) -> StoreResult<Vec<Delivery>> {
         let t = &self.0.t;
         Ok(
             (&t.deliveries, &t.delivery_due, &t.counters).transaction(|(all, due, counters)| {
-                let Some(raw) = all.get(id.as_bytes())? else {
-                    return abort(StoreError::NotFound("delivery"));
-                };
-                let mut d: Delivery = decode(&raw).or_else(abort)?;
-                if let Some(at) = d.next_attempt_at {
-                    due.remove(due_key(at, &d.id))?;
-                }
-                d.attempts.push(attempt.clone());
-                if d.attempts.len() > MAX_ATTEMPTS_KEPT {
-                    d.attempts.remove(0);
-                }
-                d.attempt_count += 1;
-                let was_pending = d.state == DeliveryState::Pending;
-                match (delivered, next) {
-                    (true, _) => {
-                        d.state = DeliveryState::Delivered;
-                        d.next_attempt_at = None;
+                let mut recorded = Vec::with_capacity(outcomes.len());
+                for o in outcomes {
+                    let Some(raw) = all.get(o.id.as_bytes())? else {
+                        continue;
+                    };
+                    let mut d: Delivery = decode(&raw).or_else(abort)?;
+                    if let Some(at) = d.next_attempt_at {
+                        due.remove(due_key(at, &d.id))?;
                     }
-                    (false, Some(at)) => {
-                        d.state = DeliveryState::Pending;
-                        d.next_attempt_at = Some(at);
-                        due.insert(due_key(at, &d.id), &[])?;
+                    d.attempts.push(o.attempt.clone());
+                    if d.attempts.len() > MAX_ATTEMPTS_KEPT {
+                        d.attempts.remove(0);
                     }
-                    (false, None) => {
-                        d.state = DeliveryState::Failed;
-                        d.next_attempt_at = None;
+                    d.attempt_count += 1;
+                    let was_pending = d.state == DeliveryState::Pending;
+                    match (o.delivered, o.next) {
+                        (true, _) => {
+                            d.state = DeliveryState::Delivered;
+                            d.next_attempt_at = None;
+                        }
+                        (false, Some(at)) => {
+                            d.state = DeliveryState::Pending;
+                            d.next_attempt_at = Some(at);
+                            due.insert(due_key(at, &d.id), d.webhook_id.as_bytes())?;
+                        }
+                        (false, None) => {
+                            d.state = DeliveryState::Failed;
+                            d.next_attempt_at = None;
+                        }
                     }
+                    let now_pending = d.state == DeliveryState::Pending;
+                    if was_pending != now_pending {
+                        let delta = if now_pending { 1 } else { -1 };
+                        super::bump(counters, &pending_key(&d.webhook_id), delta)?;
+                    }
+                    all.insert(d.id.as_bytes(), encode(&d))?;
+                    recorded.push(d);
                 }
-                let now_pending = d.state == DeliveryState::Pending;
-                if was_pending != now_pending {
-                    let delta = if now_pending { 1 } else { -1 };
-                    super::bump(counters, &pending_key(&d.webhook_id), delta)?;
-                }
-                all.insert(d.id.as_bytes(), encode(&d))?;
-                Ok(d)
+                Ok(recorded)
             })?,
         )
     }
@@ -691,7 +774,7 @@ impl Webhooks<'_> {
                 }
                 d.state = DeliveryState::Pending;
                 d.next_attempt_at = Some(now);
-                due.insert(due_key(now, &d.id), &[])?;
+                due.insert(due_key(now, &d.id), d.webhook_id.as_bytes())?;
                 all.insert(d.id.as_bytes(), encode(&d))?;
                 Ok(d)
             })?,
@@ -769,6 +852,23 @@ impl Webhooks<'_> {
         }
         Ok(removed)
     }
+}
+
+/// What an attempt came to (see `Webhooks::record_attempts`).
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub id: String,
+    pub attempt: Attempt,
+    pub delivered: bool,
+    /// When to try again (None: no more attempts).
+    pub next: Option<Timestamp>,
+}
+
+/// One event's fan-out: its deliveries and mails (see `Webhooks::fan_out`).
+pub struct FanOut {
+    pub event_id: String,
+    pub deliveries: Vec<Delivery>,
+    pub mails: Vec<super::mail::Mail>,
 }
 
 /// A new delivery of `event` to `endpoint`, due now.

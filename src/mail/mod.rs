@@ -1,0 +1,498 @@
+//! Notification mail. The operator sets an SMTP relay (`--smtp-url`); each reseller may send from
+//! its own address once DNS shows the DKIM record of its signing key and an SPF record
+//! (`verify_sender`, checked in the background with the same resolver and backoff as client
+//! domains); until then mail goes from the instance's sender (`--mail-from`). Mails are made by
+//! the webhook dispatcher from the same durable events (`make_mails`), rendered from the
+//! reseller's template or the built-in one, DKIM-signed, queued in the store's outbox and sent
+//! with retries (`send_forever`): a relay that cannot be reached never fails the call that
+//! caused the mail.
+
+pub mod dkim;
+pub mod mime;
+pub mod templates;
+
+use crate::model::Timestamp;
+use crate::store::mail::{Mail, Sender, SenderStatus};
+use crate::store::signing::{Alg, SigningKey};
+use crate::store::webhooks::{Event, Subject};
+use crate::store::Store;
+use crate::AppState;
+use actix_web::web;
+use lettre::AsyncTransport;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How long a mail is retried.
+const RETRY_FOR_MS: i64 = 3 * 24 * 3600 * 1000;
+const FIRST_BACKOFF_MS: i64 = 30_000;
+const MAX_BACKOFF_MS: i64 = 3600 * 1000;
+/// Sent mails are kept this long.
+const KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
+/// The key the instance signs its own sender's mail with, among the signing keys.
+pub const INSTANCE: &str = "_instance";
+
+pub type Transport = lettre::AsyncSmtpTransport<lettre::Tokio1Executor>;
+
+/// The relay and the instance's sender.
+pub struct Mailer {
+    transport: Option<Transport>,
+    /// The instance's sender address (`--mail-from`).
+    pub default_from: String,
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+impl Mailer {
+    /// A mailer for `smtp_url` (none: mail is not sent, and no mail events are written).
+    /// `smtp://` uses STARTTLS when the relay offers it (`?tls=required` insists), `smtps://`
+    /// implicit TLS; `user:pass@` authenticates.
+    pub fn new(smtp_url: Option<&str>, default_from: String) -> Result<Mailer, String> {
+        let transport = match smtp_url {
+            None => None,
+            Some(url) => {
+                let url = if url.starts_with("smtp://") && !url.contains("tls=") {
+                    let sep = if url.contains('?') { '&' } else { '?' };
+                    format!("{url}{sep}tls=opportunistic")
+                } else {
+                    url.to_string()
+                };
+                let builder = Transport::from_url(&url)
+                    .map_err(|e| format!("--smtp-url {}: {e}", redact(&url)))?;
+                Some(builder.timeout(Some(Duration::from_secs(30))).build())
+            }
+        };
+        Ok(Mailer {
+            transport,
+            default_from,
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        })
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.transport.is_some()
+    }
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// The DKIM selector for a key: stable, short, a valid DNS label.
+pub fn selector(key: &SigningKey) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.kid.as_bytes());
+    format!("rsd{}", hex::encode(&digest[..5]))
+}
+
+/// The instance's signing key for its own sender, made once.
+pub fn instance_key(store: &Store) -> crate::error::ApiResult<SigningKey> {
+    if let Some(key) = store.signing_keys().active(INSTANCE, Alg::RS256)? {
+        return Ok(key);
+    }
+    let key = crate::signing::generate(INSTANCE, Alg::RS256, Timestamp::now())
+        .map_err(crate::error::ApiError::internal)?;
+    Ok(store.signing_keys().add(key)?)
+}
+
+/// Sets (or clears, with None) the reseller's sender address. A new address (or DKIM
+/// algorithm) starts pending, bound to the reseller's active signing key of that algorithm,
+/// which is made if it has none.
+pub async fn set_sender(
+    store: &Store,
+    reseller_id: &str,
+    from: Option<(String, Option<String>, Alg)>,
+) -> crate::error::ApiResult<Option<Sender>> {
+    let Some((from, name, alg)) = from else {
+        store.mail().delete_sender(reseller_id)?;
+        return Ok(None);
+    };
+    if let Some(current) = store.mail().sender(reseller_id)? {
+        let same_alg = sender_key(store, &current).is_ok_and(|k| k.alg == alg);
+        if current.from == from && same_alg {
+            let mut same = current;
+            same.name = name;
+            store.mail().put_sender(&same)?;
+            return Ok(Some(same));
+        }
+    }
+    let key = match store.signing_keys().active(reseller_id, alg)? {
+        Some(key) => key,
+        None => {
+            let reseller = reseller_id.to_string();
+            let key =
+                web::block(move || crate::signing::generate(&reseller, alg, Timestamp::now()))
+                    .await
+                    .map_err(crate::error::ApiError::internal)?
+                    .map_err(crate::error::ApiError::internal)?;
+            store.signing_keys().add(key)?
+        }
+    };
+    let now = Timestamp::now();
+    let sender = Sender {
+        reseller_id: reseller_id.to_string(),
+        from,
+        name,
+        selector: selector(&key),
+        key_id: key.id.clone(),
+        status: SenderStatus::Pending,
+        dkim_found: false,
+        spf_found: false,
+        error: None,
+        created_at: now,
+        verified_at: None,
+        last_checked_at: None,
+        next_check_at: now,
+        misses: 0,
+    };
+    store.mail().put_sender(&sender)?;
+    Ok(Some(sender))
+}
+
+/// The DKIM record the reseller must publish for its sender: (name, value).
+pub fn sender_record(store: &Store, sender: &Sender) -> crate::error::ApiResult<(String, String)> {
+    let key = sender_key(store, sender)?;
+    let value = dkim::record(&key).map_err(crate::error::ApiError::internal)?;
+    Ok((
+        format!("{}._domainkey.{}", sender.selector, sender.domain()),
+        value,
+    ))
+}
+
+fn sender_key(store: &Store, sender: &Sender) -> crate::error::ApiResult<SigningKey> {
+    store
+        .signing_keys()
+        .list(&sender.reseller_id)?
+        .into_iter()
+        .find(|k| k.id == sender.key_id)
+        .ok_or_else(|| {
+            crate::error::ApiError::Conflict(
+                "sender_key_deleted",
+                "the signing key this sender's DKIM record holds was deleted; set the \
+                 notification email again to get a new record"
+                    .into(),
+            )
+        })
+}
+
+/// Checks the sender's DKIM and SPF records now and stores the result (with backoff after a
+/// miss, like client domains).
+pub async fn verify_sender(state: &AppState, sender: Sender) -> crate::error::ApiResult<Sender> {
+    let store = &state.store;
+    let now = Timestamp::now();
+    let (dkim_name, expected) = match sender_record(store, &sender) {
+        Ok(record) => record,
+        Err(e) => {
+            let why = e.to_string();
+            let updated = store
+                .mail()
+                .update_sender(&sender.reseller_id, &sender.from, |s| {
+                    s.status = SenderStatus::Failed;
+                    s.error = Some(why.clone());
+                    s.last_checked_at = Some(now);
+                })?;
+            return Ok(updated.unwrap_or(sender));
+        }
+    };
+    let verifier = &state.verifier;
+    let dkim = verifier.txt(&dkim_name).await;
+    let spf = verifier.txt(sender.domain()).await;
+    let dkim_found = dkim
+        .as_ref()
+        .is_ok_and(|records| records.iter().any(|r| same_record(r, &expected)));
+    let spf_found = spf
+        .as_ref()
+        .is_ok_and(|records| records.iter().any(|r| r.trim_start().starts_with("v=spf1")));
+    let error = match (&dkim, &spf, dkim_found, spf_found) {
+        (Err(e), _, _, _) | (_, Err(e), _, _) => Some(e.clone()),
+        (_, _, false, _) => Some(format!("no TXT record at {dkim_name} holds this DKIM key")),
+        (_, _, true, false) => Some(format!("no SPF record (v=spf1 …) at {}", sender.domain())),
+        _ => None,
+    };
+    let verified = dkim_found && spf_found;
+    let interval = state.settings.verify_interval();
+    let updated = store
+        .mail()
+        .update_sender(&sender.reseller_id, &sender.from, |s| {
+            s.dkim_found = dkim_found;
+            s.spf_found = spf_found;
+            s.last_checked_at = Some(now);
+            s.error = error.clone();
+            if verified {
+                if s.status != SenderStatus::Verified {
+                    s.verified_at = Some(now);
+                }
+                s.status = SenderStatus::Verified;
+                s.misses = 0;
+            } else {
+                s.status = SenderStatus::Pending;
+                s.misses = s.misses.saturating_add(1);
+                s.next_check_at =
+                    now.plus_secs(crate::dns::backoff(interval, s.misses).as_secs() as i64);
+            }
+        })?;
+    store.flush().await?;
+    Ok(updated.unwrap_or(sender))
+}
+
+/// Two DKIM records are the same if their tags are, white space aside.
+fn same_record(found: &str, expected: &str) -> bool {
+    let tags = |r: &str| -> Vec<(String, String)> {
+        let mut tags: Vec<(String, String)> = r
+            .split(';')
+            .filter_map(|t| t.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.split_whitespace().collect()))
+            .collect();
+        tags.sort();
+        tags
+    };
+    let (found, expected) = (tags(found), tags(expected));
+    expected.iter().all(|t| t.0 == "v" || found.contains(t)) && found.iter().any(|t| t.0 == "p")
+}
+
+/// Checks every pending sender whose next check is due, forever.
+pub async fn check_senders_forever(state: web::Data<AppState>) {
+    let tick = state.settings.verify_interval().min(Duration::from_secs(5));
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = Timestamp::now();
+        let due = match state.store.mail().senders() {
+            Ok(all) => all
+                .into_iter()
+                .filter(|s| s.status != SenderStatus::Verified && s.next_check_at <= now),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the mail senders");
+                continue;
+            }
+        };
+        for sender in due.collect::<Vec<_>>() {
+            if let Err(e) = verify_sender(&state, sender).await {
+                tracing::warn!(error = %e.cause_chain(), "cannot check a mail sender");
+            }
+        }
+    }
+}
+
+/// The mails an event makes (none if mail is off, the event makes none, or it has nobody to
+/// go to).
+pub fn make_mails(state: &AppState, event: &Event) -> Vec<Mail> {
+    if !state.mailer.is_enabled() {
+        return Vec::new();
+    }
+    match make_mail(state, event) {
+        Ok(mail) => mail.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!(kind = %event.kind, error = %e.cause_chain(), "cannot make a notification mail");
+            Vec::new()
+        }
+    }
+}
+
+fn make_mail(state: &AppState, event: &Event) -> crate::error::ApiResult<Option<Mail>> {
+    let Some(kind) = templates::Kind::of_event(&event.kind) else {
+        return Ok(None);
+    };
+    let store = &state.store;
+    let reseller = store.resellers().get(&event.reseller_id)?;
+    let mut vars = templates::Vars::new(&reseller.name);
+    let owner_email = |user_id: &str| -> Option<String> {
+        store
+            .users()
+            .get(&reseller.id, user_id)
+            .ok()
+            .map(|u| u.email.as_str().to_string())
+    };
+    let site_vars = |vars: &mut templates::Vars, site_id: &str| -> Option<String> {
+        let site = store.sites().get(site_id).ok().flatten()?;
+        vars.set("site_name", site.name.as_str());
+        if let Ok(view) = crate::api::sites::site_view(state, &reseller, &site) {
+            vars.set("site_url", &view.ssl_url);
+        }
+        owner_email(&site.user_id)
+    };
+    let to = match &event.subject {
+        Subject::Submission(s) => {
+            vars.set("form_name", &s.form_name);
+            let fields: Vec<String> = s.data.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            vars.set("submission", &fields.join("\n"));
+            site_vars(&mut vars, &s.site_id)
+        }
+        Subject::Deploy(d) => {
+            vars.set("deploy_id", &d.id);
+            vars.set("error", d.error_message.as_deref().unwrap_or_default());
+            site_vars(&mut vars, &d.site_id)
+        }
+        Subject::Domain(d) => {
+            vars.set("domain", d.name.as_str());
+            Some(d.email.as_str().to_string())
+        }
+        Subject::Certificate {
+            domain,
+            site_id,
+            expires_at,
+            error,
+        } => {
+            vars.set("domain", domain);
+            vars.set("error", error.as_deref().unwrap_or_default());
+            vars.set(
+                "expires_at",
+                &expires_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            );
+            site_vars(&mut vars, site_id)
+        }
+        Subject::User(u) => {
+            vars.set("user_email", u.email.as_str());
+            Some(u.email.as_str().to_string())
+        }
+        _ => None,
+    };
+    let Some(to) = to else {
+        return Ok(None);
+    };
+    vars.set("user_email", &to);
+    let custom = store.mail().template(&reseller.id, kind.name())?;
+    let rendered = templates::render(kind, custom.as_deref(), &vars);
+    compose(state, &reseller.id, kind.name(), &to, &rendered, event.at).map(Some)
+}
+
+/// A signed message from the reseller's verified sender, or from the instance's.
+pub fn compose(
+    state: &AppState,
+    reseller_id: &str,
+    kind: &str,
+    to: &str,
+    rendered: &templates::Rendered,
+    at: Timestamp,
+) -> crate::error::ApiResult<Mail> {
+    let store = &state.store;
+    let own = store
+        .mail()
+        .sender(reseller_id)?
+        .filter(|s| s.status == SenderStatus::Verified);
+    let (from, name, key, selector) = match &own {
+        Some(sender) => {
+            let key = sender_key(store, sender)?;
+            (
+                sender.from.clone(),
+                sender.name.clone(),
+                key,
+                sender.selector.clone(),
+            )
+        }
+        None => {
+            let key = instance_key(store)?;
+            let selector = selector(&key);
+            (state.mailer.default_from.clone(), None, key, selector)
+        }
+    };
+    let domain = from.rsplit('@').next().unwrap_or("localhost").to_string();
+    let message = mime::Message {
+        from_name: name.as_deref(),
+        from: &from,
+        to,
+        subject: &rendered.subject,
+        text: &rendered.text,
+        html: &rendered.html,
+        message_id: format!("<{}@{}>", crate::model::new_id(), domain),
+        date: at,
+    };
+    let (mut headers, body) = mime::render(&message);
+    let signature = dkim::sign(&headers, &body, &domain, &selector, &key, at.0 / 1000)
+        .map_err(crate::error::ApiError::internal)?;
+    headers.insert(0, ("DKIM-Signature", signature));
+    Ok(Mail::new(
+        reseller_id,
+        kind,
+        from,
+        to.to_string(),
+        mime::assemble(&headers, &body),
+        Timestamp::now(),
+    ))
+}
+
+/// Sends due mails, one at a time, forever; prunes old ones now and then.
+pub async fn send_forever(state: web::Data<AppState>) {
+    let Some(transport) = state.mailer.transport.clone() else {
+        return;
+    };
+    let mut rounds = 0u64;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        rounds += 1;
+        if rounds % 14_400 == 1 {
+            let before = Timestamp(Timestamp::now().0 - KEEP_MS);
+            if let Err(e) = state.store.mail().prune(before, 10_000) {
+                tracing::warn!(error = %e, "cannot prune sent mail");
+            }
+        }
+        let now = Timestamp::now();
+        let due = match state.store.mail().due(now, 32) {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the mail queue");
+                continue;
+            }
+        };
+        for entry in due {
+            let lease = Timestamp(now.0 + 120_000);
+            let mail = match state.store.mail().lease(&entry, lease) {
+                Ok(Some(mail)) => mail,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take a mail from the queue");
+                    continue;
+                }
+            };
+            let result = send(&transport, &mail).await;
+            let (error, next) = match result {
+                Ok(()) => {
+                    state.mailer.sent.fetch_add(1, Ordering::Relaxed);
+                    (None, None)
+                }
+                Err(e) => {
+                    state.mailer.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(mail = %mail.id, error = %e, "cannot send a notification mail; it is retried");
+                    (Some(e), next_attempt(&mail, Timestamp::now()))
+                }
+            };
+            if let Err(e) = state.store.mail().record(&mail.id, error, next) {
+                tracing::warn!(error = %e, "cannot record a mail attempt");
+            }
+        }
+    }
+}
+
+async fn send(transport: &Transport, mail: &Mail) -> Result<(), String> {
+    let from: lettre::Address = mail.from.parse().map_err(|e| format!("from: {e}"))?;
+    let to: lettre::Address = mail.to.parse().map_err(|e| format!("to: {e}"))?;
+    let envelope =
+        lettre::address::Envelope::new(Some(from), vec![to]).map_err(|e| e.to_string())?;
+    transport
+        .send_raw(&envelope, &mail.message)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// 30 s after the first failure, doubling up to an hour, for 3 days.
+fn next_attempt(mail: &Mail, now: Timestamp) -> Option<Timestamp> {
+    let delay = FIRST_BACKOFF_MS
+        .saturating_mul(1i64 << mail.attempt_count.min(20))
+        .min(MAX_BACKOFF_MS);
+    let at = Timestamp(now.0 + delay);
+    (at.0 <= mail.created_at.0 + RETRY_FOR_MS).then_some(at)
+}
+
+/// Queues one mail outside the event flow (an endpoint disabled), flushed.
+pub async fn queue(state: &AppState, mail: Mail) -> crate::error::ApiResult<()> {
+    state.store.mail().queue(&[mail])?;
+    state.store.flush().await?;
+    Ok(())
+}
