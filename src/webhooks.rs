@@ -29,9 +29,11 @@ pub const DISABLE_AFTER_MS: i64 = RETRY_FOR_MS;
 /// The first retry waits about this long; each next one twice as long, up to `MAX_BACKOFF_MS`.
 const FIRST_BACKOFF_MS: i64 = 5_000;
 const MAX_BACKOFF_MS: i64 = 6 * 3600 * 1000;
-/// Attempts at once, per endpoint and in all.
+/// Attempts at once, per endpoint, per reseller and in all: a reseller whose endpoints never
+/// answer holds at most `PER_RESELLER` of the `IN_FLIGHT`, however many endpoints it has.
 const PER_ENDPOINT: usize = 8;
-const IN_FLIGHT: usize = 64;
+const PER_RESELLER: usize = 16;
+const IN_FLIGHT: usize = 128;
 /// Queue entries one pass of the sender looks at, at most: past an endpoint that has its
 /// attempts in flight, to the others' entries.
 const SCAN: usize = 1024;
@@ -88,6 +90,8 @@ impl Outbox {
     pub fn new(allow_private: bool, timeout: Duration) -> Result<Outbox, String> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would reach addresses the resolver below refuses.
+            .no_proxy()
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("resellerd-webhooks/", env!("CARGO_PKG_VERSION")))
@@ -105,24 +109,31 @@ impl Outbox {
         })
     }
 
-    /// Claims one of an endpoint's attempt slots, if it has one free and the sender too.
-    fn claim(&self, webhook_id: &str) -> bool {
+    /// Claims an attempt slot for `slot` (`reseller_id/webhook_id`, see `Delivery::slot`), if
+    /// its endpoint, its reseller and the sender each have one free.
+    fn claim(&self, slot: &str) -> bool {
+        let reseller = slot.split('/').next().unwrap_or_default();
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         let total: usize = map.values().sum();
-        let mine = map.entry(webhook_id.to_string()).or_default();
-        if *mine >= PER_ENDPOINT || total >= IN_FLIGHT {
+        let of_reseller: usize = map
+            .iter()
+            .filter(|(k, _)| k.split('/').next() == Some(reseller))
+            .map(|(_, n)| n)
+            .sum();
+        let mine = map.entry(slot.to_string()).or_default();
+        if *mine >= PER_ENDPOINT || of_reseller >= PER_RESELLER || total >= IN_FLIGHT {
             return false;
         }
         *mine += 1;
         true
     }
 
-    fn release(&self, webhook_id: &str) {
+    fn release(&self, slot: &str) {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(webhook_id) {
+        if let Some(n) = map.get_mut(slot) {
             *n -= 1;
             if *n == 0 {
-                map.remove(webhook_id);
+                map.remove(slot);
             }
         }
     }
@@ -439,13 +450,13 @@ async fn send_due(state: &web::Data<AppState>) -> crate::error::ApiResult<()> {
     let lease = Timestamp(now.0 + state.settings.webhook_timeout().as_millis() as i64 + 30_000);
     let webhooks = state.store.webhooks();
     let mut claimed: Vec<(Vec<u8>, String)> = Vec::new();
-    for (entry, webhook_id) in webhooks.due(now, SCAN)? {
+    for (entry, slot) in webhooks.due(now, SCAN)? {
         if claimed.len() >= free {
             break;
         }
-        // An endpoint with its attempts in flight is passed over for the others' entries.
-        if state.outbox.claim(&webhook_id) {
-            claimed.push((entry, webhook_id));
+        // An endpoint (or reseller) with its attempts in flight is passed over for the others'.
+        if state.outbox.claim(&slot) {
+            claimed.push((entry, slot));
         }
     }
     if claimed.is_empty() {
@@ -456,34 +467,34 @@ async fn send_due(state: &web::Data<AppState>) -> crate::error::ApiResult<()> {
     let leased = match webhooks.lease_many(&entries, lease) {
         Ok(leased) => leased,
         Err(e) => {
-            for (_, webhook_id) in &claimed {
-                state.outbox.release(webhook_id);
+            for (_, slot) in &claimed {
+                state.outbox.release(slot);
             }
             return Err(e.into());
         }
     };
     let mut unused: HashMap<String, usize> = HashMap::new();
-    for (_, webhook_id) in &claimed {
-        *unused.entry(webhook_id.clone()).or_default() += 1;
+    for (_, slot) in &claimed {
+        *unused.entry(slot.clone()).or_default() += 1;
     }
     for d in &leased {
-        if let Some(n) = unused.get_mut(&d.webhook_id) {
+        if let Some(n) = unused.get_mut(&d.slot()) {
             *n -= 1;
         }
     }
-    for (webhook_id, n) in unused {
+    for (slot, n) in unused {
         for _ in 0..n {
-            state.outbox.release(&webhook_id);
+            state.outbox.release(&slot);
         }
     }
     for delivery in leased {
         let state = state.clone();
         tokio::spawn(async move {
-            let webhook_id = delivery.webhook_id.clone();
+            let slot = delivery.slot();
             if let Err(e) = attempt(&state, delivery).await {
                 tracing::warn!(error = %e.cause_chain(), "cannot make a webhook attempt");
             }
-            state.outbox.release(&webhook_id);
+            state.outbox.release(&slot);
             state.outbox.wake.notify_one();
         });
     }
@@ -758,6 +769,25 @@ mod tests {
         ] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    /// A hostile reseller's endpoints that never answer cannot take every attempt slot.
+    #[test]
+    fn attempts_in_flight_are_bounded_per_endpoint_and_per_reseller() {
+        let outbox = Outbox::new(false, Duration::from_secs(10)).unwrap();
+        let taken = (0..100).filter(|_| outbox.claim("hostile/w1")).count();
+        assert_eq!(taken, PER_ENDPOINT);
+        let more = (0..100)
+            .filter(|i| outbox.claim(&format!("hostile/w{}", 2 + i % 9)))
+            .count();
+        assert_eq!(taken + more, PER_RESELLER);
+        assert!(
+            outbox.claim("other/w1"),
+            "another reseller still gets a slot"
+        );
+        outbox.release("hostile/w1");
+        assert!(outbox.claim("hostile/w1"), "a released slot is free again");
+        assert_eq!(outbox.free_slots(), IN_FLIGHT - PER_RESELLER - 1);
     }
 
     #[test]

@@ -197,6 +197,13 @@ pub const MAIL_KINDS: &[&str] = &[
     "user.suspended",
 ];
 
+impl Delivery {
+    /// `reseller_id/webhook_id`: what the sender counts attempts in flight by.
+    pub fn slot(&self) -> String {
+        format!("{}/{}", self.reseller_id, self.webhook_id)
+    }
+}
+
 /// The 8-byte big-endian time then the id: the sender's queue order.
 pub fn due_key(at: Timestamp, id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(8 + id.len());
@@ -606,7 +613,7 @@ impl Webhooks<'_> {
                         all.insert(d.id.as_bytes(), encode(d))?;
                         by_webhook.insert(format!("{}/{}", d.webhook_id, d.id).as_bytes(), &[])?;
                         if let Some(at) = d.next_attempt_at {
-                            due.insert(due_key(at, &d.id), d.webhook_id.as_bytes())?;
+                            due.insert(due_key(at, &d.id), d.slot().as_bytes())?;
                         }
                     }
                 }
@@ -618,8 +625,8 @@ impl Webhooks<'_> {
         Ok(result)
     }
 
-    /// Queue entries due at or before `now`, oldest due first, at most `limit`, each with the
-    /// id of the endpoint its delivery goes to.
+    /// Queue entries due at or before `now`, oldest due first, at most `limit`, each with its
+    /// delivery's `Delivery::slot` (who it is for).
     pub fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<(Vec<u8>, String)>> {
         let end = (now.0.max(0) as u64 + 1).to_be_bytes();
         self.0
@@ -658,7 +665,7 @@ impl Webhooks<'_> {
                     continue;
                 }
                 d.next_attempt_at = Some(until);
-                due.insert(due_key(until, &d.id), d.webhook_id.as_bytes())?;
+                due.insert(due_key(until, &d.id), d.slot().as_bytes())?;
                 all.insert(d.id.as_bytes(), encode(&d))?;
                 taken.push(d);
             }
@@ -715,7 +722,7 @@ impl Webhooks<'_> {
                         (false, Some(at)) => {
                             d.state = DeliveryState::Pending;
                             d.next_attempt_at = Some(at);
-                            due.insert(due_key(at, &d.id), d.webhook_id.as_bytes())?;
+                            due.insert(due_key(at, &d.id), d.slot().as_bytes())?;
                         }
                         (false, None) => {
                             d.state = DeliveryState::Failed;
@@ -774,7 +781,7 @@ impl Webhooks<'_> {
                 }
                 d.state = DeliveryState::Pending;
                 d.next_attempt_at = Some(now);
-                due.insert(due_key(now, &d.id), d.webhook_id.as_bytes())?;
+                due.insert(due_key(now, &d.id), d.slot().as_bytes())?;
                 all.insert(d.id.as_bytes(), encode(&d))?;
                 Ok(d)
             })?,
