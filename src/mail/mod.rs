@@ -372,20 +372,14 @@ pub fn compose(
     at: Timestamp,
 ) -> crate::error::ApiResult<Mail> {
     let store = &state.store;
+    // A verified sender whose key was deleted since cannot sign: the instance's sender stands in.
     let own = store
         .mail()
         .sender(reseller_id)?
-        .filter(|s| s.status == SenderStatus::Verified);
-    let (from, name, key, selector) = match &own {
-        Some(sender) => {
-            let key = sender_key(store, sender)?;
-            (
-                sender.from.clone(),
-                sender.name.clone(),
-                key,
-                sender.selector.clone(),
-            )
-        }
+        .filter(|s| s.status == SenderStatus::Verified)
+        .and_then(|s| sender_key(store, &s).ok().map(|key| (s, key)));
+    let (from, name, key, selector) = match own {
+        Some((sender, key)) => (sender.from, sender.name, key, sender.selector),
         None => {
             let key = instance_key(store)?;
             let selector = selector(&key);

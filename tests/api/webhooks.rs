@@ -419,3 +419,42 @@ async fn an_endpoint_failing_for_three_days_is_disabled() {
     assert_eq!(again.body["enabled"], true);
     assert!(again.body["failing_since"].is_null());
 }
+
+#[tokio::test]
+async fn concurrent_creates_cannot_pass_the_endpoint_limit() {
+    let app = TestApp::spawn_with(&["--allow-private-targets"]).await;
+    let a = app.reseller("Limit A").await;
+    let creates = (0..14).map(|i| {
+        app.post(
+            "/api/v1/webhooks",
+            &a.key,
+            json!({"url": format!("http://127.0.0.1:9/{i}"), "events": ["*"]}),
+        )
+    });
+    let replies = futures_util::future::join_all(creates).await;
+    assert_eq!(replies.iter().filter(|r| r.status == 201).count(), 10);
+    for r in replies.into_iter().filter(|r| r.status != 201) {
+        r.expect_error(400, "webhook_limit_reached");
+    }
+    let listed = app.get("/api/v1/webhooks", &a.key).await.expect(200);
+    let first = listed.body[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(listed.body.as_array().unwrap().len(), 10);
+    // A deleted one makes room again.
+    app.delete(&format!("/api/v1/webhooks/{first}"), &a.key)
+        .await
+        .expect(204);
+    app.post(
+        "/api/v1/webhooks",
+        &a.key,
+        json!({"url": "http://127.0.0.1:9/again", "events": ["user.created", "user.created"]}),
+    )
+    .await
+    .expect_error(400, "invalid_request");
+    app.post(
+        "/api/v1/webhooks",
+        &a.key,
+        json!({"url": "http://127.0.0.1:9/again", "events": ["user.created"]}),
+    )
+    .await
+    .expect(201);
+}

@@ -310,6 +310,10 @@ fn pending_key(webhook_id: &str) -> String {
     format!("webhook_pending/{webhook_id}")
 }
 
+fn endpoints_key(reseller_id: &str) -> String {
+    format!("webhooks/{reseller_id}")
+}
+
 fn count_key(webhook_id: &str) -> String {
     format!("webhook_deliveries/{webhook_id}")
 }
@@ -330,6 +334,10 @@ impl Webhooks<'_> {
                 "events lists at least one event type, or [\"*\"] for all",
             ));
         }
+        let distinct: std::collections::HashSet<&String> = events.iter().collect();
+        if distinct.len() != events.len() {
+            return Err(StoreError::invalid("events names a type twice"));
+        }
         for e in events {
             if e != "*" && !EVENT_TYPES.contains(&e.as_str()) {
                 return Err(StoreError::invalid(format!(
@@ -349,12 +357,6 @@ impl Webhooks<'_> {
         now: Timestamp,
     ) -> StoreResult<Endpoint> {
         Self::valid_events(&events)?;
-        if self.list(reseller_id)?.len() >= MAX_ENDPOINTS {
-            return Err(StoreError::Conflict(
-                "webhook_limit_reached",
-                format!("a reseller has at most {MAX_ENDPOINTS} webhook endpoints"),
-            ));
-        }
         let endpoint = Endpoint {
             id: new_id(),
             reseller_id: reseller_id.to_string(),
@@ -367,10 +369,24 @@ impl Webhooks<'_> {
             created_at: now,
             updated_at: now,
         };
-        self.0.t.webhooks.insert(
-            endpoint_key(reseller_id, &endpoint.id).as_bytes(),
-            encode(&endpoint),
-        )?;
+        // The count and the insert are one transaction: concurrent creates cannot pass the limit.
+        let t = &self.0.t;
+        let counted = endpoints_key(reseller_id);
+        (&t.webhooks, &t.counters).transaction(|(hooks, counters)| {
+            let have = super::count_of(counters.get(counted.as_bytes())?);
+            if have.max(0) as usize >= MAX_ENDPOINTS {
+                return abort(StoreError::Conflict(
+                    "webhook_limit_reached",
+                    format!("a reseller has at most {MAX_ENDPOINTS} webhook endpoints"),
+                ));
+            }
+            super::bump(counters, &counted, 1)?;
+            hooks.insert(
+                endpoint_key(reseller_id, &endpoint.id).as_bytes(),
+                encode(&endpoint),
+            )?;
+            Ok(())
+        })?;
         self.resubscribe(reseller_id)?;
         Ok(endpoint)
     }
@@ -423,11 +439,15 @@ impl Webhooks<'_> {
 
     /// Deletes an endpoint; its waiting deliveries fail when the sender reaches them.
     pub fn delete(&self, reseller_id: &str, id: &str) -> StoreResult<()> {
-        self.get(reseller_id, id)?;
-        self.0
-            .t
-            .webhooks
-            .remove(endpoint_key(reseller_id, id).as_bytes())?;
+        let t = &self.0.t;
+        let key = endpoint_key(reseller_id, id);
+        (&t.webhooks, &t.counters).transaction(|(hooks, counters)| {
+            if hooks.remove(key.as_bytes())?.is_none() {
+                return abort(StoreError::NotFound("webhook"));
+            }
+            super::bump(counters, &endpoints_key(reseller_id), -1)?;
+            Ok(())
+        })?;
         self.resubscribe(reseller_id)?;
         Ok(())
     }
@@ -458,6 +478,10 @@ impl Webhooks<'_> {
                 self.0.t.counters.remove(key.as_bytes())?;
             }
         }
+        self.0
+            .t
+            .counters
+            .remove(endpoints_key(reseller_id).as_bytes())?;
         Ok(())
     }
 
