@@ -33,6 +33,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("this reseller account is suspended")]
     Suspended,
+    #[error("this user is suspended; the reseller can lift it")]
+    UserSuspended,
     #[error("requests from {0} are not allowed for this credential")]
     IpNotAllowed(std::net::IpAddr),
     #[error("{0} not found")]
@@ -104,6 +106,7 @@ impl ApiError {
             PaymentRequired(_) => (StatusCode::PAYMENT_REQUIRED, "payment_required"),
             MissingPermission(_) | Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Suspended => (StatusCode::FORBIDDEN, "reseller_suspended"),
+            UserSuspended => (StatusCode::FORBIDDEN, "user_suspended"),
             IpNotAllowed(_) => (StatusCode::FORBIDDEN, "ip_not_allowed"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

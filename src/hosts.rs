@@ -23,11 +23,13 @@ pub struct HostTarget {
     pub reseller: Reseller,
     pub domain_id: Option<String>,
     pub deploy_id: Option<String>,
+    /// The site's owner is suspended: the site shows the reseller's `suspended` page.
+    pub suspended: bool,
 }
 
 /// The one place host names map to sites. It reads only the store's `Watched` trees for hosts
-/// (sites, deploys, domains, resellers), whose writes move the generation the edge's host cache
-/// is tagged with; a new lookup here must read only those trees too.
+/// (sites, deploys, domains, resellers, suspensions), whose writes move the generation the edge's
+/// host cache is tagged with; a new lookup here must read only those trees too.
 pub fn resolve_host(
     store: &Store,
     default_domain: &str,
@@ -43,11 +45,13 @@ pub fn resolve_host(
         let reseller = store.resellers().get(&domain.reseller_id).ok();
         if let (Some(site), Some(reseller)) = (site, reseller) {
             if site.reseller_id == reseller.id {
+                let suspended = owner_suspended(store, &site)?;
                 return Ok(Some(HostTarget {
                     site,
                     reseller,
                     domain_id: Some(domain.id),
                     deploy_id: None,
+                    suspended,
                 }));
             }
         }
@@ -83,12 +87,21 @@ pub fn resolve_host(
             return Ok(None);
         }
     }
+    let suspended = owner_suspended(store, &site)?;
     Ok(Some(HostTarget {
         site,
         reseller,
         domain_id: None,
         deploy_id: deploy_id.map(str::to_string),
+        suspended,
     }))
+}
+
+fn owner_suspended(store: &Store, site: &crate::store::sites::Site) -> ApiResult<bool> {
+    Ok(store
+        .suspensions()
+        .get(&site.reseller_id, &site.user_id)?
+        .is_some())
 }
 
 /// A deploy's permalink host, `DEPLOY_ID--NAME.<domain>`, when that still fits in a DNS label.

@@ -288,6 +288,10 @@ fn render_subject(
         Subject::Submission(s) => json(&api::forms::submission_view(s)),
         Subject::Charge(c) => json(c),
         Subject::Key(k) => json(&api::keys::KeyView::from(k.clone())),
+        Subject::Suspension { user, reason } => serde_json::json!({
+            "user": json(&api::users::UserView::of_user(user.clone())),
+            "reason": reason,
+        }),
         Subject::Certificate {
             domain,
             site_id,

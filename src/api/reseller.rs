@@ -180,7 +180,7 @@ pub fn has_password_form(html: &str) -> bool {
 }
 
 #[utoipa::path(
-put, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success or password")),
+put, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success, password or suspended")),
     request_body(content = String, content_type = "text/html", description = "The page's HTML, at most 512 KiB"),
     responses((status = 204, description = "Stored"))
 )]
@@ -204,7 +204,7 @@ async fn put_page(
 }
 
 #[utoipa::path(
-get, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success or password")),
+get, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success, password or suspended")),
     responses((status = 200, description = "The custom page", content_type = "text/html", body = String))
 )]
 async fn get_page(
@@ -225,7 +225,7 @@ async fn get_page(
 }
 
 #[utoipa::path(
-delete, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success or password")),
+delete, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success, password or suspended")),
     responses((status = 204, description = "Back to the built-in page"))
 )]
 async fn delete_page(

@@ -6,6 +6,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Email, Permission, Timestamp};
 use crate::store::resellers::Reseller;
+use crate::store::suspensions::Suspension;
 use crate::store::users::{validate_uid, AccessToken, Listed, TokenTerms};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -25,6 +26,12 @@ super::endpoints! { ENDPOINTS:
     "/users/{id}" {
         get get Key(UR);
         delete delete Key(UW);
+    }
+    "/users/{id}/suspend" {
+        post suspend Key(UW);
+    }
+    "/users/{id}/unsuspend" {
+        post unsuspend Key(UW);
     }
     "/users/{id}/access_tokens" {
         get list_tokens Tenant(UR);
@@ -127,6 +134,9 @@ pub struct UserView {
     pub avatar_url: Option<String>,
     pub created_at: Timestamp,
     pub token_count: usize,
+    /// Set while the user is suspended: its tokens get 403 `user_suspended` and its sites show
+    /// the `suspended` page.
+    pub suspension: Option<Suspension>,
 }
 
 impl UserView {
@@ -145,6 +155,21 @@ impl UserView {
             avatar_url: None,
             created_at: u.created_at,
             token_count: tokens as usize,
+            suspension: None,
+        }
+    }
+
+    /// As `new`, with the user's suspension read from the store.
+    fn read(state: &AppState, listed: Listed) -> UserView {
+        let suspension = state
+            .store
+            .suspensions()
+            .get(&listed.user.reseller_id, &listed.user.id)
+            .ok()
+            .flatten();
+        UserView {
+            suspension,
+            ..UserView::new(listed)
         }
     }
 }
@@ -295,7 +320,9 @@ async fn list(
     let tenant = who.scope();
     if email.is_none() && uid.is_none() {
         let want = q.want(&req, &tenant)?;
-        let window = users.window(&reseller.id, &want)?.map(UserView::new);
+        let window = users
+            .window(&reseller.id, &want)?
+            .map(|l| UserView::read(&state, l));
         let total = users.count(&reseller.id);
         return super::respond(&req, &tenant, &want, window, |u| u.id.as_bytes(), total);
     }
@@ -308,7 +335,10 @@ async fn list(
     if let (Some(_), Some(email)) = (uid, email) {
         matching.retain(|l| l.user.email.as_str().eq_ignore_ascii_case(email));
     }
-    let views: Vec<UserView> = matching.into_iter().map(UserView::new).collect();
+    let views: Vec<UserView> = matching
+        .into_iter()
+        .map(|l| UserView::read(&state, l))
+        .collect();
     super::paginate(
         &req,
         &tenant,
@@ -331,7 +361,57 @@ async fn get(
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::UsersRead)?;
     let user = state.store.users().get_listed(&reseller.id, &id)?;
-    Ok(HttpResponse::Ok().json(UserView::new(user)))
+    Ok(HttpResponse::Ok().json(UserView::read(&state, user)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SuspendUser {
+    /// Why, for the reseller's records and the `user_suspended` mail (at most 500 characters).
+    reason: String,
+}
+
+#[utoipa::path(
+post, path = "/api/v1/users/{id}/suspend", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    request_body = SuspendUser,
+    responses((status = 200, description = "The user, suspended: its tokens are refused with 403 `user_suspended`, its sites show the `suspended` page; nothing is deleted", body = UserView))
+)]
+async fn suspend(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+    body: web::Json<SuspendUser>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::UsersWrite)?;
+    let reason = body.into_inner().reason.trim().to_string();
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "reason is 1 to 500 characters, without control characters",
+        ));
+    }
+    state
+        .store
+        .suspensions()
+        .suspend(&reseller.id, &id, reason, Timestamp::now())?;
+    let user = state.store.users().get_listed(&reseller.id, &id)?;
+    Ok(HttpResponse::Ok().json(UserView::read(&state, user)))
+}
+
+#[utoipa::path(
+post, path = "/api/v1/users/{id}/unsuspend", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, description = "The user, no longer suspended", body = UserView))
+)]
+async fn unsuspend(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::UsersWrite)?;
+    state.store.suspensions().unsuspend(&reseller.id, &id)?;
+    let user = state.store.users().get_listed(&reseller.id, &id)?;
+    Ok(HttpResponse::Ok().json(UserView::read(&state, user)))
 }
 
 #[utoipa::path(

@@ -22,7 +22,8 @@ const CAPACITY: usize = 10_000;
 #[derive(Clone)]
 pub enum CachedCredential {
     Key(Arc<(ApiKey, Reseller)>),
-    Token(Arc<(AccessToken, User, Reseller)>),
+    /// The token, its user, the reseller, and whether the user is suspended.
+    Token(Arc<(AccessToken, User, Reseller, bool)>),
 }
 
 #[derive(Default)]

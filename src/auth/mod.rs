@@ -187,7 +187,10 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
                     .users()
                     .get(&reseller.id, &token.user_id)
                     .map_err(|_| INVALID)?;
-                Ok(CachedCredential::Token(Arc::new((token, user, reseller))))
+                let suspended = store.suspensions().get(&reseller.id, &user.id)?.is_some();
+                Ok(CachedCredential::Token(Arc::new((
+                    token, user, reseller, suspended,
+                ))))
             })?;
             let CachedCredential::Token(found) = resolved else {
                 return Err(INVALID);
@@ -197,12 +200,19 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
                 return Err(INVALID);
             }
             check_reseller(req, state, &reseller)?;
+            if found.3 {
+                return Err(ApiError::UserSuspended);
+            }
             if store.users().touch_token(&token, now)? {
                 // As for keys: the cached copy learns the new time, or every call would write.
                 let mut fresh = token.clone();
                 fresh.last_used_at = Some(now);
-                let entry =
-                    CachedCredential::Token(Arc::new((fresh, user.clone(), reseller.clone())));
+                let entry = CachedCredential::Token(Arc::new((
+                    fresh,
+                    user.clone(),
+                    reseller.clone(),
+                    false,
+                )));
                 state.credentials.put(hash, generation, entry);
             }
             return Ok(Principal::User {

@@ -224,11 +224,10 @@ pub async fn serve(
         .deploy_id
         .as_deref()
         .or(target.site.published_deploy.as_deref());
-    let resp =
-        match site::serve_site(req, payload, state, &target.site, &target.reseller, deploy).await {
-            Ok(resp) => resp,
-            Err(e) => return error_page(e),
-        };
+    let resp = match site::serve_site(req, payload, state, target, deploy).await {
+        Ok(resp) => resp,
+        Err(e) => return error_page(e),
+    };
     if let Some(domain_id) = &target.domain_id {
         let bytes = match actix_web::body::MessageBody::size(resp.body()) {
             actix_web::body::BodySize::Sized(n) => n,

@@ -49,10 +49,10 @@ pub async fn serve_site(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
-    site: &Site,
-    reseller: &Reseller,
+    target: &crate::hosts::HostTarget,
     deploy: Option<&str>,
 ) -> ApiResult<HttpResponse> {
+    let (site, reseller): (&Site, &Reseller) = (&target.site, &target.reseller);
     let method = req.method().clone();
     if reseller.suspended {
         return Ok(builtin(
@@ -60,6 +60,17 @@ pub async fn serve_site(
             "Site unavailable",
             "This site is temporarily unavailable.",
         ));
+    }
+    // A suspended owner's sites show the reseller's page for it; nothing is deleted.
+    if target.suspended {
+        return Ok(match reseller_page(state, reseller, PageKind::Suspended) {
+            Some(page) => html(StatusCode::SERVICE_UNAVAILABLE, page),
+            None => builtin(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Site unavailable",
+                "This site is temporarily unavailable.",
+            ),
+        });
     }
     if let Some(token) = pass_token(state, site) {
         if !has_pass(req, &token) {

@@ -347,9 +347,9 @@ fn make_mail(state: &AppState, event: &Event) -> crate::error::ApiResult<Option<
             );
             site_vars(&mut vars, site_id)
         }
-        Subject::User(u) => {
-            vars.set("user_email", u.email.as_str());
-            Some(u.email.as_str().to_string())
+        Subject::Suspension { user, reason } => {
+            vars.set("reason", reason);
+            Some(user.email.as_str().to_string())
         }
         _ => None,
     };

@@ -1,8 +1,9 @@
-// Custom pages: the 404, form-success and password pages, with a live sandboxed preview.
+// Custom pages: the 404, form-success, password and suspended pages, with a live sandboxed preview.
 import { api, ApiError } from "../api.js";
 import { h, field, submitting } from "../ui.js";
 
-const KINDS = { not_found: "Not found (404)", form_success: "Form success", password: "Password" };
+const KINDS = { not_found: "Not found (404)", form_success: "Form success", password: "Password",
+  suspended: "Suspended user's sites (503)" };
 
 function hasPasswordInput(html) {
   const doc = new DOMParser().parseFromString(html, "text/html");

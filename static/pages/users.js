@@ -1,7 +1,7 @@
 // Client users: search by email or uid, token counts, issue an access token (shown once), list
 // and revoke a user's tokens, delete.
 import { api, page } from "../api.js";
-import { h, field, pagedTable, submitting, showDialog, showOnce, when, errorText } from "../ui.js";
+import { h, field, pagedTable, submitting, showDialog, showOnce, when, errorText, badge } from "../ui.js";
 
 /** A user's live tokens (masked) in the dialog, each revocable, plus "revoke all". */
 async function showTokens(user, changed) {
@@ -78,13 +78,24 @@ export async function render(main) {
     return users;
   };
   refresh = await pagedTable(list, load, [
-    { title: "Email", cell: u => u.email },
+    { title: "Email", cell: u => u.suspension ? h("span", {}, u.email, " ", badge("suspended")) : u.email },
     { title: "UID", cell: u => u.uid },
     { title: "Tokens", cell: u => String(u.token_count) },
     { title: "Sites", cell: u => (sitesByUser.get(u.id) || []).join(", ") || "—" },
     { title: "Created", cell: u => when(u.created_at) },
     { title: "", actions: true, cell: u => [
       h("button", { class: "secondary", onclick: () => showTokens(u, () => refresh()) }, "Tokens"),
+      u.suspension
+        ? h("button", { class: "secondary", title: `Suspended: ${u.suspension.reason}`, onclick: async () => {
+          await api("POST", `/users/${u.id}/unsuspend`, {});
+          refresh();
+        } }, "Unsuspend")
+        : h("button", { class: "secondary", onclick: async () => {
+          const reason = prompt(`Suspend ${u.email}? Its tokens stop working and its sites show your "suspended" page. Reason:`);
+          if (!reason) return;
+          await api("POST", `/users/${u.id}/suspend`, { reason });
+          refresh();
+        } }, "Suspend"),
       h("button", { class: "danger", onclick: async () => {
         if (!confirm(`Delete ${u.email}, revoke its tokens and delete its sites and domains?`)) return;
         await api("DELETE", `/users/${u.id}`);

@@ -263,6 +263,9 @@ pub(crate) fn rows() -> Vec<Row> {
         row(GET, "/users", Key(UR, Own)),
         row(GET, "/users/{user}", Key(UR, Ids)),
         row(DELETE, "/users/{spare_user}", Key(UW, Ids)).fresh(&["spare_user"]),
+        // A user of its own, suspended and then unsuspended by each caller allowed to.
+        row(POST, "/users/{held_user}/suspend", Key(UW, Ids)).json(r#"{"reason": "unpaid"}"#),
+        row(POST, "/users/{held_user}/unsuspend", Key(UW, Ids)),
         row(GET, "/user", Tenant(ANY, Own)),
         // Sites and Netlify accounts (the account slug is A's user's id).
         row(GET, "/sites", Tenant(SR, Own)),
@@ -540,6 +543,10 @@ impl Matrix {
             "spare_user",
             a.access_token(&app, "spare@a.test").await.user_id,
         );
+        fx.insert(
+            "held_user",
+            a.access_token(&app, "held@a.test").await.user_id,
+        );
         fx.insert("page", "not_found".into());
         fx.insert("mail_kind", "deploy_ready".into());
         app.patch(
@@ -709,6 +716,7 @@ impl Matrix {
             [
                 "reseller",
                 "spare_user",
+                "held_user",
                 "key",
                 "pm",
                 "signing_key",

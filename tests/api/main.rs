@@ -34,6 +34,7 @@ mod settings;
 mod signing;
 mod sites;
 mod storage;
+mod suspension;
 mod tokens;
 mod upgrade;
 mod users;

@@ -230,6 +230,14 @@ test("operator and reseller work through the panel", async () => {
   await closeDialog(page);
   await page.waitForSelector("td >> text=client@shop.test");
   await snap(page, "users");
+  // Suspend (with a reason, asked for) and unsuspend: the token stops and starts working.
+  page.once("dialog", d => d.accept("invoice unpaid"));
+  await page.click("button:has-text('Suspend')");
+  await page.waitForSelector("td .badge.suspended");
+  assert.equal((await call("GET", "/user", userToken)).status, 403);
+  await page.click("button:has-text('Unsuspend')");
+  await page.waitForSelector("button:has-text('Suspend')");
+  assert.equal((await call("GET", "/user", userToken)).status, 200);
   // The user's tokens: masked, never the secret.
   await page.click("tr:has-text('client@shop.test') >> button:has-text('Tokens')");
   await page.waitForSelector("#user-tokens code");

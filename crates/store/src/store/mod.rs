@@ -17,6 +17,7 @@ pub mod pages;
 pub mod resellers;
 pub mod signing;
 pub mod sites;
+pub mod suspensions;
 mod tokens;
 pub mod traffic;
 pub mod users;
@@ -146,6 +147,8 @@ pub(crate) struct Trees {
     pub deliveries_by_webhook: sled::Tree,
     /// 8-byte big-endian due time + delivery id -> () (the sender's queue)
     pub delivery_due: sled::Tree,
+    /// "reseller_id/user_id" -> why and since when the user is suspended
+    pub suspensions: Watched,
     /// reseller id -> its notification sender and its DNS verification
     pub mail_senders: sled::Tree,
     /// "reseller_id/kind" -> template HTML
@@ -426,6 +429,7 @@ impl Store {
             deliveries: tree("deliveries")?,
             deliveries_by_webhook: tree("deliveries_by_webhook")?,
             delivery_due: tree("delivery_due")?,
+            suspensions: watched("suspensions", &[&hosts, &credentials])?,
             mail_senders: tree("mail_senders")?,
             mail_templates: tree("mail_templates")?,
             mails: tree("mails")?,

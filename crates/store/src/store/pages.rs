@@ -8,13 +8,16 @@ pub enum PageKind {
     NotFound,
     FormSuccess,
     Password,
+    /// Shown (503) on the sites of a suspended user.
+    Suspended,
 }
 
 impl PageKind {
-    pub const ALL: [PageKind; 3] = [
+    pub const ALL: [PageKind; 4] = [
         PageKind::NotFound,
         PageKind::FormSuccess,
         PageKind::Password,
+        PageKind::Suspended,
     ];
 
     pub fn parse(s: &str) -> StoreResult<PageKind> {
@@ -22,6 +25,7 @@ impl PageKind {
             "not_found" => Ok(PageKind::NotFound),
             "form_success" => Ok(PageKind::FormSuccess),
             "password" => Ok(PageKind::Password),
+            "suspended" => Ok(PageKind::Suspended),
             _ => Err(StoreError::NotFound("page kind")),
         }
     }
@@ -31,6 +35,7 @@ impl PageKind {
             PageKind::NotFound => "not_found",
             PageKind::FormSuccess => "form_success",
             PageKind::Password => "password",
+            PageKind::Suspended => "suspended",
         }
     }
 }

@@ -406,6 +406,7 @@ impl Users<'_> {
     /// Deletes a user, its sites, and revokes all its tokens.
     pub fn delete(&self, reseller_id: &str, id: &str) -> StoreResult<()> {
         let user = self.get(reseller_id, id)?;
+        self.0.suspensions().forget(reseller_id, &user.id)?;
         self.0.sites().delete_all_of_user(reseller_id, &user.id)?;
         self.0.domains().delete_all_of_user(reseller_id, &user.id)?;
         self.0.deploys().forget_user(&user.id)?;

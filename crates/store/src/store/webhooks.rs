@@ -116,6 +116,10 @@ pub enum Subject {
     Submission(super::forms::Submission),
     Charge(super::billing::Charge),
     Key(super::keys::ApiKey),
+    Suspension {
+        user: super::users::User,
+        reason: String,
+    },
     Certificate {
         domain: String,
         site_id: String,
