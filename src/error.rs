@@ -39,6 +39,12 @@ pub enum ApiError {
     IpNotAllowed(std::net::IpAddr),
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("the {limit} limit of this plan is reached ({used} of {max})")]
+    QuotaExceeded {
+        limit: &'static str,
+        used: u64,
+        max: u64,
+    },
     #[error("the method is not allowed on this path")]
     MethodNotAllowed,
     #[error("the request body is larger than the limit of {0} bytes")]
@@ -109,6 +115,7 @@ impl ApiError {
             UserSuspended => (StatusCode::FORBIDDEN, "user_suspended"),
             IpNotAllowed(_) => (StatusCode::FORBIDDEN, "ip_not_allowed"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "quota_exceeded"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             UriTooLong => (StatusCode::URI_TOO_LONG, "uri_too_long"),
@@ -136,6 +143,13 @@ pub struct ErrorBody<'a> {
     /// For humans.
     #[schema(example = "example.com already belongs to a client")]
     pub message: String,
+    /// With `quota_exceeded`: which limit, how much is used and the maximum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<u64>,
 }
 
 impl ResponseError for ApiError {
@@ -164,10 +178,17 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
+        let (limit, used, max) = match self {
+            ApiError::QuotaExceeded { limit, used, max } => (Some(*limit), Some(*used), Some(*max)),
+            _ => (None, None, None),
+        };
         resp.json(ErrorBody {
             code: status.as_u16(),
             error: code,
             message: self.to_string(),
+            limit,
+            used,
+            max,
         })
     }
 }
@@ -187,6 +208,9 @@ impl From<StoreError> for ApiError {
             StoreError::PaymentRequired(msg) => ApiError::PaymentRequired(msg),
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::TooManyFiles(max) => ApiError::TooManyFiles(max),
+            StoreError::QuotaExceeded { limit, used, max } => {
+                ApiError::QuotaExceeded { limit, used, max }
+            }
             StoreError::ChecksumMismatch(msg) => ApiError::ChecksumMismatch(msg),
             StoreError::InsufficientStorage => ApiError::InsufficientStorage,
             StoreError::StorageUnavailable(msg) => ApiError::StorageUnavailable(msg),

@@ -5,6 +5,7 @@ use super::{created, no_content, nullable, PageQuery};
 use crate::auth::Principal;
 use crate::error::ApiResult;
 use crate::model::{DomainName, Email, IpAllowList, Timestamp};
+use crate::store::plans::{Limits, ResellerLimits};
 use crate::store::resellers::{Reseller, ResellerPatch};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -144,7 +145,7 @@ async fn list(
 #[utoipa::path(
 get, path = "/api/v1/admin/resellers/{id}", tag = "operator", security(("bearer" = [])),
     params(("id" = String, Path, description = "Reseller id")),
-    responses((status = 200, description = "The reseller", body = Reseller))
+    responses((status = 200, description = "The reseller, with the operator's limits on it", body = AdminReseller))
 )]
 async fn get(
     state: web::Data<AppState>,
@@ -152,7 +153,40 @@ async fn get(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     who.require_operator()?;
-    Ok(HttpResponse::Ok().json(state.store.resellers().get(&id)?))
+    let reseller = state.store.resellers().get(&id)?;
+    Ok(HttpResponse::Ok().json(with_limits(&state, reseller)?))
+}
+
+/// A reseller as the operator sees it: with its limits.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AdminReseller {
+    #[serde(flatten)]
+    reseller: Reseller,
+    limits: LimitsView,
+}
+
+/// What the operator allows a reseller: `max_users`, and per client user the plan limits (each
+/// user gets the tighter of its plan's and these); null is unlimited.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LimitsView {
+    #[serde(default)]
+    max_users: Option<u64>,
+    #[serde(flatten)]
+    per_user: Limits,
+}
+
+fn with_limits(state: &AppState, reseller: Reseller) -> ApiResult<AdminReseller> {
+    let ResellerLimits {
+        max_users,
+        per_user,
+    } = state.store.plans().reseller_limits(&reseller.id)?;
+    Ok(AdminReseller {
+        reseller,
+        limits: LimitsView {
+            max_users,
+            per_user,
+        },
+    })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -164,12 +198,14 @@ struct PatchReseller {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(nullable)]
     preview_domain: Option<Option<DomainName>>,
+    /// Replaces the reseller's limits (fields left out or null are unlimited).
+    limits: Option<LimitsView>,
 }
 
 #[utoipa::path(
 patch, path = "/api/v1/admin/resellers/{id}", tag = "operator", security(("bearer" = [])),
     params(("id" = String, Path, description = "Reseller id")), request_body = PatchReseller,
-    responses((status = 200, description = "The updated reseller", body = Reseller))
+    responses((status = 200, description = "The updated reseller, with its limits", body = AdminReseller))
 )]
 async fn update(
     state: web::Data<AppState>,
@@ -191,7 +227,18 @@ async fn update(
         .store
         .resellers()
         .update(&id, patch, Timestamp::now())?;
-    Ok(HttpResponse::Ok().json(reseller))
+    if let Some(LimitsView {
+        max_users,
+        per_user,
+    }) = b.limits
+    {
+        let limits = ResellerLimits {
+            max_users,
+            per_user,
+        };
+        state.store.plans().set_reseller_limits(&id, &limits)?;
+    }
+    Ok(HttpResponse::Ok().json(with_limits(&state, reseller)?))
 }
 
 #[utoipa::path(

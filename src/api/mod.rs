@@ -13,6 +13,7 @@ pub mod mail;
 pub mod openapi;
 pub mod ops;
 pub mod paging;
+pub mod plans;
 pub mod reseller;
 pub mod signing_keys;
 pub mod sites;
@@ -37,6 +38,7 @@ pub const ENDPOINTS: &[Endpoints] = &[
     keys::ENDPOINTS,
     reseller::ENDPOINTS,
     mail::ENDPOINTS,
+    plans::ENDPOINTS,
     signing_keys::ENDPOINTS,
     sites::ENDPOINTS,
     accounts::ENDPOINTS,

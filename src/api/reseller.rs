@@ -62,6 +62,10 @@ struct PatchReseller {
     access_token_ttl: Option<Option<u64>>,
     /// Live access tokens a user may have, 1 to 1000; issuing one more revokes the oldest.
     max_tokens_per_user: Option<u32>,
+    /// The plan of users without one of their own; `null`: none.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable, value_type = Option<String>)]
+    default_plan_id: Option<Option<String>>,
 }
 
 /// A sender address, alone or with a display name.
@@ -139,6 +143,10 @@ async fn update(
         Some(None) => Some(None),
         Some(Some(n)) => Some(Some(n.parts()?)),
     };
+    // Checked before anything is written: an unknown plan is 404 and changes nothing.
+    if let Some(Some(plan)) = &b.default_plan_id {
+        state.store.plans().get(&reseller.id, plan)?;
+    }
     let patch = ResellerPatch {
         name: b.name,
         access_token_ttl: b.access_token_ttl,
@@ -154,6 +162,12 @@ async fn update(
         .store
         .resellers()
         .update(&reseller.id, patch, Timestamp::now())?;
+    if let Some(plan) = &b.default_plan_id {
+        state
+            .store
+            .plans()
+            .set_default(&reseller.id, plan.as_deref())?;
+    }
     if let Some(sender) = sender {
         let sender = sender.map(|(from, name, alg)| (from.as_str().to_string(), name, alg));
         crate::mail::set_sender(&state.store, &reseller.id, sender).await?;

@@ -25,6 +25,7 @@ super::endpoints! { ENDPOINTS:
     }
     "/users/{id}" {
         get get Key(UR);
+        patch update Key(UW);
         delete delete Key(UW);
     }
     "/users/{id}/suspend" {
@@ -137,6 +138,8 @@ pub struct UserView {
     /// Set while the user is suspended: its tokens get 403 `user_suspended` and its sites show
     /// the `suspended` page.
     pub suspension: Option<Suspension>,
+    /// The user's own plan (null: the reseller's default plan applies).
+    pub plan_id: Option<String>,
 }
 
 impl UserView {
@@ -156,19 +159,28 @@ impl UserView {
             created_at: u.created_at,
             token_count: tokens as usize,
             suspension: None,
+            plan_id: None,
         }
     }
 
     /// As `new`, with the user's suspension read from the store.
     fn read(state: &AppState, listed: Listed) -> UserView {
+        let (reseller_id, id) = (&listed.user.reseller_id, &listed.user.id);
         let suspension = state
             .store
             .suspensions()
-            .get(&listed.user.reseller_id, &listed.user.id)
+            .get(reseller_id, id)
+            .ok()
+            .flatten();
+        let plan_id = state
+            .store
+            .plans()
+            .user_plan_id(reseller_id, id)
             .ok()
             .flatten();
         UserView {
             suspension,
+            plan_id,
             ..UserView::new(listed)
         }
     }
@@ -360,6 +372,38 @@ async fn get(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::UsersRead)?;
+    let user = state.store.users().get_listed(&reseller.id, &id)?;
+    Ok(HttpResponse::Ok().json(UserView::read(&state, user)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct UpdateUser {
+    /// The user's plan; `null` puts it back on the reseller's default plan.
+    #[serde(default, deserialize_with = "super::nullable")]
+    #[schema(nullable, value_type = Option<String>)]
+    plan_id: Option<Option<String>>,
+}
+
+#[utoipa::path(
+patch, path = "/api/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    request_body = UpdateUser,
+    responses((status = 200, description = "The user as changed", body = UserView))
+)]
+async fn update(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+    body: web::Json<UpdateUser>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::UsersWrite)?;
+    if let Some(plan_id) = body.into_inner().plan_id {
+        state
+            .store
+            .plans()
+            .assign(&reseller.id, &id, plan_id.as_deref())?;
+    }
     let user = state.store.users().get_listed(&reseller.id, &id)?;
     Ok(HttpResponse::Ok().json(UserView::read(&state, user)))
 }

@@ -266,6 +266,14 @@ pub(crate) fn rows() -> Vec<Row> {
         // A user of its own, suspended and then unsuspended by each caller allowed to.
         row(POST, "/users/{held_user}/suspend", Key(UW, Ids)).json(r#"{"reason": "unpaid"}"#),
         row(POST, "/users/{held_user}/unsuspend", Key(UW, Ids)),
+        row(PATCH, "/users/{held_user}", Key(UW, Ids)).json(r#"{"plan_id": "{plan}"}"#),
+        // Plans.
+        row(POST, "/plans", Key(ST, Own)).json(r#"{"name": "Tmp {uniq}", "max_sites": 5}"#)
+            .cleanup("/plans/{created}"),
+        row(GET, "/plans", Key(ST, Own)),
+        row(GET, "/plans/{plan}", Key(ST, Ids)),
+        row(PATCH, "/plans/{plan}", Key(ST, Ids)).json(r#"{"max_domains": 9}"#),
+        row(DELETE, "/plans/{plan}", Key(ST, Ids)).fresh(&["plan"]),
         row(GET, "/user", Tenant(ANY, Own)),
         // Sites and Netlify accounts (the account slug is A's user's id).
         row(GET, "/sites", Tenant(SR, Own)),
@@ -547,6 +555,15 @@ impl Matrix {
             "held_user",
             a.access_token(&app, "held@a.test").await.user_id,
         );
+        let plan = app
+            .post(
+                "/api/v1/plans",
+                &a.key,
+                json!({"name": "Iso plan", "max_sites": 50}),
+            )
+            .await
+            .expect(201);
+        fx.insert("plan", id_of(&plan));
         fx.insert("page", "not_found".into());
         fx.insert("mail_kind", "deploy_ready".into());
         app.patch(
@@ -717,6 +734,7 @@ impl Matrix {
                 "reseller",
                 "spare_user",
                 "held_user",
+                "plan",
                 "key",
                 "pm",
                 "signing_key",
@@ -790,6 +808,11 @@ impl Matrix {
                 )
                 .await
                 .expect(201),
+            ),
+            "plan" => id_of(
+                &app.post("/api/v1/plans", a, json!({"name": "Fresh plan"}))
+                    .await
+                    .expect(201),
             ),
             "webhook" => id_of(
                 &app.post(

@@ -27,6 +27,7 @@ mod openapi;
 mod packaging;
 mod paging;
 mod panel;
+mod plans;
 mod ratelimit;
 mod registration;
 mod security;

@@ -20,6 +20,13 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("a deploy has at most {0} files")]
     TooManyFiles(usize),
+    /// A plan's or the reseller's limit is reached.
+    #[error("the {limit} limit is reached ({used} of {max})")]
+    QuotaExceeded {
+        limit: &'static str,
+        used: u64,
+        max: u64,
+    },
     #[error("{0}")]
     ChecksumMismatch(String),
     /// The disk (or the quota) is full.

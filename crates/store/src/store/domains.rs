@@ -93,6 +93,20 @@ impl Domains<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         self.check_pending_limit(reseller_id, max_pending)?;
+        let max = self
+            .0
+            .plans()
+            .limits_of(reseller_id, user_id)?
+            .0
+            .max_domains;
+        if max.is_some() {
+            let owned = self
+                .list(reseller_id)?
+                .iter()
+                .filter(|d| d.user_id == user_id)
+                .count();
+            super::plans::check("max_domains", owned as u64, max)?;
+        }
         let wp = Secret::generate(WP_PREFIX);
         let token = Secret::generate("").expose().to_string();
         let domain = Domain {

@@ -4,7 +4,7 @@
 use super::tokens::{drop_records, expiry_key, put_token_ids, token_ids, write_token};
 use super::users::*;
 use super::webhooks::{emit, Subject, Subscriptions};
-use super::{abort, bump};
+use super::{abort, bump, count_of};
 use crate::error::{StoreError, StoreResult};
 use crate::model::secret::{Secret, TOKEN_PREFIX};
 use crate::model::{new_id, Email, Timestamp};
@@ -39,6 +39,8 @@ pub(super) struct Upsert {
     /// The user to create if the email is new: its reseller, and the uid and time asked for.
     pub(super) new_user: User,
     pub(super) token: Option<NewToken>,
+    /// The reseller's user limit, checked against its user count when the user is new.
+    pub(super) max_users: Option<u64>,
 }
 
 impl Upsert {
@@ -59,6 +61,7 @@ impl Upsert {
                 created_at: now,
             },
             token,
+            max_users: None,
         }
     }
 }
@@ -97,6 +100,8 @@ pub(super) fn upsert_in(
                 tx.users_by_uid
                     .insert(uid_key(reseller_id, uid, &job.new_user.id).as_bytes(), &[])?;
             }
+            let users = count_of(tx.counters.get(user_count_key(reseller_id).as_bytes())?);
+            super::plans::check("max_users", users.max(0) as u64, job.max_users).or_else(abort)?;
             bump(&tx.counters, &user_count_key(reseller_id), 1)?;
             emit(
                 &tx.events,

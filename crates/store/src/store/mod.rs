@@ -14,6 +14,7 @@ mod issuer;
 pub mod keys;
 pub mod mail;
 pub mod pages;
+pub mod plans;
 pub mod resellers;
 pub mod signing;
 pub mod sites;
@@ -58,6 +59,8 @@ pub struct Store {
     subscriptions: webhooks::Subscriptions,
     /// Serialises domain registrations, whose pending-domain limit is a count, not a key.
     domain_creates: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Serialises the creates a plan limits by a count (sites), between counting and writing.
+    quota_lock: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 /// Every tree, opened once. Index trees map a lookup key to an entity id.
@@ -147,6 +150,11 @@ pub(crate) struct Trees {
     pub deliveries_by_webhook: sled::Tree,
     /// 8-byte big-endian due time + delivery id -> () (the sender's queue)
     pub delivery_due: sled::Tree,
+    /// "reseller_id/plan_id" -> plan
+    pub plans: sled::Tree,
+    /// "default/reseller_id" and "user/reseller_id/user_id" -> plan id; "limits/reseller_id" ->
+    /// the operator's limits on the reseller
+    pub plan_settings: sled::Tree,
     /// "reseller_id/user_id" -> why and since when the user is suspended
     pub suspensions: Watched,
     /// reseller id -> its notification sender and its DNS verification
@@ -430,6 +438,8 @@ impl Store {
             deliveries_by_webhook: tree("deliveries_by_webhook")?,
             delivery_due: tree("delivery_due")?,
             suspensions: watched("suspensions", &[&hosts, &credentials])?,
+            plans: tree("plans")?,
+            plan_settings: tree("plan_settings")?,
             mail_senders: tree("mail_senders")?,
             mail_templates: tree("mail_templates")?,
             mails: tree("mails")?,
@@ -468,6 +478,7 @@ impl Store {
             write_gate: Default::default(),
             subscriptions,
             domain_creates: Default::default(),
+            quota_lock: Default::default(),
         };
         if format < DATA_FORMAT {
             store

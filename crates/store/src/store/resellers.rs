@@ -273,6 +273,7 @@ impl Resellers<'_> {
         // Endpoints go first, so deleting what the reseller owns tells nobody.
         self.0.webhooks().delete_all(id)?;
         self.0.mail().delete_all(id)?;
+        self.0.plans().delete_all(id)?;
         for key in self.0.keys().list(id)? {
             self.0.keys().delete(id, &key.id)?;
         }

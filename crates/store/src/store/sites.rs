@@ -109,6 +109,18 @@ impl Sites<'_> {
         now: Timestamp,
     ) -> StoreResult<Site> {
         let explicit = name.is_some();
+        // Counted and written under one lock: concurrent creates cannot pass the limit.
+        let max = self.0.plans().limits_of(reseller_id, user_id)?.0.max_sites;
+        let _counting = max.map(|_| self.0.quota_lock.lock().unwrap_or_else(|e| e.into_inner()));
+        if max.is_some() {
+            let owned = self
+                .0
+                .t
+                .sites_by_owner
+                .scan_prefix(format!("{reseller_id}/{user_id}/").as_bytes())
+                .count();
+            super::plans::check("max_sites", owned as u64, max)?;
+        }
         for _ in 0..8 {
             let site = Site {
                 id: new_id(),

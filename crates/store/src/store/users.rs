@@ -228,7 +228,8 @@ impl Users<'_> {
         uid: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<(User, bool)> {
-        let job = Upsert::new(reseller_id, email, uid, now, None);
+        let mut job = Upsert::new(reseller_id, email, uid, now, None);
+        job.max_users = self.0.plans().reseller_limits(reseller_id)?.max_users;
         let out = self.transaction(|tx| upsert_in(tx, &job))?;
         Ok((out.user, out.created))
     }
@@ -246,7 +247,8 @@ impl Users<'_> {
     ) -> StoreResult<(User, AccessToken, Secret)> {
         let secret = Secret::generate(TOKEN_PREFIX);
         let token = NewToken::new(&secret, terms);
-        let job = Upsert::new(reseller_id, email, uid, now, Some(token));
+        let mut job = Upsert::new(reseller_id, email, uid, now, Some(token));
+        job.max_users = self.0.plans().reseller_limits(reseller_id)?.max_users;
         let out = self.0.issuer.run(job).await?;
         let token = out
             .token

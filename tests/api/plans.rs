@@ -1,0 +1,224 @@
+//! Plans and the operator's limits: a creating call over a limit answers 403 `quota_exceeded`
+//! with the limit, what is used and the maximum, and writes nothing; concurrent calls cannot both
+//! pass a limit of one.
+
+use crate::helpers::TestApp;
+use serde_json::{json, Value};
+
+fn quota(r: crate::helpers::Reply, limit: &str, used: u64, max: u64) {
+    let r = r.expect_error(403, "quota_exceeded");
+    assert_eq!(r.body["limit"], limit, "{}", r.text);
+    assert_eq!(r.body["used"], used, "{}", r.text);
+    assert_eq!(r.body["max"], max, "{}", r.text);
+}
+
+#[tokio::test]
+async fn plans_limit_what_a_client_creates() {
+    let app = TestApp::spawn().await;
+    let a = app.reseller("Plans A").await;
+    let b = app.reseller("Plans B").await;
+    let starter = app
+        .post(
+            "/api/v1/plans",
+            &a.key,
+            json!({"name": "Starter", "max_sites": 1, "max_domains": 1, "max_storage_mb": 100}),
+        )
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(starter["max_sites"], 1);
+    assert!(
+        starter["max_bandwidth_mb_month"].is_null(),
+        "left out is unlimited"
+    );
+    assert_eq!(starter["overuse"], "block");
+    let starter_id = starter["id"].as_str().unwrap().to_string();
+    app.patch(
+        "/api/v1/reseller",
+        &a.key,
+        json!({"default_plan_id": "nope"}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    app.patch(
+        "/api/v1/reseller",
+        &a.key,
+        json!({"default_plan_id": starter_id}),
+    )
+    .await
+    .expect(200);
+    let plans = app.get("/api/v1/plans", &a.key).await.expect(200).body;
+    assert_eq!(plans[0]["default"], true);
+
+    // One site on the default plan; the second is refused and nothing is written.
+    let ann = a.access_token(&app, "ann@a.test").await;
+    app.post("/api/v1/sites", &ann.token, json!({"name": "ann-one"}))
+        .await
+        .expect(201);
+    quota(
+        app.post("/api/v1/sites", &ann.token, json!({"name": "ann-two"}))
+            .await,
+        "max_sites",
+        1,
+        1,
+    );
+    let sites = app.get("/api/v1/sites", &ann.token).await.expect(200).body;
+    assert_eq!(sites.as_array().unwrap().len(), 1);
+
+    // Concurrent creates by a new user: exactly one passes a limit of one.
+    let bob = a.access_token(&app, "bob@a.test").await;
+    let racers = (0..6).map(|i| {
+        app.post(
+            "/api/v1/sites",
+            &bob.token,
+            json!({"name": format!("bob-{i}")}),
+        )
+    });
+    let replies = futures_util::future::join_all(racers).await;
+    assert_eq!(replies.iter().filter(|r| r.status == 201).count(), 1);
+    for r in replies.into_iter().filter(|r| r.status != 201) {
+        r.expect_error(403, "quota_exceeded");
+    }
+
+    // A plan of the user's own replaces the default.
+    let pro = app
+        .post(
+            "/api/v1/plans",
+            &a.key,
+            json!({"name": "Pro", "max_sites": 3}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let pro_id = pro["id"].as_str().unwrap();
+    let user = app
+        .patch(
+            &format!("/api/v1/users/{}", ann.user_id),
+            &a.key,
+            json!({"plan_id": pro_id}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(user["plan_id"], pro_id);
+    app.post("/api/v1/sites", &ann.token, json!({"name": "ann-two"}))
+        .await
+        .expect(201);
+
+    // Domains, per user.
+    let domain = |name: &str| json!({"domain": name, "email": "bob@a.test"});
+    app.post("/api/v1/domains", &a.key, domain("bob-one.example.test"))
+        .await
+        .expect(201);
+    quota(
+        app.post("/api/v1/domains", &a.key, domain("bob-two.example.test"))
+            .await,
+        "max_domains",
+        1,
+        1,
+    );
+
+    // Another reseller's plans are not there for it.
+    app.get(&format!("/api/v1/plans/{starter_id}"), &b.key)
+        .await
+        .expect_error(404, "not_found");
+    let carl = b.access_token(&app, "carl@b.test").await;
+    app.patch(
+        &format!("/api/v1/users/{}", carl.user_id),
+        &b.key,
+        json!({"plan_id": starter_id}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    app.patch(
+        &format!("/api/v1/users/{}", ann.user_id),
+        &b.key,
+        json!({"plan_id": null}),
+    )
+    .await
+    .expect_error(404, "not_found");
+
+    // A deleted plan's users fall back to the default: none once the default is deleted too.
+    app.delete(&format!("/api/v1/plans/{starter_id}"), &a.key)
+        .await
+        .expect(204);
+    app.post("/api/v1/sites", &bob.token, json!({"name": "bob-free"}))
+        .await
+        .expect(201);
+    let plans: Value = app.get("/api/v1/plans", &a.key).await.expect(200).body;
+    assert_eq!(plans.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_operator_caps_a_resellers_users_and_plans() {
+    let app = TestApp::spawn().await;
+    let a = app.reseller("Capped A").await;
+    let capped = app
+        .patch(
+            &format!("/api/v1/admin/resellers/{}", a.id),
+            &app.operator,
+            json!({"limits": {"max_users": 2, "max_sites": 1}}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(capped["limits"]["max_users"], 2);
+    assert_eq!(capped["limits"]["max_sites"], 1);
+    let shown = app
+        .get(&format!("/api/v1/admin/resellers/{}", a.id), &app.operator)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(shown["limits"]["max_users"], 2);
+    // A reseller cannot lift its own caps.
+    app.patch(
+        &format!("/api/v1/admin/resellers/{}", a.id),
+        &a.key,
+        json!({"limits": {}}),
+    )
+    .await
+    .expect_error(403, "forbidden");
+
+    let one = a.access_token(&app, "one@a.test").await;
+    a.access_token(&app, "two@a.test").await;
+    quota(
+        app.post(
+            "/api/v1/access_tokens",
+            &a.key,
+            json!({"user": {"email": "three@a.test"}}),
+        )
+        .await,
+        "max_users",
+        2,
+        2,
+    );
+    // An existing user still gets tokens.
+    a.access_token(&app, "one@a.test").await;
+    // A plan more generous than the operator's cap does not lift it.
+    let big = app
+        .post(
+            "/api/v1/plans",
+            &a.key,
+            json!({"name": "Big", "max_sites": 10}),
+        )
+        .await
+        .expect(201)
+        .body;
+    app.patch(
+        &format!("/api/v1/users/{}", one.user_id),
+        &a.key,
+        json!({"plan_id": big["id"]}),
+    )
+    .await
+    .expect(200);
+    app.post("/api/v1/sites", &one.token, json!({"name": "one-a"}))
+        .await
+        .expect(201);
+    quota(
+        app.post("/api/v1/sites", &one.token, json!({"name": "one-b"}))
+            .await,
+        "max_sites",
+        1,
+        1,
+    );
+}
