@@ -71,8 +71,11 @@ export async function render(main) {
     h("section", {}, search, list));
   // Each user's sites, from one listing of the reseller's sites.
   let sitesByUser = new Map();
+  let plans = [];
   const load = async (n, per) => {
-    const [users, sites] = await Promise.all([page(`/users${query ? `?${query}` : ""}`, n, per), api("GET", "/sites?per_page=100")]);
+    let users, sites;
+    [users, sites, plans] = await Promise.all([page(`/users${query ? `?${query}` : ""}`, n, per),
+      api("GET", "/sites?per_page=100"), api("GET", "/plans").catch(() => [])]);
     sitesByUser = new Map();
     for (const s of sites) sitesByUser.set(s.user_id, [...(sitesByUser.get(s.user_id) || []), s.name]);
     return users;
@@ -82,6 +85,9 @@ export async function render(main) {
     { title: "UID", cell: u => u.uid },
     { title: "Tokens", cell: u => String(u.token_count) },
     { title: "Sites", cell: u => (sitesByUser.get(u.id) || []).join(", ") || "—" },
+    { title: "Plan", cell: u => plans.length ? h("select", { class: "plan", "aria-label": `Plan of ${u.email}`, onchange: async ev => {
+      await api("PATCH", `/users/${u.id}`, { plan_id: ev.target.value || null });
+    } }, h("option", { value: "" }, "default"), plans.map(p => h("option", { value: p.id, selected: u.plan_id === p.id }, p.name))) : "—" },
     { title: "Created", cell: u => when(u.created_at) },
     { title: "", actions: true, cell: u => [
       h("button", { class: "secondary", onclick: () => showTokens(u, () => refresh()) }, "Tokens"),

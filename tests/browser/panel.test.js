@@ -194,6 +194,21 @@ test("operator and reseller work through the panel", async () => {
   await page.waitForSelector("text=Saved: your template.");
   await snap(page, "email");
 
+  // Plans: one made in the panel and made the default.
+  await page.goto(`${base}/admin/#plans`);
+  await page.waitForSelector("#create-plan");
+  await page.fill("#create-plan input[name=name]", "Starter");
+  await page.fill("#create-plan input[name=max_sites]", "3");
+  await page.click("#create-plan button[type=submit]");
+  await page.waitForSelector("#plans >> text=Starter");
+  await page.click("#plans button:has-text('Make default')");
+  await page.waitForSelector("#plans >> text=(default)");
+  const plans = (await call("GET", "/plans", secret)).body;
+  assert.equal(plans[0].max_sites, 3);
+  assert.equal(plans[0].default, true);
+  assert.equal(plans[0].max_domains, null);
+  await snap(page, "plans");
+
   // Settings: the preview domain and the CNAME to create.
   await page.goto(`${base}/admin/#settings`);
   await page.waitForSelector("#settings");
