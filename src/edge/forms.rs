@@ -215,6 +215,13 @@ pub(super) async fn submit_form(
                     "This form is not accepting more submissions right now.",
                 ))
             }
+            Err(StoreError::QuotaExceeded { .. }) => {
+                return Ok(builtin(
+                    StatusCode::FORBIDDEN,
+                    "This form is full",
+                    "This site has received all the submissions its plan allows this month.",
+                ))
+            }
             Err(e) => return Err(e.into()),
         }
         state.store.flush().await?;

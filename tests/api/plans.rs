@@ -222,3 +222,61 @@ async fn the_operator_caps_a_resellers_users_and_plans() {
         1,
     );
 }
+
+#[tokio::test]
+async fn a_plan_limits_form_submissions_per_month() {
+    let app = TestApp::spawn().await;
+    let a = app.reseller("Forms A").await;
+    let plan = app
+        .post(
+            "/api/v1/plans",
+            &a.key,
+            json!({"name": "Tiny", "max_submissions_month": 1}),
+        )
+        .await
+        .expect(201)
+        .body;
+    app.patch(
+        "/api/v1/reseller",
+        &a.key,
+        json!({"default_plan_id": plan["id"]}),
+    )
+    .await
+    .expect(200);
+    let ann = a.access_token(&app, "ann@a.test").await;
+    let site = app
+        .post("/api/v1/sites", &ann.token, json!({"name": "tiny-forms"}))
+        .await
+        .expect(201)
+        .body;
+    let page = br#"<html><body><form name="contact" data-netlify="true"><input name="email"></form></body></html>"#;
+    crate::sites::zip_deploy(
+        &app,
+        &ann.token,
+        site["id"].as_str().unwrap(),
+        crate::sites::zip_of(&[("index.html", page)]),
+    )
+    .await
+    .expect(200);
+    let submit = |email: &'static str| {
+        app.client
+            .post(app.url("/"))
+            .header("host", "tiny-forms.localhost")
+            .form(&[("form-name", "contact"), ("email", email)])
+            .send()
+    };
+    assert!(submit("one@x.test").await.unwrap().status().as_u16() < 400);
+    let over = submit("two@x.test").await.unwrap();
+    assert_eq!(over.status(), 403);
+    assert!(over.text().await.unwrap().contains("this month"));
+    let subs = app
+        .get("/api/v1/submissions", &ann.token)
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        subs.as_array().unwrap().len(),
+        1,
+        "the refused one is not stored"
+    );
+}

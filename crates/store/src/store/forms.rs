@@ -108,6 +108,13 @@ fn site_key(site_id: &str, id: &str) -> String {
 /// Longest value kept of one submitted field.
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 
+/// A user's submissions in the month of `at` (kept with each submission; never decremented:
+/// deleting a submission does not give the month's quota back).
+pub fn monthly_count_key(user_id: &str, at: Timestamp) -> String {
+    let month = at.to_rfc3339().get(..7).unwrap_or_default().to_string();
+    format!("submissions/{user_id}/{month}")
+}
+
 fn live_count_key(form_id: &str) -> String {
     format!("submissions/{form_id}")
 }
@@ -230,6 +237,14 @@ impl Forms<'_> {
         let live_key = live_count_key(&form.id);
         self.ensure_live_count(&form.id)?;
         let subs = &self.0.subscriptions;
+        // The user's submissions this month, counted with the write against its plan.
+        let monthly_max = self
+            .0
+            .plans()
+            .limits_of(&form.reseller_id, &form.user_id)?
+            .0
+            .max_submissions_month;
+        let monthly_key = monthly_count_key(&form.user_id, now);
         let sub = (
             &t.forms,
             &t.submissions,
@@ -248,6 +263,14 @@ impl Forms<'_> {
                         format!("the form holds its limit of {max} submissions"),
                     ));
                 }
+                let this_month = super::count_of(counters.get(monthly_key.as_bytes())?);
+                super::plans::check(
+                    "max_submissions_month",
+                    this_month.max(0) as u64,
+                    monthly_max,
+                )
+                .or_else(super::abort)?;
+                super::bump(counters, &monthly_key, 1)?;
                 super::bump(counters, &live_key, 1)?;
                 let mut rec: Form = decode(&raw).or_else(super::abort)?;
                 rec.submission_count += 1;
