@@ -365,7 +365,10 @@ pub fn signature(
 pub async fn dispatch_forever(state: web::Data<AppState>) {
     let written = state.store.webhooks().events_written();
     loop {
-        let _ = tokio::time::timeout(IDLE, written.notified()).await;
+        if tokio::time::timeout(IDLE, written.notified()).await.is_ok() {
+            // Woken from inside the writing transaction: let it commit first.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         if let Err(e) = dispatch(&state).await {
             tracing::warn!(error = %e.cause_chain(), "cannot fan webhook events out; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -375,9 +378,8 @@ pub async fn dispatch_forever(state: web::Data<AppState>) {
 
 async fn dispatch(state: &AppState) -> crate::error::ApiResult<()> {
     let store = &state.store;
-    // The transactions that wrote what a wake-up announced commit a moment after it.
-    store.flush().await?;
     loop {
+        // (A wake-up may come a moment before its transaction commits: the next poll finds it.)
         let events = store.webhooks().pending_events(512)?;
         if events.is_empty() {
             return Ok(());
@@ -426,15 +428,15 @@ async fn dispatch(state: &AppState) -> crate::error::ApiResult<()> {
 
 /// Sends due deliveries, forever; prunes finished ones now and then.
 pub async fn send_forever(state: web::Data<AppState>) {
-    let mut last_prune = Instant::now() - Duration::from_secs(3600);
+    let mut last_prune: Option<Instant> = None;
     loop {
         let _ = tokio::time::timeout(IDLE, state.outbox.wake.notified()).await;
         if let Err(e) = send_due(&state).await {
             tracing::warn!(error = %e.cause_chain(), "cannot read the webhook queue; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        if last_prune.elapsed() > Duration::from_secs(3600) {
-            last_prune = Instant::now();
+        if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+            last_prune = Some(Instant::now());
             let before = Timestamp(Timestamp::now().0 - KEEP_MS);
             match state.store.webhooks().prune(before, 10_000) {
                 Ok(n) if n > 0 => tracing::info!(deliveries = n, "pruned old webhook deliveries"),
