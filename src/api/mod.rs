@@ -18,6 +18,7 @@ pub mod reseller;
 pub mod signing_keys;
 pub mod sites;
 pub mod ssl;
+pub mod usage;
 pub mod users;
 pub mod webhooks;
 
@@ -30,6 +31,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// patterns overlap, except the last.
 pub const ENDPOINTS: &[Endpoints] = &[
     users::ENDPOINTS,
+    usage::ENDPOINTS,
     admin::ENDPOINTS,
     audit::ENDPOINTS,
     billing::ENDPOINTS,

@@ -228,14 +228,14 @@ pub async fn serve(
         Ok(resp) => resp,
         Err(e) => return error_page(e),
     };
+    let bytes = match actix_web::body::MessageBody::size(resp.body()) {
+        actix_web::body::BodySize::Sized(n) => n,
+        _ => 0,
+    };
+    let now = crate::model::Timestamp::now();
+    state.traffic.record_site(&target.site, bytes, now);
     if let Some(domain_id) = &target.domain_id {
-        let bytes = match actix_web::body::MessageBody::size(resp.body()) {
-            actix_web::body::BodySize::Sized(n) => n,
-            _ => 0,
-        };
-        state
-            .traffic
-            .record(domain_id, bytes, crate::model::Timestamp::now());
+        state.traffic.record(domain_id, bytes, now);
     }
     resp
 }

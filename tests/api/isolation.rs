@@ -267,6 +267,9 @@ pub(crate) fn rows() -> Vec<Row> {
         row(POST, "/users/{held_user}/suspend", Key(UW, Ids)).json(r#"{"reason": "unpaid"}"#),
         row(POST, "/users/{held_user}/unsuspend", Key(UW, Ids)),
         row(PATCH, "/users/{held_user}", Key(UW, Ids)).json(r#"{"plan_id": "{plan}"}"#),
+        // Usage.
+        row(GET, "/usage", Key(UR, Own)),
+        row(GET, "/users/{user}/usage", Key(UR, Ids)),
         // Plans.
         row(POST, "/plans", Key(ST, Own)).json(r#"{"name": "Tmp {uniq}", "max_sites": 5}"#)
             .cleanup("/plans/{created}"),

@@ -38,5 +38,6 @@ mod storage;
 mod suspension;
 mod tokens;
 mod upgrade;
+mod usage;
 mod users;
 mod webhooks;

@@ -142,11 +142,16 @@ impl Deploys<'_> {
             published_at: None,
         };
         let t = &self.0.t;
-        (&*t.deploys.write(), &t.deploys_by_site).transaction(|(d, by_site)| {
-            d.insert(deploy.id.as_bytes(), encode(&deploy))?;
-            by_site.insert(site_key(&deploy.site_id, &deploy.id).as_bytes(), &[])?;
-            Ok(())
-        })?;
+        let month = super::usage::month_of(now);
+        let counted = super::usage::deploys_key(&deploy.site_id, &month);
+        (&*t.deploys.write(), &t.deploys_by_site, &t.counters).transaction(
+            |(d, by_site, counters)| {
+                d.insert(deploy.id.as_bytes(), encode(&deploy))?;
+                by_site.insert(site_key(&deploy.site_id, &deploy.id).as_bytes(), &[])?;
+                super::bump(counters, &counted, 1)?;
+                Ok(())
+            },
+        )?;
         match files {
             Some(files) => self.set_files(&deploy.id, files, now),
             None => Ok(deploy),

@@ -271,6 +271,12 @@ impl Forms<'_> {
                 )
                 .or_else(super::abort)?;
                 super::bump(counters, &monthly_key, 1)?;
+                let month = super::usage::month_of(now);
+                super::bump(
+                    counters,
+                    &super::usage::submissions_key(&form.site_id, &month),
+                    1,
+                )?;
                 super::bump(counters, &live_key, 1)?;
                 let mut rec: Form = decode(&raw).or_else(super::abort)?;
                 rec.submission_count += 1;

@@ -21,6 +21,7 @@ pub mod sites;
 pub mod suspensions;
 mod tokens;
 pub mod traffic;
+pub mod usage;
 pub mod users;
 mod watched;
 pub mod webhooks;
@@ -150,6 +151,8 @@ pub(crate) struct Trees {
     pub deliveries_by_webhook: sled::Tree,
     /// 8-byte big-endian due time + delivery id -> () (the sender's queue)
     pub delivery_due: sled::Tree,
+    /// "reseller/YYYY-MM/user/site/YYYY-MM-DD" -> that day's requests and bytes (usage)
+    pub site_usage: sled::Tree,
     /// "reseller_id/plan_id" -> plan
     pub plans: sled::Tree,
     /// "default/reseller_id" and "user/reseller_id/user_id" -> plan id; "limits/reseller_id" ->
@@ -439,6 +442,7 @@ impl Store {
             delivery_due: tree("delivery_due")?,
             suspensions: watched("suspensions", &[&hosts, &credentials])?,
             plans: tree("plans")?,
+            site_usage: tree("site_usage")?,
             plan_settings: tree("plan_settings")?,
             mail_senders: tree("mail_senders")?,
             mail_templates: tree("mail_templates")?,

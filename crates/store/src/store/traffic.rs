@@ -81,10 +81,12 @@ impl TrafficStore<'_> {
     }
 }
 
-/// Requests counted since the last batch was stored.
+/// Requests counted since the last batch was stored: per client domain, and per site and day
+/// for usage (`usage::traffic_key`).
 #[derive(Default)]
 pub struct TrafficRecorder {
     pending: Mutex<HashMap<String, Traffic>>,
+    sites: Mutex<BTreeMap<String, Counts>>,
 }
 
 impl TrafficRecorder {
@@ -100,17 +102,28 @@ impl TrafficRecorder {
         day.bytes_sent += bytes;
     }
 
+    /// Counts one served request of `bytes` for a site's usage.
+    pub fn record_site(&self, site: &super::sites::Site, bytes: u64, now: Timestamp) {
+        let key = super::usage::traffic_key(&site.reseller_id, &site.user_id, &site.id, now);
+        let mut sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
+        let c = sites.entry(key).or_default();
+        c.requests += 1;
+        c.bytes_sent += bytes;
+    }
+
     /// Moves everything counted so far into the store and flushes it.
     pub async fn store_batch(&self, store: &Store) -> StoreResult<usize> {
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        if batch.is_empty() {
+        let sites = std::mem::take(&mut *self.sites.lock().unwrap_or_else(|p| p.into_inner()));
+        if batch.is_empty() && sites.is_empty() {
             return Ok(0);
         }
         for (domain_id, t) in &batch {
             store.traffic().add(domain_id, t)?;
         }
+        store.usage().add_traffic(&sites)?;
         store.flush().await?;
-        Ok(batch.len())
+        Ok(batch.len() + sites.len())
     }
 
     /// Stores a batch every `interval`, forever.
