@@ -4,7 +4,8 @@
 
 use crate::config::Settings;
 use crate::{
-    acme, auth, disk, dns, edge, files, mail, metrics, ratelimit, registrar, store, tls, webhooks,
+    acme, auth, disk, dns, edge, files, mail, metrics, quota, ratelimit, registrar, store, tls,
+    webhooks,
 };
 use actix_web::web;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub struct AppState {
     pub disk: Arc<disk::Disk>,
     pub outbox: webhooks::Outbox,
     pub mailer: mail::Mailer,
+    pub blocked: quota::Blocked,
 }
 
 impl AppState {
@@ -54,11 +56,6 @@ impl AppState {
         }
         let edge = edge::Edge::new(&data_dir, settings.default_preview_domain())?;
         let traffic = Arc::new(store::traffic::TrafficRecorder::default());
-        actix_web::rt::spawn(
-            traffic
-                .clone()
-                .store_forever(store.clone(), settings.traffic_flush_interval()),
-        );
         let disk = Arc::new(disk::Disk::new(&data_dir, settings.disk_reserve)?);
         actix_web::rt::spawn(disk::watch_forever(disk.clone(), store.clone()));
         actix_web::rt::spawn(store::tokens_sweeper(
@@ -78,6 +75,7 @@ impl AppState {
             store.flush_blocking().map_err(|e| e.to_string())?;
         }
         let state = AppState {
+            blocked: Default::default(),
             mailer,
             outbox,
             traffic,
@@ -96,6 +94,7 @@ impl AppState {
             edge,
         };
         let state = web::Data::new(state);
+        actix_web::rt::spawn(traffic_forever(state.clone()));
         outbound(state.clone())?;
         actix_web::rt::spawn(mail::check_senders_forever(state.clone()));
         Ok((state, tls_config))
@@ -133,4 +132,17 @@ fn outbound(state: web::Data<AppState>) -> Result<(), String> {
         })
         .map(drop)
         .map_err(|e| format!("cannot start the webhook and mail thread: {e}"))
+}
+
+/// Stores the edge's traffic counters every `--traffic-flush-interval`, then measures the users
+/// they touched against their bandwidth quotas.
+async fn traffic_forever(state: web::Data<AppState>) {
+    let interval = state.settings.traffic_flush_interval();
+    loop {
+        tokio::time::sleep(interval).await;
+        match state.traffic.store_batch(&state.store).await {
+            Ok(users) => quota::check(&state, &users).await,
+            Err(e) => tracing::warn!(error = %e, "cannot store traffic metrics"),
+        }
+    }
 }

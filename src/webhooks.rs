@@ -288,6 +288,19 @@ fn render_subject(
         Subject::Submission(s) => json(&api::forms::submission_view(s)),
         Subject::Charge(c) => json(c),
         Subject::Key(k) => json(&api::keys::KeyView::from(k.clone())),
+        Subject::Quota {
+            user,
+            limit,
+            used,
+            max,
+            month,
+        } => serde_json::json!({
+            "user": json(&api::users::UserView::of_user(user.clone())),
+            "limit": limit,
+            "used": used,
+            "max": max,
+            "month": month,
+        }),
         Subject::Suspension { user, reason } => serde_json::json!({
             "user": json(&api::users::UserView::of_user(user.clone())),
             "reason": reason,

@@ -194,7 +194,7 @@ pub fn has_password_form(html: &str) -> bool {
 }
 
 #[utoipa::path(
-put, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success, password or suspended")),
+put, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success, password, suspended or quota_exceeded")),
     request_body(content = String, content_type = "text/html", description = "The page's HTML, at most 512 KiB"),
     responses((status = 204, description = "Stored"))
 )]
@@ -218,7 +218,7 @@ async fn put_page(
 }
 
 #[utoipa::path(
-get, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success, password or suspended")),
+get, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success, password, suspended or quota_exceeded")),
     responses((status = 200, description = "The custom page", content_type = "text/html", body = String))
 )]
 async fn get_page(
@@ -239,7 +239,7 @@ async fn get_page(
 }
 
 #[utoipa::path(
-delete, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success, password or suspended")),
+delete, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = String, Path, description = "not_found, form_success, password, suspended or quota_exceeded")),
     responses((status = 204, description = "Back to the built-in page"))
 )]
 async fn delete_page(

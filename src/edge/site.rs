@@ -61,6 +61,23 @@ pub async fn serve_site(
             "This site is temporarily unavailable.",
         ));
     }
+    // An owner over its plan's bandwidth (with `overuse: block`) gets the quota page.
+    let now = crate::model::Timestamp::now();
+    if state
+        .blocked
+        .is_blocked(&site.reseller_id, &site.user_id, now)
+    {
+        return Ok(
+            match reseller_page(state, reseller, PageKind::QuotaExceeded) {
+                Some(page) => html(StatusCode::SERVICE_UNAVAILABLE, page),
+                None => builtin(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Site unavailable",
+                    "This site has used all the bandwidth its plan allows this month.",
+                ),
+            },
+        );
+    }
     // A suspended owner's sites show the reseller's page for it; nothing is deleted.
     if target.suspended {
         return Ok(match reseller_page(state, reseller, PageKind::Suspended) {

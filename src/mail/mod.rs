@@ -347,6 +347,18 @@ fn make_mail(state: &AppState, event: &Event) -> crate::error::ApiResult<Option<
             );
             site_vars(&mut vars, site_id)
         }
+        Subject::Quota {
+            user,
+            limit,
+            used,
+            max,
+            ..
+        } => {
+            vars.set("limit", &limit.replace('_', " "));
+            vars.set("used", &format!("{} MB", used / 1_000_000));
+            vars.set("max", &format!("{} MB", max / 1_000_000));
+            Some(user.email.as_str().to_string())
+        }
         Subject::Suspension { user, reason } => {
             vars.set("reason", reason);
             Some(user.email.as_str().to_string())

@@ -3,7 +3,7 @@ import { api, ApiError } from "../api.js";
 import { h, field, submitting } from "../ui.js";
 
 const KINDS = { not_found: "Not found (404)", form_success: "Form success", password: "Password",
-  suspended: "Suspended user's sites (503)" };
+  suspended: "Suspended user's sites (503)", quota_exceeded: "Over the plan's bandwidth (503)" };
 
 function hasPasswordInput(html) {
   const doc = new DOMParser().parseFromString(html, "text/html");

@@ -4,6 +4,7 @@
 
 use crate::helpers::TestApp;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 fn quota(r: crate::helpers::Reply, limit: &str, used: u64, max: u64) {
     let r = r.expect_error(403, "quota_exceeded");
@@ -279,4 +280,152 @@ async fn a_plan_limits_form_submissions_per_month() {
         1,
         "the refused one is not stored"
     );
+}
+
+#[tokio::test]
+async fn bandwidth_over_a_block_plan_shows_the_quota_page_and_tells_once() {
+    let app =
+        TestApp::spawn_with(&["--traffic-flush-interval", "1", "--allow-private-targets"]).await;
+    let a = app.reseller("Bandwidth A").await;
+    let hook = app
+        .post(
+            "/api/v1/webhooks",
+            &a.key,
+            json!({"url": "http://127.0.0.1:9/hook", "events": ["quota.warning", "quota.exceeded"]}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let plan = app
+        .post(
+            "/api/v1/plans",
+            &a.key,
+            json!({"name": "1 MB", "max_bandwidth_mb_month": 1, "overuse": "block"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let generous = app
+        .post(
+            "/api/v1/plans",
+            &a.key,
+            json!({"name": "1 MB, notify", "max_bandwidth_mb_month": 1, "overuse": "notify"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let fetch = |host: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .get(app.url("/big.bin"))
+                .header("host", host)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.bytes().await.unwrap().len())
+        }
+    };
+    let body = vec![7u8; 300_000];
+    for (email, name, plan) in [
+        ("blocked@a.test", "bw-blocked", &plan),
+        ("notified@a.test", "bw-notified", &generous),
+    ] {
+        let user = a.access_token(&app, email).await;
+        app.patch(
+            &format!("/api/v1/users/{}", user.user_id),
+            &a.key,
+            json!({"plan_id": plan["id"]}),
+        )
+        .await
+        .expect(200);
+        let site = app
+            .post("/api/v1/sites", &user.token, json!({"name": name}))
+            .await
+            .expect(201)
+            .body;
+        crate::sites::zip_deploy(
+            &app,
+            &user.token,
+            site["id"].as_str().unwrap(),
+            crate::sites::zip_of(&[("big.bin", &body)]),
+        )
+        .await
+        .expect(200);
+    }
+    // 1.2 MB each: over 1 MB.
+    for _ in 0..4 {
+        assert_eq!(fetch("bw-blocked.localhost").await, (200, 300_000));
+        assert_eq!(fetch("bw-notified.localhost").await, (200, 300_000));
+    }
+    // Within a flush interval or two, the block plan's site shows the quota page.
+    let mut blocked = (0, 0);
+    for _ in 0..50 {
+        blocked = fetch("bw-blocked.localhost").await;
+        if blocked.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(blocked.0, 503, "the quota page");
+    assert_eq!(
+        fetch("bw-notified.localhost").await,
+        (200, 300_000),
+        "notify keeps serving"
+    );
+
+    // Each user's warning and exceeded are told once, however many batches pass.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let hook_id = hook["id"].as_str().unwrap();
+    let deliveries = app
+        .get(&format!("/api/v1/webhooks/{hook_id}/deliveries"), &a.key)
+        .await
+        .expect(200)
+        .body;
+    let mut kinds: Vec<&str> = deliveries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["event_type"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "quota.exceeded",
+            "quota.exceeded",
+            "quota.warning",
+            "quota.warning"
+        ]
+    );
+    let exceeded = deliveries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["event_type"] == "quota.exceeded")
+        .unwrap();
+    assert_eq!(
+        exceeded["payload"]["data"]["limit"],
+        "max_bandwidth_mb_month"
+    );
+    assert_eq!(exceeded["payload"]["data"]["max"], 1_000_000);
+
+    // Raising the limit lets the site serve again after the next batch.
+    app.patch(
+        &format!("/api/v1/plans/{}", plan["id"].as_str().unwrap()),
+        &a.key,
+        json!({"max_bandwidth_mb_month": 100}),
+    )
+    .await
+    .expect(200);
+    let mut served = (0, 0);
+    for _ in 0..50 {
+        served = fetch("bw-blocked.localhost").await;
+        if served.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(served, (200, 300_000));
 }

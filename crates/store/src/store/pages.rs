@@ -10,14 +10,17 @@ pub enum PageKind {
     Password,
     /// Shown (503) on the sites of a suspended user.
     Suspended,
+    /// Shown (503) on the sites of a user over its plan's bandwidth, with `overuse: block`.
+    QuotaExceeded,
 }
 
 impl PageKind {
-    pub const ALL: [PageKind; 4] = [
+    pub const ALL: [PageKind; 5] = [
         PageKind::NotFound,
         PageKind::FormSuccess,
         PageKind::Password,
         PageKind::Suspended,
+        PageKind::QuotaExceeded,
     ];
 
     pub fn parse(s: &str) -> StoreResult<PageKind> {
@@ -26,6 +29,7 @@ impl PageKind {
             "form_success" => Ok(PageKind::FormSuccess),
             "password" => Ok(PageKind::Password),
             "suspended" => Ok(PageKind::Suspended),
+            "quota_exceeded" => Ok(PageKind::QuotaExceeded),
             _ => Err(StoreError::NotFound("page kind")),
         }
     }
@@ -36,6 +40,7 @@ impl PageKind {
             PageKind::FormSuccess => "form_success",
             PageKind::Password => "password",
             PageKind::Suspended => "suspended",
+            PageKind::QuotaExceeded => "quota_exceeded",
         }
     }
 }

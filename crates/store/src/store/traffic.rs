@@ -111,33 +111,31 @@ impl TrafficRecorder {
         c.bytes_sent += bytes;
     }
 
-    /// Moves everything counted so far into the store and flushes it.
-    pub async fn store_batch(&self, store: &Store) -> StoreResult<usize> {
+    /// Moves everything counted so far into the store and flushes it. Returns the users (as
+    /// `reseller_id/user_id`) whose sites served something since the last batch.
+    pub async fn store_batch(
+        &self,
+        store: &Store,
+    ) -> StoreResult<std::collections::BTreeSet<String>> {
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         let sites = std::mem::take(&mut *self.sites.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut users = std::collections::BTreeSet::new();
         if batch.is_empty() && sites.is_empty() {
-            return Ok(0);
+            return Ok(users);
         }
         for (domain_id, t) in &batch {
             store.traffic().add(domain_id, t)?;
         }
         store.usage().add_traffic(&sites)?;
         store.flush().await?;
-        Ok(batch.len() + sites.len())
-    }
-
-    /// Stores a batch every `interval`, forever.
-    pub async fn store_forever(
-        self: std::sync::Arc<Self>,
-        store: Store,
-        interval: std::time::Duration,
-    ) {
-        loop {
-            tokio::time::sleep(interval).await;
-            if let Err(e) = self.store_batch(&store).await {
-                tracing::warn!(error = %e, "cannot store traffic metrics");
+        for key in sites.keys() {
+            // reseller/month/user/site/day
+            let parts: Vec<&str> = key.splitn(4, '/').collect();
+            if let [reseller, _, user, _] = parts.as_slice() {
+                users.insert(format!("{reseller}/{user}"));
             }
         }
+        Ok(users)
     }
 }
 

@@ -60,6 +60,61 @@ impl Store {
 }
 
 impl Usage<'_> {
+    /// Bytes the edge served for a user's sites in `month`.
+    pub fn user_month_bytes(
+        &self,
+        reseller_id: &str,
+        user_id: &str,
+        month: &str,
+    ) -> StoreResult<u64> {
+        let prefix = format!("{reseller_id}/{month}/{user_id}/");
+        let mut total = 0;
+        for raw in self.0.t.site_usage.scan_prefix(prefix.as_bytes()).values() {
+            let c: Counts = decode(&raw?)?;
+            total += c.bytes_sent;
+        }
+        Ok(total)
+    }
+
+    /// Tells `quota.<level>` (`warning` or `exceeded`) for a user's limit once per month: the
+    /// marker and the event are one transaction. True if this call told it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn tell_quota(
+        &self,
+        user: &super::users::User,
+        limit: &str,
+        level: &'static str,
+        used: u64,
+        max: u64,
+        month: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        use sled::Transactional;
+        let (t, subs) = (&self.0.t, &self.0.subscriptions);
+        let marker = format!("quota_told/{}/{month}/{limit}/{level}", user.id);
+        let kind = if level == "warning" {
+            "quota.warning"
+        } else {
+            "quota.exceeded"
+        };
+        Ok((&t.counters, &t.events).transaction(|(counters, events)| {
+            if counters.get(marker.as_bytes())?.is_some() {
+                return Ok(false);
+            }
+            counters.insert(marker.as_bytes(), &[])?;
+            super::webhooks::emit(events, subs, &user.reseller_id, kind, now, || {
+                super::webhooks::Subject::Quota {
+                    user: user.clone(),
+                    limit: limit.to_string(),
+                    used,
+                    max,
+                    month: month.to_string(),
+                }
+            })?;
+            Ok(true)
+        })?)
+    }
+
     /// Adds a batch of days of site traffic (keys from `traffic_key`).
     pub fn add_traffic(&self, batch: &BTreeMap<String, Counts>) -> StoreResult<()> {
         for (key, counts) in batch {

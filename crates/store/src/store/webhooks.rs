@@ -120,6 +120,13 @@ pub enum Subject {
         user: super::users::User,
         reason: String,
     },
+    Quota {
+        user: super::users::User,
+        limit: String,
+        used: u64,
+        max: u64,
+        month: String,
+    },
     Certificate {
         domain: String,
         site_id: String,

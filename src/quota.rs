@@ -1,0 +1,107 @@
+//! Bandwidth quotas at the edge. After each traffic batch is stored, the users it touched are
+//! measured against their plan's `max_bandwidth_mb_month` (1 MB = 1,000,000 bytes): at 80 % the
+//! reseller is told `quota.warning`, at 100 % `quota.exceeded` (each once per month and limit, as
+//! webhooks and mail, and always in the audit of events), and a user on a `block` plan is blocked:
+//! its sites answer with the reseller's `quota_exceeded` page until the month ends or the limit
+//! is raised. The edge's check is one read of an in-memory set that is empty unless someone is
+//! blocked.
+
+use crate::model::Timestamp;
+use crate::store::plans::Overuse;
+use crate::store::usage::month_of;
+use crate::AppState;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+
+const MB: u64 = 1_000_000;
+
+/// Users over their bandwidth on a `block` plan: `reseller_id/user_id` -> the month it is for.
+#[derive(Default)]
+pub struct Blocked {
+    users: RwLock<HashMap<String, String>>,
+    any: AtomicBool,
+}
+
+impl Blocked {
+    /// True if the user's sites must show the quota page now.
+    pub fn is_blocked(&self, reseller_id: &str, user_id: &str, now: Timestamp) -> bool {
+        if !self.any.load(Ordering::Relaxed) {
+            return false;
+        }
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        users
+            .get(&format!("{reseller_id}/{user_id}"))
+            .is_some_and(|month| *month == month_of(now))
+    }
+
+    fn set(&self, key: String, month: Option<String>) {
+        let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
+        match month {
+            Some(m) => {
+                users.insert(key, m);
+            }
+            None => {
+                users.remove(&key);
+            }
+        }
+        self.any.store(!users.is_empty(), Ordering::Relaxed);
+    }
+}
+
+/// Measures the users a traffic batch touched against their limits.
+pub async fn check(state: &AppState, users: &BTreeSet<String>) {
+    let now = Timestamp::now();
+    let month = month_of(now);
+    let mut told = false;
+    for key in users {
+        let Some((reseller_id, user_id)) = key.split_once('/') else {
+            continue;
+        };
+        match check_user(state, reseller_id, user_id, &month, now) {
+            Ok(t) => told |= t,
+            Err(e) => tracing::warn!(error = %e.cause_chain(), "cannot check a bandwidth quota"),
+        }
+    }
+    if told {
+        if let Err(e) = state.store.flush().await {
+            tracing::warn!(error = %e, "cannot store a quota event");
+        }
+    }
+}
+
+fn check_user(
+    state: &AppState,
+    reseller_id: &str,
+    user_id: &str,
+    month: &str,
+    now: Timestamp,
+) -> crate::error::ApiResult<bool> {
+    let store = &state.store;
+    let key = format!("{reseller_id}/{user_id}");
+    let (limits, overuse) = store.plans().limits_of(reseller_id, user_id)?;
+    let Some(max_mb) = limits.max_bandwidth_mb_month else {
+        state.blocked.set(key, None);
+        return Ok(false);
+    };
+    let max = max_mb.saturating_mul(MB);
+    let used = store
+        .usage()
+        .user_month_bytes(reseller_id, user_id, month)?;
+    let mut told = false;
+    if used.saturating_mul(10) >= max.saturating_mul(8) || used >= max {
+        let user = store.users().get(reseller_id, user_id)?;
+        let limit = "max_bandwidth_mb_month";
+        if used >= max {
+            told |= store
+                .usage()
+                .tell_quota(&user, limit, "exceeded", used, max, month, now)?;
+        }
+        told |= store
+            .usage()
+            .tell_quota(&user, limit, "warning", used, max, month, now)?;
+    }
+    let blocked = used >= max && overuse == Overuse::Block;
+    state.blocked.set(key, blocked.then(|| month.to_string()));
+    Ok(told)
+}
