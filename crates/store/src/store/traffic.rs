@@ -86,8 +86,18 @@ impl TrafficStore<'_> {
 #[derive(Default)]
 pub struct TrafficRecorder {
     pending: Mutex<HashMap<String, Traffic>>,
-    sites: Mutex<BTreeMap<String, Counts>>,
+    sites: Mutex<HashMap<String, SiteCounts>>,
 }
+
+/// A site's requests since the last batch, per day (days since the epoch, UTC): nothing is
+/// formatted or allocated per request once the site has been seen.
+struct SiteCounts {
+    reseller_id: String,
+    user_id: String,
+    days: BTreeMap<i64, Counts>,
+}
+
+const DAY_MS: i64 = 86_400_000;
 
 impl TrafficRecorder {
     /// Counts one served request of `bytes` for a domain.
@@ -104,9 +114,17 @@ impl TrafficRecorder {
 
     /// Counts one served request of `bytes` for a site's usage.
     pub fn record_site(&self, site: &super::sites::Site, bytes: u64, now: Timestamp) {
-        let key = super::usage::traffic_key(&site.reseller_id, &site.user_id, &site.id, now);
+        let day = now.0.div_euclid(DAY_MS);
         let mut sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
-        let c = sites.entry(key).or_default();
+        let counts = match sites.get_mut(site.id.as_str()) {
+            Some(counts) => counts,
+            None => sites.entry(site.id.clone()).or_insert_with(|| SiteCounts {
+                reseller_id: site.reseller_id.clone(),
+                user_id: site.user_id.clone(),
+                days: BTreeMap::new(),
+            }),
+        };
+        let c = counts.days.entry(day).or_default();
         c.requests += 1;
         c.bytes_sent += bytes;
     }
@@ -118,10 +136,19 @@ impl TrafficRecorder {
         store: &Store,
     ) -> StoreResult<std::collections::BTreeSet<String>> {
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
-        let sites = std::mem::take(&mut *self.sites.lock().unwrap_or_else(|p| p.into_inner()));
+        let taken = std::mem::take(&mut *self.sites.lock().unwrap_or_else(|p| p.into_inner()));
         let mut users = std::collections::BTreeSet::new();
-        if batch.is_empty() && sites.is_empty() {
+        if batch.is_empty() && taken.is_empty() {
             return Ok(users);
+        }
+        let mut sites = BTreeMap::new();
+        for (site_id, counts) in taken {
+            for (day, c) in counts.days {
+                let at = Timestamp(day * DAY_MS);
+                let key =
+                    super::usage::traffic_key(&counts.reseller_id, &counts.user_id, &site_id, at);
+                sites.insert(key, c);
+            }
         }
         for (domain_id, t) in &batch {
             store.traffic().add(domain_id, t)?;
