@@ -4,6 +4,57 @@ import { api, page } from "../api.js";
 import { h, field, pagedTable, submitting, showDialog, showOnce, when, errorText, badge } from "../ui.js";
 
 /** A user's live tokens (masked) in the dialog, each revocable, plus "revoke all". */
+/** Bytes for people: B, kB, MB, GB (powers of 1000, as plans count). */
+function bytes(n) {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+/** A user's usage this month: a bar per day of the bytes its sites sent, and a row per site. */
+async function showUsage(user) {
+  const body = h("div", { id: "user-usage" }, h("p", { class: "loading" }, "Loading…"));
+  showDialog(`Usage of ${user.email} this month`, body);
+  try {
+    const rows = await api("GET", `/users/${user.id}/usage`);
+    const perDay = new Map();
+    for (const r of rows) for (const d of r.daily) perDay.set(d.date, (perDay.get(d.date) || 0) + d.bytes_sent);
+    const days = [...perDay.entries()].sort(([a], [b]) => a.localeCompare(b));
+    const max = Math.max(1, ...days.map(([, v]) => v));
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    const width = Math.max(days.length * 24, 240);
+    svg.setAttribute("viewBox", `0 0 ${width} 120`);
+    svg.setAttribute("class", "chart");
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", "Bytes sent per day");
+    days.forEach(([date, v], i) => {
+      const bar = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+      const height = Math.max(1, Math.round((v / max) * 100));
+      bar.setAttribute("x", String(i * 24 + 4));
+      bar.setAttribute("y", String(110 - height));
+      bar.setAttribute("width", "16");
+      bar.setAttribute("height", String(height));
+      const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+      title.textContent = `${date}: ${bytes(v)}`;
+      bar.append(title);
+      svg.append(bar);
+    });
+    body.replaceChildren(
+      days.length ? svg : h("p", { class: "notice" }, "No traffic this month yet."),
+      h("div", { class: "table-wrap" }, h("table", {},
+        h("thead", {}, h("tr", {}, ["Site", "Requests", "Sent", "Submissions", "Deploys"].map(t => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, rows.map(r => h("tr", {},
+          h("td", {}, r.site_name || r.site_id),
+          h("td", {}, String(r.requests)),
+          h("td", {}, bytes(r.bytes_sent)),
+          h("td", {}, String(r.submissions)),
+          h("td", {}, String(r.deploys))))))));
+  } catch (e) {
+    body.replaceChildren(errorText(e));
+  }
+}
+
 async function showTokens(user, changed) {
   const body = h("div", { id: "user-tokens" }, h("p", { class: "loading" }, "Loading…"));
   showDialog(`Access tokens of ${user.email}`, body);
@@ -91,6 +142,7 @@ export async function render(main) {
     { title: "Created", cell: u => when(u.created_at) },
     { title: "", actions: true, cell: u => [
       h("button", { class: "secondary", onclick: () => showTokens(u, () => refresh()) }, "Tokens"),
+      h("button", { class: "secondary", onclick: () => showUsage(u) }, "Usage"),
       u.suspension
         ? h("button", { class: "secondary", title: `Suspended: ${u.suspension.reason}`, onclick: async () => {
           await api("POST", `/users/${u.id}/unsuspend`, {});

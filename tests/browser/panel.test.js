@@ -253,6 +253,10 @@ test("operator and reseller work through the panel", async () => {
   await page.click("button:has-text('Unsuspend')");
   await page.waitForSelector("button:has-text('Suspend')");
   assert.equal((await call("GET", "/user", userToken)).status, 200);
+  // The user's usage this month opens in a dialog (no sites yet: nothing served).
+  await page.click("button:has-text('Usage')");
+  await page.waitForSelector("#user-usage >> text=No traffic this month yet.");
+  await closeDialog(page);
   // The user's tokens: masked, never the secret.
   await page.click("tr:has-text('client@shop.test') >> button:has-text('Tokens')");
   await page.waitForSelector("#user-tokens code");
