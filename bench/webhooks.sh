@@ -4,6 +4,8 @@
 # subscribed to every event, posting to a loopback receiver (`bare_hello`'s POST /hook), rounds
 # taking turns. Prints the create rates and their ratio (target: >= 0.9x), and the deliveries per
 # second: all deliveries of a round over the time from its start until the outbox is empty.
+# RECEIVER_NICE=19 runs the receiver at that nice value, as a stand-in for a receiver on another
+# machine (it still shares the cores, but yields them to resellerd and wrk).
 # Usage: bench/webhooks.sh [seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +23,7 @@ trap cleanup EXIT
 ./target/release/resellerd serve --data-dir "$tmp/data" --http-addr 127.0.0.1:0 --https-addr 127.0.0.1:0 \
   --workers "$workers" --rate-limit-ip 0 --rate-limit-credential 0 --allow-private-targets \
   > "$tmp/server.out" 2>/dev/null &
-./target/release/examples/bare_hello 127.0.0.1:0 1 > "$tmp/sink.out" &
+nice -n "${RECEIVER_NICE:-0}" ./target/release/examples/bare_hello 127.0.0.1:0 1 > "$tmp/sink.out" &
 for _ in $(seq 100); do
   grep -q listening "$tmp/server.out" 2>/dev/null && grep -q listening "$tmp/sink.out" 2>/dev/null && break
   sleep 0.1

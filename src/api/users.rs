@@ -163,25 +163,53 @@ impl UserView {
         }
     }
 
-    /// As `new`, with the user's suspension read from the store.
+    /// As `new`, with the user's suspension and plan read from the store.
     fn read(state: &AppState, listed: Listed) -> UserView {
+        UserView::read_some(state, listed, Lookups::BOTH)
+    }
+
+    /// As `read`, skipping what `lookups` says the reseller has none of.
+    fn read_some(state: &AppState, listed: Listed, lookups: Lookups) -> UserView {
         let (reseller_id, id) = (&listed.user.reseller_id, &listed.user.id);
-        let suspension = state
-            .store
-            .suspensions()
-            .get(reseller_id, id)
-            .ok()
+        let store = &state.store;
+        let suspension = lookups
+            .suspensions
+            .then(|| store.suspensions().get(reseller_id, id).ok().flatten())
             .flatten();
-        let plan_id = state
-            .store
-            .plans()
-            .user_plan_id(reseller_id, id)
-            .ok()
+        let plan_id = lookups
+            .plans
+            .then(|| store.plans().user_plan_id(reseller_id, id).ok().flatten())
             .flatten();
         UserView {
             suspension,
             plan_id,
             ..UserView::new(listed)
+        }
+    }
+}
+
+/// Which per-user records a listing must look up: one seek per page finds out whether the
+/// reseller has any suspended user or any user with a plan of its own.
+#[derive(Clone, Copy)]
+struct Lookups {
+    suspensions: bool,
+    plans: bool,
+}
+
+impl Lookups {
+    const BOTH: Lookups = Lookups {
+        suspensions: true,
+        plans: true,
+    };
+
+    fn of(state: &AppState, reseller_id: &str) -> Lookups {
+        Lookups {
+            suspensions: state.store.suspensions().any(reseller_id).unwrap_or(true),
+            plans: state
+                .store
+                .plans()
+                .any_assigned(reseller_id)
+                .unwrap_or(true),
         }
     }
 }
@@ -332,9 +360,10 @@ async fn list(
     let tenant = who.scope();
     if email.is_none() && uid.is_none() {
         let want = q.want(&req, &tenant)?;
+        let lookups = Lookups::of(&state, &reseller.id);
         let window = users
             .window(&reseller.id, &want)?
-            .map(|l| UserView::read(&state, l));
+            .map(|l| UserView::read_some(&state, l, lookups));
         let total = users.count(&reseller.id);
         return super::respond(&req, &tenant, &want, window, |u| u.id.as_bytes(), total);
     }
@@ -347,9 +376,10 @@ async fn list(
     if let (Some(_), Some(email)) = (uid, email) {
         matching.retain(|l| l.user.email.as_str().eq_ignore_ascii_case(email));
     }
+    let lookups = Lookups::of(&state, &reseller.id);
     let views: Vec<UserView> = matching
         .into_iter()
-        .map(|l| UserView::read(&state, l))
+        .map(|l| UserView::read_some(&state, l, lookups))
         .collect();
     super::paginate(
         &req,

@@ -176,6 +176,19 @@ impl Plans<'_> {
         Ok(())
     }
 
+    /// True if any user of the reseller has a plan of its own (one seek).
+    pub fn any_assigned(&self, reseller_id: &str) -> StoreResult<bool> {
+        let prefix = format!("user/{reseller_id}/");
+        Ok(self
+            .0
+            .t
+            .plan_settings
+            .scan_prefix(prefix.as_bytes())
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
     pub fn user_plan_id(&self, reseller_id: &str, user_id: &str) -> StoreResult<Option<String>> {
         get(&self.0.t.plan_settings, &user_key(reseller_id, user_id))
     }

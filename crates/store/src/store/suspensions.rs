@@ -28,6 +28,21 @@ impl Store {
 }
 
 impl Suspensions<'_> {
+    /// True if any user of the reseller is suspended (one seek: listings skip the per-user
+    /// lookups when none is).
+    pub fn any(&self, reseller_id: &str) -> StoreResult<bool> {
+        let prefix = format!("{reseller_id}/");
+        Ok(self
+            .0
+            .t
+            .suspensions
+            .read()
+            .scan_prefix(prefix.as_bytes())
+            .next()
+            .transpose()?
+            .is_some())
+    }
+
     pub fn get(&self, reseller_id: &str, user_id: &str) -> StoreResult<Option<Suspension>> {
         super::get(self.0.t.suspensions.read(), &key(reseller_id, user_id))
     }
