@@ -62,6 +62,8 @@ pub struct Store {
     domain_creates: std::sync::Arc<std::sync::Mutex<()>>,
     /// Serialises the creates a plan limits by a count (sites), between counting and writing.
     quota_lock: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Whether the operator has set limits for any reseller (see `Plans::reseller_limits`).
+    any_limits: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Every tree, opened once. Index trees map a lookup key to an entity id.
@@ -468,6 +470,8 @@ impl Store {
         );
         let subscriptions = webhooks::Subscriptions::load(&t.webhooks)
             .map_err(|e| OpenError::Upgrade(format, e))?;
+        let any_limits = plans::Plans::any_limits_stored(&t.plan_settings)
+            .map_err(|e| OpenError::Upgrade(format, e))?;
         let issuer = issuer::Issuer::start(&t, &subscriptions);
         let store = Store {
             db,
@@ -483,6 +487,7 @@ impl Store {
             subscriptions,
             domain_creates: Default::default(),
             quota_lock: Default::default(),
+            any_limits: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(any_limits)),
         };
         if format < DATA_FORMAT {
             store
