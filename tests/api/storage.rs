@@ -90,10 +90,13 @@ async fn a_full_disk_refuses_writes_keeps_serving_and_recovers_by_itself() {
     // Fill the disk through the API with sites of 4 MiB that does not compress, then (once an
     // upload no longer fits above the reserve) of 256 KiB and 16 KiB, then users, until even
     // those are refused.
+    // Free space is sampled once a second and sled's log can dip and come back, so a refusal
+    // shrinks the size only if it is still there after the next sample.
     let mut acked = Vec::new();
     let mut size = 4 << 20;
     let mut refused = None;
-    for i in 0..200 {
+    let mut confirmed = false;
+    for i in 0..600 {
         let name = format!("fill-{i}");
         let r = app
             .post("/api/v1/sites", &ann.token, json!({"name": name}))
@@ -105,18 +108,32 @@ async fn a_full_disk_refuses_writes_keeps_serving_and_recovers_by_itself() {
             r
         };
         match r.status.as_u16() {
-            507 if size > 16 << 10 => size /= 16,
+            507 if !confirmed => {
+                confirmed = true;
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+            }
+            507 if size > 16 << 10 => {
+                size /= 16;
+                confirmed = false;
+            }
             507 => {
                 refused = Some(r);
                 break;
             }
             _ => {
                 r.expect(200);
+                confirmed = false;
                 acked.push(name);
             }
         }
     }
-    let refused = refused.expect("the disk never filled");
+    let Some(refused) = refused else {
+        panic!(
+            "the disk never filled: {} sites acknowledged, last size {size}, free {:?}",
+            acked.len(),
+            resellerd::disk::space(&data)
+        );
+    };
     let refused = refused.expect_error(507, "insufficient_storage");
     assert!(refused.header("retry-after").is_some());
     assert!(acked.len() >= 3, "only {} sites fit", acked.len());
