@@ -69,17 +69,19 @@ fn answer(req: &HttpRequest, rows: Vec<Row>) -> HttpResponse {
         return HttpResponse::Ok().json(rows);
     }
     let mut csv =
-        String::from("user_id,site_id,site_name,requests,bytes_sent,submissions,deploys\r\n");
+        String::from("user_id,site_id,site_name,requests,bytes_sent,submissions,deploys,storage_bytes,user_storage_bytes\r\n");
     for r in &rows {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{}\r\n",
+            "{},{},{},{},{},{},{},{},{}\r\n",
             cell(&r.user_id),
             cell(&r.site_id),
             cell(&r.site_name),
             r.requests,
             r.bytes_sent,
             r.submissions,
-            r.deploys
+            r.deploys,
+            r.storage_bytes,
+            r.user_storage_bytes
         ));
     }
     HttpResponse::Ok()
@@ -100,7 +102,7 @@ fn cell(value: &str) -> String {
 #[utoipa::path(
 get, path = "/api/v1/usage", tag = "usage",
     params(MonthQuery),
-    responses((status = 200, description = "Every site of the reseller with its month's requests, bytes sent (with the daily rows they add up from), form submissions and deploys; CSV with `Accept: text/csv`", body = Vec<Row>))
+    responses((status = 200, description = "Every site of the reseller with its month's requests, bytes sent (with the daily rows they add up from), form submissions, deploys and storage; CSV with `Accept: text/csv`", body = Vec<Row>))
 )]
 async fn usage(
     req: HttpRequest,

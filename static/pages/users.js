@@ -40,16 +40,19 @@ async function showUsage(user) {
       bar.append(title);
       svg.append(bar);
     });
+    const stored = rows.length ? rows[0].user_storage_bytes : 0;
     body.replaceChildren(
       days.length ? svg : h("p", { class: "notice" }, "No traffic this month yet."),
+      h("p", { class: "storage" }, `Storage: ${bytes(stored)} (each distinct file of the user's deploys once)`),
       h("div", { class: "table-wrap" }, h("table", {},
-        h("thead", {}, h("tr", {}, ["Site", "Requests", "Sent", "Submissions", "Deploys"].map(t => h("th", { scope: "col" }, t)))),
+        h("thead", {}, h("tr", {}, ["Site", "Requests", "Sent", "Submissions", "Deploys", "Stored"].map(t => h("th", { scope: "col" }, t)))),
         h("tbody", {}, rows.map(r => h("tr", {},
           h("td", {}, r.site_name || r.site_id),
           h("td", {}, String(r.requests)),
           h("td", {}, bytes(r.bytes_sent)),
           h("td", {}, String(r.submissions)),
-          h("td", {}, String(r.deploys))))))));
+          h("td", {}, String(r.deploys)),
+          h("td", {}, bytes(r.storage_bytes))))))));
   } catch (e) {
     body.replaceChildren(errorText(e));
   }

@@ -429,3 +429,171 @@ async fn bandwidth_over_a_block_plan_shows_the_quota_page_and_tells_once() {
     }
     assert_eq!(served, (200, 300_000));
 }
+
+/// The user's storage in bytes and each site's, from `GET /users/{id}/usage`.
+async fn storage(app: &TestApp, key: &str, user_id: &str) -> (u64, Vec<(String, u64)>) {
+    let rows = app
+        .get(&format!("/api/v1/users/{user_id}/usage"), key)
+        .await
+        .expect(200)
+        .body;
+    let rows = rows.as_array().unwrap();
+    let user = rows
+        .first()
+        .map_or(0, |r| r["user_storage_bytes"].as_u64().unwrap());
+    for r in rows {
+        assert_eq!(r["user_storage_bytes"], user, "one total per user");
+    }
+    let mut sites: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["site_name"].as_str().unwrap().to_string(),
+                r["storage_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    sites.sort();
+    (user, sites)
+}
+
+#[tokio::test]
+async fn storage_counts_each_distinct_file_once_and_a_plan_limits_it() {
+    use crate::helpers::noise;
+    use crate::sites::{zip_deploy, zip_of};
+    let mut app = TestApp::spawn().await;
+    let a = app.reseller("Storage A").await;
+    let plan = app
+        .post(
+            "/api/v1/plans",
+            &a.key,
+            json!({"name": "Small", "max_storage_mb": 1}),
+        )
+        .await
+        .expect(201)
+        .body;
+    app.patch(
+        "/api/v1/reseller",
+        &a.key,
+        json!({"default_plan_id": plan["id"]}),
+    )
+    .await
+    .expect(200);
+    let ann = a.access_token(&app, "ann@a.test").await;
+    let site = |name: &'static str| app.post("/api/v1/sites", &ann.token, json!({"name": name}));
+    for name in ["st-one", "st-two", "st-three", "st-four"] {
+        site(name).await.expect(201);
+    }
+    let (big, other) = (noise(400_000, 1), noise(300_000, 2));
+    zip_deploy(&app, &ann.token, "st-one", zip_of(&[("a.bin", &big)]))
+        .await
+        .expect(200);
+    // The same content on a second site counts once for the user, and for each site.
+    zip_deploy(
+        &app,
+        &ann.token,
+        "st-two",
+        zip_of(&[("a.bin", &big), ("copy/a.bin", &big), ("b.bin", &other)]),
+    )
+    .await
+    .expect(200);
+    let (user, sites) = storage(&app, &a.key, &ann.user_id).await;
+    assert_eq!(user, 700_000);
+    assert_eq!(
+        sites,
+        [
+            ("st-four".into(), 0),
+            ("st-one".into(), 400_000),
+            ("st-three".into(), 0),
+            ("st-two".into(), 700_000)
+        ]
+    );
+
+    // 300,000 bytes are left: of two concurrent deploys of 200,000 each, one passes.
+    let (c, d) = (noise(200_000, 3), noise(200_000, 4));
+    let (r3, r4) = tokio::join!(
+        zip_deploy(&app, &ann.token, "st-three", zip_of(&[("c.bin", &c)])),
+        zip_deploy(&app, &ann.token, "st-four", zip_of(&[("d.bin", &d)])),
+    );
+    let (passed, refused) = if r3.status == 200 { (r3, r4) } else { (r4, r3) };
+    passed.expect(200);
+    quota(refused, "max_storage_mb", 1, 1);
+    assert_eq!(storage(&app, &a.key, &ann.user_id).await.0, 900_000);
+
+    // In the digest flow the bytes count when they arrive: an upload past the limit is
+    // refused and not stored.
+    let e = noise(200_000, 5);
+    let sha = crate::sites::sha1(&e);
+    let deploy = app
+        .post(
+            "/api/v1/sites/st-one/deploys",
+            &ann.token,
+            json!({"files": {"/e.bin": sha}}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(deploy["required"][0], sha.as_str());
+    let r = app
+        .client
+        .put(app.url(&format!(
+            "/api/v1/deploys/{}/files/e.bin",
+            deploy["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&ann.token)
+        .header("content-type", "application/octet-stream")
+        .body(e.clone())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("max_storage_mb"), "{text}");
+    assert_eq!(storage(&app, &a.key, &ann.user_id).await.0, 900_000);
+
+    // Deleting a site frees what no other deploy of the user names; the count survives a
+    // restart.
+    app.delete("/api/v1/sites/st-two", &ann.token)
+        .await
+        .expect(204);
+    let expected = 400_000 + 200_000;
+    assert_eq!(storage(&app, &a.key, &ann.user_id).await.0, expected);
+    app.kill9();
+    let app = app.restart().await;
+    assert_eq!(storage(&app, &a.key, &ann.user_id).await.0, expected);
+
+    // Another reseller's user sees none of it.
+    let b = app.reseller("Storage B").await;
+    app.get(&format!("/api/v1/users/{}/usage", ann.user_id), &b.key)
+        .await
+        .expect_error(404, "not_found");
+}
+
+/// A data dir from before storage was counted (format 6) gets it counted on opening.
+#[tokio::test]
+async fn a_format_6_data_dir_gets_its_storage_counted() {
+    use crate::sites::publish_site;
+    let mut app = TestApp::spawn().await;
+    let a = app.reseller("Counted A").await;
+    let ann = a.access_token(&app, "ann@a.test").await;
+    publish_site(&app, &ann.token, "counted", &[("x.bin", &[7u8; 12_345])]).await;
+    let before = storage(&app, &a.key, &ann.user_id).await;
+    assert_eq!(before.0, 12_345);
+    app.kill9();
+    {
+        let db = sled::open(app.data_dir.join("db")).unwrap();
+        db.drop_tree("storage_refs").unwrap();
+        let counters = db.open_tree("counters").unwrap();
+        for key in counters.scan_prefix("storage_").keys() {
+            counters.remove(key.unwrap()).unwrap();
+        }
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format", &6u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let app = app.restart().await;
+    assert_eq!(storage(&app, &a.key, &ann.user_id).await, before);
+}

@@ -256,6 +256,7 @@ test("operator and reseller work through the panel", async () => {
   // The user's usage this month opens in a dialog (no sites yet: nothing served).
   await page.click("button:has-text('Usage')");
   await page.waitForSelector("#user-usage >> text=No traffic this month yet.");
+  await page.waitForSelector("#user-usage >> text=Storage: 0 B");
   await closeDialog(page);
   // The user's tokens: masked, never the secret.
   await page.click("tr:has-text('client@shop.test') >> button:has-text('Tokens')");

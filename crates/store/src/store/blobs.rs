@@ -97,6 +97,17 @@ impl Blobs {
         self.dir.join(head).join(tail)
     }
 
+    /// The size of a stored blob.
+    pub fn size(&self, sha: &str) -> Option<u64> {
+        if !is_sha1(sha) {
+            return None;
+        }
+        std::fs::metadata(self.path(sha))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    }
+
     pub fn has(&self, sha: &str) -> bool {
         is_sha1(sha) && self.path(sha).is_file()
     }

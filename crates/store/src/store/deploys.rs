@@ -182,8 +182,21 @@ impl Deploys<'_> {
             .filter(|sha| !self.known_to(&deploy.user_id, sha))
             .cloned()
             .collect();
+        // The storage the map adds is counted, and checked against the user's plan, before
+        // anything is written; a second PUT replaces the first map, releasing its digests.
+        let storage = self.0.storage();
+        let change = super::storage::Change {
+            released: self.files(id)?.into_values().collect(),
+            added: storage.sized(&files),
+        };
+        let max = self
+            .0
+            .plans()
+            .limits_of(&deploy.reseller_id, &deploy.user_id)?
+            .0
+            .max_storage_mb;
+        storage.charge(&deploy.user_id, &deploy.site_id, &change, max)?;
         let t = &self.0.t;
-        // A second PUT replaces the first map.
         self.clear_maps(id)?;
         let mut batch = sled::Batch::default();
         for (path, sha) in &files {
@@ -226,6 +239,19 @@ impl Deploys<'_> {
                 "the SHA-1 of the uploaded {path:?} is {actual}, the deploy expects {expected}"
             )));
         }
+        let max = self
+            .0
+            .plans()
+            .limits_of(&deploy.reseller_id, &deploy.user_id)?
+            .0
+            .max_storage_mb;
+        self.0.storage().arrived(
+            &deploy.user_id,
+            &deploy.site_id,
+            &actual,
+            incoming.len(),
+            max,
+        )?;
         self.0.blobs.commit(incoming)?;
         self.remember(&deploy.user_id, &actual)?;
         let t = &self.0.t;
@@ -463,9 +489,16 @@ impl Deploys<'_> {
         Ok((window.holding(items), total))
     }
 
-    pub fn delete_all_of_site(&self, site_id: &str) -> StoreResult<()> {
-        let t = &self.0.t;
+    pub fn delete_all_of_site(&self, site: &super::sites::Site) -> StoreResult<()> {
+        let (t, site_id) = (&self.0.t, site.id.as_str());
         for id in ids_under(&t.deploys_by_site, site_id)? {
+            let change = super::storage::Change {
+                released: self.files(&id)?.into_values().collect(),
+                added: BTreeMap::new(),
+            };
+            self.0
+                .storage()
+                .charge(&site.user_id, site_id, &change, None)?;
             self.clear_maps(&id)?;
             t.deploys.write().remove(id.as_bytes())?;
             t.deploys_by_site

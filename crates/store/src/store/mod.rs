@@ -18,6 +18,7 @@ pub mod plans;
 pub mod resellers;
 pub mod signing;
 pub mod sites;
+pub mod storage;
 pub mod suspensions;
 mod tokens;
 pub mod traffic;
@@ -170,6 +171,9 @@ pub(crate) struct Trees {
     pub mails: sled::Tree,
     /// 8-byte big-endian due time + mail id -> () (the mail sender's queue)
     pub mail_due: sled::Tree,
+    /// "u/user_id/sha" and "s/site_id/sha" -> how many of the owner's deploys name the digest
+    /// and its bytes (totals in `counters`; see `storage`)
+    pub storage_refs: sled::Tree,
 }
 
 /// Why the store could not be opened, in words for the operator.
@@ -205,9 +209,12 @@ pub enum OpenError {
 /// Format 6: the audit log is one `audit_log` tree of numbered entries with a per-reseller
 /// index and maintained counts (entries moved from the older trees, which are dropped).
 ///
+/// Format 7: storage per user and site (`storage_refs` and totals in `counters`), counted
+/// from the deploys.
+///
 /// Opening an older dir upgrades it and marks it, so an older resellerd refuses it instead of
 /// missing new users or index entries.
-pub const DATA_FORMAT: u32 = 6;
+pub const DATA_FORMAT: u32 = 7;
 
 /// Reads the data format marker: the dir's format (1 when unmarked, as a new dir is), or an
 /// error if a newer resellerd wrote it.
@@ -450,6 +457,7 @@ impl Store {
             mail_templates: tree("mail_templates")?,
             mails: tree("mails")?,
             mail_due: tree("mail_due")?,
+            storage_refs: tree("storage_refs")?,
         };
         let blobs =
             blobs::Blobs::open(dir).map_err(|e| OpenError::Blobs(dir.display().to_string(), e))?;
@@ -518,6 +526,11 @@ impl Store {
         } else {
             0
         };
+        let deploys_counted = if format < 7 {
+            self.storage().rebuild()?
+        } else {
+            0
+        };
         meta.insert(b"format", &DATA_FORMAT.to_be_bytes())?;
         self.db.flush()?;
         if existing {
@@ -527,6 +540,7 @@ impl Store {
                 user_digests = digests,
                 tokens,
                 audit_entries,
+                deploys_counted,
                 "upgraded the data dir"
             );
         }

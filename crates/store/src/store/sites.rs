@@ -253,7 +253,7 @@ impl Sites<'_> {
                 Ok(())
             })?;
         self.0.domains().detach_site(&site.reseller_id, &site.id)?;
-        self.0.deploys().delete_all_of_site(&site.id)?;
+        self.0.deploys().delete_all_of_site(&site)?;
         self.0.forms().delete_all_of_site(&site.id)?;
         self.0.collect_garbage()?;
         Ok(())

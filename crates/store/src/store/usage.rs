@@ -47,6 +47,10 @@ pub struct Row {
     pub bytes_sent: u64,
     pub submissions: u64,
     pub deploys: u64,
+    /// The distinct bytes of the files the site's deploys name (now, not per month).
+    pub storage_bytes: u64,
+    /// The same for all the user's sites, each distinct file once: what `max_storage_mb` limits.
+    pub user_storage_bytes: u64,
     /// The days with traffic; `requests` and `bytes_sent` are their sums.
     pub daily: Vec<Day>,
 }
@@ -171,6 +175,8 @@ impl Usage<'_> {
                     bytes_sent: 0,
                     submissions: counter(submissions_key(site_id, month))?,
                     deploys: counter(deploys_key(site_id, month))?,
+                    storage_bytes: self.0.storage().site_bytes(site_id)?,
+                    user_storage_bytes: 0,
                     daily: Vec::new(),
                 },
             );
@@ -200,6 +206,8 @@ impl Usage<'_> {
                     bytes_sent: 0,
                     submissions: 0,
                     deploys: 0,
+                    storage_bytes: 0,
+                    user_storage_bytes: 0,
                     daily: Vec::new(),
                 });
             let c: Counts = decode(&raw)?;
@@ -210,6 +218,14 @@ impl Usage<'_> {
                 requests: c.requests,
                 bytes_sent: c.bytes_sent,
             });
+        }
+        let mut per_user: BTreeMap<String, u64> = BTreeMap::new();
+        for row in rows.values_mut() {
+            if !per_user.contains_key(&row.user_id) {
+                let bytes = self.0.storage().user_bytes(&row.user_id)?;
+                per_user.insert(row.user_id.clone(), bytes);
+            }
+            row.user_storage_bytes = per_user[&row.user_id];
         }
         Ok(rows.into_values().collect())
     }
