@@ -27,6 +27,7 @@ pub mod registrar;
 pub mod rules;
 pub mod signing;
 pub mod state;
+pub mod targets;
 pub mod telemetry;
 pub mod tls;
 pub mod webhooks;

@@ -28,6 +28,7 @@ pub struct AppState {
     pub outbox: webhooks::Outbox,
     pub mailer: mail::Mailer,
     pub blocked: quota::Blocked,
+    pub proxy: edge::proxy::Proxy,
 }
 
 impl AppState {
@@ -75,6 +76,7 @@ impl AppState {
             store.flush_blocking().map_err(|e| e.to_string())?;
         }
         let state = AppState {
+            proxy: edge::proxy::Proxy::new(settings.allow_private_targets())?,
             blocked: Default::default(),
             mailer,
             outbox,

@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod ops;
 pub mod paging;
 pub mod plans;
+pub mod proxy_profiles;
 pub mod reseller;
 pub mod signing_keys;
 pub mod sites;
@@ -41,6 +42,7 @@ pub const ENDPOINTS: &[Endpoints] = &[
     reseller::ENDPOINTS,
     mail::ENDPOINTS,
     plans::ENDPOINTS,
+    proxy_profiles::ENDPOINTS,
     signing_keys::ENDPOINTS,
     sites::ENDPOINTS,
     accounts::ENDPOINTS,
@@ -190,9 +192,10 @@ pub fn gate_mode(req: &actix_web::dev::ServiceRequest) -> GateMode {
             | ["domains", "register"]
             | ["sites", _, "ssl"]
             | ["webhooks"]
+            | ["proxy_profiles"]
             | ["reseller", "notification_email", "verify"],
         )
-        | (&Method::PATCH, ["webhooks", _]) => GateMode::WaitsOnNetwork,
+        | (&Method::PATCH, ["webhooks", _] | ["proxy_profiles", _]) => GateMode::WaitsOnNetwork,
         _ => GateMode::Layer,
     }
 }

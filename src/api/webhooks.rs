@@ -148,9 +148,9 @@ impl From<Attempt> for AttemptView {
     }
 }
 
-/// A URL the sender may post to (see `webhooks::check_target`).
+/// A URL the sender may post to (see `targets::check_target`).
 async fn target(state: &AppState, url: &str) -> ApiResult<String> {
-    crate::webhooks::check_target(url, state.settings.allow_private_targets())
+    crate::targets::check_target(url, state.settings.allow_private_targets())
         .await
         .map_err(|(code, why)| match code {
             "forbidden_target" => ApiError::Conflict("forbidden_target", why),

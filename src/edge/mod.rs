@@ -4,6 +4,7 @@
 mod builtin;
 mod forms;
 mod password;
+pub mod proxy;
 pub mod serve;
 pub mod site;
 

@@ -33,6 +33,17 @@ pub(super) fn has_pass(req: &HttpRequest, expected: &str) -> bool {
         })
 }
 
+/// A `Cookie` header without the password cookie (None when nothing is left).
+pub(super) fn without_pass_cookie(value: &[u8]) -> Option<Vec<u8>> {
+    let text = String::from_utf8_lossy(value);
+    let kept: Vec<&str> = text
+        .split(';')
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && c.split_once('=').map_or(*c, |(k, _)| k.trim()) != COOKIE)
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; ").into_bytes())
+}
+
 /// A protected site without a valid cookie: a POST is a password attempt, anything else the page.
 pub(super) async fn password_gate(
     req: &HttpRequest,

@@ -185,6 +185,11 @@ pub enum Route<'a> {
         location: String,
         status: StatusCode,
     },
+    /// A 200 rule to an absolute URL: proxied if its origin is one of the reseller's proxy
+    /// profiles, else a 302 to it.
+    External {
+        url: String,
+    },
     NotFound,
 }
 
@@ -201,6 +206,9 @@ pub fn route<'a>(ix: &'a DeployIndex, path: &str) -> Route<'a> {
         let to = rules::expand(&rule.to, &caps);
         let status = StatusCode::from_u16(rule.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
         let external = to.starts_with("http://") || to.starts_with("https://");
+        if status == StatusCode::OK && external {
+            return Route::External { url: to };
+        }
         if (status == StatusCode::OK || status == StatusCode::NOT_FOUND) && !external {
             let target = to.split('?').next().unwrap_or("");
             if let Some(file) = ix.lookup(target) {

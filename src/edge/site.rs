@@ -4,6 +4,7 @@
 use super::builtin::{builtin, html, reseller_page};
 use super::forms::submit_form;
 use super::password::{has_pass, pass_token, password_gate};
+use super::proxy;
 use super::serve::{self, Route};
 use crate::error::ApiResult;
 use crate::store::pages::PageKind;
@@ -94,6 +95,18 @@ pub async fn serve_site(
             return password_gate(req, payload, state, reseller, site, &token).await;
         }
     }
+    let ix = match deploy {
+        Some(id) => state.edge.deploy_index(&state.store, id)?,
+        None => None,
+    };
+    let path = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
+    let route = ix.as_ref().map(|ix| serve::route(ix, &path));
+    // A rule to one of the reseller's proxy profiles takes every method.
+    if let Some(Route::External { url }) = &route {
+        if let Some((url, profile)) = proxy::target(state, &reseller.id, url, req)? {
+            return Ok(proxy::forward(req, payload, state, target, url, &profile).await);
+        }
+    }
     if method == Method::POST {
         return submit_form(req, payload, state, site, reseller).await;
     }
@@ -104,23 +117,22 @@ pub async fn serve_site(
             "This site only answers GET, HEAD and form POSTs.",
         ));
     }
-    let ix = match deploy {
-        Some(id) => state.edge.deploy_index(&state.store, id)?,
-        None => None,
-    };
-    let Some(ix) = ix else {
+    let (Some(ix), Some(route)) = (&ix, route) else {
         return Ok(not_found(req, state, reseller, None).await);
     };
-    let path = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
-    match serve::route(&ix, &path) {
-        Route::File { file, status } => {
-            let data = state.edge.blob(&state.store, &file.sha).await?;
-            Ok(serve::file_response(req, &ix, &path, file, status, data))
-        }
-        Route::Redirect { location, status } => Ok(HttpResponse::build(status)
+    let redirect = |location: String, status: StatusCode| {
+        HttpResponse::build(status)
             .insert_header((header::LOCATION, location))
             .insert_header((header::CACHE_CONTROL, serve::CACHE_CONTROL))
-            .finish()),
-        Route::NotFound => Ok(not_found(req, state, reseller, Some(&ix)).await),
+            .finish()
+    };
+    match route {
+        Route::File { file, status } => {
+            let data = state.edge.blob(&state.store, &file.sha).await?;
+            Ok(serve::file_response(req, ix, &path, file, status, data))
+        }
+        Route::Redirect { location, status } => Ok(redirect(location, status)),
+        Route::External { url } => Ok(redirect(url, StatusCode::FOUND)),
+        Route::NotFound => Ok(not_found(req, state, reseller, Some(ix)).await),
     }
 }

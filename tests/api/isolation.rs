@@ -277,6 +277,13 @@ pub(crate) fn rows() -> Vec<Row> {
         row(GET, "/plans/{plan}", Key(ST, Ids)),
         row(PATCH, "/plans/{plan}", Key(ST, Ids)).json(r#"{"max_domains": 9}"#),
         row(DELETE, "/plans/{plan}", Key(ST, Ids)).fresh(&["plan"]),
+        row(POST, "/proxy_profiles", Key(ST, Own))
+            .json(r#"{"name": "Tmp {uniq}", "origin": "http://127.0.0.4:{uniq}", "headers": {"X-Key": "s"}}"#)
+            .cleanup("/proxy_profiles/{created}"),
+        row(GET, "/proxy_profiles", Key(ST, Own)),
+        row(GET, "/proxy_profiles/{proxy_profile}", Key(ST, Ids)),
+        row(PATCH, "/proxy_profiles/{proxy_profile}", Key(ST, Ids)).json(r#"{"timeout_ms": 5000}"#),
+        row(DELETE, "/proxy_profiles/{proxy_profile}", Key(ST, Ids)).fresh(&["proxy_profile"]),
         row(GET, "/user", Tenant(ANY, Own)),
         // Sites and Netlify accounts (the account slug is A's user's id).
         row(GET, "/sites", Tenant(SR, Own)),
@@ -567,6 +574,15 @@ impl Matrix {
             .await
             .expect(201);
         fx.insert("plan", id_of(&plan));
+        let profile = app
+            .post(
+                "/api/v1/proxy_profiles",
+                &a.key,
+                json!({"name": "Iso proxy", "origin": "http://127.0.0.1:9", "headers": {"X-Key": "iso-secret"}}),
+            )
+            .await
+            .expect(201);
+        fx.insert("proxy_profile", id_of(&profile));
         fx.insert("page", "not_found".into());
         fx.insert("mail_kind", "deploy_ready".into());
         app.patch(
@@ -738,6 +754,7 @@ impl Matrix {
                 "spare_user",
                 "held_user",
                 "plan",
+                "proxy_profile",
                 "key",
                 "pm",
                 "signing_key",
@@ -750,6 +767,7 @@ impl Matrix {
         m.a_ids
             .extend([a.id, a.key_id, amy.user_id, amy.id, ann.id]);
         m.a_ids.push("A-ONLY-PAGE".into());
+        m.a_ids.push("iso-secret".into());
         m
     }
 
@@ -808,6 +826,15 @@ impl Matrix {
                     "/api/v1/keys",
                     a,
                     json!({"name": "tmp", "permissions": ["sites:read"]}),
+                )
+                .await
+                .expect(201),
+            ),
+            "proxy_profile" => id_of(
+                &app.post(
+                    "/api/v1/proxy_profiles",
+                    a,
+                    json!({"name": "Fresh proxy", "origin": format!("http://127.0.0.3:{}", 1000 + n)}),
                 )
                 .await
                 .expect(201),

@@ -28,6 +28,7 @@ mod packaging;
 mod paging;
 mod panel;
 mod plans;
+mod proxy;
 mod ratelimit;
 mod registration;
 mod security;

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod mail;
 pub mod pages;
 pub mod plans;
+pub mod proxy;
 pub mod resellers;
 pub mod signing;
 pub mod sites;
@@ -174,6 +175,8 @@ pub(crate) struct Trees {
     /// "u/user_id/sha" and "s/site_id/sha" -> how many of the owner's deploys name the digest
     /// and its bytes (totals in `counters`; see `storage`)
     pub storage_refs: sled::Tree,
+    /// "reseller_id/id" -> proxy profile
+    pub proxy_profiles: sled::Tree,
 }
 
 /// Why the store could not be opened, in words for the operator.
@@ -458,6 +461,7 @@ impl Store {
             mails: tree("mails")?,
             mail_due: tree("mail_due")?,
             storage_refs: tree("storage_refs")?,
+            proxy_profiles: tree("proxy_profiles")?,
         };
         let blobs =
             blobs::Blobs::open(dir).map_err(|e| OpenError::Blobs(dir.display().to_string(), e))?;

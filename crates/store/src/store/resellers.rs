@@ -274,6 +274,7 @@ impl Resellers<'_> {
         self.0.webhooks().delete_all(id)?;
         self.0.mail().delete_all(id)?;
         self.0.plans().delete_all(id)?;
+        self.0.proxy_profiles().delete_all(id)?;
         for key in self.0.keys().list(id)? {
             self.0.keys().delete(id, &key.id)?;
         }

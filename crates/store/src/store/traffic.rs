@@ -102,18 +102,41 @@ const DAY_MS: i64 = 86_400_000;
 impl TrafficRecorder {
     /// Counts one served request of `bytes` for a domain.
     pub fn record(&self, domain_id: &str, bytes: u64, now: Timestamp) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let t = pending.entry(domain_id.to_string()).or_default();
-        t.requests += 1;
-        t.bytes_sent += bytes;
-        t.last_request_at = Some(now);
-        let day = t.daily.entry(now.date()).or_default();
-        day.requests += 1;
-        day.bytes_sent += bytes;
+        self.count_domain(domain_id, 1, bytes, now);
     }
 
     /// Counts one served request of `bytes` for a site's usage.
     pub fn record_site(&self, site: &super::sites::Site, bytes: u64, now: Timestamp) {
+        self.count_site(site, 1, bytes, now);
+    }
+
+    /// Adds `bytes` streamed for a request already counted (a proxied answer, whose size is
+    /// known only once it has been sent).
+    pub fn streamed(
+        &self,
+        site: &super::sites::Site,
+        domain_id: Option<&str>,
+        bytes: u64,
+        now: Timestamp,
+    ) {
+        self.count_site(site, 0, bytes, now);
+        if let Some(domain_id) = domain_id {
+            self.count_domain(domain_id, 0, bytes, now);
+        }
+    }
+
+    fn count_domain(&self, domain_id: &str, requests: u64, bytes: u64, now: Timestamp) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let t = pending.entry(domain_id.to_string()).or_default();
+        t.requests += requests;
+        t.bytes_sent += bytes;
+        t.last_request_at = Some(now);
+        let day = t.daily.entry(now.date()).or_default();
+        day.requests += requests;
+        day.bytes_sent += bytes;
+    }
+
+    fn count_site(&self, site: &super::sites::Site, requests: u64, bytes: u64, now: Timestamp) {
         let day = now.0.div_euclid(DAY_MS);
         let mut sites = self.sites.lock().unwrap_or_else(|p| p.into_inner());
         let counts = match sites.get_mut(site.id.as_str()) {
@@ -125,7 +148,7 @@ impl TrafficRecorder {
             }),
         };
         let c = counts.days.entry(day).or_default();
-        c.requests += 1;
+        c.requests += requests;
         c.bytes_sent += bytes;
     }
 

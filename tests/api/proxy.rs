@@ -1,0 +1,338 @@
+//! Proxy rewrites: a `_redirects` 200 rule to a proxy profile's origin (a real HTTP server on
+//! loopback) streams 10 MiB both ways with the profile's secret header, strips hop-by-hop
+//! headers, follows no redirect, answers 504 and 502 on a slow or absent origin, and counts the
+//! bytes toward usage; a rule to any other origin, or to the origin of another reseller's
+//! profile, still redirects.
+
+use crate::helpers::{noise, TestApp};
+use crate::sites::{sha1, zip_deploy, zip_of};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const BIG: usize = 10 << 20;
+
+/// The origin: `POST /upload` answers what it received (length, SHA-1, headers), `GET /big`
+/// sends 10 MiB with a length, `GET /chunked` 1 MiB without one, `GET /slow` answers after 3 s,
+/// `GET /moved` is a redirect, `GET /query` echoes its query string.
+fn start_origin() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            actix_web::HttpServer::new(|| {
+                actix_web::App::new()
+                    .route("/upload", web::post().to(upload))
+                    .route(
+                        "/big",
+                        web::get().to(|| async { HttpResponse::Ok().body(noise(BIG, 7)) }),
+                    )
+                    .route(
+                        "/chunked",
+                        web::get().to(|| async {
+                            let chunks = (0..16).map(|i| {
+                                Ok::<_, std::io::Error>(web::Bytes::from(noise(64 << 10, 100 + i)))
+                            });
+                            HttpResponse::Ok().streaming(futures_util::stream::iter(chunks))
+                        }),
+                    )
+                    .route(
+                        "/slow",
+                        web::get().to(|| async {
+                            actix_web::rt::time::sleep(Duration::from_secs(3)).await;
+                            HttpResponse::Ok().body("late")
+                        }),
+                    )
+                    .route(
+                        "/moved",
+                        web::get().to(|| async {
+                            HttpResponse::Found()
+                                .insert_header(("location", "http://127.0.0.1:1/elsewhere"))
+                                .finish()
+                        }),
+                    )
+                    .route(
+                        "/query",
+                        web::get().to(|req: HttpRequest| async move {
+                            HttpResponse::Ok().body(req.query_string().to_string())
+                        }),
+                    )
+            })
+            .listen(listener)
+            .unwrap()
+            .run()
+            .await
+            .unwrap();
+        });
+    });
+    port
+}
+
+async fn upload(req: HttpRequest, mut body: web::Payload) -> HttpResponse {
+    let mut data = Vec::new();
+    while let Some(chunk) = body.next().await {
+        data.extend_from_slice(&chunk.unwrap());
+    }
+    let headers: serde_json::Map<String, Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+        .collect();
+    HttpResponse::Ok().json(json!({"len": data.len(), "sha": sha1(&data), "headers": headers}))
+}
+
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_200_rule_to_a_profile_origin_is_proxied_and_others_redirect() {
+    let port = start_origin();
+    let closed = closed_port();
+    let app = TestApp::spawn_with(&[
+        "--allow-private-targets",
+        "--traffic-flush-interval",
+        "1",
+        "--max-upload",
+        &(12u64 << 20).to_string(),
+    ])
+    .await;
+    let a = app.reseller("Proxy A").await;
+    let b = app.reseller("Proxy B").await;
+    let origin = format!("http://127.0.0.1:{port}");
+    let profile = app
+        .post(
+            "/api/v1/proxy_profiles",
+            &a.key,
+            json!({"name": "Backend", "origin": format!("{origin}/"), "headers": {"X-Api-Key": "sekrit-value"}, "timeout_ms": 1000}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(profile.body["origin"], origin, "normalised");
+    assert_eq!(profile.body["headers"], json!(["x-api-key"]));
+    assert!(!profile.text.contains("sekrit-value"));
+    let listed = app.get("/api/v1/proxy_profiles", &a.key).await.expect(200);
+    assert!(!listed.text.contains("sekrit-value"), "{}", listed.text);
+    app.post(
+        "/api/v1/proxy_profiles",
+        &a.key,
+        json!({"name": "Twice", "origin": origin}),
+    )
+    .await
+    .expect_error(400, "proxy_origin_taken");
+    app.post(
+        "/api/v1/proxy_profiles",
+        &a.key,
+        json!({"name": "Dead", "origin": format!("http://127.0.0.1:{closed}")}),
+    )
+    .await
+    .expect(201);
+    for bad in [
+        json!({"name": "P", "origin": "ftp://x.test"}),
+        json!({"name": "P", "origin": "http://x.test/path"}),
+        json!({"name": "P", "origin": "http://u:p@x.test"}),
+        json!({"name": "P", "origin": "http://127.0.0.1:1", "headers": {"Host": "x"}}),
+        json!({"name": "P", "origin": "http://127.0.0.1:1", "headers": {"X-A": "bad\nvalue"}}),
+        json!({"name": "P", "origin": "http://127.0.0.1:1", "timeout_ms": 0}),
+    ] {
+        app.post("/api/v1/proxy_profiles", &a.key, bad.clone())
+            .await
+            .expect_error(400, "invalid_request");
+    }
+
+    let rules = format!(
+        "/api/* {origin}/:splat 200\n/gone/* http://127.0.0.1:{closed}/:splat 200\n/ext/* https://unlisted.example/:splat 200\n"
+    );
+    let ann = a.access_token(&app, "ann@a.test").await;
+    let site = app
+        .post("/api/v1/sites", &ann.token, json!({"name": "proxied"}))
+        .await
+        .expect(201);
+    let site_id = site.body["id"].as_str().unwrap().to_string();
+    zip_deploy(
+        &app,
+        &ann.token,
+        "proxied",
+        zip_of(&[("index.html", b"home"), ("_redirects", rules.as_bytes())]),
+    )
+    .await
+    .expect(200);
+    let edge = |method: reqwest::Method, path: &str| {
+        app.client
+            .request(method, app.url(path))
+            .header("host", "proxied.localhost")
+    };
+
+    // 10 MiB up: the origin gets all of it with the profile's header (not the visitor's), the
+    // client address, and none of the hop-by-hop headers.
+    let up = noise(BIG, 3);
+    let r = edge(reqwest::Method::POST, "/api/upload")
+        .header("x-api-key", "forged-by-visitor")
+        .header("connection", "keep-alive, x-drop-me")
+        .header("x-drop-me", "1")
+        .header("cookie", "resellerd_pw=abc; theme=dark")
+        .body(up.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["len"], BIG);
+    assert_eq!(seen["sha"], sha1(&up));
+    let h = &seen["headers"];
+    assert_eq!(h["x-api-key"], "sekrit-value");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-host"], "proxied.localhost");
+    assert!(h.get("x-drop-me").is_none(), "{h}");
+    assert_eq!(h["cookie"], "theme=dark", "the password cookie stays here");
+
+    // A body over the upload limit (12 MiB here) is cut off.
+    let r = edge(reqwest::Method::POST, "/api/upload")
+        .body(noise(13 << 20, 4))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+
+    // 10 MiB down, with a length and without one.
+    let r = edge(reqwest::Method::GET, "/api/big").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    assert!(
+        body.as_ref() == noise(BIG, 7).as_slice(),
+        "{} bytes",
+        body.len()
+    );
+    let r = edge(reqwest::Method::GET, "/api/chunked")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 16 * (64 << 10));
+
+    // The query string goes along; a redirect is passed back, not followed.
+    let r = edge(reqwest::Method::GET, "/api/query?q=1&x=y")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "q=1&x=y");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .get(app.url("/api/moved"))
+        .header("host", "proxied.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "http://127.0.0.1:1/elsewhere");
+
+    // A slow origin is 504, an absent one 502; both built-in pages.
+    let r = edge(reqwest::Method::GET, "/api/slow")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    let r = edge(reqwest::Method::GET, "/gone/x").send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.text().await.unwrap().contains("Bad gateway"));
+
+    // An origin without a profile is redirected to, as before.
+    let r = client
+        .get(app.url("/ext/x?y=1"))
+        .header("host", "proxied.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "https://unlisted.example/x");
+
+    // Another reseller's site naming A's origin is redirected: A's profile is not B's.
+    let bob = b.access_token(&app, "bob@b.test").await;
+    app.post("/api/v1/sites", &bob.token, json!({"name": "borrower"}))
+        .await
+        .expect(201);
+    zip_deploy(
+        &app,
+        &bob.token,
+        "borrower",
+        zip_of(&[("_redirects", rules.as_bytes())]),
+    )
+    .await
+    .expect(200);
+    let r = client
+        .get(app.url("/api/upload"))
+        .header("host", "borrower.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], format!("{origin}/upload").as_str());
+
+    // Proxied bytes count toward the site's bandwidth.
+    let mut sent = 0;
+    for _ in 0..50 {
+        let rows = app
+            .get(&format!("/api/v1/users/{}/usage", ann.user_id), &a.key)
+            .await
+            .expect(200)
+            .body;
+        sent = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["site_id"] == site_id.as_str())
+            .map_or(0, |r| r["bytes_sent"].as_u64().unwrap());
+        if sent >= (BIG + 16 * (64 << 10)) as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        sent >= (BIG + 16 * (64 << 10)) as u64,
+        "{sent} bytes counted"
+    );
+
+    // Deleting the profile turns the rule back into a redirect.
+    let id = profile.body["id"].as_str().unwrap();
+    app.delete(&format!("/api/v1/proxy_profiles/{id}"), &a.key)
+        .await
+        .expect(204);
+    let r = client
+        .get(app.url("/api/big"))
+        .header("host", "proxied.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+}
+
+#[tokio::test]
+async fn a_private_origin_is_refused_unless_the_operator_allows_it() {
+    let app = TestApp::spawn().await;
+    let a = app.reseller("Proxy strict").await;
+    for origin in [
+        "http://127.0.0.1:8080",
+        "http://10.0.0.1",
+        "http://[::1]:81",
+    ] {
+        app.post(
+            "/api/v1/proxy_profiles",
+            &a.key,
+            json!({"name": "Inside", "origin": origin}),
+        )
+        .await
+        .expect_error(400, "forbidden_target");
+    }
+    assert_eq!(
+        app.get("/api/v1/proxy_profiles", &a.key)
+            .await
+            .expect(200)
+            .body,
+        json!([])
+    );
+}
