@@ -6,7 +6,7 @@ const NAV = {
   operator: [["resellers", "Resellers"], ["audit", "Audit log"]],
   reseller: [["dashboard", "Dashboard"], ["settings", "Settings"], ["keys", "API keys"], ["signing", "Signing keys"], ["webhooks", "Webhooks"], ["email", "Email"],
     ["pages", "Custom pages"],
-    ["users", "Users"], ["plans", "Plans"], ["sites", "Sites"], ["domains", "Domains"], ["billing", "Billing"], ["audit", "Audit log"]],
+    ["users", "Users"], ["plans", "Plans"], ["proxies", "Proxy profiles"], ["sites", "Sites"], ["domains", "Domains"], ["billing", "Billing"], ["audit", "Audit log"]],
 };
 
 let notice = "";

@@ -207,7 +207,31 @@ test("operator and reseller work through the panel", async () => {
   assert.equal(plans[0].max_sites, 3);
   assert.equal(plans[0].default, true);
   assert.equal(plans[0].max_domains, null);
+  // Edited in its dialog.
+  await page.click("#plans button:has-text('Edit')");
+  await page.fill("#edit-plan input[name=max_sites]", "5");
+  await page.fill("#edit-plan input[name=max_storage_mb]", "250");
+  await page.click("#edit-plan button[type=submit]");
+  await page.waitForSelector("#dialog", { state: "hidden" });
+  await page.waitForSelector("#plans td >> text=250");
+  const edited = (await call("GET", "/plans", secret)).body[0];
+  assert.equal(edited.max_sites, 5);
+  assert.equal(edited.max_storage_mb, 250);
   await snap(page, "plans");
+
+  // Proxy profiles: the header's value is sent once and never shown.
+  await page.goto(`${base}/admin/#proxies`);
+  await page.waitForSelector("#create-proxy");
+  await page.fill("#create-proxy input[name=name]", "Payments");
+  await page.fill("#create-proxy input[name=origin]", "https://93.184.216.34");
+  await page.fill("#create-proxy textarea[name=headers]", "X-Api-Key: very-secret-value");
+  await page.click("#create-proxy button[type=submit]");
+  await page.waitForSelector("#proxies >> text=x-api-key");
+  assert.ok(!(await page.content()).includes("very-secret-value"));
+  const profiles = (await call("GET", "/proxy_profiles", secret)).body;
+  assert.equal(profiles[0].origin, "https://93.184.216.34");
+  assert.deepEqual(profiles[0].headers, ["x-api-key"]);
+  await snap(page, "proxies");
 
   // Settings: the preview domain and the CNAME to create.
   await page.goto(`${base}/admin/#settings`);
