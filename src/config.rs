@@ -118,9 +118,22 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_DISK_RESERVE")]
     pub disk_reserve: Option<u64>,
 
-    /// Let webhooks reach loopback, private and link-local addresses (tests, LANs) [default: false]
+    /// Let webhooks and proxy profiles reach loopback, private and link-local addresses (tests,
+    /// LANs) [default: false]
     #[arg(long, env = "RESELLERD_ALLOW_PRIVATE_TARGETS", num_args = 0..=1, default_missing_value = "true")]
     pub allow_private_targets: Option<bool>,
+
+    /// Keep site files on an S3-compatible object store shared by every node:
+    /// s3://bucket?endpoint=http://host:port&region=… (credentials from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY); the data dir's blobs become this node's cache [default: unset, the
+    /// data dir holds them]
+    #[arg(long, env = "RESELLERD_BLOB_STORE")]
+    pub blob_store: Option<String>,
+
+    /// Seconds an unreferenced blob stays in the object store before garbage collection deletes
+    /// it (another node may be recording a deploy that names it) [default: 3600]
+    #[arg(long, env = "RESELLERD_BLOB_GC_GRACE")]
+    pub blob_gc_grace: Option<u64>,
 
     /// SMTP relay for notification mail: smtp://[user:pass@]host:port (STARTTLS when offered;
     /// ?tls=required insists) or smtps:// (implicit TLS) [default: unset, no mail is sent]
@@ -388,6 +401,18 @@ impl Settings {
 
     pub fn max_submissions_per_form(&self) -> u64 {
         self.max_submissions_per_form.unwrap_or(10_000)
+    }
+
+    /// The remote blob store, if one is set.
+    pub fn remote_blobs(
+        &self,
+    ) -> Result<Option<(crate::store::remote::Remote, std::time::Duration)>, String> {
+        let Some(url) = &self.blob_store else {
+            return Ok(None);
+        };
+        let remote = crate::store::remote::Remote::from_url(url)?;
+        let grace = std::time::Duration::from_secs(self.blob_gc_grace.unwrap_or(3600));
+        Ok(Some((remote, grace)))
     }
 
     pub fn allow_private_targets(&self) -> bool {

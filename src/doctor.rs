@@ -34,6 +34,7 @@ fn finding(level: Level, check: &'static str, detail: impl Into<String>) -> Find
 pub fn run(settings: &Settings) -> Vec<Finding> {
     let dir = settings.data_dir();
     let mut out = vec![data_dir(&dir), free_space(settings, &dir), cache(settings)];
+    out.extend(blob_store(settings));
     let running = match dir.join("db").is_dir() {
         false => {
             out.push(finding(
@@ -135,6 +136,23 @@ fn data_dir(dir: &Path) -> Finding {
 }
 
 /// Free space on the data dir's filesystem against the reserve; a warning below 10 %.
+/// The remote blob store, when one is set: reachable, and accepts a write, a read and a delete.
+fn blob_store(settings: &Settings) -> Option<Finding> {
+    const CHECK: &str = "blob store";
+    Some(match settings.remote_blobs() {
+        Ok(None) => return None,
+        Err(e) => finding(Level::Fail, CHECK, e),
+        Ok(Some((remote, _))) => match remote.check() {
+            Ok(()) => finding(
+                Level::Ok,
+                CHECK,
+                format!("{} takes a write, a read and a delete", remote.description),
+            ),
+            Err(e) => finding(Level::Fail, CHECK, format!("{}: {e}", remote.description)),
+        },
+    })
+}
+
 /// The page cache setting against the machine's memory.
 fn cache(settings: &Settings) -> Finding {
     const CHECK: &str = "memory";

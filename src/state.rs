@@ -38,8 +38,12 @@ impl AppState {
         let data_dir = settings.data_dir();
         files::create_private_dir(&data_dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
-        let store = store::Store::open_with(&data_dir, settings.cache_bytes())
+        let mut store = store::Store::open_with(&data_dir, settings.cache_bytes())
             .map_err(|e| e.to_string())?;
+        if let Some((remote, grace)) = settings.remote_blobs()? {
+            tracing::info!(blob_store = %remote.description, "site files are kept in the blob store");
+            store.blobs = store.blobs.with_remote(remote, grace);
+        }
         let (tls_config, certs) = tls::server_config(tls::default_key(
             &data_dir,
             settings.tls_cert.as_deref(),

@@ -127,7 +127,7 @@ impl Content {
         if !crate::store::blobs::is_sha1(sha) {
             return Err(ApiError::NotFound("file"));
         }
-        let file = std::fs::File::open(blobs.path(sha)).map_err(missing)?;
+        let file = std::fs::File::open(blobs.local(sha)?).map_err(missing)?;
         let len = file.metadata().map_err(missing)?.len();
         if len <= in_memory_max as u64 {
             let mut data = Vec::with_capacity(len as usize);

@@ -10,6 +10,7 @@ mod pebble;
 mod audit;
 mod backup;
 mod billing;
+mod blob_store;
 mod certificates;
 mod doctor;
 mod domains;

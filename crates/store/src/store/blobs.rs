@@ -1,6 +1,9 @@
 //! Content-addressed site files: `blobs/ab/cdef…` named by the SHA-1 hex of their bytes
 //! (Netlify's digest). Written to a temp file, fsynced, renamed, and the directory fsynced, so
 //! a blob that exists is complete. Garbage is swept when no deploy refers to it.
+//!
+//! With a remote blob store (`remote`), the bucket holds the blobs and the dir is this node's
+//! cache: a blob is uploaded when it is committed, and fetched into the dir on first use.
 
 use crate::error::{StoreError, StoreResult};
 use sha1::{Digest, Sha1};
@@ -11,6 +14,9 @@ use std::path::{Path, PathBuf};
 #[derive(Clone)]
 pub struct Blobs {
     dir: PathBuf,
+    remote: Option<std::sync::Arc<super::remote::Remote>>,
+    /// How old an unreferenced blob in the bucket must be before a sweep deletes it.
+    grace: std::time::Duration,
 }
 
 /// True for 40 lowercase hex characters.
@@ -88,7 +94,53 @@ impl Blobs {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        Ok(Blobs { dir })
+        Ok(Blobs {
+            dir,
+            remote: None,
+            grace: std::time::Duration::from_secs(3600),
+        })
+    }
+
+    /// Keeps the blobs in `remote` (this dir becomes the node's cache); a sweep deletes
+    /// unreferenced blobs from it once they are older than `grace`.
+    pub fn with_remote(
+        mut self,
+        remote: super::remote::Remote,
+        grace: std::time::Duration,
+    ) -> Blobs {
+        self.remote = Some(std::sync::Arc::new(remote));
+        self.grace = grace;
+        self
+    }
+
+    pub fn remote(&self) -> Option<&super::remote::Remote> {
+        self.remote.as_deref()
+    }
+
+    /// The blob's local file, fetched from the remote store into the cache if it is not here.
+    /// NotFound if neither has it.
+    pub fn local(&self, sha: &str) -> StoreResult<PathBuf> {
+        if !is_sha1(sha) {
+            return Err(StoreError::NotFound("file"));
+        }
+        let path = self.path(sha);
+        if path.is_file() {
+            return Ok(path);
+        }
+        let Some(remote) = &self.remote else {
+            return Err(StoreError::NotFound("file"));
+        };
+        let tmp = self.temp_file()?;
+        if !remote.download(sha, &tmp.path)? {
+            return Err(StoreError::NotFound("file"));
+        }
+        let parent = path
+            .parent()
+            .ok_or_else(|| StoreError::internal("blob path without a parent"))?;
+        std::fs::create_dir_all(parent).map_err(io_error)?;
+        // A concurrent fetch of the same blob renames the same content: either one wins.
+        crate::files::persist(&tmp.file, &tmp.path, &path).map_err(io_error)?;
+        Ok(path)
     }
 
     /// Where a blob lives. Callers pass validated digests only.
@@ -102,14 +154,25 @@ impl Blobs {
         if !is_sha1(sha) {
             return None;
         }
-        std::fs::metadata(self.path(sha))
+        let local = std::fs::metadata(self.path(sha))
             .ok()
             .filter(|m| m.is_file())
-            .map(|m| m.len())
+            .map(|m| m.len());
+        match (local, &self.remote) {
+            (Some(len), _) => Some(len),
+            (None, Some(remote)) => remote.size(sha).ok().flatten(),
+            (None, None) => None,
+        }
     }
 
+    /// True if the blob is stored (here, or in the remote store).
     pub fn has(&self, sha: &str) -> bool {
-        is_sha1(sha) && self.path(sha).is_file()
+        is_sha1(sha)
+            && (self.path(sha).is_file()
+                || self
+                    .remote
+                    .as_ref()
+                    .is_some_and(|r| matches!(r.size(sha), Ok(Some(_)))))
     }
 
     /// A temp file in the blob dir (for a blob, or a zip body spooled to disk).
@@ -137,7 +200,12 @@ impl Blobs {
     /// fsynced. Returns the digest.
     pub fn commit(&self, mut incoming: Incoming) -> StoreResult<String> {
         let sha = incoming.digest();
-        if self.has(&sha) {
+        if let Some(remote) = &self.remote {
+            // In the bucket before anything can name it as stored.
+            incoming.tmp.file.flush().map_err(io_error)?;
+            remote.upload(&sha, &incoming.tmp.path, incoming.len)?;
+        }
+        if self.path(&sha).is_file() {
             return Ok(sha); // `incoming`'s temp file goes with it
         }
         let dest = self.path(&sha);
@@ -153,7 +221,7 @@ impl Blobs {
     /// Stores `data` (a whole file in memory) and returns its digest.
     pub fn put(&self, data: &[u8]) -> StoreResult<String> {
         let sha = sha1_hex(data);
-        if self.has(&sha) {
+        if self.remote.is_none() && self.has(&sha) {
             return Ok(sha);
         }
         let mut incoming = self.incoming()?;
@@ -165,14 +233,21 @@ impl Blobs {
         if !is_sha1(sha) {
             return Err(StoreError::NotFound("file"));
         }
-        std::fs::read(self.path(sha)).map_err(|e| match e.kind() {
+        std::fs::read(self.local(sha)?).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => StoreError::NotFound("file"),
             _ => StoreError::internal(format!("blob store: {e}")),
         })
     }
 
-    /// Removes every blob not in `live`; returns how many were removed.
+    /// Removes every blob not in `live` (from the remote store only once older than the grace
+    /// period); returns how many were removed here.
     pub fn sweep(&self, live: &HashSet<String>) -> StoreResult<usize> {
+        if let Some(remote) = &self.remote {
+            let removed = remote.sweep(live, self.grace)?;
+            if removed > 0 {
+                tracing::info!(removed, "swept unreferenced blobs from the blob store");
+            }
+        }
         let io = |e: std::io::Error| StoreError::internal(format!("blob sweep: {e}"));
         let mut removed = 0;
         for head in std::fs::read_dir(&self.dir).map_err(io)? {

@@ -16,6 +16,7 @@ pub mod mail;
 pub mod pages;
 pub mod plans;
 pub mod proxy;
+pub mod remote;
 pub mod resellers;
 pub mod signing;
 pub mod sites;
