@@ -45,6 +45,17 @@ pub fn refused(host: &str) -> String {
     )
 }
 
+/// `check_target` as the API answers it: 400 `forbidden_target` or `invalid_request`.
+pub async fn check(url: &str, allow_private: bool) -> crate::error::ApiResult<String> {
+    use crate::error::ApiError;
+    check_target(url, allow_private)
+        .await
+        .map_err(|(code, why)| match code {
+            "forbidden_target" => ApiError::Conflict("forbidden_target", why),
+            _ => ApiError::invalid(why),
+        })
+}
+
 /// Checks a target URL (a webhook's, a proxy profile's origin) when it is saved: http or https, a host, no credentials, and (unless
 /// allowed) no address that is loopback, private or link-local. Err is (machine code, message).
 pub async fn check_target(

@@ -82,19 +82,10 @@ struct UpdateProfile {
     timeout_ms: Option<u64>,
 }
 
-/// Headers the edge sets itself, or that describe the connection: a profile cannot set them.
+/// Headers the edge sets itself: a profile cannot set them, nor the hop-by-hop ones.
 const RESERVED: &[&str] = &[
     "host",
     "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
@@ -109,7 +100,9 @@ fn valid_headers(headers: BTreeMap<String, String>) -> ApiResult<Vec<(String, St
     for (name, value) in headers {
         let parsed = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| ApiError::invalid(format!("headers: {name:?} is not a header name")))?;
-        if RESERVED.contains(&parsed.as_str()) {
+        if RESERVED.contains(&parsed.as_str())
+            || crate::edge::proxy::HOP_BY_HOP.contains(&parsed.as_str())
+        {
             return Err(ApiError::invalid(format!(
                 "headers: {name} is set by the edge and cannot be configured"
             )));
@@ -157,12 +150,7 @@ async fn valid_origin(state: &AppState, raw: &str) -> ApiResult<String> {
     }
     let origin = crate::edge::proxy::origin_of(&url)
         .ok_or_else(|| invalid("needs http or https and a host"))?;
-    crate::targets::check_target(&origin, state.settings.allow_private_targets())
-        .await
-        .map_err(|(code, why)| match code {
-            "forbidden_target" => ApiError::Conflict("forbidden_target", why),
-            _ => ApiError::invalid(why),
-        })?;
+    crate::targets::check(&origin, state.settings.allow_private_targets()).await?;
     Ok(origin)
 }
 

@@ -4,7 +4,7 @@
 
 use super::{created, no_content, paginate, Order, PageQuery};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::model::{Permission, Timestamp};
 use crate::store::webhooks::{Attempt, Delivery, Endpoint, EndpointPatch};
 use crate::AppState;
@@ -150,12 +150,7 @@ impl From<Attempt> for AttemptView {
 
 /// A URL the sender may post to (see `targets::check_target`).
 async fn target(state: &AppState, url: &str) -> ApiResult<String> {
-    crate::targets::check_target(url, state.settings.allow_private_targets())
-        .await
-        .map_err(|(code, why)| match code {
-            "forbidden_target" => ApiError::Conflict("forbidden_target", why),
-            _ => ApiError::invalid(why),
-        })
+    crate::targets::check(url, state.settings.allow_private_targets()).await
 }
 
 #[utoipa::path(

@@ -153,23 +153,22 @@ pub fn target(
     Ok(Some((url, profile)))
 }
 
-/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1), with the ones the
-/// `Connection` header values (`connection`) name.
+/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// `HOP_BY_HOP` and the headers the `Connection` header values (`connection`) name.
 fn hop_by_hop<'a>(connection: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
-    let mut names: Vec<String> = [
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
+    let mut names: Vec<String> = HOP_BY_HOP.iter().map(|s| s.to_string()).collect();
     for value in connection {
         for name in String::from_utf8_lossy(value).split(',') {
             names.push(name.trim().to_ascii_lowercase());
