@@ -218,8 +218,10 @@ pub async fn forward(
     );
     for (name, value) in req.headers() {
         let n = name.as_str();
+        // `Expect: 100-continue` was answered here (actix asks for the body when it is read).
         let drop = skip.iter().any(|s| s == n)
             || name == header::HOST
+            || name == header::EXPECT
             || n.starts_with("x-forwarded-")
             || name == header::FORWARDED
             || profile.headers.iter().any(|(p, _)| p == n);
