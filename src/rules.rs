@@ -256,9 +256,60 @@ pub fn expand(to: &str, caps: &[(String, String)]) -> String {
     out
 }
 
+/// What a placeholder's value may not carry into a URL's path unencoded: what would end the path
+/// (`?`, `#`), a `%` (the value is already decoded), a `\` (read as `/` in http URLs), spaces and
+/// controls.
+const IN_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// The absolute URL of a matched rule, its placeholders percent-encoded so a value stays inside
+/// the path; None if a value has a `.` or `..` segment (it would climb out of the rule's path
+/// once the URL is resolved: `/api/..%2fadmin` must not reach the origin's `/admin`).
+pub fn expand_url(to: &str, caps: &[(String, String)]) -> Option<String> {
+    let mut out = to.to_string();
+    for (name, value) in caps {
+        if value.split('/').any(|seg| seg == "." || seg == "..") {
+            return None;
+        }
+        let encoded = percent_encoding::utf8_percent_encode(value, IN_PATH).to_string();
+        out = out.replace(&format!(":{name}"), &encoded);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_targets_keep_placeholders_inside_the_path() {
+        let caps = match_pattern("/api/*", "/api/../../admin/x").unwrap();
+        assert_eq!(expand_url("https://o.test/public/:splat", &caps), None);
+        let caps = match_pattern("/api/*", "/api/a/./b").unwrap();
+        assert_eq!(expand_url("https://o.test/public/:splat", &caps), None);
+        let caps = match_pattern("/api/*", "/api/x?admin=1#frag %\\y").unwrap();
+        assert_eq!(
+            expand_url("https://o.test/public/:splat?k=v", &caps).as_deref(),
+            Some("https://o.test/public/x%3Fadmin=1%23frag%20%25%5Cy?k=v")
+        );
+        let caps = match_pattern("/api/*", "/api/v1/items..json").unwrap();
+        assert_eq!(
+            expand_url("https://o.test/:splat", &caps).as_deref(),
+            Some("https://o.test/v1/items..json")
+        );
+    }
 
     #[test]
     fn patterns_and_files() {

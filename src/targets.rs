@@ -27,12 +27,31 @@ pub fn is_private(ip: IpAddr) -> bool {
                 return is_private(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    hi as u8,
+                    (lo >> 8) as u8,
+                    lo as u8,
+                ))
+            };
+            // 6to4 carries an IPv4 address in bits 16..48: it is what is reached.
+            if s[0] == 0x2002 {
+                return is_private(embedded(s[1], s[2]));
+            }
+            // IPv4-compatible (deprecated) `::a.b.c.d`.
+            if s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+                return is_private(embedded(s[6], s[7]));
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || (s[0] == 0x64 && s[1] == 0xff9b)
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
+                || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64, well-known and local-use
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo: tunnels to anywhere
+                || (s[0] == 0x2001 && s[1] == 0xdb8) // documentation
         }
     }
 }
@@ -162,6 +181,13 @@ mod tests {
             "::ffff:10.0.0.1",
             "224.0.0.1",
             "255.255.255.255",
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b:1::a00:1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
@@ -169,6 +195,7 @@ mod tests {
             "93.184.216.34",
             "2606:2800:220:1:248:1893:25c8:1946",
             "8.8.8.8",
+            "2002:5db8:d822::1",
         ] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }

@@ -174,18 +174,30 @@ async fn create(
             .files
             .map(|f| validate_files(f, s.max_deploy_files()))
             .transpose()?;
-        if let Some(files) = &files {
-            check_known_rules(&state, &site.user_id, files)?;
-        }
         let opts = NewDeploy {
             draft: body.draft.or(q.draft).unwrap_or(false),
             title: body.title.or(q.title),
             branch: body.branch.or(q.branch),
         };
         let _gate = super::write_gate(&req, &state).await;
-        state.store.deploys().create(&site, opts, files, now)?
+        let (st, site) = (state.clone(), site.clone());
+        off_worker(move || {
+            if let Some(files) = &files {
+                check_known_rules(&st, &site.user_id, files)?;
+            }
+            Ok(st.store.deploys().create(&site, opts, files, now)?)
+        })
+        .await?
     };
     reply(&state, &tenant, &site, &deploy)
+}
+
+/// Runs a file map's checks and writes on a blocking thread: a map names up to 25,000 files,
+/// and with a remote blob store a digest not in this node's cache is asked of the bucket.
+async fn off_worker<T: Send + 'static>(
+    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    web::block(work).await.map_err(ApiError::internal)?
 }
 
 /// Rules files (`_redirects`, `_headers`, `netlify.toml`) the user already has are checked
@@ -267,11 +279,12 @@ async fn update(
     let deploy = match body.files {
         Some(f) => {
             let files = validate_files(f, state.settings.max_deploy_files())?;
-            check_known_rules(&state, &site.user_id, &files)?;
-            state
-                .store
-                .deploys()
-                .set_files(&deploy.id, files, Timestamp::now())?
+            let (st, user_id, id) = (state.clone(), site.user_id.clone(), deploy.id.clone());
+            off_worker(move || {
+                check_known_rules(&st, &user_id, &files)?;
+                Ok(st.store.deploys().set_files(&id, files, Timestamp::now())?)
+            })
+            .await?
         }
         None => deploy,
     };

@@ -251,14 +251,22 @@ async fn update(
     if let Some(name) = b.name {
         profile.name = valid_name(&name)?;
     }
-    if let Some(headers) = b.headers {
-        profile.headers = valid_headers(headers)?;
+    if let Some(headers) = &b.headers {
+        profile.headers = valid_headers(headers.clone())?;
     }
     if b.timeout_ms.is_some() {
         profile.timeout_ms = valid_timeout(b.timeout_ms)?;
     }
     if let Some(origin) = b.origin {
-        profile.origin = valid_origin(&state, &origin).await?;
+        let origin = valid_origin(&state, &origin).await?;
+        // The stored values never go to an origin they were not given for: whoever moves a
+        // profile must know them (else a `settings:write` key could read them at its own host).
+        if origin != profile.origin && b.headers.is_none() && !profile.headers.is_empty() {
+            return Err(ApiError::invalid(
+                "headers: give the headers again when the origin changes (the stored values are never sent to a new origin)",
+            ));
+        }
+        profile.origin = origin;
     }
     profile.updated_at = Timestamp::now();
     let _gate = super::write_gate(&req, &state).await;

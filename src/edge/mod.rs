@@ -115,8 +115,9 @@ impl Edge {
         Ok(resolved)
     }
 
-    /// The index of a ready deploy, built once.
-    pub fn deploy_index(
+    /// The index of a ready deploy, built once (off the worker: it reads the deploy's rules
+    /// files, which a remote blob store may have to send first).
+    pub async fn deploy_index(
         &self,
         store: &Store,
         deploy_id: &str,
@@ -132,7 +133,12 @@ impl Edge {
         let Some(deploy) = store.deploys().get(deploy_id)? else {
             return Ok(None);
         };
-        let ix = Arc::new(serve::DeployIndex::build(store, &deploy)?);
+        let store = store.clone();
+        let ix = Arc::new(
+            actix_web::web::block(move || serve::DeployIndex::build(&store, &deploy))
+                .await
+                .map_err(crate::error::ApiError::internal)??,
+        );
         if let Ok(mut m) = self.deploys.write() {
             keep_within(&mut m, deploy_id, ix.clone(), CACHE_DEPLOYS_BYTES);
         }

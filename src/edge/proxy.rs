@@ -24,43 +24,57 @@ use std::time::Duration;
 /// resolver refuses), the guarded resolver, a connect timeout.
 pub struct Proxy {
     allow_private: bool,
-    /// Proxied requests in flight per reseller: one reseller's slow origin cannot hold every
-    /// connection the server has.
+    /// Proxied requests in flight per reseller and per client address: one reseller's slow
+    /// origin cannot hold every connection the server has, nor one visitor (a slow reader holds
+    /// its slot while its answer waits) every slot of a reseller.
     in_flight: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
 }
 
 /// Proxied requests one reseller may have in flight at once.
 pub const PER_RESELLER: usize = 256;
+/// Proxied requests one client address (an IPv6 /64) may have in flight at once.
+pub const PER_CLIENT: usize = 32;
 
-/// A slot of `Proxy::in_flight`, given back when dropped (the answer's body sent or abandoned).
+/// Slots of `Proxy::in_flight` (the reseller's and the client's), given back when dropped (the
+/// answer's body sent or abandoned).
 struct Slot {
     in_flight: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
-    reseller_id: String,
+    keys: Vec<String>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.reseller_id) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.reseller_id);
+        for key in &self.keys {
+            if let Some(n) = map.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(key);
+                }
             }
         }
     }
 }
 
 impl Proxy {
-    fn claim(&self, reseller_id: &str) -> Option<Slot> {
-        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(reseller_id.to_string()).or_default();
-        if *n >= PER_RESELLER {
-            return None;
+    fn claim(&self, reseller_id: &str, client: Option<std::net::IpAddr>) -> Option<Slot> {
+        let mut keys = vec![format!("r/{reseller_id}")];
+        if let Some(ip) = client {
+            keys.push(format!("c/{}", crate::http::ip_key(ip)));
         }
-        *n += 1;
+        let limits = [PER_RESELLER, PER_CLIENT];
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, limit) in keys.iter().zip(limits) {
+            if map.get(key).copied().unwrap_or(0) >= limit {
+                return None;
+            }
+        }
+        for key in &keys {
+            *map.entry(key.clone()).or_default() += 1;
+        }
         Some(Slot {
             in_flight: self.in_flight.clone(),
-            reseller_id: reseller_id.to_string(),
+            keys,
         })
     }
 }
@@ -166,6 +180,9 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// What this server adds to `Via` on the requests it proxies.
+const VIA: &str = "1.1 resellerd";
+
 /// `HOP_BY_HOP` and the headers the `Connection` header values (`connection`) name.
 fn hop_by_hop<'a>(connection: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
     let mut names: Vec<String> = HOP_BY_HOP.iter().map(|s| s.to_string()).collect();
@@ -202,7 +219,21 @@ pub async fn forward(
     if crate::targets::target_allowed(url.as_str(), proxy.allow_private).is_err() {
         return bad_gateway();
     }
-    let Some(slot) = proxy.claim(&profile.reseller_id) else {
+    // A request this server already proxied (an origin that is one of its own sites) would
+    // come back again and again.
+    let looped = req
+        .headers()
+        .get_all(header::VIA)
+        .any(|v| String::from_utf8_lossy(v.as_bytes()).contains(VIA));
+    if looped {
+        return page(
+            StatusCode::LOOP_DETECTED,
+            "Loop detected",
+            "This address proxies to itself.",
+        );
+    }
+    let client = crate::http::client_ip(req, &state.trusted_proxies);
+    let Some(slot) = proxy.claim(&profile.reseller_id, client) else {
         return page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Busy",
@@ -241,10 +272,10 @@ pub async fn forward(
             headers.append(n, v);
         }
     }
-    let ip = crate::http::client_ip(req, &state.trusted_proxies);
-    if let Some(ip) = ip.and_then(|ip| ip.to_string().parse().ok()) {
+    if let Some(ip) = client.and_then(|ip| ip.to_string().parse().ok()) {
         headers.insert("x-forwarded-for", ip);
     }
+    headers.append("via", Value::from_static(VIA));
     let (scheme, host) = crate::http::origin(req, &state.trusted_proxies);
     if let Ok(v) = scheme.parse() {
         headers.insert("x-forwarded-proto", v);
@@ -323,14 +354,26 @@ pub async fn forward(
             resp.append_header((n, v));
         }
     }
-    let length = upstream.content_length();
+    // For HEAD the client's length is that of the empty body it read: the header says more.
+    let length = if req.method() == actix_web::http::Method::HEAD {
+        upstream
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+    } else {
+        upstream.content_length()
+    };
     let body = relay(upstream, wait, slot);
     match length {
         // A known length is counted by the edge like any answer's.
         Some(n) if req.method() != actix_web::http::Method::HEAD => {
             resp.body(SizedStream::new(n, body))
         }
-        Some(_) => resp.finish(),
+        // A HEAD answer keeps the length the origin gave; actix sends no body for HEAD.
+        Some(n) => resp.body(SizedStream::new(
+            n,
+            futures_util::stream::empty::<Result<Bytes, std::io::Error>>(),
+        )),
         None => {
             let (traffic, site, domain) = (
                 state.traffic.clone(),
@@ -442,19 +485,37 @@ mod tests {
 
     /// A reseller whose origin never answers cannot hold more than its share of requests.
     #[test]
-    fn proxied_requests_in_flight_are_bounded_per_reseller() {
+    fn proxied_requests_in_flight_are_bounded_per_reseller_and_per_client() {
         let proxy = Proxy::new(false).unwrap();
+        let ip = |i: usize| {
+            Some(std::net::IpAddr::from([
+                198,
+                51,
+                (i / 250) as u8,
+                (i % 250) as u8,
+            ]))
+        };
         let held: Vec<Slot> = (0..PER_RESELLER)
-            .map(|_| proxy.claim("hostile").unwrap())
+            .map(|i| proxy.claim("hostile", ip(i)).unwrap())
             .collect();
-        assert!(proxy.claim("hostile").is_none());
+        assert!(proxy.claim("hostile", ip(999)).is_none());
         assert!(
-            proxy.claim("other").is_some(),
+            proxy.claim("other", ip(1000)).is_some(),
             "another reseller still gets one"
         );
         drop(held);
-        assert!(proxy.claim("hostile").is_some(), "slots come back");
+        assert!(proxy.claim("hostile", ip(0)).is_some(), "slots come back");
         assert!(proxy.in_flight.lock().unwrap().is_empty());
+        // One visitor holds at most its share of a reseller's slots.
+        let mine: Vec<Slot> = (0..PER_CLIENT)
+            .map(|_| proxy.claim("site", ip(7)).unwrap())
+            .collect();
+        assert!(proxy.claim("site", ip(7)).is_none());
+        assert!(
+            proxy.claim("site", ip(8)).is_some(),
+            "another visitor still gets one"
+        );
+        drop(mine);
     }
 
     #[test]

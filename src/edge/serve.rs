@@ -49,20 +49,26 @@ pub struct DeployIndex {
 impl DeployIndex {
     pub fn build(store: &Store, deploy: &Deploy) -> ApiResult<DeployIndex> {
         let files = store.deploys().files(&deploy.id)?;
-        let read = |name: &str| {
-            files
-                .get(name)
-                .and_then(|sha| store.blobs.read(sha).ok())
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        // A rules file that cannot be read now (a remote blob store that does not answer) fails
+        // the request instead of caching an index without its rules; one that is gone is none.
+        let read = |name: &str| -> ApiResult<Option<String>> {
+            let Some(sha) = files.get(name) else {
+                return Ok(None);
+            };
+            match store.blobs.read(sha) {
+                Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+                Err(resellerd_store::error::StoreError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
         };
         // Netlify's order: `_redirects` rules first, then netlify.toml's.
-        let mut redirects = read("_redirects")
+        let mut redirects = read("_redirects")?
             .map(|t| rules::parse_redirects_file(&t))
             .unwrap_or_default();
-        let mut headers = read("_headers")
+        let mut headers = read("_headers")?
             .map(|t| rules::parse_headers_file(&t))
             .unwrap_or_default();
-        if let Some(t) = read("netlify.toml") {
+        if let Some(t) = read("netlify.toml")? {
             let (r, h) = rules::parse_netlify_toml(&t);
             redirects.extend(r);
             headers.extend(h);
@@ -203,12 +209,17 @@ pub fn route<'a>(ix: &'a DeployIndex, path: &str) -> Route<'a> {
         if found.is_some() && !rule.force {
             continue;
         }
-        let to = rules::expand(&rule.to, &caps);
         let status = StatusCode::from_u16(rule.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
-        let external = to.starts_with("http://") || to.starts_with("https://");
+        let external = rule.to.starts_with("http://") || rule.to.starts_with("https://");
         if status == StatusCode::OK && external {
-            return Route::External { url: to };
+            // May be proxied with the reseller's secret headers: the visitor's part of the
+            // path stays inside the rule's.
+            match rules::expand_url(&rule.to, &caps) {
+                Some(url) => return Route::External { url },
+                None => continue,
+            }
         }
+        let to = rules::expand(&rule.to, &caps);
         if (status == StatusCode::OK || status == StatusCode::NOT_FOUND) && !external {
             let target = to.split('?').next().unwrap_or("");
             if let Some(file) = ix.lookup(target) {

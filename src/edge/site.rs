@@ -96,7 +96,7 @@ pub async fn serve_site(
         }
     }
     let ix = match deploy {
-        Some(id) => state.edge.deploy_index(&state.store, id)?,
+        Some(id) => state.edge.deploy_index(&state.store, id).await?,
         None => None,
     };
     let path = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();

@@ -29,6 +29,10 @@ fn start_origin() -> u16 {
                         web::get().to(|| async { HttpResponse::Ok().body(noise(BIG, 7)) }),
                     )
                     .route(
+                        "/big",
+                        web::head().to(|| async { HttpResponse::Ok().body(noise(BIG, 7)) }),
+                    )
+                    .route(
                         "/chunked",
                         web::get().to(|| async {
                             let chunks = (0..16).map(|i| {
@@ -72,7 +76,11 @@ fn start_origin() -> u16 {
 async fn upload(req: HttpRequest, mut body: web::Payload) -> HttpResponse {
     let mut data = Vec::new();
     while let Some(chunk) = body.next().await {
-        data.extend_from_slice(&chunk.unwrap());
+        match chunk {
+            Ok(chunk) => data.extend_from_slice(&chunk),
+            // The edge cut a body over its limit.
+            Err(_) => return HttpResponse::BadRequest().finish(),
+        }
     }
     let headers: serde_json::Map<String, Value> = req
         .headers()
@@ -129,6 +137,34 @@ async fn a_200_rule_to_a_profile_origin_is_proxied_and_others_redirect() {
     )
     .await
     .expect(201);
+    // Moving a profile to another origin needs its headers again: the stored values never go
+    // to a host they were not given for.
+    let movable = app
+        .post(
+            "/api/v1/proxy_profiles",
+            &a.key,
+            json!({"name": "Movable", "origin": "http://127.0.0.1:7", "headers": {"X-Key": "kept-secret"}}),
+        )
+        .await
+        .expect(201);
+    let path = format!(
+        "/api/v1/proxy_profiles/{}",
+        movable.body["id"].as_str().unwrap()
+    );
+    app.patch(&path, &a.key, json!({"origin": "http://127.0.0.1:8"}))
+        .await
+        .expect_error(400, "invalid_request");
+    app.patch(&path, &a.key, json!({"timeout_ms": 2000}))
+        .await
+        .expect(200);
+    app.patch(
+        &path,
+        &a.key,
+        json!({"origin": "http://127.0.0.1:8", "headers": {"X-Key": "new"}}),
+    )
+    .await
+    .expect(200);
+    app.delete(&path, &a.key).await.expect(204);
     for bad in [
         json!({"name": "P", "origin": "ftp://x.test"}),
         json!({"name": "P", "origin": "http://x.test/path"}),
@@ -185,6 +221,7 @@ async fn a_200_rule_to_a_profile_origin_is_proxied_and_others_redirect() {
     assert_eq!(h["x-api-key"], "sekrit-value");
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-forwarded-host"], "proxied.localhost");
+    assert_eq!(h["via"], "1.1 resellerd");
     assert!(h.get("x-drop-me").is_none(), "{h}");
     assert_eq!(h["cookie"], "theme=dark", "the password cookie stays here");
 
@@ -205,6 +242,12 @@ async fn a_200_rule_to_a_profile_origin_is_proxied_and_others_redirect() {
         "{} bytes",
         body.len()
     );
+    let r = edge(reqwest::Method::HEAD, "/api/big")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], BIG.to_string().as_str());
     let r = edge(reqwest::Method::GET, "/api/chunked")
         .send()
         .await
@@ -230,6 +273,35 @@ async fn a_200_rule_to_a_profile_origin_is_proxied_and_others_redirect() {
         .unwrap();
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["location"], "http://127.0.0.1:1/elsewhere");
+
+    // The visitor's part of the path stays inside the rule's: no climbing out with dot
+    // segments (encoded or not), and a `?` or `#` of theirs stays in the path.
+    for path in [
+        "/api/..%2fupload",
+        "/api/x/..%2F..%2Fupload",
+        "/api/%2e%2e/upload",
+    ] {
+        let r = edge(reqwest::Method::GET, path).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    let r = edge(reqwest::Method::GET, "/api/query%3Fq=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "the origin was asked for /query%3Fq=1, not /query?q=1"
+    );
+
+    // A request this server proxied already is not proxied again (a profile whose origin is
+    // one of this server's own sites would loop).
+    let r = edge(reqwest::Method::GET, "/api/query")
+        .header("via", "1.1 resellerd")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 508);
 
     // A slow origin is 504, an absent one 502; both built-in pages.
     let r = edge(reqwest::Method::GET, "/api/slow")

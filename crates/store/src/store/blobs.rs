@@ -149,16 +149,23 @@ impl Blobs {
         self.dir.join(head).join(tail)
     }
 
-    /// The size of a stored blob.
+    /// The size of a blob in this node's dir.
+    pub fn cached_size(&self, sha: &str) -> Option<u64> {
+        if !is_sha1(sha) {
+            return None;
+        }
+        std::fs::metadata(self.path(sha))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    }
+
+    /// The size of a stored blob (here, or in the remote store).
     pub fn size(&self, sha: &str) -> Option<u64> {
         if !is_sha1(sha) {
             return None;
         }
-        let local = std::fs::metadata(self.path(sha))
-            .ok()
-            .filter(|m| m.is_file())
-            .map(|m| m.len());
-        match (local, &self.remote) {
+        match (self.cached_size(sha), &self.remote) {
             (Some(len), _) => Some(len),
             (None, Some(remote)) => remote.size(sha).ok().flatten(),
             (None, None) => None,
@@ -243,9 +250,16 @@ impl Blobs {
     /// period); returns how many were removed here.
     pub fn sweep(&self, live: &HashSet<String>) -> StoreResult<usize> {
         if let Some(remote) = &self.remote {
-            let removed = remote.sweep(live, self.grace)?;
-            if removed > 0 {
-                tracing::info!(removed, "swept unreferenced blobs from the blob store");
+            // The deletion that asked for the sweep is done: a bucket that does not answer now
+            // leaves its garbage to the next sweep.
+            match remote.sweep(live, self.grace) {
+                Ok(0) => {}
+                Ok(removed) => {
+                    tracing::info!(removed, "swept unreferenced blobs from the blob store")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot sweep the blob store; the next sweep will")
+                }
             }
         }
         let io = |e: std::io::Error| StoreError::internal(format!("blob sweep: {e}"));

@@ -165,6 +165,8 @@ impl Deploys<'_> {
         files: BTreeMap<String, String>,
         now: Timestamp,
     ) -> StoreResult<Deploy> {
+        // Read under the map's lock: a concurrent PUT or final upload cannot interleave.
+        let _map = self.0.map_lock(id);
         let deploy = self.get(id)?.ok_or(StoreError::NotFound("deploy"))?;
         if matches!(deploy.state, DeployState::Ready | DeployState::Error) {
             return Err(StoreError::invalid(format!(
@@ -187,7 +189,7 @@ impl Deploys<'_> {
         let storage = self.0.storage();
         let change = super::storage::Change {
             released: self.files(id)?.into_values().collect(),
-            added: storage.sized(&files),
+            added: storage.sized(&deploy.user_id, &files),
         };
         let max = self
             .0
@@ -230,30 +232,36 @@ impl Deploys<'_> {
         now: Timestamp,
     ) -> StoreResult<Deploy> {
         let deploy = self.get(id)?.ok_or(StoreError::NotFound("deploy"))?;
-        let expected = self
-            .file_sha(id, path)?
-            .ok_or(StoreError::NotFound("file in this deploy"))?;
-        let actual = incoming.digest();
-        if actual != expected {
-            return Err(StoreError::ChecksumMismatch(format!(
-                "the SHA-1 of the uploaded {path:?} is {actual}, the deploy expects {expected}"
-            )));
-        }
         let max = self
             .0
             .plans()
             .limits_of(&deploy.reseller_id, &deploy.user_id)?
             .0
             .max_storage_mb;
-        self.0.storage().arrived(
-            &deploy.user_id,
-            &deploy.site_id,
-            &actual,
-            incoming.len(),
-            max,
-        )?;
+        let actual = incoming.digest();
+        {
+            // The map and the counts are read and changed under the map's lock (see
+            // `set_files`); the blob itself is written outside it, so uploads run in parallel.
+            let _map = self.0.map_lock(id);
+            let expected = self
+                .file_sha(id, path)?
+                .ok_or(StoreError::NotFound("file in this deploy"))?;
+            if actual != expected {
+                return Err(StoreError::ChecksumMismatch(format!(
+                    "the SHA-1 of the uploaded {path:?} is {actual}, the deploy expects {expected}"
+                )));
+            }
+            self.0.storage().arrived(
+                &deploy.user_id,
+                &deploy.site_id,
+                &actual,
+                incoming.len(),
+                max,
+            )?;
+        }
         self.0.blobs.commit(incoming)?;
         self.remember(&deploy.user_id, &actual)?;
+        let _map = self.0.map_lock(id);
         let t = &self.0.t;
         t.deploy_pending.remove(site_key(id, &actual).as_bytes())?;
         // Whoever removes the last missing digest sees an empty set and makes the deploy ready;
@@ -263,12 +271,16 @@ impl Deploys<'_> {
 
     /// True if `user_id` proved it has the content `sha` (see `set_files`) and it is stored.
     pub fn known_to(&self, user_id: &str, sha: &str) -> bool {
+        self.claimed_by(user_id, sha) && self.0.blobs.has(sha)
+    }
+
+    /// True if `user_id` uploaded or deployed the content `sha` (it may since have been swept).
+    pub(crate) fn claimed_by(&self, user_id: &str, sha: &str) -> bool {
         self.0
             .t
             .user_blobs
             .contains_key(site_key(user_id, sha).as_bytes())
             .unwrap_or(false)
-            && self.0.blobs.has(sha)
     }
 
     /// Records that `user_id` has the content `sha` (it uploaded or deployed it).

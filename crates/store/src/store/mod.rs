@@ -67,6 +67,9 @@ pub struct Store {
     quota_lock: std::sync::Arc<std::sync::Mutex<()>>,
     /// Whether the operator has set limits for any reseller (see `Plans::reseller_limits`).
     any_limits: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Serialise the changes to one deploy's file map (a PUT of the map, an upload), striped
+    /// by deploy id: the storage counts read the old map and write the new one.
+    map_locks: std::sync::Arc<[std::sync::Mutex<()>; 64]>,
 }
 
 /// Every tree, opened once. Index trees map a lookup key to an entity id.
@@ -500,6 +503,7 @@ impl Store {
             subscriptions,
             domain_creates: Default::default(),
             quota_lock: Default::default(),
+            map_locks: std::sync::Arc::new(std::array::from_fn(|_| Default::default())),
             any_limits: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(any_limits)),
         };
         if format < DATA_FORMAT {
@@ -550,6 +554,16 @@ impl Store {
             );
         }
         Ok(())
+    }
+
+    /// The lock of one deploy's file map (see `map_locks`).
+    pub(crate) fn map_lock(&self, deploy_id: &str) -> std::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        deploy_id.hash(&mut h);
+        self.map_locks[(h.finish() % 64) as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Waits until every write made so far is durable. Call before answering a mutating request.
