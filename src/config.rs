@@ -123,7 +123,7 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_ALLOW_PRIVATE_TARGETS", num_args = 0..=1, default_missing_value = "true")]
     pub allow_private_targets: Option<bool>,
 
-    /// Keep site files on an S3-compatible object store shared by every node:
+    /// Keep site files on an S3-compatible object store (one node's, until nodes share a database):
     /// s3://bucket?endpoint=http://host:port&region=… (credentials from AWS_ACCESS_KEY_ID and
     /// AWS_SECRET_ACCESS_KEY); the data dir's blobs become this node's cache [default: unset, the
     /// data dir holds them]

@@ -552,6 +552,32 @@ async fn storage_counts_each_distinct_file_once_and_a_plan_limits_it() {
     assert!(text.contains("max_storage_mb"), "{text}");
     assert_eq!(storage(&app, &a.key, &ann.user_id).await.0, 900_000);
 
+    // A canceled deploy stops counting: half uploaded, then canceled.
+    let (g, h) = (noise(50_000, 6), noise(50_000, 7));
+    let deploy = app
+        .post(
+            "/api/v1/sites/st-one/deploys",
+            &ann.token,
+            json!({"files": {"/g.bin": crate::sites::sha1(&g), "/h.bin": crate::sites::sha1(&h)}}),
+        )
+        .await
+        .expect(200)
+        .body;
+    let id = deploy["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        crate::sites::upload(&app, &ann.token, &id, "g.bin", &g).await,
+        200
+    );
+    assert_eq!(storage(&app, &a.key, &ann.user_id).await.0, 950_000);
+    app.post(
+        &format!("/api/v1/deploys/{id}/cancel"),
+        &ann.token,
+        json!({}),
+    )
+    .await
+    .expect(201);
+    assert_eq!(storage(&app, &a.key, &ann.user_id).await.0, 900_000);
+
     // Deleting a site frees what no other deploy of the user names; the count survives a
     // restart.
     app.delete("/api/v1/sites/st-two", &ann.token)

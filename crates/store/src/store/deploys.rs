@@ -375,15 +375,29 @@ impl Deploys<'_> {
         Ok(())
     }
 
-    /// Marks a deploy that is not ready as failed (`POST /deploys/{id}/cancel`).
+    /// Marks a deploy that is not ready as failed (`POST /deploys/{id}/cancel`). A canceled
+    /// deploy can never be served, so its map goes and its files stop counting as the user's
+    /// storage (the next sweep removes those no other deploy names).
     pub fn cancel(&self, id: &str, now: Timestamp) -> StoreResult<Deploy> {
-        self.modify(id, now, |d| {
+        let _map = self.0.map_lock(id);
+        let deploy = self.modify(id, now, |d| {
             if d.state != DeployState::Ready {
                 d.state = DeployState::Error;
                 d.error_message = Some("canceled".into());
             }
             Ok(())
-        })
+        })?;
+        if deploy.state == DeployState::Error {
+            let change = super::storage::Change {
+                released: self.files(id)?.into_values().collect(),
+                added: BTreeMap::new(),
+            };
+            self.0
+                .storage()
+                .charge(&deploy.user_id, &deploy.site_id, &change, None)?;
+            self.clear_maps(id)?;
+        }
+        Ok(deploy)
     }
 
     /// Publishes an older ready deploy of its site again (instant rollback).

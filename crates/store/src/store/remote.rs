@@ -1,5 +1,6 @@
 //! Blobs on an S3-compatible object store (`--blob-store s3://bucket?endpoint=…&region=…`, the
-//! credentials from the usual `AWS_*` environment variables), shared by every node. The blob dir
+//! credentials from the usual `AWS_*` environment variables). A sweep deletes what this node's
+//! database does not name, so a bucket is one node's until nodes share a database. The blob dir
 //! stays as this node's cache: a blob is written there first, uploaded before the call that stores
 //! it answers (so no deploy is ready before its content is in the bucket), and fetched back into it
 //! on first use by a node that lacks it.
