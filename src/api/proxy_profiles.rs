@@ -40,6 +40,8 @@ pub struct ProxyProfileView {
     /// The headers added to each proxied request (names only: the values are secrets).
     pub headers: Vec<String>,
     pub timeout_ms: u64,
+    /// The users whose sites may proxy through it; null: every user of the reseller.
+    pub user_ids: Option<Vec<String>>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -52,6 +54,7 @@ impl From<ProxyProfile> for ProxyProfileView {
             origin: p.origin,
             headers: p.headers.into_iter().map(|(name, _)| name).collect(),
             timeout_ms: p.timeout_ms,
+            user_ids: p.user_ids,
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -70,6 +73,9 @@ struct CreateProfile {
     headers: BTreeMap<String, String>,
     /// 100 to 120,000; 10,000 when left out.
     timeout_ms: Option<u64>,
+    /// Only these users' sites may proxy through it (the reseller's clients are each other's
+    /// strangers); left out or null: every user of the reseller.
+    user_ids: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -80,6 +86,10 @@ struct UpdateProfile {
     /// Replaces every header (values are not shown, so they are set whole).
     headers: Option<BTreeMap<String, String>>,
     timeout_ms: Option<u64>,
+    /// Replaces the list; null: every user of the reseller.
+    #[serde(default, deserialize_with = "super::nullable")]
+    #[schema(value_type = Option<Vec<String>>)]
+    user_ids: Option<Option<Vec<String>>>,
 }
 
 /// Headers the edge sets itself: a profile cannot set them, nor the hop-by-hop ones.
@@ -118,6 +128,26 @@ fn valid_headers(headers: BTreeMap<String, String>) -> ApiResult<Vec<(String, St
         out.push((parsed.as_str().to_string(), value));
     }
     Ok(out)
+}
+
+/// A list of the reseller's users (404 for one it does not have), at most 1,000, each once.
+fn valid_users(
+    state: &AppState,
+    reseller_id: &str,
+    ids: Option<Vec<String>>,
+) -> ApiResult<Option<Vec<String>>> {
+    let Some(ids) = ids else { return Ok(None) };
+    if ids.len() > 1000 {
+        return Err(ApiError::invalid("user_ids: at most 1000"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(ids.len());
+    for id in ids {
+        state.store.users().get(reseller_id, &id)?;
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    Ok(Some(out))
 }
 
 fn valid_timeout(ms: Option<u64>) -> ApiResult<u64> {
@@ -170,6 +200,7 @@ async fn create(
     let name = valid_name(&b.name)?;
     let headers = valid_headers(b.headers)?;
     let timeout_ms = valid_timeout(b.timeout_ms)?;
+    let user_ids = valid_users(&state, &reseller.id, b.user_ids)?;
     let origin = valid_origin(&state, &b.origin).await?;
     // The origin is resolved: the record is written under the gate (`GateMode::WaitsOnNetwork`).
     let _gate = super::write_gate(&req, &state).await;
@@ -181,6 +212,7 @@ async fn create(
         origin,
         headers,
         timeout_ms,
+        user_ids,
         created_at: now,
         updated_at: now,
     })?;
@@ -256,6 +288,9 @@ async fn update(
     }
     if b.timeout_ms.is_some() {
         profile.timeout_ms = valid_timeout(b.timeout_ms)?;
+    }
+    if let Some(user_ids) = b.user_ids {
+        profile.user_ids = valid_users(&state, &reseller.id, user_ids)?;
     }
     if let Some(origin) = b.origin {
         let origin = valid_origin(&state, &origin).await?;

@@ -144,7 +144,7 @@ pub fn origin_of(url: &reqwest::Url) -> Option<String> {
 /// unnoticed); the request's query string is passed on when the target has none.
 pub fn target(
     state: &AppState,
-    reseller_id: &str,
+    site: &crate::store::sites::Site,
     to: &str,
     req: &HttpRequest,
 ) -> crate::error::ApiResult<Option<(reqwest::Url, ProxyProfile)>> {
@@ -154,10 +154,11 @@ pub fn target(
     let Some(origin) = origin_of(&url) else {
         return Ok(None);
     };
-    let Some(profile) = state
-        .store
-        .proxy_profiles()
-        .for_origin(reseller_id, &origin)?
+    let Some(profile) =
+        state
+            .store
+            .proxy_profiles()
+            .for_origin(&site.reseller_id, &site.user_id, &origin)?
     else {
         return Ok(None);
     };

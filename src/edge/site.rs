@@ -103,7 +103,7 @@ pub async fn serve_site(
     let route = ix.as_ref().map(|ix| serve::route(ix, &path));
     // A rule to one of the reseller's proxy profiles takes every method.
     if let Some(Route::External { url }) = &route {
-        if let Some((url, profile)) = proxy::target(state, &reseller.id, url, req)? {
+        if let Some((url, profile)) = proxy::target(state, site, url, req)? {
             return Ok(proxy::forward(req, payload, state, target, url, &profile).await);
         }
     }

@@ -52,6 +52,7 @@ export async function render(main) {
       { title: "Origin", cell: p => h("code", {}, p.origin) },
       { title: "Headers", cell: p => p.headers.join(", ") || "none" },
       { title: "Timeout", cell: p => `${p.timeout_ms} ms` },
+      { title: "Clients", cell: p => p.user_ids === null ? "all" : `${p.user_ids.length} listed` },
       { title: "", actions: true, cell: p => [
         h("button", { class: "secondary", onclick: () => replaceHeaders(p) }, "Headers"),
         h("button", { class: "danger", onclick: async () => {

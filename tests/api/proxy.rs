@@ -369,8 +369,48 @@ async fn a_200_rule_to_a_profile_origin_is_proxied_and_others_redirect() {
         "{sent} bytes counted"
     );
 
-    // Deleting the profile turns the rule back into a redirect.
+    // A profile kept for some of the reseller's clients: another client's site redirects.
     let id = profile.body["id"].as_str().unwrap();
+    let amy = a.access_token(&app, "amy@a.test").await;
+    let scoped = app
+        .patch(
+            &format!("/api/v1/proxy_profiles/{id}"),
+            &a.key,
+            json!({"user_ids": [amy.user_id]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(scoped.body["user_ids"], json!([amy.user_id]));
+    let r = client
+        .get(app.url("/api/big"))
+        .header("host", "proxied.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "ann's site may not use amy's profile");
+    app.patch(
+        &format!("/api/v1/proxy_profiles/{id}"),
+        &a.key,
+        json!({"user_ids": [bob.user_id]}),
+    )
+    .await
+    .expect_error(404, "not_found");
+    app.patch(
+        &format!("/api/v1/proxy_profiles/{id}"),
+        &a.key,
+        json!({"user_ids": [ann.user_id, amy.user_id]}),
+    )
+    .await
+    .expect(200);
+    let r = client
+        .get(app.url("/api/query?x=1"))
+        .header("host", "proxied.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Deleting the profile turns the rule back into a redirect.
     app.delete(&format!("/api/v1/proxy_profiles/{id}"), &a.key)
         .await
         .expect(204);

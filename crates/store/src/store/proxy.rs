@@ -23,6 +23,9 @@ pub struct ProxyProfile {
     pub headers: Vec<(String, String)>,
     /// How long the origin has to start answering, and at most between two chunks of its body.
     pub timeout_ms: u64,
+    /// The users whose sites may proxy through it; None: every user of the reseller. A client
+    /// not listed gets the plain redirect, never the profile's headers.
+    pub user_ids: Option<Vec<String>>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -85,12 +88,20 @@ impl ProxyProfiles<'_> {
             .ok_or(StoreError::NotFound("proxy profile"))
     }
 
-    /// The reseller's profile for `origin` (`scheme://host[:port]`, lower case), if any.
-    pub fn for_origin(&self, reseller_id: &str, origin: &str) -> StoreResult<Option<ProxyProfile>> {
-        Ok(self
-            .list(reseller_id)?
-            .into_iter()
-            .find(|p| p.origin == origin))
+    /// The reseller's profile for `origin` (`scheme://host[:port]`, lower case) that `user_id`'s
+    /// sites may use, if any.
+    pub fn for_origin(
+        &self,
+        reseller_id: &str,
+        user_id: &str,
+        origin: &str,
+    ) -> StoreResult<Option<ProxyProfile>> {
+        Ok(self.list(reseller_id)?.into_iter().find(|p| {
+            p.origin == origin
+                && p.user_ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.iter().any(|id| id == user_id))
+        }))
     }
 
     /// Replaces a profile (same id and reseller).
