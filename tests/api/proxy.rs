@@ -369,7 +369,8 @@ async fn a_200_rule_to_a_profile_origin_is_proxied_and_others_redirect() {
         "{sent} bytes counted"
     );
 
-    // A profile kept for some of the reseller's clients: another client's site redirects.
+    // Profiles kept for some of the reseller's clients: another client's site redirects, and
+    // each client can have its own profile (its own key) for the same origin.
     let id = profile.body["id"].as_str().unwrap();
     let amy = a.access_token(&app, "amy@a.test").await;
     let scoped = app
@@ -388,6 +389,37 @@ async fn a_200_rule_to_a_profile_origin_is_proxied_and_others_redirect() {
         .await
         .unwrap();
     assert_eq!(r.status(), 302, "ann's site may not use amy's profile");
+    let anns = app
+        .post(
+            "/api/v1/proxy_profiles",
+            &a.key,
+            json!({"name": "Ann's", "origin": origin, "headers": {"X-Api-Key": "ann-key"}, "user_ids": [ann.user_id]}),
+        )
+        .await
+        .expect(201);
+    let r = edge(reqwest::Method::POST, "/api/upload")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["headers"]["x-api-key"], "ann-key");
+    app.post(
+        "/api/v1/proxy_profiles",
+        &a.key,
+        json!({"name": "Everyone's", "origin": origin}),
+    )
+    .await
+    .expect_error(400, "proxy_origin_taken");
+    app.delete(
+        &format!(
+            "/api/v1/proxy_profiles/{}",
+            anns.body["id"].as_str().unwrap()
+        ),
+        &a.key,
+    )
+    .await
+    .expect(204);
     app.patch(
         &format!("/api/v1/proxy_profiles/{id}"),
         &a.key,

@@ -1,5 +1,7 @@
-//! Proxy profiles (TokenEx's): an origin a reseller's sites may proxy to with a `_redirects` 200
-//! rule, and the secret headers the edge adds to each proxied request. Header values are stored
+//! Proxy profiles (TokenEx's): an origin a reseller's sites (or some users' sites) may proxy to
+//! with a `_redirects` 200 rule, and the secret headers the edge adds to each proxied request. At
+//! most one profile applies to a site for an origin, so clients of one reseller can each have
+//! their own credentials for the same origin. Header values are stored
 //! (the edge needs them) and never shown again.
 
 use super::{decode, encode, get, Store};
@@ -45,8 +47,20 @@ impl Store {
 fn origin_taken(origin: &str) -> StoreError {
     StoreError::Conflict(
         "proxy_origin_taken",
-        format!("another proxy profile of this reseller has the origin {origin}"),
+        format!(
+            "another proxy profile of this reseller has the origin {origin} for some of the same users"
+        ),
     )
+}
+
+/// True if two profiles would both apply to some site: the same origin, and users in common
+/// (a profile without `user_ids` has them all).
+fn overlaps(a: &ProxyProfile, b: &ProxyProfile) -> bool {
+    a.origin == b.origin
+        && match (&a.user_ids, &b.user_ids) {
+            (Some(x), Some(y)) => x.iter().any(|id| y.contains(id)),
+            _ => true,
+        }
 }
 
 impl ProxyProfiles<'_> {
@@ -61,7 +75,7 @@ impl ProxyProfiles<'_> {
                 format!("a reseller has at most {MAX_PROFILES} proxy profiles"),
             ));
         }
-        if existing.iter().any(|p| p.origin == profile.origin) {
+        if existing.iter().any(|p| overlaps(p, &profile)) {
             return Err(origin_taken(&profile.origin));
         }
         profile.id = new_id();
@@ -111,7 +125,7 @@ impl ProxyProfiles<'_> {
         let others = self.list(&profile.reseller_id)?;
         if others
             .iter()
-            .any(|p| p.id != profile.id && p.origin == profile.origin)
+            .any(|p| p.id != profile.id && overlaps(p, profile))
         {
             return Err(origin_taken(&profile.origin));
         }
