@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The shared HTTP client: no redirects, no proxy from the environment (it would reach what the
-/// resolver refuses), the guarded resolver, a connect timeout.
+/// The proxy's shared parts: the slots in flight, and how each worker's HTTP client is built (no
+/// redirects, no proxy from the environment (it would reach what the resolver refuses), the
+/// guarded resolver, a connect timeout).
 pub struct Proxy {
     allow_private: bool,
     /// Proxied requests in flight per reseller and per client address: one reseller's slow

@@ -236,6 +236,10 @@ async fn the_sweeper_removes_expired_tokens_from_every_index() {
         .expect(200);
     assert_eq!(listed.body.as_array().unwrap().len(), 1);
     assert_eq!(listed.body[0]["id"], lasting.body["id"]);
+    // Any acknowledged write after the sweep was seen is flushed with it (one log for all).
+    issue(&app, &acme.key, "other@x.test", json!({}))
+        .await
+        .expect(201);
 
     // After a restart (the clock is real again) the swept tokens stay gone and the count holds.
     let app = app.restart().await;

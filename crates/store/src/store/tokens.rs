@@ -334,6 +334,13 @@ pub async fn sweep_forever(store: super::Store, interval: std::time::Duration, b
                 Ok(Ok(0)) => break,
                 Ok(Ok(n)) => {
                     swept += n;
+                    // Durable before anything else: a sweep seen through the API must not come
+                    // back after a crash (the tokens it removed may not be expired by then, if
+                    // the clock moved).
+                    if let Err(e) = store.flush().await {
+                        tracing::warn!(error = %e, "cannot flush the token sweep");
+                        break;
+                    }
                     // A sled transaction commits under a lock every write waits for: resting
                     // as long as the batch took leaves the API at least half of the store
                     // while a large backlog is swept.
@@ -350,9 +357,6 @@ pub async fn sweep_forever(store: super::Store, interval: std::time::Duration, b
             }
         }
         if swept > 0 {
-            if let Err(e) = store.flush().await {
-                tracing::warn!(error = %e, "cannot flush the token sweep");
-            }
             tracing::info!(swept, "removed expired access tokens");
         }
     }
