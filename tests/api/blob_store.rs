@@ -47,7 +47,8 @@ impl S3 {
             url: format!("http://127.0.0.1:{port}"),
         };
         let client = reqwest::Client::new();
-        for _ in 0..150 {
+        // moto imports a good part of boto on start: give a slow machine 30 s.
+        for _ in 0..300 {
             if let Ok(r) = client.put(format!("{}/{bucket}", s3.url)).send().await {
                 assert!(r.status().is_success(), "create bucket: {}", r.status());
                 return s3;
