@@ -75,19 +75,8 @@ impl S3 {
     }
 }
 
-fn credentials() {
-    // The server reads the standard variables; moto takes any.
-    for (k, v) in [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-    ] {
-        std::env::set_var(k, v);
-    }
-}
-
 #[tokio::test]
 async fn site_files_live_in_the_bucket_and_any_node_serves_them() {
-    credentials();
     let s3 = S3::start("sites").await;
     let blob_store = format!("s3://sites?endpoint={}&region=us-east-1", s3.url);
     let mut app = TestApp::spawn_with(&["--blob-store", &blob_store, "--blob-gc-grace", "0"]).await;
@@ -174,11 +163,12 @@ async fn site_files_live_in_the_bucket_and_any_node_serves_them() {
 
 #[tokio::test]
 async fn doctor_checks_the_bucket() {
-    credentials();
     let s3 = S3::start("checked").await;
     let dir = tempfile::tempdir().unwrap();
     let run = |store: String| {
         let out = Command::new(binary())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
             .arg("doctor")
             .arg("--data-dir")
             .arg(dir.path().join("data"))

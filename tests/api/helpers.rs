@@ -66,6 +66,9 @@ pub fn binary() -> &'static str {
 fn start(data_dir: &Path, extra: &[String]) -> (Child, String, u16) {
     start_configured(data_dir, extra, |cmd| {
         cmd.env("RUST_LOG", "warn").stderr(Stdio::inherit());
+        // For the servers a test points at its S3 server (`--blob-store`); moto takes any.
+        cmd.env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
     })
 }
 
