@@ -261,13 +261,7 @@ async fn a_200_rule_to_a_profile_origin_is_proxied_and_others_redirect() {
         .await
         .unwrap();
     assert_eq!(r.text().await.unwrap(), "q=1&x=y");
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = client
-        .get(app.url("/api/moved"))
-        .header("host", "proxied.localhost")
+    let r = edge(reqwest::Method::GET, "/api/moved")
         .send()
         .await
         .unwrap();
@@ -314,9 +308,7 @@ async fn a_200_rule_to_a_profile_origin_is_proxied_and_others_redirect() {
     assert!(r.text().await.unwrap().contains("Bad gateway"));
 
     // An origin without a profile is redirected to, as before.
-    let r = client
-        .get(app.url("/ext/x?y=1"))
-        .header("host", "proxied.localhost")
+    let r = edge(reqwest::Method::GET, "/ext/x?y=1")
         .send()
         .await
         .unwrap();
@@ -336,7 +328,8 @@ async fn a_200_rule_to_a_profile_origin_is_proxied_and_others_redirect() {
     )
     .await
     .expect(200);
-    let r = client
+    let r = app
+        .client
         .get(app.url("/api/upload"))
         .header("host", "borrower.localhost")
         .send()
@@ -382,12 +375,7 @@ async fn a_200_rule_to_a_profile_origin_is_proxied_and_others_redirect() {
         .await
         .expect(200);
     assert_eq!(scoped.body["user_ids"], json!([amy.user_id]));
-    let r = client
-        .get(app.url("/api/big"))
-        .header("host", "proxied.localhost")
-        .send()
-        .await
-        .unwrap();
+    let r = edge(reqwest::Method::GET, "/api/big").send().await.unwrap();
     assert_eq!(r.status(), 302, "ann's site may not use amy's profile");
     let anns = app
         .post(
@@ -434,9 +422,7 @@ async fn a_200_rule_to_a_profile_origin_is_proxied_and_others_redirect() {
     )
     .await
     .expect(200);
-    let r = client
-        .get(app.url("/api/query?x=1"))
-        .header("host", "proxied.localhost")
+    let r = edge(reqwest::Method::GET, "/api/query?x=1")
         .send()
         .await
         .unwrap();
@@ -446,12 +432,7 @@ async fn a_200_rule_to_a_profile_origin_is_proxied_and_others_redirect() {
     app.delete(&format!("/api/v1/proxy_profiles/{id}"), &a.key)
         .await
         .expect(204);
-    let r = client
-        .get(app.url("/api/big"))
-        .header("host", "proxied.localhost")
-        .send()
-        .await
-        .unwrap();
+    let r = edge(reqwest::Method::GET, "/api/big").send().await.unwrap();
     assert_eq!(r.status(), 302);
 }
 
