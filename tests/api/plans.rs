@@ -13,6 +13,18 @@ fn quota(r: crate::helpers::Reply, limit: &str, used: u64, max: u64) {
     assert_eq!(r.body["max"], max, "{}", r.text);
 }
 
+/// Creates a plan and makes it the reseller's default.
+async fn default_plan(app: &TestApp, key: &str, plan: Value) {
+    let plan = app.post("/api/v1/plans", key, plan).await.expect(201).body;
+    app.patch(
+        "/api/v1/reseller",
+        key,
+        json!({"default_plan_id": plan["id"]}),
+    )
+    .await
+    .expect(200);
+}
+
 #[tokio::test]
 async fn plans_limit_what_a_client_creates() {
     let app = TestApp::spawn().await;
@@ -228,22 +240,12 @@ async fn the_operator_caps_a_resellers_users_and_plans() {
 async fn a_plan_limits_form_submissions_per_month() {
     let app = TestApp::spawn().await;
     let a = app.reseller("Forms A").await;
-    let plan = app
-        .post(
-            "/api/v1/plans",
-            &a.key,
-            json!({"name": "Tiny", "max_submissions_month": 1}),
-        )
-        .await
-        .expect(201)
-        .body;
-    app.patch(
-        "/api/v1/reseller",
+    default_plan(
+        &app,
         &a.key,
-        json!({"default_plan_id": plan["id"]}),
+        json!({"name": "Tiny", "max_submissions_month": 1}),
     )
-    .await
-    .expect(200);
+    .await;
     let ann = a.access_token(&app, "ann@a.test").await;
     let site = app
         .post("/api/v1/sites", &ann.token, json!({"name": "tiny-forms"}))
@@ -463,22 +465,7 @@ async fn storage_counts_each_distinct_file_once_and_a_plan_limits_it() {
     use crate::sites::{zip_deploy, zip_of};
     let mut app = TestApp::spawn().await;
     let a = app.reseller("Storage A").await;
-    let plan = app
-        .post(
-            "/api/v1/plans",
-            &a.key,
-            json!({"name": "Small", "max_storage_mb": 1}),
-        )
-        .await
-        .expect(201)
-        .body;
-    app.patch(
-        "/api/v1/reseller",
-        &a.key,
-        json!({"default_plan_id": plan["id"]}),
-    )
-    .await
-    .expect(200);
+    default_plan(&app, &a.key, json!({"name": "Small", "max_storage_mb": 1})).await;
     let ann = a.access_token(&app, "ann@a.test").await;
     let site = |name: &'static str| app.post("/api/v1/sites", &ann.token, json!({"name": name}));
     for name in ["st-one", "st-two", "st-three", "st-four"] {
