@@ -28,6 +28,7 @@ super::endpoints! { ENDPOINTS:
     }
     "/deploys/{deploy_id}" {
         get get Tenant(SR);
+        delete delete Tenant(SW);
     }
     "/deploys/{deploy_id}/cancel" {
         post cancel Tenant(SW);
@@ -471,6 +472,26 @@ async fn cancel(
     let (site, deploy) = find_deploy(&state, &tenant, &id)?;
     let deploy = state.store.deploys().cancel(&deploy.id, Timestamp::now())?;
     Ok(HttpResponse::Created().json(deploy_view(&state, &tenant.reseller, &site, &deploy)))
+}
+
+/// Netlify's `deleteDeploy`: an old deploy goes, and the storage its files held for the user
+/// (what no other deploy of theirs names) with it. The published deploy stays.
+#[utoipa::path(
+delete, path = "/api/v1/deploys/{deploy_id}", tag = "deploys", params(("deploy_id" = String, Path, description = "Deploy id")),
+    responses((status = 204, description = "Deleted, with its file map; files no deploy names any more are swept"))
+)]
+async fn delete(
+    state: web::Data<AppState>,
+    who: Principal,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let tenant = who.tenant(Permission::SitesWrite)?;
+    let (_, deploy) = find_deploy(&state, &tenant, &id)?;
+    let store = state.store.clone();
+    web::block(move || store.deploys().delete(&deploy.id))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(super::no_content())
 }
 
 pub struct ZipLimits {

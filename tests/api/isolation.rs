@@ -304,6 +304,7 @@ pub(crate) fn rows() -> Vec<Row> {
         row(PUT, "/sites/{site}/deploys/{deploy}", Tenant(SW, Ids)).json("{}"),
         row(POST, "/sites/{site}/deploys/{deploy}/restore", Tenant(SW, Ids)),
         row(GET, "/deploys/{deploy}", Tenant(SR, Ids)),
+        row(DELETE, "/deploys/{deploy}", Tenant(SW, Ids)).fresh(&["deploy"]),
         row(POST, "/deploys/{deploy}/cancel", Tenant(SW, Ids)), // a ready deploy stays ready
         row(POST, "/deploys/{deploy}/lock", Tenant(SR, Ids)),
         row(POST, "/deploys/{deploy}/unlock", Tenant(SR, Ids)),
@@ -811,6 +812,15 @@ impl Matrix {
                 &app.post("/api/v1/sites", a, json!({"user_id": ann}))
                     .await
                     .expect(201),
+            ),
+            "deploy" => id_of(
+                &app.post(
+                    &format!("/api/v1/sites/{}/deploys", self.fx["site"]),
+                    a,
+                    json!({"draft": true}),
+                )
+                .await
+                .expect(200),
             ),
             "domain" => id_of(
                 &app.post(

@@ -472,9 +472,10 @@ async fn storage_counts_each_distinct_file_once_and_a_plan_limits_it() {
         site(name).await.expect(201);
     }
     let (big, other) = (noise(400_000, 1), noise(300_000, 2));
-    zip_deploy(&app, &ann.token, "st-one", zip_of(&[("a.bin", &big)]))
+    let first = zip_deploy(&app, &ann.token, "st-one", zip_of(&[("a.bin", &big)]))
         .await
         .expect(200);
+    let first = first.body["id"].as_str().unwrap().to_string();
     // The same content on a second site counts once for the user, and for each site.
     zip_deploy(
         &app,
@@ -575,6 +576,35 @@ async fn storage_counts_each_distinct_file_once_and_a_plan_limits_it() {
     app.kill9();
     let app = app.restart().await;
     assert_eq!(storage(&app, &a.key, &ann.user_id).await.0, expected);
+
+    // An old deploy can be deleted (`DELETE /deploys/{id}`), and what only it named stops
+    // counting; the published one cannot.
+    let k = noise(60_000, 8);
+    let newer = zip_deploy(&app, &ann.token, "st-one", zip_of(&[("k.bin", &k)]))
+        .await
+        .expect(200);
+    assert_eq!(
+        storage(&app, &a.key, &ann.user_id).await.0,
+        expected + 60_000
+    );
+    app.delete(
+        &format!("/api/v1/deploys/{}", newer.body["id"].as_str().unwrap()),
+        &ann.token,
+    )
+    .await
+    .expect_error(400, "invalid_request");
+    app.delete(&format!("/api/v1/deploys/{first}"), &ann.token)
+        .await
+        .expect(204);
+    app.get(&format!("/api/v1/deploys/{first}"), &ann.token)
+        .await
+        .expect_error(404, "not_found");
+    assert_eq!(
+        storage(&app, &a.key, &ann.user_id).await.0,
+        expected + 60_000 - 400_000
+    );
+    let page = crate::edge::get(&app, "st-one.localhost", "/k.bin").await;
+    assert_eq!(page.status, 200, "the published deploy still serves");
 
     // Another reseller's user sees none of it.
     let b = app.reseller("Storage B").await;

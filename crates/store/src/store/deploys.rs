@@ -515,6 +515,44 @@ impl Deploys<'_> {
         Ok((window.holding(items), total))
     }
 
+    /// Deletes one deploy that is not its site's published one (400 for that one): its record,
+    /// its map and its storage; then blobs no deploy names are swept.
+    pub fn delete(&self, id: &str) -> StoreResult<()> {
+        {
+            let _map = self.0.map_lock(id);
+            let deploy = self.get(id)?.ok_or(StoreError::NotFound("deploy"))?;
+            let t = &self.0.t;
+            let change = super::storage::Change {
+                released: self.files(id)?.into_values().collect(),
+                added: BTreeMap::new(),
+            };
+            // The published check and the removal are one transaction with the site's record:
+            // a concurrent publish of this deploy either comes first (and this is refused) or
+            // finds it gone.
+            (&*t.deploys.write(), &*t.sites.read(), &t.deploys_by_site).transaction(
+                |(d, s, by_site)| {
+                    if let Some(raw) = s.get(deploy.site_id.as_bytes())? {
+                        let site: super::sites::Site = decode(&raw).or_else(abort)?;
+                        if site.published_deploy.as_deref() == Some(id) {
+                            return abort(StoreError::invalid(
+                                "this is the site's published deploy: publish another first",
+                            ));
+                        }
+                    }
+                    d.remove(id.as_bytes())?;
+                    by_site.remove(site_key(&deploy.site_id, id).as_bytes())?;
+                    Ok(())
+                },
+            )?;
+            self.0
+                .storage()
+                .charge(&deploy.user_id, &deploy.site_id, &change, None)?;
+            self.clear_maps(id)?;
+        }
+        self.0.collect_garbage()?;
+        Ok(())
+    }
+
     pub fn delete_all_of_site(&self, site: &super::sites::Site) -> StoreResult<()> {
         let (t, site_id) = (&self.0.t, site.id.as_str());
         for id in ids_under(&t.deploys_by_site, site_id)? {
