@@ -529,7 +529,7 @@ impl Deploys<'_> {
             // The published check and the removal are one transaction with the site's record:
             // a concurrent publish of this deploy either comes first (and this is refused) or
             // finds it gone.
-            (&*t.deploys.write(), &*t.sites.read(), &t.deploys_by_site).transaction(
+            (&*t.deploys.write(), t.sites.read(), &t.deploys_by_site).transaction(
                 |(d, s, by_site)| {
                     if let Some(raw) = s.get(deploy.site_id.as_bytes())? {
                         let site: super::sites::Site = decode(&raw).or_else(abort)?;
