@@ -99,6 +99,8 @@ const RESERVED: &[&str] = &[
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
+    "forwarded",
+    "via",
 ];
 
 fn valid_headers(headers: BTreeMap<String, String>) -> ApiResult<Vec<(String, String)>> {
@@ -110,6 +112,7 @@ fn valid_headers(headers: BTreeMap<String, String>) -> ApiResult<Vec<(String, St
     for (name, value) in headers {
         let parsed = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| ApiError::invalid(format!("headers: {name:?} is not a header name")))?;
+        // `via` carries the loop guard; `forwarded` and `x-forwarded-*` are the edge's to say.
         if RESERVED.contains(&parsed.as_str())
             || crate::edge::proxy::HOP_BY_HOP.contains(&parsed.as_str())
         {
@@ -187,7 +190,7 @@ async fn valid_origin(state: &AppState, raw: &str) -> ApiResult<String> {
 #[utoipa::path(
 post, path = "/api/v1/proxy_profiles", tag = "proxy profiles",
     request_body = CreateProfile,
-    responses((status = 201, description = "The profile, with its header names only; at most 20 per reseller, one per origin", body = ProxyProfileView))
+    responses((status = 201, description = "The profile, with its header names only; at most 20 per reseller, one per origin and user", body = ProxyProfileView))
 )]
 async fn create(
     req: HttpRequest,
