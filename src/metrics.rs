@@ -67,7 +67,7 @@ impl Metrics {
         let req = res.request();
         let pattern = req.match_pattern();
         let route = pattern.as_deref().unwrap_or("edge");
-        if pattern.is_none() {
+        if pattern.is_none() && req.method() != actix_web::http::Method::HEAD {
             if let actix_web::body::BodySize::Sized(n) = res.response().body().size() {
                 self.edge_bytes.fetch_add(n, Ordering::Relaxed);
             }

@@ -235,7 +235,10 @@ pub async fn serve(
         Ok(resp) => resp,
         Err(e) => return error_page(e),
     };
+    // A HEAD answer sends no body: counting its length would let anyone spend a site's
+    // bandwidth quota (and get it blocked) without downloading anything.
     let bytes = match actix_web::body::MessageBody::size(resp.body()) {
+        _ if req.method() == actix_web::http::Method::HEAD => 0,
         actix_web::body::BodySize::Sized(n) => n,
         _ => 0,
     };

@@ -23,6 +23,17 @@ async fn usage_counts_what_the_edge_served_per_user_and_site() {
     zip_deploy(&app, &ann.token, &site_id, zip_of(&[("big.txt", &body)]))
         .await
         .expect(200);
+    // HEAD requests count as requests but send no body: they cannot spend a site's bandwidth.
+    for _ in 0..3 {
+        let r = app
+            .client
+            .head(app.url("/big.txt"))
+            .header("host", "usage-site.localhost")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
     let mut downloaded = 0u64;
     for _ in 0..5 {
         let r = app
@@ -40,7 +51,7 @@ async fn usage_counts_what_the_edge_served_per_user_and_site() {
     for _ in 0..50 {
         let rows = app.get("/api/v1/usage", &a.key).await.expect(200).body;
         row = rows[0].clone();
-        if row["requests"] == 5 {
+        if row["requests"] == 8 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -48,7 +59,7 @@ async fn usage_counts_what_the_edge_served_per_user_and_site() {
     assert_eq!(row["site_id"], site_id);
     assert_eq!(row["user_id"], ann.user_id);
     assert_eq!(row["site_name"], "usage-site");
-    assert_eq!(row["requests"], 5);
+    assert_eq!(row["requests"], 8, "5 GETs and 3 HEADs");
     assert_eq!(row["bytes_sent"], downloaded);
     assert_eq!(row["deploys"], 1);
     let daily_bytes: u64 = row["daily"]
@@ -73,7 +84,7 @@ async fn usage_counts_what_the_edge_served_per_user_and_site() {
         .starts_with("text/csv"));
     let text = csv.text().await.unwrap();
     let line = text.lines().nth(1).unwrap();
-    assert!(line.contains(&format!(",5,{downloaded},0,1")), "{text}");
+    assert!(line.contains(&format!(",8,{downloaded},0,1")), "{text}");
 
     let mine = app
         .get(&format!("/api/v1/users/{}/usage", ann.user_id), &a.key)
