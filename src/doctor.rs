@@ -135,7 +135,6 @@ fn data_dir(dir: &Path) -> Finding {
     )
 }
 
-/// Free space on the data dir's filesystem against the reserve; a warning below 10 %.
 /// The remote blob store, when one is set: reachable, and accepts a write, a read and a delete.
 fn blob_store(settings: &Settings) -> Option<Finding> {
     const CHECK: &str = "blob store";
@@ -176,6 +175,7 @@ fn cache(settings: &Settings) -> Finding {
     }
 }
 
+/// Free space on the data dir's filesystem against the reserve; a warning below 10 %.
 fn free_space(settings: &Settings, dir: &Path) -> Finding {
     const CHECK: &str = "free space";
     let existing = dir
