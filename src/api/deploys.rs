@@ -488,9 +488,7 @@ async fn delete(
     let tenant = who.tenant(Permission::SitesWrite)?;
     let (_, deploy) = find_deploy(&state, &tenant, &id)?;
     let store = state.store.clone();
-    web::block(move || store.deploys().delete(&deploy.id))
-        .await
-        .map_err(ApiError::internal)??;
+    off_worker(move || Ok(store.deploys().delete(&deploy.id)?)).await?;
     Ok(super::no_content())
 }
 

@@ -361,6 +361,16 @@ impl Deploys<'_> {
             .count()
     }
 
+    /// Releases the storage a deploy's map holds for its user and site, then clears the map.
+    fn drop_map(&self, id: &str, user_id: &str, site_id: &str) -> StoreResult<()> {
+        let change = super::storage::Change {
+            released: self.files(id)?.into_values().collect(),
+            added: BTreeMap::new(),
+        };
+        self.0.storage().charge(user_id, site_id, &change, None)?;
+        self.clear_maps(id)
+    }
+
     fn clear_maps(&self, id: &str) -> StoreResult<()> {
         let t = &self.0.t;
         let prefix = format!("{id}/");
@@ -388,14 +398,7 @@ impl Deploys<'_> {
             Ok(())
         })?;
         if deploy.state == DeployState::Error {
-            let change = super::storage::Change {
-                released: self.files(id)?.into_values().collect(),
-                added: BTreeMap::new(),
-            };
-            self.0
-                .storage()
-                .charge(&deploy.user_id, &deploy.site_id, &change, None)?;
-            self.clear_maps(id)?;
+            self.drop_map(id, &deploy.user_id, &deploy.site_id)?;
         }
         Ok(deploy)
     }
@@ -522,10 +525,6 @@ impl Deploys<'_> {
             let _map = self.0.map_lock(id);
             let deploy = self.get(id)?.ok_or(StoreError::NotFound("deploy"))?;
             let t = &self.0.t;
-            let change = super::storage::Change {
-                released: self.files(id)?.into_values().collect(),
-                added: BTreeMap::new(),
-            };
             // The published check and the removal are one transaction with the site's record:
             // a concurrent publish of this deploy either comes first (and this is refused) or
             // finds it gone.
@@ -544,10 +543,7 @@ impl Deploys<'_> {
                     Ok(())
                 },
             )?;
-            self.0
-                .storage()
-                .charge(&deploy.user_id, &deploy.site_id, &change, None)?;
-            self.clear_maps(id)?;
+            self.drop_map(id, &deploy.user_id, &deploy.site_id)?;
         }
         self.0.collect_garbage()?;
         Ok(())
@@ -556,14 +552,7 @@ impl Deploys<'_> {
     pub fn delete_all_of_site(&self, site: &super::sites::Site) -> StoreResult<()> {
         let (t, site_id) = (&self.0.t, site.id.as_str());
         for id in ids_under(&t.deploys_by_site, site_id)? {
-            let change = super::storage::Change {
-                released: self.files(&id)?.into_values().collect(),
-                added: BTreeMap::new(),
-            };
-            self.0
-                .storage()
-                .charge(&site.user_id, site_id, &change, None)?;
-            self.clear_maps(&id)?;
+            self.drop_map(&id, &site.user_id, site_id)?;
             t.deploys.write().remove(id.as_bytes())?;
             t.deploys_by_site
                 .remove(site_key(site_id, &id).as_bytes())?;

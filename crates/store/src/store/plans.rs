@@ -160,17 +160,20 @@ impl Plans<'_> {
 
     /// Sets (or clears) the plan of users without one of their own.
     pub fn set_default(&self, reseller_id: &str, plan_id: Option<&str>) -> StoreResult<()> {
-        let key = default_key(reseller_id);
+        self.point(reseller_id, &default_key(reseller_id), plan_id)
+    }
+
+    /// Points the settings key `key` at one of the reseller's plans (404 for another's or an
+    /// unknown one), or removes it.
+    fn point(&self, reseller_id: &str, key: &str, plan_id: Option<&str>) -> StoreResult<()> {
+        let settings = &self.0.t.plan_settings;
         match plan_id {
             Some(id) => {
                 self.get(reseller_id, id)?;
-                self.0
-                    .t
-                    .plan_settings
-                    .insert(key.as_bytes(), encode(&id.to_string()))?;
+                settings.insert(key.as_bytes(), encode(&id.to_string()))?;
             }
             None => {
-                self.0.t.plan_settings.remove(key.as_bytes())?;
+                settings.remove(key.as_bytes())?;
             }
         }
         Ok(())
@@ -201,20 +204,7 @@ impl Plans<'_> {
         plan_id: Option<&str>,
     ) -> StoreResult<()> {
         self.0.users().get(reseller_id, user_id)?;
-        let key = user_key(reseller_id, user_id);
-        match plan_id {
-            Some(id) => {
-                self.get(reseller_id, id)?;
-                self.0
-                    .t
-                    .plan_settings
-                    .insert(key.as_bytes(), encode(&id.to_string()))?;
-            }
-            None => {
-                self.0.t.plan_settings.remove(key.as_bytes())?;
-            }
-        }
-        Ok(())
+        self.point(reseller_id, &user_key(reseller_id, user_id), plan_id)
     }
 
     /// The plan a user is on: its own, else the reseller's default (a deleted one is none).

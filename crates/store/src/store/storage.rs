@@ -173,15 +173,29 @@ impl Storage<'_> {
         change: &Change,
         max_mb: Option<u64>,
     ) -> StoreResult<()> {
+        self.count(user_id, site_id, max_mb, |refs, owner| {
+            apply(refs, owner, change)
+        })
+    }
+
+    /// Changes the user's and then the site's references with `change` (which returns the
+    /// bytes it added) and their totals, in one transaction; refused past the user's `max_mb`.
+    fn count(
+        &self,
+        user_id: &str,
+        site_id: &str,
+        max_mb: Option<u64>,
+        change: impl Fn(&TransactionalTree, Owner) -> Tx<i64>,
+    ) -> StoreResult<()> {
         let t = &self.0.t;
         (&t.storage_refs, &t.counters).transaction(|(refs, counters)| {
             let user = Owner::User(user_id);
             let before = count_of(counters.get(user.total().as_bytes())?).max(0) as u64;
-            let grew = apply(refs, user, change)?;
+            let grew = change(refs, user)?;
             let after = add_to_total(counters, user, grew)?;
             check(before, after, max_mb).or_else(abort)?;
             let site = Owner::Site(site_id);
-            let grew = apply(refs, site, change)?;
+            let grew = change(refs, site)?;
             add_to_total(counters, site, grew)?;
             Ok(())
         })?;
@@ -214,19 +228,7 @@ impl Storage<'_> {
             refs.insert(key.as_bytes(), encode(&r))?;
             Ok(size as i64)
         };
-        let t = &self.0.t;
-        (&t.storage_refs, &t.counters).transaction(|(refs, counters)| {
-            let user = Owner::User(user_id);
-            let before = count_of(counters.get(user.total().as_bytes())?).max(0) as u64;
-            let grew = fill(refs, user)?;
-            let after = add_to_total(counters, user, grew)?;
-            check(before, after, max_mb).or_else(abort)?;
-            let site = Owner::Site(site_id);
-            let grew = fill(refs, site)?;
-            add_to_total(counters, site, grew)?;
-            Ok(())
-        })?;
-        Ok(())
+        self.count(user_id, site_id, max_mb, fill)
     }
 
     /// Counts every deploy again from its file map (data format 7; idempotent).
