@@ -17,16 +17,8 @@ RSD_PORT=${RSD_PORT:-18380}
 NGINX_PORT=${NGINX_PORT:-18390}
 ORIGIN_PORT=${ORIGIN_PORT:-18391}
 
-need_apt=()
-for pair in nginx:nginx wrk:wrk curl:curl; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need_apt+=("${pair#*:}")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+. bench/lib.sh
+bench_tools nginx wrk curl
 
 cargo build --release --quiet
 [ -n "${BENCH_DEBUG:-}" ] && set -x
@@ -58,11 +50,7 @@ http {
   include /etc/nginx/mime.types;
   access_log off;
   keepalive_requests 1000000;
-  client_body_temp_path $work/nginx-tmp;
-  proxy_temp_path $work/nginx-tmp;
-  fastcgi_temp_path $work/nginx-tmp;
-  uwsgi_temp_path $work/nginx-tmp;
-  scgi_temp_path $work/nginx-tmp;
+$(bench_nginx_temp)
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
   server {
     listen 127.0.0.1:$NGINX_PORT;
@@ -88,11 +76,7 @@ http {
   access_log off;
   sendfile on;
   keepalive_requests 1000000;
-  client_body_temp_path $work/nginx-tmp;
-  proxy_temp_path $work/nginx-tmp;
-  fastcgi_temp_path $work/nginx-tmp;
-  uwsgi_temp_path $work/nginx-tmp;
-  scgi_temp_path $work/nginx-tmp;
+$(bench_nginx_temp)
   server { listen 127.0.0.1:$ORIGIN_PORT; root $work/www; }
 }
 CONF
@@ -101,30 +85,11 @@ pids+=($!)
 "$NGINX" -c "$work/nginx.conf" -e "$work/nginx-error.log" &
 pids+=($!)
 
-RUST_LOG=${RUST_LOG:-warn} ./target/release/resellerd serve --data-dir "$work/data" --http-addr "127.0.0.1:$RSD_PORT" \
-  --https-addr 127.0.0.1:0 --workers "$WORKERS" --allow-private-targets >"$work/resellerd.out" 2>"$work/resellerd.err" &
-pids+=($!)
-for _ in $(seq 50); do [ -s "$work/data/operator-token" ] && grep -q listening "$work/resellerd.out" && break; sleep 0.1; done
-
-api=http://127.0.0.1:$RSD_PORT/api/v1
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
-op=$(cat "$work/data/operator-token")
-key=$(curl -sS --fail-with-body -H "Authorization: Bearer $op" -H 'content-type: application/json' \
-  -d '{"name":"Bench","email":"bench@example.test"}' "$api/admin/resellers" | json "['key']['key']")
+bench_resellerd --allow-private-targets
 curl -sS --fail-with-body -H "Authorization: Bearer $key" -H 'content-type: application/json' \
   -d "{\"name\":\"Origin\",\"origin\":\"http://127.0.0.1:$ORIGIN_PORT\",\"headers\":{\"X-Api-Key\":\"bench-secret\"}}" \
   "$api/proxy_profiles" >/dev/null
-tok=$(curl -sS --fail-with-body -H "Authorization: Bearer $key" -H 'content-type: application/json' \
-  -d '{"user":{"email":"user@example.test"}}' "$api/access_tokens" | json "['access_token']")
-curl -sS --fail-with-body -H "Authorization: Bearer $tok" -H 'content-type: application/json' \
-  -d '{"name":"bench"}' "$api/sites" >/dev/null
-files=$(cd "$work/site" && for f in index.html _redirects; do printf '"%s":"%s",' "$f" "$(sha1sum "$f" | cut -d' ' -f1)"; done)
-deploy=$(curl -sS --fail-with-body -H "Authorization: Bearer $tok" -H 'content-type: application/json' \
-  -d "{\"files\":{${files%,}}}" "$api/sites/bench/deploys" | json "['id']")
-for f in index.html _redirects; do
-  curl -sS --fail-with-body -X PUT -H "Authorization: Bearer $tok" -H 'content-type: application/octet-stream' \
-    --data-binary "@$work/site/$f" "$api/deploys/$deploy/files/$f" >/dev/null
-done
+bench_site "$work/site" index.html _redirects
 sleep 0.5
 
 check() { curl -sS --fail-with-body -o /dev/null "$@"; }
@@ -132,8 +97,6 @@ check -H 'Host: bench.localhost' "http://127.0.0.1:$RSD_PORT/api/10k.bin"
 check "http://127.0.0.1:$NGINX_PORT/api/10k.bin"
 cmp <(curl -sS -H 'Host: bench.localhost' "http://127.0.0.1:$RSD_PORT/api/10k.bin") "$work/www/10k.bin"
 
-rps() { wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$@" | awk '/Requests\/sec/ {print $2}'; }
-best() { python3 -c "import sys; print(max(float(x) for x in sys.argv[1:]))" "$@"; }
 printf '%-16s %14s %14s %8s   (best of %s rounds of %s)\n' path resellerd nginx ratio "$ROUNDS" "$DURATION"
 for path in /api/index.html /api/10k.bin; do
   rs=() ns=()
