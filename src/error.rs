@@ -3,6 +3,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+pub use resellerd_store::error::Conflict;
 use resellerd_store::error::StoreError;
 use serde::Serialize;
 
@@ -19,8 +20,8 @@ pub enum ApiError {
     InvalidCursor,
     #[error("a reseller has at most 6 live API keys; delete one first")]
     KeyLimitReached,
-    #[error("{0}")]
-    Conflict(&'static str, String),
+    #[error("{1}")]
+    Conflict(Conflict, String),
     #[error("the password page must contain a form with an input named \"password\"")]
     InvalidPasswordPage,
     #[error("{0}")]
@@ -79,6 +80,17 @@ impl ApiError {
         ApiError::Internal(err.into())
     }
 
+    /// An internal error while doing `what`, keeping `err` as its cause.
+    pub fn internal_in(
+        what: &'static str,
+        err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        ApiError::internal(Doing {
+            what,
+            source: err.into(),
+        })
+    }
+
     /// The error and every cause under it, `outer: inner: …`, for the log.
     pub fn cause_chain(&self) -> String {
         use std::error::Error;
@@ -106,7 +118,7 @@ impl ApiError {
             InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             InvalidCursor => (StatusCode::BAD_REQUEST, "invalid_cursor"),
             KeyLimitReached => (StatusCode::BAD_REQUEST, "key_limit_reached"),
-            Conflict(code, _) => (StatusCode::BAD_REQUEST, code),
+            Conflict(which, _) => (StatusCode::BAD_REQUEST, which.code()),
             InvalidPasswordPage => (StatusCode::BAD_REQUEST, "invalid_password_page"),
             Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             PaymentRequired(_) => (StatusCode::PAYMENT_REQUIRED, "payment_required"),
@@ -129,6 +141,15 @@ impl ApiError {
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
+}
+
+/// What failed, with the error under it as its source (see `ApiError::internal_in`).
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+struct Doing {
+    what: &'static str,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 /// The body of every error response.
@@ -260,5 +281,89 @@ mod tests {
             "plain",
             "a message alone is its own cause"
         );
+    }
+
+    /// One error of each kind, so the documented table can be checked against the code.
+    fn one_of_each() -> Vec<ApiError> {
+        use ApiError::*;
+        let mut all = vec![
+            InvalidJson(String::new()),
+            InvalidRequest(String::new()),
+            InvalidCursor,
+            KeyLimitReached,
+            InvalidPasswordPage,
+            Unauthorized(""),
+            PaymentRequired(String::new()),
+            MissingPermission(""),
+            Suspended,
+            UserSuspended,
+            IpNotAllowed(std::net::Ipv4Addr::LOCALHOST.into()),
+            NotFound(""),
+            QuotaExceeded {
+                limit: "",
+                used: 0,
+                max: 0,
+            },
+            MethodNotAllowed,
+            PayloadTooLarge(0),
+            UriTooLong,
+            TooManyFiles(0),
+            ChecksumMismatch(String::new()),
+            RateLimited(0),
+            BodyTimeout(0),
+            RulesTooLarge(String::new()),
+            InsufficientStorage,
+            StorageUnavailable(String::new()),
+            ApiError::internal("x"),
+        ];
+        all.extend(resellerd_store::error::Conflict::ALL.map(|c| Conflict(c, String::new())));
+        // A new variant fails to compile here until it is added above.
+        for e in &all {
+            match e {
+                InvalidJson(_)
+                | InvalidRequest(_)
+                | InvalidCursor
+                | KeyLimitReached
+                | Conflict(..)
+                | InvalidPasswordPage
+                | Unauthorized(_)
+                | PaymentRequired(_)
+                | MissingPermission(_)
+                | Forbidden(_)
+                | Suspended
+                | UserSuspended
+                | IpNotAllowed(_)
+                | NotFound(_)
+                | QuotaExceeded { .. }
+                | MethodNotAllowed
+                | PayloadTooLarge(_)
+                | UriTooLong
+                | TooManyFiles(_)
+                | ChecksumMismatch(_)
+                | RateLimited(_)
+                | BodyTimeout(_)
+                | RulesTooLarge(_)
+                | InsufficientStorage
+                | StorageUnavailable(_)
+                | Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_error_code_is_in_the_documented_table_with_its_status() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api-notes.md"))
+                .unwrap();
+        let missing: Vec<String> = one_of_each()
+            .iter()
+            .map(|e| {
+                let (status, code) = e.status_and_code();
+                format!("| {} | `{code}` |", status.as_u16())
+            })
+            .filter(|row| !doc.contains(row))
+            .collect();
+        assert!(missing.is_empty(), "docs/api-notes.md lacks {missing:?}");
     }
 }

@@ -4,9 +4,7 @@
 //! configures, and the webhook's 2xx JSON answer `{"status": "registered"}` means success.
 
 use futures_util::future::BoxFuture;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use std::time::Duration;
 
 #[derive(Clone, Debug, Serialize)]
@@ -42,11 +40,11 @@ pub const SIGNATURE_HEADER: &str = "X-Resellerd-Signature";
 
 /// The signature header value for `body` at unix time `t`.
 pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let mut mac = ring::hmac::Context::with_key(&key);
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);
-    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+    format!("t={t},v1={}", hex::encode(mac.sign()))
 }
 
 impl WebhookRegistrar {

@@ -70,7 +70,7 @@ pub async fn check(url: &str, allow_private: bool) -> crate::error::ApiResult<St
     check_target(url, allow_private)
         .await
         .map_err(|(code, why)| match code {
-            "forbidden_target" => ApiError::Conflict("forbidden_target", why),
+            "forbidden_target" => ApiError::Conflict(crate::error::Conflict::ForbiddenTarget, why),
             _ => ApiError::invalid(why),
         })
 }

@@ -8,6 +8,7 @@
 //! the endpoint is saved and again at every connection (so DNS cannot be turned on us later).
 
 use crate::model::Timestamp;
+use crate::store::audit::AuditEntry;
 use crate::store::webhooks::{
     new_delivery, Attempt, Delivery, Endpoint, Event, FanOut, Outcome, Subject,
 };
@@ -15,7 +16,6 @@ use crate::AppState;
 use actix_web::web;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use hmac::Mac;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -247,10 +247,8 @@ pub fn signature(
 ) -> String {
     let mut content = format!("{id}.{timestamp}.").into_bytes();
     content.extend_from_slice(body);
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&secret.key())
-        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-    mac.update(&content);
-    let mut header = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret.key());
+    let mut header = format!("v1,{}", STANDARD.encode(ring::hmac::sign(&key, &content)));
     if let Some(key) = ed25519 {
         match crate::signing::sign(key, &content) {
             Ok(sig) => {
@@ -397,6 +395,15 @@ async fn send_due(state: &web::Data<AppState>) -> crate::error::ApiResult<()> {
             state.outbox.release(&slot);
         }
     }
+    // The leases, and the fan-out that made these deliveries, on disk before any is sent: the
+    // sender can see a fan-out before the dispatcher's flush, and a crash that undid it would
+    // make the event's deliveries again under new webhook-ids.
+    if let Err(e) = state.store.flush().await {
+        for delivery in &leased {
+            state.outbox.release(&delivery.slot());
+        }
+        return Err(e.into());
+    }
     for delivery in leased {
         let state = state.clone();
         tokio::spawn(async move {
@@ -442,6 +449,22 @@ pub async fn record_forever(state: web::Data<AppState>) {
             match health {
                 Ok(Some(disabled)) => {
                     tracing::warn!(webhook_id = %disabled.id, url = %disabled.url, "webhook endpoint disabled after failing for 3 days");
+                    let path = format!("/api/v1/webhooks/{}", disabled.id);
+                    state.store.audit().record(AuditEntry {
+                        id: String::new(),
+                        at: Timestamp::now(),
+                        actor_kind: "server".into(),
+                        actor_id: "webhook-sender".into(),
+                        reseller_id: Some(disabled.reseller_id.clone()),
+                        method: "PATCH".into(),
+                        route: "/api/v1/webhooks/{id}".into(),
+                        path,
+                        status: 200,
+                        ip: None,
+                    });
+                    if let Err(e) = state.store.flush().await {
+                        tracing::warn!(error = %e, "cannot flush a disabled webhook endpoint");
+                    }
                     tell_disabled(&state, &disabled).await;
                 }
                 Ok(None) => {}

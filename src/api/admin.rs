@@ -60,8 +60,8 @@ async fn backup(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRes
         Ok((file, len))
     })
     .await
-    .map_err(|e| crate::error::ApiError::internal(format!("backup: {e}")))?
-    .map_err(|e| crate::error::ApiError::internal(format!("backup failed: {e}")))?;
+    .map_err(|e| crate::error::ApiError::internal_in("backup", e))?
+    .map_err(|e| crate::error::ApiError::internal_in("backup failed", e))?;
     let chunks = futures_util::stream::unfold(tokio::fs::File::from_std(file), |mut f| async {
         use tokio::io::AsyncReadExt;
         let mut buf = vec![0u8; 256 * 1024];

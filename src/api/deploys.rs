@@ -17,7 +17,7 @@ use std::io::Read;
 super::endpoints! { ENDPOINTS:
     "/sites/{site_id}/deploys" {
         get list Tenant(SR);
-        post create Tenant(SW);
+        post create Tenant(SW), StreamsBody;
     }
     "/sites/{site_id}/deploys/{deploy_id}" {
         get get_in_site Tenant(SR);
@@ -40,7 +40,7 @@ super::endpoints! { ENDPOINTS:
         post unlock Tenant(SR);
     }
     "/deploys/{deploy_id}/files/{path:.*}" {
-        put upload Tenant(SW);
+        put upload Tenant(SW), StreamsBody;
     }
 }
 

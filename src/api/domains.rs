@@ -19,7 +19,7 @@ super::endpoints! { ENDPOINTS:
     }
     // Before /domains/{id}, which would otherwise claim the path and answer 405.
     "/domains/register" {
-        post register Key(&["billing:write", "domains:write"]);
+        post register Key(&["billing:write", "domains:write"]), WaitsOnNetwork;
     }
     "/domains/{id}" {
         get get Tenant(DR);
@@ -27,7 +27,7 @@ super::endpoints! { ENDPOINTS:
         delete delete Tenant(DW);
     }
     "/domains/{id}/verify" {
-        post verify Tenant(DW);
+        post verify Tenant(DW), WaitsOnNetwork;
     }
     "/domains/{id}/wordpress_key" {
         post rotate_wp_key Key(DW);
@@ -465,7 +465,7 @@ async fn register(
         .ok_or_else(|| ApiError::invalid("domain registration is not configured on this server"))?;
     if domains.by_name(domain.as_str())?.is_some() {
         return Err(ApiError::Conflict(
-            "domain_taken",
+            crate::error::Conflict::DomainTaken,
             format!("{domain} is already registered"),
         ));
     }
@@ -481,7 +481,7 @@ async fn register(
     registrar
         .register(&request)
         .await
-        .map_err(|why| ApiError::Conflict("registration_failed", why))?;
+        .map_err(|why| ApiError::Conflict(crate::error::Conflict::RegistrationFailed, why))?;
     // The registrar has answered: the records are written under the gate (`GateMode::WaitsOnNetwork`).
     let _gate = super::write_gate(&req, &state).await;
     // Registered through us, it is verified at once: the pending limit does not apply.

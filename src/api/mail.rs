@@ -19,7 +19,7 @@ super::endpoints! { ENDPOINTS:
         get sender Key(ST);
     }
     "/reseller/notification_email/verify" {
-        post verify Key(ST);
+        post verify Key(ST), WaitsOnNetwork;
     }
     "/reseller/emails" {
         get list_templates Key(ST);

@@ -78,6 +78,8 @@ pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
     pub who: Who,
+    /// How the write layer holds the store's write gate for it (`Layer` unless the table says).
+    pub gate: GateMode,
     pub doc: fn() -> utoipa::openapi::OpenApi,
 }
 
@@ -121,15 +123,19 @@ pub mod who {
 ///         post create Key(KM);
 ///         get list Key(KM);
 ///     }
+///     "/domains/{id}/verify" {
+///         post verify Tenant(DW), WaitsOnNetwork;
+///     }
 /// }
 /// ```
 ///
+/// (a `GateMode` after the caller, when it is not `Layer`)
 /// becomes a `pub const ENDPOINTS: Endpoints` whose `configure` registers each path as one
 /// `web::resource` with a route per method (so a wrong method on a known path is 405) and whose
 /// `routes` lists them with who may call each and the handler's OpenAPI document (from its
 /// `#[utoipa::path]`; a unit test checks that each names the route's own method and path).
 macro_rules! endpoints {
-    ($name:ident: $( $path:literal { $( $method:ident $handler:ident $who:expr; )+ } )+) => {
+    ($name:ident: $( $path:literal { $( $method:ident $handler:ident $who:expr $(, $gate:ident)?; )+ } )+) => {
         pub const $name: $crate::api::Endpoints = $crate::api::Endpoints {
             configure: |cfg| {
                 $(
@@ -149,6 +155,7 @@ macro_rules! endpoints {
                             use $crate::api::who::*;
                             $who
                         },
+                        gate: $crate::api::GateMode::Layer $( .or($crate::api::GateMode::$gate) )?,
                         doc: {
                             #[derive(utoipa::OpenApi)]
                             #[openapi(paths($handler))]
@@ -163,8 +170,8 @@ macro_rules! endpoints {
 }
 pub(crate) use endpoints;
 
-/// How a mutating API route holds the store's write gate.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// How a mutating API route holds the store's write gate (stated in its `endpoints!` row).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GateMode {
     /// The write layer reads the body, then holds the gate through the handler.
     Layer,
@@ -177,27 +184,33 @@ pub enum GateMode {
     WaitsOnNetwork,
 }
 
-/// The gate mode of a request, by its route (never by its Content-Type).
-pub fn gate_mode(req: &actix_web::dev::ServiceRequest) -> GateMode {
-    use actix_web::http::Method;
-    let path = req.path().strip_prefix("/api/v1").unwrap_or_default();
-    let segs: Vec<&str> = path.trim_start_matches('/').splitn(4, '/').collect();
-    match (req.method(), segs.as_slice()) {
-        (&Method::POST, ["sites", _, "deploys"]) | (&Method::PUT, ["deploys", _, "files", _]) => {
-            GateMode::StreamsBody
-        }
-        (
-            &Method::POST,
-            ["domains", _, "verify"]
-            | ["domains", "register"]
-            | ["sites", _, "ssl"]
-            | ["webhooks"]
-            | ["proxy_profiles"]
-            | ["reseller", "notification_email", "verify"],
-        )
-        | (&Method::PATCH, ["webhooks", _] | ["proxy_profiles", _]) => GateMode::WaitsOnNetwork,
-        _ => GateMode::Layer,
+impl GateMode {
+    /// `other`: how `endpoints!` replaces the default with the mode a row names.
+    pub const fn or(self, other: GateMode) -> GateMode {
+        other
     }
+}
+
+/// The gate mode of a request, by the route its path and method match in the endpoint tables
+/// (never by its Content-Type); `Layer` for anything else.
+pub fn gate_mode(req: &actix_web::dev::ServiceRequest) -> GateMode {
+    use std::sync::OnceLock;
+    // The few routes that are not `Layer`, by method and full pattern.
+    static MODES: OnceLock<Vec<(&'static str, String, GateMode)>> = OnceLock::new();
+    let modes = MODES.get_or_init(|| {
+        routes()
+            .filter(|r| r.gate != GateMode::Layer)
+            .map(|r| (r.method, format!("/api/v1{}", r.path), r.gate))
+            .collect()
+    });
+    let Some(pattern) = req.match_pattern() else {
+        return GateMode::Layer;
+    };
+    let method = req.method().as_str();
+    modes
+        .iter()
+        .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && *p == pattern)
+        .map_or(GateMode::Layer, |(_, _, mode)| *mode)
 }
 
 /// Marks a request whose write layer already holds the store's write gate.

@@ -92,11 +92,10 @@ impl PageQuery {
 /// Signs and checks cursors for one request: an HMAC keyed with the edge secret that has
 /// already taken in what a cursor is bound to, the list (path), the tenant and the filters
 /// (every query parameter but the paging ones, in a canonical order). Built once per request.
-struct Signer(hmac::Hmac<sha2::Sha256>);
+struct Signer(ring::hmac::Context);
 
 impl Signer {
     fn new(req: &HttpRequest, tenant: &str) -> ApiResult<Signer> {
-        use hmac::Mac;
         let state = req
             .app_data::<web::Data<AppState>>()
             .ok_or_else(|| ApiError::internal("no app state"))?;
@@ -126,10 +125,9 @@ impl Signer {
     }
 
     fn tag(&self, payload: &[u8]) -> [u8; 32] {
-        use hmac::Mac;
         let mut mac = self.0.clone();
         mac.update(payload);
-        mac.finalize().into_bytes().into()
+        crate::edge::tag_bytes(mac.sign())
     }
 
     fn encode(&self, seek: &Seek) -> String {

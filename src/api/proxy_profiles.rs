@@ -16,12 +16,12 @@ use std::collections::BTreeMap;
 
 super::endpoints! { ENDPOINTS:
     "/proxy_profiles" {
-        post create Key(ST);
+        post create Key(ST), WaitsOnNetwork;
         get list Key(ST);
     }
     "/proxy_profiles/{id}" {
         get get Key(ST);
-        patch update Key(ST);
+        patch update Key(ST), WaitsOnNetwork;
         delete delete Key(ST);
     }
 }

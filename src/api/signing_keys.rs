@@ -102,7 +102,7 @@ async fn create(
 
 fn limit_reached() -> ApiError {
     ApiError::Conflict(
-        "signing_key_limit_reached",
+        crate::error::Conflict::SigningKeyLimitReached,
         format!(
             "a reseller has at most {} signing keys; delete one first",
             crate::store::signing::MAX_SIGNING_KEYS

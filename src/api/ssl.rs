@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 super::endpoints! { ENDPOINTS:
     "/sites/{site_id}/ssl" {
-        post provision Key(BW);
+        post provision Key(BW), WaitsOnNetwork;
         get show Tenant(SR);
     }
 }
@@ -126,7 +126,7 @@ async fn provision(
             .clone()
             .unwrap_or_else(|| "the certificate was not issued".into());
         return Err(ApiError::Conflict(
-            "certificate_failed",
+            crate::error::Conflict::CertificateFailed,
             format!("no certificate for {domain}: {why}"),
         ));
     }

@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 
 super::endpoints! { ENDPOINTS:
     "/webhooks" {
-        post create Key(ST);
+        post create Key(ST), WaitsOnNetwork;
         get list Key(ST);
     }
     "/webhooks/{id}" {
         get get Key(ST);
-        patch update Key(ST);
+        patch update Key(ST), WaitsOnNetwork;
         delete delete Key(ST);
     }
     "/webhooks/{id}/deliveries" {

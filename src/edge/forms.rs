@@ -208,7 +208,7 @@ pub(super) async fn submit_form(
             Timestamp::now(),
         ) {
             Ok(_) => {}
-            Err(StoreError::Conflict("form_full", _)) => {
+            Err(StoreError::Conflict(crate::error::Conflict::FormFull, _)) => {
                 return Ok(builtin(
                     StatusCode::FORBIDDEN,
                     "This form is full",

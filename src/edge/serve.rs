@@ -128,7 +128,7 @@ impl Content {
     pub fn open(blobs: &Blobs, sha: &str, in_memory_max: usize) -> ApiResult<Content> {
         let missing = |e: std::io::Error| match e.kind() {
             std::io::ErrorKind::NotFound => ApiError::NotFound("file"),
-            _ => ApiError::internal(format!("blob store: {e}")),
+            _ => ApiError::internal_in("blob store", e),
         };
         if !crate::store::blobs::is_sha1(sha) {
             return Err(ApiError::NotFound("file"));

@@ -174,7 +174,7 @@ fn sender_key(store: &Store, sender: &Sender) -> crate::error::ApiResult<Signing
         .find(|k| k.id == sender.key_id)
         .ok_or_else(|| {
             crate::error::ApiError::Conflict(
-                "sender_key_deleted",
+                crate::error::Conflict::SenderKeyDeleted,
                 "the signing key this sender's DKIM record holds was deleted; set the \
                  notification email again to get a new record"
                     .into(),
@@ -456,6 +456,12 @@ pub async fn send_forever(state: web::Data<AppState>) {
                     continue;
                 }
             };
+            // The lease, and the fan-out that queued this mail, on disk before it is sent: a
+            // crash that undid the fan-out would queue the mail again and send it twice.
+            if let Err(e) = state.store.flush().await {
+                tracing::warn!(error = %e, "cannot flush the mail queue; the mail waits");
+                continue;
+            }
             let result = send(&transport, &mail).await;
             let (error, next) = match result {
                 Ok(()) => {

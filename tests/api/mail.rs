@@ -28,14 +28,14 @@ fn script(name: &str) -> PathBuf {
 }
 
 /// aiosmtpd on loopback, writing each message it gets into a directory.
-struct Sink {
+pub(crate) struct Sink {
     child: Child,
     dir: tempfile::TempDir,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Sink {
-    fn start() -> Sink {
+    pub(crate) fn start() -> Sink {
         // aiosmtpd checks it is up by connecting to its port, so it needs a real one.
         Sink::start_on(free_port())
     }
@@ -58,7 +58,7 @@ impl Sink {
     }
 
     /// The messages received so far, in order: (envelope, raw message).
-    fn messages(&self) -> Vec<(Value, Vec<u8>)> {
+    pub(crate) fn messages(&self) -> Vec<(Value, Vec<u8>)> {
         let mut out = Vec::new();
         for n in 1.. {
             let base = self.dir.path().join(n.to_string());
@@ -71,7 +71,7 @@ impl Sink {
         out
     }
 
-    async fn wait_for(&self, n: usize) -> Vec<(Value, Vec<u8>)> {
+    pub(crate) async fn wait_for(&self, n: usize) -> Vec<(Value, Vec<u8>)> {
         for _ in 0..150 {
             let got = self.messages();
             if got.len() >= n {
@@ -93,7 +93,7 @@ impl Drop for Sink {
     }
 }
 
-fn header<'a>(raw: &'a str, name: &str) -> &'a str {
+pub(crate) fn header<'a>(raw: &'a str, name: &str) -> &'a str {
     raw.split("\r\n")
         .find(|l| {
             l.to_ascii_lowercase()

@@ -380,8 +380,10 @@ async fn private_targets_are_refused_unless_allowed() {
 }
 
 #[tokio::test]
-async fn an_endpoint_failing_for_three_days_is_disabled() {
-    let app = TestApp::spawn_with(&["--allow-private-targets"]).await;
+async fn an_endpoint_failing_for_three_days_is_disabled_and_the_reseller_is_told() {
+    let sink = crate::mail::Sink::start();
+    let smtp = format!("smtp://127.0.0.1:{}", sink.port);
+    let app = TestApp::spawn_with(&["--allow-private-targets", "--smtp-url", &smtp]).await;
     let a = app.reseller("Failing A").await;
     let receiver = Receiver::start(&[503]).await;
     let (hook, _) = endpoint(&app, &a.key, &receiver.url, json!(["*"])).await;
@@ -407,6 +409,32 @@ async fn an_endpoint_failing_for_three_days_is_disabled() {
         .await
         .body[0];
     assert_eq!(d["state"], "failed", "{d}");
+    // The reseller hears of it by mail (the user.created mail goes to the user, if any).
+    let mut told = None;
+    for _ in 0..100 {
+        told = sink
+            .messages()
+            .into_iter()
+            .find(|(envelope, _)| envelope["to"] == json!(["ops@failing-a.test"]));
+        if told.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, raw) = told.expect("a mail to the reseller");
+    let text = String::from_utf8_lossy(&raw);
+    let subject = crate::mail::header(&text, "Subject");
+    assert_eq!(subject, "A webhook endpoint was disabled", "{text}");
+    // The audit log says the server did it.
+    let audit = app.get("/api/v1/audit", &a.key).await.expect(200).body;
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["actor_kind"] == "server")
+        .unwrap_or_else(|| panic!("no server entry: {audit}"));
+    assert_eq!(entry["path"], format!("/api/v1/webhooks/{hook}"));
+    assert_eq!(entry["actor_id"], "webhook-sender");
     // Re-enabled by the reseller, it starts afresh.
     let again = app
         .patch(

@@ -9,9 +9,9 @@ pub enum StoreError {
     InvalidRequest(String),
     #[error("a reseller has at most 6 live API keys; delete one first")]
     KeyLimitReached,
-    /// A unique name is taken or a state forbids the change: (machine code, message).
-    #[error("{0}")]
-    Conflict(&'static str, String),
+    /// A unique name is taken or a state forbids the change: (which, message).
+    #[error("{1}")]
+    Conflict(Conflict, String),
     /// A charge cannot be made (no such payment method, or the charge was refused).
     #[error("{0}")]
     PaymentRequired(String),
@@ -41,6 +41,65 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Every "taken" or "not now" a call can meet, answered 400 with its machine code. Stated once
+/// here: the API's error table maps them all, and a test checks each is in the documented table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    SiteNameTaken,
+    DomainTaken,
+    PreviewDomainTaken,
+    PendingDomainLimit,
+    PlanLimitReached,
+    SigningKeyLimitReached,
+    WebhookLimitReached,
+    ProxyProfileLimitReached,
+    ProxyOriginTaken,
+    ForbiddenTarget,
+    FormFull,
+    SenderKeyDeleted,
+    CertificateFailed,
+    RegistrationFailed,
+}
+
+impl Conflict {
+    pub const ALL: [Conflict; 14] = [
+        Conflict::SiteNameTaken,
+        Conflict::DomainTaken,
+        Conflict::PreviewDomainTaken,
+        Conflict::PendingDomainLimit,
+        Conflict::PlanLimitReached,
+        Conflict::SigningKeyLimitReached,
+        Conflict::WebhookLimitReached,
+        Conflict::ProxyProfileLimitReached,
+        Conflict::ProxyOriginTaken,
+        Conflict::ForbiddenTarget,
+        Conflict::FormFull,
+        Conflict::SenderKeyDeleted,
+        Conflict::CertificateFailed,
+        Conflict::RegistrationFailed,
+    ];
+
+    /// The machine code (the `error` field of the answer).
+    pub fn code(self) -> &'static str {
+        match self {
+            Conflict::SiteNameTaken => "site_name_taken",
+            Conflict::DomainTaken => "domain_taken",
+            Conflict::PreviewDomainTaken => "preview_domain_taken",
+            Conflict::PendingDomainLimit => "pending_domain_limit",
+            Conflict::PlanLimitReached => "plan_limit_reached",
+            Conflict::SigningKeyLimitReached => "signing_key_limit_reached",
+            Conflict::WebhookLimitReached => "webhook_limit_reached",
+            Conflict::ProxyProfileLimitReached => "proxy_profile_limit_reached",
+            Conflict::ProxyOriginTaken => "proxy_origin_taken",
+            Conflict::ForbiddenTarget => "forbidden_target",
+            Conflict::FormFull => "form_full",
+            Conflict::SenderKeyDeleted => "sender_key_deleted",
+            Conflict::CertificateFailed => "certificate_failed",
+            Conflict::RegistrationFailed => "registration_failed",
+        }
+    }
+}
 
 impl StoreError {
     pub fn invalid(msg: impl Into<String>) -> Self {

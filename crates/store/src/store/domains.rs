@@ -136,7 +136,7 @@ impl Domains<'_> {
             .transaction(|(d, by_name, by_wp, by_reseller, events)| {
                 if by_name.get(domain.name.as_str().as_bytes())?.is_some() {
                     return abort(StoreError::Conflict(
-                        "domain_taken",
+                        crate::error::Conflict::DomainTaken,
                         format!("{} is already registered", domain.name),
                     ));
                 }
@@ -161,7 +161,7 @@ impl Domains<'_> {
             .count();
         if pending >= max_pending {
             return Err(StoreError::Conflict(
-                "pending_domain_limit",
+                crate::error::Conflict::PendingDomainLimit,
                 format!(
                     "this reseller already has {pending} domains waiting for verification (the limit is {max_pending}); verify or delete some first"
                 ),
@@ -244,7 +244,7 @@ impl Domains<'_> {
                         Some(o) if o.as_ref() == key => {}
                         Some(_) => {
                             return abort(StoreError::Conflict(
-                                "domain_taken",
+                                crate::error::Conflict::DomainTaken,
                                 format!(
                                     "{} was registered by another client meanwhile",
                                     domain.name

@@ -259,7 +259,7 @@ impl Forms<'_> {
                 let live = super::count_of(counters.get(live_key.as_bytes())?);
                 if live.max(0) as u64 >= max {
                     return super::abort(StoreError::Conflict(
-                        "form_full",
+                        crate::error::Conflict::FormFull,
                         format!("the form holds its limit of {max} submissions"),
                     ));
                 }

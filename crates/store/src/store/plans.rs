@@ -96,7 +96,7 @@ impl Plans<'_> {
             .into_string();
         if self.list(reseller_id)?.len() >= MAX_PLANS {
             return Err(StoreError::Conflict(
-                "plan_limit_reached",
+                crate::error::Conflict::PlanLimitReached,
                 format!("a reseller has at most {MAX_PLANS} plans"),
             ));
         }

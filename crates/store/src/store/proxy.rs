@@ -46,7 +46,7 @@ impl Store {
 
 fn origin_taken(origin: &str) -> StoreError {
     StoreError::Conflict(
-        "proxy_origin_taken",
+        crate::error::Conflict::ProxyOriginTaken,
         format!(
             "another proxy profile of this reseller has the origin {origin} for some of the same users"
         ),
@@ -71,7 +71,7 @@ impl ProxyProfiles<'_> {
         let existing = self.list(&profile.reseller_id)?;
         if existing.len() >= MAX_PROFILES {
             return Err(StoreError::Conflict(
-                "proxy_profile_limit_reached",
+                crate::error::Conflict::ProxyProfileLimitReached,
                 format!("a reseller has at most {MAX_PROFILES} proxy profiles"),
             ));
         }

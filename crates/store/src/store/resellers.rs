@@ -211,7 +211,7 @@ impl Resellers<'_> {
                             if let Some(owner) = by_preview.get(new.as_str().as_bytes())? {
                                 if owner != id.as_bytes() {
                                     return abort(StoreError::Conflict(
-                                "preview_domain_taken",
+                                crate::error::Conflict::PreviewDomainTaken,
                                 format!("{new} is already the preview domain of another reseller"),
                             ));
                                 }

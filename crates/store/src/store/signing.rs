@@ -79,7 +79,7 @@ impl SigningKeys<'_> {
         self.change(&reseller_id, |keys| {
             if keys.len() >= MAX_SIGNING_KEYS {
                 return Err(StoreError::Conflict(
-                    "signing_key_limit_reached",
+                    crate::error::Conflict::SigningKeyLimitReached,
                     format!(
                         "a reseller has at most {MAX_SIGNING_KEYS} signing keys; delete one first"
                     ),

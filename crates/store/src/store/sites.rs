@@ -94,7 +94,10 @@ impl Store {
 }
 
 fn taken(name: &SiteName) -> StoreError {
-    StoreError::Conflict("site_name_taken", format!("the site name {name} is taken"))
+    StoreError::Conflict(
+        crate::error::Conflict::SiteNameTaken,
+        format!("the site name {name} is taken"),
+    )
 }
 
 impl Sites<'_> {

@@ -387,7 +387,7 @@ impl Webhooks<'_> {
             let have = super::count_of(counters.get(counted.as_bytes())?);
             if have.max(0) as usize >= MAX_ENDPOINTS {
                 return abort(StoreError::Conflict(
-                    "webhook_limit_reached",
+                    crate::error::Conflict::WebhookLimitReached,
                     format!("a reseller has at most {MAX_ENDPOINTS} webhook endpoints"),
                 ));
             }
