@@ -62,6 +62,16 @@ pub fn client_ip(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<IpAddr> 
     )
 }
 
+/// The client address the outermost layer worked out for this request (`client_ip`), for the
+/// layers below it that do not know the trusted proxies (auth, rate limits); the socket peer
+/// if no layer did.
+pub fn known_client_ip(req: &HttpRequest) -> Option<IpAddr> {
+    match req.extensions().get::<ClientIp>() {
+        Some(ClientIp(ip)) => Some(*ip),
+        None => req.peer_addr().map(|a| a.ip()),
+    }
+}
+
 /// The scheme and host (with port) a request was sent to: the listener's scheme and the Host
 /// header, or what `Forwarded`/`X-Forwarded-*` say when the peer is a trusted proxy. An untrusted
 /// client cannot make links, stored URLs or cookie flags name another origin.

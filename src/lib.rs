@@ -45,6 +45,8 @@ pub use state::AppState;
 /// Routes shared by both listeners.
 pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     let max_body = state.settings.max_body();
+    cfg.app_data(state.limits.clone());
+    cfg.app_data(state.auth.clone());
     cfg.app_data(state);
     api::extractor_configs(cfg, max_body);
     // The API first: routes are tried in order and the `{param}` patterns below cost a regex

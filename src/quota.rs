@@ -9,7 +9,7 @@
 use crate::model::Timestamp;
 use crate::store::plans::Overuse;
 use crate::store::usage::month_of;
-use crate::AppState;
+use crate::store::Store;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
@@ -50,7 +50,7 @@ impl Blocked {
 }
 
 /// Measures the users a traffic batch touched against their limits.
-pub async fn check(state: &AppState, users: &BTreeSet<String>) {
+pub async fn check(store: &Store, blocked: &Blocked, users: &BTreeSet<String>) {
     let now = Timestamp::now();
     let month = month_of(now);
     let mut told = false;
@@ -58,30 +58,30 @@ pub async fn check(state: &AppState, users: &BTreeSet<String>) {
         let Some((reseller_id, user_id)) = key.split_once('/') else {
             continue;
         };
-        match check_user(state, reseller_id, user_id, &month, now) {
+        match check_user(store, blocked, reseller_id, user_id, &month, now) {
             Ok(t) => told |= t,
             Err(e) => tracing::warn!(error = %e.cause_chain(), "cannot check a bandwidth quota"),
         }
     }
     if told {
-        if let Err(e) = state.store.flush().await {
+        if let Err(e) = store.flush().await {
             tracing::warn!(error = %e, "cannot store a quota event");
         }
     }
 }
 
 fn check_user(
-    state: &AppState,
+    store: &Store,
+    blocked_users: &Blocked,
     reseller_id: &str,
     user_id: &str,
     month: &str,
     now: Timestamp,
 ) -> crate::error::ApiResult<bool> {
-    let store = &state.store;
     let key = format!("{reseller_id}/{user_id}");
     let (limits, overuse) = store.plans().limits_of(reseller_id, user_id)?;
     let Some(max_mb) = limits.max_bandwidth_mb_month else {
-        state.blocked.set(key, None);
+        blocked_users.set(key, None);
         return Ok(false);
     };
     let max = max_mb.saturating_mul(MB);
@@ -102,6 +102,6 @@ fn check_user(
             .tell_quota(&user, limit, "warning", used, max, month, now)?;
     }
     let blocked = used >= max && overuse == Overuse::Block;
-    state.blocked.set(key, blocked.then(|| month.to_string()));
+    blocked_users.set(key, blocked.then(|| month.to_string()));
     Ok(told)
 }

@@ -3,7 +3,6 @@
 //! `X-RateLimit-*` headers, which @netlify/api waits for before retrying.
 
 use crate::error::ApiError;
-use crate::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -193,7 +192,7 @@ pub async fn limit(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+    let Some(limits) = req.app_data::<web::Data<RateLimits>>().cloned() else {
         return next.call(req).await.map(|r| r.map_into_boxed_body());
     };
     let now = Instant::now();
@@ -203,9 +202,8 @@ pub async fn limit(
         remaining: 0,
         wait_secs: 0,
     };
-    let limits = &state.limits;
     let by_ip = if limits.per_ip.enabled() {
-        let ip = crate::http::client_ip(req.request(), &state.trusted_proxies);
+        let ip = crate::http::known_client_ip(req.request());
         limits
             .per_ip
             .take(&ip.map(crate::http::ip_key).unwrap_or_default(), 1.0, now)

@@ -129,6 +129,13 @@ pub fn dkim_public_key(key: &SigningKey) -> Result<String, SigningError> {
     }
 }
 
+/// The 32 bytes of an HMAC-SHA256 tag.
+pub fn tag_bytes(tag: ring::hmac::Tag) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

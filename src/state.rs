@@ -12,18 +12,19 @@ use std::sync::Arc;
 
 pub struct AppState {
     pub store: store::Store,
-    pub operator: auth::operator::OperatorAuth,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub settings: Settings,
     pub certs: Arc<tls::CertResolver>,
     pub acme: Arc<acme::Acme>,
-    pub limits: ratelimit::RateLimits,
+    /// Registered as app data too, for the rate-limit layer and the edge's form limits.
+    pub limits: web::Data<ratelimit::RateLimits>,
+    /// Registered as app data too, for the `Principal` extractor.
+    pub auth: web::Data<auth::Authenticator>,
     pub metrics: metrics::Metrics,
     pub registrar: Option<Arc<dyn registrar::Registrar>>,
     pub edge: edge::Edge,
     pub traffic: Arc<store::traffic::TrafficRecorder>,
     pub verifier: Arc<dns::Verifier>,
-    pub credentials: auth::cache::CredentialCache,
     pub disk: Arc<disk::Disk>,
     pub outbox: webhooks::Outbox,
     pub mailer: mail::Mailer,
@@ -79,6 +80,7 @@ impl AppState {
             mail::instance_key(&store).map_err(|e| e.cause_chain())?;
             store.flush_blocking().map_err(|e| e.to_string())?;
         }
+        let limits = web::Data::new(settings.rate_limits());
         let state = AppState {
             proxy: edge::proxy::Proxy::new(settings.allow_private_targets())?,
             blocked: Default::default(),
@@ -86,14 +88,18 @@ impl AppState {
             outbox,
             traffic,
             verifier,
-            credentials: Default::default(),
             disk,
-            limits: settings.rate_limits(),
+            limits: limits.clone(),
+            auth: web::Data::new(auth::Authenticator {
+                store: store.clone(),
+                operator: auth::operator::OperatorAuth::new(&data_dir),
+                credentials: Default::default(),
+                limits,
+            }),
             metrics: metrics::Metrics::default(),
             registrar: settings.registrar()?,
             acme,
             store,
-            operator: auth::operator::OperatorAuth::new(&data_dir),
             trusted_proxies: settings.trusted_proxies(),
             settings,
             certs,
@@ -147,7 +153,7 @@ async fn traffic_forever(state: web::Data<AppState>) {
     loop {
         tokio::time::sleep(interval).await;
         match state.traffic.store_batch(&state.store).await {
-            Ok(users) => quota::check(&state, &users).await,
+            Ok(users) => quota::check(&state.store, &state.blocked, &users).await,
             Err(e) => tracing::warn!(error = %e, "cannot store traffic metrics"),
         }
     }

@@ -160,6 +160,35 @@ pub fn target_allowed(url: &str, allow_private: bool) -> Result<(), String> {
     }
 }
 
+/// `scheme://host[:port]` of an http(s) URL without credentials (the port only when it is not
+/// the scheme's default), or None.
+pub fn origin_of(url: &reqwest::Url) -> Option<String> {
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return None;
+    }
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    })
+}
+
+/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
+pub const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

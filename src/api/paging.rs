@@ -127,7 +127,7 @@ impl Signer {
     fn tag(&self, payload: &[u8]) -> [u8; 32] {
         let mut mac = self.0.clone();
         mac.update(payload);
-        crate::edge::tag_bytes(mac.sign())
+        crate::signing::tag_bytes(mac.sign())
     }
 
     fn encode(&self, seek: &Seek) -> String {

@@ -114,7 +114,7 @@ fn valid_headers(headers: BTreeMap<String, String>) -> ApiResult<Vec<(String, St
             .map_err(|_| ApiError::invalid(format!("headers: {name:?} is not a header name")))?;
         // `via` carries the loop guard; `forwarded` and `x-forwarded-*` are the edge's to say.
         if RESERVED.contains(&parsed.as_str())
-            || crate::edge::proxy::HOP_BY_HOP.contains(&parsed.as_str())
+            || crate::targets::HOP_BY_HOP.contains(&parsed.as_str())
         {
             return Err(ApiError::invalid(format!(
                 "headers: {name} is set by the edge and cannot be configured"
@@ -181,8 +181,8 @@ async fn valid_origin(state: &AppState, raw: &str) -> ApiResult<String> {
             "scheme, host and port only, e.g. https://api.example.com",
         ));
     }
-    let origin = crate::edge::proxy::origin_of(&url)
-        .ok_or_else(|| invalid("needs http or https and a host"))?;
+    let origin =
+        crate::targets::origin_of(&url).ok_or_else(|| invalid("needs http or https and a host"))?;
     crate::targets::check(&origin, state.settings.allow_private_targets()).await?;
     Ok(origin)
 }

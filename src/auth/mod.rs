@@ -9,16 +9,26 @@ use crate::model::secret::{
     hashes_equal, Secret, KEY_PREFIX, OPERATOR_PREFIX, TOKEN_PREFIX, WP_PREFIX,
 };
 use crate::model::{Permission, Timestamp};
+use crate::ratelimit::RateLimits;
 use crate::store::keys::ApiKey;
 use crate::store::resellers::Reseller;
 use crate::store::users::{AccessToken, User};
-use crate::AppState;
+use crate::store::Store;
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use base64::Engine;
 use cache::CachedCredential;
 use std::future::{ready, Ready};
 use std::sync::Arc;
+
+/// What authentication reads: the store, the operator's token, the credential cache and the
+/// failed-login limiter. Registered as its own app data, so this layer needs nothing above it.
+pub struct Authenticator {
+    pub store: Store,
+    pub operator: operator::OperatorAuth,
+    pub credentials: cache::CredentialCache,
+    pub limits: web::Data<RateLimits>,
+}
 
 /// The authenticated caller.
 pub enum Principal {
@@ -140,7 +150,7 @@ fn parse_credential(req: &HttpRequest) -> ApiResult<Credential> {
 
 const INVALID: ApiError = ApiError::Unauthorized("invalid, revoked or expired credentials");
 
-fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
+fn authenticate(req: &HttpRequest, state: &Authenticator) -> ApiResult<Principal> {
     let now = Timestamp::now();
     let store = &state.store;
     let (key, reseller, cached_as) = match parse_credential(req)? {
@@ -199,7 +209,7 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
             if token.is_expired(now) {
                 return Err(INVALID);
             }
-            check_reseller(req, state, &reseller)?;
+            check_reseller(req, &reseller)?;
             if found.3 {
                 return Err(ApiError::UserSuspended);
             }
@@ -225,8 +235,8 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
     if key.is_expired(now) {
         return Err(INVALID);
     }
-    check_reseller(req, state, &reseller)?;
-    if let Some(ip) = crate::http::client_ip(req, &state.trusted_proxies) {
+    check_reseller(req, &reseller)?;
+    if let Some(ip) = crate::http::known_client_ip(req) {
         if !key.allowed_ips.allows(ip) {
             return Err(ApiError::IpNotAllowed(ip));
         }
@@ -246,7 +256,7 @@ fn authenticate(req: &HttpRequest, state: &AppState) -> ApiResult<Principal> {
 /// reseller: from the credential cache, or read and then cached. Also returns the cache key and
 /// the generation the entry belongs to.
 fn resolve_key(
-    state: &AppState,
+    state: &Authenticator,
     secret: &Secret,
     key_id: Option<&str>,
 ) -> ApiResult<(ApiKey, Reseller, ([u8; 32], u64))> {
@@ -284,11 +294,11 @@ fn resolve_key(
     Ok((found.0.clone(), found.1.clone(), (hash, generation)))
 }
 
-fn check_reseller(req: &HttpRequest, state: &AppState, reseller: &Reseller) -> ApiResult<()> {
+fn check_reseller(req: &HttpRequest, reseller: &Reseller) -> ApiResult<()> {
     if reseller.suspended {
         return Err(ApiError::Suspended);
     }
-    if let Some(ip) = crate::http::client_ip(req, &state.trusted_proxies) {
+    if let Some(ip) = crate::http::known_client_ip(req) {
         if !reseller.allowed_ips.allows(ip) {
             return Err(ApiError::IpNotAllowed(ip));
         }
@@ -339,12 +349,12 @@ impl FromRequest for Principal {
         // A valid credential is served whatever others sent from its address (a shared NAT, an
         // unconfigured proxy): only failures are counted, and only an address over the limit
         // gets 429 for its next failures instead of 401.
-        let result = match req.app_data::<web::Data<AppState>>() {
+        let result = match req.app_data::<web::Data<Authenticator>>() {
             Some(state) => authenticate(req, state).map_err(|e| {
                 if !matches!(e, ApiError::Unauthorized(_)) {
                     return e;
                 }
-                let ip = crate::http::client_ip(req, &state.trusted_proxies);
+                let ip = crate::http::known_client_ip(req);
                 match state.limits.auth_blocked(ip) {
                     Some(wait) => ApiError::RateLimited(wait),
                     None => {

@@ -80,7 +80,7 @@ impl Edge {
 
     /// HMAC-SHA256 of `msg` with the edge secret.
     pub fn sign(&self, msg: &[u8]) -> [u8; 32] {
-        tag_bytes(ring::hmac::sign(&self.mac, msg))
+        crate::signing::tag_bytes(ring::hmac::sign(&self.mac, msg))
     }
 
     /// An HMAC-SHA256 keyed with the edge secret, to feed a message in parts.
@@ -265,13 +265,6 @@ pub fn no_site(req: &HttpRequest) -> HttpResponse {
         "No site here",
         "This address does not belong to any site on this server.",
     )
-}
-
-/// The 32 bytes of an HMAC-SHA256 tag.
-pub fn tag_bytes(tag: ring::hmac::Tag) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(tag.as_ref());
-    out
 }
 
 #[cfg(test)]

@@ -124,22 +124,6 @@ impl Proxy {
     }
 }
 
-/// `scheme://host[:port]` of an http(s) URL without credentials (the port only when it is not
-/// the scheme's default), or None.
-pub fn origin_of(url: &reqwest::Url) -> Option<String> {
-    if !matches!(url.scheme(), "http" | "https")
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
-        return None;
-    }
-    let host = url.host_str()?;
-    Some(match url.port() {
-        Some(port) => format!("{}://{host}:{port}", url.scheme()),
-        None => format!("{}://{host}", url.scheme()),
-    })
-}
-
 /// The URL to proxy to and the reseller's profile for its origin, if the rule's target is on
 /// one. The origin is taken from the URL as expanded (a splat cannot move it to another host
 /// unnoticed); the request's query string is passed on when the target has none.
@@ -152,7 +136,7 @@ pub fn target(
     let Ok(mut url) = reqwest::Url::parse(to) else {
         return Ok(None);
     };
-    let Some(origin) = origin_of(&url) else {
+    let Some(origin) = crate::targets::origin_of(&url) else {
         return Ok(None);
     };
     let Some(profile) =
@@ -169,25 +153,15 @@ pub fn target(
     Ok(Some((url, profile)))
 }
 
-/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
-pub const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// What this server adds to `Via` on the requests it proxies.
 const VIA: &str = "1.1 resellerd";
 
-/// `HOP_BY_HOP` and the headers the `Connection` header values (`connection`) name.
+/// `targets::HOP_BY_HOP` and the headers the `Connection` header values (`connection`) name.
 fn hop_by_hop<'a>(connection: impl Iterator<Item = &'a [u8]>) -> Vec<String> {
-    let mut names: Vec<String> = HOP_BY_HOP.iter().map(|s| s.to_string()).collect();
+    let mut names: Vec<String> = crate::targets::HOP_BY_HOP
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     for value in connection {
         for name in String::from_utf8_lossy(value).split(',') {
             names.push(name.trim().to_ascii_lowercase());
@@ -522,7 +496,7 @@ mod tests {
 
     #[test]
     fn origins_are_scheme_host_and_a_port_other_than_the_default() {
-        let o = |u: &str| origin_of(&reqwest::Url::parse(u).unwrap());
+        let o = |u: &str| crate::targets::origin_of(&reqwest::Url::parse(u).unwrap());
         assert_eq!(
             o("https://API.Example.com/x?y").as_deref(),
             Some("https://api.example.com")

@@ -312,9 +312,9 @@ fn make_mail(state: &AppState, event: &Event) -> crate::error::ApiResult<Option<
     let site_vars = |vars: &mut templates::Vars, site_id: &str| -> Option<String> {
         let site = store.sites().get(site_id).ok().flatten()?;
         vars.set("site_name", site.name.as_str());
-        if let Ok(view) = crate::api::sites::site_view(state, &reseller, &site) {
-            vars.set("site_url", &view.ssl_url);
-        }
+        let host =
+            crate::hosts::site_host(&reseller, &state.edge.default_domain, site.name.as_str());
+        vars.set("site_url", &format!("https://{host}"));
         owner_email(&site.user_id)
     };
     let to = match &event.subject {

@@ -98,3 +98,39 @@ async fn prometheus_metrics_count_requests_by_route_for_the_operator() {
         "{flushes}"
     );
 }
+
+/// The application is built by one call that tests can also make in-process (no child process):
+/// the same layers and routes `serve` binds, answering on loopback.
+#[actix_web::test]
+async fn the_application_builds_and_serves_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = resellerd::config::Settings {
+        data_dir: Some(dir.path().join("data")),
+        http_addr: Some("127.0.0.1:0".into()),
+        https_addr: Some("127.0.0.1:0".into()),
+        workers: Some(1),
+        ..Default::default()
+    };
+    let app = resellerd::Application::build(settings).await.unwrap();
+    let (http, _) = app.addrs();
+    let state = app.state();
+    let server = actix_web::rt::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("http://{http}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // The API's layers are there too: no credential is a JSON 401.
+    let users = client
+        .get(format!("http://{http}/api/v1/users"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(users.status(), 401);
+    let body: serde_json::Value = users.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    assert!(state.store.is_ready());
+    server.abort();
+}
