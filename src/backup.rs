@@ -43,6 +43,10 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 /// `None` offline, where nothing else writes.
 pub type Gate = Option<std::sync::Arc<tokio::sync::RwLock<()>>>;
 
+/// Why a backup of a store on PostgreSQL is refused.
+pub const ON_POSTGRES: &str = "the store is in PostgreSQL: back it up with pg_dump, and the blob \
+     store with its own tools (resellerd backup copies an embedded data dir)";
+
 /// The changes to one tree since recording began: each key's last value (`None`: removed).
 type Overlay = std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
@@ -63,11 +67,13 @@ struct Capture {
 }
 
 impl Capture {
-    fn start(trees: &[(String, sled::Tree)]) -> io::Result<Capture> {
+    fn start(trees: &[(String, crate::store::Tree)]) -> io::Result<Capture> {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut threads = Vec::with_capacity(trees.len());
         for (name, tree) in trees {
-            let mut events = tree.watch_prefix(Vec::new());
+            let Some(mut events) = tree.watch_prefix(Vec::new()) else {
+                return Err(io::Error::new(io::ErrorKind::Unsupported, ON_POSTGRES));
+            };
             let stop = stop.clone();
             let thread = std::thread::Builder::new()
                 .name("backup-capture".into())
@@ -165,6 +171,9 @@ pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io
         &serde_json::to_vec_pretty(&manifest)?,
         0o600,
     )?;
+    if store.engine() != "sled" {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, ON_POSTGRES));
+    }
     let trees = store.trees_for_backup()?;
     let began = std::time::Instant::now();
     // How long each closing of the gate held writes: waiting for the requests in flight, then

@@ -136,11 +136,11 @@ impl From<sled::Error> for StoreError {
     }
 }
 
-impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
-    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
+impl From<crate::kv::TransactionError<StoreError>> for StoreError {
+    fn from(e: crate::kv::TransactionError<StoreError>) -> Self {
         match e {
-            sled::transaction::TransactionError::Abort(err) => err,
-            sled::transaction::TransactionError::Storage(e) => e.into(),
+            crate::kv::TransactionError::Abort(err) => err,
+            crate::kv::TransactionError::Storage(e) => e.into(),
         }
     }
 }

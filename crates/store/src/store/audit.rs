@@ -47,7 +47,7 @@ pub(crate) struct AuditLog {
     queued: Arc<Mutex<Vec<AuditEntry>>>,
     /// The next sequence number, held by the one writer at a time.
     writer: Arc<Mutex<u64>>,
-    tree: sled::Tree,
+    tree: crate::kv::Tree,
 }
 
 /// Trees of data formats 1 to 5: one record per entry (format 1), then batches of entries.
@@ -74,7 +74,7 @@ fn count_key(reseller_id: Option<&str>) -> Vec<u8> {
 }
 
 impl AuditLog {
-    pub(crate) fn open(db: &sled::Db) -> sled::Result<AuditLog> {
+    pub(crate) fn open(db: &crate::kv::Db) -> crate::kv::Result<AuditLog> {
         let tree = db.open_tree("audit_log")?;
         let next = match tree.scan_prefix(b"e").next_back() {
             Some(kv) => {
@@ -127,7 +127,7 @@ impl AuditLog {
         entries: impl IntoIterator<Item = &'a AuditEntry>,
         in_view: impl Fn(&str) -> bool,
     ) -> StoreResult<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::kv::Batch::default();
         let mut added: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
         let mut seq = *next;
         for e in entries {
@@ -154,7 +154,7 @@ impl AuditLog {
     /// (format 1's one-per-record entries, then the batches), a reseller's view holding what
     /// its older view held. Idempotent: a cut-short run starts over, since the older trees are
     /// dropped only once everything is moved.
-    pub(crate) fn upgrade(&self, db: &sled::Db) -> StoreResult<usize> {
+    pub(crate) fn upgrade(&self, db: &crate::kv::Db) -> StoreResult<usize> {
         let [legacy, legacy_mine, batches, batches_mine] = OLD_TREES.map(|n| db.open_tree(n));
         let (legacy, legacy_mine) = (legacy?, legacy_mine?);
         let (batches, batches_mine) = (batches?, batches_mine?);
@@ -270,7 +270,7 @@ impl Audit<'_> {
         // with it every write's group commit) never waits for a whole big view to go.
         loop {
             let _writer = log.writer();
-            let mut batch = sled::Batch::default();
+            let mut batch = crate::kv::Batch::default();
             let mut n = 0;
             for key in log.tree.scan_prefix(view_prefix(Some(reseller_id))).keys() {
                 batch.remove(key?);

@@ -6,9 +6,9 @@
 use super::webhooks::{emit, Subject};
 use super::{abort, decode, encode, get, Store};
 use crate::error::{StoreError, StoreResult};
+use crate::kv::Transactional;
 use crate::model::{new_id, Timestamp};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -87,7 +87,7 @@ fn scoped(reseller_id: &str, id: &str) -> String {
 }
 
 fn list_under<T: serde::de::DeserializeOwned>(
-    tree: &sled::Tree,
+    tree: &crate::kv::Tree,
     reseller_id: &str,
 ) -> StoreResult<Vec<T>> {
     tree.scan_prefix(format!("{reseller_id}/").as_bytes())

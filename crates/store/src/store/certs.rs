@@ -3,9 +3,9 @@
 use super::webhooks::{emit, Subject};
 use super::{decode, encode, get, Store};
 use crate::error::StoreResult;
+use crate::kv::Transactional;
 use crate::model::Timestamp;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -9,9 +9,9 @@
 use super::webhooks::{emit, Subject};
 use super::{abort, blobs, decode, encode, get, ids_under, Store};
 use crate::error::{StoreError, StoreResult};
+use crate::kv::Transactional;
 use crate::model::{new_id, Timestamp};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,12 +200,12 @@ impl Deploys<'_> {
         storage.charge(&deploy.user_id, &deploy.site_id, &change, max)?;
         let t = &self.0.t;
         self.clear_maps(id)?;
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::kv::Batch::default();
         for (path, sha) in &files {
             batch.insert(site_key(id, path).as_bytes(), sha.as_bytes());
         }
         t.deploy_files.apply_batch(batch)?;
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::kv::Batch::default();
         for sha in &required {
             batch.insert(site_key(id, sha).as_bytes(), &[]);
         }
@@ -295,7 +295,7 @@ impl Deploys<'_> {
     /// Forgets every digest of a user (the user is being deleted).
     pub fn forget_user(&self, user_id: &str) -> StoreResult<()> {
         let t = &self.0.t;
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::kv::Batch::default();
         for k in t
             .user_blobs
             .scan_prefix(format!("{user_id}/").as_bytes())
@@ -375,7 +375,7 @@ impl Deploys<'_> {
         let t = &self.0.t;
         let prefix = format!("{id}/");
         for tree in [&t.deploy_files, &t.deploy_pending] {
-            let mut batch = sled::Batch::default();
+            let mut batch = crate::kv::Batch::default();
             for k in tree.scan_prefix(prefix.as_bytes()).keys() {
                 batch.remove(k?);
             }

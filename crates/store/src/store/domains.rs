@@ -4,10 +4,10 @@
 use super::webhooks::{emit, Subject};
 use super::{abort, decode, encode, get, ids_under, Store};
 use crate::error::{StoreError, StoreResult};
+use crate::kv::Transactional;
 use crate::model::secret::{Secret, WP_PREFIX};
 use crate::model::{new_id, DomainName, Email, Timestamp};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 pub const TXT_PREFIX: &str = "resellerd-verification=";
 

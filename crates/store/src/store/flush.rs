@@ -44,7 +44,7 @@ pub struct Flusher {
 impl Flusher {
     /// `before_flush` runs on the flush thread before every flush, and when the thread has been
     /// idle for `IDLE`; it writes what was queued for the database (the audit log).
-    pub fn start(db: sled::Db, mut before_flush: Box<dyn FnMut() + Send>) -> Self {
+    pub fn start(db: crate::kv::Db, mut before_flush: Box<dyn FnMut() + Send>) -> Self {
         let (tx, rx) = mpsc::channel::<Waiter>();
         let failed = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(OK));
         let failed_flag = failed.clone();

@@ -4,9 +4,9 @@
 use super::webhooks::{emit, Subject};
 use super::{decode, encode, get, ids_under, Store};
 use crate::error::{StoreError, StoreResult};
+use crate::kv::Transactional;
 use crate::model::{new_id, Timestamp};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Form {
@@ -373,11 +373,12 @@ impl Forms<'_> {
             .map(|f| {
                 let (len, lo, hi) = ranges(f);
                 let keys = t.submissions_by_form.range::<Vec<u8>, _>((lo, hi)).keys();
-                let keys: Box<dyn Iterator<Item = sled::Result<sled::IVec>>> = if ascending {
-                    Box::new(keys)
-                } else {
-                    Box::new(keys.rev())
-                };
+                let keys: Box<dyn Iterator<Item = crate::kv::Result<crate::kv::IVec>>> =
+                    if ascending {
+                        Box::new(keys)
+                    } else {
+                        Box::new(keys.rev())
+                    };
                 keys.map(move |k| k.map(|k| String::from_utf8_lossy(&k[len..]).into_owned()))
                     .peekable()
             })

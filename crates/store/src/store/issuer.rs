@@ -6,12 +6,10 @@ use super::users::*;
 use super::webhooks::{emit, Subject, Subscriptions};
 use super::{abort, bump, count_of};
 use crate::error::{StoreError, StoreResult};
+use crate::kv::Transactional;
+use crate::kv::{ConflictableTransactionError, ConflictableTransactionResult, TransactionError};
 use crate::model::secret::{Secret, TOKEN_PREFIX};
 use crate::model::{new_id, Email, Timestamp};
-use sled::transaction::{
-    ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
-};
-use sled::Transactional;
 use tokio::sync::oneshot;
 
 /// A token to issue: its id, hash, masked form and terms.

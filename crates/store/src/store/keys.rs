@@ -3,10 +3,10 @@
 use super::webhooks::{emit, Subject};
 use super::{abort, decode, encode, get, Store};
 use crate::error::{StoreError, StoreResult};
+use crate::kv::Transactional;
 use crate::model::secret::{Secret, KEY_PREFIX};
 use crate::model::{new_id, IpAllowList, Permissions, Timestamp};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 pub const MAX_LIVE_KEYS: usize = 6;
 

@@ -5,9 +5,9 @@
 use super::webhooks::due_key;
 use super::{abort, decode, encode, get, Store};
 use crate::error::{StoreError, StoreResult};
+use crate::kv::Transactional;
 use crate::model::{new_id, Timestamp};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 /// Template bodies are HTML; this is the most a reseller may store per kind.
 pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
@@ -248,7 +248,7 @@ impl Mails<'_> {
                     due.insert(due_key(at, &m.id), &[])?;
                 }
             }
-            Ok::<_, sled::transaction::ConflictableTransactionError<StoreError>>(())
+            Ok::<_, crate::kv::ConflictableTransactionError<StoreError>>(())
         })?;
         Ok(())
     }

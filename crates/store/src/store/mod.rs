@@ -29,6 +29,7 @@ pub mod users;
 mod watched;
 pub mod webhooks;
 
+pub use crate::kv::Tree;
 pub use codec::{decode, encode};
 pub use flush::{FLUSHES, FLUSH_MICROS};
 pub use tokens::sweep_forever as tokens_sweeper;
@@ -40,7 +41,7 @@ use watched::{Generation, Watched};
 
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    db: crate::kv::Db,
     flusher: flush::Flusher,
     issuer: issuer::Issuer,
     audit_log: audit::AuditLog,
@@ -82,105 +83,105 @@ pub(crate) struct Trees {
     /// SHA-256 of the secret -> key id
     pub key_by_hash: Watched,
     /// reseller id -> encoded Vec of its key ids (the 6-key limit is checked against it)
-    pub reseller_keys: sled::Tree,
+    pub reseller_keys: crate::kv::Tree,
     pub users: Watched,
     /// "reseller_id/email" -> user id
-    pub user_by_email: sled::Tree,
+    pub user_by_email: crate::kv::Tree,
     /// "reseller_id/user_id" -> a copy of the user record (empty in entries written before)
     pub users_by_reseller: Watched,
     /// "reseller_id/uid\0user_id" -> ()
-    pub users_by_uid: sled::Tree,
+    pub users_by_uid: crate::kv::Tree,
     pub tokens: Watched,
     /// SHA-256 of the secret -> token id
     pub token_by_hash: Watched,
     /// user id -> encoded Vec of its token ids, oldest first (the per-user cap pops the front)
-    pub user_tokens: sled::Tree,
+    pub user_tokens: crate::kv::Tree,
     /// 8-byte big-endian expires_at + token id -> () (the sweeper's queue)
-    pub token_expiry: sled::Tree,
+    pub token_expiry: crate::kv::Tree,
     /// "reseller_id/kind" -> HTML
-    pub pages: sled::Tree,
+    pub pages: crate::kv::Tree,
     pub domains: Watched,
     /// domain name -> domain id (unique on the whole instance)
     pub domain_by_name: Watched,
     /// SHA-256 of the WordPress key -> domain id
-    pub domain_by_wp: sled::Tree,
+    pub domain_by_wp: crate::kv::Tree,
     /// "reseller_id/domain_id" -> ()
-    pub domains_by_reseller: sled::Tree,
+    pub domains_by_reseller: crate::kv::Tree,
     /// domain id -> traffic totals and daily series
-    pub traffic: sled::Tree,
+    pub traffic: crate::kv::Tree,
     /// "users/reseller_id" -> i64 count, kept in the same transactions as the records
-    pub counters: sled::Tree,
+    pub counters: crate::kv::Tree,
     /// "reseller_id/id" -> payment method
-    pub payment_methods: sled::Tree,
+    pub payment_methods: crate::kv::Tree,
     /// "reseller_id/id" -> charge
-    pub charges: sled::Tree,
+    pub charges: crate::kv::Tree,
     /// "reseller_id/idempotency key" -> charge id
-    pub charge_by_idempotency_key: sled::Tree,
+    pub charge_by_idempotency_key: crate::kv::Tree,
     /// reseller id -> prices
-    pub prices: sled::Tree,
+    pub prices: crate::kv::Tree,
     /// domain -> ACME certificate record
-    pub certificates: sled::Tree,
+    pub certificates: crate::kv::Tree,
     /// ACME directory URL -> account credentials
-    pub acme_accounts: sled::Tree,
+    pub acme_accounts: crate::kv::Tree,
     pub sites: Watched,
     /// site name -> site id (names are unique on the whole instance)
     pub site_by_name: Watched,
     /// "reseller_id/user_id/site_id" -> ()
-    pub sites_by_owner: sled::Tree,
+    pub sites_by_owner: crate::kv::Tree,
     pub deploys: Watched,
     /// "site_id/deploy_id" -> ()
-    pub deploys_by_site: sled::Tree,
+    pub deploys_by_site: crate::kv::Tree,
     /// "deploy_id/path" -> SHA-1 hex
-    pub deploy_files: sled::Tree,
+    pub deploy_files: crate::kv::Tree,
     /// "deploy_id/sha1" -> () for each required digest not uploaded yet
-    pub deploy_pending: sled::Tree,
+    pub deploy_pending: crate::kv::Tree,
     /// deploy_id -> encoded Vec of the digests the client was asked for
-    pub deploy_required: sled::Tree,
+    pub deploy_required: crate::kv::Tree,
     /// "user_id/sha1" -> () for content the user uploaded or deployed (content addressing
     /// never crosses users)
-    pub user_blobs: sled::Tree,
-    pub forms: sled::Tree,
+    pub user_blobs: crate::kv::Tree,
+    pub forms: crate::kv::Tree,
     /// "site_id/form name" -> form id
-    pub form_by_name: sled::Tree,
+    pub form_by_name: crate::kv::Tree,
     /// "site_id/form_id" -> ()
-    pub forms_by_site: sled::Tree,
-    pub submissions: sled::Tree,
+    pub forms_by_site: crate::kv::Tree,
+    pub submissions: crate::kv::Tree,
     /// "form_id/submission_id" -> ()
-    pub submissions_by_form: sled::Tree,
+    pub submissions_by_form: crate::kv::Tree,
     /// reseller id -> encoded Vec of its signing keys (at most 6)
-    pub signing_keys: sled::Tree,
+    pub signing_keys: crate::kv::Tree,
     /// "reseller_id/webhook_id" -> endpoint
-    pub webhooks: sled::Tree,
+    pub webhooks: crate::kv::Tree,
     /// event id -> event not yet fanned out to deliveries (written with the change it tells of)
-    pub events: sled::Tree,
+    pub events: crate::kv::Tree,
     /// delivery id -> delivery
-    pub deliveries: sled::Tree,
+    pub deliveries: crate::kv::Tree,
     /// "webhook_id/delivery_id" -> ()
-    pub deliveries_by_webhook: sled::Tree,
+    pub deliveries_by_webhook: crate::kv::Tree,
     /// 8-byte big-endian due time + delivery id -> () (the sender's queue)
-    pub delivery_due: sled::Tree,
+    pub delivery_due: crate::kv::Tree,
     /// "reseller/YYYY-MM/user/site/YYYY-MM-DD" -> that day's requests and bytes (usage)
-    pub site_usage: sled::Tree,
+    pub site_usage: crate::kv::Tree,
     /// "reseller_id/plan_id" -> plan
-    pub plans: sled::Tree,
+    pub plans: crate::kv::Tree,
     /// "default/reseller_id" and "user/reseller_id/user_id" -> plan id; "limits/reseller_id" ->
     /// the operator's limits on the reseller
-    pub plan_settings: sled::Tree,
+    pub plan_settings: crate::kv::Tree,
     /// "reseller_id/user_id" -> why and since when the user is suspended
     pub suspensions: Watched,
     /// reseller id -> its notification sender and its DNS verification
-    pub mail_senders: sled::Tree,
+    pub mail_senders: crate::kv::Tree,
     /// "reseller_id/kind" -> template HTML
-    pub mail_templates: sled::Tree,
+    pub mail_templates: crate::kv::Tree,
     /// mail id -> mail (the outbox)
-    pub mails: sled::Tree,
+    pub mails: crate::kv::Tree,
     /// 8-byte big-endian due time + mail id -> () (the mail sender's queue)
-    pub mail_due: sled::Tree,
+    pub mail_due: crate::kv::Tree,
     /// "u/user_id/sha" and "s/site_id/sha" -> how many of the owner's deploys name the digest
     /// and its bytes (totals in `counters`; see `storage`)
-    pub storage_refs: sled::Tree,
+    pub storage_refs: crate::kv::Tree,
     /// "reseller_id/id" -> proxy profile
-    pub proxy_profiles: sled::Tree,
+    pub proxy_profiles: crate::kv::Tree,
 }
 
 /// Why the store could not be opened, in words for the operator.
@@ -225,7 +226,7 @@ pub const DATA_FORMAT: u32 = 7;
 
 /// Reads the data format marker: the dir's format (1 when unmarked, as a new dir is), or an
 /// error if a newer resellerd wrote it.
-fn read_format(meta: &sled::Tree, dir: &Path) -> Result<u32, OpenError> {
+fn read_format(meta: &crate::kv::Tree, dir: &Path) -> Result<u32, OpenError> {
     let other = |e| OpenError::Other(dir.display().to_string(), e);
     let format = match meta.get(b"format").map_err(other)? {
         Some(v) => v.as_ref().try_into().map_or(u32::MAX, u32::from_be_bytes),
@@ -395,8 +396,29 @@ impl Store {
 
     /// Opens the store with a page cache of `cache_bytes`.
     pub fn open_with(dir: &Path, cache_bytes: u64) -> Result<Store, OpenError> {
-        let path = dir.join("db");
-        let db = open_db(dir, cache_bytes)?;
+        let db = crate::kv::Db::Sled(open_db(dir, cache_bytes)?);
+        Store::open_on(db, dir, &dir.join("db"))
+    }
+
+    /// Opens the store on PostgreSQL (`url`, at most `max_connections`); blobs and the other
+    /// files stay in the data dir `dir`.
+    pub fn open_postgres(
+        dir: &Path,
+        url: &str,
+        max_connections: usize,
+    ) -> Result<Store, OpenError> {
+        let db = crate::kv::pg::Db::open(url, max_connections)
+            .map_err(|e| OpenError::Other("the PostgreSQL database".into(), e))?;
+        Store::open_on(
+            crate::kv::Db::Pg(db),
+            dir,
+            Path::new("the PostgreSQL database"),
+        )
+    }
+
+    /// Opens the store on the database `db` (described by `path` in errors), with its blobs in
+    /// the data dir `dir`.
+    fn open_on(db: crate::kv::Db, dir: &Path, path: &Path) -> Result<Store, OpenError> {
         let meta = db
             .open_tree("meta")
             .map_err(|e| OpenError::Other(path.display().to_string(), e))?;
@@ -517,7 +539,7 @@ impl Store {
     /// Brings an older data dir up to `DATA_FORMAT`, then marks it. The marker is written after
     /// the work it stands for, and a cut-short upgrade runs again on the next start.
     /// A new data dir (`existing` false) only gets the marker.
-    fn upgrade(&self, meta: &sled::Tree, format: u32, existing: bool) -> StoreResult<()> {
+    fn upgrade(&self, meta: &crate::kv::Tree, format: u32, existing: bool) -> StoreResult<()> {
         // Each step is idempotent and runs only for the formats before it.
         let indexed = if format < 3 {
             self.users().build_uid_index()?
@@ -598,7 +620,7 @@ impl Store {
     }
 
     /// Every tree of the database by name, for a backup.
-    pub fn trees_for_backup(&self) -> std::io::Result<Vec<(String, sled::Tree)>> {
+    pub fn trees_for_backup(&self) -> std::io::Result<Vec<(String, crate::kv::Tree)>> {
         self.audit_log
             .write_pending()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -608,6 +630,11 @@ impl Store {
             out.push((String::from_utf8_lossy(&name).into_owned(), tree));
         }
         Ok(out)
+    }
+
+    /// Which engine holds the records: `sled` or `postgresql`.
+    pub fn engine(&self) -> &'static str {
+        self.db.engine()
     }
 
     /// True if the database answers reads; used by `/readyz`.
@@ -633,12 +660,15 @@ impl Store {
     }
 }
 
-pub(crate) fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> StoreResult<Option<T>> {
+pub(crate) fn get<T: DeserializeOwned>(
+    tree: &crate::kv::Tree,
+    key: &str,
+) -> StoreResult<Option<T>> {
     tree.get(key.as_bytes())?.map(|v| decode(&v)).transpose()
 }
 
 /// The ids stored under `prefix/` in an index tree, in key (= creation) order.
-pub(crate) fn ids_under(tree: &sled::Tree, prefix: &str) -> StoreResult<Vec<String>> {
+pub(crate) fn ids_under(tree: &crate::kv::Tree, prefix: &str) -> StoreResult<Vec<String>> {
     let prefix = format!("{prefix}/");
     tree.scan_prefix(prefix.as_bytes())
         .keys()
@@ -651,7 +681,7 @@ pub(crate) fn ids_under(tree: &sled::Tree, prefix: &str) -> StoreResult<Vec<Stri
 
 /// Every record of a tree whose ids are listed in `ids`, skipping ids whose record is gone.
 pub(crate) fn load_all<T: DeserializeOwned>(
-    tree: &sled::Tree,
+    tree: &crate::kv::Tree,
     ids: &[String],
 ) -> StoreResult<Vec<T>> {
     let mut out = Vec::with_capacity(ids.len());
@@ -664,25 +694,25 @@ pub(crate) fn load_all<T: DeserializeOwned>(
 }
 
 /// A big-endian i64 counter of the `counters` tree (0 when absent).
-pub(crate) fn count_of(raw: Option<sled::IVec>) -> i64 {
+pub(crate) fn count_of(raw: Option<crate::kv::IVec>) -> i64 {
     raw.and_then(|v| v.as_ref().try_into().ok())
         .map_or(0, i64::from_be_bytes)
 }
 
 /// Adds `delta` to a big-endian i64 counter inside a transaction.
 pub(crate) fn bump(
-    tree: &sled::transaction::TransactionalTree,
+    tree: &crate::kv::TransactionalTree,
     key: &str,
     delta: i64,
-) -> sled::transaction::ConflictableTransactionResult<(), StoreError> {
+) -> crate::kv::ConflictableTransactionResult<(), StoreError> {
     let now = count_of(tree.get(key.as_bytes())?);
     tree.insert(key.as_bytes(), &(now + delta).to_be_bytes())?;
     Ok(())
 }
 
 /// Shorthand for aborting a sled transaction with an error.
-pub(crate) fn abort<T, E>(e: E) -> sled::transaction::ConflictableTransactionResult<T, E> {
-    Err(sled::transaction::ConflictableTransactionError::Abort(e))
+pub(crate) fn abort<T, E>(e: E) -> crate::kv::ConflictableTransactionResult<T, E> {
+    Err(crate::kv::ConflictableTransactionError::Abort(e))
 }
 
 /// Where a page of a keyset-paged list starts (keys are index keys after the tenant's prefix,
@@ -792,10 +822,10 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// One page of the entries of `tree` under `prefix`, as (key after the prefix, value), by
 /// offset or by seeking (see `window`).
 pub(crate) fn page(
-    tree: &sled::Tree,
+    tree: &crate::kv::Tree,
     prefix: &[u8],
     want: &Want,
-) -> StoreResult<Window<(Vec<u8>, sled::IVec)>> {
+) -> StoreResult<Window<(Vec<u8>, crate::kv::IVec)>> {
     match want {
         Want::Keyset { seek, limit } => window(tree, prefix, seek, *limit),
         Want::Offset { offset, limit } => {
@@ -807,16 +837,16 @@ pub(crate) fn page(
 /// The `limit` entries of `entries` (under `prefix`, in the order given) after the first
 /// `offset`, as (key after the prefix, value).
 fn by_offset(
-    entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    entries: impl Iterator<Item = crate::kv::Result<(crate::kv::IVec, crate::kv::IVec)>>,
     prefix: &[u8],
     offset: usize,
     limit: usize,
-) -> StoreResult<Window<(Vec<u8>, sled::IVec)>> {
+) -> StoreResult<Window<(Vec<u8>, crate::kv::IVec)>> {
     let items = entries
         .skip(offset)
         .take(limit)
         .map(|r| r.map(|(k, v)| (k[prefix.len()..].to_vec(), v)))
-        .collect::<sled::Result<Vec<_>>>()?;
+        .collect::<crate::kv::Result<Vec<_>>>()?;
     Ok(Window {
         items,
         before: offset > 0,
@@ -827,10 +857,10 @@ fn by_offset(
 /// `page`, greatest key (newest, for time-ordered keys) first: a cursor's `After` is toward
 /// smaller keys.
 pub(crate) fn page_desc(
-    tree: &sled::Tree,
+    tree: &crate::kv::Tree,
     prefix: &[u8],
     want: &Want,
-) -> StoreResult<Window<(Vec<u8>, sled::IVec)>> {
+) -> StoreResult<Window<(Vec<u8>, crate::kv::IVec)>> {
     match want {
         Want::Keyset { seek, limit } => {
             let ascending = match seek {
@@ -857,11 +887,11 @@ pub(crate) fn page_desc(
 /// One page of the entries of `tree` under `prefix`, as (key after the prefix, value): at most
 /// `limit`, found by seeking, so a page costs O(limit + log n) at any depth.
 pub(crate) fn window(
-    tree: &sled::Tree,
+    tree: &crate::kv::Tree,
     prefix: &[u8],
     seek: &Seek,
     limit: usize,
-) -> StoreResult<Window<(Vec<u8>, sled::IVec)>> {
+) -> StoreResult<Window<(Vec<u8>, crate::kv::IVec)>> {
     use std::ops::Bound::{Excluded, Included, Unbounded};
     let end = match prefix_end(prefix) {
         Some(e) => Excluded(e),
@@ -869,12 +899,13 @@ pub(crate) fn window(
     };
     let start = Included(prefix.to_vec());
     let at = |k: &[u8]| [prefix, k].concat();
-    let strip = |(k, v): (sled::IVec, sled::IVec)| (k[prefix.len()..].to_vec(), v);
-    let take = |iter: &mut dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>| {
-        iter.take(limit + 1)
-            .map(|r| r.map(strip))
-            .collect::<sled::Result<Vec<_>>>()
-    };
+    let strip = |(k, v): (crate::kv::IVec, crate::kv::IVec)| (k[prefix.len()..].to_vec(), v);
+    let take =
+        |iter: &mut dyn Iterator<Item = crate::kv::Result<(crate::kv::IVec, crate::kv::IVec)>>| {
+            iter.take(limit + 1)
+                .map(|r| r.map(strip))
+                .collect::<crate::kv::Result<Vec<_>>>()
+        };
     let (mut items, before, after, backwards) = match seek {
         Seek::First => {
             let items = take(&mut tree.range((start, end)))?;

@@ -229,7 +229,7 @@ impl Plans<'_> {
     }
 
     /// True if limits are stored for some reseller (read once, at open).
-    pub(crate) fn any_limits_stored(tree: &sled::Tree) -> StoreResult<bool> {
+    pub(crate) fn any_limits_stored(tree: &crate::kv::Tree) -> StoreResult<bool> {
         Ok(tree.scan_prefix(b"limits/").next().transpose()?.is_some())
     }
 

@@ -4,10 +4,10 @@ use super::codec::{decode_as, encode_as};
 use super::keys::{ApiKey, NewKey};
 use super::{abort, Store};
 use crate::error::{StoreError, StoreResult};
+use crate::kv::Transactional;
 use crate::model::secret::Secret;
 use crate::model::{new_id, DomainName, Email, IpAllowList, Permissions, Timestamp};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reseller {

@@ -4,12 +4,12 @@
 use super::webhooks::{emit, Subject};
 use super::{abort, decode, encode, get, ids_under, Store};
 use crate::error::{StoreError, StoreResult};
+use crate::kv::Transactional;
 use crate::model::secret::hashes_equal;
 use crate::model::{new_id, DomainName, SiteName, Timestamp};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sled::Transactional;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PasswordHash {
@@ -165,9 +165,7 @@ impl Sites<'_> {
                 Ok(()) => {
                     return Ok(site);
                 }
-                Err(sled::transaction::TransactionError::Abort(StoreError::Conflict(..)))
-                    if !explicit =>
-                {
+                Err(crate::kv::TransactionError::Abort(StoreError::Conflict(..))) if !explicit => {
                     continue
                 }
                 Err(e) => return Err(e.into()),

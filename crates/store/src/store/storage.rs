@@ -9,9 +9,9 @@
 
 use super::{abort, count_of, decode, encode, Store};
 use crate::error::{StoreError, StoreResult};
+use crate::kv::Transactional;
+use crate::kv::{ConflictableTransactionResult, TransactionalTree};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionResult, TransactionalTree};
-use sled::Transactional;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// 1 MB of a plan's `max_storage_mb`.

@@ -5,9 +5,9 @@
 use super::webhooks::{emit, Subject};
 use super::{abort, encode, Store};
 use crate::error::{StoreError, StoreResult};
+use crate::kv::Transactional;
 use crate::model::Timestamp;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Suspension {

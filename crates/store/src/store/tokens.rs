@@ -11,10 +11,10 @@ use super::codec::{decode_as, encode_as};
 use super::users::*;
 use super::{abort, decode, encode};
 use crate::error::{StoreError, StoreResult};
+use crate::kv::Transactional;
+use crate::kv::{ConflictableTransactionResult, TransactionalTree};
 use crate::model::Timestamp;
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionResult, TransactionalTree};
-use sled::Transactional;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AccessToken {

@@ -93,7 +93,7 @@ impl Usage<'_> {
         month: &str,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        use sled::Transactional;
+        use crate::kv::Transactional;
         let (t, subs) = (&self.0.t, &self.0.subscriptions);
         let marker = format!("quota_told/{}/{month}/{limit}/{level}", user.id);
         let kind = if level == "warning" {

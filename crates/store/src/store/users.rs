@@ -8,10 +8,10 @@ use super::watched::Written;
 use super::webhooks::{emit, Subject, Subscriptions};
 use super::{abort, bump, count_of, decode, encode, Store};
 use crate::error::{StoreError, StoreResult};
+use crate::kv::{ConflictableTransactionResult, TransactionalTree};
 use crate::model::secret::{Secret, TOKEN_PREFIX};
 use crate::model::{Email, Timestamp};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionResult, TransactionalTree};
 
 pub use super::tokens::AccessToken;
 
@@ -55,7 +55,7 @@ impl<'a> UserTrees<'a> {
     }
 
     /// The trees, in the order `UserTx::new` reads them.
-    pub(super) fn all(&self) -> [&sled::Tree; 10] {
+    pub(super) fn all(&self) -> [&crate::kv::Tree; 10] {
         let t = self.t;
         [
             &self.users,

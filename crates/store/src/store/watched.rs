@@ -26,12 +26,12 @@ impl Generation {
 /// A tree and the generations its writes move.
 #[derive(Clone)]
 pub(crate) struct Watched {
-    tree: sled::Tree,
+    tree: crate::kv::Tree,
     generations: Vec<Generation>,
 }
 
 impl Watched {
-    pub fn new(tree: sled::Tree, generations: &[&Generation]) -> Watched {
+    pub fn new(tree: crate::kv::Tree, generations: &[&Generation]) -> Watched {
         Watched {
             tree,
             generations: generations.iter().map(|g| (*g).clone()).collect(),
@@ -39,7 +39,7 @@ impl Watched {
     }
 
     /// The tree, for reading. (Writing through it would leave the caches stale; use `write`.)
-    pub fn read(&self) -> &sled::Tree {
+    pub fn read(&self) -> &crate::kv::Tree {
         &self.tree
     }
 
@@ -69,9 +69,9 @@ impl Written<'_> {
 }
 
 impl std::ops::Deref for Written<'_> {
-    type Target = sled::Tree;
+    type Target = crate::kv::Tree;
 
-    fn deref(&self) -> &sled::Tree {
+    fn deref(&self) -> &crate::kv::Tree {
         &self.watched.tree
     }
 }
@@ -94,7 +94,10 @@ mod tests {
     fn a_write_bumps_once_it_is_done_unless_it_keeps_the_caches() {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let (hosts, credentials) = (Generation::default(), Generation::default());
-        let tree = Watched::new(db.open_tree("t").unwrap(), &[&hosts, &credentials]);
+        let tree = Watched::new(
+            crate::kv::Tree::Sled(db.open_tree("t").unwrap()),
+            &[&hosts, &credentials],
+        );
         {
             let w = tree.write();
             w.insert(b"k", b"v").unwrap();

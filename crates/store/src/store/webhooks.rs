@@ -11,10 +11,10 @@
 
 use super::{abort, decode, encode, Store};
 use crate::error::{StoreError, StoreResult};
+use crate::kv::Transactional;
+use crate::kv::{ConflictableTransactionResult, TransactionalTree};
 use crate::model::{new_id, Timestamp};
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionResult, TransactionalTree};
-use sled::Transactional;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -262,7 +262,7 @@ impl Subscriptions {
         }
     }
 
-    pub(crate) fn load(tree: &sled::Tree) -> StoreResult<Subscriptions> {
+    pub(crate) fn load(tree: &crate::kv::Tree) -> StoreResult<Subscriptions> {
         let subs = Subscriptions::default();
         let mut by_reseller: HashMap<String, Vec<Endpoint>> = HashMap::new();
         for item in tree.iter().values() {
@@ -887,7 +887,7 @@ impl Webhooks<'_> {
                         by_webhook.remove(format!("{}/{}", d.webhook_id, d.id).as_bytes())?;
                         super::bump(counters, &count_key(&d.webhook_id), -1)?;
                     }
-                    Ok::<_, sled::transaction::ConflictableTransactionError<StoreError>>(())
+                    Ok::<_, crate::kv::ConflictableTransactionError<StoreError>>(())
                 },
             )?;
             removed += 1;

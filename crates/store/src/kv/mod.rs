@@ -1,0 +1,522 @@
+//! The ordered key-value engine under the store: sled, embedded (the default), or PostgreSQL
+//! (`--database-url`). One set of types shaped like sled's (trees of byte keys in order,
+//! serializable transactions over several trees, atomic batches), so every store module is
+//! written once and runs on either. sled's value, error and transaction-result types are the
+//! common vocabulary: a PostgreSQL failure is a `sled::Error::Io`, a serialization failure a
+//! transaction conflict (the transaction runs again, as sled's do).
+
+pub mod pg;
+
+use std::ops::RangeBounds;
+
+pub use sled::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
+    TransactionResult, UnabortableTransactionError,
+};
+
+/// What a read or write inside a transaction returns.
+pub type UnabortableTransactionResult<T> = std::result::Result<T, UnabortableTransactionError>;
+pub use sled::{CompareAndSwapError, Error, IVec, Result};
+
+/// A database: a set of named trees.
+#[derive(Clone)]
+pub enum Db {
+    Sled(sled::Db),
+    Pg(pg::Db),
+}
+
+/// One named tree: keys in byte order.
+#[derive(Clone)]
+pub enum Tree {
+    Sled(sled::Tree),
+    Pg(pg::Tree),
+}
+
+/// A tree inside a transaction: reads see the transaction's own writes, which all land at once
+/// when the closure returns Ok.
+#[derive(Clone)]
+pub enum TransactionalTree {
+    Sled(sled::transaction::TransactionalTree),
+    Pg(pg::TxTree),
+}
+
+/// Writes applied to one tree atomically; the last write to a key wins.
+#[derive(Clone, Default, Debug)]
+pub struct Batch {
+    ops: Vec<(IVec, Option<IVec>)>,
+}
+
+impl Batch {
+    pub fn insert<K: Into<IVec>, V: Into<IVec>>(&mut self, key: K, value: V) {
+        self.ops.push((key.into(), Some(value.into())));
+    }
+
+    pub fn remove<K: Into<IVec>>(&mut self, key: K) {
+        self.ops.push((key.into(), None));
+    }
+
+    fn to_sled(&self) -> sled::Batch {
+        let mut batch = sled::Batch::default();
+        for (k, v) in &self.ops {
+            match v {
+                Some(v) => batch.insert(k.clone(), v.clone()),
+                None => batch.remove(k.clone()),
+            }
+        }
+        batch
+    }
+
+    /// The batch's final write per key, in key order.
+    pub(crate) fn settled(&self) -> std::collections::BTreeMap<IVec, Option<IVec>> {
+        self.ops.iter().cloned().collect()
+    }
+}
+
+impl Db {
+    pub fn open_tree<N: AsRef<[u8]>>(&self, name: N) -> Result<Tree> {
+        match self {
+            Db::Sled(db) => db.open_tree(name).map(Tree::Sled),
+            Db::Pg(db) => db.open_tree(name.as_ref()).map(Tree::Pg),
+        }
+    }
+
+    pub fn drop_tree<N: AsRef<[u8]>>(&self, name: N) -> Result<bool> {
+        match self {
+            Db::Sled(db) => db.drop_tree(name),
+            Db::Pg(db) => db.drop_tree(name.as_ref()),
+        }
+    }
+
+    pub fn tree_names(&self) -> Vec<IVec> {
+        match self {
+            Db::Sled(db) => db.tree_names(),
+            Db::Pg(db) => db.tree_names().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot list the database's trees");
+                Vec::new()
+            }),
+        }
+    }
+
+    /// Makes every write so far durable (PostgreSQL's are when they commit).
+    pub fn flush(&self) -> Result<usize> {
+        match self {
+            Db::Sled(db) => db.flush(),
+            Db::Pg(_) => Ok(0),
+        }
+    }
+
+    /// True if the database existed before this open.
+    pub fn was_recovered(&self) -> bool {
+        match self {
+            Db::Sled(db) => db.was_recovered(),
+            Db::Pg(db) => db.existed(),
+        }
+    }
+
+    /// The default tree's value under `key` (a health check reads it).
+    pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
+        match self {
+            Db::Sled(db) => db.get(key),
+            Db::Pg(db) => db.default_tree()?.get(key.as_ref()),
+        }
+    }
+
+    pub fn insert<K: AsRef<[u8]>, V: Into<IVec>>(&self, key: K, value: V) -> Result<Option<IVec>> {
+        match self {
+            Db::Sled(db) => db.insert(key, value),
+            Db::Pg(db) => db.default_tree()?.insert(key.as_ref(), value.into()),
+        }
+    }
+
+    /// Which engine holds the data, for logs and `doctor`.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Db::Sled(_) => "sled",
+            Db::Pg(_) => "postgresql",
+        }
+    }
+}
+
+impl Tree {
+    pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
+        match self {
+            Tree::Sled(t) => t.get(key),
+            Tree::Pg(t) => t.get(key.as_ref()),
+        }
+    }
+
+    pub fn insert<K: AsRef<[u8]>, V: Into<IVec>>(&self, key: K, value: V) -> Result<Option<IVec>> {
+        match self {
+            Tree::Sled(t) => t.insert(key, value),
+            Tree::Pg(t) => t.insert(key.as_ref(), value.into()),
+        }
+    }
+
+    pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
+        match self {
+            Tree::Sled(t) => t.remove(key),
+            Tree::Pg(t) => t.remove(key.as_ref()),
+        }
+    }
+
+    pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> Result<bool> {
+        match self {
+            Tree::Sled(t) => t.contains_key(key),
+            Tree::Pg(t) => t.get(key.as_ref()).map(|v| v.is_some()),
+        }
+    }
+
+    pub fn iter(&self) -> Iter {
+        match self {
+            Tree::Sled(t) => Iter::Sled(t.iter()),
+            Tree::Pg(t) => {
+                Iter::Pg(t.range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded))
+            }
+        }
+    }
+
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
+        match self {
+            Tree::Sled(t) => Iter::Sled(t.range(range)),
+            Tree::Pg(t) => {
+                let own = |b: std::ops::Bound<&K>| b.map(|k| k.as_ref().to_vec());
+                Iter::Pg(t.range(own(range.start_bound()), own(range.end_bound())))
+            }
+        }
+    }
+
+    pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Iter {
+        match self {
+            Tree::Sled(t) => Iter::Sled(t.scan_prefix(prefix)),
+            Tree::Pg(t) => {
+                use std::ops::Bound::{Excluded, Included, Unbounded};
+                let prefix = prefix.as_ref().to_vec();
+                let end = prefix_end(&prefix).map_or(Unbounded, Excluded);
+                Iter::Pg(t.range(Included(prefix), end))
+            }
+        }
+    }
+
+    pub fn first(&self) -> Result<Option<(IVec, IVec)>> {
+        self.iter().next().transpose()
+    }
+
+    pub fn last(&self) -> Result<Option<(IVec, IVec)>> {
+        self.iter().next_back().transpose()
+    }
+
+    /// How many entries (a scan on either engine).
+    pub fn len(&self) -> usize {
+        match self {
+            Tree::Sled(t) => t.len(),
+            Tree::Pg(t) => t.count().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot count a tree");
+                0
+            }),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Tree::Sled(t) => t.is_empty(),
+            Tree::Pg(_) => self.first().map_or(true, |f| f.is_none()),
+        }
+    }
+
+    pub fn apply_batch(&self, batch: Batch) -> Result<()> {
+        match self {
+            Tree::Sled(t) => t.apply_batch(batch.to_sled()),
+            Tree::Pg(t) => t.apply_batch(&batch),
+        }
+    }
+
+    /// Makes this tree's writes durable (see `Db::flush`).
+    pub fn flush(&self) -> Result<usize> {
+        match self {
+            Tree::Sled(t) => t.flush(),
+            Tree::Pg(_) => Ok(0),
+        }
+    }
+
+    pub fn clear(&self) -> Result<()> {
+        match self {
+            Tree::Sled(t) => t.clear(),
+            Tree::Pg(t) => t.clear(),
+        }
+    }
+
+    /// Sets `key` to `new` if it holds `old` (None: absent / remove), atomically.
+    pub fn compare_and_swap<K, OV, NV>(
+        &self,
+        key: K,
+        old: Option<OV>,
+        new: Option<NV>,
+    ) -> Result<std::result::Result<(), CompareAndSwapError>>
+    where
+        K: AsRef<[u8]>,
+        OV: AsRef<[u8]>,
+        NV: Into<IVec>,
+    {
+        match self {
+            Tree::Sled(t) => t.compare_and_swap(key, old, new),
+            Tree::Pg(t) => {
+                let old = old.map(|o| o.as_ref().to_vec());
+                let new: Option<IVec> = new.map(Into::into);
+                let key = key.as_ref();
+                self.transaction::<_, _, std::convert::Infallible>(|tx| {
+                    let current = tx.get(key)?;
+                    if current.as_deref() != old.as_deref() {
+                        return Ok(Err(CompareAndSwapError {
+                            current,
+                            proposed: new.clone(),
+                        }));
+                    }
+                    match &new {
+                        Some(v) => tx.insert(key, v.clone())?,
+                        None => tx.remove(key)?,
+                    };
+                    Ok(Ok(()))
+                })
+                .map_err(|e| t.storage_error(e))
+            }
+        }
+    }
+
+    /// Replaces the value under `key` with what `f` makes of it (None removes), atomically;
+    /// returns the new value.
+    pub fn update_and_fetch<K, V, F>(&self, key: K, mut f: F) -> Result<Option<IVec>>
+    where
+        K: AsRef<[u8]>,
+        F: FnMut(Option<&[u8]>) -> Option<V>,
+        IVec: From<V>,
+    {
+        match self {
+            Tree::Sled(t) => t.update_and_fetch(key, f),
+            Tree::Pg(t) => {
+                let key = key.as_ref();
+                let f = std::cell::RefCell::new(&mut f);
+                self.transaction::<_, _, std::convert::Infallible>(|tx| {
+                    let current = tx.get(key)?;
+                    let new = (f.borrow_mut())(current.as_deref()).map(IVec::from);
+                    match &new {
+                        Some(v) => tx.insert(key, v.clone())?,
+                        None => tx.remove(key)?,
+                    };
+                    Ok(new)
+                })
+                .map_err(|e| t.storage_error(e))
+            }
+        }
+    }
+
+    pub fn name(&self) -> IVec {
+        match self {
+            Tree::Sled(t) => t.name(),
+            Tree::Pg(t) => t.name(),
+        }
+    }
+
+    /// Every change to keys under `prefix` from now on (sled only: a backup's capture).
+    pub fn watch_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Option<sled::Subscriber> {
+        match self {
+            Tree::Sled(t) => Some(t.watch_prefix(prefix)),
+            Tree::Pg(_) => None,
+        }
+    }
+
+    /// Runs `f` as one transaction over this tree.
+    pub fn transaction<F, A, E>(&self, f: F) -> TransactionResult<A, E>
+    where
+        F: Fn(&TransactionalTree) -> ConflictableTransactionResult<A, E>,
+    {
+        match self {
+            Tree::Sled(t) => t.transaction(|tx| f(&TransactionalTree::Sled(tx.clone()))),
+            Tree::Pg(t) => {
+                pg::transaction(t.db(), |state| f(&TransactionalTree::Pg(t.in_tx(state))))
+            }
+        }
+    }
+}
+
+impl TransactionalTree {
+    pub fn get<K: AsRef<[u8]>>(&self, key: K) -> UnabortableTransactionResult<Option<IVec>> {
+        match self {
+            TransactionalTree::Sled(t) => t.get(key),
+            TransactionalTree::Pg(t) => t.get(key.as_ref()),
+        }
+    }
+
+    pub fn insert<K, V>(&self, key: K, value: V) -> UnabortableTransactionResult<Option<IVec>>
+    where
+        K: AsRef<[u8]> + Into<IVec>,
+        V: Into<IVec>,
+    {
+        match self {
+            TransactionalTree::Sled(t) => t.insert(key, value),
+            TransactionalTree::Pg(t) => t.insert(key.into(), Some(value.into())),
+        }
+    }
+
+    pub fn remove<K>(&self, key: K) -> UnabortableTransactionResult<Option<IVec>>
+    where
+        K: AsRef<[u8]> + Into<IVec>,
+    {
+        match self {
+            TransactionalTree::Sled(t) => t.remove(key),
+            TransactionalTree::Pg(t) => t.insert(key.into(), None),
+        }
+    }
+
+    pub fn apply_batch(&self, batch: &Batch) -> UnabortableTransactionResult<()> {
+        match self {
+            TransactionalTree::Sled(t) => t.apply_batch(&batch.to_sled()),
+            TransactionalTree::Pg(t) => {
+                for (k, v) in batch.settled() {
+                    t.insert(k, v)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Entries of a tree in key order (either end first).
+pub enum Iter {
+    Sled(sled::Iter),
+    Pg(pg::Iter),
+}
+
+impl Iterator for Iter {
+    type Item = Result<(IVec, IVec)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Sled(i) => i.next(),
+            Iter::Pg(i) => i.next(),
+        }
+    }
+}
+
+impl DoubleEndedIterator for Iter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Sled(i) => i.next_back(),
+            Iter::Pg(i) => i.next_back(),
+        }
+    }
+}
+
+impl Iter {
+    pub fn keys(self) -> impl DoubleEndedIterator<Item = Result<IVec>> {
+        self.map(|r| r.map(|(k, _)| k))
+    }
+
+    pub fn values(self) -> impl DoubleEndedIterator<Item = Result<IVec>> {
+        self.map(|r| r.map(|(_, v)| v))
+    }
+}
+
+/// Several trees in one transaction: `(&a, &b).transaction(|(a, b)| ...)`, as with sled.
+pub trait Transactional<E> {
+    type View;
+
+    fn transaction<F, A>(&self, f: F) -> TransactionResult<A, E>
+    where
+        F: Fn(&Self::View) -> ConflictableTransactionResult<A, E>;
+}
+
+/// The error of a transaction over trees of two engines (a bug: a store opens one database).
+fn mixed<A, E>() -> TransactionResult<A, E> {
+    Err(TransactionError::Storage(Error::Unsupported(
+        "a transaction over trees of two databases".into(),
+    )))
+}
+
+macro_rules! transactional_tuple {
+    ($($t:ident),+) => {
+        impl<'a, E> Transactional<E> for ($(transactional_tuple!(@tree 'a $t),)+) {
+            type View = ($(transactional_tuple!(@view $t),)+);
+
+            fn transaction<F, A>(&self, f: F) -> TransactionResult<A, E>
+            where
+                F: Fn(&Self::View) -> ConflictableTransactionResult<A, E>,
+            {
+                let ($($t,)+) = *self;
+                if let ($(Tree::Sled($t),)+) = ($($t,)+) {
+                    use sled::Transactional as _;
+                    return ($($t,)+).transaction(|($($t,)+)| {
+                        f(&($(TransactionalTree::Sled($t.clone()),)+))
+                    });
+                }
+                if let ($(Tree::Pg($t),)+) = ($($t,)+) {
+                    let db = transactional_tuple!(@first $($t),+).db();
+                    return pg::transaction(db, |state| {
+                        f(&($(TransactionalTree::Pg($t.in_tx(state)),)+))
+                    });
+                }
+                mixed()
+            }
+        }
+    };
+    (@view $t:ident) => { TransactionalTree };
+    (@tree $l:lifetime $t:ident) => { &$l Tree };
+    (@first $first:ident $(, $rest:ident)*) => { $first };
+}
+
+transactional_tuple!(a, b);
+transactional_tuple!(a, b, c);
+transactional_tuple!(a, b, c, d);
+transactional_tuple!(a, b, c, d, e);
+transactional_tuple!(a, b, c, d, e, g);
+transactional_tuple!(a, b, c, d, e, g, h);
+transactional_tuple!(a, b, c, d, e, g, h, i);
+
+impl<E> Transactional<E> for [&Tree] {
+    type View = Vec<TransactionalTree>;
+
+    fn transaction<F, A>(&self, f: F) -> TransactionResult<A, E>
+    where
+        F: Fn(&Self::View) -> ConflictableTransactionResult<A, E>,
+    {
+        let sled: Option<Vec<&sled::Tree>> = self
+            .iter()
+            .map(|t| match t {
+                Tree::Sled(t) => Some(t),
+                Tree::Pg(_) => None,
+            })
+            .collect();
+        if let Some(trees) = sled {
+            use sled::Transactional as _;
+            return trees[..]
+                .transaction(|v| f(&v.iter().cloned().map(TransactionalTree::Sled).collect()));
+        }
+        let pg: Option<Vec<&pg::Tree>> = self
+            .iter()
+            .map(|t| match t {
+                Tree::Pg(t) => Some(t),
+                Tree::Sled(_) => None,
+            })
+            .collect();
+        match pg {
+            Some(trees) if !trees.is_empty() => pg::transaction(trees[0].db(), |state| {
+                f(&trees
+                    .iter()
+                    .map(|t| TransactionalTree::Pg(t.in_tx(state)))
+                    .collect())
+            }),
+            _ => mixed(),
+        }
+    }
+}
+
+/// The first key after every key starting with `prefix` (None: no such key).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}

@@ -1,0 +1,814 @@
+//! PostgreSQL as the store's engine (`--database-url`). Every tree is a range of one table,
+//! `kv (t, k, v)` with the primary key (tree id, key): bytea compares bytewise, so a tree's keys
+//! are in the same order as in sled and a range scan or a keyset page is an index range.
+//!
+//! Transactions are SERIALIZABLE (every connection defaults to it, single statements too) and
+//! run again on a serialization failure, as sled's run again on a conflict; so a check and the
+//! write it guards (a name's uniqueness, the 6-key limit, a quota) hold across processes and
+//! nodes, not only inside one. A transaction's writes are buffered and sent at its commit in two
+//! statements. A commit is durable (synchronous_commit), so there is nothing to flush.
+//!
+//! Calls are synchronous, like sled's: each waits on its connection, whose I/O runs on a small
+//! runtime of its own, so the store can be called from any thread (actix workers included).
+//! The schema is versioned (`resellerd_schema`) and migrated at open under an advisory lock, so
+//! nodes starting together migrate once.
+
+use super::{
+    Batch, ConflictableTransactionError, ConflictableTransactionResult, Error, IVec, Result,
+    TransactionError, TransactionResult, UnabortableTransactionError, UnabortableTransactionResult,
+};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
+use std::rc::Rc;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+/// The schema, one migration per version, applied in order.
+const MIGRATIONS: &[&str] = &[
+    // 1: named trees and their entries.
+    "CREATE TABLE kv_trees (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name bytea NOT NULL UNIQUE);
+     CREATE TABLE kv (t integer NOT NULL, k bytea NOT NULL, v bytea NOT NULL, PRIMARY KEY (t, k));",
+];
+
+/// The advisory lock migrations run under.
+const MIGRATION_LOCK: i64 = 0x7265_7365_6c6c_6572;
+
+/// How many times a statement or transaction runs again after a serialization failure.
+const MAX_RETRIES: u32 = 200;
+
+type PgResult<T> = std::result::Result<T, tokio_postgres::Error>;
+
+/// The runtime that drives every connection's I/O (never dropped: a runtime cannot be dropped
+/// from inside another).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("postgres")
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start the PostgreSQL runtime: {e}"))
+    })
+}
+
+/// Waits for a query. A client's futures only talk to its connection task over channels, so
+/// they can be waited on from any thread.
+fn wait<T>(f: impl std::future::Future<Output = T>) -> T {
+    futures_executor::block_on(f)
+}
+
+/// A PostgreSQL failure as the store's error (with the server's code and message).
+fn to_error(e: tokio_postgres::Error) -> Error {
+    let text = match e.as_db_error() {
+        Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
+        None => {
+            let mut text = format!("PostgreSQL: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        }
+    };
+    Error::Io(std::io::Error::other(text))
+}
+
+/// True for the failures that mean "run it again": a serialization failure or a deadlock.
+fn is_conflict(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+/// A moment before running a conflicted transaction again, growing with the attempts.
+fn back_off(attempt: u32) {
+    use rand::Rng;
+    let cap = 1u64 << attempt.min(6);
+    let micros = rand::thread_rng().gen_range(0..=cap * 200);
+    std::thread::sleep(std::time::Duration::from_micros(micros));
+}
+
+/// One connection and the statements prepared on it.
+struct Conn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl Conn {
+    fn statement(&mut self, sql: &str) -> PgResult<Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = wait(self.client.prepare(sql))?;
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    fn query(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> PgResult<Vec<Row>> {
+        let s = self.statement(sql)?;
+        wait(self.client.query(&s, params))
+    }
+
+    fn execute(&mut self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> PgResult<u64> {
+        let s = self.statement(sql)?;
+        wait(self.client.execute(&s, params))
+    }
+}
+
+/// Connections, opened on demand up to `max`, each used by one call at a time.
+struct Pool {
+    config: tokio_postgres::Config,
+    /// (idle connections, how many are open)
+    idle: Mutex<(Vec<Conn>, usize)>,
+    freed: Condvar,
+    max: usize,
+}
+
+/// A connection taken from the pool; back in it when dropped, unless it broke.
+struct Lease {
+    pool: Arc<Pool>,
+    conn: Option<Conn>,
+}
+
+impl Lease {
+    fn conn(&mut self) -> &mut Conn {
+        self.conn
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("a lease holds its connection until dropped"))
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if conn.client.is_closed() {
+            idle.1 -= 1;
+        } else {
+            idle.0.push(conn);
+        }
+        drop(idle);
+        self.pool.freed.notify_one();
+    }
+}
+
+impl Pool {
+    fn get(self: &Arc<Self>) -> Result<Lease> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(conn) = idle.0.pop() {
+                return Ok(Lease {
+                    pool: self.clone(),
+                    conn: Some(conn),
+                });
+            }
+            if idle.1 < self.max {
+                idle.1 += 1;
+                drop(idle);
+                return match self.connect() {
+                    Ok(conn) => Ok(Lease {
+                        pool: self.clone(),
+                        conn: Some(conn),
+                    }),
+                    Err(e) => {
+                        self.idle.lock().unwrap_or_else(|e| e.into_inner()).1 -= 1;
+                        self.freed.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            idle = self.freed.wait(idle).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn connect(&self) -> Result<Conn> {
+        let config = self.config.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        runtime().spawn(async move {
+            let connected = match config.connect(NoTls).await {
+                Ok((client, connection)) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::warn!(error = %e, "a PostgreSQL connection ended");
+                        }
+                    });
+                    Ok(client)
+                }
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(connected);
+        });
+        let client = rx
+            .recv()
+            .map_err(|_| Error::Io(std::io::Error::other("the PostgreSQL runtime stopped")))?
+            .map_err(to_error)?;
+        wait(client.batch_execute(
+            "SET default_transaction_isolation TO serializable; SET synchronous_commit TO on",
+        ))
+        .map_err(to_error)?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+        })
+    }
+
+    /// Runs `f` on a connection, again after a serialization failure.
+    fn run<T>(self: &Arc<Self>, mut f: impl FnMut(&mut Conn) -> PgResult<T>) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            let mut lease = self.get()?;
+            match f(lease.conn()) {
+                Ok(v) => return Ok(v),
+                Err(e) if is_conflict(&e) && attempt < MAX_RETRIES => {
+                    drop(lease);
+                    back_off(attempt);
+                    attempt += 1;
+                }
+                Err(e) => return Err(to_error(e)),
+            }
+        }
+    }
+}
+
+struct Inner {
+    pool: Arc<Pool>,
+    /// tree name -> id, as `kv_trees` has them
+    trees: Mutex<HashMap<Vec<u8>, i32>>,
+    /// True if the schema was there before this open.
+    existed: bool,
+}
+
+/// A PostgreSQL database holding the store's trees.
+#[derive(Clone)]
+pub struct Db(Arc<Inner>);
+
+impl Db {
+    /// Connects to `url` (a `postgres://` URL or a libpq key=value string) with at most
+    /// `max_connections`, and brings the schema up to date.
+    pub fn open(url: &str, max_connections: usize) -> Result<Db> {
+        let config: tokio_postgres::Config = url.parse().map_err(to_error)?;
+        let pool = Arc::new(Pool {
+            config,
+            idle: Mutex::new((Vec::new(), 0)),
+            freed: Condvar::new(),
+            max: max_connections.max(2),
+        });
+        let existed = migrate(&pool)?;
+        Ok(Db(Arc::new(Inner {
+            pool,
+            trees: Mutex::new(HashMap::new()),
+            existed,
+        })))
+    }
+
+    pub fn existed(&self) -> bool {
+        self.0.existed
+    }
+
+    /// The schema version the database is at.
+    pub fn schema_version(&self) -> Result<i32> {
+        self.0.pool.run(|c| {
+            let rows = c.query(
+                "SELECT coalesce(max(version), 0) FROM resellerd_schema",
+                &[],
+            )?;
+            Ok(rows.first().map_or(0, |r| r.get(0)))
+        })
+    }
+
+    pub fn open_tree(&self, name: &[u8]) -> Result<Tree> {
+        let cached = self
+            .0
+            .trees
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied();
+        let id = match cached {
+            Some(id) => id,
+            None => {
+                let id: i32 = self
+                    .0
+                    .pool
+                    .run(|c| {
+                        c.execute(
+                            "INSERT INTO kv_trees (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+                            &[&name],
+                        )?;
+                        let rows = c.query("SELECT id FROM kv_trees WHERE name = $1", &[&name])?;
+                        Ok(rows.first().map(|r| r.get(0)))
+                    })?
+                    .ok_or_else(|| Error::ReportableBug("a tree vanished as it was made".into()))?;
+                self.0
+                    .trees
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(name.to_vec(), id);
+                id
+            }
+        };
+        Ok(Tree {
+            db: self.clone(),
+            id,
+            name: IVec::from(name),
+        })
+    }
+
+    pub fn drop_tree(&self, name: &[u8]) -> Result<bool> {
+        self.0
+            .trees
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.0.pool.run(|c| {
+            let rows = c.query("SELECT id FROM kv_trees WHERE name = $1", &[&name])?;
+            let Some(id) = rows.first().map(|r| r.get::<_, i32>(0)) else {
+                return Ok(false);
+            };
+            wait(c.client.batch_execute("BEGIN"))?;
+            let done = (|| {
+                c.execute("DELETE FROM kv WHERE t = $1", &[&id])?;
+                c.execute("DELETE FROM kv_trees WHERE id = $1", &[&id])?;
+                wait(c.client.batch_execute("COMMIT"))
+            })();
+            if done.is_err() {
+                let _ = wait(c.client.batch_execute("ROLLBACK"));
+            }
+            done.map(|_| true)
+        })
+    }
+
+    pub fn tree_names(&self) -> Result<Vec<IVec>> {
+        self.0.pool.run(|c| {
+            let rows = c.query("SELECT name FROM kv_trees ORDER BY name", &[])?;
+            Ok(rows
+                .iter()
+                .map(|r| IVec::from(r.get::<_, Vec<u8>>(0)))
+                .collect())
+        })
+    }
+
+    /// The tree sled calls its default one (`Db::get` and `Db::insert` use it).
+    pub fn default_tree(&self) -> Result<Tree> {
+        self.open_tree(b"__sled__default")
+    }
+
+    /// Bytes the entries take, indexes included.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.0.pool.run(|c| {
+            let rows = c.query("SELECT pg_total_relation_size('kv')", &[])?;
+            Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64)
+        })
+    }
+}
+
+/// Applies the migrations the database lacks, under the advisory lock; returns whether the
+/// schema existed before.
+fn migrate(pool: &Arc<Pool>) -> Result<bool> {
+    let mut lease = pool.get()?;
+    let c = lease.conn();
+    c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(to_error)?;
+    let result = (|| -> Result<bool> {
+        wait(c.client.batch_execute(
+            "CREATE TABLE IF NOT EXISTS resellerd_schema (version integer NOT NULL)",
+        ))
+        .map_err(to_error)?;
+        let rows = c
+            .query(
+                "SELECT coalesce(max(version), 0) FROM resellerd_schema",
+                &[],
+            )
+            .map_err(to_error)?;
+        let version = rows.first().map_or(0, |r| r.get::<_, i32>(0)) as usize;
+        if version > MIGRATIONS.len() {
+            return Err(Error::Unsupported(format!(
+                "the database is at schema version {version}, newer than this resellerd's {}: upgrade resellerd",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+            let sql = format!(
+                "BEGIN; {migration}; INSERT INTO resellerd_schema (version) VALUES ({}); COMMIT;",
+                i + 1
+            );
+            if let Err(e) = wait(c.client.batch_execute(&sql)) {
+                let _ = wait(c.client.batch_execute("ROLLBACK"));
+                return Err(to_error(e));
+            }
+            tracing::info!(version = i + 1, "migrated the PostgreSQL schema");
+        }
+        Ok(version > 0)
+    })();
+    let unlocked = c.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+    let existed = result?;
+    unlocked.map_err(to_error)?;
+    Ok(existed)
+}
+
+const GET: &str = "SELECT v FROM kv WHERE t = $1 AND k = $2";
+const DELETE: &str = "DELETE FROM kv WHERE t = $1 AND k = $2 RETURNING v";
+const UPSERT_MANY: &str =
+    "INSERT INTO kv (t, k, v) SELECT * FROM unnest($1::integer[], $2::bytea[], $3::bytea[]) \
+     ON CONFLICT (t, k) DO UPDATE SET v = EXCLUDED.v";
+const DELETE_MANY: &str =
+    "DELETE FROM kv WHERE (t, k) IN (SELECT * FROM unnest($1::integer[], $2::bytea[]))";
+
+/// One tree of a PostgreSQL database.
+#[derive(Clone)]
+pub struct Tree {
+    db: Db,
+    id: i32,
+    name: IVec,
+}
+
+impl Tree {
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn name(&self) -> IVec {
+        self.name.clone()
+    }
+
+    /// This tree inside the transaction `state`.
+    pub fn in_tx(&self, state: &Rc<TxState>) -> TxTree {
+        TxTree {
+            state: state.clone(),
+            tree: self.id,
+        }
+    }
+
+    /// A failed one-tree transaction (which never aborts) as a store error.
+    pub fn storage_error<E>(&self, e: TransactionError<E>) -> Error {
+        match e {
+            TransactionError::Storage(e) => e,
+            TransactionError::Abort(_) => {
+                Error::ReportableBug("an unabortable change aborted".into())
+            }
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<IVec>> {
+        self.db.0.pool.run(|c| {
+            let rows = c.query(GET, &[&self.id, &key])?;
+            Ok(rows.first().map(|r| IVec::from(r.get::<_, &[u8]>(0))))
+        })
+    }
+
+    pub fn insert(&self, key: &[u8], value: IVec) -> Result<Option<IVec>> {
+        // The old value and the write in one statement: the CTE reads before the upsert.
+        const SQL: &str = "WITH old AS (SELECT v FROM kv WHERE t = $1 AND k = $2), \
+             up AS (INSERT INTO kv (t, k, v) VALUES ($1, $2, $3) ON CONFLICT (t, k) DO UPDATE SET v = EXCLUDED.v) \
+             SELECT v FROM old";
+        self.db.0.pool.run(|c| {
+            let rows = c.query(SQL, &[&self.id, &key, &value.as_ref()])?;
+            Ok(rows.first().map(|r| IVec::from(r.get::<_, &[u8]>(0))))
+        })
+    }
+
+    pub fn remove(&self, key: &[u8]) -> Result<Option<IVec>> {
+        self.db.0.pool.run(|c| {
+            let rows = c.query(DELETE, &[&self.id, &key])?;
+            Ok(rows.first().map(|r| IVec::from(r.get::<_, &[u8]>(0))))
+        })
+    }
+
+    /// How many entries (a count: O(n)).
+    pub fn count(&self) -> Result<usize> {
+        self.db.0.pool.run(|c| {
+            let rows = c.query("SELECT count(*) FROM kv WHERE t = $1", &[&self.id])?;
+            Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as usize)
+        })
+    }
+
+    pub fn clear(&self) -> Result<()> {
+        self.db
+            .0
+            .pool
+            .run(|c| c.execute("DELETE FROM kv WHERE t = $1", &[&self.id]))
+            .map(drop)
+    }
+
+    pub fn apply_batch(&self, batch: &Batch) -> Result<()> {
+        let writes: Vec<((i32, IVec), Option<IVec>)> = batch
+            .settled()
+            .into_iter()
+            .map(|(k, v)| ((self.id, k), v))
+            .collect();
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.db.0.pool.run(|c| {
+            wait(c.client.batch_execute("BEGIN"))?;
+            let done = write_all(c, writes.iter().map(|(k, v)| (k, v)))
+                .and_then(|_| wait(c.client.batch_execute("COMMIT")));
+            if done.is_err() {
+                let _ = wait(c.client.batch_execute("ROLLBACK"));
+            }
+            done
+        })
+    }
+
+    /// The entries between `lo` and `hi`, fetched in growing chunks from either end.
+    pub fn range(&self, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Iter {
+        Iter {
+            tree: self.clone(),
+            lo,
+            hi,
+            front: VecDeque::new(),
+            back: VecDeque::new(),
+            done: false,
+            chunk: 16,
+        }
+    }
+}
+
+/// Sends a transaction's writes (final value per (tree, key); None removes): one upsert and one
+/// delete statement, pipelined.
+fn write_all<'a>(
+    c: &mut Conn,
+    writes: impl Iterator<Item = (&'a (i32, IVec), &'a Option<IVec>)>,
+) -> PgResult<()> {
+    let (mut up_t, mut up_k, mut up_v) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut del_t, mut del_k) = (Vec::new(), Vec::new());
+    for ((t, k), v) in writes {
+        match v {
+            Some(v) => {
+                up_t.push(*t);
+                up_k.push(k.as_ref());
+                up_v.push(v.as_ref());
+            }
+            None => {
+                del_t.push(*t);
+                del_k.push(k.as_ref());
+            }
+        }
+    }
+    let upsert = c.statement(UPSERT_MANY)?;
+    let delete = c.statement(DELETE_MANY)?;
+    let client = &c.client;
+    let (a, b) = wait(async {
+        let a = async {
+            if up_t.is_empty() {
+                Ok(0)
+            } else {
+                client.execute(&upsert, &[&up_t, &up_k, &up_v]).await
+            }
+        };
+        let b = async {
+            if del_t.is_empty() {
+                Ok(0)
+            } else {
+                client.execute(&delete, &[&del_t, &del_k]).await
+            }
+        };
+        futures_util::future::join(a, b).await
+    });
+    a?;
+    b?;
+    Ok(())
+}
+
+/// A transaction under way on one connection: its writes wait here until the commit.
+pub struct TxState {
+    conn: RefCell<Lease>,
+    writes: RefCell<BTreeMap<(i32, IVec), Option<IVec>>>,
+    reads: RefCell<HashMap<(i32, IVec), Option<IVec>>>,
+}
+
+impl TxState {
+    fn read(&self, tree: i32, key: &[u8]) -> PgResult<Option<IVec>> {
+        let k = (tree, IVec::from(key));
+        if let Some(v) = self.writes.borrow().get(&k) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.reads.borrow().get(&k) {
+            return Ok(v.clone());
+        }
+        let rows = self.conn.borrow_mut().conn().query(GET, &[&tree, &key])?;
+        let v = rows.first().map(|r| IVec::from(r.get::<_, &[u8]>(0)));
+        self.reads.borrow_mut().insert(k, v.clone());
+        Ok(v)
+    }
+
+    fn commit(&self) -> PgResult<()> {
+        let writes = self.writes.borrow();
+        let mut lease = self.conn.borrow_mut();
+        let c = lease.conn();
+        write_all(c, writes.iter())?;
+        wait(c.client.batch_execute("COMMIT"))
+    }
+
+    fn rollback(&self) {
+        let mut lease = self.conn.borrow_mut();
+        let _ = wait(lease.conn().client.batch_execute("ROLLBACK"));
+    }
+}
+
+/// Runs `f` as one serializable transaction, again on a serialization failure or a conflict.
+pub fn transaction<A, E>(
+    db: &Db,
+    f: impl Fn(&Rc<TxState>) -> ConflictableTransactionResult<A, E>,
+) -> TransactionResult<A, E> {
+    let mut attempt = 0;
+    loop {
+        let lease = db.0.pool.get().map_err(TransactionError::Storage)?;
+        let state = Rc::new(TxState {
+            conn: RefCell::new(lease),
+            writes: RefCell::default(),
+            reads: RefCell::default(),
+        });
+        let begun = wait(
+            state
+                .conn
+                .borrow_mut()
+                .conn()
+                .client
+                .batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE"),
+        );
+        begun.map_err(|e| TransactionError::Storage(to_error(e)))?;
+        let retry = match f(&state) {
+            Ok(a) => match state.commit() {
+                Ok(()) => return Ok(a),
+                Err(e) if is_conflict(&e) => {
+                    state.rollback();
+                    true
+                }
+                Err(e) => {
+                    state.rollback();
+                    return Err(TransactionError::Storage(to_error(e)));
+                }
+            },
+            Err(ConflictableTransactionError::Abort(e)) => {
+                state.rollback();
+                return Err(TransactionError::Abort(e));
+            }
+            Err(ConflictableTransactionError::Conflict) => {
+                state.rollback();
+                true
+            }
+            Err(ConflictableTransactionError::Storage(e)) => {
+                state.rollback();
+                return Err(TransactionError::Storage(e));
+            }
+        };
+        drop(state);
+        if retry {
+            if attempt >= MAX_RETRIES {
+                return Err(TransactionError::Storage(Error::Io(std::io::Error::other(
+                    "PostgreSQL: a transaction kept conflicting with others",
+                ))));
+            }
+            back_off(attempt);
+            attempt += 1;
+        }
+    }
+}
+
+/// A tree inside a transaction.
+#[derive(Clone)]
+pub struct TxTree {
+    state: Rc<TxState>,
+    tree: i32,
+}
+
+impl TxTree {
+    pub fn get(&self, key: &[u8]) -> UnabortableTransactionResult<Option<IVec>> {
+        self.state.read(self.tree, key).map_err(unabortable)
+    }
+
+    /// Sets (Some) or removes (None) `key`; returns the value it had.
+    pub fn insert(
+        &self,
+        key: IVec,
+        value: Option<IVec>,
+    ) -> UnabortableTransactionResult<Option<IVec>> {
+        let old = self.state.read(self.tree, &key).map_err(unabortable)?;
+        self.state
+            .writes
+            .borrow_mut()
+            .insert((self.tree, key), value);
+        Ok(old)
+    }
+}
+
+fn unabortable(e: tokio_postgres::Error) -> UnabortableTransactionError {
+    if is_conflict(&e) {
+        UnabortableTransactionError::Conflict
+    } else {
+        UnabortableTransactionError::Storage(to_error(e))
+    }
+}
+
+/// Entries of a tree between two bounds, read a chunk at a time from whichever end is asked.
+pub struct Iter {
+    tree: Tree,
+    /// What is left unread: the front reads move `lo` up, the back reads move `hi` down.
+    lo: Bound<Vec<u8>>,
+    hi: Bound<Vec<u8>>,
+    /// Read from the front, ascending.
+    front: VecDeque<(IVec, IVec)>,
+    /// Read from the back, descending.
+    back: VecDeque<(IVec, IVec)>,
+    /// Nothing is left unread between `lo` and `hi` (or a read failed).
+    done: bool,
+    chunk: i64,
+}
+
+impl Iter {
+    /// Reads the next chunk from the front (or the back, if `desc`) into its buffer.
+    fn fill(&mut self, desc: bool) -> Result<()> {
+        let mut sql = String::from("SELECT k, v FROM kv WHERE t = $1");
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.tree.id];
+        let lo = match &self.lo {
+            Bound::Included(k) => Some((">=", k)),
+            Bound::Excluded(k) => Some((">", k)),
+            Bound::Unbounded => None,
+        };
+        let hi = match &self.hi {
+            Bound::Included(k) => Some(("<=", k)),
+            Bound::Excluded(k) => Some(("<", k)),
+            Bound::Unbounded => None,
+        };
+        for (op, k) in [lo, hi].into_iter().flatten() {
+            params.push(k);
+            sql.push_str(&format!(" AND k {op} ${}", params.len()));
+        }
+        params.push(&self.chunk);
+        sql.push_str(&format!(
+            " ORDER BY k {} LIMIT ${}",
+            if desc { "DESC" } else { "ASC" },
+            params.len()
+        ));
+        let rows = self.tree.db.0.pool.run(|c| c.query(&sql, &params))?;
+        let got: Vec<(IVec, IVec)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    IVec::from(r.get::<_, &[u8]>(0)),
+                    IVec::from(r.get::<_, &[u8]>(1)),
+                )
+            })
+            .collect();
+        if (got.len() as i64) < self.chunk {
+            self.done = true;
+        }
+        self.chunk = (self.chunk * 4).min(1024);
+        if let Some((k, _)) = got.last() {
+            if desc {
+                self.hi = Bound::Excluded(k.to_vec());
+            } else {
+                self.lo = Bound::Excluded(k.to_vec());
+            }
+        }
+        if desc {
+            self.back.extend(got);
+        } else {
+            self.front.extend(got);
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Iter {
+    type Item = Result<(IVec, IVec)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.front.is_empty() && !self.done {
+            if let Err(e) = self.fill(false) {
+                self.done = true;
+                self.back.clear();
+                return Some(Err(e));
+            }
+        }
+        self.front
+            .pop_front()
+            .or_else(|| self.back.pop_back())
+            .map(Ok)
+    }
+}
+
+impl DoubleEndedIterator for Iter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.back.is_empty() && !self.done {
+            if let Err(e) = self.fill(true) {
+                self.done = true;
+                self.front.clear();
+                return Some(Err(e));
+            }
+        }
+        self.back
+            .pop_front()
+            .or_else(|| self.front.pop_back())
+            .map(Ok)
+    }
+}
