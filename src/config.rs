@@ -130,6 +130,16 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_BLOB_STORE")]
     pub blob_store: Option<String>,
 
+    /// PostgreSQL for the records instead of the embedded database in the data dir
+    /// (postgres://user:password@host:port/database); the schema is created and migrated at
+    /// start [default: unset, the embedded database]
+    #[arg(long, env = "RESELLERD_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Most connections to PostgreSQL this server opens [default: 16]
+    #[arg(long, env = "RESELLERD_DATABASE_CONNECTIONS")]
+    pub database_connections: Option<usize>,
+
     /// Seconds an unreferenced blob stays in the object store before garbage collection deletes
     /// it (another node may be recording a deploy that names it) [default: 3600]
     #[arg(long, env = "RESELLERD_BLOB_GC_GRACE")]
@@ -413,6 +423,24 @@ impl Settings {
         let remote = crate::store::remote::Remote::from_url(url)?;
         let grace = std::time::Duration::from_secs(self.blob_gc_grace.unwrap_or(3600));
         Ok(Some((remote, grace)))
+    }
+
+    /// The PostgreSQL URL, if the records live there (not in the data dir's embedded database).
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref().filter(|u| !u.is_empty())
+    }
+
+    pub fn database_connections(&self) -> usize {
+        self.database_connections.unwrap_or(16).clamp(2, 1000)
+    }
+
+    /// Opens the store the settings name: PostgreSQL or the data dir's embedded database.
+    pub fn open_store(&self) -> Result<crate::store::Store, crate::store::OpenError> {
+        let dir = self.data_dir();
+        match self.database_url() {
+            Some(url) => crate::store::Store::open_postgres(&dir, url, self.database_connections()),
+            None => crate::store::Store::open_with(&dir, self.cache_bytes()),
+        }
     }
 
     pub fn allow_private_targets(&self) -> bool {

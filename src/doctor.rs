@@ -35,6 +35,14 @@ pub fn run(settings: &Settings) -> Vec<Finding> {
     let dir = settings.data_dir();
     let mut out = vec![data_dir(&dir), free_space(settings, &dir), cache(settings)];
     out.extend(blob_store(settings));
+    if let Some(url) = settings.database_url() {
+        out.push(postgres(url));
+        out.push(ports(settings, false, &dir));
+        out.push(certificate(settings, &dir));
+        out.push(resolver(settings));
+        out.push(clock(&dir));
+        return out;
+    }
     let running = match dir.join("db").is_dir() {
         false => {
             out.push(finding(
@@ -362,5 +370,27 @@ fn clock(dir: &Path) -> Finding {
             CHECK,
             format!("{} UTC", Timestamp::now().to_rfc3339()),
         ),
+    }
+}
+
+/// PostgreSQL (`--database-url`): reachable, and its schema one this build can serve.
+fn postgres(url: &str) -> Finding {
+    match resellerd_store::kv::pg::inspect(url) {
+        Ok((0, _)) => finding(
+            Level::Warn,
+            "database",
+            "PostgreSQL answers; no schema yet: `serve` creates it",
+        ),
+        Ok((have, know)) if have > know => finding(
+            Level::Fail,
+            "database",
+            format!("PostgreSQL is at schema version {have}, newer than this resellerd's {know}: upgrade resellerd"),
+        ),
+        Ok((have, know)) => finding(
+            Level::Ok,
+            "database",
+            format!("PostgreSQL answers, schema version {have} (this resellerd: {know}{})", if have < know { "; `serve` migrates it" } else { "" }),
+        ),
+        Err(e) => finding(Level::Fail, "database", format!("cannot reach PostgreSQL: {e}")),
     }
 }

@@ -1,5 +1,5 @@
 //! The resellerd command line: `serve`, `operator-token`, `backup`, `restore`, `doctor`,
-//! `compact` (and the hidden `checkpoint` that `serve` becomes as it stops).
+//! `compact`, `migrate` (and the hidden `checkpoint` that `serve` becomes as it stops).
 
 use clap::{Parser, Subcommand};
 use resellerd::auth::operator;
@@ -66,6 +66,23 @@ enum Command {
         /// The server's data directory
         #[arg(long, env = "RESELLERD_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
+    },
+    /// Copy a stopped data dir's records into PostgreSQL (and its site files into an S3 blob
+    /// store), checking every tree's count and digest; safe to run again. Then serve with the
+    /// same data dir and --database-url
+    Migrate {
+        /// The stopped server's data directory (for a running one: a backup restored into a new dir)
+        #[arg(long, env = "RESELLERD_DATA_DIR", default_value = "./data")]
+        from: PathBuf,
+        /// The PostgreSQL database: postgres://user:password@host:port/database
+        #[arg(long)]
+        to: String,
+        /// Also put the site files into this S3-compatible blob store (as --blob-store)
+        #[arg(long)]
+        blob_store: Option<String>,
+        /// Overwrite a database that holds another instance's records
+        #[arg(long)]
+        replace: bool,
     },
     /// Restore a backup into a new or empty data directory
     Restore {
@@ -140,6 +157,12 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Migrate {
+            from,
+            to,
+            blob_store,
+            replace,
+        } => migrate(&from, &to, blob_store.as_deref(), replace),
         Command::Restore { input, data_dir } => {
             let restored = std::fs::File::open(&input)
                 .map_err(|e| format!("cannot open {}: {e}", input.display()))
@@ -164,6 +187,41 @@ fn main() -> ExitCode {
                 )),
             }
         }
+    }
+}
+
+fn migrate(from: &std::path::Path, to: &str, blob_store: Option<&str>, replace: bool) -> ExitCode {
+    let remote = match blob_store.map(resellerd::store::remote::Remote::from_url) {
+        Some(Err(e)) => return fail(&format!("--blob-store: {e}")),
+        Some(Ok(r)) => Some(r),
+        None => None,
+    };
+    match resellerd::store::migrate::to_postgres(from, to, replace, remote.as_ref()) {
+        Ok(report) => {
+            let records: u64 = report.trees.iter().map(|(_, n)| n).sum();
+            println!(
+                "migrated {records} records in {} trees from {} to PostgreSQL; every tree's count and digest match",
+                report.trees.len(),
+                from.display()
+            );
+            if remote.is_some() {
+                println!(
+                    "{} site files put into the blob store",
+                    report.blobs_uploaded
+                );
+            }
+            println!(
+                "now serve with: resellerd serve --data-dir {} --database-url <the same URL>{}",
+                from.display(),
+                if remote.is_some() {
+                    " --blob-store <the same store>"
+                } else {
+                    ""
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("migration failed: {e}")),
     }
 }
 
@@ -203,6 +261,8 @@ fn serve(settings: Settings) -> ExitCode {
     let log = resellerd::telemetry::init(log_format.as_deref());
     let data_dir = settings.data_dir();
     let cache_bytes = settings.cache_bytes();
+    // PostgreSQL has its own checkpoints; only the embedded database needs one at a stop.
+    let embedded = settings.database_url().is_none();
     if let Err(e) = resellerd::create_private_dir(&data_dir) {
         return fail(&format!(
             "cannot create data dir {}: {e}",
@@ -244,10 +304,11 @@ fn serve(settings: Settings) -> ExitCode {
     };
     let result = actix_web::rt::System::new().block_on(resellerd::serve(settings, on_ready));
     match result {
-        Ok(()) => {
+        Ok(()) if embedded => {
             drop(log);
             checkpoint(&data_dir, cache_bytes, log_format.as_deref())
         }
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
 }

@@ -39,8 +39,13 @@ impl AppState {
         let data_dir = settings.data_dir();
         files::create_private_dir(&data_dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
-        let mut store = store::Store::open_with(&data_dir, settings.cache_bytes())
-            .map_err(|e| e.to_string())?;
+        let mut store = settings.open_store().map_err(|e| e.to_string())?;
+        if store.engine() != "sled" {
+            tracing::info!(
+                engine = store.engine(),
+                "the records are kept in PostgreSQL"
+            );
+        }
         if let Some((remote, grace)) = settings.remote_blobs()? {
             tracing::info!(blob_store = %remote.description, "site files are kept in the blob store");
             store.blobs = store.blobs.with_remote(remote, grace);

@@ -38,6 +38,9 @@ get, path = "/api/v1/admin/backup", tag = "operator", security(("bearer" = [])),
 )]
 async fn backup(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     who.require_operator()?;
+    if state.store.engine() != "sled" {
+        return Err(crate::error::ApiError::invalid(crate::backup::ON_POSTGRES));
+    }
     let gate = Some(state.store.write_gate());
     let store = state.store.clone();
     let data_dir = state.settings.data_dir();

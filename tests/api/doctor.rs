@@ -28,6 +28,9 @@ fn line<'a>(report: &'a str, check: &str) -> &'a str {
 
 #[tokio::test]
 async fn doctor_passes_a_healthy_deployment_and_names_each_problem() {
+    if crate::helpers::on_postgres() {
+        return; // doctor's checks of the embedded database (PostgreSQL's: `doctor_checks_postgresql`): nothing of it runs on PostgreSQL
+    }
     let dns = ChallTestSrv::start();
     let dns_server = dns.dns_server();
     let mut app = TestApp::spawn().await;
@@ -136,4 +139,38 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_problem() {
         "{report}"
     );
     assert!(line(&report, "data dir").starts_with("ok"), "{report}");
+}
+
+/// On PostgreSQL, doctor says whether the database answers and whether its schema is one this
+/// build serves, without creating or changing anything.
+#[tokio::test]
+async fn doctor_checks_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let Some(url) = crate::helpers::database_for(&data) else {
+        return; // the sled run: there is no PostgreSQL to check
+    };
+    let (_, report) = doctor(&data, &["--database-url", &url]);
+    assert!(
+        line(&report, "database").contains("no schema yet"),
+        "{report}"
+    );
+    let app = TestApp::spawn_in(&data, &[]);
+    app.get("/healthz", &app.operator).await.expect(200);
+    let (_, report) = doctor(&data, &["--database-url", &url]);
+    let db = line(&report, "database");
+    assert!(db.starts_with("ok"), "{report}");
+    assert!(db.contains("schema version 1"), "{report}");
+    // A server that does not answer is a failure, and says where.
+    let closed = format!(
+        "postgres://postgres@127.0.0.1:{}/x",
+        crate::pebble::free_port()
+    );
+    let (ok, report) = doctor(&data, &["--database-url", &closed]);
+    assert!(!ok);
+    let db = line(&report, "database");
+    assert!(
+        db.starts_with("FAIL") && db.contains("cannot reach PostgreSQL"),
+        "{report}"
+    );
 }

@@ -102,6 +102,9 @@ pub fn start_configured(
     // Lets a test move the server's clock (`TestApp::advance_clock`; debug builds only).
     .env("RESELLERD_TEST_CLOCK", "1")
     .stdout(Stdio::piped());
+    if let Some(url) = database_for(data_dir) {
+        cmd.env("RESELLERD_DATABASE_URL", url);
+    }
     configure(&mut cmd);
     let mut child = cmd.spawn().expect("start resellerd");
     let stdout = child.stdout.take().expect("stdout");
@@ -130,21 +133,74 @@ pub fn start_configured(
     (child, http, https_port)
 }
 
+/// The PostgreSQL server the suite runs on (`scripts/test` starts one for its second run), if any.
+fn postgres_url() -> Option<String> {
+    std::env::var("RESELLERD_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// True when this run keeps the records in PostgreSQL: tests of the embedded database's own
+/// files (its backup, compaction, format upgrades) do not apply there.
+pub fn on_postgres() -> bool {
+    postgres_url().is_some()
+}
+
+/// On PostgreSQL, the database of the server on `data_dir`: one per data dir, made on first
+/// use, so a restart on the same dir finds its records and another test never does.
+pub fn database_for(data_dir: &Path) -> Option<String> {
+    use sha2::Digest;
+    let admin = postgres_url()?;
+    let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    let name = format!("t_{}", hex::encode(&digest[..10]));
+    let out = Command::new("psql")
+        .arg(&admin)
+        .args(["-v", "ON_ERROR_STOP=1", "-qtAc"])
+        .arg(format!(
+            "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+        ))
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if String::from_utf8_lossy(&out.stdout).trim() != "1" {
+        let made = Command::new("psql")
+            .arg(&admin)
+            .args(["-v", "ON_ERROR_STOP=1", "-qc"])
+            .arg(format!("CREATE DATABASE {name}"))
+            .output()
+            .expect("run psql");
+        let err = String::from_utf8_lossy(&made.stderr);
+        assert!(
+            made.status.success() || err.contains("already exists"),
+            "psql: {err}"
+        );
+    }
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some(format!("{base}/{name}"))
+}
+
 /// Runs `serve` on `data_dir` where it is expected to exit at once (e.g. a refused data dir),
 /// and returns what it printed.
 pub fn serve_expecting_exit(data_dir: &Path) -> std::process::Output {
-    Command::new(binary())
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run resellerd serve")
+    let mut cmd = Command::new(binary());
+    if let Some(url) = database_for(data_dir) {
+        cmd.env("RESELLERD_DATABASE_URL", url);
+    }
+    cmd.args([
+        "serve",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--https-addr",
+        "127.0.0.1:0",
+    ])
+    .arg("--data-dir")
+    .arg(data_dir)
+    .output()
+    .expect("run resellerd serve")
 }
 
 impl TestApp {

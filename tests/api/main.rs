@@ -23,6 +23,7 @@ mod keys;
 mod limits;
 mod logs;
 mod mail;
+mod migrate;
 mod netlify;
 mod openapi;
 mod packaging;

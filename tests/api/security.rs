@@ -104,16 +104,18 @@ async fn a_slow_body_holds_up_nobody_and_gets_408() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // A backup (which waits for every gated write) and then a write go through meanwhile.
     let began = Instant::now();
-    let backup = app
-        .client
-        .get(app.url("/api/v1/admin/backup"))
-        .bearer_auth(&app.operator)
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .expect("the backup is not held up");
-    assert_eq!(backup.status().as_u16(), 200);
-    backup.bytes().await.unwrap();
+    if !crate::helpers::on_postgres() {
+        let backup = app
+            .client
+            .get(app.url("/api/v1/admin/backup"))
+            .bearer_auth(&app.operator)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .expect("the backup is not held up");
+        assert_eq!(backup.status().as_u16(), 200);
+        backup.bytes().await.unwrap();
+    }
     acme.access_token(&app, "quick@acme.test").await;
     // Held by the trickling clients, they would wait for their 10 s deadline.
     assert!(

@@ -370,6 +370,30 @@ impl Db {
     }
 }
 
+/// The schema version of the database at `url` (0: none yet) and the latest this build knows,
+/// read without changing anything (for `doctor`).
+pub fn inspect(url: &str) -> Result<(i32, i32)> {
+    let config: tokio_postgres::Config = url.parse().map_err(to_error)?;
+    let pool = Arc::new(Pool {
+        config,
+        idle: Mutex::new((Vec::new(), 0)),
+        freed: Condvar::new(),
+        max: 1,
+    });
+    let version = pool.run(|c| {
+        let rows = c.query("SELECT to_regclass('resellerd_schema') IS NOT NULL", &[])?;
+        if !rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
+            return Ok(0);
+        }
+        let rows = c.query(
+            "SELECT coalesce(max(version), 0) FROM resellerd_schema",
+            &[],
+        )?;
+        Ok(rows.first().map_or(0, |r| r.get(0)))
+    })?;
+    Ok((version, MIGRATIONS.len() as i32))
+}
+
 /// Applies the migrations the database lacks, under the advisory lock; returns whether the
 /// schema existed before.
 fn migrate(pool: &Arc<Pool>) -> Result<bool> {

@@ -13,6 +13,7 @@ pub mod forms;
 mod issuer;
 pub mod keys;
 pub mod mail;
+pub mod migrate;
 pub mod pages;
 pub mod plans;
 pub mod proxy;
@@ -68,6 +69,9 @@ pub struct Store {
     quota_lock: std::sync::Arc<std::sync::Mutex<()>>,
     /// Whether the operator has set limits for any reseller (see `Plans::reseller_limits`).
     any_limits: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The data dir's lock, held while the store is open: one server per data dir, whichever
+    /// database holds its records (its blobs, secrets and TLS material are its own).
+    _dir_lock: std::sync::Arc<std::fs::File>,
     /// Serialise the changes to one deploy's file map (a PUT of the map, an upload), striped
     /// by deploy id: the storage counts read the old map and write the new one.
     map_locks: std::sync::Arc<[std::sync::Mutex<()>; 64]>,
@@ -273,6 +277,25 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
         })
 }
 
+/// Takes the lock of the data dir `dir` (an advisory lock on `.lock` in it, gone with the
+/// process), or `Locked` if another process holds it.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, OpenError> {
+    use rustix::fs::{flock, FlockOperation};
+    let failed = |e: std::io::Error| OpenError::Other(dir.display().to_string(), e.into());
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))
+        .map_err(failed)?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(OpenError::Locked(dir.display().to_string())),
+        Err(e) => Err(failed(e.into())),
+    }
+}
+
 /// Where `compact` builds the new database, and where the old one waits to be removed.
 const COMPACTING: &str = "db.compacting";
 const COMPACTED_OLD: &str = "db.old";
@@ -396,8 +419,9 @@ impl Store {
 
     /// Opens the store with a page cache of `cache_bytes`.
     pub fn open_with(dir: &Path, cache_bytes: u64) -> Result<Store, OpenError> {
+        let lock = lock_data_dir(dir)?;
         let db = crate::kv::Db::Sled(open_db(dir, cache_bytes)?);
-        Store::open_on(db, dir, &dir.join("db"))
+        Store::open_on(db, dir, &dir.join("db"), lock)
     }
 
     /// Opens the store on PostgreSQL (`url`, at most `max_connections`); blobs and the other
@@ -407,18 +431,21 @@ impl Store {
         url: &str,
         max_connections: usize,
     ) -> Result<Store, OpenError> {
+        let lock = lock_data_dir(dir)?;
         let db = crate::kv::pg::Db::open(url, max_connections)
             .map_err(|e| OpenError::Other("the PostgreSQL database".into(), e))?;
-        Store::open_on(
-            crate::kv::Db::Pg(db),
-            dir,
-            Path::new("the PostgreSQL database"),
-        )
+        let path = Path::new("the PostgreSQL database");
+        Store::open_on(crate::kv::Db::Pg(db), dir, path, lock)
     }
 
     /// Opens the store on the database `db` (described by `path` in errors), with its blobs in
     /// the data dir `dir`.
-    fn open_on(db: crate::kv::Db, dir: &Path, path: &Path) -> Result<Store, OpenError> {
+    fn open_on(
+        db: crate::kv::Db,
+        dir: &Path,
+        path: &Path,
+        lock: std::fs::File,
+    ) -> Result<Store, OpenError> {
         let meta = db
             .open_tree("meta")
             .map_err(|e| OpenError::Other(path.display().to_string(), e))?;
@@ -526,6 +553,7 @@ impl Store {
             domain_creates: Default::default(),
             quota_lock: Default::default(),
             map_locks: std::sync::Arc::new(std::array::from_fn(|_| Default::default())),
+            _dir_lock: std::sync::Arc::new(lock),
             any_limits: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(any_limits)),
         };
         if format < DATA_FORMAT {

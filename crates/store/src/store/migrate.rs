@@ -1,0 +1,173 @@
+//! `resellerd migrate`: an embedded instance's records copied into PostgreSQL, tree by tree,
+//! each checked afterwards by its count and a digest of every key and value in order (the two
+//! engines keep keys in the same order). Idempotent: each tree of the target is made equal to
+//! the source's, so running it again after an interruption finishes the job. The source is a
+//! stopped data dir (its lock is taken), or a backup restored into a new one for a running
+//! instance (`resellerd restore`), so the copy is always of one consistent snapshot.
+
+use super::remote::Remote;
+use super::{lock_data_dir, open_db, OpenError};
+use crate::kv::{Batch, Db, Tree};
+use sha2::Digest;
+use std::path::Path;
+
+/// What was copied.
+pub struct Report {
+    /// (tree, records), for every tree.
+    pub trees: Vec<(String, u64)>,
+    /// Site files put into the blob store (those it lacked).
+    pub blobs_uploaded: u64,
+}
+
+/// The key the target's `meta` tree keeps the source's identity under.
+const SOURCE_KEY: &[u8] = b"migrated_from";
+
+/// Copies the records of the stopped data dir `dir` into the PostgreSQL database at `url`, and
+/// the site files into `remote` if given. A target that holds another instance's records is
+/// refused unless `replace`.
+pub fn to_postgres(
+    dir: &Path,
+    url: &str,
+    replace: bool,
+    remote: Option<&Remote>,
+) -> Result<Report, String> {
+    let _lock = lock_data_dir(dir).map_err(|e| match e {
+        OpenError::Locked(_) => format!(
+            "{} is in use by a running server: stop it, or migrate a snapshot of it (resellerd \
+             backup, then resellerd restore into a new dir, then migrate --from that dir)",
+            dir.display()
+        ),
+        e => e.to_string(),
+    })?;
+    if !dir.join("db").is_dir() {
+        return Err(format!("{} has no database to migrate", dir.display()));
+    }
+    let source = Db::Sled(open_db(dir, super::DEFAULT_CACHE_MB << 20).map_err(|e| e.to_string())?);
+    let target = Db::Pg(crate::kv::pg::Db::open(url, 4).map_err(|e| e.to_string())?);
+    let identity = std::fs::canonicalize(dir)
+        .map_err(|e| e.to_string())?
+        .display()
+        .to_string();
+    let meta = target.open_tree("meta").map_err(|e| e.to_string())?;
+    let marked = meta.get(SOURCE_KEY).map_err(|e| e.to_string())?;
+    let holds_records = marked.is_some() || !meta.is_empty();
+    if holds_records && marked.as_deref() != Some(identity.as_bytes()) && !replace {
+        return Err(format!(
+            "the PostgreSQL database already holds records{}: migrate into an empty database, \
+             or pass --replace to overwrite them",
+            match &marked {
+                Some(from) => format!(" (migrated from {})", String::from_utf8_lossy(from)),
+                None => String::new(),
+            }
+        ));
+    }
+    // Marked before the copy, so a run cut short is recognised as this source's when resumed.
+    meta.insert(SOURCE_KEY, identity.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut trees = Vec::new();
+    for name in source.tree_names() {
+        let label = String::from_utf8_lossy(&name).into_owned();
+        let from = source.open_tree(&name).map_err(|e| e.to_string())?;
+        let to = target.open_tree(&name).map_err(|e| e.to_string())?;
+        let copied = copy_tree(&from, &to, name.as_ref() == b"meta")
+            .map_err(|e| format!("tree {label}: {e}"))?;
+        trees.push((label, copied));
+    }
+    let blobs_uploaded = match remote {
+        Some(remote) => upload_blobs(dir, remote)?,
+        None => 0,
+    };
+    Ok(Report {
+        trees,
+        blobs_uploaded,
+    })
+}
+
+/// Makes `to` equal to `from` and checks it: the same count and digest. The `meta` tree keeps
+/// the target's own migration marker.
+fn copy_tree(from: &Tree, to: &Tree, is_meta: bool) -> Result<u64, String> {
+    let e = |e: crate::kv::Error| e.to_string();
+    let keep = |k: &[u8]| is_meta && k == SOURCE_KEY;
+    // Keys the target has and the source lacks go first (a resumed or repeated run).
+    let mut stale = Batch::default();
+    for entry in to.iter() {
+        let (k, _) = entry.map_err(e)?;
+        if !keep(&k) && !from.contains_key(&k).map_err(e)? {
+            stale.remove(k);
+        }
+    }
+    to.apply_batch(stale).map_err(e)?;
+    let mut batch = Batch::default();
+    let mut pending = 0;
+    let (mut count, mut digest) = (0u64, sha2::Sha256::new());
+    for entry in from.iter() {
+        let (k, v) = entry.map_err(e)?;
+        if keep(&k) {
+            continue;
+        }
+        feed(&mut digest, &k, &v);
+        count += 1;
+        batch.insert(k, v);
+        pending += 1;
+        if pending == 1000 {
+            to.apply_batch(std::mem::take(&mut batch)).map_err(e)?;
+            pending = 0;
+        }
+    }
+    to.apply_batch(batch).map_err(e)?;
+    let (mut copied, mut check) = (0u64, sha2::Sha256::new());
+    for entry in to.iter() {
+        let (k, v) = entry.map_err(e)?;
+        if keep(&k) {
+            continue;
+        }
+        feed(&mut check, &k, &v);
+        copied += 1;
+    }
+    if copied != count || check.finalize() != digest.finalize() {
+        return Err(format!(
+            "the copy does not match: {count} records in the source, {copied} in PostgreSQL"
+        ));
+    }
+    Ok(count)
+}
+
+fn feed(digest: &mut sha2::Sha256, k: &[u8], v: &[u8]) {
+    digest.update((k.len() as u64).to_be_bytes());
+    digest.update(k);
+    digest.update((v.len() as u64).to_be_bytes());
+    digest.update(v);
+}
+
+/// Puts every site file of the data dir that the blob store lacks into it; returns how many.
+fn upload_blobs(dir: &Path, remote: &Remote) -> Result<u64, String> {
+    let root = dir.join("blobs");
+    let mut uploaded = 0;
+    let Ok(shards) = std::fs::read_dir(&root) else {
+        return Ok(0);
+    };
+    for shard in shards.flatten() {
+        let Ok(files) = std::fs::read_dir(shard.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let sha = format!(
+                "{}{}",
+                shard.file_name().to_string_lossy(),
+                file.file_name().to_string_lossy()
+            );
+            if !super::blobs::is_sha1(&sha) {
+                continue;
+            }
+            if remote.size(&sha).map_err(|e| e.to_string())?.is_some() {
+                continue;
+            }
+            let len = file.metadata().map_err(|e| e.to_string())?.len();
+            remote
+                .upload(&sha, &file.path(), len)
+                .map_err(|e| format!("blob {sha}: {e}"))?;
+            uploaded += 1;
+        }
+    }
+    Ok(uploaded)
+}
