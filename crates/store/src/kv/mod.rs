@@ -520,3 +520,116 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// A fresh PostgreSQL database for one test, when the suite runs with one
+    /// (`RESELLERD_TEST_DATABASE_URL`, set by `scripts/test` for its PostgreSQL pass).
+    fn postgres(name: &str) -> Option<Db> {
+        let admin = std::env::var("RESELLERD_TEST_DATABASE_URL").ok()?;
+        let db = format!("kv_{name}_{}", std::process::id());
+        let sql = |q: &str| {
+            let out = std::process::Command::new("psql")
+                .arg(&admin)
+                .args(["-qc", q])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sql(&format!("DROP DATABASE IF EXISTS {db}"));
+        sql(&format!("CREATE DATABASE {db}"));
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Some(Db::Pg(pg::Db::open(&format!("{base}/{db}"), 4).unwrap()))
+    }
+
+    fn entries(i: impl Iterator<Item = Result<(IVec, IVec)>>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        i.map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+            .collect()
+    }
+
+    /// The same random writes, transactions and reads on sled and on PostgreSQL give the same
+    /// answers: order, ranges from either end, prefixes, batches, compare-and-swap.
+    #[test]
+    fn postgresql_answers_as_sled_does() {
+        let Some(pg) = postgres("same") else {
+            return; // no PostgreSQL in this run
+        };
+        let sled = Db::Sled(sled::Config::new().temporary(true).open().unwrap());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let key = |rng: &mut rand::rngs::StdRng| -> Vec<u8> {
+            let len = rng.gen_range(0..4);
+            (0..len).map(|_| rng.gen_range(0..4u8) * 85).collect()
+        };
+        let (a, b) = (
+            (sled.open_tree("a").unwrap(), sled.open_tree("b").unwrap()),
+            (pg.open_tree("a").unwrap(), pg.open_tree("b").unwrap()),
+        );
+        for round in 0..300 {
+            let (k, v) = (key(&mut rng), vec![round as u8]);
+            let op = rng.gen_range(0..8);
+            let mut answers = Vec::new();
+            for (t, u) in [&a, &b] {
+                let answer = match op {
+                    0 | 1 => format!("{:?}", t.insert(&k, v.clone()).unwrap()),
+                    2 => format!("{:?}", t.remove(&k).unwrap()),
+                    3 => {
+                        let mut batch = Batch::default();
+                        batch.insert(k.clone(), v.clone());
+                        batch.remove(key(&mut rand::rngs::StdRng::seed_from_u64(round)));
+                        t.apply_batch(batch).unwrap();
+                        String::new()
+                    }
+                    4 => {
+                        let moved: TransactionResult<Option<IVec>, ()> =
+                            (t, u).transaction(|(t, u)| {
+                                let old = t.remove(k.clone())?;
+                                if let Some(old) = &old {
+                                    u.insert(k.clone(), old.clone())?;
+                                }
+                                Ok(old)
+                            });
+                        format!("{:?}", moved.unwrap())
+                    }
+                    5 => format!(
+                        "{:?}",
+                        t.compare_and_swap(&k, Some(&[0u8][..]), Some(v.clone()))
+                            .unwrap()
+                            .is_ok()
+                    ),
+                    6 => {
+                        let end = key(&mut rand::rngs::StdRng::seed_from_u64(round));
+                        let (k, end) = (k.clone().min(end.clone()), k.clone().max(end));
+                        let fwd = entries(t.range(k.clone()..end.clone()));
+                        let back: Vec<_> = entries(t.range(k.clone()..=end).rev());
+                        format!("{fwd:?} {back:?}")
+                    }
+                    _ => {
+                        let mut both = t.scan_prefix(&k);
+                        // Alternate ends, as paging does.
+                        let mut got = Vec::new();
+                        while let Some(e) = if got.len() % 2 == 0 {
+                            both.next()
+                        } else {
+                            both.next_back()
+                        } {
+                            got.push(e.unwrap().0.to_vec());
+                        }
+                        format!("{got:?} {:?}", t.last().unwrap())
+                    }
+                };
+                answers.push(answer);
+            }
+            assert_eq!(answers[0], answers[1], "round {round}, op {op}, key {k:?}");
+        }
+        assert_eq!(entries(a.0.iter()), entries(b.0.iter()));
+        assert_eq!(entries(a.1.iter()), entries(b.1.iter()));
+        assert_eq!(a.0.len(), b.0.len());
+    }
+}
