@@ -36,6 +36,9 @@ const MIGRATIONS: &[&str] = &[
 /// The advisory lock migrations run under.
 const MIGRATION_LOCK: i64 = 0x7265_7365_6c6c_6572;
 
+/// How long a call waits for a free connection before it fails (503) instead of hanging.
+const CONNECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How many times a statement or transaction runs again after a serialization failure.
 const MAX_RETRIES: u32 = 200;
 
@@ -185,7 +188,18 @@ impl Pool {
                     }
                 };
             }
-            idle = self.freed.wait(idle).unwrap_or_else(|e| e.into_inner());
+            let (next, waited) = self
+                .freed
+                .wait_timeout(idle, CONNECTION_WAIT)
+                .unwrap_or_else(|e| e.into_inner());
+            idle = next;
+            if waited.timed_out() && idle.0.is_empty() && idle.1 >= self.max {
+                return Err(Error::Io(std::io::Error::other(format!(
+                    "PostgreSQL: all {} connections stayed busy for {} s (raise --database-connections)",
+                    self.max,
+                    CONNECTION_WAIT.as_secs()
+                ))));
+            }
         }
     }
 
