@@ -3,6 +3,8 @@
 # (a throwaway cluster on loopback, scripts/pg-cluster; same machine, same build), in alternating
 # rounds: authenticated GET /api/v1/users?per_page=10 and durable POST /api/v1/access_tokens.
 # Prints the median requests/s of ROUNDS rounds (default 3) and PostgreSQL's ratio to sled.
+# Each server runs with its default workers (one per CPU on sled, eight per CPU on PostgreSQL);
+# PG_WORKERS sets the PostgreSQL server's.
 # Usage: bench/engines.sh [seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +31,7 @@ start() {
   local name=$1
   shift
   RUST_LOG=warn ./target/release/resellerd serve --data-dir "$tmp/$name" --http-addr 127.0.0.1:0 \
-    --https-addr 127.0.0.1:0 --workers "$workers" --rate-limit-ip 0 --rate-limit-credential 0 "$@" \
+    --https-addr 127.0.0.1:0 ${start_workers:+--workers "$start_workers"} --rate-limit-ip 0 --rate-limit-credential 0 "$@" \
     >"$tmp/$name.out" 2>"$tmp/$name.err" &
   for _ in $(seq 100); do
     grep -q listening "$tmp/$name.out" 2>/dev/null && break
@@ -51,8 +53,8 @@ seed() {
   echo "$key"
 }
 
-sled_api=$(start sled)
-pg_api=$(start pg --database-url "${pg_url%/*}/bench")
+sled_api=$(start_workers=$workers start sled)
+pg_api=$(start_workers=${PG_WORKERS:-} start pg --database-url "${pg_url%/*}/bench")
 sled_key=$(seed "$sled_api" sled)
 pg_key=$(seed "$pg_api" pg)
 

@@ -47,7 +47,8 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_LOG_FORMAT")]
     pub log_format: Option<String>,
 
-    /// HTTP worker threads [default: number of CPUs]
+    /// HTTP worker threads [default: number of CPUs; with --database-url 8 per CPU, since each
+    /// waits on PostgreSQL's answers]
     #[arg(long, env = "RESELLERD_WORKERS")]
     pub workers: Option<usize>,
 
@@ -136,7 +137,7 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_DATABASE_URL")]
     pub database_url: Option<String>,
 
-    /// Most connections to PostgreSQL this server opens [default: 16]
+    /// Most connections to PostgreSQL this server opens [default: the workers + 8]
     #[arg(long, env = "RESELLERD_DATABASE_CONNECTIONS")]
     pub database_connections: Option<usize>,
 
@@ -431,7 +432,19 @@ impl Settings {
     }
 
     pub fn database_connections(&self) -> usize {
-        self.database_connections.unwrap_or(16).clamp(2, 1000)
+        self.database_connections
+            .unwrap_or(self.workers() + 8)
+            .clamp(2, 1000)
+    }
+
+    /// HTTP worker threads: as set, else one per CPU, or eight per CPU on PostgreSQL (a worker
+    /// blocks while a query is on the wire; more of them keep the CPUs busy meanwhile).
+    pub fn workers(&self) -> usize {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        self.workers.unwrap_or(match self.database_url() {
+            Some(_) => cpus * 8,
+            None => cpus,
+        })
     }
 
     /// Opens the store the settings name: PostgreSQL or the data dir's embedded database.

@@ -278,9 +278,7 @@ impl Application {
     /// Opens the data dir (`AppState::open`), binds both listeners with every layer and route,
     /// and records where it listens in `<data-dir>/server.json` for local tools.
     pub async fn build(settings: Settings) -> Result<Application, String> {
-        let workers = settings
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let workers = settings.workers();
         let (http_addr, https_addr) = (settings.http_addr()?, settings.https_addr()?);
         let (state, tls_config) = AppState::open(settings)?;
         let request_timeout = state.settings.request_timeout();
