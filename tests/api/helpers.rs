@@ -222,6 +222,21 @@ impl TestApp {
         Self::start_in(dir, extra.iter().map(|s| s.to_string()).collect())
     }
 
+    /// Starts on `dir` with extra flags, after `configure` has changed the command (its
+    /// environment, say).
+    pub fn spawn_configured(
+        dir: &Path,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> TestApp {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, http, https_port) = start_configured(dir, &extra, |cmd| {
+            cmd.env("RUST_LOG", "warn").stderr(Stdio::inherit());
+            configure(cmd);
+        });
+        Self::with_child(dir, extra, child, http, https_port)
+    }
+
     /// The server's exit status, if it has exited.
     pub fn exit_code(&mut self) -> Option<i32> {
         self.child
@@ -240,6 +255,16 @@ impl TestApp {
 
     fn start_in(dir: &Path, extra_args: Vec<String>) -> TestApp {
         let (child, http, https_port) = start(dir, &extra_args);
+        Self::with_child(dir, extra_args, child, http, https_port)
+    }
+
+    fn with_child(
+        dir: &Path,
+        extra_args: Vec<String>,
+        child: Child,
+        http: String,
+        https_port: u16,
+    ) -> TestApp {
         let operator = std::fs::read_to_string(dir.join("operator-token"))
             .unwrap_or_default()
             .trim()

@@ -30,6 +30,7 @@ mod packaging;
 mod paging;
 mod panel;
 mod plans;
+mod postgres;
 mod proxy;
 mod ratelimit;
 mod registration;

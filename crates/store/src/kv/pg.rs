@@ -64,6 +64,39 @@ fn wait<T>(f: impl std::future::Future<Output = T>) -> T {
     futures_executor::block_on(f)
 }
 
+/// The TLS connector the URL's `sslmode` asks for: none for `disable` and `prefer` (the
+/// default: plain, as on a socket or a private network), verified TLS for `require`.
+fn tls_for(
+    config: &tokio_postgres::Config,
+) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>> {
+    if config.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
+        return Ok(None);
+    }
+    let bad = |what: String| Error::Io(std::io::Error::other(format!("PostgreSQL TLS: {what}")));
+    let mut roots = rustls::RootCertStore::empty();
+    match std::env::var_os("PGSSLROOTCERT") {
+        Some(path) => {
+            let pem = std::fs::read(&path)
+                .map_err(|e| bad(format!("cannot read {}: {e}", path.to_string_lossy())))?;
+            for cert in rustls_pemfile::certs(&mut &pem[..]) {
+                let cert = cert.map_err(|e| bad(format!("{}: {e}", path.to_string_lossy())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| bad(format!("{}: {e}", path.to_string_lossy())))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
+}
+
 /// A PostgreSQL failure as the store's error (with the server's code and message).
 fn to_error(e: tokio_postgres::Error) -> Error {
     let text = match e.as_db_error() {
@@ -124,9 +157,27 @@ impl Conn {
     }
 }
 
+/// Connects, and leaves the connection's I/O to a task of the runtime; returns the client.
+async fn open_connection<T>(config: &tokio_postgres::Config, tls: T) -> PgResult<Client>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "a PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
 /// Connections, opened on demand up to `max`, each used by one call at a time.
 struct Pool {
     config: tokio_postgres::Config,
+    /// TLS for `sslmode=require`: the server's certificate verified against the public roots,
+    /// or the CA in the file `PGSSLROOTCERT` names (libpq's variable).
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     /// (idle connections, how many are open)
     idle: Mutex<(Vec<Conn>, usize)>,
     freed: Condvar,
@@ -205,18 +256,12 @@ impl Pool {
 
     fn connect(&self) -> Result<Conn> {
         let config = self.config.clone();
+        let tls = self.tls.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         runtime().spawn(async move {
-            let connected = match config.connect(NoTls).await {
-                Ok((client, connection)) => {
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::warn!(error = %e, "a PostgreSQL connection ended");
-                        }
-                    });
-                    Ok(client)
-                }
-                Err(e) => Err(e),
+            let connected = match tls {
+                Some(tls) => open_connection(&config, tls).await,
+                None => open_connection(&config, NoTls).await,
             };
             let _ = tx.send(connected);
         });
@@ -270,6 +315,7 @@ impl Db {
     pub fn open(url: &str, max_connections: usize) -> Result<Db> {
         let config: tokio_postgres::Config = url.parse().map_err(to_error)?;
         let pool = Arc::new(Pool {
+            tls: tls_for(&config)?,
             config,
             idle: Mutex::new((Vec::new(), 0)),
             freed: Condvar::new(),
@@ -389,6 +435,7 @@ impl Db {
 pub fn inspect(url: &str) -> Result<(i32, i32)> {
     let config: tokio_postgres::Config = url.parse().map_err(to_error)?;
     let pool = Arc::new(Pool {
+        tls: tls_for(&config)?,
         config,
         idle: Mutex::new((Vec::new(), 0)),
         freed: Condvar::new(),

@@ -1,0 +1,95 @@
+//! PostgreSQL-only behaviour (the PostgreSQL pass of `scripts/test`): TLS to the database.
+
+use crate::helpers::TestApp;
+use std::process::Command;
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-qtAc", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// With `sslmode=require` the server speaks TLS to PostgreSQL and checks its certificate: against
+/// the CA `PGSSLROOTCERT` names, and refuses one it cannot trust.
+#[tokio::test]
+async fn sslmode_require_speaks_verified_tls_to_postgresql() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let Some(url) = crate::helpers::database_for(&data) else {
+        return; // the sled run
+    };
+    let admin = std::env::var("RESELLERD_TEST_DATABASE_URL").unwrap();
+    // A CA, and a certificate for 127.0.0.1 it signed, for the test cluster.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let cluster = psql(&admin, "SHOW data_directory");
+    let (crt, pem) = (
+        format!("{cluster}/test-server.crt"),
+        format!("{cluster}/test-server.key"),
+    );
+    std::fs::write(&crt, server.pem()).unwrap();
+    std::fs::write(&pem, key.serialize_pem()).unwrap();
+    for file in [&crt, &pem] {
+        let owned = Command::new("chown").args(["postgres:", file]).status();
+        assert!(owned.is_ok());
+        std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+    }
+    // Turning TLS on leaves plain connections working (the other tests' `sslmode=prefer`).
+    psql(&admin, &format!("ALTER SYSTEM SET ssl_cert_file = '{crt}'"));
+    psql(&admin, &format!("ALTER SYSTEM SET ssl_key_file = '{pem}'"));
+    psql(&admin, "ALTER SYSTEM SET ssl = on");
+    psql(&admin, "SELECT pg_reload_conf()");
+    let ca_file = tmp.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let tls_url = format!("{url}?sslmode=require");
+
+    // A certificate the public roots do not vouch for is refused, and the server says why.
+    let refused = Command::new(crate::helpers::binary())
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--https-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--database-url", &tls_url])
+        .env_remove("PGSSLROOTCERT")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("PostgreSQL"), "{said}");
+
+    // Its CA named: the server runs, and its connections are encrypted.
+    let app = TestApp::spawn_configured(&data, &["--database-url", &tls_url], |cmd| {
+        cmd.env("PGSSLROOTCERT", &ca_file);
+    });
+    app.reseller("Over TLS").await;
+    let db = url.rsplit('/').next().unwrap();
+    let encrypted = psql(
+        &admin,
+        &format!(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE datname = '{db}' AND ssl"
+        ),
+    );
+    assert!(encrypted.parse::<u32>().unwrap() > 0, "no TLS connection");
+}
