@@ -133,6 +133,21 @@ pub fn start_configured(
     (child, http, https_port)
 }
 
+/// Runs `sql` with psql against `url`; returns what it printed (a failure fails the test).
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-qtAc", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// The PostgreSQL server the suite runs on (`scripts/test` starts one for its second run), if any.
 fn postgres_url() -> Option<String> {
     std::env::var("RESELLERD_TEST_DATABASE_URL")
@@ -153,20 +168,11 @@ pub fn database_for(data_dir: &Path) -> Option<String> {
     let admin = postgres_url()?;
     let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
     let name = format!("t_{}", hex::encode(&digest[..10]));
-    let out = Command::new("psql")
-        .arg(&admin)
-        .args(["-v", "ON_ERROR_STOP=1", "-qtAc"])
-        .arg(format!(
-            "SELECT 1 FROM pg_database WHERE datname = '{name}'"
-        ))
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if String::from_utf8_lossy(&out.stdout).trim() != "1" {
+    if psql(
+        &admin,
+        &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
+    ) != "1"
+    {
         let made = Command::new("psql")
             .arg(&admin)
             .args(["-v", "ON_ERROR_STOP=1", "-qc"])
@@ -186,6 +192,11 @@ pub fn database_for(data_dir: &Path) -> Option<String> {
 /// Runs `serve` on `data_dir` where it is expected to exit at once (e.g. a refused data dir),
 /// and returns what it printed.
 pub fn serve_expecting_exit(data_dir: &Path) -> std::process::Output {
+    serve_expecting_exit_with(data_dir, &[])
+}
+
+/// `serve_expecting_exit` with extra flags.
+pub fn serve_expecting_exit_with(data_dir: &Path, extra: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(binary());
     if let Some(url) = database_for(data_dir) {
         cmd.env("RESELLERD_DATABASE_URL", url);
@@ -199,6 +210,7 @@ pub fn serve_expecting_exit(data_dir: &Path) -> std::process::Output {
     ])
     .arg("--data-dir")
     .arg(data_dir)
+    .args(extra)
     .output()
     .expect("run resellerd serve")
 }

@@ -1,21 +1,7 @@
 //! PostgreSQL-only behaviour (the PostgreSQL pass of `scripts/test`): TLS to the database.
 
-use crate::helpers::TestApp;
+use crate::helpers::{psql, serve_expecting_exit_with, TestApp};
 use std::process::Command;
-
-fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .arg(url)
-        .args(["-v", "ON_ERROR_STOP=1", "-qtAc", sql])
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// With `sslmode=require` the server speaks TLS to PostgreSQL and checks its certificate: against
 /// the CA `PGSSLROOTCERT` names, and refuses one it cannot trust.
@@ -60,20 +46,7 @@ async fn sslmode_require_speaks_verified_tls_to_postgresql() {
     let tls_url = format!("{url}?sslmode=require");
 
     // A certificate the public roots do not vouch for is refused, and the server says why.
-    let refused = Command::new(crate::helpers::binary())
-        .args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--https-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--database-url", &tls_url])
-        .env_remove("PGSSLROOTCERT")
-        .output()
-        .unwrap();
+    let refused = serve_expecting_exit_with(&data, &["--database-url", &tls_url]);
     assert!(!refused.status.success());
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("PostgreSQL"), "{said}");

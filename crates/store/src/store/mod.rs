@@ -835,18 +835,6 @@ impl<T> Window<T> {
     }
 }
 
-/// The first key after every key starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
-}
-
 /// One page of the entries of `tree` under `prefix`, as (key after the prefix, value), by
 /// offset or by seeking (see `window`).
 pub(crate) fn page(
@@ -921,7 +909,7 @@ pub(crate) fn window(
     limit: usize,
 ) -> StoreResult<Window<(Vec<u8>, crate::kv::IVec)>> {
     use std::ops::Bound::{Excluded, Included, Unbounded};
-    let end = match prefix_end(prefix) {
+    let end = match crate::kv::prefix_end(prefix) {
         Some(e) => Excluded(e),
         None => Unbounded,
     };
