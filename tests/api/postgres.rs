@@ -66,3 +66,27 @@ async fn sslmode_require_speaks_verified_tls_to_postgresql() {
     );
     assert!(encrypted.parse::<u32>().unwrap() > 0, "no TLS connection");
 }
+
+/// One server per database: a second one (another data dir, the same records) is refused with
+/// the reason, while the first keeps serving; once the first is gone, it starts.
+#[tokio::test]
+async fn a_second_server_on_the_same_database_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(url) = crate::helpers::database_for(&tmp.path().join("first")) else {
+        return; // the sled run
+    };
+    let mut first = TestApp::spawn_in(&tmp.path().join("first"), &[]);
+    let acme = first.reseller("Acme").await;
+    let second = tmp.path().join("second");
+    let out = serve_expecting_exit_with(&second, &["--database-url", &url]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("already serves this PostgreSQL database"),
+        "{said}"
+    );
+    first.get("/api/v1/reseller", &acme.key).await.expect(200);
+    first.kill9();
+    let second = TestApp::spawn_in(&second, &["--database-url", &url]);
+    second.get("/api/v1/reseller", &acme.key).await.expect(200);
+}

@@ -299,6 +299,8 @@ impl Pool {
 
 struct Inner {
     pool: Arc<Pool>,
+    /// The connection that holds the database's serving lock for this process (see `open`).
+    _serving: Lease,
     /// tree name -> id, as `kv_trees` has them
     trees: Mutex<HashMap<Vec<u8>, i32>>,
     /// True if the schema was there before this open.
@@ -322,7 +324,9 @@ impl Db {
             max: max_connections.max(2),
         });
         let existed = migrate(&pool)?;
+        let serving = take_serving_lock(&pool)?;
         Ok(Db(Arc::new(Inner {
+            _serving: serving,
             pool,
             trees: Mutex::new(HashMap::new()),
             existed,
@@ -453,6 +457,30 @@ pub fn inspect(url: &str) -> Result<(i32, i32)> {
         Ok(rows.first().map_or(0, |r| r.get(0)))
     })?;
     Ok((version, MIGRATIONS.len() as i32))
+}
+
+/// The advisory lock one process holds while it serves a database.
+const SERVING_LOCK: i64 = 0x7265_7365_6c6c_6572 + 1;
+
+/// Takes the serving lock on a connection kept out of the pool for the life of the process (a
+/// session lock: gone with the connection, so a crashed server never leaves it held). One
+/// process per database: the caches and the background work are still per process, so a second
+/// server on the same records would serve stale credentials and hosts after a change made
+/// through the first.
+fn take_serving_lock(pool: &Arc<Pool>) -> Result<Lease> {
+    let mut lease = pool.get()?;
+    let rows = lease
+        .conn()
+        .query("SELECT pg_try_advisory_lock($1)", &[&SERVING_LOCK])
+        .map_err(to_error)?;
+    if rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
+        return Ok(lease);
+    }
+    Err(Error::Unsupported(
+        "another resellerd process already serves this PostgreSQL database (several nodes on one \
+         database are not supported yet; stop the other one, or give this one its own database)"
+            .into(),
+    ))
 }
 
 /// Applies the migrations the database lacks, under the advisory lock; returns whether the
