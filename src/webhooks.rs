@@ -312,7 +312,7 @@ async fn dispatch(state: &AppState) -> crate::error::ApiResult<()> {
             batch.push(FanOut {
                 event_id: event.id.clone(),
                 deliveries,
-                mails: crate::mail::make_mails(state, event),
+                mails: crate::mail::make_mails(state, event)?,
             });
         }
         let dropped = store.webhooks().fan_out(&batch)?;

@@ -281,16 +281,20 @@ pub async fn check_senders_forever(state: web::Data<AppState>) {
 }
 
 /// The mails an event makes (none if mail is off, the event makes none, or it has nobody to
-/// go to).
-pub fn make_mails(state: &AppState, event: &Event) -> Vec<Mail> {
+/// go to). A store that cannot be read now is an error, so the fan-out runs again later and
+/// the mail is not lost; a mail that cannot be made at all (say, a template that no longer
+/// renders) is logged and left out, so it cannot hold up every later event.
+pub fn make_mails(state: &AppState, event: &Event) -> crate::error::ApiResult<Vec<Mail>> {
+    use crate::error::ApiError;
     if !state.mailer.is_enabled() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     match make_mail(state, event) {
-        Ok(mail) => mail.into_iter().collect(),
+        Ok(mail) => Ok(mail.into_iter().collect()),
+        Err(e @ (ApiError::StorageUnavailable(_) | ApiError::InsufficientStorage)) => Err(e),
         Err(e) => {
             tracing::warn!(kind = %event.kind, error = %e.cause_chain(), "cannot make a notification mail");
-            Vec::new()
+            Ok(Vec::new())
         }
     }
 }
