@@ -696,6 +696,17 @@ pub struct TxState {
     conn: RefCell<Lease>,
     writes: RefCell<BTreeMap<(i32, IVec), Option<IVec>>>,
     reads: RefCell<HashMap<(i32, IVec), Option<IVec>>>,
+    /// Committed or rolled back; until then, dropping the state rolls back (a closure that
+    /// panicked must not hand an open transaction back to the pool).
+    ended: std::cell::Cell<bool>,
+}
+
+impl Drop for TxState {
+    fn drop(&mut self) {
+        if !self.ended.get() {
+            self.rollback();
+        }
+    }
 }
 
 impl TxState {
@@ -718,12 +729,15 @@ impl TxState {
         let mut lease = self.conn.borrow_mut();
         let c = lease.conn();
         write_all(c, writes.iter())?;
-        wait(c.client.batch_execute("COMMIT"))
+        wait(c.client.batch_execute("COMMIT"))?;
+        self.ended.set(true);
+        Ok(())
     }
 
     fn rollback(&self) {
         let mut lease = self.conn.borrow_mut();
         let _ = wait(lease.conn().client.batch_execute("ROLLBACK"));
+        self.ended.set(true);
     }
 }
 
@@ -739,6 +753,7 @@ pub fn transaction<A, E>(
             conn: RefCell::new(lease),
             writes: RefCell::default(),
             reads: RefCell::default(),
+            ended: std::cell::Cell::new(false),
         });
         let begun = wait(
             state
