@@ -295,6 +295,7 @@ mod tests {
             Unauthorized(""),
             PaymentRequired(String::new()),
             MissingPermission(""),
+            Forbidden(String::new()),
             Suspended,
             UserSuspended,
             IpNotAllowed(std::net::Ipv4Addr::LOCALHOST.into()),
