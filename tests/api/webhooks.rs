@@ -497,3 +497,103 @@ async fn concurrent_creates_cannot_pass_the_endpoint_limit() {
     .await
     .expect(201);
 }
+
+/// A client's life through the API, with one endpoint for every event: each lifecycle event the
+/// calls cause reaches the receiver once (one `webhook-id` each), of its type and tenant, and
+/// nothing else does.
+#[tokio::test]
+async fn each_lifecycle_event_reaches_the_receiver_once() {
+    let app = TestApp::spawn_with(&["--allow-private-targets"]).await;
+    let a = app.reseller("Life A").await;
+    let other = app.reseller("Life B").await;
+    let receiver = Receiver::start(&[200]).await;
+    endpoint(&app, &a.key, &receiver.url, json!(["*"])).await;
+
+    // key.created, key.deleted
+    let k = app
+        .post("/api/v1/keys", &a.key, json!({"name": "temporary"}))
+        .await
+        .expect(201);
+    let key_id = k.body["id"].as_str().unwrap().to_string();
+    app.delete(&format!("/api/v1/keys/{key_id}"), &a.key)
+        .await
+        .expect(204);
+    // user.created; site.created and deploy.ready (a zip deploy)
+    let ann = a.access_token(&app, "ann@life.test").await;
+    crate::sites::publish_site(
+        &app,
+        &ann.token,
+        "life-site",
+        &[("index.html", b"<p>hi</p>")],
+    )
+    .await;
+    // domain.created, domain.deleted
+    let d = app
+        .post(
+            "/api/v1/domains",
+            &a.key,
+            json!({"domain": "life.example.test", "email": "ann@life.test"}),
+        )
+        .await
+        .expect(201);
+    let domain_id = d.body["id"].as_str().unwrap().to_string();
+    app.delete(&format!("/api/v1/domains/{domain_id}"), &a.key)
+        .await
+        .expect(204);
+    // user.suspended; site.deleted; user.deleted
+    app.post(
+        &format!("/api/v1/users/{}/suspend", ann.user_id),
+        &a.key,
+        json!({"reason": "unpaid"}),
+    )
+    .await
+    .expect(200);
+    app.delete("/api/v1/sites/life-site", &a.key)
+        .await
+        .expect(204);
+    app.delete(&format!("/api/v1/users/{}", ann.user_id), &a.key)
+        .await
+        .expect(204);
+    // Another reseller's life is not told to this endpoint.
+    other.access_token(&app, "bob@other.test").await;
+
+    let expected = [
+        "key.created",
+        "key.deleted",
+        "user.created",
+        "site.created",
+        "deploy.ready",
+        "domain.created",
+        "domain.deleted",
+        "user.suspended",
+        "site.deleted",
+        "user.deleted",
+    ];
+    let got = receiver.wait_for(expected.len()).await;
+    // A moment for anything extra to show up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = if receiver.received().len() > got.len() {
+        receiver.received()
+    } else {
+        got
+    };
+    let mut types: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_string())
+        .collect();
+    types.sort();
+    let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(types, want, "the events told");
+    let ids: std::collections::HashSet<&str> = got.iter().map(|r| r.id()).collect();
+    assert_eq!(ids.len(), got.len(), "one webhook-id per event");
+    for r in &got {
+        let body = r.json();
+        let text = body.to_string();
+        assert!(
+            !text.contains("bob@other.test"),
+            "another tenant's event: {text}"
+        );
+        assert!(body["data"].is_object(), "{text}");
+    }
+}
