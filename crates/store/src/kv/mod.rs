@@ -273,7 +273,7 @@ impl Tree {
                     }
                     match &new {
                         Some(v) => tx.insert(key, v.clone())?,
-                        None => tx.remove(key)?,
+                        None => drop(tx.remove(key)?),
                     };
                     Ok(Ok(()))
                 })
@@ -300,7 +300,7 @@ impl Tree {
                     let new = (f.borrow_mut())(current.as_deref()).map(IVec::from);
                     match &new {
                         Some(v) => tx.insert(key, v.clone())?,
-                        None => tx.remove(key)?,
+                        None => drop(tx.remove(key)?),
                     };
                     Ok(new)
                 })
@@ -346,14 +346,19 @@ impl TransactionalTree {
         }
     }
 
-    pub fn insert<K, V>(&self, key: K, value: V) -> UnabortableTransactionResult<Option<IVec>>
+    /// Sets `key` (a blind write: read it first if the old value matters; on PostgreSQL the
+    /// write costs no round trip until the commit).
+    pub fn insert<K, V>(&self, key: K, value: V) -> UnabortableTransactionResult<()>
     where
         K: AsRef<[u8]> + Into<IVec>,
         V: Into<IVec>,
     {
         match self {
-            TransactionalTree::Sled(t) => t.insert(key, value),
-            TransactionalTree::Pg(t) => t.insert(key.into(), Some(value.into())),
+            TransactionalTree::Sled(t) => t.insert(key, value).map(drop),
+            TransactionalTree::Pg(t) => {
+                t.write(key.into(), Some(value.into()));
+                Ok(())
+            }
         }
     }
 
@@ -372,7 +377,7 @@ impl TransactionalTree {
             TransactionalTree::Sled(t) => t.apply_batch(&batch.to_sled()),
             TransactionalTree::Pg(t) => {
                 for (k, v) in batch.settled() {
-                    t.insert(k, v)?;
+                    t.write(k, v);
                 }
                 Ok(())
             }

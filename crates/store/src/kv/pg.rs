@@ -821,11 +821,16 @@ impl TxTree {
         value: Option<IVec>,
     ) -> UnabortableTransactionResult<Option<IVec>> {
         let old = self.state.read(self.tree, &key).map_err(unabortable)?;
+        self.write(key, value);
+        Ok(old)
+    }
+
+    /// Sets (Some) or removes (None) `key` without reading it: no round trip until the commit.
+    pub fn write(&self, key: IVec, value: Option<IVec>) {
         self.state
             .writes
             .borrow_mut()
             .insert((self.tree, key), value);
-        Ok(old)
     }
 }
 
