@@ -49,7 +49,10 @@ async fn sslmode_require_speaks_verified_tls_to_postgresql() {
     let refused = serve_expecting_exit_with(&data, &["--database-url", &tls_url]);
     assert!(!refused.status.success());
     let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(said.contains("PostgreSQL"), "{said}");
+    assert!(
+        said.contains("PostgreSQL") && said.contains("TLS"),
+        "{said}"
+    );
 
     // Its CA named: the server runs, and its connections are encrypted.
     let app = TestApp::spawn_configured(&data, &["--database-url", &tls_url], |cmd| {

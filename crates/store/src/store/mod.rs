@@ -433,8 +433,8 @@ impl Store {
     ) -> Result<Store, OpenError> {
         let lock = lock_data_dir(dir)?;
         let db = crate::kv::pg::Db::open(url, max_connections)
-            .map_err(|e| OpenError::Other("the PostgreSQL database".into(), e))?;
-        let path = Path::new("the PostgreSQL database");
+            .map_err(|e| OpenError::Other("PostgreSQL".into(), e))?;
+        let path = Path::new("PostgreSQL");
         Store::open_on(crate::kv::Db::Pg(db), dir, path, lock)
     }
 
