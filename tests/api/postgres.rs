@@ -93,3 +93,65 @@ async fn a_second_server_on_the_same_database_is_refused() {
     let second = TestApp::spawn_in(&second, &["--database-url", &url]);
     second.get("/api/v1/reseller", &acme.key).await.expect(200);
 }
+
+/// Connections the database closes while they sit idle (a restart, a terminated backend, a
+/// proxy's idle timeout) are replaced, not handed out: the next calls simply work.
+#[tokio::test]
+async fn connections_the_database_closed_are_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let Some(url) = crate::helpers::database_for(&data) else {
+        return; // the sled run
+    };
+    let admin = std::env::var("RESELLERD_TEST_DATABASE_URL").unwrap();
+    let app = TestApp::spawn_in(&data, &[]);
+    let acme = app.reseller("Acme").await;
+    for i in 0..10 {
+        acme.access_token(&app, &format!("u{i}@acme.test")).await;
+    }
+    let db = url.rsplit('/').next().unwrap();
+    let killed = psql(
+        &admin,
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = '{db}' AND state = 'idle'"
+        ),
+    );
+    assert!(
+        killed.parse::<u32>().unwrap() > 0,
+        "no idle connection to close"
+    );
+    // A moment for the connections to see they were closed (no longer than that: the server's
+    // background loops would otherwise meet the closed ones first).
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    for i in 0..20 {
+        app.get("/api/v1/users?per_page=5", &acme.key)
+            .await
+            .expect(200);
+        acme.access_token(&app, &format!("after{i}@acme.test"))
+            .await;
+    }
+    // The connection holding the serving lock was among them: the server takes the lock again,
+    // so a second server is still refused.
+    let held = || {
+        psql(
+            &admin,
+            &format!(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND a.datname = '{db}'"
+            ),
+        )
+    };
+    let mut retaken = false;
+    for _ in 0..60 {
+        if held() != "0" {
+            retaken = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(retaken, "the serving lock was not taken again");
+    let out = serve_expecting_exit_with(&tmp.path().join("second"), &["--database-url", &url]);
+    assert!(!out.status.success());
+    app.get("/healthz", &app.operator).await.expect(200);
+}

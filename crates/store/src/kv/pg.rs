@@ -218,7 +218,13 @@ impl Pool {
     fn get(self: &Arc<Self>) -> Result<Lease> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(conn) = idle.0.pop() {
+            while let Some(conn) = idle.0.pop() {
+                // One the server closed while it sat idle (a restart, a terminated backend, a
+                // proxy's idle timeout) is dropped, not handed out to fail.
+                if conn.client.is_closed() {
+                    idle.1 -= 1;
+                    continue;
+                }
                 return Ok(Lease {
                     pool: self.clone(),
                     conn: Some(conn),
@@ -299,8 +305,9 @@ impl Pool {
 
 struct Inner {
     pool: Arc<Pool>,
-    /// The connection that holds the database's serving lock for this process (see `open`).
-    _serving: Lease,
+    /// The connection that holds the database's serving lock for this process (see `open`
+    /// and `watch_serving_lock`).
+    serving: Mutex<Lease>,
     /// tree name -> id, as `kv_trees` has them
     trees: Mutex<HashMap<Vec<u8>, i32>>,
     /// True if the schema was there before this open.
@@ -325,12 +332,14 @@ impl Db {
         });
         let existed = migrate(&pool)?;
         let serving = take_serving_lock(&pool)?;
-        Ok(Db(Arc::new(Inner {
-            _serving: serving,
+        let inner = Arc::new(Inner {
+            serving: Mutex::new(serving),
             pool,
             trees: Mutex::new(HashMap::new()),
             existed,
-        })))
+        });
+        watch_serving_lock(Arc::downgrade(&inner));
+        Ok(Db(inner))
     }
 
     pub fn existed(&self) -> bool {
@@ -481,6 +490,48 @@ fn take_serving_lock(pool: &Arc<Pool>) -> Result<Lease> {
          database are not supported yet; stop the other one, or give this one its own database)"
             .into(),
     ))
+}
+
+/// Every 2 s, while the database is open: if the connection holding the serving lock was lost
+/// (a database restart, a network cut), takes the lock again on a new one. If another process
+/// took it meanwhile, this one exits (status 75, as for a failed disk) rather than serve
+/// records another process changes behind its caches; its supervisor's restart is then
+/// refused with the reason.
+fn watch_serving_lock(db: std::sync::Weak<Inner>) {
+    let spawned = std::thread::Builder::new()
+        .name("pg-serving-lock".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            let Some(inner) = db.upgrade() else {
+                return;
+            };
+            let lost = inner
+                .serving
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .conn()
+                .client
+                .is_closed();
+            if !lost {
+                continue;
+            }
+            match take_serving_lock(&inner.pool) {
+                Ok(lease) => {
+                    *inner.serving.lock().unwrap_or_else(|e| e.into_inner()) = lease;
+                    tracing::warn!("the connection holding the database's serving lock was lost; the lock is taken again");
+                }
+                Err(Error::Unsupported(why)) => {
+                    tracing::error!(%why, "another process took the database while this one's lock was lost; exiting");
+                    std::process::exit(75);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot take the database's serving lock again; retrying")
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the serving lock's watch");
+    }
 }
 
 /// Applies the migrations the database lacks, under the advisory lock; returns whether the
