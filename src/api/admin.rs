@@ -265,9 +265,7 @@ async fn delete(
         .collect();
     // Deleting sites sweeps unreferenced blobs: disk work, off the async workers.
     let (store, reseller_id) = (state.store.clone(), id.clone());
-    web::block(move || store.resellers().delete(&reseller_id))
-        .await
-        .map_err(crate::error::ApiError::internal)??;
+    super::off_worker(move || store.resellers().delete(&reseller_id)).await?;
     // Every certificate of the reseller goes: its domains' (the store dropped those it owned),
     // and the operator-installed one for its preview domain: records, keys, listener copies.
     for name in names {

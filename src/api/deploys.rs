@@ -1,6 +1,7 @@
 //! Deploys, Netlify's digest flow: `POST /sites/{id}/deploys` (JSON file map, or a zip body),
 //! `PUT /sites/{id}/deploys/{deploy_id}`, `PUT /deploys/{id}/files/{path}`, listing, restore, cancel.
 
+use super::off_worker;
 use super::sites::{deploy_view, find_site, DeployView};
 use super::PageQuery;
 use crate::auth::{Principal, Tenant};
@@ -154,9 +155,8 @@ async fn create(
         };
         let (store, disk) = (state.store.clone(), state.disk.clone());
         let user_id = site.user_id.clone();
-        let files = web::block(move || unpack_zip(&store, &disk, &user_id, &spool, &limits))
-            .await
-            .map_err(ApiError::internal)??;
+        let files =
+            off_worker(move || unpack_zip(&store, &disk, &user_id, &spool, &limits)).await?;
         let opts = NewDeploy {
             // A raw zip has no JSON body: production unless ?draft=true, as on Netlify.
             draft: q.draft.unwrap_or(false),
@@ -186,19 +186,11 @@ async fn create(
             if let Some(files) = &files {
                 check_known_rules(&st, &site.user_id, files)?;
             }
-            Ok(st.store.deploys().create(&site, opts, files, now)?)
+            Ok::<_, ApiError>(st.store.deploys().create(&site, opts, files, now)?)
         })
         .await?
     };
     reply(&state, &tenant, &site, &deploy)
-}
-
-/// Runs a file map's checks and writes on a blocking thread: a map names up to 25,000 files,
-/// and with a remote blob store a digest not in this node's cache is asked of the bucket.
-async fn off_worker<T: Send + 'static>(
-    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    web::block(work).await.map_err(ApiError::internal)?
 }
 
 /// Rules files (`_redirects`, `_headers`, `netlify.toml`) the user already has are checked
@@ -283,7 +275,7 @@ async fn update(
             let (st, user_id, id) = (state.clone(), site.user_id.clone(), deploy.id.clone());
             off_worker(move || {
                 check_known_rules(&st, &user_id, &files)?;
-                Ok(st.store.deploys().set_files(&id, files, Timestamp::now())?)
+                Ok::<_, ApiError>(st.store.deploys().set_files(&id, files, Timestamp::now())?)
             })
             .await?
         }
@@ -344,9 +336,7 @@ async fn upload(
     let _gate = super::write_gate(&req, &state).await;
     let store = state.store.clone();
     let (id, p) = (deploy.id.clone(), path.clone());
-    web::block(move || store.deploys().upload(&id, &p, incoming, Timestamp::now()))
-        .await
-        .map_err(ApiError::internal)??;
+    off_worker(move || store.deploys().upload(&id, &p, incoming, Timestamp::now())).await?;
     let sha = state
         .store
         .deploys()
@@ -488,7 +478,7 @@ async fn delete(
     let tenant = who.tenant(Permission::SitesWrite)?;
     let (_, deploy) = find_deploy(&state, &tenant, &id)?;
     let store = state.store.clone();
-    off_worker(move || Ok(store.deploys().delete(&deploy.id)?)).await?;
+    off_worker(move || store.deploys().delete(&deploy.id)).await?;
     Ok(super::no_content())
 }
 

@@ -155,7 +155,7 @@ macro_rules! endpoints {
                             use $crate::api::who::*;
                             $who
                         },
-                        gate: $crate::api::GateMode::Layer $( .or($crate::api::GateMode::$gate) )?,
+                        gate: $crate::api::gate_or_layer!($($gate)?),
                         doc: {
                             #[derive(utoipa::OpenApi)]
                             #[openapi(paths($handler))]
@@ -170,6 +170,17 @@ macro_rules! endpoints {
 }
 pub(crate) use endpoints;
 
+/// The `GateMode` an `endpoints!` row names, `Layer` when it names none.
+macro_rules! gate_or_layer {
+    () => {
+        $crate::api::GateMode::Layer
+    };
+    ($gate:ident) => {
+        $crate::api::GateMode::$gate
+    };
+}
+pub(crate) use gate_or_layer;
+
 /// How a mutating API route holds the store's write gate (stated in its `endpoints!` row).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GateMode {
@@ -182,13 +193,6 @@ pub enum GateMode {
     /// minutes) and takes the gate only around its writes, so a backup never waits behind it and
     /// no other write waits behind that backup.
     WaitsOnNetwork,
-}
-
-impl GateMode {
-    /// `other`: how `endpoints!` replaces the default with the mode a row names.
-    pub const fn or(self, other: GateMode) -> GateMode {
-        other
-    }
 }
 
 /// The gate mode of a request, by the route its path and method match in the endpoint tables
@@ -211,6 +215,19 @@ pub fn gate_mode(req: &actix_web::dev::ServiceRequest) -> GateMode {
         .iter()
         .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && *p == pattern)
         .map_or(GateMode::Layer, |(_, _, mode)| *mode)
+}
+
+/// Runs `work` on a blocking thread, off the async workers: disk or network work that can take
+/// long (a file map of 25,000 files, a zip, a deletion that sweeps blobs, a blob store's answer).
+pub async fn off_worker<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> ApiResult<T>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    web::block(work)
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(Into::into)
 }
 
 /// Marks a request whose write layer already holds the store's write gate.

@@ -550,8 +550,6 @@ async fn delete(
     let tenant = who.tenant(Permission::SitesWrite)?;
     let site = find_site(&state, &tenant, &id)?;
     let store = state.store.clone();
-    web::block(move || store.sites().delete(&site.id))
-        .await
-        .map_err(ApiError::internal)??;
+    super::off_worker(move || store.sites().delete(&site.id)).await?;
     Ok(no_content())
 }

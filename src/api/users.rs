@@ -509,9 +509,7 @@ async fn delete(
         .collect();
     // Deleting sites sweeps unreferenced blobs: disk work, off the async workers.
     let (store, reseller_id, user_id) = (state.store.clone(), reseller.id.clone(), id.clone());
-    web::block(move || store.users().delete(&reseller_id, &user_id))
-        .await
-        .map_err(ApiError::internal)??;
+    super::off_worker(move || store.users().delete(&reseller_id, &user_id)).await?;
     // The store dropped their certificates; the TLS listener drops its copies.
     for name in names {
         state.acme.forget_if_gone(&name)?;

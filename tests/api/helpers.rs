@@ -80,31 +80,18 @@ pub fn start_configured(
     extra: &[String],
     configure: impl FnOnce(&mut Command),
 ) -> (Child, String, u16) {
-    let mut cmd = Command::new(binary());
-    cmd.args([
-        "serve",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--https-addr",
-        "127.0.0.1:0",
-        "--workers",
-        "2",
-    ])
-    .arg("--data-dir")
-    .arg(data_dir)
-    .args(extra)
-    // Load tests would trip the default API rate limits; the rate limit tests set their own
-    // with flags, which win over these.
-    .env("RESELLERD_RATE_LIMIT_IP", "0")
-    .env("RESELLERD_RATE_LIMIT_CREDENTIAL", "0")
-    // A test machine's disk may be nearly full; the full-disk tests set their own reserve.
-    .env("RESELLERD_DISK_RESERVE", "0")
-    // Lets a test move the server's clock (`TestApp::advance_clock`; debug builds only).
-    .env("RESELLERD_TEST_CLOCK", "1")
-    .stdout(Stdio::piped());
-    if let Some(url) = database_for(data_dir) {
-        cmd.env("RESELLERD_DATABASE_URL", url);
-    }
+    let mut cmd = serve_command(data_dir);
+    cmd.args(["--workers", "2"])
+        .args(extra)
+        // Load tests would trip the default API rate limits; the rate limit tests set their own
+        // with flags, which win over these.
+        .env("RESELLERD_RATE_LIMIT_IP", "0")
+        .env("RESELLERD_RATE_LIMIT_CREDENTIAL", "0")
+        // A test machine's disk may be nearly full; the full-disk tests set their own reserve.
+        .env("RESELLERD_DISK_RESERVE", "0")
+        // Lets a test move the server's clock (`TestApp::advance_clock`; debug builds only).
+        .env("RESELLERD_TEST_CLOCK", "1")
+        .stdout(Stdio::piped());
     configure(&mut cmd);
     let mut child = cmd.spawn().expect("start resellerd");
     let stdout = child.stdout.take().expect("stdout");
@@ -197,10 +184,15 @@ pub fn serve_expecting_exit(data_dir: &Path) -> std::process::Output {
 
 /// `serve_expecting_exit` with extra flags.
 pub fn serve_expecting_exit_with(data_dir: &Path, extra: &[&str]) -> std::process::Output {
+    serve_command(data_dir)
+        .args(extra)
+        .output()
+        .expect("run resellerd serve")
+}
+
+/// `serve` on `data_dir` with ports the system picks, on the run's PostgreSQL if it has one.
+fn serve_command(data_dir: &Path) -> Command {
     let mut cmd = Command::new(binary());
-    if let Some(url) = database_for(data_dir) {
-        cmd.env("RESELLERD_DATABASE_URL", url);
-    }
     cmd.args([
         "serve",
         "--http-addr",
@@ -209,10 +201,11 @@ pub fn serve_expecting_exit_with(data_dir: &Path, extra: &[&str]) -> std::proces
         "127.0.0.1:0",
     ])
     .arg("--data-dir")
-    .arg(data_dir)
-    .args(extra)
-    .output()
-    .expect("run resellerd serve")
+    .arg(data_dir);
+    if let Some(url) = database_for(data_dir) {
+        cmd.env("RESELLERD_DATABASE_URL", url);
+    }
+    cmd
 }
 
 impl TestApp {

@@ -219,7 +219,13 @@ impl Tree {
     pub fn is_empty(&self) -> bool {
         match self {
             Tree::Sled(t) => t.is_empty(),
-            Tree::Pg(_) => self.first().map_or(true, |f| f.is_none()),
+            Tree::Pg(_) => self.first().map_or_else(
+                |e| {
+                    tracing::warn!(error = %e, "cannot read a tree");
+                    true
+                },
+                |f| f.is_none(),
+            ),
         }
     }
 

@@ -50,7 +50,7 @@ pub fn to_postgres(
         .to_string();
     let meta = target.open_tree("meta").map_err(|e| e.to_string())?;
     let marked = meta.get(SOURCE_KEY).map_err(|e| e.to_string())?;
-    let holds_records = marked.is_some() || !meta.is_empty();
+    let holds_records = marked.is_some() || meta.first().map_err(|e| e.to_string())?.is_some();
     if holds_records && marked.as_deref() != Some(identity.as_bytes()) && !replace {
         return Err(format!(
             "the PostgreSQL database already holds records{}: migrate into an empty database, \
