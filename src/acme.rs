@@ -37,6 +37,9 @@ pub struct Acme {
 /// How close to expiry a certificate that could not be renewed is told as expiring.
 const EXPIRING_MS: i64 = 14 * 24 * 3600 * 1000;
 
+/// What other nodes are told when this one changed the stored certificates.
+pub const CERTIFICATES_TOPIC: &str = "certificates";
+
 fn acme_error(what: &str, e: impl std::fmt::Debug) -> String {
     format!("{what}: {e:?}")
 }
@@ -56,25 +59,39 @@ impl Acme {
         self.config.directory.is_some()
     }
 
-    /// The key authorization for an HTTP-01 token we are waiting on for `host`.
+    /// The key authorization for an HTTP-01 token we are waiting on for `host`. On
+    /// PostgreSQL the order may be another node's: its challenges are in the database too.
     pub fn challenge_response(&self, host: &str, token: &str) -> Option<String> {
-        self.challenges
+        let mine = self
+            .challenges
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(token)
+            .cloned();
+        let found = match mine {
+            Some(found) => Some(found),
+            None if self.store.engine() != "sled" => {
+                self.store.certs().challenge(token).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot read an ACME challenge");
+                    None
+                })
+            }
+            None => None,
+        };
+        found
             .filter(|(domain, _)| domain == host)
-            .map(|(_, key_auth)| key_auth.clone())
+            .map(|(_, key_auth)| key_auth)
     }
 
-    /// Puts every issued certificate into the SNI resolver (at start).
+    /// Serves exactly the stored certificates: at start, and whenever another node issued,
+    /// uploaded or removed one (`CERTIFICATES_TOPIC`).
     pub fn load_issued(&self) -> ApiResult<usize> {
-        let mut n = 0;
+        let mut keys = std::collections::HashMap::new();
         for rec in self.store.certs().all()? {
             if rec.state == CertState::Issued || !rec.cert_pem.is_empty() {
                 match certified_key(rec.cert_pem.as_bytes(), rec.key_pem.as_bytes()) {
                     Ok(key) => {
-                        self.certs.insert(&rec.domain, Arc::new(key));
-                        n += 1;
+                        keys.insert(rec.domain.clone(), Arc::new(key));
                     }
                     Err(e) => {
                         tracing::warn!(domain = %rec.domain, error = %e, "stored certificate unusable")
@@ -82,7 +99,14 @@ impl Acme {
                 }
             }
         }
+        let n = keys.len();
+        self.certs.replace_all(keys);
         Ok(n)
+    }
+
+    /// Tells the other nodes that the stored certificates changed (nothing on sled).
+    fn tell_nodes(&self) {
+        self.store.announce(CERTIFICATES_TOPIC);
     }
 
     /// Stores and serves an operator-provided certificate for `name` (may be `*.domain`).
@@ -114,6 +138,7 @@ impl Acme {
         self.store.certs().put(&rec)?;
         self.store.flush().await?;
         self.certs.insert(name, Arc::new(key));
+        self.tell_nodes();
         Ok(rec)
     }
 
@@ -123,13 +148,16 @@ impl Acme {
     pub fn forget_if_gone(&self, domain: &str) -> ApiResult<()> {
         if self.store.certs().get(domain)?.is_none() {
             self.certs.remove(domain);
+            self.tell_nodes();
         }
         Ok(())
     }
 
     pub fn forget(&self, domain: &str) -> ApiResult<()> {
         self.certs.remove(domain);
-        Ok(self.store.certs().delete(domain)?)
+        self.store.certs().delete(domain)?;
+        self.tell_nodes();
+        Ok(())
     }
 
     async fn account(&self) -> Result<Account, String> {
@@ -242,6 +270,7 @@ impl Acme {
                     .certs()
                     .put_telling(&rec, issued, rec.updated_at)?;
                 self.certs.insert(domain, Arc::new(key));
+                self.tell_nodes();
                 tracing::info!(%domain, "certificate issued");
             }
             Err(e) => {
@@ -283,6 +312,11 @@ impl Acme {
                     .ok_or("the CA offered no HTTP-01 challenge")?;
                 let token = challenge.token.clone();
                 let key_auth = challenge.key_authorization().as_str().to_string();
+                // In the store too, so any node behind the load balancer can answer the CA.
+                self.store
+                    .certs()
+                    .put_challenge(&token, domain, &key_auth)
+                    .map_err(|e| format!("cannot store the ACME challenge: {e}"))?;
                 self.challenges
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -317,6 +351,9 @@ impl Acme {
         let mut map = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
         for t in tokens {
             map.remove(&t);
+            if let Err(e) = self.store.certs().remove_challenge(&t) {
+                tracing::warn!(error = %e, "cannot remove an ACME challenge");
+            }
         }
         outcome
     }
@@ -347,6 +384,9 @@ impl Acme {
     pub async fn renew_forever(self: Arc<Self>, interval: Duration) {
         loop {
             tokio::time::sleep(interval).await;
+            if !self.store.is_leader() {
+                continue;
+            }
             if let Err(e) = self.renew_due(Timestamp::now()).await {
                 tracing::warn!(error = %e, "certificate renewal check failed");
             }

@@ -157,7 +157,9 @@ fn get_pair<R: Read>(r: &mut R) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
 /// gate (see `Capture`); offline, nothing else writes and the trees are dumped as they are.
 pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io::Result<W> {
     use std::io::{Seek, SeekFrom};
-    let _gc = store.blobs_in_use();
+    let _gc = store
+        .blobs_in_use()
+        .map_err(|e| io::Error::other(e.to_string()))?;
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
     let manifest = Manifest {

@@ -195,6 +195,9 @@ impl Verifier {
         let tick = self.interval.min(Duration::from_secs(5));
         loop {
             tokio::time::sleep(tick).await;
+            if !store.is_leader() {
+                continue;
+            }
             if let Err(e) = self.check_due(&store, Timestamp::now()).await {
                 tracing::warn!(error = %e, "domain verification round failed");
             }

@@ -31,6 +31,9 @@ enum Command {
         /// The server's data directory
         #[arg(long, env = "RESELLERD_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
+        /// The servers' PostgreSQL database: the new token then works on every node
+        #[arg(long, env = "RESELLERD_DATABASE_URL")]
+        database_url: Option<String>,
     },
     /// Save a consistent backup of a data dir to one tar file; works while the server runs
     /// (it then asks the server, with the operator token, for a snapshot)
@@ -99,8 +102,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(settings) => serve(*settings),
-        Command::OperatorToken { data_dir } => match operator::rotate(&data_dir) {
+        Command::OperatorToken {
+            data_dir,
+            database_url,
+        } => match operator::rotate(&data_dir) {
             Ok(secret) => {
+                if let Some(url) = database_url.filter(|u| !u.is_empty()) {
+                    let stored = resellerd::store::Store::set_cluster_secret_at(
+                        &url,
+                        operator::CLUSTER_SECRET,
+                        &secret.hash(),
+                    );
+                    if let Err(e) = stored {
+                        return fail(&format!(
+                            "cannot store the operator token in the database: {e}"
+                        ));
+                    }
+                }
                 println!("{}", secret.expose());
                 ExitCode::SUCCESS
             }
@@ -287,6 +305,14 @@ fn serve(settings: Settings) -> ExitCode {
         );
         let _ = writeln!(out, "  Admin:  http://{http}/admin/");
         match &new_token {
+            // On PostgreSQL a node that joined a cluster took its token instead of its own.
+            _ if !embedded && !token_path.exists() => {
+                let _ = writeln!(
+                    out,
+                    "  Operator token: the cluster's (in the first node's data dir; \
+                     `resellerd operator-token --database-url` makes a new one)"
+                );
+            }
             Some(t) if std::io::stdout().is_terminal() => {
                 let _ = writeln!(
                     out,

@@ -182,6 +182,13 @@ impl Metrics {
         );
         gauge(
             &mut out,
+            "resellerd_cluster_leader",
+            "1 while this node runs the background work (always on sled; on PostgreSQL, the node holding the leader lease).",
+            "gauge",
+            u8::from(store.is_leader()).to_string(),
+        );
+        gauge(
+            &mut out,
             "resellerd_store_failed",
             "1 while the store cannot write (a flush failed), else 0.",
             "gauge",

@@ -60,12 +60,19 @@ impl AppState {
             store.clone(),
             certs.clone(),
         ));
+        // Registered before the first load, so no other node's change falls between them.
+        let reload = acme.clone();
+        store.on_announcement(acme::CERTIFICATES_TOPIC, move || {
+            if let Err(e) = reload.load_issued() {
+                tracing::warn!(error = %e.cause_chain(), "cannot load the stored certificates again");
+            }
+        });
         let loaded = acme.load_issued().map_err(|e| e.to_string())?;
         tracing::info!(certificates = loaded, "loaded stored certificates");
         if acme.is_configured() {
             actix_web::rt::spawn(acme.clone().renew_forever(settings.acme_check_interval()));
         }
-        let edge = edge::Edge::new(&data_dir, settings.default_preview_domain())?;
+        let edge = edge::Edge::new(&data_dir, &store, settings.default_preview_domain())?;
         let traffic = Arc::new(store::traffic::TrafficRecorder::default());
         let disk = Arc::new(disk::Disk::new(&data_dir, settings.disk_reserve)?);
         actix_web::rt::spawn(disk::watch_forever(disk.clone(), store.clone()));
@@ -97,7 +104,7 @@ impl AppState {
             limits: limits.clone(),
             auth: web::Data::new(auth::Authenticator {
                 store: store.clone(),
-                operator: auth::operator::OperatorAuth::new(&data_dir),
+                operator: auth::operator::OperatorAuth::new(&data_dir, &store)?,
                 credentials: Default::default(),
                 limits,
             }),

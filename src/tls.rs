@@ -27,6 +27,15 @@ impl CertResolver {
             .insert(name.to_ascii_lowercase(), key);
     }
 
+    /// Serves exactly `keys` by name from now on (the stored set, read again).
+    pub fn replace_all(&self, keys: HashMap<String, Arc<CertifiedKey>>) {
+        let keys = keys
+            .into_iter()
+            .map(|(name, key)| (name.to_ascii_lowercase(), key))
+            .collect();
+        *self.by_name.write().unwrap_or_else(|p| p.into_inner()) = keys;
+    }
+
     pub fn remove(&self, name: &str) {
         self.by_name
             .write()

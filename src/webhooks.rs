@@ -271,6 +271,9 @@ pub async fn dispatch_forever(state: web::Data<AppState>) {
             // Woken from inside the writing transaction: let it commit first.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        if !state.store.is_leader() {
+            continue;
+        }
         if let Err(e) = dispatch(&state).await {
             tracing::warn!(error = %e.cause_chain(), "cannot fan webhook events out; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -333,6 +336,9 @@ pub async fn send_forever(state: web::Data<AppState>) {
     let mut last_prune: Option<Instant> = None;
     loop {
         let _ = tokio::time::timeout(IDLE, state.outbox.wake.notified()).await;
+        if !state.store.is_leader() {
+            continue;
+        }
         if let Err(e) = send_due(&state).await {
             tracing::warn!(error = %e.cause_chain(), "cannot read the webhook queue; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -48,8 +48,10 @@ const CACHE_HOSTS_MAX: usize = 10_000;
 pub type HostLookup = Option<Arc<HostTarget>>;
 
 impl Edge {
-    /// Loads (or creates) the secret kept in the data dir.
-    pub fn new(data_dir: &Path, default_domain: String) -> Result<Edge, String> {
+    /// Loads (or creates) the secret kept in the data dir; on PostgreSQL every node uses the
+    /// one in the database (see `Store::cluster_secret`), so a cursor or a cookie one node
+    /// signed is good on the others.
+    pub fn new(data_dir: &Path, store: &Store, default_domain: String) -> Result<Edge, String> {
         let path = data_dir.join("edge-secret");
         let secret = match std::fs::read_to_string(&path) {
             Ok(text) => hex::decode(text.trim())
@@ -66,6 +68,9 @@ impl Edge {
                 s
             }
         };
+        let secret = store
+            .cluster_secret("edge-secret", &secret)
+            .map_err(|e| format!("cannot read the cluster's edge secret: {e}"))?;
         let mac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
         Ok(Edge {
             default_domain,

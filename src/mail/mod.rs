@@ -262,6 +262,9 @@ pub async fn check_senders_forever(state: web::Data<AppState>) {
     let tick = state.settings.verify_interval().min(Duration::from_secs(5));
     loop {
         tokio::time::sleep(tick).await;
+        if !state.store.is_leader() {
+            continue;
+        }
         let now = Timestamp::now();
         let due = match state.store.mail().senders() {
             Ok(all) => all
@@ -435,6 +438,9 @@ pub async fn send_forever(state: web::Data<AppState>) {
     let mut rounds = 0u64;
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
+        if !state.store.is_leader() {
+            continue;
+        }
         rounds += 1;
         if rounds % 14_400 == 1 {
             let before = Timestamp(Timestamp::now().0 - KEEP_MS);

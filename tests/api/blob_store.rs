@@ -12,9 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// moto's S3 server on a loopback port, with one bucket; stopped when dropped.
-struct S3 {
+pub struct S3 {
     child: Child,
-    url: String,
+    pub url: String,
 }
 
 impl Drop for S3 {
@@ -25,7 +25,7 @@ impl Drop for S3 {
 }
 
 impl S3 {
-    async fn start(bucket: &str) -> S3 {
+    pub async fn start(bucket: &str) -> S3 {
         let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/mailtest/bin/moto_server");
         assert!(
             server.exists(),

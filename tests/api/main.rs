@@ -12,6 +12,7 @@ mod backup;
 mod billing;
 mod blob_store;
 mod certificates;
+mod cluster;
 mod doctor;
 mod domains;
 mod durability;

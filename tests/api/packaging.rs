@@ -136,3 +136,35 @@ fn cargo_deb_builds_a_package_with_binary_unit_and_config() {
         std::fs::read(format!("{root}/packaging/resellerd.example.toml")).unwrap()
     );
 }
+
+/// The scale-out recipe names only settings `serve` has, and its balancer sends traffic to the
+/// ports the image listens on.
+#[test]
+fn the_compose_recipe_names_real_settings_and_ports() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging");
+    let compose = std::fs::read_to_string(format!("{dir}/compose.yaml")).unwrap();
+    let help = Command::new(binary())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let named: Vec<&str> = compose
+        .split(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+        .filter(|w| w.starts_with("RESELLERD_"))
+        .collect();
+    assert!(named.len() >= 4, "{named:?}");
+    for var in named {
+        assert!(
+            help.contains(&format!("[env: {var}=")),
+            "packaging/compose.yaml sets {var}, which `serve` does not read"
+        );
+    }
+    let dockerfile = std::fs::read_to_string(format!("{dir}/Dockerfile")).unwrap();
+    let haproxy = std::fs::read_to_string(format!("{dir}/haproxy.cfg")).unwrap();
+    for port in ["8080", "8443"] {
+        assert!(dockerfile.contains(&format!("0.0.0.0:{port}")));
+        assert!(haproxy.contains(&format!("node1:{port}")));
+        assert!(haproxy.contains(&format!("node2:{port}")));
+    }
+    assert!(compose.contains("./haproxy.cfg:"));
+}

@@ -128,6 +128,48 @@ impl Db {
         }
     }
 
+    /// True if this process runs the background work: always on sled (one process per data
+    /// dir); on PostgreSQL, while it holds the cluster's leader lock.
+    pub fn is_leader(&self) -> bool {
+        match self {
+            Db::Sled(_) => true,
+            Db::Pg(db) => db.is_leader(),
+        }
+    }
+
+    /// True if no other process's change can be missed: always on sled; on PostgreSQL, while
+    /// this node hears the other nodes' announcements.
+    pub fn in_sync(&self) -> bool {
+        match self {
+            Db::Sled(_) => true,
+            Db::Pg(db) => db.in_sync(),
+        }
+    }
+
+    /// Calls `f` with each topic another process announces (`None`: announcements may have
+    /// been missed). Never called on sled, where no other process writes.
+    pub fn listen(&self, f: impl Fn(Option<&str>) + Send + 'static) {
+        if let Db::Pg(db) = self {
+            db.listen(f);
+        }
+    }
+
+    /// Tells the other processes on this database that `topics` changed (nothing on sled).
+    pub fn announce(&self, topics: &[&str]) {
+        if let Db::Pg(db) = self {
+            db.announce(topics);
+        }
+    }
+
+    /// A lock every process on this database respects (`None` on sled, where the process's
+    /// own locks are enough): `key` names it, `shared` takes it for reading.
+    pub fn cluster_lock(&self, key: i64, shared: bool) -> Result<Option<pg::AdvisoryLock>> {
+        match self {
+            Db::Sled(_) => Ok(None),
+            Db::Pg(db) => db.lock(key, shared).map(Some),
+        }
+    }
+
     /// Which engine holds the data, for logs and `doctor`.
     pub fn engine(&self) -> &'static str {
         match self {
@@ -312,6 +354,13 @@ impl Tree {
                 })
                 .map_err(|e| t.storage_error(e))
             }
+        }
+    }
+
+    /// Tells the other processes that `topics` changed (see `Db::announce`).
+    pub fn announce(&self, topics: &[&str]) {
+        if let Tree::Pg(t) = self {
+            t.db().announce(topics);
         }
     }
 

@@ -21,6 +21,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -172,6 +173,38 @@ where
     Ok(client)
 }
 
+/// Connects, and leaves the connection's I/O to a task of the runtime that passes on every
+/// notification's payload.
+async fn open_listening<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+) -> PgResult<(Client, std::sync::mpsc::Receiver<String>)>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, mut connection) = config.connect(tls).await?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    if tx.send(n.payload().to_string()).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "the PostgreSQL listening connection ended");
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    Ok((client, rx))
+}
+
 /// Connections, opened on demand up to `max`, each used by one call at a time.
 struct Pool {
     config: tokio_postgres::Config,
@@ -191,6 +224,14 @@ struct Lease {
 }
 
 impl Lease {
+    /// Closes the connection instead of pooling it (its session may hold a lock).
+    fn forget(&mut self) {
+        if self.conn.take().is_some() {
+            self.pool.idle.lock().unwrap_or_else(|e| e.into_inner()).1 -= 1;
+            self.pool.freed.notify_one();
+        }
+    }
+
     fn conn(&mut self) -> &mut Conn {
         self.conn
             .as_mut()
@@ -285,6 +326,27 @@ impl Pool {
         })
     }
 
+    /// Opens a connection of its own that listens on `CHANNEL`; returns it (dropping it stops
+    /// the listening) and the payloads it hears, which end when the connection does.
+    fn listen(&self) -> Result<(Client, std::sync::mpsc::Receiver<String>)> {
+        let config = self.config.clone();
+        let tls = self.tls.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        runtime().spawn(async move {
+            let opened = match tls {
+                Some(tls) => open_listening(&config, tls).await,
+                None => open_listening(&config, NoTls).await,
+            };
+            let _ = tx.send(opened);
+        });
+        let (client, notices) = rx
+            .recv()
+            .map_err(|_| Error::Io(std::io::Error::other("the PostgreSQL runtime stopped")))?
+            .map_err(to_error)?;
+        wait(client.batch_execute(&format!("LISTEN {CHANNEL}"))).map_err(to_error)?;
+        Ok((client, notices))
+    }
+
     /// Runs `f` on a connection, again after a serialization failure.
     fn run<T>(self: &Arc<Self>, mut f: impl FnMut(&mut Conn) -> PgResult<T>) -> Result<T> {
         let mut attempt = 0;
@@ -305,9 +367,14 @@ impl Pool {
 
 struct Inner {
     pool: Arc<Pool>,
-    /// The connection that holds the database's serving lock for this process (see `open`
-    /// and `watch_serving_lock`).
-    serving: Mutex<Lease>,
+    /// The connection that holds the cluster's leader lock, while this node leads (see
+    /// `keep_leadership`).
+    leader: Mutex<Option<Lease>>,
+    leading: AtomicBool,
+    /// This process's name in announcements, so it skips its own.
+    node: String,
+    /// True while this node hears the others' announcements (see `listen_forever`).
+    in_sync: Arc<AtomicBool>,
     /// tree name -> id, as `kv_trees` has them
     trees: Mutex<HashMap<Vec<u8>, i32>>,
     /// True if the schema was there before this open.
@@ -331,15 +398,63 @@ impl Db {
             max: max_connections.max(2),
         });
         let existed = migrate(&pool)?;
-        let serving = take_serving_lock(&pool)?;
+        // A lone node leads from its first request, not after the first check.
+        let leader = try_lead(&pool)?;
         let inner = Arc::new(Inner {
-            serving: Mutex::new(serving),
+            leading: AtomicBool::new(leader.is_some()),
+            leader: Mutex::new(leader),
+            node: format!("{:016x}", rand::random::<u64>()),
+            in_sync: Arc::new(AtomicBool::new(false)),
             pool,
             trees: Mutex::new(HashMap::new()),
             existed,
         });
-        watch_serving_lock(Arc::downgrade(&inner));
+        keep_leadership(Arc::downgrade(&inner));
         Ok(Db(inner))
+    }
+
+    /// True while this node holds the cluster's leader lock.
+    pub fn is_leader(&self) -> bool {
+        self.0.leading.load(Ordering::Acquire)
+    }
+
+    /// True while this node hears every other node's announcements (so its caches may be used).
+    pub fn in_sync(&self) -> bool {
+        self.0.in_sync.load(Ordering::Acquire)
+    }
+
+    /// Starts listening for the other nodes' announcements (see `listen_forever`).
+    pub fn listen(&self, f: impl Fn(Option<&str>) + Send + 'static) {
+        listen_forever(Arc::downgrade(&self.0), Box::new(f));
+    }
+
+    /// Tells the other nodes that `topics` changed. Sent after the change committed; a node
+    /// that misses it (its listening connection was down) treats everything as changed.
+    pub fn announce(&self, topics: &[&str]) {
+        let payload = format!("{} {}", self.0.node, topics.join(","));
+        let sent = self.0.pool.run(|c| {
+            c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                .map(drop)
+        });
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, topics = %payload, "cannot tell the other nodes about a change");
+        }
+    }
+
+    /// Takes the cluster-wide lock `key` (shared or exclusive), waiting for it.
+    pub fn lock(&self, key: i64, shared: bool) -> Result<AdvisoryLock> {
+        let mut lease = self.0.pool.get()?;
+        let sql = if shared {
+            "SELECT pg_advisory_lock_shared($1)"
+        } else {
+            "SELECT pg_advisory_lock($1)"
+        };
+        lease.conn().execute(sql, &[&key]).map_err(to_error)?;
+        Ok(AdvisoryLock {
+            lease: Some(lease),
+            key,
+            shared,
+        })
     }
 
     pub fn existed(&self) -> bool {
@@ -468,69 +583,158 @@ pub fn inspect(url: &str) -> Result<(i32, i32)> {
     Ok((version, MIGRATIONS.len() as i32))
 }
 
-/// The advisory lock one process holds while it serves a database.
-const SERVING_LOCK: i64 = 0x7265_7365_6c6c_6572 + 1;
+/// The advisory lock the cluster's leader holds: the one node that runs the background work
+/// (outboxes, verification, renewals, sweeps, blob GC).
+const LEADER_LOCK: i64 = 0x7265_7365_6c6c_6572 + 1;
 
-/// Takes the serving lock on a connection kept out of the pool for the life of the process (a
-/// session lock: gone with the connection, so a crashed server never leaves it held). One
-/// process per database: the caches and the background work are still per process, so a second
-/// server on the same records would serve stale credentials and hosts after a change made
-/// through the first.
-fn take_serving_lock(pool: &Arc<Pool>) -> Result<Lease> {
+/// The channel nodes tell each other on (`announce`, `listen`).
+const CHANNEL: &str = "resellerd";
+
+/// How often a node checks its leadership (and a follower tries to take it).
+const LEADER_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Tries to take the leader lock on a connection kept out of the pool while it leads (a session
+/// lock: gone with the connection, so a crashed or cut-off leader never keeps it). The session
+/// asks the server to probe it with TCP keepalives every few seconds, so a leader whose machine
+/// died loses the lock within about 15 s, and a follower takes it on its next check.
+fn try_lead(pool: &Arc<Pool>) -> Result<Option<Lease>> {
     let mut lease = pool.get()?;
-    let rows = lease
-        .conn()
-        .query("SELECT pg_try_advisory_lock($1)", &[&SERVING_LOCK])
-        .map_err(to_error)?;
-    if rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
-        return Ok(lease);
-    }
-    Err(Error::Unsupported(
-        "another resellerd process already serves this PostgreSQL database (several nodes on one \
-         database are not supported yet; stop the other one, or give this one its own database)"
-            .into(),
+    let c = lease.conn();
+    wait(c.client.batch_execute(
+        "SET tcp_keepalives_idle TO 5; SET tcp_keepalives_interval TO 2; SET tcp_keepalives_count TO 3",
     ))
+    .map_err(to_error)?;
+    let rows = c
+        .query("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
+        .map_err(to_error)?;
+    Ok(rows
+        .first()
+        .is_some_and(|r| r.get::<_, bool>(0))
+        .then_some(lease))
 }
 
-/// Every 2 s, while the database is open: if the connection holding the serving lock was lost
-/// (a database restart, a network cut), takes the lock again on a new one. If another process
-/// took it meanwhile, this one exits (status 75, as for a failed disk) rather than serve
-/// records another process changes behind its caches; its supervisor's restart is then
-/// refused with the reason.
-fn watch_serving_lock(db: std::sync::Weak<Inner>) {
+/// True if the leader's connection still answers within a few seconds (so a leader cut off
+/// from the database stops leading before the server gives its lock to another node).
+fn still_leads(lease: &mut Lease) -> bool {
+    let client = &lease.conn().client;
+    if client.is_closed() {
+        return false;
+    }
+    let probe = async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(4),
+            client.simple_query("SELECT 1"),
+        )
+        .await
+    };
+    matches!(runtime().block_on(probe), Ok(Ok(_)))
+}
+
+/// Every `LEADER_CHECK`, while the database is open: a leader checks that it still holds the
+/// lock; a follower tries to take it. So when the leader is killed, another node leads within
+/// a few seconds of the database noticing.
+fn keep_leadership(db: std::sync::Weak<Inner>) {
     let spawned = std::thread::Builder::new()
-        .name("pg-serving-lock".into())
+        .name("pg-leader".into())
         .spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_secs(2));
             let Some(inner) = db.upgrade() else {
                 return;
             };
-            let lost = inner
-                .serving
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .conn()
-                .client
-                .is_closed();
-            if !lost {
-                continue;
+            let mut held = inner.leader.lock().unwrap_or_else(|e| e.into_inner());
+            let leads = held.as_mut().map(still_leads);
+            match leads {
+                Some(true) => {}
+                Some(false) => {
+                    // Dropped, not pooled: the connection may still hold the lock.
+                    if let Some(mut lease) = held.take() {
+                        lease.forget();
+                    }
+                    inner.leading.store(false, Ordering::Release);
+                    tracing::warn!("lost the connection that held the cluster's leadership; background work stops here until it is taken again");
+                }
+                None => match try_lead(&inner.pool) {
+                    Ok(Some(lease)) => {
+                        *held = Some(lease);
+                        inner.leading.store(true, Ordering::Release);
+                        tracing::info!("this node leads the cluster: it runs the background work");
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e, "cannot try the leader lock"),
+                },
             }
-            match take_serving_lock(&inner.pool) {
-                Ok(lease) => {
-                    *inner.serving.lock().unwrap_or_else(|e| e.into_inner()) = lease;
-                    tracing::warn!("the connection holding the database's serving lock was lost; the lock is taken again");
-                }
-                Err(Error::Unsupported(why)) => {
-                    tracing::error!(%why, "another process took the database while this one's lock was lost; exiting");
-                    std::process::exit(75);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot take the database's serving lock again; retrying")
-                }
-            }
+            drop(held);
+            drop(inner);
+            std::thread::sleep(LEADER_CHECK);
         });
     if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the serving lock's watch");
+        tracing::warn!(error = %e, "cannot start the leadership check");
+    }
+}
+
+/// What a node runs for each topic it hears (`None`: it may have missed some).
+type OnAnnouncement = dyn Fn(Option<&str>) + Send;
+
+/// Listens on `CHANNEL` for as long as the database is open, on a connection of its own, and
+/// calls `f` with each topic another node announces; with `None` once listening starts and
+/// after every reconnection (announcements may have been missed: everything may have changed).
+/// `in_sync` is true only while the listening connection is up.
+fn listen_forever(db: std::sync::Weak<Inner>, f: Box<OnAnnouncement>) {
+    let spawned = std::thread::Builder::new()
+        .name("pg-listen".into())
+        .spawn(move || loop {
+            let Some(inner) = db.upgrade() else {
+                return;
+            };
+            let (node, pool) = (inner.node.clone(), inner.pool.clone());
+            let in_sync = inner.in_sync.clone();
+            drop(inner);
+            match pool.listen() {
+                Ok((client, notices)) => {
+                    in_sync.store(true, Ordering::Release);
+                    f(None);
+                    while let Ok(payload) = notices.recv() {
+                        let Some((from, topics)) = payload.split_once(' ') else {
+                            continue;
+                        };
+                        if from != node {
+                            topics.split(',').for_each(|t| f(Some(t)));
+                        }
+                    }
+                    in_sync.store(false, Ordering::Release);
+                    drop(client);
+                    f(None);
+                    tracing::warn!("lost the connection that hears other nodes' changes; caches are bypassed until it is back");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot listen for other nodes' changes; retrying"),
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start listening for other nodes' changes");
+    }
+}
+
+/// A cluster-wide lock (a session advisory lock on a connection held until it is dropped).
+pub struct AdvisoryLock {
+    lease: Option<Lease>,
+    key: i64,
+    shared: bool,
+}
+
+impl Drop for AdvisoryLock {
+    fn drop(&mut self) {
+        let Some(mut lease) = self.lease.take() else {
+            return;
+        };
+        let sql = if self.shared {
+            "SELECT pg_advisory_unlock_shared($1)"
+        } else {
+            "SELECT pg_advisory_unlock($1)"
+        };
+        if lease.conn().execute(sql, &[&self.key]).is_err() {
+            // Its session may still hold the lock: close it rather than pool it.
+            lease.forget();
+        }
     }
 }
 

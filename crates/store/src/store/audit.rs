@@ -58,6 +58,9 @@ const OLD_TREES: [&str; 4] = [
     "audit_batches_by_reseller",
 ];
 
+/// On PostgreSQL, the next sequence number (see `write_shared`).
+const NEXT_KEY: &[u8] = b"s";
+
 fn entry_key(seq: u64) -> Vec<u8> {
     [b"e".as_slice(), &seq.to_be_bytes()].concat()
 }
@@ -127,6 +130,10 @@ impl AuditLog {
         entries: impl IntoIterator<Item = &'a AuditEntry>,
         in_view: impl Fn(&str) -> bool,
     ) -> StoreResult<()> {
+        if let crate::kv::Tree::Pg(_) = self.tree {
+            *next = self.write_shared(*next, entries, in_view)?;
+            return Ok(());
+        }
         let mut batch = crate::kv::Batch::default();
         let mut added: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
         let mut seq = *next;
@@ -148,6 +155,44 @@ impl AuditLog {
         self.tree.apply_batch(batch)?;
         *next = seq;
         Ok(())
+    }
+
+    /// `write` on PostgreSQL, where other nodes append too: the next sequence number is a key
+    /// of the tree (`s`; `next`, read at open, until the first write stores it), read and moved
+    /// in the same serializable transaction as the entries and the counts, so two nodes never
+    /// number two entries alike or lose a count. Returns the next sequence number.
+    fn write_shared<'a>(
+        &self,
+        next: u64,
+        entries: impl IntoIterator<Item = &'a AuditEntry>,
+        in_view: impl Fn(&str) -> bool,
+    ) -> StoreResult<u64> {
+        let entries: Vec<&AuditEntry> = entries.into_iter().collect();
+        let encoded: Vec<Vec<u8>> = entries.iter().copied().map(encode).collect();
+        Ok(self.tree.transaction(|t| {
+            let mut seq = t
+                .get(NEXT_KEY)?
+                .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+                .map_or(next, u64::from_be_bytes);
+            let mut added: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+            for (e, bytes) in entries.iter().zip(&encoded) {
+                t.insert(entry_key(seq), bytes.as_slice())?;
+                *added.entry(count_key(None)).or_default() += 1;
+                if let Some(r) = e.reseller_id.as_deref().filter(|r| in_view(r)) {
+                    let mut key = view_prefix(Some(r));
+                    key.extend_from_slice(&seq.to_be_bytes());
+                    t.insert(key, &[])?;
+                    *added.entry(count_key(Some(r))).or_default() += 1;
+                }
+                seq += 1;
+            }
+            for (key, n) in &added {
+                let now = count_of(t.get(key)?);
+                t.insert(key.as_slice(), &(now + n).to_be_bytes())?;
+            }
+            t.insert(NEXT_KEY, &seq.to_be_bytes())?;
+            Ok::<_, crate::kv::ConflictableTransactionError<crate::error::StoreError>>(seq)
+        })?)
     }
 
     /// Data format 6: moves the entries of the older trees into `audit_log`, oldest first

@@ -107,6 +107,23 @@ impl Certs<'_> {
         Ok(())
     }
 
+    /// Records an HTTP-01 challenge under way: `token` answers `key_auth` for `domain`.
+    pub fn put_challenge(&self, token: &str, domain: &str, key_auth: &str) -> StoreResult<()> {
+        let value = encode(&(domain.to_string(), key_auth.to_string()));
+        self.0.t.acme_challenges.insert(token.as_bytes(), value)?;
+        Ok(())
+    }
+
+    /// The domain and key authorization of a challenge under way.
+    pub fn challenge(&self, token: &str) -> StoreResult<Option<(String, String)>> {
+        get(&self.0.t.acme_challenges, token)
+    }
+
+    pub fn remove_challenge(&self, token: &str) -> StoreResult<()> {
+        self.0.t.acme_challenges.remove(token.as_bytes())?;
+        Ok(())
+    }
+
     /// The stored ACME account credentials (JSON) for a directory URL.
     pub fn account(&self, directory: &str) -> StoreResult<Option<String>> {
         get(&self.0.t.acme_accounts, directory)

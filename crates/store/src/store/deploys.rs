@@ -166,7 +166,7 @@ impl Deploys<'_> {
         now: Timestamp,
     ) -> StoreResult<Deploy> {
         // Read under the map's lock: a concurrent PUT or final upload cannot interleave.
-        let _map = self.0.map_lock(id);
+        let _map = self.0.map_lock(id)?;
         let deploy = self.get(id)?.ok_or(StoreError::NotFound("deploy"))?;
         if matches!(deploy.state, DeployState::Ready | DeployState::Error) {
             return Err(StoreError::invalid(format!(
@@ -174,7 +174,7 @@ impl Deploys<'_> {
                 deploy.state.name()
             )));
         }
-        let _gc = self.0.blobs_in_use();
+        let _gc = self.0.blobs_in_use()?;
         // Content counts as present only if this user proved they have it (uploaded it, or
         // deployed it in a zip): naming another tenant's digest gets it `required`, and the
         // answer never tells whether anyone else on the instance has that content.
@@ -242,7 +242,7 @@ impl Deploys<'_> {
         {
             // The map and the counts are read and changed under the map's lock (see
             // `set_files`); the blob itself is written outside it, so uploads run in parallel.
-            let _map = self.0.map_lock(id);
+            let _map = self.0.map_lock(id)?;
             let expected = self
                 .file_sha(id, path)?
                 .ok_or(StoreError::NotFound("file in this deploy"))?;
@@ -261,7 +261,7 @@ impl Deploys<'_> {
         }
         self.0.blobs.commit(incoming)?;
         self.remember(&deploy.user_id, &actual)?;
-        let _map = self.0.map_lock(id);
+        let _map = self.0.map_lock(id)?;
         let t = &self.0.t;
         t.deploy_pending.remove(site_key(id, &actual).as_bytes())?;
         // Whoever removes the last missing digest sees an empty set and makes the deploy ready;
@@ -389,7 +389,7 @@ impl Deploys<'_> {
     /// deploy can never be served, so its map goes and its files stop counting as the user's
     /// storage (the next sweep removes those no other deploy names).
     pub fn cancel(&self, id: &str, now: Timestamp) -> StoreResult<Deploy> {
-        let _map = self.0.map_lock(id);
+        let _map = self.0.map_lock(id)?;
         let deploy = self.modify(id, now, |d| {
             if d.state != DeployState::Ready {
                 d.state = DeployState::Error;
@@ -522,7 +522,7 @@ impl Deploys<'_> {
     /// its map and its storage; then blobs no deploy names are swept.
     pub fn delete(&self, id: &str) -> StoreResult<()> {
         {
-            let _map = self.0.map_lock(id);
+            let _map = self.0.map_lock(id)?;
             let deploy = self.get(id)?.ok_or(StoreError::NotFound("deploy"))?;
             let t = &self.0.t;
             // The published check and the removal are one transaction with the site's record:

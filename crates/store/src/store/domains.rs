@@ -87,11 +87,7 @@ impl Domains<'_> {
         max_pending: usize,
         now: Timestamp,
     ) -> StoreResult<(Domain, Secret)> {
-        let _one_at_a_time = self
-            .0
-            .domain_creates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = self.0.domain_creates_guard()?;
         self.check_pending_limit(reseller_id, max_pending)?;
         let max = self
             .0

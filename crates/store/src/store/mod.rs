@@ -38,7 +38,32 @@ pub use tokens::sweep_forever as tokens_sweeper;
 use crate::error::{StoreError, StoreResult};
 use serde::de::DeserializeOwned;
 use std::path::Path;
+use std::sync::MutexGuard;
 use watched::{Generation, Watched};
+
+/// Where the `meta` tree keeps the cluster's secret `name`.
+fn secret_key(name: &str) -> Vec<u8> {
+    format!("secret/{name}").into_bytes()
+}
+
+/// Keys of the advisory locks that stand for the store's in-process locks on PostgreSQL.
+mod lock_key {
+    const BASE: i64 = 0x7265_7365_6c6c_6600;
+    pub const QUOTA: i64 = BASE + 1;
+    pub const DOMAIN_CREATES: i64 = BASE + 2;
+    pub const GC: i64 = BASE + 3;
+    pub const MAP_STRIPES: i64 = BASE + 0x100;
+}
+
+/// A lock held in this process and, on PostgreSQL, on every node (see `Store::held`).
+pub struct Held<G> {
+    _cluster: Option<crate::kv::pg::AdvisoryLock>,
+    _local: G,
+}
+
+/// What `Store::on_announcement` registered: a topic and what to run.
+type Hooks =
+    std::sync::Arc<std::sync::Mutex<Vec<(String, std::sync::Arc<dyn Fn() + Send + Sync>)>>>;
 
 #[derive(Clone)]
 pub struct Store {
@@ -75,6 +100,8 @@ pub struct Store {
     /// Serialise the changes to one deploy's file map (a PUT of the map, an upload), striped
     /// by deploy id: the storage counts read the old map and write the new one.
     map_locks: std::sync::Arc<[std::sync::Mutex<()>; 64]>,
+    /// What runs when another node announces a topic (see `on_announcement`).
+    hooks: Hooks,
 }
 
 /// Every tree, opened once. Index trees map a lookup key to an entity id.
@@ -127,6 +154,8 @@ pub(crate) struct Trees {
     pub certificates: crate::kv::Tree,
     /// ACME directory URL -> account credentials
     pub acme_accounts: crate::kv::Tree,
+    /// HTTP-01 token -> (domain, key authorization), while an order waits for the CA
+    pub acme_challenges: crate::kv::Tree,
     pub sites: Watched,
     /// site name -> site id (names are unique on the whole instance)
     pub site_by_name: Watched,
@@ -454,7 +483,10 @@ impl Store {
             db.open_tree(name)
                 .map_err(|e| OpenError::Other(path.display().to_string(), e))
         };
-        let (hosts, credentials) = (Generation::default(), Generation::default());
+        let (hosts, credentials) = (
+            Generation::new("hosts", &db),
+            Generation::new("credentials", &db),
+        );
         let watched = |name: &str, generations: &[&Generation]| {
             tree(name).map(|tree| Watched::new(tree, generations))
         };
@@ -485,6 +517,7 @@ impl Store {
             prices: tree("prices")?,
             certificates: tree("certificates")?,
             acme_accounts: tree("acme_accounts")?,
+            acme_challenges: tree("acme_challenges")?,
             sites: watched("sites", &[&hosts])?,
             site_by_name: watched("site_by_name", &[&hosts])?,
             sites_by_owner: tree("sites_by_owner")?,
@@ -553,9 +586,11 @@ impl Store {
             domain_creates: Default::default(),
             quota_lock: Default::default(),
             map_locks: std::sync::Arc::new(std::array::from_fn(|_| Default::default())),
+            hooks: Default::default(),
             _dir_lock: std::sync::Arc::new(lock),
             any_limits: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(any_limits)),
         };
+        store.listen_to_other_nodes();
         if format < DATA_FORMAT {
             store
                 .upgrade(&meta, format, store.db.was_recovered())
@@ -607,13 +642,40 @@ impl Store {
     }
 
     /// The lock of one deploy's file map (see `map_locks`).
-    pub(crate) fn map_lock(&self, deploy_id: &str) -> std::sync::MutexGuard<'_, ()> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        deploy_id.hash(&mut h);
-        self.map_locks[(h.finish() % 64) as usize]
+    pub(crate) fn map_lock(&self, deploy_id: &str) -> StoreResult<Held<MutexGuard<'_, ()>>> {
+        // FNV-1a, not the std hasher: every node must pick the same stripe.
+        let stripe = deploy_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        }) % 64;
+        let local = self.map_locks[stripe as usize]
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(|e| e.into_inner());
+        self.held(local, lock_key::MAP_STRIPES + stripe as i64, false)
+    }
+
+    /// Serialises the creates a plan limits by a count (see `quota_lock`).
+    pub(crate) fn quota_guard(&self) -> StoreResult<Held<MutexGuard<'_, ()>>> {
+        let local = self.quota_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.held(local, lock_key::QUOTA, false)
+    }
+
+    /// Serialises domain registrations (see `domain_creates`).
+    pub(crate) fn domain_creates_guard(&self) -> StoreResult<Held<MutexGuard<'_, ()>>> {
+        let local = self
+            .domain_creates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.held(local, lock_key::DOMAIN_CREATES, false)
+    }
+
+    /// `local`, and on PostgreSQL the cluster-wide lock `key` as well: the in-process lock
+    /// keeps this node's threads in line, the advisory lock the other nodes.
+    fn held<G>(&self, local: G, key: i64, shared: bool) -> StoreResult<Held<G>> {
+        let cluster = self.db.cluster_lock(key, shared)?;
+        Ok(Held {
+            _cluster: cluster,
+            _local: local,
+        })
     }
 
     /// Waits until every write made so far is durable. Call before answering a mutating request.
@@ -637,9 +699,109 @@ impl Store {
         self.credentials_generation.get()
     }
 
-    /// Blocks blob GC while the guard lives (see `gc_lock`).
-    pub fn blobs_in_use(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.gc_lock.read().unwrap_or_else(|e| e.into_inner())
+    /// Blocks blob GC while the guard lives (see `gc_lock`), on every node.
+    pub fn blobs_in_use(&self) -> StoreResult<Held<std::sync::RwLockReadGuard<'_, ()>>> {
+        let local = self.gc_lock.read().unwrap_or_else(|e| e.into_inner());
+        self.held(local, lock_key::GC, true)
+    }
+
+    /// The value every node uses for the secret `name` (the edge's signing secret, the operator
+    /// token's hash): on sled, `local` (the data dir's own file); on PostgreSQL, the one in the
+    /// database, which the first node to start stored from its own `local`.
+    pub fn cluster_secret(&self, name: &str, local: &[u8]) -> StoreResult<Vec<u8>> {
+        if self.engine() == "sled" {
+            return Ok(local.to_vec());
+        }
+        let meta = self.db.open_tree("meta")?;
+        Ok(
+            match meta.compare_and_swap(secret_key(name), None::<&[u8]>, Some(local))? {
+                Ok(()) => local.to_vec(),
+                Err(e) => e.current.map(|v| v.to_vec()).unwrap_or_default(),
+            },
+        )
+    }
+
+    /// The secret `name` as the database holds it now (`None` on sled or if none was stored).
+    pub fn stored_cluster_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        if self.engine() == "sled" {
+            return Ok(None);
+        }
+        let meta = self.db.open_tree("meta")?;
+        Ok(meta.get(secret_key(name))?.map(|v| v.to_vec()))
+    }
+
+    /// Replaces the secret `name` every node uses (nothing on sled).
+    pub fn set_cluster_secret(&self, name: &str, value: &[u8]) -> StoreResult<()> {
+        if self.engine() != "sled" {
+            self.db.open_tree("meta")?.insert(secret_key(name), value)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the secret `name` every node on the PostgreSQL database `url` uses, while
+    /// they run (`resellerd operator-token --database-url`).
+    pub fn set_cluster_secret_at(url: &str, name: &str, value: &[u8]) -> StoreResult<()> {
+        let meta = crate::kv::pg::Db::open(url, 2)?.open_tree(b"meta")?;
+        meta.insert(&secret_key(name), value.to_vec().into())?;
+        Ok(())
+    }
+
+    /// True if this process runs the background work (outboxes, verification, renewals,
+    /// sweeps, blob GC): always on sled; on PostgreSQL, the node holding the leader lease.
+    pub fn is_leader(&self) -> bool {
+        self.db.is_leader()
+    }
+
+    /// Tells the other nodes on this database that `topic` changed; each runs what it
+    /// registered for it with `on_announcement`. Nothing on sled.
+    pub fn announce(&self, topic: &str) {
+        self.db.announce(&[topic]);
+    }
+
+    /// Runs `f` whenever another node announces `topic`, and whenever this node may have
+    /// missed announcements (it lost its listening connection).
+    pub fn on_announcement(&self, topic: &str, f: impl Fn() + Send + Sync + 'static) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((topic.to_string(), std::sync::Arc::new(f)));
+    }
+
+    /// On PostgreSQL, hears the other nodes' announcements for as long as the store is open:
+    /// bumps the generations they name, reads the webhook subscriptions or the limits again,
+    /// and runs the hooks registered for the rest.
+    fn listen_to_other_nodes(&self) {
+        let (hosts, credentials) = (
+            self.hosts_generation.clone(),
+            self.credentials_generation.clone(),
+        );
+        let (subscriptions, endpoints) = (self.subscriptions.clone(), self.t.webhooks.clone());
+        let (any_limits, settings) = (self.any_limits.clone(), self.t.plan_settings.clone());
+        let hooks = self.hooks.clone();
+        self.db.listen(move |topic| {
+            let is = |name: &str| topic.is_none_or(|t| t == name);
+            for generation in [&hosts, &credentials] {
+                if is(generation.name) {
+                    generation.bump();
+                }
+            }
+            if is(webhooks::SUBSCRIPTIONS_TOPIC) {
+                if let Err(e) = subscriptions.reload(&endpoints) {
+                    tracing::warn!(error = %e, "cannot read the webhook subscriptions again");
+                }
+            }
+            if is(plans::LIMITS_TOPIC) {
+                // On a failed read, assume limits: a read per issue instead of a missed limit.
+                let any = plans::Plans::any_limits_stored(&settings).unwrap_or(true);
+                any_limits.store(any, std::sync::atomic::Ordering::Release);
+            }
+            let registered: Vec<_> = hooks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            for (name, f) in registered {
+                if is(&name) {
+                    f();
+                }
+            }
+        });
     }
 
     /// The gate mutating requests pass through (see `write_gate`).

@@ -82,6 +82,9 @@ impl Store {
     }
 }
 
+/// What other nodes are told when the operator set a reseller's limits.
+pub(crate) const LIMITS_TOPIC: &str = "limits";
+
 impl Plans<'_> {
     pub fn create(
         &self,
@@ -228,7 +231,8 @@ impl Plans<'_> {
         Ok(get(&self.0.t.plan_settings, &limits_key(reseller_id))?.unwrap_or_default())
     }
 
-    /// True if limits are stored for some reseller (read once, at open).
+    /// True if limits are stored for some reseller (read at open, and again when another node
+    /// announces `LIMITS_TOPIC`).
     pub(crate) fn any_limits_stored(tree: &crate::kv::Tree) -> StoreResult<bool> {
         Ok(tree.scan_prefix(b"limits/").next().transpose()?.is_some())
     }
@@ -245,6 +249,7 @@ impl Plans<'_> {
             .t
             .plan_settings
             .insert(limits_key(reseller_id).as_bytes(), encode(limits))?;
+        self.0.db.announce(&[LIMITS_TOPIC]);
         Ok(())
     }
 

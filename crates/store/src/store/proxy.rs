@@ -67,7 +67,7 @@ impl ProxyProfiles<'_> {
     /// Saves a new profile (its fields already validated by the caller).
     pub fn create(&self, mut profile: ProxyProfile) -> StoreResult<ProxyProfile> {
         // Counted and written under one lock: concurrent creates cannot pass the limit.
-        let _counting = self.0.quota_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _counting = self.0.quota_guard()?;
         let existing = self.list(&profile.reseller_id)?;
         if existing.len() >= MAX_PROFILES {
             return Err(StoreError::Conflict(
@@ -120,7 +120,7 @@ impl ProxyProfiles<'_> {
 
     /// Replaces a profile (same id and reseller).
     pub fn put(&self, profile: &ProxyProfile) -> StoreResult<()> {
-        let _counting = self.0.quota_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _counting = self.0.quota_guard()?;
         self.get(&profile.reseller_id, &profile.id)?;
         let others = self.list(&profile.reseller_id)?;
         if others

@@ -114,7 +114,7 @@ impl Sites<'_> {
         let explicit = name.is_some();
         // Counted and written under one lock: concurrent creates cannot pass the limit.
         let max = self.0.plans().limits_of(reseller_id, user_id)?.0.max_sites;
-        let _counting = max.map(|_| self.0.quota_lock.lock().unwrap_or_else(|e| e.into_inner()));
+        let _counting = max.map(|_| self.0.quota_guard()).transpose()?;
         if max.is_some() {
             let owned = self
                 .0
@@ -276,7 +276,8 @@ fn owner_key(site: &Site) -> String {
 impl Store {
     /// Mark and sweep: every blob no deploy refers to is removed.
     pub fn collect_garbage(&self) -> StoreResult<usize> {
-        let _exclusive = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
+        let local = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
+        let _exclusive = self.held(local, super::lock_key::GC, false)?;
         let live = self.deploys().referenced_blobs()?;
         self.blobs.sweep(&live)
     }

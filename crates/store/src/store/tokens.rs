@@ -319,6 +319,9 @@ pub async fn sweep_forever(store: super::Store, interval: std::time::Duration, b
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if !store.is_leader() {
+            continue;
+        }
         let mut swept = 0;
         loop {
             let s = store.clone();

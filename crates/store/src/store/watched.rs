@@ -5,21 +5,43 @@
 //! the tree's generations when it is dropped, after the write; so a new write path cannot forget
 //! to invalidate the caches, it can only decline to, by name (`Written::keep_caches`), where a
 //! write provably leaves every cached answer true.
+//!
+//! On PostgreSQL other nodes write too: a write also announces its generations' names to them
+//! (`kv::Db::announce`), and each node bumps its own counters when it hears one. While a node
+//! cannot hear (its listening connection is down, or not up yet), `get` moves the counter on
+//! every call, so no cached entry is used until it hears again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// A counter a cache tags its entries with; an entry whose tag is behind is ignored.
-#[derive(Clone, Default)]
-pub(crate) struct Generation(Arc<AtomicU64>);
+#[derive(Clone)]
+pub(crate) struct Generation {
+    /// Its name in announcements to other nodes.
+    pub name: &'static str,
+    count: Arc<AtomicU64>,
+    db: crate::kv::Db,
+}
 
 impl Generation {
+    pub fn new(name: &'static str, db: &crate::kv::Db) -> Generation {
+        Generation {
+            name,
+            count: Arc::default(),
+            db: db.clone(),
+        }
+    }
+
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+        if !self.db.in_sync() {
+            // Another node's change may have gone unheard: no entry tagged so far is used.
+            return self.count.fetch_add(1, Ordering::AcqRel) + 1;
+        }
+        self.count.load(Ordering::Acquire)
     }
 
     pub fn bump(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
+        self.count.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -82,6 +104,8 @@ impl Drop for Written<'_> {
             for generation in &self.watched.generations {
                 generation.bump();
             }
+            let names: Vec<&str> = self.watched.generations.iter().map(|g| g.name).collect();
+            self.watched.tree.announce(&names);
         }
     }
 }
@@ -93,7 +117,11 @@ mod tests {
     #[test]
     fn a_write_bumps_once_it_is_done_unless_it_keeps_the_caches() {
         let db = sled::Config::new().temporary(true).open().unwrap();
-        let (hosts, credentials) = (Generation::default(), Generation::default());
+        let kv = crate::kv::Db::Sled(db.clone());
+        let (hosts, credentials) = (
+            Generation::new("hosts", &kv),
+            Generation::new("credentials", &kv),
+        );
         let tree = Watched::new(
             crate::kv::Tree::Sled(db.open_tree("t").unwrap()),
             &[&hosts, &credentials],

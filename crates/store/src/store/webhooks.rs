@@ -249,11 +249,7 @@ impl Subscriptions {
     }
 
     fn set(&self, reseller_id: &str, endpoints: &[Endpoint]) {
-        let listening: Vec<Vec<String>> = endpoints
-            .iter()
-            .filter(|e| e.enabled)
-            .map(|e| e.events.clone())
-            .collect();
+        let listening = listening(endpoints);
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         if listening.is_empty() {
             map.remove(reseller_id);
@@ -264,6 +260,14 @@ impl Subscriptions {
 
     pub(crate) fn load(tree: &crate::kv::Tree) -> StoreResult<Subscriptions> {
         let subs = Subscriptions::default();
+        subs.reload(tree)?;
+        Ok(subs)
+    }
+
+    /// Reads them again from `tree` (another node changed an endpoint). The map stays locked
+    /// meanwhile, so a change this node makes during the read is applied after it, not lost.
+    pub(crate) fn reload(&self, tree: &crate::kv::Tree) -> StoreResult<()> {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         let mut by_reseller: HashMap<String, Vec<Endpoint>> = HashMap::new();
         for item in tree.iter().values() {
             let endpoint: Endpoint = decode(&item?)?;
@@ -272,11 +276,27 @@ impl Subscriptions {
                 .or_default()
                 .push(endpoint);
         }
+        map.clear();
         for (reseller_id, endpoints) in by_reseller {
-            subs.set(&reseller_id, &endpoints);
+            let listening = listening(&endpoints);
+            if !listening.is_empty() {
+                map.insert(reseller_id, listening);
+            }
         }
-        Ok(subs)
+        Ok(())
     }
+}
+
+/// What other nodes are told when an endpoint changed (they read the subscriptions again).
+pub(crate) const SUBSCRIPTIONS_TOPIC: &str = "webhooks";
+
+/// The event types each enabled endpoint listens to.
+fn listening(endpoints: &[Endpoint]) -> Vec<Vec<String>> {
+    endpoints
+        .iter()
+        .filter(|e| e.enabled)
+        .map(|e| e.events.clone())
+        .collect()
 }
 
 /// Writes an event into `events` inside the transaction of the change that causes it, if any
@@ -575,6 +595,7 @@ impl Webhooks<'_> {
     fn resubscribe(&self, reseller_id: &str) -> StoreResult<()> {
         let endpoints = self.list(reseller_id)?;
         self.0.subscriptions.set(reseller_id, &endpoints);
+        self.0.db.announce(&[SUBSCRIPTIONS_TOPIC]);
         Ok(())
     }
 
