@@ -11,7 +11,8 @@ function init(args)
   -- LuaJIT's math.random starts from the same seed in every process: without the clock, each wrk
   -- run would send the previous run's emails again (new tokens for old users, not new users).
   math.randomseed(os.time() * 100 + tid)
-  prefix = tostring(tid) .. "-" .. tostring(os.time()) .. "-" .. tostring(math.random(1, 1e9))
+  -- WRK_INSTANCE tells apart wrk processes started in the same second (bench/engines.sh's two nodes).
+  prefix = (os.getenv("WRK_INSTANCE") or "") .. tostring(tid) .. "-" .. tostring(os.time()) .. "-" .. tostring(math.random(1, 1e9))
 end
 
 request = function()

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Benchmark (run by hand, not a test): the same API load on a server on sled and one on PostgreSQL
-# (a throwaway cluster on loopback, scripts/pg-cluster; same machine, same build), in alternating
-# rounds: authenticated GET /api/v1/users?per_page=10 and durable POST /api/v1/access_tokens.
-# Prints the median requests/s of ROUNDS rounds (default 3) and PostgreSQL's ratio to sled.
+# Benchmark (run by hand, not a test): the same load on a server on sled, one on PostgreSQL (a
+# throwaway cluster on loopback, scripts/pg-cluster; same machine, same build) and two nodes on one
+# PostgreSQL database (half the connections to each, their rates added), in alternating rounds:
+# authenticated GET /api/v1/users?per_page=10, durable POST /api/v1/access_tokens, and the edge's
+# GET of a 1 KiB page by Host. Prints the median requests/s of ROUNDS rounds (default 3) and each
+# PostgreSQL setup's ratio to sled. All of it shares this machine's CPUs, so the two nodes measure
+# what coordinating costs, not what a second machine adds.
 # Each server runs with its default workers (one per CPU on sled, eight per CPU on PostgreSQL);
 # PG_WORKERS sets the PostgreSQL server's.
 # Usage: bench/engines.sh [seconds] [connections]
@@ -53,24 +56,66 @@ seed() {
   echo "$key"
 }
 
+# Site `bench` with a 1 KiB index.html, deployed by a new user through the server at $1 with key $2.
+site() {
+  local api=$1/api/v1 key=$2 tok deploy
+  tok=$(curl -sf -X POST "$api/access_tokens" -H "Authorization: Bearer $key" \
+    -d '{"user":{"email":"site@bench.test"}}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -sf -o /dev/null -X POST "$api/sites" -H "Authorization: Bearer $tok" -d '{"name":"bench"}'
+  head -c 1024 /dev/zero | tr '\0' 'x' >"$tmp/index.html"
+  deploy=$(curl -sf -X POST "$api/sites/bench/deploys" -H "Authorization: Bearer $tok" \
+    -d "{\"files\":{\"index.html\":\"$(sha1sum "$tmp/index.html" | cut -d' ' -f1)\"}}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  curl -sf -o /dev/null -X PUT "$api/deploys/$deploy/files/index.html" -H "Authorization: Bearer $tok" \
+    -H 'content-type: application/octet-stream' --data-binary "@$tmp/index.html"
+}
+
 sled_api=$(start_workers=$workers start sled)
 pg_api=$(start_workers=${PG_WORKERS:-} start pg --database-url "${pg_url%/*}/bench")
 sled_key=$(seed "$sled_api" sled)
 pg_key=$(seed "$pg_api" pg)
+site "$sled_api" "$sled_key"
+site "$pg_api" "$pg_key"
+# Two nodes on their own database and a shared blob dir standing in for the bucket (the files
+# are the same bytes either way once cached).
+psql "$pg_url" -qc "CREATE DATABASE bench2"
+n1_api=$(start_workers=${PG_WORKERS:-} start n1 --database-url "${pg_url%/*}/bench2")
+n2_api=$(start_workers=${PG_WORKERS:-} start n2 --database-url "${pg_url%/*}/bench2")
+n_key=$(seed "$n1_api" n1)
+site "$n1_api" "$n_key"
+# The second node serves the first one's files from the shared store: copy them into its blob dir.
+cp -a "$tmp/n1/blobs/." "$tmp/n2/blobs/" 2>/dev/null || true
 
 rps() { wrk -t2 -c"$conns" -d"${secs}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
+# The same load split over the two nodes (half the connections each), their rates added.
+rps2() {
+  local half=$((conns / 2))
+  WRK_INSTANCE=a wrk -t1 -c"$half" -d"${secs}s" "$@" "$n1_api$path" | awk '/Requests\/sec/ {print $2}' >"$tmp/r1" &
+  WRK_INSTANCE=b wrk -t1 -c"$half" -d"${secs}s" "$@" "$n2_api$path" | awk '/Requests\/sec/ {print $2}' >"$tmp/r2"
+  wait
+  python3 -c "print(f'{float(open(\"$tmp/r1\").read()) + float(open(\"$tmp/r2\").read()):.2f}')"
+}
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-sled_get=() pg_get=() sled_post=() pg_post=()
+declare -A runs
 for _ in $(seq "${ROUNDS:-3}"); do
-  sled_get+=("$(rps -H "Authorization: Bearer $sled_key" "$sled_api/api/v1/users?per_page=10")")
-  pg_get+=("$(rps -H "Authorization: Bearer $pg_key" "$pg_api/api/v1/users?per_page=10")")
-  sled_post+=("$(RESELLERD_KEY=$sled_key rps -s bench/create_token.lua "$sled_api")")
-  pg_post+=("$(RESELLERD_KEY=$pg_key rps -s bench/create_token.lua "$pg_api")")
+  path=/api/v1/users?per_page=10
+  runs[sled_get]+=" $(rps -H "Authorization: Bearer $sled_key" "$sled_api$path")"
+  runs[pg_get]+=" $(rps -H "Authorization: Bearer $pg_key" "$pg_api$path")"
+  runs[two_get]+=" $(rps2 -H "Authorization: Bearer $n_key")"
+  path=
+  runs[sled_post]+=" $(RESELLERD_KEY=$sled_key rps -s bench/create_token.lua "$sled_api")"
+  runs[pg_post]+=" $(RESELLERD_KEY=$pg_key rps -s bench/create_token.lua "$pg_api")"
+  runs[two_post]+=" $(RESELLERD_KEY=$n_key rps2 -s bench/create_token.lua)"
+  path=/
+  runs[sled_edge]+=" $(rps -H 'Host: bench.localhost' "$sled_api/")"
+  runs[pg_edge]+=" $(rps -H 'Host: bench.localhost' "$pg_api/")"
+  runs[two_edge]+=" $(rps2 -H 'Host: bench.localhost')"
 done
-sg=$(median "${sled_get[@]}") pgg=$(median "${pg_get[@]}")
-sp=$(median "${sled_post[@]}") pgp=$(median "${pg_post[@]}")
 ratio() { python3 -c "print(f'{float($1) / float($2):.2f}x')"; }
-echo "rounds: sled GET ${sled_get[*]} | PostgreSQL GET ${pg_get[*]} | sled POST ${sled_post[*]} | PostgreSQL POST ${pg_post[*]}"
-printf '%-52s %10s %10s %8s\n' "" sled PostgreSQL ratio
-printf '%-52s %10s %10s %8s\n' "GET /api/v1/users?per_page=10 (requests/s)" "$sg" "$pgg" "$(ratio "$pgg" "$sg")"
-printf '%-52s %10s %10s %8s\n' "POST /api/v1/access_tokens, durable (requests/s)" "$sp" "$pgp" "$(ratio "$pgp" "$sp")"
+printf '%-44s %10s %10s %8s %10s %8s\n' "(requests/s, median of ${ROUNDS:-3})" sled PostgreSQL ratio "2 nodes" ratio
+for row in "get:GET /api/v1/users?per_page=10" "post:POST /api/v1/access_tokens, durable" "edge:edge GET / by Host (1 KiB)"; do
+  k=${row%%:*}
+  echo "rounds $k: sled${runs[sled_$k]} | PostgreSQL${runs[pg_$k]} | 2 nodes${runs[two_$k]}"
+  s=$(median ${runs[sled_$k]}) p=$(median ${runs[pg_$k]}) t=$(median ${runs[two_$k]})
+  printf '%-44s %10s %10s %8s %10s %8s\n' "${row#*:}" "$s" "$p" "$(ratio "$p" "$s")" "$t" "$(ratio "$t" "$s")"
+done

@@ -205,6 +205,13 @@ fn serve_command(data_dir: &Path) -> Command {
     if let Some(url) = database_for(data_dir) {
         cmd.env("RESELLERD_DATABASE_URL", url);
     }
+    // The PostgreSQL run keeps site files in an S3 bucket too (scripts/test starts the server);
+    // a test's own `--blob-store` wins.
+    if let Ok(bucket) = std::env::var("RESELLERD_TEST_BLOB_STORE") {
+        cmd.env("RESELLERD_BLOB_STORE", bucket)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
+    }
     cmd
 }
 

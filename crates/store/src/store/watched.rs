@@ -104,8 +104,10 @@ impl Drop for Written<'_> {
             for generation in &self.watched.generations {
                 generation.bump();
             }
-            let names: Vec<&str> = self.watched.generations.iter().map(|g| g.name).collect();
-            self.watched.tree.announce(&names);
+            if let crate::kv::Tree::Pg(_) = self.watched.tree {
+                let names: Vec<&str> = self.watched.generations.iter().map(|g| g.name).collect();
+                self.watched.tree.announce(&names);
+            }
         }
     }
 }
