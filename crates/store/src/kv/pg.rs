@@ -690,8 +690,10 @@ fn listen_forever(db: std::sync::Weak<Inner>, f: Box<OnAnnouncement>) {
             drop(inner);
             match pool.listen() {
                 Ok((client, notices)) => {
-                    in_sync.store(true, Ordering::Release);
+                    // Everything is treated as changed before the caches are trusted again: an
+                    // entry read before the listening began is then behind.
                     f(None);
+                    in_sync.store(true, Ordering::Release);
                     while let Ok(payload) = notices.recv() {
                         let Some((from, topics)) = payload.split_once(' ') else {
                             continue;

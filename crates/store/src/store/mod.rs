@@ -742,7 +742,7 @@ impl Store {
     /// they run (`resellerd operator-token --database-url`).
     pub fn set_cluster_secret_at(url: &str, name: &str, value: &[u8]) -> StoreResult<()> {
         let meta = crate::kv::pg::Db::open(url, 2)?.open_tree(b"meta")?;
-        meta.insert(&secret_key(name), value.to_vec().into())?;
+        meta.insert(&secret_key(name), value.into())?;
         Ok(())
     }
 
