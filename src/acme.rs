@@ -13,6 +13,7 @@ use instant_acme::{
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +32,9 @@ pub struct Acme {
     certs: Arc<CertResolver>,
     /// HTTP-01 token -> (domain, key authorization), while an order is in flight.
     challenges: Mutex<HashMap<String, (String, String)>>,
+    /// Until when (ms) another node may have an order in flight, so a token this node does not
+    /// know is looked up in the store; at other times an unknown token costs no read.
+    others_ordering_until: Arc<AtomicI64>,
     account: tokio::sync::Mutex<Option<Account>>,
 }
 
@@ -40,17 +44,33 @@ const EXPIRING_MS: i64 = 14 * 24 * 3600 * 1000;
 /// What other nodes are told when this one changed the stored certificates.
 pub const CERTIFICATES_TOPIC: &str = "certificates";
 
+/// What other nodes are told when this one stored an HTTP-01 challenge.
+const CHALLENGES_TOPIC: &str = "acme-challenges";
+
+/// How long after another node stored a challenge this one looks unknown tokens up (an order's
+/// validation takes seconds; its polling gives up after 90 s).
+const OTHERS_ORDERING_MS: i64 = 10 * 60 * 1000;
+
 fn acme_error(what: &str, e: impl std::fmt::Debug) -> String {
     format!("{what}: {e:?}")
 }
 
 impl Acme {
     pub fn new(config: AcmeConfig, store: Store, certs: Arc<CertResolver>) -> Acme {
+        let others_ordering_until = Arc::new(AtomicI64::new(0));
+        let until = others_ordering_until.clone();
+        store.on_announcement(CHALLENGES_TOPIC, move || {
+            until.store(
+                Timestamp::now().0 + OTHERS_ORDERING_MS,
+                std::sync::atomic::Ordering::Release,
+            );
+        });
         Acme {
             config,
             store,
             certs,
             challenges: Mutex::new(HashMap::new()),
+            others_ordering_until,
             account: tokio::sync::Mutex::new(None),
         }
     }
@@ -60,7 +80,9 @@ impl Acme {
     }
 
     /// The key authorization for an HTTP-01 token we are waiting on for `host`. On
-    /// PostgreSQL the order may be another node's: its challenges are in the database too.
+    /// PostgreSQL the order may be another node's: its challenges are in the database too, read
+    /// only while another node has said it stored one (so random tokens from the internet cost
+    /// no read otherwise).
     pub fn challenge_response(&self, host: &str, token: &str) -> Option<String> {
         let mine = self
             .challenges
@@ -70,7 +92,9 @@ impl Acme {
             .cloned();
         let found = match mine {
             Some(found) => Some(found),
-            None if self.store.engine() != "sled" => {
+            None if self.others_ordering_until.load(std::sync::atomic::Ordering::Acquire)
+                > Timestamp::now().0 =>
+            {
                 self.store.certs().challenge(token).unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "cannot read an ACME challenge");
                     None
@@ -317,6 +341,7 @@ impl Acme {
                     .certs()
                     .put_challenge(&token, domain, &key_auth)
                     .map_err(|e| format!("cannot store the ACME challenge: {e}"))?;
+                self.store.announce(CHALLENGES_TOPIC);
                 self.challenges
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
