@@ -92,7 +92,9 @@ impl Acme {
             .cloned();
         let found = match mine {
             Some(found) => Some(found),
-            None if self.others_ordering_until.load(std::sync::atomic::Ordering::Acquire)
+            None if self
+                .others_ordering_until
+                .load(std::sync::atomic::Ordering::Acquire)
                 > Timestamp::now().0 =>
             {
                 self.store.certs().challenge(token).unwrap_or_else(|e| {

@@ -158,51 +158,38 @@ impl Conn {
     }
 }
 
-/// Connects, and leaves the connection's I/O to a task of the runtime; returns the client.
-async fn open_connection<T>(config: &tokio_postgres::Config, tls: T) -> PgResult<Client>
-where
-    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
-    T::Stream: Send + 'static,
-{
-    let (client, connection) = config.connect(tls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "a PostgreSQL connection ended");
-        }
-    });
-    Ok(client)
-}
-
-/// Connects, and leaves the connection's I/O to a task of the runtime that passes on every
-/// notification's payload.
-async fn open_listening<T>(
+/// Connects, and leaves the connection's I/O to a task of the runtime, which passes each
+/// notification's payload on to `notices`, if given; returns the client.
+async fn open_connection<T>(
     config: &tokio_postgres::Config,
     tls: T,
-) -> PgResult<(Client, std::sync::mpsc::Receiver<String>)>
+    notices: Option<std::sync::mpsc::Sender<String>>,
+) -> PgResult<Client>
 where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
     T::Stream: Send + 'static,
 {
     let (client, mut connection) = config.connect(tls).await?;
-    let (tx, rx) = std::sync::mpsc::channel();
     tokio::spawn(async move {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                 Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                    if tx.send(n.payload().to_string()).is_err() {
-                        return;
+                    if let Some(tx) = &notices {
+                        if tx.send(n.payload().to_string()).is_err() {
+                            return;
+                        }
                     }
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, "the PostgreSQL listening connection ended");
+                    tracing::warn!(error = %e, "a PostgreSQL connection ended");
                     return;
                 }
                 None => return,
             }
         }
     });
-    Ok((client, rx))
+    Ok(client)
 }
 
 /// Connections, opened on demand up to `max`, each used by one call at a time.
@@ -301,21 +288,25 @@ impl Pool {
         }
     }
 
-    fn connect(&self) -> Result<Conn> {
+    /// Opens a connection on the runtime (see `open_connection`) and waits for it.
+    fn open(&self, notices: Option<std::sync::mpsc::Sender<String>>) -> Result<Client> {
         let config = self.config.clone();
         let tls = self.tls.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         runtime().spawn(async move {
             let connected = match tls {
-                Some(tls) => open_connection(&config, tls).await,
-                None => open_connection(&config, NoTls).await,
+                Some(tls) => open_connection(&config, tls, notices).await,
+                None => open_connection(&config, NoTls, notices).await,
             };
             let _ = tx.send(connected);
         });
-        let client = rx
-            .recv()
+        rx.recv()
             .map_err(|_| Error::Io(std::io::Error::other("the PostgreSQL runtime stopped")))?
-            .map_err(to_error)?;
+            .map_err(to_error)
+    }
+
+    fn connect(&self) -> Result<Conn> {
+        let client = self.open(None)?;
         wait(client.batch_execute(
             "SET default_transaction_isolation TO serializable; SET synchronous_commit TO on",
         ))
@@ -329,20 +320,8 @@ impl Pool {
     /// Opens a connection of its own that listens on `CHANNEL`; returns it (dropping it stops
     /// the listening) and the payloads it hears, which end when the connection does.
     fn listen(&self) -> Result<(Client, std::sync::mpsc::Receiver<String>)> {
-        let config = self.config.clone();
-        let tls = self.tls.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        runtime().spawn(async move {
-            let opened = match tls {
-                Some(tls) => open_listening(&config, tls).await,
-                None => open_listening(&config, NoTls).await,
-            };
-            let _ = tx.send(opened);
-        });
-        let (client, notices) = rx
-            .recv()
-            .map_err(|_| Error::Io(std::io::Error::other("the PostgreSQL runtime stopped")))?
-            .map_err(to_error)?;
+        let (tx, notices) = std::sync::mpsc::channel();
+        let client = self.open(Some(tx))?;
         wait(client.batch_execute(&format!("LISTEN {CHANNEL}"))).map_err(to_error)?;
         Ok((client, notices))
     }
