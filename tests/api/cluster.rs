@@ -313,3 +313,129 @@ async fn when_the_leader_is_killed_another_node_takes_over_and_nothing_is_lost()
         b.get("/api/v1/sites", token).await.expect(200);
     }
 }
+
+/// The scale-out recipe's balancer (packaging/haproxy.cfg, run by Debian's haproxy with the
+/// nodes' loopback ports in place of the compose names) in front of two nodes: API calls and
+/// site requests over HTTP reach both nodes, with the client's address passed on through the
+/// trusted proxy; HTTPS is passed through, so the node does TLS for the site's name.
+#[tokio::test]
+async fn the_recipes_balancer_spreads_both_protocols_over_both_nodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(url) = database_for(&tmp.path().join("a")) else {
+        return; // the sled run
+    };
+    let haproxy = ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("haproxy (Debian package haproxy; ./scripts/test installs it)");
+    let s3 = S3::start("balanced").await;
+    let blob_store = format!("s3://balanced?endpoint={}&region=us-east-1", s3.url);
+    let trusted = ["--trusted-proxies", "127.0.0.1/32"];
+    let a = node(&tmp.path().join("a"), &url, &blob_store, &trusted);
+    let mut b = node(&tmp.path().join("b"), &url, &blob_store, &trusted);
+    b.operator = a.operator.clone();
+
+    let port = |app: &TestApp| app.http.rsplit(':').next().unwrap().to_string();
+    let (http, https) = (crate::pebble::free_port(), crate::pebble::free_port());
+    let recipe = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/haproxy.cfg"
+    ))
+    .unwrap();
+    let config: String = recipe
+        .lines()
+        .map(|line| {
+            let mut line = line
+                .replace("bind :80", &format!("bind 127.0.0.1:{http}"))
+                .replace("bind :443", &format!("bind 127.0.0.1:{https}"));
+            for (name, app) in [("node1", &a), ("node2", &b)] {
+                if line.contains(name) {
+                    line = line
+                        .replace(&format!("{name}:8080"), &format!("127.0.0.1:{}", port(app)))
+                        .replace(
+                            &format!("{name}:8443"),
+                            &format!("127.0.0.1:{}", app.https_port),
+                        )
+                        .replace("port 8080", &format!("port {}", port(app)));
+                }
+            }
+            line + "\n"
+        })
+        .collect();
+    let config_path = tmp.path().join("haproxy.cfg");
+    std::fs::write(&config_path, config).unwrap();
+    let mut balancer = std::process::Command::new(haproxy)
+        .arg("-db")
+        .arg("-f")
+        .arg(&config_path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start haproxy");
+    let front = format!("http://127.0.0.1:{http}");
+    let client = reqwest::Client::new();
+    let began = Instant::now();
+    while client.get(format!("{front}/healthz")).send().await.is_err() {
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "haproxy did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The API through the balancer, from a client the proxy names in X-Forwarded-For.
+    let acme = a.reseller("Acme").await;
+    let ann = acme.access_token(&a, "ann@balanced.test").await;
+    publish_site(
+        &a,
+        &ann.token,
+        "balanced",
+        &[("index.html", b"<h1>either node</h1>")],
+    )
+    .await;
+    for i in 0..6 {
+        let r = client
+            .post(format!("{front}/api/v1/access_tokens"))
+            .bearer_auth(&acme.key)
+            .header("x-forwarded-for", "203.0.113.9")
+            .json(&json!({"user": {"email": format!("lb{i}@balanced.test")}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let page = client
+            .get(format!("{front}/"))
+            .header("host", "balanced.localhost")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("either node"));
+    }
+    let audit = a.get("/api/v1/audit", &acme.key).await.expect(200);
+    assert_eq!(audit.body[0]["ip"], "203.0.113.9", "{}", audit.text);
+    for node in [&a, &b] {
+        let metrics = node.metrics_text().await;
+        assert!(
+            metrics.contains("route=\"/api/v1/access_tokens\",method=\"POST\",status=\"201\""),
+            "a node got no call through the balancer"
+        );
+    }
+
+    // HTTPS is passed through: the node answers the site's name with its own TLS.
+    let tls = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .resolve("balanced.localhost", ([127, 0, 0, 1], https).into())
+        .build()
+        .unwrap();
+    for _ in 0..4 {
+        let page = tls
+            .get(format!("https://balanced.localhost:{https}/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("either node"));
+    }
+    let _ = balancer.kill();
+    let _ = balancer.wait();
+}

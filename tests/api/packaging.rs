@@ -167,4 +167,42 @@ fn the_compose_recipe_names_real_settings_and_ports() {
         assert!(haproxy.contains(&format!("node2:{port}")));
     }
     assert!(compose.contains("./haproxy.cfg:"));
+
+    // It is YAML a compose tool reads: PyYAML (installed with moto by ./scripts/test) resolves
+    // the anchors, and each node gets the shared settings and a data dir of its own.
+    let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/mailtest/bin/python");
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(format!("{dir}/compose.yaml"))
+        .output()
+        .expect("target/mailtest/bin/python (./scripts/test makes it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services = &doc["services"];
+    for name in ["postgres", "minio", "bucket", "node1", "node2", "balancer"] {
+        assert!(services[name].is_object(), "no service {name}");
+    }
+    for node in ["node1", "node2"] {
+        let env = &services[node]["environment"];
+        assert!(env["RESELLERD_DATABASE_URL"]
+            .as_str()
+            .unwrap()
+            .contains("@postgres:5432/"));
+        assert!(env["RESELLERD_BLOB_STORE"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3://sites?endpoint=http://minio:9000"));
+        assert_eq!(services[node]["volumes"][0], format!("{node}:/data"));
+    }
+    assert_eq!(
+        services["node1"]["environment"]["AWS_SECRET_ACCESS_KEY"],
+        services["minio"]["environment"]["MINIO_ROOT_PASSWORD"]
+    );
 }
