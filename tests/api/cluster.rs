@@ -314,6 +314,89 @@ async fn when_the_leader_is_killed_another_node_takes_over_and_nothing_is_lost()
     }
 }
 
+/// Limits checked by count hold when the calls race on two nodes: the 6-key limit (checked in
+/// a SERIALIZABLE transaction), a plan's site limit and the pending-domain limit (counted under
+/// an advisory lock), and a site name's uniqueness.
+#[tokio::test]
+async fn limits_hold_when_calls_race_on_two_nodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(url) = database_for(&tmp.path().join("a")) else {
+        return; // the sled run
+    };
+    let s3 = S3::start("limits").await;
+    let blob_store = format!("s3://limits?endpoint={}&region=us-east-1", s3.url);
+    let pending = ["--max-pending-domains", "4"];
+    let a = node(&tmp.path().join("a"), &url, &blob_store, &pending);
+    let b = node(&tmp.path().join("b"), &url, &blob_store, &pending);
+    let acme = a.reseller("Acme").await;
+    let on = |i: usize| if i % 2 == 0 { &a } else { &b };
+    let statuses = |replies: Vec<crate::helpers::Reply>| {
+        let mut s: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
+        s.sort();
+        s
+    };
+
+    // Five more keys fit beside the first, whichever node each call reaches.
+    let keys = futures_util::future::join_all(
+        (0..12).map(|i| on(i).post("/api/v1/keys", &acme.key, json!({"name": format!("k{i}")}))),
+    )
+    .await;
+    let created = statuses(keys).iter().filter(|s| **s == 201).count();
+    assert_eq!(created, 5, "the 6-key limit across nodes");
+
+    // A plan of 3 sites.
+    let plan = a
+        .post(
+            "/api/v1/plans",
+            &acme.key,
+            json!({"name": "Three", "max_sites": 3}),
+        )
+        .await
+        .expect(201);
+    a.patch(
+        "/api/v1/reseller",
+        &acme.key,
+        json!({"default_plan_id": plan.body["id"]}),
+    )
+    .await
+    .expect(200);
+    let ann = acme.access_token(&a, "ann@limits.test").await;
+    let sites = futures_util::future::join_all((0..10).map(|i| {
+        on(i).post(
+            "/api/v1/sites",
+            &ann.token,
+            json!({"name": format!("race-{i}")}),
+        )
+    }))
+    .await;
+    let created = statuses(sites).iter().filter(|s| **s == 201).count();
+    assert_eq!(created, 3, "the plan's site limit across nodes");
+
+    // One name, asked for on both nodes at once: one site gets it.
+    let bob = acme.access_token(&b, "bob@limits.test").await;
+    let same = futures_util::future::join_all(
+        (0..6).map(|i| on(i).post("/api/v1/sites", &bob.token, json!({"name": "only-one"}))),
+    )
+    .await;
+    assert_eq!(
+        statuses(same).iter().filter(|s| **s == 201).count(),
+        1,
+        "a site name across nodes"
+    );
+
+    // At most 4 pending domains, however the registrations are spread.
+    let domains = futures_util::future::join_all((0..10).map(|i| {
+        on(i).post(
+            "/api/v1/domains",
+            &acme.key,
+            json!({"domain": format!("d{i}.limits.test"), "email": "ops@limits.test"}),
+        )
+    }))
+    .await;
+    let created = statuses(domains).iter().filter(|s| **s == 201).count();
+    assert_eq!(created, 4, "the pending-domain limit across nodes");
+}
+
 /// The scale-out recipe's balancer (packaging/haproxy.cfg, run by Debian's haproxy with the
 /// nodes' loopback ports in place of the compose names) in front of two nodes: API calls and
 /// site requests over HTTP reach both nodes, with the client's address passed on through the

@@ -161,12 +161,12 @@ impl Db {
         }
     }
 
-    /// A lock every process on this database respects (`None` on sled, where the process's
-    /// own locks are enough): `key` names it, `shared` takes it for reading.
-    pub fn cluster_lock(&self, key: i64, shared: bool) -> Result<Option<pg::AdvisoryLock>> {
+    /// Locks every process on this database respects (`None` on sled, where the process's
+    /// own locks are enough), taken in order: (key, shared) each.
+    pub fn cluster_lock(&self, keys: &[(i64, bool)]) -> Result<Option<pg::AdvisoryLock>> {
         match self {
             Db::Sled(_) => Ok(None),
-            Db::Pg(db) => db.lock(key, shared).map(Some),
+            Db::Pg(db) => db.lock(keys).map(Some),
         }
     }
 

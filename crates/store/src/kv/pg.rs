@@ -40,6 +40,9 @@ const MIGRATION_LOCK: i64 = 0x7265_7365_6c6c_6572;
 /// How long a call waits for a free connection before it fails (503) instead of hanging.
 const CONNECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The most connections cluster locks are held on at once (per process).
+const LOCK_CONNECTIONS: usize = 16;
+
 /// How many times a statement or transaction runs again after a serialization failure.
 const MAX_RETRIES: u32 = 200;
 
@@ -346,6 +349,8 @@ impl Pool {
 
 struct Inner {
     pool: Arc<Pool>,
+    /// The connections cluster locks are held on (see `Db::lock`).
+    locks: Arc<Pool>,
     /// The connection that holds the cluster's leader lock, while this node leads (see
     /// `keep_leadership`).
     leader: Mutex<Option<Lease>>,
@@ -377,6 +382,13 @@ impl Db {
             max: max_connections.max(2),
         });
         let existed = migrate(&pool)?;
+        let locks = Arc::new(Pool {
+            tls: pool.tls.clone(),
+            config: pool.config.clone(),
+            idle: Mutex::new((Vec::new(), 0)),
+            freed: Condvar::new(),
+            max: LOCK_CONNECTIONS,
+        });
         // A lone node leads from its first request, not after the first check.
         let leader = try_lead(&pool)?;
         let inner = Arc::new(Inner {
@@ -385,6 +397,7 @@ impl Db {
             node: format!("{:016x}", rand::random::<u64>()),
             in_sync: Arc::new(AtomicBool::new(false)),
             pool,
+            locks,
             trees: Mutex::new(HashMap::new()),
             existed,
         });
@@ -420,20 +433,27 @@ impl Db {
         }
     }
 
-    /// Takes the cluster-wide lock `key` (shared or exclusive), waiting for it.
-    pub fn lock(&self, key: i64, shared: bool) -> Result<AdvisoryLock> {
-        let mut lease = self.0.pool.get()?;
-        let sql = if shared {
-            "SELECT pg_advisory_lock_shared($1)"
-        } else {
-            "SELECT pg_advisory_lock($1)"
+    /// Takes the cluster-wide locks `keys` (key, shared), in order, waiting for each. They are
+    /// held on one connection of a pool of their own: a caller holding locks waits only for a
+    /// connection to work with, never for another lock connection, so lock holders cannot take
+    /// every connection and wait on each other.
+    pub fn lock(&self, keys: &[(i64, bool)]) -> Result<AdvisoryLock> {
+        let mut held = AdvisoryLock {
+            lease: Some(self.0.locks.get()?),
+            keys: Vec::with_capacity(keys.len()),
         };
-        lease.conn().execute(sql, &[&key]).map_err(to_error)?;
-        Ok(AdvisoryLock {
-            lease: Some(lease),
-            key,
-            shared,
-        })
+        for &(key, shared) in keys {
+            let lease = held
+                .lease
+                .as_mut()
+                .unwrap_or_else(|| unreachable!("held until dropped"));
+            lease
+                .conn()
+                .execute(lock_sql(shared, true), &[&key])
+                .map_err(to_error)?;
+            held.keys.push((key, shared));
+        }
+        Ok(held)
     }
 
     pub fn existed(&self) -> bool {
@@ -695,11 +715,21 @@ fn listen_forever(db: std::sync::Weak<Inner>, f: Box<OnAnnouncement>) {
     }
 }
 
-/// A cluster-wide lock (a session advisory lock on a connection held until it is dropped).
+/// Cluster-wide locks: session advisory locks, taken in order on one connection of the lock
+/// pool and held until dropped.
 pub struct AdvisoryLock {
     lease: Option<Lease>,
-    key: i64,
-    shared: bool,
+    /// (key, shared), in the order taken
+    keys: Vec<(i64, bool)>,
+}
+
+fn lock_sql(shared: bool, take: bool) -> &'static str {
+    match (shared, take) {
+        (false, true) => "SELECT pg_advisory_lock($1)",
+        (true, true) => "SELECT pg_advisory_lock_shared($1)",
+        (false, false) => "SELECT pg_advisory_unlock($1)",
+        (true, false) => "SELECT pg_advisory_unlock_shared($1)",
+    }
 }
 
 impl Drop for AdvisoryLock {
@@ -707,14 +737,16 @@ impl Drop for AdvisoryLock {
         let Some(mut lease) = self.lease.take() else {
             return;
         };
-        let sql = if self.shared {
-            "SELECT pg_advisory_unlock_shared($1)"
-        } else {
-            "SELECT pg_advisory_unlock($1)"
-        };
-        if lease.conn().execute(sql, &[&self.key]).is_err() {
-            // Its session may still hold the lock: close it rather than pool it.
-            lease.forget();
+        for (key, shared) in self.keys.iter().rev() {
+            if lease
+                .conn()
+                .execute(lock_sql(*shared, false), &[key])
+                .is_err()
+            {
+                // Its session may still hold a lock: close it rather than pool it.
+                lease.forget();
+                return;
+            }
         }
     }
 }

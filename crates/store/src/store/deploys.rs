@@ -165,8 +165,9 @@ impl Deploys<'_> {
         files: BTreeMap<String, String>,
         now: Timestamp,
     ) -> StoreResult<Deploy> {
-        // Read under the map's lock: a concurrent PUT or final upload cannot interleave.
-        let _map = self.0.map_lock(id)?;
+        // Read under the map's lock: a concurrent PUT or final upload cannot interleave. Blob
+        // GC waits meanwhile (see `blobs_in_use`).
+        let _map_and_blobs = self.0.map_lock_and_blobs(id)?;
         let deploy = self.get(id)?.ok_or(StoreError::NotFound("deploy"))?;
         if matches!(deploy.state, DeployState::Ready | DeployState::Error) {
             return Err(StoreError::invalid(format!(
@@ -174,7 +175,6 @@ impl Deploys<'_> {
                 deploy.state.name()
             )));
         }
-        let _gc = self.0.blobs_in_use()?;
         // Content counts as present only if this user proved they have it (uploaded it, or
         // deployed it in a zip): naming another tenant's digest gets it `required`, and the
         // answer never tells whether anyone else on the instance has that content.

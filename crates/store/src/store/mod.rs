@@ -643,6 +643,23 @@ impl Store {
 
     /// The lock of one deploy's file map (see `map_locks`).
     pub(crate) fn map_lock(&self, deploy_id: &str) -> StoreResult<Held<MutexGuard<'_, ()>>> {
+        let (local, key) = self.map_stripe(deploy_id);
+        self.held(local, &[(key, false)])
+    }
+
+    /// The lock of one deploy's file map, and blob GC kept off (see `blobs_in_use`), together
+    /// (one lock connection for both on PostgreSQL).
+    pub(crate) fn map_lock_and_blobs(
+        &self,
+        deploy_id: &str,
+    ) -> StoreResult<Held<(MutexGuard<'_, ()>, std::sync::RwLockReadGuard<'_, ()>)>> {
+        let (map, key) = self.map_stripe(deploy_id);
+        let gc = self.gc_lock.read().unwrap_or_else(|e| e.into_inner());
+        self.held((map, gc), &[(key, false), (lock_key::GC, true)])
+    }
+
+    /// The local lock of `deploy_id`'s stripe and the key of its cluster lock.
+    fn map_stripe(&self, deploy_id: &str) -> (MutexGuard<'_, ()>, i64) {
         // FNV-1a, not the std hasher: every node must pick the same stripe.
         let stripe = deploy_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
@@ -650,13 +667,13 @@ impl Store {
         let local = self.map_locks[stripe as usize]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        self.held(local, lock_key::MAP_STRIPES + stripe as i64, false)
+        (local, lock_key::MAP_STRIPES + stripe as i64)
     }
 
     /// Serialises the creates a plan limits by a count (see `quota_lock`).
     pub(crate) fn quota_guard(&self) -> StoreResult<Held<MutexGuard<'_, ()>>> {
         let local = self.quota_lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.held(local, lock_key::QUOTA, false)
+        self.held(local, &[(lock_key::QUOTA, false)])
     }
 
     /// Serialises domain registrations (see `domain_creates`).
@@ -665,13 +682,14 @@ impl Store {
             .domain_creates
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        self.held(local, lock_key::DOMAIN_CREATES, false)
+        self.held(local, &[(lock_key::DOMAIN_CREATES, false)])
     }
 
-    /// `local`, and on PostgreSQL the cluster-wide lock `key` as well: the in-process lock
-    /// keeps this node's threads in line, the advisory lock the other nodes.
-    fn held<G>(&self, local: G, key: i64, shared: bool) -> StoreResult<Held<G>> {
-        let cluster = self.db.cluster_lock(key, shared)?;
+    /// `local`, and on PostgreSQL the cluster-wide locks `keys` (key, shared) as well: the
+    /// in-process lock keeps this node's threads in line, the advisory locks the other nodes.
+    /// A caller holds one `Held` at a time (take locks needed together in one call).
+    fn held<G>(&self, local: G, keys: &[(i64, bool)]) -> StoreResult<Held<G>> {
+        let cluster = self.db.cluster_lock(keys)?;
         Ok(Held {
             _cluster: cluster,
             _local: local,
@@ -702,7 +720,7 @@ impl Store {
     /// Blocks blob GC while the guard lives (see `gc_lock`), on every node.
     pub fn blobs_in_use(&self) -> StoreResult<Held<std::sync::RwLockReadGuard<'_, ()>>> {
         let local = self.gc_lock.read().unwrap_or_else(|e| e.into_inner());
-        self.held(local, lock_key::GC, true)
+        self.held(local, &[(lock_key::GC, true)])
     }
 
     /// The value every node uses for the secret `name` (the edge's signing secret, the operator

@@ -277,7 +277,7 @@ impl Store {
     /// Mark and sweep: every blob no deploy refers to is removed.
     pub fn collect_garbage(&self) -> StoreResult<usize> {
         let local = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
-        let _exclusive = self.held(local, super::lock_key::GC, false)?;
+        let _exclusive = self.held(local, &[(super::lock_key::GC, false)])?;
         let live = self.deploys().referenced_blobs()?;
         self.blobs.sweep(&live)
     }

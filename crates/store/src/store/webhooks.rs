@@ -228,6 +228,8 @@ pub fn due_key(at: Timestamp, id: &str) -> Vec<u8> {
 #[derive(Clone, Default)]
 pub(crate) struct Subscriptions {
     map: Arc<RwLock<HashMap<String, Vec<Vec<String>>>>>,
+    /// Moved by every change this node makes to `map` (see `reload`).
+    changes: Arc<std::sync::atomic::AtomicU64>,
     /// True when the server sends notification mail: then the events a mail is made from are
     /// written for every reseller.
     mail: Arc<std::sync::atomic::AtomicBool>,
@@ -256,6 +258,8 @@ impl Subscriptions {
         } else {
             map.insert(reseller_id.to_string(), listening);
         }
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     pub(crate) fn load(tree: &crate::kv::Tree) -> StoreResult<Subscriptions> {
@@ -264,26 +268,32 @@ impl Subscriptions {
         Ok(subs)
     }
 
-    /// Reads them again from `tree` (another node changed an endpoint). The map stays locked
-    /// meanwhile, so a change this node makes during the read is applied after it, not lost.
+    /// Reads them again from `tree` (another node changed an endpoint). The read runs without
+    /// the map's lock (writers check subscriptions inside their transactions, so holding it
+    /// across a database read could leave them waiting on each other); if this node changed
+    /// the map meanwhile, the read is done again, so its change is not lost.
     pub(crate) fn reload(&self, tree: &crate::kv::Tree) -> StoreResult<()> {
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        let mut by_reseller: HashMap<String, Vec<Endpoint>> = HashMap::new();
-        for item in tree.iter().values() {
-            let endpoint: Endpoint = decode(&item?)?;
-            by_reseller
-                .entry(endpoint.reseller_id.clone())
-                .or_default()
-                .push(endpoint);
-        }
-        map.clear();
-        for (reseller_id, endpoints) in by_reseller {
-            let listening = listening(&endpoints);
-            if !listening.is_empty() {
-                map.insert(reseller_id, listening);
+        loop {
+            let seen = self.changes.load(std::sync::atomic::Ordering::Acquire);
+            let mut by_reseller: HashMap<String, Vec<Endpoint>> = HashMap::new();
+            for item in tree.iter().values() {
+                let endpoint: Endpoint = decode(&item?)?;
+                by_reseller
+                    .entry(endpoint.reseller_id.clone())
+                    .or_default()
+                    .push(endpoint);
+            }
+            let fresh: HashMap<String, Vec<Vec<String>>> = by_reseller
+                .into_iter()
+                .map(|(reseller_id, endpoints)| (reseller_id, listening(&endpoints)))
+                .filter(|(_, listening)| !listening.is_empty())
+                .collect();
+            let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+            if self.changes.load(std::sync::atomic::Ordering::Acquire) == seen {
+                *map = fresh;
+                return Ok(());
             }
         }
-        Ok(())
     }
 }
 
