@@ -64,7 +64,10 @@ fn write(path: &str, users: u64) {
             Durability::None
         });
         {
-            let mut t: Vec<_> = TABLES.iter().map(|d| tx.open_table(*d).expect("table")).collect();
+            let mut t: Vec<_> = TABLES
+                .iter()
+                .map(|d| tx.open_table(*d).expect("table"))
+                .collect();
             for _ in 0..batch {
                 let (uid, tid) = (id(n, &mut rng), id(n, &mut rng));
                 let key = [&reseller[..], b"/", &uid].concat();
@@ -145,7 +148,10 @@ fn reopen(path: &str, users: u64) {
 fn main() {
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| "/tmp/probe.redb".into());
-    let users = args.next().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
+    let users = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
     if args.next().as_deref() == Some("--reopen") {
         return reopen(&path, users);
     }
