@@ -582,13 +582,13 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
     /// A fresh PostgreSQL database for one test, when the suite runs with one
     /// (`RESELLERD_TEST_DATABASE_URL`, set by `scripts/test` for its PostgreSQL pass).
-    fn postgres(name: &str) -> Option<Db> {
+    pub(crate) fn postgres(name: &str) -> Option<Db> {
         let admin = std::env::var("RESELLERD_TEST_DATABASE_URL").ok()?;
         let db = format!("kv_{name}_{}", std::process::id());
         let sql = |q: &str| {

@@ -373,7 +373,10 @@ impl Db {
     /// Connects to `url` (a `postgres://` URL or a libpq key=value string) with at most
     /// `max_connections`, and brings the schema up to date.
     pub fn open(url: &str, max_connections: usize) -> Result<Db> {
-        let config: tokio_postgres::Config = url.parse().map_err(to_error)?;
+        Db::open_config(url.parse().map_err(to_error)?, max_connections)
+    }
+
+    fn open_config(config: tokio_postgres::Config, max_connections: usize) -> Result<Db> {
         let pool = Arc::new(Pool {
             tls: tls_for(&config)?,
             config,
@@ -748,6 +751,29 @@ impl Drop for AdvisoryLock {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+impl Db {
+    /// Another process's view of the same database (a second node).
+    pub(crate) fn reopen_for_tests(&self) -> Db {
+        Db::open_config(self.0.pool.config.clone(), 2).unwrap()
+    }
+
+    /// Ends this database's listening connections from the server's side.
+    pub(crate) fn cut_listening_for_tests(&self) {
+        self.0
+            .pool
+            .run(|c| {
+                c.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+                    &[],
+                )
+                .map(drop)
+            })
+            .unwrap();
     }
 }
 

@@ -140,4 +140,69 @@ mod tests {
         assert_eq!((hosts.get(), credentials.get()), (1, 1));
         assert_eq!(tree.read().len(), 2);
     }
+
+    /// On PostgreSQL a node trusts its caches only while it hears the other nodes: before its
+    /// listening connection is up, and again once that connection is lost, every `get` moves
+    /// the generation (no entry tagged before is used); once it hears again, the generation
+    /// holds still until a change. Another node's announcement moves it.
+    #[test]
+    fn a_node_that_cannot_hear_the_others_uses_no_cached_entry() {
+        let Some(db) = crate::kv::tests::postgres("generations") else {
+            return; // no PostgreSQL in this run
+        };
+        let hosts = Generation::new("hosts", &db);
+        let (first, second) = (hosts.get(), hosts.get());
+        assert!(second > first, "not listening yet: every get moves on");
+        let heard = hosts.clone();
+        db.listen(move |topic| {
+            if topic.is_none_or(|t| t == "hosts") {
+                heard.bump();
+            }
+        });
+        let settled = |hosts: &Generation| {
+            for _ in 0..100 {
+                let g = hosts.get();
+                if hosts.get() == g {
+                    return g;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            panic!("the generation never held still");
+        };
+        let held = settled(&hosts);
+
+        // Another node (another Db on the same database) announces a change.
+        let crate::kv::Db::Pg(pg) = &db else {
+            unreachable!()
+        };
+        let other = crate::kv::Db::Pg(pg.reopen_for_tests());
+        other.announce(&["hosts"]);
+        let mut moved = false;
+        for _ in 0..100 {
+            if hosts.get() > held {
+                moved = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(moved, "another node's change was not heard");
+
+        // The listening connection is cut: every get moves on again, until it is back.
+        let before = settled(&hosts);
+        pg.cut_listening_for_tests();
+        let mut bypassed = false;
+        for _ in 0..100 {
+            let g = hosts.get();
+            if hosts.get() > g {
+                bypassed = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            bypassed,
+            "caches were trusted while the node could not hear"
+        );
+        assert!(settled(&hosts) > before, "listening again");
+    }
 }
