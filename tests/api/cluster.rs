@@ -11,6 +11,7 @@ use crate::edge;
 use crate::helpers::{all_emails, database_for, TestApp, TokenLoad};
 use crate::pebble::{ChallTestSrv, Pebble};
 use crate::sites::publish_site;
+use crate::webhooks::{endpoint, Receiver};
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -79,8 +80,10 @@ async fn two_nodes_share_records_files_caches_and_certificates() {
         "--acme-ca-bundle",
         &ca,
     ];
-    let a = node(&tmp.path().join("a"), &url, &blob_store, &acme_args);
-    let mut b = node(&tmp.path().join("b"), &url, &blob_store, &acme_args);
+    let mut args = acme_args.to_vec();
+    args.push("--allow-private-targets");
+    let a = node(&tmp.path().join("a"), &url, &blob_store, &args);
+    let mut b = node(&tmp.path().join("b"), &url, &blob_store, &args);
     assert!(leads(&a).await, "the first node leads");
 
     // The second node took the cluster's operator token; its own, never valid, is gone.
@@ -97,6 +100,22 @@ async fn two_nodes_share_records_files_caches_and_certificates() {
 
     let acme = a.reseller("Acme").await;
     b.get("/api/v1/reseller", &acme.key).await.expect(200);
+
+    // A webhook endpoint made through A hears of a user made through B: B writes the event
+    // because it heard of the subscription, and A, the leader, delivers it.
+    let receiver = Receiver::start(&[200]).await;
+    endpoint(&a, &acme.key, &receiver.url, json!(["user.created"])).await;
+    b.post(
+        "/api/v1/access_tokens",
+        &acme.key,
+        json!({"user": {"email": "hooked@shop.test"}}),
+    )
+    .await
+    .expect(201);
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].json()["type"], "user.created");
+    assert_eq!(got[0].json()["data"]["email"], "hooked@shop.test");
+
     let ann = acme.access_token(&a, "ann@shop.test").await;
     publish_site(
         &a,

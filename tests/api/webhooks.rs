@@ -16,13 +16,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
-struct Received {
+pub struct Received {
     headers: HashMap<String, String>,
     body: Vec<u8>,
 }
 
 impl Received {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
     fn id(&self) -> &str {
@@ -33,13 +33,13 @@ impl Received {
 /// A webhook receiver on 127.0.0.1: records every request and answers with the next status of
 /// `statuses` (the last one for good).
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub struct Receiver {
+    pub url: String,
     got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    async fn start(statuses: &[u16]) -> Receiver {
+    pub async fn start(statuses: &[u16]) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         Self::serve(listener, statuses)
     }
@@ -75,12 +75,12 @@ impl Receiver {
         Receiver { url, got }
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub fn received(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 
     /// Waits until `n` requests arrived (or fails after 20 s).
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
         for _ in 0..200 {
             let got = self.received();
             if got.len() >= n {
@@ -173,7 +173,7 @@ async fn verify(app: &TestApp, reseller: &Reseller, secret: &str, r: &Received) 
         .expect("the Ed25519 signature verifies with the JWKS key");
 }
 
-async fn endpoint(app: &TestApp, key: &str, url: &str, events: Value) -> (String, String) {
+pub async fn endpoint(app: &TestApp, key: &str, url: &str, events: Value) -> (String, String) {
     let r = app
         .post(
             "/api/v1/webhooks",

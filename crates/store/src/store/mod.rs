@@ -803,10 +803,15 @@ impl Store {
                     generation.bump();
                 }
             }
-            if is(webhooks::SUBSCRIPTIONS_TOPIC) {
-                if let Err(e) = subscriptions.reload(&endpoints) {
-                    tracing::warn!(error = %e, "cannot read the webhook subscriptions again");
-                }
+            let reloaded = match topic {
+                None => subscriptions.reload(&endpoints),
+                Some(t) => match t.strip_prefix(webhooks::SUBSCRIPTIONS_TOPIC) {
+                    Some(reseller_id) => subscriptions.reload_one(&endpoints, reseller_id),
+                    None => Ok(()),
+                },
+            };
+            if let Err(e) = reloaded {
+                tracing::warn!(error = %e, "cannot read the webhook subscriptions again");
             }
             if is(plans::LIMITS_TOPIC) {
                 // On a failed read, assume limits: a read per issue instead of a missed limit.

@@ -262,6 +262,29 @@ impl Subscriptions {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
+    /// Reads one reseller's again from `tree` (another node changed one of its endpoints).
+    /// As `reload`, the read runs without the lock and again if this node changed the map.
+    pub(crate) fn reload_one(&self, tree: &crate::kv::Tree, reseller_id: &str) -> StoreResult<()> {
+        loop {
+            let seen = self.changes.load(std::sync::atomic::Ordering::Acquire);
+            let endpoints = tree
+                .scan_prefix(endpoint_key(reseller_id, "").as_bytes())
+                .values()
+                .map(|v| decode(&v?))
+                .collect::<StoreResult<Vec<Endpoint>>>()?;
+            let listening = listening(&endpoints);
+            let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+            if self.changes.load(std::sync::atomic::Ordering::Acquire) == seen {
+                if listening.is_empty() {
+                    map.remove(reseller_id);
+                } else {
+                    map.insert(reseller_id.to_string(), listening);
+                }
+                return Ok(());
+            }
+        }
+    }
+
     pub(crate) fn load(tree: &crate::kv::Tree) -> StoreResult<Subscriptions> {
         let subs = Subscriptions::default();
         subs.reload(tree)?;
@@ -297,8 +320,9 @@ impl Subscriptions {
     }
 }
 
-/// What other nodes are told when an endpoint changed (they read the subscriptions again).
-pub(crate) const SUBSCRIPTIONS_TOPIC: &str = "webhooks";
+/// What other nodes are told, followed by the reseller's id, when one of its endpoints changed
+/// (they read that reseller's subscriptions again).
+pub(crate) const SUBSCRIPTIONS_TOPIC: &str = "webhooks/";
 
 /// The event types each enabled endpoint listens to.
 fn listening(endpoints: &[Endpoint]) -> Vec<Vec<String>> {
@@ -605,7 +629,9 @@ impl Webhooks<'_> {
     fn resubscribe(&self, reseller_id: &str) -> StoreResult<()> {
         let endpoints = self.list(reseller_id)?;
         self.0.subscriptions.set(reseller_id, &endpoints);
-        self.0.db.announce(&[SUBSCRIPTIONS_TOPIC]);
+        self.0
+            .db
+            .announce(&[&format!("{SUBSCRIPTIONS_TOPIC}{reseller_id}")]);
         Ok(())
     }
 
