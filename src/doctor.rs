@@ -373,24 +373,55 @@ fn clock(dir: &Path) -> Finding {
     }
 }
 
-/// PostgreSQL (`--database-url`): reachable, and its schema one this build can serve.
+/// PostgreSQL (`--database-url`): reachable, its schema one this build can serve, and the
+/// nodes serving it (how many listen for each other's changes, and whether one leads).
 fn postgres(url: &str) -> Finding {
-    match resellerd_store::kv::pg::inspect(url) {
-        Ok((0, _)) => finding(
+    let found = match resellerd_store::kv::pg::inspect(url) {
+        Ok(found) => found,
+        Err(e) => {
+            return finding(
+                Level::Fail,
+                "database",
+                format!("cannot reach PostgreSQL: {e}"),
+            )
+        }
+    };
+    let (have, know) = (found.version, found.known);
+    if have == 0 {
+        return finding(
             Level::Warn,
             "database",
             "PostgreSQL answers; no schema yet: `serve` creates it",
-        ),
-        Ok((have, know)) if have > know => finding(
+        );
+    }
+    if have > know {
+        return finding(
             Level::Fail,
             "database",
             format!("PostgreSQL is at schema version {have}, newer than this resellerd's {know}: upgrade resellerd"),
-        ),
-        Ok((have, know)) => finding(
-            Level::Ok,
-            "database",
-            format!("PostgreSQL answers, schema version {have} (this resellerd: {know}{})", if have < know { "; `serve` migrates it" } else { "" }),
-        ),
-        Err(e) => finding(Level::Fail, "database", format!("cannot reach PostgreSQL: {e}")),
+        );
     }
+    let nodes = match (found.nodes, found.led) {
+        (0, _) => "no node serves it now".to_string(),
+        (n, true) => format!(
+            "{n} node{} serving it, one leading",
+            if n == 1 { "" } else { "s" }
+        ),
+        (n, false) => format!(
+            "{n} node{} serving it, none leading yet (one takes the lead within seconds)",
+            if n == 1 { "" } else { "s" }
+        ),
+    };
+    finding(
+        Level::Ok,
+        "database",
+        format!(
+            "PostgreSQL answers, schema version {have} (this resellerd: {know}{}); {nodes}",
+            if have < know {
+                "; `serve` migrates it"
+            } else {
+                ""
+            }
+        ),
+    )
 }

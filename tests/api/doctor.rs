@@ -155,12 +155,34 @@ async fn doctor_checks_postgresql() {
         line(&report, "database").contains("no schema yet"),
         "{report}"
     );
-    let app = TestApp::spawn_in(&data, &[]);
+    let mut app = TestApp::spawn_in(&data, &[]);
     app.get("/healthz", &app.operator).await.expect(200);
     let (_, report) = doctor(&data, &["--database-url", &url]);
     let db = line(&report, "database");
     assert!(db.starts_with("ok"), "{report}");
     assert!(db.contains("schema version 1"), "{report}");
+    assert!(db.contains("1 node serving it, one leading"), "{report}");
+    let second = TestApp::spawn_in(&dir.path().join("second"), &["--database-url", &url]);
+    let (_, report) = doctor(&data, &["--database-url", &url]);
+    assert!(
+        line(&report, "database").contains("2 nodes serving it, one leading"),
+        "{report}"
+    );
+    drop(second);
+    app.kill9();
+    // The database notices the killed servers' connections closing within moments.
+    let mut report = String::new();
+    for _ in 0..50 {
+        report = doctor(&data, &["--database-url", &url]).1;
+        if line(&report, "database").contains("no node serves it now") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        line(&report, "database").contains("no node serves it now"),
+        "{report}"
+    );
     // A server that does not answer is a failure, and says where.
     let closed = format!(
         "postgres://postgres@127.0.0.1:{}/x",

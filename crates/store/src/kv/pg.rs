@@ -560,9 +560,20 @@ impl Db {
     }
 }
 
-/// The schema version of the database at `url` (0: none yet) and the latest this build knows,
-/// read without changing anything (for `doctor`).
-pub fn inspect(url: &str) -> Result<(i32, i32)> {
+/// What `doctor` reports of a database: without changing anything.
+pub struct Inspection {
+    /// The schema version the database is at (0: none yet), and this build's.
+    pub version: i32,
+    pub known: i32,
+    /// How many nodes listen for the others' changes (each serving node does).
+    pub nodes: i64,
+    /// True if some node holds the leader lock.
+    pub led: bool,
+}
+
+/// Connects to `url` and reads the schema version, the nodes serving it and whether one leads,
+/// without changing anything.
+pub fn inspect(url: &str) -> Result<Inspection> {
     let config: tokio_postgres::Config = url.parse().map_err(to_error)?;
     let pool = Arc::new(Pool {
         tls: tls_for(&config)?,
@@ -571,18 +582,36 @@ pub fn inspect(url: &str) -> Result<(i32, i32)> {
         freed: Condvar::new(),
         max: 1,
     });
-    let version = pool.run(|c| {
+    let (version, nodes, led) = pool.run(|c| {
+        let rows = c.query(
+            &format!(
+                "SELECT (SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND query = 'LISTEN {CHANNEL}'), \
+                 EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                   AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1)"
+            ),
+            &[&(LEADER_LOCK >> 32), &(LEADER_LOCK & 0xffff_ffff)],
+        )?;
+        let (nodes, led) = rows
+            .first()
+            .map_or((0, false), |r| (r.get::<_, i64>(0), r.get::<_, bool>(1)));
         let rows = c.query("SELECT to_regclass('resellerd_schema') IS NOT NULL", &[])?;
         if !rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
-            return Ok(0);
+            return Ok((0, nodes, led));
         }
         let rows = c.query(
             "SELECT coalesce(max(version), 0) FROM resellerd_schema",
             &[],
         )?;
-        Ok(rows.first().map_or(0, |r| r.get(0)))
+        Ok((rows.first().map_or(0, |r| r.get(0)), nodes, led))
     })?;
-    Ok((version, MIGRATIONS.len() as i32))
+    Ok(Inspection {
+        version,
+        known: MIGRATIONS.len() as i32,
+        nodes,
+        led,
+    })
 }
 
 /// The advisory lock the cluster's leader holds: the one node that runs the background work
