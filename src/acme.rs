@@ -64,6 +64,7 @@ impl Acme {
                 Timestamp::now().0 + OTHERS_ORDERING_MS,
                 std::sync::atomic::Ordering::Release,
             );
+            true
         });
         Acme {
             config,
@@ -112,6 +113,21 @@ impl Acme {
     /// Serves exactly the stored certificates: at start, and whenever another node issued,
     /// uploaded or removed one (`CERTIFICATES_TOPIC`).
     pub fn load_issued(&self) -> ApiResult<usize> {
+        loop {
+            // Read again if this node changed a certificate meanwhile (its change is newer).
+            let seen = self.certs.version();
+            let keys = self.stored_keys()?;
+            let n = keys.len();
+            if self.certs.replace_all_if(seen, keys) {
+                return Ok(n);
+            }
+        }
+    }
+
+    /// Every stored certificate that can be served, by name.
+    fn stored_keys(
+        &self,
+    ) -> ApiResult<std::collections::HashMap<String, Arc<rustls::sign::CertifiedKey>>> {
         let mut keys = std::collections::HashMap::new();
         for rec in self.store.certs().all()? {
             if rec.state == CertState::Issued || !rec.cert_pem.is_empty() {
@@ -125,9 +141,7 @@ impl Acme {
                 }
             }
         }
-        let n = keys.len();
-        self.certs.replace_all(keys);
-        Ok(n)
+        Ok(keys)
     }
 
     /// Tells the other nodes that the stored certificates changed (nothing on sled).
@@ -391,6 +405,11 @@ impl Acme {
         let window = self.config.renew_before.as_millis() as i64;
         let mut renewed = 0;
         for rec in self.store.certs().all()? {
+            // A round can outlast a leadership (each order may poll for 90 s): a node that
+            // lost the lead stops ordering, so two nodes never order the same renewal.
+            if !self.store.is_leader() {
+                break;
+            }
             let due = rec.not_after.is_some_and(|t| t.0 - now.0 <= window);
             if rec.state == CertState::Issued && due {
                 let after = self

@@ -63,9 +63,12 @@ impl AppState {
         // Registered before the first load, so no other node's change falls between them.
         let reload = acme.clone();
         store.on_announcement(acme::CERTIFICATES_TOPIC, move || {
-            if let Err(e) = reload.load_issued() {
-                tracing::warn!(error = %e.cause_chain(), "cannot load the stored certificates again");
-            }
+            reload
+                .load_issued()
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e.cause_chain(), "cannot load the stored certificates again")
+                })
+                .is_ok()
         });
         let loaded = acme.load_issued().map_err(|e| e.to_string())?;
         tracing::info!(certificates = loaded, "loaded stored certificates");

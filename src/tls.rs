@@ -5,6 +5,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 /// The one place that chooses the crypto provider, for the server and any client alike.
@@ -16,31 +17,43 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub struct CertResolver {
     default: Arc<CertifiedKey>,
     by_name: RwLock<HashMap<String, Arc<CertifiedKey>>>,
+    /// Moved by every `insert` and `remove` (see `replace_all_if`).
+    version: std::sync::atomic::AtomicU64,
 }
 
 impl CertResolver {
     /// Serves `key` for `name` from now on (no restart needed).
     pub fn insert(&self, name: &str, key: Arc<CertifiedKey>) {
-        self.by_name
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_ascii_lowercase(), key);
+        let mut by_name = self.by_name.write().unwrap_or_else(|p| p.into_inner());
+        by_name.insert(name.to_ascii_lowercase(), key);
+        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Serves exactly `keys` by name from now on (the stored set, read again).
-    pub fn replace_all(&self, keys: HashMap<String, Arc<CertifiedKey>>) {
+    pub fn remove(&self, name: &str) {
+        let mut by_name = self.by_name.write().unwrap_or_else(|p| p.into_inner());
+        by_name.remove(&name.to_ascii_lowercase());
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The count of changes so far (read before reading the stored set).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Serves exactly `keys` by name from now on (the stored set, read again), unless this node
+    /// inserted or removed one since `seen`: then the read may be older than that change, and
+    /// false says to read again.
+    pub fn replace_all_if(&self, seen: u64, keys: HashMap<String, Arc<CertifiedKey>>) -> bool {
         let keys = keys
             .into_iter()
             .map(|(name, key)| (name.to_ascii_lowercase(), key))
             .collect();
-        *self.by_name.write().unwrap_or_else(|p| p.into_inner()) = keys;
-    }
-
-    pub fn remove(&self, name: &str) {
-        self.by_name
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&name.to_ascii_lowercase());
+        let mut by_name = self.by_name.write().unwrap_or_else(|p| p.into_inner());
+        if self.version.load(Ordering::Acquire) != seen {
+            return false;
+        }
+        *by_name = keys;
+        true
     }
 }
 
@@ -117,6 +130,7 @@ pub fn server_config(
     let resolver = Arc::new(CertResolver {
         default: Arc::new(default),
         by_name: RwLock::new(HashMap::new()),
+        version: Default::default(),
     });
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()

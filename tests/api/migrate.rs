@@ -70,13 +70,28 @@ async fn an_embedded_instance_moves_to_postgresql_and_serves_the_same() {
     assert_eq!(users.header("x-total-count"), Some("31"));
     // New writes land in PostgreSQL.
     acme.access_token(&app, "after@acme.test").await;
-    drop(app);
 
-    // Another instance's records are not poured over these without --replace.
+    // Another instance's records are not poured over these without --replace, and not at all
+    // while a server runs on them.
     let other_dir = tmp.path().join("other");
     let mut other = TestApp::spawn_in(&other_dir, &["--database-url", ""]);
     other.reseller("Other").await;
     other.terminate();
+    let out = migrate(&other_dir, &url, &["--replace"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("servers are running"), "{err}");
+    app.get("/api/v1/reseller", &acme.key).await.expect(200);
+    drop(app);
+    // (The database notices the killed server's connections closing within moments.)
+    let mut out = migrate(&other_dir, &url, &[]);
+    for _ in 0..50 {
+        if !String::from_utf8_lossy(&out.stderr).contains("servers are running") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        out = migrate(&other_dir, &url, &[]);
+    }
     let out = migrate(&other_dir, &url, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

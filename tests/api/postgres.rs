@@ -134,3 +134,41 @@ async fn connections_the_database_closed_are_replaced() {
     assert!(retaken, "the leader lock was not taken again");
     app.get("/healthz", &app.operator).await.expect(200);
 }
+
+/// A server of the version before several nodes held the database's serving lock alone (here
+/// a psql session holds that lock the same way): a node of this version refuses to start beside
+/// it, since that server neither tells nor hears of changes; once it is gone, the node starts.
+#[tokio::test]
+async fn a_node_refuses_to_share_a_database_with_an_older_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let Some(url) = crate::helpers::database_for(&data) else {
+        return; // the sled run
+    };
+    use std::io::Write;
+    let mut older = Command::new("psql")
+        .arg(&url)
+        .args(["-qtA", "-v", "ON_ERROR_STOP=1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run psql");
+    let mut input = older.stdin.take().unwrap();
+    // The older version's serving lock (its key is fixed in that version's code).
+    writeln!(input, "SELECT pg_advisory_lock(8243121572419495283);").unwrap();
+    input.flush().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(older.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let out = serve_expecting_exit_with(&data, &["--database-url", &url]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("an older resellerd"), "{said}");
+    drop(input);
+    older.wait().unwrap();
+    let app = TestApp::spawn_in(&data, &["--database-url", &url]);
+    app.get("/healthz", &app.operator).await.expect(200);
+}

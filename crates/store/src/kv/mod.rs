@@ -146,9 +146,10 @@ impl Db {
         }
     }
 
-    /// Calls `f` with each topic another process announces (`None`: announcements may have
-    /// been missed). Never called on sled, where no other process writes.
-    pub fn listen(&self, f: impl Fn(Option<&str>) + Send + 'static) {
+    /// Calls `f` with the topics other processes announced (`None`: announcements may have
+    /// been missed); `f` says whether it caught up. Never called on sled, where no other
+    /// process writes.
+    pub fn listen(&self, f: impl Fn(Option<&[&str]>) -> bool + Send + 'static) {
         if let Db::Pg(db) = self {
             db.listen(f);
         }

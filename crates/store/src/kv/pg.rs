@@ -43,6 +43,9 @@ const CONNECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// The most connections cluster locks are held on at once (per process).
 const LOCK_CONNECTIONS: usize = 16;
 
+/// How long a call waits for a cluster lock before it fails (503) instead of hanging.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How many times a statement or transaction runs again after a serialization failure.
 const MAX_RETRIES: u32 = 200;
 
@@ -205,6 +208,9 @@ struct Pool {
     idle: Mutex<(Vec<Conn>, usize)>,
     freed: Condvar,
     max: usize,
+    /// How long a statement may wait for a lock (0: as long as it takes); the lock pool's
+    /// connections wait at most `LOCK_WAIT` for a cluster lock.
+    lock_timeout_ms: u64,
 }
 
 /// A connection taken from the pool; back in it when dropped, unless it broke.
@@ -310,9 +316,13 @@ impl Pool {
 
     fn connect(&self) -> Result<Conn> {
         let client = self.open(None)?;
-        wait(client.batch_execute(
-            "SET default_transaction_isolation TO serializable; SET synchronous_commit TO on",
-        ))
+        wait(client.batch_execute(&format!(
+            "SET default_transaction_isolation TO serializable; SET synchronous_commit TO on; \
+             SET tcp_keepalives_idle TO 5; SET tcp_keepalives_interval TO 2; \
+             SET tcp_keepalives_count TO 3; SET tcp_user_timeout TO 15000; \
+             SET lock_timeout TO {}",
+            self.lock_timeout_ms
+        )))
         .map_err(to_error)?;
         Ok(Conn {
             client,
@@ -351,6 +361,8 @@ struct Inner {
     pool: Arc<Pool>,
     /// The connections cluster locks are held on (see `Db::lock`).
     locks: Arc<Pool>,
+    /// The connection holding `LEGACY_SERVING_LOCK` shared (see `join_cluster`).
+    member: Lease,
     /// The connection that holds the cluster's leader lock, while this node leads (see
     /// `keep_leadership`).
     leader: Mutex<Option<Lease>>,
@@ -369,11 +381,32 @@ struct Inner {
 #[derive(Clone)]
 pub struct Db(Arc<Inner>);
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The leader's and the member's connections are closed, not pooled: their sessions
+        // hold locks.
+        if let Some(mut lease) = self.leader.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            lease.forget();
+        }
+        self.member.forget();
+    }
+}
+
 impl Db {
     /// Connects to `url` (a `postgres://` URL or a libpq key=value string) with at most
     /// `max_connections`, and brings the schema up to date.
     pub fn open(url: &str, max_connections: usize) -> Result<Db> {
-        Db::open_config(url.parse().map_err(to_error)?, max_connections)
+        let mut config: tokio_postgres::Config = url.parse().map_err(to_error)?;
+        // A peer that vanished (a dead machine, a cut without a reset) is noticed in seconds,
+        // not the operating system's two hours: by this side's keepalives and send timeout,
+        // and by the server's (set per session in `Pool::connect`).
+        config
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(5))
+            .keepalives_interval(std::time::Duration::from_secs(2))
+            .keepalives_retries(3)
+            .tcp_user_timeout(std::time::Duration::from_secs(15));
+        Db::open_config(config, max_connections)
     }
 
     fn open_config(config: tokio_postgres::Config, max_connections: usize) -> Result<Db> {
@@ -383,14 +416,17 @@ impl Db {
             idle: Mutex::new((Vec::new(), 0)),
             freed: Condvar::new(),
             max: max_connections.max(2),
+            lock_timeout_ms: 0,
         });
         let existed = migrate(&pool)?;
+        let member = join_cluster(&pool)?;
         let locks = Arc::new(Pool {
             tls: pool.tls.clone(),
             config: pool.config.clone(),
             idle: Mutex::new((Vec::new(), 0)),
             freed: Condvar::new(),
             max: LOCK_CONNECTIONS,
+            lock_timeout_ms: LOCK_WAIT.as_millis() as u64,
         });
         // A lone node leads from its first request, not after the first check.
         let leader = try_lead(&pool)?;
@@ -401,6 +437,7 @@ impl Db {
             in_sync: Arc::new(AtomicBool::new(false)),
             pool,
             locks,
+            member,
             trees: Mutex::new(HashMap::new()),
             existed,
         });
@@ -419,7 +456,7 @@ impl Db {
     }
 
     /// Starts listening for the other nodes' announcements (see `listen_forever`).
-    pub fn listen(&self, f: impl Fn(Option<&str>) + Send + 'static) {
+    pub fn listen(&self, f: impl Fn(Option<&[&str]>) -> bool + Send + 'static) {
         listen_forever(Arc::downgrade(&self.0), Box::new(f));
     }
 
@@ -427,12 +464,18 @@ impl Db {
     /// that misses it (its listening connection was down) treats everything as changed.
     pub fn announce(&self, topics: &[&str]) {
         let payload = format!("{} {}", self.0.node, topics.join(","));
-        let sent = self.0.pool.run(|c| {
-            c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
-                .map(drop)
-        });
-        if let Err(e) = sent {
-            tracing::warn!(error = %e, topics = %payload, "cannot tell the other nodes about a change");
+        for attempt in 0..3 {
+            let sent = self.0.pool.run(|c| {
+                c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                    .map(drop)
+            });
+            match sent {
+                Ok(()) => return,
+                Err(e) if attempt == 2 => {
+                    tracing::error!(error = %e, topics = %payload, "cannot tell the other nodes about a change: their caches may hold it until they reconnect")
+                }
+                Err(_) => back_off(attempt + 4),
+            }
         }
     }
 
@@ -581,6 +624,7 @@ pub fn inspect(url: &str) -> Result<Inspection> {
         idle: Mutex::new((Vec::new(), 0)),
         freed: Condvar::new(),
         max: 1,
+        lock_timeout_ms: 0,
     });
     let (version, nodes, led) = pool.run(|c| {
         let rows = c.query(
@@ -616,7 +660,33 @@ pub fn inspect(url: &str) -> Result<Inspection> {
 
 /// The advisory lock the cluster's leader holds: the one node that runs the background work
 /// (outboxes, verification, renewals, sweeps, blob GC).
-const LEADER_LOCK: i64 = 0x7265_7365_6c6c_6572 + 1;
+const LEADER_LOCK: i64 = MIGRATION_LOCK + 2;
+
+/// The lock versions of resellerd before several nodes took exclusively to serve a database
+/// alone. Each node of this version holds it shared: so an older server beside it is refused at
+/// its start, and this one refuses to start beside a running older one (which neither tells
+/// nor hears of changes).
+const LEGACY_SERVING_LOCK: i64 = MIGRATION_LOCK + 1;
+
+/// Takes `LEGACY_SERVING_LOCK` shared, on a connection kept for the life of the process.
+fn join_cluster(pool: &Arc<Pool>) -> Result<Lease> {
+    let mut lease = pool.get()?;
+    let rows = lease
+        .conn()
+        .query(
+            "SELECT pg_try_advisory_lock_shared($1)",
+            &[&LEGACY_SERVING_LOCK],
+        )
+        .map_err(to_error)?;
+    if rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
+        return Ok(lease);
+    }
+    Err(Error::Unsupported(
+        "an older resellerd, which cannot share a database with other nodes, serves this \
+         PostgreSQL database: stop it (or upgrade it) first"
+            .into(),
+    ))
+}
 
 /// The channel nodes tell each other on (`announce`, `listen`).
 const CHANNEL: &str = "resellerd";
@@ -625,16 +695,13 @@ const CHANNEL: &str = "resellerd";
 const LEADER_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Tries to take the leader lock on a connection kept out of the pool while it leads (a session
-/// lock: gone with the connection, so a crashed or cut-off leader never keeps it). The session
-/// asks the server to probe it with TCP keepalives every few seconds, so a leader whose machine
-/// died loses the lock within about 15 s, and a follower takes it on its next check.
+/// lock: gone with the connection, so a crashed or cut-off leader never keeps it). Every session
+/// asks the server to probe it with TCP keepalives every few seconds (`Pool::connect`), so a
+/// leader whose machine died loses the lock within about 15 s, and a follower takes it on its
+/// next check.
 fn try_lead(pool: &Arc<Pool>) -> Result<Option<Lease>> {
     let mut lease = pool.get()?;
     let c = lease.conn();
-    wait(c.client.batch_execute(
-        "SET tcp_keepalives_idle TO 5; SET tcp_keepalives_interval TO 2; SET tcp_keepalives_count TO 3",
-    ))
-    .map_err(to_error)?;
     let rows = c
         .query("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
         .map_err(to_error)?;
@@ -702,13 +769,31 @@ fn keep_leadership(db: std::sync::Weak<Inner>) {
     }
 }
 
-/// What a node runs for each topic it hears (`None`: it may have missed some).
-type OnAnnouncement = dyn Fn(Option<&str>) + Send;
+/// What a node runs for the topics it hears at once (`None`: it may have missed some, so
+/// everything may have changed); false if it could not bring everything up to date.
+type OnAnnouncement = dyn Fn(Option<&[&str]>) -> bool + Send;
+
+/// How often a listening node pings itself through the database, and how long it goes without
+/// hearing anything (its own pings included) before it takes its connection for dead.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
+const DEAF_AFTER: std::time::Duration = std::time::Duration::from_secs(7);
+
+/// Clears `in_sync` when dropped: however listening ends (a lost connection, a failed
+/// resync, a panic), the node stops trusting its caches.
+struct Deaf(Arc<AtomicBool>);
+
+impl Drop for Deaf {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
 
 /// Listens on `CHANNEL` for as long as the database is open, on a connection of its own, and
-/// calls `f` with each topic another node announces; with `None` once listening starts and
-/// after every reconnection (announcements may have been missed: everything may have changed).
-/// `in_sync` is true only while the listening connection is up.
+/// calls `f` with the distinct topics other nodes announced since it last looked; with `None`
+/// once listening starts and after every reconnection (announcements may have been missed).
+/// `in_sync` is true only while the node listens and `f` has caught up: a connection that
+/// ended, went quiet (its own heartbeat did not come back), or an `f` that failed sends it
+/// back to reconnecting.
 fn listen_forever(db: std::sync::Weak<Inner>, f: Box<OnAnnouncement>) {
     let spawned = std::thread::Builder::new()
         .name("pg-listen".into())
@@ -721,22 +806,15 @@ fn listen_forever(db: std::sync::Weak<Inner>, f: Box<OnAnnouncement>) {
             drop(inner);
             match pool.listen() {
                 Ok((client, notices)) => {
+                    let _deaf = Deaf(in_sync.clone());
                     // Everything is treated as changed before the caches are trusted again: an
                     // entry read before the listening began is then behind.
-                    f(None);
-                    in_sync.store(true, Ordering::Release);
-                    while let Ok(payload) = notices.recv() {
-                        let Some((from, topics)) = payload.split_once(' ') else {
-                            continue;
-                        };
-                        if from != node {
-                            topics.split(',').for_each(|t| f(Some(t)));
-                        }
+                    if f(None) {
+                        in_sync.store(true, Ordering::Release);
+                        hear(&pool, &node, &notices, &*f);
                     }
-                    in_sync.store(false, Ordering::Release);
                     drop(client);
-                    f(None);
-                    tracing::warn!("lost the connection that hears other nodes' changes; caches are bypassed until it is back");
+                    tracing::warn!("not hearing other nodes' changes; caches are bypassed until this node hears them again");
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot listen for other nodes' changes; retrying"),
             }
@@ -744,6 +822,55 @@ fn listen_forever(db: std::sync::Weak<Inner>, f: Box<OnAnnouncement>) {
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start listening for other nodes' changes");
+    }
+}
+
+/// Hands what `notices` brings to `f`, in batches of distinct topics, while the connection is
+/// alive and `f` keeps up; pings itself every `HEARTBEAT` to know the connection still hears.
+fn hear(
+    pool: &Arc<Pool>,
+    node: &str,
+    notices: &std::sync::mpsc::Receiver<String>,
+    f: &OnAnnouncement,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let ping = format!("{node} ");
+    let (mut heard, mut pinged) = (std::time::Instant::now(), None::<std::time::Instant>);
+    loop {
+        if pinged.is_none_or(|t| t.elapsed() >= HEARTBEAT) {
+            let sent = pool.run(|c| {
+                c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &ping])
+                    .map(drop)
+            });
+            if let Err(e) = sent {
+                tracing::debug!(error = %e, "cannot ping the listening connection");
+            }
+            pinged = Some(std::time::Instant::now());
+        }
+        let first = match notices.recv_timeout(HEARTBEAT) {
+            Ok(payload) => payload,
+            Err(RecvTimeoutError::Timeout) => {
+                if heard.elapsed() > DEAF_AFTER {
+                    tracing::warn!("the listening connection went quiet");
+                    return;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        heard = std::time::Instant::now();
+        let mut topics = std::collections::BTreeSet::new();
+        for payload in std::iter::once(first).chain(notices.try_iter()) {
+            if let Some((from, named)) = payload.split_once(' ') {
+                if from != node {
+                    topics.extend(named.split(',').filter(|t| !t.is_empty()).map(String::from));
+                }
+            }
+        }
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if !topics.is_empty() && !f(Some(&topics)) {
+            return;
+        }
     }
 }
 

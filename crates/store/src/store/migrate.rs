@@ -42,6 +42,14 @@ pub fn to_postgres(
     if !dir.join("db").is_dir() {
         return Err(format!("{} has no database to migrate", dir.display()));
     }
+    let serving = crate::kv::pg::inspect(url).map_err(|e| e.to_string())?;
+    if serving.nodes > 0 || serving.led {
+        return Err(
+            "servers are running on the PostgreSQL database: stop every node first (`resellerd \
+             doctor --database-url` shows how many serve it)"
+                .into(),
+        );
+    }
     let source = Db::Sled(open_db(dir, super::DEFAULT_CACHE_MB << 20).map_err(|e| e.to_string())?);
     let target = Db::Pg(crate::kv::pg::Db::open(url, 4).map_err(|e| e.to_string())?);
     let identity = std::fs::canonicalize(dir)

@@ -63,7 +63,7 @@ pub struct Held<G> {
 
 /// What `Store::on_announcement` registered: a topic and what to run.
 type Hooks =
-    std::sync::Arc<std::sync::Mutex<Vec<(String, std::sync::Arc<dyn Fn() + Send + Sync>)>>>;
+    std::sync::Arc<std::sync::Mutex<Vec<(String, std::sync::Arc<dyn Fn() -> bool + Send + Sync>)>>>;
 
 #[derive(Clone)]
 pub struct Store {
@@ -777,8 +777,8 @@ impl Store {
     }
 
     /// Runs `f` whenever another node announces `topic`, and whenever this node may have
-    /// missed announcements (it lost its listening connection).
-    pub fn on_announcement(&self, topic: &str, f: impl Fn() + Send + Sync + 'static) {
+    /// missed announcements (it lost its listening connection); `f` says whether it caught up.
+    pub fn on_announcement(&self, topic: &str, f: impl Fn() -> bool + Send + Sync + 'static) {
         self.hooks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -786,8 +786,10 @@ impl Store {
     }
 
     /// On PostgreSQL, hears the other nodes' announcements for as long as the store is open:
-    /// bumps the generations they name, reads the webhook subscriptions or the limits again,
-    /// and runs the hooks registered for the rest.
+    /// bumps the generations they name first (cheap, and what keeps credentials and hosts
+    /// right), then reads the webhook subscriptions or the limits again and runs the hooks
+    /// registered for the rest, once per batch. Says whether everything caught up (if not, the
+    /// node stops trusting its caches and starts over).
     fn listen_to_other_nodes(&self) {
         let (hosts, credentials) = (
             self.hosts_generation.clone(),
@@ -796,22 +798,24 @@ impl Store {
         let (subscriptions, endpoints) = (self.subscriptions.clone(), self.t.webhooks.clone());
         let (any_limits, settings) = (self.any_limits.clone(), self.t.plan_settings.clone());
         let hooks = self.hooks.clone();
-        self.db.listen(move |topic| {
-            let is = |name: &str| topic.is_none_or(|t| t == name);
+        self.db.listen(move |topics| {
+            let is = |name: &str| topics.is_none_or(|t| t.contains(&name));
             for generation in [&hosts, &credentials] {
                 if is(generation.name) {
                     generation.bump();
                 }
             }
-            let reloaded = match topic {
+            let mut caught_up = true;
+            let reloaded = match topics {
                 None => subscriptions.reload(&endpoints),
-                Some(t) => match t.strip_prefix(webhooks::SUBSCRIPTIONS_TOPIC) {
-                    Some(reseller_id) => subscriptions.reload_one(&endpoints, reseller_id),
-                    None => Ok(()),
-                },
+                Some(topics) => topics
+                    .iter()
+                    .filter_map(|t| t.strip_prefix(webhooks::SUBSCRIPTIONS_TOPIC))
+                    .try_for_each(|reseller_id| subscriptions.reload_one(&endpoints, reseller_id)),
             };
             if let Err(e) = reloaded {
                 tracing::warn!(error = %e, "cannot read the webhook subscriptions again");
+                caught_up = false;
             }
             if is(plans::LIMITS_TOPIC) {
                 // On a failed read, assume limits: a read per issue instead of a missed limit.
@@ -821,9 +825,10 @@ impl Store {
             let registered: Vec<_> = hooks.lock().unwrap_or_else(|e| e.into_inner()).clone();
             for (name, f) in registered {
                 if is(&name) {
-                    f();
+                    caught_up &= f();
                 }
             }
+            caught_up
         });
     }
 

@@ -154,10 +154,11 @@ mod tests {
         let (first, second) = (hosts.get(), hosts.get());
         assert!(second > first, "not listening yet: every get moves on");
         let heard = hosts.clone();
-        db.listen(move |topic| {
-            if topic.is_none_or(|t| t == "hosts") {
+        db.listen(move |topics| {
+            if topics.is_none_or(|t| t.contains(&"hosts")) {
                 heard.bump();
             }
+            true
         });
         let settled = |hosts: &Generation| {
             for _ in 0..100 {

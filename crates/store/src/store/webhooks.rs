@@ -250,39 +250,48 @@ impl Subscriptions {
         })
     }
 
-    fn set(&self, reseller_id: &str, endpoints: &[Endpoint]) {
-        let listening = listening(endpoints);
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        if listening.is_empty() {
-            map.remove(reseller_id);
-        } else {
-            map.insert(reseller_id.to_string(), listening);
+    /// Applies what `read` finds with `apply`, unless the map changed while it read (then it
+    /// reads again): an older read never overwrites a newer change, whether this node's own
+    /// endpoint write or another node's announcement made it. The read runs without the lock
+    /// (writers check subscriptions inside their transactions, so holding it across a
+    /// database read could leave them waiting on each other).
+    fn refresh<T>(
+        &self,
+        read: impl Fn() -> StoreResult<T>,
+        apply: impl Fn(&mut HashMap<String, Vec<Vec<String>>>, T),
+    ) -> StoreResult<()> {
+        use std::sync::atomic::Ordering;
+        loop {
+            let seen = self.changes.load(Ordering::Acquire);
+            let found = read()?;
+            let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+            if self.changes.load(Ordering::Acquire) == seen {
+                apply(&mut map, found);
+                self.changes.fetch_add(1, Ordering::AcqRel);
+                return Ok(());
+            }
         }
-        self.changes
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
-    /// Reads one reseller's again from `tree` (another node changed one of its endpoints).
-    /// As `reload`, the read runs without the lock and again if this node changed the map.
+    /// Reads one reseller's again from `tree` (one of its endpoints changed, here or on
+    /// another node).
     pub(crate) fn reload_one(&self, tree: &crate::kv::Tree, reseller_id: &str) -> StoreResult<()> {
-        loop {
-            let seen = self.changes.load(std::sync::atomic::Ordering::Acquire);
-            let endpoints = tree
-                .scan_prefix(endpoint_key(reseller_id, "").as_bytes())
-                .values()
-                .map(|v| decode(&v?))
-                .collect::<StoreResult<Vec<Endpoint>>>()?;
-            let listening = listening(&endpoints);
-            let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-            if self.changes.load(std::sync::atomic::Ordering::Acquire) == seen {
+        self.refresh(
+            || {
+                tree.scan_prefix(endpoint_key(reseller_id, "").as_bytes())
+                    .values()
+                    .map(|v| decode(&v?))
+                    .collect::<StoreResult<Vec<Endpoint>>>()
+            },
+            |map, endpoints| {
+                let listening = listening(&endpoints);
                 if listening.is_empty() {
                     map.remove(reseller_id);
                 } else {
                     map.insert(reseller_id.to_string(), listening);
                 }
-                return Ok(());
-            }
-        }
+            },
+        )
     }
 
     pub(crate) fn load(tree: &crate::kv::Tree) -> StoreResult<Subscriptions> {
@@ -291,32 +300,26 @@ impl Subscriptions {
         Ok(subs)
     }
 
-    /// Reads them again from `tree` (another node changed an endpoint). The read runs without
-    /// the map's lock (writers check subscriptions inside their transactions, so holding it
-    /// across a database read could leave them waiting on each other); if this node changed
-    /// the map meanwhile, the read is done again, so its change is not lost.
+    /// Reads them all again from `tree` (this node may have missed announcements).
     pub(crate) fn reload(&self, tree: &crate::kv::Tree) -> StoreResult<()> {
-        loop {
-            let seen = self.changes.load(std::sync::atomic::Ordering::Acquire);
-            let mut by_reseller: HashMap<String, Vec<Endpoint>> = HashMap::new();
-            for item in tree.iter().values() {
-                let endpoint: Endpoint = decode(&item?)?;
-                by_reseller
-                    .entry(endpoint.reseller_id.clone())
-                    .or_default()
-                    .push(endpoint);
-            }
-            let fresh: HashMap<String, Vec<Vec<String>>> = by_reseller
-                .into_iter()
-                .map(|(reseller_id, endpoints)| (reseller_id, listening(&endpoints)))
-                .filter(|(_, listening)| !listening.is_empty())
-                .collect();
-            let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-            if self.changes.load(std::sync::atomic::Ordering::Acquire) == seen {
-                *map = fresh;
-                return Ok(());
-            }
-        }
+        self.refresh(
+            || {
+                let mut by_reseller: HashMap<String, Vec<Endpoint>> = HashMap::new();
+                for item in tree.iter().values() {
+                    let endpoint: Endpoint = decode(&item?)?;
+                    by_reseller
+                        .entry(endpoint.reseller_id.clone())
+                        .or_default()
+                        .push(endpoint);
+                }
+                Ok(by_reseller
+                    .into_iter()
+                    .map(|(reseller_id, endpoints)| (reseller_id, listening(&endpoints)))
+                    .filter(|(_, listening)| !listening.is_empty())
+                    .collect())
+            },
+            |map, fresh| *map = fresh,
+        )
     }
 }
 
@@ -627,8 +630,9 @@ impl Webhooks<'_> {
     }
 
     fn resubscribe(&self, reseller_id: &str) -> StoreResult<()> {
-        let endpoints = self.list(reseller_id)?;
-        self.0.subscriptions.set(reseller_id, &endpoints);
+        self.0
+            .subscriptions
+            .reload_one(&self.0.t.webhooks, reseller_id)?;
         self.0
             .db
             .announce(&[&format!("{SUBSCRIPTIONS_TOPIC}{reseller_id}")]);
