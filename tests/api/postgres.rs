@@ -172,3 +172,34 @@ async fn a_node_refuses_to_share_a_database_with_an_older_server() {
     let app = TestApp::spawn_in(&data, &["--database-url", &url]);
     app.get("/healthz", &app.operator).await.expect(200);
 }
+
+/// A change whose announcement never left (as if its node were killed between the commit and
+/// the notice; here the key's hash index is emptied in the database behind the server's back)
+/// reaches the server's cached credentials within 30 s.
+#[tokio::test]
+async fn cached_credentials_expire_even_without_an_announcement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let Some(url) = crate::helpers::database_for(&data) else {
+        return; // the sled run
+    };
+    let app = TestApp::spawn_in(&data, &[]);
+    let acme = app.reseller("Acme").await;
+    app.get("/api/v1/reseller", &acme.key).await.expect(200);
+    psql(
+        &url,
+        "DELETE FROM kv WHERE t = (SELECT id FROM kv_trees WHERE name = 'key_by_hash'::bytea)",
+    );
+    let began = std::time::Instant::now();
+    while app.get("/api/v1/reseller", &acme.key).await.status != 401 {
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(40),
+            "a cached credential outlived the expiry"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    println!(
+        "the unannounced change was seen after {:?}",
+        began.elapsed()
+    );
+}

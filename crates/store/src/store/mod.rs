@@ -41,6 +41,10 @@ use std::path::Path;
 use std::sync::MutexGuard;
 use watched::{Generation, Watched};
 
+/// On PostgreSQL, how long a cached credential or host lookup may be used at most, whatever was
+/// announced (see `Store::listen_to_other_nodes`).
+const CACHE_EXPIRY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where the `meta` tree keeps the cluster's secret `name`.
 fn secret_key(name: &str) -> Vec<u8> {
     format!("secret/{name}").into_bytes()
@@ -798,6 +802,20 @@ impl Store {
         let (subscriptions, endpoints) = (self.subscriptions.clone(), self.t.webhooks.clone());
         let (any_limits, settings) = (self.any_limits.clone(), self.t.plan_settings.clone());
         let hooks = self.hooks.clone();
+        if self.engine() != "sled" {
+            // The backstop for an announcement that never left (its node killed between the
+            // commit and the notice): no cached credential or host outlives `CACHE_EXPIRY`.
+            let generations = [hosts.clone(), credentials.clone()];
+            let spawned = std::thread::Builder::new()
+                .name("cache-expiry".into())
+                .spawn(move || loop {
+                    std::thread::sleep(CACHE_EXPIRY);
+                    generations.iter().for_each(Generation::bump);
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "cannot start the cache expiry");
+            }
+        }
         self.db.listen(move |topics| {
             let is = |name: &str| topics.is_none_or(|t| t.contains(&name));
             for generation in [&hosts, &credentials] {
