@@ -52,7 +52,7 @@ where
     unreachable!()
 }
 
-/// 1 if `/metrics` says the node leads the cluster, 0 if not.
+/// True if `/metrics` says the node leads the cluster.
 async fn leads(app: &TestApp) -> bool {
     app.metrics_text()
         .await
