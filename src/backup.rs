@@ -173,7 +173,7 @@ pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io
         &serde_json::to_vec_pretty(&manifest)?,
         0o600,
     )?;
-    if store.engine() != "sled" {
+    if !store.is_embedded() {
         return Err(io::Error::new(io::ErrorKind::Unsupported, ON_POSTGRES));
     }
     let trees = store.trees_for_backup()?;

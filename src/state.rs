@@ -40,7 +40,7 @@ impl AppState {
         files::create_private_dir(&data_dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
         let mut store = settings.open_store().map_err(|e| e.to_string())?;
-        if store.engine() != "sled" {
+        if !store.is_embedded() {
             tracing::info!(
                 engine = store.engine(),
                 "the records are kept in PostgreSQL"

@@ -38,7 +38,7 @@ get, path = "/api/v1/admin/backup", tag = "operator", security(("bearer" = [])),
 )]
 async fn backup(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     who.require_operator()?;
-    if state.store.engine() != "sled" {
+    if !state.store.is_embedded() {
         return Err(crate::error::ApiError::invalid(crate::backup::ON_POSTGRES));
     }
     let gate = Some(state.store.write_gate());

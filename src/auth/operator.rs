@@ -58,7 +58,7 @@ impl OperatorAuth {
     pub fn new(data_dir: &Path, store: &Store) -> Result<Self, String> {
         let hash_path = hash_path(data_dir);
         let mut cluster = None;
-        if store.engine() != "sled" {
+        if !store.is_embedded() {
             let read = |e: std::io::Error| format!("cannot read {}: {e}", hash_path.display());
             let local = hex::decode(std::fs::read_to_string(&hash_path).map_err(read)?.trim())
                 .map_err(|e| format!("{} is corrupt: {e}", hash_path.display()))?;

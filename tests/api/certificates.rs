@@ -33,8 +33,7 @@ async fn setup(extra: &[&str]) -> Setup {
     ];
     args.extend_from_slice(extra);
     let app = TestApp::spawn_with(&args).await;
-    let http_port: u16 = app.http.rsplit(':').next().unwrap().parse().unwrap();
-    pebble.start(http_port, &dns);
+    pebble.start(app.http_port(), &dns);
 
     let acme = app.reseller("Acme").await;
     let ann = acme.access_token(&app, "ann@shop.test").await;

@@ -95,8 +95,7 @@ async fn two_nodes_share_records_files_caches_and_certificates() {
     assert!(!leads(&b).await, "one leader");
 
     // The CA validates HTTP-01 on node B; the order goes through node A.
-    let b_http: u16 = b.http.rsplit(':').next().unwrap().parse().unwrap();
-    pebble.start(b_http, &dns);
+    pebble.start(b.http_port(), &dns);
 
     let acme = a.reseller("Acme").await;
     b.get("/api/v1/reseller", &acme.key).await.expect(200);
@@ -437,7 +436,6 @@ async fn the_recipes_balancer_spreads_both_protocols_over_both_nodes() {
     let mut b = node(&tmp.path().join("b"), &url, &blob_store, &trusted);
     b.operator = a.operator.clone();
 
-    let port = |app: &TestApp| app.http.rsplit(':').next().unwrap().to_string();
     let (http, https) = (crate::pebble::free_port(), crate::pebble::free_port());
     let recipe = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -453,12 +451,15 @@ async fn the_recipes_balancer_spreads_both_protocols_over_both_nodes() {
             for (name, app) in [("node1", &a), ("node2", &b)] {
                 if line.contains(name) {
                     line = line
-                        .replace(&format!("{name}:8080"), &format!("127.0.0.1:{}", port(app)))
+                        .replace(
+                            &format!("{name}:8080"),
+                            &format!("127.0.0.1:{}", app.http_port()),
+                        )
                         .replace(
                             &format!("{name}:8443"),
                             &format!("127.0.0.1:{}", app.https_port),
                         )
-                        .replace("port 8080", &format!("port {}", port(app)));
+                        .replace("port 8080", &format!("port {}", app.http_port()));
                 }
             }
             line + "\n"

@@ -351,6 +351,15 @@ impl TestApp {
         next
     }
 
+    /// The port of the HTTP listener.
+    pub fn http_port(&self) -> u16 {
+        self.http
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("http port")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.http, path)
     }

@@ -18,10 +18,6 @@ fn netlify_bin() -> PathBuf {
     bin
 }
 
-fn port(app: &TestApp) -> String {
-    app.http.rsplit(':').next().unwrap().to_string()
-}
-
 /// Runs `netlify deploy --prod` of `dir` to `site` and returns its `--json` output.
 async fn cli_deploy(app: &TestApp, token: &str, work: &Path, dir: &Path, site: &str) -> Value {
     let home = work.join("home");
@@ -205,7 +201,7 @@ async fn netlify_api_client_creates_lists_and_deploys() {
         .args(["--input-type=module", "-e", API_SCRIPT])
         .current_dir(compat_dir())
         .env("TOK", &ann.token)
-        .env("PORT", port(&app))
+        .env("PORT", app.http_port().to_string())
         .output()
         .await
         .expect("run node");

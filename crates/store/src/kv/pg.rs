@@ -252,6 +252,19 @@ impl Drop for Lease {
 }
 
 impl Pool {
+    /// A pool of at most `max` connections to `config`'s server, each waiting at most
+    /// `lock_timeout_ms` for a lock (0: as long as it takes).
+    fn new(config: tokio_postgres::Config, max: usize, lock_timeout_ms: u64) -> Result<Arc<Pool>> {
+        Ok(Arc::new(Pool {
+            tls: tls_for(&config)?,
+            config,
+            idle: Mutex::new((Vec::new(), 0)),
+            freed: Condvar::new(),
+            max,
+            lock_timeout_ms,
+        }))
+    }
+
     fn get(self: &Arc<Self>) -> Result<Lease> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         loop {
@@ -410,24 +423,14 @@ impl Db {
     }
 
     fn open_config(config: tokio_postgres::Config, max_connections: usize) -> Result<Db> {
-        let pool = Arc::new(Pool {
-            tls: tls_for(&config)?,
-            config,
-            idle: Mutex::new((Vec::new(), 0)),
-            freed: Condvar::new(),
-            max: max_connections.max(2),
-            lock_timeout_ms: 0,
-        });
+        let pool = Pool::new(config, max_connections.max(2), 0)?;
         let existed = migrate(&pool)?;
         let member = join_cluster(&pool)?;
-        let locks = Arc::new(Pool {
-            tls: pool.tls.clone(),
-            config: pool.config.clone(),
-            idle: Mutex::new((Vec::new(), 0)),
-            freed: Condvar::new(),
-            max: LOCK_CONNECTIONS,
-            lock_timeout_ms: LOCK_WAIT.as_millis() as u64,
-        });
+        let locks = Pool::new(
+            pool.config.clone(),
+            LOCK_CONNECTIONS,
+            LOCK_WAIT.as_millis() as u64,
+        )?;
         // A lone node leads from its first request, not after the first check.
         let leader = try_lead(&pool)?;
         let inner = Arc::new(Inner {
@@ -618,14 +621,7 @@ pub struct Inspection {
 /// without changing anything.
 pub fn inspect(url: &str) -> Result<Inspection> {
     let config: tokio_postgres::Config = url.parse().map_err(to_error)?;
-    let pool = Arc::new(Pool {
-        tls: tls_for(&config)?,
-        config,
-        idle: Mutex::new((Vec::new(), 0)),
-        freed: Condvar::new(),
-        max: 1,
-        lock_timeout_ms: 0,
-    });
+    let pool = Pool::new(config, 1, 0)?;
     let (version, nodes, led) = pool.run(|c| {
         let rows = c.query(
             &format!(
@@ -670,15 +666,7 @@ const LEGACY_SERVING_LOCK: i64 = MIGRATION_LOCK + 1;
 
 /// Takes `LEGACY_SERVING_LOCK` shared, on a connection kept for the life of the process.
 fn join_cluster(pool: &Arc<Pool>) -> Result<Lease> {
-    let mut lease = pool.get()?;
-    let rows = lease
-        .conn()
-        .query(
-            "SELECT pg_try_advisory_lock_shared($1)",
-            &[&LEGACY_SERVING_LOCK],
-        )
-        .map_err(to_error)?;
-    if rows.first().is_some_and(|r| r.get::<_, bool>(0)) {
+    if let Some(lease) = try_lock(pool, LEGACY_SERVING_LOCK, true)? {
         return Ok(lease);
     }
     Err(Error::Unsupported(
@@ -700,11 +688,19 @@ const LEADER_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 /// leader whose machine died loses the lock within about 15 s, and a follower takes it on its
 /// next check.
 fn try_lead(pool: &Arc<Pool>) -> Result<Option<Lease>> {
+    try_lock(pool, LEADER_LOCK, false)
+}
+
+/// Tries the session advisory lock `key` (shared or exclusive) on a connection of `pool`;
+/// returns that connection if the lock was granted (it then holds it until closed).
+fn try_lock(pool: &Arc<Pool>, key: i64, shared: bool) -> Result<Option<Lease>> {
+    let sql = if shared {
+        "SELECT pg_try_advisory_lock_shared($1)"
+    } else {
+        "SELECT pg_try_advisory_lock($1)"
+    };
     let mut lease = pool.get()?;
-    let c = lease.conn();
-    let rows = c
-        .query("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
-        .map_err(to_error)?;
+    let rows = lease.conn().query(sql, &[&key]).map_err(to_error)?;
     Ok(rows
         .first()
         .is_some_and(|r| r.get::<_, bool>(0))

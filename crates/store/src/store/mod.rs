@@ -111,6 +111,8 @@ pub struct Store {
 /// Every tree, opened once. Index trees map a lookup key to an entity id.
 #[derive(Clone)]
 pub(crate) struct Trees {
+    /// the data format, and the cluster's secrets (`secret_key`)
+    pub meta: crate::kv::Tree,
     pub resellers: Watched,
     /// preview domain -> reseller id
     pub reseller_by_preview: Watched,
@@ -495,6 +497,7 @@ impl Store {
             tree(name).map(|tree| Watched::new(tree, generations))
         };
         let t = Trees {
+            meta: meta.clone(),
             resellers: watched("resellers", &[&hosts, &credentials])?,
             reseller_by_preview: watched("reseller_by_preview", &[&hosts])?,
             keys: watched("keys", &[&credentials])?,
@@ -731,12 +734,15 @@ impl Store {
     /// token's hash): on sled, `local` (the data dir's own file); on PostgreSQL, the one in the
     /// database, which the first node to start stored from its own `local`.
     pub fn cluster_secret(&self, name: &str, local: &[u8]) -> StoreResult<Vec<u8>> {
-        if self.engine() == "sled" {
+        if self.is_embedded() {
             return Ok(local.to_vec());
         }
-        let meta = self.db.open_tree("meta")?;
         Ok(
-            match meta.compare_and_swap(secret_key(name), None::<&[u8]>, Some(local))? {
+            match self
+                .t
+                .meta
+                .compare_and_swap(secret_key(name), None::<&[u8]>, Some(local))?
+            {
                 Ok(()) => local.to_vec(),
                 Err(e) => e.current.map(|v| v.to_vec()).unwrap_or_default(),
             },
@@ -745,17 +751,16 @@ impl Store {
 
     /// The secret `name` as the database holds it now (`None` on sled or if none was stored).
     pub fn stored_cluster_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        if self.engine() == "sled" {
+        if self.is_embedded() {
             return Ok(None);
         }
-        let meta = self.db.open_tree("meta")?;
-        Ok(meta.get(secret_key(name))?.map(|v| v.to_vec()))
+        Ok(self.t.meta.get(secret_key(name))?.map(|v| v.to_vec()))
     }
 
     /// Replaces the secret `name` every node uses (nothing on sled).
     pub fn set_cluster_secret(&self, name: &str, value: &[u8]) -> StoreResult<()> {
-        if self.engine() != "sled" {
-            self.db.open_tree("meta")?.insert(secret_key(name), value)?;
+        if !self.is_embedded() {
+            self.t.meta.insert(secret_key(name), value)?;
         }
         Ok(())
     }
@@ -802,7 +807,7 @@ impl Store {
         let (subscriptions, endpoints) = (self.subscriptions.clone(), self.t.webhooks.clone());
         let (any_limits, settings) = (self.any_limits.clone(), self.t.plan_settings.clone());
         let hooks = self.hooks.clone();
-        if self.engine() != "sled" {
+        if !self.is_embedded() {
             // The backstop for an announcement that never left (its node killed between the
             // commit and the notice): no cached credential or host outlives `CACHE_EXPIRY`.
             let generations = [hosts.clone(), credentials.clone()];
@@ -871,6 +876,12 @@ impl Store {
     /// Which engine holds the records: `sled` or `postgresql`.
     pub fn engine(&self) -> &'static str {
         self.db.engine()
+    }
+
+    /// True on the embedded engine (sled, one process per data dir); false on PostgreSQL,
+    /// which other processes may share.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self.db, crate::kv::Db::Sled(_))
     }
 
     /// True if the database answers reads; used by `/readyz`.
