@@ -58,12 +58,16 @@ fn acme_error(what: &str, e: impl std::fmt::Debug) -> String {
 impl Acme {
     pub fn new(config: AcmeConfig, store: Store, certs: Arc<CertResolver>) -> Acme {
         let others_ordering_until = Arc::new(AtomicI64::new(0));
-        let until = others_ordering_until.clone();
+        let (until, stored) = (others_ordering_until.clone(), store.clone());
         store.on_announcement(CHALLENGES_TOPIC, move || {
-            until.store(
-                Timestamp::now().0 + OTHERS_ORDERING_MS,
-                std::sync::atomic::Ordering::Release,
-            );
+            // Also run when announcements may have been missed: the window opens only if some
+            // challenge is stored (or that cannot be told).
+            if stored.certs().any_challenge().unwrap_or(true) {
+                until.store(
+                    Timestamp::now().0 + OTHERS_ORDERING_MS,
+                    std::sync::atomic::Ordering::Release,
+                );
+            }
             true
         });
         Acme {

@@ -203,3 +203,56 @@ async fn cached_credentials_expire_even_without_an_announcement() {
         began.elapsed()
     );
 }
+
+/// Anyone on the internet may ask any node for any ACME token. A token the node does not know
+/// costs it no database read unless another node has said it stored a challenge: here one is in
+/// the database, unannounced, and is not answered; once another node's notice arrives, it is.
+#[tokio::test]
+async fn unknown_acme_tokens_are_looked_up_only_while_another_node_orders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let Some(url) = crate::helpers::database_for(&data) else {
+        return; // the sled run: challenges never leave the process
+    };
+    let app = TestApp::spawn_in(&data, &[]);
+    let stored = resellerd::store::encode(&(
+        "shop.example.test".to_string(),
+        "tok123.key-authorization".to_string(),
+    ));
+    psql(
+        &url,
+        &format!(
+            "INSERT INTO kv (t, k, v) SELECT id, 'tok123'::bytea, decode('{}', 'hex') \
+             FROM kv_trees WHERE name = 'acme_challenges'::bytea",
+            hex::encode(stored)
+        ),
+    );
+    let ask = || async {
+        let r = app
+            .client
+            .get(app.url("/.well-known/acme-challenge/tok123"))
+            .header("host", "shop.example.test")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    let (status, body) = ask().await;
+    assert_ne!(body, "tok123.key-authorization", "{status}: read unasked");
+    psql(
+        &url,
+        "SELECT pg_notify('resellerd', 'another-node acme-challenges')",
+    );
+    let began = std::time::Instant::now();
+    loop {
+        let (status, body) = ask().await;
+        if status == 200 && body == "tok123.key-authorization" {
+            break;
+        }
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(5),
+            "another node's challenge was not answered: {status} {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

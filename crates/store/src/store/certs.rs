@@ -119,6 +119,11 @@ impl Certs<'_> {
         get(&self.0.t.acme_challenges, token)
     }
 
+    /// True if any challenge is under way (on this node or another).
+    pub fn any_challenge(&self) -> StoreResult<bool> {
+        Ok(self.0.t.acme_challenges.first()?.is_some())
+    }
+
     pub fn remove_challenge(&self, token: &str) -> StoreResult<()> {
         self.0.t.acme_challenges.remove(token.as_bytes())?;
         Ok(())
