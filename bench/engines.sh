@@ -22,7 +22,9 @@ tmp=$(mktemp -d)
 chmod 755 "$tmp"
 pg_url=$(scripts/pg-cluster start "$tmp/cluster")
 cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
+  # The servers were started inside command substitutions, so they are not this shell's jobs:
+  # each wrote its pid next to its data dir.
+  kill $(jobs -p) $(cat "$tmp"/*.pid 2>/dev/null) 2>/dev/null || true
   scripts/pg-cluster stop "$tmp/cluster" 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -36,6 +38,7 @@ start() {
   RUST_LOG=warn ./target/release/resellerd serve --data-dir "$tmp/$name" --http-addr 127.0.0.1:0 \
     --https-addr 127.0.0.1:0 ${start_workers:+--workers "$start_workers"} --rate-limit-ip 0 --rate-limit-credential 0 "$@" \
     >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  echo $! >"$tmp/$name.pid"
   for _ in $(seq 100); do
     grep -q listening "$tmp/$name.out" 2>/dev/null && break
     sleep 0.1
