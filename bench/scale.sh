@@ -14,7 +14,8 @@
 #   - many tenants, on a fresh data dir: RESELLERS resellers (default 10,000) with SPREAD users
 #     each (default 100), then the operator's reseller list (first and last page), one
 #     reseller's users, disk per user, restart and idle RSS.
-# Usage: [USERS=1000000] [LOOP_USERS=100000] [LOOP_SECS=300] [RESELLERS=10000] [SPREAD=100] bench/scale.sh
+# ENGINE (redb, the default, or sled) is the embedded engine the data dirs are made with.
+# Usage: [USERS=1000000] [LOOP_USERS=100000] [LOOP_SECS=300] [RESELLERS=10000] [SPREAD=100] [ENGINE=redb] bench/scale.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 users=${USERS:-1000000}
@@ -22,6 +23,7 @@ loop_users=${LOOP_USERS:-100000}
 loop_secs=${LOOP_SECS:-300}
 resellers=${RESELLERS:-10000}
 spread=${SPREAD:-100}
+engine=${ENGINE:-redb}
 conns=64
 workers=$(nproc)
 
@@ -38,7 +40,7 @@ start() {
   t0=$(date +%s.%N)
   rm -f "$tmp/server.out" # else the wait below could read the previous server's address
   ./target/release/resellerd serve --data-dir "$tmp/data" --http-addr 127.0.0.1:0 --https-addr 127.0.0.1:0 \
-    --workers "$workers" --rate-limit-ip 0 --rate-limit-credential 0 "$@" > "$tmp/server.out" 2>"$tmp/server.err" &
+    --workers "$workers" --rate-limit-ip 0 --rate-limit-credential 0 --store-engine "$engine" "$@" > "$tmp/server.out" 2>"$tmp/server.err" &
   pid=$!
   for _ in $(seq 3000); do
     grep -q listening "$tmp/server.out" 2>/dev/null && break
@@ -50,7 +52,7 @@ start() {
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 rss() { awk -v k="$1:" '$1 == k {print int($2 / 1024)}' "/proc/$pid/status"; }
-size() { du -sm "$tmp/data/db" | cut -f1; }
+size() { du -smc "$tmp/data/db" "$tmp/data/store.redb" 2>/dev/null | tail -1 | cut -f1; }
 secs() { curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer ${2:-$key}" "$api$1"; }
 link() { # the URL of a Link relation of GET $1 (as $3, default the reseller's key)
   curl -s -D - -o /dev/null -H "Authorization: Bearer ${3:-$key}" "$api$1" |
@@ -189,7 +191,7 @@ fi
 
 cat <<EOF
 
-scale figures ($workers cores, $conns connections, release build, default --cache-mb)
+scale figures ($engine, $workers cores, $conns connections, release build, default --cache-mb)
 users                                   $n
 creates/s first 10 s                    $first
 creates/s last 30 s                     $tail_avg  ($(echo "$tail_avg / $first" | bc -l | cut -c1-4)x the first; target >= 0.8x)

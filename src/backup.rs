@@ -25,7 +25,13 @@ const MANIFEST: &str = "resellerd-backup.json";
 /// Entries of the data dir that are not copied as files: the database and blobs (copied their
 /// own way), the plaintext operator token (the hash is copied, so the same token keeps working),
 /// and what a running server writes about itself.
-const SKIP: &[&str] = &["db", "blobs", "operator-token", "server.json"];
+const SKIP: &[&str] = &[
+    "db",
+    crate::store::REDB_FILE,
+    "blobs",
+    "operator-token",
+    "server.json",
+];
 
 #[derive(Serialize, Deserialize)]
 struct Manifest {
@@ -181,14 +187,17 @@ pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io
     // How long each closing of the gate held writes: waiting for the requests in flight, then
     // the work done while it is closed.
     let mut held = [std::time::Duration::ZERO; 2];
-    let capture = match &gate {
-        Some(g) => {
-            let _closed = g.blocking_write();
-            let capture = Capture::start(&trees)?;
-            held[0] = began.elapsed();
-            Some(capture)
-        }
-        None => None,
+    // On redb the dump reads one snapshot, taken with the gate closed (no request half done),
+    // and nothing needs recording; on sled, changes are recorded from the first closing.
+    let (snapshot, capture) = {
+        let _closed = gate.as_ref().map(|g| g.blocking_write());
+        let snapshot = store.snapshot().transpose()?;
+        let capture = match (&gate, &snapshot) {
+            (Some(_), None) => Some(Capture::start(&trees)?),
+            _ => None,
+        };
+        held[0] = began.elapsed();
+        (snapshot, capture)
     };
     // The dump, tree after tree, while writes go on.
     let mut dump = BufWriter::new(scratch(data_dir)?);
@@ -196,13 +205,18 @@ pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io
     let mut at = 0u64;
     for (name, tree) in &trees {
         let start = at;
-        for pair in tree.iter() {
+        let pairs = match &snapshot {
+            Some(s) => crate::kv::Iter::Redb(s.iter(name.as_bytes())),
+            None => tree.iter(),
+        };
+        for pair in pairs {
             let (k, v) = pair.map_err(io::Error::other)?;
             put_pair(&mut dump, &k, &v)?;
             at += 8 + k.len() as u64 + v.len() as u64;
         }
         segments.push((name.clone(), start, at - start));
     }
+    drop(snapshot);
     let dumped = began.elapsed();
     let mut overlays = match (capture, &gate) {
         (Some(capture), Some(g)) => {
@@ -327,7 +341,7 @@ fn append_dir<W: Write>(
 /// running server (found through `<data-dir>/server.json`) with the operator token. Returns the
 /// size written.
 pub fn save(data_dir: &Path, out: &Path, token: Option<String>) -> Result<u64, String> {
-    if !data_dir.join("db").is_dir() {
+    if !crate::store::has_database(data_dir) {
         return Err(format!("{} holds no resellerd data", data_dir.display()));
     }
     check_room(data_dir, out)?;
@@ -468,10 +482,11 @@ pub fn restore(input: impl Read, data_dir: &Path) -> io::Result<Restored> {
         ));
     }
     crate::create_private_dir(data_dir)?;
-    let db = sled::Config::new()
-        .path(data_dir.join("db"))
-        .open()
-        .map_err(io::Error::other)?;
+    let db = crate::kv::redb::Db::open(
+        &data_dir.join(crate::store::REDB_FILE),
+        crate::store::DEFAULT_CACHE_MB << 20,
+    )
+    .map_err(io::Error::other)?;
     let mut archive = tar::Archive::new(BufReader::new(input));
     let mut done = Restored {
         trees: 0,
@@ -508,7 +523,7 @@ pub fn restore(input: impl Read, data_dir: &Path) -> io::Result<Restored> {
         match top {
             "db" => {
                 let name = rest.to_string_lossy().into_owned();
-                let tree = db.open_tree(&name).map_err(io::Error::other)?;
+                let tree = db.open_tree(name.as_bytes()).map_err(io::Error::other)?;
                 done.records += load_tree(&mut entry, &tree)?;
                 done.trees += 1;
             }
@@ -549,19 +564,19 @@ fn create_with_mode(path: &Path, mode: u32) -> io::Result<BufWriter<File>> {
 }
 
 /// Reads length-prefixed key/value pairs into `tree`; returns how many.
-fn load_tree(input: &mut impl Read, tree: &sled::Tree) -> io::Result<u64> {
+fn load_tree(input: &mut impl Read, tree: &crate::kv::redb::Tree) -> io::Result<u64> {
     let mut count = 0;
-    let mut batch = sled::Batch::default();
+    let mut batch = crate::kv::Batch::default();
     while let Some(key) = read_part(input, true)? {
         let value = read_part(input, false)?.ok_or_else(|| invalid("truncated record"))?;
         batch.insert(key, value);
         count += 1;
-        if count % 1000 == 0 {
-            tree.apply_batch(std::mem::take(&mut batch))
+        if count % 10_000 == 0 {
+            tree.apply_batch(&std::mem::take(&mut batch))
                 .map_err(io::Error::other)?;
         }
     }
-    tree.apply_batch(batch).map_err(io::Error::other)?;
+    tree.apply_batch(&batch).map_err(io::Error::other)?;
     Ok(count)
 }
 

@@ -185,6 +185,11 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_CACHE_MB")]
     pub cache_mb: Option<u64>,
 
+    /// The embedded engine a new data dir is made with: redb or sled (a data dir keeps the
+    /// engine it was made with; a backup restores into redb) [default: redb]
+    #[arg(long, env = "RESELLERD_STORE_ENGINE")]
+    pub store_engine: Option<String>,
+
     /// Seconds between sweeps that remove expired access tokens [default: 60]
     #[arg(long, env = "RESELLERD_TOKEN_SWEEP_INTERVAL")]
     pub token_sweep_interval: Option<u64>,
@@ -378,6 +383,17 @@ impl Settings {
         }
     }
 
+    /// The engine a new data dir is made with.
+    pub fn store_engine(&self) -> Result<crate::store::Engine, String> {
+        match self.store_engine.as_deref() {
+            None | Some("redb") => Ok(crate::store::Engine::Redb),
+            Some("sled") => Ok(crate::store::Engine::Sled),
+            Some(other) => Err(format!(
+                "--store-engine: {other:?} is not an engine (redb or sled)"
+            )),
+        }
+    }
+
     /// The database page cache in bytes (at least 8 MiB).
     pub fn cache_bytes(&self) -> u64 {
         self.cache_mb
@@ -452,7 +468,12 @@ impl Settings {
         let dir = self.data_dir();
         match self.database_url() {
             Some(url) => crate::store::Store::open_postgres(&dir, url, self.database_connections()),
-            None => crate::store::Store::open_with(&dir, self.cache_bytes()),
+            None => {
+                let engine = self
+                    .store_engine()
+                    .map_err(crate::store::OpenError::Settings)?;
+                crate::store::Store::open_embedded(&dir, self.cache_bytes(), engine)
+            }
         }
     }
 

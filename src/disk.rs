@@ -13,6 +13,9 @@ use std::time::Duration;
 /// reopens the store. 75 is `EX_TEMPFAIL`.
 pub const EXIT_REOPEN: i32 = 75;
 
+/// Free space beyond the reserve before a failed store is probed (and possibly reopened).
+const REOPEN_ROOM: u64 = 4 << 20;
+
 /// The default reserve: 2 % of the filesystem or 256 MiB, whichever is smaller.
 pub fn default_reserve(total: u64) -> u64 {
     (total / 50).min(256 << 20)
@@ -109,14 +112,16 @@ impl Disk {
 /// Samples free space every second. When the store has failed (an I/O error, e.g. the disk
 /// filled before the reserve could refuse a write) and there is room again, it probes the store;
 /// if the store cannot write, the process exits with `EXIT_REOPEN` so it is restarted with the
-/// store reopened (sled does not recover from a failed write in process). Nothing acknowledged
+/// store reopened (neither sled nor redb recovers from a failed write in process). Nothing acknowledged
 /// is lost: every 2xx was flushed before it was sent.
 pub async fn watch_forever(disk: Arc<Disk>, store: crate::store::Store) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let probe = disk.clone();
         let _ = tokio::task::spawn_blocking(move || probe.sample()).await;
-        if !store.is_failed() || disk.is_low() {
+        // A failed store is probed only once there is some room beyond the reserve: a probe
+        // that fails makes a restart, and a restart on a disk still full fails again.
+        if !store.is_failed() || disk.is_low() || disk.free() < disk.reserve() + REOPEN_ROOM {
             continue;
         }
         match store.probe_write().await {

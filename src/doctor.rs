@@ -43,7 +43,7 @@ pub fn run(settings: &Settings) -> Vec<Finding> {
         out.push(clock(&dir));
         return out;
     }
-    let running = match dir.join("db").is_dir() {
+    let running = match crate::store::has_database(&dir) {
         false => {
             out.push(finding(
                 Level::Warn,
@@ -57,7 +57,10 @@ pub fn run(settings: &Settings) -> Vec<Finding> {
                 out.push(finding(
                     Level::Ok,
                     "database",
-                    "opens and reads; no server is running on it",
+                    format!(
+                        "{} database opens and reads; no server is running on it",
+                        store.engine()
+                    ),
                 ));
                 out.extend(stored_certificates(&store));
                 false

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
-pub use resellerd_store::{files, model, store};
+pub use resellerd_store::{files, kv, model, store};
 
 pub mod acme;
 pub mod api;

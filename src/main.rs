@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use resellerd::auth::operator;
 use resellerd::config::Settings;
+use resellerd::store::Engine;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -279,7 +280,7 @@ fn serve(settings: Settings) -> ExitCode {
     let log = resellerd::telemetry::init(log_format.as_deref());
     let data_dir = settings.data_dir();
     let cache_bytes = settings.cache_bytes();
-    // PostgreSQL has its own checkpoints; only the embedded database needs one at a stop.
+    // PostgreSQL has its own checkpoints and redb needs none; only sled needs one at a stop.
     let embedded = settings.database_url().is_none();
     if let Err(e) = resellerd::create_private_dir(&data_dir) {
         return fail(&format!(
@@ -330,7 +331,7 @@ fn serve(settings: Settings) -> ExitCode {
     };
     let result = actix_web::rt::System::new().block_on(resellerd::serve(settings, on_ready));
     match result {
-        Ok(()) if embedded => {
+        Ok(()) if embedded && Engine::of(&data_dir, Engine::Redb) == Engine::Sled => {
             drop(log);
             checkpoint(&data_dir, cache_bytes, log_format.as_deref())
         }

@@ -142,6 +142,19 @@ fn postgres_url() -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
+/// The embedded database of a stopped server's data dir `dir`, on the engine it was made with,
+/// for a test to edit it as an older resellerd would have left it.
+pub fn open_embedded(dir: &Path) -> resellerd::kv::Db {
+    use resellerd::store::Engine;
+    match Engine::of(dir, Engine::Redb) {
+        Engine::Sled => resellerd::kv::Db::Sled(sled::open(dir.join("db")).unwrap()),
+        Engine::Redb => resellerd::kv::Db::Redb(
+            resellerd::kv::redb::Db::open(&dir.join(resellerd::store::REDB_FILE), 8 << 20)
+                .unwrap(),
+        ),
+    }
+}
+
 /// True when this run keeps the records in PostgreSQL: tests of the embedded database's own
 /// files (its backup, compaction, format upgrades) do not apply there.
 pub fn on_postgres() -> bool {

@@ -628,7 +628,7 @@ async fn a_format_6_data_dir_gets_its_storage_counted() {
     assert_eq!(before.0, 12_345);
     app.kill9();
     {
-        let db = sled::open(app.data_dir.join("db")).unwrap();
+        let db = crate::helpers::open_embedded(&app.data_dir);
         db.drop_tree("storage_refs").unwrap();
         let counters = db.open_tree("counters").unwrap();
         for key in counters.scan_prefix("storage_").keys() {

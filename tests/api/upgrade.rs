@@ -351,7 +351,7 @@ async fn a_format_2_data_dir_gets_its_uid_index() {
     }
     app.kill9();
     {
-        let db = sled::open(app.data_dir.join("db")).unwrap();
+        let db = crate::helpers::open_embedded(&app.data_dir);
         db.drop_tree("users_by_uid").unwrap();
         db.open_tree("meta")
             .unwrap()

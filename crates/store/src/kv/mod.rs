@@ -1,11 +1,12 @@
-//! The ordered key-value engine under the store: sled, embedded (the default), or PostgreSQL
-//! (`--database-url`). One set of types shaped like sled's (trees of byte keys in order,
-//! serializable transactions over several trees, atomic batches), so every store module is
-//! written once and runs on either. sled's value, error and transaction-result types are the
+//! The ordered key-value engine under the store: redb, embedded (the default for a new data
+//! dir), sled (embedded, in data dirs made before redb), or PostgreSQL (`--database-url`). One
+//! set of types shaped like sled's (trees of byte keys in order, serializable transactions over
+//! several trees, atomic batches), so every store module is written once and runs on any. sled's value, error and transaction-result types are the
 //! common vocabulary: a PostgreSQL failure is a `sled::Error::Io`, a serialization failure a
 //! transaction conflict (the transaction runs again, as sled's do).
 
 pub mod pg;
+pub mod redb;
 
 use std::ops::RangeBounds;
 
@@ -23,6 +24,7 @@ pub use sled::{CompareAndSwapError, Error, IVec, Result};
 pub enum Db {
     Sled(sled::Db),
     Pg(pg::Db),
+    Redb(redb::Db),
 }
 
 /// One named tree: keys in byte order.
@@ -30,6 +32,7 @@ pub enum Db {
 pub enum Tree {
     Sled(sled::Tree),
     Pg(pg::Tree),
+    Redb(redb::Tree),
 }
 
 /// A tree inside a transaction: reads see the transaction's own writes, which all land at once
@@ -38,6 +41,7 @@ pub enum Tree {
 pub enum TransactionalTree {
     Sled(sled::transaction::TransactionalTree),
     Pg(pg::TxTree),
+    Redb(redb::TxTree),
 }
 
 /// Writes applied to one tree atomically; the last write to a key wins.
@@ -77,6 +81,7 @@ impl Db {
         match self {
             Db::Sled(db) => db.open_tree(name).map(Tree::Sled),
             Db::Pg(db) => db.open_tree(name.as_ref()).map(Tree::Pg),
+            Db::Redb(db) => db.open_tree(name.as_ref()).map(Tree::Redb),
         }
     }
 
@@ -84,6 +89,7 @@ impl Db {
         match self {
             Db::Sled(db) => db.drop_tree(name),
             Db::Pg(db) => db.drop_tree(name.as_ref()),
+            Db::Redb(db) => db.drop_tree(name.as_ref()),
         }
     }
 
@@ -91,6 +97,10 @@ impl Db {
         match self {
             Db::Sled(db) => db.tree_names(),
             Db::Pg(db) => db.tree_names().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot list the database's trees");
+                Vec::new()
+            }),
+            Db::Redb(db) => db.tree_names().unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "cannot list the database's trees");
                 Vec::new()
             }),
@@ -102,6 +112,16 @@ impl Db {
         match self {
             Db::Sled(db) => db.flush(),
             Db::Pg(_) => Ok(0),
+            Db::Redb(db) => db.flush(),
+        }
+    }
+
+    /// Makes unflushed writes durable if there are any (only redb needs asking: sled flushes
+    /// by itself every half second, PostgreSQL at every commit).
+    pub fn flush_if_dirty(&self) -> Result<()> {
+        match self {
+            Db::Redb(db) if db.is_dirty() => db.flush().map(drop),
+            _ => Ok(()),
         }
     }
 
@@ -110,6 +130,7 @@ impl Db {
         match self {
             Db::Sled(db) => db.was_recovered(),
             Db::Pg(db) => db.existed(),
+            Db::Redb(db) => db.existed(),
         }
     }
 
@@ -118,6 +139,7 @@ impl Db {
         match self {
             Db::Sled(db) => db.get(key),
             Db::Pg(db) => db.default_tree()?.get(key.as_ref()),
+            Db::Redb(db) => db.default_tree().get(key.as_ref()),
         }
     }
 
@@ -125,6 +147,7 @@ impl Db {
         match self {
             Db::Sled(db) => db.insert(key, value),
             Db::Pg(db) => db.default_tree()?.insert(key.as_ref(), value.into()),
+            Db::Redb(db) => db.default_tree().insert(key.as_ref(), value.into()),
         }
     }
 
@@ -132,7 +155,7 @@ impl Db {
     /// dir); on PostgreSQL, while it holds the cluster's leader lock.
     pub fn is_leader(&self) -> bool {
         match self {
-            Db::Sled(_) => true,
+            Db::Sled(_) | Db::Redb(_) => true,
             Db::Pg(db) => db.is_leader(),
         }
     }
@@ -141,7 +164,7 @@ impl Db {
     /// this node hears the other nodes' announcements.
     pub fn in_sync(&self) -> bool {
         match self {
-            Db::Sled(_) => true,
+            Db::Sled(_) | Db::Redb(_) => true,
             Db::Pg(db) => db.in_sync(),
         }
     }
@@ -166,7 +189,7 @@ impl Db {
     /// own locks are enough), taken in order: (key, shared) each.
     pub fn cluster_lock(&self, keys: &[(i64, bool)]) -> Result<Option<pg::AdvisoryLock>> {
         match self {
-            Db::Sled(_) => Ok(None),
+            Db::Sled(_) | Db::Redb(_) => Ok(None),
             Db::Pg(db) => db.lock(keys).map(Some),
         }
     }
@@ -176,6 +199,16 @@ impl Db {
         match self {
             Db::Sled(_) => "sled",
             Db::Pg(_) => "postgresql",
+            Db::Redb(_) => "redb",
+        }
+    }
+
+    /// A snapshot of every tree at this moment (redb only: a backup reads one while writes go
+    /// on).
+    pub fn snapshot(&self) -> Option<Result<redb::Snapshot>> {
+        match self {
+            Db::Redb(db) => Some(db.snapshot()),
+            Db::Sled(_) | Db::Pg(_) => None,
         }
     }
 }
@@ -185,6 +218,7 @@ impl Tree {
         match self {
             Tree::Sled(t) => t.get(key),
             Tree::Pg(t) => t.get(key.as_ref()),
+            Tree::Redb(t) => t.get(key.as_ref()),
         }
     }
 
@@ -192,6 +226,7 @@ impl Tree {
         match self {
             Tree::Sled(t) => t.insert(key, value),
             Tree::Pg(t) => t.insert(key.as_ref(), value.into()),
+            Tree::Redb(t) => t.insert(key.as_ref(), value.into()),
         }
     }
 
@@ -199,6 +234,7 @@ impl Tree {
         match self {
             Tree::Sled(t) => t.remove(key),
             Tree::Pg(t) => t.remove(key.as_ref()),
+            Tree::Redb(t) => t.remove(key.as_ref()),
         }
     }
 
@@ -206,6 +242,7 @@ impl Tree {
         match self {
             Tree::Sled(t) => t.contains_key(key),
             Tree::Pg(t) => t.get(key.as_ref()).map(|v| v.is_some()),
+            Tree::Redb(t) => t.get(key.as_ref()).map(|v| v.is_some()),
         }
     }
 
@@ -214,6 +251,9 @@ impl Tree {
             Tree::Sled(t) => Iter::Sled(t.iter()),
             Tree::Pg(t) => {
                 Iter::Pg(t.range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded))
+            }
+            Tree::Redb(t) => {
+                Iter::Redb(t.range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded))
             }
         }
     }
@@ -224,6 +264,10 @@ impl Tree {
             Tree::Pg(t) => {
                 let own = |b: std::ops::Bound<&K>| b.map(|k| k.as_ref().to_vec());
                 Iter::Pg(t.range(own(range.start_bound()), own(range.end_bound())))
+            }
+            Tree::Redb(t) => {
+                let (lo, hi) = (range.start_bound(), range.end_bound());
+                Iter::Redb(t.range(lo.map(AsRef::as_ref), hi.map(AsRef::as_ref)))
             }
         }
     }
@@ -236,6 +280,13 @@ impl Tree {
                 let prefix = prefix.as_ref().to_vec();
                 let end = prefix_end(&prefix).map_or(Unbounded, Excluded);
                 Iter::Pg(t.range(Included(prefix), end))
+            }
+            Tree::Redb(t) => {
+                use std::ops::Bound::{Excluded, Included, Unbounded};
+                let prefix = prefix.as_ref();
+                let end = prefix_end(prefix);
+                let end = end.as_deref().map_or(Unbounded, Excluded);
+                Iter::Redb(t.range(Included(prefix), end))
             }
         }
     }
@@ -256,13 +307,17 @@ impl Tree {
                 tracing::warn!(error = %e, "cannot count a tree");
                 0
             }),
+            Tree::Redb(t) => t.count().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot count a tree");
+                0
+            }),
         }
     }
 
     pub fn is_empty(&self) -> bool {
         match self {
             Tree::Sled(t) => t.is_empty(),
-            Tree::Pg(_) => self.first().map_or_else(
+            Tree::Pg(_) | Tree::Redb(_) => self.first().map_or_else(
                 |e| {
                     tracing::warn!(error = %e, "cannot read a tree");
                     true
@@ -276,6 +331,7 @@ impl Tree {
         match self {
             Tree::Sled(t) => t.apply_batch(batch.to_sled()),
             Tree::Pg(t) => t.apply_batch(&batch),
+            Tree::Redb(t) => t.apply_batch(&batch),
         }
     }
 
@@ -284,6 +340,7 @@ impl Tree {
         match self {
             Tree::Sled(t) => t.flush(),
             Tree::Pg(_) => Ok(0),
+            Tree::Redb(t) => t.db().flush(),
         }
     }
 
@@ -291,6 +348,7 @@ impl Tree {
         match self {
             Tree::Sled(t) => t.clear(),
             Tree::Pg(t) => t.clear(),
+            Tree::Redb(t) => t.clear(),
         }
     }
 
@@ -308,7 +366,7 @@ impl Tree {
     {
         match self {
             Tree::Sled(t) => t.compare_and_swap(key, old, new),
-            Tree::Pg(t) => {
+            Tree::Pg(_) | Tree::Redb(_) => {
                 let old = old.map(|o| o.as_ref().to_vec());
                 let new: Option<IVec> = new.map(Into::into);
                 let key = key.as_ref();
@@ -326,7 +384,7 @@ impl Tree {
                     };
                     Ok(Ok(()))
                 })
-                .map_err(|e| t.storage_error(e))
+                .map_err(storage_error)
             }
         }
     }
@@ -341,7 +399,7 @@ impl Tree {
     {
         match self {
             Tree::Sled(t) => t.update_and_fetch(key, f),
-            Tree::Pg(t) => {
+            Tree::Pg(_) | Tree::Redb(_) => {
                 let key = key.as_ref();
                 let f = std::cell::RefCell::new(&mut f);
                 self.transaction::<_, _, std::convert::Infallible>(|tx| {
@@ -353,7 +411,7 @@ impl Tree {
                     };
                     Ok(new)
                 })
-                .map_err(|e| t.storage_error(e))
+                .map_err(storage_error)
             }
         }
     }
@@ -369,6 +427,7 @@ impl Tree {
         match self {
             Tree::Sled(t) => t.name(),
             Tree::Pg(t) => t.name(),
+            Tree::Redb(t) => t.name(),
         }
     }
 
@@ -376,7 +435,7 @@ impl Tree {
     pub fn watch_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Option<sled::Subscriber> {
         match self {
             Tree::Sled(t) => Some(t.watch_prefix(prefix)),
-            Tree::Pg(_) => None,
+            Tree::Pg(_) | Tree::Redb(_) => None,
         }
     }
 
@@ -390,6 +449,9 @@ impl Tree {
             Tree::Pg(t) => {
                 pg::transaction(t.db(), |state| f(&TransactionalTree::Pg(t.in_tx(state))))
             }
+            Tree::Redb(t) => {
+                redb::transaction(t.db(), |tx| f(&TransactionalTree::Redb(t.in_tx(tx))))
+            }
         }
     }
 }
@@ -399,6 +461,7 @@ impl TransactionalTree {
         match self {
             TransactionalTree::Sled(t) => t.get(key),
             TransactionalTree::Pg(t) => t.get(key.as_ref()),
+            TransactionalTree::Redb(t) => t.get(key.as_ref()),
         }
     }
 
@@ -415,6 +478,7 @@ impl TransactionalTree {
                 t.write(key.into(), Some(value.into()));
                 Ok(())
             }
+            TransactionalTree::Redb(t) => t.insert(key.as_ref(), Some(&value.into())).map(drop),
         }
     }
 
@@ -425,6 +489,7 @@ impl TransactionalTree {
         match self {
             TransactionalTree::Sled(t) => t.remove(key),
             TransactionalTree::Pg(t) => t.insert(key.into(), None),
+            TransactionalTree::Redb(t) => t.insert(key.as_ref(), None),
         }
     }
 
@@ -437,6 +502,12 @@ impl TransactionalTree {
                 }
                 Ok(())
             }
+            TransactionalTree::Redb(t) => {
+                for (k, v) in batch.settled() {
+                    t.insert(&k, v.as_deref())?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -445,6 +516,7 @@ impl TransactionalTree {
 pub enum Iter {
     Sled(sled::Iter),
     Pg(pg::Iter),
+    Redb(redb::Iter),
 }
 
 impl Iterator for Iter {
@@ -454,6 +526,7 @@ impl Iterator for Iter {
         match self {
             Iter::Sled(i) => i.next(),
             Iter::Pg(i) => i.next(),
+            Iter::Redb(i) => i.next(),
         }
     }
 }
@@ -463,6 +536,7 @@ impl DoubleEndedIterator for Iter {
         match self {
             Iter::Sled(i) => i.next_back(),
             Iter::Pg(i) => i.next_back(),
+            Iter::Redb(i) => i.next_back(),
         }
     }
 }
@@ -515,6 +589,12 @@ macro_rules! transactional_tuple {
                         f(&($(TransactionalTree::Pg($t.in_tx(state)),)+))
                     });
                 }
+                if let ($(Tree::Redb($t),)+) = ($($t,)+) {
+                    let db = transactional_tuple!(@first $($t),+).db();
+                    return redb::transaction(db, |tx| {
+                        f(&($(TransactionalTree::Redb($t.in_tx(tx)),)+))
+                    });
+                }
                 mixed()
             }
         }
@@ -543,7 +623,7 @@ impl<E> Transactional<E> for [&Tree] {
             .iter()
             .map(|t| match t {
                 Tree::Sled(t) => Some(t),
-                Tree::Pg(_) => None,
+                _ => None,
             })
             .collect();
         if let Some(trees) = sled {
@@ -555,18 +635,41 @@ impl<E> Transactional<E> for [&Tree] {
             .iter()
             .map(|t| match t {
                 Tree::Pg(t) => Some(t),
-                Tree::Sled(_) => None,
+                _ => None,
             })
             .collect();
-        match pg {
-            Some(trees) if !trees.is_empty() => pg::transaction(trees[0].db(), |state| {
+        if let Some(trees) = pg.as_ref().filter(|t| !t.is_empty()) {
+            return pg::transaction(trees[0].db(), |state| {
                 f(&trees
                     .iter()
                     .map(|t| TransactionalTree::Pg(t.in_tx(state)))
                     .collect())
+            });
+        }
+        let redb: Option<Vec<&redb::Tree>> = self
+            .iter()
+            .map(|t| match t {
+                Tree::Redb(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        match redb {
+            Some(trees) if !trees.is_empty() => redb::transaction(trees[0].db(), |tx| {
+                f(&trees
+                    .iter()
+                    .map(|t| TransactionalTree::Redb(t.in_tx(tx)))
+                    .collect())
             }),
             _ => mixed(),
         }
+    }
+}
+
+/// A failed one-tree transaction (which never aborts) as a store error.
+fn storage_error<E>(e: TransactionError<E>) -> Error {
+    match e {
+        TransactionError::Storage(e) => e,
+        TransactionError::Abort(_) => Error::ReportableBug("an unabortable change aborted".into()),
     }
 }
 
@@ -622,6 +725,48 @@ pub(crate) mod tests {
         let Some(pg) = postgres("same") else {
             return; // no PostgreSQL in this run
         };
+        answers_as_sled_does(pg);
+    }
+
+    #[test]
+    fn redb_answers_as_sled_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Db::open(&dir.path().join(redb::FILE), 8 << 20).unwrap();
+        answers_as_sled_does(Db::Redb(db));
+    }
+
+    /// redb: what was flushed is there after a reopen; a write from inside a transaction's
+    /// closure to a tree outside it fails instead of waiting forever; a failed closure leaves
+    /// nothing behind.
+    #[test]
+    fn redb_flushes_and_refuses_a_nested_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(redb::FILE);
+        {
+            let db = Db::Redb(redb::Db::open(&path, 8 << 20).unwrap());
+            assert!(!db.was_recovered());
+            let t = db.open_tree("t").unwrap();
+            t.insert(b"a", &b"1"[..]).unwrap();
+            let nested: TransactionResult<(), ()> = t.transaction(|tx| {
+                tx.insert(&b"b"[..], &b"2"[..])?;
+                assert!(t.insert(b"c", &b"3"[..]).is_err());
+                Err(ConflictableTransactionError::Abort(()))
+            });
+            assert!(matches!(nested, Err(TransactionError::Abort(()))));
+            assert_eq!(t.get(b"b").unwrap(), None);
+            db.flush().unwrap();
+        }
+        let db = Db::Redb(redb::Db::open(&path, 8 << 20).unwrap());
+        assert!(db.was_recovered());
+        let t = db.open_tree("t").unwrap();
+        assert_eq!(t.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(t.len(), 1);
+        let names = db.tree_names();
+        assert!(names.iter().any(|n| n.as_ref() == b"t"), "{names:?}");
+    }
+
+    fn answers_as_sled_does(other: Db) {
+        let pg = other;
         let sled = Db::Sled(sled::Config::new().temporary(true).open().unwrap());
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let key = |rng: &mut rand::rngs::StdRng| -> Vec<u8> {

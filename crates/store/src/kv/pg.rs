@@ -1006,16 +1006,6 @@ impl Tree {
         }
     }
 
-    /// A failed one-tree transaction (which never aborts) as a store error.
-    pub fn storage_error<E>(&self, e: TransactionError<E>) -> Error {
-        match e {
-            TransactionError::Storage(e) => e,
-            TransactionError::Abort(_) => {
-                Error::ReportableBug("an unabortable change aborted".into())
-            }
-        }
-    }
-
     pub fn get(&self, key: &[u8]) -> Result<Option<IVec>> {
         self.db.0.pool.run(|c| {
             let rows = c.query(GET, &[&self.id, &key])?;

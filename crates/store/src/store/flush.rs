@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 /// How long a flush waits for company when the previous one was recent.
 const LINGER: Duration = Duration::from_micros(500);
-/// How often an idle flush thread writes queued records (sled makes them durable within
-/// its own flush interval).
+/// How often an idle flush thread writes queued records and makes unflushed writes durable
+/// (sled also does so within its own flush interval; redb only when asked).
 const IDLE: Duration = Duration::from_millis(100);
 /// What counts as "recent".
 const LINGER_WHEN_BUSY: Duration = Duration::from_millis(2);
@@ -41,6 +41,30 @@ pub struct Flusher {
     failed: std::sync::Arc<std::sync::atomic::AtomicU8>,
 }
 
+fn failure(e: crate::kv::Error) -> Failure {
+    match StoreError::from(e) {
+        StoreError::InsufficientStorage => Failure::NoSpace,
+        other => Failure::Io(other.to_string()),
+    }
+}
+
+/// Keeps the outcome of a flush in `failed`, and logs when flushes start failing.
+fn record(failed: &std::sync::atomic::AtomicU8, result: &Result<(), Failure>) {
+    let now = match result {
+        Ok(()) => OK,
+        Err(Failure::NoSpace) => NO_SPACE,
+        Err(Failure::Io(_)) => IO,
+    };
+    let was = failed.swap(now, Ordering::Relaxed);
+    if let (Err(f), OK) = (result, was) {
+        let why = match f {
+            Failure::NoSpace => "the disk is full".to_string(),
+            Failure::Io(e) => e.clone(),
+        };
+        tracing::error!(error = %why, "the store cannot write: writes answer 507/503 until it can");
+    }
+}
+
 impl Flusher {
     /// `before_flush` runs on the flush thread before every flush, and when the thread has been
     /// idle for `IDLE`; it writes what was queued for the database (the audit log).
@@ -57,9 +81,17 @@ impl Flusher {
                         Ok(waiter) => waiter,
                         Err(mpsc::RecvTimeoutError::Timeout) => {
                             before_flush();
+                            // Writes no request waits for (traffic counters, background work)
+                            // are made durable too, as sled does every half second.
+                            let result = db.flush_if_dirty().map_err(failure);
+                            record(&failed_flag, &result);
                             continue;
                         }
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            before_flush();
+                            let _ = db.flush_if_dirty();
+                            break;
+                        }
                     };
                     // Under load (the previous flush was moments ago), wait a little so more
                     // writers join this flush; an idle server flushes at once.
@@ -70,23 +102,8 @@ impl Flusher {
                     waiters.extend(rx.try_iter());
                     let began = Instant::now();
                     before_flush();
-                    let result = db.flush().map(|_| ()).map_err(|e| match StoreError::from(e) {
-                        StoreError::InsufficientStorage => Failure::NoSpace,
-                        other => Failure::Io(other.to_string()),
-                    });
-                    let now = match &result {
-                        Ok(()) => OK,
-                        Err(Failure::NoSpace) => NO_SPACE,
-                        Err(Failure::Io(_)) => IO,
-                    };
-                    let was = failed_flag.swap(now, Ordering::Relaxed);
-                    if let (Err(f), OK) = (&result, was) {
-                        let why = match f {
-                            Failure::NoSpace => "the disk is full".to_string(),
-                            Failure::Io(e) => e.clone(),
-                        };
-                        tracing::error!(error = %why, "the store cannot write: writes answer 507/503 until it can");
-                    }
+                    let result = db.flush().map(|_| ()).map_err(failure);
+                    record(&failed_flag, &result);
                     FLUSHES.fetch_add(1, Ordering::Relaxed);
                     FLUSH_MICROS.fetch_add(began.elapsed().as_micros() as u64, Ordering::Relaxed);
                     last_flush = Instant::now();

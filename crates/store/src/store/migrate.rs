@@ -6,7 +6,7 @@
 //! instance (`resellerd restore`), so the copy is always of one consistent snapshot.
 
 use super::remote::Remote;
-use super::{lock_data_dir, open_db, OpenError};
+use super::{lock_data_dir, open_kv, Engine, OpenError};
 use crate::kv::{Batch, Db, Tree};
 use sha2::Digest;
 use std::path::Path;
@@ -39,7 +39,7 @@ pub fn to_postgres(
         ),
         e => e.to_string(),
     })?;
-    if !dir.join("db").is_dir() {
+    if !super::has_database(dir) {
         return Err(format!("{} has no database to migrate", dir.display()));
     }
     let serving = crate::kv::pg::inspect(url).map_err(|e| e.to_string())?;
@@ -50,7 +50,8 @@ pub fn to_postgres(
                 .into(),
         );
     }
-    let source = Db::Sled(open_db(dir, super::DEFAULT_CACHE_MB << 20).map_err(|e| e.to_string())?);
+    let (source, _) =
+        open_kv(dir, super::DEFAULT_CACHE_MB << 20, Engine::Redb).map_err(|e| e.to_string())?;
     let target = Db::Pg(crate::kv::pg::Db::open(url, 4).map_err(|e| e.to_string())?);
     let identity = std::fs::canonicalize(dir)
         .map_err(|e| e.to_string())?

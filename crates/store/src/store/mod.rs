@@ -30,6 +30,7 @@ pub mod users;
 mod watched;
 pub mod webhooks;
 
+pub use crate::kv::redb::FILE as REDB_FILE;
 pub use crate::kv::Tree;
 pub use codec::{decode, encode};
 pub use flush::{FLUSHES, FLUSH_MICROS};
@@ -236,6 +237,36 @@ pub enum OpenError {
     Upgrade(u32, StoreError),
     #[error("cannot open the blob store in {0}: {1}")]
     Blobs(String, std::io::Error),
+    #[error("{0}")]
+    Settings(String),
+}
+
+/// The embedded engines a data dir can be made with. A data dir keeps the one it was made with:
+/// sled's is the directory `db`, redb's the file `store.redb`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Redb,
+    Sled,
+}
+
+impl Engine {
+    /// The engine of the data dir `dir`: the one its database was made with, or `new` for a dir
+    /// with none yet.
+    pub fn of(dir: &Path, new: Engine) -> Engine {
+        // A sled compaction cut short between its renames leaves only its complete copy.
+        if dir.join("db").is_dir() || dir.join(COMPACTING).is_dir() {
+            Engine::Sled
+        } else if dir.join(crate::kv::redb::FILE).is_file() {
+            Engine::Redb
+        } else {
+            new
+        }
+    }
+}
+
+/// True if the data dir `dir` holds a database of either embedded engine.
+pub fn has_database(dir: &Path) -> bool {
+    dir.join("db").is_dir() || dir.join(crate::kv::redb::FILE).is_file()
 }
 
 /// The data dir's format, kept in the `meta` tree. Data dirs from before the marker existed are
@@ -275,6 +306,27 @@ fn read_format(meta: &crate::kv::Tree, dir: &Path) -> Result<u32, OpenError> {
         return Err(OpenError::TooNew(dir.display().to_string(), format));
     }
     Ok(format)
+}
+
+/// Opens the database of the data dir `dir` (whose lock the caller holds) on the engine it was
+/// made with (`new` for a new one); returns it and its path.
+fn open_kv(
+    dir: &Path,
+    cache_bytes: u64,
+    new: Engine,
+) -> Result<(crate::kv::Db, std::path::PathBuf), OpenError> {
+    Ok(match Engine::of(dir, new) {
+        Engine::Sled => (
+            crate::kv::Db::Sled(open_db(dir, cache_bytes)?),
+            dir.join("db"),
+        ),
+        Engine::Redb => {
+            let path = dir.join(crate::kv::redb::FILE);
+            let db = crate::kv::redb::Db::open(&path, cache_bytes)
+                .map_err(|e| OpenError::Other(path.display().to_string(), e))?;
+            (crate::kv::Db::Redb(db), path)
+        }
+    })
 }
 
 /// Opens the sled database of the data dir `dir`, first settling a compaction a crash cut
@@ -383,6 +435,12 @@ impl Store {
     /// from its end, so after a burst of short-lived records (expired tokens) the file stays
     /// at its peak until this runs. Crash-safe: see `settle_compaction`.
     pub fn compact(dir: &Path, cache_bytes: u64) -> Result<(u64, u64), OpenError> {
+        if Engine::of(dir, Engine::Sled) == Engine::Redb {
+            let _lock = lock_data_dir(dir)?;
+            let path = dir.join(crate::kv::redb::FILE);
+            return crate::kv::redb::compact(&path, cache_bytes)
+                .map_err(|e| OpenError::Other(path.display().to_string(), e));
+        }
         let path = dir.join("db");
         let failed = |e: sled::Error| OpenError::Other(path.display().to_string(), e);
         let io = |e: std::io::Error| failed(e.into());
@@ -448,15 +506,25 @@ impl Store {
     /// start, the whole log written since the last open (seconds at a million users). `serve`
     /// runs this as it stops, like PostgreSQL's shutdown checkpoint, so a restart is fast; after
     /// a crash the next start replays the log, as it must.
+    /// redb needs none: its open reads two pages at any size.
     pub fn checkpoint(dir: &Path, cache_bytes: u64) -> Result<(), OpenError> {
-        open_db(dir, cache_bytes).map(drop)
+        match Engine::of(dir, Engine::Redb) {
+            Engine::Sled => open_db(dir, cache_bytes).map(drop),
+            Engine::Redb => Ok(()),
+        }
     }
 
-    /// Opens the store with a page cache of `cache_bytes`.
+    /// Opens the store with a page cache of `cache_bytes` (a new data dir gets redb).
     pub fn open_with(dir: &Path, cache_bytes: u64) -> Result<Store, OpenError> {
+        Store::open_embedded(dir, cache_bytes, Engine::Redb)
+    }
+
+    /// Opens the store in the data dir `dir` with a page cache of `cache_bytes`, on the engine
+    /// the dir was made with (`new` for a new one).
+    pub fn open_embedded(dir: &Path, cache_bytes: u64, new: Engine) -> Result<Store, OpenError> {
         let lock = lock_data_dir(dir)?;
-        let db = crate::kv::Db::Sled(open_db(dir, cache_bytes)?);
-        Store::open_on(db, dir, &dir.join("db"), lock)
+        let (db, path) = open_kv(dir, cache_bytes, new)?;
+        Store::open_on(db, dir, &path, lock)
     }
 
     /// Opens the store on PostgreSQL (`url`, at most `max_connections`); blobs and the other
@@ -873,15 +941,28 @@ impl Store {
         Ok(out)
     }
 
-    /// Which engine holds the records: `sled` or `postgresql`.
+    /// Which engine holds the records: `redb`, `sled` or `postgresql`.
     pub fn engine(&self) -> &'static str {
         self.db.engine()
     }
 
-    /// True on the embedded engine (sled, one process per data dir); false on PostgreSQL,
-    /// which other processes may share.
+    /// True on an embedded engine (redb or sled, one process per data dir); false on
+    /// PostgreSQL, which other processes may share.
     pub fn is_embedded(&self) -> bool {
-        matches!(self.db, crate::kv::Db::Sled(_))
+        matches!(self.db, crate::kv::Db::Sled(_) | crate::kv::Db::Redb(_))
+    }
+
+    /// A snapshot of every tree at this moment, on redb (see `kv::Db::snapshot`).
+    pub fn snapshot(&self) -> Option<std::io::Result<crate::kv::redb::Snapshot>> {
+        self.db.snapshot().map(|s| s.map_err(std::io::Error::other))
+    }
+
+    /// On redb: (bytes of keys and values, bytes of allocated pages).
+    pub fn redb_stats(&self) -> Option<crate::kv::Result<(u64, u64)>> {
+        match &self.db {
+            crate::kv::Db::Redb(db) => Some(db.stats()),
+            _ => None,
+        }
     }
 
     /// True if the database answers reads; used by `/readyz`.
