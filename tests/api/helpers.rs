@@ -149,8 +149,7 @@ pub fn open_embedded(dir: &Path) -> resellerd::kv::Db {
     match Engine::of(dir, Engine::Redb) {
         Engine::Sled => resellerd::kv::Db::Sled(sled::open(dir.join("db")).unwrap()),
         Engine::Redb => resellerd::kv::Db::Redb(
-            resellerd::kv::redb::Db::open(&dir.join(resellerd::store::REDB_FILE), 8 << 20)
-                .unwrap(),
+            resellerd::kv::redb::Db::open(&dir.join(resellerd::store::REDB_FILE), 8 << 20).unwrap(),
         ),
     }
 }
