@@ -32,7 +32,7 @@ cargo build --release --quiet --bin resellerd
 
 tmp=$(mktemp -d)
 pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"; }
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; cp "$tmp/server.err" "${TMPDIR:-/tmp}/scale-server.err" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 start() {
@@ -52,7 +52,7 @@ start() {
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 rss() { awk -v k="$1:" '$1 == k {print int($2 / 1024)}' "/proc/$pid/status"; }
-size() { du -smc "$tmp/data/db" "$tmp/data/store.redb" 2>/dev/null | tail -1 | cut -f1; }
+size() { du -smc $(ls -d "$tmp/data/db" "$tmp/data/store.redb" 2>/dev/null) | tail -1 | cut -f1; }
 secs() { curl -s -o /dev/null -w '%{time_total}' -H "Authorization: Bearer ${2:-$key}" "$api$1"; }
 link() { # the URL of a Link relation of GET $1 (as $3, default the reseller's key)
   curl -s -D - -o /dev/null -H "Authorization: Bearer ${3:-$key}" "$api$1" |
@@ -122,6 +122,26 @@ idle=$(rss VmRSS)
 n=$(total)
 disk=$(size)
 per_user=$(echo "$disk * 1048576 / $n" | bc)
+
+echo "== restart after a kill -9 under write load"
+RESELLERD_KEY=$key wrk -t2 -c"$conns" -d10s -s bench/create_token.lua "$api" > /dev/null &
+crash_load=$!
+sleep 5
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+pid=
+wait "$crash_load" || true
+start
+crash_restart=$started
+sleep 2
+crash_idle=$(rss VmRSS)
+n=$(total)
+stop
+# Where the file's bytes go (redb: doctor reads its page statistics), and what compact gives back.
+space=$(./target/release/resellerd doctor --data-dir "$tmp/data" 2>&1 |
+  grep -oE 'file [0-9]+ MiB, pages in use [0-9]+ MiB, keys and values [0-9]+ MiB' || true)
+compacted=$(./target/release/resellerd compact --data-dir "$tmp/data" | awk '{print int($(NF-1) / 1048576)}')
+start
 
 if [ "$loop_secs" -gt 0 ]; then
 echo "== login loop: tokens re-issued for $loop_users users for ${loop_secs}s"
@@ -198,6 +218,8 @@ creates/s last 30 s                     $tail_avg  ($(echo "$tail_avg / $first" 
 peak RSS while creating                 $peak MiB  (target <= 400)
 restart (exec -> /healthz 200)          ${restart} s  (target <= 1)
 idle RSS after restart                  $idle MiB  (target <= 80)
+restart after a kill -9 under load      ${crash_restart} s, idle RSS $crash_idle MiB
+database space at $n users            ${space:-(sled: no page statistics)}; $compacted MiB after compact
 db on disk after restart                $disk MiB = $per_user bytes per user (target <= 1536)
 GET /users first page (100)             ${first_page} s
 GET /users last page by cursor          ${last_page} s

@@ -62,6 +62,7 @@ pub fn run(settings: &Settings) -> Vec<Finding> {
                         store.engine()
                     ),
                 ));
+                out.extend(redb_space(&store, &dir));
                 out.extend(stored_certificates(&store));
                 false
             }
@@ -161,6 +162,27 @@ fn blob_store(settings: &Settings) -> Option<Finding> {
             Err(e) => finding(Level::Fail, CHECK, format!("{}: {e}", remote.description)),
         },
     })
+}
+
+/// How the redb file's bytes are used: a file much larger than its pages in use has space that
+/// `compact` gives back.
+fn redb_space(store: &Store, dir: &std::path::Path) -> Option<Finding> {
+    let (stored, allocated) = match store.redb_stats()? {
+        Ok(stats) => stats,
+        Err(e) => return Some(finding(Level::Warn, "database space", e.to_string())),
+    };
+    let file = std::fs::metadata(dir.join(crate::store::REDB_FILE)).map_or(0, |m| m.len());
+    Some(finding(
+        Level::Ok,
+        "database space",
+        format!(
+            "file {} MiB, pages in use {} MiB, keys and values {} MiB (`compact` gives back \
+             the rest of the file while the server is stopped)",
+            file >> 20,
+            allocated >> 20,
+            stored >> 20
+        ),
+    ))
 }
 
 /// The page cache setting against the machine's memory.

@@ -116,12 +116,12 @@ impl Db {
         }
     }
 
-    /// Makes unflushed writes durable if there are any (only redb needs asking: sled flushes
-    /// by itself every half second, PostgreSQL at every commit).
-    pub fn flush_if_dirty(&self) -> Result<()> {
+    /// When idle: makes unflushed writes durable, if there are any (only redb needs asking:
+    /// sled flushes by itself every half second, PostgreSQL at every commit).
+    pub fn settle(&self) -> Result<()> {
         match self {
-            Db::Redb(db) if db.is_dirty() => db.flush().map(drop),
-            _ => Ok(()),
+            Db::Redb(db) => db.settle().map(drop),
+            Db::Sled(_) | Db::Pg(_) => Ok(()),
         }
     }
 

@@ -7,8 +7,9 @@
 //! readers never wait (each read is a snapshot). Commits are not durable by themselves
 //! (`Durability::None`); `flush`, which the group commit runs before any write is acknowledged,
 //! commits an empty durable transaction that makes every earlier commit durable with one fsync.
-//! Durable commits save the allocator's state too (quick repair), so a start after a crash does
-//! not walk the whole file.
+//! An idle database's last durable commit also saves the allocator's state (quick repair), so a
+//! start after a crash while idle does not walk the whole file; one after a crash under load
+//! does (as sled replays its log).
 
 use super::{
     Batch, ConflictableTransactionError, ConflictableTransactionResult, Error, IVec, Result,
@@ -101,6 +102,9 @@ struct Inner {
     existed: bool,
     /// Set after every commit, cleared by a flush: whether a flush has anything to make durable.
     dirty: AtomicBool,
+    /// Whether the last durable commit saved the allocator state (a crash after it needs no
+    /// full repair at the next open).
+    repairable: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -136,6 +140,7 @@ impl Db {
             path: path.to_path_buf(),
             existed,
             dirty: AtomicBool::new(false),
+            repairable: AtomicBool::new(false),
         }));
         db.open_tree(DEFAULT_TREE.as_bytes())?;
         Ok(db)
@@ -199,26 +204,37 @@ impl Db {
     /// saves the allocator state so that a crash after it needs no full repair.
     /// Nothing to do if nothing was committed since the last flush began.
     pub fn flush(&self) -> Result<usize> {
+        self.durable_commit(false).map(|_| 0)
+    }
+
+    /// When idle: makes unflushed commits durable, and saves the allocator state if the last
+    /// durable commit did not, so that a crash while idle needs no full repair. Returns whether
+    /// it committed.
+    pub fn settle(&self) -> Result<bool> {
+        self.durable_commit(true)
+    }
+
+    /// An empty durable commit, if there is something to make durable (or, with
+    /// `quick_repair`, an allocator state to save). Saving the allocator state costs about
+    /// as much as the rest of the commit, so the group commit's flushes skip it.
+    fn durable_commit(&self, quick_repair: bool) -> Result<bool> {
         // Cleared first: a commit that lands after this point sets it again for the next flush.
-        if !self.0.dirty.swap(false, Ordering::AcqRel) {
-            return Ok(0);
+        let dirty = self.0.dirty.swap(false, Ordering::AcqRel);
+        if !dirty && !(quick_repair && !self.0.repairable.load(Ordering::Acquire)) {
+            return Ok(false);
         }
         let flushed = (|| {
             let _writing = Writing::enter()?;
             let mut tx = self.0.db.begin_write().map_err(to_error)?;
             tx.set_durability(Durability::Immediate);
-            tx.set_quick_repair(true);
+            tx.set_quick_repair(quick_repair);
             tx.commit().map_err(to_error)
         })();
-        if flushed.is_err() {
-            self.0.dirty.store(true, Ordering::Release);
+        match flushed {
+            Ok(()) => self.0.repairable.store(quick_repair, Ordering::Release),
+            Err(_) => self.0.dirty.store(true, Ordering::Release),
         }
-        flushed.map(|()| 0)
-    }
-
-    /// True if something was committed since the last flush.
-    pub fn is_dirty(&self) -> bool {
-        self.0.dirty.load(Ordering::Acquire)
+        flushed.map(|()| true)
     }
 
     /// A snapshot of every tree as it is now: reads from it see no later write.

@@ -83,13 +83,13 @@ impl Flusher {
                             before_flush();
                             // Writes no request waits for (traffic counters, background work)
                             // are made durable too, as sled does every half second.
-                            let result = db.flush_if_dirty().map_err(failure);
+                            let result = db.settle().map_err(failure);
                             record(&failed_flag, &result);
                             continue;
                         }
                         Err(mpsc::RecvTimeoutError::Disconnected) => {
                             before_flush();
-                            let _ = db.flush_if_dirty();
+                            let _ = db.settle();
                             break;
                         }
                     };
