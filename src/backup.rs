@@ -1,15 +1,17 @@
 //! Backup and restore. A backup is one tar file:
 //!
 //! - `resellerd-backup.json`: the format version and when it was made;
-//! - `db/<tree>`: every sled tree as length-prefixed key/value pairs;
+//! - `db/<tree>`: every tree as length-prefixed key/value pairs;
 //! - `blobs/…`: the content-addressed site files;
 //! - `files/…`: the data dir's other state (TLS keys, operator token hash, secrets).
 //!
-//! A running server makes it without stalling writes (see `Capture`): the trees are dumped while
-//! writes go on, every change made meanwhile is recorded, and the recorded changes up to one
-//! cut, taken with the API's write gate closed for a few milliseconds, are applied to the dump.
-//! The archive holds the database exactly as it was at the cut: every write acknowledged before
-//! the backup began and no half-applied request. Blobs are copied after that with garbage
+//! A running server makes it without stalling writes. On redb, the API's write gate is closed
+//! while the requests in flight finish and one read transaction is opened: a snapshot of every
+//! tree, read into the archive while writes go on. On sled (see `Capture`), the trees are dumped
+//! while writes go on, every change made meanwhile is recorded, and the recorded changes up to one
+//! cut, taken with the gate closed for a few milliseconds, are applied to the dump. Either way
+//! the archive holds the database exactly as it was at one moment: every write acknowledged
+//! before the backup began and no half-applied request. Blobs are copied after that with garbage
 //! collection held off; they are immutable and written before any record names them, so every
 //! blob the dump refers to is there.
 
@@ -162,7 +164,6 @@ fn get_pair<R: Read>(r: &mut R) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
 /// Writes a backup of `store` (opened on `data_dir`) to `out`. A running server passes its write
 /// gate (see `Capture`); offline, nothing else writes and the trees are dumped as they are.
 pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io::Result<W> {
-    use std::io::{Seek, SeekFrom};
     let _gc = store
         .blobs_in_use()
         .map_err(|e| io::Error::other(e.to_string()))?;
@@ -184,41 +185,77 @@ pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io
     }
     let trees = store.trees_for_backup()?;
     let began = std::time::Instant::now();
+    // On redb, one snapshot taken with the gate closed (no request half done) is the whole
+    // database at that moment: it is read straight into the archive while writes go on.
+    let snapshot = match store.engine() {
+        "redb" => {
+            let _closed = gate.as_ref().map(|g| g.blocking_write());
+            store.snapshot().transpose()?
+        }
+        _ => None,
+    };
+    match snapshot {
+        Some(snapshot) => {
+            tracing::info!(
+                start_held_ms = began.elapsed().as_secs_f64() * 1000.0,
+                cut_held_ms = 0.0,
+                changes = 0,
+                "backup snapshot taken"
+            );
+            for (name, _) in &trees {
+                archive_snapshot_tree(&mut tar, &snapshot, name)?;
+            }
+            tracing::info!(
+                dump_secs = began.elapsed().as_secs_f64(),
+                "backup of the database written"
+            );
+        }
+        None => archive_sled(&mut tar, data_dir, &trees, &gate)?,
+    }
+    append_dir(&mut tar, &data_dir.join("blobs"), "blobs", &|_| true)?;
+    append_dir(&mut tar, data_dir, "files", &|name| {
+        !SKIP.contains(&name) && !name.starts_with('.')
+    })?;
+    tar.into_inner()
+}
+
+/// sled's dump: every tree read while writes go on, the changes recorded meanwhile (see
+/// `Capture`) applied up to the cut, each tree then archived.
+fn archive_sled<W: Write>(
+    tar: &mut tar::Builder<W>,
+    data_dir: &Path,
+    trees: &[(String, crate::store::Tree)],
+    gate: &Gate,
+) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let began = std::time::Instant::now();
     // How long each closing of the gate held writes: waiting for the requests in flight, then
     // the work done while it is closed.
     let mut held = [std::time::Duration::ZERO; 2];
-    // On redb the dump reads one snapshot, taken with the gate closed (no request half done),
-    // and nothing needs recording; on sled, changes are recorded from the first closing.
-    let (snapshot, capture) = {
-        let _closed = gate.as_ref().map(|g| g.blocking_write());
-        let snapshot = store.snapshot().transpose()?;
-        let capture = match (&gate, &snapshot) {
-            (Some(_), None) => Some(Capture::start(&trees)?),
-            _ => None,
-        };
-        held[0] = began.elapsed();
-        (snapshot, capture)
+    let capture = match gate {
+        Some(g) => {
+            let _closed = g.blocking_write();
+            let capture = Capture::start(trees)?;
+            held[0] = began.elapsed();
+            Some(capture)
+        }
+        None => None,
     };
     // The dump, tree after tree, while writes go on.
     let mut dump = BufWriter::new(scratch(data_dir)?);
     let mut segments = Vec::with_capacity(trees.len());
     let mut at = 0u64;
-    for (name, tree) in &trees {
+    for (name, tree) in trees {
         let start = at;
-        let pairs = match &snapshot {
-            Some(s) => crate::kv::Iter::Redb(s.iter(name.as_bytes())),
-            None => tree.iter(),
-        };
-        for pair in pairs {
+        for pair in tree.iter() {
             let (k, v) = pair.map_err(io::Error::other)?;
             put_pair(&mut dump, &k, &v)?;
             at += 8 + k.len() as u64 + v.len() as u64;
         }
         segments.push((name.clone(), start, at - start));
     }
-    drop(snapshot);
     let dumped = began.elapsed();
-    let mut overlays = match (capture, &gate) {
+    let mut overlays = match (capture, gate) {
         (Some(capture), Some(g)) => {
             let closing = std::time::Instant::now();
             let _closed = g.blocking_write();
@@ -279,11 +316,56 @@ pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io
         header.set_entry_type(tar::EntryType::Regular);
         tar.append_data(&mut header, format!("db/{name}"), (&mut merged).take(size))?;
     }
-    append_dir(&mut tar, &data_dir.join("blobs"), "blobs", &|_| true)?;
-    append_dir(&mut tar, data_dir, "files", &|name| {
-        !SKIP.contains(&name) && !name.starts_with('.')
-    })?;
-    tar.into_inner()
+    Ok(())
+}
+
+/// Archives the tree `name` as it is in `snapshot`: one pass for its size (the tar header comes
+/// first), one streaming it. A snapshot reads the same both times.
+fn archive_snapshot_tree<W: Write>(
+    tar: &mut tar::Builder<W>,
+    snapshot: &crate::kv::redb::Snapshot,
+    name: &str,
+) -> io::Result<()> {
+    let mut size = 0u64;
+    for pair in snapshot.iter(name.as_bytes()) {
+        let (k, v) = pair.map_err(io::Error::other)?;
+        size += 8 + k.len() as u64 + v.len() as u64;
+    }
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size);
+    header.set_mode(0o600);
+    header.set_entry_type(tar::EntryType::Regular);
+    let pairs = PairReader {
+        pairs: snapshot.iter(name.as_bytes()),
+        buf: Vec::new(),
+        at: 0,
+    };
+    tar.append_data(&mut header, format!("db/{name}"), pairs.take(size))
+}
+
+/// Entries as the length-prefixed pairs of a dump, read as bytes.
+struct PairReader {
+    pairs: crate::kv::redb::Iter,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Read for PairReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.buf.len() {
+            let Some(pair) = self.pairs.next() else {
+                return Ok(0);
+            };
+            let (k, v) = pair.map_err(io::Error::other)?;
+            self.buf.clear();
+            self.at = 0;
+            put_pair(&mut self.buf, &k, &v)?;
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 fn append_bytes<W: Write>(
