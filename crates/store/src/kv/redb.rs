@@ -220,7 +220,8 @@ impl Db {
     fn durable_commit(&self, quick_repair: bool) -> Result<bool> {
         // Cleared first: a commit that lands after this point sets it again for the next flush.
         let dirty = self.0.dirty.swap(false, Ordering::AcqRel);
-        if !dirty && !(quick_repair && !self.0.repairable.load(Ordering::Acquire)) {
+        let state_saved = self.0.repairable.load(Ordering::Acquire);
+        if !dirty && (state_saved || !quick_repair) {
             return Ok(false);
         }
         let flushed = (|| {
