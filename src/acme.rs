@@ -148,7 +148,7 @@ impl Acme {
         Ok(keys)
     }
 
-    /// Tells the other nodes that the stored certificates changed (nothing on sled).
+    /// Tells the other nodes that the stored certificates changed (nothing on an embedded database).
     fn tell_nodes(&self) {
         self.store.announce(CERTIFICATES_TOPIC);
     }

@@ -183,7 +183,7 @@ impl Metrics {
         gauge(
             &mut out,
             "resellerd_cluster_leader",
-            "1 while this node runs the background work (always on sled; on PostgreSQL, the node holding the leader lease).",
+            "1 while this node runs the background work (always on an embedded database; on PostgreSQL, the node holding the leader lease).",
             "gauge",
             u8::from(store.is_leader()).to_string(),
         );

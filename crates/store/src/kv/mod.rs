@@ -619,26 +619,20 @@ impl<E> Transactional<E> for [&Tree] {
     where
         F: Fn(&Self::View) -> ConflictableTransactionResult<A, E>,
     {
-        let sled: Option<Vec<&sled::Tree>> = self
-            .iter()
-            .map(|t| match t {
-                Tree::Sled(t) => Some(t),
-                _ => None,
-            })
-            .collect();
+        let sled = all(self, |t| match t {
+            Tree::Sled(t) => Some(t),
+            _ => None,
+        });
         if let Some(trees) = sled {
             use sled::Transactional as _;
             return trees[..]
                 .transaction(|v| f(&v.iter().cloned().map(TransactionalTree::Sled).collect()));
         }
-        let pg: Option<Vec<&pg::Tree>> = self
-            .iter()
-            .map(|t| match t {
-                Tree::Pg(t) => Some(t),
-                _ => None,
-            })
-            .collect();
-        if let Some(trees) = pg.as_ref().filter(|t| !t.is_empty()) {
+        let pg = all(self, |t| match t {
+            Tree::Pg(t) => Some(t),
+            _ => None,
+        });
+        if let Some(trees) = pg {
             return pg::transaction(trees[0].db(), |state| {
                 f(&trees
                     .iter()
@@ -646,23 +640,26 @@ impl<E> Transactional<E> for [&Tree] {
                     .collect())
             });
         }
-        let redb: Option<Vec<&redb::Tree>> = self
-            .iter()
-            .map(|t| match t {
-                Tree::Redb(t) => Some(t),
-                _ => None,
-            })
-            .collect();
+        let redb = all(self, |t| match t {
+            Tree::Redb(t) => Some(t),
+            _ => None,
+        });
         match redb {
-            Some(trees) if !trees.is_empty() => redb::transaction(trees[0].db(), |tx| {
+            Some(trees) => redb::transaction(trees[0].db(), |tx| {
                 f(&trees
                     .iter()
                     .map(|t| TransactionalTree::Redb(t.in_tx(tx)))
                     .collect())
             }),
-            _ => mixed(),
+            None => mixed(),
         }
     }
+}
+
+/// Every tree's engine-specific tree, if there are some and all are of the engine `pick` takes.
+fn all<'a, T>(trees: &[&'a Tree], pick: impl Fn(&'a Tree) -> Option<&'a T>) -> Option<Vec<&'a T>> {
+    let picked: Option<Vec<&T>> = trees.iter().map(|t| pick(t)).collect();
+    picked.filter(|p| !p.is_empty())
 }
 
 /// A failed one-tree transaction (which never aborts) as a store error.

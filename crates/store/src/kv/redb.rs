@@ -18,7 +18,7 @@ use super::{
 use redb::{Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 use std::cell::Cell;
 use std::ops::Bound;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -98,7 +98,6 @@ impl Drop for Writing {
 
 struct Inner {
     db: redb::Database,
-    path: PathBuf,
     existed: bool,
     /// Set after every commit, cleared by a flush: whether a flush has anything to make durable.
     dirty: AtomicBool,
@@ -137,7 +136,6 @@ impl Db {
             .map_err(to_error)?;
         let db = Db(Arc::new(Inner {
             db,
-            path: path.to_path_buf(),
             existed,
             dirty: AtomicBool::new(false),
             repairable: AtomicBool::new(false),
@@ -149,10 +147,6 @@ impl Db {
     /// True if the file held a database before this open.
     pub fn existed(&self) -> bool {
         self.0.existed
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0.path
     }
 
     /// Runs `f` in a write transaction of its own and commits it (not durably: see `flush`).
@@ -200,9 +194,8 @@ impl Db {
         }
     }
 
-    /// Makes every commit so far durable: an empty durable commit (one fsync), which also
-    /// saves the allocator state so that a crash after it needs no full repair.
-    /// Nothing to do if nothing was committed since the last flush began.
+    /// Makes every commit so far durable: an empty durable commit (one fsync). Nothing to do if
+    /// nothing was committed since the last flush began.
     pub fn flush(&self) -> Result<usize> {
         self.durable_commit(false).map(|_| 0)
     }
@@ -242,11 +235,6 @@ impl Db {
     pub fn snapshot(&self) -> Result<Snapshot> {
         let tx = self.0.db.begin_read().map_err(to_error)?;
         Ok(Snapshot(tx))
-    }
-
-    /// The database file's size in bytes.
-    pub fn size_on_disk(&self) -> u64 {
-        std::fs::metadata(&self.0.path).map_or(0, |m| m.len())
     }
 
     /// (bytes of keys and values, bytes of allocated pages) over every tree.

@@ -36,8 +36,8 @@ const IO: u8 = 2;
 #[derive(Clone)]
 pub struct Flusher {
     tx: mpsc::Sender<Waiter>,
-    /// Why the last flush failed (`OK`, `NO_SPACE` or `IO`): sled does not recover from a failed
-    /// write in process. Back to `OK` when a flush succeeds again.
+    /// Why the last flush failed (`OK`, `NO_SPACE` or `IO`): neither embedded engine recovers
+    /// from a failed write in process. Back to `OK` when a flush succeeds again.
     failed: std::sync::Arc<std::sync::atomic::AtomicU8>,
 }
 

@@ -1,5 +1,5 @@
-//! The typed store: sled trees for entities and indexes behind `store.resellers()`,
-//! `store.keys()`, `store.users()`, ... Handlers never see sled types.
+//! The typed store: trees (see `kv`) for entities and indexes behind `store.resellers()`,
+//! `store.keys()`, `store.users()`, ... Handlers never see the engine's types.
 
 pub mod audit;
 pub mod billing;
@@ -799,7 +799,7 @@ impl Store {
     }
 
     /// The value every node uses for the secret `name` (the edge's signing secret, the operator
-    /// token's hash): on sled, `local` (the data dir's own file); on PostgreSQL, the one in the
+    /// token's hash): embedded, `local` (the data dir's own file); on PostgreSQL, the one in the
     /// database, which the first node to start stored from its own `local`.
     pub fn cluster_secret(&self, name: &str, local: &[u8]) -> StoreResult<Vec<u8>> {
         if self.is_embedded() {
@@ -817,7 +817,7 @@ impl Store {
         )
     }
 
-    /// The secret `name` as the database holds it now (`None` on sled or if none was stored).
+    /// The secret `name` as the database holds it now (`None` embedded or if none was stored).
     pub fn stored_cluster_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
         if self.is_embedded() {
             return Ok(None);
@@ -825,7 +825,7 @@ impl Store {
         Ok(self.t.meta.get(secret_key(name))?.map(|v| v.to_vec()))
     }
 
-    /// Replaces the secret `name` every node uses (nothing on sled).
+    /// Replaces the secret `name` every node uses (nothing embedded).
     pub fn set_cluster_secret(&self, name: &str, value: &[u8]) -> StoreResult<()> {
         if !self.is_embedded() {
             self.t.meta.insert(secret_key(name), value)?;
@@ -842,13 +842,13 @@ impl Store {
     }
 
     /// True if this process runs the background work (outboxes, verification, renewals,
-    /// sweeps, blob GC): always on sled; on PostgreSQL, the node holding the leader lease.
+    /// sweeps, blob GC): always when embedded; on PostgreSQL, the node holding the leader lease.
     pub fn is_leader(&self) -> bool {
         self.db.is_leader()
     }
 
     /// Tells the other nodes on this database that `topic` changed; each runs what it
-    /// registered for it with `on_announcement`. Nothing on sled.
+    /// registered for it with `on_announcement`. Nothing when embedded.
     pub fn announce(&self, topic: &str) {
         self.db.announce(&[topic]);
     }
