@@ -524,6 +524,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_store_engine_is_redb_unless_sled_is_asked_for() {
+        use crate::store::Engine;
+        let with = |e: Option<&str>| Settings {
+            store_engine: e.map(String::from),
+            ..Default::default()
+        };
+        assert_eq!(with(None).store_engine(), Ok(Engine::Redb));
+        assert_eq!(with(Some("redb")).store_engine(), Ok(Engine::Redb));
+        assert_eq!(with(Some("sled")).store_engine(), Ok(Engine::Sled));
+        let err = with(Some("rocksdb")).store_engine().unwrap_err();
+        assert!(err.contains("redb or sled"), "{err}");
+        // A data dir keeps the engine it was made with, whatever is asked for a new one.
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Engine::of(dir.path(), Engine::Sled), Engine::Sled);
+        std::fs::write(dir.path().join(crate::store::REDB_FILE), b"").unwrap();
+        assert_eq!(Engine::of(dir.path(), Engine::Sled), Engine::Redb);
+        std::fs::create_dir(dir.path().join("db")).unwrap();
+        assert_eq!(Engine::of(dir.path(), Engine::Redb), Engine::Sled);
+    }
+
+    #[test]
     fn flags_and_env_win_over_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("resellerd.toml");
