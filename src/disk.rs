@@ -112,8 +112,8 @@ impl Disk {
 /// Samples free space every second. When the store has failed (an I/O error, e.g. the disk
 /// filled before the reserve could refuse a write) and there is room again, it probes the store;
 /// if the store cannot write, the process exits with `EXIT_REOPEN` so it is restarted with the
-/// store reopened (neither sled nor redb recovers from a failed write in process). Nothing acknowledged
-/// is lost: every 2xx was flushed before it was sent.
+/// store reopened (neither sled nor redb recovers from a failed write in process). Nothing
+/// acknowledged is lost: every 2xx was flushed before it was sent.
 pub async fn watch_forever(disk: Arc<Disk>, store: crate::store::Store) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -165,7 +165,7 @@ fn blob_store(settings: &Settings) -> Option<Finding> {
 }
 
 /// How the redb file's bytes are used: a file much larger than its pages in use has space that
-/// `compact` gives back.
+/// `compact` may give back.
 fn redb_space(store: &Store, dir: &std::path::Path) -> Option<Finding> {
     let (stored, allocated) = match store.redb_stats()? {
         Ok(stats) => stats,
@@ -176,8 +176,8 @@ fn redb_space(store: &Store, dir: &std::path::Path) -> Option<Finding> {
         Level::Ok,
         "database space",
         format!(
-            "file {} MiB, pages in use {} MiB, keys and values {} MiB (`compact` gives back \
-             the rest of the file while the server is stopped)",
+            "file {} MiB, pages in use {} MiB, keys and values {} MiB (`compact`, with the \
+             server stopped, may give back the rest of the file)",
             file >> 20,
             allocated >> 20,
             stored >> 20
