@@ -187,12 +187,12 @@ pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io
     let began = std::time::Instant::now();
     // On redb, one snapshot taken with the gate closed (no request half done) is the whole
     // database at that moment: it is read straight into the archive while writes go on.
-    let snapshot = match store.engine() {
-        "redb" => {
+    let snapshot = match store.takes_snapshots() {
+        true => {
             let _closed = gate.as_ref().map(|g| g.blocking_write());
             store.snapshot().transpose()?
         }
-        _ => None,
+        false => None,
     };
     match snapshot {
         Some(snapshot) => {
@@ -310,11 +310,13 @@ fn archive_sled<W: Write>(
         drop(out);
         let size = merged.stream_position()?;
         merged.rewind()?;
-        let mut header = tar::Header::new_gnu();
-        header.set_size(size);
-        header.set_mode(0o600);
-        header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut header, format!("db/{name}"), (&mut merged).take(size))?;
+        append_read(
+            tar,
+            &format!("db/{name}"),
+            size,
+            0o600,
+            (&mut merged).take(size),
+        )?;
     }
     Ok(())
 }
@@ -331,16 +333,12 @@ fn archive_snapshot_tree<W: Write>(
         let (k, v) = pair.map_err(io::Error::other)?;
         size += 8 + k.len() as u64 + v.len() as u64;
     }
-    let mut header = tar::Header::new_gnu();
-    header.set_size(size);
-    header.set_mode(0o600);
-    header.set_entry_type(tar::EntryType::Regular);
     let pairs = PairReader {
         pairs: snapshot.iter(name.as_bytes()),
         buf: Vec::new(),
         at: 0,
     };
-    tar.append_data(&mut header, format!("db/{name}"), pairs.take(size))
+    append_read(tar, &format!("db/{name}"), size, 0o600, pairs.take(size))
 }
 
 /// Entries as the length-prefixed pairs of a dump, read as bytes.
@@ -374,11 +372,22 @@ fn append_bytes<W: Write>(
     bytes: &[u8],
     mode: u32,
 ) -> io::Result<()> {
+    append_read(tar, path, bytes.len() as u64, mode, bytes)
+}
+
+/// Appends a regular file of `size` bytes read from `data`.
+fn append_read<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    size: u64,
+    mode: u32,
+    data: impl Read,
+) -> io::Result<()> {
     let mut header = tar::Header::new_gnu();
-    header.set_size(bytes.len() as u64);
+    header.set_size(size);
     header.set_mode(mode);
     header.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut header, path, bytes)
+    tar.append_data(&mut header, path, data)
 }
 
 /// Appends the regular files under `dir` (recursively) as `prefix/…`, skipping top-level

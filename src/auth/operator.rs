@@ -53,15 +53,20 @@ pub fn ensure(data_dir: &Path) -> std::io::Result<Option<Secret>> {
     rotate(data_dir).map(Some)
 }
 
+/// The hash kept in the file `path` (hex).
+fn read_hash(path: &Path) -> Result<Vec<u8>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    hex::decode(text.trim()).map_err(|e| format!("{} is corrupt: {e}", path.display()))
+}
+
 impl OperatorAuth {
     /// The data dir's token; on PostgreSQL the cluster's (see the module's doc).
     pub fn new(data_dir: &Path, store: &Store) -> Result<Self, String> {
         let hash_path = hash_path(data_dir);
         let mut cluster = None;
         if !store.is_embedded() {
-            let read = |e: std::io::Error| format!("cannot read {}: {e}", hash_path.display());
-            let local = hex::decode(std::fs::read_to_string(&hash_path).map_err(read)?.trim())
-                .map_err(|e| format!("{} is corrupt: {e}", hash_path.display()))?;
+            let local = read_hash(&hash_path)?;
             let shared = store
                 .cluster_secret(CLUSTER_SECRET, &local)
                 .map_err(|e| format!("cannot read the cluster's operator token: {e}"))?;
@@ -98,10 +103,7 @@ impl OperatorAuth {
         if cache.as_ref().is_some_and(|(t, _)| *t == mtime) {
             return;
         }
-        let Some(bytes) = std::fs::read_to_string(&self.hash_path)
-            .ok()
-            .and_then(|text| hex::decode(text.trim()).ok())
-        else {
+        let Ok(bytes) = read_hash(&self.hash_path) else {
             return;
         };
         match store.set_cluster_secret(CLUSTER_SECRET, &bytes) {
@@ -129,10 +131,7 @@ impl OperatorAuth {
         let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let mut cache = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         if cache.as_ref().map(|(t, _)| *t) != Some(mtime) {
-            let Ok(text) = std::fs::read_to_string(&self.hash_path) else {
-                return false;
-            };
-            let Ok(bytes) = hex::decode(text.trim()) else {
+            let Ok(bytes) = read_hash(&self.hash_path) else {
                 return false;
             };
             *cache = Some((mtime, bytes));

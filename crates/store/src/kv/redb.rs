@@ -149,15 +149,27 @@ impl Db {
         self.0.existed
     }
 
+    /// Begins this thread's write transaction (see `Writing`) with `durability`.
+    fn begin(&self, durability: Durability) -> Result<(Writing, redb::WriteTransaction)> {
+        let writing = Writing::enter()?;
+        let mut tx = self.0.db.begin_write().map_err(to_error)?;
+        tx.set_durability(durability);
+        Ok((writing, tx))
+    }
+
+    /// Commits a transaction of `begin(Durability::None)`, leaving something for `flush`.
+    fn commit(&self, tx: redb::WriteTransaction) -> Result<()> {
+        tx.commit().map_err(to_error)?;
+        self.0.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
     /// Runs `f` in a write transaction of its own and commits it (not durably: see `flush`).
     fn write<T>(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<T>) -> Result<T> {
-        let _writing = Writing::enter()?;
-        let mut tx = self.0.db.begin_write().map_err(to_error)?;
-        tx.set_durability(Durability::None);
+        let (_writing, tx) = self.begin(Durability::None)?;
         match f(&tx) {
             Ok(t) => {
-                tx.commit().map_err(to_error)?;
-                self.0.dirty.store(true, Ordering::Release);
+                self.commit(tx)?;
                 Ok(t)
             }
             Err(e) => {
@@ -217,13 +229,12 @@ impl Db {
         if !dirty && (state_saved || !quick_repair) {
             return Ok(false);
         }
-        let flushed = (|| {
-            let _writing = Writing::enter()?;
-            let mut tx = self.0.db.begin_write().map_err(to_error)?;
-            tx.set_durability(Durability::Immediate);
-            tx.set_quick_repair(quick_repair);
-            tx.commit().map_err(to_error)
-        })();
+        let flushed = self
+            .begin(Durability::Immediate)
+            .and_then(|(_writing, mut tx)| {
+                tx.set_quick_repair(quick_repair);
+                tx.commit().map_err(to_error)
+            });
         match flushed {
             Ok(()) => self.0.repairable.store(quick_repair, Ordering::Release),
             Err(_) => self.0.dirty.store(true, Ordering::Release),
@@ -239,8 +250,7 @@ impl Db {
 
     /// (bytes of keys and values, bytes of allocated pages) over every tree.
     pub fn stats(&self) -> Result<(u64, u64)> {
-        let _writing = Writing::enter()?;
-        let tx = self.0.db.begin_write().map_err(to_error)?;
+        let (_writing, tx) = self.begin(Durability::None)?;
         let stats = tx.stats().map_err(to_error)?;
         let _ = tx.abort();
         Ok((
@@ -397,12 +407,9 @@ pub fn transaction<A, E>(
     db: &Db,
     f: impl Fn(&Rc<redb::WriteTransaction>) -> ConflictableTransactionResult<A, E>,
 ) -> TransactionResult<A, E> {
-    let _writing = Writing::enter().map_err(TransactionError::Storage)?;
-    let mut tx =
-        db.0.db
-            .begin_write()
-            .map_err(|e| TransactionError::Storage(to_error(e)))?;
-    tx.set_durability(Durability::None);
+    let (_writing, tx) = db
+        .begin(Durability::None)
+        .map_err(TransactionError::Storage)?;
     let tx = Rc::new(tx);
     let result = f(&tx);
     let Ok(tx) = Rc::try_unwrap(tx) else {
@@ -412,9 +419,7 @@ pub fn transaction<A, E>(
     };
     match result {
         Ok(a) => {
-            tx.commit()
-                .map_err(|e| TransactionError::Storage(to_error(e)))?;
-            db.0.dirty.store(true, Ordering::Release);
+            db.commit(tx).map_err(TransactionError::Storage)?;
             Ok(a)
         }
         Err(e) => {

@@ -952,6 +952,11 @@ impl Store {
         matches!(self.db, crate::kv::Db::Sled(_) | crate::kv::Db::Redb(_))
     }
 
+    /// True if `snapshot` gives one (redb).
+    pub fn takes_snapshots(&self) -> bool {
+        matches!(self.db, crate::kv::Db::Redb(_))
+    }
+
     /// A snapshot of every tree at this moment, on redb (see `kv::Db::snapshot`).
     pub fn snapshot(&self) -> Option<std::io::Result<crate::kv::redb::Snapshot>> {
         self.db.snapshot().map(|s| s.map_err(std::io::Error::other))
