@@ -290,9 +290,12 @@ pub fn has_database(dir: &Path) -> bool {
 /// Format 7: storage per user and site (`storage_refs` and totals in `counters`), counted
 /// from the deploys.
 ///
+/// Format 8: records are written in the compact encoding (see `codec`). Older records are read as
+/// they are, so the upgrade only marks the dir: an older resellerd could not read the new records.
+///
 /// Opening an older dir upgrades it and marks it, so an older resellerd refuses it instead of
 /// missing new users or index entries.
-pub const DATA_FORMAT: u32 = 7;
+pub const DATA_FORMAT: u32 = 8;
 
 /// Reads the data format marker: the dir's format (1 when unmarked, as a new dir is), or an
 /// error if a newer resellerd wrote it.
