@@ -122,6 +122,49 @@ impl Capture {
     }
 }
 
+/// A `Write` that hands what is written, in chunks of `CHUNK` bytes, to an async receiver (the
+/// backup endpoint's response body). It blocks while the receiver holds enough chunks, so the
+/// dump runs no further ahead of the client than the channel's capacity. Call `flush` at the end.
+pub struct ChunkSender {
+    tx: tokio::sync::mpsc::Sender<io::Result<actix_web::web::Bytes>>,
+    buf: Vec<u8>,
+}
+
+const CHUNK: usize = 256 * 1024;
+
+impl ChunkSender {
+    pub fn new(tx: tokio::sync::mpsc::Sender<io::Result<actix_web::web::Bytes>>) -> ChunkSender {
+        ChunkSender {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(Ok(chunk.into()))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.buf.is_empty() {
+            true => Ok(()),
+            false => self.send(),
+        }
+    }
+}
+
 /// A temp file in the data dir, unlinked at once (the open file is all a backup needs).
 fn scratch(data_dir: &Path) -> io::Result<File> {
     let path = data_dir.join(format!(".backup-{}.tmp", crate::model::new_id()));

@@ -9,6 +9,7 @@ use crate::store::plans::{Limits, ResellerLimits};
 use crate::store::resellers::{Reseller, ResellerPatch};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 super::endpoints! { ENDPOINTS:
@@ -44,39 +45,35 @@ async fn backup(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRes
     let gate = Some(state.store.write_gate());
     let store = state.store.clone();
     let data_dir = state.settings.data_dir();
-    let (file, len) = web::block(move || -> std::io::Result<(std::fs::File, u64)> {
-        let path = data_dir.join(format!(".backup-{}.tar", crate::model::new_id()));
-        let file = std::fs::File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        // Unlinked at once: the open file is all we need, and a crash leaves nothing behind.
-        std::fs::remove_file(&path)?;
-        let mut file =
-            crate::backup::write(&store, &data_dir, std::io::BufWriter::new(file), gate)?
-                .into_inner()
-                .map_err(|e| e.into_error())?;
-        use std::io::Seek;
-        let len = file.stream_position()?;
-        file.rewind()?;
-        Ok((file, len))
-    })
-    .await
-    .map_err(|e| crate::error::ApiError::internal_in("backup", e))?
-    .map_err(|e| crate::error::ApiError::internal_in("backup failed", e))?;
-    let chunks = futures_util::stream::unfold(tokio::fs::File::from_std(file), |mut f| async {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 256 * 1024];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(web::Bytes::from(buf)), f))
-            }
-            Err(e) => Some((Err(e), f)),
+    // The archive goes straight from the database's snapshot to the client, a few chunks ahead
+    // at most: no copy of it on the server's disk (whose writes would compete with the fsyncs of
+    // every acknowledged write). A client that stops reading holds the snapshot; one that goes
+    // away ends the dump at its next chunk.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let sender = crate::backup::ChunkSender::new(tx.clone());
+    tokio::task::spawn_blocking(move || {
+        let sent = crate::backup::write(&store, &data_dir, sender, gate)
+            .and_then(|mut out| std::io::Write::flush(&mut out));
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "backup failed");
+            // The response is cut short (no final chunk), so a client cannot take it as whole.
+            let _ = tx.blocking_send(Err(e));
         }
     });
+    // Until the first chunk, a failure can still be a JSON error instead of a cut-off archive.
+    let first = match rx.recv().await {
+        Some(Ok(chunk)) => chunk,
+        Some(Err(e)) => return Err(crate::error::ApiError::internal_in("backup failed", e)),
+        None => {
+            return Err(crate::error::ApiError::internal(
+                "backup ended without data",
+            ))
+        }
+    };
+    let rest = futures_util::stream::unfold(rx, |mut rx| async {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let chunks = futures_util::stream::once(async { Ok(first) }).chain(rest);
     let name = format!(
         "resellerd-backup-{}.tar",
         Timestamp::now().to_rfc3339().replace(':', "")
@@ -87,7 +84,7 @@ async fn backup(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRes
             "content-disposition",
             format!("attachment; filename=\"{name}\""),
         ))
-        .body(actix_web::body::SizedStream::new(len, chunks)))
+        .streaming(chunks))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -278,3 +278,57 @@ async fn a_server_killed_during_a_backup_loses_nothing() {
         .await
         .expect(200);
 }
+
+/// The backup endpoint streams the archive from the database's snapshot as the client reads
+/// it. A client that goes away halfway ends the dump: writes go on, the snapshot is let go of,
+/// and the next backup is whole.
+#[tokio::test]
+async fn a_client_that_leaves_halfway_ends_the_backup() {
+    if crate::helpers::on_postgres() {
+        return; // the database's own tools back it up
+    }
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let ann = acme.access_token(&app, "ann@acme.test").await;
+    app.post(
+        "/api/v1/sites",
+        &ann.token,
+        serde_json::json!({"name": "big"}),
+    )
+    .await
+    .expect(201);
+    // Several chunks and more than the channel holds, so the dump waits for the reader.
+    let big = crate::helpers::noise(6 << 20, 5);
+    crate::sites::zip_deploy(
+        &app,
+        &ann.token,
+        "big",
+        crate::sites::zip_of(&[("index.html", b"<h1>big</h1>"), ("big.bin", &big)]),
+    )
+    .await
+    .expect(200);
+    let backup = || {
+        app.client
+            .get(app.url("/api/v1/admin/backup"))
+            .bearer_auth(&app.operator)
+            .send()
+    };
+    let mut r = backup().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.chunk().await.unwrap().is_some());
+    drop(r);
+    // Writes go on, and a whole backup follows.
+    let bob = acme.access_token(&app, "bob@acme.test").await;
+    app.get("/api/v1/user", &bob.token).await.expect(200);
+    let bytes = backup().await.unwrap().bytes().await.unwrap();
+    assert!(bytes.len() > big.len(), "{} bytes", bytes.len());
+    let mut archive = tar::Archive::new(&bytes[..]);
+    let blobs = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().unwrap().starts_with("blobs"))
+        .map(|e| e.size())
+        .max();
+    assert_eq!(blobs, Some(big.len() as u64));
+}

@@ -14,6 +14,8 @@ const LINGER: Duration = Duration::from_micros(500);
 const IDLE: Duration = Duration::from_millis(100);
 /// What counts as "recent".
 const LINGER_WHEN_BUSY: Duration = Duration::from_millis(2);
+/// A flush that takes this long is logged: every write acknowledged by it waited as long.
+const SLOW_FLUSH: Duration = Duration::from_millis(100);
 use tokio::sync::oneshot;
 
 /// Why a flush failed, in a form every waiter can get a copy of.
@@ -105,7 +107,15 @@ impl Flusher {
                     let result = db.flush().map(|_| ()).map_err(failure);
                     record(&failed_flag, &result);
                     FLUSHES.fetch_add(1, Ordering::Relaxed);
-                    FLUSH_MICROS.fetch_add(began.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    let took = began.elapsed();
+                    FLUSH_MICROS.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+                    if took >= SLOW_FLUSH {
+                        tracing::warn!(
+                            ms = took.as_millis() as u64,
+                            writers = waiters.len(),
+                            "a slow flush: every write in it waited this long"
+                        );
+                    }
                     last_flush = Instant::now();
                     for w in waiters {
                         let _ = w.send(result.clone());
