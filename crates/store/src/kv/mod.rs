@@ -824,7 +824,10 @@ pub(crate) mod tests {
         db.flush().unwrap();
         let (stored, allocated) = db.stats().unwrap();
         let fill = stored as f64 / allocated as f64;
-        assert!(fill > 0.62, "pages {fill:.2} full ({stored} of {allocated} bytes)");
+        assert!(
+            fill > 0.62,
+            "pages {fill:.2} full ({stored} of {allocated} bytes)"
+        );
     }
 
     fn answers_as_sled_does(other: Db) {
