@@ -99,6 +99,7 @@ ms() { awk '/Latency/ && !/Distribution/ {v = $4; u = v; gsub(/[0-9.]/, "", u); 
   f = (u == "us") ? 0.001 : (u == "s") ? 1000 : (u == "m") ? 60000 : 1; if (v * f > m) m = v * f} END {printf "%.1f", m}' "$@"; }
 RESELLERD_KEY=$key wrk -t2 -c"$conns" -d20s --latency -s bench/create_token.lua "$api" > "$tmp/plain.txt"
 rm -f "$tmp/backup.done"
+log_from=$(($(wc -l < "$tmp/server.err") + 1))
 ( while [ ! -f "$tmp/backup.done" ]; do
     RESELLERD_KEY=$key wrk -t2 -c"$conns" -d5s --latency -s bench/create_token.lua "$api" >> "$tmp/during.txt"
   done ) &
@@ -115,6 +116,11 @@ backup_mb=$((backup_bytes >> 20))
 wait "$load"
 max_plain=$(ms "$tmp/plain.txt")
 max_during=$(ms "$tmp/during.txt")
+# Flushes of 100 ms or more the server logged since the load began (every write in one waited
+# that long).
+slow_flushes=$(tail -n +"$log_from" "$tmp/server.err" | grep 'a slow flush' | python3 -c 'import json,sys
+ms=[json.loads(l)["fields"]["ms"] for l in sys.stdin]; print("%d, the slowest %s ms" % (len(ms), max(ms)) if ms else "none")')
+cp "$tmp/server.err" "${TMPDIR:-/tmp}/scale-backup-server.err"
 held=$(grep 'backup snapshot taken' "$tmp/server.err" | tail -1 |
   python3 -c 'import json,sys; f=json.loads(sys.stdin.read())["fields"]; print("%.1f ms at the start, %.1f ms at the cut" % (f["start_held_ms"], f["cut_held_ms"]))')
 
@@ -234,6 +240,7 @@ GET /users?per_page=10 at 64 conns      $get_rps requests/s
 online backup                           ${backup} s, $backup_mb MiB
 slowest create without / with backup    $max_plain ms / $max_during ms  (target: the backup adds <= 100 ms)
 writes held by the backup's gate         $held
+slow flushes (>= 100 ms) in that phase   $slow_flushes
 login loop ($loop_users users, ${loop_secs}s)     ${loop_rps:-} tokens/s, peak RSS ${loop_peak:-} MiB
 after the login loop                    db ${loop_disk:-} MiB, restart ${loop_restart:-} s, idle RSS ${loop_idle:-} MiB
 $resellers resellers x $spread users           ${made:-} users made, peak RSS ${many_peak:-} MiB

@@ -171,13 +171,16 @@ fn redb_space(store: &Store, dir: &std::path::Path) -> Option<Finding> {
         Ok(stats) => stats,
         Err(e) => return Some(finding(Level::Warn, "database space", e.to_string())),
     };
-    let file = std::fs::metadata(dir.join(crate::store::REDB_FILE)).map_or(0, |m| m.len());
+    // On disk: redb grows the file by doubling its length, and what was never written takes
+    // no space.
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::metadata(dir.join(crate::store::REDB_FILE)).map_or(0, |m| m.blocks() * 512);
     Some(finding(
         Level::Ok,
         "database space",
         format!(
-            "file {} MiB, pages in use {} MiB, keys and values {} MiB (`compact`, with the \
-             server stopped, may give back the rest of the file)",
+            "file {} MiB on disk, pages in use {} MiB, keys and values {} MiB (`compact`, with \
+             the server stopped, rewrites the file with the records alone)",
             file >> 20,
             allocated >> 20,
             stored >> 20

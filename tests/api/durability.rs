@@ -286,6 +286,9 @@ async fn compact_on(engine: &str) {
         // removes it.
         std::fs::create_dir(app.data_dir.join("db.compacting")).unwrap();
         std::fs::write(app.data_dir.join("db.compacting/db"), b"half").unwrap();
+    } else {
+        // redb's: the half-written copy beside the database is removed, the database kept.
+        std::fs::write(app.data_dir.join(".store.redb.compacting"), b"half").unwrap();
     }
     let done = compact();
     assert!(done.status.success(), "{done:?}");
@@ -300,6 +303,7 @@ async fn compact_on(engine: &str) {
     );
     assert!(!app.data_dir.join("db.compacting").exists());
     assert!(!app.data_dir.join("db.old").exists());
+    assert!(!app.data_dir.join(".store.redb.compacting").exists());
     assert_eq!(app.data_dir.join("db").exists(), sled);
 
     if sled {

@@ -325,8 +325,9 @@ fn open_kv(
         ),
         Engine::Redb => {
             let path = dir.join(crate::kv::redb::FILE);
-            let db = crate::kv::redb::Db::open(&path, cache_bytes)
-                .map_err(|e| OpenError::Other(path.display().to_string(), e))?;
+            let failed = |e| OpenError::Other(path.display().to_string(), e);
+            crate::kv::redb::remove_compaction_leftover(&path).map_err(failed)?;
+            let db = crate::kv::redb::Db::open(&path, cache_bytes).map_err(failed)?;
             (crate::kv::Db::Redb(db), path)
         }
     })
