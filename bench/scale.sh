@@ -149,7 +149,7 @@ n=$(total)
 stop
 # Where the file's bytes go (redb: doctor reads its page statistics), and what compact gives back.
 space=$(./target/release/resellerd doctor --data-dir "$tmp/data" 2>&1 |
-  grep -oE 'file [0-9]+ MiB, pages in use [0-9]+ MiB, keys and values [0-9]+ MiB' || true)
+  grep -oE 'file [0-9]+ MiB on disk, pages in use [0-9]+ MiB, keys and values [0-9]+ MiB' || true)
 compacted=$(./target/release/resellerd compact --data-dir "$tmp/data" | awk '{print int($(NF-1) / 1048576)}')
 start
 

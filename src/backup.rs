@@ -124,27 +124,52 @@ impl Capture {
 
 /// A `Write` that hands what is written, in chunks of `CHUNK` bytes, to an async receiver (the
 /// backup endpoint's response body). It blocks while the receiver holds enough chunks, so the
-/// dump runs no further ahead of the client than the channel's capacity. Call `flush` at the end.
+/// dump runs no further ahead of the client than the channel's capacity; a receiver that takes
+/// nothing for `idle` fails the write (a client that stops reading would otherwise hold the
+/// database's snapshot for ever). Call `flush` at the end. Made on the runtime's blocking pool.
 pub struct ChunkSender {
     tx: tokio::sync::mpsc::Sender<io::Result<actix_web::web::Bytes>>,
     buf: Vec<u8>,
+    idle: std::time::Duration,
+    runtime: tokio::runtime::Handle,
 }
 
 const CHUNK: usize = 256 * 1024;
 
+/// How long the backup endpoint waits for a client that reads nothing.
+pub const IDLE_CLIENT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl ChunkSender {
-    pub fn new(tx: tokio::sync::mpsc::Sender<io::Result<actix_web::web::Bytes>>) -> ChunkSender {
+    pub fn new(
+        tx: tokio::sync::mpsc::Sender<io::Result<actix_web::web::Bytes>>,
+        idle: std::time::Duration,
+        runtime: tokio::runtime::Handle,
+    ) -> ChunkSender {
         ChunkSender {
             tx,
             buf: Vec::with_capacity(CHUNK),
+            idle,
+            runtime,
         }
     }
 
     fn send(&mut self) -> io::Result<()> {
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx
-            .blocking_send(Ok(chunk.into()))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+        let (tx, idle) = (&self.tx, self.idle);
+        let sent = self
+            .runtime
+            .block_on(async { tokio::time::timeout(idle, tx.send(Ok(chunk.into()))).await });
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the client went away",
+            )),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client read nothing for {} s", self.idle.as_secs()),
+            )),
+        }
     }
 }
 
@@ -755,4 +780,38 @@ fn safe_relative(path: &Path) -> io::Result<PathBuf> {
         )));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn dump(tx: tokio::sync::mpsc::Sender<io::Result<actix_web::web::Bytes>>) -> io::Error {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        let handle = runtime.handle().clone();
+        let dumped = std::thread::spawn(move || {
+            let mut out = ChunkSender::new(tx, Duration::from_millis(50), handle);
+            (0..4).try_for_each(|_| out.write_all(&vec![0u8; CHUNK]))
+        })
+        .join()
+        .unwrap();
+        dumped.unwrap_err()
+    }
+
+    /// The backup endpoint's writer ends the dump for a client that reads nothing (else it
+    /// would hold the database's snapshot for ever) and for one that went away.
+    #[test]
+    fn a_client_that_reads_nothing_or_left_ends_the_dump() {
+        let (tx, _unread) = tokio::sync::mpsc::channel(1);
+        let e = dump(tx);
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        let (tx, gone) = tokio::sync::mpsc::channel(1);
+        drop(gone);
+        assert_eq!(dump(tx).kind(), io::ErrorKind::BrokenPipe);
+    }
 }

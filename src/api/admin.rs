@@ -47,10 +47,14 @@ async fn backup(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRes
     let data_dir = state.settings.data_dir();
     // The archive goes straight from the database's snapshot to the client, a few chunks ahead
     // at most: no copy of it on the server's disk (whose writes would compete with the fsyncs of
-    // every acknowledged write). A client that stops reading holds the snapshot; one that goes
-    // away ends the dump at its next chunk.
+    // every acknowledged write). A client that goes away, or reads nothing for a minute, ends
+    // the dump at its next chunk.
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let sender = crate::backup::ChunkSender::new(tx.clone());
+    let sender = crate::backup::ChunkSender::new(
+        tx.clone(),
+        crate::backup::IDLE_CLIENT,
+        tokio::runtime::Handle::current(),
+    );
     tokio::task::spawn_blocking(move || {
         let sent = crate::backup::write(&store, &data_dir, sender, gate)
             .and_then(|mut out| std::io::Write::flush(&mut out));
