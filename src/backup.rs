@@ -559,6 +559,9 @@ fn finish(mut f: BufWriter<File>) -> io::Result<u64> {
     Ok(f.metadata()?.len())
 }
 
+/// How many bytes `fetch` writes between two syncs of the backup file.
+const SYNC_EVERY: usize = 8 << 20;
+
 /// Downloads a snapshot from the server running on `data_dir`.
 fn fetch(data_dir: &Path, token: Option<String>, mut file: BufWriter<File>) -> Result<u64, String> {
     let about_path = data_dir.join("server.json");
@@ -607,12 +610,22 @@ fn fetch(data_dir: &Path, token: Option<String>, mut file: BufWriter<File>) -> R
             return Err(format!("the server answered {status}: {body}"));
         }
         let expected = resp.content_length();
+        let mut unsynced = 0;
         while let Some(chunk) = resp
             .chunk()
             .await
             .map_err(|e| format!("download interrupted: {e}"))?
         {
             file.write_all(&chunk).map_err(|e| e.to_string())?;
+            // Written out a few MiB at a time: on the server's own disk, a backup's worth of
+            // dirty pages written back at once stalls the server's fsyncs behind it.
+            unsynced += chunk.len();
+            if unsynced >= SYNC_EVERY {
+                file.flush()
+                    .and_then(|_| file.get_ref().sync_data())
+                    .map_err(|e| e.to_string())?;
+                unsynced = 0;
+            }
         }
         let n = finish(file).map_err(|e| e.to_string())?;
         match expected {
