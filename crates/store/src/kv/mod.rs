@@ -804,8 +804,8 @@ pub(crate) mod tests {
     }
 
     /// Keys written in order (time-ordered ids, sequence numbers: most of the store's keys)
-    /// leave redb's leaves three quarters full, not half (the vendored copy's tail split, see
-    /// `vendor/redb/PATCHES.md`): this fails on a redb without it.
+    /// leave redb's leaves about three quarters full, not half (the vendored copy's split after
+    /// the new pair, see `vendor/redb/PATCHES.md`): this fails on a redb without it.
     #[test]
     fn redb_fills_its_pages_when_keys_come_in_order() {
         let dir = tempfile::tempdir().unwrap();

@@ -563,22 +563,33 @@ impl<'a, 'b> LeafBuilder<'a, 'b> {
     }
 
     pub(super) fn build_split(self) -> Result<(PageMut, &'a [u8], PageMut)> {
-        self.build_split_at(2)
-    }
-
-    // resellerd: a split caused by an insert into the last quarter of a leaf keeps three
-    // quarters of the bytes in the first page instead of half. Keys inserted in (nearly) key
-    // order (time-ordered ids, committed a little out of order by concurrent writers) always
-    // land there, and the first page is never written again, so a tree built that way is made of
-    // leaves three quarters full instead of half full; the quarter left in the second page takes
-    // the stragglers.
-    pub(super) fn build_tail_split(self) -> Result<(PageMut, &'a [u8], PageMut)> {
-        self.build_split_at(3)
-    }
-
-    /// Splits after `quarters` quarters of the pairs' bytes.
-    fn build_split_at(self, quarters: usize) -> Result<(PageMut, &'a [u8], PageMut)> {
         let total_size = self.total_key_bytes + self.total_value_bytes;
+        self.build_split_at(total_size / 2)
+    }
+
+    // resellerd: a split caused by an insert into the second half of a leaf (by bytes) divides
+    // the leaf right after the new pair, keeping at most three quarters of the bytes in the first
+    // page, instead of in the middle. Keys inserted in (nearly) key order (time-ordered ids,
+    // sequence numbers, committed a little out of order by concurrent writers) land there, and
+    // the first page is never written again, so a tree built that way is made of leaves about
+    // three quarters full instead of half full: the second page takes the stragglers and the
+    // keys that sort after the range being appended to (another range of the same table).
+    pub(super) fn build_split_after(self, position: usize) -> Result<(PageMut, &'a [u8], PageMut)> {
+        let total_size = self.total_key_bytes + self.total_value_bytes;
+        let through_new: usize = self.pairs[..=position]
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        let target = if 2 * through_new >= total_size {
+            through_new.min(total_size * 3 / 4)
+        } else {
+            total_size / 2
+        };
+        self.build_split_at(target)
+    }
+
+    /// Splits after the first pairs whose bytes reach `target` (at least one pair in each page).
+    fn build_split_at(self, target: usize) -> Result<(PageMut, &'a [u8], PageMut)> {
         let mut division = 0;
         let mut first_split_key_bytes = 0;
         let mut first_split_value_bytes = 0;
@@ -586,7 +597,7 @@ impl<'a, 'b> LeafBuilder<'a, 'b> {
             first_split_key_bytes += key.len();
             first_split_value_bytes += value.len();
             division += 1;
-            if first_split_key_bytes + first_split_value_bytes >= total_size * quarters / 4 {
+            if first_split_key_bytes + first_split_value_bytes >= target {
                 break;
             }
         }

@@ -363,13 +363,12 @@ impl<'a, 'b, K: Key, V: Value> MutateHelper<'a, 'b, K, V> {
                         old_value: existing_value,
                     }
                 } else {
-                    // resellerd: see `LeafBuilder::build_tail_split`.
-                    let (new_page1, split_key, new_page2) =
-                        if !found && position * 4 >= accessor.num_pairs() * 3 {
-                            builder.build_tail_split()?
-                        } else {
-                            builder.build_split()?
-                        };
+                    // resellerd: see `LeafBuilder::build_split_after`.
+                    let (new_page1, split_key, new_page2) = if found {
+                        builder.build_split()?
+                    } else {
+                        builder.build_split_after(position)?
+                    };
                     let split_key = split_key.to_vec();
                     let page_number = page.get_page_number();
                     let existing_value = if found {
