@@ -118,7 +118,7 @@ max_plain=$(ms "$tmp/plain.txt")
 max_during=$(ms "$tmp/during.txt")
 # Flushes of 100 ms or more the server logged since the load began (every write in one waited
 # that long).
-slow_flushes=$(tail -n +"$log_from" "$tmp/server.err" | grep 'a slow flush' | python3 -c 'import json,sys
+slow_flushes=$(tail -n +"$log_from" "$tmp/server.err" | { grep 'a slow flush' || true; } | python3 -c 'import json,sys
 ms=[json.loads(l)["fields"]["ms"] for l in sys.stdin]; print("%d, the slowest %s ms" % (len(ms), max(ms)) if ms else "none")')
 cp "$tmp/server.err" "${TMPDIR:-/tmp}/scale-backup-server.err"
 held=$(grep 'backup snapshot taken' "$tmp/server.err" | tail -1 |
