@@ -376,9 +376,12 @@ fn hold_ladder(db: std::sync::Weak<Inner>, snapshot: mpsc::Receiver<()>) {
     }
     while let Some(tx) = rungs.pop_front() {
         drop(tx);
-        if db.strong_count() == 0 {
-            return;
-        }
+        let Some(inner) = db.upgrade() else { return };
+        // The pages this rung kept are freed by the next durable commit: an idle database
+        // would otherwise leave them to the first commit after its next open (which then reads
+        // the whole list of them).
+        inner.dirty.store(true, Ordering::Release);
+        drop(inner);
         std::thread::sleep(LET_GO);
     }
 }
