@@ -202,6 +202,11 @@ fn scratch(data_dir: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// The bytes `put_pair` writes for `k` and `v`.
+fn pair_len(k: &[u8], v: &[u8]) -> u64 {
+    8 + k.len() as u64 + v.len() as u64
+}
+
 fn put_pair<W: Write>(out: &mut W, k: &[u8], v: &[u8]) -> io::Result<()> {
     for part in [k, v] {
         out.write_all(&(part.len() as u32).to_be_bytes())?;
@@ -318,7 +323,7 @@ fn archive_sled<W: Write>(
         for pair in tree.iter() {
             let (k, v) = pair.map_err(io::Error::other)?;
             put_pair(&mut dump, &k, &v)?;
-            at += 8 + k.len() as u64 + v.len() as u64;
+            at += pair_len(&k, &v);
         }
         segments.push((name.clone(), start, at - start));
     }
@@ -399,7 +404,7 @@ fn archive_snapshot_tree<W: Write>(
     let mut size = 0u64;
     for pair in snapshot.iter(name.as_bytes()) {
         let (k, v) = pair.map_err(io::Error::other)?;
-        size += 8 + k.len() as u64 + v.len() as u64;
+        size += pair_len(&k, &v);
     }
     let pairs = PairReader {
         pairs: snapshot.iter(name.as_bytes()),

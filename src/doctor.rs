@@ -171,10 +171,7 @@ fn redb_space(store: &Store, dir: &std::path::Path) -> Option<Finding> {
         Ok(stats) => stats,
         Err(e) => return Some(finding(Level::Warn, "database space", e.to_string())),
     };
-    // On disk: redb grows the file by doubling its length, and what was never written takes
-    // no space.
-    use std::os::unix::fs::MetadataExt;
-    let file = std::fs::metadata(dir.join(crate::store::REDB_FILE)).map_or(0, |m| m.blocks() * 512);
+    let file = crate::files::on_disk(&dir.join(crate::store::REDB_FILE));
     Some(finding(
         Level::Ok,
         "database space",

@@ -50,6 +50,13 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// The bytes the file `path` takes on disk (0 if it cannot be read): less than its length where
+/// it has holes, as a redb file grown by doubling its length has.
+pub fn on_disk(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(0, |m| m.blocks() * 512)
+}
+
 /// Bytes of every file under `dir` (0 for what cannot be read).
 pub fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {

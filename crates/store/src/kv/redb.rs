@@ -130,11 +130,7 @@ impl Db {
     /// Opens (or creates) the database file `path` with a page cache of `cache_bytes`.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Db> {
         let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
-        let db = redb::Database::builder()
-            .set_cache_size(cache_bytes as usize)
-            .create_with_file_format_v3(true)
-            .create(path)
-            .map_err(to_error)?;
+        let db = create(path, cache_bytes)?;
         let db = Db(Arc::new(Inner {
             db,
             existed,
@@ -267,6 +263,16 @@ impl Db {
     }
 }
 
+/// Opens the database file `path`, creating it (in file format 3) if it is missing, with a page
+/// cache of `cache_bytes`.
+fn create(path: &Path, cache_bytes: u64) -> Result<redb::Database> {
+    redb::Database::builder()
+        .set_cache_size(cache_bytes as usize)
+        .create_with_file_format_v3(true)
+        .create(path)
+        .map_err(to_error)
+}
+
 /// The file `compact` builds beside the database (a dot name: backups skip it).
 const COMPACTING: &str = ".store.redb.compacting";
 
@@ -283,20 +289,14 @@ const COPY_BATCH: usize = 10_000;
 /// leftover copy, removed by the next open or compaction). The sizes are the bytes on disk:
 /// redb grows a file by doubling its length, and the part never written takes no space.
 pub fn compact(path: &Path, cache_bytes: u64) -> Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.blocks() * 512);
-    let before = size(path);
+    let before = crate::files::on_disk(path);
     let copy = remove_compaction_leftover(path)?;
     {
         let old = redb::Database::builder()
             .set_cache_size(cache_bytes as usize)
             .open(path)
             .map_err(to_error)?;
-        let new = redb::Database::builder()
-            .set_cache_size(cache_bytes as usize)
-            .create_with_file_format_v3(true)
-            .create(&copy)
-            .map_err(to_error)?;
+        let new = create(&copy, cache_bytes)?;
         let read = old.begin_read().map_err(to_error)?;
         for handle in read.list_tables().map_err(to_error)? {
             let name = handle.name().to_string();
@@ -327,7 +327,7 @@ pub fn compact(path: &Path, cache_bytes: u64) -> Result<(u64, u64)> {
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)?.sync_all()?;
     }
-    Ok((before, size(path)))
+    Ok((before, crate::files::on_disk(path)))
 }
 
 /// Removes what a compaction of the database `path` cut short left behind; returns the path
