@@ -163,10 +163,8 @@ pub fn on_postgres() -> bool {
 /// On PostgreSQL, the database of the server on `data_dir`: one per data dir, made on first
 /// use, so a restart on the same dir finds its records and another test never does.
 pub fn database_for(data_dir: &Path) -> Option<String> {
-    use sha2::Digest;
     let admin = postgres_url()?;
-    let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
-    let name = format!("t_{}", hex::encode(&digest[..10]));
+    let name = database_name(data_dir);
     if psql(
         &admin,
         &format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"),
@@ -186,6 +184,26 @@ pub fn database_for(data_dir: &Path) -> Option<String> {
     }
     let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
     Some(format!("{base}/{name}"))
+}
+
+/// The name of the database `database_for` makes for `data_dir`.
+fn database_name(data_dir: &Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+    format!("t_{}", hex::encode(&digest[..10]))
+}
+
+/// On PostgreSQL, drops the database of `data_dir` once its test is done with the dir: each is
+/// a copy of the template (about 8 MB, and as much again in WAL), and a whole run made hundreds.
+fn drop_database_for(data_dir: &Path) {
+    if let Some(admin) = postgres_url() {
+        let name = database_name(data_dir);
+        let _ = Command::new("psql")
+            .arg(&admin)
+            .args(["-qc"])
+            .arg(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .output();
+    }
 }
 
 /// Runs `serve` on `data_dir` where it is expected to exit at once (e.g. a refused data dir),
@@ -434,6 +452,10 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A data dir this app made goes with it, and so does its database.
+        if self._tmp.is_some() {
+            drop_database_for(&self.data_dir);
+        }
     }
 }
 
