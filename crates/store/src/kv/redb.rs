@@ -17,11 +17,12 @@ use super::{
 };
 use redb::{Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, RwLock};
 use std::time::Duration;
 
 /// The file of a data dir's redb database.
@@ -32,6 +33,9 @@ pub const FILE: &str = "store.redb";
 const DEFAULT_TREE: &str = "__sled__default";
 
 type Table<'a> = TableDefinition<'a, &'static [u8], &'static [u8]>;
+
+/// A tree opened for reading: a snapshot of it, which holds its read transaction.
+type ReadTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 
 fn table(name: &str) -> Table<'_> {
     TableDefinition::new(name)
@@ -105,11 +109,66 @@ struct Inner {
     /// Whether the last durable commit saved the allocator state (a crash after it needs no
     /// full repair at the next open).
     repairable: AtomicBool,
+    /// Commits so far: a table opened for reading before the latest one is out of date.
+    commits: AtomicU64,
+    /// Trees opened for reading since the latest commit, shared by every reader (see
+    /// `Inner::reading`).
+    reading: RwLock<Reading>,
+}
+
+/// The trees readers opened at `commits` (`None`: no such tree then).
+#[derive(Default)]
+struct Reading {
+    commits: u64,
+    tables: HashMap<Arc<str>, Option<Arc<ReadTable>>>,
+}
+
+impl Inner {
+    /// The tree `name` as the latest commit left it, or `None` if there is no such tree.
+    /// Opening one takes a read transaction and a lookup in redb's table of tables, about a
+    /// tenth of a `GET /users`, so readers share what they opened until the next commit, which
+    /// drops it (`Db::commit`): a shared snapshot never keeps pages that later commits freed.
+    /// Whoever reads after a commit returned sees it: a table opened before that commit
+    /// carries the count of commits from before it began, which no longer matches.
+    fn reading(&self, name: &Arc<str>) -> Result<Option<Arc<ReadTable>>> {
+        let commits = self.commits.load(Ordering::Acquire);
+        {
+            let reading = self.reading.read().unwrap_or_else(|e| e.into_inner());
+            if reading.commits == commits {
+                if let Some(t) = reading.tables.get(name) {
+                    return Ok(t.clone());
+                }
+            }
+        }
+        let tx = self.db.begin_read().map_err(to_error)?;
+        let t = match tx.open_table(table(name)) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(to_error(e)),
+        };
+        let mut reading = self.reading.write().unwrap_or_else(|e| e.into_inner());
+        // Kept only if no commit landed since `commits` was read (the snapshot may hold it or
+        // not; the next reader opens its own).
+        if self.commits.load(Ordering::Acquire) == commits {
+            if reading.commits != commits {
+                reading.tables.clear();
+                reading.commits = commits;
+            }
+            reading.tables.insert(name.clone(), t.clone());
+        }
+        Ok(t)
+    }
 }
 
 impl Drop for Inner {
     /// A closing database makes what was committed durable (as sled's does).
     fn drop(&mut self) {
+        // Readers' shared tables go before the database they read.
+        self.reading
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .tables
+            .clear();
         if self.dirty.load(Ordering::Acquire) && !std::thread::panicking() {
             if let Ok(mut tx) = self.db.begin_write() {
                 tx.set_durability(Durability::Immediate);
@@ -136,6 +195,8 @@ impl Db {
             existed,
             dirty: AtomicBool::new(false),
             repairable: AtomicBool::new(false),
+            commits: AtomicU64::new(0),
+            reading: RwLock::default(),
         }));
         db.open_tree(DEFAULT_TREE.as_bytes())?;
         Ok(db)
@@ -155,9 +216,20 @@ impl Db {
     }
 
     /// Commits a transaction of `begin(Durability::None)`, leaving something for `flush`.
+    /// Readers' shared tables of earlier commits are dropped (see `Inner::reading`).
     fn commit(&self, tx: redb::WriteTransaction) -> Result<()> {
         tx.commit().map_err(to_error)?;
         self.0.dirty.store(true, Ordering::Release);
+        self.0.commits.fetch_add(1, Ordering::AcqRel);
+        let stale = std::mem::take(
+            &mut self
+                .0
+                .reading
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .tables,
+        );
+        drop(stale);
         Ok(())
     }
 
@@ -422,17 +494,11 @@ impl Tree {
         }
     }
 
-    /// Reads the tree in a read transaction of its own (a tree dropped meanwhile reads as empty).
-    fn read<T>(
-        &self,
-        empty: T,
-        f: impl FnOnce(redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<T>,
-    ) -> Result<T> {
-        let tx = self.db.0.db.begin_read().map_err(to_error)?;
-        match tx.open_table(table(&self.name)) {
-            Ok(t) => f(t),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(empty),
-            Err(e) => Err(to_error(e)),
+    /// Reads the tree as the latest commit left it (a tree dropped meanwhile reads as empty).
+    fn read<T>(&self, empty: T, f: impl FnOnce(&ReadTable) -> Result<T>) -> Result<T> {
+        match self.db.0.reading(&self.name)? {
+            Some(t) => f(&t),
+            None => Ok(empty),
         }
     }
 
