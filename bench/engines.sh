@@ -11,6 +11,7 @@
 # Usage: bench/engines.sh [seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 secs=${1:-10}
 conns=${2:-64}
 workers=$(nproc)
@@ -46,18 +47,6 @@ start() {
   sed -nE 's/^resellerd listening http=(http:[^ ]+).*/\1/p' "$tmp/$name.out"
 }
 
-# A reseller with 50 users on the server at $1 (data dir $tmp/$2); prints its key.
-seed() {
-  local api=$1 op key
-  op=$(cat "$tmp/$2/operator-token")
-  key=$(curl -sf -X POST "$api/api/v1/admin/resellers" -H "Authorization: Bearer $op" \
-    -d '{"name":"Bench","email":"ops@bench.test"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"]["key"])')
-  for i in $(seq 50); do
-    curl -sf -o /dev/null -X POST "$api/api/v1/access_tokens" -H "Authorization: Bearer $key" \
-      -d "{\"user\":{\"email\":\"seed$i@bench.test\"}}"
-  done
-  echo "$key"
-}
 
 # Site `bench` with a 1 KiB index.html, deployed by a new user through the server at $1 with key $2.
 site() {
@@ -75,8 +64,8 @@ site() {
 
 sled_api=$(start_workers=$workers start sled)
 pg_api=$(start_workers=${PG_WORKERS:-} start pg --database-url "${pg_url%/*}/bench")
-sled_key=$(seed "$sled_api" sled)
-pg_key=$(seed "$pg_api" pg)
+sled_key=$(bench_seed "$sled_api" "$tmp/sled")
+pg_key=$(bench_seed "$pg_api" "$tmp/pg")
 site "$sled_api" "$sled_key"
 site "$pg_api" "$pg_key"
 # Two nodes on their own database and a shared blob dir standing in for the bucket (the files
@@ -84,7 +73,7 @@ site "$pg_api" "$pg_key"
 psql "$pg_url" -qc "CREATE DATABASE bench2"
 n1_api=$(start_workers=${PG_WORKERS:-} start n1 --database-url "${pg_url%/*}/bench2")
 n2_api=$(start_workers=${PG_WORKERS:-} start n2 --database-url "${pg_url%/*}/bench2")
-n_key=$(seed "$n1_api" n1)
+n_key=$(bench_seed "$n1_api" "$tmp/n1")
 site "$n1_api" "$n_key"
 # The second node serves the first one's files from the shared store: copy them into its blob dir.
 cp -a "$tmp/n1/blobs/." "$tmp/n2/blobs/" 2>/dev/null || true

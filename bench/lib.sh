@@ -1,6 +1,7 @@
-# Shared by bench/edge.sh and bench/proxy.sh (sourced, not run): the tools they need, the server
-# with a reseller, a user and a site deployed through the API, and the requests/s of a wrk run.
-# Expects `work` (a temp dir), `pids` (an array the caller kills on exit), RSD_PORT and WORKERS.
+# Shared by the bench scripts (sourced, not run): the tools they need, the server with a reseller,
+# a user and a site deployed through the API, a reseller with 50 users, and the requests/s of a wrk
+# run. The server functions expect `work` (a temp dir), `pids` (an array the caller kills on
+# exit), RSD_PORT and WORKERS.
 
 # Installs whichever of the named commands is missing (Debian packages of the same names).
 bench_tools() {
@@ -33,6 +34,18 @@ bench_resellerd() {
 }
 
 bench_json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+# A new reseller with 50 users on the server at $1 (its data dir $2); prints the reseller's key.
+bench_seed() {
+  local api=$1 key i
+  key=$(curl -sf -X POST "$api/api/v1/admin/resellers" -H "Authorization: Bearer $(cat "$2/operator-token")" \
+    -d '{"name":"Bench","email":"ops@bench.test"}' | bench_json "['key']['key']")
+  for i in $(seq 50); do
+    curl -sf -o /dev/null -X POST "$api/api/v1/access_tokens" -H "Authorization: Bearer $key" \
+      -d "{\"user\":{\"email\":\"seed$i@bench.test\"}}"
+  done
+  echo "$key"
+}
 
 # Deploys the named files of directory $1 as site `bench` of a new user, the digest way.
 bench_site() {
