@@ -47,7 +47,6 @@ start() {
   sed -nE 's/^resellerd listening http=(http:[^ ]+).*/\1/p' "$tmp/$name.out"
 }
 
-
 # Site `bench` with a 1 KiB index.html, deployed by a new user through the server at $1 with key $2.
 site() {
   local api=$1/api/v1 key=$2 tok deploy
