@@ -847,8 +847,8 @@ pub(crate) mod tests {
 
     /// A read that starts after a write returned sees it, while other readers open and share
     /// trees around the commits (a tree opened before a commit must not be shared after it).
-    /// `redb::Inner::reading` guards this twice (the count of commits when a shared tree is
-    /// used, and when one is kept); with neither, this fails within a hundred writes.
+    /// Without the count of commits that `redb::Inner::reading` checks before it keeps a tree,
+    /// this fails within a hundred writes.
     #[test]
     fn redb_a_read_after_a_write_sees_it_while_others_read() {
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

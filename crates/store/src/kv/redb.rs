@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, RwLock};
 use std::time::Duration;
 
@@ -109,14 +109,13 @@ struct Inner {
     /// Whether the last durable commit saved the allocator state (a crash after it needs no
     /// full repair at the next open).
     repairable: AtomicBool,
-    /// Commits so far: a table opened for reading before the latest one is out of date.
-    commits: AtomicU64,
     /// Trees opened for reading since the latest commit, shared by every reader (see
     /// `Inner::reading`).
     reading: RwLock<Reading>,
 }
 
-/// The trees readers opened at `commits` (`None`: no such tree then).
+/// The trees readers opened since the latest commit (`None`: no such tree then), and how many
+/// commits there were (`Db::commit` counts them as it drops the trees).
 #[derive(Default)]
 struct Reading {
     commits: u64,
@@ -128,18 +127,17 @@ impl Inner {
     /// Opening one takes a read transaction and a lookup in redb's table of tables, about a
     /// tenth of a `GET /users`, so readers share what they opened until the next commit, which
     /// drops it (`Db::commit`): a shared snapshot never keeps pages that later commits freed.
-    /// Whoever reads after a commit returned sees it: a table opened before that commit
-    /// carries the count of commits from before it began, which no longer matches.
+    /// Whoever reads after a commit returned sees it: the commit dropped every tree opened
+    /// before it, and a tree opened around it is kept only if no commit was counted since the
+    /// reader looked.
     fn reading(&self, name: &Arc<str>) -> Result<Option<Arc<ReadTable>>> {
-        let commits = self.commits.load(Ordering::Acquire);
-        {
+        let commits = {
             let reading = self.reading.read().unwrap_or_else(|e| e.into_inner());
-            if reading.commits == commits {
-                if let Some(t) = reading.tables.get(name) {
-                    return Ok(t.clone());
-                }
+            if let Some(t) = reading.tables.get(name) {
+                return Ok(t.clone());
             }
-        }
+            reading.commits
+        };
         let tx = self.db.begin_read().map_err(to_error)?;
         let t = match tx.open_table(table(name)) {
             Ok(t) => Some(Arc::new(t)),
@@ -147,13 +145,9 @@ impl Inner {
             Err(e) => return Err(to_error(e)),
         };
         let mut reading = self.reading.write().unwrap_or_else(|e| e.into_inner());
-        // Kept only if no commit landed since `commits` was read (the snapshot may hold it or
-        // not; the next reader opens its own).
-        if self.commits.load(Ordering::Acquire) == commits {
-            if reading.commits != commits {
-                reading.tables.clear();
-                reading.commits = commits;
-            }
+        // A commit since may have landed before the snapshot began or after: the next reader
+        // opens its own.
+        if reading.commits == commits {
             reading.tables.insert(name.clone(), t.clone());
         }
         Ok(t)
@@ -195,7 +189,6 @@ impl Db {
             existed,
             dirty: AtomicBool::new(false),
             repairable: AtomicBool::new(false),
-            commits: AtomicU64::new(0),
             reading: RwLock::default(),
         }));
         db.open_tree(DEFAULT_TREE.as_bytes())?;
@@ -220,15 +213,11 @@ impl Db {
     fn commit(&self, tx: redb::WriteTransaction) -> Result<()> {
         tx.commit().map_err(to_error)?;
         self.0.dirty.store(true, Ordering::Release);
-        self.0.commits.fetch_add(1, Ordering::AcqRel);
-        let stale = std::mem::take(
-            &mut self
-                .0
-                .reading
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .tables,
-        );
+        let stale = {
+            let mut reading = self.0.reading.write().unwrap_or_else(|e| e.into_inner());
+            reading.commits += 1;
+            std::mem::take(&mut reading.tables)
+        };
         drop(stale);
         Ok(())
     }
