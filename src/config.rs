@@ -90,7 +90,8 @@ pub struct Settings {
     pub auth_failures_per_minute: Option<f64>,
 
     /// Host names the API, panel and /metrics answer on (comma-separated), besides loopback
-    /// addresses; unset: every host that is not a site's [default: unset]
+    /// names and IP literals; no site can take them, and other hosts that are not a site's get
+    /// the "No site here" page [default: unset: loopback names and IP literals only]
     #[arg(long, env = "RESELLERD_API_HOST", value_delimiter = ',')]
     pub api_host: Option<Vec<String>>,
 
@@ -361,26 +362,29 @@ impl Settings {
         self.max_connections.unwrap_or(10_000).max(1)
     }
 
-    /// True if `host` is one of the hosts named by `--api-host`: those are the instance's own,
-    /// and win over any site a preview domain would put there.
-    pub fn is_named_api_host(&self, host: &str) -> bool {
-        self.api_host
-            .as_ref()
-            .is_some_and(|hosts| hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
+    /// A warning when the server listens beyond loopback without `--api-host`: CRMs and the
+    /// panel can then reach the API only by IP address. `None` when all is well.
+    pub fn public_without_api_host(&self) -> Option<String> {
+        if self.instance_names().has_api_hosts() {
+            return None;
+        }
+        let public = [self.http_addr(), self.https_addr()]
+            .into_iter()
+            .flatten()
+            .find(|a| !a.ip().is_loopback())?;
+        Some(format!(
+            "listening on {public} without --api-host: the API and panel answer only on IP \
+             addresses and localhost; set --api-host to the names CRMs and staff use (no tenant \
+             can then take them or any name in their parent domain)"
+        ))
     }
 
-    /// True if the API and panel answer on `host` (see `api_host`).
-    pub fn is_api_host(&self, host: &str) -> bool {
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        match &self.api_host {
-            Some(hosts) if !hosts.is_empty() => {
-                loopback || hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
-            }
-            _ => true,
-        }
+    /// The instance's own names (`--api-host`, loopback) and the operator's zones.
+    pub fn instance_names(&self) -> crate::hosts::InstanceNames {
+        crate::hosts::InstanceNames::new(
+            self.api_host.as_deref().unwrap_or_default(),
+            &self.default_preview_domain(),
+        )
     }
 
     /// The engine a new data dir is made with.

@@ -6,6 +6,7 @@
 use crate::error::ApiResult;
 use crate::model::Timestamp;
 use crate::store::domains::{Domain, DomainStatus};
+use crate::store::resellers::Reseller;
 use crate::store::Store;
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
 use hickory_resolver::error::ResolveErrorKind;
@@ -168,6 +169,56 @@ impl Verifier {
         }))
     }
 
+    /// Checks a reseller's pending preview domain now and stores the result: found, it becomes
+    /// the preview domain; not found, the reason is kept (and past the deadline it fails).
+    pub async fn check_preview(&self, store: &Store, reseller: Reseller) -> ApiResult<Reseller> {
+        let Some(p) = reseller.preview_domain_pending.clone() else {
+            return Ok(reseller);
+        };
+        let record = &p.txt_record;
+        let found = match self.txt(&record.name).await {
+            Ok(values) if values.iter().any(|v| v.trim() == record.value) => Ok(()),
+            Ok(values) if values.is_empty() => Err(format!(
+                "no TXT record at {}: add one with the value {}",
+                record.name, record.value
+            )),
+            Ok(values) => Err(format!(
+                "the TXT records at {} hold {values:?}, not {}: change the record's value",
+                record.name, record.value
+            )),
+            Err(e) => Err(format!("{e}; the check is repeated")),
+        };
+        let deadline = p.requested_at.plus_secs(self.deadline.as_secs() as i64);
+        let updated = store.resellers().check_pending_preview(
+            &reseller.id,
+            &p.domain,
+            found,
+            deadline,
+            Timestamp::now(),
+        )?;
+        store.flush().await?;
+        Ok(updated)
+    }
+
+    /// Checks the pending preview domains that are due: every interval in their first hour,
+    /// hourly after that, until the deadline fails them.
+    async fn check_due_previews(&self, store: &Store, now: Timestamp) -> ApiResult<()> {
+        for reseller in store.resellers().list()? {
+            let Some(p) = &reseller.preview_domain_pending else {
+                continue;
+            };
+            let young = now.0 - p.requested_at.0 < 3_600_000;
+            let wait = if young { self.interval } else { MAX_BACKOFF };
+            let due = p.status == DomainStatus::Pending
+                && p.last_checked_at
+                    .is_none_or(|t| now.0 - t.0 >= wait.as_millis() as i64);
+            if due {
+                self.check_preview(store, reseller).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every pending domain whose next check is due, `PARALLEL_CHECKS` at a time, so
     /// one tenant's slow nameserver delays nobody else's verification. (A failed domain has
     /// released its name; `POST /domains/{id}/verify` checks it again.)
@@ -200,6 +251,9 @@ impl Verifier {
             }
             if let Err(e) = self.check_due(&store, Timestamp::now()).await {
                 tracing::warn!(error = %e, "domain verification round failed");
+            }
+            if let Err(e) = self.check_due_previews(&store, Timestamp::now()).await {
+                tracing::warn!(error = %e, "preview domain verification round failed");
             }
         }
     }

@@ -34,6 +34,14 @@ fn finding(level: Level, check: &'static str, detail: impl Into<String>) -> Find
 pub fn run(settings: &Settings) -> Vec<Finding> {
     let dir = settings.data_dir();
     let mut out = vec![data_dir(&dir), free_space(settings, &dir), cache(settings)];
+    out.push(match settings.public_without_api_host() {
+        Some(warning) => finding(Level::Warn, "api host", warning),
+        None => finding(
+            Level::Ok,
+            "api host",
+            "the API and panel answer on the names set",
+        ),
+    });
     out.extend(blob_store(settings));
     if let Some(url) = settings.database_url() {
         out.push(postgres(url));

@@ -7,6 +7,226 @@ use crate::store::resellers::Reseller;
 use crate::store::sites::Site;
 use crate::store::Store;
 
+/// The instance's own names and the operator's zones: what the API, the panel and `/metrics`
+/// answer on, and what no tenant may claim. Every path that makes a name served (site names,
+/// preview domains, client domains, registrations) asks this one place.
+#[derive(Clone, Debug)]
+pub struct InstanceNames {
+    /// `--api-host`, lowercased, without a trailing dot.
+    api_hosts: Vec<String>,
+    /// The default preview domain and the API hosts' parent domains (an API host at the apex of
+    /// its registrable domain is its own zone, so no public suffix is ever one).
+    zones: Vec<String>,
+    default_preview: String,
+}
+
+/// True if `name` is `parent` or lies under it at a label boundary.
+pub fn is_within(name: &str, parent: &str) -> bool {
+    name == parent
+        || name
+            .strip_suffix(parent)
+            .is_some_and(|head| head.ends_with('.'))
+}
+
+impl InstanceNames {
+    pub fn new(api_hosts: &[String], default_preview_domain: &str) -> InstanceNames {
+        let api_hosts: Vec<String> = api_hosts
+            .iter()
+            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        let mut zones = vec![default_preview_domain.to_string()];
+        for host in &api_hosts {
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                continue;
+            }
+            let zone = match host.split_once('.') {
+                Some((_, parent)) if psl::suffix_str(parent) != Some(parent) => parent,
+                _ => host.as_str(),
+            };
+            zones.push(zone.to_string());
+        }
+        zones.sort();
+        zones.dedup();
+        InstanceNames {
+            api_hosts,
+            zones,
+            default_preview: default_preview_domain.to_string(),
+        }
+    }
+
+    /// True if the operator named any API host (`--api-host`).
+    pub fn has_api_hosts(&self) -> bool {
+        !self.api_hosts.is_empty()
+    }
+
+    /// The API, the panel and `/metrics` answer on `host`: an `--api-host`, a loopback name or
+    /// an IP literal (so a fresh install answers on its address). Never a site's.
+    pub fn is_instance_name(&self, host: &str) -> bool {
+        // No Host at all (an HTTP/1.0 health check) cannot name a site either.
+        host.is_empty()
+            || host == "localhost"
+            || host == "localhost.localdomain"
+            || host.parse::<std::net::IpAddr>().is_ok()
+            || self.api_hosts.iter().any(|h| h == host)
+    }
+
+    /// A host a site would be served on (`NAME.<preview domain>`): refused if it is the
+    /// instance's own.
+    pub fn check_site_host(&self, host: &str) -> ApiResult<()> {
+        if self.is_instance_name(host) {
+            return Err(reserved(
+                host,
+                "is this server's own address (the API and panel)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A client domain (served with its `www.`) or a registration: not an instance name and
+    /// not inside the operator's zones.
+    pub fn check_client_domain(&self, domain: &str) -> ApiResult<()> {
+        for served in [domain.to_string(), format!("www.{domain}")] {
+            self.check_site_host(&served)?;
+        }
+        if let Some(zone) = self.zones.iter().find(|z| is_within(domain, z)) {
+            return Err(reserved(
+                domain,
+                &format!("lies in {zone}, the operator's own domain"),
+            ));
+        }
+        if self.api_hosts.iter().any(|h| is_within(h, domain)) {
+            return Err(reserved(domain, "covers this server's own address"));
+        }
+        Ok(())
+    }
+
+    /// A preview domain a reseller asks for: none of the operator's zones may overlap it (lie
+    /// in it or it in them; an API host lies in its zone, so it cannot be covered either). The
+    /// operator may put a reseller inside its own zones (`by_operator`); a site name that would
+    /// then spell an instance name is refused when the site is named (`check_site_host`).
+    pub fn check_preview_domain(&self, domain: &str, by_operator: bool) -> ApiResult<()> {
+        if self.is_instance_name(domain) {
+            return Err(reserved(
+                domain,
+                "is this server's own address (the API and panel)",
+            ));
+        }
+        if !by_operator {
+            let overlap = self
+                .zones
+                .iter()
+                .find(|z| is_within(domain, z) || is_within(z, domain));
+            if let Some(zone) = overlap {
+                return Err(reserved(
+                    domain,
+                    &format!(
+                        "overlaps {zone}, the operator's own domain (ask the operator to set it)"
+                    ),
+                ));
+            }
+        }
+        if psl::suffix_str(domain) == Some(domain) {
+            return Err(reserved(domain, "is a public suffix"));
+        }
+        Ok(())
+    }
+}
+
+impl InstanceNames {
+    /// A preview domain for `reseller_id`: the instance's rules (`check_preview_domain`), and it
+    /// neither overlaps another reseller's preview domain (set or pending) nor covers another
+    /// reseller's client domain (verified, pending or failed).
+    pub fn preview_domain_allowed(
+        &self,
+        store: &Store,
+        reseller_id: &str,
+        domain: &str,
+        by_operator: bool,
+    ) -> ApiResult<()> {
+        self.check_preview_domain(domain, by_operator)?;
+        for other in store.resellers().list()? {
+            if other.id == reseller_id {
+                continue;
+            }
+            for p in other.preview_names() {
+                let p = p.as_str();
+                if p != domain && (is_within(p, domain) || is_within(domain, p)) {
+                    return Err(reserved(
+                        domain,
+                        "overlaps another reseller's preview domain",
+                    ));
+                }
+            }
+        }
+        let covered = store.domains().within(domain)?;
+        if let Some(d) = covered.iter().find(|d| d.reseller_id != reseller_id) {
+            return Err(reserved(
+                domain,
+                &format!(
+                    "covers {}, a domain another reseller's client added",
+                    d.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A client domain for `reseller_id` (added or registered): the instance's rules
+    /// (`check_client_domain`), and it lies in no other reseller's preview domain (set or
+    /// pending). Checked before any outside call.
+    pub fn client_domain_allowed(
+        &self,
+        store: &Store,
+        reseller_id: &str,
+        domain: &str,
+    ) -> ApiResult<()> {
+        self.check_client_domain(domain)?;
+        // A domain also serves its `www.`: neither may be another reseller's domain's.
+        let neighbours = [
+            domain.strip_prefix("www.").map(str::to_string),
+            Some(format!("www.{domain}")),
+        ];
+        for name in neighbours.into_iter().flatten() {
+            if let Some(d) = store.domains().by_name(&name)? {
+                if d.reseller_id != reseller_id {
+                    return Err(reserved(
+                        domain,
+                        &format!("would share a host with {name}, another reseller's domain"),
+                    ));
+                }
+            }
+        }
+        for other in store.resellers().list()? {
+            if other.id == reseller_id {
+                continue;
+            }
+            for p in other.preview_names() {
+                if is_within(domain, p.as_str()) {
+                    return Err(reserved(
+                        domain,
+                        "lies in another reseller's preview domain",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A site's name under its reseller's preview domain (or the default one).
+    pub fn site_name_allowed(&self, reseller: &Reseller, name: &str) -> ApiResult<()> {
+        self.check_site_host(&site_host(reseller, &self.default_preview, name))
+    }
+}
+
+/// The one `name_reserved` refusal: which name, and why it cannot be a tenant's.
+pub fn reserved(name: &str, why: &str) -> crate::error::ApiError {
+    crate::error::ApiError::Conflict(
+        crate::error::Conflict::NameReserved,
+        format!("{name} {why}; choose another name"),
+    )
+}
+
 /// The preview host of a site: `NAME.<reseller preview domain>`, or the instance default domain.
 pub fn site_host(reseller: &Reseller, default_domain: &str, name: &str) -> String {
     match &reseller.preview_domain {

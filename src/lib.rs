@@ -73,7 +73,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     if std::env::var_os("RESELLERD_TEST_CLOCK").is_some_and(|v| v == "1") {
         cfg.route("/__test/clock", web::post().to(advance_clock));
     }
-    cfg.default_service(web::to(edge::handle));
+    cfg.default_service(web::to(api::ops::instance_fallback));
 }
 
 /// `POST /__test/clock` `{"advance_secs": n}` (operator only): moves the clock forward, so
@@ -132,12 +132,11 @@ async fn refuse_long_uris(
         .map(ServiceResponse::map_into_boxed_body)
 }
 
-/// A host that names a site is the site's on every path: the edge answers, and the API, panel
-/// and `/metrics` never shadow a customer's pages (only an ACME HTTP-01 token in flight for that
-/// very host is answered by the app). A host that names no site reaches the app's routes if it
-/// is an API host (`--api-host`; unset, every such host), else the edge's "no site" page. A host
-/// named by `--api-host` is the app's even if a site's name and preview domain spell it, so no
-/// tenant can put a page on the panel's own address.
+/// The instance's own names (`--api-host`, loopback names, IP literals) are the app's on every
+/// path: no site can answer there, whatever a tenant named or deployed. Any other host is a
+/// site's on every path (only an ACME HTTP-01 token in flight for that very host is answered by
+/// the app), or the edge's "No site here" page: never the API, so a name nobody configured
+/// cannot reach the API or the panel's origin.
 async fn route_by_host(
     req: ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
@@ -150,25 +149,21 @@ async fn route_by_host(
             .map(ServiceResponse::map_into_boxed_body);
     };
     let host = http::host(req.request());
-    let target = match state.edge.site_for_host(&state.store, &host) {
-        Ok(t) => t,
-        Err(e) => return Ok(req.error_response(e)),
+    let acme_token = || {
+        req.path()
+            .strip_prefix("/.well-known/acme-challenge/")
+            .is_some_and(|token| state.acme.challenge_response(&host, token).is_some())
     };
-    let acme_token = req
-        .path()
-        .strip_prefix("/.well-known/acme-challenge/")
-        .filter(|token| state.acme.challenge_response(&host, token).is_some());
-    let to_app = state.settings.is_named_api_host(&host)
-        || match &target {
-            Some(_) => acme_token.is_some(),
-            None => state.settings.is_api_host(&host),
-        };
-    if to_app {
+    if state.names.is_instance_name(&host) || acme_token() {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_boxed_body);
     }
+    let target = match state.edge.site_for_host(&state.store, &host) {
+        Ok(t) => t,
+        Err(e) => return Ok(req.error_response(e)),
+    };
     let (http_req, mut raw) = req.into_parts();
     let payload = web::Payload::from_request(&http_req, &mut raw).await?;
     let resp = match &target {

@@ -293,6 +293,7 @@ fn serve(settings: Settings) -> ExitCode {
         Err(e) => return fail(&format!("cannot write the operator token: {e}")),
     };
     let token_path = operator::token_path(&data_dir);
+    let public_warning = settings.public_without_api_host();
     let on_ready = move |http: std::net::SocketAddr, https: std::net::SocketAddr| {
         let mut out = std::io::stdout().lock();
         // One machine-readable line first: scripts and tests read the bound ports from it.
@@ -325,6 +326,10 @@ fn serve(settings: Settings) -> ExitCode {
             _ => {
                 let _ = writeln!(out, "  Operator token: in {}", token_path.display());
             }
+        }
+        if let Some(warning) = &public_warning {
+            let _ = writeln!(out, "  Warning: {warning}");
+            tracing::warn!("{warning}");
         }
         let _ = out.flush();
         tracing::info!(%http, %https, operator_token_file = %token_path.display(), "listening");

@@ -30,6 +30,8 @@ pub struct AppState {
     pub mailer: mail::Mailer,
     pub blocked: quota::Blocked,
     pub proxy: edge::proxy::Proxy,
+    /// The instance's own names and the operator's zones (`hosts::InstanceNames`).
+    pub names: crate::hosts::InstanceNames,
 }
 
 impl AppState {
@@ -97,6 +99,7 @@ impl AppState {
         }
         let limits = web::Data::new(settings.rate_limits());
         let state = AppState {
+            names: settings.instance_names(),
             proxy: edge::proxy::Proxy::new(settings.allow_private_targets())?,
             blocked: Default::default(),
             mailer,

@@ -219,6 +219,11 @@ async fn update(
 ) -> ApiResult<HttpResponse> {
     who.require_operator()?;
     let b = body.into_inner();
+    if let Some(Some(d)) = &b.preview_domain {
+        state
+            .names
+            .preview_domain_allowed(&state.store, &id, d.as_str(), true)?;
+    }
     let patch = ResellerPatch {
         name: b.name,
         email: b.email,

@@ -228,6 +228,9 @@ async fn create(
     } = body.into_inner();
     let now = Timestamp::now();
     let max_pending = state.settings.max_pending_domains();
+    state
+        .names
+        .client_domain_allowed(&state.store, &reseller.id, domain.as_str())?;
     // Refused before the user is made; `create` checks again under its lock.
     state
         .store
@@ -463,6 +466,11 @@ async fn register(
         .registrar
         .clone()
         .ok_or_else(|| ApiError::invalid("domain registration is not configured on this server"))?;
+    // Every name rule before the registrar hears of it: a registration makes the name served
+    // at once, with no DNS proof.
+    state
+        .names
+        .client_domain_allowed(&state.store, &reseller.id, domain.as_str())?;
     if domains.by_name(domain.as_str())?.is_some() {
         return Err(ApiError::Conflict(
             crate::error::Conflict::DomainTaken,

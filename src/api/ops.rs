@@ -36,6 +36,28 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("path"))
 }
 
+/// Any path the app does not route, on an instance name: `/` opens the panel, netlify-cli's
+/// root-level integration lookups get an empty list, and anything else is an API 404, never a
+/// site.
+pub async fn instance_fallback(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let get = req.method() == actix_web::http::Method::GET;
+    if get && req.path() == "/" {
+        return Ok(HttpResponse::TemporaryRedirect()
+            .insert_header((actix_web::http::header::LOCATION, "/admin/"))
+            .finish());
+    }
+    let segs: Vec<&str> = req.path().trim_matches('/').split('/').collect();
+    let integrations = matches!(
+        segs.as_slice(),
+        ["team", _, "integrations", "installations", "meta", _]
+            | ["site", _, "integrations", "safe"]
+    );
+    if get && integrations {
+        return Ok(HttpResponse::Ok().json(Vec::<()>::new()));
+    }
+    Err(ApiError::NotFound("path"))
+}
+
 /// HTTP-01: the key authorization for a token of an order in flight.
 pub async fn acme_challenge(
     req: actix_web::HttpRequest,

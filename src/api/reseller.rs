@@ -5,8 +5,11 @@ use super::{no_content, nullable};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{DomainName, Email, IpAllowList, Permission, Timestamp};
+use crate::store::domains::DomainStatus;
 use crate::store::pages::PageKind;
-use crate::store::resellers::{Reseller, ResellerPatch, MAX_TOKENS_LIMIT, MAX_TOKEN_TTL};
+use crate::store::resellers::{
+    PendingPreview, Reseller, ResellerPatch, MAX_TOKENS_LIMIT, MAX_TOKEN_TTL,
+};
 use crate::store::signing::Alg;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -18,6 +21,9 @@ super::endpoints! { ENDPOINTS:
     "/reseller" {
         get get Key(ANY);
         patch update Key(ST);
+    }
+    "/reseller/preview_domain/verify" {
+        post verify_preview Key(ST), WaitsOnNetwork;
     }
     "/reseller/pages/{kind}" {
         put put_page Key(ST);
@@ -143,6 +149,27 @@ async fn update(
         Some(None) => Some(None),
         Some(Some(n)) => Some(Some(n.parts()?)),
     };
+    // A new preview domain takes effect once DNS proves it (`preview_domain_pending`); going
+    // back to the default, or keeping the current one, is at once.
+    let now = Timestamp::now();
+    let (preview_domain, preview_domain_pending) = match b.preview_domain {
+        None => (None, None),
+        Some(None) => (Some(None), None),
+        Some(Some(d)) if reseller.preview_domain.as_ref() == Some(&d) => (None, Some(None)),
+        Some(Some(d)) => {
+            state
+                .names
+                .preview_domain_allowed(&state.store, &reseller.id, d.as_str(), false)?;
+            let same = reseller
+                .preview_domain_pending
+                .clone()
+                .filter(|p| p.domain == d && p.status == DomainStatus::Pending);
+            (
+                None,
+                Some(Some(same.unwrap_or_else(|| PendingPreview::new(d, now)))),
+            )
+        }
+    };
     // Checked before anything is written: an unknown plan is 404 and changes nothing.
     if let Some(Some(plan)) = &b.default_plan_id {
         state.store.plans().get(&reseller.id, plan)?;
@@ -151,17 +178,15 @@ async fn update(
         name: b.name,
         access_token_ttl: b.access_token_ttl,
         max_tokens_per_user: b.max_tokens_per_user,
-        preview_domain: b.preview_domain,
+        preview_domain,
+        preview_domain_pending,
         notification_email: sender
             .as_ref()
             .map(|s| s.as_ref().map(|(from, _, _)| from.clone())),
         allowed_ips: b.allowed_ips,
         ..Default::default()
     };
-    let updated = state
-        .store
-        .resellers()
-        .update(&reseller.id, patch, Timestamp::now())?;
+    let updated = state.store.resellers().update(&reseller.id, patch, now)?;
     if let Some(plan) = &b.default_plan_id {
         state
             .store
@@ -172,6 +197,18 @@ async fn update(
         let sender = sender.map(|(from, name, alg)| (from.as_str().to_string(), name, alg));
         crate::mail::set_sender(&state.store, &reseller.id, sender).await?;
     }
+    Ok(HttpResponse::Ok().json(updated))
+}
+
+#[utoipa::path(
+post, path = "/api/v1/reseller/preview_domain/verify", tag = "reseller",
+    responses((status = 200, description = "The reseller account after a DNS check of its pending preview domain (if any): `preview_domain` is the new one if the TXT record was found, else `preview_domain_pending.reason` says what was found instead", body = Reseller))
+)]
+async fn verify_preview(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller(Permission::SettingsWrite)?;
+    // With nothing pending there is nothing to look up: the account as it is.
+    let reseller = state.store.resellers().get(&reseller.id)?;
+    let updated = state.verifier.check_preview(&state.store, reseller).await?;
     Ok(HttpResponse::Ok().json(updated))
 }
 

@@ -303,6 +303,11 @@ async fn create_for(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SitesWrite)?;
     let name = parse_name(body.name.as_deref())?;
+    if let Some(name) = &name {
+        state
+            .names
+            .site_name_allowed(&tenant.reseller, name.as_str())?;
+    }
     if let Some(p) = &body.password {
         check_password(p)?;
     }
@@ -515,6 +520,12 @@ async fn update(
     let tenant = who.tenant(Permission::SitesWrite)?;
     let site = find_site(&state, &tenant, &id)?;
     let b = body.into_inner();
+    let name = parse_name(b.name.as_deref())?;
+    if let Some(name) = &name {
+        state
+            .names
+            .site_name_allowed(&tenant.reseller, name.as_str())?;
+    }
     // Netlify clients clear a password with an empty string.
     let password = b.password.map(|p| p.filter(|s| !s.is_empty()));
     if let Some(Some(p)) = &password {
@@ -526,7 +537,7 @@ async fn update(
         None => None,
     };
     let patch = SitePatch {
-        name: parse_name(b.name.as_deref())?,
+        name,
         custom_domain: b.custom_domain,
         password,
     };

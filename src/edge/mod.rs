@@ -189,21 +189,6 @@ fn keep_within(
     }
 }
 
-/// The default service: the app's routes matched nothing (the host names no site, or the
-/// route layer would have sent it here already), so the site by Host, or a plain page.
-pub async fn handle(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    let host = crate::http::host(&req);
-    match state.edge.site_for_host(&state.store, &host) {
-        Ok(Some(target)) => serve(&req, payload, &state, &target).await,
-        Ok(None) => no_site(&req),
-        Err(e) => error_page(e),
-    }
-}
-
 fn error_page(e: crate::error::ApiError) -> HttpResponse {
     let status = actix_web::ResponseError::status_code(&e);
     if status.is_client_error() {
@@ -249,19 +234,10 @@ pub async fn serve(
     resp
 }
 
-/// A host that names no site: the API's JSON 404 under /api, the probes netlify-cli's build
-/// makes at the root of its API URL, else a plain page.
+/// A host that is neither an instance name nor a site's: a plain page, and for an API path a
+/// JSON 404 (a client that called the API on a name the operator did not configure).
 pub fn no_site(req: &HttpRequest) -> HttpResponse {
     let path = req.path();
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let integrations = matches!(
-        segs.as_slice(),
-        ["team", _, "integrations", "installations", "meta", _]
-            | ["site", _, "integrations", "safe"]
-    );
-    if integrations && req.method() == actix_web::http::Method::GET {
-        return HttpResponse::Ok().json(Vec::<()>::new());
-    }
     if path == "/api" || path.starts_with("/api/") {
         return actix_web::ResponseError::error_response(&crate::error::ApiError::NotFound("path"));
     }

@@ -1,5 +1,6 @@
-// Reseller settings: name, preview domain (with the wildcard CNAME to create), notification email,
-// allowed IPs, and the access token lifetime and per-user cap.
+// Reseller settings: name, preview domain (with the wildcard CNAME to create, and while a new one
+// waits for DNS the TXT record that proves it), notification email, allowed IPs, and the access
+// token lifetime and per-user cap.
 import { api } from "../api.js";
 import { h, field, submitting, lines } from "../ui.js";
 
@@ -17,10 +18,28 @@ export async function render(main) {
   };
   preview.addEventListener("input", explain);
   explain();
+  const pending = h("div", { id: "preview-pending" });
+  const showPending = r => {
+    const p = r.preview_domain_pending;
+    if (!p) { pending.replaceChildren(); return; }
+    const check = h("button", { type: "button" }, "Check now");
+    check.addEventListener("click", async () => {
+      check.disabled = true;
+      try { showPending(await api("POST", "/reseller/preview_domain/verify")); }
+      catch (e) { pending.append(h("p", { class: "error" }, e.message)); }
+      finally { check.disabled = false; }
+    });
+    pending.replaceChildren(h("p", { class: "notice" },
+      `${p.domain} is ${p.status === "failed" ? "not verified: the deadline passed; save it again to retry" : "waiting for DNS"}. `,
+      "Publish this record: ", h("code", {}, `${p.txt_record.name}. TXT "${p.txt_record.value}"`),
+      `. Until it is found, sites stay at ${r.preview_domain ? "NAME." + r.preview_domain : "the default preview domain"}.`,
+      p.reason ? h("span", {}, ` Last check: ${p.reason}`) : ""), check);
+  };
+  showPending(me);
   const saved = h("p", { role: "status", class: "notice" });
   const form = submitting(h("form", { class: "stack", id: "settings" },
     field("Name", h("input", { name: "name", value: me.name, required: true, maxlength: 200 })),
-    field("Preview domain", preview), cname,
+    field("Preview domain", preview), cname, pending,
     field("Notification email", h("input", { name: "notification_email", type: "email", value: me.notification_email || "" })),
     field("Allowed IPs (CIDR, one per line; empty allows any)", h("textarea", { name: "allowed_ips", rows: 3 }, me.allowed_ips.join("\n"))),
     field("Access token lifetime in days (empty: tokens never expire)", h("input", { name: "token_days", type: "number",
@@ -36,7 +55,7 @@ export async function render(main) {
       access_token_ttl: data.get("token_days").trim() ? Math.round(Number(data.get("token_days")) * 86400) : null,
       max_tokens_per_user: Number(data.get("max_tokens_per_user")),
     };
-    await api("PATCH", "/reseller", body);
+    showPending(await api("PATCH", "/reseller", body));
     saved.textContent = "Saved.";
   });
   main.append(h("h1", {}, "Settings"), h("section", {}, form));

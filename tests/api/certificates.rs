@@ -311,13 +311,7 @@ async fn the_operator_installs_a_wildcard_for_a_preview_domain() {
     put(app.operator.clone(), body.clone())
         .await
         .expect_error(400, "invalid_request"); // no preview domain yet
-    app.patch(
-        "/api/v1/reseller",
-        &acme.key,
-        json!({"preview_domain": "sites.acme.test"}),
-    )
-    .await
-    .expect(200);
+    app.set_preview_domain(&acme, "sites.acme.test").await;
     put(acme.key.clone(), body.clone())
         .await
         .expect_error(403, "forbidden");

@@ -67,6 +67,15 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_problem() {
         line(&report, "memory").contains("page cache 200 MiB"),
         "{report}"
     );
+    assert!(line(&report, "api host").starts_with("ok"), "{report}");
+    // Listening publicly without --api-host: a warning that says what to set.
+    let (_, report) = doctor(
+        &app.data_dir,
+        &["--dns-server", &dns_server, "--http-addr", "0.0.0.0:0"],
+    );
+    let api_host = line(&report, "api host");
+    assert!(api_host.starts_with("warn"), "{report}");
+    assert!(api_host.contains("set --api-host"), "{report}");
 
     // Stopped: the ports are probed by binding them; a port in use is a failure.
     app.kill9();

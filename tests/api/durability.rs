@@ -3,20 +3,13 @@
 //! certificate, and the operator token rotates while the server runs.
 
 use crate::helpers::{all_emails, binary, serve_expecting_exit, TestApp, TokenLoad};
-use serde_json::json;
 
 #[tokio::test]
 async fn everything_survives_a_restart() {
     let app = TestApp::spawn().await;
     let acme = app.reseller("Acme").await;
     let user = acme.access_token(&app, "client@example.test").await;
-    app.patch(
-        "/api/v1/reseller",
-        &acme.key,
-        json!({"preview_domain": "sites.acme.test"}),
-    )
-    .await
-    .expect(200);
+    app.set_preview_domain(&acme, "sites.acme.test").await;
     let op = app.operator.clone();
     let app = app.restart().await;
     assert_eq!(app.operator, op, "the operator token is kept");

@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::json;
 
 /// A request to the edge with this Host header.
-async fn visit(
+pub async fn visit(
     app: &TestApp,
     method: Method,
     host: &str,
@@ -240,7 +240,11 @@ async fn serves_a_deploy_by_host_with_http_semantics() {
     let unknown = get(&app, "nobody.localhost", "/").await.expect(404);
     assert!(unknown.text.contains("No site here"));
     get(&app, "other.example", "/").await.expect(404);
-    get(&app, "other.example", "/healthz").await.expect(200);
+    // A name the operator did not configure is no API host either (`--api-host` is unset).
+    let r = get(&app, "other.example", "/healthz").await.expect(404);
+    assert!(r.text.contains("No site here"), "{}", r.text);
+    get(&app, "localhost", "/healthz").await.expect(200);
+    get(&app, "[::1]", "/healthz").await.expect(200);
     for path in ["/healthz", "/api/v1/nothing"] {
         let r = get(&app, host, path).await.expect(404);
         assert!(ctype(&r.headers).starts_with("text/html"), "{path}");
@@ -267,13 +271,7 @@ async fn serves_a_deploy_by_host_with_http_semantics() {
     assert_eq!(r.text().await.unwrap(), "<h1>about</h1>");
 
     // With a preview domain the site moves to NAME.<preview_domain>.
-    app.patch(
-        "/api/v1/reseller",
-        &acme.key,
-        json!({"preview_domain": "sites.acme.test"}),
-    )
-    .await
-    .expect(200);
+    app.set_preview_domain(&acme, "sites.acme.test").await;
     get(&app, "docs.sites.acme.test", "/").await.expect(200);
     get(&app, host, "/").await.expect(404);
     let site = app.get("/api/v1/sites/docs", &acme.key).await.expect(200);

@@ -448,6 +448,20 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Gives a reseller a preview domain at once, as the operator does (a reseller's own request
+    /// waits for DNS: `settings.rs` tests that).
+    pub async fn set_preview_domain(&self, reseller: &Reseller, domain: &str) {
+        self.patch(
+            &format!("/api/v1/admin/resellers/{}", reseller.id),
+            &self.operator,
+            json!({"preview_domain": domain}),
+        )
+        .await
+        .expect(200);
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         let _ = self.child.kill();

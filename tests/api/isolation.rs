@@ -257,6 +257,7 @@ pub(crate) fn rows() -> Vec<Row> {
         // Reseller account and custom pages.
         row(GET, "/reseller", Key(ANY, Own)),
         row(PATCH, "/reseller", Key(ST, Own)).json(r#"{"notification_email": "noreply@own.test"}"#),
+        row(POST, "/reseller/preview_domain/verify", Key(ST, Own)),
         row(PUT, "/reseller/pages/{page}", Key(ST, Own)).html("<p>custom not found</p>"),
         row(GET, "/reseller/pages/{page}", Key(ST, Own)).fresh(&["page"]),
         row(DELETE, "/reseller/pages/{page}", Key(ST, Own)).fresh(&["page"]),
@@ -683,13 +684,7 @@ impl Matrix {
         // Operator fixtures: a spare reseller, and one with a preview domain for a wildcard.
         fx.insert("spare_reseller", app.reseller("Iso Spare").await.id);
         let c = app.reseller("Iso C").await;
-        app.patch(
-            "/api/v1/reseller",
-            &c.key,
-            json!({"preview_domain": "sites.c.test"}),
-        )
-        .await
-        .expect(200);
+        app.set_preview_domain(&c, "sites.c.test").await;
         let cert_key = rcgen::KeyPair::generate().unwrap();
         let cert = rcgen::CertificateParams::new(vec!["*.sites.c.test".to_string()])
             .unwrap()

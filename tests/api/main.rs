@@ -25,6 +25,7 @@ mod limits;
 mod logs;
 mod mail;
 mod migrate;
+mod names;
 mod netlify;
 mod openapi;
 mod packaging;

@@ -241,7 +241,9 @@ async fn a_site_host_owns_every_path() {
     assert!(r.text.contains("No site here"), "{}", r.text);
     let r = edge_get(&app, "panel.example.test", "/admin/").await;
     assert_eq!(r.status, 200);
-    // No tenant can put a site on a named API host, whatever preview domain and name it picks.
+    // No tenant can put a site on a named API host, whatever preview domain and name it picks:
+    // the API host's parent domain is the operator's, and even where the operator puts a
+    // reseller there, the site name that would spell the API host is refused.
     let acme = app.reseller("Acme").await;
     app.patch(
         "/api/v1/reseller",
@@ -249,15 +251,26 @@ async fn a_site_host_owns_every_path() {
         json!({"preview_domain": "example.test"}),
     )
     .await
-    .expect(200);
+    .expect_error(400, "name_reserved");
+    app.set_preview_domain(&acme, "example.test").await;
     let ann = acme.access_token(&app, "ann@acme.test").await;
+    let r = app
+        .post("/api/v1/sites", &ann.token, json!({"name": "panel"}))
+        .await
+        .expect_error(400, "name_reserved");
+    assert!(r.text.contains("panel.example.test"), "{}", r.text);
     publish_site(
         &app,
         &ann.token,
-        "panel",
+        "shop",
         &[("admin/index.html", b"<h1>phishing</h1>")],
     )
     .await;
+    let r = app
+        .patch("/api/v1/sites/shop", &ann.token, json!({"name": "panel"}))
+        .await
+        .expect_error(400, "name_reserved");
+    assert!(r.text.contains("choose another name"), "{}", r.text);
     let r = edge_get(&app, "panel.example.test", "/admin/").await;
     assert_eq!(r.status, 200);
     assert!(!r.text.contains("phishing"), "{}", r.text);

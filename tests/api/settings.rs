@@ -12,12 +12,14 @@ async fn settings_validate_and_preview_domains_are_unique() {
         .patch(
             "/api/v1/reseller",
             &acme.key,
-            json!({"name": "Acme Hosting", "preview_domain": "Sites.Acme.TEST.", "notification_email": "noreply@acme.test"}),
+            json!({"name": "Acme Hosting", "notification_email": "noreply@acme.test"}),
         )
         .await
         .expect(200);
-    assert_eq!(r.body["preview_domain"], "sites.acme.test");
     assert_eq!(r.body["name"], "Acme Hosting");
+    app.set_preview_domain(&acme, "Sites.Acme.TEST.").await;
+    let me = app.get("/api/v1/reseller", &acme.key).await.expect(200);
+    assert_eq!(me.body["preview_domain"], "sites.acme.test");
     app.patch(
         "/api/v1/reseller",
         &globex.key,
@@ -39,7 +41,7 @@ async fn settings_validate_and_preview_domains_are_unique() {
     )
     .await
     .expect_error(400, "invalid_request");
-    // Releasing a preview domain frees it for others.
+    // Releasing a preview domain is at once, and frees it for others (who must prove it).
     app.patch(
         "/api/v1/reseller",
         &acme.key,
@@ -47,13 +49,19 @@ async fn settings_validate_and_preview_domains_are_unique() {
     )
     .await
     .expect(200);
-    app.patch(
-        "/api/v1/reseller",
-        &globex.key,
-        json!({"preview_domain": "sites.acme.test"}),
-    )
-    .await
-    .expect(200);
+    let r = app
+        .patch(
+            "/api/v1/reseller",
+            &globex.key,
+            json!({"preview_domain": "sites.acme.test"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.body["preview_domain"], json!(null));
+    assert_eq!(
+        r.body["preview_domain_pending"]["domain"],
+        "sites.acme.test"
+    );
     let me = app.get("/api/v1/reseller", &acme.key).await.expect(200);
     assert_eq!(me.body["preview_domain"], json!(null));
     assert_eq!(me.body["notification_email"], "noreply@acme.test");

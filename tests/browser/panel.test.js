@@ -242,8 +242,17 @@ test("operator and reseller work through the panel", async () => {
   assert.match(await page.textContent("#cname"), /\*\.sites\.acme\.test\. CNAME/);
   await page.click("#settings button[type=submit]");
   await page.waitForSelector("text=Saved.");
-  assert.equal((await call("GET", "/reseller", secret)).body.preview_domain, "sites.acme.test");
+  // A new preview domain waits for its TXT record; the panel shows the record to publish.
+  await page.waitForSelector("#preview-pending >> text=waiting for DNS");
+  const me = (await call("GET", "/reseller", secret)).body;
+  assert.equal(me.preview_domain, null);
+  assert.equal(me.preview_domain_pending.domain, "sites.acme.test");
+  assert.match(await page.textContent("#preview-pending"), /_resellerd\.sites\.acme\.test\. TXT "resellerd-verification=/);
   await snap(page, "settings");
+  // (This test has no DNS server: the operator sets it, which takes effect at once.)
+  const set = await call("PATCH", `/admin/resellers/${me.id}`, operator, { preview_domain: "sites.acme.test" });
+  assert.equal(set.status, 200);
+  assert.equal((await call("GET", "/reseller", secret)).body.preview_domain, "sites.acme.test");
 
   // Custom pages: a password page without a password input is refused, with one it is saved.
   await page.goto(`${base}/admin/#pages`);

@@ -60,10 +60,11 @@ pub enum Conflict {
     SenderKeyDeleted,
     CertificateFailed,
     RegistrationFailed,
+    NameReserved,
 }
 
 impl Conflict {
-    pub const ALL: [Conflict; 14] = [
+    pub const ALL: [Conflict; 15] = [
         Conflict::SiteNameTaken,
         Conflict::DomainTaken,
         Conflict::PreviewDomainTaken,
@@ -78,6 +79,7 @@ impl Conflict {
         Conflict::SenderKeyDeleted,
         Conflict::CertificateFailed,
         Conflict::RegistrationFailed,
+        Conflict::NameReserved,
     ];
 
     /// The machine code (the `error` field of the answer).
@@ -97,6 +99,7 @@ impl Conflict {
             Conflict::SenderKeyDeleted => "sender_key_deleted",
             Conflict::CertificateFailed => "certificate_failed",
             Conflict::RegistrationFailed => "registration_failed",
+            Conflict::NameReserved => "name_reserved",
         }
     }
 }

@@ -61,6 +61,11 @@ pub fn decode_as<T: DeserializeOwned, Old: DeserializeOwned + Into<T>>(
     }
 }
 
+/// A record's layout version (see `encode_as`), for a record type with more than two layouts.
+pub fn version_of(bytes: &[u8]) -> StoreResult<u8> {
+    split(bytes).map(|(v, ..)| v)
+}
+
 /// A record's layout version, whether its body is compact, and the body.
 fn split(bytes: &[u8]) -> StoreResult<(u8, bool, &[u8])> {
     match bytes.split_first() {

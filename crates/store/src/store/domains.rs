@@ -205,6 +205,23 @@ impl Domains<'_> {
             .collect()
     }
 
+    /// Every domain (verified, pending or failed) named `parent` or under it: the names a new
+    /// preview domain would cover. Reads the name index's keys, once per preview-domain change.
+    pub fn within(&self, parent: &str) -> StoreResult<Vec<Domain>> {
+        let suffix = format!(".{parent}");
+        let mut found = Vec::new();
+        for key in self.0.t.domain_by_name.read().iter().keys() {
+            let key = key?;
+            let name = String::from_utf8_lossy(&key);
+            if name == parent || name.ends_with(&suffix) {
+                if let Some(d) = self.by_name(&name)? {
+                    found.push(d);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Rewrites a domain record if it still exists (a delete in between wins); see `update`.
     pub fn save(&self, domain: &Domain) -> StoreResult<()> {
         self.update(&domain.id, |d| *d = domain.clone()).map(|_| ())

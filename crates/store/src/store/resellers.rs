@@ -25,6 +25,58 @@ pub struct Reseller {
     pub access_token_ttl: Option<u64>,
     /// Live access tokens a user may have; issuing one more revokes the oldest.
     pub max_tokens_per_user: u32,
+    /// A preview domain the reseller asked for, not yet proven by DNS: `preview_domain` keeps
+    /// serving until it is.
+    #[schema(nullable)]
+    pub preview_domain_pending: Option<PendingPreview>,
+}
+
+/// A preview domain waiting for its TXT record (`PATCH /reseller`).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PendingPreview {
+    pub domain: DomainName,
+    /// The record to publish: `_resellerd.<domain>` TXT `resellerd-verification=…`.
+    pub txt_record: TxtRecord,
+    /// `pending`, or `failed` once the verification deadline passed without the record.
+    #[schema(value_type = String)]
+    pub status: super::domains::DomainStatus,
+    pub requested_at: Timestamp,
+    #[schema(nullable)]
+    pub last_checked_at: Option<Timestamp>,
+    /// What the last check found instead of the record, if it looked.
+    #[schema(nullable)]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TxtRecord {
+    pub name: String,
+    pub value: String,
+}
+
+impl Reseller {
+    /// The preview domain and the one waiting for DNS: both are this reseller's to claim.
+    pub fn preview_names(&self) -> impl Iterator<Item = &DomainName> {
+        let pending = self.preview_domain_pending.as_ref().map(|p| &p.domain);
+        self.preview_domain.iter().chain(pending)
+    }
+}
+
+impl PendingPreview {
+    pub fn new(domain: DomainName, now: Timestamp) -> PendingPreview {
+        let token = Secret::generate("").expose().to_string();
+        PendingPreview {
+            txt_record: TxtRecord {
+                name: format!("_resellerd.{domain}"),
+                value: format!("{}{token}", super::domains::TXT_PREFIX),
+            },
+            domain,
+            status: super::domains::DomainStatus::Pending,
+            requested_at: now,
+            last_checked_at: None,
+            reason: None,
+        }
+    }
 }
 
 /// The default `access_token_ttl`: 90 days.
@@ -36,8 +88,9 @@ pub const MAX_TOKENS_LIMIT: u32 = 1_000;
 /// The longest a token may live: 10 years.
 pub const MAX_TOKEN_TTL: u64 = 10 * 365 * 86_400;
 
-/// The record's layout version (see `codec::encode_as`): 2 added the token settings.
-const RECORD: u8 = 2;
+/// The record's layout version (see `codec::encode_as`): 2 added the token settings, 3 the
+/// pending preview domain.
+const RECORD: u8 = 3;
 
 /// A reseller as written before the token settings existed. Read as having the defaults, so
 /// an upgraded instance stops growing tokens too.
@@ -54,9 +107,25 @@ struct ResellerV1 {
     updated_at: Timestamp,
 }
 
-impl From<ResellerV1> for Reseller {
+/// A reseller as written before pending preview domains existed (layout 2).
+#[derive(Deserialize)]
+struct ResellerV2 {
+    id: String,
+    name: String,
+    email: Email,
+    preview_domain: Option<DomainName>,
+    notification_email: Option<Email>,
+    allowed_ips: IpAllowList,
+    suspended: bool,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    access_token_ttl: Option<u64>,
+    max_tokens_per_user: u32,
+}
+
+impl From<ResellerV1> for ResellerV2 {
     fn from(r: ResellerV1) -> Self {
-        Reseller {
+        ResellerV2 {
             id: r.id,
             name: r.name,
             email: r.email,
@@ -72,8 +141,30 @@ impl From<ResellerV1> for Reseller {
     }
 }
 
+impl From<ResellerV2> for Reseller {
+    fn from(r: ResellerV2) -> Self {
+        Reseller {
+            id: r.id,
+            name: r.name,
+            email: r.email,
+            preview_domain: r.preview_domain,
+            notification_email: r.notification_email,
+            allowed_ips: r.allowed_ips,
+            suspended: r.suspended,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            access_token_ttl: r.access_token_ttl,
+            max_tokens_per_user: r.max_tokens_per_user,
+            preview_domain_pending: None,
+        }
+    }
+}
+
 fn read(raw: &[u8]) -> StoreResult<Reseller> {
-    decode_as::<Reseller, ResellerV1>(RECORD, raw)
+    if super::codec::version_of(raw)? == RECORD {
+        return decode_as::<Reseller, ResellerV2>(RECORD, raw);
+    }
+    decode_as::<ResellerV2, ResellerV1>(2, raw).map(Into::into)
 }
 
 fn write(r: &Reseller) -> Vec<u8> {
@@ -91,6 +182,8 @@ pub struct ResellerPatch {
     pub suspended: Option<bool>,
     pub access_token_ttl: Option<Option<u64>>,
     pub max_tokens_per_user: Option<u32>,
+    /// A preview domain to prove before it takes effect; `Some(None)` withdraws the request.
+    pub preview_domain_pending: Option<Option<PendingPreview>>,
 }
 
 pub struct Resellers<'a>(&'a Store);
@@ -99,6 +192,13 @@ impl Store {
     pub fn resellers(&self) -> Resellers<'_> {
         Resellers(self)
     }
+}
+
+fn taken(domain: &DomainName) -> StoreError {
+    StoreError::Conflict(
+        crate::error::Conflict::PreviewDomainTaken,
+        format!("{domain} is already the preview domain of another reseller"),
+    )
 }
 
 /// A reseller's or key's name, checked (see `model::Name`).
@@ -128,6 +228,7 @@ impl Resellers<'_> {
             updated_at: now,
             access_token_ttl: Some(DEFAULT_TOKEN_TTL),
             max_tokens_per_user: DEFAULT_MAX_TOKENS,
+            preview_domain_pending: None,
         };
         let secret = Secret::generate(crate::model::secret::KEY_PREFIX);
         let key = ApiKey::new(
@@ -193,59 +294,110 @@ impl Resellers<'_> {
     /// Applies a patch; a preview domain must be unused by every other reseller.
     pub fn update(&self, id: &str, patch: ResellerPatch, now: Timestamp) -> StoreResult<Reseller> {
         let t = &self.0.t;
-        let updated =
-            (&*t.resellers.write(), &*t.reseller_by_preview.write()).transaction(
-                |(r, by_preview)| {
-                    let Some(raw) = r.get(id.as_bytes())? else {
-                        return abort(StoreError::NotFound("reseller"));
-                    };
-                    let mut rec = read(&raw).or_else(abort)?;
-                    if let Some(name) = &patch.name {
-                        rec.name = valid_name(name).or_else(abort)?;
-                    }
-                    if let Some(email) = &patch.email {
-                        rec.email = email.clone();
-                    }
-                    if let Some(preview) = &patch.preview_domain {
-                        if let Some(new) = preview {
-                            if let Some(owner) = by_preview.get(new.as_str().as_bytes())? {
-                                if owner != id.as_bytes() {
-                                    return abort(StoreError::Conflict(
-                                crate::error::Conflict::PreviewDomainTaken,
-                                format!("{new} is already the preview domain of another reseller"),
-                            ));
-                                }
-                            }
-                            by_preview.insert(new.as_str().as_bytes(), id.as_bytes())?;
-                        }
-                        if let Some(old) = &rec.preview_domain {
-                            if preview.as_ref() != Some(old) {
-                                by_preview.remove(old.as_str().as_bytes())?;
+        let updated = (&*t.resellers.write(), &*t.reseller_by_preview.write()).transaction(
+            |(r, by_preview)| {
+                let Some(raw) = r.get(id.as_bytes())? else {
+                    return abort(StoreError::NotFound("reseller"));
+                };
+                let mut rec = read(&raw).or_else(abort)?;
+                if let Some(name) = &patch.name {
+                    rec.name = valid_name(name).or_else(abort)?;
+                }
+                if let Some(email) = &patch.email {
+                    rec.email = email.clone();
+                }
+                if let Some(preview) = &patch.preview_domain {
+                    if let Some(new) = preview {
+                        if let Some(owner) = by_preview.get(new.as_str().as_bytes())? {
+                            if owner != id.as_bytes() {
+                                return abort(taken(new));
                             }
                         }
-                        rec.preview_domain = preview.clone();
+                        by_preview.insert(new.as_str().as_bytes(), id.as_bytes())?;
                     }
-                    if let Some(n) = &patch.notification_email {
-                        rec.notification_email = n.clone();
+                    if let Some(old) = &rec.preview_domain {
+                        if preview.as_ref() != Some(old) {
+                            by_preview.remove(old.as_str().as_bytes())?;
+                        }
                     }
-                    if let Some(ips) = &patch.allowed_ips {
-                        rec.allowed_ips = ips.clone();
+                    rec.preview_domain = preview.clone();
+                    rec.preview_domain_pending = None;
+                }
+                if let Some(pending) = &patch.preview_domain_pending {
+                    if let Some(p) = pending {
+                        if let Some(owner) = by_preview.get(p.domain.as_str().as_bytes())? {
+                            if owner != id.as_bytes() {
+                                return abort(taken(&p.domain));
+                            }
+                        }
                     }
-                    if let Some(s) = patch.suspended {
-                        rec.suspended = s;
-                    }
-                    if let Some(ttl) = patch.access_token_ttl {
-                        rec.access_token_ttl = ttl;
-                    }
-                    if let Some(max) = patch.max_tokens_per_user {
-                        rec.max_tokens_per_user = max;
-                    }
-                    rec.updated_at = now;
-                    r.insert(id.as_bytes(), write(&rec))?;
-                    Ok(rec)
-                },
-            )?;
+                    rec.preview_domain_pending = pending.clone();
+                }
+                if let Some(n) = &patch.notification_email {
+                    rec.notification_email = n.clone();
+                }
+                if let Some(ips) = &patch.allowed_ips {
+                    rec.allowed_ips = ips.clone();
+                }
+                if let Some(s) = patch.suspended {
+                    rec.suspended = s;
+                }
+                if let Some(ttl) = patch.access_token_ttl {
+                    rec.access_token_ttl = ttl;
+                }
+                if let Some(max) = patch.max_tokens_per_user {
+                    rec.max_tokens_per_user = max;
+                }
+                rec.updated_at = now;
+                r.insert(id.as_bytes(), write(&rec))?;
+                Ok(rec)
+            },
+        )?;
         Ok(updated)
+    }
+
+    /// Records a check of the reseller's pending preview domain `domain` (a newer request in
+    /// between wins): `Ok(true)` found its record, so it becomes the preview domain (unless another
+    /// reseller took that name meanwhile: then `preview_domain_taken`); otherwise the reason is
+    /// kept, and past `deadline` the request is `failed`.
+    pub fn check_pending_preview(
+        &self,
+        id: &str,
+        domain: &DomainName,
+        found: Result<(), String>,
+        deadline: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Reseller> {
+        let rec = self.get(id)?;
+        let Some(mut pending) = rec.preview_domain_pending.clone() else {
+            return Ok(rec);
+        };
+        if &pending.domain != domain {
+            return Ok(rec);
+        }
+        pending.last_checked_at = Some(now);
+        let reason = match found {
+            Ok(()) => {
+                let patch = ResellerPatch {
+                    preview_domain: Some(Some(domain.clone())),
+                    ..Default::default()
+                };
+                match self.update(id, patch, now) {
+                    Err(StoreError::Conflict(_, why)) => why,
+                    done => return done,
+                }
+            }
+            Err(reason) => reason,
+        };
+        pending.reason = Some(reason);
+        if now >= deadline {
+            pending.status = super::domains::DomainStatus::Failed;
+        }
+        let patch = ResellerPatch {
+            preview_domain_pending: Some(Some(pending)),
+            ..Default::default()
+        };
+        self.update(id, patch, now)
     }
 
     /// The reseller whose preview domain is `domain`, if any.
