@@ -189,6 +189,34 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Headers a visitor may not hand an origin: client addresses the proxy works out itself
+/// (`X-Forwarded-For` and `X-Real-IP` are set from the client address), and URL overrides some
+/// origins (IIS, Symfony, Spring) obey over the request line.
+pub const VISITOR_MAY_NOT_SEND: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-original-forwarded-for",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-override-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Methods an origin is sent; anything else (TRACE, TRACK, CONNECT, WebDAV, made-up ones) is
+/// answered 405 by the edge.
+pub const PROXIED_METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
 #[cfg(test)]
 mod tests {
     use super::*;

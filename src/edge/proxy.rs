@@ -230,7 +230,7 @@ pub async fn forward(
             || name == header::HOST
             || name == header::EXPECT
             || n.starts_with("x-forwarded-")
-            || name == header::FORWARDED
+            || crate::targets::VISITOR_MAY_NOT_SEND.contains(&n)
             || profile.headers.iter().any(|(p, _)| p == n);
         if drop {
             continue;
@@ -248,8 +248,9 @@ pub async fn forward(
             headers.append(n, v);
         }
     }
-    if let Some(ip) = client.and_then(|ip| ip.to_string().parse().ok()) {
-        headers.insert("x-forwarded-for", ip);
+    if let Some(ip) = client.and_then(|ip| Value::from_str(&ip.to_string()).ok()) {
+        headers.insert("x-forwarded-for", ip.clone());
+        headers.insert("x-real-ip", ip);
     }
     headers.append("via", Value::from_static(VIA));
     let (scheme, host) = crate::http::origin(req, &state.trusted_proxies);

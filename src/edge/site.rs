@@ -46,6 +46,16 @@ async fn not_found(
     }
 }
 
+/// True if a segment of the (decoded) path is `.` or `..` followed by `;` parameters
+/// (`..;`, `.;x`): Tomcat and Spring read those as dot segments, so a rule's prefix would not
+/// hold at the origin.
+pub fn has_dot_segment_with_params(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        seg.split_once(';')
+            .is_some_and(|(head, _)| head == "." || head == "..")
+    })
+}
+
 pub async fn serve_site(
     req: &HttpRequest,
     payload: web::Payload,
@@ -55,6 +65,23 @@ pub async fn serve_site(
 ) -> ApiResult<HttpResponse> {
     let (site, reseller): (&Site, &Reseller) = (&target.site, &target.reseller);
     let method = req.method().clone();
+    // TRACE and TRACK would echo what a proxy rule adds (a profile's secret headers), CONNECT
+    // is no site's: the methods a site answers or proxies are a fixed list.
+    if !crate::targets::PROXIED_METHODS.contains(&method.as_str()) {
+        return Ok(builtin(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+            "This site does not answer this method.",
+        ));
+    }
+    let path = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
+    if has_dot_segment_with_params(&path) {
+        return Ok(builtin(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "A path segment may not be a dot segment with parameters (such as ..;).",
+        ));
+    }
     if reseller.suspended {
         return Ok(builtin(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -99,7 +126,6 @@ pub async fn serve_site(
         Some(id) => state.edge.deploy_index(&state.store, id).await?,
         None => None,
     };
-    let path = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
     let route = ix.as_ref().map(|ix| serve::route(ix, &path));
     // A rule to one of the reseller's proxy profiles takes every method.
     if let Some(Route::External { url }) = &route {

@@ -461,3 +461,118 @@ async fn a_private_origin_is_refused_unless_the_operator_allows_it() {
         json!([])
     );
 }
+
+/// What a visitor may not make the proxy do: TRACE, TRACK and CONNECT are 405 at the edge
+/// (a TRACE-echoing origin would hand back the profile's secret headers), client-address and
+/// URL-override headers of the visitor's are dropped and the edge's own set, and a `..;`
+/// segment (a dot segment to Tomcat and Spring) is refused before any rule matches.
+#[tokio::test]
+async fn the_proxy_forwards_only_what_a_site_may_send() {
+    let port = start_origin();
+    let app = TestApp::spawn_with(&["--allow-private-targets"]).await;
+    let a = app.reseller("Proxy A").await;
+    let origin = format!("http://127.0.0.1:{port}");
+    app.post(
+        "/api/v1/proxy_profiles",
+        &a.key,
+        json!({"name": "Backend", "origin": origin, "headers": {"X-Api-Key": "sekrit-value"}}),
+    )
+    .await
+    .expect(201);
+    let ann = a.access_token(&app, "ann@a.test").await;
+    app.post("/api/v1/sites", &ann.token, json!({"name": "proxied"}))
+        .await
+        .expect(201);
+    let rules = format!("/api/* {origin}/:splat 200\n/public/* {origin}/query 200\n");
+    zip_deploy(
+        &app,
+        &ann.token,
+        "proxied",
+        zip_of(&[("index.html", b"home"), ("_redirects", rules.as_bytes())]),
+    )
+    .await
+    .expect(200);
+    let http = app.http.trim_start_matches("http://").to_string();
+    let raw = |request: String| {
+        let http = http.clone();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(&http).await.unwrap();
+            s.write_all(request.as_bytes()).await.unwrap();
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out).await;
+            String::from_utf8_lossy(&out).into_owned()
+        }
+    };
+    for method in ["TRACE", "TRACK"] {
+        for path in ["/api/upload", "/index.html"] {
+            let answer = raw(format!(
+                "{method} {path} HTTP/1.1\r\nHost: proxied.localhost\r\nConnection: close\r\n\r\n"
+            ))
+            .await;
+            assert!(
+                answer.starts_with("HTTP/1.1 405"),
+                "{method} {path}: {answer}"
+            );
+            assert!(!answer.contains("sekrit-value"), "{answer}");
+        }
+    }
+    let answer = raw(
+        "CONNECT proxied.localhost:443 HTTP/1.1\r\nHost: proxied.localhost\r\nConnection: close\r\n\r\n"
+            .into(),
+    )
+    .await;
+    assert!(!answer.starts_with("HTTP/1.1 2"), "{answer}");
+
+    // Headers: the visitor's claims about its address and URL never reach the origin.
+    let mut req = app
+        .client
+        .post(app.url("/api/upload"))
+        .header("host", "proxied.localhost")
+        .body("x");
+    for (name, value) in [
+        ("X-Real-IP", "6.6.6.6"),
+        ("True-Client-IP", "6.6.6.6"),
+        ("X-Client-IP", "6.6.6.6"),
+        ("CF-Connecting-IP", "6.6.6.6"),
+        ("X-Cluster-Client-IP", "6.6.6.6"),
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("X-Original-URL", "/admin"),
+        ("X-Rewrite-URL", "/admin"),
+        ("X-HTTP-Method-Override", "DELETE"),
+    ] {
+        req = req.header(name, value);
+    }
+    let r = crate::helpers::reply(req.send().await.unwrap())
+        .await
+        .expect(200);
+    let headers = &r.body["headers"];
+    assert!(!r.text.contains("6.6.6.6"), "{}", r.text);
+    assert!(!r.text.contains("/admin"), "{}", r.text);
+    assert!(
+        headers.get("x-http-method-override").is_none(),
+        "{}",
+        r.text
+    );
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(headers["x-real-ip"], "127.0.0.1");
+    assert_eq!(headers["x-api-key"], "sekrit-value");
+
+    // `..;` and its encodings are refused; a rule's prefix holds.
+    for path in [
+        "/public/..;/admin/secret",
+        "/api/..;/upload",
+        "/api/x/.;y/upload",
+        "/api/%2e%2e;/upload",
+        "/api/..%3b/upload",
+    ] {
+        let r = app
+            .client
+            .get(app.url(path))
+            .header("host", "proxied.localhost")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+    }
+}
