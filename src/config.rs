@@ -142,10 +142,16 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_DATABASE_CONNECTIONS")]
     pub database_connections: Option<usize>,
 
-    /// Seconds an unreferenced blob stays in the object store before garbage collection deletes
-    /// it (another node may be recording a deploy that names it) [default: 3600]
+    /// Seconds an unreferenced site file stays (in the data dir or the object store) before the
+    /// periodic sweep deletes it (a request or another node may be recording a deploy that
+    /// names it); the sweep runs as often, at most hourly [default: 3600]
     #[arg(long, env = "RESELLERD_BLOB_GC_GRACE")]
     pub blob_gc_grace: Option<u64>,
+
+    /// Seconds a deploy may wait for its files (state new or prepared) before it expires,
+    /// failing and freeing what it uploaded [default: 86400]
+    #[arg(long, env = "RESELLERD_DEPLOY_EXPIRY")]
+    pub deploy_expiry: Option<u64>,
 
     /// SMTP relay for notification mail: smtp://[user:pass@]host:port (STARTTLS when offered;
     /// ?tls=required insists) or smtps:// (implicit TLS) [default: unset, no mail is sent]
@@ -442,8 +448,17 @@ impl Settings {
             return Ok(None);
         };
         let remote = crate::store::remote::Remote::from_url(url)?;
-        let grace = std::time::Duration::from_secs(self.blob_gc_grace.unwrap_or(3600));
-        Ok(Some((remote, grace)))
+        Ok(Some((remote, self.blob_gc_grace())))
+    }
+
+    /// How long an unreferenced site file is kept (`--blob-gc-grace`).
+    pub fn blob_gc_grace(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.blob_gc_grace.unwrap_or(3600))
+    }
+
+    /// How long a deploy may wait for its files (`--deploy-expiry`).
+    pub fn deploy_expiry(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.deploy_expiry.unwrap_or(86_400).max(1))
     }
 
     /// The PostgreSQL URL, if the records live there (not in the data dir's embedded database).

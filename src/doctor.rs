@@ -71,6 +71,18 @@ pub fn run(settings: &Settings) -> Vec<Finding> {
                     ),
                 ));
                 out.extend(redb_space(&store, &dir));
+                out.push(match store.unreferenced_blobs() {
+                    Ok((0, _)) => finding(Level::Ok, "site files", "every stored file is named by a deploy"),
+                    Ok((n, bytes)) => finding(
+                        Level::Ok,
+                        "site files",
+                        format!(
+                            "{n} files ({} MiB) no deploy names: the periodic sweep removes them once older than --blob-gc-grace",
+                            bytes.div_ceil(1 << 20)
+                        ),
+                    ),
+                    Err(e) => finding(Level::Warn, "site files", e.to_string()),
+                });
                 out.extend(stored_certificates(&store));
                 false
             }

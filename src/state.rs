@@ -86,6 +86,16 @@ impl AppState {
             settings.token_sweep_interval(),
             settings.token_sweep_batch(),
         ));
+        let grace = settings.blob_gc_grace();
+        actix_web::rt::spawn(store::files_sweeper(
+            store.clone(),
+            grace.clamp(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(3600),
+            ),
+            settings.deploy_expiry(),
+            grace,
+        ));
         let verifier = Arc::new(settings.verifier()?);
         actix_web::rt::spawn(verifier.clone().run_forever(store.clone()));
         let outbox =

@@ -155,8 +155,17 @@ async fn create(
         };
         let (store, disk) = (state.store.clone(), state.disk.clone());
         let user_id = site.user_id.clone();
-        let files =
-            off_worker(move || unpack_zip(&store, &disk, &user_id, &spool, &limits)).await?;
+        let max = state
+            .store
+            .plans()
+            .limits_of(&site.reseller_id, &site.user_id)?
+            .0
+            .max_storage_mb;
+        let files = off_worker(move || {
+            let unpacked = unpack_zip(&store, &disk, &user_id, max, &spool, &limits)?;
+            store_unpacked(&store, &user_id, max, unpacked)
+        })
+        .await?;
         let opts = NewDeploy {
             // A raw zip has no JSON body: production unless ?draft=true, as on Netlify.
             draft: q.draft.unwrap_or(false),
@@ -492,17 +501,26 @@ pub struct ZipLimits {
 const MAX_RATIO: u64 = 200;
 const RATIO_FLOOR: u64 = 1 << 20;
 
-/// Expands a zip deploy (spooled in `spool`) into the blob store entry by entry, checked against
-/// the limits before anything is expanded and again while expanding (declared sizes can lie),
-/// and against the disk reserve as it goes.
-/// Returns the deploy's file map; every file is recorded as known to `user_id`.
+/// A zip deploy's file map and its distinct contents, written but not yet stored: dropped, they
+/// leave nothing behind.
+pub struct Unpacked {
+    pub files: BTreeMap<String, String>,
+    pub contents: Vec<crate::store::blobs::Parked>,
+}
+
+/// Expands a zip deploy (spooled in `spool`) entry by entry into temp files of the blob dir,
+/// checked against the limits before anything is expanded and again while expanding (declared
+/// sizes can lie), against the user's storage quota before anything is expanded (distinct
+/// entries by CRC and size are a lower bound of the distinct content), and against the disk
+/// reserve as it goes. Nothing is stored yet: see `store_unpacked`.
 pub fn unpack_zip(
     store: &crate::store::Store,
     disk: &crate::disk::Disk,
     user_id: &str,
+    max_storage_mb: Option<u64>,
     spool: &crate::store::blobs::Incoming,
     limits: &ZipLimits,
-) -> ApiResult<BTreeMap<String, String>> {
+) -> ApiResult<Unpacked> {
     let bad = |e: zip::result::ZipError| ApiError::invalid(format!("invalid zip archive: {e}"));
     let too_big = || ApiError::PayloadTooLarge(limits.max_bytes as usize);
     let mut archive = zip::ZipArchive::new(spool.reopen()?).map_err(bad)?;
@@ -511,6 +529,7 @@ pub fn unpack_zip(
     }
     let (mut total, mut packed) = (0u64, 0u64);
     let mut entries = Vec::new();
+    let mut distinct = std::collections::BTreeSet::new();
     for i in 0..archive.len() {
         let f = archive.by_index_raw(i).map_err(bad)?;
         if f.is_dir() {
@@ -526,12 +545,18 @@ pub fn unpack_zip(
         if f.size() >= RATIO_FLOOR && f.size() / f.compressed_size().max(1) > MAX_RATIO {
             return Err(too_big());
         }
+        distinct.insert((f.crc32(), f.size()));
         entries.push((i, path, f.size()));
     }
     if total >= RATIO_FLOOR && total / packed.max(1) > MAX_RATIO {
         return Err(too_big());
     }
+    let at_least: u64 = distinct.iter().map(|(_, size)| size).sum();
+    store
+        .storage()
+        .check_deploy_fits(user_id, at_least, max_storage_mb)?;
     let mut files = BTreeMap::new();
+    let mut contents: BTreeMap<String, crate::store::blobs::Parked> = BTreeMap::new();
     let mut buf = vec![0u8; 64 * 1024];
     for (i, path, size) in entries {
         let f = archive.by_index(i).map_err(bad)?;
@@ -560,11 +585,40 @@ pub fn unpack_zip(
         if crate::rules::RULE_FILES.contains(&path.as_str()) {
             check_rules_in(&path, &blob)?;
         }
-        // If blob GC raced these writes, `create` sees the blob missing and lists it as
-        // required instead of publishing a deploy with a hole.
-        let sha = store.blobs.commit(blob)?;
-        store.deploys().remember(user_id, &sha)?;
+        let sha = blob.digest();
+        if !contents.contains_key(&sha) {
+            contents.insert(sha.clone(), blob.park()?);
+        }
         files.insert(path, sha);
     }
-    Ok(files)
+    Ok(Unpacked {
+        files,
+        contents: contents.into_values().collect(),
+    })
+}
+
+/// Stores a zip's contents once the user's quota has room for what is new to them, each
+/// recorded as known to `user_id`. (A refusal here, or of the deploy after, leaves nothing the
+/// periodic sweep does not collect.) Returns the file map.
+pub fn store_unpacked(
+    store: &crate::store::Store,
+    user_id: &str,
+    max_storage_mb: Option<u64>,
+    unpacked: Unpacked,
+) -> ApiResult<BTreeMap<String, String>> {
+    let sizes = unpacked
+        .contents
+        .iter()
+        .map(|c| (c.digest().to_string(), c.len()))
+        .collect();
+    store
+        .storage()
+        .check_room_for(user_id, &sizes, max_storage_mb)?;
+    for content in unpacked.contents {
+        // If blob GC raced these writes, `create` sees the blob missing and lists it as
+        // required instead of publishing a deploy with a hole.
+        let sha = store.blobs.commit_parked(content)?;
+        store.deploys().remember(user_id, &sha)?;
+    }
+    Ok(unpacked.files)
 }

@@ -643,3 +643,165 @@ async fn a_format_6_data_dir_gets_its_storage_counted() {
     let app = app.restart().await;
     assert_eq!(storage(&app, &a.key, &ann.user_id).await, before);
 }
+
+/// Every file under the data dir's blobs (temp files included) and their bytes.
+fn blob_bytes(app: &TestApp) -> (usize, u64) {
+    fn walk(dir: &std::path::Path, out: &mut (usize, u64)) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.0 += 1;
+                out.1 += meta.len();
+            }
+        }
+    }
+    let mut out = (0, 0);
+    walk(&app.data_dir.join("blobs"), &mut out);
+    out
+}
+
+/// Zip deploys refused for quota leave the disk and the records as they were: refused from the
+/// zip's directory before anything is expanded when its files alone are over the plan, and
+/// after expansion (before anything is stored) when what is new to the user is.
+#[tokio::test]
+async fn refused_zip_deploys_leave_no_bytes_or_records_behind() {
+    use crate::helpers::noise;
+    use crate::sites::{zip_deploy, zip_of};
+    let app = TestApp::spawn().await;
+    let a = app.reseller("Disk A").await;
+    default_plan(&app, &a.key, json!({"name": "Small", "max_storage_mb": 1})).await;
+    let ann = a.access_token(&app, "ann@a.test").await;
+    app.post("/api/v1/sites", &ann.token, json!({"name": "disk"}))
+        .await
+        .expect(201);
+    let first = noise(700_000, 1);
+    zip_deploy(&app, &ann.token, "disk", zip_of(&[("a.bin", &first)]))
+        .await
+        .expect(200);
+    let deploys = || app.get("/api/v1/sites/disk/deploys", &ann.token);
+    let listed = deploys().await.expect(200).body.as_array().unwrap().len();
+    let before = blob_bytes(&app);
+    for i in 0..4u64 {
+        // 3 MB of new files: refused from the directory.
+        let big: Vec<Vec<u8>> = (0..3).map(|j| noise(1_000_000, 10 * i + j + 2)).collect();
+        let files: Vec<(&str, &[u8])> =
+            vec![("x.bin", &big[0]), ("y.bin", &big[1]), ("z.bin", &big[2])];
+        quota(
+            zip_deploy(&app, &ann.token, "disk", zip_of(&files)).await,
+            "max_storage_mb",
+            1,
+            1,
+        );
+        // 0.5 MB new beside the 0.7 MB already counted: refused once expanded.
+        let half = noise(500_000, 100 + i);
+        let files: [(&str, &[u8]); 2] = [("a.bin", &first), ("b.bin", &half)];
+        quota(
+            zip_deploy(&app, &ann.token, "disk", zip_of(&files)).await,
+            "max_storage_mb",
+            1,
+            1,
+        );
+    }
+    assert_eq!(
+        blob_bytes(&app),
+        before,
+        "refused deploys left files behind"
+    );
+    assert_eq!(
+        deploys().await.expect(200).body.as_array().unwrap().len(),
+        listed,
+        "refused deploys left records behind"
+    );
+    // What fits still deploys, and what the user already has costs nothing.
+    let files: [(&str, &[u8]); 2] = [("a.bin", &first), ("copy.bin", &first)];
+    zip_deploy(&app, &ann.token, "disk", zip_of(&files))
+        .await
+        .expect(200);
+}
+
+/// Another tenant's content changes nothing of a deploy's answer or its storage: naming its
+/// digest on a 1 MB plan is the same as naming a digest nobody has.
+#[tokio::test]
+async fn another_tenants_content_is_not_counted_or_told() {
+    use crate::helpers::noise;
+    use crate::sites::{sha1, zip_deploy, zip_of};
+    let app = TestApp::spawn().await;
+    let a = app.reseller("Oracle A").await;
+    let b = app.reseller("Oracle B").await;
+    let ann = a.access_token(&app, "ann@a.test").await;
+    let big = noise(3_000_000, 42);
+    app.post("/api/v1/sites", &ann.token, json!({"name": "holder"}))
+        .await
+        .expect(201);
+    zip_deploy(&app, &ann.token, "holder", zip_of(&[("big.bin", &big)]))
+        .await
+        .expect(200);
+    default_plan(&app, &b.key, json!({"name": "Tiny", "max_storage_mb": 1})).await;
+    let bob = b.access_token(&app, "bob@b.test").await;
+    app.post("/api/v1/sites", &bob.token, json!({"name": "prober"}))
+        .await
+        .expect(201);
+    let absent = sha1(b"nobody has this");
+    let mut answers = Vec::new();
+    for digest in [sha1(&big), absent] {
+        let r = app
+            .post(
+                "/api/v1/sites/prober/deploys",
+                &bob.token,
+                json!({"files": {"/f.bin": digest}}),
+            )
+            .await;
+        let (status, required) = (r.status, r.body["required"].clone());
+        assert_eq!(status, 200, "{}", r.text);
+        assert_eq!(required, json!([digest]));
+        let (user_bytes, _) = storage(&app, &b.key, &bob.user_id).await;
+        answers.push((status, user_bytes));
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0].1, 0);
+}
+
+/// A deploy that never gets its files expires (`--deploy-expiry`), and the periodic sweep then
+/// removes what it had uploaded (`--blob-gc-grace`): no path keeps bytes for good.
+#[tokio::test]
+async fn unfinished_deploys_expire_and_their_files_are_swept() {
+    use crate::sites::{sha1, upload};
+    let app = TestApp::spawn_with(&["--deploy-expiry", "1", "--blob-gc-grace", "1"]).await;
+    let a = app.reseller("Expiry A").await;
+    let ann = a.access_token(&app, "ann@a.test").await;
+    app.post("/api/v1/sites", &ann.token, json!({"name": "waits"}))
+        .await
+        .expect(201);
+    let (one, two) = (b"first file".as_slice(), b"second file".as_slice());
+    let d = app
+        .post(
+            "/api/v1/sites/waits/deploys",
+            &ann.token,
+            json!({"files": {"/one.txt": sha1(one), "/two.txt": sha1(two)}}),
+        )
+        .await
+        .expect(200);
+    let id = d.body["id"].as_str().unwrap().to_string();
+    assert_eq!(upload(&app, &ann.token, &id, "one.txt", one).await, 200);
+    assert_eq!(blob_bytes(&app).0, 1);
+    let mut state = Value::Null;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        state = app
+            .get(&format!("/api/v1/deploys/{id}"), &ann.token)
+            .await
+            .expect(200)
+            .body;
+        if state["state"] == "error" && blob_bytes(&app).0 == 0 {
+            break;
+        }
+    }
+    assert_eq!(state["state"], "error", "{state}");
+    assert!(
+        state["error_message"].as_str().unwrap().contains("expired"),
+        "{state}"
+    );
+    assert_eq!(blob_bytes(&app), (0, 0), "the uploaded file was not swept");
+}

@@ -78,6 +78,57 @@ impl Incoming {
     }
 }
 
+impl Incoming {
+    /// Closes the written file, keeping it (and its digest) until `Blobs::commit_parked`: a
+    /// zip's entries wait so, thousands at a time, until the quota is checked. Dropped, the
+    /// file goes.
+    pub fn park(mut self) -> StoreResult<Parked> {
+        self.tmp.file.flush().map_err(io_error)?;
+        let digest = self.digest();
+        let path = std::mem::take(&mut self.tmp.path);
+        Ok(Parked {
+            path,
+            digest,
+            len: self.len,
+        })
+    }
+}
+
+/// A written, closed blob not yet stored under its digest (see `Incoming::park`).
+pub struct Parked {
+    path: PathBuf,
+    digest: String,
+    len: u64,
+}
+
+impl Parked {
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The one clock (`Timestamp::now`) as a file time, for blobs' modification times.
+fn clock_now() -> std::time::SystemTime {
+    let ms = crate::model::Timestamp::now().0.max(0) as u64;
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
+}
+
 fn io_error(e: std::io::Error) -> StoreError {
     crate::error::from_io("blob store", &e)
 }
@@ -205,14 +256,26 @@ impl Blobs {
 
     /// Makes a written blob durable under its digest: fsynced, renamed into place, directory
     /// fsynced. Returns the digest.
-    pub fn commit(&self, mut incoming: Incoming) -> StoreResult<String> {
+    pub fn commit(&self, incoming: Incoming) -> StoreResult<String> {
         let sha = incoming.digest();
+        self.commit_as(incoming, sha)
+    }
+
+    fn commit_as(&self, mut incoming: Incoming, sha: String) -> StoreResult<String> {
         if let Some(remote) = &self.remote {
             // In the bucket before anything can name it as stored.
             incoming.tmp.file.flush().map_err(io_error)?;
             remote.upload(&sha, &incoming.tmp.path, incoming.len)?;
         }
         if self.path(&sha).is_file() {
+            // Fresh again, so the periodic sweep's grace covers the deploy about to name it.
+            let touched = std::fs::File::options()
+                .write(true)
+                .open(self.path(&sha))
+                .and_then(|f| f.set_modified(clock_now()));
+            if let Err(e) = touched {
+                tracing::warn!(error = %e, "cannot touch a stored blob");
+            }
             return Ok(sha); // `incoming`'s temp file goes with it
         }
         let dest = self.path(&sha);
@@ -223,6 +286,25 @@ impl Blobs {
         incoming.tmp.file.flush().map_err(io_error)?;
         crate::files::persist(&incoming.tmp.file, &incoming.tmp.path, &dest).map_err(io_error)?;
         Ok(sha)
+    }
+
+    /// `commit` for a parked blob.
+    pub fn commit_parked(&self, mut parked: Parked) -> StoreResult<String> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&parked.path)
+            .map_err(io_error)?;
+        let incoming = Incoming {
+            tmp: TempFile {
+                path: std::mem::take(&mut parked.path),
+                file,
+            },
+            hasher: Sha1::new(),
+            len: parked.len,
+        };
+        let sha = std::mem::take(&mut parked.digest);
+        self.commit_as(incoming, sha)
     }
 
     /// Stores `data` (a whole file in memory) and returns its digest.
@@ -247,8 +329,13 @@ impl Blobs {
     }
 
     /// Removes every blob not in `live` (from the remote store only once older than the grace
-    /// period); returns how many were removed here.
-    pub fn sweep(&self, live: &HashSet<String>) -> StoreResult<usize> {
+    /// period; here too with `local_grace`, for a sweep no deletion asked for, which must not
+    /// take a file a request is storing right now); returns how many were removed here.
+    pub fn sweep(
+        &self,
+        live: &HashSet<String>,
+        local_grace: Option<std::time::Duration>,
+    ) -> StoreResult<usize> {
         if let Some(remote) = &self.remote {
             // The deletion that asked for the sweep is done: a bucket that does not answer now
             // leaves its garbage to the next sweep.
@@ -262,8 +349,36 @@ impl Blobs {
                 }
             }
         }
-        let io = |e: std::io::Error| StoreError::internal(format!("blob sweep: {e}"));
         let mut removed = 0;
+        self.each_unreferenced(live, local_grace, |path, _| {
+            std::fs::remove_file(path)?;
+            removed += 1;
+            Ok(())
+        })?;
+        Ok(removed)
+    }
+
+    /// How many local blobs no deploy names, and their bytes (`doctor`).
+    pub fn unreferenced(&self, live: &HashSet<String>) -> StoreResult<(usize, u64)> {
+        let (mut count, mut bytes) = (0, 0);
+        self.each_unreferenced(live, None, |_, len| {
+            count += 1;
+            bytes += len;
+            Ok(())
+        })?;
+        Ok((count, bytes))
+    }
+
+    /// Calls `f` with the path and length of every local blob not in `live` (and, with `grace`,
+    /// not modified within it).
+    fn each_unreferenced(
+        &self,
+        live: &HashSet<String>,
+        grace: Option<std::time::Duration>,
+        mut f: impl FnMut(&Path, u64) -> std::io::Result<()>,
+    ) -> StoreResult<()> {
+        let io = |e: std::io::Error| StoreError::internal(format!("blob sweep: {e}"));
+        let cutoff = grace.and_then(|g| clock_now().checked_sub(g));
         for head in std::fs::read_dir(&self.dir).map_err(io)? {
             let head = head.map_err(io)?;
             if !head.file_type().map_err(io)?.is_dir() {
@@ -273,15 +388,16 @@ impl Blobs {
             for entry in std::fs::read_dir(head.path()).map_err(io)? {
                 let entry = entry.map_err(io)?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(".tmp-") {
+                if name.starts_with(".tmp-") || live.contains(&format!("{prefix}{name}")) {
                     continue;
                 }
-                if !live.contains(&format!("{prefix}{name}")) {
-                    std::fs::remove_file(entry.path()).map_err(io)?;
-                    removed += 1;
+                let meta = entry.metadata().map_err(io)?;
+                if cutoff.is_some_and(|c| meta.modified().is_ok_and(|m| m > c)) {
+                    continue;
                 }
+                f(&entry.path(), meta.len()).map_err(io)?;
             }
         }
-        Ok(removed)
+        Ok(())
     }
 }

@@ -152,10 +152,58 @@ impl Deploys<'_> {
                 Ok(())
             },
         )?;
-        match files {
-            Some(files) => self.set_files(&deploy.id, files, now),
-            None => Ok(deploy),
+        let Some(files) = files else {
+            return Ok(deploy);
+        };
+        // A refused map (over quota, a deploy gone meanwhile) leaves no deploy behind: a
+        // refusal changes nothing.
+        self.set_files(&deploy.id, files, now).inspect_err(|_| {
+            let undone = (&*t.deploys.write(), &t.deploys_by_site, &t.counters).transaction(
+                |(d, by_site, counters)| {
+                    d.remove(deploy.id.as_bytes())?;
+                    by_site.remove(site_key(&deploy.site_id, &deploy.id).as_bytes())?;
+                    super::bump(counters, &counted, -1)?;
+                    Ok(())
+                },
+            );
+            if let Err(e) = undone {
+                tracing::warn!(error = %e, deploy = %deploy.id, "cannot remove a refused deploy; it expires");
+            }
+        })
+    }
+
+    /// Fails every deploy still `new` or `prepared` (files never all uploaded) that has not
+    /// changed since `before`, as a cancel does: its map goes and its files stop counting, so
+    /// the next sweep can remove them. Returns how many expired.
+    pub fn expire_unfinished(&self, before: Timestamp, now: Timestamp) -> StoreResult<usize> {
+        let mut stale = Vec::new();
+        for raw in self.0.t.deploys.read().iter().values() {
+            let d: Deploy = decode(&raw?)?;
+            if matches!(d.state, DeployState::New | DeployState::Prepared) && d.updated_at < before
+            {
+                stale.push(d.id);
+            }
         }
+        let mut expired = 0;
+        for id in stale {
+            let _map = self.0.map_lock(&id)?;
+            let Some(d) = self.get(&id)? else { continue };
+            if !matches!(d.state, DeployState::New | DeployState::Prepared)
+                || d.updated_at >= before
+            {
+                continue;
+            }
+            let d = self.modify(&id, now, |d| {
+                d.state = DeployState::Error;
+                d.error_message = Some("expired: its files were not all uploaded in time".into());
+                Ok(())
+            })?;
+            if d.state == DeployState::Error {
+                self.drop_map(&id, &d.user_id, &d.site_id)?;
+                expired += 1;
+            }
+        }
+        Ok(expired)
     }
 
     /// Records the file map of a deploy not yet ready and computes what must be uploaded.

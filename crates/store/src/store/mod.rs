@@ -34,6 +34,7 @@ pub use crate::kv::redb::FILE as REDB_FILE;
 pub use crate::kv::Tree;
 pub use codec::{decode, encode};
 pub use flush::{FLUSHES, FLUSH_MICROS};
+pub use sites::sweep_unreferenced_forever as files_sweeper;
 pub use tokens::sweep_forever as tokens_sweeper;
 
 use crate::error::{StoreError, StoreResult};

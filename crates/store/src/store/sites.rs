@@ -276,10 +276,74 @@ fn owner_key(site: &Site) -> String {
 impl Store {
     /// Mark and sweep: every blob no deploy refers to is removed.
     pub fn collect_garbage(&self) -> StoreResult<usize> {
+        self.sweep_blobs(None)
+    }
+
+    /// The periodic sweep: unfinished deploys untouched since `expire_before` fail and free
+    /// their files, then every blob no deploy refers to and older than `grace` is removed, so
+    /// no path (a refused upload, a crash between storing a file and its deploy) leaves bytes
+    /// behind for good.
+    pub fn sweep_unreferenced(
+        &self,
+        expire_before: Timestamp,
+        grace: std::time::Duration,
+        now: Timestamp,
+    ) -> StoreResult<(usize, usize)> {
+        let expired = self.deploys().expire_unfinished(expire_before, now)?;
+        Ok((expired, self.sweep_blobs(Some(grace))?))
+    }
+
+    /// How many local blobs no deploy names, and their bytes.
+    pub fn unreferenced_blobs(&self) -> StoreResult<(usize, u64)> {
+        self.blobs.unreferenced(&self.deploys().referenced_blobs()?)
+    }
+
+    fn sweep_blobs(&self, local_grace: Option<std::time::Duration>) -> StoreResult<usize> {
         let local = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
         let _exclusive = self.held(local, &[(super::lock_key::GC, false)])?;
         let live = self.deploys().referenced_blobs()?;
-        self.blobs.sweep(&live)
+        self.blobs.sweep(&live, local_grace)
+    }
+}
+
+/// The periodic sweep (`Store::sweep_unreferenced`), every `interval` on the leader: unfinished
+/// deploys older than `expire_after` fail, and blobs unreferenced for longer than `grace` go.
+pub async fn sweep_unreferenced_forever(
+    store: Store,
+    interval: std::time::Duration,
+    expire_after: std::time::Duration,
+    grace: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !store.is_leader() {
+            continue;
+        }
+        let s = store.clone();
+        let gate = store.write_gate().read_owned().await;
+        let result = tokio::task::spawn_blocking(move || {
+            let _gate = gate;
+            let now = Timestamp::now();
+            s.sweep_unreferenced(now.plus_secs(-(expire_after.as_secs() as i64)), grace, now)
+        })
+        .await;
+        match result {
+            Ok(Ok((0, 0))) => {}
+            Ok(Ok((expired, removed))) => {
+                tracing::info!(
+                    expired,
+                    removed,
+                    "expired unfinished deploys and swept unreferenced files"
+                );
+                if let Err(e) = store.flush().await {
+                    tracing::warn!(error = %e, "cannot flush the deploy expiry");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot sweep unreferenced files"),
+            Err(e) => tracing::warn!(error = %e, "the file sweep stopped"),
+        }
     }
 }
 

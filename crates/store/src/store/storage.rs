@@ -154,14 +154,62 @@ impl Storage<'_> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .map(|sha| {
-                let size = match blobs.cached_size(sha) {
-                    Some(size) => Some(size),
-                    None if self.0.deploys().claimed_by(user_id, sha) => blobs.size(sha),
-                    None => None,
+                // Only content this user has (uploaded, or deployed in a zip) counts: another
+                // tenant's file of the same digest must change neither the answer nor the
+                // user's storage, or it would tell whether that content is on the instance.
+                let size = match self.0.deploys().claimed_by(user_id, sha) {
+                    true => blobs.cached_size(sha).or_else(|| blobs.size(sha)),
+                    false => None,
                 };
                 (sha.clone(), size)
             })
             .collect()
+    }
+
+    /// Refuses (403 `quota_exceeded`) content of these sizes by digest that would take the user
+    /// past `max_mb`, without changing anything: checked before a zip's files are stored. What
+    /// the user already counts is not counted again.
+    pub fn check_room_for(
+        &self,
+        user_id: &str,
+        sizes: &BTreeMap<String, u64>,
+        max_mb: Option<u64>,
+    ) -> StoreResult<()> {
+        if max_mb.is_none() {
+            return Ok(());
+        }
+        let t = &self.0.t;
+        let user = Owner::User(user_id);
+        let before = self.total(user)?;
+        let mut added = 0u64;
+        for (sha, size) in sizes {
+            let counted = match t.storage_refs.get(user.reference(sha).as_bytes())? {
+                Some(raw) => decode::<Ref>(&raw)?.bytes > 0,
+                None => false,
+            };
+            if !counted {
+                added = added.saturating_add(*size);
+            }
+        }
+        check(before, before.saturating_add(added), max_mb)
+    }
+
+    /// Refuses (403 `quota_exceeded`) a deploy whose distinct content is at least `bytes` when
+    /// that alone is over `max_mb`: checked from a zip's directory, before anything is expanded.
+    pub fn check_deploy_fits(
+        &self,
+        user_id: &str,
+        bytes: u64,
+        max_mb: Option<u64>,
+    ) -> StoreResult<()> {
+        match max_mb {
+            Some(max) if bytes > max.saturating_mul(MB) => Err(StoreError::QuotaExceeded {
+                limit: "max_storage_mb",
+                used: self.user_bytes(user_id)?.div_ceil(MB),
+                max,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Applies a change of one of the user's deploys (of `site_id`), refusing it with
