@@ -56,6 +56,10 @@ pub enum ApiError {
     TooManyFiles(usize),
     #[error("{0}")]
     ChecksumMismatch(String),
+    #[error("this Idempotency-Key was used for another request (another body, path or method); send a new key for a new request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still running; retry once it has answered")]
+    IdempotencyKeyInUse,
     #[error("too many requests; retry after {0} seconds")]
     RateLimited(u64),
     #[error("the request body did not arrive within {0} seconds")]
@@ -133,6 +137,8 @@ impl ApiError {
             UriTooLong => (StatusCode::URI_TOO_LONG, "uri_too_long"),
             TooManyFiles(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_files"),
             ChecksumMismatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch"),
+            IdempotencyKeyReused => (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            IdempotencyKeyInUse => (StatusCode::CONFLICT, "idempotency_key_in_use"),
             RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             RulesTooLarge(_) => (StatusCode::BAD_REQUEST, "rules_too_large"),
@@ -341,6 +347,8 @@ mod tests {
                 | UriTooLong
                 | TooManyFiles(_)
                 | ChecksumMismatch(_)
+                | IdempotencyKeyReused
+                | IdempotencyKeyInUse
                 | RateLimited(_)
                 | BodyTimeout(_)
                 | RulesTooLarge(_)

@@ -5,7 +5,7 @@ use super::{created, no_content, paginate, Order, PageQuery};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Permission, Timestamp};
-use crate::store::billing::{Charge, PaymentKind, PaymentMethod, Prices};
+use crate::store::billing::{Charge, Claim, PaidAction, PaymentKind, PaymentMethod, Prices};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -38,6 +38,102 @@ pub fn idempotency_key(req: &HttpRequest) -> ApiResult<Option<String>> {
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
         )),
     }
+}
+
+/// A paid action's idempotency key, claimed for this run: dropped before `done`, the claim is
+/// let go (the action failed and charged nothing), so a retry runs again.
+pub struct Claimed {
+    state: web::Data<AppState>,
+    reseller_id: String,
+    action: PaidAction,
+    pub key: String,
+    done: bool,
+}
+
+impl Claimed {
+    /// The charge was recorded with the answer: the key keeps it for good.
+    pub fn done(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let billing = self.state.store.billing();
+        if let Err(e) = billing.release(&self.reseller_id, self.action, &self.key) {
+            tracing::warn!(error = %e, "cannot let go of an idempotency key; it frees itself in 15 minutes");
+        }
+    }
+}
+
+/// What a paid action does with its `Idempotency-Key`: run (claimed, or with no key), or
+/// answer at once with what the same request got before.
+pub enum Idempotency {
+    Run(Option<Claimed>),
+    Replay(HttpResponse),
+}
+
+/// Claims the request's `Idempotency-Key` for `action` (scoped to the reseller, bound to the
+/// method, path and body): the same key on another request is 422 `idempotency_key_reused`,
+/// while the first still runs 409 `idempotency_key_in_use`.
+pub fn idempotency(
+    req: &HttpRequest,
+    state: &web::Data<AppState>,
+    reseller_id: &str,
+    action: PaidAction,
+    body: &[u8],
+) -> ApiResult<Idempotency> {
+    let Some(key) = idempotency_key(req)? else {
+        return Ok(Idempotency::Run(None));
+    };
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [
+        req.method().as_str().as_bytes(),
+        req.path().as_bytes(),
+        body,
+    ] {
+        digest.update(&(part.len() as u64).to_be_bytes());
+        digest.update(part);
+    }
+    let mut request = [0u8; 32];
+    request.copy_from_slice(digest.finish().as_ref());
+    let billing = state.store.billing();
+    match billing.claim(reseller_id, action, &key, request, Timestamp::now())? {
+        Claim::Run => Ok(Idempotency::Run(Some(Claimed {
+            state: state.clone(),
+            reseller_id: reseller_id.to_string(),
+            action,
+            key,
+            done: false,
+        }))),
+        Claim::Replay { status, body } => {
+            let status = actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::OK);
+            Ok(Idempotency::Replay(
+                HttpResponse::build(status)
+                    .content_type("application/json")
+                    .insert_header(("idempotent-replayed", "true"))
+                    .body(body),
+            ))
+        }
+        Claim::Running => Err(ApiError::IdempotencyKeyInUse),
+        Claim::Reused => Err(ApiError::IdempotencyKeyReused),
+    }
+}
+
+/// The request id a registrar or CA is given for a client's idempotency key: stable across the
+/// client's retries, and no other reseller (nor action) can produce it.
+pub fn outside_request_id(
+    state: &AppState,
+    reseller_id: &str,
+    action: PaidAction,
+    key: &str,
+) -> String {
+    let msg = format!("outside-request\0{reseller_id}\0{}\0{key}", action.name());
+    hex::encode(state.edge.sign(msg.as_bytes()))
 }
 
 fn text_field(name: &str, value: &str) -> ApiResult<String> {

@@ -7,6 +7,7 @@ use super::{created, no_content, nullable, paginate, Order, PageQuery};
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{DomainName, Email, Permission, Timestamp};
+use crate::store::billing::PaidAction;
 use crate::store::domains::{Domain, DomainStatus};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -38,7 +39,7 @@ super::endpoints! { ENDPOINTS:
 }
 
 /// A domain as the API shows it, with its traffic metrics.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct DomainView {
     id: String,
     domain: DomainName,
@@ -56,7 +57,7 @@ pub struct DomainView {
 }
 
 /// The TXT record that proves ownership.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 struct Verification {
     /// Always `TXT`
     #[serde(rename = "type")]
@@ -66,7 +67,7 @@ struct Verification {
 }
 
 /// Requests served for a domain.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 struct DomainMetrics {
     requests: u64,
     bytes_sent: u64,
@@ -74,7 +75,7 @@ struct DomainMetrics {
     daily: Vec<DailyCounts>,
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 struct DailyCounts {
     /// YYYY-MM-DD
     date: String,
@@ -424,10 +425,11 @@ struct Registration {
 /// domain is created already verified and the payment method is charged once.
 #[utoipa::path(
 post, path = "/api/v1/domains/register", tag = "domains", request_body = Registration,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry find the charge already made")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Names this request: a retry with the same key gets the first answer (and no second charge); the key on another request is 422")),
     responses(
         (status = 201, description = "Registered, created verified, and charged", body = RegisteredDomain),
-        (status = 200, description = "A retry with the same Idempotency-Key", body = RegisteredDomain),
+        (status = 409, description = "A request with this Idempotency-Key is still running", body = crate::error::ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used for another request", body = crate::error::ErrorBody),
         (status = 402, description = "No usable payment method of this reseller", body = crate::error::ErrorBody),
     )
 )]
@@ -435,7 +437,7 @@ async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,
     who: Principal,
-    body: web::Json<Registration>,
+    raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     who.reseller(Permission::BillingWrite)?;
     let reseller = who.reseller(Permission::DomainsWrite)?;
@@ -444,24 +446,14 @@ async fn register(
         email,
         payment_method_id,
         site_id,
-    } = body.into_inner();
-    let key = super::billing::idempotency_key(&req)?;
+    } = serde_json::from_slice(&raw).map_err(|e| crate::error::json_error(&e))?;
+    let action = PaidAction::DomainRegistration;
+    let claimed = match super::billing::idempotency(&req, &state, &reseller.id, action, &raw)? {
+        super::billing::Idempotency::Replay(answer) => return Ok(answer),
+        super::billing::Idempotency::Run(claimed) => claimed,
+    };
     let billing = state.store.billing();
     let domains = state.store.domains();
-    if let Some(key) = &key {
-        if let Some(charge) = billing.charge_for_key(&reseller.id, key)? {
-            if let Some(d) = domains
-                .by_name(&charge.subject)?
-                .filter(|d| d.reseller_id == reseller.id)
-            {
-                return Ok(HttpResponse::Ok().json(RegisteredDomain {
-                    view: domain_view(&state, &d)?,
-                    wordpress_api_key: None,
-                    charge_id: charge.id,
-                }));
-            }
-        }
-    }
     let registrar = state
         .registrar
         .clone()
@@ -484,7 +476,10 @@ async fn register(
         domain: domain.to_string(),
         email: email.to_string(),
         reseller_id: reseller.id.clone(),
-        request_id: key.clone().unwrap_or_else(crate::model::new_id),
+        request_id: match &claimed {
+            Some(c) => super::billing::outside_request_id(&state, &reseller.id, action, &c.key),
+            None => crate::model::new_id(),
+        },
     };
     registrar
         .register(&request)
@@ -506,16 +501,29 @@ async fn register(
     d.status = DomainStatus::Verified;
     d.verified_at = Some(now);
     domains.save(&d)?;
-    let (charge, _) = billing.charge(
+    let view = domain_view(&state, &d)?;
+    // A retry gets the same answer without the WordPress key, which is shown once.
+    let answer = |charge: &crate::store::billing::Charge| {
+        let stored = RegisteredDomain {
+            view: view.clone(),
+            wordpress_api_key: None,
+            charge_id: charge.id.clone(),
+        };
+        serde_json::to_vec(&stored).unwrap_or_default()
+    };
+    let charge = billing.charge(
         &reseller.id,
         &method,
-        crate::store::billing::PaidAction::DomainRegistration,
+        action,
         d.name.as_str(),
-        key.as_deref(),
+        claimed
+            .as_ref()
+            .map(|c| (c.key.as_str(), 201, &answer as &dyn Fn(&_) -> Vec<u8>)),
         now,
     )?;
+    claimed.map(super::billing::Claimed::done);
     Ok(created(RegisteredDomain {
-        view: domain_view(&state, &d)?,
+        view,
         wordpress_api_key: Some(wp.expose().to_string()),
         charge_id: charge.id,
     }))

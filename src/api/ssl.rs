@@ -2,7 +2,6 @@
 //! certificate for the site's verified custom domain and charges the named payment method once
 //! (retries with the same `Idempotency-Key` never charge twice); `GET /sites/{id}/ssl` shows it.
 
-use super::billing::idempotency_key;
 use super::sites::find_site;
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
@@ -82,11 +81,13 @@ struct Provision {
 
 #[utoipa::path(
 post, path = "/api/v1/sites/{site_id}/ssl", tag = "billing", params(("site_id" = String, Path, description = "Site id, name or custom domain"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry find the charge already made")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Names this request: a retry with the same key gets the first answer (and no second charge); the key on another request is 422")),
     request_body(content = Option<Provision>, description = "May be empty when the reseller has one payment method"),
     responses(
         (status = 200, description = "The issued certificate and its charge", body = Certificate),
         (status = 402, description = "No usable payment method of this reseller", body = crate::error::ErrorBody),
+        (status = 409, description = "A request with this Idempotency-Key is still running", body = crate::error::ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used for another request", body = crate::error::ErrorBody),
     )
 )]
 async fn provision(
@@ -94,24 +95,26 @@ async fn provision(
     state: web::Data<AppState>,
     who: Principal,
     site_id: web::Path<String>,
-    body: web::Bytes,
+    raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let body: Provision = super::json_or_default(&body)?;
+    let body: Provision = super::json_or_default(&raw)?;
     let reseller = who.reseller(Permission::BillingWrite)?;
     let tenant = Tenant {
         reseller: reseller.clone(),
         user: None,
     };
     let site = find_site(&state, &tenant, &site_id)?;
-    let key = idempotency_key(&req)?;
+    let claimed = match super::billing::idempotency(
+        &req,
+        &state,
+        &reseller.id,
+        PaidAction::SslCertificate,
+        &raw,
+    )? {
+        super::billing::Idempotency::Replay(answer) => return Ok(answer),
+        super::billing::Idempotency::Run(claimed) => claimed,
+    };
     let billing = state.store.billing();
-    if let Some(key) = &key {
-        if let Some(charge) = billing.charge_for_key(&reseller.id, key)? {
-            if let Some(rec) = state.store.certs().get(&charge.subject)? {
-                return Ok(HttpResponse::Ok().json(cert_view(&rec, Some(&charge.id))));
-            }
-        }
-    }
     let domain = verified_domain(&state, &site)?;
     let method = billing.require_method(&reseller.id, body.payment_method_id.as_deref())?;
     if !state.acme.is_configured() {
@@ -130,16 +133,23 @@ async fn provision(
             format!("no certificate for {domain}: {why}"),
         ));
     }
-    // The CA has answered: the charge is written under the gate (`GateMode::WaitsOnNetwork`).
+    // The CA has answered: the charge is written under the gate (`GateMode::WaitsOnNetwork`),
+    // with the answer a retry with the same key gets.
     let _gate = super::write_gate(&req, &state).await;
-    let (charge, _) = billing.charge(
+    let answer = |charge: &crate::store::billing::Charge| {
+        serde_json::to_vec(&cert_view(&rec, Some(&charge.id))).unwrap_or_default()
+    };
+    let charge = billing.charge(
         &reseller.id,
         &method,
         PaidAction::SslCertificate,
         &domain,
-        key.as_deref(),
+        claimed
+            .as_ref()
+            .map(|c| (c.key.as_str(), 200, &answer as &dyn Fn(&_) -> Vec<u8>)),
         Timestamp::now(),
     )?;
+    claimed.map(super::billing::Claimed::done);
     Ok(HttpResponse::Ok().json(cert_view(&rec, Some(&charge.id))))
 }
 

@@ -175,6 +175,17 @@ async fn a_certificate_is_a_paid_action_charged_once_and_served_by_sni() {
     // A retry with the same key returns the same result and charges nothing more.
     let again = provision("order-1").await.expect(200);
     assert_eq!(again.body["charge_id"], issued.body["charge_id"]);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    // The key names that request: with another body it buys nothing.
+    let other = app
+        .client
+        .post(app.url("/api/v1/sites/shop/ssl"))
+        .bearer_auth(key)
+        .header("idempotency-key", "order-1")
+        .json(&json!({}));
+    crate::helpers::reply(other.send().await.unwrap())
+        .await
+        .expect_error(422, "idempotency_key_reused");
     let charges = app.get("/api/v1/charges", key).await.expect(200);
     assert_eq!(charges.body.as_array().unwrap().len(), 1);
     assert_eq!(charges.body[0]["action"], "ssl_certificate");

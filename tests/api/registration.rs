@@ -9,9 +9,12 @@ use tokio::net::TcpListener;
 
 pub(crate) const SECRET: &str = "webhook-test-secret";
 
+/// What the registrar heard: each registered domain with the request id it was given.
+pub(crate) type Heard = Arc<Mutex<Vec<(String, String)>>>;
+
 /// A registrar on 127.0.0.1 that registers every name except those containing "refused", and
-/// records the domains it saw with valid signatures.
-pub(crate) async fn registrar() -> (String, Arc<Mutex<Vec<String>>>) {
+/// records the domains (and request ids) it saw with valid signatures.
+pub(crate) async fn registrar() -> (String, Heard) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/register", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -68,7 +71,8 @@ pub(crate) async fn registrar() -> (String, Arc<Mutex<Vec<String>>>) {
                 } else if domain.contains("refused") {
                     ("409 Conflict", json!({"status": "unavailable"}))
                 } else {
-                    log.lock().unwrap().push(domain);
+                    let id = request["request_id"].as_str().unwrap_or("").to_string();
+                    log.lock().unwrap().push((domain, id));
                     ("200 OK", json!({"status": "registered"}))
                 };
                 let text = answer.to_string();
@@ -139,11 +143,18 @@ async fn registering_a_domain_charges_once_and_creates_it_verified() {
         .as_str()
         .unwrap()
         .starts_with("wp_"));
+    // The same request again: the stored answer (without the WordPress key, shown once).
     let again = register(body("new.example.test", &pm), Some("reg-1"))
         .await
-        .expect(200);
+        .expect(201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.body["id"], r.body["id"]);
     assert_eq!(again.body["charge_id"], r.body["charge_id"]);
+    assert!(
+        again.body.get("wordpress_api_key").is_none(),
+        "{}",
+        again.text
+    );
     let charges = app.get("/api/v1/charges", &acme.key).await.expect(200);
     assert_eq!(
         charges.body.as_array().unwrap().len(),
@@ -153,13 +164,91 @@ async fn registering_a_domain_charges_once_and_creates_it_verified() {
     assert_eq!(charges.body[0]["action"], "domain_registration");
     assert_eq!(charges.body[0]["amount_cents"], 1299);
     assert_eq!(charges.body[0]["currency"], "EUR");
-    assert_eq!(*seen.lock().unwrap(), vec!["new.example.test".to_string()]);
+    {
+        let heard = seen.lock().unwrap();
+        assert_eq!(heard.len(), 1);
+        assert_eq!(heard[0].0, "new.example.test");
+        // The registrar never sees the client's key, only an id no other reseller can make.
+        assert!(
+            !heard[0].1.contains("reg-1") && heard[0].1.len() == 64,
+            "{heard:?}"
+        );
+    }
+    // A used key buys nothing else: not another domain, not after the first one is deleted.
+    register(body("other.example.test", &pm), Some("reg-1"))
+        .await
+        .expect_error(422, "idempotency_key_reused");
+    let id = r.body["id"].as_str().unwrap();
+    app.delete(&format!("/api/v1/domains/{id}"), &acme.key)
+        .await
+        .expect(204);
+    for name in ["other.example.test", "third.example.test"] {
+        register(body(name, &pm), Some("reg-1"))
+            .await
+            .expect_error(422, "idempotency_key_reused");
+    }
+    let replay = register(body("new.example.test", &pm), Some("reg-1"))
+        .await
+        .expect(201);
+    assert_eq!(replay.body["charge_id"], r.body["charge_id"]);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "the registrar was called again"
+    );
+    assert_eq!(
+        app.get("/api/v1/charges", &acme.key)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Another reseller's "reg-1" is its own: run and charged, with another request id.
+    let globex = app.reseller("Globex").await;
+    let pm2 = app
+        .post(
+            "/api/v1/payment_methods",
+            &globex.key,
+            json!({"label": "Card", "type": "card", "reference": "4242"}),
+        )
+        .await
+        .expect(201);
+    let pm2 = pm2.body["id"].as_str().unwrap();
+    let req = app
+        .client
+        .post(app.url("/api/v1/domains/register"))
+        .bearer_auth(&globex.key)
+        .header("idempotency-key", "reg-1")
+        .json(&body("globex.example.test", pm2));
+    let theirs = reply(req.send().await.unwrap()).await.expect(201);
+    assert_ne!(theirs.body["charge_id"], r.body["charge_id"]);
+    {
+        let heard = seen.lock().unwrap();
+        assert_eq!(heard.len(), 2);
+        assert_ne!(heard[0].1, heard[1].1, "two resellers' reg-1 look alike");
+    }
+    // Names no tenant may hold never reach the registrar: the instance's zone (the default
+    // preview domain) and another reseller's preview domain.
+    app.set_preview_domain(&globex, "sites.globex.test").await;
+    for name in [
+        "victim.localhost",
+        "shop.sites.globex.test",
+        "sites.globex.test",
+    ] {
+        register(body(name, &pm), None)
+            .await
+            .expect_error(400, "name_reserved");
+    }
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    seen.lock().unwrap().clear();
 
     // A refusal charges nothing and creates nothing; a taken name never reaches the registrar.
     register(body("refused.example.test", &pm), None)
         .await
         .expect_error(400, "registration_failed");
-    register(body("new.example.test", &pm), None)
+    register(body("globex.example.test", &pm), None)
         .await
         .expect_error(400, "domain_taken");
     assert_eq!(
@@ -171,9 +260,9 @@ async fn registering_a_domain_charges_once_and_creates_it_verified() {
             .len(),
         1
     );
-    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(seen.lock().unwrap().len(), 0);
     let listed = app.get("/api/v1/domains", &acme.key).await.expect(200);
-    assert_eq!(listed.body.as_array().unwrap().len(), 1);
+    assert_eq!(listed.body.as_array().unwrap().len(), 0);
 
     // Without a configured registrar the action is refused clearly.
     let plain = TestApp::spawn().await;

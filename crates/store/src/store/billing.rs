@@ -1,7 +1,8 @@
 //! Paid actions: a reseller's payment methods, its charges ledger and its prices. Records are
 //! keyed `reseller_id/id`, so a reseller's list is a prefix scan and a foreign id is simply absent.
-//! A charge may carry the client's `Idempotency-Key`: a retried request finds the charge it
-//! already made instead of charging twice.
+//! A paid action may carry the client's `Idempotency-Key`, scoped to the reseller and the
+//! action and bound to the request: a retry gets the stored answer for the key's whole life,
+//! the same key on another request is refused, and every action completed has its own charge.
 
 use super::webhooks::{emit, Subject};
 use super::{abort, decode, encode, get, Store};
@@ -45,6 +46,48 @@ pub struct Charge {
     pub currency: String,
     pub idempotency_key: Option<String>,
     pub created_at: Timestamp,
+}
+
+impl PaidAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            PaidAction::SslCertificate => "ssl_certificate",
+            PaidAction::DomainRegistration => "domain_registration",
+        }
+    }
+}
+
+/// How long a claimed idempotency key waits for its run before another may take it over (a
+/// run that long died with its server): ACME orders and registrars answer well within it.
+pub const IDEMPOTENCY_RUN: i64 = 15 * 60 * 1000;
+
+/// A claimed idempotency key: the digest of the request that claimed it and, once the action
+/// completed, its answer (status and JSON body).
+#[derive(Serialize, Deserialize)]
+struct Idempotent {
+    request: [u8; 32],
+    answer: Option<(u16, Vec<u8>)>,
+    created_at: Timestamp,
+}
+
+/// What a claim of an idempotency key found.
+pub enum Claim {
+    /// Run the action (and charge it with the key).
+    Run,
+    /// The same request finished before: its answer.
+    Replay { status: u16, body: Vec<u8> },
+    /// The same request is running now.
+    Running,
+    /// Another request used the key.
+    Reused,
+}
+
+/// A claimed idempotency key's answer, stored with the charge: the key, the status, and the
+/// body made from the charge.
+pub type Answer<'a> = (&'a str, u16, &'a dyn Fn(&Charge) -> Vec<u8>);
+
+fn idempotency_key(reseller_id: &str, action: PaidAction, key: &str) -> String {
+    format!("{reseller_id}/{}/{key}", action.name())
 }
 
 /// What the operator charges a reseller per paid action.
@@ -155,33 +198,69 @@ impl Billing<'_> {
         })
     }
 
-    /// The charge already made under this idempotency key, if any.
-    pub fn charge_for_key(&self, reseller_id: &str, key: &str) -> StoreResult<Option<Charge>> {
-        match self
-            .0
-            .t
-            .charge_by_idempotency_key
-            .get(scoped(reseller_id, key).as_bytes())?
-        {
-            Some(id) => get(
-                &self.0.t.charges,
-                &scoped(reseller_id, &String::from_utf8_lossy(&id)),
-            ),
-            None => Ok(None),
-        }
+    /// Claims `key` for one run of `action` by the request whose digest is `request`: the first
+    /// claim runs it; a claim by the same request after it finished replays its answer; one
+    /// while it runs waits; another request with the key is refused. A claim older than
+    /// `IDEMPOTENCY_RUN` that never finished (its server died) may be taken over.
+    pub fn claim(
+        &self,
+        reseller_id: &str,
+        action: PaidAction,
+        key: &str,
+        request: [u8; 32],
+        now: Timestamp,
+    ) -> StoreResult<Claim> {
+        let k = idempotency_key(reseller_id, action, key);
+        let claim = self.0.t.idempotency.transaction(|t| {
+            if let Some(raw) = t.get(k.as_bytes())? {
+                let held: Idempotent = decode(&raw).or_else(abort)?;
+                if held.request != request {
+                    return Ok(Claim::Reused);
+                }
+                if let Some((status, body)) = held.answer {
+                    return Ok(Claim::Replay { status, body });
+                }
+                if now.0 - held.created_at.0 < IDEMPOTENCY_RUN {
+                    return Ok(Claim::Running);
+                }
+            }
+            let fresh = Idempotent {
+                request,
+                answer: None,
+                created_at: now,
+            };
+            t.insert(k.as_bytes(), encode(&fresh))?;
+            Ok(Claim::Run)
+        })?;
+        Ok(claim)
     }
 
-    /// Records one charge at the reseller's price. With an idempotency key already used, returns
-    /// the earlier charge (and false) instead of charging again.
+    /// Lets go of a claim whose run failed (nothing was charged), so a retry runs again.
+    pub fn release(&self, reseller_id: &str, action: PaidAction, key: &str) -> StoreResult<()> {
+        let k = idempotency_key(reseller_id, action, key);
+        self.0.t.idempotency.transaction(|t| {
+            if let Some(raw) = t.get(k.as_bytes())? {
+                let held: Idempotent = decode(&raw).or_else(abort)?;
+                if held.answer.is_none() {
+                    t.remove(k.as_bytes())?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Records one charge at the reseller's price, and with a claimed idempotency key the
+    /// answer (`answer` makes it from the charge) in the same transaction.
     pub fn charge(
         &self,
         reseller_id: &str,
         method: &PaymentMethod,
         action: PaidAction,
         subject: &str,
-        idempotency_key: Option<&str>,
+        idempotent: Option<Answer<'_>>,
         now: Timestamp,
-    ) -> StoreResult<(Charge, bool)> {
+    ) -> StoreResult<Charge> {
         let prices = self.prices(reseller_id)?;
         let charge = Charge {
             id: new_id(),
@@ -190,30 +269,12 @@ impl Billing<'_> {
             subject: subject.to_string(),
             amount_cents: prices.of(action),
             currency: prices.currency,
-            idempotency_key: idempotency_key.map(str::to_string),
+            idempotency_key: idempotent.map(|(key, ..)| key.to_string()),
             created_at: now,
         };
         let (t, subs) = (&self.0.t, &self.0.subscriptions);
-        let result = (
-            &t.charges,
-            &t.charge_by_idempotency_key,
-            &t.payment_methods,
-            &t.events,
-        )
-            .transaction(|(c, by_key, pm, events)| {
-                if let Some(key) = idempotency_key {
-                    if let Some(id) = by_key.get(scoped(reseller_id, key).as_bytes())? {
-                        let Some(raw) =
-                            c.get(scoped(reseller_id, &String::from_utf8_lossy(&id)).as_bytes())?
-                        else {
-                            return abort(StoreError::internal(
-                                "idempotency key points at a missing charge",
-                            ));
-                        };
-                        return Ok((decode(&raw).or_else(abort)?, false));
-                    }
-                    by_key.insert(scoped(reseller_id, key).as_bytes(), charge.id.as_bytes())?;
-                }
+        let result = (&t.charges, &t.idempotency, &t.payment_methods, &t.events).transaction(
+            |(c, answers, pm, events)| {
                 if pm
                     .get(scoped(reseller_id, &method.id).as_bytes())?
                     .is_none()
@@ -223,12 +284,22 @@ impl Billing<'_> {
                         method.id
                     )));
                 }
+                if let Some((key, status, answer)) = idempotent {
+                    let k = idempotency_key(reseller_id, action, key);
+                    let Some(raw) = answers.get(k.as_bytes())? else {
+                        return abort(StoreError::internal("an idempotency claim vanished"));
+                    };
+                    let mut held: Idempotent = decode(&raw).or_else(abort)?;
+                    held.answer = Some((status, answer(&charge)));
+                    answers.insert(k.as_bytes(), encode(&held))?;
+                }
                 c.insert(scoped(reseller_id, &charge.id).as_bytes(), encode(&charge))?;
                 emit(events, subs, reseller_id, "charge.created", now, || {
                     Subject::Charge(charge.clone())
                 })?;
-                Ok((charge.clone(), true))
-            })?;
+                Ok(charge.clone())
+            },
+        )?;
         Ok(result)
     }
 
@@ -269,7 +340,12 @@ impl Billing<'_> {
     /// Removes every billing record of a reseller (on reseller deletion).
     pub fn delete_all(&self, reseller_id: &str) -> StoreResult<()> {
         let t = &self.0.t;
-        for tree in [&t.payment_methods, &t.charges, &t.charge_by_idempotency_key] {
+        for tree in [
+            &t.payment_methods,
+            &t.charges,
+            &t.charge_by_idempotency_key,
+            &t.idempotency,
+        ] {
             for key in tree
                 .scan_prefix(format!("{reseller_id}/").as_bytes())
                 .keys()

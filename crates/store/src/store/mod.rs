@@ -154,8 +154,10 @@ pub(crate) struct Trees {
     pub payment_methods: crate::kv::Tree,
     /// "reseller_id/id" -> charge
     pub charges: crate::kv::Tree,
-    /// "reseller_id/idempotency key" -> charge id
+    /// "reseller_id/idempotency key" -> charge id (written before data format 9; read by nothing)
     pub charge_by_idempotency_key: crate::kv::Tree,
+    /// "reseller_id/action/idempotency key" -> the paid action's request digest and answer
+    pub idempotency: crate::kv::Tree,
     /// reseller id -> prices
     pub prices: crate::kv::Tree,
     /// domain -> ACME certificate record
@@ -594,6 +596,7 @@ impl Store {
             payment_methods: tree("payment_methods")?,
             charges: tree("charges")?,
             charge_by_idempotency_key: tree("charge_by_idempotency_key")?,
+            idempotency: tree("idempotency")?,
             prices: tree("prices")?,
             certificates: tree("certificates")?,
             acme_accounts: tree("acme_accounts")?,
