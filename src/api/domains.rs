@@ -521,7 +521,9 @@ async fn register(
             .map(|c| (c.key.as_str(), 201, &answer as &dyn Fn(&_) -> Vec<u8>)),
         now,
     )?;
-    claimed.map(super::billing::Claimed::done);
+    if let Some(claimed) = claimed {
+        claimed.done();
+    }
     Ok(created(RegisteredDomain {
         view,
         wordpress_api_key: Some(wp.expose().to_string()),
