@@ -35,17 +35,43 @@ impl Blocked {
             .is_some_and(|month| *month == month_of(now))
     }
 
-    fn set(&self, key: String, month: Option<String>) {
+    /// Sets a user's block; true if that changed it.
+    fn set(&self, key: String, month: Option<String>) -> bool {
         let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
-        match month {
-            Some(m) => {
-                users.insert(key, m);
+        let changed = match month {
+            Some(m) => users.insert(key, m.clone()).as_ref() != Some(&m),
+            None => users.remove(&key).is_some(),
+        };
+        self.any.store(!users.is_empty(), Ordering::Relaxed);
+        changed
+    }
+
+    /// The blocks recorded before a restart, each checked again against its plan (a limit may
+    /// have been raised, or the month ended): loaded before the listeners open, so a blocked
+    /// user's sites never serve in full after a restart.
+    pub fn load(store: &Store) -> crate::error::ApiResult<Blocked> {
+        let blocked = Blocked::default();
+        let now = Timestamp::now();
+        let month = month_of(now);
+        for (key, recorded) in store.usage().blocks()? {
+            let Some((reseller_id, user_id)) = key.split_once('/') else {
+                continue;
+            };
+            if recorded != month {
+                store.usage().record_block(&key, None)?;
+                continue;
             }
-            None => {
-                users.remove(&key);
+            blocked.set(key.clone(), Some(recorded));
+            match check_user(store, &blocked, reseller_id, user_id, &month, now) {
+                Ok(_) => {}
+                // The user or reseller is gone: nothing of it is served.
+                Err(crate::error::ApiError::NotFound(_)) => {
+                    store.usage().record_block(&key, None)?;
+                }
+                Err(e) => return Err(e),
             }
         }
-        self.any.store(!users.is_empty(), Ordering::Relaxed);
+        Ok(blocked)
     }
 }
 
@@ -81,7 +107,9 @@ fn check_user(
     let key = format!("{reseller_id}/{user_id}");
     let (limits, overuse) = store.plans().limits_of(reseller_id, user_id)?;
     let Some(max_mb) = limits.max_bandwidth_mb_month else {
-        blocked_users.set(key, None);
+        if blocked_users.set(key.clone(), None) {
+            store.usage().record_block(&key, None)?;
+        }
         return Ok(false);
     };
     let max = max_mb.saturating_mul(MB);
@@ -102,6 +130,9 @@ fn check_user(
             .tell_quota(&user, limit, "warning", used, max, month, now)?;
     }
     let blocked = used >= max && overuse == Overuse::Block;
-    blocked_users.set(key, blocked.then(|| month.to_string()));
+    if blocked_users.set(key.clone(), blocked.then(|| month.to_string())) {
+        store.usage().record_block(&key, blocked.then_some(month))?;
+        told = true; // flushed with the events
+    }
     Ok(told)
 }

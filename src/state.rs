@@ -111,7 +111,7 @@ impl AppState {
         let state = AppState {
             names: settings.instance_names(),
             proxy: edge::proxy::Proxy::new(settings.allow_private_targets())?,
-            blocked: Default::default(),
+            blocked: quota::Blocked::load(&store).map_err(|e| e.cause_chain())?,
             mailer,
             outbox,
             traffic,

@@ -430,6 +430,34 @@ async fn bandwidth_over_a_block_plan_shows_the_quota_page_and_tells_once() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(served, (200, 300_000));
+
+    // Blocked again, then restarted: the block holds from the first request on, before any
+    // traffic batch of the new process.
+    app.patch(
+        &format!("/api/v1/plans/{}", plan["id"].as_str().unwrap()),
+        &a.key,
+        json!({"max_bandwidth_mb_month": 1}),
+    )
+    .await
+    .expect(200);
+    let mut status = 0;
+    for _ in 0..50 {
+        status = fetch("bw-blocked.localhost").await.0;
+        if status == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 503);
+    let app = app.restart().await;
+    let r = app
+        .client
+        .get(app.url("/big.bin"))
+        .header("host", "bw-blocked.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "a restart forgot the block");
 }
 
 /// The user's storage in bytes and each site's, from `GET /users/{id}/usage`.

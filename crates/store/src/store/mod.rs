@@ -158,6 +158,8 @@ pub(crate) struct Trees {
     pub charge_by_idempotency_key: crate::kv::Tree,
     /// "reseller_id/action/idempotency key" -> the paid action's request digest and answer
     pub idempotency: crate::kv::Tree,
+    /// "reseller_id/user_id" -> the month (`YYYY-MM`) a user's sites are blocked for bandwidth
+    pub bandwidth_blocks: crate::kv::Tree,
     /// reseller id -> prices
     pub prices: crate::kv::Tree,
     /// domain -> ACME certificate record
@@ -597,6 +599,7 @@ impl Store {
             charges: tree("charges")?,
             charge_by_idempotency_key: tree("charge_by_idempotency_key")?,
             idempotency: tree("idempotency")?,
+            bandwidth_blocks: tree("bandwidth_blocks")?,
             prices: tree("prices")?,
             certificates: tree("certificates")?,
             acme_accounts: tree("acme_accounts")?,

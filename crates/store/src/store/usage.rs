@@ -119,6 +119,33 @@ impl Usage<'_> {
         })?)
     }
 
+    /// Records that a user (`reseller_id/user_id`) is blocked for bandwidth in `month`, or no
+    /// longer is (`None`), so a restart blocks it again before serving anything.
+    pub fn record_block(&self, user_key: &str, month: Option<&str>) -> StoreResult<()> {
+        let blocks = &self.0.t.bandwidth_blocks;
+        match month {
+            Some(m) => blocks.insert(user_key.as_bytes(), m.as_bytes())?,
+            None => blocks.remove(user_key.as_bytes())?,
+        };
+        Ok(())
+    }
+
+    /// Every recorded bandwidth block: (`reseller_id/user_id`, month).
+    pub fn blocks(&self) -> StoreResult<Vec<(String, String)>> {
+        self.0
+            .t
+            .bandwidth_blocks
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                ))
+            })
+            .collect()
+    }
+
     /// Adds a batch of days of site traffic (keys from `traffic_key`).
     pub fn add_traffic(&self, batch: &BTreeMap<String, Counts>) -> StoreResult<()> {
         for (key, counts) in batch {
