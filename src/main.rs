@@ -185,7 +185,10 @@ fn main() -> ExitCode {
         Command::Restore { input, data_dir } => {
             let restored = std::fs::File::open(&input)
                 .map_err(|e| format!("cannot open {}: {e}", input.display()))
-                .and_then(|f| resellerd::backup::restore(f, &data_dir).map_err(|e| e.to_string()));
+                .and_then(|f| {
+                    let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+                    resellerd::backup::restore(f, &data_dir, len).map_err(|e| e.to_string())
+                });
             match restored {
                 Ok(r) => {
                     println!(
@@ -197,13 +200,8 @@ fn main() -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
-                Err(e) if e.contains("not empty") || !data_dir.exists() => {
-                    fail(&format!("restore failed: {e}"))
-                }
-                Err(e) => fail(&format!(
-                    "restore failed: {e} (delete {} before trying again)",
-                    data_dir.display()
-                )),
+                // A failed restore leaves the directory as it found it.
+                Err(e) => fail(&format!("restore failed: {e}")),
             }
         }
     }

@@ -332,3 +332,90 @@ async fn a_client_that_leaves_halfway_ends_the_backup() {
         .max();
     assert_eq!(blobs, Some(big.len() as u64));
 }
+
+/// A restore trusts nothing in the archive: a sparse entry that would expand to a gibibyte, a
+/// record declaring 256 MiB and a link are each refused, and the failed restore leaves no
+/// directory behind (or an empty one as it was).
+#[test]
+fn a_restore_trusts_nothing_in_the_archive() {
+    fn archive(add: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let manifest =
+            br#"{"format": 1, "created_at": "2026-12-07T00:00:00Z", "resellerd": "0.1.0"}"#;
+        let mut h = tar::Header::new_gnu();
+        h.set_size(manifest.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        b.append_data(&mut h, "resellerd-backup.json", &manifest[..])
+            .unwrap();
+        add(&mut b);
+        b.into_inner().unwrap()
+    }
+    let sparse = archive(|b| {
+        // One byte of data at the end of a 1 GiB file of zeros.
+        let octal = |n: u64| {
+            let mut field = [0u8; 12];
+            let text = format!("{n:011o}");
+            field[..11].copy_from_slice(text.as_bytes());
+            field
+        };
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_size(1);
+        h.set_mode(0o600);
+        if let Some(gnu) = h.as_gnu_mut() {
+            gnu.set_real_size(1 << 30);
+            gnu.sparse[0].offset = octal((1 << 30) - 1);
+            gnu.sparse[0].numbytes = octal(1);
+        }
+        h.set_cksum();
+        b.append_data(&mut h, "blobs/ab/cdef", &[7u8][..]).unwrap();
+    });
+    let huge_value = archive(|b| {
+        let mut record = Vec::new();
+        record.extend_from_slice(&3u32.to_be_bytes());
+        record.extend_from_slice(b"key");
+        record.extend_from_slice(&(256u32 << 20).to_be_bytes());
+        record.extend_from_slice(&[0u8; 64]);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(record.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        b.append_data(&mut h, "db/users", &record[..]).unwrap();
+    });
+    let link = archive(|b| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o600);
+        h.set_cksum();
+        b.append_link(&mut h, "files/operator-token.sha256", "/etc/shadow")
+            .unwrap();
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, bytes, why) in [
+        ("sparse", sparse, "not a regular file"),
+        ("value", huge_value, "declares"),
+        ("link", link, "not a regular file"),
+    ] {
+        let input = tmp.path().join(format!("{name}.tar"));
+        std::fs::write(&input, bytes).unwrap();
+        let dir = tmp.path().join(name);
+        let out = resellerd(&["restore", "--in", path(&input), "--data-dir", path(&dir)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains(why), "{name}: {stderr}");
+        assert!(
+            !dir.exists(),
+            "{name}: a failed restore left {}",
+            dir.display()
+        );
+    }
+    // Into an empty directory that exists: refused, and left empty (not removed).
+    let input = tmp.path().join("link.tar");
+    let dir = tmp.path().join("empty");
+    std::fs::create_dir(&dir).unwrap();
+    let out = resellerd(&["restore", "--in", path(&input), "--data-dir", path(&dir)]);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}
