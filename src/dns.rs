@@ -75,20 +75,18 @@ impl Verifier {
         }
     }
 
-    /// True if the domain's TXT record is published. Ok(false) when there is no such record.
-    pub async fn lookup(&self, domain: &Domain) -> Result<bool, String> {
-        let name = format!("{}.", domain.txt_name());
-        match self.resolver.txt_lookup(name.as_str()).await {
-            Ok(answer) => Ok(answer.iter().any(|txt| {
-                let value: Vec<u8> = txt
-                    .txt_data()
-                    .iter()
-                    .flat_map(|part| part.iter().copied())
-                    .collect();
-                String::from_utf8_lossy(&value).trim() == domain.txt_value()
-            })),
-            Err(e) if matches!(e.kind(), ResolveErrorKind::NoRecordsFound { .. }) => Ok(false),
-            Err(e) => Err(format!("DNS lookup of {name} failed: {e}")),
+    /// Whether `name` has a TXT record holding `value`: `Err` says what was found instead and
+    /// what to do about it (no record, other values, a failed lookup).
+    pub async fn expect_txt(&self, name: &str, value: &str) -> Result<(), String> {
+        match self.txt(name).await {
+            Ok(values) if values.iter().any(|v| v.trim() == value) => Ok(()),
+            Ok(values) if values.is_empty() => Err(format!(
+                "no TXT record at {name}: add one with the value {value}"
+            )),
+            Ok(values) => Err(format!(
+                "the TXT records at {name} hold {values:?}, not {value}: change the record's value"
+            )),
+            Err(e) => Err(format!("{e}; the check is repeated")),
         }
     }
 
@@ -141,16 +139,11 @@ impl Verifier {
 
     /// Checks one domain now and stores the result. A lookup gets `CHECK_DEADLINE` at most.
     pub async fn check(&self, store: &Store, mut d: Domain) -> ApiResult<Domain> {
-        let lookup = tokio::time::timeout(CHECK_DEADLINE, self.lookup(&d))
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {CHECK_DEADLINE:?}")));
-        let found = match lookup {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!(domain = %d.name, error = %e, "verification lookup failed");
-                false
-            }
-        };
+        let result = self.expect_txt(&d.txt_name(), &d.txt_value()).await;
+        if let Err(e) = &result {
+            tracing::debug!(domain = %d.name, error = %e, "domain not verified yet");
+        }
+        let found = result.is_ok();
         let counter = if found {
             &crate::metrics::VERIFY_FOUND
         } else {
@@ -159,12 +152,14 @@ impl Verifier {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Applied to the record as it is after the lookup, not to the copy read before it.
         let now = Timestamp::now();
-        let updated = store
-            .domains()
-            .update(&d.id, |current| self.apply(current, found, now))?;
+        let apply = |current: &mut Domain| {
+            self.apply(current, found, now);
+            current.verification_error = result.clone().err();
+        };
+        let updated = store.domains().update(&d.id, apply)?;
         store.flush().await?;
         Ok(updated.unwrap_or_else(|| {
-            self.apply(&mut d, found, now);
+            apply(&mut d);
             d
         }))
     }
@@ -175,19 +170,9 @@ impl Verifier {
         let Some(p) = reseller.preview_domain_pending.clone() else {
             return Ok(reseller);
         };
-        let record = &p.txt_record;
-        let found = match self.txt(&record.name).await {
-            Ok(values) if values.iter().any(|v| v.trim() == record.value) => Ok(()),
-            Ok(values) if values.is_empty() => Err(format!(
-                "no TXT record at {}: add one with the value {}",
-                record.name, record.value
-            )),
-            Ok(values) => Err(format!(
-                "the TXT records at {} hold {values:?}, not {}: change the record's value",
-                record.name, record.value
-            )),
-            Err(e) => Err(format!("{e}; the check is repeated")),
-        };
+        let found = self
+            .expect_txt(&p.txt_record.name, &p.txt_record.value)
+            .await;
         let deadline = p.requested_at.plus_secs(self.deadline.as_secs() as i64);
         let updated = store.resellers().check_pending_preview(
             &reseller.id,
@@ -280,6 +265,7 @@ mod tests {
             last_checked_at: None,
             next_check_at: Timestamp(created_ms),
             misses: 0,
+            verification_error: None,
         }
     }
 

@@ -145,6 +145,23 @@ impl InstanceNames {
         by_operator: bool,
     ) -> ApiResult<()> {
         self.check_preview_domain(domain, by_operator)?;
+        // A site of the reseller already named like an instance name's first label would land
+        // on it (routing keeps the instance name, but the site would be unreachable).
+        for host in &self.api_hosts {
+            let Some((label, parent)) = host.split_once('.') else {
+                continue;
+            };
+            if parent == domain {
+                if let Some(site) = store.sites().by_name(label)? {
+                    if site.reseller_id == reseller_id {
+                        return Err(reserved(
+                            domain,
+                            &format!("would put the site {label} at {host}, this server's own address; rename the site first"),
+                        ));
+                    }
+                }
+            }
+        }
         for other in store.resellers().list()? {
             if other.id == reseller_id {
                 continue;

@@ -53,6 +53,9 @@ pub struct DomainView {
     created_at: Timestamp,
     verified_at: Option<Timestamp>,
     last_checked_at: Option<Timestamp>,
+    /// Why the last check did not verify it, and what to do (`null` once verified or before
+    /// the first check).
+    verification_error: Option<String>,
     metrics: DomainMetrics,
 }
 
@@ -115,6 +118,9 @@ struct PluginDomain {
     verification_status: DomainStatus,
     verified_at: Option<Timestamp>,
     last_checked_at: Option<Timestamp>,
+    /// Why the last check did not verify it, and what to do (`null` once verified or before
+    /// the first check).
+    verification_error: Option<String>,
     metrics: DomainMetrics,
 }
 
@@ -152,6 +158,7 @@ pub fn domain_view(state: &AppState, d: &Domain) -> ApiResult<DomainView> {
         created_at: d.created_at,
         verified_at: d.verified_at,
         last_checked_at: d.last_checked_at,
+        verification_error: d.verification_error.clone(),
         metrics: metrics_view(traffic),
     })
 }
@@ -408,6 +415,7 @@ async fn plugin_domain(state: web::Data<AppState>, who: Principal) -> ApiResult<
         verification_status: d.status,
         verified_at: d.verified_at,
         last_checked_at: d.last_checked_at,
+        verification_error: d.verification_error.clone(),
         metrics: metrics_view(traffic),
     }))
 }

@@ -202,7 +202,7 @@ async fn update(
 
 #[utoipa::path(
 post, path = "/api/v1/reseller/preview_domain/verify", tag = "reseller",
-    responses((status = 200, description = "The reseller account after a DNS check of its pending preview domain (if any): `preview_domain` is the new one if the TXT record was found, else `preview_domain_pending.reason` says what was found instead", body = Reseller))
+    responses((status = 200, description = "The reseller account after a DNS check of its pending preview domain (if any): `preview_domain` is the new one if the TXT record was found, else `preview_domain_pending.verification_error` says what was found instead", body = Reseller))
 )]
 async fn verify_preview(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::SettingsWrite)?;

@@ -51,7 +51,8 @@ export async function render(main) {
   main.append(h("h1", {}, "Domains"), h("section", {}, h("h2", {}, "Onboard a client domain"), create), h("section", {}, list));
   refresh = await pagedTable(list, (n, per) => page("/domains", n, per), [
     { title: "Domain", cell: d => d.domain },
-    { title: "Status", cell: d => badge(d.verification_status) },
+    { title: "Status", cell: d => h("div", {}, badge(d.verification_status),
+      d.verification_error && d.verification_status !== "verified" ? h("p", { class: "hint" }, d.verification_error) : "") },
     { title: "Client", cell: d => d.email },
     { title: "Checked", cell: d => when(d.last_checked_at) },
     { title: "Requests", cell: d => h("div", {}, String(d.metrics.requests), chart(d.metrics.daily)) },

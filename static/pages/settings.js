@@ -33,7 +33,7 @@ export async function render(main) {
       `${p.domain} is ${p.status === "failed" ? "not verified: the deadline passed; save it again to retry" : "waiting for DNS"}. `,
       "Publish this record: ", h("code", {}, `${p.txt_record.name}. TXT "${p.txt_record.value}"`),
       `. Until it is found, sites stay at ${r.preview_domain ? "NAME." + r.preview_domain : "the default preview domain"}.`,
-      p.reason ? h("span", {}, ` Last check: ${p.reason}`) : ""), check);
+      p.verification_error ? h("span", {}, ` Last check: ${p.verification_error}`) : ""), check);
   };
   showPending(me);
   const saved = h("p", { role: "status", class: "notice" });

@@ -125,23 +125,27 @@ async fn domains_are_registered_once_and_verified_by_their_txt_record() {
     let r = app.post(&verify, &acme.key, json!({})).await.expect(200);
     assert_eq!(r.body["verification_status"], "pending");
     assert!(r.body["last_checked_at"].is_string());
+    let why = r.body["verification_error"].as_str().unwrap();
+    assert!(
+        why.contains("no TXT record at _resellerd.shop.example.test"),
+        "{why}"
+    );
     dns.set_txt(
         "_resellerd.shop.example.test",
         "resellerd-verification=wrong",
     )
     .await;
-    assert_eq!(
-        app.post(&verify, &acme.key, json!({}))
-            .await
-            .expect(200)
-            .body["verification_status"],
-        "pending"
-    );
+    let r = app.post(&verify, &acme.key, json!({})).await.expect(200);
+    assert_eq!(r.body["verification_status"], "pending");
+    let why = r.body["verification_error"].as_str().unwrap();
+    assert!(why.contains("resellerd-verification=wrong"), "{why}");
+    assert!(why.contains("change the record's value"), "{why}");
     dns.clear_txt("_resellerd.shop.example.test").await;
     dns.set_txt("_resellerd.shop.example.test", &value).await;
     let r = app.post(&verify, &acme.key, json!({})).await.expect(200);
     assert_eq!(r.body["verification_status"], "verified");
     assert!(r.body["verified_at"].is_string());
+    assert_eq!(r.body["verification_error"], Value::Null);
     assert!(r.get_wp_key_absent());
 
     let verified = app

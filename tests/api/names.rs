@@ -198,7 +198,9 @@ async fn a_preview_domain_serves_only_once_dns_proves_it() {
         )
     };
     let r = verify().await.expect(200);
-    let reason = r.body["preview_domain_pending"]["reason"].as_str().unwrap();
+    let reason = r.body["preview_domain_pending"]["verification_error"]
+        .as_str()
+        .unwrap();
     assert!(
         reason.contains("no TXT record at _resellerd.sites.acme.test"),
         "{reason}"
@@ -206,7 +208,9 @@ async fn a_preview_domain_serves_only_once_dns_proves_it() {
     dns.set_txt("_resellerd.sites.acme.test", "resellerd-verification=wrong")
         .await;
     let r = verify().await.expect(200);
-    let reason = r.body["preview_domain_pending"]["reason"].as_str().unwrap();
+    let reason = r.body["preview_domain_pending"]["verification_error"]
+        .as_str()
+        .unwrap();
     assert!(reason.contains("change the record's value"), "{reason}");
     assert_eq!(r.body["preview_domain"], Value::Null);
     dns.set_txt("_resellerd.sites.acme.test", &value).await;

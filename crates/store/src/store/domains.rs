@@ -2,7 +2,7 @@
 //! a DNS TXT record, and carrying a WordPress plugin key stored only as SHA-256.
 
 use super::webhooks::{emit, Subject};
-use super::{abort, decode, encode, get, ids_under, Store};
+use super::{abort, ids_under, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::kv::Transactional;
 use crate::model::secret::{Secret, WP_PREFIX};
@@ -48,6 +48,65 @@ pub struct Domain {
     pub next_check_at: Timestamp,
     /// Checks that did not find the record, for the backoff.
     pub misses: u32,
+    /// What the last check that did not verify it found instead (no record, another value, a
+    /// lookup error), phrased as what to do.
+    pub verification_error: Option<String>,
+}
+
+/// The record's layout version (see `codec::encode_as`): 2 added `verification_error`.
+const RECORD: u8 = 2;
+
+/// A domain as written before `verification_error` (layout 1).
+#[derive(Deserialize)]
+struct DomainV1 {
+    id: String,
+    reseller_id: String,
+    user_id: String,
+    name: DomainName,
+    email: Email,
+    site_id: Option<String>,
+    status: DomainStatus,
+    token: String,
+    wp_hash: [u8; 32],
+    created_at: Timestamp,
+    verified_at: Option<Timestamp>,
+    last_checked_at: Option<Timestamp>,
+    next_check_at: Timestamp,
+    misses: u32,
+}
+
+impl From<DomainV1> for Domain {
+    fn from(d: DomainV1) -> Self {
+        Domain {
+            id: d.id,
+            reseller_id: d.reseller_id,
+            user_id: d.user_id,
+            name: d.name,
+            email: d.email,
+            site_id: d.site_id,
+            status: d.status,
+            token: d.token,
+            wp_hash: d.wp_hash,
+            created_at: d.created_at,
+            verified_at: d.verified_at,
+            last_checked_at: d.last_checked_at,
+            next_check_at: d.next_check_at,
+            misses: d.misses,
+            verification_error: None,
+        }
+    }
+}
+
+fn read(raw: &[u8]) -> StoreResult<Domain> {
+    super::codec::decode_as::<Domain, DomainV1>(RECORD, raw)
+}
+
+fn write(d: &Domain) -> Vec<u8> {
+    super::codec::encode_as(RECORD, d)
+}
+
+fn load(tree: &crate::kv::Tree, id: &str) -> StoreResult<Option<Domain>> {
+    tree.get(id.as_bytes())?.map(|raw| read(&raw)).transpose()
 }
 
 impl Domain {
@@ -120,6 +179,7 @@ impl Domains<'_> {
             last_checked_at: None,
             next_check_at: now,
             misses: 0,
+            verification_error: None,
         };
         let (t, subs) = (&self.0.t, &self.0.subscriptions);
         (
@@ -136,7 +196,7 @@ impl Domains<'_> {
                         format!("{} is already registered", domain.name),
                     ));
                 }
-                d.insert(domain.id.as_bytes(), encode(&domain))?;
+                d.insert(domain.id.as_bytes(), write(&domain))?;
                 by_name.insert(domain.name.as_str().as_bytes(), domain.id.as_bytes())?;
                 by_wp.insert(&domain.wp_hash[..], domain.id.as_bytes())?;
                 by_reseller.insert(scoped(reseller_id, &domain.id).as_bytes(), &[])?;
@@ -168,7 +228,7 @@ impl Domains<'_> {
 
     /// A domain of this reseller; anyone else's is "not found".
     pub fn get(&self, reseller_id: &str, id: &str) -> StoreResult<Domain> {
-        match get::<Domain>(self.0.t.domains.read(), id)? {
+        match load(self.0.t.domains.read(), id)? {
             Some(d) if d.reseller_id == reseller_id => Ok(d),
             _ => Err(StoreError::NotFound("domain")),
         }
@@ -176,21 +236,26 @@ impl Domains<'_> {
 
     pub fn by_name(&self, name: &str) -> StoreResult<Option<Domain>> {
         match self.0.t.domain_by_name.read().get(name.as_bytes())? {
-            Some(id) => get(self.0.t.domains.read(), &String::from_utf8_lossy(&id)),
+            Some(id) => load(self.0.t.domains.read(), &String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
     }
 
     pub fn by_wp_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<Domain>> {
         match self.0.t.domain_by_wp.get(&hash[..])? {
-            Some(id) => get(self.0.t.domains.read(), &String::from_utf8_lossy(&id)),
+            Some(id) => load(self.0.t.domains.read(), &String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
     }
 
     pub fn list(&self, reseller_id: &str) -> StoreResult<Vec<Domain>> {
         let ids = ids_under(&self.0.t.domains_by_reseller, reseller_id)?;
-        super::load_all(self.0.t.domains.read(), &ids)
+        let tree = self.0.t.domains.read();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(load(tree, &id)?);
+        }
+        Ok(out)
     }
 
     /// Every domain of the instance, for the background verifier.
@@ -201,7 +266,7 @@ impl Domains<'_> {
             .read()
             .iter()
             .values()
-            .map(|v| decode(&v?))
+            .map(|v| read(&v?))
             .collect()
     }
 
@@ -240,7 +305,7 @@ impl Domains<'_> {
                 let Some(raw) = d.get(key)? else {
                     return Ok(None);
                 };
-                let mut domain: Domain = decode(&raw).or_else(abort)?;
+                let mut domain: Domain = read(&raw).or_else(abort)?;
                 let was = domain.status;
                 change(&mut domain);
                 let name = domain.name.as_str().as_bytes();
@@ -266,7 +331,7 @@ impl Domains<'_> {
                         }
                     }
                 }
-                d.insert(key, encode(&domain))?;
+                d.insert(key, write(&domain))?;
                 let kind = match (was, domain.status) {
                     (DomainStatus::Verified, DomainStatus::Verified) => None,
                     (DomainStatus::Failed, DomainStatus::Failed) => None,
@@ -294,14 +359,14 @@ impl Domains<'_> {
             let Some(raw) = d.get(id.as_bytes())? else {
                 return abort(StoreError::NotFound("domain"));
             };
-            let mut domain: Domain = decode(&raw).or_else(abort)?;
+            let mut domain: Domain = read(&raw).or_else(abort)?;
             if domain.reseller_id != reseller_id {
                 return abort(StoreError::NotFound("domain"));
             }
             by_wp.remove(&domain.wp_hash[..])?;
             domain.wp_hash = wp.hash();
             by_wp.insert(&domain.wp_hash[..], domain.id.as_bytes())?;
-            d.insert(domain.id.as_bytes(), encode(&domain))?;
+            d.insert(domain.id.as_bytes(), write(&domain))?;
             Ok(domain)
         })?;
         Ok((domain, wp))
@@ -321,7 +386,7 @@ impl Domains<'_> {
                 let Some(raw) = d.get(id.as_bytes())? else {
                     return abort(StoreError::NotFound("domain"));
                 };
-                let domain: Domain = decode(&raw).or_else(abort)?;
+                let domain: Domain = read(&raw).or_else(abort)?;
                 if domain.reseller_id != reseller_id {
                     return abort(StoreError::NotFound("domain"));
                 }

@@ -45,7 +45,7 @@ pub struct PendingPreview {
     pub last_checked_at: Option<Timestamp>,
     /// What the last check found instead of the record, if it looked.
     #[schema(nullable)]
-    pub reason: Option<String>,
+    pub verification_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
@@ -74,7 +74,7 @@ impl PendingPreview {
             status: super::domains::DomainStatus::Pending,
             requested_at: now,
             last_checked_at: None,
-            reason: None,
+            verification_error: None,
         }
     }
 }
@@ -389,7 +389,7 @@ impl Resellers<'_> {
             }
             Err(reason) => reason,
         };
-        pending.reason = Some(reason);
+        pending.verification_error = Some(reason);
         if now >= deadline {
             pending.status = super::domains::DomainStatus::Failed;
         }
