@@ -538,10 +538,7 @@ pub fn save(data_dir: &Path, out: &Path, token: Option<String>) -> Result<u64, S
 /// an upper bound of its size (a backup holds their live data).
 fn check_room(data_dir: &Path, out: &Path) -> Result<(), String> {
     let needed = crate::files::dir_size(data_dir);
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let parent = crate::files::parent_dir(out);
     let (free, _) = crate::disk::space(parent)
         .map_err(|e| format!("cannot read free space of {}: {e}", parent.display()))?;
     if needed > free {

@@ -165,6 +165,24 @@ async fn backup_of_a_stopped_server_and_bad_inputs() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let copy = TestApp::spawn_on(&restored, &app.operator);
     assert_eq!(all_emails(&copy, &acme.key).await.len(), 1);
+    // As the README writes it: a bare file name in the working directory.
+    let bare = std::process::Command::new(binary())
+        .args([
+            "backup",
+            "--data-dir",
+            path(&app.data_dir),
+            "--out",
+            "backup.tar",
+        ])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        bare.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bare.stderr)
+    );
+    assert!(tmp.path().join("backup.tar").is_file());
 
     let none = resellerd(&[
         "backup",
@@ -187,6 +205,12 @@ async fn backup_of_a_stopped_server_and_bad_inputs() {
         path(&tmp.path().join("r2")),
     ]);
     assert!(!bad.status.success(), "a non-backup is refused");
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(said.len() < 400 && !said.contains('\u{fffd}'), "{said}");
+    assert!(
+        !tmp.path().join("r2").exists(),
+        "a failed restore left its directory"
+    );
 }
 
 #[tokio::test]

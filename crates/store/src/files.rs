@@ -31,10 +31,15 @@ pub fn create_with_mode(path: &Path, mode: u32) -> std::io::Result<File> {
 pub fn persist(file: &File, tmp: &Path, dest: &Path) -> std::io::Result<()> {
     file.sync_all()?;
     std::fs::rename(tmp, dest)?;
-    if let Some(dir) = dest.parent() {
-        File::open(dir)?.sync_all()?;
+    File::open(parent_dir(dest))?.sync_all()
+}
+
+/// The directory `path` is in: `.` for a bare file name (whose `parent()` is empty).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
-    Ok(())
 }
 
 /// Replaces `path` with `bytes` atomically, readable by the owner only.
