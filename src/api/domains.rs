@@ -183,16 +183,16 @@ fn site_for(state: &AppState, tenant: &Tenant, site_id: &str, user_id: &str) -> 
     Ok(site.id)
 }
 
-/// The client user a new domain belongs to (created if the email is new) and the site it is
-/// attached to, which must be that user's. The site is looked up first, so a request naming
-/// a site that is not the reseller's creates no user.
-fn owner_and_site(
+/// Everything about a new domain's owner that can refuse the request, checked before any user
+/// is made (the site is the reseller's and that client's, the name is free), so a refused
+/// request creates no user. Returns the site's id, if one is named.
+fn check_owner(
     state: &AppState,
     reseller: &crate::store::resellers::Reseller,
+    domain: &DomainName,
     email: &Email,
     site_id: Option<&str>,
-    now: Timestamp,
-) -> ApiResult<(crate::store::users::User, Option<String>)> {
+) -> ApiResult<Option<String>> {
     let tenant = Tenant {
         reseller: reseller.clone(),
         user: None,
@@ -200,15 +200,39 @@ fn owner_and_site(
     let site = site_id
         .map(|id| find_site(state, &tenant, id))
         .transpose()?;
+    if let Some(site) = &site {
+        let owner = state
+            .store
+            .users()
+            .with_email(&reseller.id, email.as_str())?;
+        if owner.is_none_or(|o| o.user.id != site.user_id) {
+            return Err(ApiError::invalid(format!(
+                "the site {} belongs to another client than {email}: give the site owner's email, or no site_id",
+                site.name
+            )));
+        }
+    }
+    if state.store.domains().by_name(domain.as_str())?.is_some() {
+        return Err(ApiError::Conflict(
+            crate::error::Conflict::DomainTaken,
+            format!("{domain} is already registered on this server"),
+        ));
+    }
+    Ok(site.map(|s| s.id))
+}
+
+/// The client user a new domain belongs to, created if the email is new (after `check_owner`).
+fn owner(
+    state: &AppState,
+    reseller: &crate::store::resellers::Reseller,
+    email: &Email,
+    now: Timestamp,
+) -> ApiResult<crate::store::users::User> {
     let (user, _) = state
         .store
         .users()
         .find_or_create(&reseller.id, email, None, now)?;
-    let site_id = match site {
-        Some(site) => Some(site_for(state, &tenant, &site.id, &user.id)?),
-        None => None,
-    };
-    Ok((user, site_id))
+    Ok(user)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -244,7 +268,8 @@ async fn create(
         .store
         .domains()
         .check_pending_limit(&reseller.id, max_pending)?;
-    let (user, site_id) = owner_and_site(&state, reseller, &email, site_id.as_deref(), now)?;
+    let site_id = check_owner(&state, reseller, &domain, &email, site_id.as_deref())?;
+    let user = owner(&state, reseller, &email, now)?;
     let (d, wp) = state.store.domains().create(
         &reseller.id,
         &user.id,
@@ -479,7 +504,7 @@ async fn register(
     }
     let method = billing.require_method(&reseller.id, payment_method_id.as_deref())?;
     let now = Timestamp::now();
-    let (user, site_id) = owner_and_site(&state, reseller, &email, site_id.as_deref(), now)?;
+    let site_id = check_owner(&state, reseller, &domain, &email, site_id.as_deref())?;
     let request = crate::registrar::RegistrationRequest {
         domain: domain.to_string(),
         email: email.to_string(),
@@ -495,6 +520,7 @@ async fn register(
         .map_err(|why| ApiError::Conflict(crate::error::Conflict::RegistrationFailed, why))?;
     // The registrar has answered: the records are written under the gate (`GateMode::WaitsOnNetwork`).
     let _gate = super::write_gate(&req, &state).await;
+    let user = owner(&state, reseller, &email, now)?;
     // Registered through us, it is verified at once: the pending limit does not apply.
     let (mut d, wp) = domains.create(
         &reseller.id,

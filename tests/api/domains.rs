@@ -443,3 +443,40 @@ async fn a_verified_domain_serves_its_site_and_counts_traffic() {
     app.delete(&path, &acme.key).await.expect(204);
     assert_eq!(edge::get(&app, "shop.example.test", "/").await.status, 404);
 }
+
+/// A refused onboarding creates nothing: naming a site of another client (or a taken name)
+/// with a new email is 400, and that email's client is not made.
+#[tokio::test]
+async fn a_refused_domain_creates_no_client() {
+    let app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let ann = acme.access_token(&app, "client@example.com").await;
+    publish_site(&app, &ann.token, "my-site", &[("index.html", b"hi")]).await;
+    let users = || app.get("/api/v1/users", &acme.key);
+    let before = users().await.expect(200).body;
+    let r = app
+        .post(
+            "/api/v1/domains",
+            &acme.key,
+            json!({"domain": "client.example", "email": "owner@client.example", "site_id": "my-site"}),
+        )
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(r.text.contains("site owner's email"), "{}", r.text);
+    app.post(
+        "/api/v1/domains",
+        &acme.key,
+        json!({"domain": "client.example", "email": "client@example.com", "site_id": "my-site"}),
+    )
+    .await
+    .expect(201);
+    app.post(
+        "/api/v1/domains",
+        &acme.key,
+        json!({"domain": "client.example", "email": "second@client.example"}),
+    )
+    .await
+    .expect_error(400, "domain_taken");
+    let after = users().await.expect(200).body;
+    assert_eq!(before, after, "a refused request made a client");
+}
