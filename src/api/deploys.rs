@@ -161,7 +161,7 @@ async fn create(
             .limits_of(&site.reseller_id, &site.user_id)?
             .0
             .max_storage_mb;
-        let files = off_worker(move || {
+        let (files, _pinned) = off_worker(move || {
             let unpacked = unpack_zip(&store, &disk, &user_id, max, &spool, &limits)?;
             store_unpacked(&store, &user_id, max, unpacked)
         })
@@ -599,13 +599,14 @@ pub fn unpack_zip(
 
 /// Stores a zip's contents once the user's quota has room for what is new to them, each
 /// recorded as known to `user_id`. (A refusal here, or of the deploy after, leaves nothing the
-/// periodic sweep does not collect.) Returns the file map.
+/// periodic sweep does not collect.) Returns the file map, and the contents pinned against
+/// every sweep until the deploy names them (drop the guard after `create`).
 pub fn store_unpacked(
     store: &crate::store::Store,
     user_id: &str,
     max_storage_mb: Option<u64>,
     unpacked: Unpacked,
-) -> ApiResult<BTreeMap<String, String>> {
+) -> ApiResult<(BTreeMap<String, String>, crate::store::blobs::Pinned)> {
     let sizes = unpacked
         .contents
         .iter()
@@ -614,11 +615,10 @@ pub fn store_unpacked(
     store
         .storage()
         .check_room_for(user_id, &sizes, max_storage_mb)?;
+    let pinned = store.blobs.pin(unpacked.files.values().cloned());
     for content in unpacked.contents {
-        // If blob GC raced these writes, `create` sees the blob missing and lists it as
-        // required instead of publishing a deploy with a hole.
         let sha = store.blobs.commit_parked(content)?;
         store.deploys().remember(user_id, &sha)?;
     }
-    Ok(unpacked.files)
+    Ok((unpacked.files, pinned))
 }

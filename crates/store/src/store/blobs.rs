@@ -17,6 +17,29 @@ pub struct Blobs {
     remote: Option<std::sync::Arc<super::remote::Remote>>,
     /// How old an unreferenced blob in the bucket must be before a sweep deletes it.
     grace: std::time::Duration,
+    /// Digests stored (or being stored) for a deploy that does not name them yet: no sweep
+    /// takes them meanwhile (see `pin`).
+    pinned: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+/// Keeps digests from every sweep until dropped (`Blobs::pin`).
+pub struct Pinned {
+    blobs: Blobs,
+    digests: Vec<String>,
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let mut pinned = self.blobs.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        for d in &self.digests {
+            if let Some(n) = pinned.get_mut(d) {
+                *n -= 1;
+                if *n == 0 {
+                    pinned.remove(d);
+                }
+            }
+        }
+    }
 }
 
 /// True for 40 lowercase hex characters.
@@ -149,6 +172,7 @@ impl Blobs {
             dir,
             remote: None,
             grace: std::time::Duration::from_secs(3600),
+            pinned: Default::default(),
         })
     }
 
@@ -286,6 +310,26 @@ impl Blobs {
         incoming.tmp.file.flush().map_err(io_error)?;
         crate::files::persist(&incoming.tmp.file, &incoming.tmp.path, &dest).map_err(io_error)?;
         Ok(sha)
+    }
+
+    /// Keeps `digests` from every sweep until the guard is dropped: a zip's contents, from before
+    /// they are stored until its deploy names them.
+    pub fn pin(&self, digests: impl IntoIterator<Item = String>) -> Pinned {
+        let digests: Vec<String> = digests.into_iter().collect();
+        let mut pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        for d in &digests {
+            *pinned.entry(d.clone()).or_default() += 1;
+        }
+        Pinned {
+            blobs: self.clone(),
+            digests,
+        }
+    }
+
+    /// The digests pinned now (see `pin`).
+    pub fn pinned(&self) -> Vec<String> {
+        let pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        pinned.keys().cloned().collect()
     }
 
     /// `commit` for a parked blob.

@@ -301,7 +301,8 @@ impl Store {
     fn sweep_blobs(&self, local_grace: Option<std::time::Duration>) -> StoreResult<usize> {
         let local = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
         let _exclusive = self.held(local, &[(super::lock_key::GC, false)])?;
-        let live = self.deploys().referenced_blobs()?;
+        let mut live = self.deploys().referenced_blobs()?;
+        live.extend(self.blobs.pinned());
         self.blobs.sweep(&live, local_grace)
     }
 }
