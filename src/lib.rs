@@ -59,6 +59,8 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
             .wrap(actix_web::middleware::from_fn(ratelimit::limit))
             .configure(api::configure)
             .route("/openapi.json", web::get().to(api::openapi::openapi_json))
+            .route("", web::get().to(api::ops::api_index))
+            .route("/", web::get().to(api::ops::api_index))
             .default_service(web::to(api::ops::not_found)),
     )
     .route("/healthz", web::get().to(api::ops::healthz))

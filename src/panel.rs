@@ -16,7 +16,8 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'u
                    frame-src 'self' about:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin", web::get().to(redirect))
+    cfg.route("/", web::get().to(welcome))
+        .route("/admin", web::get().to(redirect))
         .route("/admin/", web::get().to(index))
         .route("/admin/{path:.*}", web::get().to(asset));
 }
@@ -28,6 +29,37 @@ fn secured(mut resp: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseB
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
     resp
 }
+
+/// `/` on the instance's own names: what this server is and what to do next (Caddy greets a new
+/// install the same way). Sites never answer here: their hosts go to the edge.
+async fn welcome() -> HttpResponse {
+    secured(HttpResponse::Ok())
+        .content_type("text/html; charset=utf-8")
+        .body(WELCOME)
+}
+
+const WELCOME: &str = r#"<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width"><title>resellerd</title>
+<link rel="stylesheet" href="/admin/app.css"></head>
+<body><main class="welcome">
+<h1>resellerd is running</h1>
+<p>This is a reseller hosting server: a reseller API for CRMs, a Netlify-compatible deploy API, and an
+edge that serves every deployed site by its host name.</p>
+<h2>Next steps</h2>
+<ol>
+<li><strong>Sign in to the <a href="/admin/">admin panel</a></strong> with the operator token. It is in the
+file <code>operator-token</code> in the server's data directory (<code>./data</code> by default), printed at
+the first start; <code>resellerd operator-token --data-dir DIR</code> makes a new one.</li>
+<li><strong>Create a reseller</strong> in the panel (or <code>POST /api/v1/admin/resellers</code>) and give its
+API key, shown once, to its CRM.</li>
+</ol>
+<h2>For developers</h2>
+<ul>
+<li>The API is under <a href="/api/v1"><code>/api/v1</code></a>; its OpenAPI document is
+<a href="/api/v1/openapi.json"><code>/api/v1/openapi.json</code></a>.</li>
+<li>Health: <a href="/healthz"><code>/healthz</code></a>, <a href="/readyz"><code>/readyz</code></a>.</li>
+</ul>
+</main></body></html>"#;
 
 async fn redirect() -> HttpResponse {
     secured(HttpResponse::PermanentRedirect())

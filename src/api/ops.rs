@@ -36,16 +36,22 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("path"))
 }
 
-/// Any path the app does not route, on an instance name: `/` opens the panel, netlify-cli's
+/// `GET /api/v1`: where the API's description and the panel are.
+pub async fn api_index() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "name": "resellerd",
+        "version": env!("CARGO_PKG_VERSION"),
+        "openapi": "/api/v1/openapi.json",
+        "panel": "/admin/",
+        "health": "/healthz",
+    }))
+}
+
+/// Any path the app does not route, on an instance name: netlify-cli's
 /// root-level integration lookups get an empty list, and anything else is an API 404, never a
 /// site.
 pub async fn instance_fallback(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
     let get = req.method() == actix_web::http::Method::GET;
-    if get && req.path() == "/" {
-        return Ok(HttpResponse::TemporaryRedirect()
-            .insert_header((actix_web::http::header::LOCATION, "/admin/"))
-            .finish());
-    }
     let segs: Vec<&str> = req.path().trim_matches('/').split('/').collect();
     let integrations = matches!(
         segs.as_slice(),

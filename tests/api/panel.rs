@@ -51,3 +51,32 @@ async fn the_panel_is_served_with_security_headers_and_types() {
     assert_eq!(missing.status, 404);
     assert!(missing.header("content-security-policy").is_some());
 }
+
+/// A new install greets its operator on its own address: `/` says what this is, where the
+/// operator token is and what to do next, and `GET /api/v1` points at the API's description.
+#[tokio::test]
+async fn the_instance_greets_with_next_steps_and_the_api_with_its_links() {
+    let app = TestApp::spawn().await;
+    let r = app.call(Method::GET, "/", None, None).await.expect(200);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    for words in [
+        "operator-token",
+        "/admin/",
+        "/api/v1/openapi.json",
+        "Create a reseller",
+    ] {
+        assert!(r.text.contains(words), "{words} missing from {}", r.text);
+    }
+    for path in ["/api/v1", "/api/v1/"] {
+        let r = app.call(Method::GET, path, None, None).await.expect(200);
+        assert_eq!(r.body["openapi"], "/api/v1/openapi.json");
+        assert_eq!(r.body["panel"], "/admin/");
+    }
+    // An unknown path on the instance's address is the API's JSON 404, never a site's page.
+    let r = app.call(Method::GET, "/no/such/page", None, None).await;
+    let r = r.expect_error(404, "not_found");
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+}
