@@ -92,6 +92,7 @@ async fn backup(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRes
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct CreateReseller {
     name: String,
     email: Email,
@@ -194,6 +195,7 @@ fn with_limits(state: &AppState, reseller: Reseller) -> ApiResult<AdminReseller>
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct PatchReseller {
     name: Option<String>,
     email: Option<Email>,
@@ -285,6 +287,7 @@ async fn delete(
 
 /// PEM certificate chain and private key.
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct UploadCertificate {
     certificate: String,
     private_key: String,

@@ -147,6 +147,7 @@ fn text_field(name: &str, value: &str) -> ApiResult<String> {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct NewMethod {
     label: String,
     #[serde(rename = "type")]

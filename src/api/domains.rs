@@ -236,6 +236,7 @@ fn owner(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct NewDomain {
     domain: DomainName,
     email: Email,
@@ -347,6 +348,7 @@ async fn get(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct PatchDomain {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(nullable)]
@@ -446,6 +448,7 @@ async fn plugin_domain(state: web::Data<AppState>, who: Principal) -> ApiResult<
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct Registration {
     domain: DomainName,
     email: Email,

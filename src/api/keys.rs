@@ -65,6 +65,7 @@ impl From<NewKey> for CreatedKey {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 struct CreateKey {
     name: String,
     #[serde(default = "Permissions::all")]

@@ -49,6 +49,7 @@ async fn get(who: Principal) -> ApiResult<HttpResponse> {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = PatchResellerAccount)]
 struct PatchReseller {
     name: Option<String>,

@@ -136,3 +136,58 @@ async fn custom_pages_round_trip_with_their_rules() {
         .await
         .expect_error(404, "not_found");
 }
+
+/// A mistyped field on resellerd's own endpoints is refused, naming it and the fields expected,
+/// and nothing is made; Netlify's endpoints keep taking what the real clients send.
+#[tokio::test]
+async fn unknown_fields_are_refused_by_name_on_resellerds_own_endpoints() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .post(
+            "/api/v1/admin/resellers",
+            &app.operator,
+            json!({"name": "Y", "email": "y@x.test", "emial": "z"}),
+        )
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(
+        r.text.contains("emial") && r.text.contains("email"),
+        "{}",
+        r.text
+    );
+    let listed = app
+        .get("/api/v1/admin/resellers", &app.operator)
+        .await
+        .expect(200);
+    assert_eq!(listed.body.as_array().unwrap().len(), 0, "{}", listed.text);
+    let acme = app.reseller("Acme").await;
+    for (path, body) in [
+        ("/api/v1/keys", json!({"name": "k", "permisions": ["*"]})),
+        (
+            "/api/v1/domains",
+            json!({"domain": "a.example", "emial": "a@a.example"}),
+        ),
+        (
+            "/api/v1/payment_methods",
+            json!({"label": "x", "type": "card", "referance": "1"}),
+        ),
+    ] {
+        let r = app
+            .post(path, &acme.key, body)
+            .await
+            .expect_error(400, "invalid_request");
+        assert!(r.text.contains("unknown field"), "{path}: {}", r.text);
+    }
+    app.patch("/api/v1/reseller", &acme.key, json!({"nmae": "x"}))
+        .await
+        .expect_error(400, "invalid_request");
+    // Netlify's site endpoints take extra fields (netlify-cli sends many).
+    let ann = acme.access_token(&app, "ann@acme.test").await;
+    app.post(
+        "/api/v1/sites",
+        &ann.token,
+        json!({"name": "lenient", "processing_settings": {"html": {"pretty_urls": true}}}),
+    )
+    .await
+    .expect(201);
+}
