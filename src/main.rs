@@ -106,6 +106,19 @@ fn main() -> ExitCode {
         Command::OperatorToken {
             data_dir,
             database_url,
+        } if database_url.as_deref().is_none_or(str::is_empty)
+            && !resellerd::store::has_database(&data_dir)
+            && !operator::hash_path(&data_dir).exists() =>
+        {
+            fail(&format!(
+                "{} holds no resellerd data (no database): check --data-dir, which must be the \
+                 server's (its first start prints it); no token was made",
+                data_dir.display()
+            ))
+        }
+        Command::OperatorToken {
+            data_dir,
+            database_url,
         } => match operator::rotate(&data_dir) {
             Ok(secret) => {
                 if let Some(url) = database_url.filter(|u| !u.is_empty()) {
@@ -123,9 +136,10 @@ fn main() -> ExitCode {
                 println!("{}", secret.expose());
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(&format!(
-                "cannot write the operator token in {}: {e}",
-                data_dir.display()
+            Err(e) => fail(&data_dir_problem(
+                &data_dir,
+                "write the operator token in",
+                &e,
             )),
         },
         Command::Backup {
@@ -207,6 +221,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// What went wrong with the data dir, and what to do: a file where a directory belongs, a
+/// directory this user may not write, or the error itself.
+fn data_dir_problem(dir: &std::path::Path, doing: &str, e: &std::io::Error) -> String {
+    let dir = dir.display();
+    if std::fs::metadata(dir.to_string()).is_ok_and(|m| !m.is_dir()) {
+        return format!(
+            "{dir} is a file, not a directory: give --data-dir a directory (it is made if missing)"
+        );
+    }
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => format!(
+            "cannot {doing} {dir}: permission denied; make it writable by the user resellerd runs as \
+             (for example `sudo chown -R $(id -un) {dir}`) or give another --data-dir"
+        ),
+        _ => format!("cannot {doing} {dir}: {e}"),
+    }
+}
+
 fn migrate(from: &std::path::Path, to: &str, blob_store: Option<&str>, replace: bool) -> ExitCode {
     let remote = match blob_store.map(resellerd::store::remote::Remote::from_url) {
         Some(Err(e)) => return fail(&format!("--blob-store: {e}")),
@@ -281,14 +313,17 @@ fn serve(settings: Settings) -> ExitCode {
     // PostgreSQL has its own checkpoints and redb needs none; only sled needs one at a stop.
     let embedded = settings.database_url().is_none();
     if let Err(e) = resellerd::create_private_dir(&data_dir) {
-        return fail(&format!(
-            "cannot create data dir {}: {e}",
-            data_dir.display()
-        ));
+        return fail(&data_dir_problem(&data_dir, "create the data dir", &e));
     }
     let new_token = match operator::ensure(&data_dir) {
         Ok(t) => t,
-        Err(e) => return fail(&format!("cannot write the operator token: {e}")),
+        Err(e) => {
+            return fail(&data_dir_problem(
+                &data_dir,
+                "write the operator token in",
+                &e,
+            ))
+        }
     };
     let token_path = operator::token_path(&data_dir);
     let public_warning = settings.public_without_api_host();

@@ -104,6 +104,11 @@ fn reply(state: &AppState, tenant: &Tenant, site: &Site, d: &Deploy) -> ApiResul
 }
 
 fn parse_body(bytes: &[u8]) -> ApiResult<DeployBody> {
+    if bytes.starts_with(b"PK\x03\x04") {
+        return Err(ApiError::invalid(
+            "the body is a zip archive: send it with Content-Type: application/zip",
+        ));
+    }
     let body: DeployBody = super::json_or_default(bytes)?;
     if body.functions.as_ref().is_some_and(|f| !f.is_empty()) {
         return Err(ApiError::invalid(

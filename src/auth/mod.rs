@@ -149,13 +149,20 @@ fn parse_credential(req: &HttpRequest) -> ApiResult<Credential> {
 }
 
 const INVALID: ApiError = ApiError::Unauthorized("invalid, revoked or expired credentials");
+/// A secret whose checksum does not match was never issued: it was mistyped or cut short. (It
+/// says nothing about any real secret, so it may say so.)
+const MISTYPED: ApiError = ApiError::Unauthorized(
+    "the credential's checksum does not match: it was mistyped or cut short; copy it again",
+);
 
 fn authenticate(req: &HttpRequest, state: &Authenticator) -> ApiResult<Principal> {
     let now = Timestamp::now();
     let store = &state.store;
     let (key, reseller, cached_as) = match parse_credential(req)? {
         Credential::Bearer(s) if s.expose().starts_with(OPERATOR_PREFIX) => {
-            return if s.is_well_formed(OPERATOR_PREFIX) && state.operator.verify(&s) {
+            return if !s.is_well_formed(OPERATOR_PREFIX) {
+                Err(MISTYPED)
+            } else if state.operator.verify(&s) {
                 Ok(Principal::Operator)
             } else {
                 Err(INVALID)
@@ -167,7 +174,7 @@ fn authenticate(req: &HttpRequest, state: &Authenticator) -> ApiResult<Principal
         Credential::Basic { key_id, key } => resolve_key(state, &key, Some(&key_id))?,
         Credential::Bearer(s) if s.expose().starts_with(WP_PREFIX) => {
             if !s.is_well_formed(WP_PREFIX) {
-                return Err(INVALID);
+                return Err(MISTYPED);
             }
             let domain = store.domains().by_wp_hash(&s.hash())?.ok_or(INVALID)?;
             let reseller = store
@@ -186,7 +193,8 @@ fn authenticate(req: &HttpRequest, state: &Authenticator) -> ApiResult<Principal
             // rejects typos without a store lookup) is only needed on the way to the store.
             let resolved = state.credentials.resolve(hash, generation, || {
                 if !s.is_well_formed(TOKEN_PREFIX) {
-                    return Err(INVALID);
+                    let ours = s.expose().starts_with(TOKEN_PREFIX);
+                    return Err(if ours { MISTYPED } else { INVALID });
                 }
                 let token = store.users().token_by_hash(&hash)?.ok_or(INVALID)?;
                 let reseller = store
@@ -265,7 +273,7 @@ fn resolve_key(
     let generation = store.credentials_generation();
     let resolved = state.credentials.resolve(hash, generation, || {
         if !secret.is_well_formed(KEY_PREFIX) {
-            return Err(INVALID);
+            return Err(MISTYPED);
         }
         let key = match key_id {
             // Basic names the key: compare its stored hash in constant time.

@@ -29,7 +29,8 @@ pub fn token_path(data_dir: &Path) -> PathBuf {
     data_dir.join("operator-token")
 }
 
-fn hash_path(data_dir: &Path) -> PathBuf {
+/// Where the operator token's hash lives (in every data dir a server has started on).
+pub fn hash_path(data_dir: &Path) -> PathBuf {
     data_dir.join("operator-token.sha256")
 }
 

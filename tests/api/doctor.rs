@@ -205,3 +205,39 @@ async fn doctor_checks_postgresql() {
         "{report}"
     );
 }
+
+/// Data-dir mistakes say what is wrong and what to do: a file given as the data dir, a dir
+/// this user may not write, and `operator-token` on a dir no server uses (which makes nothing).
+#[test]
+fn data_dir_mistakes_say_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(crate::helpers::binary())
+            .args(args)
+            .env_remove("RESELLERD_DATABASE_URL")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let (ok, said) = run(&[
+        "serve",
+        "--data-dir",
+        file.to_str().unwrap(),
+        "--http-addr",
+        "127.0.0.1:0",
+        "--https-addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(!ok);
+    assert!(said.contains("is a file, not a directory"), "{said}");
+    let typo = tmp.path().join("dta");
+    let (ok, said) = run(&["operator-token", "--data-dir", typo.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(said.contains("holds no resellerd data"), "{said}");
+    assert!(!typo.exists(), "a mistyped data dir was made");
+}

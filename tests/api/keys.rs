@@ -50,9 +50,20 @@ async fn a_key_is_shown_once_then_masked_and_dies_when_deleted() {
     app.delete(&format!("/api/v1/keys/{id}"), &acme.key)
         .await
         .expect(204);
-    app.get("/api/v1/users", &secret)
+    let revoked = app
+        .get("/api/v1/users", &secret)
         .await
         .expect_error(401, "unauthorized");
+    assert!(revoked.text.contains("revoked"), "{}", revoked.text);
+    // A key mistyped in its last character fails its checksum, and the answer says so.
+    let mut typo = acme.key.clone();
+    let last = typo.pop().unwrap();
+    typo.push(if last == 'a' { 'b' } else { 'a' });
+    let r = app
+        .get("/api/v1/users", &typo)
+        .await
+        .expect_error(401, "unauthorized");
+    assert!(r.text.contains("mistyped"), "{}", r.text);
     app.delete(&format!("/api/v1/keys/{id}"), &acme.key)
         .await
         .expect_error(404, "not_found");

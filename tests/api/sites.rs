@@ -374,6 +374,23 @@ async fn zip_deploys_in_one_call_within_limits() {
         .expect(200);
     assert_eq!(d.body["state"], "ready");
     assert_eq!(d.body["published"], true);
+    // The same zip without its Content-Type: the answer says what to send.
+    let bare = app
+        .client
+        .post(app.url("/api/v1/sites/zipped/deploys"))
+        .bearer_auth(&ann.token)
+        .body(zip_of(&[("index.html", b"<p>zip</p>")]))
+        .send()
+        .await
+        .unwrap();
+    let r = crate::helpers::reply(bare)
+        .await
+        .expect_error(400, "invalid_request");
+    assert!(
+        r.text.contains("Content-Type: application/zip"),
+        "{}",
+        r.text
+    );
 
     let blobs_before = count_blobs(&app);
     let many = zip_of(&[("a", b"1"), ("b", b"2"), ("c", b"3"), ("d", b"4")]);
