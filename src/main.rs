@@ -327,6 +327,7 @@ fn serve(settings: Settings) -> ExitCode {
     };
     let token_path = operator::token_path(&data_dir);
     let public_warning = settings.public_without_api_host();
+    let shown_dir = data_dir.clone();
     let on_ready = move |http: std::net::SocketAddr, https: std::net::SocketAddr| {
         let mut out = std::io::stdout().lock();
         // One machine-readable line first: scripts and tests read the bound ports from it.
@@ -356,8 +357,22 @@ fn serve(settings: Settings) -> ExitCode {
                     t.expose()
                 );
             }
+            _ if token_path.exists() => {
+                let _ = writeln!(
+                    out,
+                    "  Operator token: in {} (read it with `cat {}`)",
+                    token_path.display(),
+                    token_path.display()
+                );
+            }
             _ => {
-                let _ = writeln!(out, "  Operator token: in {}", token_path.display());
+                // A restored data dir keeps only the token's hash: the old token still works.
+                let _ = writeln!(
+                    out,
+                    "  Operator token: the one this data had before (only its hash is kept); \
+                     `resellerd operator-token --data-dir {}` makes a new one",
+                    shown_dir.display()
+                );
             }
         }
         if let Some(warning) = &public_warning {

@@ -6,8 +6,8 @@ export async function render(main, { notice, go }) {
   const mode = h("select", { name: "mode", id: "mode" },
     h("option", { value: "bearer" }, "Operator token or API key"),
     h("option", { value: "basic" }, "Key ID + API key"));
-  const token = h("input", { name: "token", id: "token", autocomplete: "off", spellcheck: "false", required: true,
-    placeholder: "op_… or sk_org_…" });
+  const token = h("input", { name: "token", id: "token", type: "password", autocomplete: "off", spellcheck: "false",
+    required: true, placeholder: "op_… or sk_org_…" });
   const keyId = h("input", { name: "keyId", id: "key-id", autocomplete: "off", spellcheck: "false" });
   const key = h("input", { name: "key", id: "key", type: "password", autocomplete: "off" });
   const bearerFields = h("div", {}, field("Token", token));
@@ -36,5 +36,8 @@ export async function render(main, { notice, go }) {
   main.append(h("h1", {}, "Sign in"),
     h("p", { class: "notice", role: "status", id: "login-notice", hidden: !notice }, notice || ""),
     h("section", {}, form,
+      h("p", { class: "notice", id: "token-hint" }, "The operator token is in the file ", h("code", {}, "operator-token"),
+        " in the server's data directory (", h("code", {}, "./data"), " by default); ",
+        h("code", {}, "resellerd operator-token --data-dir DIR"), " makes a new one. Resellers sign in with an API key."),
       h("p", { class: "notice" }, "Your credential stays in this browser tab only and is forgotten when you sign out or close it.")));
 }

@@ -11,7 +11,7 @@ export async function render(main) {
     h("button", { type: "submit" }, "Create reseller")), async data => {
     const r = await api("POST", "/admin/resellers", { name: data.get("name"), email: data.get("email") });
     create.reset();
-    showOnce(`${r.reseller.name} created`, "Its first API key (full access). Key ID:", r.key.key,
+    showOnce(`${r.reseller.name} created`, "Its first API key (full access):", r.key.key,
       h("p", {}, "Key ID: ", h("code", { "data-key-id": "" }, r.key.id)));
     await refresh();
   });

@@ -104,6 +104,8 @@ test("operator and reseller work through the panel", async () => {
   // Operator: sign in, create a reseller, copy its key from the show-once dialog.
   await page.goto(`${base}/admin/`);
   await snap(page, "login");
+  assert.match(await page.textContent("#token-hint"), /operator-token/);
+  assert.equal(await page.getAttribute("#token", "type"), "password");
   await signIn(page, { token: operator });
   await page.waitForSelector("#create-reseller");
   await page.fill("#create-reseller input[name=name]", "Acme Hosting");
@@ -113,6 +115,7 @@ test("operator and reseller work through the panel", async () => {
   const keyId = (await page.textContent("#dialog [data-key-id]")).trim();
   assert.match(secret, /^sk_org_/);
   assert.match(await page.textContent("#dialog"), /only time it is shown/);
+  assert.match(await page.textContent("#dialog"), /Its first API key \(full access\):/);
   await snap(page, "reseller-created-dialog");
   await closeDialog(page);
   await page.waitForSelector("text=Acme Hosting");
