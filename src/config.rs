@@ -43,7 +43,8 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_MAX_BODY")]
     pub max_body: Option<usize>,
 
-    /// Log format: auto (pretty on a terminal, JSON otherwise), pretty or json [default: auto]
+    /// Log format: text (lines for people), json (one JSON object a line) or auto (text on a
+    /// terminal, JSON otherwise, as under systemd) [default: auto]
     #[arg(long, env = "RESELLERD_LOG_FORMAT")]
     pub log_format: Option<String>,
 

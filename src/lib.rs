@@ -253,13 +253,13 @@ async fn write_gate(
 }
 
 fn access_log<B>(
-    req_info: (String, String, Option<std::net::IpAddr>),
+    req_info: (String, String, String, Option<std::net::IpAddr>),
     start: std::time::Instant,
     res: &ServiceResponse<B>,
 ) {
-    let (method, path, ip) = req_info;
+    let (method, host, path, ip) = req_info;
     let ms = start.elapsed().as_secs_f64() * 1000.0;
-    telemetry::access(&method, &path, res.status().as_u16(), ms, ip);
+    telemetry::access(&method, &host, &path, res.status().as_u16(), ms, ip);
 }
 
 /// The server, built and bound, not yet running: `main` runs it, and tests may build it in
@@ -300,8 +300,11 @@ impl Application {
                         actix_web::HttpMessage::extensions_mut(&req).insert(http::ClientIp(ip));
                     }
                     // Only pay for the log line's strings when access logging is on.
-                    let info = tracing::enabled!(target: "access", tracing::Level::INFO)
-                        .then(|| (req.method().to_string(), req.path().to_string(), ip));
+                    let info =
+                        tracing::enabled!(target: "access", tracing::Level::INFO).then(|| {
+                            let host = http::host(req.request());
+                            (req.method().to_string(), host, req.path().to_string(), ip)
+                        });
                     let fut = srv.call(req);
                     async move {
                         let res: ServiceResponse<EitherBody<BoxBody>> = fut.await?;

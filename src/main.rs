@@ -307,6 +307,9 @@ fn serve(settings: Settings) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let log_format = settings.log_format.clone();
+    if let Err(e) = resellerd::telemetry::check_format(log_format.as_deref()) {
+        return fail(&e);
+    }
     let log = resellerd::telemetry::init(log_format.as_deref());
     let data_dir = settings.data_dir();
     let cache_bytes = settings.cache_bytes();
@@ -383,6 +386,9 @@ fn serve(settings: Settings) -> ExitCode {
         tracing::info!(%http, %https, operator_token_file = %token_path.display(), "listening");
     };
     let result = actix_web::rt::System::new().block_on(resellerd::serve(settings, on_ready));
+    if result.is_ok() {
+        tracing::info!("stopped: every acknowledged write is on disk");
+    }
     match result {
         Ok(()) if embedded && Engine::of(&data_dir, Engine::Redb) == Engine::Sled => {
             drop(log);

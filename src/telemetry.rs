@@ -8,12 +8,23 @@ use tracing_subscriber::EnvFilter;
 /// The log writer, when lines are JSON: access lines are written to it directly (see `access`).
 static JSON_WRITER: OnceLock<NonBlocking> = OnceLock::new();
 
-/// Whether the log format `format` (`json`, `pretty`, or `auto`/None) writes JSON lines here.
+/// Whether the log format `format` (`json`, `text` (or `pretty`), or `auto`/None) writes JSON
+/// lines here.
 pub fn is_json(format: Option<&str>) -> bool {
     match format.unwrap_or("auto") {
         "json" => true,
-        "pretty" => false,
+        "text" | "pretty" => false,
         _ => !std::io::stderr().is_terminal(),
+    }
+}
+
+/// Checks a `--log-format` value.
+pub fn check_format(format: Option<&str>) -> Result<(), String> {
+    match format {
+        None | Some("auto" | "text" | "pretty" | "json") => Ok(()),
+        Some(other) => Err(format!(
+            "--log-format: {other:?} is not a format: text (lines for people), json (one JSON object a line) or auto (text on a terminal, JSON otherwise)"
+        )),
     }
 }
 
@@ -24,11 +35,22 @@ pub fn init(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard
     // actix-http logs a client's malformed or oversized request head at ERROR; the client already
     // got its 4xx, so those lines are noise unless RUST_LOG asks for actix_http explicitly.
     let quiet = "actix_http::h1::dispatcher=off";
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if v.contains("actix_http") => EnvFilter::new(v),
-        Ok(v) if !v.trim().is_empty() => EnvFilter::new(format!("{v},{quiet}")),
-        _ => EnvFilter::new(format!("info,sled=warn,{quiet}")),
+    // The framework's own chatter (runtime found, workers started and stopped) is DEBUG, unless
+    // RUST_LOG names those targets itself.
+    let chatter = ["sled=warn", "actix_server=warn", "actix_rt=warn", quiet];
+    let asked = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut directives = match asked.trim() {
+        "" => "info".to_string(),
+        v => v.to_string(),
     };
+    for d in chatter {
+        let krate = d.split(['=', ':']).next().unwrap_or(d);
+        if !asked.contains(krate) {
+            directives.push(',');
+            directives.push_str(d);
+        }
+    }
+    let filter = EnvFilter::new(directives);
     let json = is_json(format);
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
@@ -53,10 +75,19 @@ pub fn init(format: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard
 /// One access log line per answered request (target `access`, so `RUST_LOG` filters it like
 /// any other). In JSON mode the line is formatted here, in the shape the JSON formatter gives
 /// every other event, which costs a fraction of a generic event's formatting.
-pub fn access(method: &str, path: &str, status: u16, ms: f64, client: Option<std::net::IpAddr>) {
+pub fn access(
+    method: &str,
+    host: &str,
+    path: &str,
+    status: u16,
+    ms: f64,
+    client: Option<std::net::IpAddr>,
+) {
+    // Microseconds are all a person or a dashboard reads in a request's time.
+    let ms = (ms * 1000.0).round() / 1000.0;
     let Some(writer) = JSON_WRITER.get() else {
         let client = client.map(|i| i.to_string()).unwrap_or_default();
-        tracing::info!(target: "access", method, path, status, ms, client);
+        tracing::info!(target: "access", method, host, path, status, ms, client);
         return;
     };
     thread_local! {
@@ -78,6 +109,8 @@ pub fn access(method: &str, path: &str, status: u16, ms: f64, client: Option<std
         }
         line.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"method\":");
         let _ = serde_json::to_writer(&mut *line, method);
+        line.extend_from_slice(b",\"host\":");
+        let _ = serde_json::to_writer(&mut *line, host);
         line.extend_from_slice(b",\"path\":");
         let _ = serde_json::to_writer(&mut *line, path);
         let _ = write!(line, ",\"status\":{status},\"ms\":{ms},\"client\":\"");

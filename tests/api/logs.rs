@@ -68,8 +68,15 @@ async fn one_access_line_per_request_and_no_secrets() {
         .iter()
         .map(|l| {
             let f = &l["fields"];
-            assert!(f["ms"].as_f64().unwrap() >= 0.0);
+            let ms = f["ms"].as_f64().unwrap();
+            assert!(ms >= 0.0);
+            assert_eq!(
+                (ms * 1000.0).round() / 1000.0,
+                ms,
+                "timings are rounded: {ms}"
+            );
             assert_eq!(f["client"], "127.0.0.1");
+            assert_eq!(f["host"], "127.0.0.1");
             assert_eq!(l["level"], "INFO");
             assert!(l["timestamp"].as_str().unwrap().ends_with('Z'));
             (
@@ -88,4 +95,15 @@ async fn one_access_line_per_request_and_no_secrets() {
     ]
     .map(|(m, p, s)| (m.to_string(), p.to_string(), s));
     assert_eq!(seen, expected, "one line per request, in order");
+    assert!(
+        log.contains("stopped: every acknowledged write is on disk"),
+        "{log}"
+    );
+    for chatter in [
+        "Actix runtime found",
+        "starting service",
+        "shutting down idle worker",
+    ] {
+        assert!(!log.contains(chatter), "framework chatter at INFO:\n{log}");
+    }
 }
