@@ -534,14 +534,35 @@ fn overlay(hi: Settings, lo: Settings) -> Settings {
     serde_json::from_value(serde_json::Value::Object(hi_map)).unwrap_or(hi)
 }
 
+/// A listen address: `IP:PORT`, `[IPv6]:PORT`, or `:PORT` for every interface (as Caddy and Go
+/// take it).
 fn parse_addr(s: &str, what: &str) -> Result<SocketAddr, String> {
-    s.parse()
-        .map_err(|_| format!("--{what}: {s:?} is not an address like 127.0.0.1:8080 or [::1]:8080"))
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_string(),
+    };
+    full.parse().map_err(|_| {
+        format!("--{what}: {s:?} is not an address like 127.0.0.1:8080, [::1]:8080 or :8080 (every interface)")
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_port_listens_on_every_interface() {
+        assert_eq!(
+            parse_addr(":8080", "http-addr").unwrap(),
+            "0.0.0.0:8080".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("[::1]:80", "http-addr").unwrap(),
+            "[::1]:80".parse().unwrap()
+        );
+        let e = parse_addr("localhost", "http-addr").unwrap_err();
+        assert!(e.contains(":8080 (every interface)"), "{e}");
+    }
 
     #[test]
     fn the_store_engine_is_redb_unless_sled_is_asked_for() {

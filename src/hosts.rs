@@ -55,6 +55,11 @@ impl InstanceNames {
         }
     }
 
+    /// The operator's API hosts (`--api-host`), in the order given.
+    pub fn api_hosts(&self) -> &[String] {
+        &self.api_hosts
+    }
+
     /// True if the operator named any API host (`--api-host`).
     pub fn has_api_hosts(&self) -> bool {
         !self.api_hosts.is_empty()

@@ -252,6 +252,22 @@ async fn write_gate(
     }
 }
 
+/// Why a listener could not bind, and what to do.
+fn cannot_listen(addr: std::net::SocketAddr, flag: &str, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "cannot listen on {addr}: another process is listening there (`ss -ltnp 'sport = :{}'` \
+             names it); stop it or choose another port with --{flag}",
+            addr.port()
+        ),
+        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
+            "cannot listen on {addr}: ports below 1024 need root or CAP_NET_BIND_SERVICE (the \
+             packaged systemd unit grants it); or choose a port above 1023 with --{flag}"
+        ),
+        _ => format!("cannot listen on {addr}: {e}"),
+    }
+}
+
 fn access_log<B>(
     req_info: (String, String, String, Option<std::net::IpAddr>),
     start: std::time::Instant,
@@ -324,11 +340,12 @@ impl Application {
         .client_disconnect_timeout(std::time::Duration::from_secs(2))
         .max_connections(max_connections.div_ceil(workers).max(1))
         .bind(http_addr)
-        .map_err(|e| format!("cannot listen on {http_addr}: {e}"))?
+        .map_err(|e| cannot_listen(http_addr, "http-addr", &e))?
         .bind_rustls_0_23(https_addr, tls_config)
-        .map_err(|e| format!("cannot listen on {https_addr}: {e}"))?;
+        .map_err(|e| cannot_listen(https_addr, "https-addr", &e))?;
         let addrs = server.addrs();
         let (http, https) = (addrs[0], addrs[addrs.len() - 1]);
+        let _ = state.listening.set((http, https));
         let about = serde_json::json!({"http": http.to_string(), "https": https.to_string(), "pid": std::process::id()});
         let path = state.settings.data_dir().join("server.json");
         files::write_private(&path, about.to_string().as_bytes())

@@ -32,6 +32,41 @@ pub struct AppState {
     pub proxy: edge::proxy::Proxy,
     /// The instance's own names and the operator's zones (`hosts::InstanceNames`).
     pub names: crate::hosts::InstanceNames,
+    /// The (HTTP, HTTPS) addresses the listeners bound, once they have.
+    pub listening: std::sync::OnceLock<(std::net::SocketAddr, std::net::SocketAddr)>,
+}
+
+impl AppState {
+    /// `:PORT` for a site's `https://` URL when the HTTPS listener is not on 443 (a local
+    /// install's 8443), so the URLs the API shows open as they are.
+    pub fn https_port_suffix(&self) -> String {
+        match self.listening.get() {
+            Some((_, https)) if https.port() != 443 => format!(":{}", https.port()),
+            _ => String::new(),
+        }
+    }
+
+    /// `:PORT` for a site's `http://` URL when the HTTP listener is not on 80.
+    pub fn http_port_suffix(&self) -> String {
+        match self.listening.get() {
+            Some((http, _)) if http.port() != 80 => format!(":{}", http.port()),
+            _ => String::new(),
+        }
+    }
+
+    /// Where the panel is: the first `--api-host` over HTTPS, else the HTTP listener's address.
+    pub fn panel_url(&self) -> String {
+        if let Some(host) = self.names.api_hosts().first() {
+            return format!("https://{host}{}/admin/", self.https_port_suffix());
+        }
+        match self.listening.get() {
+            Some((http, _)) if http.ip().is_unspecified() => {
+                format!("http://localhost:{}/admin/", http.port())
+            }
+            Some((http, _)) => format!("http://{http}/admin/"),
+            None => "/admin/".to_string(),
+        }
+    }
 }
 
 impl AppState {
@@ -110,6 +145,7 @@ impl AppState {
         let limits = web::Data::new(settings.rate_limits());
         let state = AppState {
             names: settings.instance_names(),
+            listening: Default::default(),
             proxy: edge::proxy::Proxy::new(settings.allow_private_targets())?,
             blocked: quota::Blocked::load(&store).map_err(|e| e.cause_chain())?,
             mailer,

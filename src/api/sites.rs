@@ -62,10 +62,11 @@ pub struct SiteUrls {
 
 pub fn site_urls(state: &AppState, reseller: &Reseller, site: &Site) -> SiteUrls {
     let host = crate::hosts::site_host(reseller, &state.edge.default_domain, site.name.as_str());
+    let port = state.https_port_suffix();
     SiteUrls {
-        url: format!("https://{host}"),
-        ssl_url: format!("https://{host}"),
-        admin_url: format!("https://{host}/.resellerd/site/{}", site.id),
+        url: format!("https://{host}{port}"),
+        ssl_url: format!("https://{host}{port}"),
+        admin_url: format!("{}#sites", state.panel_url()),
     }
 }
 
@@ -161,7 +162,10 @@ pub fn deploy_view(state: &AppState, reseller: &Reseller, site: &Site, d: &Deplo
     let urls = site_urls(state, reseller, site);
     let host = crate::hosts::site_host(reseller, &state.edge.default_domain, site.name.as_str());
     let (deploy_url, deploy_ssl_url) = match crate::hosts::deploy_host(&host, &d.id) {
-        Some(h) => (format!("http://{h}"), format!("https://{h}")),
+        Some(h) => (
+            format!("http://{h}{}", state.http_port_suffix()),
+            format!("https://{h}{}", state.https_port_suffix()),
+        ),
         None => (urls.url.clone(), urls.ssl_url.clone()),
     };
     DeployView {

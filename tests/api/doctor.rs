@@ -240,4 +240,22 @@ fn data_dir_mistakes_say_what_to_do() {
     assert!(!ok);
     assert!(said.contains("holds no resellerd data"), "{said}");
     assert!(!typo.exists(), "a mistyped data dir was made");
+    // A port another process holds: named, with what to do.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let dir = tmp.path().join("data");
+    let (ok, said) = run(&[
+        "serve",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--http-addr",
+        &port,
+        "--https-addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(!ok);
+    assert!(
+        said.contains("another process is listening there") && said.contains("--http-addr"),
+        "{said}"
+    );
 }

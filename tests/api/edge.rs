@@ -275,7 +275,10 @@ async fn serves_a_deploy_by_host_with_http_semantics() {
     get(&app, "docs.sites.acme.test", "/").await.expect(200);
     get(&app, host, "/").await.expect(404);
     let site = app.get("/api/v1/sites/docs", &acme.key).await.expect(200);
-    assert_eq!(site.body["ssl_url"], "https://docs.sites.acme.test");
+    assert_eq!(
+        site.body["ssl_url"],
+        format!("https://docs.sites.acme.test:{}", app.https_port)
+    );
 
     // A draft is not published but has its own permalink host.
     let draft = app
@@ -291,6 +294,7 @@ async fn serves_a_deploy_by_host_with_http_semantics() {
     assert_eq!(draft.body["draft"], true);
     let url = draft.body["deploy_url"].as_str().unwrap();
     let draft_host = url.strip_prefix("http://").unwrap();
+    let draft_host = crate::helpers::host_of(draft_host);
     assert!(draft_host.ends_with("--docs.sites.acme.test"), "{url}");
     assert_eq!(get(&app, draft_host, "/").await.expect(200).text, "draft!");
     assert_eq!(
@@ -584,5 +588,8 @@ async fn the_default_preview_domain_is_configurable() {
     );
     get(&app, "conf.localhost", "/").await.expect(404);
     let site = app.get("/api/v1/sites/conf", &acme.key).await.expect(200);
-    assert_eq!(site.body["url"], "https://conf.preview.example.test");
+    assert_eq!(
+        site.body["url"],
+        format!("https://conf.preview.example.test:{}", app.https_port)
+    );
 }

@@ -473,6 +473,11 @@ impl Drop for TestApp {
     }
 }
 
+/// The host of `host[:port]`.
+pub fn host_of(authority: &str) -> &str {
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
 pub async fn reply(resp: reqwest::Response) -> Reply {
     let status = resp.status();
     let headers = resp.headers().clone();

@@ -89,7 +89,16 @@ async fn sites_belong_to_users_and_follow_the_scope_rule() {
         .expect(201);
     assert_eq!(a.body["name"], "ann-site");
     assert_eq!(a.body["user_id"], ann.user_id.as_str());
-    assert_eq!(a.body["url"], "https://ann-site.localhost");
+    // The URL opens as given on a local install: with the HTTPS listener's port.
+    assert_eq!(
+        a.body["url"],
+        format!("https://ann-site.localhost:{}", app.https_port)
+    );
+    let admin = a.body["admin_url"].as_str().unwrap();
+    assert!(
+        admin.starts_with(&format!("{}/admin/", app.http)),
+        "{admin}"
+    );
     assert!(a
         .header("content-type")
         .unwrap()
