@@ -262,11 +262,25 @@ fn free_space(settings: &Settings, dir: &Path) -> Finding {
 fn ports(settings: &Settings, running: bool, dir: &Path) -> Finding {
     const CHECK: &str = "ports";
     if running {
-        let about = std::fs::read_to_string(dir.join("server.json")).unwrap_or_default();
+        let about: serde_json::Value = std::fs::read_to_string(dir.join("server.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        let field = |k: &str| {
+            about[k]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| "?".into())
+        };
         return finding(
             Level::Ok,
             CHECK,
-            format!("a server is listening: {}", about.trim()),
+            format!(
+                "a server (pid {}) is listening on http://{} and https://{}",
+                about["pid"].as_u64().map_or("?".into(), |p| p.to_string()),
+                field("http"),
+                field("https")
+            ),
         );
     }
     let mut problems = Vec::new();
@@ -328,6 +342,20 @@ fn certificate(settings: &Settings, dir: &Path) -> Finding {
         .clone()
         .unwrap_or_else(|| dir.join("tls").join("self-signed.crt"));
     match std::fs::read_to_string(&path) {
+        Ok(pem) if settings.tls_cert.is_none() => {
+            let mut f = expiry(
+                CHECK,
+                &path.display().to_string(),
+                crate::acme::describe(&pem).1,
+            );
+            if f.level == Level::Ok {
+                f.detail.push_str(
+                    "; self-signed: browsers warn about it. Give --tls-cert/--tls-key, or certificates \
+                     for custom domains come from --acme-directory",
+                );
+            }
+            f
+        }
         Ok(pem) => expiry(
             CHECK,
             &path.display().to_string(),

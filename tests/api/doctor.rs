@@ -53,6 +53,15 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_problem() {
         line(&report, "database").contains("running server"),
         "{report}"
     );
+    assert!(
+        line(&report, "ports").contains("is listening on http://127.0.0.1:"),
+        "{report}"
+    );
+    assert!(!line(&report, "ports").contains('{'), "{report}");
+    assert!(
+        line(&report, "certificate").contains("self-signed: browsers warn"),
+        "{report}"
+    );
     assert!(line(&report, "free space").contains("MiB free"), "{report}");
     assert!(!line(&report, "free space").starts_with("FAIL"), "{report}");
     assert!(
