@@ -35,6 +35,7 @@ mod plans;
 mod postgres;
 mod proxy;
 mod ratelimit;
+mod readme;
 mod registration;
 mod security;
 mod settings;
