@@ -67,3 +67,25 @@ export async function page(path, number, perPage = 20) {
   const total = Number(headers.get("x-total-count") ?? data.length);
   return { items: data, total };
 }
+
+/** Sends a large body (a file, a zip) with upload progress: `onProgress(sentBytes)` as it
+ * goes. Resolves to the parsed JSON answer; rejects with ApiError, as `api` does. */
+export function upload(method, path, body, contentType, onProgress) {
+  const c = credential();
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open(method, `/api/v1${path}`);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("Content-Type", contentType);
+    if (c) xhr.setRequestHeader("Authorization", authorization(c));
+    xhr.upload.onprogress = e => onProgress?.(e.loaded);
+    xhr.onerror = () => reject(new ApiError(0, "network", "The server could not be reached."));
+    xhr.onload = () => {
+      let data = null;
+      try { data = xhr.responseText ? JSON.parse(xhr.responseText) : null; } catch { /* not JSON */ }
+      if (xhr.status >= 200 && xhr.status < 300) return resolve(data);
+      reject(new ApiError(xhr.status, data?.error || "error", data?.message || xhr.statusText));
+    };
+    xhr.send(body);
+  });
+}

@@ -1,5 +1,6 @@
-// Sites: list, deploys with state and rollback, forms, submissions with CSV export.
-import { api, page, ApiError } from "../api.js";
+// Sites: create one for a client, deploy a folder or a zip by dropping it (through the same deploy
+// API as the CLI, with a progress bar), deploys with state and rollback, forms, submissions.
+import { api, page, upload, ApiError } from "../api.js";
 import { submissionsCsv } from "../csv.js";
 import { h, field, pagedTable, table, badge, when, errorText, submitting } from "../ui.js";
 
@@ -28,6 +29,92 @@ async function certificate(site) {
   return box;
 }
 
+/** Every file under a dropped entry, as [path, File]. */
+async function entryFiles(entry, path) {
+  if (entry.isFile) return [[path, await new Promise((ok, no) => entry.file(ok, no))]];
+  const reader = entry.createReader();
+  const out = [];
+  for (;;) {
+    const batch = await new Promise((ok, no) => reader.readEntries(ok, no));
+    if (!batch.length) return out;
+    for (const e of batch) out.push(...await entryFiles(e, path ? `${path}/${e.name}` : e.name));
+  }
+}
+
+/** What was dropped or chosen, as [path, File]: a dropped folder's files by their path inside it. */
+async function collect(dataTransfer, fileList) {
+  const entries = [...(dataTransfer?.items ?? [])].map(i => i.webkitGetAsEntry?.()).filter(Boolean);
+  if (entries.length === 1 && entries[0].isDirectory) return entryFiles(entries[0], "");
+  if (entries.length) {
+    const out = [];
+    for (const e of entries) out.push(...await entryFiles(e, e.name));
+    return out;
+  }
+  return [...fileList].map(f => [f.webkitRelativePath ? f.webkitRelativePath.split("/").slice(1).join("/") : f.name, f]);
+}
+
+async function sha1(file) {
+  const digest = await crypto.subtle.digest("SHA-1", await file.arrayBuffer());
+  return [...new Uint8Array(digest)].map(b => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Deploys a zip in one call, or files by their digests (uploading only what the server lacks),
+ * reporting `progress(sentBytes, totalBytes)`. Resolves to the deploy. */
+async function deployFiles(site, files, progress) {
+  if (files.length === 1 && /\.zip$/i.test(files[0][0])) {
+    const zip = files[0][1];
+    return upload("POST", `/sites/${site.id}/deploys`, zip, "application/zip", sent => progress(sent, zip.size));
+  }
+  if (!crypto.subtle) throw new Error("Deploying a folder needs the panel over HTTPS (or on localhost); drop a zip instead.");
+  const map = {}, byPath = {};
+  for (const [path, file] of files) { map[path] = await sha1(file); byPath[path] = file; }
+  const deploy = await api("POST", `/sites/${site.id}/deploys`, { files: map });
+  const needed = new Set(deploy.required), todo = [];
+  for (const [path, digest] of Object.entries(map)) if (needed.delete(digest)) todo.push(path);
+  const total = todo.reduce((n, p) => n + byPath[p].size, 0) || 1;
+  let done = 0;
+  for (const path of todo) {
+    const at = path.split("/").map(encodeURIComponent).join("/");
+    await upload("PUT", `/deploys/${deploy.id}/files/${at}`, byPath[path], "application/octet-stream",
+      sent => progress(done + sent, total));
+    done += byPath[path].size;
+  }
+  progress(total, total);
+  return api("GET", `/deploys/${deploy.id}`);
+}
+
+/** The drop zone: a folder, files or a zip dropped (or chosen) become a deploy of `site`. */
+function dropZone(site, box) {
+  const bar = h("progress", { id: "deploy-progress", max: 1, value: 0, hidden: true });
+  const status = h("p", { role: "status", id: "deploy-status" });
+  const input = h("input", { type: "file", id: "deploy-files", multiple: true });
+  const zone = h("div", { class: "dropzone", id: "deploy-drop" },
+    h("p", {}, "Drop a folder or a .zip here to deploy it, or ", h("label", {}, "choose files: ", input)), bar, status);
+  const deploy = async files => {
+    if (!files.length) return;
+    bar.hidden = false;
+    status.replaceChildren(`Deploying ${files.length} file${files.length === 1 ? "" : "s"}…`);
+    try {
+      const d = await deployFiles(site, files, (sent, total) => { bar.max = total; bar.value = sent; });
+      if (d.state === "ready") site.published_deploy = { id: d.id };
+      await details(site, box);
+      box.querySelector("#deploy-status")?.replaceChildren(`Deployed: ${d.state}${d.state === "ready" ? ", published" : ""}.`);
+    } catch (e) {
+      bar.hidden = true;
+      status.replaceChildren(errorText(e));
+    }
+  };
+  zone.addEventListener("dragover", e => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", async e => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    deploy(await collect(e.dataTransfer, e.dataTransfer.files));
+  });
+  input.addEventListener("change", async () => deploy(await collect(null, input.files)));
+  return zone;
+}
+
 async function details(site, box) {
   box.replaceChildren(h("p", { class: "loading" }, "Loading…"));
   try {
@@ -39,6 +126,7 @@ async function details(site, box) {
       setTimeout(() => URL.revokeObjectURL(url), 1000);
     } }, "Export CSV");
     box.replaceChildren(
+      h("h2", {}, `Deploy ${site.name}`), dropZone(site, box),
       h("h2", {}, `Deploys of ${site.name}`),
       table([
         { title: "Deploy", cell: d => h("code", {}, d.id) },
@@ -68,12 +156,29 @@ async function details(site, box) {
 export async function render(main) {
   const list = h("div", {});
   const box = h("section", { id: "site-details", hidden: true });
-  main.append(h("h1", {}, "Sites"), h("section", {}, list), box);
-  await pagedTable(list, (n, per) => page("/sites", n, per), [
+  const users = await api("GET", "/users?per_page=100").catch(() => null);
+  let refresh;
+  const create = users && submitting(h("form", { class: "inline", id: "create-site" },
+    field("Name", h("input", { name: "name", required: true, pattern: "[a-z0-9]([a-z0-9\\-]{0,61}[a-z0-9])?",
+      title: "lowercase letters, digits and hyphens" })),
+    field("Client", h("select", { name: "user_id", required: true },
+      users.map(u => h("option", { value: u.id }, u.email)))),
+    h("button", { type: "submit", disabled: !users.length }, "Create site")), async data => {
+    const site = await api("POST", "/sites", { name: data.get("name").trim(), user_id: data.get("user_id") });
+    create.reset();
+    await refresh();
+    box.hidden = false;
+    details(site, box);
+  });
+  main.append(h("h1", {}, "Sites"),
+    create ? h("section", {}, h("h2", {}, "New site"),
+      users.length ? create : h("p", { class: "notice" }, "Add a client first (Users), then create its sites here.")) : "",
+    h("section", {}, list), box);
+  refresh = await pagedTable(list, (n, per) => page("/sites", n, per), [
     { title: "Name", cell: s => s.name },
     { title: "URL", cell: s => h("a", { href: s.url, rel: "noopener" }, s.url) },
     { title: "Custom domain", cell: s => s.custom_domain },
     { title: "Updated", cell: s => when(s.updated_at) },
-    { title: "", actions: true, cell: s => h("button", { class: "secondary", onclick: () => { box.hidden = false; details(s, box); } }, "Deploys & forms") },
-  ], 20, "No sites yet. Create one with the API or the netlify CLI.");
+    { title: "", actions: true, cell: s => h("button", { class: "secondary", onclick: () => { box.hidden = false; details(s, box); } }, "Deploy, deploys & forms") },
+  ], 20, "No sites yet. Create one above, with the API or the netlify CLI.");
 }

@@ -64,6 +64,19 @@ function formPost(url, host, body) {
   });
 }
 
+/** A GET to the edge with a Host header: the status and the body. */
+function edgeGet(url, host) {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { headers: { Host: host } }, res => {
+      let body = "";
+      res.on("data", chunk => { body += chunk; });
+      res.on("end", () => resolve({ status: res.statusCode, body }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
 async function snap(page, name) {
   await page.screenshot({ path: join(shots, `${name}-desktop.png`), fullPage: true });
   await page.setViewportSize({ width: 375, height: 812 });
@@ -289,7 +302,7 @@ test("operator and reseller work through the panel", async () => {
   await page.waitForSelector("td .badge.suspended");
   assert.equal((await call("GET", "/user", userToken)).status, 403);
   await page.click("button:has-text('Unsuspend')");
-  await page.waitForSelector("button:has-text('Suspend')");
+  await page.waitForSelector("button:has-text('Unsuspend')", { state: "detached" });
   assert.equal((await call("GET", "/user", userToken)).status, 200);
   // The user's usage this month opens in a dialog (no sites yet: nothing served).
   await page.click("button:has-text('Usage')");
@@ -315,10 +328,35 @@ test("operator and reseller work through the panel", async () => {
   assert.ok(status < 400, `form post answered ${status}`);
   await page.goto(`${base}/admin/#sites`);
   await page.waitForSelector("td >> text=shop");
-  await page.click("text=Deploys & forms");
+  await page.click("tr:has-text('shop') >> text=Deploy, deploys & forms");
   await page.waitForSelector("#site-details .badge.ready");
   await page.waitForSelector("#site-details >> text=buyer@shop.test");
   await page.waitForSelector("#certificate >> text=No certificate yet");
+
+  // A site made in the panel for a client, deployed by dropping files on it (Netlify Drop).
+  await page.fill("#create-site input[name=name]", "landing");
+  await page.selectOption("#create-site select[name=user_id]", { label: "client@shop.test" });
+  await page.click("#create-site button[type=submit]");
+  await page.waitForSelector("#site-details h2:has-text('Deploy landing')");
+  await page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(["<h1>dropped landing</h1>"], "index.html", { type: "text/html" }));
+    dt.items.add(new File(["body{color:teal}"], "style.css", { type: "text/css" }));
+    document.querySelector("#deploy-drop").dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+  });
+  await page.waitForSelector("#deploy-status >> text=Deployed: ready, published.");
+  await page.waitForSelector("#site-details .badge.ready");
+  const landing = await edgeGet(`${base}/`, "landing.sites.acme.test");
+  assert.equal(landing.status, 200, landing.body.slice(0, 200));
+  assert.equal(landing.body, "<h1>dropped landing</h1>");
+  // Again through the file chooser, with one file changed: only that one is uploaded.
+  await page.setInputFiles("#deploy-files", [
+    { name: "index.html", mimeType: "text/html", buffer: Buffer.from("<h1>chosen landing</h1>") },
+    { name: "style.css", mimeType: "text/css", buffer: Buffer.from("body{color:teal}") },
+  ]);
+  await page.waitForSelector("#deploy-status >> text=Deployed: ready, published.");
+  assert.equal((await edgeGet(`${base}/`, "landing.sites.acme.test")).body, "<h1>chosen landing</h1>");
+  await snap(page, "site-deploy");
   await page.goto(`${base}/admin/#users`);
   await page.waitForSelector("tr:has-text('client@shop.test') >> td >> text=shop");
   await page.goto(`${base}/admin/#sites`);
