@@ -158,13 +158,29 @@ fn main() -> ExitCode {
             Err(e) => fail(&format!("backup failed: {e}")),
         },
         Command::Doctor(settings) => doctor(*settings),
+        Command::Compact { data_dir } if !resellerd::store::has_database(&data_dir) => {
+            fail(&format!(
+                "{}: no database here (it holds no resellerd data): check --data-dir",
+                data_dir.display()
+            ))
+        }
         Command::Compact { data_dir } => {
             let cache = resellerd::store::DEFAULT_CACHE_MB << 20;
             match resellerd::store::Store::compact(&data_dir, cache) {
                 Ok((before, after)) => {
+                    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+                    let change = match after <= before {
+                        true => format!("{:.1} MiB given back", mib(before - after)),
+                        false => format!(
+                            "{:.1} MiB more: the records were already packed, so the copy's fresh pages took a little more",
+                            mib(after - before)
+                        ),
+                    };
                     println!(
-                        "database of {} compacted: {before} -> {after} bytes",
-                        data_dir.display()
+                        "database of {} compacted: {before} -> {after} bytes on disk ({:.1} MiB -> {:.1} MiB; {change})",
+                        data_dir.display(),
+                        mib(before),
+                        mib(after)
                     );
                     ExitCode::SUCCESS
                 }
