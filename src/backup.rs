@@ -509,10 +509,7 @@ pub fn save(data_dir: &Path, out: &Path, token: Option<String>) -> Result<u64, S
         return Err(format!("{} holds no resellerd data", data_dir.display()));
     }
     check_room(data_dir, out)?;
-    let tmp = out.with_file_name(format!(
-        ".{}.partial",
-        out.file_name().and_then(|n| n.to_str()).unwrap_or("backup")
-    ));
+    let tmp = partial_path(out);
     let file = create_with_mode(&tmp, 0o600)
         .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
     let written = match Store::open(data_dir) {
@@ -532,6 +529,14 @@ pub fn save(data_dir: &Path, out: &Path, token: Option<String>) -> Result<u64, S
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// Where a backup to `out` is written until it is complete (then renamed to `out`).
+pub fn partial_path(out: &Path) -> PathBuf {
+    out.with_file_name(format!(
+        ".{}.partial",
+        out.file_name().and_then(|n| n.to_str()).unwrap_or("backup")
+    ))
 }
 
 /// Refuses to start a backup that would not fit where it goes: the database and blob files are

@@ -21,6 +21,7 @@ pub mod http;
 pub mod mail;
 pub mod metrics;
 pub mod panel;
+pub mod progress;
 pub mod quota;
 pub mod ratelimit;
 pub mod registrar;

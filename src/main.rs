@@ -146,17 +146,28 @@ fn main() -> ExitCode {
             data_dir,
             out,
             token,
-        } => match resellerd::backup::save(&data_dir, &out, token) {
-            Ok(bytes) => {
-                println!(
-                    "backup of {} written to {} ({bytes} bytes)",
-                    data_dir.display(),
-                    out.display()
-                );
-                ExitCode::SUCCESS
+        } => {
+            let started = std::time::Instant::now();
+            let partial = resellerd::backup::partial_path(&out);
+            let progress = resellerd::progress::watch("backing up", None, move || {
+                std::fs::metadata(&partial).map_or(0, |m| m.len())
+            });
+            let saved = resellerd::backup::save(&data_dir, &out, token);
+            progress.finish();
+            match saved {
+                Ok(bytes) => {
+                    println!(
+                        "backup of {} written to {} ({bytes} bytes, {} in {:.1} s)",
+                        data_dir.display(),
+                        out.display(),
+                        resellerd::progress::human(bytes),
+                        started.elapsed().as_secs_f64()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("backup failed: {e}")),
             }
-            Err(e) => fail(&format!("backup failed: {e}")),
-        },
+        }
         Command::Doctor(settings) => doctor(*settings),
         Command::Compact { data_dir } if !resellerd::store::has_database(&data_dir) => {
             fail(&format!(
@@ -213,20 +224,30 @@ fn main() -> ExitCode {
             replace,
         } => migrate(&from, &to, blob_store.as_deref(), replace),
         Command::Restore { input, data_dir } => {
+            let started = std::time::Instant::now();
             let restored = std::fs::File::open(&input)
                 .map_err(|e| format!("cannot open {}: {e}", input.display()))
                 .and_then(|f| {
                     let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-                    resellerd::backup::restore(f, &data_dir, len).map_err(|e| e.to_string())
+                    let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+                    let seen = read.clone();
+                    let progress = resellerd::progress::watch("restoring", len, move || {
+                        seen.load(std::sync::atomic::Ordering::Relaxed)
+                    });
+                    let counted = Counted { inner: f, read };
+                    let restored = resellerd::backup::restore(counted, &data_dir, len);
+                    progress.finish();
+                    restored.map_err(|e| e.to_string())
                 });
             match restored {
                 Ok(r) => {
                     println!(
-                        "restored {} records in {} trees and {} files into {}",
+                        "restored {} records in {} trees and {} files into {} in {:.1} s",
                         r.records,
                         r.trees,
                         r.files,
-                        data_dir.display()
+                        data_dir.display(),
+                        started.elapsed().as_secs_f64()
                     );
                     ExitCode::SUCCESS
                 }
@@ -234,6 +255,21 @@ fn main() -> ExitCode {
                 Err(e) => fail(&format!("restore failed: {e}")),
             }
         }
+    }
+}
+
+/// A reader that counts what was read (for `restore`'s progress).
+struct Counted<R> {
+    inner: R,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
     }
 }
 

@@ -163,6 +163,31 @@ async fn backup_of_a_stopped_server_and_bad_inputs() {
     let restored = tmp.path().join("restored");
     let r = resellerd(&["restore", "--in", path(&out), "--data-dir", path(&restored)]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // Quiet off a terminal (cron): one last line in people's units, no progress drawing.
+    let said =
+        String::from_utf8_lossy(&made.stdout).to_string() + &String::from_utf8_lossy(&made.stderr);
+    assert!(
+        !said.contains('\u{1b}') && said.contains("iB in "),
+        "{said}"
+    );
+    assert!(!String::from_utf8_lossy(&r.stderr).contains('\u{1b}'));
+    // On a terminal, a restore shows its progress (bytes of the archive, rate, time left).
+    let on_tty = std::process::Command::new("script")
+        .args(["-qc"])
+        .arg(format!(
+            "{} restore --in {} --data-dir {}",
+            binary(),
+            path(&out),
+            path(&tmp.path().join("restored-tty"))
+        ))
+        .arg("/dev/null")
+        .output()
+        .expect("script(1), from util-linux");
+    let shown = String::from_utf8_lossy(&on_tty.stdout);
+    assert!(
+        shown.contains("restoring") && shown.contains("left"),
+        "{shown}"
+    );
     let copy = TestApp::spawn_on(&restored, &app.operator);
     assert_eq!(all_emails(&copy, &acme.key).await.len(), 1);
     // As the README writes it: a bare file name in the working directory.
