@@ -1,6 +1,36 @@
-// Operator: resellers — list, create (first key shown once), suspend, delete.
+// Operator: resellers — list, create (first key shown once), details (limits, preview domain,
+// set at once by the operator), suspend, delete.
 import { api, page } from "../api.js";
-import { h, field, pagedTable, submitting, showOnce, badge, when } from "../ui.js";
+import { h, field, pagedTable, submitting, showOnce, showDialog, badge, when } from "../ui.js";
+
+const LIMITS = [["max_users", "Users"], ["max_sites", "Sites per user"], ["max_storage_mb", "Storage per user (MB)"],
+  ["max_bandwidth_mb_month", "Bandwidth per user and month (MB)"], ["max_domains", "Domains per user"],
+  ["max_submissions_month", "Form submissions per user and month"]];
+
+/** One reseller's details in a dialog: who it is, its preview domain and its limits. */
+async function details(id, refresh) {
+  const r = await api("GET", `/admin/resellers/${id}`);
+  const pending = r.preview_domain_pending;
+  const preview = submitting(h("form", { class: "inline", id: "reseller-preview" },
+    field("Preview domain (takes effect at once)", h("input", { name: "preview_domain", value: r.preview_domain || "",
+      placeholder: "acme.hosting.example" })),
+    h("button", { type: "submit" }, "Set")), async data => {
+    await api("PATCH", `/admin/resellers/${id}`, { preview_domain: data.get("preview_domain").trim() || null });
+    await refresh();
+    details(id, refresh);
+  });
+  showDialog(r.name,
+    h("dl", { id: "reseller-details" },
+      h("dt", {}, "Id"), h("dd", {}, h("code", {}, r.id)),
+      h("dt", {}, "Email"), h("dd", {}, r.email),
+      h("dt", {}, "Status"), h("dd", {}, badge(r.suspended ? "suspended" : "active")),
+      h("dt", {}, "Created"), h("dd", {}, when(r.created_at)),
+      h("dt", {}, "Preview domain"), h("dd", {}, r.preview_domain || "the server's default",
+        pending ? h("span", { class: "hint" }, ` (asked for ${pending.domain}: ${pending.status})`) : ""),
+      h("dt", {}, "Allowed IPs"), h("dd", {}, r.allowed_ips.length ? r.allowed_ips.join(", ") : "any"),
+      ...LIMITS.flatMap(([k, label]) => [h("dt", {}, label), h("dd", {}, r.limits[k] == null ? "unlimited" : String(r.limits[k]))])),
+    preview);
+}
 
 export async function render(main) {
   const list = h("div", {});
@@ -23,6 +53,7 @@ export async function render(main) {
     { title: "Status", cell: r => badge(r.suspended ? "suspended" : "active") },
     { title: "Created", cell: r => when(r.created_at) },
     { title: "", actions: true, cell: r => [
+      h("button", { class: "secondary", onclick: () => details(r.id, refresh) }, "Details"),
       h("button", { class: "secondary", onclick: async () => {
         await api("PATCH", `/admin/resellers/${r.id}`, { suspended: !r.suspended });
         refresh();

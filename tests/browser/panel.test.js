@@ -133,6 +133,12 @@ test("operator and reseller work through the panel", async () => {
   await closeDialog(page);
   await page.waitForSelector("text=Acme Hosting");
   await snap(page, "resellers");
+  // The operator opens a reseller: who it is and what it may use.
+  await page.click("tr:has-text('Acme Hosting') >> button:has-text('Details')");
+  await page.waitForSelector("#reseller-details >> text=ops@acme.test");
+  assert.match(await page.textContent("#reseller-details"), /Sites per user\s*unlimited/);
+  await snap(page, "reseller-details");
+  await closeDialog(page);
   await page.click("#signout");
   await page.waitForSelector("#login");
 
