@@ -36,6 +36,7 @@ mod postgres;
 mod proxy;
 mod ratelimit;
 mod readme;
+mod refusals;
 mod registration;
 mod security;
 mod settings;
