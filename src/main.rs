@@ -177,7 +177,21 @@ fn main() -> ExitCode {
         }
         Command::Compact { data_dir } => {
             let cache = resellerd::store::DEFAULT_CACHE_MB << 20;
-            match resellerd::store::Store::compact(&data_dir, cache) {
+            // The copy is written beside the database (redb's file, sled's directory).
+            let copies = [".store.redb.compacting", "db.compacting"].map(|n| data_dir.join(n));
+            let progress = resellerd::progress::watch("compacting", None, move || {
+                copies
+                    .iter()
+                    .map(|c| match std::fs::metadata(c) {
+                        Ok(m) if m.is_dir() => resellerd::files::dir_size(c),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            });
+            let compacted = resellerd::store::Store::compact(&data_dir, cache);
+            progress.finish();
+            match compacted {
                 Ok((before, after)) => {
                     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
                     let change = match after <= before {
