@@ -167,19 +167,15 @@ impl InstanceNames {
                 }
             }
         }
-        for other in store.resellers().list()? {
-            if other.id == reseller_id {
-                continue;
-            }
-            for p in other.preview_names() {
-                let p = p.as_str();
-                if p != domain && (is_within(p, domain) || is_within(domain, p)) {
-                    return Err(reserved(
-                        domain,
-                        "overlaps another reseller's preview domain",
-                    ));
-                }
-            }
+        let overlaps = |p: &str| p != domain && (is_within(p, domain) || is_within(domain, p));
+        if other_previews(store, reseller_id)?
+            .iter()
+            .any(|p| overlaps(p))
+        {
+            return Err(reserved(
+                domain,
+                "overlaps another reseller's preview domain",
+            ));
         }
         let covered = store.domains().within(domain)?;
         if let Some(d) = covered.iter().find(|d| d.reseller_id != reseller_id) {
@@ -219,18 +215,14 @@ impl InstanceNames {
                 }
             }
         }
-        for other in store.resellers().list()? {
-            if other.id == reseller_id {
-                continue;
-            }
-            for p in other.preview_names() {
-                if is_within(domain, p.as_str()) {
-                    return Err(reserved(
-                        domain,
-                        "lies in another reseller's preview domain",
-                    ));
-                }
-            }
+        if other_previews(store, reseller_id)?
+            .iter()
+            .any(|p| is_within(domain, p))
+        {
+            return Err(reserved(
+                domain,
+                "lies in another reseller's preview domain",
+            ));
         }
         Ok(())
     }
@@ -239,6 +231,18 @@ impl InstanceNames {
     pub fn site_name_allowed(&self, reseller: &Reseller, name: &str) -> ApiResult<()> {
         self.check_site_host(&site_host(reseller, &self.default_preview, name))
     }
+}
+
+/// Every other reseller's preview domain, set or waiting for DNS (resellers are thousands at
+/// most: a name check reads them all).
+fn other_previews(store: &Store, reseller_id: &str) -> ApiResult<Vec<String>> {
+    let mut names = Vec::new();
+    for other in store.resellers().list()? {
+        if other.id != reseller_id {
+            names.extend(other.preview_names().map(|p| p.as_str().to_string()));
+        }
+    }
+    Ok(names)
 }
 
 /// The one `name_reserved` refusal: which name, and why it cannot be a tenant's.
