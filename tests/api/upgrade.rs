@@ -367,3 +367,52 @@ async fn a_format_2_data_dir_gets_its_uid_index() {
     assert_eq!(found.body.as_array().unwrap().len(), 1, "{}", found.text);
     assert_eq!(found.body[0]["email"], "b@x.test");
 }
+
+/// A data dir made by the last release on the vendored redb 2.6.4 (data format 8: a reseller,
+/// three clients, a deployed site; `tests/fixtures/redb-fork-data-format-8.tar.gz`) opens on
+/// upstream redb 5 with every record, serves its site, takes writes and opens again.
+#[tokio::test]
+async fn a_data_dir_made_on_the_redb_fork_opens_on_upstream_redb() {
+    if crate::helpers::on_postgres() {
+        return; // a fixture of the embedded database's files: nothing of it runs on PostgreSQL
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/redb-fork-data-format-8.tar.gz");
+    let unpacked = std::process::Command::new("tar")
+        .arg("xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(unpacked.success());
+    let dir = tmp.path().join("data");
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let (operator, key, token) = (read("operator-token"), read("key.txt"), read("tok.txt"));
+    let app = TestApp::spawn_on(&dir, &operator);
+    let me = app.get("/api/v1/reseller", &key).await.expect(200);
+    assert_eq!(me.body["name"], "Fork Era");
+    let users = app.get("/api/v1/users", &key).await.expect(200);
+    assert_eq!(users.body.as_array().unwrap().len(), 3);
+    app.get("/api/v1/user", &token).await.expect(200);
+    let page = crate::edge::get(&app, "fork-site.localhost", "/")
+        .await
+        .expect(200);
+    assert_eq!(page.text, "<h1>made on the fork</h1>");
+    app.post(
+        "/api/v1/access_tokens",
+        &key,
+        serde_json::json!({"user": {"email": "after@fork.test"}}),
+    )
+    .await
+    .expect(201);
+    let app = app.restart().await;
+    let users = app.get("/api/v1/users", &key).await.expect(200);
+    assert_eq!(users.body.as_array().unwrap().len(), 4);
+}

@@ -889,8 +889,8 @@ pub(crate) mod tests {
     }
 
     /// Keys written in order (time-ordered ids, sequence numbers: most of the store's keys)
-    /// leave redb's leaves about three quarters full, not half (the vendored copy's split after
-    /// the new pair, see `vendor/redb/PATCHES.md`): this fails on a redb without it.
+    /// fill redb's leaves (upstream redb optimises inserts past a table's last key since 4.2;
+    /// with a split in the middle they stayed half full).
     #[test]
     fn redb_fills_its_pages_when_keys_come_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -910,7 +910,7 @@ pub(crate) mod tests {
         let (stored, allocated) = db.stats().unwrap();
         let fill = stored as f64 / allocated as f64;
         assert!(
-            fill > 0.62,
+            fill > 0.8,
             "pages {fill:.2} full ({stored} of {allocated} bytes)"
         );
     }

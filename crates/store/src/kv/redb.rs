@@ -15,7 +15,10 @@ use super::{
     Batch, ConflictableTransactionError, ConflictableTransactionResult, Error, IVec, Result,
     TransactionError, TransactionResult, UnabortableTransactionError, UnabortableTransactionResult,
 };
-use redb::{Durability, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
+use redb::{
+    Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableHandle,
+};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -165,7 +168,7 @@ impl Drop for Inner {
             .clear();
         if self.dirty.load(Ordering::Acquire) && !std::thread::panicking() {
             if let Ok(mut tx) = self.db.begin_write() {
-                tx.set_durability(Durability::Immediate);
+                let _ = tx.set_durability(Durability::Immediate);
                 tx.set_quick_repair(true);
                 if let Err(e) = tx.commit() {
                     tracing::warn!(error = %e, "cannot flush the database as it closes");
@@ -204,7 +207,7 @@ impl Db {
     fn begin(&self, durability: Durability) -> Result<(Writing, redb::WriteTransaction)> {
         let writing = Writing::enter()?;
         let mut tx = self.0.db.begin_write().map_err(to_error)?;
-        tx.set_durability(durability);
+        tx.set_durability(durability).map_err(to_error)?;
         Ok((writing, tx))
     }
 
@@ -329,7 +332,6 @@ impl Db {
 fn create(path: &Path, cache_bytes: u64) -> Result<redb::Database> {
     redb::Database::builder()
         .set_cache_size(cache_bytes as usize)
-        .create_with_file_format_v3(true)
         .create(path)
         .map_err(to_error)
 }
@@ -362,10 +364,10 @@ pub fn compact(path: &Path, cache_bytes: u64) -> Result<(u64, u64)> {
         for handle in read.list_tables().map_err(to_error)? {
             let name = handle.name().to_string();
             let from = read.open_table(table(&name)).map_err(to_error)?;
-            let mut records = from.range::<&[u8]>(..).map_err(to_error)?.peekable();
+            let mut records = from.range(..).map_err(to_error)?.peekable();
             loop {
                 let mut tx = new.begin_write().map_err(to_error)?;
-                tx.set_durability(Durability::None);
+                tx.set_durability(Durability::None).map_err(to_error)?;
                 {
                     let mut to = tx.open_table(table(&name)).map_err(to_error)?;
                     for kv in records.by_ref().take(COPY_BATCH) {
@@ -451,7 +453,7 @@ impl Snapshot {
     /// The entries of the tree `name` in this snapshot.
     pub fn iter(&self, name: &[u8]) -> Iter {
         let range = tree_name(name).and_then(|name| match self.tx.open_table(table(&name)) {
-            Ok(t) => t.range::<&[u8]>(..).map(Some).map_err(to_error),
+            Ok(t) => t.range_owned(..).map(Some).map_err(to_error),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
             Err(e) => Err(to_error(e)),
         });
@@ -555,7 +557,7 @@ impl Tree {
             return Iter::new(Ok(None));
         }
         Iter::new(self.read(None, |t| {
-            t.range::<&[u8]>((lo, hi)).map(Some).map_err(to_error)
+            t.range_owned((lo, hi)).map(Some).map_err(to_error)
         }))
     }
 }
@@ -633,7 +635,7 @@ impl TxTree {
     }
 }
 
-type Range = redb::Range<'static, &'static [u8], &'static [u8]>;
+type Range = redb::OwnedRange<&'static [u8], &'static [u8]>;
 
 /// Entries of a tree in key order, from one snapshot (either end first).
 pub struct Iter {
@@ -671,8 +673,8 @@ impl Iter {
 }
 
 type EntryGuards = (
-    redb::AccessGuard<'static, &'static [u8]>,
-    redb::AccessGuard<'static, &'static [u8]>,
+    redb::OwnedAccessGuard<&'static [u8]>,
+    redb::OwnedAccessGuard<&'static [u8]>,
 );
 
 impl Iterator for Iter {
