@@ -347,7 +347,7 @@ async fn limits_hold_when_calls_race_on_two_nodes() {
     let a = node(&tmp.path().join("a"), &url, &blob_store, &pending);
     let b = node(&tmp.path().join("b"), &url, &blob_store, &pending);
     let acme = a.reseller("Acme").await;
-    let on = |i: usize| if i % 2 == 0 { &a } else { &b };
+    let on = |i: usize| if i.is_multiple_of(2) { &a } else { &b };
     let statuses = |replies: Vec<crate::helpers::Reply>| {
         let mut s: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
         s.sort();
