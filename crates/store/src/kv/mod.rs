@@ -683,6 +683,9 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
+mod power_loss;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};

@@ -186,7 +186,20 @@ impl Db {
     /// Opens (or creates) the database file `path` with a page cache of `cache_bytes`.
     pub fn open(path: &Path, cache_bytes: u64) -> Result<Db> {
         let existed = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
-        let db = create(path, cache_bytes)?;
+        Db::wrap(create(path, cache_bytes)?, existed)
+    }
+
+    /// Opens the database on `backend` instead of a file: the power-loss tests' simulated disk.
+    pub fn open_on(backend: impl redb::StorageBackend, cache_bytes: u64) -> Result<Db> {
+        let existed = backend.len().is_ok_and(|len| len > 0);
+        let db = redb::Database::builder()
+            .set_cache_size(cache_bytes as usize)
+            .create_with_backend(backend)
+            .map_err(to_error)?;
+        Db::wrap(db, existed)
+    }
+
+    fn wrap(db: redb::Database, existed: bool) -> Result<Db> {
         let db = Db(Arc::new(Inner {
             db,
             existed,
