@@ -510,6 +510,10 @@ pub fn save(data_dir: &Path, out: &Path, token: Option<String>) -> Result<u64, S
     }
     check_room(data_dir, out)?;
     let tmp = partial_path(out);
+    // What a backup that was killed left behind: never a backup, and in the way of this one.
+    if tmp.exists() {
+        std::fs::remove_file(&tmp).map_err(|e| format!("cannot remove {}: {e}", tmp.display()))?;
+    }
     let file = create_with_mode(&tmp, 0o600)
         .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
     let written = match Store::open(data_dir) {
@@ -675,24 +679,29 @@ pub fn restore(
             ),
         ));
     }
-    let existed = data_dir.exists();
-    crate::create_private_dir(data_dir)?;
-    let result = restore_into(input, data_dir, archive_len);
+    // Built beside the target and renamed into place only when complete, so a restore that was
+    // killed leaves no half data dir a server could start on: the next restore removes it.
+    let name = data_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("data");
+    let work = data_dir.with_file_name(format!(".{name}.restoring"));
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    crate::create_private_dir(&work)?;
+    let result = restore_into(input, &work, archive_len).and_then(|restored| {
+        if data_dir.exists() {
+            std::fs::remove_dir(data_dir)?; // empty, checked above
+        }
+        std::fs::rename(&work, data_dir)?;
+        File::open(crate::files::parent_dir(data_dir))?.sync_all()?;
+        Ok(restored)
+    });
     if result.is_err() {
-        // Nothing of a failed restore stays: the directory as it was (empty, or gone).
-        let cleaned = match existed {
-            true => std::fs::read_dir(data_dir).and_then(|entries| {
-                entries
-                    .flatten()
-                    .try_for_each(|e| match e.file_type()?.is_dir() {
-                        true => std::fs::remove_dir_all(e.path()),
-                        false => std::fs::remove_file(e.path()),
-                    })
-            }),
-            false => std::fs::remove_dir_all(data_dir),
-        };
-        if let Err(e) = cleaned {
-            tracing::warn!(error = %e, dir = %data_dir.display(), "cannot clean up after a failed restore");
+        // Nothing of a failed restore stays: the target as it was (empty, or absent).
+        if let Err(e) = std::fs::remove_dir_all(&work) {
+            tracing::warn!(error = %e, dir = %work.display(), "cannot clean up after a failed restore");
         }
     }
     result

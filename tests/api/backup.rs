@@ -468,3 +468,101 @@ fn a_restore_trusts_nothing_in_the_archive() {
     assert!(!out.status.success());
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }
+
+/// `backup` and `restore` killed (-9) at random points: the data dir still opens, a backup file
+/// under its final name is always a whole one, and a restore either completed or simply runs
+/// again (a killed one leaves no half data dir a server could start on).
+#[tokio::test]
+async fn backup_and_restore_survive_kill_9_at_any_point() {
+    if crate::helpers::on_postgres() {
+        return; // `resellerd backup` copies the embedded database: nothing of it runs on PostgreSQL
+    }
+    use rand::Rng;
+    let mut app = TestApp::spawn().await;
+    let acme = app.reseller("Acme").await;
+    let ann = acme.access_token(&app, "ann@acme.test").await;
+    let big = crate::helpers::noise(4 << 20, 5);
+    publish_site(
+        &app,
+        &ann.token,
+        "heavy",
+        &[("big.bin", &big), ("index.html", b"heavy")],
+    )
+    .await;
+    app.kill9();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = rand::thread_rng();
+    let killed = |args: Vec<String>, after_ms: u64| {
+        let mut child = std::process::Command::new(binary())
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(after_ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+    };
+    let out = tmp.path().join("b.tar");
+    for _ in 0..6 {
+        let _ = std::fs::remove_file(&out);
+        let args = [
+            "backup",
+            "--data-dir",
+            path(&app.data_dir),
+            "--out",
+            path(&out),
+        ];
+        killed(
+            args.iter().map(|s| s.to_string()).collect(),
+            rng.gen_range(0..400),
+        );
+        if out.exists() {
+            // Only a complete backup ever has its final name: it restores.
+            let check = tmp.path().join("check");
+            let _ = std::fs::remove_dir_all(&check);
+            let r = resellerd(&["restore", "--in", path(&out), "--data-dir", path(&check)]);
+            assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        }
+    }
+    let made = resellerd(&[
+        "backup",
+        "--data-dir",
+        path(&app.data_dir),
+        "--out",
+        path(&out),
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let target = tmp.path().join("restored");
+    for _ in 0..6 {
+        let args = ["restore", "--in", path(&out), "--data-dir", path(&target)];
+        killed(
+            args.iter().map(|s| s.to_string()).collect(),
+            rng.gen_range(0..400),
+        );
+        // Either nothing (or an empty dir) is there, or the whole restore is.
+        let whole = target.join(resellerd::store::REDB_FILE).exists();
+        let empty = std::fs::read_dir(&target).map_or(true, |mut d| d.next().is_none());
+        assert!(whole || empty, "a killed restore left a half data dir");
+        if whole {
+            break;
+        }
+    }
+    if !target.join(resellerd::store::REDB_FILE).exists() {
+        let r = resellerd(&["restore", "--in", path(&out), "--data-dir", path(&target)]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    }
+    let copy = TestApp::spawn_on(&target, &app.operator);
+    let r = crate::edge::get(&copy, "heavy.localhost", "/big.bin")
+        .await
+        .expect(200);
+    let length = r.header("content-length").map(str::to_string);
+    assert_eq!(length, Some(big.len().to_string()));
+    // And the original still opens.
+    let original = TestApp::spawn_on(&app.data_dir, &app.operator);
+    assert_eq!(all_emails(&original, &acme.key).await.len(), 1);
+}
