@@ -232,7 +232,7 @@ pub(crate) struct Trees {
 /// Why the store could not be opened, in words for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("the data directory {0} is in use by another resellerd process (only one may serve it at a time)")]
+    #[error("the data directory {0} is in use by another resellerd process (only one may serve it at a time; {0}/server.json names its pid and addresses): stop it first, or use another --data-dir")]
     Locked(String),
     #[error("cannot open the database in {0}: {1}")]
     Other(String, sled::Error),
