@@ -152,14 +152,17 @@ impl Verifier {
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Applied to the record as it is after the lookup, not to the copy read before it.
         let now = Timestamp::now();
-        let apply = |current: &mut Domain| {
-            self.apply(current, found, now);
-            current.verification_error = result.clone().err();
-        };
-        let updated = store.domains().update(&d.id, apply)?;
+        let updated = store
+            .domains()
+            .update(&d.id, |current| self.apply(current, found, now))?;
+        if updated.is_some() {
+            store
+                .domains()
+                .set_verification_error(&d.id, result.as_ref().err().map(String::as_str))?;
+        }
         store.flush().await?;
         Ok(updated.unwrap_or_else(|| {
-            apply(&mut d);
+            self.apply(&mut d, found, now);
             d
         }))
     }
@@ -265,7 +268,6 @@ mod tests {
             last_checked_at: None,
             next_check_at: Timestamp(created_ms),
             misses: 0,
-            verification_error: None,
         }
     }
 

@@ -158,7 +158,7 @@ pub fn domain_view(state: &AppState, d: &Domain) -> ApiResult<DomainView> {
         created_at: d.created_at,
         verified_at: d.verified_at,
         last_checked_at: d.last_checked_at,
-        verification_error: d.verification_error.clone(),
+        verification_error: state.store.domains().verification_error(&d.id)?,
         metrics: metrics_view(traffic),
     })
 }
@@ -442,7 +442,7 @@ async fn plugin_domain(state: web::Data<AppState>, who: Principal) -> ApiResult<
         verification_status: d.status,
         verified_at: d.verified_at,
         last_checked_at: d.last_checked_at,
-        verification_error: d.verification_error.clone(),
+        verification_error: state.store.domains().verification_error(&d.id)?,
         metrics: metrics_view(traffic),
     }))
 }

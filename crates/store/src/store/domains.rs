@@ -2,7 +2,7 @@
 //! a DNS TXT record, and carrying a WordPress plugin key stored only as SHA-256.
 
 use super::webhooks::{emit, Subject};
-use super::{abort, ids_under, Store};
+use super::{abort, decode, encode, get, ids_under, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::kv::Transactional;
 use crate::model::secret::{Secret, WP_PREFIX};
@@ -48,65 +48,6 @@ pub struct Domain {
     pub next_check_at: Timestamp,
     /// Checks that did not find the record, for the backoff.
     pub misses: u32,
-    /// What the last check that did not verify it found instead (no record, another value, a
-    /// lookup error), phrased as what to do.
-    pub verification_error: Option<String>,
-}
-
-/// The record's layout version (see `codec::encode_as`): 2 added `verification_error`.
-const RECORD: u8 = 2;
-
-/// A domain as written before `verification_error` (layout 1).
-#[derive(Deserialize)]
-struct DomainV1 {
-    id: String,
-    reseller_id: String,
-    user_id: String,
-    name: DomainName,
-    email: Email,
-    site_id: Option<String>,
-    status: DomainStatus,
-    token: String,
-    wp_hash: [u8; 32],
-    created_at: Timestamp,
-    verified_at: Option<Timestamp>,
-    last_checked_at: Option<Timestamp>,
-    next_check_at: Timestamp,
-    misses: u32,
-}
-
-impl From<DomainV1> for Domain {
-    fn from(d: DomainV1) -> Self {
-        Domain {
-            id: d.id,
-            reseller_id: d.reseller_id,
-            user_id: d.user_id,
-            name: d.name,
-            email: d.email,
-            site_id: d.site_id,
-            status: d.status,
-            token: d.token,
-            wp_hash: d.wp_hash,
-            created_at: d.created_at,
-            verified_at: d.verified_at,
-            last_checked_at: d.last_checked_at,
-            next_check_at: d.next_check_at,
-            misses: d.misses,
-            verification_error: None,
-        }
-    }
-}
-
-fn read(raw: &[u8]) -> StoreResult<Domain> {
-    super::codec::decode_as::<Domain, DomainV1>(RECORD, raw)
-}
-
-fn write(d: &Domain) -> Vec<u8> {
-    super::codec::encode_as(RECORD, d)
-}
-
-fn load(tree: &crate::kv::Tree, id: &str) -> StoreResult<Option<Domain>> {
-    tree.get(id.as_bytes())?.map(|raw| read(&raw)).transpose()
 }
 
 impl Domain {
@@ -179,7 +120,6 @@ impl Domains<'_> {
             last_checked_at: None,
             next_check_at: now,
             misses: 0,
-            verification_error: None,
         };
         let (t, subs) = (&self.0.t, &self.0.subscriptions);
         (
@@ -196,7 +136,7 @@ impl Domains<'_> {
                         format!("{} is already registered", domain.name),
                     ));
                 }
-                d.insert(domain.id.as_bytes(), write(&domain))?;
+                d.insert(domain.id.as_bytes(), encode(&domain))?;
                 by_name.insert(domain.name.as_str().as_bytes(), domain.id.as_bytes())?;
                 by_wp.insert(&domain.wp_hash[..], domain.id.as_bytes())?;
                 by_reseller.insert(scoped(reseller_id, &domain.id).as_bytes(), &[])?;
@@ -228,7 +168,7 @@ impl Domains<'_> {
 
     /// A domain of this reseller; anyone else's is "not found".
     pub fn get(&self, reseller_id: &str, id: &str) -> StoreResult<Domain> {
-        match load(self.0.t.domains.read(), id)? {
+        match get::<Domain>(self.0.t.domains.read(), id)? {
             Some(d) if d.reseller_id == reseller_id => Ok(d),
             _ => Err(StoreError::NotFound("domain")),
         }
@@ -236,26 +176,21 @@ impl Domains<'_> {
 
     pub fn by_name(&self, name: &str) -> StoreResult<Option<Domain>> {
         match self.0.t.domain_by_name.read().get(name.as_bytes())? {
-            Some(id) => load(self.0.t.domains.read(), &String::from_utf8_lossy(&id)),
+            Some(id) => get(self.0.t.domains.read(), &String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
     }
 
     pub fn by_wp_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<Domain>> {
         match self.0.t.domain_by_wp.get(&hash[..])? {
-            Some(id) => load(self.0.t.domains.read(), &String::from_utf8_lossy(&id)),
+            Some(id) => get(self.0.t.domains.read(), &String::from_utf8_lossy(&id)),
             None => Ok(None),
         }
     }
 
     pub fn list(&self, reseller_id: &str) -> StoreResult<Vec<Domain>> {
         let ids = ids_under(&self.0.t.domains_by_reseller, reseller_id)?;
-        let tree = self.0.t.domains.read();
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.extend(load(tree, &id)?);
-        }
-        Ok(out)
+        super::load_all(self.0.t.domains.read(), &ids)
     }
 
     /// Every domain of the instance, for the background verifier.
@@ -266,7 +201,7 @@ impl Domains<'_> {
             .read()
             .iter()
             .values()
-            .map(|v| read(&v?))
+            .map(|v| decode(&v?))
             .collect()
     }
 
@@ -287,6 +222,27 @@ impl Domains<'_> {
         Ok(found)
     }
 
+    /// Why the last check of domain `id` did not verify it (kept beside the record, which
+    /// events carry in their frozen layout), `None` once verified or before the first check.
+    pub fn verification_error(&self, id: &str) -> StoreResult<Option<String>> {
+        Ok(self
+            .0
+            .t
+            .domain_checks
+            .get(id.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Records (or, with `None`, clears) why the last check of domain `id` did not verify it.
+    pub fn set_verification_error(&self, id: &str, error: Option<&str>) -> StoreResult<()> {
+        let checks = &self.0.t.domain_checks;
+        match error {
+            Some(e) => checks.insert(id.as_bytes(), e.as_bytes())?,
+            None => checks.remove(id.as_bytes())?,
+        };
+        Ok(())
+    }
+
     /// Rewrites a domain record if it still exists (a delete in between wins); see `update`.
     pub fn save(&self, domain: &Domain) -> StoreResult<()> {
         self.update(&domain.id, |d| *d = domain.clone()).map(|_| ())
@@ -305,7 +261,7 @@ impl Domains<'_> {
                 let Some(raw) = d.get(key)? else {
                     return Ok(None);
                 };
-                let mut domain: Domain = read(&raw).or_else(abort)?;
+                let mut domain: Domain = decode(&raw).or_else(abort)?;
                 let was = domain.status;
                 change(&mut domain);
                 let name = domain.name.as_str().as_bytes();
@@ -331,7 +287,7 @@ impl Domains<'_> {
                         }
                     }
                 }
-                d.insert(key, write(&domain))?;
+                d.insert(key, encode(&domain))?;
                 let kind = match (was, domain.status) {
                     (DomainStatus::Verified, DomainStatus::Verified) => None,
                     (DomainStatus::Failed, DomainStatus::Failed) => None,
@@ -359,14 +315,14 @@ impl Domains<'_> {
             let Some(raw) = d.get(id.as_bytes())? else {
                 return abort(StoreError::NotFound("domain"));
             };
-            let mut domain: Domain = read(&raw).or_else(abort)?;
+            let mut domain: Domain = decode(&raw).or_else(abort)?;
             if domain.reseller_id != reseller_id {
                 return abort(StoreError::NotFound("domain"));
             }
             by_wp.remove(&domain.wp_hash[..])?;
             domain.wp_hash = wp.hash();
             by_wp.insert(&domain.wp_hash[..], domain.id.as_bytes())?;
-            d.insert(domain.id.as_bytes(), write(&domain))?;
+            d.insert(domain.id.as_bytes(), encode(&domain))?;
             Ok(domain)
         })?;
         Ok((domain, wp))
@@ -381,12 +337,14 @@ impl Domains<'_> {
             &t.domain_by_wp,
             &t.domains_by_reseller,
             &t.events,
+            &t.domain_checks,
         )
-            .transaction(|(d, by_name, by_wp, by_reseller, events)| {
+            .transaction(|(d, by_name, by_wp, by_reseller, events, checks)| {
                 let Some(raw) = d.get(id.as_bytes())? else {
                     return abort(StoreError::NotFound("domain"));
                 };
-                let domain: Domain = read(&raw).or_else(abort)?;
+                checks.remove(id.as_bytes())?;
+                let domain: Domain = decode(&raw).or_else(abort)?;
                 if domain.reseller_id != reseller_id {
                     return abort(StoreError::NotFound("domain"));
                 }

@@ -160,6 +160,8 @@ pub(crate) struct Trees {
     pub idempotency: crate::kv::Tree,
     /// "reseller_id/user_id" -> the month (`YYYY-MM`) a user's sites are blocked for bandwidth
     pub bandwidth_blocks: crate::kv::Tree,
+    /// domain id -> why its last check did not verify it
+    pub domain_checks: crate::kv::Tree,
     /// reseller id -> prices
     pub prices: crate::kv::Tree,
     /// domain -> ACME certificate record
@@ -600,6 +602,7 @@ impl Store {
             charge_by_idempotency_key: tree("charge_by_idempotency_key")?,
             idempotency: tree("idempotency")?,
             bandwidth_blocks: tree("bandwidth_blocks")?,
+            domain_checks: tree("domain_checks")?,
             prices: tree("prices")?,
             certificates: tree("certificates")?,
             acme_accounts: tree("acme_accounts")?,
