@@ -670,6 +670,12 @@ pub fn restore(
     data_dir: &Path,
     archive_len: Option<u64>,
 ) -> io::Result<Restored> {
+    let marker = data_dir.join(RESTORING);
+    // A restore that was killed left its marker: the dir was empty when it began, so what is
+    // in it now is that restore's, to clear before running again.
+    if marker.exists() {
+        clear_dir(data_dir)?;
+    }
     if std::fs::read_dir(data_dir).is_ok_and(|mut d| d.next().is_some()) {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
@@ -679,32 +685,43 @@ pub fn restore(
             ),
         ));
     }
-    // Built beside the target and renamed into place only when complete, so a restore that was
-    // killed leaves no half data dir a server could start on: the next restore removes it.
-    let name = data_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("data");
-    let work = data_dir.with_file_name(format!(".{name}.restoring"));
-    if work.exists() {
-        std::fs::remove_dir_all(&work)?;
-    }
-    crate::create_private_dir(&work)?;
-    let result = restore_into(input, &work, archive_len).and_then(|restored| {
-        if data_dir.exists() {
-            std::fs::remove_dir(data_dir)?; // empty, checked above
-        }
-        std::fs::rename(&work, data_dir)?;
-        File::open(crate::files::parent_dir(data_dir))?.sync_all()?;
-        Ok(restored)
-    });
+    let existed = data_dir.exists();
+    crate::create_private_dir(data_dir)?;
+    // In place (a mount point or a symlinked state dir stays what it is), marked until done: a
+    // server refuses a marked dir, and the database file gets its name last.
+    let result = crate::files::write_private(&marker, b"a restore is writing this directory\n")
+        .and_then(|_| restore_into(input, data_dir, archive_len))
+        .and_then(|restored| {
+            std::fs::remove_file(&marker)?;
+            File::open(data_dir)?.sync_all()?;
+            Ok(restored)
+        });
     if result.is_err() {
-        // Nothing of a failed restore stays: the target as it was (empty, or absent).
-        if let Err(e) = std::fs::remove_dir_all(&work) {
-            tracing::warn!(error = %e, dir = %work.display(), "cannot clean up after a failed restore");
+        // Nothing of a failed restore stays: the directory as it was (empty, or gone).
+        let cleaned = match existed {
+            true => clear_dir(data_dir),
+            false => std::fs::remove_dir_all(data_dir),
+        };
+        if let Err(e) = cleaned {
+            tracing::warn!(error = %e, dir = %data_dir.display(), "cannot clean up after a failed restore");
         }
     }
     result
+}
+
+/// The marker of a restore under way (or killed) in a data dir.
+pub const RESTORING: &str = ".restore-incomplete";
+
+/// Removes everything in `dir`, keeping the directory.
+fn clear_dir(dir: &Path) -> io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        match e.file_type()?.is_dir() {
+            true => std::fs::remove_dir_all(e.path())?,
+            false => std::fs::remove_file(e.path())?,
+        }
+    }
+    Ok(())
 }
 
 /// Refuses to write `bytes` more into `dir` when that would leave less than the margin free.
@@ -732,11 +749,9 @@ fn restore_into(
     if let Some(len) = archive_len {
         check_free(data_dir, len)?;
     }
-    let db = crate::kv::redb::Db::open(
-        &data_dir.join(crate::store::REDB_FILE),
-        crate::store::DEFAULT_CACHE_MB << 20,
-    )
-    .map_err(io::Error::other)?;
+    let db_path = data_dir.join(format!(".{}.restoring", crate::store::REDB_FILE));
+    let db = crate::kv::redb::Db::open(&db_path, crate::store::DEFAULT_CACHE_MB << 20)
+        .map_err(io::Error::other)?;
     let mut archive = tar::Archive::new(BufReader::new(input));
     let mut done = Restored {
         trees: 0,
@@ -816,6 +831,11 @@ fn restore_into(
         return Err(invalid("not a resellerd backup (empty)"));
     }
     db.flush().map_err(io::Error::other)?;
+    drop(db);
+    // The database gets its name last: a data dir is one only once everything is in it.
+    let db_file = data_dir.join(crate::store::REDB_FILE);
+    std::fs::rename(&db_path, &db_file)?;
+    File::open(data_dir)?.sync_all()?;
     Ok(done)
 }
 

@@ -381,6 +381,13 @@ fn serve(settings: Settings) -> ExitCode {
     let cache_bytes = settings.cache_bytes();
     // PostgreSQL has its own checkpoints and redb needs none; only sled needs one at a stop.
     let embedded = settings.database_url().is_none();
+    if data_dir.join(resellerd::backup::RESTORING).exists() {
+        return fail(&format!(
+            "a restore into {} did not finish: run the restore again (it clears what the \
+             unfinished one left) before serving this directory",
+            data_dir.display()
+        ));
+    }
     if let Err(e) = resellerd::create_private_dir(&data_dir) {
         return fail(&data_dir_problem(&data_dir, "create the data dir", &e));
     }

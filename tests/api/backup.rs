@@ -544,10 +544,23 @@ async fn backup_and_restore_survive_kill_9_at_any_point() {
             args.iter().map(|s| s.to_string()).collect(),
             rng.gen_range(0..400),
         );
-        // Either nothing (or an empty dir) is there, or the whole restore is.
-        let whole = target.join(resellerd::store::REDB_FILE).exists();
+        // Either the whole restore is there, or what is there is marked as unfinished (and a
+        // server refuses it), or nothing is.
+        let marked = target.join(resellerd::backup::RESTORING).exists();
+        let whole = target.join(resellerd::store::REDB_FILE).exists() && !marked;
         let empty = std::fs::read_dir(&target).map_or(true, |mut d| d.next().is_none());
-        assert!(whole || empty, "a killed restore left a half data dir");
+        assert!(
+            whole || marked || empty,
+            "a killed restore left a half data dir"
+        );
+        if marked {
+            let serve = std::process::Command::new(binary())
+                .args(["serve", "--data-dir", path(&target)])
+                .output()
+                .unwrap();
+            assert!(!serve.status.success());
+            assert!(String::from_utf8_lossy(&serve.stderr).contains("did not finish"));
+        }
         if whole {
             break;
         }
