@@ -510,12 +510,7 @@ pub fn save(data_dir: &Path, out: &Path, token: Option<String>) -> Result<u64, S
     }
     check_room(data_dir, out)?;
     let tmp = partial_path(out);
-    // What a backup that was killed left behind: never a backup, and in the way of this one.
-    if tmp.exists() {
-        std::fs::remove_file(&tmp).map_err(|e| format!("cannot remove {}: {e}", tmp.display()))?;
-    }
-    let file = create_with_mode(&tmp, 0o600)
-        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let file = claim_partial(&tmp)?;
     let written = match Store::open(data_dir) {
         Ok(store) => write(&store, data_dir, file, None)
             .and_then(finish)
@@ -533,6 +528,28 @@ pub fn save(data_dir: &Path, out: &Path, token: Option<String>) -> Result<u64, S
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// Opens the partial file of a backup, locked: a second backup to the same file is refused
+/// while the first runs, and what a killed one left (its lock went with it) is started over.
+fn claim_partial(tmp: &Path) -> Result<BufWriter<File>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(tmp)
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        format!(
+            "another backup is writing {} now: wait for it, or write elsewhere",
+            tmp.display()
+        )
+    })?;
+    file.set_len(0)
+        .map_err(|e| format!("cannot truncate {}: {e}", tmp.display()))?;
+    Ok(BufWriter::new(file))
 }
 
 /// Where a backup to `out` is written until it is complete (then renamed to `out`).
