@@ -541,12 +541,14 @@ fn claim_partial(tmp: &Path) -> Result<BufWriter<File>, String> {
         .mode(0o600)
         .open(tmp)
         .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
-        format!(
-            "another backup is writing {} now: wait for it, or write elsewhere",
-            tmp.display()
-        )
-    })?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+        |_| {
+            format!(
+                "another backup is writing {} now: wait for it, or write elsewhere",
+                tmp.display()
+            )
+        },
+    )?;
     file.set_len(0)
         .map_err(|e| format!("cannot truncate {}: {e}", tmp.display()))?;
     Ok(BufWriter::new(file))

@@ -200,12 +200,12 @@ fn check_owner(
     let site = site_id
         .map(|id| find_site(state, &tenant, id))
         .transpose()?;
+    let owner = state
+        .store
+        .users()
+        .with_email(&reseller.id, email.as_str())?;
     if let Some(site) = &site {
-        let owner = state
-            .store
-            .users()
-            .with_email(&reseller.id, email.as_str())?;
-        if owner.is_none_or(|o| o.user.id != site.user_id) {
+        if owner.as_ref().is_none_or(|o| o.user.id != site.user_id) {
             return Err(ApiError::invalid(format!(
                 "the site {} belongs to another client than {email}: give the site owner's email, or no site_id",
                 site.name
@@ -217,6 +217,12 @@ fn check_owner(
             crate::error::Conflict::DomainTaken,
             format!("{domain} is already registered on this server"),
         ));
+    }
+    if owner.is_none() {
+        // A new client: within the operator's cap on clients (checked again when it is made).
+        let max = state.store.plans().reseller_limits(&reseller.id)?.max_users;
+        let users = state.store.users().count(&reseller.id) as u64;
+        crate::store::plans::check("max_users", users, max)?;
     }
     Ok(site.map(|s| s.id))
 }

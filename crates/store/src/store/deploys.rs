@@ -158,6 +158,10 @@ impl Deploys<'_> {
         // A refused map (over quota, a deploy gone meanwhile) leaves no deploy behind: a
         // refusal changes nothing.
         self.set_files(&deploy.id, files, now).inspect_err(|_| {
+            // What the map counted, if it got that far, is given back with it.
+            if let Err(e) = self.drop_map(&deploy.id, &deploy.user_id, &deploy.site_id) {
+                tracing::warn!(error = %e, deploy = %deploy.id, "cannot release a refused deploy's map");
+            }
             let undone = (&*t.deploys.write(), &t.deploys_by_site, &t.counters).transaction(
                 |(d, by_site, counters)| {
                     d.remove(deploy.id.as_bytes())?;

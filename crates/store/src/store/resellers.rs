@@ -55,9 +55,14 @@ pub struct TxtRecord {
 }
 
 impl Reseller {
-    /// The preview domain and the one waiting for DNS: both are this reseller's to claim.
+    /// The preview domain and the one waiting for DNS (until its deadline fails it): both are
+    /// this reseller's to claim.
     pub fn preview_names(&self) -> impl Iterator<Item = &DomainName> {
-        let pending = self.preview_domain_pending.as_ref().map(|p| &p.domain);
+        let pending = self
+            .preview_domain_pending
+            .as_ref()
+            .filter(|p| p.status == super::domains::DomainStatus::Pending)
+            .map(|p| &p.domain);
         self.preview_domain.iter().chain(pending)
     }
 }
