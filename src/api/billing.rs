@@ -47,6 +47,8 @@ pub struct Claimed {
     reseller_id: String,
     action: PaidAction,
     pub key: String,
+    /// This run's id under the key (see `Billing::claim`).
+    pub run: [u8; 16],
     done: bool,
 }
 
@@ -63,7 +65,7 @@ impl Drop for Claimed {
             return;
         }
         let billing = self.state.store.billing();
-        if let Err(e) = billing.release(&self.reseller_id, self.action, &self.key) {
+        if let Err(e) = billing.release(&self.reseller_id, self.action, &self.key, self.run) {
             tracing::warn!(error = %e, "cannot let go of an idempotency key; it frees itself in 15 minutes");
         }
     }
@@ -102,11 +104,12 @@ pub fn idempotency(
     request.copy_from_slice(digest.finish().as_ref());
     let billing = state.store.billing();
     match billing.claim(reseller_id, action, &key, request, Timestamp::now())? {
-        Claim::Run => Ok(Idempotency::Run(Some(Claimed {
+        Claim::Run(run) => Ok(Idempotency::Run(Some(Claimed {
             state: state.clone(),
             reseller_id: reseller_id.to_string(),
             action,
             key,
+            run,
             done: false,
         }))),
         Claim::Replay { status, body } => {

@@ -68,12 +68,14 @@ struct Idempotent {
     request: [u8; 32],
     answer: Option<(u16, Vec<u8>)>,
     created_at: Timestamp,
+    /// The run holding the claim: only it may record the answer or let go of the claim.
+    run: [u8; 16],
 }
 
 /// What a claim of an idempotency key found.
 pub enum Claim {
-    /// Run the action (and charge it with the key).
-    Run,
+    /// Run the action (and charge it with the key and this run's id).
+    Run([u8; 16]),
     /// The same request finished before: its answer.
     Replay { status: u16, body: Vec<u8> },
     /// The same request is running now.
@@ -84,7 +86,7 @@ pub enum Claim {
 
 /// A claimed idempotency key's answer, stored with the charge: the key, the status, and the
 /// body made from the charge.
-pub type Answer<'a> = (&'a str, u16, &'a dyn Fn(&Charge) -> Vec<u8>);
+pub type Answer<'a> = (&'a str, [u8; 16], u16, &'a dyn Fn(&Charge) -> Vec<u8>);
 
 fn idempotency_key(reseller_id: &str, action: PaidAction, key: &str) -> String {
     format!("{reseller_id}/{}/{key}", action.name())
@@ -224,24 +226,32 @@ impl Billing<'_> {
                     return Ok(Claim::Running);
                 }
             }
+            let run: [u8; 16] = rand::random();
             let fresh = Idempotent {
                 request,
                 answer: None,
                 created_at: now,
+                run,
             };
             t.insert(k.as_bytes(), encode(&fresh))?;
-            Ok(Claim::Run)
+            Ok(Claim::Run(run))
         })?;
         Ok(claim)
     }
 
     /// Lets go of a claim whose run failed (nothing was charged), so a retry runs again.
-    pub fn release(&self, reseller_id: &str, action: PaidAction, key: &str) -> StoreResult<()> {
+    pub fn release(
+        &self,
+        reseller_id: &str,
+        action: PaidAction,
+        key: &str,
+        run: [u8; 16],
+    ) -> StoreResult<()> {
         let k = idempotency_key(reseller_id, action, key);
         self.0.t.idempotency.transaction(|t| {
             if let Some(raw) = t.get(k.as_bytes())? {
                 let held: Idempotent = decode(&raw).or_else(abort)?;
-                if held.answer.is_none() {
+                if held.answer.is_none() && held.run == run {
                     t.remove(k.as_bytes())?;
                 }
             }
@@ -284,12 +294,20 @@ impl Billing<'_> {
                         method.id
                     )));
                 }
-                if let Some((key, status, answer)) = idempotent {
+                if let Some((key, run, status, answer)) = idempotent {
                     let k = idempotency_key(reseller_id, action, key);
                     let Some(raw) = answers.get(k.as_bytes())? else {
                         return abort(StoreError::internal("an idempotency claim vanished"));
                     };
                     let mut held: Idempotent = decode(&raw).or_else(abort)?;
+                    // Another run took the claim over (this one outlived the takeover time):
+                    // only one run of a key is ever charged.
+                    if held.run != run || held.answer.is_some() {
+                        return abort(StoreError::Conflict(
+                            crate::error::Conflict::RegistrationFailed,
+                            "another request with this Idempotency-Key completed this action; nothing was charged".into(),
+                        ));
+                    }
                     held.answer = Some((status, answer(&charge)));
                     answers.insert(k.as_bytes(), encode(&held))?;
                 }
