@@ -191,17 +191,28 @@ impl Verifier {
     /// Checks the pending preview domains that are due: every interval in their first hour,
     /// hourly after that, until the deadline fails them.
     async fn check_due_previews(&self, store: &Store, now: Timestamp) -> ApiResult<()> {
-        for reseller in store.resellers().list()? {
-            let Some(p) = &reseller.preview_domain_pending else {
-                continue;
-            };
-            let young = now.0 - p.requested_at.0 < 3_600_000;
-            let wait = if young { self.interval } else { MAX_BACKOFF };
-            let due = p.status == DomainStatus::Pending
-                && p.last_checked_at
-                    .is_none_or(|t| now.0 - t.0 >= wait.as_millis() as i64);
-            if due {
-                self.check_preview(store, reseller).await?;
+        use futures_util::StreamExt;
+        let due: Vec<Reseller> = store
+            .resellers()
+            .list()?
+            .into_iter()
+            .filter(|r| {
+                r.preview_domain_pending.as_ref().is_some_and(|p| {
+                    let young = now.0 - p.requested_at.0 < 3_600_000;
+                    let wait = if young { self.interval } else { MAX_BACKOFF };
+                    p.status == DomainStatus::Pending
+                        && p.last_checked_at
+                            .is_none_or(|t| now.0 - t.0 >= wait.as_millis() as i64)
+                })
+            })
+            .collect();
+        // Side by side, as client domains are: one tenant's silent nameserver delays nobody.
+        let mut results =
+            futures_util::stream::iter(due.into_iter().map(|r| self.check_preview(store, r)))
+                .buffer_unordered(PARALLEL_CHECKS);
+        while let Some(result) = results.next().await {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "cannot store a preview domain check");
             }
         }
         Ok(())

@@ -189,6 +189,9 @@ pub struct ResellerPatch {
     pub max_tokens_per_user: Option<u32>,
     /// A preview domain to prove before it takes effect; `Some(None)` withdraws the request.
     pub preview_domain_pending: Option<Option<PendingPreview>>,
+    /// Applies the patch only if the pending preview domain is still the one with this TXT
+    /// value (a check's result never lands on a request made since); otherwise nothing changes.
+    pub if_pending: Option<String>,
 }
 
 pub struct Resellers<'a>(&'a Store);
@@ -305,6 +308,12 @@ impl Resellers<'_> {
                     return abort(StoreError::NotFound("reseller"));
                 };
                 let mut rec = read(&raw).or_else(abort)?;
+                if let Some(value) = &patch.if_pending {
+                    let current = rec.preview_domain_pending.as_ref();
+                    if current.is_none_or(|p| &p.txt_record.value != value) {
+                        return Ok(rec);
+                    }
+                }
                 if let Some(name) = &patch.name {
                     rec.name = valid_name(name).or_else(abort)?;
                 }
@@ -381,10 +390,12 @@ impl Resellers<'_> {
             return Ok(rec);
         }
         pending.last_checked_at = Some(now);
+        let checked = Some(pending.txt_record.value.clone());
         let reason = match found {
             Ok(()) => {
                 let patch = ResellerPatch {
                     preview_domain: Some(Some(domain.clone())),
+                    if_pending: checked.clone(),
                     ..Default::default()
                 };
                 match self.update(id, patch, now) {
@@ -400,6 +411,7 @@ impl Resellers<'_> {
         }
         let patch = ResellerPatch {
             preview_domain_pending: Some(Some(pending)),
+            if_pending: checked,
             ..Default::default()
         };
         self.update(id, patch, now)
