@@ -202,14 +202,20 @@ impl Storage<'_> {
         bytes: u64,
         max_mb: Option<u64>,
     ) -> StoreResult<()> {
-        match max_mb {
-            Some(max) if bytes > max.saturating_mul(MB) => Err(StoreError::QuotaExceeded {
-                limit: "max_storage_mb",
-                used: self.user_bytes(user_id)?.div_ceil(MB),
-                max,
-            }),
-            _ => Ok(()),
+        let Some(max) = max_mb.filter(|max| bytes > max.saturating_mul(MB)) else {
+            return Ok(());
+        };
+        // A user already storing that much (over a plan lowered since) may be redeploying
+        // what it has, which adds nothing: the exact check after expansion decides then.
+        let used = self.user_bytes(user_id)?;
+        if used >= bytes {
+            return Ok(());
         }
+        Err(StoreError::QuotaExceeded {
+            limit: "max_storage_mb",
+            used: used.div_ceil(MB),
+            max,
+        })
     }
 
     /// Applies a change of one of the user's deploys (of `site_id`), refusing it with
