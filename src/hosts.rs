@@ -28,6 +28,11 @@ pub fn is_within(name: &str, parent: &str) -> bool {
             .is_some_and(|head| head.ends_with('.'))
 }
 
+/// True if either name is the other or lies under it.
+fn overlaps(a: &str, b: &str) -> bool {
+    is_within(a, b) || is_within(b, a)
+}
+
 impl InstanceNames {
     pub fn new(api_hosts: &[String], default_preview_domain: &str) -> InstanceNames {
         let api_hosts: Vec<String> = api_hosts
@@ -111,17 +116,9 @@ impl InstanceNames {
     /// operator may put a reseller inside its own zones (`by_operator`); a site name that would
     /// then spell an instance name is refused when the site is named (`check_site_host`).
     pub fn check_preview_domain(&self, domain: &str, by_operator: bool) -> ApiResult<()> {
-        if self.is_instance_name(domain) {
-            return Err(reserved(
-                domain,
-                "is this server's own address (the API and panel)",
-            ));
-        }
+        self.check_site_host(domain)?;
         if !by_operator {
-            let overlap = self
-                .zones
-                .iter()
-                .find(|z| is_within(domain, z) || is_within(z, domain));
+            let overlap = self.zones.iter().find(|z| overlaps(domain, z));
             if let Some(zone) = overlap {
                 return Err(reserved(
                     domain,
@@ -167,11 +164,8 @@ impl InstanceNames {
                 }
             }
         }
-        let overlaps = |p: &str| p != domain && (is_within(p, domain) || is_within(domain, p));
-        if other_previews(store, reseller_id)?
-            .iter()
-            .any(|p| overlaps(p))
-        {
+        let previews = other_previews(store, reseller_id)?;
+        if previews.iter().any(|p| p != domain && overlaps(p, domain)) {
             return Err(reserved(
                 domain,
                 "overlaps another reseller's preview domain",

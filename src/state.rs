@@ -36,22 +36,24 @@ pub struct AppState {
     pub listening: std::sync::OnceLock<(std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
+/// `:PORT` for a URL, unless the port is the scheme's `default` (or not bound yet).
+fn port_suffix(port: Option<u16>, default: u16) -> String {
+    match port {
+        Some(p) if p != default => format!(":{p}"),
+        _ => String::new(),
+    }
+}
+
 impl AppState {
     /// `:PORT` for a site's `https://` URL when the HTTPS listener is not on 443 (a local
     /// install's 8443), so the URLs the API shows open as they are.
     pub fn https_port_suffix(&self) -> String {
-        match self.listening.get() {
-            Some((_, https)) if https.port() != 443 => format!(":{}", https.port()),
-            _ => String::new(),
-        }
+        port_suffix(self.listening.get().map(|(_, https)| https.port()), 443)
     }
 
     /// `:PORT` for a site's `http://` URL when the HTTP listener is not on 80.
     pub fn http_port_suffix(&self) -> String {
-        match self.listening.get() {
-            Some((http, _)) if http.port() != 80 => format!(":{}", http.port()),
-            _ => String::new(),
-        }
+        port_suffix(self.listening.get().map(|(http, _)| http.port()), 80)
     }
 
     /// Where the panel is: the first `--api-host` over HTTPS, else the HTTP listener's address.

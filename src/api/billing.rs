@@ -48,11 +48,21 @@ pub struct Claimed {
     action: PaidAction,
     pub key: String,
     /// This run's id under the key (see `Billing::claim`).
-    pub run: [u8; 16],
+    run: [u8; 16],
     done: bool,
 }
 
 impl Claimed {
+    /// What `Billing::charge` stores under this claim with the charge: `status` and the body
+    /// `body` makes from the charge.
+    pub fn answer<'a>(
+        &'a self,
+        status: u16,
+        body: &'a dyn Fn(&Charge) -> Vec<u8>,
+    ) -> crate::store::billing::Answer<'a> {
+        (self.key.as_str(), self.run, status, body)
+    }
+
     /// The charge was recorded with the answer: the key keeps it for good.
     pub fn done(mut self) {
         self.done = true;

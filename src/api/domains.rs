@@ -559,14 +559,7 @@ async fn register(
         &method,
         action,
         d.name.as_str(),
-        claimed.as_ref().map(|c| {
-            (
-                c.key.as_str(),
-                c.run,
-                201,
-                &answer as &dyn Fn(&_) -> Vec<u8>,
-            )
-        }),
+        claimed.as_ref().map(|c| c.answer(201, &answer)),
         now,
     )?;
     if let Some(claimed) = claimed {

@@ -268,6 +268,19 @@ struct CreateSite {
     user_id: Option<String>,
 }
 
+/// A site name given in a request: valid, and not one that would spell an instance name.
+fn allowed_name(
+    state: &AppState,
+    reseller: &Reseller,
+    raw: Option<&str>,
+) -> ApiResult<Option<SiteName>> {
+    let name = parse_name(raw)?;
+    if let Some(name) = &name {
+        state.names.site_name_allowed(reseller, name.as_str())?;
+    }
+    Ok(name)
+}
+
 fn parse_name(raw: Option<&str>) -> ApiResult<Option<SiteName>> {
     raw.filter(|n| !n.trim().is_empty())
         .map(SiteName::parse)
@@ -306,12 +319,7 @@ async fn create_for(
     body: CreateSite,
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SitesWrite)?;
-    let name = parse_name(body.name.as_deref())?;
-    if let Some(name) = &name {
-        state
-            .names
-            .site_name_allowed(&tenant.reseller, name.as_str())?;
-    }
+    let name = allowed_name(state, &tenant.reseller, body.name.as_deref())?;
     if let Some(p) = &body.password {
         check_password(p)?;
     }
@@ -524,12 +532,7 @@ async fn update(
     let tenant = who.tenant(Permission::SitesWrite)?;
     let site = find_site(&state, &tenant, &id)?;
     let b = body.into_inner();
-    let name = parse_name(b.name.as_deref())?;
-    if let Some(name) = &name {
-        state
-            .names
-            .site_name_allowed(&tenant.reseller, name.as_str())?;
-    }
+    let name = allowed_name(&state, &tenant.reseller, b.name.as_deref())?;
     // Netlify clients clear a password with an empty string.
     let password = b.password.map(|p| p.filter(|s| !s.is_empty()));
     if let Some(Some(p)) = &password {

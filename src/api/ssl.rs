@@ -144,14 +144,7 @@ async fn provision(
         &method,
         PaidAction::SslCertificate,
         &domain,
-        claimed.as_ref().map(|c| {
-            (
-                c.key.as_str(),
-                c.run,
-                200,
-                &answer as &dyn Fn(&_) -> Vec<u8>,
-            )
-        }),
+        claimed.as_ref().map(|c| c.answer(200, &answer)),
         Timestamp::now(),
     )?;
     if let Some(claimed) = claimed {

@@ -180,21 +180,21 @@ impl Deploys<'_> {
     /// changed since `before`, as a cancel does: its map goes and its files stop counting, so
     /// the next sweep can remove them. Returns how many expired.
     pub fn expire_unfinished(&self, before: Timestamp, now: Timestamp) -> StoreResult<usize> {
-        let mut stale = Vec::new();
+        let stale = |d: &Deploy| {
+            matches!(d.state, DeployState::New | DeployState::Prepared) && d.updated_at < before
+        };
+        let mut candidates = Vec::new();
         for raw in self.0.t.deploys.read().iter().values() {
             let d: Deploy = decode(&raw?)?;
-            if matches!(d.state, DeployState::New | DeployState::Prepared) && d.updated_at < before
-            {
-                stale.push(d.id);
+            if stale(&d) {
+                candidates.push(d.id);
             }
         }
         let mut expired = 0;
-        for id in stale {
+        for id in candidates {
+            // Read again under the map's lock: an upload may have finished it meanwhile.
             let _map = self.0.map_lock(&id)?;
-            let Some(d) = self.get(&id)? else { continue };
-            if !matches!(d.state, DeployState::New | DeployState::Prepared)
-                || d.updated_at >= before
-            {
+            if !self.get(&id)?.is_some_and(|d| stale(&d)) {
                 continue;
             }
             let d = self.modify(&id, now, |d| {

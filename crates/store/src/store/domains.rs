@@ -210,13 +210,14 @@ impl Domains<'_> {
     pub fn within(&self, parent: &str) -> StoreResult<Vec<Domain>> {
         let suffix = format!(".{parent}");
         let mut found = Vec::new();
-        for key in self.0.t.domain_by_name.read().iter().keys() {
-            let key = key?;
-            let name = String::from_utf8_lossy(&key);
+        for kv in self.0.t.domain_by_name.read().iter() {
+            let (name, id) = kv?;
+            let name = String::from_utf8_lossy(&name);
             if name == parent || name.ends_with(&suffix) {
-                if let Some(d) = self.by_name(&name)? {
-                    found.push(d);
-                }
+                found.extend(get::<Domain>(
+                    self.0.t.domains.read(),
+                    &String::from_utf8_lossy(&id),
+                )?);
             }
         }
         Ok(found)
@@ -235,12 +236,7 @@ impl Domains<'_> {
 
     /// Records (or, with `None`, clears) why the last check of domain `id` did not verify it.
     pub fn set_verification_error(&self, id: &str, error: Option<&str>) -> StoreResult<()> {
-        let checks = &self.0.t.domain_checks;
-        match error {
-            Some(e) => checks.insert(id.as_bytes(), e.as_bytes())?,
-            None => checks.remove(id.as_bytes())?,
-        };
-        Ok(())
+        super::put_or_remove(&self.0.t.domain_checks, id, error)
     }
 
     /// Rewrites a domain record if it still exists (a delete in between wins); see `update`.

@@ -861,6 +861,24 @@ impl Store {
         self.db.is_leader()
     }
 
+    /// Waits for the next tick of `tick` at which this node leads: the beat of a sweep that
+    /// runs once in a cluster.
+    pub(crate) async fn next_leading_tick(&self, tick: &mut tokio::time::Interval) {
+        loop {
+            tick.tick().await;
+            if self.is_leader() {
+                return;
+            }
+        }
+    }
+
+    /// A tick every `interval` that waits, rather than bursts, after a slow round.
+    pub(crate) fn sweep_interval(interval: std::time::Duration) -> tokio::time::Interval {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    }
+
     /// Tells the other nodes on this database that `topic` changed; each runs what it
     /// registered for it with `on_announcement`. Nothing when embedded.
     pub fn announce(&self, topic: &str) {
@@ -1012,6 +1030,19 @@ pub(crate) fn get<T: DeserializeOwned>(
     key: &str,
 ) -> StoreResult<Option<T>> {
     tree.get(key.as_bytes())?.map(|v| decode(&v)).transpose()
+}
+
+/// Stores `value` under `key`, or removes the key for `None`.
+pub(crate) fn put_or_remove(
+    tree: &crate::kv::Tree,
+    key: &str,
+    value: Option<&str>,
+) -> StoreResult<()> {
+    match value {
+        Some(v) => tree.insert(key.as_bytes(), v.as_bytes())?,
+        None => tree.remove(key.as_bytes())?,
+    };
+    Ok(())
 }
 
 /// The ids stored under `prefix/` in an index tree, in key (= creation) order.

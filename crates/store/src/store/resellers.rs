@@ -320,12 +320,15 @@ impl Resellers<'_> {
                 if let Some(email) = &patch.email {
                     rec.email = email.clone();
                 }
+                // Whether another reseller's preview domain is `domain`.
+                let foreign = |domain: &DomainName| {
+                    let owner = by_preview.get(domain.as_str().as_bytes());
+                    owner.map(|o| o.is_some_and(|o| o != id.as_bytes()))
+                };
                 if let Some(preview) = &patch.preview_domain {
                     if let Some(new) = preview {
-                        if let Some(owner) = by_preview.get(new.as_str().as_bytes())? {
-                            if owner != id.as_bytes() {
-                                return abort(taken(new));
-                            }
+                        if foreign(new)? {
+                            return abort(taken(new));
                         }
                         by_preview.insert(new.as_str().as_bytes(), id.as_bytes())?;
                     }
@@ -339,10 +342,8 @@ impl Resellers<'_> {
                 }
                 if let Some(pending) = &patch.preview_domain_pending {
                     if let Some(p) = pending {
-                        if let Some(owner) = by_preview.get(p.domain.as_str().as_bytes())? {
-                            if owner != id.as_bytes() {
-                                return abort(taken(&p.domain));
-                            }
+                        if foreign(&p.domain)? {
+                            return abort(taken(&p.domain));
                         }
                     }
                     rec.preview_domain_pending = pending.clone();
@@ -371,9 +372,9 @@ impl Resellers<'_> {
     }
 
     /// Records a check of the reseller's pending preview domain `domain` (a newer request in
-    /// between wins): `Ok(true)` found its record, so it becomes the preview domain (unless another
-    /// reseller took that name meanwhile: then `preview_domain_taken`); otherwise the reason is
-    /// kept, and past `deadline` the request is `failed`.
+    /// between wins): `found` `Ok`, it becomes the preview domain (unless another reseller took
+    /// that name meanwhile: then that is the recorded error); otherwise the error is kept, and
+    /// past `deadline` the request is `failed`.
     pub fn check_pending_preview(
         &self,
         id: &str,

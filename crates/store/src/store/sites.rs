@@ -315,13 +315,9 @@ pub async fn sweep_unreferenced_forever(
     expire_after: std::time::Duration,
     grace: std::time::Duration,
 ) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = Store::sweep_interval(interval);
     loop {
-        tick.tick().await;
-        if !store.is_leader() {
-            continue;
-        }
+        store.next_leading_tick(&mut tick).await;
         let s = store.clone();
         let gate = store.write_gate().read_owned().await;
         let result = tokio::task::spawn_blocking(move || {

@@ -315,13 +315,9 @@ impl Users<'_> {
 /// write (a backup sees all of a batch or none of it), so the API never waits behind a sweep
 /// for more than one batch's commit.
 pub async fn sweep_forever(store: super::Store, interval: std::time::Duration, batch: usize) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = super::Store::sweep_interval(interval);
     loop {
-        tick.tick().await;
-        if !store.is_leader() {
-            continue;
-        }
+        store.next_leading_tick(&mut tick).await;
         let mut swept = 0;
         loop {
             let s = store.clone();

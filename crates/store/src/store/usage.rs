@@ -122,12 +122,7 @@ impl Usage<'_> {
     /// Records that a user (`reseller_id/user_id`) is blocked for bandwidth in `month`, or no
     /// longer is (`None`), so a restart blocks it again before serving anything.
     pub fn record_block(&self, user_key: &str, month: Option<&str>) -> StoreResult<()> {
-        let blocks = &self.0.t.bandwidth_blocks;
-        match month {
-            Some(m) => blocks.insert(user_key.as_bytes(), m.as_bytes())?,
-            None => blocks.remove(user_key.as_bytes())?,
-        };
-        Ok(())
+        super::put_or_remove(&self.0.t.bandwidth_blocks, user_key, month)
     }
 
     /// Every recorded bandwidth block: (`reseller_id/user_id`, month).
