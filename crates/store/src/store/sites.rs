@@ -316,6 +316,9 @@ pub async fn sweep_unreferenced_forever(
     grace: std::time::Duration,
 ) {
     let mut tick = Store::sweep_interval(interval);
+    // The first round comes one interval after the start, not with it: a start (a restart at
+    // a million records) does not walk every deploy and file.
+    tick.tick().await;
     loop {
         store.next_leading_tick(&mut tick).await;
         let s = store.clone();
