@@ -1,12 +1,14 @@
 //! The same-work baseline for `GET /api/v1/users?per_page=10` (`bench/api.sh`): a minimal
 //! actix-web handler with no middleware that does what the endpoint must do and nothing else.
-//! It resolves the Bearer token by its SHA-256 in a sled tree, reads ten user records of that
-//! reseller with one prefix scan, and renders them as JSON with `Link` and `X-Total-Count`.
+//! It resolves the Bearer token by its SHA-256 in a redb table (redb, raw, as the store's default
+//! engine), reads ten user records of that reseller with one range scan, and renders them as
+//! JSON with `Link` and `X-Total-Count`.
 //!
 //! Usage: bare_users ADDR WORKERS DATA_DIR; prints `listening http://…` and, on the next line,
 //! `token <secret>` for the load generator.
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -21,9 +23,35 @@ struct User {
     token_count: u64,
 }
 
-struct Db {
-    token_by_hash: sled::Tree,
-    users: sled::Tree,
+const TOKEN_BY_HASH: TableDefinition<&[u8], &[u8]> = TableDefinition::new("token_by_hash");
+const USERS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("users");
+
+struct Db(redb::Database);
+
+/// The reseller the token with SHA-256 `hash` belongs to, and the first ten of its users.
+fn lookup(db: &redb::Database, hash: &[u8]) -> Result<Option<Vec<User>>, redb::Error> {
+    let tx = db.begin_read()?;
+    let Some(reseller) = tx
+        .open_table(TOKEN_BY_HASH)?
+        .get(hash)?
+        .map(|v| v.value().to_vec())
+    else {
+        return Ok(None);
+    };
+    let mut prefix = reseller;
+    prefix.push(b'/');
+    let mut end = prefix.clone();
+    *end.last_mut().unwrap_or(&mut 0) += 1;
+    let users = tx.open_table(USERS)?;
+    let page = users
+        .range(&prefix[..]..&end[..])?
+        .take(10)
+        .filter_map(|kv| {
+            kv.ok()
+                .and_then(|(_, v)| bincode::deserialize(v.value()).ok())
+        })
+        .collect();
+    Ok(Some(page))
 }
 
 async fn list_users(req: HttpRequest, db: web::Data<Db>) -> HttpResponse {
@@ -36,18 +64,9 @@ async fn list_users(req: HttpRequest, db: web::Data<Db>) -> HttpResponse {
         return HttpResponse::Unauthorized().finish();
     };
     let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let Ok(Some(reseller)) = db.token_by_hash.get(hash) else {
+    let Ok(Some(page)) = lookup(&db.0, &hash) else {
         return HttpResponse::Unauthorized().finish();
     };
-    let mut prefix = reseller.to_vec();
-    prefix.push(b'/');
-    let page: Vec<User> = db
-        .users
-        .scan_prefix(&prefix)
-        .values()
-        .take(10)
-        .filter_map(|v| v.ok().and_then(|v| bincode::deserialize(&v).ok()))
-        .collect();
     let host = req.connection_info().host().to_string();
     HttpResponse::Ok()
         .insert_header((
@@ -68,39 +87,39 @@ async fn main() -> std::io::Result<()> {
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:0".into());
     let workers: usize = args.next().and_then(|w| w.parse().ok()).unwrap_or(2);
     let dir = args.next().unwrap_or_else(|| "bare-users-data".into());
-    let db = sled::Config::new()
-        .path(&dir)
-        .cache_capacity(64 << 20)
-        .open()
+    std::fs::create_dir_all(&dir)?;
+    let db = redb::Database::builder()
+        .set_cache_size(64 << 20)
+        .create(std::path::Path::new(&dir).join("store.redb"))
         .map_err(std::io::Error::other)?;
-    let token_by_hash = db
-        .open_tree("token_by_hash")
-        .map_err(std::io::Error::other)?;
-    let users = db.open_tree("users").map_err(std::io::Error::other)?;
     let token = "rt_bareUsersBaselineToken0000000000000000000000";
     let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    token_by_hash
-        .insert(hash, "01RESELLER")
-        .map_err(std::io::Error::other)?;
-    for i in 0..50 {
-        let user = User {
-            id: format!("01m8bxp66t0p7nz859z7vcm{i:03}"),
-            uid: None,
-            email: format!("seed{i}@bench.test"),
-            full_name: None,
-            avatar_url: None,
-            created_at: "2026-11-26T12:36:04.442Z".into(),
-            token_count: 1,
-        };
-        let value = bincode::serialize(&user).map_err(std::io::Error::other)?;
-        users
-            .insert(format!("01RESELLER/{}", user.id), value)
-            .map_err(std::io::Error::other)?;
-    }
-    let data = web::Data::new(Db {
-        token_by_hash,
-        users,
-    });
+    let seed = || -> Result<(), redb::Error> {
+        let tx = db.begin_write()?;
+        tx.open_table(TOKEN_BY_HASH)?
+            .insert(&hash[..], &b"01RESELLER"[..])?;
+        {
+            let mut users = tx.open_table(USERS)?;
+            for i in 0..50 {
+                let user = User {
+                    id: format!("01m8bxp66t0p7nz859z7vcm{i:03}"),
+                    uid: None,
+                    email: format!("seed{i}@bench.test"),
+                    full_name: None,
+                    avatar_url: None,
+                    created_at: "2026-11-26T12:36:04.442Z".into(),
+                    token_count: 1,
+                };
+                let value = bincode::serialize(&user).map_err(std::io::Error::other)?;
+                let key = format!("01RESELLER/{}", user.id);
+                users.insert(key.as_bytes(), &value[..])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    };
+    seed().map_err(std::io::Error::other)?;
+    let data = web::Data::new(Db(db));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())

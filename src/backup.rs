@@ -7,9 +7,10 @@
 //!
 //! A running server makes it without stalling writes. On redb, the API's write gate is closed
 //! while the requests in flight finish and one read transaction is opened: a snapshot of every
-//! tree, read into the archive while writes go on. On sled (see `Capture`), the trees are dumped
-//! while writes go on, every change made meanwhile is recorded, and the recorded changes up to one
-//! cut, taken with the gate closed for a few milliseconds, are applied to the dump. Either way
+//! tree, read into the archive while writes go on. On sled, which has no snapshots, the trees are
+//! copied while writes go on, every change made meanwhile is recorded, and the recorded changes up
+//! to one cut, taken with the gate closed for a few milliseconds, are laid over the copy. The
+//! engine layer does either (`kv::Db::dump`); this module only archives what it reads. Either way
 //! the archive holds the database exactly as it was at one moment: every write acknowledged
 //! before the backup began and no half-applied request. Blobs are copied after that with garbage
 //! collection held off; they are immutable and written before any record names them, so every
@@ -50,77 +51,6 @@ fn invalid(msg: impl Into<String>) -> io::Error {
 /// a running server closes it twice, for milliseconds, to start recording changes and to cut.
 /// `None` offline, where nothing else writes.
 pub type Gate = Option<std::sync::Arc<tokio::sync::RwLock<()>>>;
-
-/// Why a backup of a store on PostgreSQL is refused.
-pub const ON_POSTGRES: &str = "the store is in PostgreSQL: back it up with pg_dump, and the blob \
-     store with its own tools (resellerd backup copies an embedded data dir)";
-
-/// The changes to one tree since recording began: each key's last value (`None`: removed).
-type Overlay = std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>;
-
-/// Records every change to every tree while a backup dumps them. sled hands a subscriber each
-/// key's events in the order they were applied, including writes inside transactions; one
-/// thread per tree keeps its last value per key.
-///
-/// Why the result is the database at the cut T: recording starts at S, with no API request in
-/// flight. For a key changed between S and T, its last recorded change is its value at T. For
-/// a key not changed between S and T, the dump (read between S and T) saw its value at S, which
-/// is its value at T. Changes after T are not applied. Both S and T are taken with the write
-/// gate closed, so no request is half inside the snapshot. Background writers that do not take
-/// the gate (traffic counters, verification checks, certificates, form submissions) write one
-/// record at a time, so the cut is consistent for them too.
-struct Capture {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<(String, std::thread::JoinHandle<Overlay>)>,
-}
-
-impl Capture {
-    fn start(trees: &[(String, crate::store::Tree)]) -> io::Result<Capture> {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let mut threads = Vec::with_capacity(trees.len());
-        for (name, tree) in trees {
-            let Some(mut events) = tree.watch_prefix(Vec::new()) else {
-                return Err(io::Error::new(io::ErrorKind::Unsupported, ON_POSTGRES));
-            };
-            let stop = stop.clone();
-            let thread = std::thread::Builder::new()
-                .name("backup-capture".into())
-                .spawn(move || {
-                    let mut overlay = Overlay::new();
-                    loop {
-                        match events.next_timeout(std::time::Duration::from_millis(5)) {
-                            Ok(sled::Event::Insert { key, value }) => {
-                                overlay.insert(key.to_vec(), Some(value.to_vec()));
-                            }
-                            Ok(sled::Event::Remove { key }) => {
-                                overlay.insert(key.to_vec(), None);
-                            }
-                            // Nothing queued: after the cut, everything before it was taken.
-                            Err(_) if stop.load(std::sync::atomic::Ordering::Acquire) => {
-                                return overlay
-                            }
-                            Err(_) => {}
-                        }
-                    }
-                })?;
-            threads.push((name.clone(), thread));
-        }
-        Ok(Capture { stop, threads })
-    }
-
-    /// Stops recording (call with the gate closed: the cut) and returns each tree's changes.
-    fn finish(self) -> io::Result<std::collections::HashMap<String, Overlay>> {
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
-        self.threads
-            .into_iter()
-            .map(|(name, t)| {
-                t.join()
-                    .map(|o| (name, o))
-                    .map_err(|_| io::Error::other("a backup capture thread panicked"))
-            })
-            .collect()
-    }
-}
 
 /// A `Write` that hands what is written, in chunks of `CHUNK` bytes, to an async receiver (the
 /// backup endpoint's response body). It blocks while the receiver holds enough chunks, so the
@@ -190,18 +120,6 @@ impl Write for ChunkSender {
     }
 }
 
-/// A temp file in the data dir, unlinked at once (the open file is all a backup needs).
-fn scratch(data_dir: &Path) -> io::Result<File> {
-    let path = data_dir.join(format!(".backup-{}.tmp", crate::model::new_id()));
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
-    std::fs::remove_file(&path)?;
-    Ok(file)
-}
-
 /// The bytes `put_pair` writes for `k` and `v`.
 fn pair_len(k: &[u8], v: &[u8]) -> u64 {
     8 + k.len() as u64 + v.len() as u64
@@ -215,31 +133,14 @@ fn put_pair<W: Write>(out: &mut W, k: &[u8], v: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn get_pair<R: Read>(r: &mut R) -> io::Result<Option<(Vec<u8>, Vec<u8>)>> {
-    let mut part = || -> io::Result<Option<Vec<u8>>> {
-        let mut len = [0u8; 4];
-        match r.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
-        }
-        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
-        r.read_exact(&mut buf)?;
-        Ok(Some(buf))
-    };
-    match (part()?, part()?) {
-        (Some(k), Some(v)) => Ok(Some((k, v))),
-        (None, _) => Ok(None),
-        (Some(_), None) => Err(invalid("truncated backup dump")),
-    }
-}
-
 /// Writes a backup of `store` (opened on `data_dir`) to `out`. A running server passes its write
-/// gate (see `Capture`); offline, nothing else writes and the trees are dumped as they are.
+/// gate, closed while the dump takes its moment (see `kv::Db::dump`); offline, nothing else
+/// writes.
 pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io::Result<W> {
     let _gc = store
         .blobs_in_use()
         .map_err(|e| io::Error::other(e.to_string()))?;
+    store.check_dump().map_err(unsupported)?;
     let mut tar = tar::Builder::new(out);
     tar.mode(tar::HeaderMode::Deterministic);
     let manifest = Manifest {
@@ -253,38 +154,25 @@ pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io
         &serde_json::to_vec_pretty(&manifest)?,
         0o600,
     )?;
-    if !store.is_embedded() {
-        return Err(io::Error::new(io::ErrorKind::Unsupported, ON_POSTGRES));
-    }
-    let trees = store.trees_for_backup()?;
     let began = std::time::Instant::now();
-    // On redb, one snapshot taken with the gate closed (no request half done) is the whole
-    // database at that moment: it is read straight into the archive while writes go on.
-    let snapshot = match store.takes_snapshots() {
-        true => {
-            let _closed = gate.as_ref().map(|g| g.blocking_write());
-            store.snapshot().transpose()?
-        }
-        false => None,
-    };
-    match snapshot {
-        Some(snapshot) => {
-            tracing::info!(
-                start_held_ms = began.elapsed().as_secs_f64() * 1000.0,
-                cut_held_ms = 0.0,
-                changes = 0,
-                "backup snapshot taken"
-            );
-            for (name, _) in &trees {
-                archive_snapshot_tree(&mut tar, &snapshot, name)?;
-            }
-            tracing::info!(
-                dump_secs = began.elapsed().as_secs_f64(),
-                "backup of the database written"
-            );
-        }
-        None => archive_sled(&mut tar, data_dir, &trees, &gate)?,
+    let dump = store
+        .dump(data_dir, || gate.as_ref().map(|g| g.blocking_write()))
+        .map_err(unsupported)?;
+    let ([start, cut], changes) = dump.held();
+    tracing::info!(
+        start_held_ms = start.as_secs_f64() * 1000.0,
+        cut_held_ms = cut.as_secs_f64() * 1000.0,
+        changes,
+        "backup snapshot taken"
+    );
+    for name in dump.names().map_err(io::Error::other)? {
+        archive_tree(&mut tar, &dump, &name)?;
     }
+    tracing::info!(
+        dump_secs = began.elapsed().as_secs_f64(),
+        "backup of the database written"
+    );
+    drop(dump);
     append_dir(&mut tar, &data_dir.join("blobs"), "blobs", &|_| true)?;
     append_dir(&mut tar, data_dir, "files", &|name| {
         !SKIP.contains(&name) && !name.starts_with('.')
@@ -292,122 +180,30 @@ pub fn write<W: Write>(store: &Store, data_dir: &Path, out: W, gate: Gate) -> io
     tar.into_inner()
 }
 
-/// sled's dump: every tree read while writes go on, the changes recorded meanwhile (see
-/// `Capture`) applied up to the cut, each tree then archived.
-fn archive_sled<W: Write>(
-    tar: &mut tar::Builder<W>,
-    data_dir: &Path,
-    trees: &[(String, crate::store::Tree)],
-    gate: &Gate,
-) -> io::Result<()> {
-    use std::io::{Seek, SeekFrom};
-    let began = std::time::Instant::now();
-    // How long each closing of the gate held writes: waiting for the requests in flight, then
-    // the work done while it is closed.
-    let mut held = [std::time::Duration::ZERO; 2];
-    let capture = match gate {
-        Some(g) => {
-            let _closed = g.blocking_write();
-            let capture = Capture::start(trees)?;
-            held[0] = began.elapsed();
-            Some(capture)
+/// A store error as an I/O error: a refusal (a store that cannot be dumped) keeps its words.
+fn unsupported(e: resellerd_store::error::StoreError) -> io::Error {
+    match e {
+        resellerd_store::error::StoreError::InvalidRequest(why) => {
+            io::Error::new(io::ErrorKind::Unsupported, why)
         }
-        None => None,
-    };
-    // The dump, tree after tree, while writes go on.
-    let mut dump = BufWriter::new(scratch(data_dir)?);
-    let mut segments = Vec::with_capacity(trees.len());
-    let mut at = 0u64;
-    for (name, tree) in trees {
-        let start = at;
-        for pair in tree.iter() {
-            let (k, v) = pair.map_err(io::Error::other)?;
-            put_pair(&mut dump, &k, &v)?;
-            at += pair_len(&k, &v);
-        }
-        segments.push((name.clone(), start, at - start));
+        e => io::Error::other(e.to_string()),
     }
-    let dumped = began.elapsed();
-    let mut overlays = match (capture, gate) {
-        (Some(capture), Some(g)) => {
-            let closing = std::time::Instant::now();
-            let _closed = g.blocking_write();
-            let overlays = capture.finish()?;
-            held[1] = closing.elapsed();
-            overlays
-        }
-        _ => Default::default(),
-    };
-    tracing::info!(
-        dump_secs = dumped.as_secs_f64(),
-        start_held_ms = held[0].as_secs_f64() * 1000.0,
-        cut_held_ms = held[1].as_secs_f64() * 1000.0,
-        changes = overlays.values().map(|o| o.len()).sum::<usize>(),
-        "backup snapshot taken"
-    );
-    let mut dump = dump.into_inner().map_err(|e| e.into_error())?;
-    // Each tree: its dump with the recorded changes applied (both in key order), then archived.
-    let mut merged = scratch(data_dir)?;
-    for (name, start, len) in segments {
-        let overlay = overlays.remove(&name).unwrap_or_default();
-        dump.seek(SeekFrom::Start(start))?;
-        let mut old = BufReader::new((&mut dump).take(len));
-        merged.set_len(0)?;
-        merged.rewind()?;
-        let mut out = BufWriter::new(&mut merged);
-        let mut changes = overlay.into_iter().peekable();
-        let mut next_old = get_pair(&mut old)?;
-        loop {
-            let take_change = match (&next_old, changes.peek()) {
-                (None, None) => break,
-                (Some(_), None) => false,
-                (None, Some(_)) => true,
-                (Some((k, _)), Some((ck, _))) => ck <= k,
-            };
-            if take_change {
-                let Some((ck, cv)) = changes.next() else {
-                    break;
-                };
-                if next_old.as_ref().is_some_and(|(k, _)| *k == ck) {
-                    next_old = get_pair(&mut old)?;
-                }
-                if let Some(v) = cv {
-                    put_pair(&mut out, &ck, &v)?;
-                }
-            } else if let Some((k, v)) = next_old.take() {
-                put_pair(&mut out, &k, &v)?;
-                next_old = get_pair(&mut old)?;
-            }
-        }
-        out.flush()?;
-        drop(out);
-        let size = merged.stream_position()?;
-        merged.rewind()?;
-        append_read(
-            tar,
-            &format!("db/{name}"),
-            size,
-            0o600,
-            (&mut merged).take(size),
-        )?;
-    }
-    Ok(())
 }
 
-/// Archives the tree `name` as it is in `snapshot`: one pass for its size (the tar header comes
-/// first), one streaming it. A snapshot reads the same both times.
-fn archive_snapshot_tree<W: Write>(
+/// Archives the tree `name` as it is in `dump`: one pass for its size (the tar header comes
+/// first), one streaming it. A dump reads the same both times.
+fn archive_tree<W: Write>(
     tar: &mut tar::Builder<W>,
-    snapshot: &crate::kv::redb::Snapshot,
+    dump: &crate::kv::Dump,
     name: &str,
 ) -> io::Result<()> {
     let mut size = 0u64;
-    for pair in snapshot.iter(name.as_bytes()) {
+    for pair in dump.iter(name) {
         let (k, v) = pair.map_err(io::Error::other)?;
         size += pair_len(&k, &v);
     }
     let pairs = PairReader {
-        pairs: snapshot.iter(name.as_bytes()),
+        pairs: dump.iter(name),
         buf: Vec::new(),
         at: 0,
     };
@@ -415,13 +211,13 @@ fn archive_snapshot_tree<W: Write>(
 }
 
 /// Entries as the length-prefixed pairs of a dump, read as bytes.
-struct PairReader {
-    pairs: crate::kv::redb::Iter,
+struct PairReader<'a> {
+    pairs: Box<dyn Iterator<Item = crate::kv::Result<(crate::kv::IVec, crate::kv::IVec)>> + 'a>,
     buf: Vec<u8>,
     at: usize,
 }
 
-impl Read for PairReader {
+impl Read for PairReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.at == self.buf.len() {
             let Some(pair) = self.pairs.next() else {
@@ -769,7 +565,7 @@ fn restore_into(
         check_free(data_dir, len)?;
     }
     let db_path = data_dir.join(format!(".{}.restoring", crate::store::REDB_FILE));
-    let db = crate::kv::redb::Db::open(&db_path, crate::store::DEFAULT_CACHE_MB << 20)
+    let db = crate::kv::Engine::create_file(&db_path, crate::store::DEFAULT_CACHE_MB << 20)
         .map_err(io::Error::other)?;
     let mut archive = tar::Archive::new(BufReader::new(input));
     let mut done = Restored {
@@ -869,7 +665,7 @@ fn create_with_mode(path: &Path, mode: u32) -> io::Result<BufWriter<File>> {
 }
 
 /// Reads length-prefixed key/value pairs into `tree`; returns how many.
-fn load_tree(input: &mut impl Read, tree: &crate::kv::redb::Tree) -> io::Result<u64> {
+fn load_tree(input: &mut impl Read, tree: &crate::kv::Tree) -> io::Result<u64> {
     let mut count = 0;
     let (mut batch, mut bytes) = (crate::kv::Batch::default(), 0);
     while let Some(key) = read_part(input, true, MAX_KEY)? {
@@ -879,12 +675,12 @@ fn load_tree(input: &mut impl Read, tree: &crate::kv::redb::Tree) -> io::Result<
         batch.insert(key, value);
         count += 1;
         if count % 10_000 == 0 || bytes >= BATCH_BYTES {
-            tree.apply_batch(&std::mem::take(&mut batch))
+            tree.apply_batch(std::mem::take(&mut batch))
                 .map_err(io::Error::other)?;
             bytes = 0;
         }
     }
-    tree.apply_batch(&batch).map_err(io::Error::other)?;
+    tree.apply_batch(batch).map_err(io::Error::other)?;
     Ok(count)
 }
 

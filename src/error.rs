@@ -246,8 +246,8 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<sled::Error> for ApiError {
-    fn from(e: sled::Error) -> Self {
+impl From<crate::kv::Error> for ApiError {
+    fn from(e: crate::kv::Error) -> Self {
         StoreError::from(e).into()
     }
 }

@@ -79,12 +79,7 @@ impl AppState {
         files::create_private_dir(&data_dir)
             .map_err(|e| format!("cannot create data dir {}: {e}", data_dir.display()))?;
         let mut store = settings.open_store().map_err(|e| e.to_string())?;
-        if !store.is_embedded() {
-            tracing::info!(
-                engine = store.engine(),
-                "the records are kept in PostgreSQL"
-            );
-        }
+        tracing::info!(engine = store.engine(), "the records are open");
         if let Some((remote, grace)) = settings.remote_blobs()? {
             tracing::info!(blob_store = %remote.description, "site files are kept in the blob store");
             store.blobs = store.blobs.with_remote(remote, grace);

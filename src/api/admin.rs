@@ -39,9 +39,7 @@ get, path = "/api/v1/admin/backup", tag = "operator", security(("bearer" = [])),
 )]
 async fn backup(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
     who.require_operator()?;
-    if !state.store.is_embedded() {
-        return Err(crate::error::ApiError::invalid(crate::backup::ON_POSTGRES));
-    }
+    state.store.check_dump()?;
     let gate = Some(state.store.write_gate());
     let store = state.store.clone();
     let data_dir = state.settings.data_dir();

@@ -66,7 +66,7 @@ impl OperatorAuth {
     pub fn new(data_dir: &Path, store: &Store) -> Result<Self, String> {
         let hash_path = hash_path(data_dir);
         let mut cluster = None;
-        if !store.is_embedded() {
+        if store.is_shared() {
             let local = read_hash(&hash_path)?;
             let shared = store
                 .cluster_secret(CLUSTER_SECRET, &local)

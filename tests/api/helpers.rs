@@ -146,12 +146,7 @@ fn postgres_url() -> Option<String> {
 /// for a test to edit it as an older resellerd would have left it.
 pub fn open_embedded(dir: &Path) -> resellerd::kv::Db {
     use resellerd::store::Engine;
-    match Engine::of(dir, Engine::Redb) {
-        Engine::Sled => resellerd::kv::Db::Sled(sled::open(dir.join("db")).unwrap()),
-        Engine::Redb => resellerd::kv::Db::Redb(
-            resellerd::kv::redb::Db::open(&dir.join(resellerd::store::REDB_FILE), 8 << 20).unwrap(),
-        ),
-    }
+    Engine::open(dir, 8 << 20, Engine::Redb).unwrap().0
 }
 
 /// True when this run keeps the records in PostgreSQL: tests of the embedded database's own

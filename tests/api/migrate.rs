@@ -97,3 +97,67 @@ async fn an_embedded_instance_moves_to_postgresql_and_serves_the_same() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already holds records"), "{err}");
 }
+
+/// A migrate killed at any point of its copy can simply be run again: the next run finishes
+/// it (the count and digest of every tree match), the source data dir still opens and serves,
+/// and the records serve from PostgreSQL.
+#[tokio::test]
+async fn a_migrate_killed_at_any_point_finishes_when_run_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let Some(url) = crate::helpers::database_for(&tmp.path().join("target")) else {
+        return; // the sled run: there is no PostgreSQL to migrate to
+    };
+    let mut app = TestApp::spawn_in(&dir, &["--database-url", ""]);
+    let acme = app.reseller("Acme").await;
+    let token = acme.access_token(&app, "ann@acme.test").await;
+    app.terminate();
+    // Enough records that the copy takes a while, so the kills land inside it.
+    {
+        let db = crate::helpers::open_embedded(&dir);
+        let filler = db.open_tree("migrate_filler").unwrap();
+        let mut batch = resellerd::kv::Batch::default();
+        for i in 0..60_000u32 {
+            batch.insert(i.to_be_bytes().to_vec(), vec![7u8; 100]);
+        }
+        filler.apply_batch(batch).unwrap();
+        db.flush().unwrap();
+    }
+    for wait_ms in [40u64, 150, 400, 900] {
+        let mut child = std::process::Command::new(binary())
+            .arg("migrate")
+            .arg("--from")
+            .arg(&dir)
+            .args(["--to", &url])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run resellerd migrate");
+        tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = child.kill();
+        let _ = child.wait();
+        eprintln!("migrate killed after {wait_ms} ms (finished before: {finished})");
+    }
+    let out = migrate(&dir, &url, &[]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("count and digest match"), "{said}");
+    let records: u64 = said
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default();
+    assert!(records > 60_000, "{said}");
+
+    let mut source = TestApp::spawn_in(&dir, &["--database-url", ""]);
+    source.get("/api/v1/user", &token.token).await.expect(200);
+    source.terminate();
+    let target = TestApp::spawn_in(&dir, &["--database-url", &url]);
+    target.get("/api/v1/user", &token.token).await.expect(200);
+    target.get("/api/v1/reseller", &acme.key).await.expect(200);
+}

@@ -252,6 +252,70 @@ async fn the_sweeper_removes_expired_tokens_from_every_index() {
     app.get("/api/v1/user", &secret(&lasting)).await.expect(200);
 }
 
+/// A kill -9 at any point of a sweep through a backlog (one token per batch, so the kill lands
+/// between and inside many batches) loses nothing and leaves nothing half done: after every
+/// restart each user's count equals the tokens listed for it, the lasting tokens work, and the
+/// next sweep finishes the job.
+/// Checks each user's count against its listed tokens and its lasting token (the last of
+/// `users`' pairs); returns how many expired tokens are left in all.
+async fn consistent(app: &TestApp, key: &str, users: &[(String, String)]) -> u64 {
+    let mut left = 0;
+    for (path, lasting) in users {
+        let count = token_count(app, path, key).await.as_u64().unwrap();
+        let listed = app
+            .get(&format!("{path}/access_tokens?per_page=100"), key)
+            .await
+            .expect(200);
+        let listed = listed.body.as_array().unwrap().len() as u64;
+        assert_eq!(count, listed, "{path}: the count and the list disagree");
+        assert!((1..=9).contains(&count), "{path}: {count} tokens");
+        app.get("/api/v1/user", lasting).await.expect(200);
+        left += count - 1;
+    }
+    left
+}
+
+#[tokio::test]
+async fn a_kill_9_during_a_sweep_leaves_every_index_consistent() {
+    let args = ["--token-sweep-interval", "1", "--token-sweep-batch", "1"];
+    let mut app = TestApp::spawn_with(&args).await;
+    let acme = app.reseller("Acme").await;
+    let mut users = Vec::new();
+    for u in 0..10 {
+        let email = format!("user{u}@sweep.test");
+        for _ in 0..8 {
+            issue(&app, &acme.key, &email, json!({"expires_in": 60}))
+                .await
+                .expect(201);
+        }
+        let lasting = issue(&app, &acme.key, &email, json!({"expires_in": 86_400}))
+            .await
+            .expect(201);
+        let user = lasting.body["user_id"].as_str().unwrap().to_string();
+        users.push((format!("/api/v1/users/{user}"), secret(&lasting)));
+    }
+    // The sweep starts within a second of the clock's move; kills land across it.
+    for (round, wait_ms) in [150u64, 450, 800, 1_100, 1_400].into_iter().enumerate() {
+        app.advance_clock(61).await;
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        app = app.restart().await;
+        let left = consistent(&app, &acme.key, &users).await;
+        eprintln!("round {round}: killed after {wait_ms} ms, {left} expired tokens left");
+    }
+    app.advance_clock(61).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for (path, _) in &users {
+        while token_count(&app, path, &acme.key).await != 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sweep never finished"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(consistent(&app, &acme.key, &users).await, 0);
+}
+
 #[tokio::test]
 async fn users_and_resellers_list_and_revoke_tokens() {
     let app = TestApp::spawn().await;

@@ -94,9 +94,15 @@ fn secret_with(prefix: &str) -> String {
     format!("{body}{sum}")
 }
 
+/// A new data dir on sled, the engine of every data dir before redb.
+fn sled_data_dir(dir: &Path) -> resellerd::kv::Db {
+    use resellerd::store::Engine;
+    Engine::open(dir, 8 << 20, Engine::Sled).unwrap().0
+}
+
 /// Writes a format-1 data dir: one reseller with one key and one user with one token.
 fn write_fixture(dir: &Path, secret: &str, token: &str) {
-    let db = sled::open(dir.join("db")).unwrap();
+    let db = sled_data_dir(dir);
     let t = |name: &str| db.open_tree(name).unwrap();
     let now = 1_700_000_000_000i64;
     let (rid, kid, uid) = ("01HRESELLERV1", "01HKEYV1", "01HUSERV1");
@@ -319,7 +325,7 @@ async fn a_data_dir_from_a_newer_format_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     {
-        let db = sled::open(dir.join("db")).unwrap();
+        let db = sled_data_dir(&dir);
         db.open_tree("meta")
             .unwrap()
             .insert("format", &99u32.to_be_bytes())

@@ -129,11 +129,13 @@ pub fn from_io(what: &str, e: &std::io::Error) -> StoreError {
     }
 }
 
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
+impl From<crate::kv::Error> for StoreError {
+    fn from(e: crate::kv::Error) -> Self {
         match &e {
-            sled::Error::Io(io) => from_io("store", io),
-            sled::Error::Corruption { .. } => StoreError::StorageUnavailable(format!("store: {e}")),
+            crate::kv::Error::Io(io) => from_io("store", io),
+            crate::kv::Error::Corruption(_) => {
+                StoreError::StorageUnavailable(format!("store: {e}"))
+            }
             _ => StoreError::Internal(Box::new(e)),
         }
     }

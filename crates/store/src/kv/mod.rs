@@ -1,23 +1,88 @@
 //! The ordered key-value engine under the store: redb, embedded (the default for a new data
 //! dir), sled (embedded, in data dirs made before redb), or PostgreSQL (`--database-url`). One
-//! set of types shaped like sled's (trees of byte keys in order, serializable transactions over
-//! several trees, atomic batches), so every store module is written once and runs on any. sled's value, error and transaction-result types are the
-//! common vocabulary: a PostgreSQL failure is a `sled::Error::Io`, a serialization failure a
-//! transaction conflict (the transaction runs again, as sled's do).
+//! set of types (trees of byte keys in order, serializable transactions over several trees,
+//! atomic batches), so every store module is written once and runs on any. The layer speaks its
+//! own vocabulary (`types`): each engine's module is the only place that names its types, and
+//! its open, compaction, snapshot (`Dump`) and bulk copy live there.
 
 pub mod pg;
 pub mod redb;
+pub mod sled;
+mod types;
 
-use std::ops::RangeBounds;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
 
-pub use sled::transaction::{
-    ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
-    TransactionResult, UnabortableTransactionError,
+pub use types::{
+    CompareAndSwapError, ConflictableTransactionError, ConflictableTransactionResult, Error, IVec,
+    Result, TransactionError, TransactionResult, UnabortableTransactionError,
+    UnabortableTransactionResult,
 };
 
-/// What a read or write inside a transaction returns.
-pub type UnabortableTransactionResult<T> = std::result::Result<T, UnabortableTransactionError>;
-pub use sled::{CompareAndSwapError, Error, IVec, Result};
+/// The embedded engines a data dir can be made with. A data dir keeps the one it was made with:
+/// sled's is the directory `db`, redb's the file `store.redb`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Redb,
+    Sled,
+}
+
+impl Engine {
+    /// The engine of the data dir `dir`: the one its database was made with, or `new` for a dir
+    /// with none yet.
+    pub fn of(dir: &Path, new: Engine) -> Engine {
+        // A sled compaction cut short between its renames leaves only its complete copy.
+        if dir.join(sled::DIR).is_dir() || dir.join(sled::COMPACTING).is_dir() {
+            Engine::Sled
+        } else if dir.join(redb::FILE).is_file() {
+            Engine::Redb
+        } else {
+            new
+        }
+    }
+
+    /// Opens the database of the data dir `dir` (whose lock the caller holds) on the engine it
+    /// was made with (`new` for a new one); returns it and its path. Another process holding it
+    /// is an I/O error of kind `WouldBlock`.
+    pub fn open(dir: &Path, cache_bytes: u64, new: Engine) -> Result<(Db, std::path::PathBuf)> {
+        Ok(match Engine::of(dir, new) {
+            Engine::Sled => (Db::Sled(sled::open(dir, cache_bytes)?), dir.join(sled::DIR)),
+            Engine::Redb => {
+                let path = dir.join(redb::FILE);
+                redb::remove_compaction_leftover(&path)?;
+                (Db::Redb(redb::Db::open(&path, cache_bytes)?), path)
+            }
+        })
+    }
+
+    /// Rewrites the stopped database of the data dir `dir` into a new one holding only its live
+    /// records (see each engine's `compact`); returns its size before and after.
+    pub fn compact(dir: &Path, cache_bytes: u64) -> Result<(u64, u64)> {
+        match Engine::of(dir, Engine::Sled) {
+            Engine::Redb => redb::compact(&dir.join(redb::FILE), cache_bytes),
+            Engine::Sled => sled::compact(dir, cache_bytes),
+        }
+    }
+
+    /// Makes the next start of the stopped data dir `dir` fast (sled replays its log unless
+    /// its recovery snapshot is up to date; redb's open reads two pages at any size).
+    pub fn checkpoint(dir: &Path, cache_bytes: u64) -> Result<()> {
+        match Engine::of(dir, Engine::Redb) {
+            Engine::Sled => sled::checkpoint(dir, cache_bytes),
+            Engine::Redb => Ok(()),
+        }
+    }
+
+    /// A new, empty database at `path` for a restore to fill (always redb).
+    pub fn create_file(path: &Path, cache_bytes: u64) -> Result<Db> {
+        redb::Db::open(path, cache_bytes).map(Db::Redb)
+    }
+}
+
+/// True if the data dir `dir` holds a database of either embedded engine.
+pub fn has_database(dir: &Path) -> bool {
+    dir.join(sled::DIR).is_dir() || dir.join(redb::FILE).is_file()
+}
 
 /// A database: a set of named trees.
 #[derive(Clone)]
@@ -39,7 +104,7 @@ pub enum Tree {
 /// when the closure returns Ok.
 #[derive(Clone)]
 pub enum TransactionalTree {
-    Sled(sled::transaction::TransactionalTree),
+    Sled(sled::TxTree),
     Pg(pg::TxTree),
     Redb(redb::TxTree),
 }
@@ -47,7 +112,7 @@ pub enum TransactionalTree {
 /// Writes applied to one tree atomically; the last write to a key wins.
 #[derive(Clone, Default, Debug)]
 pub struct Batch {
-    ops: Vec<(IVec, Option<IVec>)>,
+    pub(crate) ops: Vec<(IVec, Option<IVec>)>,
 }
 
 impl Batch {
@@ -59,17 +124,6 @@ impl Batch {
         self.ops.push((key.into(), None));
     }
 
-    fn to_sled(&self) -> sled::Batch {
-        let mut batch = sled::Batch::default();
-        for (k, v) in &self.ops {
-            match v {
-                Some(v) => batch.insert(k.clone(), v.clone()),
-                None => batch.remove(k.clone()),
-            }
-        }
-        batch
-    }
-
     /// The batch's final write per key, in key order.
     pub(crate) fn settled(&self) -> std::collections::BTreeMap<IVec, Option<IVec>> {
         self.ops.iter().cloned().collect()
@@ -79,7 +133,7 @@ impl Batch {
 impl Db {
     pub fn open_tree<N: AsRef<[u8]>>(&self, name: N) -> Result<Tree> {
         match self {
-            Db::Sled(db) => db.open_tree(name).map(Tree::Sled),
+            Db::Sled(db) => db.open_tree(name.as_ref()).map(Tree::Sled),
             Db::Pg(db) => db.open_tree(name.as_ref()).map(Tree::Pg),
             Db::Redb(db) => db.open_tree(name.as_ref()).map(Tree::Redb),
         }
@@ -87,7 +141,7 @@ impl Db {
 
     pub fn drop_tree<N: AsRef<[u8]>>(&self, name: N) -> Result<bool> {
         match self {
-            Db::Sled(db) => db.drop_tree(name),
+            Db::Sled(db) => db.drop_tree(name.as_ref()),
             Db::Pg(db) => db.drop_tree(name.as_ref()),
             Db::Redb(db) => db.drop_tree(name.as_ref()),
         }
@@ -137,7 +191,7 @@ impl Db {
     /// The default tree's value under `key` (a health check reads it).
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
         match self {
-            Db::Sled(db) => db.get(key),
+            Db::Sled(db) => db.default_tree().get(key.as_ref()),
             Db::Pg(db) => db.default_tree()?.get(key.as_ref()),
             Db::Redb(db) => db.default_tree().get(key.as_ref()),
         }
@@ -145,7 +199,7 @@ impl Db {
 
     pub fn insert<K: AsRef<[u8]>, V: Into<IVec>>(&self, key: K, value: V) -> Result<Option<IVec>> {
         match self {
-            Db::Sled(db) => db.insert(key, value),
+            Db::Sled(db) => db.default_tree().insert(key.as_ref(), value.into()),
             Db::Pg(db) => db.default_tree()?.insert(key.as_ref(), value.into()),
             Db::Redb(db) => db.default_tree().insert(key.as_ref(), value.into()),
         }
@@ -203,12 +257,61 @@ impl Db {
         }
     }
 
-    /// A snapshot of every tree at this moment (redb only: a backup reads one while writes go
-    /// on).
-    pub fn snapshot(&self) -> Option<Result<redb::Snapshot>> {
+    /// Every tree as it is at one moment, read while writes go on: a backup's copy. `hold`
+    /// returns a guard under which no write is half done (the store's write gate); it is held
+    /// for milliseconds. `scratch` is a directory for what an engine must spill (sled has no
+    /// snapshots). PostgreSQL answers `Unsupported`: its own tools back it up.
+    pub fn dump<G>(&self, scratch: &Path, hold: impl Fn() -> G) -> Result<Dump> {
         match self {
-            Db::Redb(db) => Some(db.snapshot()),
-            Db::Sled(_) | Db::Pg(_) => None,
+            Db::Redb(db) => {
+                let began = std::time::Instant::now();
+                let snapshot = {
+                    let _held = hold();
+                    db.snapshot()?
+                };
+                Ok(Dump::Redb(snapshot, began.elapsed()))
+            }
+            Db::Sled(db) => db.dump(scratch, hold).map(Dump::Sled),
+            Db::Pg(_) => Err(Error::Unsupported(pg::NO_DUMP.into())),
+        }
+    }
+
+    /// True if other processes write this database too (PostgreSQL): caches must hear their
+    /// changes, and secrets every node shares are kept in it.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Db::Pg(_))
+    }
+}
+
+/// Every tree of a database at one moment (see `Db::dump`).
+pub enum Dump {
+    Redb(redb::Snapshot, std::time::Duration),
+    Sled(sled::Dump),
+}
+
+impl Dump {
+    /// The trees there were at that moment.
+    pub fn names(&self) -> Result<Vec<String>> {
+        match self {
+            Dump::Redb(s, _) => s.names(),
+            Dump::Sled(d) => Ok(d.names()),
+        }
+    }
+
+    /// The entries of the tree `name` at that moment, in key order; each call reads them again.
+    pub fn iter(&self, name: &str) -> Box<dyn Iterator<Item = Result<(IVec, IVec)>> + '_> {
+        match self {
+            Dump::Redb(s, _) => Box::new(s.iter(name.as_bytes())),
+            Dump::Sled(d) => d.iter(name),
+        }
+    }
+
+    /// How long writers were held (at the start and at the cut), and how many changes made
+    /// meanwhile were laid over the copy: for the log.
+    pub fn held(&self) -> ([std::time::Duration; 2], usize) {
+        match self {
+            Dump::Redb(_, held) => ([*held, std::time::Duration::ZERO], 0),
+            Dump::Sled(d) => (d.held, d.changes),
         }
     }
 }
@@ -216,7 +319,7 @@ impl Db {
 impl Tree {
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
         match self {
-            Tree::Sled(t) => t.get(key),
+            Tree::Sled(t) => t.get(key.as_ref()),
             Tree::Pg(t) => t.get(key.as_ref()),
             Tree::Redb(t) => t.get(key.as_ref()),
         }
@@ -224,7 +327,7 @@ impl Tree {
 
     pub fn insert<K: AsRef<[u8]>, V: Into<IVec>>(&self, key: K, value: V) -> Result<Option<IVec>> {
         match self {
-            Tree::Sled(t) => t.insert(key, value),
+            Tree::Sled(t) => t.insert(key.as_ref(), value.into()),
             Tree::Pg(t) => t.insert(key.as_ref(), value.into()),
             Tree::Redb(t) => t.insert(key.as_ref(), value.into()),
         }
@@ -232,7 +335,7 @@ impl Tree {
 
     pub fn remove<K: AsRef<[u8]>>(&self, key: K) -> Result<Option<IVec>> {
         match self {
-            Tree::Sled(t) => t.remove(key),
+            Tree::Sled(t) => t.remove(key.as_ref()),
             Tree::Pg(t) => t.remove(key.as_ref()),
             Tree::Redb(t) => t.remove(key.as_ref()),
         }
@@ -240,7 +343,7 @@ impl Tree {
 
     pub fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> Result<bool> {
         match self {
-            Tree::Sled(t) => t.contains_key(key),
+            Tree::Sled(t) => t.contains_key(key.as_ref()),
             Tree::Pg(t) => t.get(key.as_ref()).map(|v| v.is_some()),
             Tree::Redb(t) => t.get(key.as_ref()).map(|v| v.is_some()),
         }
@@ -248,7 +351,7 @@ impl Tree {
 
     pub fn iter(&self) -> Iter {
         match self {
-            Tree::Sled(t) => Iter::Sled(t.iter()),
+            Tree::Sled(t) => Iter::Sled(t.range(Bound::Unbounded, Bound::Unbounded)),
             Tree::Pg(t) => {
                 Iter::Pg(t.range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded))
             }
@@ -260,7 +363,10 @@ impl Tree {
 
     pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
         match self {
-            Tree::Sled(t) => Iter::Sled(t.range(range)),
+            Tree::Sled(t) => {
+                let (lo, hi) = (range.start_bound(), range.end_bound());
+                Iter::Sled(t.range(lo.map(AsRef::as_ref), hi.map(AsRef::as_ref)))
+            }
             Tree::Pg(t) => {
                 let own = |b: std::ops::Bound<&K>| b.map(|k| k.as_ref().to_vec());
                 Iter::Pg(t.range(own(range.start_bound()), own(range.end_bound())))
@@ -274,7 +380,7 @@ impl Tree {
 
     pub fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Iter {
         match self {
-            Tree::Sled(t) => Iter::Sled(t.scan_prefix(prefix)),
+            Tree::Sled(t) => Iter::Sled(t.scan_prefix(prefix.as_ref())),
             Tree::Pg(t) => {
                 use std::ops::Bound::{Excluded, Included, Unbounded};
                 let prefix = prefix.as_ref().to_vec();
@@ -329,7 +435,7 @@ impl Tree {
 
     pub fn apply_batch(&self, batch: Batch) -> Result<()> {
         match self {
-            Tree::Sled(t) => t.apply_batch(batch.to_sled()),
+            Tree::Sled(t) => t.apply_batch(&batch),
             Tree::Pg(t) => t.apply_batch(&batch),
             Tree::Redb(t) => t.apply_batch(&batch),
         }
@@ -365,7 +471,11 @@ impl Tree {
         NV: Into<IVec>,
     {
         match self {
-            Tree::Sled(t) => t.compare_and_swap(key, old, new),
+            Tree::Sled(t) => t.compare_and_swap(
+                key.as_ref(),
+                old.as_ref().map(AsRef::as_ref),
+                new.map(Into::into),
+            ),
             Tree::Pg(_) | Tree::Redb(_) => {
                 let old = old.map(|o| o.as_ref().to_vec());
                 let new: Option<IVec> = new.map(Into::into);
@@ -398,7 +508,7 @@ impl Tree {
         IVec: From<V>,
     {
         match self {
-            Tree::Sled(t) => t.update_and_fetch(key, f),
+            Tree::Sled(t) => t.update_and_fetch(key.as_ref(), |old| f(old).map(IVec::from)),
             Tree::Pg(_) | Tree::Redb(_) => {
                 let key = key.as_ref();
                 let f = std::cell::RefCell::new(&mut f);
@@ -431,21 +541,15 @@ impl Tree {
         }
     }
 
-    /// Every change to keys under `prefix` from now on (sled only: a backup's capture).
-    pub fn watch_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> Option<sled::Subscriber> {
-        match self {
-            Tree::Sled(t) => Some(t.watch_prefix(prefix)),
-            Tree::Pg(_) | Tree::Redb(_) => None,
-        }
-    }
-
     /// Runs `f` as one transaction over this tree.
     pub fn transaction<F, A, E>(&self, f: F) -> TransactionResult<A, E>
     where
         F: Fn(&TransactionalTree) -> ConflictableTransactionResult<A, E>,
     {
         match self {
-            Tree::Sled(t) => t.transaction(|tx| f(&TransactionalTree::Sled(tx.clone()))),
+            Tree::Sled(t) => {
+                sled::transaction(&[t], |txs| f(&TransactionalTree::Sled(txs[0].clone())))
+            }
             Tree::Pg(t) => {
                 pg::transaction(t.db(), |state| f(&TransactionalTree::Pg(t.in_tx(state))))
             }
@@ -459,7 +563,7 @@ impl Tree {
 impl TransactionalTree {
     pub fn get<K: AsRef<[u8]>>(&self, key: K) -> UnabortableTransactionResult<Option<IVec>> {
         match self {
-            TransactionalTree::Sled(t) => t.get(key),
+            TransactionalTree::Sled(t) => t.get(key.as_ref()),
             TransactionalTree::Pg(t) => t.get(key.as_ref()),
             TransactionalTree::Redb(t) => t.get(key.as_ref()),
         }
@@ -473,7 +577,7 @@ impl TransactionalTree {
         V: Into<IVec>,
     {
         match self {
-            TransactionalTree::Sled(t) => t.insert(key, value).map(drop),
+            TransactionalTree::Sled(t) => t.insert(key.as_ref(), &value.into()),
             TransactionalTree::Pg(t) => {
                 t.write(key.into(), Some(value.into()));
                 Ok(())
@@ -487,7 +591,7 @@ impl TransactionalTree {
         K: AsRef<[u8]> + Into<IVec>,
     {
         match self {
-            TransactionalTree::Sled(t) => t.remove(key),
+            TransactionalTree::Sled(t) => t.remove(key.as_ref()),
             TransactionalTree::Pg(t) => t.insert(key.into(), None),
             TransactionalTree::Redb(t) => t.insert(key.as_ref(), None),
         }
@@ -495,7 +599,7 @@ impl TransactionalTree {
 
     pub fn apply_batch(&self, batch: &Batch) -> UnabortableTransactionResult<()> {
         match self {
-            TransactionalTree::Sled(t) => t.apply_batch(&batch.to_sled()),
+            TransactionalTree::Sled(t) => t.apply_batch(batch),
             TransactionalTree::Pg(t) => {
                 for (k, v) in batch.settled() {
                     t.write(k, v);
@@ -578,9 +682,9 @@ macro_rules! transactional_tuple {
             {
                 let ($($t,)+) = *self;
                 if let ($(Tree::Sled($t),)+) = ($($t,)+) {
-                    use sled::Transactional as _;
-                    return ($($t,)+).transaction(|($($t,)+)| {
-                        f(&($(TransactionalTree::Sled($t.clone()),)+))
+                    return sled::transaction(&[$($t),+], |txs| {
+                        let mut txs = txs.iter().cloned().map(TransactionalTree::Sled);
+                        f(&($(transactional_tuple!(@next txs $t),)+))
                     });
                 }
                 if let ($(Tree::Pg($t),)+) = ($($t,)+) {
@@ -600,6 +704,9 @@ macro_rules! transactional_tuple {
         }
     };
     (@view $t:ident) => { TransactionalTree };
+    (@next $txs:ident $t:ident) => {
+        $txs.next().expect("one transactional tree per tree")
+    };
     (@tree $l:lifetime $t:ident) => { &$l Tree };
     (@first $first:ident $(, $rest:ident)*) => { $first };
 }
@@ -624,9 +731,9 @@ impl<E> Transactional<E> for [&Tree] {
             _ => None,
         });
         if let Some(trees) = sled {
-            use sled::Transactional as _;
-            return trees[..]
-                .transaction(|v| f(&v.iter().cloned().map(TransactionalTree::Sled).collect()));
+            return sled::transaction(&trees, |v| {
+                f(&v.iter().cloned().map(TransactionalTree::Sled).collect())
+            });
         }
         let pg = all(self, |t| match t {
             Tree::Pg(t) => Some(t),
@@ -920,7 +1027,7 @@ pub(crate) mod tests {
 
     fn answers_as_sled_does(other: Db) {
         let pg = other;
-        let sled = Db::Sled(sled::Config::new().temporary(true).open().unwrap());
+        let sled = Db::Sled(sled::temporary().unwrap());
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let key = |rng: &mut rand::rngs::StdRng| -> Vec<u8> {
             let len = rng.gen_range(0..4);

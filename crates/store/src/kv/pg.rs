@@ -28,6 +28,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
 /// The schema, one migration per version, applied in order.
+/// Why a database on PostgreSQL has no dump: its own tools back it up.
+pub const NO_DUMP: &str = "the store is in PostgreSQL: back it up with pg_dump, and the blob \
+     store with its own tools (resellerd backup copies an embedded data dir)";
+
 const MIGRATIONS: &[&str] = &[
     // 1: named trees and their entries.
     "CREATE TABLE kv_trees (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name bytea NOT NULL UNIQUE);

@@ -463,6 +463,12 @@ fn hold_ladder(db: std::sync::Weak<Inner>, snapshot: mpsc::Receiver<()>) {
 }
 
 impl Snapshot {
+    /// The trees there were at the snapshot's moment.
+    pub fn names(&self) -> Result<Vec<String>> {
+        let tables = self.tx.list_tables().map_err(to_error)?;
+        Ok(tables.map(|t| t.name().to_string()).collect())
+    }
+
     /// The entries of the tree `name` in this snapshot.
     pub fn iter(&self, name: &[u8]) -> Iter {
         let range = tree_name(name).and_then(|name| match self.tx.open_table(table(&name)) {

@@ -237,7 +237,7 @@ pub enum OpenError {
     #[error("the data directory {0} is in use by another resellerd process (only one may serve it at a time; {0}/server.json names its pid and addresses): stop it first, or use another --data-dir")]
     Locked(String),
     #[error("cannot open the database in {0}: {1}")]
-    Other(String, sled::Error),
+    Other(String, crate::kv::Error),
     #[error("the data directory {0} was written by a newer resellerd (data format {1}; this one reads up to {DATA_FORMAT}): upgrade resellerd or restore a backup")]
     TooNew(String, u32),
     #[error("cannot upgrade the data directory from data format {0}: {1}")]
@@ -248,33 +248,7 @@ pub enum OpenError {
     Settings(String),
 }
 
-/// The embedded engines a data dir can be made with. A data dir keeps the one it was made with:
-/// sled's is the directory `db`, redb's the file `store.redb`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Engine {
-    Redb,
-    Sled,
-}
-
-impl Engine {
-    /// The engine of the data dir `dir`: the one its database was made with, or `new` for a dir
-    /// with none yet.
-    pub fn of(dir: &Path, new: Engine) -> Engine {
-        // A sled compaction cut short between its renames leaves only its complete copy.
-        if dir.join("db").is_dir() || dir.join(COMPACTING).is_dir() {
-            Engine::Sled
-        } else if dir.join(crate::kv::redb::FILE).is_file() {
-            Engine::Redb
-        } else {
-            new
-        }
-    }
-}
-
-/// True if the data dir `dir` holds a database of either embedded engine.
-pub fn has_database(dir: &Path) -> bool {
-    dir.join("db").is_dir() || dir.join(crate::kv::redb::FILE).is_file()
-}
+pub use crate::kv::{has_database, Engine};
 
 /// The data dir's format, kept in the `meta` tree. Data dirs from before the marker existed are
 /// format 1. Each record also carries its own schema version byte (see `codec`).
@@ -325,54 +299,12 @@ fn open_kv(
     cache_bytes: u64,
     new: Engine,
 ) -> Result<(crate::kv::Db, std::path::PathBuf), OpenError> {
-    Ok(match Engine::of(dir, new) {
-        Engine::Sled => (
-            crate::kv::Db::Sled(open_db(dir, cache_bytes)?),
-            dir.join("db"),
-        ),
-        Engine::Redb => {
-            let path = dir.join(crate::kv::redb::FILE);
-            let failed = |e| OpenError::Other(path.display().to_string(), e);
-            crate::kv::redb::remove_compaction_leftover(&path).map_err(failed)?;
-            let db = crate::kv::redb::Db::open(&path, cache_bytes).map_err(failed)?;
-            (crate::kv::Db::Redb(db), path)
+    Engine::open(dir, cache_bytes, new).map_err(|e| match e {
+        crate::kv::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            OpenError::Locked(dir.display().to_string())
         }
+        e => OpenError::Other(dir.display().to_string(), e),
     })
-}
-
-/// Opens the sled database of the data dir `dir`, first settling a compaction a crash cut
-/// short (unless a compaction is running: then the database is its to open, and the open
-/// below reports the dir as in use).
-fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
-    let path = dir.join("db");
-    let io = |e: std::io::Error| OpenError::Other(path.display().to_string(), e.into());
-    if let Some(_compaction) = compaction_lock(dir).map_err(io)? {
-        settle_compaction(dir).map_err(io)?;
-    }
-    open_sled(dir, cache_bytes)
-}
-
-/// How every sled database of a data dir is opened (`db`, and a compaction's copy).
-fn sled_config(path: &Path, cache_bytes: u64) -> sled::Config {
-    sled::Config::new()
-        .path(path)
-        .cache_capacity(cache_bytes)
-        .mode(sled::Mode::HighThroughput)
-}
-
-fn open_sled(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
-    let path = dir.join("db");
-    sled_config(&path, cache_bytes)
-        .open()
-        .map_err(|e| match &e {
-            sled::Error::Io(io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("lock") =>
-            {
-                OpenError::Locked(dir.display().to_string())
-            }
-            _ => OpenError::Other(path.display().to_string(), e),
-        })
 }
 
 /// Takes the lock of the data dir `dir` (an advisory lock on `.lock` in it, gone with the
@@ -394,112 +326,18 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, OpenError> {
     }
 }
 
-/// Where `compact` builds the new database, and where the old one waits to be removed.
-const COMPACTING: &str = "db.compacting";
-const COMPACTED_OLD: &str = "db.old";
-
-/// The compaction lock of the data dir `dir` (an advisory lock on a file in it, gone with the
-/// process that held it), or None if another process holds it.
-fn compaction_lock(dir: &Path) -> std::io::Result<Option<std::fs::File>> {
-    use rustix::fs::{flock, FlockOperation};
-    if !dir.exists() {
-        return Ok(None);
-    }
-    let file = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(".compaction.lock"))?;
-    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Some(file)),
-        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Finishes or undoes a compaction that a crash interrupted. The new database is renamed to
-/// `db` only once it is complete and flushed, so: with `db` present, a `db.compacting` is
-/// unfinished (removed) and a `db.old` is the replaced one (removed); with `db` missing, the
-/// crash fell between the two renames and `db.compacting` is complete (renamed into place).
-fn settle_compaction(dir: &Path) -> std::io::Result<()> {
-    let (db, new, old) = (
-        dir.join("db"),
-        dir.join(COMPACTING),
-        dir.join(COMPACTED_OLD),
-    );
-    if !db.exists() && new.exists() && old.exists() {
-        std::fs::rename(&new, &db)?;
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    for leftover in [new, old] {
-        if leftover.exists() {
-            std::fs::remove_dir_all(leftover)?;
-        }
-    }
-    Ok(())
-}
-
 impl Store {
     /// Rewrites the database of the stopped data dir `dir` into a new one holding only its live
-    /// records, and puts it in place of the old one; returns the database's size in bytes
-    /// before and after. sled reuses the space of deleted records but gives a file back only
-    /// from its end, so after a burst of short-lived records (expired tokens) the file stays
-    /// at its peak until this runs. Crash-safe: see `settle_compaction`.
+    /// records, and puts it in place of the old one (see `kv::Engine::compact`); returns the
+    /// database's size in bytes before and after.
     pub fn compact(dir: &Path, cache_bytes: u64) -> Result<(u64, u64), OpenError> {
-        if Engine::of(dir, Engine::Sled) == Engine::Redb {
-            let _lock = lock_data_dir(dir)?;
-            let path = dir.join(crate::kv::redb::FILE);
-            return crate::kv::redb::compact(&path, cache_bytes)
-                .map_err(|e| OpenError::Other(path.display().to_string(), e));
-        }
-        let path = dir.join("db");
-        let failed = |e: sled::Error| OpenError::Other(path.display().to_string(), e);
-        let io = |e: std::io::Error| failed(e.into());
-        if !path.exists() && !dir.join(COMPACTING).exists() {
-            return Err(io(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "there is no database here",
-            )));
-        }
-        // Held throughout, so that no other open settles (removes) the copy being built.
-        let Some(_compaction) = compaction_lock(dir).map_err(io)? else {
-            return Err(OpenError::Locked(dir.display().to_string()));
-        };
-        settle_compaction(dir).map_err(io)?;
-        let before = crate::files::dir_size(&path);
-        {
-            let old = open_sled(dir, cache_bytes)?;
-            let new = sled_config(&dir.join(COMPACTING), cache_bytes)
-                .open()
-                .map_err(failed)?;
-            for name in old.tree_names() {
-                let (from, to) = (
-                    old.open_tree(&name).map_err(failed)?,
-                    new.open_tree(&name).map_err(failed)?,
-                );
-                let mut batch = sled::Batch::default();
-                let mut n = 0;
-                for kv in from.iter() {
-                    let (k, v) = kv.map_err(failed)?;
-                    batch.insert(k, v);
-                    n += 1;
-                    if n % 10_000 == 0 {
-                        to.apply_batch(std::mem::take(&mut batch)).map_err(failed)?;
-                    }
-                }
-                to.apply_batch(batch).map_err(failed)?;
+        let _lock = lock_data_dir(dir)?;
+        Engine::compact(dir, cache_bytes).map_err(|e| match e {
+            crate::kv::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                OpenError::Locked(dir.display().to_string())
             }
-            new.flush().map_err(failed)?;
-        }
-        std::fs::rename(&path, dir.join(COMPACTED_OLD)).map_err(io)?;
-        std::fs::rename(dir.join(COMPACTING), &path).map_err(io)?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-        std::fs::remove_dir_all(dir.join(COMPACTED_OLD)).map_err(io)?;
-        // The new database's recovery snapshot, so its first start replays nothing.
-        drop(open_sled(dir, cache_bytes)?);
-        Ok((before, crate::files::dir_size(&path)))
+            e => OpenError::Other(dir.display().to_string(), e),
+        })
     }
 }
 
@@ -519,10 +357,12 @@ impl Store {
     /// a crash the next start replays the log, as it must.
     /// redb needs none: its open reads two pages at any size.
     pub fn checkpoint(dir: &Path, cache_bytes: u64) -> Result<(), OpenError> {
-        match Engine::of(dir, Engine::Redb) {
-            Engine::Sled => open_db(dir, cache_bytes).map(drop),
-            Engine::Redb => Ok(()),
-        }
+        Engine::checkpoint(dir, cache_bytes).map_err(|e| match e {
+            crate::kv::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                OpenError::Locked(dir.display().to_string())
+            }
+            e => OpenError::Other(dir.display().to_string(), e),
+        })
     }
 
     /// Opens the store with a page cache of `cache_bytes` (a new data dir gets redb).
@@ -816,7 +656,7 @@ impl Store {
     /// token's hash): embedded, `local` (the data dir's own file); on PostgreSQL, the one in the
     /// database, which the first node to start stored from its own `local`.
     pub fn cluster_secret(&self, name: &str, local: &[u8]) -> StoreResult<Vec<u8>> {
-        if self.is_embedded() {
+        if !self.is_shared() {
             return Ok(local.to_vec());
         }
         Ok(
@@ -833,7 +673,7 @@ impl Store {
 
     /// The secret `name` as the database holds it now (`None` embedded or if none was stored).
     pub fn stored_cluster_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        if self.is_embedded() {
+        if !self.is_shared() {
             return Ok(None);
         }
         Ok(self.t.meta.get(secret_key(name))?.map(|v| v.to_vec()))
@@ -841,7 +681,7 @@ impl Store {
 
     /// Replaces the secret `name` every node uses (nothing embedded).
     pub fn set_cluster_secret(&self, name: &str, value: &[u8]) -> StoreResult<()> {
-        if !self.is_embedded() {
+        if self.is_shared() {
             self.t.meta.insert(secret_key(name), value)?;
         }
         Ok(())
@@ -907,7 +747,7 @@ impl Store {
         let (subscriptions, endpoints) = (self.subscriptions.clone(), self.t.webhooks.clone());
         let (any_limits, settings) = (self.any_limits.clone(), self.t.plan_settings.clone());
         let hooks = self.hooks.clone();
-        if !self.is_embedded() {
+        if self.is_shared() {
             // The backstop for an announcement that never left (its node killed between the
             // commit and the notice): no cached credential or host outlives `CACHE_EXPIRY`.
             let generations = [hosts.clone(), credentials.clone()];
@@ -960,17 +800,23 @@ impl Store {
         self.write_gate.clone()
     }
 
-    /// Every tree of the database by name, for a backup.
-    pub fn trees_for_backup(&self) -> std::io::Result<Vec<(String, crate::kv::Tree)>> {
-        self.audit_log
-            .write_pending()
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let mut out = Vec::new();
-        for name in self.db.tree_names() {
-            let tree = self.db.open_tree(&name).map_err(std::io::Error::other)?;
-            out.push((String::from_utf8_lossy(&name).into_owned(), tree));
+    /// Every tree as it is at one moment, read while writes go on (see `kv::Db::dump`): the
+    /// audit entries still queued are written first. `hold` returns a guard under which no write
+    /// is half done (the write gate); `scratch` is a directory for what the engine must spill.
+    pub fn dump<G>(&self, scratch: &Path, hold: impl Fn() -> G) -> StoreResult<crate::kv::Dump> {
+        self.audit_log.write_pending()?;
+        self.db.dump(scratch, hold).map_err(|e| match e {
+            crate::kv::Error::Unsupported(why) => StoreError::InvalidRequest(why),
+            e => e.into(),
+        })
+    }
+
+    /// Refused (`InvalidRequest`, saying what to use instead) if this store cannot be dumped.
+    pub fn check_dump(&self) -> StoreResult<()> {
+        match self.db.is_shared() {
+            true => Err(StoreError::InvalidRequest(crate::kv::pg::NO_DUMP.into())),
+            false => Ok(()),
         }
-        Ok(out)
     }
 
     /// Which engine holds the records: `redb`, `sled` or `postgresql`.
@@ -978,20 +824,10 @@ impl Store {
         self.db.engine()
     }
 
-    /// True on an embedded engine (redb or sled, one process per data dir); false on
-    /// PostgreSQL, which other processes may share.
-    pub fn is_embedded(&self) -> bool {
-        matches!(self.db, crate::kv::Db::Sled(_) | crate::kv::Db::Redb(_))
-    }
-
-    /// True if `snapshot` gives one (redb).
-    pub fn takes_snapshots(&self) -> bool {
-        matches!(self.db, crate::kv::Db::Redb(_))
-    }
-
-    /// A snapshot of every tree at this moment, on redb (see `kv::Db::snapshot`).
-    pub fn snapshot(&self) -> Option<std::io::Result<crate::kv::redb::Snapshot>> {
-        self.db.snapshot().map(|s| s.map_err(std::io::Error::other))
+    /// True if other processes share this store (PostgreSQL): secrets every node uses are kept
+    /// in it, and caches hear the other nodes' changes.
+    pub fn is_shared(&self) -> bool {
+        self.db.is_shared()
     }
 
     /// On redb: (bytes of keys and values, bytes of allocated pages).
@@ -1307,27 +1143,4 @@ pub(crate) fn window(
         before,
         after,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A running compaction's half-built copy is not settled (removed) by another open; once no
-    /// compaction holds the lock, the next open removes it.
-    #[test]
-    fn an_open_leaves_a_running_compactions_copy_alone() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path();
-        Store::checkpoint(dir, 8 << 20).unwrap();
-        let copy = dir.join(COMPACTING);
-        std::fs::create_dir(&copy).unwrap();
-        let running = compaction_lock(dir).unwrap().expect("the lock is free");
-        assert!(compaction_lock(dir).unwrap().is_none(), "held once");
-        Store::checkpoint(dir, 8 << 20).unwrap();
-        assert!(copy.exists(), "a running compaction's copy is kept");
-        drop(running);
-        Store::checkpoint(dir, 8 << 20).unwrap();
-        assert!(!copy.exists(), "an abandoned copy is removed");
-    }
 }

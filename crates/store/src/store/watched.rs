@@ -118,14 +118,14 @@ mod tests {
 
     #[test]
     fn a_write_bumps_once_it_is_done_unless_it_keeps_the_caches() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
+        let db = crate::kv::sled::temporary().unwrap();
         let kv = crate::kv::Db::Sled(db.clone());
         let (hosts, credentials) = (
             Generation::new("hosts", &kv),
             Generation::new("credentials", &kv),
         );
         let tree = Watched::new(
-            crate::kv::Tree::Sled(db.open_tree("t").unwrap()),
+            crate::kv::Tree::Sled(db.open_tree(b"t").unwrap()),
             &[&hosts, &credentials],
         );
         {
