@@ -8,9 +8,10 @@ use crate::model::Timestamp;
 use crate::store::domains::{Domain, DomainStatus};
 use crate::store::resellers::Reseller;
 use crate::store::Store;
-use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
-use hickory_resolver::error::ResolveErrorKind;
-use hickory_resolver::TokioAsyncResolver;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::TokioResolver;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +31,7 @@ pub fn backoff(interval: Duration, misses: u32) -> Duration {
 }
 
 pub struct Verifier {
-    resolver: TokioAsyncResolver,
+    resolver: TokioResolver,
     interval: Duration,
     deadline: Duration,
 }
@@ -47,17 +48,32 @@ impl Verifier {
         opts.cache_size = 0;
         opts.timeout = Duration::from_secs(3);
         opts.attempts = 2;
-        let resolver = match server {
+        let config = match server {
             Some(addr) => {
-                let group = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
-                TokioAsyncResolver::tokio(ResolverConfig::from_parts(None, vec![], group), opts)
+                let on_port = |mut c: ConnectionConfig| {
+                    c.port = addr.port();
+                    c
+                };
+                let server = NameServerConfig::new(
+                    addr.ip(),
+                    true,
+                    vec![
+                        on_port(ConnectionConfig::udp()),
+                        on_port(ConnectionConfig::tcp()),
+                    ],
+                );
+                ResolverConfig::from_parts(None, vec![], vec![server])
             }
             None => {
-                let (config, _) = hickory_resolver::system_conf::read_system_conf()
-                    .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?;
-                TokioAsyncResolver::tokio(config, opts)
+                hickory_resolver::system_conf::read_system_conf()
+                    .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?
+                    .0
             }
         };
+        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(opts)
+            .build()
+            .map_err(|e| format!("cannot set up the DNS resolver: {e}"))?;
         Ok(Verifier {
             resolver,
             interval: interval.max(Duration::from_secs(1)),
@@ -70,7 +86,7 @@ impl Verifier {
     pub async fn probe(&self) -> Result<(), String> {
         match self.resolver.txt_lookup("_resellerd-doctor.example.").await {
             Ok(_) => Ok(()),
-            Err(e) if matches!(e.kind(), ResolveErrorKind::NoRecordsFound { .. }) => Ok(()),
+            Err(e) if e.is_no_records_found() => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -97,19 +113,22 @@ impl Verifier {
         match lookup.await {
             Err(_) => Err(format!("no answer for {fqdn} within {CHECK_DEADLINE:?}")),
             Ok(Ok(answer)) => Ok(answer
+                .answers()
                 .iter()
+                .filter_map(|record| match &record.data {
+                    RData::TXT(txt) => Some(txt),
+                    _ => None,
+                })
                 .map(|txt| {
                     let value: Vec<u8> = txt
-                        .txt_data()
+                        .txt_data
                         .iter()
                         .flat_map(|part| part.iter().copied())
                         .collect();
                     String::from_utf8_lossy(&value).into_owned()
                 })
                 .collect()),
-            Ok(Err(e)) if matches!(e.kind(), ResolveErrorKind::NoRecordsFound { .. }) => {
-                Ok(Vec::new())
-            }
+            Ok(Err(e)) if e.is_no_records_found() => Ok(Vec::new()),
             Ok(Err(e)) => Err(format!("DNS lookup of {fqdn} failed: {e}")),
         }
     }

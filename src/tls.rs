@@ -77,15 +77,18 @@ impl ResolvesServerCert for CertResolver {
 
 /// Parses a PEM chain and key into a signing key for rustls.
 pub fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, String> {
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
+    use rustls::pki_types::pem::{Error as PemError, PemObject};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("bad certificate PEM: {e}"))?;
     if certs.is_empty() {
         return Err("no certificate found in the PEM".into());
     }
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| format!("bad key PEM: {e}"))?
-        .ok_or("no private key found in the PEM")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
+        PemError::NoItemsFound => "no private key found in the PEM".to_string(),
+        e => format!("bad key PEM: {e}"),
+    })?;
     let signer = provider()
         .key_provider
         .load_private_key(key)

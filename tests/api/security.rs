@@ -667,12 +667,15 @@ async fn rules_are_capped_at_deploy_and_cheap_to_match() {
 
 #[tokio::test]
 async fn pending_domains_are_capped_and_a_failed_one_frees_its_name() {
-    // Nothing answers DNS here: every check misses, so domains fail at the deadline.
+    // A DNS server with no record for these names: every check misses at once (a server that
+    // never answers would make each check wait for its timeouts, longer than the deadline), so
+    // domains fail at the deadline.
+    let dns = crate::pebble::ChallTestSrv::start();
     let app = TestApp::spawn_with(&[
         "--max-pending-domains",
         "2",
         "--dns-server",
-        "127.0.0.1:9",
+        &dns.dns_server(),
         "--verify-interval",
         "1",
         "--verify-deadline",

@@ -89,7 +89,8 @@ fn tls_for(
         Some(path) => {
             let pem = std::fs::read(&path)
                 .map_err(|e| bad(format!("cannot read {}: {e}", path.to_string_lossy())))?;
-            for cert in rustls_pemfile::certs(&mut &pem[..]) {
+            use rustls::pki_types::pem::PemObject;
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
                 let cert = cert.map_err(|e| bad(format!("{}: {e}", path.to_string_lossy())))?;
                 roots
                     .add(cert)

@@ -12,7 +12,7 @@
 use crate::error::{StoreError, StoreResult};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +48,10 @@ impl Remote {
         if bucket.is_empty() || bucket.contains('/') {
             return Err(bad("name one bucket: s3://bucket?endpoint=…".into()));
         }
+        // The S3 client's TLS (reqwest, built without a provider of its own) uses the process's
+        // rustls provider: ring, as everywhere else in resellerd. Set once; a second call finds
+        // it set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         let mut description = format!("s3://{bucket}");
         for pair in query.split('&').filter(|p| !p.is_empty()) {
