@@ -75,6 +75,9 @@ while [ "$(total)" -lt "$users" ]; do
 done
 n=$(total)
 peak=$(rss VmHWM)
+created_disk=$(size)
+created_per_user=$(echo "$created_disk * 1048576 / $n" | bc)
+created_n=$n
 first=${rates[0]}
 tail_n=$(( ${#rates[@]} < 3 ? ${#rates[@]} : 3 ))
 tail_avg=$(printf '%s\n' "${rates[@]: -$tail_n}" | awk '{s += $1} END {print s / NR}')
@@ -150,7 +153,11 @@ stop
 # Where the file's bytes go (redb: doctor reads its page statistics), and what compact gives back.
 space=$(./target/release/resellerd doctor --data-dir "$tmp/data" 2>&1 |
   grep -oE 'file [0-9]+ MiB on disk, pages in use [0-9]+ MiB, keys and values [0-9]+ MiB' || true)
-compacted=$(./target/release/resellerd compact --data-dir "$tmp/data" | awk '{print int($(NF-1) / 1048576)}')
+# compact prints "… compacted: BEFORE -> AFTER bytes on disk (…)".
+t0=$(date +%s.%N)
+compacted=$(./target/release/resellerd compact --data-dir "$tmp/data" |
+  grep -oE '[0-9]+ -> [0-9]+ bytes' | awk -v n="$n" '{printf "%d MiB = %d bytes per user", $3 / 1048576, $3 / n}')
+compact_secs=$(echo "$(date +%s.%N) - $t0" | bc)
 start
 
 if [ "$loop_secs" -gt 0 ]; then
@@ -229,8 +236,9 @@ peak RSS while creating                 $peak MiB  (target <= 400)
 restart (exec -> /healthz 200)          ${restart} s  (target <= 1)
 idle RSS after restart                  $idle MiB  (target <= 80)
 restart after a kill -9 under load      ${crash_restart} s, idle RSS $crash_idle MiB
-database space at $n users            ${space:-(sled: no page statistics)}; $compacted MiB after compact
-db on disk after restart                $disk MiB = $per_user bytes per user (target <= 1536)
+database space at $n users            ${space:-(sled: no page statistics)}; after compact ($compact_secs s) $compacted
+db on disk after the creates alone      $created_disk MiB at $created_n users = $created_per_user bytes per user (target <= 1536)
+db on disk after the backup's load      $disk MiB = $per_user bytes per user (free pages the snapshot kept; compact gives them back)
 GET /users first page (100)             ${first_page} s
 GET /users last page by cursor          ${last_page} s
 GET /users page=$deep by offset          ${offset_page} s  (page= is O(offset))
