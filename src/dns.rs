@@ -31,6 +31,9 @@ pub fn backoff(interval: Duration, misses: u32) -> Duration {
 }
 
 pub struct Verifier {
+    /// Checks by result (`found`, `missing`), registered with `metrics` where the app is
+    /// assembled.
+    pub checks: crate::metrics::Outcomes,
     resolver: TokioResolver,
     interval: Duration,
     deadline: Duration,
@@ -75,6 +78,7 @@ impl Verifier {
             .build()
             .map_err(|e| format!("cannot set up the DNS resolver: {e}"))?;
         Ok(Verifier {
+            checks: Default::default(),
             resolver,
             interval: interval.max(Duration::from_secs(1)),
             deadline,
@@ -163,12 +167,7 @@ impl Verifier {
             tracing::debug!(domain = %d.name, error = %e, "domain not verified yet");
         }
         let found = result.is_ok();
-        let counter = if found {
-            &crate::metrics::VERIFY_FOUND
-        } else {
-            &crate::metrics::VERIFY_MISSED
-        };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::count(&self.checks, if found { "found" } else { "missing" });
         // Applied to the record as it is after the lookup, not to the copy read before it.
         let now = Timestamp::now();
         let updated = store

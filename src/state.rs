@@ -140,6 +140,18 @@ impl AppState {
             store.flush_blocking().map_err(|e| e.to_string())?;
         }
         let limits = web::Data::new(settings.rate_limits());
+        let mut metrics = metrics::Metrics::new();
+        metrics.register(
+            "resellerd_domain_verifications",
+            "Domain TXT checks, by result.",
+            verifier.checks.clone(),
+        );
+        outbox.metrics.register(&mut metrics);
+        metrics.register(
+            "resellerd_mail_attempts",
+            "Attempts to hand a mail to the relay, by result.",
+            mailer.attempts.clone(),
+        );
         let state = AppState {
             names: settings.instance_names(),
             listening: Default::default(),
@@ -157,7 +169,7 @@ impl AppState {
                 credentials: Default::default(),
                 limits,
             }),
-            metrics: metrics::Metrics::default(),
+            metrics,
             registrar: settings.registrar()?,
             acme,
             store,

@@ -17,7 +17,6 @@ use actix_web::web;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,32 +42,46 @@ const EXCERPT: usize = 1024;
 /// Finished deliveries are kept this long, then pruned.
 const KEEP_MS: i64 = 30 * 24 * 3600 * 1000;
 
-/// Delivery attempts by result, their latency, and events dropped for a full outbox.
-#[derive(Default)]
+/// Delivery attempts by result (delivered: a 2xx; rejected: another status; failed: no
+/// answer), their latency, and events dropped for a full outbox: counted here, registered with
+/// `metrics` where the app is assembled.
 pub struct OutboxMetrics {
-    pub delivered: AtomicU64,
-    pub rejected: AtomicU64,
-    pub failed: AtomicU64,
-    pub dropped: AtomicU64,
-    pub latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    pub latency_count: AtomicU64,
-    pub latency_ms_sum: AtomicU64,
+    pub attempts: crate::metrics::Outcomes,
+    pub dropped: prometheus_client::metrics::counter::Counter,
+    pub latency: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// Upper bounds of the delivery latency histogram, in seconds.
-pub const LATENCY_BUCKETS: [f64; 8] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const LATENCY_BUCKETS: [f64; 8] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+impl Default for OutboxMetrics {
+    fn default() -> Self {
+        OutboxMetrics {
+            attempts: Default::default(),
+            dropped: Default::default(),
+            latency: prometheus_client::metrics::histogram::Histogram::new(LATENCY_BUCKETS),
+        }
+    }
+}
 
 impl OutboxMetrics {
-    fn observe(&self, latency: Duration) {
-        let secs = latency.as_secs_f64();
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_ms_sum
-            .fetch_add(latency.as_millis() as u64, Ordering::Relaxed);
+    /// Adds these to `metrics`.
+    pub fn register(&self, metrics: &mut crate::metrics::Metrics) {
+        metrics.register(
+            "resellerd_webhook_attempts",
+            "Webhook delivery attempts, by result (delivered: a 2xx; rejected: another status; failed: no answer).",
+            self.attempts.clone(),
+        );
+        metrics.register(
+            "resellerd_webhook_events_dropped",
+            "Webhook events not queued because their endpoint's outbox was full.",
+            self.dropped.clone(),
+        );
+        metrics.register(
+            "resellerd_webhook_attempt_duration_seconds",
+            "Time a webhook attempt took.",
+            self.latency.clone(),
+        );
     }
 }
 
@@ -321,7 +334,7 @@ async fn dispatch(state: &AppState) -> crate::error::ApiResult<()> {
         let dropped = store.webhooks().fan_out(&batch)?;
         if !dropped.is_empty() {
             let n = dropped.len() as u64;
-            state.outbox.metrics.dropped.fetch_add(n, Ordering::Relaxed);
+            state.outbox.metrics.dropped.inc_by(n);
             tracing::warn!(deliveries = n, webhook_id = %dropped[0], "webhook outbox full; events dropped for its endpoint");
         }
         // The deliveries are on disk before any is sent, so a crash never re-makes one under a
@@ -545,17 +558,18 @@ async fn attempt(state: &AppState, d: Delivery) -> crate::error::ApiResult<()> {
     };
     let latency = began.elapsed();
     let metrics = &state.outbox.metrics;
-    metrics.observe(latency);
+    metrics.latency.observe(latency.as_secs_f64());
     let (status, error, excerpt) = match outcome {
         Ok((status, excerpt)) => (Some(status), None, excerpt),
         Err(e) => (None, Some(e), String::new()),
     };
     let delivered = status.is_some_and(|s| (200..300).contains(&s));
-    match (delivered, status) {
-        (true, _) => metrics.delivered.fetch_add(1, Ordering::Relaxed),
-        (false, Some(_)) => metrics.rejected.fetch_add(1, Ordering::Relaxed),
-        (false, None) => metrics.failed.fetch_add(1, Ordering::Relaxed),
+    let result = match (delivered, status) {
+        (true, _) => "delivered",
+        (false, Some(_)) => "rejected",
+        (false, None) => "failed",
     };
+    crate::metrics::count(&metrics.attempts, result);
     let record = Attempt {
         at: now,
         status,

@@ -83,10 +83,25 @@ pub async fn metrics(
     who: crate::auth::Principal,
 ) -> Result<HttpResponse, ApiError> {
     who.require_operator()?;
-    let text = state
-        .metrics
-        .render(&state.store, &state.disk, &state.outbox, &state.mailer)?;
+    let store = &state.store;
+    let certificates = store
+        .certs()
+        .all()?
+        .into_iter()
+        .filter_map(|c| c.not_after.map(|t| (c.domain, t.0 / 1000)))
+        .collect();
+    let sample = crate::metrics::Sample {
+        free_bytes: state.disk.free(),
+        reserve_bytes: state.disk.reserve(),
+        leader: store.is_leader(),
+        store_failed: store.is_failed(),
+        webhook_depth: store.webhooks().pending_count(),
+        mail_depth: store.mail().pending_count() as u64,
+        flushes: crate::store::FLUSHES.load(std::sync::atomic::Ordering::Relaxed),
+        flush_micros: crate::store::FLUSH_MICROS.load(std::sync::atomic::Ordering::Relaxed),
+        certificates,
+    };
     Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(text))
+        .content_type(crate::metrics::CONTENT_TYPE)
+        .body(state.metrics.render(&sample)))
 }

@@ -19,7 +19,6 @@ use crate::store::Store;
 use crate::AppState;
 use actix_web::web;
 use lettre::AsyncTransport;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How long a mail is retried.
@@ -38,8 +37,9 @@ pub struct Mailer {
     transport: Option<Transport>,
     /// The instance's sender address (`--mail-from`).
     pub default_from: String,
-    pub sent: AtomicU64,
-    pub failed: AtomicU64,
+    /// Attempts to hand a mail to the relay, by result (`sent`, `failed`), registered with
+    /// `metrics` where the app is assembled.
+    pub attempts: crate::metrics::Outcomes,
 }
 
 impl Mailer {
@@ -64,8 +64,7 @@ impl Mailer {
         Ok(Mailer {
             transport,
             default_from,
-            sent: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
+            attempts: Default::default(),
         })
     }
 
@@ -475,11 +474,11 @@ pub async fn send_forever(state: web::Data<AppState>) {
             let result = send(&transport, &mail).await;
             let (error, next) = match result {
                 Ok(()) => {
-                    state.mailer.sent.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::count(&state.mailer.attempts, "sent");
                     (None, None)
                 }
                 Err(e) => {
-                    state.mailer.failed.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::count(&state.mailer.attempts, "failed");
                     tracing::warn!(mail = %mail.id, error = %e, "cannot send a notification mail; it is retried");
                     (Some(e), next_attempt(&mail, Timestamp::now()))
                 }

@@ -78,7 +78,12 @@ async fn prometheus_metrics_count_requests_by_route_for_the_operator() {
         .await
         .expect_error(403, "forbidden");
     let m = app.get("/metrics", &app.operator).await.expect(200);
-    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    // OpenMetrics, the Prometheus exposition format Prometheus asks for first.
+    assert!(m
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text; version=1.0.0"));
+    assert!(m.text.ends_with("# EOF\n"), "{}", m.text);
     let text = &m.text;
     assert!(
         text.contains(r#"resellerd_http_requests_total{route="/api/v1/users/{id}",method="GET",status="200"} 1"#),
@@ -88,7 +93,12 @@ async fn prometheus_metrics_count_requests_by_route_for_the_operator() {
         r#"resellerd_http_requests_total{route="/api/v1/users/{id}",method="GET",status="404"} 1"#
     ));
     assert!(!text.contains(&user.user_id), "ids never become labels");
-    assert!(text.contains("resellerd_http_request_duration_seconds_bucket{route=\"/api/v1/access_tokens\",le=\"+Inf\"} 1"));
+    assert!(
+        text.contains(
+            "resellerd_http_request_duration_seconds_bucket{le=\"+Inf\",route=\"/api/v1/access_tokens\"} 1"
+        ),
+        "{text}"
+    );
     let flushes = text
         .lines()
         .find(|l| l.starts_with("resellerd_store_flushes_total "))
