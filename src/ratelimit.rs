@@ -8,25 +8,70 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, ResponseError};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::StateStore;
+use governor::{Quota, RateLimiter};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
-/// Buckets held before idle (full) ones are dropped.
+/// Keys a limiter holds before those whose bucket is full again are dropped; if a flood of
+/// distinct keys keeps more than that partly drained, the limiter starts over empty (a reset
+/// of everyone's buckets, which only a flood from that many addresses can cause), so random
+/// addresses cannot grow memory without bound.
 const MAX_BUCKETS: usize = 100_000;
+/// Takes between two looks at the number of keys.
+const COUNT_EVERY: u32 = 256;
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+type Keyed<C> = RateLimiter<String, Shared, C, StateInformationMiddleware>;
+
+/// governor's DashMap of buckets, shared with the limiter that owns it, so a flood can be
+/// answered by starting over (governor itself only drops full buckets).
+#[derive(Clone, Default)]
+struct Shared(Arc<DashMapStateStore<String>>);
+
+impl StateStore for Shared {
+    type Key = String;
+
+    fn measure_and_replace<T, F, E>(&self, key: &String, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        self.0.measure_and_replace(key, f)
+    }
 }
 
-/// One family of token buckets: `rate` tokens a second up to `burst`. A rate of 0 disables it.
-pub struct Limiter {
+impl ShrinkableKeyedStateStore<String> for Shared {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.0.retain_recent(drop_below)
+    }
+
+    fn shrink_to_fit(&self) {
+        self.0.shrink_to_fit()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One family of token buckets (governor's GCRA, keyed): `rate` tokens a second up to `burst`.
+/// A rate of 0 disables it.
+pub struct Limiter<C: Clock = DefaultClock> {
     rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    burst: u32,
+    keyed: Option<Keyed<C>>,
+    buckets: Shared,
+    takes: AtomicU32,
 }
 
 /// The outcome of taking a token.
@@ -39,85 +84,95 @@ pub struct Verdict {
     pub wait_secs: u64,
 }
 
+impl Verdict {
+    const UNLIMITED: Verdict = Verdict {
+        allowed: true,
+        limit: 0,
+        remaining: 0,
+        wait_secs: 0,
+    };
+}
+
 impl Limiter {
     pub fn new(rate_per_sec: f64, burst: f64) -> Limiter {
+        Limiter::with_clock(rate_per_sec, burst, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> Limiter<C> {
+    /// A limiter on `clock` (tests move a fake one).
+    pub fn with_clock(rate_per_sec: f64, burst: f64, clock: C) -> Limiter<C> {
+        let burst = burst.clamp(1.0, f64::from(u32::MAX)) as u32;
+        let quota = (rate_per_sec > 0.0)
+            .then(|| Quota::with_period(std::time::Duration::from_secs_f64(1.0 / rate_per_sec)))
+            .flatten();
+        let buckets = Shared::default();
+        let keyed = quota.map(|q| {
+            let q = q.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+            Keyed::new(q, buckets.clone(), clock)
+        });
         Limiter {
             rate: rate_per_sec.max(0.0),
-            burst: burst.max(1.0),
-            buckets: Mutex::new(HashMap::new()),
+            burst,
+            keyed,
+            buckets,
+            takes: AtomicU32::new(0),
         }
     }
 
     pub fn enabled(&self) -> bool {
-        self.rate > 0.0
+        self.keyed.is_some()
     }
 
-    fn refill(&self, b: &mut Bucket, now: Instant) {
-        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
-        b.at = now;
-    }
-
-    /// Takes `cost` tokens from `key`'s bucket if it has them.
-    pub fn take(&self, key: &str, cost: f64, now: Instant) -> Verdict {
-        if !self.enabled() {
-            return Verdict {
-                allowed: true,
-                limit: 0,
-                remaining: 0,
-                wait_secs: 0,
-            };
-        }
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_BUCKETS {
-            let (rate, burst) = (self.rate, self.burst);
-            // Full buckets hold nothing worth keeping...
-            map.retain(|_, b| {
-                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst
-            });
-            // ...and if an attacker keeps that many partly drained, the least recently used
-            // half goes, so the table never grows past its bound.
-            if map.len() >= MAX_BUCKETS / 2 {
-                let mut ages: Vec<Instant> = map.values().map(|b| b.at).collect();
-                let middle = ages.len() / 2;
-                let (_, cutoff, _) = ages.select_nth_unstable(middle);
-                let cutoff = *cutoff;
-                map.retain(|_, b| b.at > cutoff);
+    /// Takes a token from `key`'s bucket if it has one.
+    pub fn take(&self, key: &str) -> Verdict {
+        let Some(keyed) = &self.keyed else {
+            return Verdict::UNLIMITED;
+        };
+        if self
+            .takes
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(COUNT_EVERY)
+            && keyed.len() >= MAX_BUCKETS
+        {
+            keyed.retain_recent();
+            if keyed.len() >= MAX_BUCKETS {
+                tracing::warn!(
+                    keys = keyed.len(),
+                    "a flood of distinct clients: a rate limiter starts over"
+                );
+                self.buckets.0.clear();
+                keyed.shrink_to_fit();
             }
         }
-        let b = map.entry(key.to_string()).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
-        self.refill(b, now);
-        let allowed = b.tokens >= cost;
-        if allowed {
-            b.tokens -= cost;
-        }
-        let missing = if allowed {
-            self.burst - b.tokens
-        } else {
-            cost - b.tokens
-        };
-        Verdict {
-            allowed,
-            limit: self.burst as u64,
-            remaining: b.tokens.max(0.0) as u64,
-            wait_secs: (missing / self.rate)
-                .ceil()
-                .max(if allowed { 0.0 } else { 1.0 }) as u64,
+        let limit = u64::from(self.burst);
+        match keyed.check_key(&key.to_string()) {
+            Ok(state) => {
+                let remaining = state.remaining_burst_capacity();
+                let missing = f64::from(self.burst.saturating_sub(remaining));
+                Verdict {
+                    allowed: true,
+                    limit,
+                    remaining: u64::from(remaining),
+                    wait_secs: (missing / self.rate).ceil() as u64,
+                }
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(keyed.clock().now());
+                Verdict {
+                    allowed: false,
+                    limit,
+                    remaining: 0,
+                    wait_secs: (wait.as_secs_f64().ceil() as u64).max(1),
+                }
+            }
         }
     }
 
-    /// True if `key` has no token left (without taking one).
-    pub fn exhausted(&self, key: &str, now: Instant) -> Option<u64> {
-        if !self.enabled() {
-            return None;
-        }
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let b = map.get_mut(key)?;
-        self.refill(b, now);
-        (b.tokens < 1.0).then(|| ((1.0 - b.tokens) / self.rate).ceil().max(1.0) as u64)
+    /// Keys held now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.keyed.as_ref().map_or(0, |k| k.len())
     }
 }
 
@@ -152,20 +207,11 @@ impl RateLimits {
         }
     }
 
-    /// Counts a failed authentication from `ip`.
-    pub fn auth_failed(&self, ip: Option<IpAddr>) {
-        if let Some(ip) = ip {
-            self.auth_failures
-                .take(&crate::http::ip_key(ip), 1.0, Instant::now());
-        }
-    }
-
-    /// Some(seconds to wait) if `ip` failed authentication too often.
-    pub fn auth_blocked(&self, ip: Option<IpAddr>) -> Option<u64> {
-        ip.and_then(|ip| {
-            self.auth_failures
-                .exhausted(&crate::http::ip_key(ip), Instant::now())
-        })
+    /// Counts a failed authentication from `ip`: Some(seconds to wait) if `ip` failed too often
+    /// (the failure is then answered 429 instead of 401, and not counted).
+    pub fn auth_failed(&self, ip: Option<IpAddr>) -> Option<u64> {
+        let verdict = self.auth_failures.take(&crate::http::ip_key(ip?));
+        (!verdict.allowed).then_some(verdict.wait_secs)
     }
 }
 
@@ -195,27 +241,19 @@ pub async fn limit(
     let Some(limits) = req.app_data::<web::Data<RateLimits>>().cloned() else {
         return next.call(req).await.map(|r| r.map_into_boxed_body());
     };
-    let now = Instant::now();
-    let unlimited = Verdict {
-        allowed: true,
-        limit: 0,
-        remaining: 0,
-        wait_secs: 0,
-    };
+    let unlimited = Verdict::UNLIMITED;
     let by_ip = if limits.per_ip.enabled() {
         let ip = crate::http::known_client_ip(req.request());
         limits
             .per_ip
-            .take(&ip.map(crate::http::ip_key).unwrap_or_default(), 1.0, now)
+            .take(&ip.map(crate::http::ip_key).unwrap_or_default())
     } else {
         unlimited
     };
     let by_credential = match req.headers().get("authorization") {
-        Some(v) if limits.per_credential.enabled() => {
-            limits
-                .per_credential
-                .take(&hex::encode(&Sha256::digest(v.as_bytes())[..16]), 1.0, now)
-        }
+        Some(v) if limits.per_credential.enabled() => limits
+            .per_credential
+            .take(&hex::encode(&Sha256::digest(v.as_bytes())[..16])),
         _ => unlimited,
     };
     let tightest = [by_ip, by_credential]
@@ -243,32 +281,61 @@ pub async fn limit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
     use std::time::Duration;
 
     #[test]
     fn the_table_stays_bounded() {
-        let l = Limiter::new(1.0, 10.0);
-        let t0 = Instant::now();
+        let clock = FakeRelativeClock::default();
+        let l = Limiter::with_clock(1.0, 10.0, clock.clone());
         for i in 0..(3 * MAX_BUCKETS) {
-            l.take(&i.to_string(), 1.0, t0 + Duration::from_micros(i as u64));
+            l.take(&i.to_string());
+            clock.advance(Duration::from_micros(1));
         }
-        assert!(l.buckets.lock().unwrap().len() <= MAX_BUCKETS);
+        assert!(
+            l.len() <= MAX_BUCKETS + COUNT_EVERY as usize,
+            "{} keys",
+            l.len()
+        );
     }
 
     #[test]
     fn buckets_refill_at_their_rate() {
-        let l = Limiter::new(1.0, 2.0);
-        let t0 = Instant::now();
-        assert!(l.take("a", 1.0, t0).allowed);
-        assert!(l.take("a", 1.0, t0).allowed);
-        let refused = l.take("a", 1.0, t0);
+        let clock = FakeRelativeClock::default();
+        let l = Limiter::with_clock(1.0, 2.0, clock.clone());
+        let first = l.take("a");
+        assert!(first.allowed);
+        assert_eq!((first.limit, first.remaining), (2, 1));
+        assert!(l.take("a").allowed);
+        let refused = l.take("a");
         assert!(!refused.allowed);
         assert_eq!(refused.wait_secs, 1);
-        assert!(l.take("b", 1.0, t0).allowed, "buckets are per key");
-        assert!(l.take("a", 1.0, t0 + Duration::from_millis(1100)).allowed);
-        assert!(
-            Limiter::new(0.0, 1.0).take("a", 1e9, t0).allowed,
-            "rate 0 disables"
+        assert!(l.take("b").allowed, "buckets are per key");
+        clock.advance(Duration::from_millis(1100));
+        assert!(l.take("a").allowed);
+        assert!(!Limiter::new(0.0, 1.0).enabled(), "rate 0 disables");
+        assert!(Limiter::new(0.0, 1.0).take("a").allowed);
+    }
+
+    /// Failed authentications: the first `burst` are counted, the next are refused (429)
+    /// until a token comes back.
+    #[test]
+    fn failures_past_the_limit_are_refused_until_a_token_returns() {
+        let limits = RateLimits::new(
+            0.0,
+            0.0,
+            PerMinute {
+                auth_failures: 3.0,
+                forms_per_ip: 0.0,
+                forms_per_site: 0.0,
+            },
         );
+        let ip = Some("192.0.2.7".parse().unwrap());
+        for _ in 0..3 {
+            assert_eq!(limits.auth_failed(ip), None);
+        }
+        let wait = limits.auth_failed(ip).expect("refused");
+        assert!((1..=20).contains(&wait), "{wait}");
+        assert_eq!(limits.auth_failed(Some("192.0.2.8".parse().unwrap())), None);
     }
 }

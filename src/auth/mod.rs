@@ -363,12 +363,9 @@ impl FromRequest for Principal {
                     return e;
                 }
                 let ip = crate::http::known_client_ip(req);
-                match state.limits.auth_blocked(ip) {
+                match state.limits.auth_failed(ip) {
                     Some(wait) => ApiError::RateLimited(wait),
-                    None => {
-                        state.limits.auth_failed(ip);
-                        e
-                    }
+                    None => e,
                 }
             }),
             None => Err(ApiError::internal("application state missing")),

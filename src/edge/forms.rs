@@ -147,14 +147,13 @@ pub(super) async fn submit_form(
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
         return Ok(resp);
     }
-    let now = std::time::Instant::now();
     let ip = crate::http::client_ip(req, &state.trusted_proxies);
     let limits = &state.limits;
     for verdict in [
         limits
             .forms_per_ip
-            .take(&ip.map(crate::http::ip_key).unwrap_or_default(), 1.0, now),
-        limits.forms_per_site.take(&site.id, 1.0, now),
+            .take(&ip.map(crate::http::ip_key).unwrap_or_default()),
+        limits.forms_per_site.take(&site.id),
     ] {
         if !verdict.allowed {
             return Ok(too_many(

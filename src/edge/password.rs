@@ -58,10 +58,7 @@ pub(super) async fn password_gate(
     }
     let ip = crate::http::client_ip(req, &state.trusted_proxies);
     let key = ip.map(crate::http::ip_key).unwrap_or_default();
-    let attempt = state
-        .limits
-        .password_attempts
-        .take(&key, 1.0, std::time::Instant::now());
+    let attempt = state.limits.password_attempts.take(&key);
     if !attempt.allowed {
         return Ok(too_many(
             "Too many attempts",
