@@ -4,13 +4,17 @@
 # GET /api/v1/users?per_page=10 and on durable POST /api/v1/access_tokens against each in turn, so
 # both see the same ups and downs of the machine. Prints requests/s and the server's CPU time
 # (user + system, from /proc) per request wrk counted: the steadier figure on 2 shared cores.
-# Usage: bench/ab.sh BINARY_A BINARY_B [rounds=3] [seconds=8] [connections=64]
+# The rate limits are off, unless LIMITED=1: then they are on, set too high to refuse anything, so
+# their cost shows.
+# Usage: [LIMITED=1] bench/ab.sh BINARY_A BINARY_B [rounds=3] [seconds=8] [connections=64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 a=$(realpath "${1:?binary A}") b=$(realpath "${2:?binary B}")
 rounds=${3:-3} secs=${4:-8} conns=${5:-64}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+limits="--rate-limit-ip 0 --rate-limit-credential 0"
+[ "${LIMITED:-0}" = 1 ] && limits="--rate-limit-ip 100000000 --rate-limit-credential 100000000"
 tmp=$(mktemp -d)
 # The servers start inside a process substitution, out of this shell's jobs: stopped by their pids.
 pids=()
@@ -19,7 +23,7 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 # start NAME BINARY: prints "URL KEY PID" of a server with a reseller and 50 users.
 start() {
   "$2" serve --data-dir "$tmp/$1" --http-addr 127.0.0.1:0 --https-addr 127.0.0.1:0 --workers "$(nproc)" \
-    --rate-limit-ip 0 --rate-limit-credential 0 > "$tmp/$1.out" 2>/dev/null &
+    $limits > "$tmp/$1.out" 2>/dev/null &
   local pid=$!
   for _ in $(seq 100); do grep -q listening "$tmp/$1.out" 2>/dev/null && break; sleep 0.1; done
   local api

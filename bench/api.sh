@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Benchmark (run by hand, not a test): wrk against authenticated GET /api/v1/users and durable
 # POST /api/v1/access_tokens, side by side with baselines from the same build: `bare_users`, a
-# minimal actix-web + sled handler doing the same work as GET /users?per_page=10 (Bearer token
-# resolved by SHA-256 in a sled tree, ten user records scanned, JSON with Link and
+# minimal actix-web + redb handler doing the same work as GET /users?per_page=10 (Bearer token
+# resolved by SHA-256 in a redb table, ten user records scanned, JSON with Link and
 # X-Total-Count), and `bare_hello` (an empty handler, for context). Also measures /healthz: the
 # cost of the middleware alone.
 # Prints the median requests/s of ROUNDS rounds (default 3; the loads take turns, so
-# they share the machine's ups and downs) and the ratios. Usage: bench/api.sh [seconds] [connections]
+# they share the machine's ups and downs) and the ratios. The rate limits are off, unless
+# LIMITED=1: then they are on, set too high to refuse anything, so their cost shows.
+# Usage: [LIMITED=1] bench/api.sh [seconds] [connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -16,12 +18,14 @@ workers=$(nproc)
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release --quiet --bin resellerd --example bare_hello --example bare_users
 
+limits="--rate-limit-ip 0 --rate-limit-credential 0"
+[ "${LIMITED:-0}" = 1 ] && limits="--rate-limit-ip 100000000 --rate-limit-credential 100000000"
 tmp=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 ./target/release/resellerd serve --data-dir "$tmp/data" --http-addr 127.0.0.1:0 --https-addr 127.0.0.1:0 \
-  --workers "$workers" --rate-limit-ip 0 --rate-limit-credential 0 > "$tmp/server.out" 2>/dev/null &
+  --workers "$workers" $limits > "$tmp/server.out" 2>/dev/null &
 ./target/release/examples/bare_hello 127.0.0.1:0 "$workers" > "$tmp/bare.out" &
 ./target/release/examples/bare_users 127.0.0.1:0 "$workers" "$tmp/bare-users" > "$tmp/same.out" &
 for _ in $(seq 100); do
