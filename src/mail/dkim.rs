@@ -1,6 +1,12 @@
 //! DKIM signatures (RFC 6376, relaxed/relaxed) with a reseller's signing key: rsa-sha256 with an
 //! RS256 key, ed25519-sha256 (RFC 8463) with an EdDSA key. The hashing and signing is ring's,
 //! through `signing::sign`.
+//!
+//! Why not lettre's DKIM (lettre sends the mail): it signs RSA with the `rsa` crate, whose private
+//! key operations are not constant-time (RUSTSEC-2023-0071, the Marvin attack, unfixed), and
+//! anyone who can make resellerd send mail (a domain event, a form) could time them. ring signs
+//! in constant time; this file is the canonicalization RFC 6376 asks for and nothing more, and
+//! `tests/api/mail.rs` checks its signatures with dkimpy, an independent verifier.
 
 use crate::store::signing::{Alg, SigningKey};
 use base64::engine::general_purpose::STANDARD;
