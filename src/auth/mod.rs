@@ -31,6 +31,7 @@ pub struct Authenticator {
 }
 
 /// The authenticated caller.
+#[derive(Clone)]
 pub enum Principal {
     Operator,
     Reseller {
@@ -354,6 +355,10 @@ impl FromRequest for Principal {
     type Future = Ready<ApiResult<Principal>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Authenticated once per request: the write gate asks first, the handler gets its answer.
+        if let Some(Authenticated(who)) = req.extensions().get::<Authenticated>() {
+            return ready(Ok(who.clone()));
+        }
         // A valid credential is served whatever others sent from its address (a shared NAT, an
         // unconfigured proxy): only failures are counted, and only an address over the limit
         // gets 429 for its next failures instead of 401.
@@ -371,8 +376,14 @@ impl FromRequest for Principal {
             None => Err(ApiError::internal("application state missing")),
         };
         if let Ok(who) = &result {
-            req.extensions_mut().insert(who.actor());
+            let mut extensions = req.extensions_mut();
+            extensions.insert(who.actor());
+            extensions.insert(Authenticated(who.clone()));
         }
         ready(result)
     }
 }
+
+/// The caller a request was authenticated as (kept in its extensions, so a second extraction
+/// does not look the credential up again).
+struct Authenticated(Principal);
