@@ -307,7 +307,7 @@ pub fn save(data_dir: &Path, out: &Path, token: Option<String>) -> Result<u64, S
     check_room(data_dir, out)?;
     let tmp = partial_path(out);
     let file = claim_partial(&tmp)?;
-    let written = match Store::open(data_dir) {
+    let written = match crate::startup::open_data_dir(data_dir) {
         Ok(store) => write(&store, data_dir, file, None)
             .and_then(finish)
             .map_err(|e| e.to_string()),

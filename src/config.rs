@@ -279,46 +279,8 @@ impl Settings {
         self.trusted_proxies.clone().unwrap_or_default()
     }
 
-    pub fn acme(&self) -> crate::acme::AcmeConfig {
-        crate::acme::AcmeConfig {
-            directory: self.acme_directory.clone(),
-            email: self.acme_email.clone(),
-            ca_bundle: self.acme_ca_bundle.clone(),
-            renew_before: std::time::Duration::from_secs(
-                self.acme_renew_before_days.unwrap_or(30) * 86_400,
-            ),
-        }
-    }
-
-    /// The configured domain registrar, if any.
-    pub fn registrar(
-        &self,
-    ) -> Result<Option<std::sync::Arc<dyn crate::registrar::Registrar>>, String> {
-        match (&self.registrar_webhook_url, &self.registrar_webhook_secret) {
-            (Some(url), Some(secret)) => Ok(Some(std::sync::Arc::new(
-                crate::registrar::WebhookRegistrar::new(url.clone(), secret.clone())?,
-            ))),
-            (None, _) => Ok(None),
-            (Some(_), None) => {
-                Err("--registrar-webhook-url needs --registrar-webhook-secret".into())
-            }
-        }
-    }
-
     pub fn acme_check_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.acme_check_interval.unwrap_or(3600).max(1))
-    }
-
-    pub fn rate_limits(&self) -> crate::ratelimit::RateLimits {
-        crate::ratelimit::RateLimits::new(
-            self.rate_limit_ip.unwrap_or(500.0),
-            self.rate_limit_credential.unwrap_or(250.0),
-            crate::ratelimit::PerMinute {
-                auth_failures: self.auth_failures_per_minute.unwrap_or(30.0),
-                forms_per_ip: self.form_rate_ip(),
-                forms_per_site: self.form_rate_site(),
-            },
-        )
     }
 
     pub fn verify_interval(&self) -> std::time::Duration {
@@ -330,14 +292,6 @@ impl Settings {
         self.mail_from
             .clone()
             .unwrap_or_else(|| format!("noreply@{}", self.default_preview_domain()))
-    }
-
-    pub fn verifier(&self) -> Result<crate::dns::Verifier, String> {
-        crate::dns::Verifier::new(
-            self.dns_server,
-            self.verify_interval(),
-            std::time::Duration::from_secs(self.verify_deadline.unwrap_or(3 * 86_400)),
-        )
     }
 
     pub fn traffic_flush_interval(&self) -> std::time::Duration {
@@ -441,17 +395,6 @@ impl Settings {
         self.max_submissions_per_form.unwrap_or(10_000)
     }
 
-    /// The remote blob store, if one is set.
-    pub fn remote_blobs(
-        &self,
-    ) -> Result<Option<(crate::store::remote::Remote, std::time::Duration)>, String> {
-        let Some(url) = &self.blob_store else {
-            return Ok(None);
-        };
-        let remote = crate::store::remote::Remote::from_url(url)?;
-        Ok(Some((remote, self.blob_gc_grace())))
-    }
-
     /// How long an unreferenced site file is kept (`--blob-gc-grace`).
     pub fn blob_gc_grace(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.blob_gc_grace.unwrap_or(3600))
@@ -481,20 +424,6 @@ impl Settings {
             Some(_) => cpus * 8,
             None => cpus,
         })
-    }
-
-    /// Opens the store the settings name: PostgreSQL or the data dir's embedded database.
-    pub fn open_store(&self) -> Result<crate::store::Store, crate::store::OpenError> {
-        let dir = self.data_dir();
-        match self.database_url() {
-            Some(url) => crate::store::Store::open_postgres(&dir, url, self.database_connections()),
-            None => {
-                let engine = self
-                    .store_engine()
-                    .map_err(crate::store::OpenError::Settings)?;
-                crate::store::Store::open_embedded(&dir, self.cache_bytes(), engine)
-            }
-        }
     }
 
     pub fn allow_private_targets(&self) -> bool {

@@ -60,7 +60,7 @@ pub fn run(settings: &Settings) -> Vec<Finding> {
             ));
             false
         }
-        true => match Store::open(&dir) {
+        true => match crate::startup::open_data_dir(&dir) {
             Ok(store) => {
                 out.push(finding(
                     Level::Ok,

@@ -27,6 +27,7 @@ pub mod ratelimit;
 pub mod registrar;
 pub mod rules;
 pub mod signing;
+pub mod startup;
 pub mod state;
 pub mod targets;
 pub mod telemetry;
