@@ -3,7 +3,7 @@
 //! re-checks pending domains with backoff, concurrently; a pending domain past the deadline fails
 //! and releases its name, and a check on request can still verify it.
 
-use crate::error::ApiResult;
+use resellerd_store::error::StoreResult;
 use crate::model::Timestamp;
 use crate::store::domains::{Domain, DomainStatus};
 use crate::store::resellers::Reseller;
@@ -161,7 +161,7 @@ impl Verifier {
     }
 
     /// Checks one domain now and stores the result. A lookup gets `CHECK_DEADLINE` at most.
-    pub async fn check(&self, store: &Store, mut d: Domain) -> ApiResult<Domain> {
+    pub async fn check(&self, store: &Store, mut d: Domain) -> StoreResult<Domain> {
         let result = self.expect_txt(&d.txt_name(), &d.txt_value()).await;
         if let Err(e) = &result {
             tracing::debug!(domain = %d.name, error = %e, "domain not verified yet");
@@ -187,7 +187,7 @@ impl Verifier {
 
     /// Checks a reseller's pending preview domain now and stores the result: found, it becomes
     /// the preview domain; not found, the reason is kept (and past the deadline it fails).
-    pub async fn check_preview(&self, store: &Store, reseller: Reseller) -> ApiResult<Reseller> {
+    pub async fn check_preview(&self, store: &Store, reseller: Reseller) -> StoreResult<Reseller> {
         let Some(p) = reseller.preview_domain_pending.clone() else {
             return Ok(reseller);
         };
@@ -208,7 +208,7 @@ impl Verifier {
 
     /// Checks the pending preview domains that are due: every interval in their first hour,
     /// hourly after that, until the deadline fails them.
-    async fn check_due_previews(&self, store: &Store, now: Timestamp) -> ApiResult<()> {
+    async fn check_due_previews(&self, store: &Store, now: Timestamp) -> StoreResult<()> {
         use futures_util::StreamExt;
         let due: Vec<Reseller> = store
             .resellers()
@@ -239,7 +239,7 @@ impl Verifier {
     /// Checks every pending domain whose next check is due, `PARALLEL_CHECKS` at a time, so
     /// one tenant's slow nameserver delays nobody else's verification. (A failed domain has
     /// released its name; `POST /domains/{id}/verify` checks it again.)
-    pub async fn check_due(&self, store: &Store, now: Timestamp) -> ApiResult<usize> {
+    pub async fn check_due(&self, store: &Store, now: Timestamp) -> StoreResult<usize> {
         use futures_util::StreamExt;
         let due: Vec<Domain> = store
             .domains()
