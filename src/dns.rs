@@ -3,7 +3,6 @@
 //! re-checks pending domains with backoff, concurrently; a pending domain past the deadline fails
 //! and releases its name, and a check on request can still verify it.
 
-use resellerd_store::error::StoreResult;
 use crate::model::Timestamp;
 use crate::store::domains::{Domain, DomainStatus};
 use crate::store::resellers::Reseller;
@@ -12,6 +11,7 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
+use resellerd_store::error::StoreResult;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
