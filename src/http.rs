@@ -147,6 +147,67 @@ where
         .map_err(|_| ApiError::BodyTimeout(deadline.as_secs()))?
 }
 
+/// Bytes of a refused request's body read and dropped before the answer (see `drain`).
+const DRAIN_BYTES: usize = 64 << 20;
+/// How long a refused request's body is read before the answer.
+const DRAIN_TIME: Duration = Duration::from_secs(3);
+
+/// Reads and drops what is left of a refused request's body, up to `DRAIN_BYTES` and for at most
+/// `DRAIN_TIME`, before the refusal is sent. A server that answers while the client is still
+/// sending and then closes leaves unread bytes in its socket, and the reset that follows reaches
+/// the client before it reads the answer: it sees a broken pipe instead of the 507 or 401 that
+/// says what to do. (nginx's lingering close does the same.) A body past the bounds is cut.
+pub async fn drain<S, E>(mut payload: S)
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
+{
+    use futures_util::StreamExt;
+    let read = async {
+        let mut read = 0;
+        while let Some(Ok(chunk)) = payload.next().await {
+            read += chunk.len();
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read).await;
+}
+
+/// A request body that a handler streams and its caller can still reach afterwards: the
+/// request reads it through one handle (`into_payload`), and the write gate keeps another to
+/// drain what a refusing handler left unread. (A worker's request never leaves its thread.)
+#[derive(Clone)]
+pub struct SharedPayload(std::rc::Rc<std::cell::RefCell<actix_web::dev::Payload>>);
+
+impl SharedPayload {
+    pub fn new(payload: actix_web::dev::Payload) -> SharedPayload {
+        SharedPayload(std::rc::Rc::new(std::cell::RefCell::new(payload)))
+    }
+
+    /// This body as a request's payload.
+    pub fn into_payload(self) -> actix_web::dev::Payload {
+        let stream: std::pin::Pin<
+            Box<
+                dyn futures_util::Stream<Item = Result<web::Bytes, actix_web::error::PayloadError>>,
+            >,
+        > = Box::pin(self);
+        actix_web::dev::Payload::from(stream)
+    }
+}
+
+impl futures_util::Stream for SharedPayload {
+    type Item = Result<web::Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        // One reader at a time: the handler while it runs, the gate after it (one thread).
+        std::pin::Pin::new(&mut *self.0.borrow_mut()).poll_next(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

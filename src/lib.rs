@@ -184,6 +184,14 @@ async fn route_by_host(
 /// its body never holds the gate; then its audit entry queued and everything made durable by one
 /// group commit before it is answered. Routes that stream large bodies or wait on the network
 /// take the gate themselves, only for their writes (`api::GateMode`).
+/// Answers `e` to a request refused before its body was read, once the body is drained (see
+/// `http::drain`), so the client reads the refusal instead of a reset.
+async fn refuse_unread(mut req: ServiceRequest, e: error::ApiError) -> ServiceResponse<BoxBody> {
+    use actix_web::HttpMessage;
+    http::drain(req.take_payload()).await;
+    req.error_response(e)
+}
+
 async fn write_gate(
     mut req: ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
@@ -205,10 +213,10 @@ async fn write_gate(
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .unwrap_or(0);
         if let Err(e) = state.disk.check_room(declared) {
-            return Ok(req.error_response(e));
+            return Ok(refuse_unread(req, e).await);
         }
         if let Some(e) = state.store.refusal() {
-            return Ok(req.error_response(error::ApiError::from(e)));
+            return Ok(refuse_unread(req, error::ApiError::from(e)).await);
         }
     }
     // The caller is known before its body is read: an anonymous or bad credential is refused
@@ -217,17 +225,28 @@ async fn write_gate(
         use actix_web::FromRequest;
         let (http_req, payload) = req.parts_mut();
         if let Err(e) = auth::Principal::from_request(http_req, payload).await {
-            return Ok(req.error_response(e));
+            return Ok(refuse_unread(req, e).await);
         }
     }
     let mode = api::gate_mode(&req);
+    // A streaming handler's body stays reachable from here, so what it left unread when it
+    // refused can be drained (see `http::drain`).
+    let mut streamed = None;
     let gate = if mode == api::GateMode::StreamsBody {
+        let shared = http::SharedPayload::new(req.take_payload());
+        req.set_payload(shared.clone().into_payload());
+        streamed = Some(shared);
         None
     } else {
         let limit = state.settings.max_body().max(api::reseller::MAX_PAGE_BYTES);
         let timeout = state.settings.body_timeout();
-        let body = match http::read_body(req.take_payload(), limit, timeout).await {
+        let mut payload = req.take_payload();
+        let body = match http::read_body(&mut payload, limit, timeout).await {
             Ok(body) => body.freeze(),
+            Err(e @ error::ApiError::PayloadTooLarge(_)) => {
+                http::drain(payload).await;
+                return Ok(req.error_response(e));
+            }
             Err(e) => return Ok(req.error_response(e)),
         };
         req.set_payload(actix_web::dev::Payload::from(body));
@@ -240,6 +259,11 @@ async fn write_gate(
         }
     };
     let res = next.call(req).await?;
+    if let Some(body) =
+        streamed.filter(|_| res.status().is_client_error() || res.status().is_server_error())
+    {
+        http::drain(body).await;
+    }
     let ip = http::client_ip(res.request(), &state.trusted_proxies);
     api::audit::record(&res, ip);
     let flushed = state.store.flush().await;

@@ -35,6 +35,12 @@ impl Blocked {
             .is_some_and(|month| *month == month_of(now))
     }
 
+    /// The month a user is blocked for, if it is.
+    fn get(&self, key: &str) -> Option<String> {
+        let users = self.users.read().unwrap_or_else(|e| e.into_inner());
+        users.get(key).cloned()
+    }
+
     /// Sets a user's block; true if that changed it.
     fn set(&self, key: String, month: Option<String>) -> bool {
         let mut users = self.users.write().unwrap_or_else(|e| e.into_inner());
@@ -62,8 +68,21 @@ impl Blocked {
                 continue;
             }
             blocked.set(key.clone(), Some(recorded));
-            match check_user(store, &blocked, reseller_id, user_id, &month, now) {
-                Ok(_) => {}
+            let mut changes = Vec::new();
+            match check_user(
+                store,
+                &blocked,
+                reseller_id,
+                user_id,
+                &month,
+                now,
+                &mut changes,
+            ) {
+                Ok(_) => {
+                    for (k, m) in changes {
+                        blocked.set(k, m);
+                    }
+                }
                 // The user or reseller is gone: nothing of it is served.
                 Err(crate::error::ApiError::NotFound(_)) => {
                     store.usage().record_block(&key, None)?;
@@ -80,11 +99,20 @@ pub async fn check(store: &Store, blocked: &Blocked, users: &BTreeSet<String>) {
     let now = Timestamp::now();
     let month = month_of(now);
     let mut told = false;
+    let mut changes = Vec::new();
     for key in users {
         let Some((reseller_id, user_id)) = key.split_once('/') else {
             continue;
         };
-        match check_user(store, blocked, reseller_id, user_id, &month, now) {
+        match check_user(
+            store,
+            blocked,
+            reseller_id,
+            user_id,
+            &month,
+            now,
+            &mut changes,
+        ) {
             Ok(t) => told |= t,
             Err(e) => tracing::warn!(error = %e.cause_chain(), "cannot check a bandwidth quota"),
         }
@@ -93,6 +121,11 @@ pub async fn check(store: &Store, blocked: &Blocked, users: &BTreeSet<String>) {
         if let Err(e) = store.flush().await {
             tracing::warn!(error = %e, "cannot store a quota event");
         }
+    }
+    // The edge sees a block only once its record is durable: a crash after a 503 never
+    // serves the user's sites in full again.
+    for (key, month) in changes {
+        blocked.set(key, month);
     }
 }
 
@@ -103,12 +136,14 @@ fn check_user(
     user_id: &str,
     month: &str,
     now: Timestamp,
+    changes: &mut Vec<(String, Option<String>)>,
 ) -> crate::error::ApiResult<bool> {
     let key = format!("{reseller_id}/{user_id}");
     let (limits, overuse) = store.plans().limits_of(reseller_id, user_id)?;
     let Some(max_mb) = limits.max_bandwidth_mb_month else {
-        if blocked_users.set(key.clone(), None) {
+        if blocked_users.get(&key).is_some() {
             store.usage().record_block(&key, None)?;
+            changes.push((key, None));
         }
         return Ok(false);
     };
@@ -130,9 +165,11 @@ fn check_user(
             .tell_quota(&user, limit, "warning", used, max, month, now)?;
     }
     let blocked = used >= max && overuse == Overuse::Block;
-    if blocked_users.set(key.clone(), blocked.then(|| month.to_string())) {
-        store.usage().record_block(&key, blocked.then_some(month))?;
-        told = true; // flushed with the events
+    let month = blocked.then(|| month.to_string());
+    if blocked_users.get(&key) != month {
+        store.usage().record_block(&key, month.as_deref())?;
+        changes.push((key, month));
+        told = true; // flushed with the events, before the edge sees the change
     }
     Ok(told)
 }

@@ -260,9 +260,14 @@ async fn receive(
         }
         Ok(incoming)
     };
-    tokio::time::timeout(deadline, read)
+    let result = tokio::time::timeout(deadline, read)
         .await
-        .map_err(|_| ApiError::BodyTimeout(deadline.as_secs()))?
+        .map_err(|_| ApiError::BodyTimeout(deadline.as_secs()))?;
+    if let Err(ApiError::PayloadTooLarge(_) | ApiError::InsufficientStorage) = &result {
+        // Refused while the client still sends: it reads the answer, not a reset.
+        crate::http::drain(payload).await;
+    }
+    result
 }
 
 /// The CLI's second step: the file map for a deploy made by `POST` (draft stays as POSTed).

@@ -117,12 +117,7 @@ impl StoreError {
 /// A failed disk operation: `InsufficientStorage` for a full disk (or quota), `StorageUnavailable`
 /// for any other I/O failure.
 pub fn from_io(what: &str, e: &std::io::Error) -> StoreError {
-    const ENOSPC: i32 = 28;
-    const EDQUOT: i32 = 122;
-    let full = matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
-        || e.kind() == std::io::ErrorKind::StorageFull
-        || e.kind() == std::io::ErrorKind::QuotaExceeded;
-    if full {
+    if crate::kv::is_disk_full(e) {
         StoreError::InsufficientStorage
     } else {
         StoreError::StorageUnavailable(format!("{what}: {e}"))

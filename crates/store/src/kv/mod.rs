@@ -14,8 +14,8 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 
 pub use types::{
-    CompareAndSwapError, ConflictableTransactionError, ConflictableTransactionResult, Error, IVec,
-    Result, TransactionError, TransactionResult, UnabortableTransactionError,
+    is_disk_full, CompareAndSwapError, ConflictableTransactionError, ConflictableTransactionResult,
+    Error, IVec, Result, TransactionError, TransactionResult, UnabortableTransactionError,
     UnabortableTransactionResult,
 };
 

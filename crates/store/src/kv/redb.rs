@@ -49,10 +49,7 @@ fn table(name: &str) -> Table<'_> {
 pub(crate) fn to_error(e: impl Into<redb::Error>) -> Error {
     match e.into() {
         redb::Error::Io(io) => {
-            if matches!(
-                crate::error::from_io("", &io),
-                crate::error::StoreError::InsufficientStorage
-            ) {
+            if super::is_disk_full(&io) {
                 NO_SPACE.store(true, Ordering::Release);
             }
             Error::Io(io)

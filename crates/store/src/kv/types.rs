@@ -112,6 +112,15 @@ impl PartialEq<&[u8]> for IVec {
     }
 }
 
+/// True if `e` says the disk (or the user's quota on it) is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+        || e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+}
+
 /// Why an engine could not read or write.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
