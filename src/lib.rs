@@ -177,13 +177,6 @@ async fn route_by_host(
     Ok(ServiceResponse::new(http_req, resp))
 }
 
-/// Every mutating API call, in one place: refused with 507/503 while the disk is below its
-/// reserve or the store cannot write (deletes still go through); its whole body read first
-/// (within `--max-body` and `--body-timeout`); run holding the store's write gate for reading, so
-/// a backup (which holds it for writing) never captures half a request and a client trickling
-/// its body never holds the gate; then its audit entry queued and everything made durable by one
-/// group commit before it is answered. Routes that stream large bodies or wait on the network
-/// take the gate themselves, only for their writes (`api::GateMode`).
 /// Answers `e` to a request refused before its body was read, once the body is drained (see
 /// `http::drain`), so the client reads the refusal instead of a reset.
 async fn refuse_unread(mut req: ServiceRequest, e: error::ApiError) -> ServiceResponse<BoxBody> {
@@ -192,6 +185,13 @@ async fn refuse_unread(mut req: ServiceRequest, e: error::ApiError) -> ServiceRe
     req.error_response(e)
 }
 
+/// Every mutating API call, in one place: refused with 507/503 while the disk is below its
+/// reserve or the store cannot write (deletes still go through); its whole body read first
+/// (within `--max-body` and `--body-timeout`); run holding the store's write gate for reading, so
+/// a backup (which holds it for writing) never captures half a request and a client trickling
+/// its body never holds the gate; then its audit entry queued and everything made durable by one
+/// group commit before it is answered. Routes that stream large bodies or wait on the network
+/// take the gate themselves, only for their writes (`api::GateMode`).
 async fn write_gate(
     mut req: ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
