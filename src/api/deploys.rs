@@ -260,14 +260,11 @@ async fn receive(
         }
         Ok(incoming)
     };
-    let result = tokio::time::timeout(deadline, read)
+    // A refusal while the client still sends is answered after the rest is drained, by the
+    // write gate (`http::drain`).
+    tokio::time::timeout(deadline, read)
         .await
-        .map_err(|_| ApiError::BodyTimeout(deadline.as_secs()))?;
-    if let Err(ApiError::PayloadTooLarge(_) | ApiError::InsufficientStorage) = &result {
-        // Refused while the client still sends: it reads the answer, not a reset.
-        crate::http::drain(payload).await;
-    }
-    result
+        .map_err(|_| ApiError::BodyTimeout(deadline.as_secs()))?
 }
 
 /// The CLI's second step: the file map for a deploy made by `POST` (draft stays as POSTed).
