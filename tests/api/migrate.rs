@@ -2,7 +2,7 @@
 //! tree, safe to run again, and served from there with the same data dir. Runs in the
 //! PostgreSQL pass of the suite (`scripts/test`).
 
-use crate::helpers::{binary, TestApp};
+use crate::helpers::{binary, AccessToken, Reseller, TestApp};
 
 fn migrate(from: &std::path::Path, to: &str, extra: &[&str]) -> std::process::Output {
     std::process::Command::new(binary())
@@ -15,17 +15,26 @@ fn migrate(from: &std::path::Path, to: &str, extra: &[&str]) -> std::process::Ou
         .expect("run resellerd migrate")
 }
 
+/// A running embedded instance in `tmp`'s `data` (the empty flag wins over the suite's
+/// environment) with a reseller and one user's token, and the URL of an empty PostgreSQL
+/// database to migrate it to; None on the sled run, which has no PostgreSQL.
+async fn embedded_instance(
+    tmp: &std::path::Path,
+) -> Option<(std::path::PathBuf, String, TestApp, Reseller, AccessToken)> {
+    let dir = tmp.join("data");
+    let url = crate::helpers::database_for(&tmp.join("target"))?;
+    let app = TestApp::spawn_in(&dir, &["--database-url", ""]);
+    let acme = app.reseller("Acme").await;
+    let token = acme.access_token(&app, "ann@acme.test").await;
+    Some((dir, url, app, acme, token))
+}
+
 #[tokio::test]
 async fn an_embedded_instance_moves_to_postgresql_and_serves_the_same() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    let Some(url) = crate::helpers::database_for(&tmp.path().join("target")) else {
+    let Some((dir, url, mut app, acme, token)) = embedded_instance(tmp.path()).await else {
         return; // the sled run: there is no PostgreSQL to migrate to
     };
-    // An embedded instance (the empty flag wins over the suite's environment).
-    let mut app = TestApp::spawn_in(&dir, &["--database-url", ""]);
-    let acme = app.reseller("Acme").await;
-    let token = acme.access_token(&app, "ann@acme.test").await;
     for i in 0..30 {
         acme.access_token(&app, &format!("user{i}@acme.test")).await;
     }
@@ -104,13 +113,9 @@ async fn an_embedded_instance_moves_to_postgresql_and_serves_the_same() {
 #[tokio::test]
 async fn a_migrate_killed_at_any_point_finishes_when_run_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    let Some(url) = crate::helpers::database_for(&tmp.path().join("target")) else {
+    let Some((dir, url, mut app, acme, token)) = embedded_instance(tmp.path()).await else {
         return; // the sled run: there is no PostgreSQL to migrate to
     };
-    let mut app = TestApp::spawn_in(&dir, &["--database-url", ""]);
-    let acme = app.reseller("Acme").await;
-    let token = acme.access_token(&app, "ann@acme.test").await;
     app.terminate();
     // Enough records that the copy takes a while, so the kills land inside it.
     {
