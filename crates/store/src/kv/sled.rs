@@ -103,6 +103,7 @@ pub fn open(dir: &Path, cache_bytes: u64) -> Result<Db> {
 }
 
 /// A temporary database, gone when dropped (tests).
+#[cfg(test)]
 pub fn temporary() -> Result<Db> {
     ::sled::Config::new()
         .temporary(true)

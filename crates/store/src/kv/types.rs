@@ -8,12 +8,6 @@ use std::sync::Arc;
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IVec(Arc<[u8]>);
 
-impl IVec {
-    pub fn as_slice(&self) -> &[u8] {
-        &self.0
-    }
-}
-
 impl Default for IVec {
     fn default() -> Self {
         IVec(Arc::from(&[][..]))
@@ -142,7 +136,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// How a transaction ended without committing: the closure gave up (`Abort`), or the engine
 /// failed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum TransactionError<E> {
     Abort(E),
     Storage(Error),
@@ -163,7 +157,7 @@ pub type TransactionResult<T, E> = std::result::Result<T, TransactionError<E>>;
 
 /// What a transaction's closure returns on failure: give up with `E`, run again (`Conflict`:
 /// the engine saw another writer), or an engine failure.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum ConflictableTransactionError<E> {
     Abort(E),
     Conflict,
@@ -175,7 +169,7 @@ pub type ConflictableTransactionResult<T, E> =
 
 /// What a read or write inside a transaction fails with: run the transaction again
 /// (`Conflict`), or an engine failure.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum UnabortableTransactionError {
     Conflict,
     Storage(Error),
@@ -218,13 +212,7 @@ pub struct CompareAndSwapError {
     pub proposed: Option<IVec>,
 }
 
-/// Errors are compared by their words (transaction results are compared in tests).
-impl PartialEq for Error {
-    fn eq(&self, other: &Self) -> bool {
-        self.to_string() == other.to_string()
-    }
-}
-
+/// A failure handed to several waiters (the token issuer answers each queued request with it).
 impl Clone for Error {
     fn clone(&self) -> Self {
         match self {
