@@ -292,6 +292,17 @@ fn read_format(meta: &crate::kv::Tree, dir: &Path) -> Result<u32, OpenError> {
     Ok(format)
 }
 
+/// An engine's failure on the data dir `dir` for the operator: another process holding the
+/// database (`WouldBlock`, as every embedded engine reports it) is `Locked`.
+fn engine_error(dir: &Path, e: crate::kv::Error) -> OpenError {
+    match e {
+        crate::kv::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            OpenError::Locked(dir.display().to_string())
+        }
+        e => OpenError::Other(dir.display().to_string(), e),
+    }
+}
+
 /// Opens the database of the data dir `dir` (whose lock the caller holds) on the engine it was
 /// made with (`new` for a new one); returns it and its path.
 fn open_kv(
@@ -299,12 +310,7 @@ fn open_kv(
     cache_bytes: u64,
     new: Engine,
 ) -> Result<(crate::kv::Db, std::path::PathBuf), OpenError> {
-    Engine::open(dir, cache_bytes, new).map_err(|e| match e {
-        crate::kv::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-            OpenError::Locked(dir.display().to_string())
-        }
-        e => OpenError::Other(dir.display().to_string(), e),
-    })
+    Engine::open(dir, cache_bytes, new).map_err(|e| engine_error(dir, e))
 }
 
 /// Takes the lock of the data dir `dir` (an advisory lock on `.lock` in it, gone with the
@@ -332,12 +338,7 @@ impl Store {
     /// database's size in bytes before and after.
     pub fn compact(dir: &Path, cache_bytes: u64) -> Result<(u64, u64), OpenError> {
         let _lock = lock_data_dir(dir)?;
-        Engine::compact(dir, cache_bytes).map_err(|e| match e {
-            crate::kv::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                OpenError::Locked(dir.display().to_string())
-            }
-            e => OpenError::Other(dir.display().to_string(), e),
-        })
+        Engine::compact(dir, cache_bytes).map_err(|e| engine_error(dir, e))
     }
 }
 
@@ -357,12 +358,7 @@ impl Store {
     /// a crash the next start replays the log, as it must.
     /// redb needs none: its open reads two pages at any size.
     pub fn checkpoint(dir: &Path, cache_bytes: u64) -> Result<(), OpenError> {
-        Engine::checkpoint(dir, cache_bytes).map_err(|e| match e {
-            crate::kv::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                OpenError::Locked(dir.display().to_string())
-            }
-            e => OpenError::Other(dir.display().to_string(), e),
-        })
+        Engine::checkpoint(dir, cache_bytes).map_err(|e| engine_error(dir, e))
     }
 
     /// Opens the store with a page cache of `cache_bytes` (a new data dir gets redb).
