@@ -6,6 +6,8 @@ use crate::error::ApiResult;
 use crate::store::resellers::Reseller;
 use crate::store::sites::Site;
 use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 /// The instance's own names and the operator's zones: what the API, the panel and `/metrics`
 /// answer on, and what no tenant may claim. Every path that makes a name served (site names,
@@ -348,6 +350,48 @@ fn owner_suspended(store: &Store, site: &crate::store::sites::Site) -> ApiResult
 pub fn deploy_host(site_host: &str, deploy_id: &str) -> Option<String> {
     let (label, _) = site_host.split_once('.')?;
     (deploy_id.len() + 2 + label.len() <= 63).then(|| format!("{deploy_id}--{site_host}"))
+}
+
+/// What a host serves, or none.
+pub type HostLookup = Option<Arc<HostTarget>>;
+
+/// Hosts looked up at most (past it, the cache starts over).
+const CACHE_HOSTS_MAX: usize = 10_000;
+
+/// `resolve_host`'s answers, each kept until the store's generation moves (any site, publish or
+/// reseller change), so a 2xx from the API is visible at the edge on the next request.
+pub struct HostCache {
+    default_domain: String,
+    hosts: RwLock<HashMap<String, (u64, HostLookup)>>,
+}
+
+impl HostCache {
+    pub fn new(default_domain: String) -> HostCache {
+        HostCache {
+            default_domain,
+            hosts: RwLock::default(),
+        }
+    }
+
+    /// Which site (and deploy) `host` names, if any.
+    pub fn site_for_host(&self, store: &Store, host: &str) -> ApiResult<HostLookup> {
+        // Read the generation first: an entry built from data older than a write then carries
+        // a generation that write already left behind.
+        let generation = store.hosts_generation();
+        if let Some((g, r)) = self.hosts.read().ok().and_then(|m| m.get(host).cloned()) {
+            if g == generation {
+                return Ok(r);
+            }
+        }
+        let resolved = resolve_host(store, &self.default_domain, host)?.map(Arc::new);
+        if let Ok(mut m) = self.hosts.write() {
+            if m.len() >= CACHE_HOSTS_MAX {
+                m.clear();
+            }
+            m.insert(host.to_string(), (generation, resolved.clone()));
+        }
+        Ok(resolved)
+    }
 }
 
 #[cfg(test)]

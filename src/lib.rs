@@ -32,6 +32,7 @@ pub mod state;
 pub mod targets;
 pub mod telemetry;
 pub mod tls;
+pub mod views;
 pub mod webhooks;
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
@@ -45,8 +46,13 @@ pub use files::create_private_dir;
 pub use state::AppState;
 
 /// Routes shared by both listeners.
-pub fn configure_app(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+pub fn configure_app(
+    cfg: &mut web::ServiceConfig,
+    state: web::Data<AppState>,
+    edge: web::Data<edge::Edge>,
+) {
     let max_body = state.settings.max_body();
+    cfg.app_data(edge);
     cfg.app_data(state.limits.clone());
     cfg.app_data(state.auth.clone());
     cfg.app_data(state);
@@ -164,14 +170,17 @@ async fn route_by_host(
             .await
             .map(ServiceResponse::map_into_boxed_body);
     }
-    let target = match state.edge.site_for_host(&state.store, &host) {
+    let Some(edge) = req.app_data::<web::Data<edge::Edge>>().cloned() else {
+        return Ok(req.error_response(error::ApiError::internal("the edge is not configured")));
+    };
+    let target = match state.hosts.site_for_host(&state.store, &host) {
         Ok(t) => t,
         Err(e) => return Ok(req.error_response(e)),
     };
     let (http_req, mut raw) = req.into_parts();
     let payload = web::Payload::from_request(&http_req, &mut raw).await?;
     let resp = match &target {
-        Some(target) => edge::serve(&http_req, payload, &state, target).await,
+        Some(target) => edge::serve(&http_req, payload, &state, &edge, target).await,
         None => edge::no_site(&http_req),
     };
     Ok(ServiceResponse::new(http_req, resp))
@@ -314,17 +323,22 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens the data dir (`AppState::open`), binds both listeners with every layer and route,
+    /// Opens the data dir (`startup::open`), binds both listeners with every layer and route,
     /// and records where it listens in `<data-dir>/server.json` for local tools.
     pub async fn build(settings: Settings) -> Result<Application, String> {
         let workers = settings.workers();
         let (http_addr, https_addr) = (settings.http_addr()?, settings.https_addr()?);
-        let (state, tls_config) = AppState::open(settings)?;
+        let startup::Parts {
+            state,
+            edge,
+            tls: tls_config,
+        } = startup::open(settings)?;
         let request_timeout = state.settings.request_timeout();
         let max_connections = state.settings.max_connections();
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             let state = app_state.clone();
+            let edge = edge.clone();
             App::new()
                 // Bottom-up: the access line, JSON for bare errors, long URIs, then the host.
                 .wrap(actix_web::middleware::from_fn(route_by_host))
@@ -359,7 +373,7 @@ impl Application {
                         Ok(res)
                     }
                 })
-                .configure(|cfg| configure_app(cfg, state))
+                .configure(|cfg| configure_app(cfg, state, edge))
         })
         .workers(workers)
         .client_request_timeout(request_timeout)
@@ -371,7 +385,7 @@ impl Application {
         .map_err(|e| cannot_listen(https_addr, "https-addr", &e))?;
         let addrs = server.addrs();
         let (http, https) = (addrs[0], addrs[addrs.len() - 1]);
-        let _ = state.listening.set((http, https));
+        state.views.links.bound(http, https);
         let about = serde_json::json!({"http": http.to_string(), "https": https.to_string(), "pid": std::process::id()});
         let path = state.settings.data_dir().join("server.json");
         files::write_private(&path, about.to_string().as_bytes())

@@ -10,6 +10,54 @@ use ring::signature::{Ed25519KeyPair, KeyPair, RsaKeyPair, RSA_PKCS1_SHA256};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+/// The instance's own HMAC secret: it signs API cursors, billing idempotency ids and site
+/// password cookies. Kept in `<data-dir>/edge-secret` (the name it always had); on PostgreSQL
+/// every node uses the one in the database (see `Store::cluster_secret`), so a cursor or a
+/// cookie one node signed is good on the others.
+pub struct InstanceSecret {
+    /// HMAC-SHA256 keyed with the secret (its inner and outer states computed once).
+    mac: ring::hmac::Key,
+}
+
+impl InstanceSecret {
+    /// Loads the secret from the data dir, or makes and keeps a new one.
+    pub fn load(data_dir: &std::path::Path, store: &crate::store::Store) -> Result<Self, String> {
+        use rand::RngCore;
+        let path = data_dir.join("edge-secret");
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(text) => hex::decode(text.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| {
+                    format!("{} is corrupt; delete it to make a new one", path.display())
+                })?,
+            Err(_) => {
+                let mut s = [0u8; 32];
+                rand::thread_rng().fill_bytes(&mut s);
+                crate::files::write_private(&path, hex::encode(s).as_bytes())
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                s
+            }
+        };
+        let secret = store
+            .cluster_secret("edge-secret", &secret)
+            .map_err(|e| format!("cannot read the cluster's edge secret: {e}"))?;
+        Ok(InstanceSecret {
+            mac: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret),
+        })
+    }
+
+    /// HMAC-SHA256 of `msg`.
+    pub fn sign(&self, msg: &[u8]) -> [u8; 32] {
+        tag_bytes(ring::hmac::sign(&self.mac, msg))
+    }
+
+    /// An HMAC-SHA256 keyed with the secret, to feed a message in parts.
+    pub fn keyed(&self) -> ring::hmac::Context {
+        ring::hmac::Context::with_key(&self.mac)
+    }
+}
+
 /// RSA keys are 2048 bits: what DKIM verifiers and JOSE libraries all accept.
 const RSA_BITS: usize = 2048;
 

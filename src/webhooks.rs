@@ -7,15 +7,17 @@
 //! loopback, private or link-local addresses are refused unless the operator allows them, when
 //! the endpoint is saved and again at every connection (so DNS cannot be turned on us later).
 
+use crate::mail::Mailer;
 use crate::model::Timestamp;
 use crate::store::audit::AuditEntry;
 use crate::store::webhooks::{
     new_delivery, Attempt, Delivery, Endpoint, Event, FanOut, Outcome, Subject,
 };
-use crate::AppState;
-use actix_web::web;
+use crate::store::Store;
+use crate::views::Views;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use resellerd_store::error::{StoreError, StoreResult};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -83,6 +85,18 @@ impl OutboxMetrics {
             self.latency.clone(),
         );
     }
+}
+
+/// What the webhook workers run on: their own parts, never `AppState`.
+pub struct Outbound {
+    pub store: Store,
+    /// Renders an event's data as the API shows it.
+    pub views: Views,
+    pub outbox: Arc<Outbox>,
+    /// Makes and queues the mails an event causes.
+    pub mailer: Arc<Mailer>,
+    /// How long an attempt may take (`--webhook-timeout`).
+    pub timeout: Duration,
 }
 
 /// The sender's shared parts.
@@ -157,8 +171,8 @@ impl Outbox {
 }
 
 /// The body of an event: `{"type", "timestamp", "data"}`, the data as the API shows it.
-pub fn render(state: &AppState, event: &Event) -> Vec<u8> {
-    let data = render_subject(state, &event.subject).unwrap_or_else(|_| fallback(&event.subject));
+pub fn render(views: &Views, event: &Event) -> Vec<u8> {
+    let data = render_subject(views, &event.subject).unwrap_or_else(|_| fallback(&event.subject));
     let body = serde_json::json!({
         "type": event.kind,
         "timestamp": event.at.to_rfc3339(),
@@ -167,31 +181,28 @@ pub fn render(state: &AppState, event: &Event) -> Vec<u8> {
     body.to_string().into_bytes()
 }
 
-fn render_subject(
-    state: &AppState,
-    subject: &Subject,
-) -> crate::error::ApiResult<serde_json::Value> {
-    use crate::api;
+fn render_subject(views: &Views, subject: &Subject) -> StoreResult<serde_json::Value> {
+    use crate::views::{domains, forms, sites, KeyView, UserView};
     let json = |v: &dyn erased::Json| v.value();
+    let store = &views.store;
     Ok(match subject {
-        Subject::User(u) => json(&api::users::UserView::of_user(u.clone())),
+        Subject::User(u) => json(&UserView::of_user(u.clone())),
         Subject::Site(site) => {
-            let reseller = state.store.resellers().get(&site.reseller_id)?;
-            json(&api::sites::site_view(state, &reseller, site)?)
+            let reseller = store.resellers().get(&site.reseller_id)?;
+            json(&sites::site_view(views, &reseller, site)?)
         }
         Subject::Deploy(d) => {
-            let reseller = state.store.resellers().get(&d.reseller_id)?;
-            let site = state
-                .store
+            let reseller = store.resellers().get(&d.reseller_id)?;
+            let site = store
                 .sites()
                 .get(&d.site_id)?
-                .ok_or(crate::error::ApiError::NotFound("site"))?;
-            json(&api::sites::deploy_view(state, &reseller, &site, d))
+                .ok_or(StoreError::NotFound("site"))?;
+            json(&sites::deploy_view(views, &reseller, &site, d))
         }
-        Subject::Domain(d) => json(&api::domains::domain_view(state, d)?),
-        Subject::Submission(s) => json(&api::forms::submission_view(s)),
+        Subject::Domain(d) => json(&domains::domain_view(views, d)?),
+        Subject::Submission(s) => json(&forms::submission_view(s)),
         Subject::Charge(c) => json(c),
-        Subject::Key(k) => json(&api::keys::KeyView::from(k.clone())),
+        Subject::Key(k) => json(&KeyView::from(k.clone())),
         Subject::Quota {
             user,
             limit,
@@ -199,14 +210,14 @@ fn render_subject(
             max,
             month,
         } => serde_json::json!({
-            "user": json(&api::users::UserView::of_user(user.clone())),
+            "user": json(&UserView::of_user(user.clone())),
             "limit": limit,
             "used": used,
             "max": max,
             "month": month,
         }),
         Subject::Suspension { user, reason } => serde_json::json!({
-            "user": json(&api::users::UserView::of_user(user.clone())),
+            "user": json(&UserView::of_user(user.clone())),
             "reason": reason,
         }),
         Subject::Certificate {
@@ -277,25 +288,25 @@ pub fn signature(
 }
 
 /// Turns durable events into deliveries, forever.
-pub async fn dispatch_forever(state: web::Data<AppState>) {
-    let written = state.store.webhooks().events_written();
+pub async fn dispatch_forever(out: Arc<Outbound>) {
+    let written = out.store.webhooks().events_written();
     loop {
         if tokio::time::timeout(IDLE, written.notified()).await.is_ok() {
             // Woken from inside the writing transaction: let it commit first.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        if !state.store.is_leader() {
+        if !out.store.is_leader() {
             continue;
         }
-        if let Err(e) = dispatch(&state).await {
+        if let Err(e) = dispatch(&out).await {
             tracing::warn!(error = %e.cause_chain(), "cannot fan webhook events out; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }
 
-async fn dispatch(state: &AppState) -> crate::error::ApiResult<()> {
-    let store = &state.store;
+async fn dispatch(out: &Outbound) -> crate::error::ApiResult<()> {
+    let store = &out.store;
     loop {
         // (A wake-up may come a moment before its transaction commits: the next poll finds it.)
         let events = store.webhooks().pending_events(512)?;
@@ -319,7 +330,7 @@ async fn dispatch(state: &AppState) -> crate::error::ApiResult<()> {
             let deliveries: Vec<Delivery> = if listening.is_empty() {
                 Vec::new()
             } else {
-                let body = render(state, event);
+                let body = render(&out.views, event);
                 listening
                     .iter()
                     .map(|e| new_delivery(event, e, body.clone(), now))
@@ -328,38 +339,38 @@ async fn dispatch(state: &AppState) -> crate::error::ApiResult<()> {
             batch.push(FanOut {
                 event_id: event.id.clone(),
                 deliveries,
-                mails: crate::mail::make_mails(state, event)?,
+                mails: crate::mail::make_mails(&out.mailer, event)?,
             });
         }
         let dropped = store.webhooks().fan_out(&batch)?;
         if !dropped.is_empty() {
             let n = dropped.len() as u64;
-            state.outbox.metrics.dropped.inc_by(n);
+            out.outbox.metrics.dropped.inc_by(n);
             tracing::warn!(deliveries = n, webhook_id = %dropped[0], "webhook outbox full; events dropped for its endpoint");
         }
         // The deliveries are on disk before any is sent, so a crash never re-makes one under a
         // new webhook-id.
         store.flush().await?;
-        state.outbox.wake.notify_one();
+        out.outbox.wake.notify_one();
     }
 }
 
 /// Sends due deliveries, forever; prunes finished ones now and then.
-pub async fn send_forever(state: web::Data<AppState>) {
+pub async fn send_forever(out: Arc<Outbound>) {
     let mut last_prune: Option<Instant> = None;
     loop {
-        let _ = tokio::time::timeout(IDLE, state.outbox.wake.notified()).await;
-        if !state.store.is_leader() {
+        let _ = tokio::time::timeout(IDLE, out.outbox.wake.notified()).await;
+        if !out.store.is_leader() {
             continue;
         }
-        if let Err(e) = send_due(&state).await {
+        if let Err(e) = send_due(&out).await {
             tracing::warn!(error = %e.cause_chain(), "cannot read the webhook queue; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
             last_prune = Some(Instant::now());
             let before = Timestamp(Timestamp::now().0 - KEEP_MS);
-            match state.store.webhooks().prune(before, 10_000) {
+            match out.store.webhooks().prune(before, 10_000) {
                 Ok(n) if n > 0 => tracing::info!(deliveries = n, "pruned old webhook deliveries"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot prune webhook deliveries"),
@@ -368,21 +379,21 @@ pub async fn send_forever(state: web::Data<AppState>) {
     }
 }
 
-async fn send_due(state: &web::Data<AppState>) -> crate::error::ApiResult<()> {
-    let free = state.outbox.free_slots();
+async fn send_due(out: &Arc<Outbound>) -> crate::error::ApiResult<()> {
+    let free = out.outbox.free_slots();
     if free == 0 {
         return Ok(());
     }
     let now = Timestamp::now();
-    let lease = Timestamp(now.0 + state.settings.webhook_timeout().as_millis() as i64 + 30_000);
-    let webhooks = state.store.webhooks();
+    let lease = Timestamp(now.0 + out.timeout.as_millis() as i64 + 30_000);
+    let webhooks = out.store.webhooks();
     let mut claimed: Vec<(Vec<u8>, String)> = Vec::new();
     for (entry, slot) in webhooks.due(now, SCAN)? {
         if claimed.len() >= free {
             break;
         }
         // An endpoint (or reseller) with its attempts in flight is passed over for the others'.
-        if state.outbox.claim(&slot) {
+        if out.outbox.claim(&slot) {
             claimed.push((entry, slot));
         }
     }
@@ -395,7 +406,7 @@ async fn send_due(state: &web::Data<AppState>) -> crate::error::ApiResult<()> {
         Ok(leased) => leased,
         Err(e) => {
             for (_, slot) in &claimed {
-                state.outbox.release(slot);
+                out.outbox.release(slot);
             }
             return Err(e.into());
         }
@@ -411,27 +422,27 @@ async fn send_due(state: &web::Data<AppState>) -> crate::error::ApiResult<()> {
     }
     for (slot, n) in unused {
         for _ in 0..n {
-            state.outbox.release(&slot);
+            out.outbox.release(&slot);
         }
     }
     // The leases, and the fan-out that made these deliveries, on disk before any is sent: the
     // sender can see a fan-out before the dispatcher's flush, and a crash that undid it would
     // make the event's deliveries again under new webhook-ids.
-    if let Err(e) = state.store.flush().await {
+    if let Err(e) = out.store.flush().await {
         for delivery in &leased {
-            state.outbox.release(&delivery.slot());
+            out.outbox.release(&delivery.slot());
         }
         return Err(e.into());
     }
     for delivery in leased {
-        let state = state.clone();
+        let out = out.clone();
         tokio::spawn(async move {
             let slot = delivery.slot();
-            if let Err(e) = attempt(&state, delivery).await {
+            if let Err(e) = attempt(&out, delivery).await {
                 tracing::warn!(error = %e.cause_chain(), "cannot make a webhook attempt");
             }
-            state.outbox.release(&slot);
-            state.outbox.wake.notify_one();
+            out.outbox.release(&slot);
+            out.outbox.wake.notify_one();
         });
     }
     Ok(())
@@ -439,26 +450,26 @@ async fn send_due(state: &web::Data<AppState>) -> crate::error::ApiResult<()> {
 
 /// Writes finished attempts in batches (one transaction each), then each endpoint's health,
 /// forever.
-pub async fn record_forever(state: web::Data<AppState>) {
+pub async fn record_forever(out: Arc<Outbound>) {
     loop {
-        let _ = tokio::time::timeout(IDLE, state.outbox.finished.notified()).await;
+        let _ = tokio::time::timeout(IDLE, out.outbox.finished.notified()).await;
         // A moment for more attempts to finish and share the transaction.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let batch: Vec<Finished> = {
-            let mut done = state.outbox.done.lock().unwrap_or_else(|e| e.into_inner());
+            let mut done = out.outbox.done.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::take(&mut *done)
         };
         if batch.is_empty() {
             continue;
         }
         let outcomes: Vec<Outcome> = batch.iter().map(|f| f.outcome.clone()).collect();
-        if let Err(e) = state.store.webhooks().record_attempts(&outcomes) {
+        if let Err(e) = out.store.webhooks().record_attempts(&outcomes) {
             // The leases run out and the deliveries are tried again: at least once holds.
             tracing::warn!(error = %e, attempts = outcomes.len(), "cannot record webhook attempts");
             continue;
         }
         for f in &batch {
-            let health = state.store.webhooks().record_health(
+            let health = out.store.webhooks().record_health(
                 &f.reseller_id,
                 &f.webhook_id,
                 f.outcome.delivered,
@@ -469,7 +480,7 @@ pub async fn record_forever(state: web::Data<AppState>) {
                 Ok(Some(disabled)) => {
                     tracing::warn!(webhook_id = %disabled.id, url = %disabled.url, "webhook endpoint disabled after failing for 3 days");
                     let path = format!("/api/v1/webhooks/{}", disabled.id);
-                    state.store.audit().record(AuditEntry {
+                    out.store.audit().record(AuditEntry {
                         id: String::new(),
                         at: Timestamp::now(),
                         actor_kind: "server".into(),
@@ -481,16 +492,16 @@ pub async fn record_forever(state: web::Data<AppState>) {
                         status: 200,
                         ip: None,
                     });
-                    if let Err(e) = state.store.flush().await {
+                    if let Err(e) = out.store.flush().await {
                         tracing::warn!(error = %e, "cannot flush a disabled webhook endpoint");
                     }
-                    tell_disabled(&state, &disabled).await;
+                    tell_disabled(&out, &disabled).await;
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot record a webhook endpoint's health"),
             }
         }
-        state.outbox.wake.notify_one();
+        out.outbox.wake.notify_one();
     }
 }
 
@@ -502,8 +513,8 @@ struct Finished {
 }
 
 /// One attempt of one delivery, recorded with what follows it.
-async fn attempt(state: &AppState, d: Delivery) -> crate::error::ApiResult<()> {
-    let store = &state.store;
+async fn attempt(out: &Outbound, d: Delivery) -> crate::error::ApiResult<()> {
+    let store = &out.store;
     let now = Timestamp::now();
     let endpoint = match store.webhooks().get(&d.reseller_id, &d.webhook_id) {
         Ok(e) => e,
@@ -526,7 +537,7 @@ async fn attempt(state: &AppState, d: Delivery) -> crate::error::ApiResult<()> {
         .active(&d.reseller_id, crate::store::signing::Alg::EdDSA)?;
     let timestamp = now.0 / 1000;
     let signature = signature(&endpoint.secret, key.as_ref(), &d.id, timestamp, &d.body);
-    let mut request = state
+    let mut request = out
         .outbox
         .client
         .post(&endpoint.url)
@@ -539,7 +550,7 @@ async fn attempt(state: &AppState, d: Delivery) -> crate::error::ApiResult<()> {
         request = request.header("webhook-key-id", &key.kid);
     }
     let began = Instant::now();
-    let outcome = match crate::targets::target_allowed(&endpoint.url, state.outbox.allow_private) {
+    let outcome = match crate::targets::target_allowed(&endpoint.url, out.outbox.allow_private) {
         Err(why) => Err(why),
         Ok(()) => match request.send().await {
             Ok(response) => {
@@ -547,17 +558,14 @@ async fn attempt(state: &AppState, d: Delivery) -> crate::error::ApiResult<()> {
                 Ok((status, excerpt(response).await))
             }
             Err(e) => Err(if e.is_timeout() {
-                format!(
-                    "no answer within {} s",
-                    state.settings.webhook_timeout().as_secs()
-                )
+                format!("no answer within {} s", out.timeout.as_secs())
             } else {
                 error_chain(&e)
             }),
         },
     };
     let latency = began.elapsed();
-    let metrics = &state.outbox.metrics;
+    let metrics = &out.outbox.metrics;
     metrics.latency.observe(latency.as_secs_f64());
     let (status, error, excerpt) = match outcome {
         Ok((status, excerpt)) => (Some(status), None, excerpt),
@@ -590,34 +598,33 @@ async fn attempt(state: &AppState, d: Delivery) -> crate::error::ApiResult<()> {
         reseller_id: d.reseller_id,
         webhook_id: d.webhook_id,
     };
-    state
-        .outbox
+    out.outbox
         .done
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push(finished);
-    state.outbox.finished.notify_one();
+    out.outbox.finished.notify_one();
     Ok(())
 }
 
 /// Mails the reseller that an endpoint was disabled (if mail is on).
-async fn tell_disabled(state: &AppState, endpoint: &Endpoint) {
+async fn tell_disabled(out: &Outbound, endpoint: &Endpoint) {
     use crate::mail::templates::{render, Kind, Vars};
-    if !state.mailer.is_enabled() {
+    if !out.mailer.is_enabled() {
         return;
     }
     let made = (|| {
-        let reseller = state.store.resellers().get(&endpoint.reseller_id)?;
+        let reseller = out.store.resellers().get(&endpoint.reseller_id)?;
         let mut vars = Vars::new(&reseller.name);
         vars.set("webhook_url", &endpoint.url);
         let since = endpoint.failing_since.map(|t| t.to_rfc3339());
         vars.set("failing_since", since.as_deref().unwrap_or_default());
         vars.set("user_email", reseller.email.as_str());
         let kind = Kind::WebhookDisabled;
-        let custom = state.store.mail().template(&reseller.id, kind.name())?;
+        let custom = out.store.mail().template(&reseller.id, kind.name())?;
         let rendered = render(kind, custom.as_deref(), &vars);
         crate::mail::compose(
-            state,
+            &out.mailer,
             &reseller.id,
             kind.name(),
             reseller.email.as_str(),
@@ -626,7 +633,7 @@ async fn tell_disabled(state: &AppState, endpoint: &Endpoint) {
         )
     })();
     let queued = match made {
-        Ok(mail) => crate::mail::queue(state, mail).await,
+        Ok(mail) => crate::mail::queue(&out.mailer, mail).await,
         Err(e) => Err(e),
     };
     if let Err(e) = queued {

@@ -146,7 +146,7 @@ pub fn outside_request_id(
     key: &str,
 ) -> String {
     let msg = format!("outside-request\0{reseller_id}\0{}\0{key}", action.name());
-    hex::encode(state.edge.sign(msg.as_bytes()))
+    hex::encode(state.secret.sign(msg.as_bytes()))
 }
 
 fn text_field(name: &str, value: &str) -> ApiResult<String> {

@@ -2,13 +2,15 @@
 //! `PUT /sites/{id}/deploys/{deploy_id}`, `PUT /deploys/{id}/files/{path}`, listing, restore, cancel.
 
 use super::off_worker;
-use super::sites::{deploy_view, find_site, DeployView};
+use super::sites::find_site;
 use super::PageQuery;
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Permission, Timestamp};
 use crate::store::deploys::{normalize_path, validate_files, Deploy, NewDeploy};
 use crate::store::sites::Site;
+use crate::views::sites::deploy_view;
+use crate::views::DeployView;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -100,7 +102,7 @@ fn reply(state: &AppState, tenant: &Tenant, site: &Site, d: &Deploy) -> ApiResul
         .sites()
         .get(&site.id)?
         .unwrap_or_else(|| site.clone());
-    Ok(HttpResponse::Ok().json(deploy_view(state, &tenant.reseller, &site, d)))
+    Ok(HttpResponse::Ok().json(deploy_view(&state.views, &tenant.reseller, &site, d)))
 }
 
 fn parse_body(bytes: &[u8]) -> ApiResult<DeployBody> {
@@ -384,7 +386,7 @@ async fn list(
     let scope = who.scope();
     let want = q.want(&req, &scope)?;
     let (window, total) = state.store.deploys().window(&site.id, &want)?;
-    let window = window.map(|d| deploy_view(&state, &tenant.reseller, &site, &d));
+    let window = window.map(|d| deploy_view(&state.views, &tenant.reseller, &site, &d));
     super::respond(&req, &scope, &want, window, |d| d.id.as_bytes(), total)
 }
 
@@ -462,7 +464,7 @@ async fn restore(
         .deploys()
         .restore(&deploy.id, Timestamp::now())?;
     let site = state.store.sites().get(&site.id)?.unwrap_or(site);
-    Ok(HttpResponse::Created().json(deploy_view(&state, &tenant.reseller, &site, &deploy)))
+    Ok(HttpResponse::Created().json(deploy_view(&state.views, &tenant.reseller, &site, &deploy)))
 }
 
 #[utoipa::path(
@@ -477,7 +479,7 @@ async fn cancel(
     let tenant = who.tenant(Permission::SitesWrite)?;
     let (site, deploy) = find_deploy(&state, &tenant, &id)?;
     let deploy = state.store.deploys().cancel(&deploy.id, Timestamp::now())?;
-    Ok(HttpResponse::Created().json(deploy_view(&state, &tenant.reseller, &site, &deploy)))
+    Ok(HttpResponse::Created().json(deploy_view(&state.views, &tenant.reseller, &site, &deploy)))
 }
 
 /// Netlify's `deleteDeploy`: an old deploy goes, and the storage its files held for the user

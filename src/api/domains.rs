@@ -9,6 +9,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::model::{DomainName, Email, Permission, Timestamp};
 use crate::store::billing::PaidAction;
 use crate::store::domains::{Domain, DomainStatus};
+use crate::views::domains::{domain_view, metrics_view, DomainMetrics};
+use crate::views::DomainView;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -36,54 +38,6 @@ super::endpoints! { ENDPOINTS:
     "/plugin/domain" {
         get plugin_domain Plugin;
     }
-}
-
-/// A domain as the API shows it, with its traffic metrics.
-#[derive(Clone, Serialize, utoipa::ToSchema)]
-pub struct DomainView {
-    id: String,
-    domain: DomainName,
-    user_id: String,
-    email: Email,
-    site_id: Option<String>,
-    /// pending, verified or failed
-    #[schema(value_type = String)]
-    verification_status: DomainStatus,
-    verification: Verification,
-    created_at: Timestamp,
-    verified_at: Option<Timestamp>,
-    last_checked_at: Option<Timestamp>,
-    /// Why the last check did not verify it, and what to do (`null` once verified or before
-    /// the first check).
-    verification_error: Option<String>,
-    metrics: DomainMetrics,
-}
-
-/// The TXT record that proves ownership.
-#[derive(Clone, Serialize, utoipa::ToSchema)]
-struct Verification {
-    /// Always `TXT`
-    #[serde(rename = "type")]
-    kind: &'static str,
-    name: String,
-    value: String,
-}
-
-/// Requests served for a domain.
-#[derive(Clone, Serialize, utoipa::ToSchema)]
-struct DomainMetrics {
-    requests: u64,
-    bytes_sent: u64,
-    last_request_at: Option<Timestamp>,
-    daily: Vec<DailyCounts>,
-}
-
-#[derive(Clone, Serialize, utoipa::ToSchema)]
-struct DailyCounts {
-    /// YYYY-MM-DD
-    date: String,
-    requests: u64,
-    bytes_sent: u64,
 }
 
 /// A new domain: the view plus its WordPress plugin key (shown once).
@@ -122,45 +76,6 @@ struct PluginDomain {
     /// the first check).
     verification_error: Option<String>,
     metrics: DomainMetrics,
-}
-
-fn metrics_view(t: crate::store::traffic::Traffic) -> DomainMetrics {
-    DomainMetrics {
-        requests: t.requests,
-        bytes_sent: t.bytes_sent,
-        last_request_at: t.last_request_at,
-        daily: t
-            .daily
-            .into_iter()
-            .map(|(date, c)| DailyCounts {
-                date,
-                requests: c.requests,
-                bytes_sent: c.bytes_sent,
-            })
-            .collect(),
-    }
-}
-
-pub fn domain_view(state: &AppState, d: &Domain) -> ApiResult<DomainView> {
-    let traffic = state.store.traffic().get(&d.id)?;
-    Ok(DomainView {
-        id: d.id.clone(),
-        domain: d.name.clone(),
-        user_id: d.user_id.clone(),
-        email: d.email.clone(),
-        site_id: d.site_id.clone(),
-        verification_status: d.status,
-        verification: Verification {
-            kind: "TXT",
-            name: d.txt_name(),
-            value: d.txt_value(),
-        },
-        created_at: d.created_at,
-        verified_at: d.verified_at,
-        last_checked_at: d.last_checked_at,
-        verification_error: state.store.domains().verification_error(&d.id)?,
-        metrics: metrics_view(traffic),
-    })
 }
 
 /// A domain the tenant may see: its reseller's, and for a user token only the user's own.
@@ -287,7 +202,7 @@ async fn create(
         now,
     )?;
     Ok(created(CreatedDomain {
-        view: domain_view(&state, &d)?,
+        view: domain_view(&state.views, &d)?,
         wordpress_api_key: wp.expose().to_string(),
     }))
 }
@@ -327,8 +242,8 @@ async fn list(
         .filter(|d| status.is_none_or(|s| d.status == s))
         .filter(|d| user_id.is_none_or(|u| d.user_id == u))
         .filter(|d| own.is_none_or(|u| d.user_id == u))
-        .map(|d| domain_view(&state, &d))
-        .collect::<ApiResult<Vec<_>>>()?;
+        .map(|d| domain_view(&state.views, &d))
+        .collect::<Result<Vec<_>, _>>()?;
     paginate(
         &req,
         &who.scope(),
@@ -350,7 +265,7 @@ async fn get(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::DomainsRead)?;
     let d = find_domain(&state, &tenant, &id)?;
-    Ok(HttpResponse::Ok().json(domain_view(&state, &d)?))
+    Ok(HttpResponse::Ok().json(domain_view(&state.views, &d)?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -380,7 +295,7 @@ async fn update(
         };
         state.store.domains().save(&d)?;
     }
-    Ok(HttpResponse::Ok().json(domain_view(&state, &d)?))
+    Ok(HttpResponse::Ok().json(domain_view(&state.views, &d)?))
 }
 
 #[utoipa::path(
@@ -411,7 +326,7 @@ async fn verify(
     let tenant = who.tenant(Permission::DomainsWrite)?;
     let d = find_domain(&state, &tenant, &id)?;
     let d = state.verifier.check(&state.store, d).await?;
-    Ok(HttpResponse::Ok().json(domain_view(&state, &d)?))
+    Ok(HttpResponse::Ok().json(domain_view(&state.views, &d)?))
 }
 
 #[utoipa::path(
@@ -544,7 +459,7 @@ async fn register(
     d.status = DomainStatus::Verified;
     d.verified_at = Some(now);
     domains.save(&d)?;
-    let view = domain_view(&state, &d)?;
+    let view = domain_view(&state.views, &d)?;
     // A retry gets the same answer without the WordPress key, which is shown once.
     let answer = |charge: &crate::store::billing::Charge| {
         let stored = RegisteredDomain {

@@ -7,9 +7,9 @@ use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Permission, Timestamp};
 use crate::store::forms::{Form, Submission};
+use crate::views::forms::{submission_view, SubmissionView};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use std::collections::BTreeMap;
 
 super::endpoints! { ENDPOINTS:
     "/sites/{site_id}/forms" {
@@ -55,28 +55,6 @@ struct FormField {
     kind: &'static str,
 }
 
-/// A form submission, Netlify's shape: `data` holds every field, and the well-known ones are
-/// lifted.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct SubmissionView {
-    id: String,
-    number: u64,
-    form_id: String,
-    form_name: String,
-    site_id: String,
-    email: Option<String>,
-    name: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    company: Option<String>,
-    summary: String,
-    body: Option<String>,
-    /// Every submitted field
-    data: BTreeMap<String, String>,
-    site_url: String,
-    created_at: Timestamp,
-}
-
 fn form_view(f: &Form) -> FormView {
     FormView {
         id: f.id.clone(),
@@ -95,29 +73,6 @@ fn form_view(f: &Form) -> FormView {
         action: f.action.clone(),
         honeypot: f.honeypot.clone(),
         created_at: f.created_at,
-    }
-}
-
-pub(crate) fn submission_view(s: &Submission) -> SubmissionView {
-    let data: BTreeMap<String, String> = s.data.iter().cloned().collect();
-    let field = |k: &str| data.get(k).cloned();
-    let summary: Vec<String> = s.data.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    SubmissionView {
-        id: s.id.clone(),
-        number: s.number,
-        form_id: s.form_id.clone(),
-        form_name: s.form_name.clone(),
-        site_id: s.site_id.clone(),
-        email: field("email"),
-        name: field("name"),
-        first_name: field("first_name"),
-        last_name: field("last_name"),
-        company: field("company"),
-        summary: summary.join(", "),
-        body: field("body"),
-        site_url: s.site_url.clone(),
-        created_at: s.created_at,
-        data,
     }
 }
 

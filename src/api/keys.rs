@@ -5,6 +5,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{IpAllowList, Permission, Permissions, Timestamp};
 use crate::store::keys::{ApiKey, NewKey};
+use crate::views::KeyView;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -16,34 +17,6 @@ super::endpoints! { ENDPOINTS:
     }
     "/keys/{id}" {
         delete delete Key(KM);
-    }
-}
-
-/// A key as listed: never the secret, only its masked form.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct KeyView {
-    pub id: String,
-    pub name: String,
-    pub masked: String,
-    pub permissions: Permissions,
-    pub allowed_ips: IpAllowList,
-    pub created_at: Timestamp,
-    pub expires_at: Option<Timestamp>,
-    pub last_used_at: Option<Timestamp>,
-}
-
-impl From<ApiKey> for KeyView {
-    fn from(k: ApiKey) -> Self {
-        KeyView {
-            id: k.id,
-            name: k.name,
-            masked: k.masked,
-            permissions: k.permissions,
-            allowed_ips: k.allowed_ips,
-            created_at: k.created_at,
-            expires_at: k.expires_at,
-            last_used_at: k.last_used_at,
-        }
     }
 }
 

@@ -172,7 +172,7 @@ async fn verify(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRes
     let sender = own_sender(&state, reseller)?;
     // The lookups run outside the write gate (`GateMode::WaitsOnNetwork`); the result is one
     // atomic write of the sender record.
-    let checked = crate::mail::verify_sender(&state, sender).await?;
+    let checked = crate::mail::verify_sender(&state.mailer, sender).await?;
     Ok(HttpResponse::Ok().json(sender_view(&state, checked)?))
 }
 

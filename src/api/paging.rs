@@ -99,7 +99,7 @@ impl Signer {
         let state = req
             .app_data::<web::Data<AppState>>()
             .ok_or_else(|| ApiError::internal("no app state"))?;
-        let mut mac = state.edge.keyed();
+        let mut mac = state.secret.keyed();
         for part in [
             b"cursor".as_slice(),
             req.path().as_bytes(),

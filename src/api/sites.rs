@@ -5,14 +5,14 @@ use super::{created, no_content, nullable, paginate, Order, PageQuery};
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{DomainName, Permission, SiteName, Timestamp};
-use crate::store::deploys::Deploy;
 use crate::store::resellers::Reseller;
 use crate::store::sites::{PasswordHash, Site, SitePatch};
 use crate::store::users::User;
+use crate::views::sites::site_view;
+use crate::views::SiteView;
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Deserialize;
 
 super::endpoints! { ENDPOINTS:
     "/sites" {
@@ -42,220 +42,18 @@ pub fn find_site(state: &AppState, tenant: &Tenant, id_or_name: &str) -> ApiResu
         Some(s) => Some(s),
         None => match sites.by_name(&id_or_name.to_ascii_lowercase())? {
             Some(s) => Some(s),
-            None => {
-                crate::hosts::resolve_host(&state.store, &state.edge.default_domain, id_or_name)?
-                    .map(|t| t.site)
-            }
+            None => crate::hosts::resolve_host(
+                &state.store,
+                &state.views.links.default_domain,
+                id_or_name,
+            )?
+            .map(|t| t.site),
         },
     };
     match site {
         Some(s) if tenant.owns(&s.reseller_id, &s.user_id) => Ok(s),
         _ => Err(ApiError::NotFound("site")),
     }
-}
-
-pub struct SiteUrls {
-    pub url: String,
-    pub ssl_url: String,
-    pub admin_url: String,
-}
-
-pub fn site_urls(state: &AppState, reseller: &Reseller, site: &Site) -> SiteUrls {
-    let host = crate::hosts::site_host(reseller, &state.edge.default_domain, site.name.as_str());
-    let port = state.https_port_suffix();
-    SiteUrls {
-        url: format!("https://{host}{port}"),
-        ssl_url: format!("https://{host}{port}"),
-        admin_url: format!("{}#sites", state.panel_url()),
-    }
-}
-
-/// A JSON object whose fields are not described further.
-type Object = serde_json::Map<String, Value>;
-
-/// The Netlify deploy object, with the fields netlify-cli and @netlify/api read.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct DeployView {
-    pub id: String,
-    site_id: String,
-    user_id: String,
-    build_id: Option<String>,
-    /// new, prepared, ready or error
-    state: &'static str,
-    name: SiteName,
-    url: String,
-    pub ssl_url: String,
-    admin_url: String,
-    deploy_url: String,
-    deploy_ssl_url: String,
-    screenshot_url: Option<String>,
-    review_id: Option<String>,
-    draft: bool,
-    /// SHA-1s of the files still to upload
-    required: Vec<String>,
-    required_functions: Vec<String>,
-    error_message: Option<String>,
-    branch: Option<String>,
-    commit_ref: Option<String>,
-    commit_url: Option<String>,
-    skipped: Option<bool>,
-    title: Option<String>,
-    /// production or deploy-preview
-    context: &'static str,
-    locked: bool,
-    review_url: Option<String>,
-    framework: Option<String>,
-    function_schedules: Vec<Object>,
-    file_count: usize,
-    pending: usize,
-    published: bool,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-    published_at: Option<Timestamp>,
-}
-
-/// The Netlify site object, with the fields netlify-cli reads.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct SiteView {
-    id: String,
-    site_id: String,
-    name: SiteName,
-    state: &'static str,
-    plan: &'static str,
-    url: String,
-    pub ssl_url: String,
-    admin_url: String,
-    deploy_url: String,
-    custom_domain: Option<DomainName>,
-    domain_aliases: Vec<String>,
-    password_protected: bool,
-    user_id: String,
-    account_id: String,
-    account_slug: String,
-    account_name: String,
-    published_deploy: Option<DeployView>,
-    ssl: bool,
-    force_ssl: bool,
-    managed_dns: bool,
-    feature_flags: Object,
-    build_settings: Object,
-    capabilities: Object,
-    #[schema(value_type = Object)]
-    processing_settings: ProcessingSettings,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-}
-
-/// `{"html": {"pretty_urls": true}}`: the edge serves `/a` from `a.html`.
-#[derive(Serialize)]
-struct ProcessingSettings {
-    html: HtmlSettings,
-}
-
-#[derive(Serialize)]
-struct HtmlSettings {
-    pretty_urls: bool,
-}
-
-/// The Netlify deploy object.
-pub fn deploy_view(state: &AppState, reseller: &Reseller, site: &Site, d: &Deploy) -> DeployView {
-    let urls = site_urls(state, reseller, site);
-    let host = crate::hosts::site_host(reseller, &state.edge.default_domain, site.name.as_str());
-    let (deploy_url, deploy_ssl_url) = match crate::hosts::deploy_host(&host, &d.id) {
-        Some(h) => (
-            format!("http://{h}{}", state.http_port_suffix()),
-            format!("https://{h}{}", state.https_port_suffix()),
-        ),
-        None => (urls.url.clone(), urls.ssl_url.clone()),
-    };
-    DeployView {
-        id: d.id.clone(),
-        site_id: d.site_id.clone(),
-        user_id: d.user_id.clone(),
-        build_id: None,
-        state: d.state.name(),
-        name: site.name.clone(),
-        url: urls.url,
-        ssl_url: urls.ssl_url,
-        admin_url: urls.admin_url,
-        deploy_url,
-        deploy_ssl_url,
-        screenshot_url: None,
-        review_id: None,
-        draft: d.draft,
-        required: state.store.deploys().required(&d.id).unwrap_or_default(),
-        required_functions: Vec::new(),
-        error_message: d.error_message.clone(),
-        branch: d.branch.clone(),
-        commit_ref: None,
-        commit_url: None,
-        skipped: None,
-        title: d.title.clone(),
-        context: if d.draft {
-            "deploy-preview"
-        } else {
-            "production"
-        },
-        locked: false,
-        review_url: None,
-        framework: None,
-        function_schedules: Vec::new(),
-        file_count: d.file_count,
-        pending: state.store.deploys().pending_count(&d.id),
-        published: site.published_deploy.as_deref() == Some(d.id.as_str()),
-        created_at: d.created_at,
-        updated_at: d.updated_at,
-        published_at: d.published_at,
-    }
-}
-
-/// The Netlify site object.
-pub fn site_view(state: &AppState, reseller: &Reseller, site: &Site) -> ApiResult<SiteView> {
-    let urls = site_urls(state, reseller, site);
-    let published = match &site.published_deploy {
-        Some(id) => state
-            .store
-            .deploys()
-            .get(id)?
-            .map(|d| deploy_view(state, reseller, site, &d)),
-        None => None,
-    };
-    let account_name = state
-        .store
-        .users()
-        .get(&reseller.id, &site.user_id)
-        .map(|u| u.email.as_str().to_string())
-        .unwrap_or_default();
-    Ok(SiteView {
-        id: site.id.clone(),
-        site_id: site.id.clone(),
-        name: site.name.clone(),
-        state: "current",
-        plan: "default",
-        deploy_url: urls.ssl_url.clone(),
-        url: urls.url,
-        ssl_url: urls.ssl_url,
-        admin_url: urls.admin_url,
-        custom_domain: site.custom_domain.clone(),
-        domain_aliases: Vec::new(),
-        password_protected: site.password.is_some(),
-        user_id: site.user_id.clone(),
-        account_id: site.user_id.clone(),
-        account_slug: site.user_id.clone(),
-        account_name,
-        published_deploy: published,
-        ssl: false,
-        force_ssl: false,
-        managed_dns: false,
-        feature_flags: Object::new(),
-        build_settings: Object::new(),
-        capabilities: Object::new(),
-        processing_settings: ProcessingSettings {
-            html: HtmlSettings { pretty_urls: true },
-        },
-        created_at: site.created_at,
-        updated_at: site.updated_at,
-    })
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -336,7 +134,7 @@ async fn create_for(
         Timestamp::now(),
     )?;
     state.store.domains().attach_custom_domain(&site)?;
-    Ok(created(site_view(state, &tenant.reseller, &site)?))
+    Ok(created(site_view(&state.views, &tenant.reseller, &site)?))
 }
 
 #[utoipa::path(
@@ -439,7 +237,7 @@ fn list_views(
         .list(&tenant.reseller.id, user)?
         .into_iter()
         .filter(|s| name.as_deref().is_none_or(|n| s.name.as_str().contains(n)))
-        .map(|s| site_view(state, &tenant.reseller, &s))
+        .map(|s| Ok(site_view(&state.views, &tenant.reseller, &s)?))
         .collect()
 }
 
@@ -504,7 +302,7 @@ async fn get(
 ) -> ApiResult<HttpResponse> {
     let tenant = who.tenant(Permission::SitesRead)?;
     let site = find_site(&state, &tenant, &id)?;
-    Ok(HttpResponse::Ok().json(site_view(&state, &tenant.reseller, &site)?))
+    Ok(HttpResponse::Ok().json(site_view(&state.views, &tenant.reseller, &site)?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -553,7 +351,7 @@ async fn update(
         .sites()
         .update(&site.id, patch, Timestamp::now())?;
     state.store.domains().attach_custom_domain(&site)?;
-    Ok(HttpResponse::Ok().json(site_view(&state, &tenant.reseller, &site)?))
+    Ok(HttpResponse::Ok().json(site_view(&state.views, &tenant.reseller, &site)?))
 }
 
 #[utoipa::path(

@@ -6,8 +6,8 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::model::{Email, Permission, Timestamp};
 use crate::store::resellers::Reseller;
-use crate::store::suspensions::Suspension;
 use crate::store::users::{validate_uid, AccessToken, Listed, TokenTerms};
+use crate::views::{Lookups, UserView};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -124,94 +124,6 @@ async fn revoke_all_tokens(
     let reseller_id = token_user(&who, Permission::UsersWrite, &id)?;
     state.store.users().revoke_all_tokens(&reseller_id, &id)?;
     Ok(no_content())
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct UserView {
-    pub id: String,
-    pub uid: Option<String>,
-    pub email: Email,
-    pub full_name: Option<String>,
-    pub avatar_url: Option<String>,
-    pub created_at: Timestamp,
-    pub token_count: usize,
-    /// Set while the user is suspended: its tokens get 403 `user_suspended` and its sites show
-    /// the `suspended` page.
-    pub suspension: Option<Suspension>,
-    /// The user's own plan (null: the reseller's default plan applies).
-    pub plan_id: Option<String>,
-}
-
-impl UserView {
-    /// A user as webhooks tell of it (with no token count at hand).
-    pub fn of_user(user: crate::store::users::User) -> UserView {
-        UserView::new(Listed { user, tokens: 0 })
-    }
-
-    fn new(listed: Listed) -> UserView {
-        let Listed { user: u, tokens } = listed;
-        UserView {
-            id: u.id,
-            uid: u.uid,
-            email: u.email,
-            full_name: None,
-            avatar_url: None,
-            created_at: u.created_at,
-            token_count: tokens as usize,
-            suspension: None,
-            plan_id: None,
-        }
-    }
-
-    /// As `new`, with the user's suspension and plan read from the store.
-    fn read(state: &AppState, listed: Listed) -> UserView {
-        UserView::read_some(state, listed, Lookups::BOTH)
-    }
-
-    /// As `read`, skipping what `lookups` says the reseller has none of.
-    fn read_some(state: &AppState, listed: Listed, lookups: Lookups) -> UserView {
-        let (reseller_id, id) = (&listed.user.reseller_id, &listed.user.id);
-        let store = &state.store;
-        let suspension = lookups
-            .suspensions
-            .then(|| store.suspensions().get(reseller_id, id).ok().flatten())
-            .flatten();
-        let plan_id = lookups
-            .plans
-            .then(|| store.plans().user_plan_id(reseller_id, id).ok().flatten())
-            .flatten();
-        UserView {
-            suspension,
-            plan_id,
-            ..UserView::new(listed)
-        }
-    }
-}
-
-/// Which per-user records a listing must look up: one seek per page finds out whether the
-/// reseller has any suspended user or any user with a plan of its own.
-#[derive(Clone, Copy)]
-struct Lookups {
-    suspensions: bool,
-    plans: bool,
-}
-
-impl Lookups {
-    const BOTH: Lookups = Lookups {
-        suspensions: true,
-        plans: true,
-    };
-
-    fn of(state: &AppState, reseller_id: &str) -> Lookups {
-        Lookups {
-            suspensions: state.store.suspensions().any(reseller_id).unwrap_or(true),
-            plans: state
-                .store
-                .plans()
-                .any_assigned(reseller_id)
-                .unwrap_or(true),
-        }
-    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -360,10 +272,10 @@ async fn list(
     let tenant = who.scope();
     if email.is_none() && uid.is_none() {
         let want = q.want(&req, &tenant)?;
-        let lookups = Lookups::of(&state, &reseller.id);
+        let lookups = Lookups::of(&state.store, &reseller.id);
         let window = users
             .window(&reseller.id, &want)?
-            .map(|l| UserView::read_some(&state, l, lookups));
+            .map(|l| UserView::read_some(&state.store, l, lookups));
         let total = users.count(&reseller.id);
         return super::respond(&req, &tenant, &want, window, |u| u.id.as_bytes(), total);
     }
@@ -376,10 +288,10 @@ async fn list(
     if let (Some(_), Some(email)) = (uid, email) {
         matching.retain(|l| l.user.email.as_str().eq_ignore_ascii_case(email));
     }
-    let lookups = Lookups::of(&state, &reseller.id);
+    let lookups = Lookups::of(&state.store, &reseller.id);
     let views: Vec<UserView> = matching
         .into_iter()
-        .map(|l| UserView::read_some(&state, l, lookups))
+        .map(|l| UserView::read_some(&state.store, l, lookups))
         .collect();
     super::paginate(
         &req,
@@ -403,7 +315,7 @@ async fn get(
 ) -> ApiResult<HttpResponse> {
     let reseller = who.reseller(Permission::UsersRead)?;
     let user = state.store.users().get_listed(&reseller.id, &id)?;
-    Ok(HttpResponse::Ok().json(UserView::read(&state, user)))
+    Ok(HttpResponse::Ok().json(UserView::read(&state.store, user)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -435,7 +347,7 @@ async fn update(
             .assign(&reseller.id, &id, plan_id.as_deref())?;
     }
     let user = state.store.users().get_listed(&reseller.id, &id)?;
-    Ok(HttpResponse::Ok().json(UserView::read(&state, user)))
+    Ok(HttpResponse::Ok().json(UserView::read(&state.store, user)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -469,7 +381,7 @@ async fn suspend(
         .suspensions()
         .suspend(&reseller.id, &id, reason, Timestamp::now())?;
     let user = state.store.users().get_listed(&reseller.id, &id)?;
-    Ok(HttpResponse::Ok().json(UserView::read(&state, user)))
+    Ok(HttpResponse::Ok().json(UserView::read(&state.store, user)))
 }
 
 #[utoipa::path(
@@ -485,7 +397,7 @@ async fn unsuspend(
     let reseller = who.reseller(Permission::UsersWrite)?;
     state.store.suspensions().unsuspend(&reseller.id, &id)?;
     let user = state.store.users().get_listed(&reseller.id, &id)?;
-    Ok(HttpResponse::Ok().json(UserView::read(&state, user)))
+    Ok(HttpResponse::Ok().json(UserView::read(&state.store, user)))
 }
 
 #[utoipa::path(

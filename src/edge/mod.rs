@@ -9,31 +9,27 @@ pub mod serve;
 pub mod site;
 
 use crate::error::ApiResult;
-use crate::hosts::{resolve_host, HostTarget};
+use crate::hosts::HostTarget;
 use crate::store::Store;
 use crate::AppState;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
-use rand::RngCore;
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Edge state shared by all workers: the cookie-signing secret, caches of immutable things
 /// (ready deploys' indexes, blobs by digest).
 pub struct Edge {
-    pub default_domain: String,
-    /// HMAC-SHA256 keyed with the edge secret (its inner and outer states computed once).
-    mac: ring::hmac::Key,
-    hosts: RwLock<HashMap<String, (u64, HostLookup)>>,
     /// Ready deploys' indexes and the bytes they hold in all.
     deploys: RwLock<(HashMap<String, Arc<serve::DeployIndex>>, usize)>,
     blobs: RwLock<HashMap<String, Bytes>>,
     blob_bytes: AtomicUsize,
     /// Site password checks (argon2, ~19 MiB and tens of ms each) running at once.
     pub password_checks: tokio::sync::Semaphore,
+    /// The client for proxied paths (`proxy::forward`).
+    pub proxy: proxy::Proxy,
 }
 
 /// Blobs up to this size are read whole and kept in memory (content addressing means never
@@ -42,76 +38,18 @@ const CACHE_BLOB_MAX: usize = 1 << 20;
 const CACHE_TOTAL_MAX: usize = 64 << 20;
 /// Byte budget of the deploy index cache (a deploy of 25,000 files or 10,000 rules is a few MiB).
 const CACHE_DEPLOYS_BYTES: usize = 64 << 20;
-const CACHE_HOSTS_MAX: usize = 10_000;
-
-/// What a host serves, or none.
-pub type HostLookup = Option<Arc<HostTarget>>;
 
 impl Edge {
-    /// Loads (or creates) the secret kept in the data dir; on PostgreSQL every node uses the
-    /// one in the database (see `Store::cluster_secret`), so a cursor or a cookie one node
-    /// signed is good on the others.
-    pub fn new(data_dir: &Path, store: &Store, default_domain: String) -> Result<Edge, String> {
-        let path = data_dir.join("edge-secret");
-        let secret = match std::fs::read_to_string(&path) {
-            Ok(text) => hex::decode(text.trim())
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| {
-                    format!("{} is corrupt; delete it to make a new one", path.display())
-                })?,
-            Err(_) => {
-                let mut s = [0u8; 32];
-                rand::thread_rng().fill_bytes(&mut s);
-                crate::files::write_private(&path, hex::encode(s).as_bytes())
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-                s
-            }
-        };
-        let secret = store
-            .cluster_secret("edge-secret", &secret)
-            .map_err(|e| format!("cannot read the cluster's edge secret: {e}"))?;
-        let mac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+    /// Empty caches; `allow_private` lets proxied paths reach private addresses
+    /// (`--allow-private-targets`).
+    pub fn new(allow_private: bool) -> Result<Edge, String> {
         Ok(Edge {
-            default_domain,
-            mac,
-            hosts: RwLock::default(),
             deploys: RwLock::default(),
             blobs: RwLock::default(),
             blob_bytes: AtomicUsize::new(0),
             password_checks: tokio::sync::Semaphore::new(2),
+            proxy: proxy::Proxy::new(allow_private)?,
         })
-    }
-
-    /// HMAC-SHA256 of `msg` with the edge secret.
-    pub fn sign(&self, msg: &[u8]) -> [u8; 32] {
-        crate::signing::tag_bytes(ring::hmac::sign(&self.mac, msg))
-    }
-
-    /// An HMAC-SHA256 keyed with the edge secret, to feed a message in parts.
-    pub fn keyed(&self) -> ring::hmac::Context {
-        ring::hmac::Context::with_key(&self.mac)
-    }
-
-    /// `resolve_host`, cached until the store's generation moves (any site, publish or
-    /// reseller change), so a 2xx from the API is visible at the edge on the next request.
-    pub fn site_for_host(&self, store: &Store, host: &str) -> ApiResult<HostLookup> {
-        // Read the generation first: an entry built from data older than a write then carries
-        // a generation that write already left behind.
-        let generation = store.hosts_generation();
-        if let Some((g, r)) = self.hosts.read().ok().and_then(|m| m.get(host).cloned()) {
-            if g == generation {
-                return Ok(r);
-            }
-        }
-        let resolved = resolve_host(store, &self.default_domain, host)?.map(Arc::new);
-        if let Ok(mut m) = self.hosts.write() {
-            if m.len() >= CACHE_HOSTS_MAX {
-                m.clear();
-            }
-            m.insert(host.to_string(), (generation, resolved.clone()));
-        }
-        Ok(resolved)
     }
 
     /// The index of a ready deploy, built once (off the worker: it reads the deploy's rules
@@ -209,13 +147,14 @@ pub async fn serve(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
+    edge: &Edge,
     target: &HostTarget,
 ) -> HttpResponse {
     let deploy = target
         .deploy_id
         .as_deref()
         .or(target.site.published_deploy.as_deref());
-    let resp = match site::serve_site(req, payload, state, target, deploy).await {
+    let resp = match site::serve_site(req, payload, state, edge, target, deploy).await {
         Ok(resp) => resp,
         Err(e) => return error_page(e),
     };

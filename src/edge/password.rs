@@ -19,7 +19,7 @@ pub(super) fn pass_token(state: &AppState, site: &Site) -> Option<String> {
     let mut msg = site.id.as_bytes().to_vec();
     msg.extend_from_slice(&pw.salt);
     msg.extend_from_slice(&pw.hash);
-    Some(hex::encode(state.edge.sign(&msg)))
+    Some(hex::encode(state.secret.sign(&msg)))
 }
 
 pub(super) fn has_pass(req: &HttpRequest, expected: &str) -> bool {
@@ -49,6 +49,7 @@ pub(super) async fn password_gate(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
+    edge: &super::Edge,
     reseller: &Reseller,
     site: &Site,
     token: &str,
@@ -76,8 +77,7 @@ pub(super) async fn password_gate(
     let ok = match &site.password {
         Some(pw) => {
             // Argon2 is slow by design: off the workers, and only a few at once.
-            let _permit = state
-                .edge
+            let _permit = edge
                 .password_checks
                 .acquire()
                 .await

@@ -186,12 +186,12 @@ fn bad_gateway() -> HttpResponse {
 pub async fn forward(
     req: &HttpRequest,
     payload: web::Payload,
+    proxy: &Proxy,
     state: &AppState,
     target: &HostTarget,
     url: reqwest::Url,
     profile: &ProxyProfile,
 ) -> HttpResponse {
-    let proxy = &state.proxy;
     if crate::targets::target_allowed(url.as_str(), proxy.allow_private).is_err() {
         return bad_gateway();
     }

@@ -19,12 +19,13 @@ use actix_web::{HttpRequest, HttpResponse};
 async fn not_found(
     req: &HttpRequest,
     state: &AppState,
+    edge: &super::Edge,
     reseller: &Reseller,
     ix: Option<&serve::DeployIndex>,
 ) -> HttpResponse {
     if let Some(ix) = ix {
         if let Some(file) = ix.files.get("404.html") {
-            if let Ok(data) = state.edge.blob(&state.store, &file.sha).await {
+            if let Ok(data) = edge.blob(&state.store, &file.sha).await {
                 return serve::file_response(
                     req,
                     ix,
@@ -60,6 +61,7 @@ pub async fn serve_site(
     req: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
+    edge: &super::Edge,
     target: &crate::hosts::HostTarget,
     deploy: Option<&str>,
 ) -> ApiResult<HttpResponse> {
@@ -119,18 +121,20 @@ pub async fn serve_site(
     }
     if let Some(token) = pass_token(state, site) {
         if !has_pass(req, &token) {
-            return password_gate(req, payload, state, reseller, site, &token).await;
+            return password_gate(req, payload, state, edge, reseller, site, &token).await;
         }
     }
     let ix = match deploy {
-        Some(id) => state.edge.deploy_index(&state.store, id).await?,
+        Some(id) => edge.deploy_index(&state.store, id).await?,
         None => None,
     };
     let route = ix.as_ref().map(|ix| serve::route(ix, &path));
     // A rule to one of the reseller's proxy profiles takes every method.
     if let Some(Route::External { url }) = &route {
         if let Some((url, profile)) = proxy::target(state, site, url, req)? {
-            return Ok(proxy::forward(req, payload, state, target, url, &profile).await);
+            return Ok(
+                proxy::forward(req, payload, &edge.proxy, state, target, url, &profile).await,
+            );
         }
     }
     if method == Method::POST {
@@ -144,7 +148,7 @@ pub async fn serve_site(
         ));
     }
     let (Some(ix), Some(route)) = (&ix, route) else {
-        return Ok(not_found(req, state, reseller, None).await);
+        return Ok(not_found(req, state, edge, reseller, None).await);
     };
     let redirect = |location: String, status: StatusCode| {
         HttpResponse::build(status)
@@ -154,11 +158,11 @@ pub async fn serve_site(
     };
     match route {
         Route::File { file, status } => {
-            let data = state.edge.blob(&state.store, &file.sha).await?;
+            let data = edge.blob(&state.store, &file.sha).await?;
             Ok(serve::file_response(req, ix, &path, file, status, data))
         }
         Route::Redirect { location, status } => Ok(redirect(location, status)),
         Route::External { url } => Ok(redirect(url, StatusCode::FOUND)),
-        Route::NotFound => Ok(not_found(req, state, reseller, Some(ix)).await),
+        Route::NotFound => Ok(not_found(req, state, edge, reseller, Some(ix)).await),
     }
 }

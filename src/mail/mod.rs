@@ -16,9 +16,8 @@ use crate::store::mail::{Mail, Sender, SenderStatus};
 use crate::store::signing::{Alg, SigningKey};
 use crate::store::webhooks::{Event, Subject};
 use crate::store::Store;
-use crate::AppState;
-use actix_web::web;
 use lettre::AsyncTransport;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a mail is retried.
@@ -35,6 +34,13 @@ pub type Transport = lettre::AsyncSmtpTransport<lettre::Tokio1Executor>;
 /// The relay and the instance's sender.
 pub struct Mailer {
     transport: Option<Transport>,
+    store: crate::store::Store,
+    /// What a mail's links are made of (a site's address).
+    links: Arc<crate::views::Links>,
+    /// Checks a reseller's sender's DKIM and SPF records.
+    verifier: Arc<crate::dns::Verifier>,
+    /// How often a pending sender is checked at first (then with backoff).
+    verify_interval: Duration,
     /// The instance's sender address (`--mail-from`).
     pub default_from: String,
     /// Attempts to hand a mail to the relay, by result (`sent`, `failed`), registered with
@@ -46,7 +52,13 @@ impl Mailer {
     /// A mailer for `smtp_url` (none: mail is not sent, and no mail events are written).
     /// `smtp://` uses STARTTLS when the relay offers it (`?tls=required` insists), `smtps://`
     /// implicit TLS; `user:pass@` authenticates.
-    pub fn new(smtp_url: Option<&str>, default_from: String) -> Result<Mailer, String> {
+    pub fn new(
+        smtp_url: Option<&str>,
+        default_from: String,
+        views: &crate::views::Views,
+        verifier: Arc<crate::dns::Verifier>,
+        verify_interval: Duration,
+    ) -> Result<Mailer, String> {
         let transport = match smtp_url {
             None => None,
             Some(url) => {
@@ -63,6 +75,10 @@ impl Mailer {
         };
         Ok(Mailer {
             transport,
+            store: views.store.clone(),
+            links: views.links.clone(),
+            verifier,
+            verify_interval,
             default_from,
             attempts: Default::default(),
         })
@@ -126,11 +142,12 @@ pub async fn set_sender(
         Some(key) => key,
         None => {
             let reseller = reseller_id.to_string();
-            let key =
-                web::block(move || crate::signing::generate(&reseller, alg, Timestamp::now()))
-                    .await
-                    .map_err(crate::error::ApiError::internal)?
-                    .map_err(crate::error::ApiError::internal)?;
+            let key = actix_web::web::block(move || {
+                crate::signing::generate(&reseller, alg, Timestamp::now())
+            })
+            .await
+            .map_err(crate::error::ApiError::internal)?
+            .map_err(crate::error::ApiError::internal)?;
             store.signing_keys().add(key)?
         }
     };
@@ -183,8 +200,8 @@ fn sender_key(store: &Store, sender: &Sender) -> crate::error::ApiResult<Signing
 
 /// Checks the sender's DKIM and SPF records now and stores the result (with backoff after a
 /// miss, like client domains).
-pub async fn verify_sender(state: &AppState, sender: Sender) -> crate::error::ApiResult<Sender> {
-    let store = &state.store;
+pub async fn verify_sender(mailer: &Mailer, sender: Sender) -> crate::error::ApiResult<Sender> {
+    let store = &mailer.store;
     let now = Timestamp::now();
     let (dkim_name, expected) = match sender_record(store, &sender) {
         Ok(record) => record,
@@ -200,7 +217,7 @@ pub async fn verify_sender(state: &AppState, sender: Sender) -> crate::error::Ap
             return Ok(updated.unwrap_or(sender));
         }
     };
-    let verifier = &state.verifier;
+    let verifier = &mailer.verifier;
     let dkim = verifier.txt(&dkim_name).await;
     let spf = verifier.txt(sender.domain()).await;
     let dkim_found = dkim
@@ -216,7 +233,7 @@ pub async fn verify_sender(state: &AppState, sender: Sender) -> crate::error::Ap
         _ => None,
     };
     let verified = dkim_found && spf_found;
-    let interval = state.settings.verify_interval();
+    let interval = mailer.verify_interval;
     let updated = store
         .mail()
         .update_sender(&sender.reseller_id, &sender.from, |s| {
@@ -257,15 +274,15 @@ fn same_record(found: &str, expected: &str) -> bool {
 }
 
 /// Checks every pending sender whose next check is due, forever.
-pub async fn check_senders_forever(state: web::Data<AppState>) {
-    let tick = state.settings.verify_interval().min(Duration::from_secs(5));
+pub async fn check_senders_forever(mailer: Arc<Mailer>) {
+    let tick = mailer.verify_interval.min(Duration::from_secs(5));
     loop {
         tokio::time::sleep(tick).await;
-        if !state.store.is_leader() {
+        if !mailer.store.is_leader() {
             continue;
         }
         let now = Timestamp::now();
-        let due = match state.store.mail().senders() {
+        let due = match mailer.store.mail().senders() {
             Ok(all) => all
                 .into_iter()
                 .filter(|s| s.status != SenderStatus::Verified && s.next_check_at <= now),
@@ -275,7 +292,7 @@ pub async fn check_senders_forever(state: web::Data<AppState>) {
             }
         };
         for sender in due.collect::<Vec<_>>() {
-            if let Err(e) = verify_sender(&state, sender).await {
+            if let Err(e) = verify_sender(&mailer, sender).await {
                 tracing::warn!(error = %e.cause_chain(), "cannot check a mail sender");
             }
         }
@@ -286,12 +303,12 @@ pub async fn check_senders_forever(state: web::Data<AppState>) {
 /// go to). A store that cannot be read now is an error, so the fan-out runs again later and
 /// the mail is not lost; a mail that cannot be made at all (say, a template that no longer
 /// renders) is logged and left out, so it cannot hold up every later event.
-pub fn make_mails(state: &AppState, event: &Event) -> crate::error::ApiResult<Vec<Mail>> {
+pub fn make_mails(mailer: &Mailer, event: &Event) -> crate::error::ApiResult<Vec<Mail>> {
     use crate::error::ApiError;
-    if !state.mailer.is_enabled() {
+    if !mailer.is_enabled() {
         return Ok(Vec::new());
     }
-    match make_mail(state, event) {
+    match make_mail(mailer, event) {
         Ok(mail) => Ok(mail.into_iter().collect()),
         Err(e @ (ApiError::StorageUnavailable(_) | ApiError::InsufficientStorage)) => Err(e),
         Err(e) => {
@@ -301,11 +318,11 @@ pub fn make_mails(state: &AppState, event: &Event) -> crate::error::ApiResult<Ve
     }
 }
 
-fn make_mail(state: &AppState, event: &Event) -> crate::error::ApiResult<Option<Mail>> {
+fn make_mail(mailer: &Mailer, event: &Event) -> crate::error::ApiResult<Option<Mail>> {
     let Some(kind) = templates::Kind::of_event(&event.kind) else {
         return Ok(None);
     };
-    let store = &state.store;
+    let store = &mailer.store;
     let reseller = store.resellers().get(&event.reseller_id)?;
     let mut vars = templates::Vars::new(&reseller.name);
     let owner_email = |user_id: &str| -> Option<String> {
@@ -319,7 +336,7 @@ fn make_mail(state: &AppState, event: &Event) -> crate::error::ApiResult<Option<
         let site = store.sites().get(site_id).ok().flatten()?;
         vars.set("site_name", site.name.as_str());
         let host =
-            crate::hosts::site_host(&reseller, &state.edge.default_domain, site.name.as_str());
+            crate::hosts::site_host(&reseller, &mailer.links.default_domain, site.name.as_str());
         vars.set("site_url", &format!("https://{host}"));
         owner_email(&site.user_id)
     };
@@ -377,19 +394,19 @@ fn make_mail(state: &AppState, event: &Event) -> crate::error::ApiResult<Option<
     vars.set("user_email", &to);
     let custom = store.mail().template(&reseller.id, kind.name())?;
     let rendered = templates::render(kind, custom.as_deref(), &vars);
-    compose(state, &reseller.id, kind.name(), &to, &rendered, event.at).map(Some)
+    compose(mailer, &reseller.id, kind.name(), &to, &rendered, event.at).map(Some)
 }
 
 /// A signed message from the reseller's verified sender, or from the instance's.
 pub fn compose(
-    state: &AppState,
+    mailer: &Mailer,
     reseller_id: &str,
     kind: &str,
     to: &str,
     rendered: &templates::Rendered,
     at: Timestamp,
 ) -> crate::error::ApiResult<Mail> {
-    let store = &state.store;
+    let store = &mailer.store;
     // A verified sender whose key was deleted since cannot sign: the instance's sender stands in.
     let own = store
         .mail()
@@ -401,7 +418,7 @@ pub fn compose(
         None => {
             let key = instance_key(store)?;
             let selector = selector(&key);
-            (state.mailer.default_from.clone(), None, key, selector)
+            (mailer.default_from.clone(), None, key, selector)
         }
     };
     let domain = from.rsplit('@').next().unwrap_or("localhost").to_string();
@@ -430,25 +447,25 @@ pub fn compose(
 }
 
 /// Sends due mails, one at a time, forever; prunes old ones now and then.
-pub async fn send_forever(state: web::Data<AppState>) {
-    let Some(transport) = state.mailer.transport.clone() else {
+pub async fn send_forever(mailer: Arc<Mailer>) {
+    let Some(transport) = mailer.transport.clone() else {
         return;
     };
     let mut rounds = 0u64;
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if !state.store.is_leader() {
+        if !mailer.store.is_leader() {
             continue;
         }
         rounds += 1;
         if rounds % 14_400 == 1 {
             let before = Timestamp(Timestamp::now().0 - KEEP_MS);
-            if let Err(e) = state.store.mail().prune(before, 10_000) {
+            if let Err(e) = mailer.store.mail().prune(before, 10_000) {
                 tracing::warn!(error = %e, "cannot prune sent mail");
             }
         }
         let now = Timestamp::now();
-        let due = match state.store.mail().due(now, 32) {
+        let due = match mailer.store.mail().due(now, 32) {
             Ok(due) => due,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the mail queue");
@@ -457,7 +474,7 @@ pub async fn send_forever(state: web::Data<AppState>) {
         };
         for entry in due {
             let lease = Timestamp(now.0 + 120_000);
-            let mail = match state.store.mail().lease(&entry, lease) {
+            let mail = match mailer.store.mail().lease(&entry, lease) {
                 Ok(Some(mail)) => mail,
                 Ok(None) => continue,
                 Err(e) => {
@@ -467,23 +484,23 @@ pub async fn send_forever(state: web::Data<AppState>) {
             };
             // The lease, and the fan-out that queued this mail, on disk before it is sent: a
             // crash that undid the fan-out would queue the mail again and send it twice.
-            if let Err(e) = state.store.flush().await {
+            if let Err(e) = mailer.store.flush().await {
                 tracing::warn!(error = %e, "cannot flush the mail queue; the mail waits");
                 continue;
             }
             let result = send(&transport, &mail).await;
             let (error, next) = match result {
                 Ok(()) => {
-                    crate::metrics::count(&state.mailer.attempts, "sent");
+                    crate::metrics::count(&mailer.attempts, "sent");
                     (None, None)
                 }
                 Err(e) => {
-                    crate::metrics::count(&state.mailer.attempts, "failed");
+                    crate::metrics::count(&mailer.attempts, "failed");
                     tracing::warn!(mail = %mail.id, error = %e, "cannot send a notification mail; it is retried");
                     (Some(e), next_attempt(&mail, Timestamp::now()))
                 }
             };
-            if let Err(e) = state.store.mail().record(&mail.id, error, next) {
+            if let Err(e) = mailer.store.mail().record(&mail.id, error, next) {
                 tracing::warn!(error = %e, "cannot record a mail attempt");
             }
         }
@@ -512,8 +529,8 @@ fn next_attempt(mail: &Mail, now: Timestamp) -> Option<Timestamp> {
 }
 
 /// Queues one mail outside the event flow (an endpoint disabled), flushed.
-pub async fn queue(state: &AppState, mail: Mail) -> crate::error::ApiResult<()> {
-    state.store.mail().queue(&[mail])?;
-    state.store.flush().await?;
+pub async fn queue(mailer: &Mailer, mail: Mail) -> crate::error::ApiResult<()> {
+    mailer.store.mail().queue(&[mail])?;
+    mailer.store.flush().await?;
     Ok(())
 }
