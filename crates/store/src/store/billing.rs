@@ -4,7 +4,8 @@
 //! action and bound to the request: a retry gets the stored answer for the key's whole life,
 //! the same key on another request is refused, and every action completed has its own charge.
 
-use super::webhooks::{emit, Subject};
+use super::events::{emit, Subject};
+pub use super::records::{Charge, PaidAction};
 use super::{abort, decode, encode, get, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::kv::Transactional;
@@ -25,26 +26,6 @@ pub struct PaymentMethod {
     #[serde(rename = "type")]
     pub kind: PaymentKind,
     pub reference: String,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PaidAction {
-    SslCertificate,
-    DomainRegistration,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Charge {
-    pub id: String,
-    pub payment_method_id: String,
-    pub action: PaidAction,
-    /// What was bought: a site id or a domain name.
-    pub subject: String,
-    pub amount_cents: u64,
-    pub currency: String,
-    pub idempotency_key: Option<String>,
     pub created_at: Timestamp,
 }
 

@@ -1,6 +1,6 @@
 //! ACME certificates, one record per custom domain, plus the ACME account credentials.
 
-use super::webhooks::{emit, Subject};
+use super::events::{emit, Subject};
 use super::{decode, encode, get, Store};
 use crate::error::StoreResult;
 use crate::kv::Transactional;

@@ -6,21 +6,14 @@
 //! (`deploy_files` "deploy/path" -> sha, `deploy_required`, `deploy_pending` "deploy/sha"), so an
 //! upload touches two small keys instead of rewriting a record that grows with the site.
 
-use super::webhooks::{emit, Subject};
+use super::events::{emit, Subject};
 use super::{abort, blobs, decode, encode, get, ids_under, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::kv::Transactional;
 use crate::model::{new_id, Timestamp};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DeployState {
-    New,
-    Prepared,
-    Ready,
-    Error,
-}
+pub use super::records::{Deploy, DeployState};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 impl DeployState {
     pub fn name(self) -> &'static str {
@@ -31,23 +24,6 @@ impl DeployState {
             DeployState::Error => "error",
         }
     }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Deploy {
-    pub id: String,
-    pub site_id: String,
-    pub reseller_id: String,
-    pub user_id: String,
-    pub state: DeployState,
-    pub draft: bool,
-    pub title: Option<String>,
-    pub branch: Option<String>,
-    pub file_count: usize,
-    pub error_message: Option<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    pub published_at: Option<Timestamp>,
 }
 
 /// Options of a new deploy.

@@ -1,23 +1,16 @@
 //! Client domains: registered once on the whole instance, owned by one client user, verified by
 //! a DNS TXT record, and carrying a WordPress plugin key stored only as SHA-256.
 
-use super::webhooks::{emit, Subject};
+use super::events::{emit, Subject};
 use super::{abort, decode, encode, get, ids_under, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::kv::Transactional;
 use crate::model::secret::{Secret, WP_PREFIX};
 use crate::model::{new_id, DomainName, Email, Timestamp};
-use serde::{Deserialize, Serialize};
+
+pub use super::records::{Domain, DomainStatus};
 
 pub const TXT_PREFIX: &str = "resellerd-verification=";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DomainStatus {
-    Pending,
-    Verified,
-    Failed,
-}
 
 impl DomainStatus {
     pub fn parse(s: &str) -> StoreResult<DomainStatus> {
@@ -28,26 +21,6 @@ impl DomainStatus {
             _ => Err(StoreError::invalid("status is pending, verified or failed")),
         }
     }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Domain {
-    pub id: String,
-    pub reseller_id: String,
-    pub user_id: String,
-    pub name: DomainName,
-    pub email: Email,
-    pub site_id: Option<String>,
-    pub status: DomainStatus,
-    /// The value after `resellerd-verification=` in the TXT record.
-    pub token: String,
-    pub wp_hash: [u8; 32],
-    pub created_at: Timestamp,
-    pub verified_at: Option<Timestamp>,
-    pub last_checked_at: Option<Timestamp>,
-    pub next_check_at: Timestamp,
-    /// Checks that did not find the record, for the backoff.
-    pub misses: u32,
 }
 
 impl Domain {

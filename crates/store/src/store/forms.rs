@@ -1,7 +1,8 @@
 //! Forms detected in a site's HTML at deploy time (`<form netlify>` / `data-netlify="true"`)
 //! and the submissions the edge stores for them.
 
-use super::webhooks::{emit, Subject};
+use super::events::{emit, Subject};
+pub use super::records::Submission;
 use super::{decode, encode, get, ids_under, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::kv::Transactional;
@@ -20,20 +21,6 @@ pub struct Form {
     pub action: Option<String>,
     pub honeypot: Option<String>,
     pub submission_count: u64,
-    pub created_at: Timestamp,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Submission {
-    pub id: String,
-    pub number: u64,
-    pub form_id: String,
-    pub form_name: String,
-    pub site_id: String,
-    pub reseller_id: String,
-    pub user_id: String,
-    pub data: Vec<(String, String)>,
-    pub site_url: String,
     pub created_at: Timestamp,
 }
 

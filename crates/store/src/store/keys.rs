@@ -1,28 +1,15 @@
 //! Reseller API keys: at most 6 live keys per reseller, secrets kept only as SHA-256.
 
-use super::webhooks::{emit, Subject};
+use super::events::{emit, Subject};
 use super::{abort, decode, encode, get, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::kv::Transactional;
 use crate::model::secret::{Secret, KEY_PREFIX};
 use crate::model::{new_id, IpAllowList, Permissions, Timestamp};
-use serde::{Deserialize, Serialize};
+
+pub use super::records::ApiKey;
 
 pub const MAX_LIVE_KEYS: usize = 6;
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ApiKey {
-    pub id: String,
-    pub reseller_id: String,
-    pub name: String,
-    pub hash: [u8; 32],
-    pub masked: String,
-    pub permissions: Permissions,
-    pub allowed_ips: IpAllowList,
-    pub created_at: Timestamp,
-    pub expires_at: Option<Timestamp>,
-    pub last_used_at: Option<Timestamp>,
-}
 
 /// A key just created, with its secret (shown once).
 pub struct NewKey {

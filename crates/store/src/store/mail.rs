@@ -2,7 +2,8 @@
 //! mail outbox. Mails are made by the server's dispatcher from the same durable events webhooks
 //! are (see `webhooks`), queued in `mail_due` (8-byte due time + id) and sent with retries.
 
-use super::webhooks::due_key;
+use super::due_key;
+pub use super::records::{Mail, MailState};
 use super::{abort, decode, encode, get, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::kv::Transactional;
@@ -60,13 +61,6 @@ impl Sender {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MailState {
-    Pending,
-    Sent,
-    Failed,
-}
-
 impl MailState {
     pub fn name(self) -> &'static str {
         match self {
@@ -75,24 +69,6 @@ impl MailState {
             MailState::Failed => "failed",
         }
     }
-}
-
-/// A message waiting to go out (or gone): rendered and signed when it is made.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Mail {
-    pub id: String,
-    pub reseller_id: String,
-    pub kind: String,
-    pub from: String,
-    pub to: String,
-    /// The whole message, headers (with its DKIM-Signature) and body, CRLF line ends.
-    pub message: Vec<u8>,
-    pub created_at: Timestamp,
-    pub state: MailState,
-    pub next_attempt_at: Option<Timestamp>,
-    pub attempt_count: u32,
-    /// The newest errors, oldest first.
-    pub errors: Vec<String>,
 }
 
 impl Mail {

@@ -8,22 +8,22 @@ pub mod certs;
 mod codec;
 pub mod deploys;
 pub mod domains;
+pub mod events;
 mod flush;
 pub mod forms;
-mod issuer;
 pub mod keys;
 pub mod mail;
 pub mod migrate;
 pub mod pages;
 pub mod plans;
 pub mod proxy;
+pub mod records;
 pub mod remote;
 pub mod resellers;
 pub mod signing;
 pub mod sites;
 pub mod storage;
 pub mod suspensions;
-mod tokens;
 pub mod traffic;
 pub mod usage;
 pub mod users;
@@ -35,7 +35,7 @@ pub use crate::kv::Tree;
 pub use codec::{decode, encode};
 pub use flush::{FLUSHES, FLUSH_MICROS};
 pub use sites::sweep_unreferenced_forever as files_sweeper;
-pub use tokens::sweep_forever as tokens_sweeper;
+pub use users::tokens::sweep_forever as tokens_sweeper;
 
 use crate::error::{StoreError, StoreResult};
 use serde::de::DeserializeOwned;
@@ -50,6 +50,14 @@ const CACHE_EXPIRY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Where the `meta` tree keeps the cluster's secret `name`.
 fn secret_key(name: &str) -> Vec<u8> {
     format!("secret/{name}").into_bytes()
+}
+
+/// The 8-byte big-endian time then the id: the sender's queue order.
+pub(crate) fn due_key(at: crate::model::Timestamp, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + id.len());
+    key.extend_from_slice(&(at.0.max(0) as u64).to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
 }
 
 /// Keys of the advisory locks that stand for the store's in-process locks on PostgreSQL.
@@ -75,7 +83,7 @@ type Hooks =
 pub struct Store {
     db: crate::kv::Db,
     flusher: flush::Flusher,
-    issuer: issuer::Issuer,
+    issuer: users::issuer::Issuer,
     audit_log: audit::AuditLog,
     pub(crate) t: Trees,
     pub blobs: blobs::Blobs,
@@ -495,7 +503,7 @@ impl Store {
             .map_err(|e| OpenError::Upgrade(format, e))?;
         let any_limits = plans::Plans::any_limits_stored(&t.plan_settings)
             .map_err(|e| OpenError::Upgrade(format, e))?;
-        let issuer = issuer::Issuer::start(&t, &subscriptions);
+        let issuer = users::issuer::Issuer::start(&t, &subscriptions);
         let store = Store {
             db,
             flusher,

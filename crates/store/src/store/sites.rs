@@ -1,21 +1,16 @@
 //! Sites: owned by one user of a reseller, named by a DNS label unique on the whole instance
 //! (`site_by_name`), optionally password-protected (argon2id), pointing at a published deploy.
 
-use super::webhooks::{emit, Subject};
+use super::events::{emit, Subject};
 use super::{abort, decode, encode, get, ids_under, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::kv::Transactional;
 use crate::model::secret::hashes_equal;
 use crate::model::{new_id, DomainName, SiteName, Timestamp};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PasswordHash {
-    pub salt: [u8; 16],
-    pub hash: [u8; 32],
-}
+pub use super::records::{PasswordHash, Site};
+use sha2::{Digest, Sha256};
 
 impl PasswordHash {
     /// Argon2id (the argon2 crate's defaults: 19 MiB, 2 passes) of the password with a random salt.
@@ -61,19 +56,6 @@ impl PasswordHash {
         hashes_equal(&self.hash, &Self::argon2(&self.salt, password))
             || hashes_equal(&self.hash, &Self::legacy_sha256(&self.salt, password))
     }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Site {
-    pub id: String,
-    pub reseller_id: String,
-    pub user_id: String,
-    pub name: SiteName,
-    pub custom_domain: Option<DomainName>,
-    pub password: Option<PasswordHash>,
-    pub published_deploy: Option<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
 }
 
 /// A partial update; `None` leaves a field alone, `Some(None)` clears an optional one.

@@ -296,7 +296,7 @@ impl Storage<'_> {
         }
         let mut n = 0;
         for raw in t.deploys.read().iter().values() {
-            let deploy: super::deploys::Deploy = decode(&raw?)?;
+            let deploy: super::records::Deploy = decode(&raw?)?;
             let files = self.0.deploys().files(&deploy.id)?;
             let change = Change {
                 released: BTreeSet::new(),

@@ -2,7 +2,7 @@
 //! `suspended` page; nothing of theirs is deleted. One record per suspended user, in a watched
 //! tree, so the credential and host caches drop what they hold when it changes.
 
-use super::webhooks::{emit, Subject};
+use super::events::{emit, Subject};
 use super::{abort, encode, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::kv::Transactional;

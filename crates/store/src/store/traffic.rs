@@ -82,7 +82,7 @@ impl TrafficStore<'_> {
 }
 
 /// Requests counted since the last batch was stored: per client domain, and per site and day
-/// for usage (`usage::traffic_key`).
+/// for usage (`traffic_key`).
 #[derive(Default)]
 pub struct TrafficRecorder {
     pending: Mutex<HashMap<String, Traffic>>,
@@ -168,8 +168,7 @@ impl TrafficRecorder {
         for (site_id, counts) in taken {
             for (day, c) in counts.days {
                 let at = Timestamp(day * DAY_MS);
-                let key =
-                    super::usage::traffic_key(&counts.reseller_id, &counts.user_id, &site_id, at);
+                let key = traffic_key(&counts.reseller_id, &counts.user_id, &site_id, at);
                 sites.insert(key, c);
             }
         }
@@ -187,6 +186,13 @@ impl TrafficRecorder {
         }
         Ok(users)
     }
+}
+
+/// `reseller/YYYY-MM/user/site/YYYY-MM-DD`: one day of one site's traffic.
+pub fn traffic_key(reseller_id: &str, user_id: &str, site_id: &str, at: Timestamp) -> String {
+    let day = at.date();
+    let month = day.get(..7).unwrap_or_default();
+    format!("{reseller_id}/{month}/{user_id}/{site_id}/{day}")
 }
 
 #[cfg(test)]

@@ -9,13 +9,6 @@ use crate::model::Timestamp;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// `reseller/YYYY-MM/user/site/YYYY-MM-DD`: one day of one site's traffic.
-pub fn traffic_key(reseller_id: &str, user_id: &str, site_id: &str, at: Timestamp) -> String {
-    let day = at.date();
-    let month = day.get(..7).unwrap_or_default();
-    format!("{reseller_id}/{month}/{user_id}/{site_id}/{day}")
-}
-
 /// The month (`YYYY-MM`) of a time.
 pub fn month_of(at: Timestamp) -> String {
     at.date().get(..7).unwrap_or_default().to_string()
@@ -106,8 +99,8 @@ impl Usage<'_> {
                 return Ok(false);
             }
             counters.insert(marker.as_bytes(), &[])?;
-            super::webhooks::emit(events, subs, &user.reseller_id, kind, now, || {
-                super::webhooks::Subject::Quota {
+            super::events::emit(events, subs, &user.reseller_id, kind, now, || {
+                super::events::Subject::Quota {
                     user: user.clone(),
                     limit: limit.to_string(),
                     used,

@@ -53,34 +53,11 @@ pub struct Delivery {
     pub attempt_count: u32,
 }
 
-/// The event types a notification mail is made from.
-pub const MAIL_KINDS: &[&str] = &[
-    "form.submission",
-    "deploy.ready",
-    "deploy.failed",
-    "domain.verified",
-    "domain.failed",
-    "certificate.issued",
-    "certificate.failed",
-    "certificate.expiring",
-    "quota.warning",
-    "quota.exceeded",
-    "user.suspended",
-];
-
 impl Delivery {
     /// `reseller_id/webhook_id`: what the sender counts attempts in flight by.
     pub fn slot(&self) -> String {
         format!("{}/{}", self.reseller_id, self.webhook_id)
     }
-}
-
-/// The 8-byte big-endian time then the id: the sender's queue order.
-pub fn due_key(at: Timestamp, id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(8 + id.len());
-    key.extend_from_slice(&(at.0.max(0) as u64).to_be_bytes());
-    key.extend_from_slice(id.as_bytes());
-    key
 }
 
 impl Webhooks<'_> {
@@ -391,7 +368,7 @@ pub struct Outcome {
 pub struct FanOut {
     pub event_id: String,
     pub deliveries: Vec<Delivery>,
-    pub mails: Vec<super::super::mail::Mail>,
+    pub mails: Vec<super::super::records::Mail>,
 }
 
 /// A new delivery of `event` to `endpoint`, due now.

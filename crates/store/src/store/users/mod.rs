@@ -2,27 +2,22 @@
 //! per reseller with their token count. Their access tokens are in `tokens.rs`, and issuing them
 //! (with the user, in batches) in `issuer.rs`.
 
-use super::issuer::{upsert_in, NewToken, Upsert};
-use super::tokens::{drop_records, token_ids};
+pub(crate) mod issuer;
+pub(crate) mod tokens;
+
+use super::events::{emit, Subject, Subscriptions};
 use super::watched::Written;
-use super::webhooks::{emit, Subject, Subscriptions};
 use super::{abort, bump, count_of, decode, encode, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::kv::{ConflictableTransactionResult, TransactionalTree};
 use crate::model::secret::{Secret, TOKEN_PREFIX};
 use crate::model::{Email, Timestamp};
+use issuer::{upsert_in, NewToken, Upsert};
 use serde::{Deserialize, Serialize};
+use tokens::{drop_records, token_ids};
 
-pub use super::tokens::AccessToken;
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct User {
-    pub id: String,
-    pub reseller_id: String,
-    pub email: Email,
-    pub uid: Option<String>,
-    pub created_at: Timestamp,
-}
+pub use super::records::User;
+pub use tokens::AccessToken;
 
 pub struct Users<'a>(pub(super) &'a Store);
 

@@ -2,14 +2,14 @@
 //! new token) queued by concurrent requests and run in batches, one transaction per batch.
 
 use super::tokens::{drop_records, expiry_key, put_token_ids, token_ids, write_token};
-use super::users::*;
-use super::webhooks::{emit, Subject, Subscriptions};
-use super::{abort, bump, count_of};
+use super::*;
 use crate::error::{StoreError, StoreResult};
 use crate::kv::Transactional;
 use crate::kv::{ConflictableTransactionError, ConflictableTransactionResult, TransactionError};
 use crate::model::secret::{Secret, TOKEN_PREFIX};
 use crate::model::{new_id, Email, Timestamp};
+use crate::store::events::{emit, Subject, Subscriptions};
+use crate::store::{abort, bump, count_of};
 use tokio::sync::oneshot;
 
 /// A token to issue: its id, hash, masked form and terms.
@@ -99,7 +99,8 @@ pub(super) fn upsert_in(
                     .insert(uid_key(reseller_id, uid, &job.new_user.id).as_bytes(), &[])?;
             }
             let users = count_of(tx.counters.get(user_count_key(reseller_id).as_bytes())?);
-            super::plans::check("max_users", users.max(0) as u64, job.max_users).or_else(abort)?;
+            crate::store::plans::check("max_users", users.max(0) as u64, job.max_users)
+                .or_else(abort)?;
             bump(&tx.counters, &user_count_key(reseller_id), 1)?;
             emit(
                 &tx.events,
@@ -186,7 +187,7 @@ pub(super) struct Queued {
 const MAX_BATCH: usize = 256;
 
 impl Issuer {
-    pub(crate) fn start(t: &super::Trees, subs: &Subscriptions) -> Issuer {
+    pub(crate) fn start(t: &crate::store::Trees, subs: &Subscriptions) -> Issuer {
         let (tx, rx) = std::sync::mpsc::channel::<Queued>();
         let trees = t.clone();
         let subs = subs.clone();
@@ -218,7 +219,7 @@ impl Issuer {
 
 /// Runs a batch in one transaction. An upsert that fails (a record that cannot be read) gets
 /// its error and the rest run again without it.
-pub(super) fn run_batch(trees: &super::Trees, subs: &Subscriptions, mut batch: Vec<Queued>) {
+pub(super) fn run_batch(trees: &crate::store::Trees, subs: &Subscriptions, mut batch: Vec<Queued>) {
     while !batch.is_empty() {
         let done = std::cell::RefCell::new(Vec::with_capacity(batch.len()));
         let open = UserTrees::open(trees);

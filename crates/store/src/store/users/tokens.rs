@@ -7,13 +7,13 @@
 //! transaction) and `token_expiry` (8-byte big-endian `expires_at` + id -> (), so the sweeper
 //! reads the expired ones first without a scan).
 
-use super::codec::{decode_as, encode_as};
-use super::users::*;
-use super::{abort, decode, encode};
+use super::*;
 use crate::error::{StoreError, StoreResult};
 use crate::kv::Transactional;
 use crate::kv::{ConflictableTransactionResult, TransactionalTree};
 use crate::model::Timestamp;
+use crate::store::codec::{decode_as, encode_as};
+use crate::store::{abort, decode, encode};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -314,8 +314,12 @@ impl Users<'_> {
 /// Each batch is one transaction on the blocking pool, run under the write gate like an API
 /// write (a backup sees all of a batch or none of it), so the API never waits behind a sweep
 /// for more than one batch's commit.
-pub async fn sweep_forever(store: super::Store, interval: std::time::Duration, batch: usize) {
-    let mut tick = super::Store::sweep_interval(interval);
+pub async fn sweep_forever(
+    store: crate::store::Store,
+    interval: std::time::Duration,
+    batch: usize,
+) {
+    let mut tick = crate::store::Store::sweep_interval(interval);
     loop {
         store.next_leading_tick(&mut tick).await;
         let mut swept = 0;
