@@ -26,6 +26,7 @@
 use crate::helpers::{reply, Reply, TestApp};
 use crate::sites::{sha1, zip_deploy, zip_of};
 use reqwest::Method;
+use resellerd::api::Who as Rule;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 
@@ -121,7 +122,20 @@ pub(crate) struct Row {
     logs_out: bool,
 }
 
-fn row(method: Method, path: &'static str, access: Access) -> Row {
+/// A row for the route `method path`: who may call it comes from the route table the API
+/// registers and documents its endpoints from (`api::routes()`), so the matrix checks the server
+/// against the one place each rule is stated. `reach` says where the row's data lives.
+fn row(method: Method, path: &'static str, reach: Reach) -> Row {
+    let route = resellerd::api::routes()
+        .find(|r| r.method.eq_ignore_ascii_case(method.as_str()) && shape(r.path) == shape(path))
+        .unwrap_or_else(|| panic!("{method} /api/v1{path} is no route of api::routes()"));
+    let access = match route.who {
+        Rule::Public => Public,
+        Rule::Operator => Operator,
+        Rule::Plugin => Plugin,
+        Rule::Key(perms) => Key(perms, reach),
+        Rule::Tenant(perms) => Tenant(perms, reach),
+    };
     Row {
         method,
         path,
@@ -180,164 +194,153 @@ impl Row {
 
 /// THE MATRIX: one row per endpoint (paths under /api/v1).
 pub(crate) fn rows() -> Vec<Row> {
-    const SR: &[&str] = &["sites:read"];
-    const SW: &[&str] = &["sites:write"];
-    const DR: &[&str] = &["domains:read"];
-    const DW: &[&str] = &["domains:write"];
-    const UR: &[&str] = &["users:read"];
-    const UW: &[&str] = &["users:write"];
-    const KM: &[&str] = &["keys:manage"];
-    const ST: &[&str] = &["settings:write"];
-    const SUB: &[&str] = &["submissions:read"];
-    const BW: &[&str] = &["billing:write"];
-    const ANY: &[&str] = &[];
     vec![
         // Operator.
-        row(POST, "/admin/resellers", Operator).json(r#"{"name": "Tmp {uniq}", "email": "tmp{uniq}@tmp.test"}"#),
-        row(GET, "/admin/resellers", Operator),
-        row(GET, "/admin/resellers/{reseller}", Operator),
-        row(PATCH, "/admin/resellers/{reseller}", Operator).json(r#"{"suspended": false}"#),
-        row(DELETE, "/admin/resellers/{spare_reseller}", Operator).fresh(&["spare_reseller"]),
-        row(PUT, "/admin/resellers/{cert_reseller}/certificate", Operator).json("{cert_body}"),
-        row(DELETE, "/admin/resellers/{cert_reseller}/certificate", Operator).fresh(&["cert_reseller"]),
-        row(GET, "/admin/resellers/{reseller}/prices", Operator),
-        row(PUT, "/admin/resellers/{reseller}/prices", Operator)
+        row(POST, "/admin/resellers", Own).json(r#"{"name": "Tmp {uniq}", "email": "tmp{uniq}@tmp.test"}"#),
+        row(GET, "/admin/resellers", Own),
+        row(GET, "/admin/resellers/{reseller}", Own),
+        row(PATCH, "/admin/resellers/{reseller}", Own).json(r#"{"suspended": false}"#),
+        row(DELETE, "/admin/resellers/{spare_reseller}", Own).fresh(&["spare_reseller"]),
+        row(PUT, "/admin/resellers/{cert_reseller}/certificate", Own).json("{cert_body}"),
+        row(DELETE, "/admin/resellers/{cert_reseller}/certificate", Own).fresh(&["cert_reseller"]),
+        row(GET, "/admin/resellers/{reseller}/prices", Own),
+        row(PUT, "/admin/resellers/{reseller}/prices", Own)
             .json(r#"{"currency": "EUR", "ssl_certificate_cents": 500, "domain_registration_cents": 1200}"#),
-        row(GET, "/admin/audit", Operator),
+        row(GET, "/admin/audit", Own),
         if crate::helpers::on_postgres() {
             // PostgreSQL is backed up with its own tools; the operator is told so.
-            row(GET, "/admin/backup", Operator).ok(400, "invalid_request")
+            row(GET, "/admin/backup", Own).ok(400, "invalid_request")
         } else {
-            row(GET, "/admin/backup", Operator)
+            row(GET, "/admin/backup", Own)
         },
         // The reseller's audit log lists its own calls, with the paths it sent (A's ids for B).
-        row(GET, "/audit", Key(KM, Own)).echoes_requests(),
+        row(GET, "/audit", Own).echoes_requests(),
         // Billing.
-        row(POST, "/payment_methods", Key(BW, Own)).json(r#"{"label": "card", "type": "card", "reference": "4242"}"#),
-        row(GET, "/payment_methods", Key(BW, Own)),
-        row(DELETE, "/payment_methods/{pm}", Key(BW, Ids)).fresh(&["pm"]),
-        row(GET, "/charges", Key(BW, Own)),
+        row(POST, "/payment_methods", Own).json(r#"{"label": "card", "type": "card", "reference": "4242"}"#),
+        row(GET, "/payment_methods", Own),
+        row(DELETE, "/payment_methods/{pm}", Ids).fresh(&["pm"]),
+        row(GET, "/charges", Own),
         // No verified custom domain on the site: an allowed caller gets past every ownership
         // check to the precondition.
-        row(POST, "/sites/{site}/ssl", Key(BW, Ids)).json(r#"{"payment_method_id": "{pm}"}"#)
+        row(POST, "/sites/{site}/ssl", Ids).json(r#"{"payment_method_id": "{pm}"}"#)
             .ok(400, "invalid_request"),
         // No certificate was ever issued: "certificate not found", where others get "site not found".
-        row(GET, "/sites/{site}/ssl", Tenant(SR, Ids)).ok(404, "not_found"),
+        row(GET, "/sites/{site}/ssl", Ids).ok(404, "not_found"),
         // Keys.
-        row(POST, "/keys", Key(KM, Own)).json(r#"{"name": "tmp", "permissions": ["keys:manage"]}"#)
+        row(POST, "/keys", Own).json(r#"{"name": "tmp", "permissions": ["keys:manage"]}"#)
             .cleanup("/keys/{created}"),
-        row(GET, "/keys", Key(KM, Own)),
-        row(DELETE, "/keys/{key}", Key(KM, Ids)).fresh(&["key"]),
+        row(GET, "/keys", Own),
+        row(DELETE, "/keys/{key}", Ids).fresh(&["key"]),
         // Signing keys; the JWKS is public (an unknown reseller has no keys, like one without).
-        row(POST, "/signing_keys", Key(KM, Own)).json(r#"{"alg": "EdDSA"}"#)
+        row(POST, "/signing_keys", Own).json(r#"{"alg": "EdDSA"}"#)
             .cleanup("/signing_keys/{created}"),
-        row(GET, "/signing_keys", Key(KM, Own)),
-        row(POST, "/signing_keys/{signing_key}/activate", Key(KM, Ids)),
-        row(DELETE, "/signing_keys/{signing_key}", Key(KM, Ids)).fresh(&["signing_key"]),
-        row(GET, "/resellers/{reseller}/jwks.json", Public),
+        row(GET, "/signing_keys", Own),
+        row(POST, "/signing_keys/{signing_key}/activate", Ids),
+        row(DELETE, "/signing_keys/{signing_key}", Ids).fresh(&["signing_key"]),
+        row(GET, "/resellers/{reseller}/jwks.json", Own),
         // Notification mail: A has a sender (set up, and set again by PATCH /reseller); B's
         // first call may find none.
-        row(GET, "/reseller/notification_email", Key(ST, Own)).foreign(404, "not_found"),
-        row(POST, "/reseller/notification_email/verify", Key(ST, Own)).foreign(404, "not_found"),
-        row(GET, "/reseller/emails", Key(ST, Own)),
-        row(GET, "/reseller/emails/{mail_kind}", Key(ST, Own)),
-        row(PUT, "/reseller/emails/{mail_kind}", Key(ST, Own)).html("<title>{{site_name}}</title><p>x</p>"),
-        row(DELETE, "/reseller/emails/{mail_kind}", Key(ST, Own)),
-        row(POST, "/reseller/emails/{mail_kind}/preview", Key(ST, Own)),
-        row(GET, "/admin/notification_email", Operator),
+        row(GET, "/reseller/notification_email", Own).foreign(404, "not_found"),
+        row(POST, "/reseller/notification_email/verify", Own).foreign(404, "not_found"),
+        row(GET, "/reseller/emails", Own),
+        row(GET, "/reseller/emails/{mail_kind}", Own),
+        row(PUT, "/reseller/emails/{mail_kind}", Own).html("<title>{{site_name}}</title><p>x</p>"),
+        row(DELETE, "/reseller/emails/{mail_kind}", Own),
+        row(POST, "/reseller/emails/{mail_kind}/preview", Own),
+        row(GET, "/admin/notification_email", Own),
         // Webhooks.
-        row(POST, "/webhooks", Key(ST, Own)).json(r#"{"url": "http://127.0.0.1:9/{uniq}", "events": ["*"]}"#)
+        row(POST, "/webhooks", Own).json(r#"{"url": "http://127.0.0.1:9/{uniq}", "events": ["*"]}"#)
             .cleanup("/webhooks/{created}"),
-        row(GET, "/webhooks", Key(ST, Own)),
-        row(GET, "/webhooks/{webhook}", Key(ST, Ids)),
-        row(PATCH, "/webhooks/{webhook}", Key(ST, Ids)).json(r#"{"events": ["key.created"]}"#),
-        row(DELETE, "/webhooks/{webhook}", Key(ST, Ids)).fresh(&["webhook"]),
-        row(GET, "/webhooks/{webhook}/deliveries", Key(ST, Ids)),
-        row(POST, "/webhooks/{webhook}/deliveries/{delivery}/retry", Key(ST, Ids)),
+        row(GET, "/webhooks", Own),
+        row(GET, "/webhooks/{webhook}", Ids),
+        row(PATCH, "/webhooks/{webhook}", Ids).json(r#"{"events": ["key.created"]}"#),
+        row(DELETE, "/webhooks/{webhook}", Ids).fresh(&["webhook"]),
+        row(GET, "/webhooks/{webhook}/deliveries", Ids),
+        row(POST, "/webhooks/{webhook}/deliveries/{delivery}/retry", Ids),
         // Reseller account and custom pages.
-        row(GET, "/reseller", Key(ANY, Own)),
-        row(PATCH, "/reseller", Key(ST, Own)).json(r#"{"notification_email": "noreply@own.test"}"#),
-        row(POST, "/reseller/preview_domain/verify", Key(ST, Own)),
-        row(PUT, "/reseller/pages/{page}", Key(ST, Own)).html("<p>custom not found</p>"),
-        row(GET, "/reseller/pages/{page}", Key(ST, Own)).fresh(&["page"]),
-        row(DELETE, "/reseller/pages/{page}", Key(ST, Own)).fresh(&["page"]),
+        row(GET, "/reseller", Own),
+        row(PATCH, "/reseller", Own).json(r#"{"notification_email": "noreply@own.test"}"#),
+        row(POST, "/reseller/preview_domain/verify", Own),
+        row(PUT, "/reseller/pages/{page}", Own).html("<p>custom not found</p>"),
+        row(GET, "/reseller/pages/{page}", Own).fresh(&["page"]),
+        row(DELETE, "/reseller/pages/{page}", Own).fresh(&["page"]),
         // Users and access tokens.
-        row(POST, "/access_tokens", Key(UW, Own)).json(r#"{"user": {"email": "crm@a.test"}}"#),
-        row(DELETE, "/access_tokens/{token}", Tenant(UW, Ids)).fresh(&["token"]),
-        row(GET, "/users/{user}/access_tokens", Tenant(UR, Ids)),
-        row(DELETE, "/users/{user}/access_tokens", Tenant(UW, Ids)).logs_out(),
-        row(GET, "/users", Key(UR, Own)),
-        row(GET, "/users/{user}", Key(UR, Ids)),
-        row(DELETE, "/users/{spare_user}", Key(UW, Ids)).fresh(&["spare_user"]),
+        row(POST, "/access_tokens", Own).json(r#"{"user": {"email": "crm@a.test"}}"#),
+        row(DELETE, "/access_tokens/{token}", Ids).fresh(&["token"]),
+        row(GET, "/users/{user}/access_tokens", Ids),
+        row(DELETE, "/users/{user}/access_tokens", Ids).logs_out(),
+        row(GET, "/users", Own),
+        row(GET, "/users/{user}", Ids),
+        row(DELETE, "/users/{spare_user}", Ids).fresh(&["spare_user"]),
         // A user of its own, suspended and then unsuspended by each caller allowed to.
-        row(POST, "/users/{held_user}/suspend", Key(UW, Ids)).json(r#"{"reason": "unpaid"}"#),
-        row(POST, "/users/{held_user}/unsuspend", Key(UW, Ids)),
-        row(PATCH, "/users/{held_user}", Key(UW, Ids)).json(r#"{"plan_id": "{plan}"}"#),
+        row(POST, "/users/{held_user}/suspend", Ids).json(r#"{"reason": "unpaid"}"#),
+        row(POST, "/users/{held_user}/unsuspend", Ids),
+        row(PATCH, "/users/{held_user}", Ids).json(r#"{"plan_id": "{plan}"}"#),
         // Usage.
-        row(GET, "/usage", Key(UR, Own)),
-        row(GET, "/users/{user}/usage", Key(UR, Ids)),
+        row(GET, "/usage", Own),
+        row(GET, "/users/{user}/usage", Ids),
         // Plans.
-        row(POST, "/plans", Key(ST, Own)).json(r#"{"name": "Tmp {uniq}", "max_sites": 5}"#)
+        row(POST, "/plans", Own).json(r#"{"name": "Tmp {uniq}", "max_sites": 5}"#)
             .cleanup("/plans/{created}"),
-        row(GET, "/plans", Key(ST, Own)),
-        row(GET, "/plans/{plan}", Key(ST, Ids)),
-        row(PATCH, "/plans/{plan}", Key(ST, Ids)).json(r#"{"max_domains": 9}"#),
-        row(DELETE, "/plans/{plan}", Key(ST, Ids)).fresh(&["plan"]),
-        row(POST, "/proxy_profiles", Key(ST, Own))
+        row(GET, "/plans", Own),
+        row(GET, "/plans/{plan}", Ids),
+        row(PATCH, "/plans/{plan}", Ids).json(r#"{"max_domains": 9}"#),
+        row(DELETE, "/plans/{plan}", Ids).fresh(&["plan"]),
+        row(POST, "/proxy_profiles", Own)
             .json(r#"{"name": "Tmp {uniq}", "origin": "http://127.0.0.4:{uniq}", "headers": {"X-Key": "s"}}"#)
             .cleanup("/proxy_profiles/{created}"),
-        row(GET, "/proxy_profiles", Key(ST, Own)),
-        row(GET, "/proxy_profiles/{proxy_profile}", Key(ST, Ids)),
-        row(PATCH, "/proxy_profiles/{proxy_profile}", Key(ST, Ids)).json(r#"{"timeout_ms": 5000}"#),
-        row(DELETE, "/proxy_profiles/{proxy_profile}", Key(ST, Ids)).fresh(&["proxy_profile"]),
-        row(GET, "/user", Tenant(ANY, Own)),
+        row(GET, "/proxy_profiles", Own),
+        row(GET, "/proxy_profiles/{proxy_profile}", Ids),
+        row(PATCH, "/proxy_profiles/{proxy_profile}", Ids).json(r#"{"timeout_ms": 5000}"#),
+        row(DELETE, "/proxy_profiles/{proxy_profile}", Ids).fresh(&["proxy_profile"]),
+        row(GET, "/user", Own),
         // Sites and Netlify accounts (the account slug is A's user's id).
-        row(GET, "/sites", Tenant(SR, Own)),
-        row(POST, "/sites", Tenant(SW, Ids)).json(r#"{"user_id": "{user}"}"#),
-        row(GET, "/sites/{site}", Tenant(SR, Ids)),
-        row(PATCH, "/sites/{site}", Tenant(SW, Ids)).json(r#"{"password": null}"#),
-        row(PUT, "/sites/{site}", Tenant(SW, Ids)).json(r#"{"password": null}"#),
-        row(DELETE, "/sites/{site}", Tenant(SW, Ids)).fresh(&["site"]),
-        row(GET, "/accounts", Tenant(SR, Own)),
-        row(GET, "/accounts/{user}", Tenant(SR, Ids)),
-        row(GET, "/accounts/{user}/env", Tenant(SR, Ids)),
-        row(GET, "/{user}/sites", Tenant(SR, Ids)),
-        row(POST, "/{user}/sites", Tenant(SW, Ids)).json("{}"),
+        row(GET, "/sites", Own),
+        row(POST, "/sites", Ids).json(r#"{"user_id": "{user}"}"#),
+        row(GET, "/sites/{site}", Ids),
+        row(PATCH, "/sites/{site}", Ids).json(r#"{"password": null}"#),
+        row(PUT, "/sites/{site}", Ids).json(r#"{"password": null}"#),
+        row(DELETE, "/sites/{site}", Ids).fresh(&["site"]),
+        row(GET, "/accounts", Own),
+        row(GET, "/accounts/{user}", Ids),
+        row(GET, "/accounts/{user}/env", Ids),
+        row(GET, "/{user}/sites", Ids),
+        row(POST, "/{user}/sites", Ids).json("{}"),
         // Deploys.
-        row(GET, "/sites/{site}/deploys", Tenant(SR, Ids)),
-        row(POST, "/sites/{site}/deploys", Tenant(SW, Ids)).json(r#"{"files": {"draft.html": "{draft_sha}"}, "draft": true}"#),
-        row(GET, "/sites/{site}/deploys/{deploy}", Tenant(SR, Ids)),
-        row(PUT, "/sites/{site}/deploys/{deploy}", Tenant(SW, Ids)).json("{}"),
-        row(POST, "/sites/{site}/deploys/{deploy}/restore", Tenant(SW, Ids)),
-        row(GET, "/deploys/{deploy}", Tenant(SR, Ids)),
-        row(DELETE, "/deploys/{deploy}", Tenant(SW, Ids)).fresh(&["deploy"]),
-        row(POST, "/deploys/{deploy}/cancel", Tenant(SW, Ids)), // a ready deploy stays ready
-        row(POST, "/deploys/{deploy}/lock", Tenant(SR, Ids)),
-        row(POST, "/deploys/{deploy}/unlock", Tenant(SR, Ids)),
-        row(PUT, "/deploys/{draft}/files/{file}", Tenant(SW, Ids)).bytes("draft"),
+        row(GET, "/sites/{site}/deploys", Ids),
+        row(POST, "/sites/{site}/deploys", Ids).json(r#"{"files": {"draft.html": "{draft_sha}"}, "draft": true}"#),
+        row(GET, "/sites/{site}/deploys/{deploy}", Ids),
+        row(PUT, "/sites/{site}/deploys/{deploy}", Ids).json("{}"),
+        row(POST, "/sites/{site}/deploys/{deploy}/restore", Ids),
+        row(GET, "/deploys/{deploy}", Ids),
+        row(DELETE, "/deploys/{deploy}", Ids).fresh(&["deploy"]),
+        row(POST, "/deploys/{deploy}/cancel", Ids), // a ready deploy stays ready
+        row(POST, "/deploys/{deploy}/lock", Ids),
+        row(POST, "/deploys/{deploy}/unlock", Ids),
+        row(PUT, "/deploys/{draft}/files/{file}", Ids).bytes("draft"),
         // Forms and submissions.
-        row(GET, "/sites/{site}/forms", Tenant(SUB, Ids)),
-        row(GET, "/sites/{site}/submissions", Tenant(SUB, Ids)),
-        row(GET, "/forms", Tenant(SUB, Own)),
-        row(GET, "/forms/{form}/submissions", Tenant(SUB, Ids)),
-        row(GET, "/submissions", Tenant(SUB, Own)),
-        row(GET, "/submissions/{submission}", Tenant(SUB, Ids)),
-        row(DELETE, "/submissions/{submission}", Tenant(SW, Ids)).fresh(&["submission"]),
+        row(GET, "/sites/{site}/forms", Ids),
+        row(GET, "/sites/{site}/submissions", Ids),
+        row(GET, "/forms", Own),
+        row(GET, "/forms/{form}/submissions", Ids),
+        row(GET, "/submissions", Own),
+        row(GET, "/submissions/{submission}", Ids),
+        row(DELETE, "/submissions/{submission}", Ids).fresh(&["submission"]),
         // Domains (the body of a create names A's site) and the WordPress plugin.
-        row(POST, "/domains", Key(DW, Ids))
+        row(POST, "/domains", Ids)
             .json(r#"{"domain": "new{uniq}.a-client.test", "email": "ann@a.test", "site_id": "{site}"}"#),
-        row(GET, "/domains", Tenant(DR, Own)),
+        row(GET, "/domains", Own),
         // Needs both permissions; A's payment method is no payment method of B's: 402 as for
         // an unknown one.
-        row(POST, "/domains/register", Key(&["billing:write", "domains:write"], Ids))
+        row(POST, "/domains/register", Ids)
             .json(r#"{"domain": "reg{uniq}.a-client.test", "email": "ann@a.test", "payment_method_id": "{pm}", "site_id": "{site}"}"#)
             .foreign(402, "payment_required"),
-        row(GET, "/domains/{domain}", Tenant(DR, Ids)),
-        row(PATCH, "/domains/{domain}", Tenant(DW, Ids)).json(r#"{"site_id": "{site}"}"#),
-        row(DELETE, "/domains/{domain}", Tenant(DW, Ids)).fresh(&["domain"]),
-        row(POST, "/domains/{domain}/verify", Tenant(DW, Ids)),
-        row(POST, "/domains/{domain}/wordpress_key", Key(DW, Ids)).fresh(&["domain"]),
-        row(GET, "/plugin/domain", Plugin),
+        row(GET, "/domains/{domain}", Ids),
+        row(PATCH, "/domains/{domain}", Ids).json(r#"{"site_id": "{site}"}"#),
+        row(DELETE, "/domains/{domain}", Ids).fresh(&["domain"]),
+        row(POST, "/domains/{domain}/verify", Ids),
+        row(POST, "/domains/{domain}/wordpress_key", Ids).fresh(&["domain"]),
+        row(GET, "/plugin/domain", Own),
     ]
 }
 
