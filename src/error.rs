@@ -264,6 +264,18 @@ pub fn json_error(err: &serde_json::Error) -> ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// An error and its causes, one after another: `outer: cause: root cause`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

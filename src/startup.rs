@@ -108,7 +108,7 @@ pub fn open(settings: Settings) -> Result<Parts, String> {
     if mailer.is_enabled() {
         store.webhooks().enable_mail_events();
         // The instance's DKIM key exists before the operator is shown its record.
-        mail::instance_key(&store).map_err(|e| e.cause_chain())?;
+        mail::instance_key(&store).map_err(|e| crate::error::chain(&e))?;
         store.flush_blocking().map_err(|e| e.to_string())?;
     }
     let limits = web::Data::new(settings.rate_limits());

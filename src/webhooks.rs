@@ -87,6 +87,15 @@ impl OutboxMetrics {
     }
 }
 
+/// Why a round of the webhook workers stopped short (logged; the round runs again).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot make an event's notification mails")]
+    Mail(#[from] crate::mail::MailError),
+}
+
 /// What the webhook workers run on: their own parts, never `AppState`.
 pub struct Outbound {
     pub store: Store,
@@ -299,13 +308,13 @@ pub async fn dispatch_forever(out: Arc<Outbound>) {
             continue;
         }
         if let Err(e) = dispatch(&out).await {
-            tracing::warn!(error = %e.cause_chain(), "cannot fan webhook events out; retrying");
+            tracing::warn!(error = %crate::error::chain(&e), "cannot fan webhook events out; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }
 
-async fn dispatch(out: &Outbound) -> crate::error::ApiResult<()> {
+async fn dispatch(out: &Outbound) -> Result<(), WorkerError> {
     let store = &out.store;
     loop {
         // (A wake-up may come a moment before its transaction commits: the next poll finds it.)
@@ -364,7 +373,7 @@ pub async fn send_forever(out: Arc<Outbound>) {
             continue;
         }
         if let Err(e) = send_due(&out).await {
-            tracing::warn!(error = %e.cause_chain(), "cannot read the webhook queue; retrying");
+            tracing::warn!(error = %crate::error::chain(&e), "cannot read the webhook queue; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
@@ -379,7 +388,7 @@ pub async fn send_forever(out: Arc<Outbound>) {
     }
 }
 
-async fn send_due(out: &Arc<Outbound>) -> crate::error::ApiResult<()> {
+async fn send_due(out: &Arc<Outbound>) -> Result<(), WorkerError> {
     let free = out.outbox.free_slots();
     if free == 0 {
         return Ok(());
@@ -439,7 +448,7 @@ async fn send_due(out: &Arc<Outbound>) -> crate::error::ApiResult<()> {
         tokio::spawn(async move {
             let slot = delivery.slot();
             if let Err(e) = attempt(&out, delivery).await {
-                tracing::warn!(error = %e.cause_chain(), "cannot make a webhook attempt");
+                tracing::warn!(error = %crate::error::chain(&e), "cannot make a webhook attempt");
             }
             out.outbox.release(&slot);
             out.outbox.wake.notify_one();
@@ -513,7 +522,7 @@ struct Finished {
 }
 
 /// One attempt of one delivery, recorded with what follows it.
-async fn attempt(out: &Outbound, d: Delivery) -> crate::error::ApiResult<()> {
+async fn attempt(out: &Outbound, d: Delivery) -> Result<(), WorkerError> {
     let store = &out.store;
     let now = Timestamp::now();
     let endpoint = match store.webhooks().get(&d.reseller_id, &d.webhook_id) {
@@ -560,7 +569,7 @@ async fn attempt(out: &Outbound, d: Delivery) -> crate::error::ApiResult<()> {
             Err(e) => Err(if e.is_timeout() {
                 format!("no answer within {} s", out.timeout.as_secs())
             } else {
-                error_chain(&e)
+                crate::error::chain(&e)
             }),
         },
     };
@@ -637,7 +646,7 @@ async fn tell_disabled(out: &Outbound, endpoint: &Endpoint) {
         Err(e) => Err(e),
     };
     if let Err(e) = queued {
-        tracing::warn!(error = %e.cause_chain(), "cannot mail the reseller about a disabled webhook");
+        tracing::warn!(error = %crate::error::chain(&e), "cannot mail the reseller about a disabled webhook");
     }
 }
 
@@ -666,17 +675,6 @@ async fn excerpt(mut response: reqwest::Response) -> String {
     }
     bytes.truncate(EXCERPT);
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

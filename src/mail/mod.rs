@@ -17,6 +17,7 @@ use crate::store::signing::{Alg, SigningKey};
 use crate::store::webhooks::{Event, Subject};
 use crate::store::Store;
 use lettre::AsyncTransport;
+use resellerd_store::error::StoreError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,13 +108,43 @@ pub fn selector(key: &SigningKey) -> String {
     format!("rsd{}", hex::encode(&digest[..5]))
 }
 
+/// What can go wrong making, signing or queueing a mail, with its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
+    #[error(
+        "the signing key this sender's DKIM record holds was deleted; set the notification email \
+         again to get a new record"
+    )]
+    SenderKeyDeleted,
+    #[error("the key generation did not run: {0}")]
+    Blocking(actix_web::error::BlockingError),
+}
+
+pub type MailResult<T> = Result<T, MailError>;
+
+impl From<MailError> for crate::error::ApiError {
+    fn from(e: MailError) -> Self {
+        use crate::error::{ApiError, Conflict};
+        match e {
+            MailError::Store(e) => e.into(),
+            e @ MailError::SenderKeyDeleted => {
+                ApiError::Conflict(Conflict::SenderKeyDeleted, e.to_string())
+            }
+            e => ApiError::internal(e),
+        }
+    }
+}
+
 /// The instance's signing key for its own sender, made once.
-pub fn instance_key(store: &Store) -> crate::error::ApiResult<SigningKey> {
+pub fn instance_key(store: &Store) -> MailResult<SigningKey> {
     if let Some(key) = store.signing_keys().active(INSTANCE, Alg::RS256)? {
         return Ok(key);
     }
-    let key = crate::signing::generate(INSTANCE, Alg::RS256, Timestamp::now())
-        .map_err(crate::error::ApiError::internal)?;
+    let key = crate::signing::generate(INSTANCE, Alg::RS256, Timestamp::now())?;
     Ok(store.signing_keys().add(key)?)
 }
 
@@ -124,7 +155,7 @@ pub async fn set_sender(
     store: &Store,
     reseller_id: &str,
     from: Option<(String, Option<String>, Alg)>,
-) -> crate::error::ApiResult<Option<Sender>> {
+) -> MailResult<Option<Sender>> {
     let Some((from, name, alg)) = from else {
         store.mail().delete_sender(reseller_id)?;
         return Ok(None);
@@ -146,8 +177,7 @@ pub async fn set_sender(
                 crate::signing::generate(&reseller, alg, Timestamp::now())
             })
             .await
-            .map_err(crate::error::ApiError::internal)?
-            .map_err(crate::error::ApiError::internal)?;
+            .map_err(MailError::Blocking)??;
             store.signing_keys().add(key)?
         }
     };
@@ -173,34 +203,27 @@ pub async fn set_sender(
 }
 
 /// The DKIM record the reseller must publish for its sender: (name, value).
-pub fn sender_record(store: &Store, sender: &Sender) -> crate::error::ApiResult<(String, String)> {
+pub fn sender_record(store: &Store, sender: &Sender) -> MailResult<(String, String)> {
     let key = sender_key(store, sender)?;
-    let value = dkim::record(&key).map_err(crate::error::ApiError::internal)?;
+    let value = dkim::record(&key)?;
     Ok((
         format!("{}._domainkey.{}", sender.selector, sender.domain()),
         value,
     ))
 }
 
-fn sender_key(store: &Store, sender: &Sender) -> crate::error::ApiResult<SigningKey> {
+fn sender_key(store: &Store, sender: &Sender) -> MailResult<SigningKey> {
     store
         .signing_keys()
         .list(&sender.reseller_id)?
         .into_iter()
         .find(|k| k.id == sender.key_id)
-        .ok_or_else(|| {
-            crate::error::ApiError::Conflict(
-                crate::error::Conflict::SenderKeyDeleted,
-                "the signing key this sender's DKIM record holds was deleted; set the \
-                 notification email again to get a new record"
-                    .into(),
-            )
-        })
+        .ok_or(MailError::SenderKeyDeleted)
 }
 
 /// Checks the sender's DKIM and SPF records now and stores the result (with backoff after a
 /// miss, like client domains).
-pub async fn verify_sender(mailer: &Mailer, sender: Sender) -> crate::error::ApiResult<Sender> {
+pub async fn verify_sender(mailer: &Mailer, sender: Sender) -> MailResult<Sender> {
     let store = &mailer.store;
     let now = Timestamp::now();
     let (dkim_name, expected) = match sender_record(store, &sender) {
@@ -293,7 +316,7 @@ pub async fn check_senders_forever(mailer: Arc<Mailer>) {
         };
         for sender in due.collect::<Vec<_>>() {
             if let Err(e) = verify_sender(&mailer, sender).await {
-                tracing::warn!(error = %e.cause_chain(), "cannot check a mail sender");
+                tracing::warn!(error = %crate::error::chain(&e), "cannot check a mail sender");
             }
         }
     }
@@ -303,22 +326,25 @@ pub async fn check_senders_forever(mailer: Arc<Mailer>) {
 /// go to). A store that cannot be read now is an error, so the fan-out runs again later and
 /// the mail is not lost; a mail that cannot be made at all (say, a template that no longer
 /// renders) is logged and left out, so it cannot hold up every later event.
-pub fn make_mails(mailer: &Mailer, event: &Event) -> crate::error::ApiResult<Vec<Mail>> {
-    use crate::error::ApiError;
+pub fn make_mails(mailer: &Mailer, event: &Event) -> MailResult<Vec<Mail>> {
     if !mailer.is_enabled() {
         return Ok(Vec::new());
     }
     match make_mail(mailer, event) {
         Ok(mail) => Ok(mail.into_iter().collect()),
-        Err(e @ (ApiError::StorageUnavailable(_) | ApiError::InsufficientStorage)) => Err(e),
+        Err(
+            e @ MailError::Store(
+                StoreError::StorageUnavailable(_) | StoreError::InsufficientStorage,
+            ),
+        ) => Err(e),
         Err(e) => {
-            tracing::warn!(kind = %event.kind, error = %e.cause_chain(), "cannot make a notification mail");
+            tracing::warn!(kind = %event.kind, error = %crate::error::chain(&e), "cannot make a notification mail");
             Ok(Vec::new())
         }
     }
 }
 
-fn make_mail(mailer: &Mailer, event: &Event) -> crate::error::ApiResult<Option<Mail>> {
+fn make_mail(mailer: &Mailer, event: &Event) -> MailResult<Option<Mail>> {
     let Some(kind) = templates::Kind::of_event(&event.kind) else {
         return Ok(None);
     };
@@ -405,7 +431,7 @@ pub fn compose(
     to: &str,
     rendered: &templates::Rendered,
     at: Timestamp,
-) -> crate::error::ApiResult<Mail> {
+) -> MailResult<Mail> {
     let store = &mailer.store;
     // A verified sender whose key was deleted since cannot sign: the instance's sender stands in.
     let own = store
@@ -433,8 +459,7 @@ pub fn compose(
         date: at,
     };
     let (mut headers, body) = mime::render(&message);
-    let signature = dkim::sign(&headers, &body, &domain, &selector, &key, at.0 / 1000)
-        .map_err(crate::error::ApiError::internal)?;
+    let signature = dkim::sign(&headers, &body, &domain, &selector, &key, at.0 / 1000)?;
     headers.insert(0, ("DKIM-Signature", signature));
     Ok(Mail::new(
         reseller_id,
@@ -529,7 +554,7 @@ fn next_attempt(mail: &Mail, now: Timestamp) -> Option<Timestamp> {
 }
 
 /// Queues one mail outside the event flow (an endpoint disabled), flushed.
-pub async fn queue(mailer: &Mailer, mail: Mail) -> crate::error::ApiResult<()> {
+pub async fn queue(mailer: &Mailer, mail: Mail) -> MailResult<()> {
     mailer.store.mail().queue(&[mail])?;
     mailer.store.flush().await?;
     Ok(())
