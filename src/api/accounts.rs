@@ -1,9 +1,10 @@
 //! Netlify accounts: `GET /accounts`, `GET /accounts/{slug}`, `GET /accounts/{slug}/env`. A user
 //! token sees its own account; a reseller key sees its own and one per user.
 
+use crate::auth::guard::{KeyOrUser, SitesRead};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{Permission, Timestamp};
+use crate::model::Timestamp;
 use crate::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
@@ -11,13 +12,13 @@ use serde_json::Value;
 
 super::endpoints! { ENDPOINTS:
     "/accounts" {
-        get accounts Tenant(SR);
+        get accounts;
     }
     "/accounts/{slug}" {
-        get account Tenant(SR);
+        get account;
     }
     "/accounts/{slug}/env" {
-        get env Tenant(SR);
+        get env;
     }
 }
 
@@ -74,8 +75,8 @@ fn account_of(id: &str, name: &str, kind: &'static str, created_at: Timestamp) -
 }
 
 /// Netlify accounts: a user token sees its own account; a reseller key sees its own and one per user.
-fn account_list(state: &AppState, who: &Principal) -> ApiResult<Vec<Account>> {
-    match who {
+fn account_list<N>(state: &AppState, who: &KeyOrUser<N>) -> ApiResult<Vec<Account>> {
+    match &**who {
         Principal::User { user, .. } => Ok(vec![account_of(
             &user.id,
             user.email.as_str(),
@@ -83,7 +84,7 @@ fn account_list(state: &AppState, who: &Principal) -> ApiResult<Vec<Account>> {
             user.created_at,
         )]),
         _ => {
-            let reseller = who.reseller(Permission::SitesRead)?;
+            let reseller = who.tenant().reseller;
             let mut out = vec![account_of(
                 &reseller.id,
                 &reseller.name,
@@ -108,7 +109,10 @@ fn account_list(state: &AppState, who: &Principal) -> ApiResult<Vec<Account>> {
 get, path = "/api/v1/accounts", tag = "sites",
     responses((status = 200, description = "The caller's Netlify accounts", body = Vec<Account>))
 )]
-async fn accounts(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
+async fn accounts(
+    state: web::Data<AppState>,
+    who: KeyOrUser<SitesRead>,
+) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(account_list(&state, &who)?))
 }
 
@@ -118,7 +122,7 @@ get, path = "/api/v1/accounts/{slug}", tag = "sites", params(("slug" = String, P
 )]
 async fn account(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesRead>,
     slug: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     account_list(&state, &who)?
@@ -136,10 +140,9 @@ get, path = "/api/v1/accounts/{slug}/env", tag = "sites", params(("slug" = Strin
 )]
 async fn env(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesRead>,
     slug: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    who.tenant(Permission::SitesRead)?;
     if !account_list(&state, &who)?
         .iter()
         .any(|a| a.slug == slug.as_str())

@@ -2,7 +2,7 @@
 
 use super::keys::CreatedKey;
 use super::{created, no_content, nullable, PageQuery};
-use crate::auth::Principal;
+use crate::auth::guard::Operator;
 use crate::error::ApiResult;
 use crate::model::{DomainName, Email, IpAllowList, Timestamp};
 use crate::store::plans::{Limits, ResellerLimits};
@@ -14,20 +14,20 @@ use serde::{Deserialize, Serialize};
 
 super::endpoints! { ENDPOINTS:
     "/admin/resellers" {
-        post create Operator;
-        get list Operator;
+        post create;
+        get list;
     }
     "/admin/resellers/{id}" {
-        get get Operator;
-        patch update Operator;
-        delete delete Operator;
+        get get;
+        patch update;
+        delete delete;
     }
     "/admin/resellers/{id}/certificate" {
-        put put_certificate Operator;
-        delete delete_certificate Operator;
+        put put_certificate;
+        delete delete_certificate;
     }
     "/admin/backup" {
-        get backup Operator;
+        get backup;
     }
 }
 
@@ -37,8 +37,7 @@ super::endpoints! { ENDPOINTS:
 get, path = "/api/v1/admin/backup", tag = "operator", security(("bearer" = [])),
     responses((status = 200, description = "A consistent snapshot of the instance as a tar stream", content_type = "application/x-tar", body = Vec<u8>))
 )]
-async fn backup(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
-    who.require_operator()?;
+async fn backup(state: web::Data<AppState>, _: Operator) -> ApiResult<HttpResponse> {
     state.store.check_dump()?;
     let gate = Some(state.store.write_gate());
     let store = state.store.clone();
@@ -109,10 +108,9 @@ post, path = "/api/v1/admin/resellers", tag = "operator", security(("bearer" = [
 )]
 async fn create(
     state: web::Data<AppState>,
-    who: Principal,
+    _: Operator,
     body: web::Json<CreateReseller>,
 ) -> ApiResult<HttpResponse> {
-    who.require_operator()?;
     let (reseller, key) =
         state
             .store
@@ -133,10 +131,9 @@ get, path = "/api/v1/admin/resellers", tag = "operator", security(("bearer" = []
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Operator,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    who.require_operator()?;
     let tenant = who.scope();
     let want = q.want(&req, &tenant)?;
     let resellers = state.store.resellers();
@@ -152,10 +149,9 @@ get, path = "/api/v1/admin/resellers/{id}", tag = "operator", security(("bearer"
 )]
 async fn get(
     state: web::Data<AppState>,
-    who: Principal,
+    _: Operator,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    who.require_operator()?;
     let reseller = state.store.resellers().get(&id)?;
     Ok(HttpResponse::Ok().json(with_limits(&state, reseller)?))
 }
@@ -213,11 +209,10 @@ patch, path = "/api/v1/admin/resellers/{id}", tag = "operator", security(("beare
 )]
 async fn update(
     state: web::Data<AppState>,
-    who: Principal,
+    _: Operator,
     id: web::Path<String>,
     body: web::Json<PatchReseller>,
 ) -> ApiResult<HttpResponse> {
-    who.require_operator()?;
     let b = body.into_inner();
     if let Some(Some(d)) = &b.preview_domain {
         state
@@ -257,10 +252,9 @@ delete, path = "/api/v1/admin/resellers/{id}", tag = "operator", security(("bear
 )]
 async fn delete(
     state: web::Data<AppState>,
-    who: Principal,
+    _: Operator,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    who.require_operator()?;
     let reseller = state.store.resellers().get(&id)?;
     let names: Vec<String> = state
         .store
@@ -323,11 +317,10 @@ put, path = "/api/v1/admin/resellers/{id}/certificate", tag = "operator", securi
 )]
 async fn put_certificate(
     state: web::Data<AppState>,
-    who: Principal,
+    _: Operator,
     id: web::Path<String>,
     body: web::Json<UploadCertificate>,
 ) -> ApiResult<HttpResponse> {
-    who.require_operator()?;
     let reseller = state.store.resellers().get(&id)?;
     let name = wildcard_name(&reseller)?;
     let rec = state
@@ -349,10 +342,9 @@ delete, path = "/api/v1/admin/resellers/{id}/certificate", tag = "operator", sec
 )]
 async fn delete_certificate(
     state: web::Data<AppState>,
-    who: Principal,
+    _: Operator,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    who.require_operator()?;
     let reseller = state.store.resellers().get(&id)?;
     let name = wildcard_name(&reseller)?;
     if state.store.certs().get(&name)?.is_none() {

@@ -2,9 +2,10 @@
 //! newest first; and the middleware hook that records mutating calls.
 
 use super::PageQuery;
+use crate::auth::guard::{Key, KeysManage, Operator};
 use crate::auth::{Actor, Principal};
 use crate::error::ApiResult;
-use crate::model::{Permission, Timestamp};
+use crate::model::Timestamp;
 use crate::store::audit::AuditEntry;
 use crate::AppState;
 use actix_web::dev::ServiceResponse;
@@ -12,10 +13,10 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 super::endpoints! { ENDPOINTS:
     "/audit" {
-        get reseller_log Key(KM);
+        get reseller_log;
     }
     "/admin/audit" {
-        get operator_log Operator;
+        get operator_log;
     }
 }
 
@@ -26,10 +27,10 @@ get, path = "/api/v1/audit", tag = "audit", params(PageQuery),
 async fn reseller_log(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<KeysManage>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::KeysManage)?;
+    let reseller = who.reseller();
     list(&req, &state, &who, Some(&reseller.id), &q)
 }
 
@@ -40,10 +41,9 @@ get, path = "/api/v1/admin/audit", tag = "operator", security(("bearer" = [])), 
 async fn operator_log(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Operator,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    who.require_operator()?;
     list(&req, &state, &who, None, &q)
 }
 

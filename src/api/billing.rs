@@ -2,9 +2,9 @@
 //! operator's per-reseller prices at `GET/PUT /admin/resellers/{id}/prices`.
 
 use super::{created, no_content, paginate, Order, PageQuery};
-use crate::auth::Principal;
+use crate::auth::guard::{BillingWrite, Key, Operator};
 use crate::error::{ApiError, ApiResult};
-use crate::model::{Permission, Timestamp};
+use crate::model::Timestamp;
 use crate::store::billing::{Charge, Claim, PaidAction, PaymentKind, PaymentMethod, Prices};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,18 +12,18 @@ use serde::Deserialize;
 
 super::endpoints! { ENDPOINTS:
     "/payment_methods" {
-        post add Key(BW);
-        get list Key(BW);
+        post add;
+        get list;
     }
     "/payment_methods/{id}" {
-        delete delete Key(BW);
+        delete delete;
     }
     "/charges" {
-        get charges Key(BW);
+        get charges;
     }
     "/admin/resellers/{id}/prices" {
-        get get_prices Operator;
-        put put_prices Operator;
+        get get_prices;
+        put put_prices;
     }
 }
 
@@ -174,10 +174,10 @@ post, path = "/api/v1/payment_methods", tag = "billing", request_body = NewMetho
 )]
 async fn add(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<BillingWrite>,
     body: web::Json<NewMethod>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::BillingWrite)?;
+    let reseller = who.reseller();
     let label = text_field("label", &body.label)?;
     let reference = text_field("reference", &body.reference)?;
     let pm = state.store.billing().add_method(
@@ -198,10 +198,10 @@ get, path = "/api/v1/payment_methods", tag = "billing",
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<BillingWrite>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::BillingWrite)?;
+    let reseller = who.reseller();
     let methods = state.store.billing().methods(&reseller.id)?;
     paginate(
         &req,
@@ -220,10 +220,10 @@ delete, path = "/api/v1/payment_methods/{id}", tag = "billing",
 )]
 async fn delete(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<BillingWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::BillingWrite)?;
+    let reseller = who.reseller();
     state.store.billing().delete_method(&reseller.id, &id)?;
     Ok(no_content())
 }
@@ -236,10 +236,10 @@ get, path = "/api/v1/charges", tag = "billing",
 async fn charges(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<BillingWrite>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::BillingWrite)?;
+    let reseller = who.reseller();
     let tenant = who.scope();
     let want = q.want(&req, &tenant)?;
     let (window, total) = state.store.billing().charges_window(&reseller.id, &want)?;
@@ -253,10 +253,9 @@ get, path = "/api/v1/admin/resellers/{id}/prices", tag = "operator", security(("
 )]
 async fn get_prices(
     state: web::Data<AppState>,
-    who: Principal,
+    _: Operator,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    who.require_operator()?;
     let reseller = state.store.resellers().get(&id)?;
     Ok(HttpResponse::Ok().json(state.store.billing().prices(&reseller.id)?))
 }
@@ -268,11 +267,10 @@ put, path = "/api/v1/admin/resellers/{id}/prices", tag = "operator", security(("
 )]
 async fn put_prices(
     state: web::Data<AppState>,
-    who: Principal,
+    _: Operator,
     id: web::Path<String>,
     body: web::Json<Prices>,
 ) -> ApiResult<HttpResponse> {
-    who.require_operator()?;
     let reseller = state.store.resellers().get(&id)?;
     let currency = body.currency.trim().to_ascii_uppercase();
     if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {

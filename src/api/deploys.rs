@@ -4,9 +4,10 @@
 use super::off_worker;
 use super::sites::find_site;
 use super::PageQuery;
-use crate::auth::{Principal, Tenant};
+use crate::auth::guard::{KeyOrUser, SitesRead, SitesWrite};
+use crate::auth::Tenant;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{Permission, Timestamp};
+use crate::model::Timestamp;
 use crate::store::deploys::{normalize_path, validate_files, Deploy, NewDeploy};
 use crate::store::sites::Site;
 use crate::views::sites::deploy_view;
@@ -19,31 +20,31 @@ use std::io::Read;
 
 super::endpoints! { ENDPOINTS:
     "/sites/{site_id}/deploys" {
-        get list Tenant(SR);
-        post create Tenant(SW), StreamsBody;
+        get list;
+        post create, StreamsBody;
     }
     "/sites/{site_id}/deploys/{deploy_id}" {
-        get get_in_site Tenant(SR);
-        put update Tenant(SW);
+        get get_in_site;
+        put update;
     }
     "/sites/{site_id}/deploys/{deploy_id}/restore" {
-        post restore Tenant(SW);
+        post restore;
     }
     "/deploys/{deploy_id}" {
-        get get Tenant(SR);
-        delete delete Tenant(SW);
+        get get;
+        delete delete;
     }
     "/deploys/{deploy_id}/cancel" {
-        post cancel Tenant(SW);
+        post cancel;
     }
     "/deploys/{deploy_id}/lock" {
-        post lock Tenant(SR);
+        post lock;
     }
     "/deploys/{deploy_id}/unlock" {
-        post unlock Tenant(SR);
+        post unlock;
     }
     "/deploys/{deploy_id}/files/{path:.*}" {
-        put upload Tenant(SW), StreamsBody;
+        put upload, StreamsBody;
     }
 }
 
@@ -142,12 +143,12 @@ post, path = "/api/v1/sites/{site_id}/deploys", tag = "deploys", params(("site_i
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesWrite>,
     site_id: web::Path<String>,
     q: web::Query<DeployQuery>,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesWrite)?;
+    let tenant = who.tenant();
     let site = find_site(&state, &tenant, &site_id)?;
     let q = q.into_inner();
     let now = Timestamp::now();
@@ -277,11 +278,11 @@ put, path = "/api/v1/sites/{site_id}/deploys/{deploy_id}", tag = "deploys", para
 )]
 async fn update(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesWrite>,
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesWrite)?;
+    let tenant = who.tenant();
     let (site_id, deploy_id) = path.into_inner();
     let (site, deploy) = find_site_deploy(&state, &tenant, &site_id, &deploy_id)?;
     let s = &state.settings;
@@ -322,11 +323,11 @@ put, path = "/api/v1/deploys/{deploy_id}/files/{path}", tag = "deploys",
 async fn upload(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesWrite>,
     deploy_id: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesWrite)?;
+    let tenant = who.tenant();
     let (deploy_id, _) = deploy_id.into_inner();
     let (_, deploy) = find_deploy(&state, &tenant, &deploy_id)?;
     // The raw URI: clients percent-encode the path (spaces as %20), so decode it exactly once.
@@ -377,11 +378,11 @@ get, path = "/api/v1/sites/{site_id}/deploys", tag = "deploys", params(("site_id
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesRead>,
     site_id: web::Path<String>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesRead)?;
+    let tenant = who.tenant();
     let site = find_site(&state, &tenant, &site_id)?;
     let scope = who.scope();
     let want = q.want(&req, &scope)?;
@@ -396,10 +397,10 @@ get, path = "/api/v1/sites/{site_id}/deploys/{deploy_id}", tag = "deploys", para
 )]
 async fn get_in_site(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesRead>,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesRead)?;
+    let tenant = who.tenant();
     let (site_id, deploy_id) = path.into_inner();
     let (site, deploy) = find_site_deploy(&state, &tenant, &site_id, &deploy_id)?;
     reply(&state, &tenant, &site, &deploy)
@@ -413,7 +414,7 @@ async fn get_in_site(
 )]
 async fn lock(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesRead>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     get(state, who, id).await
@@ -427,7 +428,7 @@ async fn lock(
 )]
 async fn unlock(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesRead>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     get(state, who, id).await
@@ -439,10 +440,10 @@ get, path = "/api/v1/deploys/{deploy_id}", tag = "deploys", params(("deploy_id" 
 )]
 async fn get(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesRead>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesRead)?;
+    let tenant = who.tenant();
     let (site, deploy) = find_deploy(&state, &tenant, &id)?;
     reply(&state, &tenant, &site, &deploy)
 }
@@ -453,10 +454,10 @@ post, path = "/api/v1/sites/{site_id}/deploys/{deploy_id}/restore", tag = "deplo
 )]
 async fn restore(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesWrite>,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesWrite)?;
+    let tenant = who.tenant();
     let (site_id, deploy_id) = path.into_inner();
     let (site, deploy) = find_site_deploy(&state, &tenant, &site_id, &deploy_id)?;
     let deploy = state
@@ -473,10 +474,10 @@ post, path = "/api/v1/deploys/{deploy_id}/cancel", tag = "deploys", params(("dep
 )]
 async fn cancel(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesWrite)?;
+    let tenant = who.tenant();
     let (site, deploy) = find_deploy(&state, &tenant, &id)?;
     let deploy = state.store.deploys().cancel(&deploy.id, Timestamp::now())?;
     Ok(HttpResponse::Created().json(deploy_view(&state.views, &tenant.reseller, &site, &deploy)))
@@ -490,10 +491,10 @@ delete, path = "/api/v1/deploys/{deploy_id}", tag = "deploys", params(("deploy_i
 )]
 async fn delete(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesWrite)?;
+    let tenant = who.tenant();
     let (_, deploy) = find_deploy(&state, &tenant, &id)?;
     let store = state.store.clone();
     off_worker(move || store.deploys().delete(&deploy.id)).await?;

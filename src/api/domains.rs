@@ -4,9 +4,10 @@
 
 use super::sites::find_site;
 use super::{created, no_content, nullable, paginate, Order, PageQuery};
-use crate::auth::{Principal, Tenant};
+use crate::auth::guard::{DomainsRead, DomainsWrite, Key, KeyOrUser, Plugin, RegisterDomains};
+use crate::auth::Tenant;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{DomainName, Email, Permission, Timestamp};
+use crate::model::{DomainName, Email, Timestamp};
 use crate::store::billing::PaidAction;
 use crate::store::domains::{Domain, DomainStatus};
 use crate::views::domains::{domain_view, metrics_view, DomainMetrics};
@@ -17,26 +18,26 @@ use serde::{Deserialize, Serialize};
 
 super::endpoints! { ENDPOINTS:
     "/domains" {
-        post create Key(DW);
-        get list Tenant(DR);
+        post create;
+        get list;
     }
     // Before /domains/{id}, which would otherwise claim the path and answer 405.
     "/domains/register" {
-        post register Key(&["billing:write", "domains:write"]), WaitsOnNetwork;
+        post register, WaitsOnNetwork;
     }
     "/domains/{id}" {
-        get get Tenant(DR);
-        patch update Tenant(DW);
-        delete delete Tenant(DW);
+        get get;
+        patch update;
+        delete delete;
     }
     "/domains/{id}/verify" {
-        post verify Tenant(DW), WaitsOnNetwork;
+        post verify, WaitsOnNetwork;
     }
     "/domains/{id}/wordpress_key" {
-        post rotate_wp_key Key(DW);
+        post rotate_wp_key;
     }
     "/plugin/domain" {
-        get plugin_domain Plugin;
+        get plugin_domain;
     }
 }
 
@@ -171,10 +172,10 @@ post, path = "/api/v1/domains", tag = "domains", request_body = NewDomain,
 )]
 async fn create(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<DomainsWrite>,
     body: web::Json<NewDomain>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::DomainsWrite)?;
+    let reseller = who.reseller();
     let NewDomain {
         domain,
         email,
@@ -221,11 +222,11 @@ get, path = "/api/v1/domains", tag = "domains", params(DomainFilter, super::Page
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<DomainsRead>,
     filter: web::Query<DomainFilter>,
     page: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::DomainsRead)?;
+    let tenant = who.tenant();
     let status = filter
         .status
         .as_deref()
@@ -260,10 +261,10 @@ get, path = "/api/v1/domains/{id}", tag = "domains", params(("id" = String, Path
 )]
 async fn get(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<DomainsRead>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::DomainsRead)?;
+    let tenant = who.tenant();
     let d = find_domain(&state, &tenant, &id)?;
     Ok(HttpResponse::Ok().json(domain_view(&state.views, &d)?))
 }
@@ -282,11 +283,11 @@ patch, path = "/api/v1/domains/{id}", tag = "domains", params(("id" = String, Pa
 )]
 async fn update(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<DomainsWrite>,
     id: web::Path<String>,
     body: web::Json<PatchDomain>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::DomainsWrite)?;
+    let tenant = who.tenant();
     let mut d = find_domain(&state, &tenant, &id)?;
     if let Some(site_id) = &body.site_id {
         d.site_id = match site_id {
@@ -304,10 +305,10 @@ delete, path = "/api/v1/domains/{id}", tag = "domains", params(("id" = String, P
 )]
 async fn delete(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<DomainsWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::DomainsWrite)?;
+    let tenant = who.tenant();
     let d = find_domain(&state, &tenant, &id)?;
     let d = state.store.domains().delete(&tenant.reseller.id, &d.id)?;
     state.acme.forget_if_gone(d.name.as_str())?;
@@ -320,10 +321,10 @@ post, path = "/api/v1/domains/{id}/verify", tag = "domains", params(("id" = Stri
 )]
 async fn verify(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<DomainsWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::DomainsWrite)?;
+    let tenant = who.tenant();
     let d = find_domain(&state, &tenant, &id)?;
     let d = state.verifier.check(&state.store, d).await?;
     Ok(HttpResponse::Ok().json(domain_view(&state.views, &d)?))
@@ -335,10 +336,10 @@ post, path = "/api/v1/domains/{id}/wordpress_key", tag = "domains", params(("id"
 )]
 async fn rotate_wp_key(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<DomainsWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::DomainsWrite)?;
+    let reseller = who.reseller();
     let (_, wp) = state.store.domains().rotate_wp_key(&reseller.id, &id)?;
     Ok(created(WordpressKey {
         wordpress_api_key: wp.expose().to_string(),
@@ -350,12 +351,8 @@ async fn rotate_wp_key(
 get, path = "/api/v1/plugin/domain", tag = "domains", security(("bearer" = [])),
     responses((status = 200, description = "The plugin key's domain: status and metrics", body = PluginDomain))
 )]
-async fn plugin_domain(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
-    let Principal::Plugin { domain } = &who else {
-        return Err(ApiError::Forbidden(
-            "this endpoint takes a WordPress plugin key".into(),
-        ));
-    };
+async fn plugin_domain(state: web::Data<AppState>, who: Plugin) -> ApiResult<HttpResponse> {
+    let domain = &who.domain;
     let d = state.store.domains().get(&domain.reseller_id, &domain.id)?;
     let traffic = state.store.traffic().get(&d.id)?;
     Ok(HttpResponse::Ok().json(PluginDomain {
@@ -393,11 +390,10 @@ post, path = "/api/v1/domains/register", tag = "domains", request_body = Registr
 async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<RegisterDomains>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    who.reseller(Permission::BillingWrite)?;
-    let reseller = who.reseller(Permission::DomainsWrite)?;
+    let reseller = who.reseller();
     let Registration {
         domain,
         email,

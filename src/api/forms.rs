@@ -3,9 +3,10 @@
 
 use super::sites::find_site;
 use super::{no_content, paginate, Order, PageQuery};
+use crate::auth::guard::{KeyOrUser, SitesWrite, SubmissionsRead};
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
-use crate::model::{Permission, Timestamp};
+use crate::model::Timestamp;
 use crate::store::forms::{Form, Submission};
 use crate::views::forms::{submission_view, SubmissionView};
 use crate::AppState;
@@ -13,23 +14,23 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 super::endpoints! { ENDPOINTS:
     "/sites/{site_id}/forms" {
-        get site_forms Tenant(SUB);
+        get site_forms;
     }
     "/sites/{site_id}/submissions" {
-        get site_submissions Tenant(SUB);
+        get site_submissions;
     }
     "/forms" {
-        get all_forms Tenant(SUB);
+        get all_forms;
     }
     "/forms/{form_id}/submissions" {
-        get form_submissions Tenant(SUB);
+        get form_submissions;
     }
     "/submissions" {
-        get all_submissions Tenant(SUB);
+        get all_submissions;
     }
     "/submissions/{id}" {
-        get get_submission Tenant(SUB);
-        delete delete_submission Tenant(SW);
+        get get_submission;
+        delete delete_submission;
     }
 }
 
@@ -111,11 +112,11 @@ get, path = "/api/v1/sites/{site_id}/forms", tag = "forms", params(("site_id" = 
 async fn site_forms(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SubmissionsRead>,
     site_id: web::Path<String>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SubmissionsRead)?;
+    let tenant = who.tenant();
     let site = find_site(&state, &tenant, &site_id)?;
     let forms = state.store.forms().list(&site.id)?;
     let views = forms.iter().map(form_view).collect();
@@ -129,10 +130,10 @@ get, path = "/api/v1/forms", tag = "forms", params(super::PageQuery),
 async fn all_forms(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SubmissionsRead>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SubmissionsRead)?;
+    let tenant = who.tenant();
     let forms = tenant_forms(&state, &tenant)?;
     let views = forms.iter().map(form_view).collect();
     paginate(&req, &who.scope(), views, |f| &f.id, Order::OldestFirst, &q)
@@ -165,11 +166,11 @@ get, path = "/api/v1/sites/{site_id}/submissions", tag = "forms", params(("site_
 async fn site_submissions(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SubmissionsRead>,
     site_id: web::Path<String>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SubmissionsRead)?;
+    let tenant = who.tenant();
     let site = find_site(&state, &tenant, &site_id)?;
     let forms = state.store.forms().list(&site.id)?;
     submissions_page(&req, &state, &who, &forms, &q)
@@ -182,11 +183,11 @@ get, path = "/api/v1/forms/{form_id}/submissions", tag = "forms", params(("form_
 async fn form_submissions(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SubmissionsRead>,
     form_id: web::Path<String>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SubmissionsRead)?;
+    let tenant = who.tenant();
     let form = find_form(&state, &tenant, &form_id)?;
     submissions_page(&req, &state, &who, &[form], &q)
 }
@@ -198,10 +199,10 @@ get, path = "/api/v1/submissions", tag = "forms", params(super::PageQuery),
 async fn all_submissions(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SubmissionsRead>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SubmissionsRead)?;
+    let tenant = who.tenant();
     let forms = tenant_forms(&state, &tenant)?;
     submissions_page(&req, &state, &who, &forms, &q)
 }
@@ -213,10 +214,10 @@ get, path = "/api/v1/submissions/{id}", tag = "forms", params(("id" = String, Pa
 )]
 async fn get_submission(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SubmissionsRead>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SubmissionsRead)?;
+    let tenant = who.tenant();
     let sub = find_submission(&state, &tenant, &id)?;
     Ok(HttpResponse::Ok().json(vec![submission_view(&sub)]))
 }
@@ -227,10 +228,10 @@ delete, path = "/api/v1/submissions/{id}", tag = "forms", params(("id" = String,
 )]
 async fn delete_submission(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesWrite)?;
+    let tenant = who.tenant();
     let sub = find_submission(&state, &tenant, &id)?;
     state.store.forms().delete_submission(&sub)?;
     Ok(no_content())

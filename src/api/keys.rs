@@ -1,9 +1,10 @@
 //! Reseller API keys: `POST/GET /keys`, `DELETE /keys/{id}`.
 
 use super::{created, no_content, paginate, Order, PageQuery};
+use crate::auth::guard::{Key, KeysManage};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{IpAllowList, Permission, Permissions, Timestamp};
+use crate::model::{IpAllowList, Permissions, Timestamp};
 use crate::store::keys::{ApiKey, NewKey};
 use crate::views::KeyView;
 use crate::AppState;
@@ -12,11 +13,11 @@ use serde::{Deserialize, Serialize};
 
 super::endpoints! { ENDPOINTS:
     "/keys" {
-        post create Key(KM);
-        get list Key(KM);
+        post create;
+        get list;
     }
     "/keys/{id}" {
-        delete delete Key(KM);
+        delete delete;
     }
 }
 
@@ -57,12 +58,12 @@ post, path = "/api/v1/keys", tag = "keys",
 )]
 async fn create(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<KeysManage>,
     body: web::Json<CreateKey>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::KeysManage)?;
+    let reseller = who.reseller();
     let b = body.into_inner();
-    if let Principal::Reseller { key, .. } = &who {
+    if let Principal::Reseller { key, .. } = &*who {
         no_wider_than(key, &b)?;
     }
     let new = state.store.keys().create(
@@ -110,10 +111,10 @@ get, path = "/api/v1/keys", tag = "keys",
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<KeysManage>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::KeysManage)?;
+    let reseller = who.reseller();
     let keys: Vec<KeyView> = state
         .store
         .keys()
@@ -131,10 +132,10 @@ delete, path = "/api/v1/keys/{id}", tag = "keys",
 )]
 async fn delete(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<KeysManage>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::KeysManage)?;
+    let reseller = who.reseller();
     state.store.keys().delete(&reseller.id, &id)?;
     Ok(no_content())
 }

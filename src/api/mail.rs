@@ -4,10 +4,10 @@
 //! `POST /reseller/emails/{kind}/preview`).
 
 use super::no_content;
-use crate::auth::Principal;
+use crate::auth::guard::{Key, Operator, SettingsWrite};
 use crate::error::{ApiError, ApiResult};
 use crate::mail::templates::{self, Kind, Rendered, Vars};
-use crate::model::{Permission, Timestamp};
+use crate::model::Timestamp;
 use crate::store::mail::Sender;
 use crate::store::resellers::Reseller;
 use crate::AppState;
@@ -16,24 +16,24 @@ use serde::Serialize;
 
 super::endpoints! { ENDPOINTS:
     "/reseller/notification_email" {
-        get sender Key(ST);
+        get sender;
     }
     "/reseller/notification_email/verify" {
-        post verify Key(ST), WaitsOnNetwork;
+        post verify, WaitsOnNetwork;
     }
     "/reseller/emails" {
-        get list_templates Key(ST);
+        get list_templates;
     }
     "/reseller/emails/{kind}" {
-        get get_template Key(ST);
-        put put_template Key(ST);
-        delete delete_template Key(ST);
+        get get_template;
+        put put_template;
+        delete delete_template;
     }
     "/reseller/emails/{kind}/preview" {
-        post preview Key(ST);
+        post preview;
     }
     "/admin/notification_email" {
-        get instance_sender Operator;
+        get instance_sender;
     }
 }
 
@@ -51,8 +51,7 @@ pub struct InstanceSender {
 get, path = "/api/v1/admin/notification_email", tag = "operator",
     responses((status = 200, description = "The instance's sender and the DKIM record to publish for it", body = InstanceSender))
 )]
-async fn instance_sender(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
-    who.require_operator()?;
+async fn instance_sender(state: web::Data<AppState>, _: Operator) -> ApiResult<HttpResponse> {
     let from = state.mailer.default_from.clone();
     let domain = from.rsplit('@').next().unwrap_or_default().to_string();
     // Made when the server starts with a relay; without one there is nothing to publish.
@@ -157,8 +156,8 @@ fn own_sender(state: &AppState, reseller: &Reseller) -> ApiResult<Sender> {
 get, path = "/api/v1/reseller/notification_email", tag = "mail",
     responses((status = 200, description = "The sender, the DNS records to publish and whether they were found; 404 if no notification email is set", body = SenderView))
 )]
-async fn sender(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+async fn sender(state: web::Data<AppState>, who: Key<SettingsWrite>) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller();
     let sender = own_sender(&state, reseller)?;
     Ok(HttpResponse::Ok().json(sender_view(&state, sender)?))
 }
@@ -167,8 +166,8 @@ async fn sender(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpRes
 post, path = "/api/v1/reseller/notification_email/verify", tag = "mail",
     responses((status = 200, description = "Checked now: the sender as DNS shows it", body = SenderView))
 )]
-async fn verify(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+async fn verify(state: web::Data<AppState>, who: Key<SettingsWrite>) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller();
     let sender = own_sender(&state, reseller)?;
     // The lookups run outside the write gate (`GateMode::WaitsOnNetwork`); the result is one
     // atomic write of the sender record.
@@ -209,8 +208,11 @@ fn template_view(state: &AppState, reseller: &Reseller, kind: Kind) -> ApiResult
 get, path = "/api/v1/reseller/emails", tag = "mail",
     responses((status = 200, description = "Every template kind, the reseller's or the built-in one", body = Vec<TemplateView>))
 )]
-async fn list_templates(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+async fn list_templates(
+    state: web::Data<AppState>,
+    who: Key<SettingsWrite>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller();
     let all = Kind::ALL
         .into_iter()
         .map(|k| template_view(&state, reseller, k))
@@ -225,10 +227,10 @@ get, path = "/api/v1/reseller/emails/{kind}", tag = "mail",
 )]
 async fn get_template(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     kind: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let kind = kind_of(&kind)?;
     Ok(HttpResponse::Ok().json(template_view(&state, reseller, kind)?))
 }
@@ -259,11 +261,11 @@ put, path = "/api/v1/reseller/emails/{kind}", tag = "mail",
 async fn put_template(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     kind: web::Path<String>,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let kind = kind_of(&kind)?;
     let html = html_body(&req, &state, payload).await?;
     state
@@ -280,10 +282,10 @@ delete, path = "/api/v1/reseller/emails/{kind}", tag = "mail",
 )]
 async fn delete_template(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     kind: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let kind = kind_of(&kind)?;
     state
         .store
@@ -301,11 +303,11 @@ post, path = "/api/v1/reseller/emails/{kind}/preview", tag = "mail",
 async fn preview(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     kind: web::Path<String>,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let kind = kind_of(&kind)?;
     let sent_length = req
         .headers()

@@ -83,59 +83,31 @@ pub struct Route {
     pub doc: fn() -> utoipa::openapi::OpenApi,
 }
 
-/// Who may call an endpoint, as its handler enforces it (the isolation test's matrix calls every
-/// endpoint as every kind of caller and checks this).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Who {
-    /// Anyone, without a credential (public documents such as a reseller's JWKS).
-    Public,
-    /// The operator token only.
-    Operator,
-    /// A WordPress plugin key only.
-    Plugin,
-    /// A reseller API key holding all these permissions (none listed: any key).
-    Key(&'static [&'static str]),
-    /// Such a key, or a user access token (users own their data).
-    Tenant(&'static [&'static str]),
-}
-
-/// The permission sets `endpoints!` tables name, in scope there with `Who`'s variants.
-pub mod who {
-    pub use super::Who::*;
-    pub const SR: &[&str] = &["sites:read"];
-    pub const SW: &[&str] = &["sites:write"];
-    pub const DR: &[&str] = &["domains:read"];
-    pub const DW: &[&str] = &["domains:write"];
-    pub const UR: &[&str] = &["users:read"];
-    pub const UW: &[&str] = &["users:write"];
-    pub const KM: &[&str] = &["keys:manage"];
-    pub const ST: &[&str] = &["settings:write"];
-    pub const SUB: &[&str] = &["submissions:read"];
-    pub const BW: &[&str] = &["billing:write"];
-    pub const ANY: &[&str] = &[];
-}
+pub use crate::auth::guard::Who;
 
 /// Declares a module's endpoints once:
 ///
 /// ```text
 /// endpoints! { ENDPOINTS:
 ///     "/keys" {
-///         post create Key(KM);
-///         get list Key(KM);
+///         post create;
+///         get list;
 ///     }
 ///     "/domains/{id}/verify" {
-///         post verify Tenant(DW), WaitsOnNetwork;
+///         post verify, WaitsOnNetwork;
 ///     }
 /// }
 /// ```
 ///
-/// (a `GateMode` after the caller, when it is not `Layer`)
+/// (a `GateMode` after the handler, when it is not `Layer`)
 /// becomes a `pub const ENDPOINTS: Endpoints` whose `configure` registers each path as one
 /// `web::resource` with a route per method (so a wrong method on a known path is 405) and whose
-/// `routes` lists them with who may call each and the handler's OpenAPI document (from its
-/// `#[utoipa::path]`; a unit test checks that each names the route's own method and path).
+/// `routes` lists them with who may call each, read from the handler's access guard
+/// (`auth::guard::who_of`: the one place the rule is stated), and the handler's OpenAPI document
+/// (from its `#[utoipa::path]`; a unit test checks that each names the route's own method and
+/// path).
 macro_rules! endpoints {
-    ($name:ident: $( $path:literal { $( $method:ident $handler:ident $who:expr $(, $gate:ident)?; )+ } )+) => {
+    ($name:ident: $( $path:literal { $( $method:ident $handler:ident $(, $gate:ident)?; )+ } )+) => {
         pub const $name: $crate::api::Endpoints = $crate::api::Endpoints {
             configure: |cfg| {
                 $(
@@ -150,11 +122,7 @@ macro_rules! endpoints {
                     $crate::api::Route {
                         method: stringify!($method),
                         path: $path,
-                        who: {
-                            #[allow(unused_imports)]
-                            use $crate::api::who::*;
-                            $who
-                        },
+                        who: $crate::auth::guard::who_of(&$handler),
                         gate: $crate::api::gate_or_layer!($($gate)?),
                         doc: {
                             #[derive(utoipa::OpenApi)]

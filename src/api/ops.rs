@@ -80,9 +80,8 @@ pub async fn acme_challenge(
 /// `GET /metrics` for the operator's scraper (Prometheus `bearer_token`).
 pub async fn metrics(
     state: web::Data<AppState>,
-    who: crate::auth::Principal,
+    _: crate::auth::guard::Operator,
 ) -> Result<HttpResponse, ApiError> {
-    who.require_operator()?;
     let store = &state.store;
     let certificates = store
         .certs()

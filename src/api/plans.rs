@@ -2,9 +2,9 @@
 //! is set with `PATCH /users/{id}` (`users.rs`), the default plan with `PATCH /reseller`.
 
 use super::{created, no_content, nullable, paginate, Order, PageQuery};
-use crate::auth::Principal;
+use crate::auth::guard::{Key, SettingsWrite};
 use crate::error::ApiResult;
-use crate::model::{Permission, Timestamp};
+use crate::model::Timestamp;
 use crate::store::plans::{Limits, Overuse, Plan};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -12,13 +12,13 @@ use serde::{Deserialize, Serialize};
 
 super::endpoints! { ENDPOINTS:
     "/plans" {
-        post create Key(ST);
-        get list Key(ST);
+        post create;
+        get list;
     }
     "/plans/{id}" {
-        get get Key(ST);
-        patch update Key(ST);
-        delete delete Key(ST);
+        get get;
+        patch update;
+        delete delete;
     }
 }
 
@@ -70,10 +70,10 @@ post, path = "/api/v1/plans", tag = "plans",
 )]
 async fn create(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     body: web::Json<CreatePlan>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let b = body.into_inner();
     let limits = Limits {
         max_sites: b.max_sites,
@@ -98,10 +98,10 @@ get, path = "/api/v1/plans", tag = "plans",
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let plans = state
         .store
         .plans()
@@ -119,10 +119,10 @@ get, path = "/api/v1/plans/{id}", tag = "plans",
 )]
 async fn get(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let plan = state.store.plans().get(&reseller.id, &id)?;
     Ok(HttpResponse::Ok().json(view(&state, &reseller.id, plan)?))
 }
@@ -158,11 +158,11 @@ patch, path = "/api/v1/plans/{id}", tag = "plans",
 )]
 async fn update(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     id: web::Path<String>,
     body: web::Json<UpdatePlan>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let b = body.into_inner();
     let mut plan = state.store.plans().get(&reseller.id, &id)?;
     if let Some(name) = b.name {
@@ -197,10 +197,10 @@ delete, path = "/api/v1/plans/{id}", tag = "plans",
 )]
 async fn delete(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     state.store.plans().delete(&reseller.id, &id)?;
     Ok(no_content())
 }

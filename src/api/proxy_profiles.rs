@@ -4,9 +4,9 @@
 //! stored and never shown again.
 
 use super::{created, no_content, paginate, Order, PageQuery};
-use crate::auth::Principal;
+use crate::auth::guard::{Key, SettingsWrite};
 use crate::error::{ApiError, ApiResult};
-use crate::model::{Permission, Timestamp};
+use crate::model::Timestamp;
 use crate::store::proxy::{ProxyProfile, MAX_HEADERS};
 use crate::AppState;
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -16,13 +16,13 @@ use std::collections::BTreeMap;
 
 super::endpoints! { ENDPOINTS:
     "/proxy_profiles" {
-        post create Key(ST), WaitsOnNetwork;
-        get list Key(ST);
+        post create, WaitsOnNetwork;
+        get list;
     }
     "/proxy_profiles/{id}" {
-        get get Key(ST);
-        patch update Key(ST), WaitsOnNetwork;
-        delete delete Key(ST);
+        get get;
+        patch update, WaitsOnNetwork;
+        delete delete;
     }
 }
 
@@ -195,10 +195,10 @@ post, path = "/api/v1/proxy_profiles", tag = "proxy profiles",
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     body: web::Json<CreateProfile>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let b = body.into_inner();
     let name = valid_name(&b.name)?;
     let headers = valid_headers(b.headers)?;
@@ -230,10 +230,10 @@ get, path = "/api/v1/proxy_profiles", tag = "proxy profiles",
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let profiles: Vec<ProxyProfileView> = state
         .store
         .proxy_profiles()
@@ -258,10 +258,10 @@ get, path = "/api/v1/proxy_profiles/{id}", tag = "proxy profiles",
 )]
 async fn get(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let profile = state.store.proxy_profiles().get(&reseller.id, &id)?;
     Ok(HttpResponse::Ok().json(ProxyProfileView::from(profile)))
 }
@@ -275,11 +275,11 @@ patch, path = "/api/v1/proxy_profiles/{id}", tag = "proxy profiles",
 async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     id: web::Path<String>,
     body: web::Json<UpdateProfile>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     // A foreign id is "not found" before anything is resolved.
     let mut profile = state.store.proxy_profiles().get(&reseller.id, &id)?;
     let b = body.into_inner();
@@ -319,10 +319,10 @@ delete, path = "/api/v1/proxy_profiles/{id}", tag = "proxy profiles",
 )]
 async fn delete(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     state.store.proxy_profiles().delete(&reseller.id, &id)?;
     Ok(no_content())
 }

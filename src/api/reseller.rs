@@ -2,7 +2,7 @@
 //! `PUT/GET/DELETE /reseller/pages/{not_found,form_success,password}`.
 
 use super::{no_content, nullable};
-use crate::auth::Principal;
+use crate::auth::guard::{AnyKey, Key, SettingsWrite};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{DomainName, Email, IpAllowList, Permission, Timestamp};
 use crate::store::domains::DomainStatus;
@@ -19,16 +19,16 @@ pub const MAX_PAGE_BYTES: usize = 512 * 1024;
 
 super::endpoints! { ENDPOINTS:
     "/reseller" {
-        get get Key(ANY);
-        patch update Key(ST);
+        get get;
+        patch update;
     }
     "/reseller/preview_domain/verify" {
-        post verify_preview Key(ST), WaitsOnNetwork;
+        post verify_preview, WaitsOnNetwork;
     }
     "/reseller/pages/{kind}" {
-        put put_page Key(ST);
-        get get_page Key(ST);
-        delete delete_page Key(ST);
+        put put_page;
+        get get_page;
+        delete delete_page;
     }
 }
 
@@ -36,15 +36,8 @@ super::endpoints! { ENDPOINTS:
 get, path = "/api/v1/reseller", tag = "reseller",
     responses((status = 200, description = "The reseller account", body = Reseller))
 )]
-async fn get(who: Principal) -> ApiResult<HttpResponse> {
-    let reseller = match &who {
-        Principal::Reseller { reseller, .. } => reseller,
-        _ => {
-            return Err(ApiError::Forbidden(
-                "this endpoint needs a reseller API key".into(),
-            ))
-        }
-    };
+async fn get(who: Key<AnyKey>) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller();
     Ok(HttpResponse::Ok().json(reseller))
 }
 
@@ -126,14 +119,14 @@ patch, path = "/api/v1/reseller", tag = "reseller", request_body = PatchReseller
 )]
 async fn update(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     body: web::Json<PatchReseller>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let b = body.into_inner();
     if b.allowed_ips.is_some() {
         // The reseller-wide allowlist governs every key: changing it is key management.
-        who.reseller(Permission::KeysManage)?;
+        who.holds(Permission::KeysManage)?;
     }
     if let Some(Some(ttl)) = b.access_token_ttl {
         token_ttl(ttl)?;
@@ -205,8 +198,11 @@ async fn update(
 post, path = "/api/v1/reseller/preview_domain/verify", tag = "reseller",
     responses((status = 200, description = "The reseller account after a DNS check of its pending preview domain (if any): `preview_domain` is the new one if the TXT record was found, else `preview_domain_pending.verification_error` says what was found instead", body = Reseller))
 )]
-async fn verify_preview(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+async fn verify_preview(
+    state: web::Data<AppState>,
+    who: Key<SettingsWrite>,
+) -> ApiResult<HttpResponse> {
+    let reseller = who.reseller();
     // With nothing pending there is nothing to look up: the account as it is.
     let reseller = state.store.resellers().get(&reseller.id)?;
     let updated = state.verifier.check_preview(&state.store, reseller).await?;
@@ -239,11 +235,11 @@ put, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = 
 async fn put_page(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     kind: web::Path<String>,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let kind = PageKind::parse(&kind)?;
     let timeout = state.settings.body_timeout();
     let html = super::html_body(&req, payload, MAX_PAGE_BYTES, timeout, "custom pages").await?;
@@ -261,10 +257,10 @@ get, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind" = 
 )]
 async fn get_page(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     kind: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let kind = PageKind::parse(&kind)?;
     let html = state
         .store
@@ -282,10 +278,10 @@ delete, path = "/api/v1/reseller/pages/{kind}", tag = "reseller", params(("kind"
 )]
 async fn delete_page(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     kind: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let kind = PageKind::parse(&kind)?;
     if !state.store.pages().delete(&reseller.id, kind)? {
         return Err(ApiError::NotFound("custom page"));

@@ -3,9 +3,9 @@
 //! `GET /resellers/{reseller_id}/jwks.json`. The private key never leaves the server.
 
 use super::{created, no_content, paginate, Order, PageQuery};
-use crate::auth::Principal;
+use crate::auth::guard::{Key, KeysManage, Public};
 use crate::error::{ApiError, ApiResult};
-use crate::model::{Permission, Timestamp};
+use crate::model::Timestamp;
 use crate::store::signing::{Alg, SigningKey};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -14,17 +14,17 @@ use serde_json::Value;
 
 super::endpoints! { ENDPOINTS:
     "/signing_keys" {
-        post create Key(KM);
-        get list Key(KM);
+        post create;
+        get list;
     }
     "/signing_keys/{id}" {
-        delete delete Key(KM);
+        delete delete;
     }
     "/signing_keys/{id}/activate" {
-        post activate Key(KM);
+        post activate;
     }
     "/resellers/{reseller_id}/jwks.json" {
-        get jwks Public;
+        get jwks;
     }
 }
 
@@ -72,10 +72,10 @@ post, path = "/api/v1/signing_keys", tag = "signing keys",
 )]
 async fn create(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<KeysManage>,
     body: web::Json<CreateSigningKey>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::KeysManage)?;
+    let reseller = who.reseller();
     let alg = match body.alg.as_str() {
         "EdDSA" => Alg::EdDSA,
         "RS256" => Alg::RS256,
@@ -118,10 +118,10 @@ get, path = "/api/v1/signing_keys", tag = "signing keys",
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<KeysManage>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::KeysManage)?;
+    let reseller = who.reseller();
     let keys: Vec<SigningKeyView> = state
         .store
         .signing_keys()
@@ -139,10 +139,10 @@ post, path = "/api/v1/signing_keys/{id}/activate", tag = "signing keys",
 )]
 async fn activate(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<KeysManage>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::KeysManage)?;
+    let reseller = who.reseller();
     let key = state.store.signing_keys().activate(&reseller.id, &id)?;
     Ok(HttpResponse::Ok().json(SigningKeyView::from(key)))
 }
@@ -154,10 +154,10 @@ delete, path = "/api/v1/signing_keys/{id}", tag = "signing keys",
 )]
 async fn delete(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<KeysManage>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::KeysManage)?;
+    let reseller = who.reseller();
     state.store.signing_keys().delete(&reseller.id, &id)?;
     Ok(no_content())
 }
@@ -178,6 +178,7 @@ get, path = "/api/v1/resellers/{reseller_id}/jwks.json", tag = "signing keys",
 async fn jwks(
     state: web::Data<AppState>,
     reseller_id: web::Path<String>,
+    _public: Public,
 ) -> ApiResult<HttpResponse> {
     let keys = state
         .store

@@ -2,9 +2,10 @@
 //! `POST/GET /{account_slug}/sites`, `GET /accounts`, `GET /accounts/{slug}/env`.
 
 use super::{created, no_content, nullable, paginate, Order, PageQuery};
+use crate::auth::guard::{KeyOrUser, SitesRead, SitesWrite};
 use crate::auth::{Principal, Tenant};
 use crate::error::{ApiError, ApiResult};
-use crate::model::{DomainName, Permission, SiteName, Timestamp};
+use crate::model::{DomainName, SiteName, Timestamp};
 use crate::store::resellers::Reseller;
 use crate::store::sites::{PasswordHash, Site, SitePatch};
 use crate::store::users::User;
@@ -16,22 +17,22 @@ use serde::Deserialize;
 
 super::endpoints! { ENDPOINTS:
     "/sites" {
-        get list Tenant(SR);
-        post create Tenant(SW);
+        get list;
+        post create;
     }
     "/sites/{site_id}" {
-        get get Tenant(SR);
-        patch update Tenant(SW);
-        put update Tenant(SW);
-        delete delete Tenant(SW);
+        get get;
+        patch update;
+        put update;
+        delete delete;
     }
 }
 
 // Registered last, so the `{account_slug}` pattern never takes a path a fixed route owns.
 super::endpoints! { ACCOUNT_SITES:
     "/{account_slug}/sites" {
-        get list_for_account Tenant(SR);
-        post create_in_account Tenant(SW);
+        get list_for_account;
+        post create_in_account;
     }
 }
 
@@ -94,14 +95,14 @@ fn check_password(p: &str) -> ApiResult<()> {
 }
 
 /// The user a new site belongs to: the caller, or for a reseller key the named user.
-fn owner_for(state: &AppState, who: &Principal, user_id: Option<&str>) -> ApiResult<User> {
-    match who {
+fn owner_for<N>(state: &AppState, who: &KeyOrUser<N>, user_id: Option<&str>) -> ApiResult<User> {
+    match &**who {
         Principal::User { user, .. } => match user_id {
             Some(id) if id != user.id => Err(ApiError::NotFound("user")),
             _ => Ok(user.clone()),
         },
         _ => {
-            let reseller = who.reseller(Permission::SitesWrite)?;
+            let reseller = who.tenant().reseller;
             let id = user_id.ok_or_else(|| {
                 ApiError::invalid("a reseller key must pass the user_id the site belongs to")
             })?;
@@ -112,11 +113,11 @@ fn owner_for(state: &AppState, who: &Principal, user_id: Option<&str>) -> ApiRes
 
 async fn create_for(
     state: &AppState,
-    who: &Principal,
+    who: &KeyOrUser<SitesWrite>,
     owner: User,
     body: CreateSite,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesWrite)?;
+    let tenant = who.tenant();
     let name = allowed_name(state, &tenant.reseller, body.name.as_deref())?;
     if let Some(p) = &body.password {
         check_password(p)?;
@@ -143,7 +144,7 @@ post, path = "/api/v1/sites", tag = "sites", request_body = CreateSite,
 )]
 async fn create(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesWrite>,
     body: web::Json<CreateSite>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
@@ -151,21 +152,20 @@ async fn create(
     create_for(&state, &who, owner, body).await
 }
 
-/// The user an account slug names: a user's own id, or for a reseller key holding `perm` one
-/// of its users (or the reseller itself, with `user_id` in the body).
-fn account_owner(
+/// The user an account slug names: a user's own id, or for a reseller key one of its users (or
+/// the reseller itself, with `user_id` in the body).
+fn account_owner<N>(
     state: &AppState,
-    who: &Principal,
+    who: &KeyOrUser<N>,
     slug: &str,
     user_id: Option<&str>,
-    perm: Permission,
 ) -> ApiResult<User> {
-    match who {
+    match &**who {
         Principal::Reseller { reseller, .. } if slug == reseller.id => {
             owner_for(state, who, user_id)
         }
         Principal::Reseller { .. } => {
-            let reseller = who.reseller(perm)?;
+            let reseller = who.tenant().reseller;
             state
                 .store
                 .users()
@@ -191,23 +191,17 @@ post, path = "/api/v1/{account_slug}/sites", tag = "sites", params(("account_slu
 )]
 async fn create_in_account(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesWrite>,
     slug: web::Path<String>,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    // A credential that may not create sites is refused before the slug is looked at.
-    who.tenant(Permission::SitesWrite)?;
+    // (A credential that may not create sites was refused by the guard, before the slug is
+    // looked at.)
     // The body is optional here (Netlify's createSiteInTeam).
     let s = &state.settings;
     let bytes = crate::http::read_body(payload, s.max_body(), s.body_timeout()).await?;
     let body: CreateSite = super::json_or_default(&bytes)?;
-    let owner = account_owner(
-        &state,
-        &who,
-        &slug,
-        body.user_id.as_deref(),
-        Permission::SitesWrite,
-    )?;
+    let owner = account_owner(&state, &who, &slug, body.user_id.as_deref())?;
     create_for(&state, &who, owner, body).await
 }
 
@@ -248,10 +242,10 @@ get, path = "/api/v1/sites", tag = "sites", params(SiteFilter, PageQuery),
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesRead>,
     q: web::Query<SiteFilter>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesRead)?;
+    let tenant = who.tenant();
     let views = list_views(&state, &tenant, q.user_id.as_deref(), q.name.as_deref())?;
     paginate(
         &req,
@@ -270,15 +264,15 @@ get, path = "/api/v1/{account_slug}/sites", tag = "sites", params(("account_slug
 async fn list_for_account(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesRead>,
     slug: web::Path<String>,
     q: web::Query<SiteFilter>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesRead)?;
+    let tenant = who.tenant();
     let user = if slug.as_str() == tenant.reseller.id {
         None
     } else {
-        Some(account_owner(&state, &who, &slug, None, Permission::SitesRead)?.id)
+        Some(account_owner(&state, &who, &slug, None)?.id)
     };
     let views = list_views(&state, &tenant, user.as_deref(), q.name.as_deref())?;
     paginate(
@@ -297,10 +291,10 @@ get, path = "/api/v1/sites/{site_id}", tag = "sites", params(("site_id" = String
 )]
 async fn get(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesRead>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesRead)?;
+    let tenant = who.tenant();
     let site = find_site(&state, &tenant, &id)?;
     Ok(HttpResponse::Ok().json(site_view(&state.views, &tenant.reseller, &site)?))
 }
@@ -323,11 +317,11 @@ method(patch, put), path = "/api/v1/sites/{site_id}", tag = "sites", params(("si
 )]
 async fn update(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesWrite>,
     id: web::Path<String>,
     body: web::Json<PatchSite>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesWrite)?;
+    let tenant = who.tenant();
     let site = find_site(&state, &tenant, &id)?;
     let b = body.into_inner();
     let name = allowed_name(&state, &tenant.reseller, b.name.as_deref())?;
@@ -360,10 +354,10 @@ delete, path = "/api/v1/sites/{site_id}", tag = "sites", params(("site_id" = Str
 )]
 async fn delete(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesWrite)?;
+    let tenant = who.tenant();
     let site = find_site(&state, &tenant, &id)?;
     let store = state.store.clone();
     super::off_worker(move || store.sites().delete(&site.id)).await?;

@@ -3,9 +3,10 @@
 //! (retries with the same `Idempotency-Key` never charge twice); `GET /sites/{id}/ssl` shows it.
 
 use super::sites::find_site;
-use crate::auth::{Principal, Tenant};
+use crate::auth::guard::{BillingWrite, Key, KeyOrUser, SitesRead};
+use crate::auth::Tenant;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{Permission, Timestamp};
+use crate::model::Timestamp;
 use crate::store::billing::PaidAction;
 use crate::store::certs::{CertRecord, CertState};
 use crate::store::domains::DomainStatus;
@@ -16,8 +17,8 @@ use serde::Deserialize;
 
 super::endpoints! { ENDPOINTS:
     "/sites/{site_id}/ssl" {
-        post provision Key(BW), WaitsOnNetwork;
-        get show Tenant(SR);
+        post provision, WaitsOnNetwork;
+        get show;
     }
 }
 
@@ -93,12 +94,12 @@ post, path = "/api/v1/sites/{site_id}/ssl", tag = "billing", params(("site_id" =
 async fn provision(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<BillingWrite>,
     site_id: web::Path<String>,
     raw: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let body: Provision = super::json_or_default(&raw)?;
-    let reseller = who.reseller(Permission::BillingWrite)?;
+    let reseller = who.reseller();
     let tenant = Tenant {
         reseller: reseller.clone(),
         user: None,
@@ -159,10 +160,10 @@ get, path = "/api/v1/sites/{site_id}/ssl", tag = "sites", params(("site_id" = St
 )]
 async fn show(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<SitesRead>,
     site_id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let tenant = who.tenant(Permission::SitesRead)?;
+    let tenant = who.tenant();
     let site = find_site(&state, &tenant, &site_id)?;
     let certs = state.store.certs();
     let rec = certs

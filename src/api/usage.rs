@@ -1,9 +1,9 @@
 //! Usage for invoicing: `GET /usage?month=YYYY-MM` and `GET /users/{id}/usage?month=`, as JSON,
 //! or CSV with `Accept: text/csv`. One row per user and site.
 
-use crate::auth::Principal;
+use crate::auth::guard::{Key, UsersRead};
 use crate::error::{ApiError, ApiResult};
-use crate::model::{Permission, Timestamp};
+use crate::model::Timestamp;
 use crate::store::usage::{month_of, Row};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -11,10 +11,10 @@ use serde::Deserialize;
 
 super::endpoints! { ENDPOINTS:
     "/usage" {
-        get usage Key(UR);
+        get usage;
     }
     "/users/{id}/usage" {
-        get user_usage Key(UR);
+        get user_usage;
     }
 }
 
@@ -107,10 +107,10 @@ get, path = "/api/v1/usage", tag = "usage",
 async fn usage(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<UsersRead>,
     q: web::Query<MonthQuery>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::UsersRead)?;
+    let reseller = who.reseller();
     let month = month(&q)?;
     let rows = state.store.usage().month(&reseller.id, &month, None)?;
     Ok(answer(&req, rows))
@@ -124,11 +124,11 @@ get, path = "/api/v1/users/{id}/usage", tag = "usage",
 async fn user_usage(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<UsersRead>,
     id: web::Path<String>,
     q: web::Query<MonthQuery>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::UsersRead)?;
+    let reseller = who.reseller();
     state.store.users().get(&reseller.id, &id)?;
     let month = month(&q)?;
     let rows = state.store.usage().month(&reseller.id, &month, Some(&id))?;

@@ -2,9 +2,10 @@
 //! `GET /users`, `GET/DELETE /users/{id}`, `GET /user`.
 
 use super::{created, no_content, PageQuery};
+use crate::auth::guard::{AnyKey, Key, KeyOrUser, UsersRead, UsersWrite};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{Email, Permission, Timestamp};
+use crate::model::{Email, Timestamp};
 use crate::store::resellers::Reseller;
 use crate::store::users::{validate_uid, AccessToken, Listed, TokenTerms};
 use crate::views::{Lookups, UserView};
@@ -15,31 +16,31 @@ use serde::{Deserialize, Serialize};
 super::endpoints! { ENDPOINTS:
     // Fixed paths first: each `{param}` pattern tried on the way costs a regex match.
     "/users" {
-        get list Key(UR);
+        get list;
     }
     "/access_tokens" {
-        post create_token Key(UW);
+        post create_token;
     }
     "/user" {
-        get current Tenant(ANY);
+        get current;
     }
     "/users/{id}" {
-        get get Key(UR);
-        patch update Key(UW);
-        delete delete Key(UW);
+        get get;
+        patch update;
+        delete delete;
     }
     "/users/{id}/suspend" {
-        post suspend Key(UW);
+        post suspend;
     }
     "/users/{id}/unsuspend" {
-        post unsuspend Key(UW);
+        post unsuspend;
     }
     "/users/{id}/access_tokens" {
-        get list_tokens Tenant(UR);
-        delete revoke_all_tokens Tenant(UW);
+        get list_tokens;
+        delete revoke_all_tokens;
     }
     "/access_tokens/{id}" {
-        delete revoke_token Tenant(UW);
+        delete revoke_token;
     }
 }
 
@@ -70,18 +71,16 @@ impl From<AccessToken> for TokenView {
     }
 }
 
-/// Whose tokens the caller may manage: a reseller key (with `perm`) any of its users', a
-/// user token its own only. Returns the reseller id and, for a user, the user id.
-fn token_scope(who: &Principal, perm: Permission) -> ApiResult<(String, Option<String>)> {
-    match who {
-        Principal::User { reseller, user, .. } => Ok((reseller.id.clone(), Some(user.id.clone()))),
-        _ => Ok((who.reseller(perm)?.id.clone(), None)),
-    }
+/// Whose tokens the caller may manage: a reseller key any of its users', a user token its own
+/// only. Returns the reseller id and, for a user, the user id.
+fn token_scope<N>(who: &KeyOrUser<N>) -> (String, Option<String>) {
+    let tenant = who.tenant();
+    (tenant.reseller.id, tenant.user.map(|u| u.id))
 }
 
 /// The user `id` if the caller may manage its tokens; anyone else is "not found".
-fn token_user(who: &Principal, perm: Permission, id: &str) -> ApiResult<String> {
-    let (reseller_id, own) = token_scope(who, perm)?;
+fn token_user<N>(who: &KeyOrUser<N>, id: &str) -> ApiResult<String> {
+    let (reseller_id, own) = token_scope(who);
     if own.is_some_and(|own| own != id) {
         return Err(ApiError::NotFound("user"));
     }
@@ -95,10 +94,10 @@ get, path = "/api/v1/users/{id}/access_tokens", tag = "users",
 )]
 async fn list_tokens(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<UsersRead>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller_id = token_user(&who, Permission::UsersRead, &id)?;
+    let reseller_id = token_user(&who, &id)?;
     let now = Timestamp::now();
     let tokens: Vec<TokenView> = state
         .store
@@ -118,10 +117,10 @@ delete, path = "/api/v1/users/{id}/access_tokens", tag = "users",
 )]
 async fn revoke_all_tokens(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<UsersWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller_id = token_user(&who, Permission::UsersWrite, &id)?;
+    let reseller_id = token_user(&who, &id)?;
     state.store.users().revoke_all_tokens(&reseller_id, &id)?;
     Ok(no_content())
 }
@@ -190,10 +189,10 @@ post, path = "/api/v1/access_tokens", tag = "users",
 )]
 async fn create_token(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<UsersWrite>,
     body: web::Json<CreateToken>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::UsersWrite)?;
+    let reseller = who.reseller();
     let CreateToken { user, expires_in } = body.into_inner();
     let TokenUser { email, uid } = user;
     // Netlify's docs show uid as a string; CRMs often send their numeric ids.
@@ -228,10 +227,10 @@ delete, path = "/api/v1/access_tokens/{id}", tag = "users",
 )]
 async fn revoke_token(
     state: web::Data<AppState>,
-    who: Principal,
+    who: KeyOrUser<UsersWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let (reseller_id, own) = token_scope(&who, Permission::UsersWrite)?;
+    let (reseller_id, own) = token_scope(&who);
     state
         .store
         .users()
@@ -257,11 +256,11 @@ get, path = "/api/v1/users", tag = "users",
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<UsersRead>,
     filter: web::Query<UsersQuery>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::UsersRead)?;
+    let reseller = who.reseller();
     let email = filter
         .email
         .as_deref()
@@ -310,10 +309,10 @@ get, path = "/api/v1/users/{id}", tag = "users",
 )]
 async fn get(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<UsersRead>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::UsersRead)?;
+    let reseller = who.reseller();
     let user = state.store.users().get_listed(&reseller.id, &id)?;
     Ok(HttpResponse::Ok().json(UserView::read(&state.store, user)))
 }
@@ -335,11 +334,11 @@ patch, path = "/api/v1/users/{id}", tag = "users",
 )]
 async fn update(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<UsersWrite>,
     id: web::Path<String>,
     body: web::Json<UpdateUser>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::UsersWrite)?;
+    let reseller = who.reseller();
     if let Some(plan_id) = body.into_inner().plan_id {
         state
             .store
@@ -365,11 +364,11 @@ post, path = "/api/v1/users/{id}/suspend", tag = "users",
 )]
 async fn suspend(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<UsersWrite>,
     id: web::Path<String>,
     body: web::Json<SuspendUser>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::UsersWrite)?;
+    let reseller = who.reseller();
     let reason = body.into_inner().reason.trim().to_string();
     if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
         return Err(ApiError::invalid(
@@ -391,10 +390,10 @@ post, path = "/api/v1/users/{id}/unsuspend", tag = "users",
 )]
 async fn unsuspend(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<UsersWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::UsersWrite)?;
+    let reseller = who.reseller();
     state.store.suspensions().unsuspend(&reseller.id, &id)?;
     let user = state.store.users().get_listed(&reseller.id, &id)?;
     Ok(HttpResponse::Ok().json(UserView::read(&state.store, user)))
@@ -407,10 +406,10 @@ delete, path = "/api/v1/users/{id}", tag = "users",
 )]
 async fn delete(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<UsersWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::UsersWrite)?;
+    let reseller = who.reseller();
     let names: Vec<String> = state
         .store
         .domains()
@@ -452,8 +451,8 @@ struct CurrentUser {
 get, path = "/api/v1/user", tag = "users",
     responses((status = 200, description = "The caller: the user, or a reseller as a user-shaped object", body = CurrentUser))
 )]
-async fn current(state: web::Data<AppState>, who: Principal) -> ApiResult<HttpResponse> {
-    let body = match &who {
+async fn current(state: web::Data<AppState>, who: KeyOrUser<AnyKey>) -> ApiResult<HttpResponse> {
+    let body = match &*who {
         Principal::User { user, token, .. } => {
             let v = UserView::new(
                 state

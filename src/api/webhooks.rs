@@ -3,9 +3,9 @@
 //! Sending is `crate::webhooks`.
 
 use super::{created, no_content, paginate, Order, PageQuery};
-use crate::auth::Principal;
+use crate::auth::guard::{Key, SettingsWrite};
 use crate::error::ApiResult;
-use crate::model::{Permission, Timestamp};
+use crate::model::Timestamp;
 use crate::store::webhooks::{Attempt, Delivery, Endpoint, EndpointPatch};
 use crate::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -13,19 +13,19 @@ use serde::{Deserialize, Serialize};
 
 super::endpoints! { ENDPOINTS:
     "/webhooks" {
-        post create Key(ST), WaitsOnNetwork;
-        get list Key(ST);
+        post create, WaitsOnNetwork;
+        get list;
     }
     "/webhooks/{id}" {
-        get get Key(ST);
-        patch update Key(ST), WaitsOnNetwork;
-        delete delete Key(ST);
+        get get;
+        patch update, WaitsOnNetwork;
+        delete delete;
     }
     "/webhooks/{id}/deliveries" {
-        get deliveries Key(ST);
+        get deliveries;
     }
     "/webhooks/{id}/deliveries/{delivery_id}/retry" {
-        post retry Key(ST);
+        post retry;
     }
 }
 
@@ -161,10 +161,10 @@ post, path = "/api/v1/webhooks", tag = "webhooks",
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     body: web::Json<CreateWebhook>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let CreateWebhook { url, events } = body.into_inner();
     crate::store::webhooks::Webhooks::valid_events(&events)?;
     let url = target(&state, &url).await?;
@@ -188,10 +188,10 @@ get, path = "/api/v1/webhooks", tag = "webhooks",
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let endpoints: Vec<WebhookView> = state
         .store
         .webhooks()
@@ -216,10 +216,10 @@ get, path = "/api/v1/webhooks/{id}", tag = "webhooks",
 )]
 async fn get(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let endpoint = state.store.webhooks().get(&reseller.id, &id)?;
     Ok(HttpResponse::Ok().json(WebhookView::from(endpoint)))
 }
@@ -233,11 +233,11 @@ patch, path = "/api/v1/webhooks/{id}", tag = "webhooks",
 async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     id: web::Path<String>,
     body: web::Json<UpdateWebhook>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let UpdateWebhook {
         url,
         events,
@@ -272,10 +272,10 @@ delete, path = "/api/v1/webhooks/{id}", tag = "webhooks",
 )]
 async fn delete(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     state.store.webhooks().delete(&reseller.id, &id)?;
     Ok(no_content())
 }
@@ -288,11 +288,11 @@ get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks",
 async fn deliveries(
     req: HttpRequest,
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     id: web::Path<String>,
     q: web::Query<PageQuery>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let scope = who.scope();
     let want = q.want(&req, &scope)?;
     let (window, total) = state
@@ -313,10 +313,10 @@ post, path = "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry", tag = "webh
 )]
 async fn retry(
     state: web::Data<AppState>,
-    who: Principal,
+    who: Key<SettingsWrite>,
     path: web::Path<(String, String)>,
 ) -> ApiResult<HttpResponse> {
-    let reseller = who.reseller(Permission::SettingsWrite)?;
+    let reseller = who.reseller();
     let (id, delivery_id) = path.into_inner();
     let delivery =
         state

@@ -2,13 +2,14 @@
 //! suspension and IP allowlists, producing a `Principal` that handlers ask for permissions.
 
 pub mod cache;
+pub mod guard;
 pub mod operator;
 
 use crate::error::{ApiError, ApiResult};
 use crate::model::secret::{
     hashes_equal, Secret, KEY_PREFIX, OPERATOR_PREFIX, TOKEN_PREFIX, WP_PREFIX,
 };
-use crate::model::{Permission, Timestamp};
+use crate::model::Timestamp;
 use crate::ratelimit::RateLimits;
 use crate::store::keys::ApiKey;
 use crate::store::resellers::Reseller;
@@ -51,6 +52,7 @@ pub enum Principal {
 }
 
 /// What a request may see: a whole reseller account, or one user's part of it.
+#[derive(Clone)]
 pub struct Tenant {
     pub reseller: Reseller,
     pub user: Option<User>,
@@ -64,27 +66,6 @@ impl Tenant {
 }
 
 impl Principal {
-    pub fn require_operator(&self) -> ApiResult<()> {
-        match self {
-            Principal::Operator => Ok(()),
-            _ => Err(ApiError::Forbidden(
-                "only the operator token may call this endpoint".into(),
-            )),
-        }
-    }
-
-    /// The reseller account, if the credential is a reseller key holding `perm`.
-    pub fn reseller(&self, perm: Permission) -> ApiResult<&Reseller> {
-        match self {
-            Principal::Reseller { reseller, key } if key.permissions.allows(perm) => Ok(reseller),
-            Principal::Reseller { .. } => Err(ApiError::MissingPermission(perm.name())),
-            _ => Err(ApiError::Forbidden(
-                "this endpoint needs a reseller API key".into(),
-            )),
-        }
-    }
-
-    /// The tenant of a reseller key holding `perm`, or of a user token (users own their data).
     /// Who is asking, as a string a list's cursors are bound to.
     pub fn scope(&self) -> String {
         match self {
@@ -92,19 +73,6 @@ impl Principal {
             Principal::Reseller { reseller, .. } => reseller.id.clone(),
             Principal::User { reseller, user, .. } => format!("{}/{}", reseller.id, user.id),
             Principal::Plugin { domain } => format!("plugin/{}", domain.id),
-        }
-    }
-
-    pub fn tenant(&self, perm: Permission) -> ApiResult<Tenant> {
-        match self {
-            Principal::User { reseller, user, .. } => Ok(Tenant {
-                reseller: reseller.clone(),
-                user: Some(user.clone()),
-            }),
-            _ => self.reseller(perm).map(|r| Tenant {
-                reseller: r.clone(),
-                user: None,
-            }),
         }
     }
 }
