@@ -132,6 +132,28 @@ pub enum Error {
     ReportableBug(String),
 }
 
+/// An engine's own failure (redb's, PostgreSQL's) as an I/O error of the layer: its message
+/// for people, and the engine's error itself as the source, for code and for the log's chain.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct EngineFailure {
+    pub message: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl EngineFailure {
+    pub fn io(
+        message: String,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> std::io::Error {
+        std::io::Error::other(EngineFailure {
+            message,
+            source: Box::new(source),
+        })
+    }
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// How a transaction ended without committing: the closure gave up (`Abort`), or the engine

@@ -29,7 +29,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Permission::All => "*",
             Permission::UsersRead => "users:read",

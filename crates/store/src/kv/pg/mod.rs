@@ -90,7 +90,7 @@ fn to_error(e: tokio_postgres::Error) -> Error {
             text
         }
     };
-    Error::Io(std::io::Error::other(text))
+    Error::Io(crate::kv::types::EngineFailure::io(text, e))
 }
 
 /// True for the failures that mean "run it again": a serialization failure or a deadlock.
