@@ -2,7 +2,6 @@
 //! answers HTTP-01 challenges on the HTTP listener, stores certificate and key, serves them via
 //! SNI at once, and renews them in the background ahead of expiry.
 
-use crate::error::{ApiError, ApiResult};
 use crate::model::Timestamp;
 use crate::store::certs::{CertRecord, CertState};
 use crate::store::Store;
@@ -11,11 +10,39 @@ use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
     NewOrder, OrderStatus, RetryPolicy,
 };
+use resellerd_store::error::StoreError;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// What can go wrong keeping certificates, with its cause. (An order the CA refuses is not
+/// one: it is stored on the certificate's record, for the reseller to read.)
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An uploaded certificate and key that cannot be served together.
+    #[error("{0}")]
+    Unusable(String),
+    /// A certificate the CA issued that cannot be served.
+    #[error("the issued certificate cannot be served: {0}")]
+    UnusableIssued(String),
+}
+
+pub type AcmeResult<T> = Result<T, AcmeError>;
+
+impl From<AcmeError> for crate::error::ApiError {
+    fn from(e: AcmeError) -> Self {
+        use crate::error::ApiError;
+        match e {
+            AcmeError::Store(e) => e.into(),
+            AcmeError::Unusable(why) => ApiError::invalid(why),
+            e @ AcmeError::UnusableIssued(_) => ApiError::internal(e),
+        }
+    }
+}
 
 /// ACME settings, resolved from `Settings`.
 #[derive(Clone, Debug, Default)]
@@ -116,7 +143,7 @@ impl Acme {
 
     /// Serves exactly the stored certificates: at start, and whenever another node issued,
     /// uploaded or removed one (`CERTIFICATES_TOPIC`).
-    pub fn load_issued(&self) -> ApiResult<usize> {
+    pub fn load_issued(&self) -> AcmeResult<usize> {
         loop {
             // Read again if this node changed a certificate meanwhile (its change is newer).
             let seen = self.certs.version();
@@ -131,7 +158,7 @@ impl Acme {
     /// Every stored certificate that can be served, by name.
     fn stored_keys(
         &self,
-    ) -> ApiResult<std::collections::HashMap<String, Arc<rustls::sign::CertifiedKey>>> {
+    ) -> AcmeResult<std::collections::HashMap<String, Arc<rustls::sign::CertifiedKey>>> {
         let mut keys = std::collections::HashMap::new();
         for rec in self.store.certs().all()? {
             if rec.state == CertState::Issued || !rec.cert_pem.is_empty() {
@@ -160,9 +187,9 @@ impl Acme {
         reseller_id: &str,
         cert_pem: &str,
         key_pem: &str,
-    ) -> ApiResult<CertRecord> {
+    ) -> AcmeResult<CertRecord> {
         let key =
-            certified_key(cert_pem.as_bytes(), key_pem.as_bytes()).map_err(ApiError::invalid)?;
+            certified_key(cert_pem.as_bytes(), key_pem.as_bytes()).map_err(AcmeError::Unusable)?;
         let (issuer, not_after) = describe(cert_pem);
         let now = Timestamp::now();
         let rec = CertRecord {
@@ -189,7 +216,7 @@ impl Acme {
     /// Stops serving a domain's certificate and forgets it (domain deleted).
     /// Stops serving `domain`'s certificate if the store no longer holds one for it (its domain
     /// was deleted); a name now owned by someone else keeps theirs.
-    pub fn forget_if_gone(&self, domain: &str) -> ApiResult<()> {
+    pub fn forget_if_gone(&self, domain: &str) -> AcmeResult<()> {
         if self.store.certs().get(domain)?.is_none() {
             self.certs.remove(domain);
             self.tell_nodes();
@@ -197,7 +224,7 @@ impl Acme {
         Ok(())
     }
 
-    pub fn forget(&self, domain: &str) -> ApiResult<()> {
+    pub fn forget(&self, domain: &str) -> AcmeResult<()> {
         self.certs.remove(domain);
         self.store.certs().delete(domain)?;
         self.tell_nodes();
@@ -264,7 +291,7 @@ impl Acme {
         domain: &str,
         site_id: &str,
         reseller_id: &str,
-    ) -> ApiResult<CertRecord> {
+    ) -> AcmeResult<CertRecord> {
         let now = Timestamp::now();
         let previous = self.store.certs().get(domain)?;
         let mut rec = previous.clone().unwrap_or(CertRecord {
@@ -295,7 +322,7 @@ impl Acme {
         match result {
             Ok((cert_pem, key_pem)) => {
                 let key = certified_key(cert_pem.as_bytes(), key_pem.as_bytes())
-                    .map_err(ApiError::internal)?;
+                    .map_err(AcmeError::UnusableIssued)?;
                 let (issuer, not_after) = describe(&cert_pem);
                 if previous
                     .as_ref()
@@ -405,7 +432,7 @@ impl Acme {
 
     /// Re-orders every issued certificate that expires within the renewal window; one whose
     /// renewal fails within 14 days of expiry is told to the reseller (`certificate.expiring`).
-    pub async fn renew_due(&self, now: Timestamp) -> ApiResult<usize> {
+    pub async fn renew_due(&self, now: Timestamp) -> AcmeResult<usize> {
         let window = self.config.renew_before.as_millis() as i64;
         let mut renewed = 0;
         for rec in self.store.certs().all()? {

@@ -57,7 +57,7 @@ pub fn open(settings: Settings) -> Result<Parts, String> {
         reload
             .load_issued()
             .inspect_err(|e| {
-                tracing::warn!(error = %e.cause_chain(), "cannot load the stored certificates again")
+                tracing::warn!(error = %crate::error::chain(e), "cannot load the stored certificates again")
             })
             .is_ok()
     });
