@@ -67,7 +67,10 @@ pub(crate) fn to_error(e: impl Into<redb::Error>) -> Error {
             std::io::ErrorKind::WouldBlock,
             "the database file is locked by another process",
         )),
-        other => Error::Io(super::types::EngineFailure::io(format!("redb: {other}"), other)),
+        other => Error::Io(super::types::EngineFailure::io(
+            format!("redb: {other}"),
+            other,
+        )),
     }
 }
 
