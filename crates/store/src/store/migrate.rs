@@ -5,8 +5,9 @@
 //! stopped data dir (its lock is taken), or a backup restored into a new one for a running
 //! instance (`resellerd restore`), so the copy is always of one consistent snapshot.
 
+use super::open::{lock_data_dir, open_kv};
 use super::remote::Remote;
-use super::{lock_data_dir, open_kv, Engine, OpenError};
+use super::{Engine, OpenError};
 use crate::kv::{Batch, Db, Tree};
 use sha2::Digest;
 use std::path::Path;
