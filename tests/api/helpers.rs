@@ -313,6 +313,10 @@ impl TestApp {
             operator,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                // Shorter than the server's keep-alive (5 s): a test that blocks its runtime (making
+                // a large zip on a busy machine) cannot reuse a connection the server has closed
+                // meanwhile, which it has had no chance to notice (a broken pipe on the next send).
+                .pool_idle_timeout(std::time::Duration::from_secs(3))
                 .build()
                 .expect("client"),
             child,
