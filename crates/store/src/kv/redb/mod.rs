@@ -340,145 +340,19 @@ impl Db {
     }
 }
 
-/// Opens the database file `path`, creating it (in file format 3) if it is missing, with a page
-/// cache of `cache_bytes`.
-fn create(path: &Path, cache_bytes: u64) -> Result<redb::Database> {
-    redb::Database::builder()
-        .set_cache_size(cache_bytes as usize)
-        .create(path)
-        .map_err(to_error)
-}
-
-/// The file `compact` builds beside the database (a dot name: backups skip it).
-const COMPACTING: &str = ".store.redb.compacting";
-
-/// Records copied per write transaction while compacting.
-const COPY_BATCH: usize = 10_000;
-
-/// Rewrites the stopped database file `path` by copying its records, tree by tree in key
-/// order, into a new file that then replaces it; returns its size before and after. redb's
-/// own compaction moves pages to the front of the file but gives the file back only in halves
-/// of its last region, so a file grown by a burst (a backup's snapshot under load, expired
-/// tokens) kept its size; a copy written in key order holds the records in leaves three
-/// quarters full, whatever order they came in. The new file replaces the old one by a rename
-/// only once it is complete and durable, so a crash leaves the old database in place (and a
-/// leftover copy, removed by the next open or compaction). The sizes are the bytes on disk:
-/// redb grows a file by doubling its length, and the part never written takes no space.
-pub fn compact(path: &Path, cache_bytes: u64) -> Result<(u64, u64)> {
-    let before = crate::files::on_disk(path);
-    let copy = remove_compaction_leftover(path)?;
-    {
-        let old = redb::Database::builder()
-            .set_cache_size(cache_bytes as usize)
-            .open(path)
-            .map_err(to_error)?;
-        let new = create(&copy, cache_bytes)?;
-        let read = old.begin_read().map_err(to_error)?;
-        for handle in read.list_tables().map_err(to_error)? {
-            let name = handle.name().to_string();
-            let from = read.open_table(table(&name)).map_err(to_error)?;
-            let mut records = from.range(..).map_err(to_error)?.peekable();
-            loop {
-                let mut tx = new.begin_write().map_err(to_error)?;
-                tx.set_durability(Durability::None).map_err(to_error)?;
-                {
-                    let mut to = tx.open_table(table(&name)).map_err(to_error)?;
-                    for kv in records.by_ref().take(COPY_BATCH) {
-                        let (k, v) = kv.map_err(to_error)?;
-                        to.insert(k.value(), v.value()).map_err(to_error)?;
-                    }
-                }
-                tx.commit().map_err(to_error)?;
-                if records.peek().is_none() {
-                    break;
-                }
-            }
-        }
-        // Durable, with the allocator state saved: the first open after needs no repair.
-        let mut tx = new.begin_write().map_err(to_error)?;
-        tx.set_quick_repair(true);
-        tx.commit().map_err(to_error)?;
-    }
-    std::fs::rename(&copy, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok((before, crate::files::on_disk(path)))
-}
-
-/// Removes what a compaction of the database `path` cut short left behind; returns the path
-/// of that copy.
-pub fn remove_compaction_leftover(path: &Path) -> Result<std::path::PathBuf> {
-    let copy = path.with_file_name(COMPACTING);
-    match std::fs::remove_file(&copy) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-        _ => Ok(copy),
-    }
-}
-
 /// Tree names are the store's own ASCII names.
 fn tree_name(name: &[u8]) -> Result<String> {
     String::from_utf8(name.to_vec())
         .map_err(|_| Error::Unsupported("a tree name that is not UTF-8".into()))
 }
 
-/// Every tree at one moment (a read transaction), with its ladder (see `hold_ladder`).
-pub struct Snapshot {
-    tx: redb::ReadTransaction,
-    /// Dropped after `tx` (fields drop in order): tells the ladder the snapshot is gone.
-    _ladder: mpsc::Sender<()>,
-}
+mod compact;
+mod snapshot;
 
-/// How often a snapshot's ladder takes a newer read transaction while the snapshot is open.
-const RUNG: Duration = Duration::from_millis(50);
-/// How often it lets go of one once the snapshot is gone.
-const LET_GO: Duration = Duration::from_millis(10);
-
-/// A snapshot's ladder. Pages that commits free while a read transaction is open cannot be
-/// reused until it ends, and redb frees all of them in the first durable commit after it:
-/// after a 2.4 s backup at 300,000 users under create load that flush took 72 ms, and every
-/// write in it waited (it grows with the backup's length). So while the snapshot is open, this
-/// takes a newer read transaction every `RUNG`; once it is gone, it lets go of them oldest
-/// first, one every `LET_GO`, so each flush frees at most one rung's pages. If the database
-/// closes meanwhile, it lets go of all of them at once.
-fn hold_ladder(db: std::sync::Weak<Inner>, snapshot: mpsc::Receiver<()>) {
-    let mut rungs = std::collections::VecDeque::new();
-    while let Err(mpsc::RecvTimeoutError::Timeout) = snapshot.recv_timeout(RUNG) {
-        let Some(inner) = db.upgrade() else { return };
-        // A rung that cannot be taken only makes the next let-go larger.
-        if let Ok(tx) = inner.db.begin_read() {
-            rungs.push_back(tx);
-        }
-    }
-    while let Some(tx) = rungs.pop_front() {
-        drop(tx);
-        let Some(inner) = db.upgrade() else { return };
-        // The pages this rung kept are freed by the next durable commit: an idle database
-        // would otherwise leave them to the first commit after its next open (which then reads
-        // the whole list of them).
-        inner.dirty.store(true, Ordering::Release);
-        drop(inner);
-        std::thread::sleep(LET_GO);
-    }
-}
-
-impl Snapshot {
-    /// The trees there were at the snapshot's moment.
-    pub fn names(&self) -> Result<Vec<String>> {
-        let tables = self.tx.list_tables().map_err(to_error)?;
-        Ok(tables.map(|t| t.name().to_string()).collect())
-    }
-
-    /// The entries of the tree `name` in this snapshot.
-    pub fn iter(&self, name: &[u8]) -> Iter {
-        let range = tree_name(name).and_then(|name| match self.tx.open_table(table(&name)) {
-            Ok(t) => t.range_owned(..).map(Some).map_err(to_error),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(to_error(e)),
-        });
-        Iter::new(range)
-    }
-}
+pub(crate) use compact::create;
+pub use compact::{compact, remove_compaction_leftover};
+use snapshot::hold_ladder;
+pub use snapshot::Snapshot;
 
 /// One tree of a redb database.
 #[derive(Clone)]
