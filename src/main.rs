@@ -165,7 +165,7 @@ fn main() -> ExitCode {
                     );
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(&format!("backup failed: {e}")),
+                Err(e) => fail(&format!("backup failed: {}", resellerd::error::chain(&e))),
             }
         }
         Command::Doctor(settings) => doctor(*settings),

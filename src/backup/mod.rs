@@ -300,7 +300,7 @@ mod restore;
 mod save;
 
 pub use restore::{restore, Restored, RESTORING};
-pub use save::{partial_path, save};
+pub use save::{partial_path, save, BackupError};
 
 #[cfg(test)]
 mod tests {
