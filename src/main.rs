@@ -336,7 +336,10 @@ fn migrate(from: &std::path::Path, to: &str, blob_store: Option<&str>, replace: 
             );
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&format!("migration failed: {e}")),
+        Err(e) => fail(&format!(
+            "migration failed: {}",
+            resellerd::error::chain(&e)
+        )),
     }
 }
 

@@ -8,6 +8,7 @@
 use super::open::{lock_data_dir, open_kv};
 use super::remote::Remote;
 use super::{Engine, OpenError};
+use crate::error::StoreError;
 use crate::kv::{Batch, Db, Tree};
 use sha2::Digest;
 use std::path::Path;
@@ -18,6 +19,47 @@ pub struct Report {
     pub trees: Vec<(String, u64)>,
     /// Site files put into the blob store (those it lacked).
     pub blobs_uploaded: u64,
+}
+
+/// Why a migration stopped, with its cause. A run that stopped can be run again: it resumes.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error(
+        "{} is in use by a running server: stop it, or migrate a snapshot of it (resellerd \
+         backup, then resellerd restore into a new dir, then migrate --from that dir)",
+        .0.display()
+    )]
+    InUse(std::path::PathBuf),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("{} has no database to migrate", .0.display())]
+    NoDatabase(std::path::PathBuf),
+    #[error(
+        "servers are running on the PostgreSQL database: stop every node first (`resellerd \
+         doctor --database-url` shows how many serve it)"
+    )]
+    Serving,
+    #[error(
+        "the PostgreSQL database already holds records{0}: migrate into an empty database, or \
+         pass --replace to overwrite them"
+    )]
+    NotEmpty(String),
+    #[error(transparent)]
+    Engine(#[from] crate::kv::Error),
+    #[error("tree {name}")]
+    Tree {
+        name: String,
+        #[source]
+        source: Box<MigrateError>,
+    },
+    #[error("the copy does not match: {count} records in the source, {copied} in PostgreSQL")]
+    Mismatch { count: u64, copied: u64 },
+    #[error("blob {sha}")]
+    Blob {
+        sha: String,
+        #[source]
+        source: StoreError,
+    },
 }
 
 /// The key the target's `meta` tree keeps the source's identity under.
@@ -31,56 +73,45 @@ pub fn to_postgres(
     url: &str,
     replace: bool,
     remote: Option<&Remote>,
-) -> Result<Report, String> {
+) -> Result<Report, MigrateError> {
     let _lock = lock_data_dir(dir).map_err(|e| match e {
-        OpenError::Locked(_) => format!(
-            "{} is in use by a running server: stop it, or migrate a snapshot of it (resellerd \
-             backup, then resellerd restore into a new dir, then migrate --from that dir)",
-            dir.display()
-        ),
-        e => e.to_string(),
+        OpenError::Locked(_) => MigrateError::InUse(dir.to_path_buf()),
+        e => MigrateError::Open(e),
     })?;
     if !super::has_database(dir) {
-        return Err(format!("{} has no database to migrate", dir.display()));
+        return Err(MigrateError::NoDatabase(dir.to_path_buf()));
     }
-    let serving = crate::kv::pg::inspect(url).map_err(|e| e.to_string())?;
+    let serving = crate::kv::pg::inspect(url)?;
     if serving.nodes > 0 || serving.led {
-        return Err(
-            "servers are running on the PostgreSQL database: stop every node first (`resellerd \
-             doctor --database-url` shows how many serve it)"
-                .into(),
-        );
+        return Err(MigrateError::Serving);
     }
-    let (source, _) =
-        open_kv(dir, super::DEFAULT_CACHE_MB << 20, Engine::Redb).map_err(|e| e.to_string())?;
-    let target = Db::Pg(crate::kv::pg::Db::open(url, 4).map_err(|e| e.to_string())?);
+    let (source, _) = open_kv(dir, super::DEFAULT_CACHE_MB << 20, Engine::Redb)?;
+    let target = Db::Pg(crate::kv::pg::Db::open(url, 4)?);
     let identity = std::fs::canonicalize(dir)
-        .map_err(|e| e.to_string())?
+        .map_err(crate::kv::Error::Io)?
         .display()
         .to_string();
-    let meta = target.open_tree("meta").map_err(|e| e.to_string())?;
-    let marked = meta.get(SOURCE_KEY).map_err(|e| e.to_string())?;
-    let holds_records = marked.is_some() || meta.first().map_err(|e| e.to_string())?.is_some();
+    let meta = target.open_tree("meta")?;
+    let marked = meta.get(SOURCE_KEY)?;
+    let holds_records = marked.is_some() || meta.first()?.is_some();
     if holds_records && marked.as_deref() != Some(identity.as_bytes()) && !replace {
-        return Err(format!(
-            "the PostgreSQL database already holds records{}: migrate into an empty database, \
-             or pass --replace to overwrite them",
-            match &marked {
-                Some(from) => format!(" (migrated from {})", String::from_utf8_lossy(from)),
-                None => String::new(),
-            }
-        ));
+        return Err(MigrateError::NotEmpty(match &marked {
+            Some(from) => format!(" (migrated from {})", String::from_utf8_lossy(from)),
+            None => String::new(),
+        }));
     }
     // Marked before the copy, so a run cut short is recognised as this source's when resumed.
-    meta.insert(SOURCE_KEY, identity.as_bytes())
-        .map_err(|e| e.to_string())?;
+    meta.insert(SOURCE_KEY, identity.as_bytes())?;
     let mut trees = Vec::new();
     for name in source.tree_names() {
         let label = String::from_utf8_lossy(&name).into_owned();
-        let from = source.open_tree(&name).map_err(|e| e.to_string())?;
-        let to = target.open_tree(&name).map_err(|e| e.to_string())?;
-        let copied = copy_tree(&from, &to, name.as_ref() == b"meta")
-            .map_err(|e| format!("tree {label}: {e}"))?;
+        let from = source.open_tree(&name)?;
+        let to = target.open_tree(&name)?;
+        let copied =
+            copy_tree(&from, &to, name.as_ref() == b"meta").map_err(|e| MigrateError::Tree {
+                name: label.clone(),
+                source: Box::new(e),
+            })?;
         trees.push((label, copied));
     }
     let blobs_uploaded = match remote {
@@ -95,23 +126,22 @@ pub fn to_postgres(
 
 /// Makes `to` equal to `from` and checks it: the same count and digest. The `meta` tree keeps
 /// the target's own migration marker.
-fn copy_tree(from: &Tree, to: &Tree, is_meta: bool) -> Result<u64, String> {
-    let e = |e: crate::kv::Error| e.to_string();
+fn copy_tree(from: &Tree, to: &Tree, is_meta: bool) -> Result<u64, MigrateError> {
     let keep = |k: &[u8]| is_meta && k == SOURCE_KEY;
     // Keys the target has and the source lacks go first (a resumed or repeated run).
     let mut stale = Batch::default();
     for entry in to.iter() {
-        let (k, _) = entry.map_err(e)?;
-        if !keep(&k) && !from.contains_key(&k).map_err(e)? {
+        let (k, _) = entry?;
+        if !keep(&k) && !from.contains_key(&k)? {
             stale.remove(k);
         }
     }
-    to.apply_batch(stale).map_err(e)?;
+    to.apply_batch(stale)?;
     let mut batch = Batch::default();
     let mut pending = 0;
     let (mut count, mut digest) = (0u64, sha2::Sha256::new());
     for entry in from.iter() {
-        let (k, v) = entry.map_err(e)?;
+        let (k, v) = entry?;
         if keep(&k) {
             continue;
         }
@@ -120,14 +150,14 @@ fn copy_tree(from: &Tree, to: &Tree, is_meta: bool) -> Result<u64, String> {
         batch.insert(k, v);
         pending += 1;
         if pending == 1000 {
-            to.apply_batch(std::mem::take(&mut batch)).map_err(e)?;
+            to.apply_batch(std::mem::take(&mut batch))?;
             pending = 0;
         }
     }
-    to.apply_batch(batch).map_err(e)?;
+    to.apply_batch(batch)?;
     let (mut copied, mut check) = (0u64, sha2::Sha256::new());
     for entry in to.iter() {
-        let (k, v) = entry.map_err(e)?;
+        let (k, v) = entry?;
         if keep(&k) {
             continue;
         }
@@ -135,9 +165,7 @@ fn copy_tree(from: &Tree, to: &Tree, is_meta: bool) -> Result<u64, String> {
         copied += 1;
     }
     if copied != count || check.finalize() != digest.finalize() {
-        return Err(format!(
-            "the copy does not match: {count} records in the source, {copied} in PostgreSQL"
-        ));
+        return Err(MigrateError::Mismatch { count, copied });
     }
     Ok(count)
 }
@@ -150,7 +178,7 @@ fn feed(digest: &mut sha2::Sha256, k: &[u8], v: &[u8]) {
 }
 
 /// Puts every site file of the data dir that the blob store lacks into it; returns how many.
-fn upload_blobs(dir: &Path, remote: &Remote) -> Result<u64, String> {
+fn upload_blobs(dir: &Path, remote: &Remote) -> Result<u64, MigrateError> {
     let root = dir.join("blobs");
     let mut uploaded = 0;
     let Ok(shards) = std::fs::read_dir(&root) else {
@@ -169,13 +197,18 @@ fn upload_blobs(dir: &Path, remote: &Remote) -> Result<u64, String> {
             if !super::blobs::is_sha1(&sha) {
                 continue;
             }
-            if remote.size(&sha).map_err(|e| e.to_string())?.is_some() {
+            let blob = |source| MigrateError::Blob {
+                sha: sha.clone(),
+                source,
+            };
+            if remote.size(&sha).map_err(blob)?.is_some() {
                 continue;
             }
-            let len = file.metadata().map_err(|e| e.to_string())?.len();
-            remote
-                .upload(&sha, &file.path(), len)
-                .map_err(|e| format!("blob {sha}: {e}"))?;
+            let len = file
+                .metadata()
+                .map_err(|e| blob(StoreError::from(crate::kv::Error::Io(e))))?
+                .len();
+            remote.upload(&sha, &file.path(), len).map_err(blob)?;
             uploaded += 1;
         }
     }
