@@ -48,6 +48,16 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_LOG_FORMAT")]
     pub log_format: Option<String>,
 
+    /// Access lines, one per answered request: log (with the server's log), off, or a file PATH
+    /// of their own, rotated daily (PATH.YYYY-MM-DD) [default: log]
+    #[arg(long, env = "RESELLERD_ACCESS_LOG")]
+    pub access_log: Option<String>,
+
+    /// Access line format: json, or combined (Apache's virtual-host combined format, for log
+    /// analyzers such as GoAccess; needs --access-log PATH) [default: json]
+    #[arg(long, env = "RESELLERD_ACCESS_LOG_FORMAT")]
+    pub access_log_format: Option<String>,
+
     /// HTTP worker threads [default: number of CPUs; with --database-url 8 per CPU, since each
     /// waits on PostgreSQL's answers]
     #[arg(long, env = "RESELLERD_WORKERS")]

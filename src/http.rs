@@ -7,6 +7,10 @@ use actix_web::{web, HttpMessage, HttpRequest};
 use std::net::IpAddr;
 use std::time::Duration;
 
+/// The site the edge answered a request for (its id), for the access line.
+#[derive(Clone)]
+pub struct ServedSite(pub String);
+
 /// The host a request names, lowercased, without port or IPv6 brackets.
 pub fn host(req: &HttpRequest) -> String {
     let raw = req

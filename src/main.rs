@@ -379,7 +379,19 @@ fn serve(settings: Settings) -> ExitCode {
     if let Err(e) = resellerd::telemetry::check_format(log_format.as_deref()) {
         return fail(&e);
     }
+    let access = resellerd::telemetry::access_settings(
+        settings.access_log.as_deref(),
+        settings.access_log_format.as_deref(),
+    );
+    let (access_sink, access_format) = match access {
+        Ok(a) => a,
+        Err(e) => return fail(&e),
+    };
     let log = resellerd::telemetry::init(log_format.as_deref());
+    let _access_log = match resellerd::telemetry::init_access(access_sink, access_format) {
+        Ok(guard) => guard,
+        Err(e) => return fail(&e),
+    };
     let data_dir = settings.data_dir();
     let cache_bytes = settings.cache_bytes();
     // PostgreSQL has its own checkpoints and redb needs none; only sled needs one at a stop.

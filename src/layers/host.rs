@@ -42,6 +42,12 @@ pub async fn layer(
         Err(e) => return Ok(req.error_response(e)),
     };
     let (http_req, mut raw) = req.into_parts();
+    if let Some(target) = &target {
+        use actix_web::HttpMessage;
+        http_req
+            .extensions_mut()
+            .insert(crate::http::ServedSite(target.site.id.clone()));
+    }
     let payload = web::Payload::from_request(&http_req, &mut raw).await?;
     let resp = match &target {
         Some(target) => edge::serve(&http_req, payload, &state, &edge, target).await,

@@ -76,6 +76,7 @@ async fn one_access_line_per_request_and_no_secrets() {
                 "timings are rounded: {ms}"
             );
             assert_eq!(f["client"], "127.0.0.1");
+            assert!(f["bytes"].as_u64().is_some(), "the bytes sent: {l}");
             assert_eq!(f["host"], "127.0.0.1");
             assert_eq!(l["level"], "INFO");
             assert!(l["timestamp"].as_str().unwrap().ends_with('Z'));
@@ -106,4 +107,108 @@ async fn one_access_line_per_request_and_no_secrets() {
     ] {
         assert!(!log.contains(chatter), "framework chatter at INFO:\n{log}");
     }
+}
+
+/// `--access-log PATH --access-log-format combined`: one line per request in a file of its own
+/// (rotated daily, so named `PATH.YYYY-MM-DD`), in Apache's virtual-host combined format, with
+/// the bytes the edge sent and what the client sent escaped.
+#[tokio::test]
+async fn access_lines_go_to_their_own_file_in_the_combined_format() {
+    use crate::helpers::TestApp;
+    use crate::sites::publish_site;
+    let logs = tempfile::tempdir().unwrap();
+    let path = logs.path().join("access").join("access.log");
+    let mut app = TestApp::spawn_with(&[
+        "--access-log",
+        path.to_str().unwrap(),
+        "--access-log-format",
+        "combined",
+    ])
+    .await;
+    let acme = app.reseller("Acme").await;
+    let ann = acme.access_token(&app, "ann@acme.test").await;
+    let page = b"<h1>hello</h1>";
+    publish_site(&app, &ann.token, "logged", &[("index.html", page)]).await;
+    let reply = app
+        .client
+        .get(app.url("/?utm=1"))
+        .header("host", "logged.localhost")
+        .header("user-agent", "probe\"\t10.0.0.1 - - [forged]")
+        .header("referer", "https://ref.example/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.bytes().await.unwrap().as_ref(), page);
+    app.terminate();
+
+    let files: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(name.starts_with("access.log."), "{name}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let edge: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("logged.localhost:"))
+        .collect();
+    assert_eq!(edge.len(), 1, "one line for the page:\n{text}");
+    let line = edge[0];
+    assert!(
+        line.contains(" 127.0.0.1 - - ["),
+        "the client's address: {line}"
+    );
+    assert!(
+        line.contains(&format!(
+            "\"GET /?utm=1 HTTP/1.1\" 200 {} \"https://ref.example/\" \"probe\\\"\\x0910.0.0.1 - - [forged]\"",
+            page.len()
+        )),
+        "request, status, bytes sent, referer and an escaped user agent: {line}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"POST /api/v1/sites HTTP/1.1\" 201 ")),
+        "API calls are there too:\n{text}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains(&ann.token)),
+        "no secret in the file"
+    );
+}
+
+/// `--access-log off`: the server's log has no access line; a bad value is refused at start.
+#[tokio::test]
+async fn access_lines_can_be_turned_off_and_bad_settings_say_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let log_path = tmp.path().join("stderr.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let args = ["--log-format", "json", "--access-log", "off"].map(String::from);
+    let (mut child, http, _) = start_configured(&dir, &args, |cmd| {
+        cmd.env("RUST_LOG", "info").stderr(log);
+    });
+    let reply = reqwest::get(format!("{http}/healthz")).await.unwrap();
+    assert_eq!(reply.status(), 200);
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(text.contains("\"listening\""), "{text}");
+    assert!(!text.contains("\"target\":\"access\""), "{text}");
+
+    let refused = Command::new(crate::helpers::binary())
+        .args(["serve", "--data-dir"])
+        .arg(tmp.path().join("other"))
+        .args(["--access-log-format", "combined"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("needs --access-log PATH"), "{said}");
 }
