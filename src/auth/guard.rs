@@ -96,9 +96,9 @@ fn guarded<T>(
     )
 }
 
-/// A reseller API key holding `N`'s permissions.
+/// A reseller API key holding `N`'s permissions. (It lends the handler the caller's reseller
+/// rather than copying it: a guard costs a request no allocation.)
 pub struct Key<N> {
-    reseller: Reseller,
     who: Principal,
     needs: PhantomData<N>,
 }
@@ -106,7 +106,11 @@ pub struct Key<N> {
 impl<N> Key<N> {
     /// The key's reseller.
     pub fn reseller(&self) -> &Reseller {
-        &self.reseller
+        match &self.who {
+            Principal::Reseller { reseller, .. } => reseller,
+            // `from_request` makes a `Key` of nothing else.
+            _ => unreachable!("a Key guard holds a reseller key"),
+        }
     }
 
     /// Checks a further permission that what the request asks for needs, beyond the route's
@@ -122,9 +126,8 @@ impl<N: Needs> FromRequest for Key<N> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         guarded(req, payload, |who| {
-            let reseller = key_holding(&who, N::PERMISSIONS)?.clone();
+            key_holding(&who, N::PERMISSIONS)?;
             Ok(Key {
-                reseller,
                 who,
                 needs: PhantomData,
             })
@@ -135,7 +138,6 @@ impl<N: Needs> FromRequest for Key<N> {
 /// A reseller API key holding `N`'s permissions, or a user access token (users own their data;
 /// the handler shows a user only its own part of the account).
 pub struct KeyOrUser<N> {
-    tenant: Tenant,
     who: Principal,
     needs: PhantomData<N>,
 }
@@ -143,7 +145,18 @@ pub struct KeyOrUser<N> {
 impl<N> KeyOrUser<N> {
     /// What the caller may see: the whole reseller account, or one user's part of it.
     pub fn tenant(&self) -> Tenant {
-        self.tenant.clone()
+        match &self.who {
+            Principal::User { reseller, user, .. } => Tenant {
+                reseller: reseller.clone(),
+                user: Some(user.clone()),
+            },
+            Principal::Reseller { reseller, .. } => Tenant {
+                reseller: reseller.clone(),
+                user: None,
+            },
+            // `from_request` makes a `KeyOrUser` of nothing else.
+            _ => unreachable!("a KeyOrUser guard holds a reseller key or a user token"),
+        }
     }
 }
 
@@ -153,18 +166,10 @@ impl<N: Needs> FromRequest for KeyOrUser<N> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         guarded(req, payload, |who| {
-            let tenant = match &who {
-                Principal::User { reseller, user, .. } => Tenant {
-                    reseller: reseller.clone(),
-                    user: Some(user.clone()),
-                },
-                _ => Tenant {
-                    reseller: key_holding(&who, N::PERMISSIONS)?.clone(),
-                    user: None,
-                },
-            };
+            if !matches!(who, Principal::User { .. }) {
+                key_holding(&who, N::PERMISSIONS)?;
+            }
             Ok(KeyOrUser {
-                tenant,
                 who,
                 needs: PhantomData,
             })
