@@ -42,7 +42,11 @@ pub async fn layer(
         Err(e) => return Ok(req.error_response(e)),
     };
     let (http_req, mut raw) = req.into_parts();
-    if let Some(target) = &target {
+    // Named for the access line, when there is one.
+    if let Some(target) = target
+        .as_ref()
+        .filter(|_| crate::telemetry::access_enabled())
+    {
         use actix_web::HttpMessage;
         http_req
             .extensions_mut()
