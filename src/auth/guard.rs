@@ -97,7 +97,7 @@ fn guarded<T>(
 }
 
 /// A reseller API key holding `N`'s permissions. (It lends the handler the caller's reseller
-/// rather than copying it: a guard costs a request no allocation.)
+/// rather than copying it once more.)
 pub struct Key<N> {
     who: Principal,
     needs: PhantomData<N>,
