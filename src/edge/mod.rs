@@ -196,6 +196,8 @@ mod tests {
             files: HashMap::new(),
             redirects: Default::default(),
             headers: Default::default(),
+            modified: std::time::UNIX_EPOCH,
+            last_modified: serve::http_date(std::time::UNIX_EPOCH),
             bytes,
         })
     }

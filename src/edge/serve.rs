@@ -42,6 +42,10 @@ pub struct DeployIndex {
     pub files: HashMap<String, FileEntry>,
     pub redirects: rules::RuleSet<Redirect>,
     pub headers: rules::RuleSet<HeaderRule>,
+    /// When the deploy was made ready, to the second: every file's `Last-Modified` (a CDN in
+    /// front revalidates with `If-Modified-Since` as well as with the ETag).
+    pub modified: std::time::SystemTime,
+    pub last_modified: header::HeaderValue,
     /// Roughly what this index holds in memory, for the cache's byte budget.
     pub bytes: usize,
 }
@@ -94,10 +98,14 @@ impl DeployIndex {
                         + 80
                 })
                 .sum::<usize>();
+        let modified = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs((deploy.updated_at.0 / 1000).max(0) as u64);
         Ok(DeployIndex {
             files,
             redirects: rules::RuleSet::new(redirects, |r| r.from.as_str()),
             headers: rules::RuleSet::new(headers, |h| h.pattern.as_str()),
+            modified,
+            last_modified: http_date(modified),
             bytes,
         })
     }
@@ -297,7 +305,28 @@ fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some((start, end)))
 }
 
-/// Answers with a file's bytes, honouring If-None-Match and Range.
+/// `time` as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn http_date(time: std::time::SystemTime) -> header::HeaderValue {
+    header::HeaderValue::try_from(header::HttpDate::from(time).to_string()).unwrap_or(
+        header::HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+    )
+}
+
+/// True if the client's copy is current: its `If-None-Match` names the ETag, or (only when it
+/// sent none, as RFC 9110 says) its `If-Modified-Since` is no earlier than the deploy.
+fn not_modified(req: &HttpRequest, etag: &str, modified: std::time::SystemTime) -> bool {
+    let text = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if let Some(inm) = text(header::IF_NONE_MATCH) {
+        return inm
+            .split(',')
+            .any(|t| t.trim() == "*" || t.trim().trim_start_matches("W/") == etag);
+    }
+    text(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.parse::<header::HttpDate>().ok())
+        .is_some_and(|since| std::time::SystemTime::from(since) >= modified)
+}
+
+/// Answers with a file's bytes, honouring If-None-Match, If-Modified-Since and Range.
 pub fn file_response(
     req: &HttpRequest,
     ix: &DeployIndex,
@@ -309,6 +338,7 @@ pub fn file_response(
     let etag = file.etag.to_str().unwrap_or_default();
     let mut b = HttpResponse::build(status);
     b.insert_header((header::ETAG, file.etag.clone()))
+        .insert_header((header::LAST_MODIFIED, ix.last_modified.clone()))
         .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::CONTENT_TYPE, file.content_type.clone()));
@@ -328,18 +358,9 @@ pub fn file_response(
     if status != StatusCode::OK {
         return b.body(whole(data));
     }
-    let inm = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok());
-    if let Some(inm) = inm {
-        if inm
-            .split(',')
-            .any(|t| t.trim() == "*" || t.trim().trim_start_matches("W/") == etag)
-        {
-            b.status(StatusCode::NOT_MODIFIED);
-            return b.finish();
-        }
+    if not_modified(req, etag, ix.modified) {
+        b.status(StatusCode::NOT_MODIFIED);
+        return b.finish();
     }
     let range = req
         .headers()

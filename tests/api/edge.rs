@@ -118,6 +118,44 @@ async fn serves_a_deploy_by_host_with_http_semantics() {
     visit(&app, Method::GET, host, "/", &[("if-none-match", &etag)])
         .await
         .expect(304);
+    // Last-Modified is the deploy's time; a CDN revalidating by date gets 304 at it or later and
+    // the page before it, and an If-None-Match that does not match wins over a date that would.
+    let modified = home.header("last-modified").unwrap().to_string();
+    assert!(modified.ends_with(" GMT"), "{modified}");
+    visit(
+        &app,
+        Method::GET,
+        host,
+        "/",
+        &[("if-modified-since", &modified)],
+    )
+    .await
+    .expect(304);
+    let earlier = "Thu, 01 Jan 2015 00:00:00 GMT";
+    visit(
+        &app,
+        Method::GET,
+        host,
+        "/",
+        &[("if-modified-since", earlier)],
+    )
+    .await
+    .expect(200);
+    let stale = [
+        ("if-none-match", "\"other\""),
+        ("if-modified-since", &modified),
+    ];
+    visit(&app, Method::GET, host, "/", &stale)
+        .await
+        .expect(200);
+    assert_eq!(
+        get(&app, host, "/app.js")
+            .await
+            .expect(200)
+            .header("last-modified"),
+        Some(modified.as_str()),
+        "every file of a deploy carries the deploy's time"
+    );
 
     // Pretty URLs and directory index; port in the Host header is fine.
     assert_eq!(
