@@ -173,11 +173,24 @@ pub fn init_access(
 
 /// Whether access lines are written at all (a request then pays for none of their fields).
 pub fn access_enabled() -> bool {
-    match ACCESS.get().map(|a| &a.sink) {
-        Some(AccessSink::Off) => false,
-        Some(AccessSink::File(_)) => true,
-        Some(AccessSink::Log) | None => {
-            tracing::enabled!(target: "access", tracing::Level::INFO)
+    access_format().is_some()
+}
+
+/// The format access lines are written in, if they are written at all: a request gathers only
+/// what its line will say (the referer, user agent and protocol only for `Combined`).
+pub fn access_format() -> Option<AccessFormat> {
+    match ACCESS.get() {
+        Some(Access {
+            sink: AccessSink::Off,
+            ..
+        }) => None,
+        Some(Access {
+            sink: AccessSink::File(_),
+            format,
+            ..
+        }) => Some(*format),
+        _ => {
+            tracing::enabled!(target: "access", tracing::Level::INFO).then_some(AccessFormat::Json)
         }
     }
 }

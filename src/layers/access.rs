@@ -33,12 +33,15 @@ pub async fn layer(
     if let Some(ip) = ip {
         req.extensions_mut().insert(http::ClientIp(ip));
     }
-    // Only pay for the line's strings when access lines are written.
-    let seen = telemetry::access_enabled().then(|| {
+    // Only pay for the line's strings when access lines are written, and only for those its
+    // format writes.
+    let seen = telemetry::access_format().map(|format| {
+        let combined = format == telemetry::AccessFormat::Combined;
         // As sent, whatever bytes it holds: the line escapes them.
         let text = |name| {
             req.headers()
                 .get(name)
+                .filter(|_| combined)
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         };
         Seen {
@@ -46,7 +49,11 @@ pub async fn layer(
             host: http::host(req.request()),
             port: req.app_config().local_addr().port(),
             path: req.path().to_string(),
-            query: req.query_string().to_string(),
+            query: if combined {
+                req.query_string().to_string()
+            } else {
+                String::new()
+            },
             version: req.version(),
             referer: text(header::REFERER),
             user_agent: text(header::USER_AGENT),
