@@ -97,21 +97,10 @@ impl ApiError {
 
     /// The error and every cause under it, `outer: inner: …`, for the log.
     pub fn cause_chain(&self) -> String {
-        use std::error::Error;
-        let mut chain = match self {
-            ApiError::Internal(cause) => cause.to_string(),
-            other => other.to_string(),
-        };
-        let mut next = match self {
-            ApiError::Internal(cause) => cause.source(),
-            other => other.source(),
-        };
-        while let Some(e) = next {
-            chain.push_str(": ");
-            chain.push_str(&e.to_string());
-            next = e.source();
+        match self {
+            ApiError::Internal(cause) => chain(cause.as_ref()),
+            other => chain(other),
         }
-        chain
     }
 
     /// The table: variant -> (status, machine code).

@@ -38,15 +38,3 @@ pub struct AppState {
     /// What the API's views, webhook payloads and mails are made from.
     pub views: views::Views,
 }
-
-impl AppState {
-    /// `:PORT` for a site's `https://` URL when the HTTPS listener is not on 443.
-    pub fn https_port_suffix(&self) -> String {
-        self.views.links.https_port_suffix()
-    }
-
-    /// Where the panel is (`views::Links::panel_url`).
-    pub fn panel_url(&self) -> String {
-        self.views.links.panel_url()
-    }
-}
