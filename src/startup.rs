@@ -160,6 +160,7 @@ pub fn open(settings: Settings) -> Result<Parts, String> {
         timeout: state.settings.webhook_timeout(),
     }))?;
     actix_web::rt::spawn(mail::check_senders_forever(state.mailer.clone()));
+    edge::variants::start(state.store.clone())?;
     Ok(Parts {
         edge: web::Data::new(edge::Edge::new(state.settings.allow_private_targets())?),
         state,

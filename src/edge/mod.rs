@@ -7,6 +7,7 @@ mod password;
 pub mod proxy;
 pub mod serve;
 pub mod site;
+pub mod variants;
 
 use crate::error::ApiResult;
 use crate::hosts::HostTarget;
@@ -65,7 +66,10 @@ impl Edge {
             .ok()
             .and_then(|m| m.0.get(deploy_id).cloned())
         {
-            return Ok(Some(ix));
+            // Built while the deploy's variants were being made: once they are, built again.
+            if !ix.encoding || store.encodings().is_queued(deploy_id)? {
+                return Ok(Some(ix));
+            }
         }
         let Some(deploy) = store.deploys().get(deploy_id)? else {
             return Ok(None);
@@ -199,6 +203,7 @@ mod tests {
             modified: std::time::UNIX_EPOCH,
             last_modified: serve::http_date(std::time::UNIX_EPOCH),
             bytes,
+            encoding: false,
         })
     }
 

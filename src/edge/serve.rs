@@ -1,6 +1,7 @@
 //! Serving a deploy's files: path lookup with directory index and pretty URLs, redirect and
 //! header rules, Content-Type, ETag/If-None-Match, Range and Cache-Control.
 
+use super::variants::{self, Coding, Encoded, Variant};
 use crate::error::ApiError;
 use crate::error::ApiResult;
 use crate::rules::{self, HeaderRule, Redirect};
@@ -25,15 +26,55 @@ pub struct FileEntry {
     pub sha: String,
     pub etag: header::HeaderValue,
     pub content_type: header::HeaderValue,
+    /// Its precompressed variants, once made (`variants`).
+    pub encoded: Option<Box<Encoded>>,
 }
 
 impl FileEntry {
-    fn new(path: &str, sha: String) -> Option<FileEntry> {
-        Some(FileEntry {
-            etag: header::HeaderValue::try_from(format!("\"{sha}\"")).ok()?,
-            content_type: header::HeaderValue::try_from(content_type(path)).ok()?,
+    fn new(store: &Store, path: &str, sha: String) -> ApiResult<Option<FileEntry>> {
+        let content_type = content_type(path);
+        let encoded = match variants::compressible(&content_type) {
+            true => store
+                .encodings()
+                .get(&sha)?
+                .and_then(Encoded::from_record)
+                .map(Box::new),
+            false => None,
+        };
+        let (Ok(etag), Ok(content_type)) = (
+            header::HeaderValue::try_from(format!("\"{sha}\"")),
+            header::HeaderValue::try_from(content_type),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(FileEntry {
+            etag,
+            content_type,
+            encoded,
             sha,
-        })
+        }))
+    }
+
+    /// What to send for `req`: the original's digest, or a variant's with its coding. A range
+    /// request always gets the original (ranges of a compressed variant help no client).
+    pub fn negotiate(&self, req: &HttpRequest) -> (&str, Option<(Coding, &Variant)>) {
+        let (Some(encoded), None) = (&self.encoded, req.headers().get(header::RANGE)) else {
+            return (&self.sha, None);
+        };
+        let accept = req
+            .headers()
+            .get(header::ACCEPT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let chosen = match variants::choose(accept, encoded.br.is_some(), encoded.gzip.is_some()) {
+            Some(Coding::Br) => encoded.br.as_ref().map(|v| (Coding::Br, v)),
+            Some(Coding::Gzip) => encoded.gzip.as_ref().map(|v| (Coding::Gzip, v)),
+            None => None,
+        };
+        match chosen {
+            Some((coding, v)) => (&v.sha, Some((coding, v))),
+            None => (&self.sha, None),
+        }
     }
 }
 
@@ -48,6 +89,9 @@ pub struct DeployIndex {
     pub last_modified: header::HeaderValue,
     /// Roughly what this index holds in memory, for the cache's byte budget.
     pub bytes: usize,
+    /// True if the deploy's files were still being compressed when this was built: the edge
+    /// builds it again once they are done.
+    pub encoding: bool,
 }
 
 impl DeployIndex {
@@ -77,12 +121,22 @@ impl DeployIndex {
             redirects.extend(r);
             headers.extend(h);
         }
-        let files: HashMap<String, FileEntry> = files
-            .into_iter()
-            .filter(|(p, _)| !HIDDEN.contains(&p.as_str()) && !p.starts_with(".netlify/"))
-            .filter_map(|(p, sha)| FileEntry::new(&p, sha).map(|e| (p, e)))
-            .collect();
-        let bytes = files.keys().map(|p| p.len() + 200).sum::<usize>()
+        // Asked before the variants are read: one recorded after this is picked up next time.
+        let encoding = store.encodings().is_queued(&deploy.id)?;
+        let mut entries = HashMap::with_capacity(files.len());
+        for (p, sha) in files {
+            if HIDDEN.contains(&p.as_str()) || p.starts_with(".netlify/") {
+                continue;
+            }
+            if let Some(e) = FileEntry::new(store, &p, sha)? {
+                entries.insert(p, e);
+            }
+        }
+        let files = entries;
+        let bytes = files
+            .iter()
+            .map(|(p, e)| p.len() + 200 + e.encoded.as_ref().map_or(0, |_| 200))
+            .sum::<usize>()
             + redirects
                 .iter()
                 .map(|r| r.from.len() + r.to.len() + 80)
@@ -107,6 +161,7 @@ impl DeployIndex {
             modified,
             last_modified: http_date(modified),
             bytes,
+            encoding,
         })
     }
 
@@ -326,18 +381,26 @@ fn not_modified(req: &HttpRequest, etag: &str, modified: std::time::SystemTime) 
         .is_some_and(|since| std::time::SystemTime::from(since) >= modified)
 }
 
-/// Answers with a file's bytes, honouring If-None-Match, If-Modified-Since and Range.
+/// Answers with a file's bytes (or those of the variant `coding` names, see
+/// `FileEntry::negotiate`), honouring If-None-Match, If-Modified-Since and Range.
 pub fn file_response(
     req: &HttpRequest,
     ix: &DeployIndex,
     url_path: &str,
     file: &FileEntry,
     status: StatusCode,
-    data: Content,
+    (data, coding): (Content, Option<(Coding, &Variant)>),
 ) -> HttpResponse {
-    let etag = file.etag.to_str().unwrap_or_default();
+    let etag_value = coding.map_or(&file.etag, |(_, v)| &v.etag);
+    let etag = etag_value.to_str().unwrap_or_default();
     let mut b = HttpResponse::build(status);
-    b.insert_header((header::ETAG, file.etag.clone()))
+    if let Some((coding, _)) = coding {
+        b.insert_header((header::CONTENT_ENCODING, coding.name()));
+    }
+    if file.encoded.is_some() {
+        b.insert_header((header::VARY, "Accept-Encoding"));
+    }
+    b.insert_header((header::ETAG, etag_value.clone()))
         .insert_header((header::LAST_MODIFIED, ix.last_modified.clone()))
         .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
         .insert_header((header::ACCEPT_RANGES, "bytes"))

@@ -25,15 +25,18 @@ async fn not_found(
 ) -> HttpResponse {
     if let Some(ix) = ix {
         if let Some(file) = ix.files.get("404.html") {
-            if let Ok(data) = edge.blob(&state.store, &file.sha).await {
-                return serve::file_response(
-                    req,
-                    ix,
-                    req.path(),
-                    file,
-                    StatusCode::NOT_FOUND,
-                    data,
-                );
+            if let Ok(resp) = send_file(
+                req,
+                state,
+                edge,
+                ix,
+                req.path(),
+                file,
+                StatusCode::NOT_FOUND,
+            )
+            .await
+            {
+                return resp;
             }
         }
     }
@@ -45,6 +48,28 @@ async fn not_found(
             "The page you are looking for does not exist.",
         ),
     }
+}
+
+/// A file in the coding the request asks for (a variant that is gone is no error: the original
+/// goes instead).
+async fn send_file(
+    req: &HttpRequest,
+    state: &AppState,
+    edge: &super::Edge,
+    ix: &serve::DeployIndex,
+    path: &str,
+    file: &serve::FileEntry,
+    status: StatusCode,
+) -> ApiResult<HttpResponse> {
+    let (sha, coding) = file.negotiate(req);
+    let sent = match (edge.blob(&state.store, sha).await, coding) {
+        (Ok(data), coding) => (data, coding),
+        (Err(crate::error::ApiError::NotFound(_)), Some(_)) => {
+            (edge.blob(&state.store, &file.sha).await?, None)
+        }
+        (Err(e), _) => return Err(e),
+    };
+    Ok(serve::file_response(req, ix, path, file, status, sent))
 }
 
 /// True if a segment of the (decoded) path is `.` or `..` followed by `;` parameters
@@ -157,10 +182,7 @@ pub async fn serve_site(
             .finish()
     };
     match route {
-        Route::File { file, status } => {
-            let data = edge.blob(&state.store, &file.sha).await?;
-            Ok(serve::file_response(req, ix, &path, file, status, data))
-        }
+        Route::File { file, status } => send_file(req, state, edge, ix, &path, file, status).await,
         Route::Redirect { location, status } => Ok(redirect(location, status)),
         Route::External { url } => Ok(redirect(url, StatusCode::FOUND)),
         Route::NotFound => Ok(not_found(req, state, edge, reseller, Some(ix)).await),

@@ -87,11 +87,18 @@ async fn site_files_live_in_the_bucket_and_any_node_serves_them() {
         .expect(201);
     // 9 MiB goes up in parts; the page in one request.
     let (page, big) = (b"<h1>from the bucket</h1>".to_vec(), noise(9 << 20, 11));
+    let css = "p { margin: 0 auto; color: #333; }\n"
+        .repeat(100)
+        .into_bytes();
     zip_deploy(
         &app,
         &ann.token,
         "bucketed",
-        zip_of(&[("index.html", &page), ("big.bin", &big)]),
+        zip_of(&[
+            ("index.html", &page),
+            ("big.bin", &big),
+            ("styles.css", &css),
+        ]),
     )
     .await
     .expect(200);
@@ -110,7 +117,7 @@ async fn site_files_live_in_the_bucket_and_any_node_serves_them() {
         .post(
             "/api/v1/sites/bucketed/deploys",
             &ann.token,
-            json!({"files": {"/index.html": sha1(&page), "/big.bin": sha1(&big), "/extra.txt": sha1(&extra)}}),
+            json!({"files": {"/index.html": sha1(&page), "/big.bin": sha1(&big), "/extra.txt": sha1(&extra), "/styles.css": sha1(&css)}}),
         )
         .await
         .expect(200)
@@ -123,6 +130,15 @@ async fn site_files_live_in_the_bucket_and_any_node_serves_them() {
     assert_eq!(
         s3.object("sites", &sha1(&extra)).await,
         Some(extra.len() as u64)
+    );
+
+    // The precompressed variants go to the bucket too.
+    let br = brotli_of(&app, "/styles.css")
+        .await
+        .expect("a brotli variant");
+    assert!(
+        s3.object("sites", &br).await.is_some(),
+        "{br} in the bucket"
     );
 
     // A node without the files in its blob dir fetches them from the bucket.
@@ -150,15 +166,40 @@ async fn site_files_live_in_the_bucket_and_any_node_serves_them() {
         .await
         .unwrap();
     assert_eq!(r.text().await.unwrap(), "uploaded alone");
+    assert_eq!(brotli_of(&app, "/styles.css").await.as_ref(), Some(&br));
 
     // Deleting the site leaves nothing naming the files: past the grace period (0 here) they
     // are deleted from the bucket.
     app.delete("/api/v1/sites/bucketed", &ann.token)
         .await
         .expect(204);
-    for sha in [sha1(&page), sha1(&big), sha1(&extra)] {
+    for sha in [sha1(&page), sha1(&big), sha1(&extra), sha1(&css), br] {
         assert_eq!(s3.object("sites", &sha).await, None, "{sha} was swept");
     }
+}
+
+/// The digest of the brotli variant `bucketed.localhost` sends for `path`, once it has one
+/// (within 20 s).
+async fn brotli_of(app: &TestApp, path: &str) -> Option<String> {
+    for _ in 0..200 {
+        let r = app
+            .client
+            .get(app.url(path))
+            .header("host", "bucketed.localhost")
+            .header("accept-encoding", "br")
+            .send()
+            .await
+            .unwrap();
+        if r.headers()
+            .get("content-encoding")
+            .is_some_and(|v| v == "br")
+        {
+            let body = r.bytes().await.unwrap();
+            return Some(sha1(&body));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
 }
 
 #[tokio::test]

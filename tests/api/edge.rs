@@ -631,3 +631,194 @@ async fn the_default_preview_domain_is_configurable() {
         format!("https://conf.preview.example.test:{}", app.https_port)
     );
 }
+
+/// A request to the edge answered as raw bytes (no decoding by the client).
+async fn raw(
+    app: &crate::helpers::TestApp,
+    method: Method,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, HeaderMap, Vec<u8>) {
+    let mut req = app
+        .client
+        .request(method, app.url(path))
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("edge request");
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    (status, headers, resp.bytes().await.unwrap().to_vec())
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Compressible files get brotli and gzip variants after the deploy is ready, chosen by
+/// `Accept-Encoding` with q-values, each with its own ETag and length, `Vary` on every answer of
+/// such a file, the site's headers on every variant, ranges on the original only; small and
+/// incompressible files stay as they are; and the variants go with the deploy.
+#[tokio::test]
+async fn serves_precompressed_variants_by_accept_encoding() {
+    use std::io::Read;
+    let app = TestApp::spawn().await;
+    let page: Vec<u8> = (0..2000)
+        .flat_map(|i| format!("<p class=\"row\">Row {i} of the price list</p>\n").into_bytes())
+        .collect();
+    let noise = crate::helpers::noise(4096, 7);
+    let acme = app.reseller("Acme").await;
+    let ann = acme.access_token(&app, "ann@acme.test").await;
+    let headers_file = b"/*\n  X-Frame-Options: DENY\n";
+    let files: [(&str, &[u8]); 4] = [
+        ("index.html", &page),
+        ("small.css", b"body{margin:0}"),
+        ("photo.png", &noise),
+        ("_headers", headers_file),
+    ];
+    crate::sites::publish_site(&app, &ann.token, "zipped-docs", &files).await;
+    let token = ann.token;
+    let host = "zipped-docs.localhost";
+    // Made off the request path: identity until then.
+    let mut br = None;
+    for _ in 0..200 {
+        let got = raw(
+            &app,
+            Method::GET,
+            host,
+            "/",
+            &[("accept-encoding", "gzip, deflate, br")],
+        )
+        .await;
+        if header(&got.1, "content-encoding") == Some("br") {
+            br = Some(got);
+            break;
+        }
+        assert_eq!(got.2, page, "identity while the variants are made");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, h, body) = br.expect("a brotli variant within 20 s");
+    assert_eq!(status, 200);
+    assert!(
+        body.len() * 10 < page.len(),
+        "{} bytes of {}",
+        body.len(),
+        page.len()
+    );
+    assert_eq!(
+        header(&h, "content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    assert_eq!(header(&h, "vary"), Some("Accept-Encoding"));
+    assert_eq!(
+        header(&h, "x-frame-options"),
+        Some("DENY"),
+        "the site's headers"
+    );
+    assert_eq!(ctype(&h), "text/html; charset=utf-8");
+    let br_etag = header(&h, "etag").unwrap().to_string();
+    assert_eq!(br_etag, format!("\"{}\"", crate::sites::sha1(&body)));
+    let mut decoded = Vec::new();
+    brotli::Decompressor::new(&body[..], 4096)
+        .read_to_end(&mut decoded)
+        .unwrap();
+    assert_eq!(decoded, page);
+
+    // gzip for a client without brotli, or one that ranks it lower.
+    for accept in ["gzip, deflate", "br;q=0.2, gzip;q=0.9", "x-gzip"] {
+        let (status, h, body) =
+            raw(&app, Method::GET, host, "/", &[("accept-encoding", accept)]).await;
+        assert_eq!(
+            (status, header(&h, "content-encoding")),
+            (200, Some("gzip")),
+            "{accept}"
+        );
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert_eq!(decoded, page, "{accept}");
+        assert_ne!(header(&h, "etag"), Some(br_etag.as_str()));
+    }
+    // Identity for a client that sends none, refuses both, or ranks identity first.
+    for accept in [None, Some("br;q=0, gzip;q=0"), Some("identity, br;q=0.5")] {
+        let headers: Vec<(&str, &str)> = accept.iter().map(|a| ("accept-encoding", *a)).collect();
+        let (status, h, body) = raw(&app, Method::GET, host, "/", &headers).await;
+        assert_eq!(
+            (status, header(&h, "content-encoding")),
+            (200, None),
+            "{accept:?}"
+        );
+        assert_eq!(body, page);
+        assert_eq!(header(&h, "vary"), Some("Accept-Encoding"));
+        assert_eq!(
+            header(&h, "etag").unwrap(),
+            format!("\"{}\"", crate::sites::sha1(&page))
+        );
+    }
+    // Each variant revalidates with its own ETag.
+    let (status, h, _) = raw(
+        &app,
+        Method::GET,
+        host,
+        "/",
+        &[("accept-encoding", "br"), ("if-none-match", &br_etag)],
+    )
+    .await;
+    assert_eq!((status, header(&h, "etag")), (304, Some(br_etag.as_str())));
+    // A range is of the original, whatever the client accepts.
+    let (status, h, body) = raw(
+        &app,
+        Method::GET,
+        host,
+        "/",
+        &[("accept-encoding", "br, gzip"), ("range", "bytes=0-9")],
+    )
+    .await;
+    assert_eq!((status, header(&h, "content-encoding")), (206, None));
+    assert_eq!(body, &page[..10]);
+    // HEAD says what GET would send.
+    let (status, h, body) = raw(&app, Method::HEAD, host, "/", &[("accept-encoding", "br")]).await;
+    assert_eq!((status, header(&h, "content-encoding")), (200, Some("br")));
+    assert!(body.is_empty());
+    // Too small, or not compressible: as it is, without Vary.
+    for path in ["/small.css", "/photo.png"] {
+        let (status, h, _) = raw(
+            &app,
+            Method::GET,
+            host,
+            path,
+            &[("accept-encoding", "br, gzip")],
+        )
+        .await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(header(&h, "content-encoding"), None, "{path}");
+        assert_eq!(header(&h, "vary"), None, "{path}");
+    }
+
+    // Storage counts what was uploaded, not the variants.
+    let uploaded = files.iter().map(|(_, f)| f.len() as u64).sum::<u64>();
+    let (stored, _) = crate::plans::storage(&app, &acme.key, &ann.user_id).await;
+    assert_eq!(stored, uploaded);
+
+    // The variants are kept while the deploy is and go with it.
+    app.delete("/api/v1/sites/zipped-docs", &token)
+        .await
+        .expect(204);
+    let mut left = Vec::new();
+    for head in std::fs::read_dir(app.data_dir.join("blobs"))
+        .unwrap()
+        .flatten()
+    {
+        if head.path().is_dir() {
+            left.extend(
+                std::fs::read_dir(head.path())
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    assert!(left.is_empty(), "blobs left behind: {left:?}");
+}

@@ -461,7 +461,7 @@ async fn bandwidth_over_a_block_plan_shows_the_quota_page_and_tells_once() {
 }
 
 /// The user's storage in bytes and each site's, from `GET /users/{id}/usage`.
-async fn storage(app: &TestApp, key: &str, user_id: &str) -> (u64, Vec<(String, u64)>) {
+pub(crate) async fn storage(app: &TestApp, key: &str, user_id: &str) -> (u64, Vec<(String, u64)>) {
     let rows = app
         .get(&format!("/api/v1/users/{user_id}/usage"), key)
         .await

@@ -422,3 +422,58 @@ async fn a_data_dir_made_on_the_redb_fork_opens_on_upstream_redb() {
     let users = app.get("/api/v1/users", &key).await.expect(200);
     assert_eq!(users.body.as_array().unwrap().len(), 4);
 }
+
+/// A data dir from before precompressed variants (format 8) gets them for every published
+/// deploy: the upgrade queues them.
+#[tokio::test]
+async fn a_format_8_data_dir_gets_its_sites_compressed() {
+    if crate::helpers::on_postgres() {
+        return; // it edits the embedded database's files: nothing of it runs on PostgreSQL
+    }
+    let mut app = TestApp::spawn().await;
+    let a = app.reseller("Old Sites").await;
+    let ann = a.access_token(&app, "ann@old.test").await;
+    let page = "<p>an old page, long enough to compress</p>\n".repeat(40);
+    crate::sites::publish_site(
+        &app,
+        &ann.token,
+        "old-site",
+        &[("index.html", page.as_bytes())],
+    )
+    .await;
+    async fn wait_for_br(app: &TestApp) -> bool {
+        for _ in 0..200 {
+            let r = app
+                .client
+                .get(app.url("/"))
+                .header("host", "old-site.localhost")
+                .header("accept-encoding", "br")
+                .send()
+                .await
+                .unwrap();
+            if r.headers()
+                .get("content-encoding")
+                .is_some_and(|v| v == "br")
+            {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    }
+    assert!(wait_for_br(&app).await, "compressed after the deploy");
+    app.kill9();
+    {
+        // As format 8 left it: no variants recorded, nothing queued.
+        let db = crate::helpers::open_embedded(&app.data_dir);
+        db.drop_tree("encodings").unwrap();
+        db.drop_tree("encode_queue").unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("format", &8u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let app = app.restart().await;
+    assert!(wait_for_br(&app).await, "compressed after the upgrade");
+}

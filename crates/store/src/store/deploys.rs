@@ -455,8 +455,13 @@ impl Deploys<'_> {
             .scan_prefix(format!("{id}/").as_bytes())
             .next()
             .is_none();
-        let (deploy, became_ready) = (&*t.deploys.write(), &*t.sites.write(), &t.events)
-            .transaction(|(d, s, events)| {
+        let (deploy, became_ready) = (
+            &*t.deploys.write(),
+            &*t.sites.write(),
+            &t.events,
+            &t.encode_queue,
+        )
+            .transaction(|(d, s, events, encode_queue)| {
                 let Some(raw) = d.get(id.as_bytes())? else {
                     return abort(StoreError::NotFound("deploy"));
                 };
@@ -466,6 +471,8 @@ impl Deploys<'_> {
                 let became_ready = deploy.state == DeployState::Prepared && nothing_pending;
                 if became_ready {
                     deploy.state = DeployState::Ready;
+                    // Its files get precompressed variants (`encodings`).
+                    encode_queue.insert(id.as_bytes(), Vec::<u8>::new())?;
                     if !deploy.draft {
                         if let Some(raw) = s.get(deploy.site_id.as_bytes())? {
                             let mut site: super::sites::Site = decode(&raw).or_else(abort)?;

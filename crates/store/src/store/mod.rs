@@ -9,6 +9,7 @@ mod cluster;
 mod codec;
 pub mod deploys;
 pub mod domains;
+pub mod encodings;
 pub mod events;
 mod flush;
 pub mod forms;
@@ -197,6 +198,10 @@ pub(crate) struct Trees {
     pub deploy_files: crate::kv::Tree,
     /// "deploy_id/sha1" -> () for each required digest not uploaded yet
     pub deploy_pending: crate::kv::Tree,
+    /// original SHA-1 -> its precompressed variants' digests (see `encodings`)
+    pub encodings: crate::kv::Tree,
+    /// deploy id -> () while its files wait to be compressed
+    pub encode_queue: crate::kv::Tree,
     /// deploy_id -> encoded Vec of the digests the client was asked for
     pub deploy_required: crate::kv::Tree,
     /// "user_id/sha1" -> () for content the user uploaded or deployed (content addressing

@@ -46,7 +46,7 @@ pub enum OpenError {
 ///
 /// Opening an older dir upgrades it and marks it, so an older resellerd refuses it instead of
 /// missing new users or index entries.
-pub const DATA_FORMAT: u32 = 8;
+pub const DATA_FORMAT: u32 = 9;
 
 /// Reads the data format marker: the dir's format (1 when unmarked, as a new dir is), or an
 /// error if a newer resellerd wrote it.
@@ -221,6 +221,8 @@ impl Store {
             deploy_files: tree("deploy_files")?,
             deploy_pending: tree("deploy_pending")?,
             deploy_required: tree("deploy_required")?,
+            encodings: tree("encodings")?,
+            encode_queue: tree("encode_queue")?,
             user_blobs: tree("user_blobs")?,
             forms: tree("forms")?,
             form_by_name: tree("form_by_name")?,
@@ -320,6 +322,11 @@ impl Store {
         } else {
             0
         };
+        let deploys_to_compress = if format < 9 {
+            self.encodings().enqueue_published()?
+        } else {
+            0
+        };
         meta.insert(b"format", &DATA_FORMAT.to_be_bytes())?;
         self.db.flush()?;
         if existing {
@@ -330,6 +337,7 @@ impl Store {
                 tokens,
                 audit_entries,
                 deploys_counted,
+                deploys_to_compress,
                 "upgraded the data dir"
             );
         }

@@ -277,14 +277,23 @@ impl Store {
 
     /// How many local blobs no deploy names, and their bytes.
     pub fn unreferenced_blobs(&self) -> StoreResult<(usize, u64)> {
-        self.blobs.unreferenced(&self.deploys().referenced_blobs()?)
+        self.blobs.unreferenced(&self.live_blobs(false)?)
+    }
+
+    /// Every blob GC keeps: the files deploys name, their precompressed variants (with `prune`,
+    /// the records of originals no deploy names are dropped) and what is pinned.
+    fn live_blobs(&self, prune: bool) -> StoreResult<std::collections::HashSet<String>> {
+        let mut live = self.deploys().referenced_blobs()?;
+        let variants = self.encodings().keep_for(&live, prune)?;
+        live.extend(variants);
+        live.extend(self.blobs.pinned());
+        Ok(live)
     }
 
     fn sweep_blobs(&self, local_grace: Option<std::time::Duration>) -> StoreResult<usize> {
         let local = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
         let _exclusive = self.held(local, &[(super::lock_key::GC, false)])?;
-        let mut live = self.deploys().referenced_blobs()?;
-        live.extend(self.blobs.pinned());
+        let live = self.live_blobs(true)?;
         self.blobs.sweep(&live, local_grace)
     }
 }
