@@ -34,6 +34,25 @@ pub fn host_without_port(raw: &str) -> &str {
         .map_or(raw, |(h, _)| h)
 }
 
+/// Which listener a request came in on: every connection carries one (`listen`).
+#[derive(Clone, Copy, Debug)]
+pub struct Listener {
+    pub secure: bool,
+    pub local: std::net::SocketAddr,
+}
+
+/// The listener of `req`'s connection (HTTP/1.1 keeps it with the connection, HTTP/2 with each
+/// request); a request made in a test without a listener is plain HTTP on an unknown port.
+pub fn listener(req: &HttpRequest) -> Listener {
+    req.conn_data::<Listener>()
+        .copied()
+        .or_else(|| req.extensions().get::<Listener>().copied())
+        .unwrap_or(Listener {
+            secure: false,
+            local: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        })
+}
+
 /// The client address of a request, as `client_ip` worked it out (see there).
 #[derive(Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
@@ -83,22 +102,24 @@ pub fn origin(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> (String, String) {
     let from_proxy = req
         .peer_addr()
         .is_some_and(|p| trusted.iter().any(|n| n.contains(&p.ip())));
+    let listener = listener(req);
+    let scheme = if listener.secure { "https" } else { "http" };
     if from_proxy {
         let info = req.connection_info();
-        return (info.scheme().to_string(), info.host().to_string());
+        // A proxy that does not say which scheme it was reached by: the listener's.
+        let said = ["forwarded", "x-forwarded-proto", "x-forwarded-scheme"]
+            .iter()
+            .any(|h| req.headers().contains_key(*h));
+        let scheme = if said { info.scheme() } else { scheme };
+        return (scheme.to_string(), info.host().to_string());
     }
-    let scheme = if req.app_config().secure() {
-        "https"
-    } else {
-        "http"
-    };
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_string)
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
-        .unwrap_or_else(|| req.app_config().host().to_string());
+        .unwrap_or_else(|| listener.local.to_string());
     (scheme.to_string(), host)
 }
 

@@ -19,6 +19,7 @@ pub mod error;
 pub mod hosts;
 pub mod http;
 pub mod layers;
+pub mod listen;
 pub mod mail;
 pub mod metrics;
 pub mod panel;
@@ -36,7 +37,7 @@ pub mod tls;
 pub mod views;
 pub mod webhooks;
 
-use actix_web::{web, HttpServer};
+use actix_web::web;
 use config::Settings;
 
 pub use files::create_private_dir;
@@ -138,28 +139,41 @@ impl Application {
         let request_timeout = state.settings.request_timeout();
         let max_connections = state.settings.max_connections();
         let app_state = state.clone();
-        let server = HttpServer::new(move || {
+        let app = move || {
             let state = app_state.clone();
             let edge = edge.clone();
             layers::around_every_request().configure(|cfg| configure_app(cfg, state, edge))
-        })
-        .workers(workers)
-        .client_request_timeout(request_timeout)
-        .client_disconnect_timeout(std::time::Duration::from_secs(2))
-        .max_connections(max_connections.div_ceil(workers).max(1))
-        .bind(http_addr)
-        .map_err(|e| cannot_listen(http_addr, "http-addr", &e))?
-        .bind_rustls_0_23(https_addr, tls_config)
-        .map_err(|e| cannot_listen(https_addr, "https-addr", &e))?;
-        let addrs = server.addrs();
-        let (http, https) = (addrs[0], addrs[addrs.len() - 1]);
+        };
+        let bind = |addr: std::net::SocketAddr, flag| {
+            listen::bind(addr).map_err(|e| cannot_listen(addr, flag, &e))
+        };
+        let (http_listener, https_listener) = (
+            bind(http_addr, "http-addr")?,
+            bind(https_addr, "https-addr")?,
+        );
+        let (http, https) = (
+            http_listener.local_addr().map_err(|e| e.to_string())?,
+            https_listener.local_addr().map_err(|e| e.to_string())?,
+        );
+        let server = listen::serve(
+            app,
+            listen::Options {
+                workers,
+                max_connections: max_connections.div_ceil(workers).max(1),
+                request_timeout,
+                http: http_listener,
+                https: https_listener,
+                tls: tls_config,
+            },
+        )
+        .map_err(|e| format!("cannot start the listeners: {e}"))?;
         state.views.links.bound(http, https);
         let about = serde_json::json!({"http": http.to_string(), "https": https.to_string(), "pid": std::process::id()});
         let path = state.settings.data_dir().join("server.json");
         files::write_private(&path, about.to_string().as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         Ok(Application {
-            server: server.run(),
+            server,
             state,
             http,
             https,

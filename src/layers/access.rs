@@ -47,7 +47,7 @@ pub async fn layer(
         Seen {
             method: req.method().clone(),
             host: http::host(req.request()),
-            port: req.app_config().local_addr().port(),
+            port: http::listener(req.request()).local.port(),
             path: req.path().to_string(),
             query: if combined {
                 req.query_string().to_string()

@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod helpers;
+mod http2;
 mod pebble;
 
 mod audit;
