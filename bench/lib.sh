@@ -22,7 +22,7 @@ bench_tools() {
 # waits until it listens; sets `api` and `key` (a new reseller's).
 bench_resellerd() {
   RUST_LOG=${RUST_LOG:-warn} ./target/release/resellerd serve --data-dir "$work/data" \
-    --http-addr "127.0.0.1:$RSD_PORT" --https-addr 127.0.0.1:0 --workers "$WORKERS" "$@" \
+    --http-addr "127.0.0.1:$RSD_PORT" --https-addr "127.0.0.1:${RSD_TLS:-0}" --workers "$WORKERS" "$@" \
     >"$work/resellerd.out" 2>"$work/resellerd.err" &
   pids+=($!)
   for _ in $(seq 50); do [ -s "$work/data/operator-token" ] && grep -q listening "$work/resellerd.out" && break; sleep 0.1; done

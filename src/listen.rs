@@ -6,7 +6,8 @@
 //!
 //! HTTP/2 limits: 128 concurrent streams, a 32 KiB header list (a CONTINUATION flood ends at it),
 //! h2's cap on streams the client resets before they are answered (the rapid-reset attack), a
-//! cap on streams the server has to reset, pings that find dead peers, and an idle timeout.
+//! cap on streams the server has to reset, 128 KiB buffered per stream for a client that does not
+//! read, pings that find dead peers, and an idle timeout.
 
 use crate::http::Listener;
 use actix_http::body::{BodySize, BoxBody, MessageBody};
@@ -203,6 +204,8 @@ fn h2_builder() -> hyper::server::conn::http2::Builder<Local> {
         .max_header_list_size(H2_MAX_HEADER_LIST)
         .max_pending_accept_reset_streams(Some(20))
         .max_local_error_reset_streams(Some(256))
+        // Per stream: 128 streams of a client that does not read must not pin much memory.
+        .max_send_buf_size(128 * 1024)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10));
     b
@@ -238,15 +241,14 @@ where
             return;
         }
         // Open streams and when the last one ended, for the idle timeout.
-        let activity = Rc::new((Cell::new(0usize), Cell::new(Instant::now())));
+        let activity = Rc::new(Activity::default());
         let (app, local, seen) = (self.h2.clone(), self.local, activity.clone());
         let service = hyper::service::service_fn(move |req| {
-            let (app, seen) = (app.clone(), seen.clone());
-            seen.0.set(seen.0.get() + 1);
+            let app = app.clone();
+            let open = Open::new(seen.clone());
             async move {
                 let res = bridge(&*app, req, peer, local).await;
-                seen.0.set(seen.0.get() - 1);
-                seen.1.set(Instant::now());
+                drop(open);
                 Ok::<_, std::convert::Infallible>(res)
             }
         });
@@ -260,7 +262,7 @@ where
                 _ = conn.as_mut() => return,
                 _ = self.shutdown.notified() => break,
                 _ = tick.tick() => {
-                    if activity.0.get() == 0 && activity.1.get().elapsed() >= H2_IDLE {
+                    if activity.open.get() == 0 && activity.since.get().elapsed() >= H2_IDLE {
                         break;
                     }
                 }
@@ -269,6 +271,38 @@ where
         // GOAWAY: streams in flight finish, no new ones start.
         conn.as_mut().graceful_shutdown();
         let _ = conn.await;
+    }
+}
+
+/// An HTTP/2 connection's open streams, and when the last one ended.
+struct Activity {
+    open: Cell<usize>,
+    since: Cell<Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Activity {
+        Activity {
+            open: Cell::new(0),
+            since: Cell::new(Instant::now()),
+        }
+    }
+}
+
+/// One open stream, counted until it is answered or dropped (a stream the client reset).
+struct Open(Rc<Activity>);
+
+impl Open {
+    fn new(activity: Rc<Activity>) -> Open {
+        activity.open.set(activity.open.get() + 1);
+        Open(activity)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.set(self.0.open.get() - 1);
+        self.0.since.set(Instant::now());
     }
 }
 
