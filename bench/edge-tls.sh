@@ -6,7 +6,7 @@
 #   h2load, HTTP/2 over TLS: a 2 KiB HTML page and the 40 small CSS/JS assets it links (br, gzip
 #     accepted, as a browser does), CONNECTIONS connections with STREAMS streams each;
 #   wrk, HTTP/1.1 over TLS: a 10 KiB and a 1 MiB file (incompressible);
-#   curl: the bytes on the wire (headers and bodies) of the page and its 40 assets.
+#   h2load: the bytes on the wire of the page and its 40 assets on one connection.
 #
 # Prints requests/s of each and the ratios (goals: resellerd >= 1.2x nginx and >= 1.5x Caddy in every
 # row; bytes per page no more than nginx's). Rounds alternate the servers; the best of each counts.
@@ -92,7 +92,6 @@ http {
   sendfile on;
   tcp_nopush on;
   keepalive_requests 1000000;
-  http2_max_requests 1000000;
   gzip_static on;
   brotli_static on;
 $(bench_nginx_temp)
@@ -113,7 +112,6 @@ cat >"$work/Caddyfile" <<CONF
 {
   admin off
   auto_https off
-  persist_config off
 }
 https://bench.localhost:$CADDY_TLS, https://127.0.0.1:$CADDY_TLS {
   tls $work/cert.pem $work/key.pem
@@ -147,22 +145,19 @@ done
 for port in "$NGINX_TLS" "$CADDY_TLS"; do
   for _ in $(seq 50); do curl -skf $(resolve "$port") -o /dev/null "https://bench.localhost:$port/10k.bin" && break; sleep 0.1; done
   curl -skf --http2 $(resolve "$port") -o /dev/null -w '%{http_version}\n' "https://bench.localhost:$port/index.html" | grep -q '^2$' \
-    || { echo "port $port does not speak HTTP/2" >&2; exit 1; }
+    || { echo "port $port does not speak HTTP/2" >&2; cat "$work/caddy.out" "$work/nginx-error.log" >&2; exit 1; }
 done
 curl -skf --http2 $(resolve "$RSD_TLS") -o /dev/null -w '%{http_version}\n' "https://bench.localhost:$RSD_TLS/index.html" | grep -q '^2$' \
   || { echo "resellerd does not speak HTTP/2" >&2; exit 1; }
 
-# Bytes on the wire for the page and its assets, as a browser asks for them.
+# Bytes on the wire for the page and its assets, fetched as a browser does: one HTTP/2 connection,
+# br and gzip accepted (h2load's count: frames with HPACK-compressed headers, and bodies).
 wire() {
-  local port=$1 total=0 n
-  while read -r url; do
-    n=$(curl -sk --http2 $(resolve "$port") -H 'accept-encoding: br, gzip' -o /dev/null \
-      -w '%{size_header} %{size_download}' "$url" | awk '{print $1 + $2}')
-    total=$((total + n))
-  done < <(urls "$port")
-  echo "$total"
+  urls "$1" >"$work/urls-wire"
+  h2load -n 41 -c 1 -m 1 --connect-to="127.0.0.1:$1" -H 'accept-encoding: br, gzip' -i "$work/urls-wire" 2>/dev/null \
+    | awk '/^traffic:/ {gsub(/[()]/, "", $3); print $3}'
 }
-printf 'bytes per page (the page and 40 assets, headers and bodies): resellerd %s, nginx %s, Caddy %s\n' \
+printf 'bytes on the wire per page (the page and 40 assets, one connection): resellerd %s, nginx %s, Caddy %s\n' \
   "$(wire "$RSD_TLS")" "$(wire "$NGINX_TLS")" "$(wire "$CADDY_TLS")"
 
 h2rps() { # $1: port; requests/s of h2load over the page and its assets

@@ -77,11 +77,21 @@ def deploy(url, op_file, sites, concurrency, names_file):
                     last[0] = now
                     print(f"  {done[0]} sites, {blocks[-1]:.0f} sites/s", flush=True)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
+    failed = []
+
+    def guarded(k):
+        try:
+            worker(k)
+        except Exception as e:  # one failure fails the run
+            failed.append(e)
+
+    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(concurrency)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if failed:
+        raise failed[0]
     took = time.time() - t0
     print(f"deployed {sites} sites in {took:.0f} s ({sites / took:.0f} sites/s, each a site and a zip deploy)")
     if len(blocks) >= 2:
