@@ -178,28 +178,11 @@ async fn site_files_live_in_the_bucket_and_any_node_serves_them() {
     }
 }
 
-/// The digest of the brotli variant `bucketed.localhost` sends for `path`, once it has one
-/// (within 20 s).
+/// The digest of the brotli variant `bucketed.localhost` sends for `path`, once it has one.
 async fn brotli_of(app: &TestApp, path: &str) -> Option<String> {
-    for _ in 0..200 {
-        let r = app
-            .client
-            .get(app.url(path))
-            .header("host", "bucketed.localhost")
-            .header("accept-encoding", "br")
-            .send()
-            .await
-            .unwrap();
-        if r.headers()
-            .get("content-encoding")
-            .is_some_and(|v| v == "br")
-        {
-            let body = r.bytes().await.unwrap();
-            return Some(sha1(&body));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
+    crate::edge::brotli_variant(app, "bucketed.localhost", path)
+        .await
+        .map(|body| sha1(&body))
 }
 
 #[tokio::test]

@@ -7,6 +7,24 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::json;
 
+/// A request to the edge with this Host header, sent.
+async fn send(
+    app: &TestApp,
+    method: Method,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = app
+        .client
+        .request(method, app.url(path))
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("edge request")
+}
+
 /// A request to the edge with this Host header.
 pub async fn visit(
     app: &TestApp,
@@ -15,14 +33,7 @@ pub async fn visit(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Reply {
-    let mut req = app
-        .client
-        .request(method, app.url(path))
-        .header("host", host);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    reply(req.send().await.expect("edge request")).await
+    reply(send(app, method, host, path, headers).await).await
 }
 
 pub async fn get(app: &TestApp, host: &str, path: &str) -> Reply {
@@ -632,22 +643,29 @@ async fn the_default_preview_domain_is_configurable() {
     );
 }
 
+/// The brotli variant `host` sends for `path`, once it has one (within 20 s: variants are made
+/// after the deploy is ready).
+pub async fn brotli_variant(app: &TestApp, host: &str, path: &str) -> Option<Vec<u8>> {
+    for _ in 0..200 {
+        let (_, headers, body) =
+            raw(app, Method::GET, host, path, &[("accept-encoding", "br")]).await;
+        if header(&headers, "content-encoding") == Some("br") {
+            return Some(body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
+}
+
 /// A request to the edge answered as raw bytes (no decoding by the client).
 async fn raw(
-    app: &crate::helpers::TestApp,
+    app: &TestApp,
     method: Method,
     host: &str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, HeaderMap, Vec<u8>) {
-    let mut req = app
-        .client
-        .request(method, app.url(path))
-        .header("host", host);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.expect("edge request");
+    let resp = send(app, method, host, path, headers).await;
     let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
     (status, headers, resp.bytes().await.unwrap().to_vec())
 }
