@@ -198,8 +198,15 @@ fn compress_deploy(store: &Store, deploy_id: &str) -> Result<usize, String> {
         {
             continue;
         }
-        let Some((variants, _pinned)) = compress_blob(store, &sha)? else {
-            continue;
+        // A file that cannot be read or stored now is served as it is; the others still get
+        // their variants (one bad file must not hold the queue).
+        let (variants, _pinned) = match compress_blob(store, &sha) {
+            Ok(Some(made)) => made,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(deploy = %deploy_id, path = %path, error = %e, "cannot compress a file; it is served uncompressed");
+                continue;
+            }
         };
         store
             .encodings()
