@@ -142,7 +142,9 @@ impl Application {
         let app = move || {
             let state = app_state.clone();
             let edge = edge.clone();
-            layers::around_every_request().configure(|cfg| configure_app(cfg, state, edge))
+            listen::app_factory(
+                layers::around_every_request().configure(|cfg| configure_app(cfg, state, edge)),
+            )
         };
         let bind = |addr: std::net::SocketAddr, flag| {
             listen::bind(addr).map_err(|e| cannot_listen(addr, flag, &e))

@@ -61,9 +61,9 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 type AppFactory =
     actix_service::boxed::BoxServiceFactory<(), Request, Response<BoxBody>, Response<BoxBody>, ()>;
 
-fn app_factory<F, I, S, B>(app: &F) -> AppFactory
+/// An actix app as the listeners take it (`serve`).
+pub fn app_factory<I, S, B>(app: I) -> AppFactory
 where
-    F: Fn() -> I,
     I: IntoServiceFactory<S, Request>,
     S: ServiceFactory<Request, Config = AppConfig, InitError = ()> + 'static,
     S::Error: Into<actix_web::Error> + 'static,
@@ -74,24 +74,18 @@ where
 {
     // The app's config is the default one: which listener a request came in on is told by the
     // `Listener` each connection carries (see `http::listener`).
-    let fac = app()
+    let fac = app
         .into_factory()
         .map(|res| res.into().map_into_boxed_body())
         .map_err(|err| Response::from(err.into().error_response()));
     actix_service::boxed::factory(map_config(fac, |_| AppConfig::default()))
 }
 
-/// Binds both listeners with the app `app` (made once per worker and listener) and starts them.
-pub fn serve<F, I, S, B>(app: F, o: Options) -> std::io::Result<actix_web::dev::Server>
+/// Binds both listeners with the app `app` makes (once per worker and listener, through
+/// `app_factory`) and starts them.
+pub fn serve<F>(app: F, o: Options) -> std::io::Result<actix_web::dev::Server>
 where
-    F: Fn() -> I + Send + Clone + 'static,
-    I: IntoServiceFactory<S, Request>,
-    S: ServiceFactory<Request, Config = AppConfig, InitError = ()> + 'static,
-    S::Error: Into<actix_web::Error> + 'static,
-    S::Response: Into<Response<B>> + 'static,
-    S::Service: 'static,
-    <S::Service as Service<Request>>::Future: 'static,
-    B: MessageBody + 'static,
+    F: Fn() -> AppFactory + Send + Clone + 'static,
 {
     let builder = actix_server::Server::build()
         .workers(o.workers)
@@ -113,11 +107,7 @@ where
     };
     let plain = app.clone();
     let builder = builder.listen("http", o.http, move || {
-        plain_http1
-            .clone()
-            .builder()
-            .finish(app_factory(&plain))
-            .tcp()
+        plain_http1.clone().builder().finish(plain()).tcp()
     })?;
     let mut tls = o.tls;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -127,8 +117,8 @@ where
         let (app, acceptor, shutdown) = (app.clone(), acceptor.clone(), shutdown.clone());
         let tls_http1 = tls_http1.clone();
         fn_factory(move || {
-            let h1 = tls_http1.clone().builder().h1(app_factory(&app));
-            let h2 = app_factory(&app);
+            let h1 = tls_http1.clone().builder().h1(app());
+            let h2 = app();
             let (acceptor, shutdown) = (acceptor.clone(), shutdown.clone());
             async move {
                 let h1 = Rc::new(h1.new_service(()).await?);
