@@ -164,6 +164,42 @@ pub struct Settings {
     #[arg(long, env = "RESELLERD_DEPLOY_EXPIRY")]
     pub deploy_expiry: Option<u64>,
 
+    /// Where builds run and their caches are kept. When the server runs as root, builds run as
+    /// users of their own, so this directory and its parents must be searchable by others
+    /// (o+x) [default: <data dir>/builds, or as root /var/lib/resellerd-builds/<a digest of the
+    /// data dir's path>]
+    #[arg(long, env = "RESELLERD_BUILD_DIR")]
+    pub build_dir: Option<PathBuf>,
+
+    /// Builds from git that run at once; 0 turns builds off [default: 1]
+    #[arg(long, env = "RESELLERD_BUILD_CONCURRENCY")]
+    pub build_concurrency: Option<usize>,
+
+    /// Seconds a build may run before every process of it is killed [default: 900]
+    #[arg(long, env = "RESELLERD_BUILD_TIMEOUT")]
+    pub build_timeout: Option<u64>,
+
+    /// MiB of memory each process of a build may allocate [default: 2048]
+    #[arg(long, env = "RESELLERD_BUILD_MEMORY_MB")]
+    pub build_memory_mb: Option<u64>,
+
+    /// Processes (and threads) a build may run at once [default: 512]
+    #[arg(long, env = "RESELLERD_BUILD_PROCESSES")]
+    pub build_processes: Option<u64>,
+
+    /// MiB a build's checkout, output and temp files may take [default: 2048]
+    #[arg(long, env = "RESELLERD_BUILD_DISK_MB")]
+    pub build_disk_mb: Option<u64>,
+
+    /// MiB of dependency caches kept per site between builds [default: 1024]
+    #[arg(long, env = "RESELLERD_BUILD_CACHE_MB")]
+    pub build_cache_mb: Option<u64>,
+
+    /// MiB of dependency caches kept for all sites together; the least recently used go first
+    /// [default: 10240]
+    #[arg(long, env = "RESELLERD_BUILD_CACHE_TOTAL_MB")]
+    pub build_cache_total_mb: Option<u64>,
+
     /// SMTP relay for notification mail: smtp://[user:pass@]host:port (STARTTLS when offered;
     /// ?tls=required insists) or smtps:// (implicit TLS) [default: unset, no mail is sent]
     #[arg(long, env = "RESELLERD_SMTP_URL")]
@@ -413,6 +449,39 @@ impl Settings {
     /// How long a deploy may wait for its files (`--deploy-expiry`).
     pub fn deploy_expiry(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.deploy_expiry.unwrap_or(86_400).max(1))
+    }
+
+    /// Where builds run and their caches live (`--build-dir`).
+    pub fn build_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.build_dir {
+            return dir.clone();
+        }
+        let data = self.data_dir();
+        if !rustix::process::getuid().is_root() {
+            return data.join("builds");
+        }
+        use sha2::Digest;
+        let real = data.canonicalize().unwrap_or(data);
+        let digest = sha2::Sha256::digest(real.as_os_str().as_encoded_bytes());
+        PathBuf::from("/var/lib/resellerd-builds").join(&hex::encode(digest)[..12])
+    }
+
+    /// Builds that run at once (`--build-concurrency`); 0: builds are off.
+    pub fn build_concurrency(&self) -> usize {
+        self.build_concurrency.unwrap_or(1).min(64)
+    }
+
+    /// The limits every build runs under (`--build-*`).
+    pub fn build_limits(&self) -> crate::builds::Limits {
+        const MIB: u64 = 1 << 20;
+        crate::builds::Limits {
+            timeout: std::time::Duration::from_secs(self.build_timeout.unwrap_or(900).max(1)),
+            memory: self.build_memory_mb.unwrap_or(2048).max(64) * MIB,
+            processes: self.build_processes.unwrap_or(512).max(16),
+            disk: self.build_disk_mb.unwrap_or(2048).max(16) * MIB,
+            cache_per_site: self.build_cache_mb.unwrap_or(1024) * MIB,
+            cache_total: self.build_cache_total_mb.unwrap_or(10240) * MIB,
+        }
     }
 
     /// The PostgreSQL URL, if the records live there (not in the data dir's embedded database).

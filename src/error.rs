@@ -70,6 +70,9 @@ pub enum ApiError {
     InsufficientStorage,
     #[error("the store cannot write right now ({0}); retry later")]
     StorageUnavailable(String),
+    /// Builds from git cannot run on this server (why, and what the operator can do).
+    #[error("{0}")]
+    BuildsUnavailable(String),
     /// Keeps its cause, whose whole chain is logged once, when the answer is made.
     #[error("internal error; the details are in the server log")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -133,6 +136,7 @@ impl ApiError {
             RulesTooLarge(_) => (StatusCode::BAD_REQUEST, "rules_too_large"),
             InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
             StorageUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            BuildsUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "builds_unavailable"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -322,6 +326,7 @@ mod tests {
             RulesTooLarge(String::new()),
             InsufficientStorage,
             StorageUnavailable(String::new()),
+            BuildsUnavailable(String::new()),
             ApiError::internal("x"),
         ];
         all.extend(resellerd_store::error::Conflict::ALL.map(|c| Conflict(c, String::new())));
@@ -355,6 +360,7 @@ mod tests {
                 | RulesTooLarge(_)
                 | InsufficientStorage
                 | StorageUnavailable(_)
+                | BuildsUnavailable(_)
                 | Internal(_) => {}
             }
         }

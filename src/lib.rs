@@ -10,6 +10,7 @@ pub mod acme;
 pub mod api;
 pub mod auth;
 pub mod backup;
+pub mod builds;
 pub mod config;
 pub mod disk;
 pub mod dns;

@@ -49,6 +49,12 @@ enum Command {
         #[arg(long, env = "RESELLERD_OPERATOR_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Run a build's command inside its sandbox (the server starts this; not for people)
+    #[command(hide = true)]
+    BuildShim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Check a deployment: data dir permissions, database, ports, certificate expiry, DNS
     /// resolver, clock. Takes the same options as `serve`; exits 1 if a check fails
     Doctor(Box<Settings>),
@@ -169,6 +175,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Doctor(settings) => doctor(*settings),
+        Command::BuildShim { command } => {
+            let args: Vec<String> = command.into_iter().skip_while(|a| a == "--").collect();
+            ExitCode::from(resellerd::builds::net::shim(&args).clamp(0, 255) as u8)
+        }
         Command::Compact { data_dir } if !resellerd::store::has_database(&data_dir) => {
             fail(&format!(
                 "{}: no database here (it holds no resellerd data): check --data-dir",

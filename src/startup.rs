@@ -124,7 +124,19 @@ pub fn open(settings: Settings) -> Result<Parts, String> {
         "Attempts to hand a mail to the relay, by result.",
         mailer.attempts.clone(),
     );
+    let builds = crate::builds::start(
+        store.clone(),
+        crate::builds::Config {
+            dir: settings.build_dir(),
+            concurrency: settings.build_concurrency(),
+            limits: settings.build_limits(),
+            allow_private: settings.allow_private_targets(),
+            max_files: settings.max_deploy_files(),
+            max_bytes: settings.max_deploy_bytes(),
+        },
+    );
     let state = AppState {
+        builds,
         names: settings.instance_names(),
         views,
         hosts: hosts::HostCache::new(settings.default_preview_domain()),

@@ -37,4 +37,6 @@ pub struct AppState {
     pub names: crate::hosts::InstanceNames,
     /// What the API's views, webhook payloads and mails are made from.
     pub views: views::Views,
+    /// The build runner: queued builds from git are woken through it.
+    pub builds: Arc<crate::builds::Runner>,
 }

@@ -1,4 +1,4 @@
-//! Netlify accounts: `GET /accounts`, `GET /accounts/{slug}`, `GET /accounts/{slug}/env`. A user
+//! Netlify accounts: `GET /accounts`, `GET /accounts/{slug}` (their environment variables: `env.rs`). A user
 //! token sees its own account; a reseller key sees its own and one per user.
 
 use crate::auth::guard::{KeyOrUser, SitesRead};
@@ -8,7 +8,6 @@ use crate::model::Timestamp;
 use crate::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
-use serde_json::Value;
 
 super::endpoints! { ENDPOINTS:
     "/accounts" {
@@ -17,20 +16,17 @@ super::endpoints! { ENDPOINTS:
     "/accounts/{slug}" {
         get account;
     }
-    "/accounts/{slug}/env" {
-        get env;
-    }
 }
 
 /// A Netlify account: the reseller's own or one per user.
 #[derive(Serialize, utoipa::ToSchema)]
-struct Account {
+pub(super) struct Account {
     id: String,
     name: String,
-    slug: String,
+    pub(super) slug: String,
     /// RESELLER or PERSONAL
     #[serde(rename = "type")]
-    kind: &'static str,
+    pub(super) kind: &'static str,
     type_name: &'static str,
     owner_ids: Vec<String>,
     roles_allowed: Vec<&'static str>,
@@ -75,7 +71,7 @@ fn account_of(id: &str, name: &str, kind: &'static str, created_at: Timestamp) -
 }
 
 /// Netlify accounts: a user token sees its own account; a reseller key sees its own and one per user.
-fn account_list<N>(state: &AppState, who: &KeyOrUser<N>) -> ApiResult<Vec<Account>> {
+pub(super) fn account_list<N>(state: &AppState, who: &KeyOrUser<N>) -> ApiResult<Vec<Account>> {
     match &**who {
         Principal::User { user, .. } => Ok(vec![account_of(
             &user.id,
@@ -130,24 +126,4 @@ async fn account(
         .find(|a| a.slug == slug.as_str())
         .map(|a| HttpResponse::Ok().json(a))
         .ok_or(ApiError::NotFound("account"))
-}
-
-/// Environment variables are not stored here; netlify-cli asks and accepts an empty list.
-/// Only for an account the caller sees: any other slug is "not found", as on `GET /accounts/{slug}`.
-#[utoipa::path(
-get, path = "/api/v1/accounts/{slug}/env", tag = "sites", params(("slug" = String, Path, description = "Account slug: a user id, or the reseller id")),
-    responses((status = 200, description = "Always an empty list: environment variables are not stored", body = Vec<Object>))
-)]
-async fn env(
-    state: web::Data<AppState>,
-    who: KeyOrUser<SitesRead>,
-    slug: web::Path<String>,
-) -> ApiResult<HttpResponse> {
-    if !account_list(&state, &who)?
-        .iter()
-        .any(|a| a.slug == slug.as_str())
-    {
-        return Err(ApiError::NotFound("account"));
-    }
-    Ok(HttpResponse::Ok().json(Vec::<Value>::new()))
 }

@@ -8,7 +8,7 @@ use crate::auth::guard::{KeyOrUser, SitesRead, SitesWrite};
 use crate::auth::Tenant;
 use crate::error::{ApiError, ApiResult};
 use crate::model::Timestamp;
-use crate::store::deploys::{normalize_path, validate_files, Deploy, NewDeploy};
+use crate::store::deploys::{normalize_path, validate_files, Deploy, NewDeploy, Unpacked};
 use crate::store::sites::Site;
 use crate::views::sites::deploy_view;
 use crate::views::DeployView;
@@ -171,7 +171,7 @@ async fn create(
             .max_storage_mb;
         let (files, _pinned) = off_worker(move || {
             let unpacked = unpack_zip(&store, &disk, &user_id, max, &spool, &limits)?;
-            store_unpacked(&store, &user_id, max, unpacked)
+            Ok::<_, ApiError>(store.store_unpacked(&user_id, max, unpacked)?)
         })
         .await?;
         let opts = NewDeploy {
@@ -511,18 +511,11 @@ pub struct ZipLimits {
 const MAX_RATIO: u64 = 200;
 const RATIO_FLOOR: u64 = 1 << 20;
 
-/// A zip deploy's file map and its distinct contents, written but not yet stored: dropped, they
-/// leave nothing behind.
-pub struct Unpacked {
-    pub files: BTreeMap<String, String>,
-    pub contents: Vec<crate::store::blobs::Parked>,
-}
-
 /// Expands a zip deploy (spooled in `spool`) entry by entry into temp files of the blob dir,
 /// checked against the limits before anything is expanded and again while expanding (declared
 /// sizes can lie), against the user's storage quota before anything is expanded (distinct
 /// entries by CRC and size are a lower bound of the distinct content), and against the disk
-/// reserve as it goes. Nothing is stored yet: see `store_unpacked`.
+/// reserve as it goes. Nothing is stored yet: see `Store::store_unpacked`.
 pub fn unpack_zip(
     store: &crate::store::Store,
     disk: &crate::disk::Disk,
@@ -605,30 +598,4 @@ pub fn unpack_zip(
         files,
         contents: contents.into_values().collect(),
     })
-}
-
-/// Stores a zip's contents once the user's quota has room for what is new to them, each
-/// recorded as known to `user_id`. (A refusal here, or of the deploy after, leaves nothing the
-/// periodic sweep does not collect.) Returns the file map, and the contents pinned against
-/// every sweep until the deploy names them (drop the guard after `create`).
-pub fn store_unpacked(
-    store: &crate::store::Store,
-    user_id: &str,
-    max_storage_mb: Option<u64>,
-    unpacked: Unpacked,
-) -> ApiResult<(BTreeMap<String, String>, crate::store::blobs::Pinned)> {
-    let sizes = unpacked
-        .contents
-        .iter()
-        .map(|c| (c.digest().to_string(), c.len()))
-        .collect();
-    store
-        .storage()
-        .check_room_for(user_id, &sizes, max_storage_mb)?;
-    let pinned = store.blobs.pin(unpacked.files.values().cloned());
-    for content in unpacked.contents {
-        let sha = store.blobs.commit_parked(content)?;
-        store.deploys().remember(user_id, &sha)?;
-    }
-    Ok((unpacked.files, pinned))
 }

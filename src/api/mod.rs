@@ -5,8 +5,10 @@ pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod billing;
+pub mod builds;
 pub mod deploys;
 pub mod domains;
+pub mod env;
 pub mod forms;
 pub mod keys;
 pub mod mail;
@@ -47,6 +49,8 @@ pub const ENDPOINTS: &[Endpoints] = &[
     sites::ENDPOINTS,
     accounts::ENDPOINTS,
     deploys::ENDPOINTS,
+    builds::ENDPOINTS,
+    env::ENDPOINTS,
     forms::ENDPOINTS,
     webhooks::ENDPOINTS,
     // Last: `/{account_slug}/sites` must not shadow any fixed path.
@@ -183,6 +187,26 @@ pub fn gate_mode(req: &actix_web::dev::ServiceRequest) -> GateMode {
         .iter()
         .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && *p == pattern)
         .map_or(GateMode::Layer, |(_, _, mode)| *mode)
+}
+
+/// True for a request to a route anyone may call (`Public`): a build hook or a git host's push,
+/// whose credential is in its URL or its signature, not in `Authorization`.
+pub fn is_public(req: &actix_web::dev::ServiceRequest) -> bool {
+    use std::sync::OnceLock;
+    static PUBLIC: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
+    let public = PUBLIC.get_or_init(|| {
+        routes()
+            .filter(|r| r.who == crate::auth::guard::Who::Public)
+            .map(|r| (r.method, format!("/api/v1{}", r.path)))
+            .collect()
+    });
+    let Some(pattern) = req.match_pattern() else {
+        return false;
+    };
+    let method = req.method().as_str();
+    public
+        .iter()
+        .any(|(m, p)| m.eq_ignore_ascii_case(method) && *p == pattern)
 }
 
 /// Runs `work` on a blocking thread, off the async workers: disk or network work that can take

@@ -308,6 +308,9 @@ struct PatchSite {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(nullable)]
     password: Option<Option<String>>,
+    /// Links a git repository: builds run on pushes (`deploy_hook`), build hooks and
+    /// `POST /sites/{id}/builds`
+    repo: Option<super::builds::RepoBody>,
 }
 
 #[utoipa::path(
@@ -335,6 +338,10 @@ async fn update(
         Some(None) => Some(None),
         None => None,
     };
+    let link = match b.repo {
+        Some(repo) => Some(super::builds::repo_link(&state, &tenant, &site, repo)?),
+        None => None,
+    };
     let patch = SitePatch {
         name,
         custom_domain: b.custom_domain,
@@ -345,7 +352,12 @@ async fn update(
         .sites()
         .update(&site.id, patch, Timestamp::now())?;
     state.store.domains().attach_custom_domain(&site)?;
-    Ok(HttpResponse::Ok().json(site_view(&state.views, &tenant.reseller, &site)?))
+    if let Some(link) = &link {
+        state.store.builds().link(&site.id, link)?;
+    }
+    let mut view = site_view(&state.views, &tenant.reseller, &site)?;
+    view.deploy_hook_secret = link.map(|l| l.hook_secret);
+    Ok(HttpResponse::Ok().json(view))
 }
 
 #[utoipa::path(

@@ -50,8 +50,9 @@ pub async fn layer(
         }
     }
     // The caller is known before its body is read: an anonymous or bad credential is refused
-    // without buffering up to `--max-body` for it. (Every mutating API call needs a credential.)
-    {
+    // without buffering up to `--max-body` for it. (Every mutating API call needs a credential,
+    // but the public ones: their credential is in the URL or a signature of the body.)
+    if !crate::api::is_public(&req) {
         use actix_web::FromRequest;
         let (http_req, payload) = req.parts_mut();
         if let Err(e) = crate::auth::Principal::from_request(http_req, payload).await {

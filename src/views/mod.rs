@@ -62,6 +62,12 @@ impl Links {
         port_suffix(self.listening.get().map(|(http, _)| http.port()), 80)
     }
 
+    /// The API's root (`…/api/v1`), on the same origin as the panel.
+    pub fn api_url(&self) -> String {
+        let panel = self.panel_url();
+        format!("{}/api/v1", panel.trim_end_matches("/admin/"))
+    }
+
     /// Where the panel is: the first `--api-host` over HTTPS, else the HTTP listener's address.
     pub fn panel_url(&self) -> String {
         if let Some(host) = self.names.api_hosts().first() {

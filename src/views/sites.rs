@@ -94,6 +94,12 @@ pub struct SiteView {
     managed_dns: bool,
     feature_flags: Object,
     build_settings: Object,
+    /// Where a git host's push webhook goes (linked sites only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deploy_hook: Option<String>,
+    /// The key pushes are signed with: shown in the answer of the PATCH that links a repo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy_hook_secret: Option<String>,
     capabilities: Object,
     #[schema(value_type = Object)]
     processing_settings: ProcessingSettings,
@@ -182,6 +188,30 @@ pub fn site_view(views: &Views, reseller: &Reseller, site: &Site) -> StoreResult
         .get(&reseller.id, &site.user_id)
         .map(|u| u.email.as_str().to_string())
         .unwrap_or_default();
+    let link = views.store.builds().repo(&site.id)?;
+    let deploy_hook = link
+        .as_ref()
+        .map(|_| format!("{}/git_hooks/{}", views.links.api_url(), site.id));
+    let build_settings = match &link {
+        Some(l) => {
+            let url = crate::builds::git::shown_url(&l.repo_url);
+            match serde_json::json!({
+                "provider": l.provider,
+                "repo_url": url,
+                "repo_path": url,
+                "repo_branch": l.repo_branch,
+                "allowed_branches": l.allowed_branches,
+                "deploy_key_id": l.deploy_key_id,
+                "base": l.base,
+                "dir": l.dir,
+                "cmd": l.cmd,
+            }) {
+                Value::Object(o) => o,
+                _ => Object::new(),
+            }
+        }
+        None => Object::new(),
+    };
     Ok(SiteView {
         id: site.id.clone(),
         site_id: site.id.clone(),
@@ -204,7 +234,9 @@ pub fn site_view(views: &Views, reseller: &Reseller, site: &Site) -> StoreResult
         force_ssl: false,
         managed_dns: false,
         feature_flags: Object::new(),
-        build_settings: Object::new(),
+        build_settings,
+        deploy_hook,
+        deploy_hook_secret: None,
         capabilities: Object::new(),
         processing_settings: ProcessingSettings {
             html: HtmlSettings { pretty_urls: true },

@@ -304,6 +304,30 @@ pub(crate) fn rows() -> Vec<Row> {
         row(GET, "/accounts", Own),
         row(GET, "/accounts/{user}", Ids),
         row(GET, "/accounts/{user}/env", Ids),
+        row(POST, "/accounts/{user}/env", Ids).json(r#"[{"key": "K{uniq}", "values": [{"value": "v"}]}]"#),
+        row(GET, "/accounts/{user}/env/{env_key}", Ids),
+        row(PUT, "/accounts/{user}/env/{env_key}", Ids).json(r#"{"key": "x", "values": [{"value": "w"}]}"#),
+        row(PATCH, "/accounts/{user}/env/{env_key}", Ids).json(r#"{"value": "z", "context": "production"}"#),
+        row(DELETE, "/accounts/{user}/env/{env_key}", Ids).fresh(&["env_key"]),
+        // Builds from git: the fixture site has no repository; `{built}` has one (unreachable).
+        row(POST, "/deploy_keys", Own).cleanup("/deploy_keys/{created}"),
+        row(GET, "/deploy_keys", Own),
+        row(GET, "/deploy_keys/{deploy_key}", Ids),
+        row(DELETE, "/deploy_keys/{deploy_key}", Ids).fresh(&["deploy_key"]),
+        row(PUT, "/sites/{site}/unlink_repo", Ids),
+        row(POST, "/sites/{site}/builds", Ids).ok(400, "invalid_request"),
+        row(GET, "/sites/{site}/builds", Ids),
+        row(GET, "/builds/{build}", Ids),
+        row(GET, "/deploys/{build_deploy}/log", Ids),
+        row(POST, "/sites/{site}/build_hooks", Ids).json(r#"{"title": "t{uniq}"}"#),
+        row(GET, "/sites/{site}/build_hooks", Ids),
+        row(GET, "/sites/{site}/build_hooks/{build_hook}", Ids),
+        row(PUT, "/sites/{site}/build_hooks/{build_hook}", Ids).json(r#"{"title": "renamed"}"#),
+        row(DELETE, "/sites/{site}/build_hooks/{build_hook}", Ids).fresh(&["build_hook"]),
+        // The hook's id is its credential; the fixture site is not linked.
+        row(POST, "/build_hooks/{build_hook}", Own).ok(400, "invalid_request"),
+        // A git host's push is refused unless signed with the site's secret.
+        row(POST, "/git_hooks/{built}", Own).json("{}").ok(401, "unauthorized"),
         row(GET, "/{user}/sites", Ids),
         row(POST, "/{user}/sites", Ids).json("{}"),
         // Deploys.
@@ -416,6 +440,9 @@ fn expected(row: &Row, who: Who) -> Outcome {
 
 /// Fixture names that hold ids (the others are fixed names or values).
 const NOT_IDS: &[&str] = &[
+    // A build hook's id is the trigger URL's credential (like a token), not a tenant's id:
+    // whoever holds it may trigger; the rows under `/sites/{site}` still carry the site's id.
+    "build_hook",
     "page",
     "file",
     "cert_body",
@@ -594,6 +621,54 @@ impl Matrix {
             .expect(201);
         fx.insert("proxy_profile", id_of(&profile));
         fx.insert("page", "not_found".into());
+        let built = id_of(
+            &app.post("/api/v1/sites", &ann.token, json!({"name": "iso-built"}))
+                .await
+                .expect(201),
+        );
+        app.patch(
+            &format!("/api/v1/sites/{built}"),
+            &ann.token,
+            json!({"repo": {"repo_url": "https://127.0.0.1:9/none.git", "cmd": "true"}}),
+        )
+        .await
+        .expect(200);
+        let build = app
+            .post(
+                &format!("/api/v1/sites/{built}/builds"),
+                &ann.token,
+                json!({}),
+            )
+            .await
+            .expect(200);
+        fx.insert("build", id_of(&build));
+        fx.insert(
+            "build_deploy",
+            build.body["deploy_id"].as_str().unwrap().to_string(),
+        );
+        fx.insert("built", built);
+        let key = app
+            .post("/api/v1/deploy_keys", &ann.token, json!({}))
+            .await
+            .expect(201);
+        fx.insert("deploy_key", id_of(&key));
+        let hook = app
+            .post(
+                &format!("/api/v1/sites/{}/build_hooks", fx["site"]),
+                &ann.token,
+                json!({"title": "iso"}),
+            )
+            .await
+            .expect(201);
+        fx.insert("build_hook", id_of(&hook));
+        app.post(
+            &format!("/api/v1/accounts/{}/env", ann.user_id),
+            &ann.token,
+            json!([{"key": "ISO", "values": [{"value": "v"}]}]),
+        )
+        .await
+        .expect(201);
+        fx.insert("env_key", "ISO".into());
         fx.insert("mail_kind", "deploy_ready".into());
         app.patch(
             "/api/v1/reseller",
@@ -927,6 +1002,32 @@ impl Matrix {
                 "form_success".into()
             }
             "submission" => self.fresh_submission().await,
+            // A deploy key belongs to whoever made it (a user's is its own).
+            "deploy_key" => id_of(
+                &app.post("/api/v1/deploy_keys", cred, json!({}))
+                    .await
+                    .expect(201),
+            ),
+            "build_hook" => id_of(
+                &app.post(
+                    &format!("/api/v1/sites/{}/build_hooks", self.fx["site"]),
+                    a,
+                    json!({"title": format!("h{n}")}),
+                )
+                .await
+                .expect(201),
+            ),
+            "env_key" => {
+                let key = format!("FRESH{n}");
+                app.post(
+                    &format!("/api/v1/accounts/{ann}/env"),
+                    a,
+                    json!([{"key": key, "values": [{"value": "v"}]}]),
+                )
+                .await
+                .expect(201);
+                key
+            }
             other => panic!("no fresh fixture named {other}"),
         }
     }

@@ -12,6 +12,7 @@ mod audit;
 mod backup;
 mod billing;
 mod blob_store;
+mod builds;
 mod certificates;
 mod cluster;
 mod doctor;

@@ -132,10 +132,7 @@ async fn sites_belong_to_users_and_follow_the_scope_rule() {
     assert_eq!(accounts.body.as_array().unwrap().len(), 1);
     assert_eq!(accounts.body[0]["slug"], ann.user_id.as_str());
     let env = app
-        .get(
-            &format!("/api/v1/accounts/{}/env?site_id=x", ann.user_id),
-            &ann.token,
-        )
+        .get(&format!("/api/v1/accounts/{}/env", ann.user_id), &ann.token)
         .await
         .expect(200);
     assert_eq!(env.body, json!([]));

@@ -54,6 +54,7 @@ pub enum Conflict {
     SigningKeyLimitReached,
     WebhookLimitReached,
     ProxyProfileLimitReached,
+    BuildLimitReached,
     ProxyOriginTaken,
     ForbiddenTarget,
     FormFull,
@@ -64,7 +65,7 @@ pub enum Conflict {
 }
 
 impl Conflict {
-    pub const ALL: [Conflict; 15] = [
+    pub const ALL: [Conflict; 16] = [
         Conflict::SiteNameTaken,
         Conflict::DomainTaken,
         Conflict::PreviewDomainTaken,
@@ -73,6 +74,7 @@ impl Conflict {
         Conflict::SigningKeyLimitReached,
         Conflict::WebhookLimitReached,
         Conflict::ProxyProfileLimitReached,
+        Conflict::BuildLimitReached,
         Conflict::ProxyOriginTaken,
         Conflict::ForbiddenTarget,
         Conflict::FormFull,
@@ -93,6 +95,7 @@ impl Conflict {
             Conflict::SigningKeyLimitReached => "signing_key_limit_reached",
             Conflict::WebhookLimitReached => "webhook_limit_reached",
             Conflict::ProxyProfileLimitReached => "proxy_profile_limit_reached",
+            Conflict::BuildLimitReached => "build_limit_reached",
             Conflict::ProxyOriginTaken => "proxy_origin_taken",
             Conflict::ForbiddenTarget => "forbidden_target",
             Conflict::FormFull => "form_full",

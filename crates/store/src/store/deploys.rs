@@ -22,6 +22,8 @@ impl DeployState {
             DeployState::Prepared => "prepared",
             DeployState::Ready => "ready",
             DeployState::Error => "error",
+            DeployState::Enqueued => "enqueued",
+            DeployState::Building => "building",
         }
     }
 }
@@ -184,6 +186,52 @@ impl Deploys<'_> {
             }
         }
         Ok(expired)
+    }
+
+    /// A deploy a build will fill: `enqueued` until the runner starts it.
+    pub fn create_enqueued(
+        &self,
+        site: &super::sites::Site,
+        opts: NewDeploy,
+        now: Timestamp,
+    ) -> StoreResult<Deploy> {
+        let deploy = self.create(site, opts, None, now)?;
+        self.modify(&deploy.id, now, |d| {
+            d.state = DeployState::Enqueued;
+            Ok(())
+        })
+    }
+
+    /// A build's deploy goes `building` (or back to `enqueued` when its build waits again).
+    pub fn set_building(&self, id: &str, building: bool, now: Timestamp) -> StoreResult<()> {
+        self.modify(id, now, |d| {
+            if matches!(d.state, DeployState::Enqueued | DeployState::Building) {
+                d.state = if building {
+                    DeployState::Building
+                } else {
+                    DeployState::Enqueued
+                };
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Fails a deploy not yet ready with `reason`, giving back what its map counted.
+    pub fn fail(&self, id: &str, reason: &str, now: Timestamp) -> StoreResult<()> {
+        let _map = self.0.map_lock(id)?;
+        let Some(d) = self.get(id)? else {
+            return Ok(());
+        };
+        if matches!(d.state, DeployState::Ready | DeployState::Error) {
+            return Ok(());
+        }
+        let d = self.modify(id, now, |d| {
+            d.state = DeployState::Error;
+            d.error_message = Some(reason.to_string());
+            Ok(())
+        })?;
+        self.drop_map(id, &d.user_id, &d.site_id)
     }
 
     /// Records the file map of a deploy not yet ready and computes what must be uploaded.
@@ -604,6 +652,40 @@ impl Deploys<'_> {
             .values()
             .map(|v| Ok(String::from_utf8_lossy(&v?).into_owned()))
             .collect()
+    }
+}
+
+/// A deploy's file map and its distinct contents (from a zip or a build), written but not yet
+/// stored: dropped, they leave nothing behind.
+pub struct Unpacked {
+    pub files: BTreeMap<String, String>,
+    pub contents: Vec<blobs::Parked>,
+}
+
+impl Store {
+    /// Stores unpacked contents once the user's quota has room for what is new to them, each
+    /// recorded as known to `user_id`. (A refusal here, or of the deploy after, leaves nothing
+    /// the periodic sweep does not collect.) Returns the file map, and the contents pinned
+    /// against every sweep until the deploy names them (drop the guard after recording it).
+    pub fn store_unpacked(
+        &self,
+        user_id: &str,
+        max_storage_mb: Option<u64>,
+        unpacked: Unpacked,
+    ) -> StoreResult<(BTreeMap<String, String>, blobs::Pinned)> {
+        let sizes = unpacked
+            .contents
+            .iter()
+            .map(|c| (c.digest().to_string(), c.len()))
+            .collect();
+        self.storage()
+            .check_room_for(user_id, &sizes, max_storage_mb)?;
+        let pinned = self.blobs.pin(unpacked.files.values().cloned());
+        for content in unpacked.contents {
+            let sha = self.blobs.commit_parked(content)?;
+            self.deploys().remember(user_id, &sha)?;
+        }
+        Ok((unpacked.files, pinned))
     }
 }
 

@@ -4,12 +4,14 @@
 pub mod audit;
 pub mod billing;
 pub mod blobs;
+pub mod builds;
 pub mod certs;
 mod cluster;
 mod codec;
 pub mod deploys;
 pub mod domains;
 pub mod encodings;
+pub mod env;
 pub mod events;
 mod flush;
 pub mod forms;
@@ -202,6 +204,24 @@ pub(crate) struct Trees {
     pub encodings: crate::kv::Tree,
     /// deploy id -> () while its files wait to be compressed
     pub encode_queue: crate::kv::Tree,
+    /// "reseller_id/id" -> deploy key (see `builds`)
+    pub deploy_keys: crate::kv::Tree,
+    /// site id -> its linked repository
+    pub site_repos: crate::kv::Tree,
+    /// "site_id/id" -> build hook
+    pub build_hooks: crate::kv::Tree,
+    /// build hook id -> site id
+    pub build_hook_sites: crate::kv::Tree,
+    /// build id -> build
+    pub builds: crate::kv::Tree,
+    /// "site_id/build_id" -> ()
+    pub builds_by_site: crate::kv::Tree,
+    /// 8-byte created_at + build id -> () while a build waits
+    pub build_queue: crate::kv::Tree,
+    /// "build_id/" + 4-byte line number -> log line
+    pub build_log: crate::kv::Tree,
+    /// "reseller_id/user_id/site_id or */KEY" -> environment variable (see `env`)
+    pub env_vars: crate::kv::Tree,
     /// deploy_id -> encoded Vec of the digests the client was asked for
     pub deploy_required: crate::kv::Tree,
     /// "user_id/sha1" -> () for content the user uploaded or deployed (content addressing

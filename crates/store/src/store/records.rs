@@ -40,6 +40,10 @@ pub enum DeployState {
     Prepared,
     Ready,
     Error,
+    /// A build from git is waiting for the runner.
+    Enqueued,
+    /// A build from git is running.
+    Building,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -238,6 +238,10 @@ impl Sites<'_> {
         self.0.domains().detach_site(&site.reseller_id, &site.id)?;
         self.0.deploys().delete_all_of_site(&site)?;
         self.0.forms().delete_all_of_site(&site.id)?;
+        self.0.builds().delete_all_of_site(&site.id)?;
+        self.0
+            .env()
+            .delete_all_of_site(&site.reseller_id, &site.user_id, &site.id)?;
         self.0.collect_garbage()?;
         Ok(())
     }

@@ -1,0 +1,594 @@
+//! Builds from git against real parts on loopback: a git server (`git http-backend` behind a
+//! small HTTP server that wants a token), real `git`, real `npm`, bubblewrap.
+
+use crate::edge::get as visit;
+use crate::helpers::TestApp;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const TOKEN: &str = "git-token-7f3a9c1e55";
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t.test"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A repository `root/site.git` (bare) with `files` on branch main.
+fn repo(root: &Path, files: &[(&str, &str)]) -> PathBuf {
+    let work = root.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    commit(&work, files);
+    let bare = root.join("site.git");
+    git(root, &["clone", "-q", "--bare", "work", "site.git"]);
+    bare
+}
+
+fn commit(work: &Path, files: &[(&str, &str)]) {
+    for (path, content) in files {
+        let p = work.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", "change"]);
+}
+
+/// Serves `git http-backend` for the repositories under `root` on loopback; a request without
+/// `Authorization: Basic base64(x:TOKEN)` gets 401. Returns the port.
+fn git_server(root: PathBuf) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let _ = serve_git(conn, &root);
+            });
+        }
+    });
+    port
+}
+
+fn serve_git(conn: std::net::TcpStream, root: &Path) -> std::io::Result<()> {
+    use base64::Engine;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut out = conn;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let (method, target) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        let h = h.trim_end().to_string();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let want = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{TOKEN}"))
+    );
+    if header("authorization").as_deref() != Some(want.as_str()) {
+        out.write_all(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+        return Ok(());
+    }
+    let mut body = Vec::new();
+    if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        body.resize(len, 0);
+        reader.read_exact(&mut body)?;
+    } else if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut child = Command::new("git")
+        .arg("http-backend")
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("REQUEST_METHOD", &method)
+        .env("CONTENT_TYPE", header("content-type").unwrap_or_default())
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env(
+            "HTTP_CONTENT_ENCODING",
+            header("content-encoding").unwrap_or_default(),
+        )
+        .env("GIT_PROTOCOL", header("git-protocol").unwrap_or_default())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    child.stdin.take().unwrap().write_all(&body)?;
+    let mut cgi = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut cgi)?;
+    child.wait()?;
+    let split = cgi
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| cgi.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)))
+        .unwrap_or((0, 0));
+    let head = String::from_utf8_lossy(&cgi[..split.0]).into_owned();
+    let content = &cgi[split.0 + split.1..];
+    let mut status = "200 OK".to_string();
+    let mut resp = String::new();
+    for l in head.lines() {
+        if let Some(s) = l.strip_prefix("Status:") {
+            status = s.trim().to_string();
+        } else if !l.is_empty() {
+            resp.push_str(l);
+            resp.push_str("\r\n");
+        }
+    }
+    out.write_all(
+        format!(
+            "HTTP/1.1 {status}\r\n{resp}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            content.len()
+        )
+        .as_bytes(),
+    )?;
+    out.write_all(content)?;
+    Ok(())
+}
+
+/// A reseller's user with a site linked to `url`; returns (token, site id, PATCH answer).
+async fn linked_site(app: &TestApp, name: &str, repo: Value) -> (String, String, Value) {
+    let acme = app.reseller("Acme").await;
+    let ann = acme.access_token(app, &format!("{name}@acme.test")).await;
+    let site = app
+        .post("/api/v1/sites", &ann.token, json!({"name": name}))
+        .await
+        .expect(201);
+    let id = site.body["id"].as_str().unwrap().to_string();
+    let linked = app
+        .patch(
+            &format!("/api/v1/sites/{id}"),
+            &ann.token,
+            json!({"repo": repo}),
+        )
+        .await
+        .expect(200);
+    (ann.token, id, linked.body)
+}
+
+/// Waits for a build to end; returns it.
+async fn finished(app: &TestApp, token: &str, build_id: &str) -> Value {
+    for _ in 0..600 {
+        let b = app
+            .get(&format!("/api/v1/builds/{build_id}"), token)
+            .await
+            .expect(200);
+        if b.body["done"] == json!(true) {
+            return b.body;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the build did not finish");
+}
+
+async fn log_text(app: &TestApp, token: &str, deploy_id: &str) -> String {
+    let log = app
+        .get(&format!("/api/v1/deploys/{deploy_id}/log"), token)
+        .await
+        .expect(200);
+    log.body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            format!(
+                "[{}] {}\n",
+                l["section"].as_str().unwrap(),
+                l["message"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn sandbox_works() -> bool {
+    Command::new("bwrap")
+        .args([
+            "--unshare-all",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+            "--symlink",
+            "usr/bin",
+            "/bin",
+            "--symlink",
+            "usr/lib",
+            "/lib",
+            "--symlink",
+            "usr/lib64",
+            "/lib64",
+            "--",
+            "/bin/true",
+        ])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A server whose builds run in a directory of the test's (searchable by the builds' own users);
+/// keep the second value as long as the server.
+async fn app_with_builds(extra: &[&str]) -> (TestApp, tempfile::TempDir) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let build_dir = dir.path().join("builds");
+    let mut args = vec![
+        "--allow-private-targets",
+        "--build-dir",
+        build_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    (TestApp::spawn_with(&args).await, dir)
+}
+
+#[tokio::test]
+async fn a_linked_repository_builds_in_the_sandbox_and_is_served() {
+    assert!(
+        sandbox_works(),
+        "bubblewrap must work here (scripts/test installs it)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let package = r#"{"name":"s","version":"1.0.0","private":true,"scripts":{"build":"mkdir -p dist && node -e \"require('fs').writeFileSync('dist/index.html', '<h1>built ' + process.env.BRANCH + ' ' + process.env.GREETING + '</h1>')\" && echo the secret is $API_SECRET && echo $API_SECRET | base64"}}"#;
+    repo(
+        tmp.path(),
+        &[("package.json", package), ("README.md", "hi")],
+    );
+    let port = git_server(tmp.path().to_path_buf());
+    let (app, _builds) = app_with_builds(&[]).await;
+    let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
+    let (token, site, linked) = linked_site(
+        &app,
+        "built",
+        json!({"provider": "manual", "repo_url": url, "repo_branch": "main", "cmd": "npm run build", "dir": "dist"}),
+    )
+    .await;
+    // The token in the URL is never shown again.
+    assert!(!linked.to_string().contains(TOKEN), "{linked}");
+    assert_eq!(linked["build_settings"]["repo_branch"], "main");
+    assert!(linked["deploy_hook"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/git_hooks/{site}")));
+    assert!(linked["deploy_hook_secret"].as_str().unwrap().len() >= 32);
+    let again = app
+        .get(&format!("/api/v1/sites/{site}"), &token)
+        .await
+        .expect(200);
+    assert!(again.body.get("deploy_hook_secret").is_none());
+    // An environment variable for the account, and a secret one.
+    let account = again.body["account_id"].as_str().unwrap().to_string();
+    app.post(
+        &format!("/api/v1/accounts/{account}/env?site_id={site}"),
+        &token,
+        json!([
+            {"key": "GREETING", "scopes": ["builds"], "values": [{"value": "hello", "context": "all"}]},
+            {"key": "API_SECRET", "is_secret": true, "values": [{"value": "sup3r-s3cret-value", "context": "all"}]},
+        ]),
+    )
+    .await
+    .expect(201);
+
+    let build = app
+        .post(&format!("/api/v1/sites/{site}/builds"), &token, json!({}))
+        .await
+        .expect(200);
+    let done = finished(&app, &token, build.body["id"].as_str().unwrap()).await;
+    let deploy_id = done["deploy_id"].as_str().unwrap().to_string();
+    let log = log_text(&app, &token, &deploy_id).await;
+    assert_eq!(done["state"], "done", "{done}\n{log}");
+    assert!(done["sha"].as_str().unwrap().len() == 40);
+    assert!(log.contains("[building] $ npm run build"), "{log}");
+    assert!(!log.contains("sup3r-s3cret-value"), "{log}");
+    assert!(!log.contains("c3VwM3ItczNjcmV0LXZhbHVl"), "{log}");
+    assert!(log.contains("the secret is ****"), "{log}");
+    assert!(!log.contains(TOKEN), "{log}");
+    let deploy = app
+        .get(&format!("/api/v1/deploys/{deploy_id}"), &token)
+        .await
+        .expect(200);
+    assert_eq!(deploy.body["state"], "ready", "{}", deploy.body);
+    let page = visit(&app, "built.localhost", "/").await.expect(200);
+    assert_eq!(page.text, "<h1>built main hello</h1>");
+
+    // A push signed as GitHub signs it builds the new commit; a mis-signed one queues nothing.
+    let secret = linked["deploy_hook_secret"].as_str().unwrap().to_string();
+    commit(
+        &tmp.path().join("work"),
+        &[("package.json", &package.replace("built '", "rebuilt '"))],
+    );
+    git(
+        &tmp.path().join("work"),
+        &[
+            "push",
+            "-q",
+            tmp.path().join("site.git").to_str().unwrap(),
+            "main",
+        ],
+    );
+    let hook = linked["deploy_hook"].as_str().unwrap().to_string();
+    let body =
+        json!({"ref": "refs/heads/main", "after": "1111111111111111111111111111111111111111"})
+            .to_string();
+    let sign = |key: &str| {
+        let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes());
+        hex::encode(ring::hmac::sign(&k, body.as_bytes()).as_ref())
+    };
+    let client = reqwest::Client::new();
+    let send = |headers: Vec<(&'static str, String)>| {
+        let mut req = client.post(&hook).body(body.clone());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    for bad in [
+        vec![],
+        vec![("X-Hub-Signature-256", format!("sha256={}", sign("wrong")))],
+        vec![("X-Gitea-Signature", sign("wrong"))],
+        vec![("X-Gitlab-Token", "wrong".to_string())],
+    ] {
+        let r = send(bad).await.unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let builds = app
+        .get(&format!("/api/v1/sites/{site}/builds"), &token)
+        .await
+        .expect(200);
+    assert_eq!(
+        builds.body.as_array().unwrap().len(),
+        1,
+        "mis-signed pushes queued nothing"
+    );
+    // A push to a branch the site does not build is acknowledged and ignored.
+    let other = json!({"ref": "refs/heads/feature"}).to_string();
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let r = client
+        .post(&hook)
+        .header(
+            "X-Hub-Signature-256",
+            format!(
+                "sha256={}",
+                hex::encode(ring::hmac::sign(&k, other.as_bytes()).as_ref())
+            ),
+        )
+        .header("X-GitHub-Event", "push")
+        .body(other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let r = send(vec![
+        ("X-Hub-Signature-256", format!("sha256={}", sign(&secret))),
+        ("X-GitHub-Event", "push".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let pushed: Value = r.json().await.unwrap();
+    let done = finished(&app, &token, pushed["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "done", "{done}");
+    let page = visit(&app, "built.localhost", "/").await.expect(200);
+    assert_eq!(page.text, "<h1>rebuilt main hello</h1>");
+    // GitLab's token and Gitea's signature are accepted too.
+    for headers in [
+        vec![
+            ("X-Gitlab-Token", secret.clone()),
+            ("X-Gitlab-Event", "Push Hook".to_string()),
+        ],
+        vec![
+            ("X-Gitea-Signature", sign(&secret)),
+            ("X-Gitea-Event", "push".to_string()),
+        ],
+    ] {
+        let r = send(headers).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let b: Value = r.json().await.unwrap();
+        assert!(b["id"].is_string(), "{b}");
+    }
+}
+
+/// Points the site's repository at a new build command, builds, and returns the ended build
+/// and its log.
+async fn build_with(app: &TestApp, token: &str, site: &str, cmd: &str) -> (Value, String) {
+    app.patch(
+        &format!("/api/v1/sites/{site}"),
+        token,
+        json!({"repo": {"cmd": cmd}}),
+    )
+    .await
+    .expect(200);
+    let b = app
+        .post(&format!("/api/v1/sites/{site}/builds"), token, json!({}))
+        .await
+        .expect(200);
+    let done = finished(app, token, b.body["id"].as_str().unwrap()).await;
+    let log = log_text(app, token, done["deploy_id"].as_str().unwrap()).await;
+    (done, log)
+}
+
+/// Processes whose command line contains `marker`, but for the test itself.
+fn processes_with(marker: &str) -> usize {
+    let out = Command::new("pgrep").args(["-f", marker]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[tokio::test]
+async fn hostile_builds_each_fail_alone_and_the_server_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    repo(tmp.path(), &[("index.html", "<h1>static</h1>")]);
+    let port = git_server(tmp.path().to_path_buf());
+    let (app, _builds) = app_with_builds(&[
+        "--build-timeout",
+        "8",
+        "--build-memory-mb",
+        "256",
+        "--build-processes",
+        "64",
+        "--build-disk-mb",
+        "64",
+    ])
+    .await;
+    let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
+    let (token, site, _) = linked_site(&app, "hostile", json!({"repo_url": url})).await;
+    let api_port = app.http_port();
+
+    // An endless loop is killed at the time limit, every process of it.
+    let (b, log) = build_with(
+        &app,
+        &token,
+        &site,
+        "sh -c 'while :; do :; done' # endless-7x",
+    )
+    .await;
+    assert_eq!(b["state"], "error", "{log}");
+    assert!(b["error"].as_str().unwrap().contains("time limit"), "{b}");
+    assert_eq!(processes_with("endless-7[x]"), 0);
+
+    // A fork bomb meets the process limit and the time limit.
+    let (b, log) = build_with(
+        &app,
+        &token,
+        &site,
+        "bomb() { bomb | bomb & }; bomb; sleep 30 # forkbomb-7x",
+    )
+    .await;
+    assert_eq!(b["state"], "error", "{log}");
+    assert_eq!(processes_with("forkbomb-7[x]"), 0);
+
+    // A memory hog dies alone.
+    let (b, log) = build_with(
+        &app,
+        &token,
+        &site,
+        "node -e 'const a=[]; for(;;) a.push(Buffer.alloc(1<<20, 1))'",
+    )
+    .await;
+    assert_eq!(b["state"], "error", "{log}");
+    assert!(
+        b["error"].as_str().unwrap().contains("exited with status"),
+        "{b}"
+    );
+
+    // A disk filler is stopped at the disk limit.
+    let (b, log) = build_with(
+        &app,
+        &token,
+        &site,
+        "for i in $(seq 200); do head -c 1000000 /dev/zero > f$i; done; sleep 30",
+    )
+    .await;
+    assert_eq!(b["state"], "error", "{log}");
+    assert!(
+        b["error"].as_str().unwrap().contains("MiB of disk"),
+        "{b}\n{log}"
+    );
+
+    // The network reaches neither the host's loopback (the API) nor the metadata address,
+    // directly or through the build's proxy.
+    let cmd = format!(
+        "echo direct=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 --noproxy '*' http://127.0.0.1:{api_port}/api/v1/ || true); \
+         echo proxied=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 -x $HTTP_PROXY http://127.0.0.1:{api_port}/api/v1/ || true); \
+         echo metadata=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 -x $HTTP_PROXY http://169.254.169.254/latest/meta-data/ || true); \
+         echo tunnel=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 -x $HTTP_PROXY https://10.0.0.1/ || true)"
+    );
+    let (b, log) = build_with(&app, &token, &site, &cmd).await;
+    assert_eq!(b["state"], "done", "{log}");
+    assert!(log.contains("direct=000"), "{log}");
+    assert!(log.contains("proxied=403"), "{log}");
+    assert!(log.contains("metadata=403"), "{log}");
+    assert!(!log.contains("tunnel=200"), "{log}");
+    assert!(
+        log.contains("Network: refused a connection to 169.254.169.254:80"),
+        "{log}"
+    );
+
+    // The server kept serving through all of it, and the last build's site is live.
+    app.get("/api/v1/sites", &token).await.expect(200);
+    let page = visit(&app, "hostile.localhost", "/").await.expect(200);
+    assert_eq!(page.text, "<h1>static</h1>");
+}
+
+#[tokio::test]
+async fn a_build_interrupted_by_kill_9_runs_again_once_and_the_queue_stays_consistent() {
+    let tmp = tempfile::tempdir().unwrap();
+    repo(tmp.path(), &[("index.html", "<h1>static</h1>")]);
+    let port = git_server(tmp.path().to_path_buf());
+    let (app, _builds) = app_with_builds(&["--build-timeout", "6"]).await;
+    let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
+    let (token, site, _) = linked_site(
+        &app,
+        "interrupted",
+        json!({"repo_url": url, "cmd": "sleep 30 # interrupted-7x"}),
+    )
+    .await;
+    let b = app
+        .post(&format!("/api/v1/sites/{site}/builds"), &token, json!({}))
+        .await
+        .expect(200);
+    let id = b.body["id"].as_str().unwrap().to_string();
+    for _ in 0..100 {
+        if processes_with("interrupted-7[x]") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        processes_with("interrupted-7[x]") > 0,
+        "the build never started"
+    );
+    let app = app.restart().await;
+    // The sandbox died with the server.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let done = finished(&app, &token, &id).await;
+    let log = log_text(&app, &token, done["deploy_id"].as_str().unwrap()).await;
+    assert!(
+        log.contains("(attempt 1)") && log.contains("(attempt 2)"),
+        "{log}"
+    );
+    assert_eq!(done["state"], "error", "{log}");
+    let builds = app
+        .get(&format!("/api/v1/sites/{site}/builds"), &token)
+        .await
+        .expect(200);
+    assert_eq!(builds.body.as_array().unwrap().len(), 1, "{}", builds.body);
+    assert_eq!(processes_with("interrupted-7[x]"), 0);
+}
