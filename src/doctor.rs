@@ -33,7 +33,12 @@ fn finding(level: Level, check: &'static str, detail: impl Into<String>) -> Find
 /// Runs every check; the caller prints them.
 pub fn run(settings: &Settings) -> Vec<Finding> {
     let dir = settings.data_dir();
-    let mut out = vec![data_dir(&dir), free_space(settings, &dir), cache(settings)];
+    let mut out = vec![
+        data_dir(&dir),
+        free_space(settings, &dir),
+        cache(settings),
+        builds(settings),
+    ];
     out.push(match settings.public_without_api_host() {
         Some(warning) => finding(Level::Warn, "api host", warning),
         None => finding(
@@ -206,6 +211,32 @@ fn redb_space(store: &Store, dir: &std::path::Path) -> Option<Finding> {
 }
 
 /// The page cache setting against the machine's memory.
+/// Whether builds from git can run here (a sandbox can be made) and what their caches take.
+fn builds(settings: &Settings) -> Finding {
+    const CHECK: &str = "builds";
+    if settings.build_concurrency() == 0 {
+        return finding(Level::Ok, CHECK, "turned off (--build-concurrency 0)");
+    }
+    let dir = settings.build_dir();
+    match crate::builds::sandbox::check(&dir) {
+        Ok(()) => finding(
+            Level::Ok,
+            CHECK,
+            format!(
+                "bubblewrap makes sandboxes; build caches in {} take {} MiB (--build-cache-total-mb {})",
+                dir.display(),
+                crate::builds::cache::total_size(&dir) >> 20,
+                settings.build_limits().cache_total >> 20
+            ),
+        ),
+        Err(why) => finding(
+            Level::Warn,
+            CHECK,
+            format!("builds from git cannot run, and are refused: {why}"),
+        ),
+    }
+}
+
 fn cache(settings: &Settings) -> Finding {
     const CHECK: &str = "memory";
     let cache = settings.cache_bytes() >> 20;

@@ -76,6 +76,12 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_problem() {
         line(&report, "memory").contains("page cache 200 MiB"),
         "{report}"
     );
+    assert!(
+        line(&report, "builds").contains("bubblewrap makes sandboxes"),
+        "{report}"
+    );
+    let (_, report) = doctor(&app.data_dir, &["--build-concurrency", "0"]);
+    assert!(line(&report, "builds").contains("turned off"), "{report}");
     assert!(line(&report, "api host").starts_with("ok"), "{report}");
     // Listening publicly without --api-host: a warning that says what to set.
     let (_, report) = doctor(
