@@ -372,6 +372,8 @@ async fn delete(
     let tenant = who.tenant();
     let site = find_site(&state, &tenant, &id)?;
     let store = state.store.clone();
-    super::off_worker(move || store.sites().delete(&site.id)).await?;
+    let id = site.id.clone();
+    super::off_worker(move || store.sites().delete(&id)).await?;
+    state.builds.forget_site(&site.id);
     Ok(no_content())
 }

@@ -69,10 +69,10 @@ fn answer(req: &HttpRequest, rows: Vec<Row>) -> HttpResponse {
         return HttpResponse::Ok().json(rows);
     }
     let mut csv =
-        String::from("user_id,site_id,site_name,requests,bytes_sent,submissions,deploys,storage_bytes,user_storage_bytes\r\n");
+        String::from("user_id,site_id,site_name,requests,bytes_sent,submissions,deploys,storage_bytes,user_storage_bytes,build_seconds\r\n");
     for r in &rows {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{}\r\n",
+            "{},{},{},{},{},{},{},{},{},{}\r\n",
             cell(&r.user_id),
             cell(&r.site_id),
             cell(&r.site_name),
@@ -81,7 +81,8 @@ fn answer(req: &HttpRequest, rows: Vec<Row>) -> HttpResponse {
             r.submissions,
             r.deploys,
             r.storage_bytes,
-            r.user_storage_bytes
+            r.user_storage_bytes,
+            r.build_seconds
         ));
     }
     HttpResponse::Ok()

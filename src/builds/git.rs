@@ -11,20 +11,17 @@ use std::time::{Duration, Instant};
 
 const CLONE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The credentials a repository URL carries (the password or token of `https://user:token@…`),
-/// to mask in the log.
+/// The credential a repository URL carries, to mask in the log: the password of
+/// `https://user:token@…`, or the user of `https://token@…` (a token alone).
 pub fn url_secrets(url: &str) -> Vec<String> {
     match reqwest::Url::parse(url) {
-        Ok(u) => [
-            u.password(),
-            (!u.username().is_empty()).then(|| u.username()),
-        ]
-        .into_iter()
-        .flatten()
-        .filter(|s| s.len() >= 8)
-        .map(String::from)
-        .collect(),
-        Err(_) => Vec::new(),
+        Ok(u) if u.scheme() != "ssh" => u
+            .password()
+            .or((!u.username().is_empty()).then(|| u.username()))
+            .filter(|s| s.len() >= 8)
+            .map(|s| vec![s.to_string()])
+            .unwrap_or_default(),
+        _ => Vec::new(),
     }
 }
 
@@ -247,6 +244,11 @@ mod tests {
             url_secrets("https://x-access-token:abcdef123456@h/r"),
             vec!["abcdef123456"]
         );
+        assert_eq!(
+            url_secrets("https://ghp_abcdef123456@h/r"),
+            vec!["ghp_abcdef123456"]
+        );
+        assert!(url_secrets("ssh://git@host/r").is_empty());
         assert!(relative("../x").is_err());
         assert_eq!(relative("./site//dist/").unwrap(), "site/dist");
     }

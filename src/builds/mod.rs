@@ -18,6 +18,22 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// Waits until what this thread wrote to the store is on disk (the store's group commit), so a
+/// kill -9 loses no log line shown and no build's start or end.
+fn durable(store: &Store) {
+    thread_local! {
+        static RUNTIME: Option<tokio::runtime::Runtime> =
+            tokio::runtime::Builder::new_current_thread().build().ok();
+    }
+    RUNTIME.with(|rt| {
+        if let Some(rt) = rt {
+            if let Err(e) = rt.block_on(store.flush()) {
+                tracing::warn!(error = %e, "cannot flush a build's records");
+            }
+        }
+    });
+}
+
 /// What every build runs under (`--build-*`).
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -52,6 +68,25 @@ struct Picker {
     last_started: HashMap<String, Instant>,
 }
 
+/// Among each reseller's oldest waiting build (`queued` is oldest first): the reseller with the
+/// fewest builds running, then the one that started a build longest ago (never first), then
+/// the oldest build.
+fn choose<'a>(queued: &'a [Build], picker: &Picker) -> Option<&'a Build> {
+    let mut heads: Vec<&Build> = Vec::new();
+    for b in queued {
+        if !heads.iter().any(|h| h.reseller_id == b.reseller_id) {
+            heads.push(b);
+        }
+    }
+    heads.into_iter().min_by_key(|b| {
+        (
+            picker.running.get(&b.reseller_id).copied().unwrap_or(0),
+            picker.last_started.get(&b.reseller_id).copied(),
+            b.created_at,
+        )
+    })
+}
+
 pub struct Runner {
     store: Store,
     config: Config,
@@ -69,6 +104,24 @@ impl Runner {
         match &self.unavailable {
             Some(why) => Err(why.clone()),
             None => Ok(()),
+        }
+    }
+
+    /// Deletes a deleted site's build caches.
+    pub fn forget_site(&self, site_id: &str) {
+        cache::clear(&cache::site_dir(&self.config.dir, site_id));
+    }
+
+    /// Deletes the caches of sites that no longer exist (a user or reseller deleted with them).
+    fn sweep_caches(&self) {
+        let Ok(entries) = std::fs::read_dir(self.config.dir.join("cache")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if matches!(self.store.sites().get(&id), Ok(None)) {
+                cache::clear(&e.path());
+            }
         }
     }
 
@@ -99,19 +152,7 @@ impl Runner {
                 return None;
             }
         };
-        let mut heads: Vec<&Build> = Vec::new();
-        for b in &queued {
-            if !heads.iter().any(|h| h.reseller_id == b.reseller_id) {
-                heads.push(b);
-            }
-        }
-        let chosen = heads.into_iter().min_by_key(|b| {
-            (
-                picker.running.get(&b.reseller_id).copied().unwrap_or(0),
-                picker.last_started.get(&b.reseller_id).copied(),
-                b.created_at,
-            )
-        })?;
+        let chosen = choose(&queued, &picker)?;
         let build = match self.store.builds().start(&chosen.id, Timestamp::now()) {
             Ok(Some(b)) => b,
             Ok(None) => return None,
@@ -120,6 +161,7 @@ impl Runner {
                 return None;
             }
         };
+        durable(&self.store);
         *picker.running.entry(build.reseller_id.clone()).or_default() += 1;
         picker
             .last_started
@@ -140,8 +182,17 @@ impl Runner {
             match self.next() {
                 Some(build) => {
                     let id = build.id.clone();
+                    let started = Instant::now();
                     let outcome = self.run(slot, &build);
                     let now = Timestamp::now();
+                    let seconds = started.elapsed().as_secs().max(1);
+                    if let Err(e) = self
+                        .store
+                        .builds()
+                        .count_seconds(&build.site_id, seconds, now)
+                    {
+                        tracing::warn!(build = %id, error = %e, "cannot count a build's seconds");
+                    }
                     let (state, error) = match outcome {
                         Ok(()) => (BuildState::Done, None),
                         Err(why) => (BuildState::Error, Some(why)),
@@ -149,7 +200,9 @@ impl Runner {
                     if let Err(e) = self.store.builds().finish(&id, state, error, now) {
                         tracing::error!(build = %id, error = %e, "cannot record a build's end");
                     }
+                    durable(&self.store);
                     self.done(&build);
+                    self.sweep_caches();
                 }
                 None => self.sleep(),
             }
@@ -183,6 +236,18 @@ impl Runner {
             .get(&build.site_id)
             .map_err(|e| e.to_string())?
             .ok_or("the site was deleted")?;
+        let suspended = store
+            .resellers()
+            .get(&site.reseller_id)
+            .map(|r| r.suspended)
+            .unwrap_or(true)
+            || store
+                .suspensions()
+                .get(&site.reseller_id, &site.user_id)
+                .map_or(true, |s| s.is_some());
+        if suspended {
+            return Err("the site's owner is suspended: builds do not run".into());
+        }
         let link: RepoLink = store
             .builds()
             .repo(&site.id)
@@ -520,4 +585,54 @@ pub fn start(store: Store, config: Config) -> Arc<Runner> {
         }
     }
     runner
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(reseller: &str, n: i64) -> Build {
+        Build {
+            id: format!("{reseller}{n}"),
+            deploy_id: String::new(),
+            site_id: format!("site-{reseller}"),
+            reseller_id: reseller.into(),
+            user_id: String::new(),
+            branch: "main".into(),
+            sha: None,
+            title: None,
+            clear_cache: false,
+            state: BuildState::Queued,
+            error: None,
+            attempts: 0,
+            created_at: Timestamp(n),
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn one_resellers_many_builds_do_not_starve_anothers_one() {
+        // A pushed 50 times, then B once.
+        let mut queued: Vec<Build> = (0..50).map(|n| build("a", n)).collect();
+        queued.push(build("b", 100));
+        let mut picker = Picker::default();
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            let next = choose(&queued, &picker).unwrap().clone();
+            picker
+                .last_started
+                .insert(next.reseller_id.clone(), Instant::now());
+            std::thread::sleep(Duration::from_millis(2));
+            queued.retain(|b| b.id != next.id);
+            order.push(next.id);
+        }
+        // Oldest first, then B's one before A's second: turns alternate.
+        assert_eq!(order, ["a0", "b100", "a1", "a2"]);
+        // A reseller with a build running waits behind one with none.
+        let queued = vec![build("a", 1), build("b", 2)];
+        let mut picker = Picker::default();
+        picker.running.insert("a".into(), 1);
+        assert_eq!(choose(&queued, &picker).unwrap().id, "b2");
+    }
 }

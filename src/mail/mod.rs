@@ -376,6 +376,7 @@ fn make_mail(mailer: &Mailer, event: &Event) -> MailResult<Option<Mail>> {
         Subject::Deploy(d) => {
             vars.set("deploy_id", &d.id);
             vars.set("error", d.error_message.as_deref().unwrap_or_default());
+            vars.set("log_tail", &build_log_tail(store, &d.site_id, &d.id));
             site_vars(&mut vars, &d.site_id)
         }
         Subject::Domain(d) => {
@@ -558,4 +559,19 @@ pub async fn queue(mailer: &Mailer, mail: Mail) -> MailResult<()> {
     mailer.store.mail().queue(&[mail])?;
     mailer.store.flush().await?;
     Ok(())
+}
+
+/// The last lines of the log of the build that made a deploy (empty for an uploaded deploy).
+fn build_log_tail(store: &crate::store::Store, site_id: &str, deploy_id: &str) -> String {
+    const LINES: usize = 20;
+    let Ok(Some(build)) = store.builds().of_deploy(site_id, deploy_id) else {
+        return String::new();
+    };
+    let lines = store.builds().log(&build.id, 0).unwrap_or_default();
+    let start = lines.len().saturating_sub(LINES);
+    lines[start..]
+        .iter()
+        .map(|(_, l)| l.message.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
 }

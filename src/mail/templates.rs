@@ -80,7 +80,7 @@ impl Kind {
         match self {
             Kind::FormSubmission => &["site_name", "site_url", "form_name", "submission"],
             Kind::DeployReady => &["site_name", "site_url", "deploy_id"],
-            Kind::DeployFailed => &["site_name", "site_url", "deploy_id", "error"],
+            Kind::DeployFailed => &["site_name", "site_url", "deploy_id", "error", "log_tail"],
             Kind::DomainVerified | Kind::DomainFailed => &["domain"],
             Kind::CertificateIssued => &["domain", "site_name", "expires_at"],
             Kind::CertificateFailed => &["domain", "site_name", "error"],
@@ -98,7 +98,7 @@ impl Kind {
             Kind::DeployReady => "<title>{{site_name}} is live</title>\
                 <p>The deploy {{deploy_id}} of {{site_name}} is ready and published at {{site_url}}.</p>",
             Kind::DeployFailed => "<title>A deploy of {{site_name}} failed</title>\
-                <p>The deploy {{deploy_id}} of {{site_name}} failed: {{error}}</p>",
+                <p>The deploy {{deploy_id}} of {{site_name}} failed: {{error}}</p><pre>{{log_tail}}</pre>",
             Kind::DomainVerified => "<title>{{domain}} is verified</title>\
                 <p>The domain {{domain}} is verified and can serve your site.</p>",
             Kind::DomainFailed => "<title>{{domain}} could not be verified</title>\
@@ -148,6 +148,7 @@ impl Vars {
                 "submission" => "name: Ada\nemail: ada@example.com",
                 "deploy_id" => "01jz0example0deploy00000000",
                 "error" => "the example error",
+                "log_tail" => "$ npm run build\nError: Cannot find module 'vite'",
                 "domain" => "client.example.com",
                 "expires_at" => "2027-03-01T00:00:00Z",
                 "limit" => "bandwidth",

@@ -167,8 +167,9 @@ fn serve_git(conn: std::net::TcpStream, root: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A reseller's user with a site linked to `url`; returns (token, site id, PATCH answer).
-async fn linked_site(app: &TestApp, name: &str, repo: Value) -> (String, String, Value) {
+/// A reseller's user with a site linked to `url`; returns (token, site id, PATCH answer, the
+/// reseller's key).
+async fn linked_site(app: &TestApp, name: &str, repo: Value) -> (String, String, Value, String) {
     let acme = app.reseller("Acme").await;
     let ann = acme.access_token(app, &format!("{name}@acme.test")).await;
     let site = app
@@ -184,7 +185,7 @@ async fn linked_site(app: &TestApp, name: &str, repo: Value) -> (String, String,
         )
         .await
         .expect(200);
-    (ann.token, id, linked.body)
+    (ann.token, id, linked.body, acme.key)
 }
 
 /// Waits for a build to end; returns it.
@@ -275,7 +276,7 @@ async fn a_linked_repository_builds_in_the_sandbox_and_is_served() {
     let port = git_server(tmp.path().to_path_buf());
     let (app, _builds) = app_with_builds(&[]).await;
     let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
-    let (token, site, linked) = linked_site(
+    let (token, site, linked, key) = linked_site(
         &app,
         "built",
         json!({"provider": "manual", "repo_url": url, "repo_branch": "main", "cmd": "npm run build", "dir": "dist"}),
@@ -328,6 +329,32 @@ async fn a_linked_repository_builds_in_the_sandbox_and_is_served() {
     assert_eq!(deploy.body["state"], "ready", "{}", deploy.body);
     let page = visit(&app, "built.localhost", "/").await.expect(200);
     assert_eq!(page.text, "<h1>built main hello</h1>");
+    // The log as server-sent events, resumed after line 2, ends with `done`.
+    let events = app
+        .client
+        .get(app.url(&format!("/api/v1/deploys/{deploy_id}/log")))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("last-event-id", "2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let text = events.text().await.unwrap();
+    assert!(text.starts_with("id: 3\nevent: log\ndata: {"), "{text}");
+    assert!(text.trim_end().ends_with("event: done\ndata: {}"), "{text}");
+    assert!(!text.contains("sup3r-s3cret-value"), "{text}");
+    // The usage counts the builds' seconds.
+    let usage = app.get("/api/v1/usage", &key).await.expect(200);
+    let row = usage
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["site_id"] == site.as_str())
+        .unwrap()
+        .clone();
+    assert!(row["build_seconds"].as_u64().unwrap() >= 1, "{row}");
 
     // A push signed as GitHub signs it builds the new commit; a mis-signed one queues nothing.
     let secret = linked["deploy_hook_secret"].as_str().unwrap().to_string();
@@ -468,7 +495,7 @@ async fn hostile_builds_each_fail_alone_and_the_server_keeps_serving() {
     ])
     .await;
     let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
-    let (token, site, _) = linked_site(&app, "hostile", json!({"repo_url": url})).await;
+    let (token, site, _, _) = linked_site(&app, "hostile", json!({"repo_url": url})).await;
     let api_port = app.http_port();
 
     // An endless loop is killed at the time limit, every process of it.
@@ -554,7 +581,7 @@ async fn a_build_interrupted_by_kill_9_runs_again_once_and_the_queue_stays_consi
     let port = git_server(tmp.path().to_path_buf());
     let (app, _builds) = app_with_builds(&["--build-timeout", "6"]).await;
     let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
-    let (token, site, _) = linked_site(
+    let (token, site, _, _) = linked_site(
         &app,
         "interrupted",
         json!({"repo_url": url, "cmd": "sleep 30 # interrupted-7x"}),
@@ -591,4 +618,140 @@ async fn a_build_interrupted_by_kill_9_runs_again_once_and_the_queue_stays_consi
         .expect(200);
     assert_eq!(builds.body.as_array().unwrap().len(), 1, "{}", builds.body);
     assert_eq!(processes_with("interrupted-7[x]"), 0);
+}
+
+/// The files of `tests/fixtures/npm-site`: a build that runs `npm ci` (one small pinned
+/// dependency from the registry, through the build's proxy) and `npm run build`.
+fn npm_site() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/npm-site");
+    ["package.json", "package-lock.json", "build.js"]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read_to_string(dir.join(f)).unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn npm_ci_reaches_the_registry_through_the_proxy_and_the_cache_warms_the_next_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = npm_site();
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    repo(tmp.path(), &files);
+    let port = git_server(tmp.path().to_path_buf());
+    let (app, builds) = app_with_builds(&[]).await;
+    let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
+    let (token, site, _, _) = linked_site(
+        &app,
+        "npm-site",
+        json!({"repo_url": url, "cmd": "npm ci && npm run build", "dir": "dist"}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let build = |clear: bool| {
+        let (app, token, site) = (&app, &token, &site);
+        async move {
+            let b = app
+                .post(
+                    &format!("/api/v1/sites/{site}/builds?clear_cache={clear}"),
+                    token,
+                    json!({}),
+                )
+                .await
+                .expect(200);
+            let done = finished(app, token, b.body["id"].as_str().unwrap()).await;
+            let log = log_text(app, token, done["deploy_id"].as_str().unwrap()).await;
+            (done, log)
+        }
+    };
+    let (cold, log) = build(false).await;
+    let cold_time = started.elapsed();
+    assert_eq!(cold["state"], "done", "{log}");
+    assert!(log.contains("added 1 package"), "{log}");
+    assert!(log.contains("Saved node_modules"), "{log}");
+    let page = visit(&app, "npm-site.localhost", "/").await.expect(200);
+    assert_eq!(page.text, "<h1>is-number says true</h1>");
+    // The same lockfile: the next build starts from the cached node_modules.
+    let started = std::time::Instant::now();
+    let (warm, log) = build(false).await;
+    let warm_time = started.elapsed();
+    assert_eq!(warm["state"], "done", "{log}");
+    assert!(
+        log.contains("Restored node_modules from the cache"),
+        "{log}"
+    );
+    eprintln!("npm build: cold {cold_time:?}, warm {warm_time:?}");
+    let cache = builds.path().join("builds/cache").join(&site);
+    assert!(cache.join("node_modules/is-number").is_dir());
+    // clear_cache=true starts from nothing.
+    let (cleared, log) = build(true).await;
+    assert_eq!(cleared["state"], "done", "{log}");
+    assert!(log.contains("Clearing the site's build cache"), "{log}");
+    assert!(!log.contains("Restored node_modules"), "{log}");
+    // The site's caches go with it.
+    app.delete(&format!("/api/v1/sites/{site}"), &token)
+        .await
+        .expect(204);
+    assert!(
+        !cache.exists(),
+        "the deleted site's build cache is still there"
+    );
+}
+
+#[tokio::test]
+async fn netlify_cli_triggers_a_build_and_watches_it_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    repo(tmp.path(), &[("index.html", "<h1>triggered</h1>")]);
+    let port = git_server(tmp.path().to_path_buf());
+    let (app, _builds) = app_with_builds(&[]).await;
+    let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
+    let (token, site, _, _) = linked_site(
+        &app,
+        "cli-built",
+        json!({"repo_url": url, "cmd": "sleep 2"}),
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let netlify = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(crate::netlify::netlify_bin());
+        cmd.args(args)
+            .current_dir(work.path())
+            .env("HOME", &home)
+            .env("NETLIFY_API_URL", &app.http)
+            .env("NETLIFY_AUTH_TOKEN", &token)
+            .env("NETLIFY_SITE_ID", &site)
+            .env("CI", "true")
+            .env("NO_UPDATE_NOTIFIER", "1");
+        cmd
+    };
+    let out = netlify(&["deploy", "--trigger", "--json", "--site", "cli-built"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let triggered: Value = serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stdout}"));
+    let deploy_id = triggered["deploy_id"].as_str().unwrap().to_string();
+    let out = netlify(&["watch"]).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // watch returned once the build was done.
+    let deploy = app
+        .get(&format!("/api/v1/deploys/{deploy_id}"), &token)
+        .await
+        .expect(200);
+    assert_eq!(deploy.body["state"], "ready", "{}", deploy.body);
+    let page = visit(&app, "cli-built.localhost", "/").await.expect(200);
+    assert_eq!(page.text, "<h1>triggered</h1>");
 }

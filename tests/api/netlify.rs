@@ -9,7 +9,7 @@ fn compat_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat")
 }
 
-fn netlify_bin() -> PathBuf {
+pub(crate) fn netlify_bin() -> PathBuf {
     let bin = compat_dir().join("node_modules/.bin/netlify");
     assert!(
         bin.exists(),

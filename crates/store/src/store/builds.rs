@@ -520,6 +520,18 @@ impl Builds<'_> {
         Ok(())
     }
 
+    /// Counts the seconds a build of `site_id` ran, in the month it ended (`/usage`'s
+    /// `build_seconds`).
+    pub fn count_seconds(&self, site_id: &str, seconds: u64, now: Timestamp) -> StoreResult<()> {
+        let key = super::usage::build_seconds_key(site_id, &super::usage::month_of(now));
+        let t = &self.0.t;
+        t.counters.transaction(|c| {
+            super::bump(c, &key, seconds as i64)?;
+            Ok::<_, crate::kv::ConflictableTransactionError<StoreError>>(())
+        })?;
+        Ok(())
+    }
+
     // Logs.
 
     /// Appends lines to a build's log, numbered from `next`; returns the next number. Lines

@@ -22,6 +22,11 @@ pub fn deploys_key(site_id: &str, month: &str) -> String {
     format!("site_deploys/{site_id}/{month}")
 }
 
+/// Seconds a site's builds ran in a month.
+pub fn build_seconds_key(site_id: &str, month: &str) -> String {
+    format!("site_build_seconds/{site_id}/{month}")
+}
+
 /// One day of a site's traffic.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Day {
@@ -44,6 +49,8 @@ pub struct Row {
     pub storage_bytes: u64,
     /// The same for all the user's sites, each distinct file once: what `max_storage_mb` limits.
     pub user_storage_bytes: u64,
+    /// Seconds the site's builds from git ran this month.
+    pub build_seconds: u64,
     /// The days with traffic; `requests` and `bytes_sent` are their sums.
     pub daily: Vec<Day>,
 }
@@ -192,6 +199,7 @@ impl Usage<'_> {
                     deploys: counter(deploys_key(site_id, month))?,
                     storage_bytes: self.0.storage().site_bytes(site_id)?,
                     user_storage_bytes: 0,
+                    build_seconds: counter(build_seconds_key(site_id, month))?,
                     daily: Vec::new(),
                 },
             );
@@ -223,6 +231,7 @@ impl Usage<'_> {
                     deploys: 0,
                     storage_bytes: 0,
                     user_storage_bytes: 0,
+                    build_seconds: 0,
                     daily: Vec::new(),
                 });
             let c: Counts = decode(&raw)?;
