@@ -24,6 +24,9 @@ super::endpoints! { ENDPOINTS:
         patch set_value;
         delete delete;
     }
+    "/accounts/{account_id}/env/{key}/value/{value_id}" {
+        delete delete_value;
+    }
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -292,5 +295,25 @@ async fn delete(
         .store
         .env()
         .delete(&o.reseller_id, &o.user_id, o.site_id.as_deref(), &path.1)?;
+    Ok(no_content())
+}
+
+#[utoipa::path(delete, path = "/api/v1/accounts/{account_id}/env/{key}/value/{value_id}", tag = "builds", params(("account_id" = String, Path), ("key" = String, Path), ("value_id" = String, Path), Scope),
+    responses((status = 204, description = "The value is deleted (the variable stays)")))]
+async fn delete_value(
+    state: web::Data<AppState>,
+    who: KeyOrUser<SitesWrite>,
+    path: web::Path<(String, String, String)>,
+    scope: web::Query<Scope>,
+) -> ApiResult<HttpResponse> {
+    let o = owner(&state, &who, &path.0, &scope)?;
+    let mut var = find(&state, &o, &path.1)?;
+    let before = var.values.len();
+    var.values.retain(|v| v.id != path.2);
+    if var.values.len() == before {
+        return Err(ApiError::NotFound("environment variable value"));
+    }
+    var.updated_at = Timestamp::now();
+    state.store.env().put(&o.reseller_id, &o.user_id, &var)?;
     Ok(no_content())
 }

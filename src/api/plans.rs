@@ -58,6 +58,7 @@ struct CreatePlan {
     max_bandwidth_mb_month: Option<u64>,
     max_domains: Option<u64>,
     max_submissions_month: Option<u64>,
+    max_build_minutes_month: Option<u64>,
     /// `block` (the default) or `notify`.
     #[serde(default)]
     overuse: Overuse,
@@ -81,6 +82,7 @@ async fn create(
         max_bandwidth_mb_month: b.max_bandwidth_mb_month,
         max_domains: b.max_domains,
         max_submissions_month: b.max_submissions_month,
+        max_build_minutes_month: b.max_build_minutes_month,
     };
     let plan =
         state
@@ -147,6 +149,9 @@ struct UpdatePlan {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(nullable, value_type = Option<u64>)]
     max_submissions_month: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(nullable, value_type = Option<u64>)]
+    max_build_minutes_month: Option<Option<u64>>,
     overuse: Option<Overuse>,
 }
 
@@ -177,6 +182,7 @@ async fn update(
         (&mut l.max_bandwidth_mb_month, b.max_bandwidth_mb_month),
         (&mut l.max_domains, b.max_domains),
         (&mut l.max_submissions_month, b.max_submissions_month),
+        (&mut l.max_build_minutes_month, b.max_build_minutes_month),
     ] {
         if let Some(value) = value {
             *field = value;

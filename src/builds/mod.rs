@@ -186,11 +186,7 @@ impl Runner {
                     let outcome = self.run(slot, &build);
                     let now = Timestamp::now();
                     let seconds = started.elapsed().as_secs().max(1);
-                    if let Err(e) = self
-                        .store
-                        .builds()
-                        .count_seconds(&build.site_id, seconds, now)
-                    {
+                    if let Err(e) = self.store.builds().count_seconds(&build, seconds, now) {
                         tracing::warn!(build = %id, error = %e, "cannot count a build's seconds");
                     }
                     let (state, error) = match outcome {
@@ -247,6 +243,24 @@ impl Runner {
                 .map_or(true, |s| s.is_some());
         if suspended {
             return Err("the site's owner is suspended: builds do not run".into());
+        }
+        let max_minutes = store
+            .plans()
+            .limits_of(&site.reseller_id, &site.user_id)
+            .map_err(|e| e.to_string())?
+            .0
+            .max_build_minutes_month;
+        if let Some(max) = max_minutes {
+            let used = store
+                .builds()
+                .user_seconds(&site.user_id, Timestamp::now())
+                .map_err(|e| e.to_string())?;
+            if used >= max * 60 {
+                return Err(format!(
+                    "quota_exceeded: this month's builds ran {} of the plan's {max} minutes",
+                    used.div_ceil(60)
+                ));
+            }
         }
         let link: RepoLink = store
             .builds()

@@ -755,3 +755,303 @@ async fn netlify_cli_triggers_a_build_and_watches_it_finish() {
     let page = visit(&app, "cli-built.localhost", "/").await.expect(200);
     assert_eq!(page.text, "<h1>triggered</h1>");
 }
+
+#[tokio::test]
+async fn a_plans_build_minutes_and_a_suspension_stop_builds() {
+    let tmp = tempfile::tempdir().unwrap();
+    repo(tmp.path(), &[("index.html", "<h1>static</h1>")]);
+    let port = git_server(tmp.path().to_path_buf());
+    let (app, _builds) = app_with_builds(&[]).await;
+    let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
+    let (token, site, linked, key) =
+        linked_site(&app, "limited", json!({"repo_url": url, "cmd": "true"})).await;
+    let user = linked["user_id"].as_str().unwrap().to_string();
+    // One build runs; then a plan of 0 build minutes refuses the next with quota_exceeded.
+    let b = app
+        .post(&format!("/api/v1/sites/{site}/builds"), &token, json!({}))
+        .await
+        .expect(200);
+    let done = finished(&app, &token, b.body["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "done", "{done}");
+    let plan = app
+        .post(
+            "/api/v1/plans",
+            &key,
+            json!({"name": "No builds", "max_build_minutes_month": 0}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(plan.body["max_build_minutes_month"], 0, "{}", plan.body);
+    app.patch(
+        &format!("/api/v1/users/{user}"),
+        &key,
+        json!({"plan_id": plan.body["id"]}),
+    )
+    .await
+    .expect(200);
+    let b = app
+        .post(&format!("/api/v1/sites/{site}/builds"), &token, json!({}))
+        .await
+        .expect(200);
+    let done = finished(&app, &token, b.body["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "error", "{done}");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("quota_exceeded"),
+        "{done}"
+    );
+    let deploy = app
+        .get(
+            &format!("/api/v1/deploys/{}", done["deploy_id"].as_str().unwrap()),
+            &token,
+        )
+        .await
+        .expect(200);
+    assert!(deploy.body["error_message"]
+        .as_str()
+        .unwrap()
+        .contains("quota_exceeded"));
+    // Unlimited again; a suspended owner's pushes do not build.
+    app.patch(
+        &format!("/api/v1/plans/{}", plan.body["id"].as_str().unwrap()),
+        &key,
+        json!({"max_build_minutes_month": null}),
+    )
+    .await
+    .expect(200);
+    let hook = app
+        .post(
+            &format!("/api/v1/sites/{site}/build_hooks"),
+            &token,
+            json!({"title": "cms"}),
+        )
+        .await
+        .expect(201);
+    app.post(
+        &format!("/api/v1/users/{user}/suspend"),
+        &key,
+        json!({"reason": "unpaid"}),
+    )
+    .await
+    .expect(200);
+    let r = app
+        .client
+        .post(hook.body["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    let done = finished(&app, &key, b["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "error", "{done}");
+    assert!(
+        done["error"].as_str().unwrap().contains("suspended"),
+        "{done}"
+    );
+}
+
+/// The operations of `netlify init --manual` and of builds, hooks, deploy keys and environment
+/// variables, called by their operationIds through the pinned `@netlify/api`.
+const API_SCRIPT: &str = r#"
+import { NetlifyAPI } from '@netlify/api';
+const api = new NetlifyAPI(process.env.TOK, { scheme: 'http', host: '127.0.0.1:' + process.env.PORT });
+const siteId = process.env.SITE, accountId = process.env.ACCOUNT;
+const out = {};
+// What `netlify init --manual` does: a deploy key, then the repo, then it prints deploy_hook.
+const key = await api.createDeployKey();
+out.key = key;
+const site = await api.updateSite({ siteId, body: { repo: {
+  provider: 'manual', repo_path: process.env.REPO, repo_branch: 'main', allowed_branches: ['main'],
+  deploy_key_id: key.id, base: '', dir: '', functions_dir: 'netlify/functions', cmd: 'true' },
+  plugins: [] } });
+out.deploy_hook = site.deploy_hook;
+out.build_settings = site.build_settings;
+out.keys = (await api.listDeployKeys()).map((k) => k.id);
+out.got_key = (await api.getDeployKey({ keyId: key.id })).public_key;
+const hook = await api.createSiteBuildHook({ siteId, body: { title: 'cms', branch: 'main' } });
+out.hooks = (await api.listSiteBuildHooks({ siteId })).length;
+await api.updateSiteBuildHook({ siteId, id: hook.id, body: { title: 'renamed' } });
+out.hook = await api.getSiteBuildHook({ siteId, id: hook.id });
+await api.deleteSiteBuildHook({ siteId, id: hook.id });
+out.vars = await api.createEnvVars({ accountId, siteId, body: [{ key: 'TOKEN', is_secret: true, values: [{ value: 's3cret-api-value', context: 'all' }] }] });
+await api.setEnvVarValue({ accountId, siteId, key: 'TOKEN', body: { context: 'production', value: 'prod-value' } });
+const got = await api.getEnvVar({ accountId, siteId, key: 'TOKEN' });
+out.env = got;
+await api.deleteEnvVarValue({ accountId, siteId, key: 'TOKEN', id: got.values.find((v) => v.context === 'production').id });
+out.env_after = await api.getEnvVars({ accountId, siteId });
+await api.updateEnvVar({ accountId, siteId, key: 'TOKEN', body: { key: 'TOKEN', values: [{ value: 'plain', context: 'all' }] } });
+out.env_plain = await api.getEnvVar({ accountId, siteId, key: 'TOKEN' });
+await api.deleteEnvVar({ accountId, siteId, key: 'TOKEN' });
+const build = await api.createSiteBuild({ siteId });
+out.build = build;
+out.builds = (await api.listSiteBuilds({ siteId })).map((b) => b.id);
+out.got_build = (await api.getSiteBuild({ buildId: build.id })).deploy_id;
+out.unlinked = (await api.unlinkSiteRepo({ siteId })).build_settings;
+await api.deleteDeployKey({ keyId: key.id });
+try { await api.getDeployKey({ keyId: key.id }); out.after_delete = 'found'; } catch (e) { out.after_delete = e.status; }
+console.log(JSON.stringify(out));
+"#;
+
+#[tokio::test]
+async fn netlify_api_client_links_builds_and_keeps_variables() {
+    crate::netlify::netlify_bin();
+    let (app, _builds) = app_with_builds(&[]).await;
+    let acme = app.reseller("Acme").await;
+    let ann = acme.access_token(&app, "ann@acme.test").await;
+    let site = app
+        .post("/api/v1/sites", &ann.token, json!({"name": "api-built"}))
+        .await
+        .expect(201);
+    let out = tokio::process::Command::new("node")
+        .args(["--input-type=module", "-e", API_SCRIPT])
+        .current_dir(crate::netlify::compat_dir())
+        .env("TOK", &ann.token)
+        .env("PORT", app.http_port().to_string())
+        .env("SITE", site.body["id"].as_str().unwrap())
+        .env("ACCOUNT", &ann.user_id)
+        .env("REPO", "ssh://git@127.0.0.1:9/acme/site.git")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{stdout}"));
+    assert!(
+        v["key"]["public_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("ssh-ed25519 "),
+        "{v}"
+    );
+    assert!(v["key"].get("private_key").is_none());
+    assert!(
+        v["deploy_hook"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/git_hooks/"),
+        "{v}"
+    );
+    assert_eq!(
+        v["build_settings"]["repo_path"],
+        "ssh://git@127.0.0.1:9/acme/site.git"
+    );
+    assert_eq!(v["build_settings"]["provider"], "manual");
+    assert_eq!(v["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(v["got_key"], v["key"]["public_key"]);
+    assert_eq!(v["hooks"], 1);
+    assert_eq!(v["hook"]["title"], "renamed");
+    assert!(v["hook"]["url"]
+        .as_str()
+        .unwrap()
+        .contains("/api/v1/build_hooks/"));
+    // A secret's values are never shown.
+    assert!(
+        !stdout.contains("s3cret-api-value") && !stdout.contains("prod-value"),
+        "{stdout}"
+    );
+    assert_eq!(v["env"]["values"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(
+        v["env_after"][0]["values"].as_array().unwrap().len(),
+        1,
+        "{v}"
+    );
+    assert_eq!(v["env_plain"]["values"][0]["value"], "plain", "{v}");
+    assert_eq!(v["builds"].as_array().unwrap().len(), 1);
+    assert_eq!(v["got_build"], v["build"]["deploy_id"]);
+    assert_eq!(v["unlinked"], json!({}));
+    assert_eq!(v["after_delete"], 404);
+}
+
+/// Starts `sshd` on a loopback port with `authorized` as the only key it accepts (for this
+/// test's user); returns the port and the process.
+fn sshd(dir: &Path, authorized: &str) -> (u16, std::process::Child) {
+    let host_key = dir.join("host_key");
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&host_key)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::write(dir.join("authorized_keys"), format!("{authorized}\n")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\nPidFile none\n",
+            host_key.display(),
+            dir.join("authorized_keys").display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let child = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sshd (Debian package openssh-server)");
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (port, child);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("sshd did not start");
+}
+
+#[tokio::test]
+async fn an_ssh_repository_is_cloned_with_the_sites_deploy_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = repo(tmp.path(), &[("index.html", "<h1>over ssh</h1>")]);
+    let (app, _builds) = app_with_builds(&[]).await;
+    let acme = app.reseller("Acme").await;
+    let ann = acme.access_token(&app, "ann@acme.test").await;
+    let key = app
+        .post("/api/v1/deploy_keys", &ann.token, json!({}))
+        .await
+        .expect(201);
+    let (port, mut server) = sshd(tmp.path(), key.body["public_key"].as_str().unwrap());
+    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    let url = format!("ssh://{user}@127.0.0.1:{port}{}", bare.display());
+    let site = app
+        .post("/api/v1/sites", &ann.token, json!({"name": "over-ssh"}))
+        .await
+        .expect(201);
+    let id = site.body["id"].as_str().unwrap();
+    // An SSH repository without a key is refused before anything changes.
+    app.patch(
+        &format!("/api/v1/sites/{id}"),
+        &ann.token,
+        json!({"repo": {"repo_url": url}}),
+    )
+    .await
+    .expect_error(400, "invalid_request");
+    app.patch(
+        &format!("/api/v1/sites/{id}"),
+        &ann.token,
+        json!({"repo": {"repo_url": url, "deploy_key_id": key.body["id"]}}),
+    )
+    .await
+    .expect(200);
+    let b = app
+        .post(&format!("/api/v1/sites/{id}/builds"), &ann.token, json!({}))
+        .await
+        .expect(200);
+    let done = finished(&app, &ann.token, b.body["id"].as_str().unwrap()).await;
+    let log = log_text(&app, &ann.token, done["deploy_id"].as_str().unwrap()).await;
+    let _ = server.kill();
+    assert_eq!(done["state"], "done", "{log}");
+    let page = visit(&app, "over-ssh.localhost", "/").await.expect(200);
+    assert_eq!(page.text, "<h1>over ssh</h1>");
+}

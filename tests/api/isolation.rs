@@ -309,6 +309,8 @@ pub(crate) fn rows() -> Vec<Row> {
         row(PUT, "/accounts/{user}/env/{env_key}", Ids).json(r#"{"key": "x", "values": [{"value": "w"}]}"#),
         row(PATCH, "/accounts/{user}/env/{env_key}", Ids).json(r#"{"value": "z", "context": "production"}"#),
         row(DELETE, "/accounts/{user}/env/{env_key}", Ids).fresh(&["env_key"]),
+        // The fixture's value id is not known here: an allowed caller reaches "value not found".
+        row(DELETE, "/accounts/{user}/env/{env_key}/value/{user}", Ids).ok(404, "not_found"),
         // Builds from git: the fixture site has no repository; `{built}` has one (unreachable).
         row(POST, "/deploy_keys", Own).cleanup("/deploy_keys/{created}"),
         row(GET, "/deploy_keys", Own),

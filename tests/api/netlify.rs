@@ -5,7 +5,7 @@ use crate::helpers::{reply, Reply, TestApp};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-fn compat_dir() -> PathBuf {
+pub(crate) fn compat_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat")
 }
 

@@ -137,6 +137,10 @@ fn limit(what: &str, max: usize) -> StoreError {
     )
 }
 
+fn user_seconds_key(user_id: &str, month: &str) -> String {
+    format!("user_build_seconds/{user_id}/{month}")
+}
+
 fn log_key(build_id: &str, seq: u32) -> Vec<u8> {
     let mut k = format!("{build_id}/").into_bytes();
     k.extend_from_slice(&seq.to_be_bytes());
@@ -522,14 +526,24 @@ impl Builds<'_> {
 
     /// Counts the seconds a build of `site_id` ran, in the month it ended (`/usage`'s
     /// `build_seconds`).
-    pub fn count_seconds(&self, site_id: &str, seconds: u64, now: Timestamp) -> StoreResult<()> {
-        let key = super::usage::build_seconds_key(site_id, &super::usage::month_of(now));
+    pub fn count_seconds(&self, build: &Build, seconds: u64, now: Timestamp) -> StoreResult<()> {
+        let month = super::usage::month_of(now);
+        let site_key = super::usage::build_seconds_key(&build.site_id, &month);
+        let user_key = user_seconds_key(&build.user_id, &month);
         let t = &self.0.t;
         t.counters.transaction(|c| {
-            super::bump(c, &key, seconds as i64)?;
+            super::bump(c, &site_key, seconds as i64)?;
+            super::bump(c, &user_key, seconds as i64)?;
             Ok::<_, crate::kv::ConflictableTransactionError<StoreError>>(())
         })?;
         Ok(())
+    }
+
+    /// Seconds a user's builds ran in the month of `now` (what `max_build_minutes_month`
+    /// limits).
+    pub fn user_seconds(&self, user_id: &str, now: Timestamp) -> StoreResult<u64> {
+        let key = user_seconds_key(user_id, &super::usage::month_of(now));
+        Ok(super::count_of(self.0.t.counters.get(key.as_bytes())?).max(0) as u64)
     }
 
     // Logs.

@@ -3,7 +3,8 @@
 //! and the reseller's. The counts are checked in the same transaction (or under the same lock)
 //! as the write they limit, so two concurrent calls cannot both pass a limit of one.
 
-use super::{decode, encode, get, Store};
+use super::codec::{decode_as, encode_as};
+use super::{encode, get, Store};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{new_id, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,80 @@ pub struct Limits {
     pub max_bandwidth_mb_month: Option<u64>,
     pub max_domains: Option<u64>,
     pub max_submissions_month: Option<u64>,
+    /// Minutes of builds from git a month (data layout 2 of plans and caps).
+    pub max_build_minutes_month: Option<u64>,
+}
+
+/// The layout of plans and the operator's caps since builds from git (their `Limits` gained
+/// `max_build_minutes_month`); records of layout 1 are read as `PlanV1`/`ResellerLimitsV1`.
+const RECORD: u8 = 2;
+
+#[derive(Deserialize)]
+struct LimitsV1 {
+    max_sites: Option<u64>,
+    max_storage_mb: Option<u64>,
+    max_bandwidth_mb_month: Option<u64>,
+    max_domains: Option<u64>,
+    max_submissions_month: Option<u64>,
+}
+
+impl From<LimitsV1> for Limits {
+    fn from(l: LimitsV1) -> Limits {
+        Limits {
+            max_sites: l.max_sites,
+            max_storage_mb: l.max_storage_mb,
+            max_bandwidth_mb_month: l.max_bandwidth_mb_month,
+            max_domains: l.max_domains,
+            max_submissions_month: l.max_submissions_month,
+            max_build_minutes_month: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PlanV1 {
+    id: String,
+    name: String,
+    limits: LimitsV1,
+    overuse: Overuse,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl From<PlanV1> for Plan {
+    fn from(p: PlanV1) -> Plan {
+        Plan {
+            id: p.id,
+            name: p.name,
+            limits: p.limits.into(),
+            overuse: p.overuse,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ResellerLimitsV1 {
+    max_users: Option<u64>,
+    per_user: LimitsV1,
+}
+
+impl From<ResellerLimitsV1> for ResellerLimits {
+    fn from(l: ResellerLimitsV1) -> ResellerLimits {
+        ResellerLimits {
+            max_users: l.max_users,
+            per_user: l.per_user.into(),
+        }
+    }
+}
+
+fn read_plan(raw: &[u8]) -> StoreResult<Plan> {
+    decode_as::<Plan, PlanV1>(RECORD, raw)
+}
+
+fn read_caps(raw: &[u8]) -> StoreResult<ResellerLimits> {
+    decode_as::<ResellerLimits, ResellerLimitsV1>(RECORD, raw)
 }
 
 /// (Stored with bincode, which cannot read `#[serde(flatten)]`: the API's views flatten.)
@@ -111,10 +186,10 @@ impl Plans<'_> {
             created_at: now,
             updated_at: now,
         };
-        self.0
-            .t
-            .plans
-            .insert(plan_key(reseller_id, &plan.id).as_bytes(), encode(&plan))?;
+        self.0.t.plans.insert(
+            plan_key(reseller_id, &plan.id).as_bytes(),
+            encode_as(RECORD, &plan),
+        )?;
         Ok(plan)
     }
 
@@ -124,20 +199,30 @@ impl Plans<'_> {
             .plans
             .scan_prefix(format!("{reseller_id}/").as_bytes())
             .values()
-            .map(|v| decode(&v?))
+            .map(|v| read_plan(&v?))
             .collect()
     }
 
     pub fn get(&self, reseller_id: &str, id: &str) -> StoreResult<Plan> {
-        get(&self.0.t.plans, &plan_key(reseller_id, id))?.ok_or(StoreError::NotFound("plan"))
+        self.find(reseller_id, id)?
+            .ok_or(StoreError::NotFound("plan"))
+    }
+
+    fn find(&self, reseller_id: &str, id: &str) -> StoreResult<Option<Plan>> {
+        self.0
+            .t
+            .plans
+            .get(plan_key(reseller_id, id).as_bytes())?
+            .map(|raw| read_plan(&raw))
+            .transpose()
     }
 
     pub fn put(&self, reseller_id: &str, plan: &Plan) -> StoreResult<()> {
         self.get(reseller_id, &plan.id)?;
-        self.0
-            .t
-            .plans
-            .insert(plan_key(reseller_id, &plan.id).as_bytes(), encode(plan))?;
+        self.0.t.plans.insert(
+            plan_key(reseller_id, &plan.id).as_bytes(),
+            encode_as(RECORD, plan),
+        )?;
         Ok(())
     }
 
@@ -217,7 +302,7 @@ impl Plans<'_> {
             None => self.default_plan_id(reseller_id)?,
         };
         Ok(match id {
-            Some(id) => get(&self.0.t.plans, &plan_key(reseller_id, &id))?,
+            Some(id) => self.find(reseller_id, &id)?,
             None => None,
         })
     }
@@ -228,7 +313,14 @@ impl Plans<'_> {
         if !self.0.any_limits.load(std::sync::atomic::Ordering::Acquire) {
             return Ok(ResellerLimits::default());
         }
-        Ok(get(&self.0.t.plan_settings, &limits_key(reseller_id))?.unwrap_or_default())
+        Ok(self
+            .0
+            .t
+            .plan_settings
+            .get(limits_key(reseller_id).as_bytes())?
+            .map(|raw| read_caps(&raw))
+            .transpose()?
+            .unwrap_or_default())
     }
 
     /// True if limits are stored for some reseller (read at open, and again when another node
@@ -245,10 +337,10 @@ impl Plans<'_> {
         self.0
             .any_limits
             .store(true, std::sync::atomic::Ordering::Release);
-        self.0
-            .t
-            .plan_settings
-            .insert(limits_key(reseller_id).as_bytes(), encode(limits))?;
+        self.0.t.plan_settings.insert(
+            limits_key(reseller_id).as_bytes(),
+            encode_as(RECORD, limits),
+        )?;
         self.0.db.announce(&[LIMITS_TOPIC]);
         Ok(())
     }
@@ -272,6 +364,10 @@ impl Plans<'_> {
                 max_submissions_month: tighter(
                     plan.max_submissions_month,
                     caps.max_submissions_month,
+                ),
+                max_build_minutes_month: tighter(
+                    plan.max_build_minutes_month,
+                    caps.max_build_minutes_month,
                 ),
             },
             overuse,
