@@ -968,9 +968,19 @@ async fn netlify_api_client_links_builds_and_keeps_variables() {
     assert_eq!(v["after_delete"], 404);
 }
 
+/// An `sshd` for one test, stopped when dropped.
+struct Sshd(std::process::Child);
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `sshd` on a loopback port with `authorized` as the only key it accepts (for this
 /// test's user); returns the port and the process.
-fn sshd(dir: &Path, authorized: &str) -> (u16, std::process::Child) {
+fn sshd(dir: &Path, authorized: &str) -> (u16, Sshd) {
     let host_key = dir.join("host_key");
     let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -995,12 +1005,14 @@ fn sshd(dir: &Path, authorized: &str) -> (u16, std::process::Child) {
     )
     .unwrap();
     std::fs::create_dir_all("/run/sshd").unwrap();
-    let child = Command::new("/usr/sbin/sshd")
-        .args(["-D", "-e", "-f"])
-        .arg(&config)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start sshd (Debian package openssh-server)");
+    let child = Sshd(
+        Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start sshd (Debian package openssh-server)"),
+    );
     for _ in 0..50 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return (port, child);
@@ -1021,7 +1033,7 @@ async fn an_ssh_repository_is_cloned_with_the_sites_deploy_key() {
         .post("/api/v1/deploy_keys", &ann.token, json!({}))
         .await
         .expect(201);
-    let (port, mut server) = sshd(tmp.path(), key.body["public_key"].as_str().unwrap());
+    let (port, server) = sshd(tmp.path(), key.body["public_key"].as_str().unwrap());
     let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
     let url = format!("ssh://{user}@127.0.0.1:{port}{}", bare.display());
     let site = app
@@ -1050,7 +1062,7 @@ async fn an_ssh_repository_is_cloned_with_the_sites_deploy_key() {
         .expect(200);
     let done = finished(&app, &ann.token, b.body["id"].as_str().unwrap()).await;
     let log = log_text(&app, &ann.token, done["deploy_id"].as_str().unwrap()).await;
-    let _ = server.kill();
+    drop(server);
     assert_eq!(done["state"], "done", "{log}");
     let page = visit(&app, "over-ssh.localhost", "/").await.expect(200);
     assert_eq!(page.text, "<h1>over ssh</h1>");
