@@ -89,3 +89,36 @@ export function upload(method, path, body, contentType, onProgress) {
     xhr.send(body);
   });
 }
+
+/** Follows a server-sent event stream (a build's log): `onEvent(type, data)` for each event as
+ * it comes. Resolves when the stream ends; rejects with ApiError, as `api` does. (EventSource
+ * cannot send the Authorization header, so this reads the stream itself.) */
+export async function follow(path, onEvent, signal) {
+  const c = credential();
+  const headers = { Accept: "text/event-stream" };
+  if (c) headers.Authorization = authorization(c);
+  const resp = await fetch(`/api/v1${path}`, { headers, signal });
+  if (!resp.ok) {
+    let err = {};
+    try { err = await resp.json(); } catch { /* not JSON */ }
+    throw new ApiError(resp.status, err.error || "error", err.message || resp.statusText);
+  }
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let type = "message", data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event: ")) type = line.slice(7);
+        else if (line.startsWith("data: ")) data += line.slice(6);
+      }
+      onEvent(type, data ? JSON.parse(data) : null);
+    }
+  }
+}

@@ -403,11 +403,13 @@ fn enqueue(
         ApiError::invalid("the site is not linked to a repository: PATCH it with a repo first")
     })?;
     let branch = valid_branch(branch.unwrap_or(&link.repo_branch))?;
+    // Another branch than the site's is a branch deploy: built and kept, not published.
+    let draft = branch != link.repo_branch;
     let build =
         state
             .store
             .builds()
-            .enqueue(site, &branch, title, clear_cache, Timestamp::now())?;
+            .enqueue(site, &branch, title, clear_cache, draft, Timestamp::now())?;
     state.builds.wake();
     Ok(build)
 }

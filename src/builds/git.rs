@@ -145,6 +145,8 @@ pub fn clone(
         "-c",
         "protocol.file.allow=never",
         "clone",
+        // (git's progress would name the server's own directories in the tenant's log)
+        "--quiet",
         "--depth",
         "1",
         "--single-branch",

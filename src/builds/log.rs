@@ -160,7 +160,10 @@ impl Inner {
             .builds()
             .append_log(&self.build_id, self.next, &lines)
         {
-            Ok(next) => self.next = next,
+            Ok(next) => {
+                self.next = next;
+                super::durable(&self.store);
+            }
             Err(e) => {
                 tracing::warn!(build = %self.build_id, error = %e, "cannot store a build's log")
             }

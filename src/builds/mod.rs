@@ -335,7 +335,12 @@ impl Runner {
 
         if let Some(cmd) = link.cmd.as_deref().filter(|c| !c.trim().is_empty()) {
             log.section("building").line(&format!("$ {cmd}"));
-            let env = build_env(store, &site, build, &sha, log)?;
+            let context = if build.branch == link.repo_branch {
+                "production"
+            } else {
+                "branch-deploy"
+            };
+            let env = build_env(store, &site, build, &sha, context, log)?;
             let proxy_log = log.clone();
             let _proxy = net::start(&work.join("net"), uid, move |target| {
                 proxy_log.line(&format!("Network: refused a connection to {target}"));
@@ -507,13 +512,14 @@ fn build_env(
     site: &crate::store::sites::Site,
     build: &Build,
     sha: &str,
+    context: &str,
     log: &log::Log,
 ) -> Result<Vec<(String, String)>, String> {
     let mut env = vec![
         ("BRANCH".to_string(), build.branch.clone()),
         ("HEAD".into(), build.branch.clone()),
         ("COMMIT_REF".into(), sha.to_string()),
-        ("CONTEXT".into(), "production".into()),
+        ("CONTEXT".into(), context.to_string()),
         ("BUILD_ID".into(), build.id.clone()),
         ("DEPLOY_ID".into(), build.deploy_id.clone()),
         ("SITE_ID".into(), site.id.clone()),
@@ -521,7 +527,7 @@ fn build_env(
     ];
     let vars = store
         .env()
-        .for_build(&site.reseller_id, &site.user_id, &site.id, "production")
+        .for_build(&site.reseller_id, &site.user_id, &site.id, context)
         .map_err(|e| e.to_string())?;
     let mut secrets = Vec::new();
     for (key, value, secret) in vars {

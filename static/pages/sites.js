@@ -1,6 +1,6 @@
 // Sites: create one for a client, deploy a folder or a zip by dropping it (through the same deploy
 // API as the CLI, with a progress bar), deploys with state and rollback, forms, submissions.
-import { api, page, upload, ApiError } from "../api.js";
+import { api, page, upload, follow, ApiError } from "../api.js";
 import { submissionsCsv } from "../csv.js";
 import { h, field, pagedTable, table, badge, when, errorText, submitting } from "../ui.js";
 
@@ -115,6 +115,81 @@ function dropZone(site, box) {
   return zone;
 }
 
+/** Builds from git: link a repository, build now, the site's builds, and a build's log followed
+ * live while it runs. */
+async function builds(site) {
+  const box = h("div", { id: "builds" });
+  const log = h("pre", { id: "build-log", hidden: true });
+  let following = null;
+  const show = async deployId => {
+    following?.abort();
+    following = new AbortController();
+    log.hidden = false;
+    log.replaceChildren();
+    try {
+      await follow(`/deploys/${deployId}/log`, (type, line) => {
+        if (type === "log") log.append(`[${line.section}] ${line.message}\n`);
+        if (type === "done") refresh();
+      }, following.signal);
+    } catch (e) {
+      if (e.name !== "AbortError") log.append(errorText(e));
+    }
+  };
+  const list = h("div", {});
+  const refresh = async () => {
+    const rows = await api("GET", `/sites/${site.id}/builds`);
+    list.replaceChildren(table([
+      { title: "Build", cell: b => h("code", {}, b.id) },
+      { title: "Branch", cell: b => b.branch },
+      { title: "State", cell: b => badge(b.state) },
+      { title: "Commit", cell: b => b.sha ? h("code", {}, b.sha.slice(0, 10)) : "—" },
+      { title: "Started", cell: b => when(b.created_at) },
+      { title: "", actions: true, cell: b => h("button", { class: "secondary", onclick: () => show(b.deploy_id) }, "Log") },
+    ], rows, "No builds yet."));
+  };
+  const settings = site.build_settings || {};
+  if (!settings.repo_url) {
+    const link = submitting(h("form", { class: "inline", id: "link-repo" },
+      field("Repository URL", h("input", { name: "repo_url", required: true, placeholder: "https://x-access-token:TOKEN@git.example.com/me/site.git" })),
+      field("Branch", h("input", { name: "repo_branch", value: "main", required: true })),
+      field("Build command", h("input", { name: "cmd", placeholder: "npm ci && npm run build" })),
+      field("Publish directory", h("input", { name: "dir", placeholder: "dist" })),
+      h("button", { type: "submit" }, "Link repository")), async data => {
+      const linked = await api("PATCH", `/sites/${site.id}`, { repo: {
+        repo_url: data.get("repo_url").trim(), repo_branch: data.get("repo_branch").trim(),
+        cmd: data.get("cmd").trim() || null, dir: data.get("dir").trim() || null } });
+      Object.assign(site, linked);
+      const fresh = await builds(site);
+      fresh.prepend(h("p", { class: "notice", id: "push-webhook" }, "Give your git host this push webhook: ",
+        h("code", {}, linked.deploy_hook), " with the secret ", h("code", {}, linked.deploy_hook_secret),
+        " (shown once)."));
+      box.replaceWith(fresh);
+    });
+    box.append(h("h2", {}, "Builds from git"), h("p", {}, "Link a repository: every push to its branch builds and deploys the site."), link);
+    return box;
+  }
+  box.append(h("h2", {}, "Builds from git"),
+    h("p", {}, h("code", {}, settings.repo_url), ` · branch ${settings.repo_branch}`,
+      settings.cmd ? [" · ", h("code", {}, settings.cmd)] : "", settings.dir ? ` · publishes ${settings.dir}` : ""),
+    h("p", {}, h("button", { id: "build-now", onclick: async () => {
+      try {
+        const b = await api("POST", `/sites/${site.id}/builds`);
+        await refresh();
+        show(b.deploy_id);
+      } catch (e) {
+        log.hidden = false;
+        log.replaceChildren(errorText(e));
+      }
+    } }, "Build now"), " ", h("button", { class: "secondary", onclick: async () => {
+      Object.assign(site, await api("PUT", `/sites/${site.id}/unlink_repo`));
+      site.build_settings = {};
+      box.replaceWith(await builds(site));
+    } }, "Unlink")),
+    list, log);
+  await refresh();
+  return box;
+}
+
 async function details(site, box) {
   box.replaceChildren(h("p", { class: "loading" }, "Loading…"));
   try {
@@ -139,6 +214,7 @@ async function details(site, box) {
             details(site, box);
           } }, "Roll back to this") : null },
       ], deploys, "No deploys yet."),
+      await builds(site),
       await certificate(site),
       h("h2", {}, "Forms"),
       table([{ title: "Name", cell: f => f.name }, { title: "Submissions", cell: f => String(f.submission_count ?? "") }], forms, "No forms detected."),

@@ -190,6 +190,7 @@ async fn linked_site(app: &TestApp, name: &str, repo: Value) -> (String, String,
 
 /// Waits for a build to end; returns it.
 async fn finished(app: &TestApp, token: &str, build_id: &str) -> Value {
+    let mut last = Value::Null;
     for _ in 0..600 {
         let b = app
             .get(&format!("/api/v1/builds/{build_id}"), token)
@@ -198,11 +199,15 @@ async fn finished(app: &TestApp, token: &str, build_id: &str) -> Value {
         if b.body["done"] == json!(true) {
             return b.body;
         }
+        last = b.body;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("the build did not finish");
+    let log = match last["deploy_id"].as_str() {
+        Some(d) => log_text(app, token, d).await,
+        None => String::new(),
+    };
+    panic!("the build did not finish: {last}\n{log}");
 }
-
 async fn log_text(app: &TestApp, token: &str, deploy_id: &str) -> String {
     let log = app
         .get(&format!("/api/v1/deploys/{deploy_id}/log"), token)
@@ -435,6 +440,61 @@ async fn a_linked_repository_builds_in_the_sandbox_and_is_served() {
     assert_eq!(done["state"], "done", "{done}");
     let page = visit(&app, "built.localhost", "/").await.expect(200);
     assert_eq!(page.text, "<h1>rebuilt main hello</h1>");
+    // An allowed branch other than the site's builds a branch deploy: kept, not published,
+    // with CONTEXT=branch-deploy.
+    app.patch(
+        &format!("/api/v1/sites/{site}"),
+        &token,
+        json!({"repo": {"allowed_branches": ["preview"]}}),
+    )
+    .await
+    .expect(200);
+    let work = tmp.path().join("work");
+    git(&work, &["checkout", "-q", "-b", "preview"]);
+    commit(
+        &work,
+        &[(
+            "package.json",
+            &package.replace("built '", "' + process.env.CONTEXT + ' '"),
+        )],
+    );
+    git(
+        &work,
+        &[
+            "push",
+            "-q",
+            tmp.path().join("site.git").to_str().unwrap(),
+            "preview",
+        ],
+    );
+    let b = app
+        .post(
+            &format!("/api/v1/sites/{site}/builds?branch=preview"),
+            &token,
+            json!({}),
+        )
+        .await
+        .expect(200);
+    let done = finished(&app, &token, b.body["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "done", "{done}");
+    let deploy = app
+        .get(
+            &format!("/api/v1/deploys/{}", done["deploy_id"].as_str().unwrap()),
+            &token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(deploy.body["state"], "ready");
+    assert_eq!(deploy.body["branch"], "preview");
+    assert!(deploy.body["published_at"].is_null(), "{}", deploy.body);
+    let page = visit(&app, "built.localhost", "/").await.expect(200);
+    assert_eq!(
+        page.text, "<h1>rebuilt main hello</h1>",
+        "production still serves main"
+    );
+    let preview = format!("{}--built.localhost", done["deploy_id"].as_str().unwrap());
+    let page = visit(&app, &preview, "/").await.expect(200);
+    assert_eq!(page.text, "<h1>branch-deploy preview hello</h1>");
     // GitLab's token and Gitea's signature are accepted too.
     for headers in [
         vec![
@@ -498,56 +558,37 @@ async fn hostile_builds_each_fail_alone_and_the_server_keeps_serving() {
     let (token, site, _, _) = linked_site(&app, "hostile", json!({"repo_url": url})).await;
     let api_port = app.http_port();
 
-    // An endless loop is killed at the time limit, every process of it.
-    let (b, log) = build_with(
-        &app,
-        &token,
-        &site,
-        "sh -c 'while :; do :; done' # endless-7x",
-    )
-    .await;
-    assert_eq!(b["state"], "error", "{log}");
-    assert!(b["error"].as_str().unwrap().contains("time limit"), "{b}");
-    assert_eq!(processes_with("endless-7[x]"), 0);
-
-    // A fork bomb meets the process limit and the time limit.
-    let (b, log) = build_with(
-        &app,
-        &token,
-        &site,
-        "bomb() { bomb | bomb & }; bomb; sleep 30 # forkbomb-7x",
-    )
-    .await;
-    assert_eq!(b["state"], "error", "{log}");
-    assert_eq!(processes_with("forkbomb-7[x]"), 0);
-
-    // A memory hog dies alone.
-    let (b, log) = build_with(
-        &app,
-        &token,
-        &site,
-        "node -e 'const a=[]; for(;;) a.push(Buffer.alloc(1<<20, 1))'",
-    )
-    .await;
-    assert_eq!(b["state"], "error", "{log}");
-    assert!(
-        b["error"].as_str().unwrap().contains("exited with status"),
-        "{b}"
-    );
-
-    // A disk filler is stopped at the disk limit.
-    let (b, log) = build_with(
-        &app,
-        &token,
-        &site,
-        "for i in $(seq 200); do head -c 1000000 /dev/zero > f$i; done; sleep 30",
-    )
-    .await;
-    assert_eq!(b["state"], "error", "{log}");
-    assert!(
-        b["error"].as_str().unwrap().contains("MiB of disk"),
-        "{b}\n{log}"
-    );
+    // Each hostile build fails with its reason, and leaves no process behind (the markers are
+    // in their command lines).
+    let hostile = [
+        // An endless loop is killed at the time limit, every process of it.
+        ("sh -c 'while :; do :; done' # endless-7x", "time limit"),
+        // A fork bomb meets the process limit, then the time limit.
+        (
+            "bomb() { bomb | bomb & }; bomb; sleep 30 # forkbomb-7x",
+            "time limit",
+        ),
+        // A memory hog dies alone.
+        (
+            "node -e 'const a=[]; for(;;) a.push(Buffer.alloc(1<<20, 1))' # hog-7x",
+            "exited with status",
+        ),
+        // A disk filler is stopped at the disk limit.
+        (
+            "for i in $(seq 200); do head -c 1000000 /dev/zero > f$i; done; sleep 30 # filler-7x",
+            "MiB of disk",
+        ),
+    ];
+    for (cmd, reason) in hostile {
+        let (b, log) = build_with(&app, &token, &site, cmd).await;
+        assert_eq!(b["state"], "error", "{cmd}\n{log}");
+        assert!(
+            b["error"].as_str().unwrap().contains(reason),
+            "{cmd}: {b}\n{log}"
+        );
+        let marker = cmd.rsplit("# ").next().unwrap().replace("-7x", "-7[x]");
+        assert_eq!(processes_with(&marker), 0, "{cmd} left processes");
+    }
 
     // The network reaches neither the host's loopback (the API) nor the metadata address,
     // directly or through the build's proxy.

@@ -2,10 +2,10 @@
 // real resellerd binary. Saves screenshots of every main page at desktop width and at 375 px.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { request } from "node:http";
-import { mkdtempSync, readFileSync, mkdirSync, rmSync } from "node:fs";
+import { request, createServer } from "node:http";
+import { mkdtempSync, readFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -75,6 +75,43 @@ function edgeGet(url, host) {
     req.on("error", reject);
     req.end();
   });
+}
+
+/** A git repository `dir/site.git` with `files` on branch main, served over smart HTTP by
+ * `git http-backend` on loopback. Resolves to its URL. */
+async function gitServer(dir, files) {
+  const work = join(dir, "work");
+  mkdirSync(work, { recursive: true });
+  const git = (cwd, ...args) => execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@t.test", ...args], { cwd });
+  git(work, "init", "-q", "-b", "main");
+  for (const [path, content] of Object.entries(files)) writeFileSync(join(work, path), content);
+  git(work, "add", "-A");
+  git(work, "commit", "-q", "-m", "site");
+  git(dir, "clone", "-q", "--bare", "work", "site.git");
+  const srv = createServer((req, res) => {
+    const [path, query = ""] = req.url.split("?");
+    const cgi = spawn("git", ["http-backend"], { env: { ...process.env, GIT_PROJECT_ROOT: dir, GIT_HTTP_EXPORT_ALL: "1",
+      PATH_INFO: path, QUERY_STRING: query, REQUEST_METHOD: req.method, CONTENT_TYPE: req.headers["content-type"] || "",
+      GIT_PROTOCOL: req.headers["git-protocol"] || "" } });
+    req.pipe(cgi.stdin);
+    const chunks = [];
+    cgi.stdout.on("data", c => chunks.push(c));
+    cgi.on("close", () => {
+      const out = Buffer.concat(chunks);
+      const split = out.indexOf("\r\n\r\n");
+      const head = out.subarray(0, split).toString().split("\r\n");
+      let status = 200;
+      for (const line of head) {
+        const [k, v] = [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 1).trim()];
+        if (k.toLowerCase() === "status") status = parseInt(v, 10);
+        else if (k) res.setHeader(k, v);
+      }
+      res.writeHead(status);
+      res.end(out.subarray(split + 4));
+    });
+  });
+  await new Promise(resolve => srv.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${srv.address().port}/site.git`, close: () => srv.close() };
 }
 
 async function snap(page, name) {
@@ -363,6 +400,23 @@ test("operator and reseller work through the panel", async () => {
   await page.waitForSelector("#deploy-status >> text=Deployed: ready, published.");
   assert.equal((await edgeGet(`${base}/`, "landing.sites.acme.test")).body, "<h1>chosen landing</h1>");
   await snap(page, "site-deploy");
+
+  // Builds from git: link a repository in the panel, build now, follow the log as it runs.
+  const repo = await gitServer(mkdtempSync(join(tmpdir(), "resellerd-git-")), {
+    "build.sh": "mkdir -p out && echo '<h1>built from git</h1>' > out/index.html && echo building done",
+  });
+  await page.fill("#link-repo input[name=repo_url]", repo.url);
+  await page.fill("#link-repo input[name=cmd]", "sh build.sh");
+  await page.fill("#link-repo input[name=dir]", "out");
+  await page.click("#link-repo button[type=submit]");
+  await page.waitForSelector("#push-webhook >> text=/git_hooks/");
+  await page.click("#build-now");
+  await page.waitForSelector("#build-log >> text=building done");
+  await page.waitForSelector("#build-log >> text=Build finished");
+  await page.waitForSelector("#builds .badge >> text=done");
+  assert.equal((await edgeGet(`${base}/`, "landing.sites.acme.test")).body, "<h1>built from git</h1>\n");
+  await snap(page, "site-builds");
+  repo.close();
   await page.goto(`${base}/admin/#users`);
   await page.waitForSelector("tr:has-text('client@shop.test') >> td >> text=shop");
   await page.goto(`${base}/admin/#sites`);

@@ -259,14 +259,16 @@ impl Builds<'_> {
 
     // Builds.
 
-    /// Queues a build of `branch` with its deploy (state `enqueued`). Older builds of the same
-    /// site and branch still waiting are canceled: the newest push wins.
+    /// Queues a build of `branch` with its deploy (state `enqueued`; a draft, not published,
+    /// when `draft`: a branch deploy). Older builds of the same site and branch still waiting
+    /// are canceled: the newest push wins.
     pub fn enqueue(
         &self,
         site: &super::sites::Site,
         branch: &str,
         title: Option<String>,
         clear_cache: bool,
+        draft: bool,
         now: Timestamp,
     ) -> StoreResult<Build> {
         let _counting = self.0.quota_guard()?;
@@ -295,7 +297,7 @@ impl Builds<'_> {
         let deploy = self.0.deploys().create_enqueued(
             site,
             super::deploys::NewDeploy {
-                draft: false,
+                draft,
                 title: title.clone(),
                 branch: Some(branch.to_string()),
             },
