@@ -70,6 +70,14 @@ pub fn configure_app(
             .route("/", web::get().to(api::ops::api_index))
             .default_service(web::to(api::ops::not_found)),
     )
+    .route(
+        "/team/{account}/integrations/installations/meta/{site}",
+        web::get().to(api::ops::no_extensions),
+    )
+    .route(
+        "/site/{site}/integrations/safe",
+        web::get().to(api::ops::no_extensions),
+    )
     .route("/healthz", web::get().to(api::ops::healthz))
     .route("/readyz", web::get().to(api::ops::readyz))
     .route("/metrics", web::get().to(api::ops::metrics))

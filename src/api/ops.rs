@@ -4,6 +4,14 @@ use crate::error::ApiError;
 use crate::AppState;
 use actix_web::{web, HttpResponse};
 
+/// Netlify's extensions ("integrations") of a site, which `netlify build` and `netlify deploy`
+/// ask the API host for (`/team/{account}/integrations/installations/meta/{site}`,
+/// `/site/{site}/integrations/safe`, outside `/api/v1`): resellerd has none, so always `[]`,
+/// whoever asks (the answer says nothing about any site).
+pub async fn no_extensions() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!([]))
+}
+
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }

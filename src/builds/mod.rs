@@ -34,6 +34,27 @@ fn durable(store: &Store) {
     });
 }
 
+/// The first host user id of this server's build slots when it runs as root: one of 4,096
+/// ranges of 64 above `sandbox::BASE_UID`, chosen by the build dir, so two servers on one host
+/// (each with its own build dir) do not share users, process counts, or the cleanup that kills
+/// a slot's processes.
+fn uid_base(dir: &Path) -> u32 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(dir.as_os_str().as_encoded_bytes());
+    let range = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 4096;
+    sandbox::BASE_UID + range * 64
+}
+
+impl Config {
+    /// The host user a build slot runs as: its own when the server is root, else None (the
+    /// server's own).
+    fn slot_uid(&self, slot: usize) -> Option<u32> {
+        rustix::process::getuid()
+            .is_root()
+            .then(|| uid_base(&self.dir) + (slot as u32 % 64))
+    }
+}
+
 /// What every build runs under (`--build-*`).
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -184,6 +205,10 @@ impl Runner {
                     let id = build.id.clone();
                     let started = Instant::now();
                     let outcome = self.run(slot, &build);
+                    // Whatever of the build is still running dies with it.
+                    if let Some(uid) = self.config.slot_uid(slot) {
+                        sandbox::kill_user(uid);
+                    }
                     let now = Timestamp::now();
                     let seconds = started.elapsed().as_secs().max(1);
                     if let Err(e) = self.store.builds().count_seconds(&build, seconds, now) {
@@ -273,7 +298,7 @@ impl Runner {
             .deploys()
             .set_building(&build.deploy_id, true, Timestamp::now())
             .map_err(|e| e.to_string())?;
-        let uid = (rustix::process::getuid().is_root()).then(|| sandbox::BASE_UID + slot as u32);
+        let uid = self.config.slot_uid(slot);
         let work = self.config.dir.join("work").join(&build.id);
         let _ = std::fs::remove_dir_all(&work);
         let _cleanup = RemoveOnDrop(work.clone());
@@ -583,6 +608,19 @@ pub fn start(store: Store, config: Config) -> Arc<Runner> {
             "builds interrupted by the last stop are queued again"
         ),
         Err(e) => tracing::warn!(error = %e, "cannot recover interrupted builds"),
+    }
+    // What a stopped server's builds left running is killed before anything starts again.
+    for slot in 0..config.concurrency.max(1) {
+        if let Some(uid) = config.slot_uid(slot) {
+            let n = sandbox::kill_user(uid);
+            if n > 0 {
+                tracing::info!(
+                    processes = n,
+                    slot,
+                    "killed what a stopped server's build left running"
+                );
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(config.dir.join("work"));
     let runner = Arc::new(Runner {

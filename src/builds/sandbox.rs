@@ -20,7 +20,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The first host user id a build slot runs as when the server is root (slot n: BASE_UID + n).
+/// Above this host user id lie the users build slots run as when the server is root (see
+/// `builds::Config::slot_uid`).
 pub const BASE_UID: u32 = 1_900_000;
 
 /// Where things are inside the sandbox.
@@ -319,6 +320,47 @@ pub fn dir_size(dir: &Path, stop: u64) -> u64 {
         }
     }
     total
+}
+
+/// Kills every process of a build slot's own user (when the server is root): what is left of a
+/// build killed at its deadline, or of one a stopped server left behind (bubblewrap's
+/// die-with-parent has a window while the sandbox starts). Returns how many it killed.
+pub fn kill_user(uid: u32) -> usize {
+    let mut killed = 0;
+    // Processes may fork while they are killed: a few rounds, until none is left.
+    for _ in 0..20 {
+        let mut found = 0;
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return killed;
+        };
+        for e in entries.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+                continue;
+            };
+            let real = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u32>().ok());
+            if real != Some(uid) {
+                continue;
+            }
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                if rustix::process::kill_process(pid, rustix::process::Signal::KILL).is_ok() {
+                    found += 1;
+                }
+            }
+        }
+        if found == 0 {
+            break;
+        }
+        killed += found;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    killed
 }
 
 /// Gives a build's directories to the user it runs as (when the server is root).

@@ -94,6 +94,9 @@ pub struct SiteView {
     managed_dns: bool,
     feature_flags: Object,
     build_settings: Object,
+    /// Always true: environment variables live in the `/accounts/{id}/env` API (netlify-cli
+    /// reads them from there for local builds).
+    use_envelope: bool,
     /// Where a git host's push webhook goes (linked sites only).
     #[serde(skip_serializing_if = "Option::is_none")]
     deploy_hook: Option<String>,
@@ -235,6 +238,7 @@ pub fn site_view(views: &Views, reseller: &Reseller, site: &Site) -> StoreResult
         managed_dns: false,
         feature_flags: Object::new(),
         build_settings,
+        use_envelope: true,
         deploy_hook,
         deploy_hook_secret: None,
         capabilities: Object::new(),

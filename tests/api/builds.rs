@@ -633,16 +633,19 @@ async fn a_build_interrupted_by_kill_9_runs_again_once_and_the_queue_stays_consi
         .await
         .expect(200);
     let id = b.body["id"].as_str().unwrap().to_string();
-    for _ in 0..100 {
-        if processes_with("interrupted-7[x]") > 0 {
+    // Killed once the command runs (its log line stored, its sandbox started).
+    let deploy_id = b.body["deploy_id"].as_str().unwrap().to_string();
+    let mut running = false;
+    for _ in 0..200 {
+        let log = log_text(&app, &token, &deploy_id).await;
+        if log.contains("$ sleep 30") && processes_with("interrupted-7[x]") > 0 {
+            running = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        processes_with("interrupted-7[x]") > 0,
-        "the build never started"
-    );
+    assert!(running, "the build never started");
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let app = app.restart().await;
     // The sandbox died with the server.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1107,4 +1110,55 @@ async fn an_ssh_repository_is_cloned_with_the_sites_deploy_key() {
     assert_eq!(done["state"], "done", "{log}");
     let page = visit(&app, "over-ssh.localhost", "/").await.expect(200);
     assert_eq!(page.text, "<h1>over ssh</h1>");
+}
+
+#[tokio::test]
+async fn netlify_cli_builds_locally_with_the_sites_build_settings_and_variables() {
+    let (app, _builds) = app_with_builds(&[]).await;
+    let (token, site, linked, _) = linked_site(
+        &app,
+        "local-built",
+        json!({"repo_url": "https://git.example.com/acme/site.git",
+               "cmd": "mkdir -p out && echo \"<h1>local $GREETING</h1>\" > out/index.html",
+               "dir": "out"}),
+    )
+    .await;
+    let account = linked["account_slug"].as_str().unwrap().to_string();
+    app.post(
+        &format!("/api/v1/accounts/{account}/env?site_id={site}"),
+        &token,
+        json!([{"key": "GREETING", "values": [{"value": "from the env API", "context": "all"}]}]),
+    )
+    .await
+    .expect(201);
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = tokio::process::Command::new(crate::netlify::netlify_bin())
+        .args([
+            "deploy",
+            "--build",
+            "--prod",
+            "--json",
+            "--site",
+            "local-built",
+        ])
+        .current_dir(work.path())
+        .env("HOME", &home)
+        .env("NETLIFY_API_URL", &app.http)
+        .env("NETLIFY_AUTH_TOKEN", &token)
+        .env("CI", "true")
+        .env("NO_UPDATE_NOTIFIER", "1")
+        .env_remove("NETLIFY_SITE_ID")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = visit(&app, "local-built.localhost", "/").await.expect(200);
+    assert_eq!(page.text.trim(), "<h1>local from the env API</h1>");
 }
