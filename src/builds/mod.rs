@@ -46,6 +46,11 @@ fn uid_base(dir: &Path) -> u32 {
 }
 
 impl Config {
+    /// A build slot's mark (`sandbox::SLOT_MARK`): this server's (by its build dir) and the slot.
+    fn slot_mark(&self, slot: usize) -> String {
+        format!("{}-{slot}", uid_base(&self.dir))
+    }
+
     /// The host user a build slot runs as: its own when the server is root, else None (the
     /// server's own).
     fn slot_uid(&self, slot: usize) -> Option<u32> {
@@ -117,6 +122,8 @@ pub struct Runner {
     wake: (Mutex<u64>, Condvar),
     /// Whether `shim` copied the binary since the start.
     shim_copied: Mutex<bool>,
+    /// The builds this process runs now, and when it last looked for orphans.
+    active: Mutex<(std::collections::HashSet<String>, Instant)>,
 }
 
 impl Runner {
@@ -174,6 +181,9 @@ impl Runner {
             }
         };
         let chosen = choose(&queued, &picker)?;
+        // Marked running and counted active under one lock: `adopt_orphans` never sees it
+        // between the two.
+        let mut active = self.active.lock().ok()?;
         let build = match self.store.builds().start(&chosen.id, Timestamp::now()) {
             Ok(Some(b)) => b,
             Ok(None) => return None,
@@ -182,6 +192,8 @@ impl Runner {
                 return None;
             }
         };
+        active.0.insert(build.id.clone());
+        drop(active);
         durable(&self.store);
         *picker.running.entry(build.reseller_id.clone()).or_default() += 1;
         picker
@@ -190,7 +202,41 @@ impl Runner {
         Some(build)
     }
 
+    /// On an embedded database (one server per data dir), a build marked running that no worker
+    /// of this process runs is an orphan: queued again (looked for every 10 s when idle, beside
+    /// the look at start).
+    fn adopt_orphans(&self) {
+        if self.store.is_shared() {
+            return;
+        }
+        let Ok(mut active) = self.active.lock() else {
+            return;
+        };
+        if active.1.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+        active.1 = Instant::now();
+        match self
+            .store
+            .builds()
+            .recover(Timestamp::now(), |b| !active.0.contains(&b.id))
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                durable(&self.store);
+                tracing::warn!(
+                    builds = n,
+                    "builds marked running that nothing ran are queued again"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot look for orphaned builds"),
+        }
+    }
+
     fn done(&self, build: &Build) {
+        if let Ok(mut active) = self.active.lock() {
+            active.0.remove(&build.id);
+        }
         if let Ok(mut p) = self.picker.lock() {
             if let Some(n) = p.running.get_mut(&build.reseller_id) {
                 *n = n.saturating_sub(1);
@@ -205,10 +251,6 @@ impl Runner {
                     let id = build.id.clone();
                     let started = Instant::now();
                     let outcome = self.run(slot, &build);
-                    // Whatever of the build is still running dies with it.
-                    if let Some(uid) = self.config.slot_uid(slot) {
-                        sandbox::kill_user(uid);
-                    }
                     let now = Timestamp::now();
                     let seconds = started.elapsed().as_secs().max(1);
                     if let Err(e) = self.store.builds().count_seconds(&build, seconds, now) {
@@ -225,7 +267,10 @@ impl Runner {
                     self.done(&build);
                     self.sweep_caches();
                 }
-                None => self.sleep(),
+                None => {
+                    self.adopt_orphans();
+                    self.sleep();
+                }
             }
         }
     }
@@ -381,16 +426,20 @@ impl Runner {
                 command: cmd,
                 env: &env,
                 uid,
+                mark: &self.config.slot_mark(slot),
                 limits,
                 time_left: limits.timeout.saturating_sub(started.elapsed()),
             };
             log.flush();
-            match sandbox::run(&job, |l| match l {
+            let outcome = sandbox::run(&job, |l| match l {
                 Some(l) => {
                     log.line(&l);
                 }
                 None => log.tick(),
-            })? {
+            });
+            // Nothing of the command outlives it (before its files are read or removed).
+            sandbox::kill_slot(&self.config.slot_mark(slot), uid);
+            match outcome? {
                 sandbox::Outcome::Exited(0) => {}
                 sandbox::Outcome::Exited(code) => {
                     return Err(format!("the build command exited with status {code}"))
@@ -601,7 +650,12 @@ pub fn start(store: Store, config: Config) -> Arc<Runner> {
     // than any build may run is taken back.
     let cutoff =
         shared.then(|| Timestamp::now().plus_secs(-(config.limits.timeout.as_secs() as i64 + 300)));
-    match store.builds().recover(Timestamp::now(), cutoff) {
+    let recovered = store.builds().recover(Timestamp::now(), |b| {
+        cutoff.is_none_or(|t| b.started_at.is_some_and(|s| s < t))
+    });
+    // (Not flushed here, on the runtime's thread: a stop before the next flush finds the same
+    // builds running and recovers them again.)
+    match recovered {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             builds = n,
@@ -611,15 +665,13 @@ pub fn start(store: Store, config: Config) -> Arc<Runner> {
     }
     // What a stopped server's builds left running is killed before anything starts again.
     for slot in 0..config.concurrency.max(1) {
-        if let Some(uid) = config.slot_uid(slot) {
-            let n = sandbox::kill_user(uid);
-            if n > 0 {
-                tracing::info!(
-                    processes = n,
-                    slot,
-                    "killed what a stopped server's build left running"
-                );
-            }
+        let n = sandbox::kill_slot(&config.slot_mark(slot), config.slot_uid(slot));
+        if n > 0 {
+            tracing::info!(
+                processes = n,
+                slot,
+                "killed what a stopped server's build left running"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(config.dir.join("work"));
@@ -629,6 +681,7 @@ pub fn start(store: Store, config: Config) -> Arc<Runner> {
         picker: Mutex::default(),
         wake: (Mutex::new(0), Condvar::new()),
         shim_copied: Mutex::new(false),
+        active: Mutex::new((Default::default(), Instant::now())),
         config,
     });
     if runner.unavailable.is_none() {

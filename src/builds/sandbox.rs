@@ -143,6 +143,8 @@ pub struct Job<'a> {
     pub env: &'a [(String, String)],
     /// The host user id to run as (when the server is root), else None.
     pub uid: Option<u32>,
+    /// The slot's mark (`SLOT_MARK`), in bubblewrap's own environment.
+    pub mark: &'a str,
     pub limits: &'a Limits,
     /// The time left to the build's deadline.
     pub time_left: Duration,
@@ -210,7 +212,8 @@ pub fn run(job: &Job, mut line: impl FnMut(Option<Line>)) -> Result<Outcome, Str
         "-c",
         job.command,
     ]);
-    cmd.stdin(Stdio::null())
+    cmd.env(SLOT_MARK, job.mark)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(uid) = job.uid {
@@ -322,10 +325,17 @@ pub fn dir_size(dir: &Path, stop: u64) -> u64 {
     total
 }
 
-/// Kills every process of a build slot's own user (when the server is root): what is left of a
-/// build killed at its deadline, or of one a stopped server left behind (bubblewrap's
-/// die-with-parent has a window while the sandbox starts). Returns how many it killed.
-pub fn kill_user(uid: u32) -> usize {
+/// The environment variable bubblewrap itself (not the build) is started with, naming the build
+/// slot: `kill_slot` finds a slot's sandbox by it when builds run as the server's own user.
+pub const SLOT_MARK: &str = "RESELLERD_BUILD_SLOT";
+
+/// Kills what is left of a build slot's sandbox: every process of the slot's own user (when the
+/// server is root), or every process whose environment carries the slot's mark (bubblewrap's
+/// init, whose death ends the sandbox's PID namespace). That is what remains of a build killed at
+/// its deadline, or of one a stopped server left behind (bubblewrap's die-with-parent has a
+/// window while the sandbox starts). Returns how many it killed.
+pub fn kill_slot(mark: &str, uid: Option<u32>) -> usize {
+    let needle = format!("{SLOT_MARK}={mark}\0");
     let mut killed = 0;
     // Processes may fork while they are killed: a few rounds, until none is left.
     for _ in 0..20 {
@@ -337,15 +347,20 @@ pub fn kill_user(uid: u32) -> usize {
             let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
                 continue;
             };
-            let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
-                continue;
-            };
-            let real = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u32>().ok());
-            if real != Some(uid) {
+            let owned = uid.is_some_and(|uid| {
+                std::fs::read_to_string(e.path().join("status")).is_ok_and(|status| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Uid:"))
+                        .and_then(|v| v.split_whitespace().next())
+                        .and_then(|v| v.parse::<u32>().ok())
+                        == Some(uid)
+                })
+            });
+            let marked = !owned
+                && std::fs::read(e.path().join("environ"))
+                    .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_bytes()));
+            if !owned && !marked {
                 continue;
             }
             if let Some(pid) = rustix::process::Pid::from_raw(pid) {

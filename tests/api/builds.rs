@@ -560,30 +560,31 @@ async fn hostile_builds_each_fail_alone_and_the_server_keeps_serving() {
 
     // Each hostile build fails with its reason, and leaves no process behind (the markers are
     // in their command lines).
-    let hostile = [
+    let hostile: [(&str, &[&str]); 4] = [
         // An endless loop is killed at the time limit, every process of it.
-        ("sh -c 'while :; do :; done' # endless-7x", "time limit"),
-        // A fork bomb meets the process limit, then the time limit.
+        ("sh -c 'while :; do :; done' # endless-7x", &["time limit"]),
+        // A fork bomb meets the process limit (its shell may give up first), or the time limit.
         (
             "bomb() { bomb | bomb & }; bomb; sleep 30 # forkbomb-7x",
-            "time limit",
+            &["time limit", "exited with status"],
         ),
         // A memory hog dies alone.
         (
             "node -e 'const a=[]; for(;;) a.push(Buffer.alloc(1<<20, 1))' # hog-7x",
-            "exited with status",
+            &["exited with status"],
         ),
         // A disk filler is stopped at the disk limit.
         (
             "for i in $(seq 200); do head -c 1000000 /dev/zero > f$i; done; sleep 30 # filler-7x",
-            "MiB of disk",
+            &["MiB of disk"],
         ),
     ];
-    for (cmd, reason) in hostile {
+    for (cmd, reasons) in hostile {
         let (b, log) = build_with(&app, &token, &site, cmd).await;
         assert_eq!(b["state"], "error", "{cmd}\n{log}");
+        let error = b["error"].as_str().unwrap();
         assert!(
-            b["error"].as_str().unwrap().contains(reason),
+            reasons.iter().any(|r| error.contains(r)),
             "{cmd}: {b}\n{log}"
         );
         let marker = cmd.rsplit("# ").next().unwrap().replace("-7x", "-7[x]");

@@ -451,14 +451,14 @@ impl Builds<'_> {
         Ok(Some(b))
     }
 
-    /// After a restart: builds that were running are queued again, or failed once they were
-    /// started `MAX_ATTEMPTS` times. Returns how many were queued again.
-    /// With `started_before`, only builds started before it are taken (on a shared database,
-    /// another node may be running the others).
-    pub fn recover(&self, now: Timestamp, started_before: Option<Timestamp>) -> StoreResult<usize> {
+    /// Builds marked running that nobody runs (`orphan` says which: after a restart, all of
+    /// them; on a shared database, only those started longer ago than any build may run) are
+    /// queued again, or failed once they were started `MAX_ATTEMPTS` times. Returns how many
+    /// were queued again.
+    pub fn recover(&self, now: Timestamp, orphan: impl Fn(&Build) -> bool) -> StoreResult<usize> {
         let mut again = 0;
         for mut b in self.running()? {
-            if started_before.is_some_and(|t| b.started_at.is_some_and(|s| s >= t)) {
+            if !orphan(&b) {
                 continue;
             }
             if b.attempts >= MAX_ATTEMPTS {
