@@ -60,6 +60,48 @@ impl Config {
     }
 }
 
+/// How often a running build's heartbeat is written, and how old it may be before the build is
+/// an orphan (its server stopped) that another look queues again.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const ORPHANED_AFTER: i64 = 30;
+
+/// Writes a build's heartbeat every `HEARTBEAT` on a thread of its own until dropped.
+struct Heartbeat(Arc<std::sync::atomic::AtomicBool>);
+
+impl Heartbeat {
+    fn start(store: Store, build_id: String) -> Heartbeat {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let _ = std::thread::Builder::new()
+            .name("build-heartbeat".into())
+            .spawn(move || loop {
+                for _ in 0..HEARTBEAT.as_millis() / 100 {
+                    if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                if let Err(e) = store.builds().beat(&build_id, Timestamp::now()) {
+                    tracing::warn!(build = %build_id, error = %e, "cannot write a build's heartbeat");
+                }
+            });
+        Heartbeat(stop)
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// True for a build marked running whose heartbeat stopped.
+fn silent(b: &Build, now: Timestamp) -> bool {
+    b.heartbeat_at
+        .or(b.started_at)
+        .is_none_or(|t| t < now.plus_secs(-ORPHANED_AFTER))
+}
+
 /// What every build runs under (`--build-*`).
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -202,13 +244,10 @@ impl Runner {
         Some(build)
     }
 
-    /// On an embedded database (one server per data dir), a build marked running that no worker
-    /// of this process runs is an orphan: queued again (looked for every 10 s when idle, beside
-    /// the look at start).
+    /// A build marked running that no worker of this process runs and whose heartbeat stopped
+    /// is an orphan (the server that ran it stopped): queued again. Looked for every 10 s when
+    /// idle, beside the look at start.
     fn adopt_orphans(&self) {
-        if self.store.is_shared() {
-            return;
-        }
         let Ok(mut active) = self.active.lock() else {
             return;
         };
@@ -216,11 +255,9 @@ impl Runner {
             return;
         }
         active.1 = Instant::now();
-        match self
-            .store
-            .builds()
-            .recover(Timestamp::now(), |b| !active.0.contains(&b.id))
-        {
+        match self.store.builds().recover(Timestamp::now(), |b| {
+            !active.0.contains(&b.id) && silent(b, Timestamp::now())
+        }) {
             Ok(0) => {}
             Ok(n) => {
                 durable(&self.store);
@@ -250,7 +287,9 @@ impl Runner {
                 Some(build) => {
                     let id = build.id.clone();
                     let started = Instant::now();
+                    let beat = Heartbeat::start(self.store.clone(), id.clone());
                     let outcome = self.run(slot, &build);
+                    drop(beat);
                     let now = Timestamp::now();
                     let seconds = started.elapsed().as_secs().max(1);
                     if let Err(e) = self.store.builds().count_seconds(&build, seconds, now) {
@@ -645,14 +684,12 @@ pub fn start(store: Store, config: Config) -> Arc<Runner> {
     if let Some(why) = &unavailable {
         tracing::info!(reason = %why, "builds from git cannot run");
     }
+    // On an embedded database this process is the only one: every build marked running is an
+    // orphan. On a shared one, only those whose heartbeat stopped (another node may run the
+    // others).
     let shared = store.is_shared();
-    // On a shared database another node may be running a build: only one started longer ago
-    // than any build may run is taken back.
-    let cutoff =
-        shared.then(|| Timestamp::now().plus_secs(-(config.limits.timeout.as_secs() as i64 + 300)));
-    let recovered = store.builds().recover(Timestamp::now(), |b| {
-        cutoff.is_none_or(|t| b.started_at.is_some_and(|s| s < t))
-    });
+    let now = Timestamp::now();
+    let recovered = store.builds().recover(now, |b| !shared || silent(b, now));
     // (Not flushed here, on the runtime's thread: a stop before the next flush finds the same
     // builds running and recovers them again.)
     match recovered {
@@ -719,6 +756,7 @@ mod tests {
             created_at: Timestamp(n),
             started_at: None,
             finished_at: None,
+            heartbeat_at: None,
         }
     }
 

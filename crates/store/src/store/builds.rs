@@ -103,6 +103,9 @@ pub struct Build {
     pub created_at: Timestamp,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
+    /// Written by the runner every few seconds while the build runs: a running build whose
+    /// heartbeat stopped is an orphan (its server stopped), whichever node looks.
+    pub heartbeat_at: Option<Timestamp>,
 }
 
 impl Build {
@@ -319,6 +322,7 @@ impl Builds<'_> {
             created_at: now,
             started_at: None,
             finished_at: None,
+            heartbeat_at: None,
         };
         self.save(&build)?;
         self.0
@@ -408,8 +412,20 @@ impl Builds<'_> {
         b.state = BuildState::Running;
         b.attempts += 1;
         b.started_at = Some(now);
+        b.heartbeat_at = Some(now);
         self.save(&b)?;
         Ok(Some(b))
+    }
+
+    /// A running build's heartbeat (see `Build::heartbeat_at`).
+    pub fn beat(&self, id: &str, now: Timestamp) -> StoreResult<()> {
+        if let Some(mut b) = self.get(id)? {
+            if b.state == BuildState::Running {
+                b.heartbeat_at = Some(now);
+                self.save(&b)?;
+            }
+        }
+        Ok(())
     }
 
     /// Records the commit a running build checked out.
