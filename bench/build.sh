@@ -2,7 +2,7 @@
 # What a build from git costs: the site of tests/fixtures/npm-site (`npm ci` of one small
 # dependency from the registry, `npm run build`) built by resellerd (clone, sandbox, proxy,
 # deploy) against the same commands run directly on the host, cold (empty npm cache) and warm.
-# Wall time of ROUNDS builds each; the git server is `git http-backend` behind Python's CGI server.
+# Wall time of ROUNDS builds each; the git server is `git http-backend` behind bench/git-server.mjs.
 # Run by hand from the repository root: bash bench/build.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,19 +17,14 @@ trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
 cargo build --release --locked --bin resellerd >/dev/null 2>&1
 
 # The repository, served over smart HTTP.
-mkdir -p "$work/git/work" "$work/git/cgi-bin"
+mkdir -p "$work/git/work"
 cp tests/fixtures/npm-site/* "$work/git/work/"
 (cd "$work/git/work" && git init -q -b main && git add -A && git -c user.name=b -c user.email=b@b.test commit -qm site)
 git clone -q --bare "$work/git/work" "$work/git/repos/site.git"
-cat >"$work/git/cgi-bin/git" <<EOF
-#!/bin/sh
-GIT_PROJECT_ROOT=$work/git/repos GIT_HTTP_EXPORT_ALL=1 exec git http-backend
-EOF
-chmod +x "$work/git/cgi-bin/git"
-(cd "$work/git" && exec python3 -m http.server --cgi 18481 --bind 127.0.0.1 >/dev/null 2>&1) &
+node bench/git-server.mjs "$work/git/repos" 18481 &
 pids+=($!)
 sleep 1
-repo=http://127.0.0.1:18481/cgi-bin/git/site.git
+repo=http://127.0.0.1:18481/site.git
 
 # Directly on the host: a fresh clone, then the commands, with an empty or a filled npm cache.
 host_build() {
