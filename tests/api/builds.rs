@@ -167,6 +167,16 @@ fn serve_git(conn: std::net::TcpStream, root: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A repository with `files` on branch main behind the token-protected git server: its
+/// directory (keep it as long as the test) and its URL with the token.
+fn served_repo(files: &[(&str, &str)]) -> (tempfile::TempDir, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    repo(tmp.path(), files);
+    let port = git_server(tmp.path().to_path_buf());
+    let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
+    (tmp, url)
+}
+
 /// A reseller's user with a site linked to `url`; returns (token, site id, PATCH answer, the
 /// reseller's key).
 async fn linked_site(app: &TestApp, name: &str, repo: Value) -> (String, String, Value, String) {
@@ -279,8 +289,8 @@ async fn a_linked_repository_builds_in_the_sandbox_and_is_served() {
         &[("package.json", package), ("README.md", "hi")],
     );
     let port = git_server(tmp.path().to_path_buf());
-    let (app, _builds) = app_with_builds(&[]).await;
     let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
+    let (app, _builds) = app_with_builds(&[]).await;
     let (token, site, linked, key) = linked_site(
         &app,
         "built",
@@ -540,9 +550,7 @@ fn processes_with(marker: &str) -> usize {
 
 #[tokio::test]
 async fn hostile_builds_each_fail_alone_and_the_server_keeps_serving() {
-    let tmp = tempfile::tempdir().unwrap();
-    repo(tmp.path(), &[("index.html", "<h1>static</h1>")]);
-    let port = git_server(tmp.path().to_path_buf());
+    let (_repo, url) = served_repo(&[("index.html", "<h1>static</h1>")]);
     let (app, _builds) = app_with_builds(&[
         "--build-timeout",
         "8",
@@ -554,7 +562,6 @@ async fn hostile_builds_each_fail_alone_and_the_server_keeps_serving() {
         "64",
     ])
     .await;
-    let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
     let (token, site, _, _) = linked_site(&app, "hostile", json!({"repo_url": url})).await;
     let api_port = app.http_port();
 
@@ -618,11 +625,8 @@ async fn hostile_builds_each_fail_alone_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn a_build_interrupted_by_kill_9_runs_again_once_and_the_queue_stays_consistent() {
-    let tmp = tempfile::tempdir().unwrap();
-    repo(tmp.path(), &[("index.html", "<h1>static</h1>")]);
-    let port = git_server(tmp.path().to_path_buf());
+    let (_repo, url) = served_repo(&[("index.html", "<h1>static</h1>")]);
     let (app, _builds) = app_with_builds(&["--build-timeout", "6"]).await;
-    let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
     let (token, site, _, _) = linked_site(
         &app,
         "interrupted",
@@ -685,8 +689,8 @@ async fn npm_ci_reaches_the_registry_through_the_proxy_and_the_cache_warms_the_n
         .collect();
     repo(tmp.path(), &files);
     let port = git_server(tmp.path().to_path_buf());
-    let (app, builds) = app_with_builds(&[]).await;
     let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
+    let (app, builds) = app_with_builds(&[]).await;
     let (token, site, _, _) = linked_site(
         &app,
         "npm-site",
@@ -746,11 +750,8 @@ async fn npm_ci_reaches_the_registry_through_the_proxy_and_the_cache_warms_the_n
 
 #[tokio::test]
 async fn netlify_cli_triggers_a_build_and_watches_it_finish() {
-    let tmp = tempfile::tempdir().unwrap();
-    repo(tmp.path(), &[("index.html", "<h1>triggered</h1>")]);
-    let port = git_server(tmp.path().to_path_buf());
+    let (_repo, url) = served_repo(&[("index.html", "<h1>triggered</h1>")]);
     let (app, _builds) = app_with_builds(&[]).await;
-    let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
     let (token, site, _, _) = linked_site(
         &app,
         "cli-built",
@@ -803,11 +804,8 @@ async fn netlify_cli_triggers_a_build_and_watches_it_finish() {
 
 #[tokio::test]
 async fn a_plans_build_minutes_and_a_suspension_stop_builds() {
-    let tmp = tempfile::tempdir().unwrap();
-    repo(tmp.path(), &[("index.html", "<h1>static</h1>")]);
-    let port = git_server(tmp.path().to_path_buf());
+    let (_repo, url) = served_repo(&[("index.html", "<h1>static</h1>")]);
     let (app, _builds) = app_with_builds(&[]).await;
-    let url = format!("http://x-access-token:{TOKEN}@127.0.0.1:{port}/site.git");
     let (token, site, linked, key) =
         linked_site(&app, "limited", json!({"repo_url": url, "cmd": "true"})).await;
     let user = linked["user_id"].as_str().unwrap().to_string();
